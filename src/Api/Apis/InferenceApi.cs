@@ -1,0 +1,65 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using SaliencyService.Api.Inference;
+using SaliencyService.Api.Inputs;
+using SaliencyService.Api.Models;
+using SaliencyService.Api.Swagger;
+using SaliencyService.Contracts;
+using SaliencyService.Explain;
+
+namespace SaliencyService.Api.Apis;
+
+/// <summary>Predictions and explanations on a served model.</summary>
+public static class InferenceApi
+{
+    private static readonly MultipartForm InputForm = new(
+        new FormField("image", "PNG or JPEG, resized to the model input and normalised by the manifest. Several parts form a batch (predict only).", Multiple: true),
+        new FormField("tensor", "A float32 .npy array of the model input shape, with or without the batch dimension, used as is."));
+
+    public static IEndpointRouteBuilder MapInference(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/v1/models/{name}").WithTags("Inference");
+
+        group.MapPost("/predict", Predict)
+            .WithName(nameof(Predict))
+            .WithSummary("Predict with ONNX Runtime")
+            .WithDescription("The top-k scores of each input, as the model outputs them, highest first.")
+            .WithMetadata(InputForm)
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
+            .DisableAntiforgery();
+
+        group.MapPost("/explain", Explain)
+            .WithName(nameof(Explain))
+            .WithSummary("Explain a prediction with a saliency map")
+            .WithDescription("Reserved: answers 422 until the explain engine is part of the build (see explain.supported in the descriptor).")
+            .WithMetadata(InputForm)
+            .Produces(StatusCodes.Status200OK, contentType: "image/png", additionalContentTypes: ["application/json", "application/x-npy"])
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
+            .DisableAntiforgery();
+
+        return app;
+    }
+
+    /// <summary>Runs the model on the uploaded inputs.</summary>
+    /// <param name="name">The model.</param>
+    /// <param name="topK">How many of the highest scores to return per input (1–1000).</param>
+    public static async Task<Ok<PredictResponse>> Predict(
+        string name, HttpRequest request, ModelStore store, ModelInputReader inputs, int topK = 5, CancellationToken cancellationToken = default)
+    {
+        using var lease = store.Lease(name);
+        var input = await inputs.ReadAsync(request, lease.Model.Descriptor, allowBatch: true, cancellationToken);
+        return TypedResults.Ok(Predictor.Predict(lease.Model, input, topK));
+    }
+
+    /// <summary>Explains one prediction.</summary>
+    /// <param name="name">The model.</param>
+    public static Task<IResult> Explain(string name, ModelStore store)
+    {
+        var descriptor = store.Get(name);
+        throw ProblemException.Unprocessable($"Model '{descriptor.Name}' cannot be explained: {descriptor.Explain.Reason}");
+    }
+}

@@ -1,0 +1,77 @@
+using SaliencyService.Api.Inputs;
+using SaliencyService.Api.Models;
+using SaliencyService.Contracts;
+using SaliencyService.Explain;
+using SaliencyService.Explain.Tensors;
+
+namespace SaliencyService.Api.Inference;
+
+/// <summary>Runs a batch through ONNX Runtime and ranks each sample's scores.</summary>
+public static class Predictor
+{
+    public const int MaxTopK = 1000;
+
+    public static PredictResponse Predict(ServedModel model, ModelInput input, int topK)
+    {
+        if (topK is < 1 or > MaxTopK) throw ProblemException.BadRequest($"topK must be between 1 and {MaxTopK}.");
+        var descriptor = model.Descriptor;
+        var output = ScoredOutput(descriptor);
+
+        var predictions = new List<Prediction>(input.Count);
+        foreach (var (start, count) in Chunks(descriptor, input.Count))
+        {
+            var chunk = Slice(input.Tensor, start, count);
+            var result = model.Onnx.Run(descriptor.Preprocessing.Input, chunk, output.Name);
+            if (result.Data.Length % count != 0)
+                throw ProblemException.Unprocessable($"Output '{output.Name}' has {result.Data.Length} values for {count} input(s).");
+            var perSample = result.Data.Length / count;
+            for (var i = 0; i < count; i++)
+                predictions.Add(new Prediction(Top(result.Data.AsSpan(i * perSample, perSample), topK, descriptor.Labels)));
+        }
+        return new PredictResponse(descriptor.Name, predictions);
+    }
+
+    /// <summary>The output that is ranked: the first float32 output of a single-input model.</summary>
+    public static TensorDescriptor ScoredOutput(ModelDescriptor model)
+    {
+        if (model.Inputs.Count != 1)
+            throw ProblemException.Unprocessable($"The model has {model.Inputs.Count} inputs; predict feeds models with one input.");
+        return model.Outputs.FirstOrDefault(o => o.DataType == "float32")
+               ?? throw ProblemException.Unprocessable("The model has no float32 output to rank.");
+    }
+
+    /// <summary>
+    /// A dynamic batch dimension takes the whole batch in one run; a fixed one of B takes B at a time.
+    /// </summary>
+    private static IEnumerable<(int Start, int Count)> Chunks(ModelDescriptor model, int total)
+    {
+        var batch = model.Inputs[0].Shape[0];
+        var size = batch > 0 ? (int)batch : total;
+        if (total % size != 0)
+            throw ProblemException.BadRequest($"The model takes batches of exactly {size}; {total} input(s) were sent.");
+        for (var start = 0; start < total; start += size) yield return (start, size);
+    }
+
+    private static FloatTensor Slice(FloatTensor batch, int start, int count)
+    {
+        if (start == 0 && count == batch.Shape[0]) return batch;
+        var length = batch.Data.Length / (int)batch.Shape[0];
+        return new FloatTensor(batch.Data.AsSpan(start * length, count * length).ToArray(), [count, .. batch.Shape[1..]]);
+    }
+
+    private static ClassScore[] Top(ReadOnlySpan<float> scores, int k, IReadOnlyList<string>? labels)
+    {
+        var order = new int[scores.Length];
+        for (var i = 0; i < order.Length; i++) order[i] = i;
+        var keys = scores.ToArray();
+        // Highest first; NaN sorts last. Ties keep the lower index first.
+        Array.Sort(order, (a, b) =>
+        {
+            var byScore = (float.IsNaN(keys[b]) ? float.NegativeInfinity : keys[b]).CompareTo(float.IsNaN(keys[a]) ? float.NegativeInfinity : keys[a]);
+            return byScore != 0 ? byScore : a.CompareTo(b);
+        });
+        return order.Take(k)
+            .Select(i => new ClassScore(i, labels is not null && i < labels.Count ? labels[i] : null, keys[i]))
+            .ToArray();
+    }
+}

@@ -1,0 +1,24 @@
+using SaliencyService.Explain.Tensors;
+
+namespace SaliencyService.Api.Inputs;
+
+/// <summary>
+/// The inputs of one predict or explain request as a batch of the model input
+/// (<see cref="Tensor"/> has the batch dimension first), with the size of each uploaded image
+/// (null for tensor inputs) so maps can be drawn back at that size.
+/// </summary>
+public sealed record ModelInput(FloatTensor Tensor, IReadOnlyList<ImageSize?> SourceSizes)
+{
+    public int Count => SourceSizes.Count;
+
+    public long[] SampleShape => Tensor.Shape[1..];
+
+    /// <summary>Sample <paramref name="index"/> alone, with a batch dimension of one.</summary>
+    public FloatTensor Sample(int index)
+    {
+        var length = Tensor.Data.Length / Count;
+        return new FloatTensor(Tensor.Data.AsSpan(index * length, length).ToArray(), [1, .. SampleShape]);
+    }
+}
+
+public readonly record struct ImageSize(int Width, int Height);

@@ -1,0 +1,108 @@
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Options;
+using SaliencyService.Api.Configuration;
+using SaliencyService.Contracts;
+using SaliencyService.Explain;
+using SaliencyService.Explain.Imaging;
+using SaliencyService.Explain.Tensors;
+
+namespace SaliencyService.Api.Inputs;
+
+/// <summary>
+/// Reads the multipart inputs of predict and explain (<c>image</c> parts or one <c>tensor</c>
+/// part) into a batch of the model input, checking every size against the configured limits.
+/// </summary>
+public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
+{
+    private readonly SaliencyOptions _options = options.Value;
+    private readonly ImageLoader _images = new(options.Value.MaxImagePixels);
+
+    public async Task<ModelInput> ReadAsync(HttpRequest request, ModelDescriptor model, bool allowBatch, CancellationToken cancellationToken)
+    {
+        LimitBody(request);
+        if (!request.HasFormContentType)
+            throw ProblemException.UnsupportedMedia("Send multipart/form-data with an 'image' or a 'tensor' part.");
+        var form = await request.ReadFormAsync(cancellationToken);
+        var images = form.Files.GetFiles("image");
+        var tensors = form.Files.GetFiles("tensor");
+
+        if (images.Count > 0 && tensors.Count > 0) throw ProblemException.BadRequest("Send either 'image' or 'tensor' parts, not both.");
+        if (images.Count == 0 && tensors.Count == 0) throw ProblemException.BadRequest("An 'image' or a 'tensor' part is required.");
+        if (tensors.Count > 1) throw ProblemException.BadRequest("Send one 'tensor' part; put a batch in its first dimension.");
+        var count = Math.Max(images.Count, 1);
+        if (!allowBatch && count > 1) throw ProblemException.BadRequest("This endpoint takes one input.");
+        if (count > _options.MaxBatchImages) throw ProblemException.BadRequest($"At most {_options.MaxBatchImages} images per request.");
+
+        var input = InputOf(model);
+        var result = images.Count > 0
+            ? await ReadImagesAsync(images, model.Preprocessing, input, cancellationToken)
+            : await ReadTensorAsync(tensors[0], input, cancellationToken);
+        if (!allowBatch && result.Count > 1) throw ProblemException.BadRequest("This endpoint takes one input, not a batch.");
+        return result;
+    }
+
+    private void LimitBody(HttpRequest request)
+    {
+        var feature = request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>();
+        if (feature is { IsReadOnly: false }) feature.MaxRequestBodySize = _options.MaxRequestBodyBytes;
+        if (request.ContentLength > _options.MaxRequestBodyBytes)
+            throw ProblemException.TooLarge($"The request body exceeds {_options.MaxRequestBodyBytes} bytes.");
+    }
+
+    private async Task<ModelInput> ReadImagesAsync(IReadOnlyList<IFormFile> files, Preprocessing p, TensorDescriptor input, CancellationToken cancellationToken)
+    {
+        if (input.Shape.Count != 4)
+            throw ProblemException.BadRequest($"The model input '{input.Name}' has rank {input.Shape.Count}, not an image; send a 'tensor'.");
+        var sampleShape = p.Layout == "NCHW"
+            ? new long[] { ImageTensorizer.ChannelCount(p), p.Height, p.Width }
+            : [p.Height, p.Width, ImageTensorizer.ChannelCount(p)];
+        var sampleLength = ImageTensorizer.SampleLength(p);
+        var data = new float[checked(sampleLength * files.Count)];
+        var sizes = new ImageSize?[files.Count];
+        for (var i = 0; i < files.Count; i++)
+        {
+            var bytes = await ReadAllAsync(files[i], cancellationToken);
+            using var image = _images.Load(bytes, files.Count == 1 ? "image" : $"image[{i}]");
+            sizes[i] = new ImageSize(image.Width, image.Height);
+            ImageTensorizer.Write(image, p, data.AsSpan(i * sampleLength, sampleLength));
+        }
+        return new ModelInput(new FloatTensor(data, [files.Count, .. sampleShape]), sizes);
+    }
+
+    private async Task<ModelInput> ReadTensorAsync(IFormFile file, TensorDescriptor input, CancellationToken cancellationToken)
+    {
+        var tensor = Npy.Read(await ReadAllAsync(file, cancellationToken), _options.MaxTensorElements);
+        var modelShape = input.Shape;
+        var withBatch = tensor.Shape.Length == modelShape.Count
+            ? tensor
+            : tensor.Shape.Length == modelShape.Count - 1
+                ? tensor with { Shape = [1, .. tensor.Shape] }
+                : throw ShapeMismatch(tensor.Shape, modelShape);
+        if (withBatch.Shape[0] < 1) throw ProblemException.BadRequest("The tensor's batch dimension is empty.");
+        for (var d = 1; d < modelShape.Count; d++)
+        {
+            var expected = modelShape[d];
+            var actual = withBatch.Shape[d];
+            if (actual < 1 || (expected > 0 && actual != expected)) throw ShapeMismatch(tensor.Shape, modelShape);
+        }
+        if (withBatch.Shape[0] > _options.MaxBatchImages)
+            throw ProblemException.BadRequest($"At most {_options.MaxBatchImages} samples per request.");
+        return new ModelInput(withBatch, new ImageSize?[withBatch.Shape[0]]);
+    }
+
+    private static TensorDescriptor InputOf(ModelDescriptor model) =>
+        model.Inputs.First(i => i.Name == model.Preprocessing.Input);
+
+    private static ProblemException ShapeMismatch(long[] actual, IReadOnlyList<long> model) =>
+        ProblemException.BadRequest(
+            $"The tensor has shape [{string.Join(", ", actual)}]; the model input is [{string.Join(", ", model)}] " +
+            "(-1 = any size), with or without the batch dimension.");
+
+    private static async Task<byte[]> ReadAllAsync(IFormFile file, CancellationToken cancellationToken)
+    {
+        var bytes = new byte[file.Length];
+        await using var stream = file.OpenReadStream();
+        await stream.ReadExactlyAsync(bytes, cancellationToken);
+        return bytes;
+    }
+}

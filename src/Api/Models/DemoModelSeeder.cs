@@ -1,0 +1,41 @@
+namespace SaliencyService.Api.Models;
+
+/// <summary>
+/// Seeds an empty store, once, with the demo models shipped in <c>DemoModels/{name}/</c> beside
+/// the service, through the same validated import as an upload. A <c>.seeded</c> marker keeps a
+/// store whose owner deleted the demos from being seeded again.
+/// </summary>
+public sealed class DemoModelSeeder(ModelStore store, ILogger<DemoModelSeeder> logger)
+{
+    public static string DemoDirectory => Path.Combine(AppContext.BaseDirectory, "DemoModels");
+
+    public async Task SeedIfEmptyAsync(CancellationToken cancellationToken)
+    {
+        var marker = Path.Combine(store.Layout.Root, ".seeded");
+        if (File.Exists(marker) || !store.IsEmpty || !Directory.Exists(DemoDirectory)) return;
+
+        foreach (var demo in Directory.EnumerateDirectories(DemoDirectory).Order(StringComparer.Ordinal))
+        {
+            var name = Path.GetFileName(demo);
+            var source = Path.Combine(demo, StoreLayout.ModelFile);
+            if (!File.Exists(source))
+            {
+                logger.LogWarning("Demo model {Model} has no {File}; skipped", name, StoreLayout.ModelFile);
+                continue;
+            }
+            var staging = store.Layout.NewStagingDirectory();
+            try
+            {
+                File.Copy(source, Path.Combine(staging, StoreLayout.ModelFile));
+                var manifestPath = Path.Combine(demo, StoreLayout.ManifestFile);
+                var manifest = File.Exists(manifestPath) ? await File.ReadAllTextAsync(manifestPath, cancellationToken) : null;
+                await store.ImportAsync(staging, name, manifest, replace: false, cancellationToken);
+            }
+            finally
+            {
+                StoreLayout.DeleteQuietly(staging);
+            }
+        }
+        await File.WriteAllTextAsync(marker, DateTimeOffset.UtcNow.ToString("O"), cancellationToken);
+    }
+}

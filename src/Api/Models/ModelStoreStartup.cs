@@ -1,0 +1,23 @@
+using SaliencyService.Explain.Inference;
+
+namespace SaliencyService.Api.Models;
+
+/// <summary>
+/// Loads the store (and seeds the demos) before the server starts listening, so every request
+/// sees a loaded store and <c>/health/ready</c> is honest.
+/// </summary>
+public sealed class ModelStoreStartup(ModelStore store, DemoModelSeeder seeder, OnnxSessionFactory sessions, ILogger<ModelStoreStartup> logger)
+    : IHostedService
+{
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var (provider, reason) = sessions.PreferredProvider;
+        logger.LogInformation("ONNX Runtime execution provider: {Provider} ({Reason})", provider, reason);
+        logger.LogInformation("Model store: {Root}", store.Layout.Root);
+        store.Load();
+        await seeder.SeedIfEmptyAsync(cancellationToken);
+        logger.LogInformation("Serving {Count} model(s)", store.List().Count);
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}

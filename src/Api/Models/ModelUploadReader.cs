@@ -1,0 +1,95 @@
+using System.Text;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Net.Http.Headers;
+using SaliencyService.Explain;
+
+namespace SaliencyService.Api.Models;
+
+/// <summary>A model upload streamed into a staging folder of the store.</summary>
+public sealed record ModelUpload(string StagingDirectory, string? FileName, string? Name, string? ManifestJson);
+
+/// <summary>
+/// Reads <c>POST /v1/models</c> without buffering: the <c>file</c> part streams straight into
+/// <c>{staging}/model.onnx</c> (on the store's file system, so publishing is a rename).
+/// </summary>
+public static class ModelUploadReader
+{
+    private const int MaxFieldBytes = 1024 * 1024;
+
+    /// <summary>Reads the form; on any failure the staging folder is deleted before throwing.</summary>
+    public static async Task<ModelUpload> ReadAsync(HttpRequest request, StoreLayout layout, long maxModelBytes, CancellationToken cancellationToken)
+    {
+        if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var mediaType)
+            || !mediaType.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase))
+            throw ProblemException.UnsupportedMedia("Upload the model as multipart/form-data with a 'file' part.");
+        var boundary = HeaderUtilities.RemoveQuotes(mediaType.Boundary).Value;
+        if (string.IsNullOrEmpty(boundary)) throw ProblemException.BadRequest("The multipart boundary is missing.");
+
+        var staging = layout.NewStagingDirectory();
+        try
+        {
+            string? fileName = null, name = null, manifest = null;
+            var hasFile = false;
+            var reader = new MultipartReader(boundary, request.Body);
+            while (await reader.ReadNextSectionAsync(cancellationToken) is { } section)
+            {
+                if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition)) continue;
+                switch (disposition.Name.Value?.Trim('"'))
+                {
+                    case "file":
+                        if (hasFile) throw ProblemException.BadRequest("Send exactly one 'file' part.");
+                        hasFile = true;
+                        fileName = (disposition.FileNameStar.HasValue ? disposition.FileNameStar : disposition.FileName).Value?.Trim('"');
+                        await CopyLimitedAsync(section.Body, Path.Combine(staging, StoreLayout.ModelFile), maxModelBytes, cancellationToken);
+                        break;
+                    case "name":
+                        name = (await ReadFieldAsync(section.Body, cancellationToken)).Trim();
+                        break;
+                    case "manifest":
+                        manifest = await ReadFieldAsync(section.Body, cancellationToken);
+                        break;
+                    default:
+                        await section.Body.CopyToAsync(Stream.Null, cancellationToken);
+                        break;
+                }
+            }
+            if (!hasFile) throw ProblemException.BadRequest("The 'file' part (the .onnx model) is missing.");
+            return new ModelUpload(staging, fileName, string.IsNullOrEmpty(name) ? null : name, manifest);
+        }
+        catch
+        {
+            StoreLayout.DeleteQuietly(staging);
+            throw;
+        }
+    }
+
+    private static async Task CopyLimitedAsync(Stream source, string path, long maxBytes, CancellationToken cancellationToken)
+    {
+        await using var target = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true);
+        var buffer = new byte[1 << 16];
+        long total = 0;
+        int read;
+        while ((read = await source.ReadAsync(buffer, cancellationToken)) > 0)
+        {
+            total += read;
+            if (total > maxBytes) throw ProblemException.TooLarge($"The model exceeds the {maxBytes}-byte limit.");
+            await target.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+        }
+        if (total == 0) throw ProblemException.Unprocessable("The model file is empty.");
+        await target.FlushAsync(cancellationToken);
+        target.Flush(flushToDisk: true);
+    }
+
+    private static async Task<string> ReadFieldAsync(Stream body, CancellationToken cancellationToken)
+    {
+        using var buffer = new MemoryStream();
+        var chunk = new byte[8192];
+        int read;
+        while ((read = await body.ReadAsync(chunk, cancellationToken)) > 0)
+        {
+            if (buffer.Length + read > MaxFieldBytes) throw ProblemException.TooLarge($"A form field exceeds {MaxFieldBytes} bytes.");
+            buffer.Write(chunk, 0, read);
+        }
+        return Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
+}

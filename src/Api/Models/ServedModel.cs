@@ -1,0 +1,57 @@
+using SaliencyService.Contracts;
+using SaliencyService.Explain.Inference;
+
+namespace SaliencyService.Api.Models;
+
+/// <summary>
+/// One version of a model as it is served: its session and descriptor. Reference-counted so a
+/// replace or delete retires it at once for new requests while requests already holding a
+/// lease finish on it; the session is disposed when the last lease ends.
+/// </summary>
+public sealed class ServedModel
+{
+    private int _references = 1; // the store's own reference, dropped by Retire()
+
+    public ServedModel(ModelDescriptor descriptor, OnnxModel onnx)
+    {
+        Descriptor = descriptor;
+        Onnx = onnx;
+    }
+
+    public ModelDescriptor Descriptor { get; }
+    public OnnxModel Onnx { get; }
+    public string Name => Descriptor.Name;
+    public Preprocessing Preprocessing => Descriptor.Preprocessing;
+
+    /// <summary>Takes a lease unless the model has already been retired and released.</summary>
+    public bool TryAcquire()
+    {
+        while (true)
+        {
+            var current = Volatile.Read(ref _references);
+            if (current == 0) return false;
+            if (Interlocked.CompareExchange(ref _references, current + 1, current) == current) return true;
+        }
+    }
+
+    public void Release()
+    {
+        if (Interlocked.Decrement(ref _references) == 0) Onnx.Dispose();
+    }
+
+    /// <summary>Called once by the store when this version stops being served.</summary>
+    public void Retire() => Release();
+}
+
+/// <summary>A request's hold on one model version; dispose it when the request is done.</summary>
+public sealed class ModelLease(ServedModel model) : IDisposable
+{
+    private int _released;
+
+    public ServedModel Model { get; } = model;
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _released, 1) == 0) Model.Release();
+    }
+}

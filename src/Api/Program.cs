@@ -1,0 +1,22 @@
+using SaliencyService.Api;
+using SaliencyService.Api.Apis;
+
+var builder = WebApplication.CreateBuilder(args);
+if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["http_ports"]))
+    builder.WebHost.UseUrls("http://localhost:5080"); // the contract's default address
+builder.AddSaliencyService();
+
+var app = builder.Build();
+app.UseExceptionHandler();
+app.UseStatusCodePages();
+app.UseSwagger();
+app.UseSwaggerUI();
+
+app.MapOperations();
+app.MapModels();
+app.MapInference();
+
+app.Run();
+
+/// <summary>Entry point, visible to WebApplicationFactory in the tests.</summary>
+public partial class Program;

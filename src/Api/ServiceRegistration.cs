@@ -1,0 +1,59 @@
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.Json;
+using Microsoft.Extensions.Options;
+using Microsoft.OpenApi;
+using SaliencyService.Api.Configuration;
+using SaliencyService.Api.Errors;
+using SaliencyService.Api.Inputs;
+using SaliencyService.Api.Models;
+using SaliencyService.Api.Swagger;
+using SaliencyService.Explain.Inference;
+
+namespace SaliencyService.Api;
+
+/// <summary>Everything the service registers, grouped so Program.cs stays a table of contents.</summary>
+public static class ServiceRegistration
+{
+    public static WebApplicationBuilder AddSaliencyService(this WebApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        var section = builder.Configuration.GetSection(SaliencyOptions.Section);
+        services.Configure<SaliencyOptions>(section);
+        var options = section.Get<SaliencyOptions>() ?? new SaliencyOptions();
+
+        // Uploads are limited per endpoint; Kestrel's global cap is the largest of them.
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = Math.Max(options.MaxModelBytes, options.MaxRequestBodyBytes) + 1024 * 1024);
+        services.Configure<FormOptions>(f => f.MultipartBodyLengthLimit = options.MaxRequestBodyBytes);
+        services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        services.Configure<JsonOptions>(j => j.SerializerOptions.WriteIndented = false);
+
+        services.AddProblemDetails();
+        services.AddExceptionHandler<ProblemExceptionHandler>();
+
+        services.AddSingleton(sp => new OnnxSessionFactory(sp.GetRequiredService<IOptions<SaliencyOptions>>().Value.OnnxRuntime));
+        services.AddSingleton(sp => new StoreLayout(sp.GetRequiredService<IOptions<SaliencyOptions>>().Value.ModelStore));
+        services.AddSingleton<ModelLoader>();
+        services.AddSingleton<ModelStore>();
+        services.AddSingleton<DemoModelSeeder>();
+        services.AddSingleton<ModelInputReader>();
+        services.AddHostedService<ModelStoreStartup>();
+
+        services.AddHealthChecks().AddCheck<StoreReadyCheck>("model-store", tags: ["ready"]);
+
+        services.AddEndpointsApiExplorer();
+        services.AddSwaggerGen(c =>
+        {
+            c.SwaggerDoc("v1", new OpenApiInfo
+            {
+                Title = "SaliencyService",
+                Version = "v1",
+                Description = "ONNX predictions over REST, and saliency maps that explain them.",
+            });
+            var xml = Path.Combine(AppContext.BaseDirectory, "SaliencyService.Api.xml");
+            if (File.Exists(xml)) c.IncludeXmlComments(xml);
+            c.OperationFilter<MultipartFormFilter>();
+            c.OperationFilter<BinaryResponseFilter>();
+        });
+        return builder;
+    }
+}

@@ -1,0 +1,30 @@
+namespace SaliencyService.Contracts;
+
+/// <summary>What the service knows about one served model (GET /v1/models/{name}).</summary>
+public sealed record ModelDescriptor(
+    string Name,
+    string Sha256,
+    long SizeBytes,
+    DateTimeOffset ImportedAt,
+    string? Producer,
+    IReadOnlyList<TensorDescriptor> Inputs,
+    IReadOnlyList<TensorDescriptor> Outputs,
+    Preprocessing Preprocessing,
+    IReadOnlyList<string>? Labels,
+    string ExecutionProvider,
+    ExplainDescriptor Explain);
+
+/// <summary>A graph input or output; dynamic dimensions are -1.</summary>
+public sealed record TensorDescriptor(string Name, IReadOnlyList<long> Shape, string DataType);
+
+/// <summary>Whether and how the model can be explained.</summary>
+public sealed record ExplainDescriptor(
+    bool Supported,
+    IReadOnlyList<string> UnsupportedOperators,
+    double? ParityMaxAbsDiff,
+    string? DefaultLayer,
+    IReadOnlyList<LayerDescriptor> Layers,
+    string? Reason);
+
+/// <summary>A tensor of the graph that Grad-CAM can use.</summary>
+public sealed record LayerDescriptor(string Name, IReadOnlyList<long> Shape);

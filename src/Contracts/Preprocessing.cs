@@ -1,0 +1,15 @@
+namespace SaliencyService.Contracts;
+
+/// <summary>
+/// The effective image preprocessing of a model: the manifest with every default filled in.
+/// Model input value = (pixel × <see cref="Scale"/> − <see cref="Mean"/>[c]) / <see cref="Std"/>[c].
+/// </summary>
+public sealed record Preprocessing(
+    string Input,
+    string Layout,
+    int Height,
+    int Width,
+    string Channels,
+    double Scale,
+    IReadOnlyList<double> Mean,
+    IReadOnlyList<double> Std);

@@ -1,0 +1,59 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using SaliencyService.Contracts;
+using SaliencyService.Explain.Tensors;
+
+namespace SaliencyService.Explain.Inference;
+
+/// <summary>
+/// One ONNX Runtime session, created once and run concurrently by every request on the model.
+/// </summary>
+public sealed class OnnxModel : IDisposable
+{
+    private readonly InferenceSession _session;
+
+    public OnnxModel(InferenceSession session, string executionProvider)
+    {
+        _session = session;
+        ExecutionProvider = executionProvider;
+        Inputs = session.InputNames.Select(n => Describe(n, session.InputMetadata[n])).ToArray();
+        Outputs = session.OutputNames.Select(n => Describe(n, session.OutputMetadata[n])).ToArray();
+        Producer = session.ModelMetadata.ProducerName is { Length: > 0 } p ? p : null;
+    }
+
+    public string ExecutionProvider { get; }
+    public IReadOnlyList<TensorDescriptor> Inputs { get; }
+    public IReadOnlyList<TensorDescriptor> Outputs { get; }
+    public string? Producer { get; }
+
+    /// <summary>Feeds one float input and returns one float output.</summary>
+    public FloatTensor Run(string inputName, FloatTensor input, string outputName, RunOptions? runOptions = null)
+    {
+        using var value = OrtValue.CreateTensorValueFromMemory(input.Data, input.Shape);
+        using var ownOptions = runOptions is null ? new RunOptions() : null;
+        using var results = _session.Run(runOptions ?? ownOptions!, [inputName], [value], [outputName]);
+        var output = results[0];
+        var info = output.GetTensorTypeAndShape();
+        if (info.ElementDataType != TensorElementType.Float)
+            throw ProblemException.Unprocessable($"Output '{outputName}' is {info.ElementDataType}; only float32 outputs can be scored.");
+        return new FloatTensor(output.GetTensorDataAsSpan<float>().ToArray(), info.Shape);
+    }
+
+    public void Dispose() => _session.Dispose();
+
+    private static TensorDescriptor Describe(string name, NodeMetadata metadata)
+    {
+        if (!metadata.IsTensor) return new TensorDescriptor(name, [], metadata.OnnxValueType.ToString().ToLowerInvariant());
+        var shape = metadata.Dimensions.Select(d => d > 0 ? (long)d : -1L).ToArray();
+        return new TensorDescriptor(name, shape, DataTypeName(metadata.ElementDataType));
+    }
+
+    private static string DataTypeName(TensorElementType type) => type switch
+    {
+        TensorElementType.Float => "float32",
+        TensorElementType.Double => "float64",
+        TensorElementType.Float16 => "float16",
+        TensorElementType.BFloat16 => "bfloat16",
+        _ => type.ToString().ToLowerInvariant(),
+    };
+}

@@ -1,0 +1,17 @@
+namespace SaliencyService.Explain.Inference;
+
+/// <summary>ONNX Runtime settings (configuration section <c>Saliency:OnnxRuntime</c>).</summary>
+public sealed class OnnxRuntimeOptions
+{
+    /// <summary><c>auto</c> (CUDA when it loads, else CPU), <c>cuda</c> or <c>cpu</c>.</summary>
+    public string ExecutionProvider { get; set; } = "auto";
+
+    /// <summary>Threads of one run; 0 lets ONNX Runtime use every core.</summary>
+    public int IntraOpThreads { get; set; }
+
+    /// <summary>Whether idle ORT threads spin; off leaves the cores to concurrent requests.</summary>
+    public bool AllowSpinning { get; set; }
+
+    /// <summary>CUDA device ordinal when the CUDA provider is used.</summary>
+    public int CudaDeviceId { get; set; }
+}

@@ -1,0 +1,87 @@
+using Microsoft.ML.OnnxRuntime;
+
+namespace SaliencyService.Explain.Inference;
+
+/// <summary>
+/// Creates ONNX Runtime sessions on CUDA when the CUDA provider loads on this host, else on CPU.
+/// The GPU package carries the CUDA provider; on a host without the CUDA libraries appending it
+/// fails, and that failure is the signal to stay on CPU.
+/// </summary>
+public sealed class OnnxSessionFactory
+{
+    public const string Cpu = "CPU";
+    public const string Cuda = "CUDA";
+
+    private readonly OnnxRuntimeOptions _options;
+    private readonly Lazy<(bool Available, string Reason)> _cuda;
+
+    public OnnxSessionFactory(OnnxRuntimeOptions options)
+    {
+        _options = options;
+        _cuda = new Lazy<(bool, string)>(ProbeCuda);
+    }
+
+    /// <summary>The provider new sessions get, and why (for the start-up log).</summary>
+    public (string Provider, string Reason) PreferredProvider =>
+        _options.ExecutionProvider.Equals("cpu", StringComparison.OrdinalIgnoreCase)
+            ? (Cpu, "configured")
+            : _cuda.Value.Available ? (Cuda, "CUDA provider loaded") : (Cpu, _cuda.Value.Reason);
+
+    /// <summary>Creates a session; ONNX Runtime's own message explains a model it refuses.</summary>
+    /// <exception cref="OnnxRuntimeException">The file is not a model this runtime can run.</exception>
+    public (InferenceSession Session, string Provider) Create(string modelPath)
+    {
+        if (PreferredProvider.Provider == Cuda)
+        {
+            try
+            {
+                return (new InferenceSession(modelPath, Options(cuda: true)), Cuda);
+            }
+            catch (OnnxRuntimeException) when (!_options.ExecutionProvider.Equals("cuda", StringComparison.OrdinalIgnoreCase))
+            {
+                // A model CUDA cannot place still runs on CPU; a broken model fails again below.
+            }
+        }
+        return (new InferenceSession(modelPath, Options(cuda: false)), Cpu);
+    }
+
+    private SessionOptions Options(bool cuda)
+    {
+        var options = new SessionOptions
+        {
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+            IntraOpNumThreads = _options.IntraOpThreads,
+            InterOpNumThreads = 1,
+        };
+        options.AddSessionConfigEntry("session.intra_op.allow_spinning", _options.AllowSpinning ? "1" : "0");
+        if (cuda) options.AppendExecutionProvider_CUDA(_options.CudaDeviceId);
+        return options;
+    }
+
+    private (bool, string) ProbeCuda()
+    {
+        // A missing CUDA is the normal case on CPU hosts: keep ORT from logging it as an error.
+        var env = OrtEnv.Instance();
+        var level = env.EnvLogLevel;
+        env.EnvLogLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL;
+        try
+        {
+            using var probe = new SessionOptions();
+            probe.AppendExecutionProvider_CUDA(_options.CudaDeviceId);
+            return (true, "CUDA provider loaded");
+        }
+        catch (Exception e) when (e is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException)
+        {
+            if (_options.ExecutionProvider.Equals("cuda", StringComparison.OrdinalIgnoreCase))
+                throw new InvalidOperationException("Saliency:OnnxRuntime:ExecutionProvider is 'cuda' but the CUDA provider does not load: " + e.Message, e);
+            return (false, "CUDA provider unavailable: " + FirstLine(e.Message));
+        }
+        finally
+        {
+            env.EnvLogLevel = level;
+        }
+    }
+
+    private static string FirstLine(string text) => text.Split('\n', 2)[0].Trim();
+}

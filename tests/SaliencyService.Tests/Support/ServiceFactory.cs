@@ -1,0 +1,43 @@
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+
+namespace SaliencyService.Tests.Support;
+
+/// <summary>
+/// The whole service in memory, on its own temporary model store (deleted on dispose unless the
+/// caller owns it). Demo seeding is off unless a test asks for it.
+/// </summary>
+public sealed class ServiceFactory : WebApplicationFactory<Program>
+{
+    private readonly bool _ownsStore;
+    private readonly Dictionary<string, string?> _settings;
+
+    public ServiceFactory(string? store = null, Dictionary<string, string?>? settings = null)
+    {
+        _ownsStore = store is null;
+        Store = store ?? NewStoreDirectory();
+        _settings = new Dictionary<string, string?>
+        {
+            ["Saliency:ModelStore"] = Store,
+            ["Saliency:SeedDemoModels"] = "false",
+        };
+        foreach (var (key, value) in settings ?? []) _settings[key] = value;
+    }
+
+    public string Store { get; }
+
+    public static string NewStoreDirectory() =>
+        Path.Combine(Path.GetTempPath(), "saliency-tests", Guid.NewGuid().ToString("N"));
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        foreach (var (key, value) in _settings) builder.UseSetting(key, value);
+        builder.UseEnvironment("Testing");
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        base.Dispose(disposing);
+        if (disposing && _ownsStore && Directory.Exists(Store)) Directory.Delete(Store, recursive: true);
+    }
+}
