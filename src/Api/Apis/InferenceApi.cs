@@ -36,7 +36,7 @@ public static class InferenceApi
             .WithSummary("Explain a prediction with a saliency map")
             .WithDescription("Reserved: answers 422 until the explain engine is part of the build (see explain.supported in the descriptor).")
             .WithMetadata(InputForm)
-            .Produces(StatusCodes.Status200OK, contentType: "image/png", additionalContentTypes: ["application/json", "application/x-npy"])
+            .Produces<byte[]>(StatusCodes.Status200OK, "image/png", "application/json", "application/x-npy")
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
             .DisableAntiforgery();

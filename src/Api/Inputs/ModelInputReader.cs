@@ -22,7 +22,15 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
         LimitBody(request);
         if (!request.HasFormContentType)
             throw ProblemException.UnsupportedMedia("Send multipart/form-data with an 'image' or a 'tensor' part.");
-        var form = await request.ReadFormAsync(cancellationToken);
+        IFormCollection form;
+        try
+        {
+            form = await request.ReadFormAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException && !cancellationToken.IsCancellationRequested)
+        {
+            throw ProblemException.BadRequest("Malformed multipart body: " + e.Message);
+        }
         var images = form.Files.GetFiles("image");
         var tensors = form.Files.GetFiles("tensor");
 

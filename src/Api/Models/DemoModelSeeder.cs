@@ -1,3 +1,6 @@
+using Microsoft.Extensions.Options;
+using SaliencyService.Api.Configuration;
+
 namespace SaliencyService.Api.Models;
 
 /// <summary>
@@ -5,14 +8,14 @@ namespace SaliencyService.Api.Models;
 /// the service, through the same validated import as an upload. A <c>.seeded</c> marker keeps a
 /// store whose owner deleted the demos from being seeded again.
 /// </summary>
-public sealed class DemoModelSeeder(ModelStore store, ILogger<DemoModelSeeder> logger)
+public sealed class DemoModelSeeder(ModelStore store, IOptions<SaliencyOptions> options, ILogger<DemoModelSeeder> logger)
 {
     public static string DemoDirectory => Path.Combine(AppContext.BaseDirectory, "DemoModels");
 
     public async Task SeedIfEmptyAsync(CancellationToken cancellationToken)
     {
         var marker = Path.Combine(store.Layout.Root, ".seeded");
-        if (File.Exists(marker) || !store.IsEmpty || !Directory.Exists(DemoDirectory)) return;
+        if (!options.Value.SeedDemoModels || File.Exists(marker) || !store.IsEmpty || !Directory.Exists(DemoDirectory)) return;
 
         foreach (var demo in Directory.EnumerateDirectories(DemoDirectory).Order(StringComparer.Ordinal))
         {

@@ -7,7 +7,7 @@ namespace SaliencyService.Api.Models;
 public static partial class ModelNames
 {
     /// <summary>The contract's pattern: no separators, no leading dot, so no path tricks.</summary>
-    [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,63}$")]
+    [GeneratedRegex(@"^[a-z0-9][a-z0-9._-]{0,63}\z")] // \z, not $: "$" would accept a trailing newline
     private static partial Regex Pattern();
 
     public static bool IsValid(string? name) => name is not null && Pattern().IsMatch(name);

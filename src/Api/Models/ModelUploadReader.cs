@@ -31,7 +31,7 @@ public static class ModelUploadReader
             string? fileName = null, name = null, manifest = null;
             var hasFile = false;
             var reader = new MultipartReader(boundary, request.Body);
-            while (await reader.ReadNextSectionAsync(cancellationToken) is { } section)
+            while (await NextSectionAsync(reader, cancellationToken) is { } section)
             {
                 if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition)) continue;
                 switch (disposition.Name.Value?.Trim('"'))
@@ -63,13 +63,33 @@ public static class ModelUploadReader
         }
     }
 
+    // A body that ends early or breaks the multipart syntax is the client's fault (400); disk
+    // errors while writing the staged file are not caught here and stay server errors.
+    private static Task<MultipartSection?> NextSectionAsync(MultipartReader reader, CancellationToken cancellationToken) =>
+        ClientRead(() => reader.ReadNextSectionAsync(cancellationToken), cancellationToken);
+
+    private static Task<int> ReadBodyAsync(Stream body, byte[] buffer, CancellationToken cancellationToken) =>
+        ClientRead(() => body.ReadAsync(buffer, cancellationToken).AsTask(), cancellationToken);
+
+    private static async Task<T> ClientRead<T>(Func<Task<T>> read, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await read();
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException && !cancellationToken.IsCancellationRequested)
+        {
+            throw ProblemException.BadRequest("Malformed multipart body: " + e.Message);
+        }
+    }
+
     private static async Task CopyLimitedAsync(Stream source, string path, long maxBytes, CancellationToken cancellationToken)
     {
         await using var target = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true);
         var buffer = new byte[1 << 16];
         long total = 0;
         int read;
-        while ((read = await source.ReadAsync(buffer, cancellationToken)) > 0)
+        while ((read = await ReadBodyAsync(source, buffer, cancellationToken)) > 0)
         {
             total += read;
             if (total > maxBytes) throw ProblemException.TooLarge($"The model exceeds the {maxBytes}-byte limit.");
@@ -85,7 +105,7 @@ public static class ModelUploadReader
         using var buffer = new MemoryStream();
         var chunk = new byte[8192];
         int read;
-        while ((read = await body.ReadAsync(chunk, cancellationToken)) > 0)
+        while ((read = await ReadBodyAsync(body, chunk, cancellationToken)) > 0)
         {
             if (buffer.Length + read > MaxFieldBytes) throw ProblemException.TooLarge($"A form field exceeds {MaxFieldBytes} bytes.");
             buffer.Write(chunk, 0, read);

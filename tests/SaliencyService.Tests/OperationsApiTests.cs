@@ -1,0 +1,63 @@
+using System.Net;
+using System.Text.Json;
+using SaliencyService.Tests.Support;
+using Xunit;
+
+namespace SaliencyService.Tests;
+
+/// <summary>Health probes and the Swagger description of every endpoint.</summary>
+public sealed class OperationsApiTests : IDisposable
+{
+    private readonly ServiceFactory _factory = new();
+    private readonly HttpClient _client;
+
+    public OperationsApiTests() => _client = _factory.CreateClient();
+
+    public void Dispose()
+    {
+        _client.Dispose();
+        _factory.Dispose();
+    }
+
+    [Fact]
+    public async Task Live_and_ready_answer_200_once_the_store_is_loaded()
+    {
+        Assert.Equal(HttpStatusCode.OK, (await _client.GetAsync("/health/live")).StatusCode);
+        var ready = await _client.GetAsync("/health/ready");
+        Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+        using var body = JsonDocument.Parse(await ready.Content.ReadAsStringAsync());
+        Assert.Equal("Healthy", body.RootElement.GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task Swagger_documents_every_endpoint_with_its_uploads_and_problems()
+    {
+        using var doc = JsonDocument.Parse(await _client.GetStringAsync("/swagger/v1/swagger.json"));
+        var paths = doc.RootElement.GetProperty("paths");
+        string[] expected = ["/v1/models", "/v1/models/{name}", "/v1/models/{name}/predict", "/v1/models/{name}/explain", "/health/live", "/health/ready"];
+        Assert.All(expected, p => Assert.True(paths.TryGetProperty(p, out _), $"{p} is not documented"));
+
+        var import = paths.GetProperty("/v1/models").GetProperty("post");
+        var importForm = import.GetProperty("requestBody").GetProperty("content").GetProperty("multipart/form-data").GetProperty("schema");
+        Assert.Equal("binary", importForm.GetProperty("properties").GetProperty("file").GetProperty("format").GetString());
+        Assert.Equal("file", importForm.GetProperty("required")[0].GetString());
+        Assert.Equal(JsonValueKind.Object, import.GetProperty("responses").GetProperty("422").GetProperty("content").GetProperty("application/problem+json").ValueKind);
+
+        var predict = paths.GetProperty("/v1/models/{name}/predict").GetProperty("post");
+        var images = predict.GetProperty("requestBody").GetProperty("content").GetProperty("multipart/form-data")
+            .GetProperty("schema").GetProperty("properties").GetProperty("image");
+        Assert.Equal("array", images.GetProperty("type").GetString());
+        Assert.Contains(predict.GetProperty("parameters").EnumerateArray(), p => p.GetProperty("name").GetString() == "topK");
+
+        var explain = paths.GetProperty("/v1/models/{name}/explain").GetProperty("post").GetProperty("responses").GetProperty("200").GetProperty("content");
+        Assert.Equal("binary", explain.GetProperty("image/png").GetProperty("schema").GetProperty("format").GetString());
+    }
+
+    [Fact]
+    public async Task Swagger_UI_is_served()
+    {
+        var page = await _client.GetAsync("/swagger/index.html");
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        Assert.Contains("swagger-ui", await page.Content.ReadAsStringAsync());
+    }
+}
