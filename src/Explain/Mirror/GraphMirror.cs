@@ -1,0 +1,183 @@
+using SaliencyService.Explain.Onnx;
+using SaliencyService.Explain.Onnx.Proto;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SaliencyService.Explain.Mirror;
+
+/// <summary>
+/// An ONNX graph rebuilt on libtorch: one kernel per node, run in topological order, with the
+/// model's weights held as libtorch tensors for the mirror's lifetime. Nodes whose inputs are all
+/// constant are evaluated once while building. Running it with a <see cref="RectifierRule"/> gives
+/// a forward pass whose backward follows that rule at every rectifier.
+/// </summary>
+public sealed class GraphMirror : IDisposable
+{
+    private readonly Dictionary<string, Tensor> _constants;
+    private readonly IReadOnlyList<Step> _steps;
+
+    private readonly List<Tensor> _owned;
+
+    private GraphMirror(string input, string output, string score, Dictionary<string, Tensor> constants, List<Tensor> owned,
+        List<Step> steps, IReadOnlyList<string> rectifierOutputs)
+    {
+        _owned = owned;
+        InputName = input;
+        OutputName = output;
+        ScoreName = score;
+        _constants = constants;
+        _steps = steps;
+        RectifierOutputs = rectifierOutputs;
+    }
+
+    /// <summary>The graph input the image or tensor feeds.</summary>
+    public string InputName { get; }
+
+    /// <summary>The graph output that predict ranks.</summary>
+    public string OutputName { get; }
+
+    /// <summary>The tensor whose entries are explained: the output, or the input of a final Softmax/LogSoftmax.</summary>
+    public string ScoreName { get; }
+
+    /// <summary>Outputs of rectifier nodes, in graph order (Grad-CAM's default layer is among them).</summary>
+    public IReadOnlyList<string> RectifierOutputs { get; }
+
+    /// <summary>
+    /// Runs the graph on <paramref name="input"/> and returns every tensor by name. Call inside a
+    /// dispose scope: the returned tensors belong to it.
+    /// </summary>
+    public Dictionary<string, Tensor> Forward(Tensor input, RectifierRule rule)
+    {
+        var values = new Dictionary<string, Tensor>(_constants, StringComparer.Ordinal) { [InputName] = input };
+        foreach (var step in _steps)
+        {
+            var inputs = new Tensor?[step.Inputs.Length];
+            for (var i = 0; i < inputs.Length; i++)
+                inputs[i] = step.Inputs[i].Length == 0 ? null : values[step.Inputs[i]];
+            var outputs = step.Kernel(inputs, rule);
+            for (var o = 0; o < step.Outputs.Length && o < outputs.Length; o++)
+                if (step.Outputs[o].Length > 0) values[step.Outputs[o]] = outputs[o];
+        }
+        return values;
+    }
+
+    public void Dispose()
+    {
+        foreach (var tensor in _constants.Values.Concat(_owned)) tensor.Dispose();
+        _constants.Clear();
+        _owned.Clear();
+    }
+
+    /// <summary>
+    /// Rebuilds <paramref name="model"/>. The result lists every unsupported operator (all of
+    /// them, so a user sees the whole gap at once) instead of a mirror when there are any.
+    /// </summary>
+    /// <param name="inputName">The graph input that is explained (the others are not supported).</param>
+    /// <param name="outputName">The graph output that is explained.</param>
+    public static MirrorBuild Build(ModelProto model, string inputName, string outputName)
+    {
+        Torch.TorchNativeLoader.EnsureLoaded();
+        var opset = OnnxFile.DefaultOpset(model);
+        var graph = model.Graph;
+        var constants = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var unsupported = new SortedSet<string>(StringComparer.Ordinal);
+        var steps = new List<Step>();
+        var rectifiers = new List<string>();
+        var owned = new List<Tensor>();
+        using var noGrad = no_grad();
+        try
+        {
+            foreach (var initializer in graph.Initializer)
+                constants[initializer.Name] = Keep(TensorReader.ToTorch(initializer));
+
+            var available = new HashSet<string>(constants.Keys, StringComparer.Ordinal) { inputName, "" };
+            foreach (var extra in graph.Input.Where(i => !available.Contains(i.Name)))
+                unsupported.Add($"graph input '{extra.Name}' (only single-input models are explained)");
+
+            foreach (var node in TopologicalOrder(graph, available))
+            {
+                if (node.Domain is not ("" or "ai.onnx"))
+                {
+                    unsupported.Add($"{node.Domain}:{node.OpType}");
+                    continue;
+                }
+                var convert = OpRegistry.Find(node.OpType, opset);
+                if (convert is null)
+                {
+                    unsupported.Add($"{node.OpType} (opset {opset})");
+                    continue;
+                }
+                try
+                {
+                    var constantInputs = node.Input.Select(name => constants.GetValueOrDefault(name)).ToArray();
+                    var context = new OpContext(node, opset, constantInputs, owned);
+                    var kernel = convert(context);
+                    if (Rectifier.UpperBound(context) is not null) rectifiers.Add(node.Output[0]);
+
+                    var foldable = node.Input.All(name => name.Length == 0 || constants.ContainsKey(name));
+                    if (foldable)
+                    {
+                        var outputs = kernel(constantInputs, RectifierRule.Gradient);
+                        for (var o = 0; o < node.Output.Count && o < outputs.Length; o++)
+                            if (node.Output[o].Length > 0) constants[node.Output[o]] = Keep(outputs[o]);
+                    }
+                    else steps.Add(new Step(node.Input.ToArray(), node.Output.ToArray(), kernel));
+                }
+                catch (UnsupportedOperatorException e)
+                {
+                    unsupported.Add($"{node.OpType}: {e.Reason}");
+                }
+            }
+        }
+        catch (UnsupportedOperatorException e)
+        {
+            unsupported.Add(e.Message);
+        }
+
+        if (unsupported.Count > 0)
+        {
+            foreach (var tensor in constants.Values.Concat(owned)) tensor.Dispose();
+            return new MirrorBuild(null, unsupported.ToArray());
+        }
+        var score = ScoreTensor(graph, outputName);
+        return new MirrorBuild(new GraphMirror(inputName, outputName, score, constants, owned, steps, rectifiers), []);
+    }
+
+    /// <summary>Softmax and LogSoftmax are skipped: the explained score is the pre-softmax logit.</summary>
+    private static string ScoreTensor(GraphProto graph, string outputName)
+    {
+        var producer = graph.Node.LastOrDefault(n => n.Output.Contains(outputName));
+        return producer?.OpType is "Softmax" or "LogSoftmax" ? producer.Input[0] : outputName;
+    }
+
+    /// <summary>Kahn's order; a node whose inputs never become available makes the graph unsupported.</summary>
+    private static List<NodeProto> TopologicalOrder(GraphProto graph, HashSet<string> available)
+    {
+        var pending = graph.Node.ToList();
+        var ordered = new List<NodeProto>(pending.Count);
+        var known = new HashSet<string>(available, StringComparer.Ordinal);
+        while (pending.Count > 0)
+        {
+            var ready = pending.Where(n => n.Input.All(known.Contains)).ToList();
+            if (ready.Count == 0)
+            {
+                var missing = pending.SelectMany(n => n.Input).First(i => !known.Contains(i));
+                throw new UnsupportedOperatorException("(graph)", 0, $"tensor '{missing}' is never produced (a cycle or a missing input)");
+            }
+            foreach (var node in ready)
+            {
+                ordered.Add(node);
+                foreach (var output in node.Output) known.Add(output);
+            }
+            pending.RemoveAll(ready.Contains);
+        }
+        return ordered;
+    }
+
+    private static Tensor Keep(Tensor tensor) => tensor.detach().DetachFromDisposeScope();
+
+    private sealed record Step(string[] Inputs, string[] Outputs, OpKernel Kernel);
+}
+
+/// <summary>A built mirror, or the operators that kept it from being built.</summary>
+public sealed record MirrorBuild(GraphMirror? Mirror, IReadOnlyList<string> UnsupportedOperators);

@@ -1,0 +1,133 @@
+using SaliencyService.Explain.Mirror;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SaliencyService.Explain.Ops;
+
+/// <summary>Rectifiers and other pointwise non-linearities.</summary>
+internal static class ActivationOps
+{
+    [OnnxOp("Relu")]
+    private static OpKernel Relu(OpContext node) => (x, rule) => [Rectifier.Apply(x[0]!, double.PositiveInfinity, rule)];
+
+    /// <summary>Clip with min 0 is a rectifier (ReLU6); any other Clip is a plain clamp.</summary>
+    [OnnxOp("Clip")]
+    private static OpKernel ClipAttributes(OpContext node)
+    {
+        var upper = Rectifier.UpperBound(node);
+        if (upper is { } bound) return (x, rule) => [Rectifier.Apply(x[0]!, bound, rule)];
+        var min = node.Attributes.Float("min", float.NegativeInfinity);
+        var max = node.Attributes.Float("max", float.PositiveInfinity);
+        return (x, _) => [x[0]!.clamp(min, max)];
+    }
+
+    [OnnxOp("Clip", 11)]
+    private static OpKernel ClipInputs(OpContext node)
+    {
+        var upper = Rectifier.UpperBound(node);
+        if (upper is { } bound) return (x, rule) => [Rectifier.Apply(x[0]!, bound, rule)];
+        return (x, _) =>
+        {
+            var result = x[0]!;
+            if (x.Length > 1 && x[1] is { } min) result = torch.maximum(result, min.to_type(result.dtype));
+            if (x.Length > 2 && x[2] is { } max) result = torch.minimum(result, max.to_type(result.dtype));
+            return [result];
+        };
+    }
+
+    [OnnxOp("LeakyRelu")]
+    private static OpKernel LeakyRelu(OpContext node)
+    {
+        var alpha = node.Attributes.Float("alpha", 0.01f);
+        return (x, _) => [nn.functional.leaky_relu(x[0]!, alpha)];
+    }
+
+    /// <summary>Slope broadcasts unidirectionally (NumPy rules) onto x.</summary>
+    [OnnxOp("PRelu")]
+    private static OpKernel PRelu(OpContext node) => (x, _) => [torch.where(x[0]!.lt(0), x[0]! * x[1]!, x[0]!)];
+
+    [OnnxOp("Elu")]
+    private static OpKernel Elu(OpContext node)
+    {
+        var alpha = node.Attributes.Float("alpha", 1f);
+        return (x, _) => [nn.functional.elu(x[0]!, alpha)];
+    }
+
+    [OnnxOp("Selu")]
+    private static OpKernel Selu(OpContext node)
+    {
+        var alpha = node.Attributes.Float("alpha", 1.67326319217681884765625f);
+        var gamma = node.Attributes.Float("gamma", 1.05070102214813232421875f);
+        return (x, _) => [gamma * torch.where(x[0]!.gt(0), x[0]!, alpha * (x[0]!.exp() - 1))];
+    }
+
+    [OnnxOp("Sigmoid")]
+    private static OpKernel Sigmoid(OpContext node) => (x, _) => [x[0]!.sigmoid()];
+
+    [OnnxOp("Tanh")]
+    private static OpKernel Tanh(OpContext node) => (x, _) => [x[0]!.tanh()];
+
+    [OnnxOp("Softplus")]
+    private static OpKernel Softplus(OpContext node) => (x, _) => [nn.functional.softplus(x[0]!)];
+
+    [OnnxOp("Softsign")]
+    private static OpKernel Softsign(OpContext node) => (x, _) => [x[0]! / (x[0]!.abs() + 1)];
+
+    /// <summary>max(0, min(1, alpha·x + beta)).</summary>
+    [OnnxOp("HardSigmoid")]
+    private static OpKernel HardSigmoid(OpContext node)
+    {
+        var alpha = node.Attributes.Float("alpha", 0.2f);
+        var beta = node.Attributes.Float("beta", 0.5f);
+        return (x, _) => [(x[0]! * alpha + beta).clamp(0, 1)];
+    }
+
+    /// <summary>x · max(0, min(1, x/6 + 1/2)).</summary>
+    [OnnxOp("HardSwish", 14)]
+    private static OpKernel HardSwish(OpContext node) => (x, _) => [x[0]! * (x[0]! / 6 + 0.5).clamp(0, 1)];
+
+    [OnnxOp("Mish", 18)]
+    private static OpKernel Mish(OpContext node) => (x, _) => [x[0]! * nn.functional.softplus(x[0]!).tanh()];
+
+    [OnnxOp("Gelu", 20)]
+    private static OpKernel Gelu(OpContext node)
+    {
+        var tanh = node.Attributes.String("approximate", "none") == "tanh";
+        return (x, _) => [tanh
+            ? 0.5 * x[0]! * (1 + (Math.Sqrt(2 / Math.PI) * (x[0]! + 0.044715 * x[0]!.pow(3))).tanh())
+            : 0.5 * x[0]! * (1 + (x[0]! / Math.Sqrt(2)).erf())];
+    }
+
+    /// <summary>Before opset 13 the input is coerced to 2-D at <c>axis</c> (default 1).</summary>
+    [OnnxOp("Softmax")]
+    private static OpKernel SoftmaxLegacy(OpContext node) => Coerced(node, (x, d) => x.softmax(d));
+
+    [OnnxOp("Softmax", 13)]
+    private static OpKernel Softmax(OpContext node)
+    {
+        var axis = node.Attributes.Int("axis", -1);
+        return (x, _) => [x[0]!.softmax(axis)];
+    }
+
+    [OnnxOp("LogSoftmax")]
+    private static OpKernel LogSoftmaxLegacy(OpContext node) => Coerced(node, (x, d) => x.log_softmax(d));
+
+    [OnnxOp("LogSoftmax", 13)]
+    private static OpKernel LogSoftmax(OpContext node)
+    {
+        var axis = node.Attributes.Int("axis", -1);
+        return (x, _) => [x[0]!.log_softmax(axis)];
+    }
+
+    private static OpKernel Coerced(OpContext node, Func<Tensor, long, Tensor> apply)
+    {
+        var axis = node.Attributes.Int("axis", 1);
+        return (x, _) =>
+        {
+            var input = x[0]!;
+            var a = axis < 0 ? axis + input.dim() : axis;
+            var flat = input.reshape(input.shape[..(int)a].Aggregate(1L, (p, d) => p * d), -1);
+            return [apply(flat, 1).reshape(input.shape)];
+        };
+    }
+}

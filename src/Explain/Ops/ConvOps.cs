@@ -1,0 +1,149 @@
+using SaliencyService.Explain.Mirror;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace SaliencyService.Explain.Ops;
+
+/// <summary>Conv and ConvTranspose in 1, 2 or 3 spatial dimensions.</summary>
+internal static class ConvOps
+{
+    /// <summary>Groups, dilations, asymmetric pads (padded explicitly) and every auto_pad mode.</summary>
+    [OnnxOp("Conv")]
+    private static OpKernel Conv(OpContext node)
+    {
+        var a = node.Attributes;
+        var weight = node.Constant(1);
+        var spatial = (int)(a.Ints("kernel_shape")?.Length ?? (weight is null ? 2 : weight.dim() - 2));
+        if (spatial is < 1 or > 3) throw node.Unsupported($"{spatial}-D convolution");
+        var strides = a.Ints("strides") ?? Ones(spatial);
+        var dilations = a.Ints("dilations") ?? Ones(spatial);
+        var group = a.Int("group", 1);
+        var autoPad = a.String("auto_pad", "NOTSET");
+        var pads = a.Ints("pads") ?? new long[2 * spatial];
+
+        return (x, _) =>
+        {
+            var input = x[0]!;
+            var w = x[1]!;
+            var kernel = w.shape[2..];
+            var (begin, end) = Padding.Resolve(autoPad, pads, input.shape[2..], kernel, strides, dilations);
+            if (!begin.SequenceEqual(end))
+            {
+                input = F.pad(input, Padding.TorchOrder(begin, end));
+                begin = new long[spatial];
+            }
+            var bias = x.Length > 2 ? x[2] : null;
+            return [spatial switch
+            {
+                // 1-D runs as 2-D over a height of one.
+                1 => F.conv2d(input.unsqueeze(2), w.unsqueeze(2), bias, [1, .. strides], [0, .. begin], [1, .. dilations], group).squeeze(2),
+                2 => F.conv2d(input, w, bias, strides, begin, dilations, group),
+                _ => F.conv3d(input, w, bias, strides, begin, dilations, group),
+            }];
+        };
+    }
+
+    /// <summary>
+    /// Computed as the full transposed convolution, then zero-extended by output_padding and
+    /// cropped by the pads, so that asymmetric pads and output_shape need no special case.
+    /// </summary>
+    [OnnxOp("ConvTranspose")]
+    private static OpKernel ConvTranspose(OpContext node)
+    {
+        var a = node.Attributes;
+        var weight = node.Constant(1);
+        var spatial = (int)(a.Ints("kernel_shape")?.Length ?? (weight is null ? 2 : weight.dim() - 2));
+        if (spatial is < 1 or > 3) throw node.Unsupported($"{spatial}-D transposed convolution");
+        var strides = a.Ints("strides") ?? Ones(spatial);
+        var dilations = a.Ints("dilations") ?? Ones(spatial);
+        var outputPadding = a.Ints("output_padding") ?? new long[spatial];
+        var outputShape = a.Ints("output_shape");
+        var group = a.Int("group", 1);
+        var autoPad = a.String("auto_pad", "NOTSET");
+        var pads = a.Ints("pads") ?? new long[2 * spatial];
+
+        return (x, _) =>
+        {
+            var input = x[0]!;
+            var w = x[1]!;
+            var zeros = new long[spatial];
+            var full = spatial switch
+            {
+                1 => F.conv_transpose2d(input.unsqueeze(2), w.unsqueeze(2), null, [1, .. strides], [0, 0], [0, 0], [1, .. dilations], group).squeeze(2),
+                2 => F.conv_transpose2d(input, w, null, strides, zeros, zeros, dilations, group),
+                _ => F.conv_transpose3d(input, w, null, strides, zeros, zeros, dilations, group),
+            };
+            var begin = new long[spatial];
+            var end = new long[spatial];
+            for (var i = 0; i < spatial; i++)
+            {
+                var size = full.shape[2 + i] + outputPadding[i];
+                long total;
+                if (outputShape is not null || autoPad is "SAME_UPPER" or "SAME_LOWER")
+                {
+                    var wanted = outputShape is not null ? outputShape[^spatial..][i] : input.shape[2 + i] * strides[i];
+                    total = size - wanted;
+                    (begin[i], end[i]) = autoPad == "SAME_UPPER" ? (total / 2, total - total / 2) : (total - total / 2, total / 2);
+                }
+                else if (autoPad != "VALID")
+                {
+                    (begin[i], end[i]) = (pads[i], pads[spatial + i]);
+                }
+            }
+            var result = F.pad(full, Padding.TorchOrder(zeros, outputPadding));
+            for (var i = 0; i < spatial; i++)
+                result = result.narrow(2 + i, begin[i], result.shape[2 + i] - begin[i] - end[i]);
+            if (x.Length > 2 && x[2] is { } bias)
+                result = result + bias.reshape([1, -1, .. Ones(spatial)]);
+            return [result];
+        };
+    }
+
+    private static long[] Ones(int count) => Enumerable.Repeat(1L, count).ToArray();
+}
+
+/// <summary>ONNX padding rules shared by convolution and pooling.</summary>
+internal static class Padding
+{
+    /// <summary>
+    /// Begin and end pads per spatial axis. SAME_UPPER puts the odd pixel at the end, SAME_LOWER
+    /// at the beginning; VALID pads nothing; NOTSET uses the explicit pads.
+    /// </summary>
+    public static (long[] Begin, long[] End) Resolve(string autoPad, long[] pads, long[] input, long[] kernel, long[] strides, long[] dilations)
+    {
+        var n = input.Length;
+        var begin = new long[n];
+        var end = new long[n];
+        for (var i = 0; i < n; i++)
+        {
+            switch (autoPad)
+            {
+                case "SAME_UPPER" or "SAME_LOWER":
+                    var output = (input[i] + strides[i] - 1) / strides[i];
+                    var total = Math.Max(0, (output - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - input[i]);
+                    (begin[i], end[i]) = autoPad == "SAME_UPPER" ? (total / 2, total - total / 2) : (total - total / 2, total / 2);
+                    break;
+                case "VALID":
+                    break;
+                default:
+                    (begin[i], end[i]) = (pads[i], pads[n + i]);
+                    break;
+            }
+        }
+        return (begin, end);
+    }
+
+    /// <summary>torch's pad list: last axis first, (begin, end) per axis.</summary>
+    public static long[] TorchOrder(long[] begin, long[] end)
+    {
+        var order = new long[2 * begin.Length];
+        for (var i = 0; i < begin.Length; i++)
+        {
+            var axis = begin.Length - 1 - i;
+            order[2 * i] = begin[axis];
+            order[2 * i + 1] = end[axis];
+        }
+        return order;
+    }
+}

@@ -1,0 +1,101 @@
+using SaliencyService.Explain.Mirror;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace SaliencyService.Explain.Ops;
+
+/// <summary>Inference-time normalisations.</summary>
+internal static class NormalizationOps
+{
+    /// <summary>
+    /// y = x·a + b with a = scale/√(var+ε), b = B − mean·a, folded once when the statistics are
+    /// constant. Opsets 7–8 may set spatial = 0: statistics per activation instead of per channel.
+    /// </summary>
+    [OnnxOp("BatchNormalization", 7)]
+    private static OpKernel BatchNormalization(OpContext node)
+    {
+        if (node.Attributes.Int("training_mode", 0) != 0) throw node.Unsupported("training_mode = 1");
+        if (node.Node.Output.Skip(1).Any(o => o.Length > 0)) throw node.Unsupported("the training statistics outputs");
+        var epsilon = node.Attributes.Float("epsilon", 1e-5f);
+        var spatial = node.Opset >= 9 || node.Attributes.Int("spatial", 1) != 0;
+
+        (Tensor A, Tensor B) Fold(Tensor scale, Tensor bias, Tensor mean, Tensor variance)
+        {
+            var a = scale / (variance + epsilon).sqrt();
+            return (a, bias - mean * a);
+        }
+
+        Tensor Shaped(Tensor factor, Tensor x) => spatial
+            ? factor.reshape([1, -1, .. Enumerable.Repeat(1L, (int)x.dim() - 2)])
+            : factor.unsqueeze(0);
+
+        if (Enumerable.Range(1, 4).All(i => node.Constant(i) is not null))
+        {
+            var (a, b) = Fold(node.Constant(1)!, node.Constant(2)!, node.Constant(3)!, node.Constant(4)!);
+            var (ownedA, ownedB) = (node.Own(a), node.Own(b));
+            return (x, _) => [x[0]! * Shaped(ownedA, x[0]!) + Shaped(ownedB, x[0]!)];
+        }
+        return (x, _) =>
+        {
+            var (a, b) = Fold(x[1]!, x[2]!, x[3]!, x[4]!);
+            return [x[0]! * Shaped(a, x[0]!) + Shaped(b, x[0]!)];
+        };
+    }
+
+    /// <summary>Per sample and channel over the spatial axes.</summary>
+    [OnnxOp("InstanceNormalization")]
+    private static OpKernel InstanceNormalization(OpContext node)
+    {
+        var epsilon = node.Attributes.Float("epsilon", 1e-5f);
+        return (x, _) =>
+        {
+            var input = x[0]!;
+            var axes = Enumerable.Range(2, (int)input.dim() - 2).Select(d => (long)d).ToArray();
+            var mean = input.mean(axes, keepdim: true);
+            var variance = (input - mean).pow(2).mean(axes, keepdim: true);
+            var shape = new long[] { 1, -1 }.Concat(Enumerable.Repeat(1L, (int)input.dim() - 2)).ToArray();
+            return [(input - mean) / (variance + epsilon).sqrt() * x[1]!.reshape(shape) + x[2]!.reshape(shape)];
+        };
+    }
+
+    [OnnxOp("LayerNormalization", 17)]
+    private static OpKernel LayerNormalization(OpContext node)
+    {
+        if (node.Node.Output.Skip(1).Any(o => o.Length > 0)) throw node.Unsupported("the Mean and InvStdDev outputs");
+        var axis = node.Attributes.Int("axis", -1);
+        var epsilon = node.Attributes.Float("epsilon", 1e-5f);
+        return (x, _) =>
+        {
+            var input = x[0]!;
+            var first = OpHelpers.Axis(axis, input.dim());
+            var axes = Enumerable.Range((int)first, (int)(input.dim() - first)).Select(d => (long)d).ToArray();
+            var mean = input.mean(axes, keepdim: true);
+            var variance = (input - mean).pow(2).mean(axes, keepdim: true);
+            var y = (input - mean) / (variance + epsilon).sqrt() * x[1]!;
+            return [x.Length > 2 && x[2] is { } bias ? y + bias : y];
+        };
+    }
+
+    /// <summary>
+    /// x / (bias + alpha/size · Σ x²)^beta over the channel window
+    /// [c − ⌊(size−1)/2⌋, c + ⌈(size−1)/2⌉], as ONNX defines it (torch centres even windows differently).
+    /// </summary>
+    [OnnxOp("LRN")]
+    private static OpKernel Lrn(OpContext node)
+    {
+        var size = node.Attributes.Int("size", 0);
+        if (size < 1) throw node.Unsupported("a missing or non-positive size");
+        var alpha = node.Attributes.Float("alpha", 1e-4f);
+        var beta = node.Attributes.Float("beta", 0.75f);
+        var bias = node.Attributes.Float("bias", 1f);
+        return (x, _) =>
+        {
+            var input = x[0]!;
+            var squares = input.pow(2).reshape(input.shape[0], 1, input.shape[1], -1, 1);
+            var padded = F.pad(squares, [0, 0, 0, 0, (size - 1) / 2, size / 2]);
+            var sums = F.avg_pool3d(padded, [size, 1, 1], [1, 1, 1]) * size;
+            var divisor = (sums.reshape(input.shape) * (alpha / size) + bias).pow(beta);
+            return [input / divisor];
+        };
+    }
+}

@@ -1,0 +1,116 @@
+using SaliencyService.Explain.Mirror;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace SaliencyService.Explain.Ops;
+
+/// <summary>
+/// Pooling. Every pad (explicit, auto_pad, and the extra end pad that ceil_mode implies) is
+/// applied explicitly, then pooled without padding; averages divide by an explicitly pooled
+/// count, so asymmetric pads, ceil_mode and count_include_pad compose without special cases.
+/// </summary>
+internal static class PoolOps
+{
+    [OnnxOp("MaxPool")]
+    private static OpKernel MaxPool(OpContext node)
+    {
+        if (node.Node.Output.Count > 1 && node.Node.Output[1].Length > 0) throw node.Unsupported("the Indices output");
+        if (node.Attributes.Int("storage_order", 0) != 0) throw node.Unsupported("storage_order = 1");
+        var window = Window.From(node);
+        return (x, _) =>
+        {
+            var (begin, end) = window.Pads(x[0]!.shape[2..]);
+            var padded = F.pad(x[0]!, Padding.TorchOrder(begin, end), value: double.NegativeInfinity);
+            return [Pool(padded, window, max: true)];
+        };
+    }
+
+    [OnnxOp("AveragePool")]
+    private static OpKernel AveragePool(OpContext node)
+    {
+        var window = Window.From(node);
+        if (window.Dilations.Any(d => d != 1)) throw node.Unsupported("dilated AveragePool");
+        var includePad = node.Attributes.Int("count_include_pad", 0) != 0;
+        return (x, _) =>
+        {
+            var input = x[0]!;
+            var spatial = input.shape[2..];
+            var (begin, end) = window.Pads(spatial);
+            var sums = Pool(F.pad(input, Padding.TorchOrder(begin, end)), window, max: false);
+
+            // How many values each window averages: the input's cells, plus the explicit pads
+            // when they count; never the extra end pad of ceil_mode.
+            var mask = ones([1, 1, .. spatial], input.dtype);
+            if (includePad)
+            {
+                var (explicitBegin, explicitEnd) = window.ExplicitPads(spatial);
+                mask = F.pad(mask, Padding.TorchOrder(explicitBegin, explicitEnd), value: 1);
+                mask = F.pad(mask, Padding.TorchOrder(new long[spatial.Length], end.Zip(explicitEnd, (e, x) => e - x).ToArray()));
+            }
+            else mask = F.pad(mask, Padding.TorchOrder(begin, end));
+            var counts = Pool(mask, window, max: false);
+            return [sums / counts];
+        };
+    }
+
+    [OnnxOp("GlobalAveragePool")]
+    private static OpKernel GlobalAveragePool(OpContext node) => (x, _) =>
+        [x[0]!.mean(Enumerable.Range(2, (int)x[0]!.dim() - 2).Select(d => (long)d).ToArray(), keepdim: true)];
+
+    [OnnxOp("GlobalMaxPool")]
+    private static OpKernel GlobalMaxPool(OpContext node) => (x, _) =>
+        [x[0]!.amax(Enumerable.Range(2, (int)x[0]!.dim() - 2).Select(d => (long)d).ToArray(), keepdim: true)];
+
+    /// <summary>Max or sum over windows of an already padded input (1-D runs as 2-D).</summary>
+    private static Tensor Pool(Tensor x, Window w, bool max)
+    {
+        var k = w.Kernel;
+        var area = k.Aggregate(1L, (a, b) => a * b);
+        var zeros = new long[k.Length];
+        return k.Length switch
+        {
+            1 => Pool(x.unsqueeze(2), w with { Kernel = [1, .. k], Strides = [1, .. w.Strides], Dilations = [1, .. w.Dilations] }, max).squeeze(2),
+            2 => max ? F.max_pool2d(x, k, w.Strides, zeros, w.Dilations) : F.avg_pool2d(x, k, w.Strides, zeros) * area,
+            3 => max ? F.max_pool3d(x, k, w.Strides, zeros, w.Dilations) : F.avg_pool3d(x, k, w.Strides, zeros) * area,
+            _ => throw new UnsupportedOperatorException("Pool", 0, $"{k.Length}-D pooling"),
+        };
+    }
+
+    private sealed record Window(long[] Kernel, long[] Strides, long[] Dilations, long[] PadList, string AutoPad, bool CeilMode)
+    {
+        public static Window From(OpContext node)
+        {
+            var a = node.Attributes;
+            var kernel = a.Ints("kernel_shape") ?? throw node.Unsupported("a missing kernel_shape");
+            var n = kernel.Length;
+            return new Window(kernel,
+                a.Ints("strides") ?? Enumerable.Repeat(1L, n).ToArray(),
+                a.Ints("dilations") ?? Enumerable.Repeat(1L, n).ToArray(),
+                a.Ints("pads") ?? new long[2 * n],
+                a.String("auto_pad", "NOTSET"),
+                a.Int("ceil_mode", 0) != 0);
+        }
+
+        public (long[] Begin, long[] End) ExplicitPads(long[] input) =>
+            Padding.Resolve(AutoPad, PadList, input, Kernel, Strides, Dilations);
+
+        /// <summary>
+        /// Explicit pads, with the end pad grown so that ceil_mode's last window is complete. As in
+        /// ONNX Runtime and PyTorch, a last window that would start in the end padding is dropped.
+        /// </summary>
+        public (long[] Begin, long[] End) Pads(long[] input)
+        {
+            var (begin, end) = ExplicitPads(input);
+            for (var i = 0; i < input.Length; i++)
+            {
+                var extent = (Kernel[i] - 1) * Dilations[i] + 1;
+                var span = input[i] + begin[i] + end[i];
+                var steps = span - extent;
+                var outputs = (CeilMode ? (steps + Strides[i] - 1) / Strides[i] : steps / Strides[i]) + 1;
+                if (CeilMode && (outputs - 1) * Strides[i] >= input[i] + begin[i]) outputs--;
+                end[i] += Math.Max(0, (outputs - 1) * Strides[i] + extent - span);
+            }
+            return (begin, end);
+        }
+    }
+}

@@ -1,0 +1,256 @@
+using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Onnx;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SaliencyService.Explain.Ops;
+
+/// <summary>
+/// Shapes, layouts, indexing, constants. Shape-valued tensors are int64 libtorch tensors, so
+/// shape arithmetic (Shape → Gather → Concat → Reshape) runs like any other computation.
+/// </summary>
+internal static class ShapeOps
+{
+    [OnnxOp("Identity")]
+    private static OpKernel Identity(OpContext node) => (x, _) => [x[0]!];
+
+    /// <summary>Inference: the identity (a mask output, when asked for, is all ones).</summary>
+    [OnnxOp("Dropout")]
+    private static OpKernel Dropout(OpContext node) => (x, _) => [x[0]!, ones_like(x[0]!, ScalarType.Bool)];
+
+    [OnnxOp("Constant")]
+    private static OpKernel Constant(OpContext node)
+    {
+        var a = node.Attributes;
+        Tensor value =
+            a.Tensor("value") is { } t ? TensorReader.ToTorch(t)
+            : a.Has("value_float") ? tensor(a.Float("value_float", 0))
+            : a.Floats("value_floats") is { } fs ? tensor(fs)
+            : a.Has("value_int") ? tensor(a.Int("value_int", 0))
+            : a.Ints("value_ints") is { } ls ? tensor(ls)
+            : throw node.Unsupported("a Constant without a numeric value");
+        var owned = node.Own(value);
+        return (_, _) => [owned];
+    }
+
+    [OnnxOp("ConstantOfShape", 9)]
+    private static OpKernel ConstantOfShape(OpContext node)
+    {
+        var proto = node.Attributes.Tensor("value");
+        var value = node.Own(proto is null ? tensor(0f) : TensorReader.ToTorch(proto).reshape(1));
+        return (x, _) => [value.reshape(1).expand(OpHelpers.Longs(x[0]!)).contiguous()];
+    }
+
+    [OnnxOp("Cast", 6)]
+    private static OpKernel Cast(OpContext node)
+    {
+        var type = TensorReader.ComputeType(node.Attributes.Int("to", 1));
+        return (x, _) => [x[0]!.to_type(type)];
+    }
+
+    [OnnxOp("Shape")]
+    private static OpKernel Shape(OpContext node)
+    {
+        var start = node.Attributes.Int("start", 0);
+        var end = node.Attributes.Has("end") ? node.Attributes.Int("end", 0) : (long?)null;
+        return (x, _) =>
+        {
+            var shape = x[0]!.shape;
+            var from = Math.Clamp(OpHelpers.Axis(start, shape.Length), 0, shape.Length);
+            var to = Math.Clamp(end is { } e ? OpHelpers.Axis(e, shape.Length) : shape.Length, from, shape.Length);
+            return [tensor(shape[(int)from..(int)to])];
+        };
+    }
+
+    [OnnxOp("Size")]
+    private static OpKernel Size(OpContext node) => (x, _) => [tensor(x[0]!.NumberOfElements)];
+
+    /// <summary>[d0·…·d(axis−1), d(axis)·…·dn].</summary>
+    [OnnxOp("Flatten")]
+    private static OpKernel Flatten(OpContext node)
+    {
+        var axis = node.Attributes.Int("axis", 1);
+        return (x, _) =>
+        {
+            var shape = x[0]!.shape;
+            var a = (int)OpHelpers.Axis(axis, shape.Length);
+            return [x[0]!.reshape(shape[..a].Aggregate(1L, (p, d) => p * d), shape[a..].Aggregate(1L, (p, d) => p * d))];
+        };
+    }
+
+    /// <summary>0 copies the input's dimension (unless allowzero), −1 is inferred.</summary>
+    [OnnxOp("Reshape", 5)]
+    private static OpKernel Reshape(OpContext node)
+    {
+        var allowZero = node.Attributes.Int("allowzero", 0) != 0;
+        return (x, _) =>
+        {
+            var input = x[0]!;
+            var shape = OpHelpers.Longs(x[1]!);
+            for (var i = 0; i < shape.Length; i++)
+                if (shape[i] == 0 && !allowZero) shape[i] = input.shape[i];
+            return [input.reshape(shape)];
+        };
+    }
+
+    [OnnxOp("Transpose")]
+    private static OpKernel Transpose(OpContext node)
+    {
+        var perm = node.Attributes.Ints("perm");
+        return (x, _) => [x[0]!.permute(perm ?? Enumerable.Range(0, (int)x[0]!.dim()).Reverse().Select(d => (long)d).ToArray())];
+    }
+
+    [OnnxOp("Concat", 4)]
+    private static OpKernel Concat(OpContext node)
+    {
+        var axis = node.Attributes.Int("axis", 0);
+        return (x, _) =>
+        {
+            var parts = x.Where(t => t is not null).Select(t => t!).ToArray();
+            var type = parts.Any(p => p.dtype == ScalarType.Float32) ? ScalarType.Float32 : parts[0].dtype;
+            return [cat(parts.Select(p => p.dtype == type ? p : p.to_type(type)).ToArray(), OpHelpers.Axis(axis, parts[0].dim()))];
+        };
+    }
+
+    /// <summary>Sizes from the attribute (before 13), the input (13+), or equal parts (num_outputs, 18+).</summary>
+    [OnnxOp("Split", 2)]
+    private static OpKernel Split(OpContext node)
+    {
+        var axis = node.Attributes.Int("axis", 0);
+        var attributeSizes = node.Attributes.Ints("split");
+        var outputs = node.Node.Output.Count;
+        return (x, _) =>
+        {
+            var input = x[0]!;
+            var a = OpHelpers.Axis(axis, input.dim());
+            var sizes = node.Opset >= 13 ? (x.Length > 1 && x[1] is { } s ? OpHelpers.Longs(s) : null) : attributeSizes;
+            if (sizes is null)
+            {
+                var chunk = (input.shape[a] + outputs - 1) / outputs; // the last part may be smaller (18+)
+                sizes = Enumerable.Range(0, outputs).Select(i => Math.Min(chunk, input.shape[a] - i * chunk)).ToArray();
+            }
+            return input.split(sizes, a);
+        };
+    }
+
+    /// <summary>Starts/ends/axes/steps as attributes (before 10) or inputs (10+), clamped as ONNX says.</summary>
+    [OnnxOp("Slice")]
+    private static OpKernel SliceAttributes(OpContext node)
+    {
+        var starts = node.Attributes.Ints("starts") ?? throw node.Unsupported("missing starts");
+        var ends = node.Attributes.Ints("ends") ?? throw node.Unsupported("missing ends");
+        var axes = node.Attributes.Ints("axes");
+        return (x, _) => [Slice(x[0]!, starts, ends, axes, null)];
+    }
+
+    [OnnxOp("Slice", 10)]
+    private static OpKernel SliceInputs(OpContext node) => (x, _) =>
+        [Slice(x[0]!, OpHelpers.Longs(x[1]!), OpHelpers.Longs(x[2]!),
+            x.Length > 3 && x[3] is { } axes ? OpHelpers.Longs(axes) : null,
+            x.Length > 4 && x[4] is { } steps ? OpHelpers.Longs(steps) : null)];
+
+    private static Tensor Slice(Tensor input, long[] starts, long[] ends, long[]? axes, long[]? steps)
+    {
+        var result = input;
+        for (var i = 0; i < starts.Length; i++)
+        {
+            var axis = OpHelpers.Axis(axes?[i] ?? i, input.dim());
+            var size = input.shape[axis];
+            var step = steps?[i] ?? 1;
+            if (step == 0) throw new UnsupportedOperatorException("Slice", 0, "a step of 0");
+            var start = starts[i] < 0 ? starts[i] + size : starts[i];
+            var end = ends[i] < 0 ? ends[i] + size : ends[i];
+            if (step > 0)
+            {
+                start = Math.Clamp(start, 0, size);
+                end = Math.Clamp(end, 0, size);
+                result = end > start ? result.slice(axis, start, end, step) : result.narrow(axis, 0, 0);
+            }
+            else
+            {
+                start = Math.Clamp(start, -1, size - 1);
+                end = Math.Clamp(end, -1, size - 1);
+                var count = start > end ? (start - end - 1) / -step + 1 : 0;
+                var indices = arange(start, start + count * step, step, ScalarType.Int64);
+                result = result.index_select(axis, indices);
+            }
+        }
+        return result;
+    }
+
+    [OnnxOp("Squeeze")]
+    private static OpKernel SqueezeAttribute(OpContext node)
+    {
+        var axes = node.Attributes.Ints("axes");
+        return (x, _) => [Squeeze(x[0]!, axes)];
+    }
+
+    [OnnxOp("Squeeze", 13)]
+    private static OpKernel SqueezeInput(OpContext node) => (x, _) =>
+        [Squeeze(x[0]!, x.Length > 1 && x[1] is { } axes ? OpHelpers.Longs(axes) : null)];
+
+    private static Tensor Squeeze(Tensor input, long[]? axes)
+    {
+        if (axes is null) return input.squeeze();
+        var drop = axes.Select(a => OpHelpers.Axis(a, input.dim())).ToHashSet();
+        return input.reshape(input.shape.Where((_, i) => !drop.Contains(i)).ToArray());
+    }
+
+    [OnnxOp("Unsqueeze")]
+    private static OpKernel UnsqueezeAttribute(OpContext node)
+    {
+        var axes = node.Attributes.Ints("axes") ?? throw node.Unsupported("missing axes");
+        return (x, _) => [Unsqueeze(x[0]!, axes)];
+    }
+
+    [OnnxOp("Unsqueeze", 13)]
+    private static OpKernel UnsqueezeInput(OpContext node) => (x, _) => [Unsqueeze(x[0]!, OpHelpers.Longs(x[1]!))];
+
+    /// <summary>Axes index the output, whose rank is the input's plus the number of axes.</summary>
+    private static Tensor Unsqueeze(Tensor input, long[] axes)
+    {
+        var rank = input.dim() + axes.Length;
+        var inserted = axes.Select(a => OpHelpers.Axis(a, rank)).ToHashSet();
+        var shape = new long[rank];
+        var next = 0;
+        for (var i = 0; i < rank; i++) shape[i] = inserted.Contains(i) ? 1 : input.shape[next++];
+        return input.reshape(shape);
+    }
+
+    /// <summary>Indices may be negative; a scalar index removes the axis.</summary>
+    [OnnxOp("Gather")]
+    private static OpKernel Gather(OpContext node)
+    {
+        var axis = node.Attributes.Int("axis", 0);
+        return (x, _) =>
+        {
+            var data = x[0]!;
+            var a = OpHelpers.Axis(axis, data.dim());
+            var indices = x[1]!.to_type(ScalarType.Int64);
+            indices = where(indices.lt(0), indices + data.shape[a], indices);
+            var picked = data.index_select(a, indices.flatten());
+            long[] shape = [.. data.shape[..(int)a], .. indices.shape, .. data.shape[(int)(a + 1)..]];
+            return [picked.reshape(shape)];
+        };
+    }
+
+    [OnnxOp("Expand", 8)]
+    private static OpKernel Expand(OpContext node) => (x, _) =>
+    {
+        var input = x[0]!;
+        var target = OpHelpers.Longs(x[1]!);
+        // Bidirectional broadcast: multiplying by ones of the target shape.
+        return [input * ones(target, input.dtype)];
+    };
+
+    [OnnxOp("Tile", 6)]
+    private static OpKernel Tile(OpContext node) => (x, _) => [x[0]!.tile(OpHelpers.Longs(x[1]!))];
+
+    [OnnxOp("Range", 11)]
+    private static OpKernel Range(OpContext node) => (x, _) =>
+    {
+        var type = x[0]!.dtype;
+        var (start, limit, delta) = (OpHelpers.Doubles(x[0]!)[0], OpHelpers.Doubles(x[1]!)[0], OpHelpers.Doubles(x[2]!)[0]);
+        return [arange(start, limit, delta, ScalarType.Float64).to_type(type)];
+    };
+}

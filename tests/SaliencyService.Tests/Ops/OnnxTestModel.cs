@@ -1,0 +1,106 @@
+using Google.Protobuf;
+using SaliencyService.Explain.Onnx.Proto;
+
+namespace SaliencyService.Tests.Ops;
+
+/// <summary>
+/// Builds small ONNX models in C# (one node, or a few) for parity tests: one runtime input "x",
+/// any number of initializers, outputs of a declared element type.
+/// </summary>
+public sealed class OnnxTestModel
+{
+    private readonly GraphProto _graph = new() { Name = "test" };
+    private readonly int _opset;
+
+    public OnnxTestModel(int opset, long[] inputShape)
+    {
+        _opset = opset;
+        InputShape = inputShape;
+        _graph.Input.Add(ValueInfo("x", TensorProto.Types.DataType.Float, inputShape));
+    }
+
+    public long[] InputShape { get; }
+
+    public OnnxTestModel Node(string opType, string[] inputs, string[] outputs, params AttributeProto[] attributes)
+    {
+        var node = new NodeProto { OpType = opType, Name = $"{opType}_{_graph.Node.Count}" };
+        node.Input.AddRange(inputs);
+        node.Output.AddRange(outputs);
+        node.Attribute.AddRange(attributes);
+        _graph.Node.Add(node);
+        return this;
+    }
+
+    public OnnxTestModel Initializer(string name, float[] values, params long[] shape)
+    {
+        var tensor = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
+        tensor.Dims.AddRange(shape);
+        tensor.FloatData.AddRange(values);
+        _graph.Initializer.Add(tensor);
+        return this;
+    }
+
+    public OnnxTestModel Initializer(string name, long[] values, params long[] shape)
+    {
+        var tensor = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Int64 };
+        tensor.Dims.AddRange(shape);
+        tensor.Int64Data.AddRange(values);
+        _graph.Initializer.Add(tensor);
+        return this;
+    }
+
+    public OnnxTestModel Output(string name, TensorProto.Types.DataType type = TensorProto.Types.DataType.Float)
+    {
+        _graph.Output.Add(new ValueInfoProto
+        {
+            Name = name,
+            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type } },
+        });
+        return this;
+    }
+
+    public ModelProto Model()
+    {
+        var model = new ModelProto
+        {
+            IrVersion = _opset >= 21 ? 10 : _opset >= 19 ? 9 : 8,
+            ProducerName = "saliency-tests",
+            Graph = _graph,
+        };
+        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = _opset });
+        return model;
+    }
+
+    public byte[] Bytes() => Model().ToByteArray();
+
+    public static AttributeProto Int(string name, long value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
+
+    public static AttributeProto Float(string name, float value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };
+
+    public static AttributeProto String(string name, string value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(value) };
+
+    public static AttributeProto Ints(string name, params long[] values)
+    {
+        var attribute = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
+        attribute.Ints.AddRange(values);
+        return attribute;
+    }
+
+    public static AttributeProto Floats(string name, params float[] values)
+    {
+        var attribute = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Floats };
+        attribute.Floats.AddRange(values);
+        return attribute;
+    }
+
+    public static AttributeProto TensorValue(string name, TensorProto value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.Tensor, T = value };
+
+    private static ValueInfoProto ValueInfo(string name, TensorProto.Types.DataType type, long[] shape)
+    {
+        var tensorType = new TypeProto.Types.Tensor { ElemType = (int)type, Shape = new TensorShapeProto() };
+        foreach (var dim in shape) tensorType.Shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = dim });
+        return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = tensorType } };
+    }
+}
