@@ -7,7 +7,9 @@ using SaliencyService.Api.Errors;
 using SaliencyService.Api.Inputs;
 using SaliencyService.Api.Models;
 using SaliencyService.Api.Swagger;
+using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Inference;
+using SaliencyService.Api.Inference;
 
 namespace SaliencyService.Api;
 
@@ -32,6 +34,8 @@ public static class ServiceRegistration
 
         services.AddSingleton(sp => new OnnxSessionFactory(sp.GetRequiredService<IOptions<SaliencyOptions>>().Value.OnnxRuntime));
         services.AddSingleton(sp => new StoreLayout(sp.GetRequiredService<IOptions<SaliencyOptions>>().Value.ModelStore));
+        services.AddSingleton(sp => new ExplainAnalysis(sp.GetRequiredService<IOptions<SaliencyOptions>>().Value.Explain));
+        services.AddSingleton<ExplainQueue>();
         services.AddSingleton<ModelLoader>();
         services.AddSingleton<ModelStore>();
         services.AddSingleton<DemoModelSeeder>();

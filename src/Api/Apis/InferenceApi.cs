@@ -4,7 +4,6 @@ using SaliencyService.Api.Inputs;
 using SaliencyService.Api.Models;
 using SaliencyService.Api.Swagger;
 using SaliencyService.Contracts;
-using SaliencyService.Explain;
 
 namespace SaliencyService.Api.Apis;
 
@@ -31,14 +30,24 @@ public static class InferenceApi
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
             .DisableAntiforgery();
 
-        group.MapPost("/explain", Explain)
-            .WithName(nameof(Explain))
+        group.MapPost("/explain", ExplainApi.Explain)
+            .WithName(nameof(ExplainApi.Explain))
             .WithSummary("Explain a prediction with a saliency map")
-            .WithDescription("Reserved: answers 422 until the explain engine is part of the build (see explain.supported in the descriptor).")
+            .WithDescription("Back-propagates the target's pre-softmax score through the model's TorchSharp mirror. " +
+                             "format=npy: the raw map in the model-input shape and layout; png: a picture the size of the upload " +
+                             "(guided backprop and deconvnet as the classic standardised-gradient image, gradient as a heatmap); " +
+                             "json: target, label, score, top outputs and the PNG in base64. Headers X-Explain-Target and " +
+                             "X-Explain-Score carry the target and score. 422 when the model cannot be explained " +
+                             "(its descriptor's explain section says why); 503 + Retry-After when every explain slot is busy.")
             .WithMetadata(InputForm)
-            .Produces<byte[]>(StatusCodes.Status200OK, "image/png", "application/json", "application/x-npy")
+            .Produces<byte[]>(StatusCodes.Status200OK, "image/png", "application/x-npy")
+            .Produces<ExplainResponse>(StatusCodes.Status200OK, "application/json")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .DisableAntiforgery();
 
         return app;
@@ -53,13 +62,5 @@ public static class InferenceApi
         using var lease = store.Lease(name);
         var input = await inputs.ReadAsync(request, lease.Model.Descriptor, allowBatch: true, cancellationToken);
         return TypedResults.Ok(Predictor.Predict(lease.Model, input, topK));
-    }
-
-    /// <summary>Explains one prediction.</summary>
-    /// <param name="name">The model.</param>
-    public static Task<IResult> Explain(string name, ModelStore store)
-    {
-        var descriptor = store.Get(name);
-        throw ProblemException.Unprocessable($"Model '{descriptor.Name}' cannot be explained: {descriptor.Explain.Reason}");
     }
 }

@@ -1,3 +1,4 @@
+using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Inference;
 
 namespace SaliencyService.Api.Configuration;
@@ -29,4 +30,6 @@ public sealed class SaliencyOptions
     public int MaxBatchImages { get; set; } = 64;
 
     public OnnxRuntimeOptions OnnxRuntime { get; set; } = new();
+
+    public ExplainOptions Explain { get; set; } = new();
 }

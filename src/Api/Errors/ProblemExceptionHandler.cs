@@ -22,9 +22,11 @@ public sealed class ProblemExceptionHandler(IProblemDetailsService problems, ILo
             InvalidDataException i => (StatusCodes.Status400BadRequest, "Bad request", "Malformed request body: " + i.Message),
             _ => (StatusCodes.Status500InternalServerError, "Internal server error", "An unexpected error occurred; it has been logged."),
         };
-        if (status >= 500) logger.LogError(exception, "Unhandled error on {Method} {Path}", context.Request.Method, context.Request.Path);
+        if (status >= 500 && exception is not ProblemException) logger.LogError(exception, "Unhandled error on {Method} {Path}", context.Request.Method, context.Request.Path);
 
         context.Response.StatusCode = status;
+        if (exception is ProblemException { RetryAfterSeconds: { } retry })
+            context.Response.Headers.RetryAfter = retry.ToString(System.Globalization.CultureInfo.InvariantCulture);
         return await problems.TryWriteAsync(new ProblemDetailsContext
         {
             HttpContext = context,

@@ -3,13 +3,14 @@ using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Contracts;
 using SaliencyService.Explain;
+using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Imaging;
 using SaliencyService.Explain.Inference;
 
 namespace SaliencyService.Api.Models;
 
 /// <summary>Opens one model folder: validates it with ONNX Runtime and describes it.</summary>
-public sealed class ModelLoader(OnnxSessionFactory sessions)
+public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis analysis)
 {
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
@@ -50,9 +51,15 @@ public sealed class ModelLoader(OnnxSessionFactory sessions)
         }
 
         var onnx = new OnnxModel(session, provider);
+        ModelExplainer? explainer = null;
         try
         {
             var preprocessing = PreprocessingResolver.Resolve(manifest, onnx.Inputs);
+            var explained = onnx.Outputs.FirstOrDefault(o => o.DataType == "float32");
+            ExplainDescriptor explain;
+            (explainer, explain) = explained is null
+                ? (null, new ExplainDescriptor(false, [], null, null, [], "The model has no float32 output to explain."))
+                : analysis.Analyse(modelPath, onnx, preprocessing, explained.Name);
             var file = new FileInfo(modelPath);
             var descriptor = new ModelDescriptor(
                 name,
@@ -65,19 +72,16 @@ public sealed class ModelLoader(OnnxSessionFactory sessions)
                 preprocessing,
                 manifest.Labels,
                 provider,
-                NotAnalysed);
-            return new ServedModel(descriptor, onnx);
+                explain);
+            return new ServedModel(descriptor, onnx, explainer);
         }
         catch
         {
             onnx.Dispose();
+            explainer?.Dispose();
             throw;
         }
     }
-
-    // The explain engine fills this in once it analyses models (explain-engine issue).
-    private static readonly ExplainDescriptor NotAnalysed =
-        new(false, [], null, null, [], "The explain engine is not part of this build yet.");
 
     private static string Sha256(string path)
     {

@@ -1,4 +1,5 @@
 using SaliencyService.Contracts;
+using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Inference;
 
 namespace SaliencyService.Api.Models;
@@ -12,14 +13,18 @@ public sealed class ServedModel
 {
     private int _references = 1; // the store's own reference, dropped by Retire()
 
-    public ServedModel(ModelDescriptor descriptor, OnnxModel onnx)
+    public ServedModel(ModelDescriptor descriptor, OnnxModel onnx, ModelExplainer? explainer)
     {
         Descriptor = descriptor;
         Onnx = onnx;
+        Explainer = explainer;
     }
 
     public ModelDescriptor Descriptor { get; }
     public OnnxModel Onnx { get; }
+
+    /// <summary>The mirror that explains this version; null when the model cannot be explained.</summary>
+    public ModelExplainer? Explainer { get; }
     public string Name => Descriptor.Name;
     public Preprocessing Preprocessing => Descriptor.Preprocessing;
 
@@ -36,7 +41,9 @@ public sealed class ServedModel
 
     public void Release()
     {
-        if (Interlocked.Decrement(ref _references) == 0) Onnx.Dispose();
+        if (Interlocked.Decrement(ref _references) != 0) return;
+        Onnx.Dispose();
+        Explainer?.Dispose();
     }
 
     /// <summary>Called once by the store when this version stops being served.</summary>

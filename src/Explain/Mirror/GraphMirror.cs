@@ -42,6 +42,9 @@ public sealed class GraphMirror : IDisposable
     /// <summary>Outputs of rectifier nodes, in graph order (Grad-CAM's default layer is among them).</summary>
     public IReadOnlyList<string> RectifierOutputs { get; }
 
+    /// <summary>Every tensor computed from the input, in the order the graph computes them.</summary>
+    public IEnumerable<string> ActivationNames => _steps.SelectMany(s => s.Outputs).Where(o => o.Length > 0);
+
     /// <summary>
     /// Runs the graph on <paramref name="input"/> and returns every tensor by name. Call inside a
     /// dispose scope: the returned tensors belong to it.

@@ -1,0 +1,109 @@
+using SaliencyService.Contracts;
+using SaliencyService.Explain.Imaging;
+using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Onnx;
+using SaliencyService.Explain.Tensors;
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
+using TorchSharp;
+using static TorchSharp.torch;
+using ExternalException = System.Runtime.InteropServices.ExternalException;
+using FloatTensor = SaliencyService.Explain.Tensors.FloatTensor;
+
+namespace SaliencyService.Explain.Engine;
+
+/// <summary>
+/// Runs at import: rebuilds the model as a mirror, checks on a probe input that the mirror computes
+/// what ONNX Runtime computes, and describes the result for the model descriptor.
+/// </summary>
+public sealed class ExplainAnalysis(ExplainOptions options)
+{
+    public (ModelExplainer? Explainer, ExplainDescriptor Descriptor) Analyse(string modelPath, OnnxModel onnx, Preprocessing preprocessing, string outputName)
+    {
+        try
+        {
+            Torch.TorchNativeLoader.EnsureLoaded();
+        }
+        catch (Exception e) when (e is InvalidOperationException or DllNotFoundException or NotSupportedException)
+        {
+            return (null, NotSupported([], "The explain engine (libtorch) cannot load on this host: " + e.Message));
+        }
+
+        var build = GraphMirror.Build(OnnxFile.Load(modelPath), preprocessing.Input, outputName);
+        if (build.Mirror is not { } mirror)
+            return (null, NotSupported(build.UnsupportedOperators, "The model uses operators the explainer does not support."));
+
+        try
+        {
+            var probe = Probe(onnx, preprocessing);
+            var expected = onnx.Run(preprocessing.Input, probe, outputName);
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var values = mirror.Forward(tensor(probe.Data, probe.Shape), RectifierRule.Gradient);
+            var actual = values[outputName].to_type(ScalarType.Float32).contiguous().data<float>().ToArray();
+
+            var difference = actual.Length == expected.Data.Length
+                ? expected.Data.Zip(actual, (e, a) => (double)Math.Abs(e - a)).DefaultIfEmpty(0).Max()
+                : double.PositiveInfinity;
+            var scale = expected.Data.Select(v => (double)Math.Abs(v)).DefaultIfEmpty(0).Max();
+            var layers = mirror.ActivationNames
+                .Where(name => values.TryGetValue(name, out var t) && t.dim() == 4 && t.is_floating_point())
+                .Select(name => new LayerDescriptor(name, values[name].shape))
+                .ToArray();
+            var layerNames = layers.Select(l => l.Name).ToHashSet();
+            var defaultLayer = mirror.RectifierOutputs.LastOrDefault(layerNames.Contains) ?? layers.LastOrDefault()?.Name;
+
+            if (!(difference <= options.ParityTolerance * scale + 1e-6))
+            {
+                mirror.Dispose();
+                return (null, new ExplainDescriptor(false, [], Finite(difference), null, [], 
+                    $"The mirror disagrees with ONNX Runtime on a probe input (max abs difference {difference:G3} at output scale {scale:G3})."));
+            }
+            return (new ModelExplainer(mirror, layers, defaultLayer),
+                new ExplainDescriptor(true, [], difference, defaultLayer, layers, null));
+        }
+        catch (Exception e) when (e is UnsupportedOperatorException or ExternalException or ArgumentException or InvalidOperationException or KeyNotFoundException)
+        {
+            mirror.Dispose();
+            return (null, NotSupported([], "The mirror failed on a probe input: " + e.Message));
+        }
+    }
+
+    private static double? Finite(double value) => double.IsFinite(value) ? value : null;
+
+    private static ExplainDescriptor NotSupported(IReadOnlyList<string> unsupported, string reason) =>
+        new(false, unsupported, null, null, [], reason);
+
+    /// <summary>
+    /// A realistic input: a seeded random image through the model's own preprocessing (random
+    /// normal values for inputs that are not images).
+    /// </summary>
+    private static FloatTensor Probe(OnnxModel onnx, Preprocessing p)
+    {
+        var input = onnx.Inputs.First(i => i.Name == p.Input);
+        var random = new Random(20261127);
+        if (input.Shape.Count == 4)
+        {
+            using var image = new Image<Rgb24>(p.Width, p.Height);
+            image.ProcessPixelRows(rows =>
+            {
+                for (var y = 0; y < rows.Height; y++)
+                {
+                    var row = rows.GetRowSpan(y);
+                    for (var x = 0; x < row.Length; x++)
+                        row[x] = new Rgb24((byte)random.Next(256), (byte)random.Next(256), (byte)random.Next(256));
+                }
+            });
+            var data = new float[ImageTensorizer.SampleLength(p)];
+            ImageTensorizer.Write(image, p, data);
+            var channels = ImageTensorizer.ChannelCount(p);
+            long[] shape = p.Layout == "NCHW" ? [1, channels, p.Height, p.Width] : [1, p.Height, p.Width, channels];
+            return new FloatTensor(data, shape);
+        }
+        var dims = input.Shape.Select((d, i) => d > 0 ? d : i == 0 ? 1 : 1).ToArray();
+        var values = new float[FloatTensor.ElementCount(dims)];
+        for (var i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() * 2 - 1);
+        return new FloatTensor(values, dims);
+    }
+}

@@ -1,0 +1,17 @@
+namespace SaliencyService.Explain.Engine;
+
+/// <summary>Explain engine settings (configuration section <c>Saliency:Explain</c>).</summary>
+public sealed class ExplainOptions
+{
+    /// <summary>Explanations computed at once; the rest wait in line.</summary>
+    public int MaxConcurrent { get; set; } = 2;
+
+    /// <summary>How long a request may wait for a slot before it gets 503 + Retry-After.</summary>
+    public int QueueTimeoutSeconds { get; set; } = 30;
+
+    /// <summary>libtorch intra-op threads; 0 = one per core.</summary>
+    public int TorchThreads { get; set; }
+
+    /// <summary>Largest mirror-vs-runtime difference, relative to the output's scale, that is still explainable.</summary>
+    public double ParityTolerance { get; set; } = 1e-3;
+}
