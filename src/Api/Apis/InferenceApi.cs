@@ -40,8 +40,8 @@ public static class InferenceApi
                              "X-Explain-Score carry the target and score. 422 when the model cannot be explained " +
                              "(its descriptor's explain section says why); 503 + Retry-After when every explain slot is busy.")
             .WithMetadata(InputForm)
-            .Produces<byte[]>(StatusCodes.Status200OK, "image/png", "application/x-npy")
-            .Produces<ExplainResponse>(StatusCodes.Status200OK, "application/json")
+            // One 200 with three media types; BinaryResponseFilter marks the PNG and .npy ones binary.
+            .Produces<ExplainResponse>(StatusCodes.Status200OK, "image/png", "application/json", "application/x-npy")
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)

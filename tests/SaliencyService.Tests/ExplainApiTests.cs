@@ -1,0 +1,109 @@
+using System.Globalization;
+using System.Net;
+using SaliencyService.Contracts;
+using SaliencyService.Explain.Tensors;
+using SaliencyService.Tests.Support;
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
+using Xunit;
+
+namespace SaliencyService.Tests;
+
+/// <summary>Explain over HTTP against the PyTorch (float64) reference maps of every fixture case.</summary>
+public sealed class ExplainApiTests(FixtureModelsService service) : IClassFixture<FixtureModelsService>
+{
+    private HttpClient Client => service.Client;
+
+    public static IEnumerable<object[]> Maps =>
+        from c in ReferenceCases.All
+        from method in new[] { ("guided-backprop", "guided_backprop"), ("gradient", "gradient"), ("deconvnet", "deconvnet") }
+        from input in new[] { "tensor", "image" }
+        select new object[] { c.Model, c.Stem, method.Item1, method.Item2, input };
+
+    [Theory]
+    [MemberData(nameof(Maps))]
+    public async Task Npy_maps_match_the_reference(string model, string stem, string method, string reference, string input)
+    {
+        using var form = input == "tensor"
+            ? Http.TensorForm(File.ReadAllBytes(TestPaths.Fixture(model, stem + ".tensor.npy")))
+            : Http.ImageForm(TestPaths.Fixture(model, stem + ".png"));
+        var response = await Client.PostAsync($"/v1/models/{model}/explain?method={method}&format=npy", form);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+
+        var expected = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(model, $"{stem}.{reference}.npy")), long.MaxValue);
+        var actual = Npy.Read(await response.Content.ReadAsByteArrayAsync(), long.MaxValue);
+        Assert.Equal(expected.Shape, actual.Shape);
+        var scale = expected.Data.Max(Math.Abs);
+        var error = expected.Data.Zip(actual.Data, (e, a) => Math.Abs(e - a)).Max();
+        Assert.True(error <= 1e-3 * scale, $"max abs error {error} vs max |reference| {scale}");
+
+        var c = ReferenceCases.Get(model, stem);
+        Assert.Equal(c.Target.ToString(CultureInfo.InvariantCulture), response.Headers.GetValues("X-Explain-Target").Single());
+        Assert.Equal(c.Score, double.Parse(response.Headers.GetValues("X-Explain-Score").Single(), CultureInfo.InvariantCulture), 3);
+    }
+
+    [Fact]
+    public async Task Fixture_models_are_explainable_with_tight_parity()
+    {
+        foreach (var name in FixtureModelsService.Models)
+        {
+            var model = await Http.ReadAsync<ModelDescriptor>(await Client.GetAsync($"/v1/models/{name}"));
+            Assert.True(model.Explain.Supported, model.Explain.Reason);
+            Assert.Empty(model.Explain.UnsupportedOperators);
+            Assert.InRange(model.Explain.ParityMaxAbsDiff!.Value, 0, 1e-4);
+            Assert.NotEmpty(model.Explain.Layers);
+            Assert.All(model.Explain.Layers, l => Assert.Equal(4, l.Shape.Count));
+            Assert.Contains(model.Explain.Layers, l => l.Name == model.Explain.DefaultLayer);
+        }
+    }
+
+    [Fact]
+    public async Task A_target_by_label_or_index_is_explained_instead_of_the_top1()
+    {
+        // seed_cnn input0 is a square (class 0); explain "circle" (class 1) instead.
+        using var byLabel = Http.TensorForm(File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.tensor.npy")));
+        var response = await Client.PostAsync("/v1/models/seed_cnn/explain?target=circle&format=json&method=gradient", byLabel);
+        var json = await Http.ReadAsync<ExplainResponse>(response);
+        Assert.Equal((1, "circle", "gradient"), (json.Target, json.Label, json.Method));
+        Assert.Equal(ReferenceCases.Get("seed_cnn", "input0").Logits[1], json.Score, 3);
+        Assert.Equal(0, json.Top[0].Index); // the model still predicts a square
+        Assert.Equal((64, 64), (json.Width, json.Height));
+        using var png = Image.Load<Rgb24>(Convert.FromBase64String(json.Png));
+        Assert.Equal((64, 64), (png.Width, png.Height));
+
+        using var byIndex = Http.TensorForm(File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.tensor.npy")));
+        var indexed = await Client.PostAsync("/v1/models/seed_cnn/explain?target=1&format=npy&method=gradient", byIndex);
+        Assert.Equal("1", indexed.Headers.GetValues("X-Explain-Target").Single());
+    }
+
+    [Fact]
+    public async Task Png_maps_have_the_size_of_the_upload()
+    {
+        using var form = Http.Form(("image", TestImages.Png(97, 31, new Rgb24(120, 30, 200)), "odd.png"));
+        var response = await Client.PostAsync("/v1/models/mini_resnet/explain", form);
+        Assert.Equal("image/png", response.Content.Headers.ContentType?.MediaType);
+        using var png = Image.Load<Rgb24>(await response.Content.ReadAsByteArrayAsync());
+        Assert.Equal((97, 31), (png.Width, png.Height));
+    }
+
+    [Theory]
+    [InlineData("method=nonsense")]
+    [InlineData("format=gif")]
+    [InlineData("target=10")]
+    [InlineData("target=-1")]
+    [InlineData("target=no-such-label")]
+    public async Task Bad_parameters_are_400(string query)
+    {
+        using var form = Http.TensorForm(File.ReadAllBytes(TestPaths.Fixture("mini_resnet", "input0.tensor.npy")));
+        await Http.AssertProblemAsync(await Client.PostAsync($"/v1/models/mini_resnet/explain?{query}", form), HttpStatusCode.BadRequest);
+    }
+
+    [Fact]
+    public async Task A_batch_is_refused_and_an_unknown_model_is_404()
+    {
+        using var batch = Http.ImageForm(TestPaths.Fixture("seed_cnn", "input0.png"), TestPaths.Fixture("seed_cnn", "input1.png"));
+        await Http.AssertProblemAsync(await Client.PostAsync("/v1/models/seed_cnn/explain", batch), HttpStatusCode.BadRequest);
+        using var form = Http.ImageForm(TestPaths.Fixture("seed_cnn", "input0.png"));
+        await Http.AssertProblemAsync(await Client.PostAsync("/v1/models/nope/explain", form), HttpStatusCode.NotFound);
+    }
+}
