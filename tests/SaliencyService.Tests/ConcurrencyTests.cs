@@ -73,5 +73,30 @@ public sealed class ConcurrencyTests : IDisposable
         Assert.Equal(ReferenceCases.Get("seed_cnn", "input0").Outputs[0], output.Data[0], 4);
     }
 
+    [Fact]
+    public async Task Concurrent_explains_and_predicts_all_give_the_reference_answers()
+    {
+        using var client = _factory.CreateClient();
+        await Http.ImportFixtureAsync(client, "mini_mobilenet");
+        var tensor = File.ReadAllBytes(TestPaths.Fixture("mini_mobilenet", "input1.tensor.npy"));
+        var reference = SaliencyService.Explain.Tensors.Npy.Read(File.ReadAllBytes(TestPaths.Fixture("mini_mobilenet", "input1.guided_backprop.npy")), long.MaxValue);
+        var scale = reference.Data.Max(Math.Abs);
+
+        var explains = Enumerable.Range(0, 12).Select(async _ =>
+        {
+            using var form = Http.TensorForm(tensor);
+            var map = SaliencyService.Explain.Tensors.Npy.Read(
+                await Http.ReadBytesAsync(await client.PostAsync("/v1/models/mini_mobilenet/explain?format=npy", form)), long.MaxValue);
+            Assert.True(reference.Data.Zip(map.Data, (r, m) => Math.Abs(r - m)).Max() <= 1e-3 * scale);
+        });
+        var predicts = Enumerable.Range(0, 12).Select(async _ =>
+        {
+            using var form = Http.TensorForm(tensor);
+            var top = (await Http.ReadAsync<PredictResponse>(await client.PostAsync("/v1/models/mini_mobilenet/predict", form))).Predictions[0].Top;
+            Assert.Equal(ReferenceCases.Get("mini_mobilenet", "input1").Target, top[0].Index);
+        });
+        await Task.WhenAll(explains.Concat(predicts));
+    }
+
     private static bool Close(float[] a, float[] b) => a.Zip(b).All(p => Math.Abs(p.First - p.Second) <= 1e-4f);
 }

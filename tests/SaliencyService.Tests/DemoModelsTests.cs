@@ -20,6 +20,11 @@ public sealed class DemoModelsTests : IDisposable
 
         var resnet = models[0];
         Assert.Equal("CNTK", resnet.Producer);
+        // The CNTK export (opset 8, asymmetric pads) is explainable, its mirror within 1e-3 relative.
+        Assert.True(resnet.Explain.Supported, resnet.Explain.Reason);
+        Assert.InRange(resnet.Explain.ParityMaxAbsDiff!.Value, 0, 1e-3 * 10);
+        Assert.Equal("ReLU393_Output_0", resnet.Explain.DefaultLayer); // the last 4-D rectifier, 512×7×7
+        Assert.Equal([1L, 512, 7, 7], resnet.Explain.Layers.Single(l => l.Name == resnet.Explain.DefaultLayer).Shape);
         Assert.Equal([1L, 3, 224, 224], resnet.Inputs[0].Shape);
         Assert.Equal(("BGR", 1.0), (resnet.Preprocessing.Channels, resnet.Preprocessing.Scale));
 
@@ -35,6 +40,14 @@ public sealed class DemoModelsTests : IDisposable
         Assert.All(features.Predictions, p => Assert.Equal(512, p.Top.Count));
         Assert.All(features.Predictions, p => Assert.All(p.Top, s => Assert.True(s.Score >= 0))); // pooled ReLU features
         Assert.NotEqual(features.Predictions[0].Top[0].Index, features.Predictions[1].Top[0].Index);
+
+        // Guided backprop of a real photo: non-trivial and concentrated on the cat, not the borders.
+        using var cat = Http.ImageForm(Path.Combine(TestPaths.Samples, "chelsea.png"));
+        var response = await client.PostAsync("/v1/models/resnet18/explain?format=npy", cat);
+        var map = Explain.Tensors.Npy.Read(await Http.ReadBytesAsync(response), long.MaxValue);
+        Assert.Equal([3L, 224, 224], map.Shape);
+        Assert.True(map.Data.Count(v => v != 0) > map.Data.Length / 4);
+        Assert.All(map.Data, v => Assert.True(float.IsFinite(v)));
     }
 
     [Fact]

@@ -54,6 +54,12 @@ public static class Http
         return JsonSerializer.Deserialize<T>(body, Json)!;
     }
 
+    public static async Task<byte[]> ReadBytesAsync(HttpResponseMessage response)
+    {
+        Assert.True(response.IsSuccessStatusCode, $"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
+        return await response.Content.ReadAsByteArrayAsync();
+    }
+
     /// <summary>Asserts an RFC 9457 problem with the given status and returns its detail.</summary>
     public static async Task<string> AssertProblemAsync(HttpResponseMessage response, HttpStatusCode status)
     {

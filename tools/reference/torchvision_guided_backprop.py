@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Exports torchvision architectures (random weights) to ONNX and computes their reference
+guided-backprop and gradient maps in PyTorch (float64), for checking the explain mirror.
+
+Guided backprop is applied the way Captum cannot: by replacing F.relu / F.hardtanh(0, 6)
+themselves, so functional ReLUs (DenseNet, GoogLeNet) and ReLU6 modules are all covered.
+
+Usage: torchvision_guided_backprop.py OUT_DIR [ARCH ...]   (needs Debian's python3-torch,
+python3-torchvision; writes OUT_DIR/ARCH/{model.onnx,input.npy,guided_backprop.npy,gradient.npy,meta.json})
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.models as models
+
+ARCHS = ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "densenet121", "squeezenet1_0", "efficientnet_b0",
+         "googlenet", "shufflenet_v2_x1_0", "regnet_y_400mf", "mnasnet0_5", "alexnet"]
+
+
+class GuidedRectifier(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, upper):
+        ctx.save_for_backward(x)
+        ctx.upper = upper
+        return x.clamp(min=0) if upper is None else x.clamp(0, upper)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        gate = x > 0 if ctx.upper is None else (x > 0) & (x < ctx.upper)
+        return grad.clamp(min=0) * gate, None
+
+
+_relu, _hardtanh = torch.relu, F.hardtanh
+GUIDED = {"on": False}
+
+
+def relu(x, inplace=False):
+    return GuidedRectifier.apply(x, None) if GUIDED["on"] else _relu(x)
+
+
+def hardtanh(x, min_val=-1.0, max_val=1.0, inplace=False):
+    if GUIDED["on"] and min_val == 0:
+        return GuidedRectifier.apply(x, max_val)
+    return _hardtanh(x, min_val, max_val, inplace)
+
+
+F.relu, F.hardtanh, torch.relu = relu, hardtanh, relu
+torch.nn.functional.relu6 = lambda x, inplace=False: hardtanh(x, 0.0, 6.0, inplace)
+
+
+def build(arch):
+    torch.manual_seed(0)
+    kwargs = {"aux_logits": False, "init_weights": True} if arch == "googlenet" else {}
+    model = getattr(models, arch)(weights=None, **kwargs).eval()
+    # Random but non-degenerate batch-norm statistics, so the maps are not trivially uniform.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+def attribution(model, x, guided):
+    GUIDED["on"] = guided
+    try:
+        x = x.clone().requires_grad_(True)
+        logits = model(x)
+        target = int(logits.argmax(1))
+        logits[0, target].backward()
+        return x.grad[0].numpy().astype(np.float32), target, float(logits[0, target])
+    finally:
+        GUIDED["on"] = False
+
+
+def main(out, archs):
+    for arch in archs:
+        folder = os.path.join(out, arch)
+        os.makedirs(folder, exist_ok=True)
+        model = build(arch)
+        x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+        torch.onnx.export(model, x, os.path.join(folder, "model.onnx"), opset_version=13,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        # float32 maps too: how far PyTorch's own float32 lands from the float64 truth is the
+        # noise floor a float32 implementation can expect on this architecture.
+        guided32, _, _ = attribution(model, x, guided=True)
+        gradient32, _, _ = attribution(model, x, guided=False)
+        model64 = model.double()
+        guided, target, score = attribution(model64, x.double(), guided=True)
+        gradient, _, _ = attribution(model64, x.double(), guided=False)
+        floor = {"guided_backprop_f32_rel_max": rel(guided32, guided), "gradient_f32_rel_max": rel(gradient32, gradient)}
+        np.save(os.path.join(folder, "input.npy"), x.numpy())
+        np.save(os.path.join(folder, "guided_backprop.npy"), guided)
+        np.save(os.path.join(folder, "gradient.npy"), gradient)
+        with open(os.path.join(folder, "meta.json"), "w") as f:
+            json.dump({"arch": arch, "target": target, "score": score, **floor}, f)
+        print(arch, "target", target, "score", round(score, 4), floor, flush=True)
+
+
+def rel(a, b):
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:] or ARCHS)
