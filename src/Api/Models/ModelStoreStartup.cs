@@ -1,3 +1,4 @@
+using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Inference;
 
 namespace SaliencyService.Api.Models;
@@ -6,13 +7,17 @@ namespace SaliencyService.Api.Models;
 /// Loads the store (and seeds the demos) before the server starts listening, so every request
 /// sees a loaded store and <c>/health/ready</c> is honest.
 /// </summary>
-public sealed class ModelStoreStartup(ModelStore store, DemoModelSeeder seeder, OnnxSessionFactory sessions, ILogger<ModelStoreStartup> logger)
+public sealed class ModelStoreStartup(
+    ModelStore store, DemoModelSeeder seeder, OnnxSessionFactory sessions, ExplainAnalysis explain, ILogger<ModelStoreStartup> logger)
     : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         var (provider, reason) = sessions.PreferredProvider;
         logger.LogInformation("ONNX Runtime execution provider: {Provider} ({Reason})", provider, reason);
+        var (loaded, status) = explain.Engine;
+        if (loaded) logger.LogInformation("Explain engine: {Status}", status);
+        else logger.LogWarning("Explain engine unavailable, models will predict but not explain: {Status}", status);
         logger.LogInformation("Model store: {Root}", store.Layout.Root);
         store.Load();
         await seeder.SeedIfEmptyAsync(cancellationToken);

@@ -17,18 +17,23 @@ namespace SaliencyService.Explain.Engine;
 /// Runs at import: rebuilds the model as a mirror, checks on a probe input that the mirror computes
 /// what ONNX Runtime computes, and describes the result for the model descriptor.
 /// </summary>
-public sealed class ExplainAnalysis(ExplainOptions options)
+public sealed class ExplainAnalysis
 {
+    private readonly ExplainOptions _options;
+    private readonly Lazy<(bool Loaded, string Status)> _engine;
+
+    public ExplainAnalysis(ExplainOptions options)
+    {
+        _options = options;
+        _engine = new Lazy<(bool, string)>(LoadEngine);
+    }
+
+    /// <summary>Whether libtorch is usable here, and how it was loaded or why not (for the start-up log).</summary>
+    public (bool Loaded, string Status) Engine => _engine.Value;
+
     public (ModelExplainer? Explainer, ExplainDescriptor Descriptor) Analyse(string modelPath, OnnxModel onnx, Preprocessing preprocessing, string outputName)
     {
-        try
-        {
-            Torch.TorchNativeLoader.EnsureLoaded();
-        }
-        catch (Exception e) when (e is InvalidOperationException or DllNotFoundException or NotSupportedException)
-        {
-            return (null, NotSupported([], "The explain engine (libtorch) cannot load on this host: " + e.Message));
-        }
+        if (!Engine.Loaded) return (null, NotSupported([], Engine.Status));
 
         var build = GraphMirror.Build(OnnxFile.Load(modelPath), preprocessing.Input, outputName);
         if (build.Mirror is not { } mirror)
@@ -54,7 +59,7 @@ public sealed class ExplainAnalysis(ExplainOptions options)
             var layerNames = layers.Select(l => l.Name).ToHashSet();
             var defaultLayer = mirror.RectifierOutputs.LastOrDefault(layerNames.Contains) ?? layers.LastOrDefault()?.Name;
 
-            if (!(difference <= options.ParityTolerance * scale + 1e-6))
+            if (!(difference <= _options.ParityTolerance * scale + 1e-6))
             {
                 mirror.Dispose();
                 return (null, new ExplainDescriptor(false, [], Finite(difference), null, [], 
@@ -67,6 +72,20 @@ public sealed class ExplainAnalysis(ExplainOptions options)
         {
             mirror.Dispose();
             return (null, NotSupported([], "The mirror failed on a probe input: " + e.Message));
+        }
+    }
+
+    private (bool, string) LoadEngine()
+    {
+        try
+        {
+            var status = Torch.TorchNativeLoader.EnsureLoaded();
+            if (_options.TorchThreads > 0) set_num_threads(_options.TorchThreads);
+            return (true, $"{status}; {get_num_threads()} libtorch thread(s)");
+        }
+        catch (Exception e) when (e is InvalidOperationException or DllNotFoundException or NotSupportedException or TypeInitializationException)
+        {
+            return (false, "The explain engine (libtorch) cannot load on this host: " + e.Message);
         }
     }
 
