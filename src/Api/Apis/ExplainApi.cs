@@ -52,10 +52,9 @@ public static class ExplainApi
         if (outputFormat == "png") return TypedResults.Bytes(png, "image/png");
 
         var labels = model.Descriptor.Labels;
-        string? Label(int index) => labels is not null && index < labels.Count ? labels[index] : null;
-        var top = map.Outputs.Select((score, index) => new ClassScore(index, Label(index), score))
-            .OrderByDescending(s => s.Score).Take(5).ToArray();
-        return TypedResults.Ok(new ExplainResponse(name, attributionMethod.Name(), map.Target, Label(map.Target), map.Score, top,
+        var label = labels is not null && map.Target < labels.Count ? labels[map.Target] : null;
+        var top = Predictor.Top(map.Outputs, 5, labels);
+        return TypedResults.Ok(new ExplainResponse(name, attributionMethod.Name(), map.Target, label, map.Score, top,
             size.Width, size.Height, Convert.ToBase64String(png)));
     }
 }

@@ -59,7 +59,8 @@ public static class Predictor
         return new FloatTensor(batch.Data.AsSpan(start * length, count * length).ToArray(), [count, .. batch.Shape[1..]]);
     }
 
-    private static ClassScore[] Top(ReadOnlySpan<float> scores, int k, IReadOnlyList<string>? labels)
+    /// <summary>The k highest scores, highest first, with labels where the manifest has them.</summary>
+    public static ClassScore[] Top(ReadOnlySpan<float> scores, int k, IReadOnlyList<string>? labels)
     {
         var order = new int[scores.Length];
         for (var i = 0; i < order.Length; i++) order[i] = i;

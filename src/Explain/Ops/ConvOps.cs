@@ -12,16 +12,7 @@ internal static class ConvOps
     [OnnxOp("Conv")]
     private static OpKernel Conv(OpContext node)
     {
-        var a = node.Attributes;
-        var weight = node.Constant(1);
-        var spatial = (int)(a.Ints("kernel_shape")?.Length ?? (weight is null ? 2 : weight.dim() - 2));
-        if (spatial is < 1 or > 3) throw node.Unsupported($"{spatial}-D convolution");
-        var strides = a.Ints("strides") ?? Ones(spatial);
-        var dilations = a.Ints("dilations") ?? Ones(spatial);
-        var group = a.Int("group", 1);
-        var autoPad = a.String("auto_pad", "NOTSET");
-        var pads = a.Ints("pads") ?? new long[2 * spatial];
-
+        var (spatial, strides, dilations, pads, autoPad, group) = ConvAttributes.From(node);
         return (x, _) =>
         {
             var input = x[0]!;
@@ -51,17 +42,9 @@ internal static class ConvOps
     [OnnxOp("ConvTranspose")]
     private static OpKernel ConvTranspose(OpContext node)
     {
-        var a = node.Attributes;
-        var weight = node.Constant(1);
-        var spatial = (int)(a.Ints("kernel_shape")?.Length ?? (weight is null ? 2 : weight.dim() - 2));
-        if (spatial is < 1 or > 3) throw node.Unsupported($"{spatial}-D transposed convolution");
-        var strides = a.Ints("strides") ?? Ones(spatial);
-        var dilations = a.Ints("dilations") ?? Ones(spatial);
-        var outputPadding = a.Ints("output_padding") ?? new long[spatial];
-        var outputShape = a.Ints("output_shape");
-        var group = a.Int("group", 1);
-        var autoPad = a.String("auto_pad", "NOTSET");
-        var pads = a.Ints("pads") ?? new long[2 * spatial];
+        var (spatial, strides, dilations, pads, autoPad, group) = ConvAttributes.From(node);
+        var outputPadding = node.Attributes.Ints("output_padding") ?? new long[spatial];
+        var outputShape = node.Attributes.Ints("output_shape");
 
         return (x, _) =>
         {
@@ -101,6 +84,20 @@ internal static class ConvOps
     }
 
     private static long[] Ones(int count) => Enumerable.Repeat(1L, count).ToArray();
+
+    /// <summary>The attributes Conv and ConvTranspose share, with ONNX's defaults.</summary>
+    private sealed record ConvAttributes(int Spatial, long[] Strides, long[] Dilations, long[] Pads, string AutoPad, long Group)
+    {
+        public static ConvAttributes From(OpContext node)
+        {
+            var a = node.Attributes;
+            var weight = node.Constant(1);
+            var spatial = (int)(a.Ints("kernel_shape")?.Length ?? (weight is null ? 2 : weight.dim() - 2));
+            if (spatial is < 1 or > 3) throw node.Unsupported($"{spatial}-D convolution");
+            return new ConvAttributes(spatial, a.Ints("strides") ?? Ones(spatial), a.Ints("dilations") ?? Ones(spatial),
+                a.Ints("pads") ?? new long[2 * spatial], a.String("auto_pad", "NOTSET"), a.Int("group", 1));
+        }
+    }
 }
 
 /// <summary>ONNX padding rules shared by convolution and pooling.</summary>
