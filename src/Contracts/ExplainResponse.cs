@@ -2,7 +2,8 @@ namespace SaliencyService.Contracts;
 
 /// <summary>
 /// Answer of POST /v1/models/{name}/explain?format=json: the explained target and its
-/// pre-softmax score, the model's top outputs, and the map as a base64 PNG of width × height.
+/// pre-softmax score, the model's top outputs, the method's parameters and the rendering as
+/// they were used, and the map as a base64 PNG of width × height.
 /// </summary>
 public sealed record ExplainResponse(
     string Model,
@@ -11,6 +12,7 @@ public sealed record ExplainResponse(
     string? Label,
     float Score,
     IReadOnlyList<ClassScore> Top,
+    IReadOnlyDictionary<string, object> Parameters,
     int Width,
     int Height,
     string Png);

@@ -1,4 +1,6 @@
 using System.Globalization;
+using Microsoft.Extensions.Options;
+using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Inference;
 using SaliencyService.Api.Inputs;
 using SaliencyService.Api.Models;
@@ -17,16 +19,33 @@ public static class ExplainApi
 
     /// <summary>Explains one prediction with a saliency map.</summary>
     /// <param name="name">The model.</param>
-    /// <param name="method">guided-backprop (default), gradient or deconvnet.</param>
+    /// <param name="method">guided-backprop (default), gradient, deconvnet, input-x-gradient, integrated-gradients, smoothgrad, grad-cam, guided-grad-cam.</param>
     /// <param name="target">Class index into the flattened output of one sample, or a label; default the top-1 of the pre-softmax score.</param>
-    /// <param name="format">png (default), json or npy.</param>
+    /// <param name="layer">Grad-CAM layer: an ONNX tensor name from explain.layers; default explain.defaultLayer.</param>
+    /// <param name="steps">Integrated gradients: steps from the zero baseline (default 50).</param>
+    /// <param name="samples">SmoothGrad: noisy samples (default 25).</param>
+    /// <param name="noise">SmoothGrad: noise σ as a fraction of the input's value range (default 0.15).</param>
+    /// <param name="seed">SmoothGrad: RNG seed, for a reproducible map (default: random, reported in JSON).</param>
+    /// <param name="base">SmoothGrad: the method it smooths: gradient (default), guided-backprop, deconvnet, input-x-gradient.</param>
+    /// <param name="format">png (default), json or npy (the raw map: model-input shape and layout; [H, W] for grad-cam).</param>
+    /// <param name="view">PNG view: heatmap, overlay, rgb, gray. Defaults: rgb for guided-backprop, deconvnet and guided-grad-cam; overlay for grad-cam; heatmap otherwise.</param>
+    /// <param name="colormap">jet, viridis, inferno, gray, bwr (default inferno; jet for grad-cam; bwr for sign=diverging).</param>
+    /// <param name="sign">absolute (default), positive, negative, diverging (positive for grad-cam).</param>
+    /// <param name="clip">Percentile of |value| that saturates the colormap (default 99.5; 100 for grad-cam).</param>
+    /// <param name="alpha">Overlay: weight of the heatmap over the image (default 0.5).</param>
     public static async Task<IResult> Explain(
         string name, HttpRequest request, HttpResponse response, ModelStore store, ModelInputReader inputs, ExplainQueue queue,
-        string? method = null, string? target = null, string? format = null, CancellationToken cancellationToken = default)
+        IOptions<SaliencyOptions> options,
+        string? method = null, string? target = null, string? layer = null, int? steps = null, int? samples = null,
+        double? noise = null, int? seed = null, string? @base = null, string? format = null,
+        string? view = null, string? colormap = null, string? sign = null, double? clip = null, double? alpha = null,
+        CancellationToken cancellationToken = default)
     {
-        var attributionMethod = AttributionMethods.Parse(method);
+        var explainRequest = new ExplainRequest(AttributionMethods.Parse(method), target, steps ?? 50, samples ?? 25,
+            noise ?? 0.15, seed, AttributionMethods.Parse(@base, AttributionMethod.Gradient), layer);
         var outputFormat = (format ?? "png").ToLowerInvariant();
         if (!Formats.Contains(outputFormat)) throw ProblemException.BadRequest($"Unknown format '{format}'; use png, json or npy.");
+        var rendering = RenderOptions.Resolve(explainRequest.Method, view, colormap, sign, clip, alpha);
 
         using var lease = store.Lease(name);
         var model = lease.Model;
@@ -37,24 +56,32 @@ public static class ExplainApi
                                                  (unsupported.Count > 0 ? " Unsupported: " + string.Join(", ", unsupported) + "." : ""));
         }
 
-        var input = await inputs.ReadAsync(request, model.Descriptor, allowBatch: false, cancellationToken);
+        var p = model.Preprocessing;
+        using var input = await inputs.ReadAsync(request, model.Descriptor, allowBatch: false, cancellationToken, keepImages: outputFormat != "npy");
+        var fixedBatch = model.Descriptor.Inputs.First(i => i.Name == p.Input).Shape[0];
+        var maxBatch = fixedBatch > 0 ? (int)fixedBatch : options.Value.Explain.MaxBatch;
         var map = await queue.RunAsync(
-            () => GradientAttribution.Explain(explainer, input.Tensor, attributionMethod, target, model.Descriptor.Labels),
+            () => Explainer.Explain(explainer, input.Tensor, explainRequest, model.Descriptor.Labels, p.Layout, maxBatch),
             cancellationToken);
 
         response.Headers["X-Explain-Target"] = map.Target.ToString(CultureInfo.InvariantCulture);
         response.Headers["X-Explain-Score"] = map.Score.ToString("R", CultureInfo.InvariantCulture);
-        if (outputFormat == "npy") return TypedResults.Bytes(Npy.Write(map.Map, map.MapShape), "application/x-npy", $"{name}.{attributionMethod.Name()}.npy");
+        var methodName = explainRequest.Method.Name();
+        if (outputFormat == "npy") return TypedResults.Bytes(Npy.Write(map.Map, map.MapShape), "application/x-npy", $"{name}.{methodName}.npy");
 
-        var p = model.Preprocessing;
-        var size = input.SourceSizes[0] ?? new ImageSize(p.Width, p.Height);
-        var png = SaliencyRenderer.Png(map, p, size.Width, size.Height);
+        using var reconstructed = input.Images is null ? InputPicture.FromTensor(input.Tensor.Data, p) : null;
+        var background = input.Images?[0] ?? reconstructed!;
+        var png = SaliencyRenderer.Png(map, p, rendering, background);
         if (outputFormat == "png") return TypedResults.Bytes(png, "image/png");
 
         var labels = model.Descriptor.Labels;
         var label = labels is not null && map.Target < labels.Count ? labels[map.Target] : null;
-        var top = Predictor.Top(map.Outputs, 5, labels);
-        return TypedResults.Ok(new ExplainResponse(name, attributionMethod.Name(), map.Target, label, map.Score, top,
-            size.Width, size.Height, Convert.ToBase64String(png)));
+        var parameters = new Dictionary<string, object>(map.Parameters)
+        {
+            ["view"] = rendering.View, ["colormap"] = rendering.Colormap, ["sign"] = rendering.Sign,
+            ["clip"] = rendering.ClipPercentile, ["alpha"] = rendering.Alpha,
+        };
+        return TypedResults.Ok(new ExplainResponse(name, methodName, map.Target, label, map.Score, Predictor.Top(map.Outputs, 5, labels),
+            parameters, background.Width, background.Height, Convert.ToBase64String(png)));
     }
 }

@@ -17,7 +17,8 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
     private readonly SaliencyOptions _options = options.Value;
     private readonly ImageLoader _images = new(options.Value.MaxImagePixels);
 
-    public async Task<ModelInput> ReadAsync(HttpRequest request, ModelDescriptor model, bool allowBatch, CancellationToken cancellationToken)
+    /// <param name="keepImages">Keep the decoded uploads in the result (explain overlays); the caller disposes it.</param>
+    public async Task<ModelInput> ReadAsync(HttpRequest request, ModelDescriptor model, bool allowBatch, CancellationToken cancellationToken, bool keepImages = false)
     {
         LimitBody(request);
         if (!request.HasFormContentType)
@@ -43,7 +44,7 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
 
         var input = InputOf(model);
         var result = images.Count > 0
-            ? await ReadImagesAsync(images, model.Preprocessing, input, cancellationToken)
+            ? await ReadImagesAsync(images, model.Preprocessing, input, keepImages, cancellationToken)
             : await ReadTensorAsync(tensors[0], input, cancellationToken);
         if (!allowBatch && result.Count > 1) throw ProblemException.BadRequest("This endpoint takes one input, not a batch.");
         return result;
@@ -57,7 +58,7 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
             throw ProblemException.TooLarge($"The request body exceeds {_options.MaxRequestBodyBytes} bytes.");
     }
 
-    private async Task<ModelInput> ReadImagesAsync(IReadOnlyList<IFormFile> files, Preprocessing p, TensorDescriptor input, CancellationToken cancellationToken)
+    private async Task<ModelInput> ReadImagesAsync(IReadOnlyList<IFormFile> files, Preprocessing p, TensorDescriptor input, bool keepImages, CancellationToken cancellationToken)
     {
         if (input.Shape.Count != 4)
             throw ProblemException.BadRequest($"The model input '{input.Name}' has rank {input.Shape.Count}, not an image; send a 'tensor'.");
@@ -67,14 +68,25 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
         var sampleLength = ImageTensorizer.SampleLength(p);
         var data = new float[checked(sampleLength * files.Count)];
         var sizes = new ImageSize?[files.Count];
-        for (var i = 0; i < files.Count; i++)
+        var kept = new List<SixLabors.ImageSharp.Image<SixLabors.ImageSharp.PixelFormats.Rgb24>>();
+        try
         {
-            var bytes = await ReadAllAsync(files[i], cancellationToken);
-            using var image = _images.Load(bytes, files.Count == 1 ? "image" : $"image[{i}]");
-            sizes[i] = new ImageSize(image.Width, image.Height);
-            ImageTensorizer.Write(image, p, data.AsSpan(i * sampleLength, sampleLength));
+            for (var i = 0; i < files.Count; i++)
+            {
+                var bytes = await ReadAllAsync(files[i], cancellationToken);
+                var image = _images.Load(bytes, files.Count == 1 ? "image" : $"image[{i}]");
+                sizes[i] = new ImageSize(image.Width, image.Height);
+                ImageTensorizer.Write(image, p, data.AsSpan(i * sampleLength, sampleLength));
+                if (keepImages) kept.Add(image);
+                else image.Dispose();
+            }
         }
-        return new ModelInput(new FloatTensor(data, [files.Count, .. sampleShape]), sizes);
+        catch
+        {
+            kept.ForEach(image => image.Dispose());
+            throw;
+        }
+        return new ModelInput(new FloatTensor(data, [files.Count, .. sampleShape]), sizes, keepImages ? kept : null);
     }
 
     private async Task<ModelInput> ReadTensorAsync(IFormFile file, TensorDescriptor input, CancellationToken cancellationToken)

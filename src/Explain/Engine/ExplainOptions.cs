@@ -9,6 +9,9 @@ public sealed class ExplainOptions
     /// <summary>How long a request may wait for a slot before it gets 503 + Retry-After.</summary>
     public int QueueTimeoutSeconds { get; set; } = 30;
 
+    /// <summary>Most samples per mirror pass for integrated gradients and SmoothGrad.</summary>
+    public int MaxBatch { get; set; } = 16;
+
     /// <summary>libtorch intra-op threads; 0 = one per core.</summary>
     public int TorchThreads { get; set; }
 

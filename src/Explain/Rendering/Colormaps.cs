@@ -1,13 +1,45 @@
 namespace SaliencyService.Explain.Rendering;
 
-/// <summary>Maps a value in [0, 1] to RGB.</summary>
+/// <summary>
+/// Maps a value in [0, 1] to RGB. viridis and inferno are 9-stop piecewise-linear approximations
+/// of matplotlib's maps; jet is MATLAB's formula; bwr is a blue–white–red diverging map.
+/// </summary>
 public static class Colormaps
 {
-    /// <summary>MATLAB's jet: blue → cyan → yellow → red.</summary>
-    public static (byte R, byte G, byte B) Jet(float v)
+    private static readonly (byte, byte, byte)[] Viridis =
+        [(68, 1, 84), (72, 40, 120), (59, 82, 139), (44, 114, 142), (33, 145, 140), (39, 173, 129), (94, 201, 98), (170, 220, 50), (253, 231, 37)];
+
+    private static readonly (byte, byte, byte)[] Inferno =
+        [(0, 0, 4), (31, 12, 72), (85, 15, 109), (136, 34, 106), (186, 54, 85), (227, 89, 51), (249, 140, 10), (249, 201, 50), (252, 255, 164)];
+
+    private static readonly Dictionary<string, Func<double, (byte R, byte G, byte B)>> Maps = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["jet"] = Jet,
+        ["viridis"] = v => Stops(v, Viridis),
+        ["inferno"] = v => Stops(v, Inferno),
+        ["gray"] = v => { var g = Byte(v); return (g, g, g); },
+        ["bwr"] = v => Stops(v, [(0, 0, 255), (255, 255, 255), (255, 0, 0)]),
+    };
+
+    public static IEnumerable<string> Names => Maps.Keys;
+
+    public static Func<double, (byte R, byte G, byte B)> Get(string name) => Maps[name];
+
+    public static (byte R, byte G, byte B) Jet(double v)
     {
         v = Math.Clamp(v, 0, 1);
-        static byte Channel(float x) => (byte)Math.Round(255 * Math.Clamp(1.5f - Math.Abs(4 * x), 0, 1));
-        return (Channel(v - 0.75f), Channel(v - 0.5f), Channel(v - 0.25f));
+        static byte Channel(double x) => Byte(1.5 - Math.Abs(4 * x));
+        return (Channel(v - 0.75), Channel(v - 0.5), Channel(v - 0.25));
     }
+
+    private static (byte, byte, byte) Stops(double v, (byte R, byte G, byte B)[] stops)
+    {
+        var position = Math.Clamp(v, 0, 1) * (stops.Length - 1);
+        var i = Math.Min((int)position, stops.Length - 2);
+        var t = position - i;
+        byte Mix(byte a, byte b) => (byte)Math.Round(a + (b - a) * t);
+        return (Mix(stops[i].R, stops[i + 1].R), Mix(stops[i].G, stops[i + 1].G), Mix(stops[i].B, stops[i + 1].B));
+    }
+
+    private static byte Byte(double v) => (byte)Math.Round(255 * Math.Clamp(v, 0, 1));
 }

@@ -1,0 +1,78 @@
+using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Mirror;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SaliencyService.Explain.Attribution;
+
+/// <summary>
+/// One explanation in progress: the input, its forward pass, the resolved target, and the
+/// batched gradient computation every method builds on. Lives inside the request's dispose scope.
+/// </summary>
+public sealed class ExplainContext
+{
+    public ExplainContext(ModelExplainer model, Tensor input, string? target, IReadOnlyList<string>? labels, int maxBatch)
+    {
+        Model = model;
+        Input = input;
+        MaxBatch = Math.Max(1, maxBatch);
+        using var noGrad = no_grad();
+        var values = model.Mirror.Forward(input, RectifierRule.Gradient);
+        var scores = values[model.Mirror.ScoreName].reshape(1, -1);
+        Target = Targets.Resolve(target, labels, scores);
+        Score = scores[0, Target].item<float>();
+        Outputs = values[model.Mirror.OutputName].reshape(-1).data<float>().ToArray();
+    }
+
+    public ModelExplainer Model { get; }
+
+    /// <summary>The sample, with its batch dimension of 1.</summary>
+    public Tensor Input { get; }
+
+    public int Target { get; }
+    public float Score { get; }
+    public float[] Outputs { get; }
+
+    /// <summary>Most samples run through the mirror at once (1 for fixed-batch models).</summary>
+    public int MaxBatch { get; private set; }
+
+    /// <summary>
+    /// ∂score[target]/∂input for every sample of <paramref name="inputs"/> ([n, ...]), under the
+    /// rectifier rule. Samples are independent, so one backward of the summed scores gives them
+    /// all; batches are chunked by <see cref="MaxBatch"/>, and a graph that cannot take a batch
+    /// (a Reshape with the batch size baked in) falls back to one sample at a time.
+    /// </summary>
+    public Tensor Gradients(Tensor inputs, RectifierRule rule)
+    {
+        var count = inputs.shape[0];
+        var parts = new List<Tensor>();
+        for (long start = 0; start < count;)
+        {
+            var size = Math.Min(MaxBatch, count - start);
+            try
+            {
+                parts.Add(GradientsOf(inputs.narrow(0, start, size), rule));
+                start += size;
+            }
+            catch (Exception e) when (size > 1 && e is System.Runtime.InteropServices.ExternalException or ArgumentException)
+            {
+                MaxBatch = 1;
+            }
+        }
+        return parts.Count == 1 ? parts[0] : cat(parts, 0);
+    }
+
+    private Tensor GradientsOf(Tensor batch, RectifierRule rule)
+    {
+        var x = batch.detach().requires_grad_();
+        var values = Model.Mirror.Forward(x, rule);
+        var scores = values[Model.Mirror.ScoreName].reshape(batch.shape[0], -1);
+        scores.select(1, Target).sum().backward();
+        return x.grad!.detach();
+    }
+
+    /// <summary>Wraps a map tensor of the sample's shape (or [H, W]) as the method's result.</summary>
+    public AttributionMap Result(AttributionMethod method, Tensor map, IReadOnlyDictionary<string, object>? parameters = null) =>
+        new(method, map.contiguous().reshape(-1).data<float>().ToArray(), map.shape, Target, Score, Outputs,
+            parameters ?? new Dictionary<string, object>());
+}

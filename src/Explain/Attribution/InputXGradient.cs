@@ -1,0 +1,10 @@
+using SaliencyService.Explain.Mirror;
+
+namespace SaliencyService.Explain.Attribution;
+
+/// <summary>input × ∂score/∂input.</summary>
+public static class InputXGradient
+{
+    public static AttributionMap Attribute(ExplainContext context) =>
+        context.Result(AttributionMethod.InputXGradient, (context.Input * context.Gradients(context.Input, RectifierRule.Gradient))[0]);
+}
