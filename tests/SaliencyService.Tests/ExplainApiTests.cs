@@ -16,7 +16,11 @@ public sealed class ExplainApiTests(FixtureModelsService service) : IClassFixtur
 
     public static IEnumerable<object[]> Maps =>
         from c in ReferenceCases.All
-        from method in new[] { ("guided-backprop", "guided_backprop"), ("gradient", "gradient"), ("deconvnet", "deconvnet") }
+        from method in new[]
+        {
+            ("guided-backprop", "guided_backprop"), ("gradient", "gradient"), ("deconvnet", "deconvnet"),
+            ("input-x-gradient", "input_x_gradient"), ("grad-cam", "grad_cam"), ("guided-grad-cam", "guided_grad_cam"),
+        }
         from input in new[] { "tensor", "image" }
         select new object[] { c.Model, c.Stem, method.Item1, method.Item2, input };
 
@@ -40,6 +44,90 @@ public sealed class ExplainApiTests(FixtureModelsService service) : IClassFixtur
         var c = ReferenceCases.Get(model, stem);
         Assert.Equal(c.Target.ToString(CultureInfo.InvariantCulture), response.Headers.GetValues("X-Explain-Target").Single());
         Assert.Equal(c.Score, double.Parse(response.Headers.GetValues("X-Explain-Score").Single(), CultureInfo.InvariantCulture), 3);
+    }
+
+    public static IEnumerable<object[]> Cases => ReferenceCases.AsTheoryData();
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task Integrated_gradients_converge_and_are_complete(string model, string stem)
+    {
+        var c = ReferenceCases.Get(model, stem);
+        using var form = Http.TensorForm(File.ReadAllBytes(TestPaths.Fixture(model, stem + ".tensor.npy")));
+        var response = await Client.PostAsync($"/v1/models/{model}/explain?method=integrated-gradients&steps=50&format=npy", form);
+        var actual = Npy.Read(await Http.ReadBytesAsync(response), long.MaxValue).Data;
+        var converged = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(model, stem + ".integrated_gradients.npy")), long.MaxValue).Data;
+
+        var difference = Math.Sqrt(actual.Zip(converged, (a, r) => (double)(a - r) * (a - r)).Sum());
+        var norm = Math.Sqrt(converged.Sum(r => (double)r * r));
+        Assert.True(difference <= 0.02 * norm, $"relative L2 {difference / norm}");
+
+        // Completeness: the attributions add up to the score's change from the baseline.
+        var change = c.Score - c.BaselineScore;
+        if (model != "mini_mobilenet") // its score barely depends on the input (fixtures README)
+            Assert.True(Math.Abs(actual.Sum(v => (double)v) - change) <= 0.02 * Math.Abs(change), $"sum {actual.Sum()} vs {change}");
+    }
+
+    [Theory]
+    [InlineData("gradient")]
+    [InlineData("guided-backprop")]
+    public async Task Smoothgrad_without_noise_equals_its_base(string baseMethod)
+    {
+        var tensor = File.ReadAllBytes(TestPaths.Fixture("mini_resnet", "input1.tensor.npy"));
+        using var plain = Http.TensorForm(tensor);
+        var expected = Npy.Read(await Http.ReadBytesAsync(await Client.PostAsync($"/v1/models/mini_resnet/explain?method={baseMethod}&format=npy", plain)), long.MaxValue);
+        using var smoothed = Http.TensorForm(tensor);
+        var actual = Npy.Read(await Http.ReadBytesAsync(await Client.PostAsync(
+            $"/v1/models/mini_resnet/explain?method=smoothgrad&base={baseMethod}&noise=0&samples=5&format=npy", smoothed)), long.MaxValue);
+        var scale = expected.Data.Max(Math.Abs);
+        Assert.True(expected.Data.Zip(actual.Data, (e, a) => Math.Abs(e - a)).Max() <= 1e-5 * scale);
+    }
+
+    [Fact]
+    public async Task Smoothgrad_is_reproducible_for_a_seed_and_varies_without_one()
+    {
+        var tensor = File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input2.tensor.npy"));
+        async Task<float[]> Run(string query)
+        {
+            using var form = Http.TensorForm(tensor);
+            return Npy.Read(await Http.ReadBytesAsync(await Client.PostAsync($"/v1/models/seed_cnn/explain?method=smoothgrad&samples=8&format=npy{query}", form)), long.MaxValue).Data;
+        }
+        Assert.Equal(await Run("&seed=7"), await Run("&seed=7"));
+        Assert.NotEqual(await Run("&seed=7"), await Run("&seed=8"));
+
+        using var json = Http.TensorForm(tensor);
+        var response = await Http.ReadAsync<ExplainResponse>(await Client.PostAsync("/v1/models/seed_cnn/explain?method=smoothgrad&samples=4&format=json", json));
+        Assert.True(response.Parameters.ContainsKey("seed")); // the seed it drew, to reproduce the map
+        Assert.Equal("gradient", response.Parameters["base"].ToString());
+    }
+
+    [Fact]
+    public async Task Grad_cam_of_another_layer_and_of_an_unknown_layer()
+    {
+        var descriptor = await Http.ReadAsync<ModelDescriptor>(await Client.GetAsync("/v1/models/mini_resnet"));
+        var other = descriptor.Explain.Layers.First(l => l.Name != descriptor.Explain.DefaultLayer).Name;
+        using var form = Http.TensorForm(File.ReadAllBytes(TestPaths.Fixture("mini_resnet", "input0.tensor.npy")));
+        var map = Npy.Read(await Http.ReadBytesAsync(await Client.PostAsync($"/v1/models/mini_resnet/explain?method=grad-cam&layer={Uri.EscapeDataString(other)}&format=npy", form)), long.MaxValue);
+        Assert.Equal([32L, 32], map.Shape);
+        Assert.All(map.Data, v => Assert.True(v >= 0));
+
+        using var bad = Http.TensorForm(File.ReadAllBytes(TestPaths.Fixture("mini_resnet", "input0.tensor.npy")));
+        await Http.AssertProblemAsync(await Client.PostAsync("/v1/models/mini_resnet/explain?method=grad-cam&layer=nope", bad), HttpStatusCode.BadRequest);
+    }
+
+    [Theory]
+    [InlineData("guided-backprop", "")]
+    [InlineData("grad-cam", "")]
+    [InlineData("integrated-gradients", "&view=overlay&colormap=viridis&sign=diverging")]
+    [InlineData("smoothgrad", "&view=gray&samples=3")]
+    [InlineData("input-x-gradient", "&view=heatmap&colormap=jet&sign=positive&clip=90")]
+    [InlineData("guided-grad-cam", "&view=heatmap&sign=negative&colormap=inferno")]
+    public async Task Every_method_draws_a_png_of_the_upload_size(string method, string query)
+    {
+        using var form = Http.Form(("image", TestImages.Jpeg(101, 37, new Rgb24(90, 160, 30)), "odd.jpg"));
+        var response = await Client.PostAsync($"/v1/models/seed_cnn/explain?method={method}{query}", form);
+        using var png = Image.Load<Rgb24>(await Http.ReadBytesAsync(response));
+        Assert.Equal((101, 37), (png.Width, png.Height));
     }
 
     [Fact]
@@ -88,6 +176,18 @@ public sealed class ExplainApiTests(FixtureModelsService service) : IClassFixtur
 
     [Theory]
     [InlineData("method=nonsense")]
+    [InlineData("method=integrated-gradients&steps=0")]
+    [InlineData("method=integrated-gradients&steps=100000")]
+    [InlineData("method=smoothgrad&samples=0")]
+    [InlineData("method=smoothgrad&samples=100000")]
+    [InlineData("method=smoothgrad&noise=-1")]
+    [InlineData("method=smoothgrad&base=grad-cam")]
+    [InlineData("view=sideways")]
+    [InlineData("colormap=rainbow")]
+    [InlineData("sign=both")]
+    [InlineData("clip=0")]
+    [InlineData("alpha=2")]
+    [InlineData("steps=many")]
     [InlineData("format=gif")]
     [InlineData("target=10")]
     [InlineData("target=-1")]

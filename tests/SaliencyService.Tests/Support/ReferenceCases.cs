@@ -10,7 +10,8 @@ public sealed record ReferenceCase(
     [property: JsonPropertyName("target")] int Target,
     [property: JsonPropertyName("logits")] float[] Logits,
     [property: JsonPropertyName("outputs")] float[] Outputs,
-    [property: JsonPropertyName("score")] double Score)
+    [property: JsonPropertyName("score")] double Score,
+    [property: JsonPropertyName("baseline_score")] double BaselineScore)
 {
     public override string ToString() => $"{Model}/{Stem}";
 }
