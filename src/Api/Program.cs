@@ -11,6 +11,7 @@ app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseSwagger();
 app.UseSwaggerUI();
+app.UseRateLimiter();
 
 app.MapOperations();
 app.MapModels();

@@ -6,6 +6,7 @@ using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Errors;
 using SaliencyService.Api.Inputs;
 using SaliencyService.Api.Models;
+using SaliencyService.Api.Security;
 using SaliencyService.Api.Swagger;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Inference;
@@ -35,13 +36,20 @@ public static class ServiceRegistration
         services.AddSingleton(sp => new OnnxSessionFactory(sp.GetRequiredService<IOptions<SaliencyOptions>>().Value.OnnxRuntime));
         services.AddSingleton(sp => new StoreLayout(sp.GetRequiredService<IOptions<SaliencyOptions>>().Value.ModelStore));
         services.AddSingleton(sp => new ExplainAnalysis(sp.GetRequiredService<IOptions<SaliencyOptions>>().Value.Explain));
-        services.AddSingleton<ExplainQueue>();
+        services.AddSingleton(sp =>
+        {
+            var o = sp.GetRequiredService<IOptions<SaliencyOptions>>().Value;
+            return new InferenceQueues(
+                new WorkQueue("predict", o.Predict.MaxConcurrent, o.Predict.MaxQueued, TimeSpan.FromSeconds(o.Predict.QueueTimeoutSeconds)),
+                new WorkQueue("explain", o.Explain.MaxConcurrent, o.Explain.MaxQueued, TimeSpan.FromSeconds(o.Explain.QueueTimeoutSeconds)));
+        });
         services.AddSingleton<ModelLoader>();
         services.AddSingleton<ModelStore>();
         services.AddSingleton<DemoModelSeeder>();
         services.AddSingleton<ModelInputReader>();
         services.AddHostedService<ModelStoreStartup>();
 
+        services.AddPerClientRateLimiter(options.RateLimit);
         services.AddHealthChecks().AddCheck<StoreReadyCheck>("model-store", tags: ["ready"]);
 
         services.AddEndpointsApiExplorer();
@@ -55,6 +63,14 @@ public static class ServiceRegistration
             });
             var xml = Path.Combine(AppContext.BaseDirectory, "SaliencyService.Api.xml");
             if (File.Exists(xml)) c.IncludeXmlComments(xml);
+            c.AddSecurityDefinition("ApiKey", new OpenApiSecurityScheme
+            {
+                Type = SecuritySchemeType.ApiKey,
+                In = ParameterLocation.Header,
+                Name = ApiKeyFilter.Header,
+                Description = "Needed for POST/DELETE /v1/models when Saliency:ApiKey is set (and for predict/explain with ApiKeyForInference).",
+            });
+            c.AddSecurityRequirement(document => new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference("ApiKey", document)] = [] });
             c.OperationFilter<MultipartFormFilter>();
             c.OperationFilter<BinaryResponseFilter>();
         });

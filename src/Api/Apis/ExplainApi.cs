@@ -34,7 +34,7 @@ public static class ExplainApi
     /// <param name="clip">Percentile of |value| that saturates the colormap (default 99.5; 100 for grad-cam).</param>
     /// <param name="alpha">Overlay: weight of the heatmap over the image (default 0.5).</param>
     public static async Task<IResult> Explain(
-        string name, HttpRequest request, HttpResponse response, ModelStore store, ModelInputReader inputs, ExplainQueue queue,
+        string name, HttpRequest request, HttpResponse response, ModelStore store, ModelInputReader inputs, InferenceQueues queues,
         IOptions<SaliencyOptions> options,
         string? method = null, string? target = null, string? layer = null, int? steps = null, int? samples = null,
         double? noise = null, int? seed = null, string? @base = null, string? format = null,
@@ -57,12 +57,12 @@ public static class ExplainApi
         }
 
         var p = model.Preprocessing;
-        using var input = await inputs.ReadAsync(request, model.Descriptor, allowBatch: false, cancellationToken, keepImages: outputFormat != "npy");
+        using var deadline = new RequestDeadline(cancellationToken, TimeSpan.FromSeconds(options.Value.RequestTimeoutSeconds));
+        using var input = await inputs.ReadAsync(request, model.Descriptor, allowBatch: false, deadline.Token, keepImages: outputFormat != "npy");
         var fixedBatch = model.Descriptor.Inputs.First(i => i.Name == p.Input).Shape[0];
         var maxBatch = fixedBatch > 0 ? (int)fixedBatch : options.Value.Explain.MaxBatch;
-        var map = await queue.RunAsync(
-            () => Explainer.Explain(explainer, input.Tensor, explainRequest, model.Descriptor.Labels, p.Layout, maxBatch),
-            cancellationToken);
+        var map = await deadline.RunAsync(token => queues.Explain.RunAsync(
+            t => Explainer.Explain(explainer, input.Tensor, explainRequest, model.Descriptor.Labels, p.Layout, maxBatch, t), token));
 
         response.Headers["X-Explain-Target"] = map.Target.ToString(CultureInfo.InvariantCulture);
         response.Headers["X-Explain-Score"] = map.Score.ToString("R", CultureInfo.InvariantCulture);

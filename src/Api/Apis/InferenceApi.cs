@@ -1,7 +1,10 @@
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
+using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Inference;
 using SaliencyService.Api.Inputs;
 using SaliencyService.Api.Models;
+using SaliencyService.Api.Security;
 using SaliencyService.Api.Swagger;
 using SaliencyService.Contracts;
 
@@ -16,7 +19,9 @@ public static class InferenceApi
 
     public static IEndpointRouteBuilder MapInference(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/v1/models/{name}").WithTags("Inference");
+        var group = app.MapGroup("/v1/models/{name}").WithTags("Inference")
+            .RequireRateLimiting(RateLimiting.Policy)
+            .AddEndpointFilter(ActivatorUtilities.CreateInstance<ApiKeyFilter>(app.ServiceProvider, true));
 
         group.MapPost("/predict", Predict)
             .WithName(nameof(Predict))
@@ -28,6 +33,7 @@ public static class InferenceApi
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .DisableAntiforgery();
 
         group.MapPost("/explain", ExplainApi.Explain)
@@ -57,10 +63,13 @@ public static class InferenceApi
     /// <param name="name">The model.</param>
     /// <param name="topK">How many of the highest scores to return per input (1–1000).</param>
     public static async Task<Ok<PredictResponse>> Predict(
-        string name, HttpRequest request, ModelStore store, ModelInputReader inputs, int topK = 5, CancellationToken cancellationToken = default)
+        string name, HttpRequest request, ModelStore store, ModelInputReader inputs, InferenceQueues queues, IOptions<SaliencyOptions> options,
+        int topK = 5, CancellationToken cancellationToken = default)
     {
         using var lease = store.Lease(name);
-        var input = await inputs.ReadAsync(request, lease.Model.Descriptor, allowBatch: true, cancellationToken);
-        return TypedResults.Ok(Predictor.Predict(lease.Model, input, topK));
+        using var deadline = new RequestDeadline(cancellationToken, TimeSpan.FromSeconds(options.Value.RequestTimeoutSeconds));
+        using var input = await inputs.ReadAsync(request, lease.Model.Descriptor, allowBatch: true, deadline.Token);
+        var result = await deadline.RunAsync(token => queues.Predict.RunAsync(t => Predictor.Predict(lease.Model, input, topK, t), token));
+        return TypedResults.Ok(result);
     }
 }

@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Models;
+using SaliencyService.Api.Security;
 using SaliencyService.Api.Swagger;
 using SaliencyService.Contracts;
 
@@ -12,7 +13,8 @@ public static class ModelsApi
 {
     public static IEndpointRouteBuilder MapModels(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/v1/models").WithTags("Models");
+        var group = app.MapGroup("/v1/models").WithTags("Models").RequireRateLimiting(RateLimiting.Policy);
+        var apiKey = ActivatorUtilities.CreateInstance<ApiKeyFilter>(app.ServiceProvider, false);
 
         group.MapPost("/", ImportModel)
             .WithName(nameof(ImportModel))
@@ -29,6 +31,9 @@ public static class ModelsApi
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status403Forbidden)
+            .AddEndpointFilter(apiKey)
             .DisableAntiforgery();
 
         group.MapGet("/", ListModels).WithName(nameof(ListModels)).WithSummary("List the served models");
@@ -42,7 +47,10 @@ public static class ModelsApi
             .WithName(nameof(DeleteModel))
             .WithSummary("Delete a model")
             .WithDescription("Requests already running on the model finish on it.")
-            .ProducesProblem(StatusCodes.Status404NotFound);
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status403Forbidden)
+            .AddEndpointFilter(apiKey);
 
         return app;
     }

@@ -29,7 +29,35 @@ public sealed class SaliencyOptions
     /// <summary>Most <c>image</c> parts in one predict request.</summary>
     public int MaxBatchImages { get; set; } = 64;
 
+    /// <summary>Longest a predict or explain request may run; past it the work is stopped (503).</summary>
+    public int RequestTimeoutSeconds { get; set; } = 120;
+
+    /// <summary>When set, model management needs this key in the X-Api-Key header.</summary>
+    public string? ApiKey { get; set; }
+
+    /// <summary>Require the API key for predict and explain too.</summary>
+    public bool ApiKeyForInference { get; set; }
+
+    public QueueOptions Predict { get; set; } = new() { MaxConcurrent = Math.Max(2, Environment.ProcessorCount * 2), MaxQueued = 64 };
+
+    public RateLimitOptions RateLimit { get; set; } = new();
+
     public OnnxRuntimeOptions OnnxRuntime { get; set; } = new();
 
     public ExplainOptions Explain { get; set; } = new();
+}
+
+/// <summary>A bounded work queue: running at once, waiting at most, and how long one may wait.</summary>
+public sealed class QueueOptions
+{
+    public int MaxConcurrent { get; set; } = 2;
+    public int MaxQueued { get; set; } = 16;
+    public int QueueTimeoutSeconds { get; set; } = 30;
+}
+
+/// <summary>Per-client token bucket (client = API key, else remote address); 0 turns it off.</summary>
+public sealed class RateLimitOptions
+{
+    public int PermitsPerSecond { get; set; } = 50;
+    public int Burst { get; set; } = 100;
 }

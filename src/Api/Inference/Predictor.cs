@@ -11,7 +11,7 @@ public static class Predictor
 {
     public const int MaxTopK = 1000;
 
-    public static PredictResponse Predict(ServedModel model, ModelInput input, int topK)
+    public static PredictResponse Predict(ServedModel model, ModelInput input, int topK, CancellationToken cancellationToken = default)
     {
         if (topK is < 1 or > MaxTopK) throw ProblemException.BadRequest($"topK must be between 1 and {MaxTopK}.");
         var descriptor = model.Descriptor;
@@ -21,7 +21,7 @@ public static class Predictor
         foreach (var (start, count) in Chunks(descriptor, input.Count))
         {
             var chunk = Slice(input.Tensor, start, count);
-            var result = model.Onnx.Run(descriptor.Preprocessing.Input, chunk, output.Name);
+            var result = model.Onnx.Run(descriptor.Preprocessing.Input, chunk, output.Name, cancellationToken);
             if (result.Data.Length % count != 0)
                 throw ProblemException.Unprocessable($"Output '{output.Name}' has {result.Data.Length} values for {count} input(s).");
             var perSample = result.Data.Length / count;

@@ -8,11 +8,14 @@ namespace SaliencyService.Api.Models;
 /// sees a loaded store and <c>/health/ready</c> is honest.
 /// </summary>
 public sealed class ModelStoreStartup(
-    ModelStore store, DemoModelSeeder seeder, OnnxSessionFactory sessions, ExplainAnalysis explain, ILogger<ModelStoreStartup> logger)
+    ModelStore store, DemoModelSeeder seeder, OnnxSessionFactory sessions, ExplainAnalysis explain,
+    Microsoft.Extensions.Options.IOptions<Configuration.SaliencyOptions> options, ILogger<ModelStoreStartup> logger)
     : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        if (string.IsNullOrEmpty(options.Value.ApiKey))
+            logger.LogWarning("Saliency:ApiKey is not set: anyone who reaches this service can import and delete models");
         var (provider, reason) = sessions.PreferredProvider;
         logger.LogInformation("ONNX Runtime execution provider: {Provider} ({Reason})", provider, reason);
         var (loaded, status) = explain.Engine;

@@ -11,13 +11,15 @@ namespace SaliencyService.Explain.Attribution;
 /// </summary>
 public sealed class ExplainContext
 {
-    public ExplainContext(ModelExplainer model, Tensor input, string? target, IReadOnlyList<string>? labels, int maxBatch)
+    public ExplainContext(ModelExplainer model, Tensor input, string? target, IReadOnlyList<string>? labels, int maxBatch,
+        CancellationToken cancellationToken = default)
     {
         Model = model;
         Input = input;
         MaxBatch = Math.Max(1, maxBatch);
+        CancellationToken = cancellationToken;
         using var noGrad = no_grad();
-        var values = model.Mirror.Forward(input, RectifierRule.Gradient);
+        var values = model.Mirror.Forward(input, RectifierRule.Gradient, cancellationToken);
         var scores = values[model.Mirror.ScoreName].reshape(1, -1);
         Target = Targets.Resolve(target, labels, scores);
         Score = scores[0, Target].item<float>();
@@ -25,6 +27,9 @@ public sealed class ExplainContext
     }
 
     public ModelExplainer Model { get; }
+
+    /// <summary>Stops the work between mirror nodes (client gone, or the request's time limit).</summary>
+    public CancellationToken CancellationToken { get; }
 
     /// <summary>The sample, with its batch dimension of 1.</summary>
     public Tensor Input { get; }
@@ -65,7 +70,7 @@ public sealed class ExplainContext
     private Tensor GradientsOf(Tensor batch, RectifierRule rule)
     {
         var x = batch.detach().requires_grad_();
-        var values = Model.Mirror.Forward(x, rule);
+        var values = Model.Mirror.Forward(x, rule, CancellationToken);
         var scores = values[Model.Mirror.ScoreName].reshape(batch.shape[0], -1);
         scores.select(1, Target).sum().backward();
         return x.grad!.detach();

@@ -11,10 +11,10 @@ public static class Explainer
     /// <param name="layout">The model's layout (NCHW or NHWC), for per-channel products.</param>
     /// <param name="maxBatch">Most samples per mirror pass for integrated gradients and SmoothGrad.</param>
     public static AttributionMap Explain(ModelExplainer model, FloatTensor input, ExplainRequest request,
-        IReadOnlyList<string>? labels, string layout, int maxBatch)
+        IReadOnlyList<string>? labels, string layout, int maxBatch, CancellationToken cancellationToken = default)
     {
         using var scope = NewDisposeScope();
-        var context = new ExplainContext(model, tensor(input.Data, input.Shape), request.Target, labels, maxBatch);
+        var context = new ExplainContext(model, tensor(input.Data, input.Shape), request.Target, labels, maxBatch, cancellationToken);
         var (height, width) = layout == "NHWC" ? (input.Shape[1], input.Shape[2]) : (input.Shape[^2], input.Shape[^1]);
         string Layer() => request.Layer ?? model.DefaultLayer
                           ?? throw ProblemException.Unprocessable("The model has no 4-D activation for Grad-CAM.");

@@ -31,7 +31,7 @@ public static class GradCam
             throw ProblemException.BadRequest($"layer '{layer}' is not a 4-D tensor of the model; see explain.layers in its descriptor.");
 
         var x = context.Input.detach().requires_grad_();
-        var values = mirror.Forward(x, RectifierRule.Gradient);
+        var values = mirror.Forward(x, RectifierRule.Gradient, context.CancellationToken);
         var activation = values[layer];
         var score = values[mirror.ScoreName].reshape(1, -1)[0, context.Target];
         var gradient = autograd.grad([score], [activation])[0];

@@ -6,6 +6,9 @@ public sealed class ExplainOptions
     /// <summary>Explanations computed at once; the rest wait in line.</summary>
     public int MaxConcurrent { get; set; } = 2;
 
+    /// <summary>Explanations that may wait for a slot; beyond that, 503 + Retry-After at once.</summary>
+    public int MaxQueued { get; set; } = 16;
+
     /// <summary>How long a request may wait for a slot before it gets 503 + Retry-After.</summary>
     public int QueueTimeoutSeconds { get; set; } = 30;
 

@@ -26,12 +26,26 @@ public sealed class OnnxModel : IDisposable
     public IReadOnlyList<TensorDescriptor> Outputs { get; }
     public string? Producer { get; }
 
-    /// <summary>Feeds one float input and returns one float output.</summary>
-    public FloatTensor Run(string inputName, FloatTensor input, string outputName, RunOptions? runOptions = null)
+    /// <summary>
+    /// Feeds one float input and returns one float output. Cancelling sets the run's terminate
+    /// flag, so ONNX Runtime stops mid-graph and this throws <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public FloatTensor Run(string inputName, FloatTensor input, string outputName, CancellationToken cancellationToken = default)
     {
         using var value = OrtValue.CreateTensorValueFromMemory(input.Data, input.Shape);
-        using var ownOptions = runOptions is null ? new RunOptions() : null;
-        using var results = _session.Run(runOptions ?? ownOptions!, [inputName], [value], [outputName]);
+        using var runOptions = new RunOptions();
+        using var terminate = cancellationToken.Register(() => runOptions.Terminate = true);
+        cancellationToken.ThrowIfCancellationRequested();
+        IDisposableReadOnlyCollection<OrtValue> results;
+        try
+        {
+            results = _session.Run(runOptions, [inputName], [value], [outputName]);
+        }
+        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException(cancellationToken);
+        }
+        using var owned = results;
         var output = results[0];
         var info = output.GetTensorTypeAndShape();
         if (info.ElementDataType != TensorElementType.Float)

@@ -49,11 +49,12 @@ public sealed class GraphMirror : IDisposable
     /// Runs the graph on <paramref name="input"/> and returns every tensor by name. Call inside a
     /// dispose scope: the returned tensors belong to it.
     /// </summary>
-    public Dictionary<string, Tensor> Forward(Tensor input, RectifierRule rule)
+    public Dictionary<string, Tensor> Forward(Tensor input, RectifierRule rule, CancellationToken cancellationToken = default)
     {
         var values = new Dictionary<string, Tensor>(_constants, StringComparer.Ordinal) { [InputName] = input };
         foreach (var step in _steps)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             var inputs = new Tensor?[step.Inputs.Length];
             for (var i = 0; i < inputs.Length; i++)
                 inputs[i] = step.Inputs[i].Length == 0 ? null : values[step.Inputs[i]];

@@ -20,6 +20,7 @@ public sealed class ServiceFactory : WebApplicationFactory<Program>
         {
             ["Saliency:ModelStore"] = Store,
             ["Saliency:SeedDemoModels"] = "false",
+            ["Saliency:RateLimit:PermitsPerSecond"] = "0", // tests fire bursts; RateLimitTests turn it on
         };
         foreach (var (key, value) in settings ?? []) _settings[key] = value;
     }

@@ -1,0 +1,62 @@
+using SaliencyService.Explain;
+
+namespace SaliencyService.Api.Inference;
+
+/// <summary>
+/// Backpressure for CPU-bound work: at most <c>maxConcurrent</c> items run; up to <c>maxQueued</c>
+/// more wait, each at most <c>timeout</c>; anything beyond is refused at once with 503 and
+/// Retry-After, so overload never piles up threads or memory.
+/// </summary>
+public sealed class WorkQueue(string name, int maxConcurrent, int maxQueued, TimeSpan timeout) : IDisposable
+{
+    private readonly SemaphoreSlim _slots = new(Math.Max(1, maxConcurrent));
+    private readonly int _capacity = Math.Max(1, maxConcurrent) + Math.Max(0, maxQueued);
+    private int _admitted;
+
+    public string Name { get; } = name;
+
+    /// <summary>Requests running or waiting now.</summary>
+    public int Admitted => Volatile.Read(ref _admitted);
+
+    public async Task<T> RunAsync<T>(Func<CancellationToken, T> work, CancellationToken cancellationToken)
+    {
+        if (Interlocked.Increment(ref _admitted) > _capacity)
+        {
+            Interlocked.Decrement(ref _admitted);
+            throw ProblemException.Busy($"The {Name} queue is full; retry shortly.", retryAfterSeconds: 2);
+        }
+        try
+        {
+            if (!await _slots.WaitAsync(timeout, cancellationToken))
+                throw ProblemException.Busy($"No {Name} slot freed up within {timeout.TotalSeconds:0} s; retry shortly.", retryAfterSeconds: 5);
+            try
+            {
+                // The work is CPU-bound and synchronous: keep it off the request thread.
+                return await Task.Run(() => work(cancellationToken), cancellationToken);
+            }
+            finally
+            {
+                _slots.Release();
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _admitted);
+        }
+    }
+
+    public void Dispose() => _slots.Dispose();
+}
+
+/// <summary>The service's two queues: predictions (ONNX Runtime) and explanations (libtorch).</summary>
+public sealed class InferenceQueues(WorkQueue predict, WorkQueue explain) : IDisposable
+{
+    public WorkQueue Predict { get; } = predict;
+    public WorkQueue Explain { get; } = explain;
+
+    public void Dispose()
+    {
+        Predict.Dispose();
+        Explain.Dispose();
+    }
+}

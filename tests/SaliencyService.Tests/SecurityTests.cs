@@ -1,0 +1,78 @@
+using System.Net;
+using SaliencyService.Contracts;
+using SaliencyService.Tests.Support;
+using Xunit;
+
+namespace SaliencyService.Tests;
+
+/// <summary>API keys on model management (and optionally inference), and per-client rate limits.</summary>
+public sealed class SecurityTests
+{
+    private static MultipartFormDataContent Upload() =>
+        Http.ModelForm(File.ReadAllBytes(TestPaths.Fixture("mini_resnet", "model.onnx")), "guarded");
+
+    [Fact]
+    public async Task Model_management_needs_the_key_while_reading_and_predicting_do_not()
+    {
+        using var factory = new ServiceFactory(settings: new() { ["Saliency:ApiKey"] = "s3cret-key" });
+        using var client = factory.CreateClient();
+
+        using (var form = Upload())
+            await Http.AssertProblemAsync(await client.PostAsync("/v1/models", form), HttpStatusCode.Unauthorized);
+        using (var form = Upload())
+        {
+            var wrong = new HttpRequestMessage(HttpMethod.Post, "/v1/models") { Content = form };
+            wrong.Headers.Add("X-Api-Key", "s3cret-kez");
+            await Http.AssertProblemAsync(await client.SendAsync(wrong), HttpStatusCode.Forbidden);
+        }
+        Assert.False(Directory.Exists(Path.Combine(factory.Store, "guarded")));
+
+        client.DefaultRequestHeaders.Add("X-Api-Key", "s3cret-key");
+        using (var form = Upload())
+            Assert.Equal(HttpStatusCode.Created, (await client.PostAsync("/v1/models", form)).StatusCode);
+
+        using var anonymous = factory.CreateClient();
+        Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/v1/models/guarded")).StatusCode);
+        using (var predict = Http.TensorForm(File.ReadAllBytes(TestPaths.Fixture("mini_resnet", "input0.tensor.npy"))))
+            Assert.Equal(HttpStatusCode.OK, (await anonymous.PostAsync("/v1/models/guarded/predict", predict)).StatusCode);
+        await Http.AssertProblemAsync(await anonymous.DeleteAsync("/v1/models/guarded"), HttpStatusCode.Unauthorized);
+        Assert.Equal(HttpStatusCode.NoContent, (await client.DeleteAsync("/v1/models/guarded")).StatusCode);
+    }
+
+    [Fact]
+    public async Task The_key_can_guard_inference_too()
+    {
+        using var factory = new ServiceFactory(settings: new() { ["Saliency:ApiKey"] = "k", ["Saliency:ApiKeyForInference"] = "true" });
+        using var client = factory.CreateClient();
+        client.DefaultRequestHeaders.Add("X-Api-Key", "k");
+        await Http.ImportFixtureAsync(client, "seed_cnn");
+
+        using var anonymous = factory.CreateClient();
+        using (var form = Http.ImageForm(TestPaths.Fixture("seed_cnn", "input0.png")))
+            await Http.AssertProblemAsync(await anonymous.PostAsync("/v1/models/seed_cnn/predict", form), HttpStatusCode.Unauthorized);
+        using (var form = Http.ImageForm(TestPaths.Fixture("seed_cnn", "input0.png")))
+            await Http.AssertProblemAsync(await anonymous.PostAsync("/v1/models/seed_cnn/explain", form), HttpStatusCode.Unauthorized);
+        using (var form = Http.ImageForm(TestPaths.Fixture("seed_cnn", "input0.png")))
+            Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/v1/models/seed_cnn/predict", form)).StatusCode);
+    }
+
+    [Fact]
+    public async Task A_client_over_its_rate_gets_429_with_retry_after()
+    {
+        using var factory = new ServiceFactory(settings: new() { ["Saliency:RateLimit:PermitsPerSecond"] = "1", ["Saliency:RateLimit:Burst"] = "3" });
+        using var client = factory.CreateClient();
+        var statuses = new List<HttpStatusCode>();
+        HttpResponseMessage? limited = null;
+        for (var i = 0; i < 6; i++)
+        {
+            var response = await client.GetAsync("/v1/models");
+            statuses.Add(response.StatusCode);
+            if (response.StatusCode == HttpStatusCode.TooManyRequests) limited = response;
+        }
+        Assert.Contains(HttpStatusCode.OK, statuses);
+        Assert.NotNull(limited);
+        await Http.AssertProblemAsync(limited!, HttpStatusCode.TooManyRequests);
+        Assert.NotNull(limited!.Headers.RetryAfter);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode); // probes are never limited
+    }
+}
