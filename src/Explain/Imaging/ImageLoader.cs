@@ -46,10 +46,11 @@ public sealed class ImageLoader(long maxPixels)
         {
             throw ProblemException.UnsupportedMedia($"The '{partName}' part is not a PNG or JPEG image.");
         }
-        catch (Exception e) when (e is ImageFormatException or InvalidImageContentException or NotSupportedException
-                                      or InvalidOperationException or ArgumentException or IOException or IndexOutOfRangeException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
-            throw ProblemException.BadRequest($"The '{partName}' image could not be decoded: {e.Message}");
+            // Corrupt files surface from ImageSharp's decoders as many exception types (even
+            // NullReferenceException for some broken JPEGs): all of them mean a bad upload.
+            throw ProblemException.BadRequest($"The '{partName}' image could not be decoded ({e.GetType().Name}).");
         }
     }
 
