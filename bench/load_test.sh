@@ -57,6 +57,6 @@ for report in predict-resnet18 predict-churn explain-seed explain-resnet18; do
   grep -A5 "Error distribution" "$work/$report.txt" | sed 's/^ */   /' || true
 done
 cat "$work/replace.log"
-awk 'NR==1 {first=$2} {if ($2 > peak) peak = $2; rss[NR] = $2} END {
-  warm = rss[int(NR/5) + 1]; printf "RSS: after warm-up %.0f MiB, peak %.0f MiB, at the end %.0f MiB (%d samples)\n", warm/1024, peak/1024, rss[NR]/1024, NR }' "$work/rss.log"
+awk '{ if ($2 > peak) peak = $2; rss[NR] = $2 } END {
+  printf "RSS per minute (MiB):"; for (i = 1; i <= NR; i += 12) printf " %.0f", rss[i] / 1024; printf " | end %.0f, peak %.0f\n", rss[NR] / 1024, peak / 1024 }' "$work/rss.log"
 grep -ciE "fail|exception" "$work/service.log" | xargs -I{} echo "service log lines mentioning failures/exceptions: {}"

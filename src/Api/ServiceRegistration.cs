@@ -30,6 +30,8 @@ public static class ServiceRegistration
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         services.Configure<JsonOptions>(j => j.SerializerOptions.WriteIndented = false);
 
+        // On SIGTERM, stop accepting and let in-flight requests finish (up to the request time limit).
+        services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(options.RequestTimeoutSeconds + 5));
         services.AddProblemDetails();
         services.AddExceptionHandler<ProblemExceptionHandler>();
 
