@@ -88,6 +88,9 @@ public sealed class GraphMirror : IDisposable
         var steps = new List<Step>();
         var rectifiers = new List<string>();
         var owned = new List<Tensor>();
+        // Everything made while building (the readers' tensors, folding intermediates) dies with
+        // this scope; only what Keep/Own detach from it outlives the build.
+        using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         try
         {
@@ -178,6 +181,7 @@ public sealed class GraphMirror : IDisposable
         return ordered;
     }
 
+    /// <summary>A handle of its own for a tensor the mirror keeps, outside every dispose scope.</summary>
     private static Tensor Keep(Tensor tensor) => tensor.detach().DetachFromDisposeScope();
 
     private sealed record Step(string[] Inputs, string[] Outputs, OpKernel Kernel);
