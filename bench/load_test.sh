@@ -10,10 +10,10 @@ work=$(mktemp -d); store="$work/store"
 command -v hey >/dev/null || { apt-get update -qq && apt-get install -y -qq hey >/dev/null; }
 
 dotnet build src/Api -c Release -v quiet -nologo >/dev/null
-ASPNETCORE_URLS=$base Saliency__ModelStore=$store Saliency__RateLimit__PermitsPerSecond=0 \
+MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2} ASPNETCORE_URLS=$base Saliency__ModelStore=$store Saliency__RateLimit__PermitsPerSecond=0 \
   Logging__LogLevel__Default=Warning dotnet src/Api/bin/Release/net10.0/SaliencyService.Api.dll > "$work/service.log" 2>&1 &
 service=$!
-trap 'kill $service 2>/dev/null; wait $service 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $service 2>/dev/null; wait $service 2>/dev/null; cp "$work/service.log" "${TMPDIR:-/tmp}/load_test.service.log"; rm -rf "$work"' EXIT
 until curl -sf "$base/health/ready" >/dev/null; do sleep 1; done
 
 fixtures=tests/SaliencyService.Tests/Fixtures

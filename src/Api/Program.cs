@@ -1,5 +1,6 @@
 using SaliencyService.Api;
 using SaliencyService.Api.Apis;
+using SaliencyService.Api.Observability;
 
 var builder = WebApplication.CreateBuilder(args);
 if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["http_ports"]))
@@ -7,6 +8,7 @@ if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(
 builder.AddSaliencyService();
 
 var app = builder.Build();
+app.UseMiddleware<MetricsMiddleware>(); // outermost: sees the final status of every request
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseSwagger();

@@ -6,6 +6,7 @@ using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Errors;
 using SaliencyService.Api.Inputs;
 using SaliencyService.Api.Models;
+using SaliencyService.Api.Observability;
 using SaliencyService.Api.Security;
 using SaliencyService.Api.Swagger;
 using SaliencyService.Explain.Engine;
@@ -46,6 +47,7 @@ public static class ServiceRegistration
                 new WorkQueue("explain", o.Explain.MaxConcurrent, o.Explain.MaxQueued, TimeSpan.FromSeconds(o.Explain.QueueTimeoutSeconds)));
         });
         services.AddSingleton<ModelLoader>();
+        services.AddSingleton<ServiceMetrics>();
         services.AddSingleton<ModelStore>();
         services.AddSingleton<DemoModelSeeder>();
         services.AddSingleton<ModelInputReader>();

@@ -34,7 +34,7 @@ public sealed class OperationsApiTests : IDisposable
     {
         using var doc = JsonDocument.Parse(await _client.GetStringAsync("/swagger/v1/swagger.json"));
         var paths = doc.RootElement.GetProperty("paths");
-        string[] expected = ["/v1/models", "/v1/models/{name}", "/v1/models/{name}/predict", "/v1/models/{name}/explain", "/health/live", "/health/ready"];
+        string[] expected = ["/v1/models", "/v1/models/{name}", "/v1/models/{name}/predict", "/v1/models/{name}/explain", "/health/live", "/health/ready", "/metrics"];
         Assert.All(expected, p => Assert.True(paths.TryGetProperty(p, out _), $"{p} is not documented"));
 
         var import = paths.GetProperty("/v1/models").GetProperty("post");
@@ -51,6 +51,29 @@ public sealed class OperationsApiTests : IDisposable
 
         var explain = paths.GetProperty("/v1/models/{name}/explain").GetProperty("post").GetProperty("responses").GetProperty("200").GetProperty("content");
         Assert.Equal("binary", explain.GetProperty("image/png").GetProperty("schema").GetProperty("format").GetString());
+    }
+
+    [Fact]
+    public async Task Metrics_count_requests_latency_engine_time_queues_and_models()
+    {
+        await Http.ImportFixtureAsync(_client, "seed_cnn");
+        using (var predict = Http.ImageForm(TestPaths.Fixture("seed_cnn", "input0.png")))
+            Assert.Equal(HttpStatusCode.OK, (await _client.PostAsync("/v1/models/seed_cnn/predict", predict)).StatusCode);
+        using (var explain = Http.ImageForm(TestPaths.Fixture("seed_cnn", "input0.png")))
+            Assert.Equal(HttpStatusCode.OK, (await _client.PostAsync("/v1/models/seed_cnn/explain?method=gradient", explain)).StatusCode);
+        await _client.GetAsync("/v1/models/missing");
+
+        var response = await _client.GetAsync("/metrics");
+        Assert.Equal("text/plain", response.Content.Headers.ContentType?.MediaType);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.Contains("saliency_http_requests_total{route=\"/v1/models/{name}/predict\",method=\"POST\",status=\"200\"} 1", text);
+        Assert.Contains("saliency_http_requests_total{route=\"/v1/models/\",method=\"POST\",status=\"201\"} 1", text);
+        Assert.Contains("saliency_http_requests_total{route=\"/v1/models/{name}\",method=\"GET\",status=\"404\"} 1", text);
+        Assert.Contains("saliency_http_request_duration_seconds_bucket{route=\"/v1/models/{name}/explain\",method=\"POST\",le=\"+Inf\"} 1", text);
+        Assert.Contains("saliency_engine_duration_seconds_count{engine=\"onnxruntime\"} 1", text);
+        Assert.Contains("saliency_engine_duration_seconds_count{engine=\"mirror:gradient\"} 1", text);
+        Assert.Contains("saliency_queue_requests{queue=\"explain\"} 0", text);
+        Assert.Contains("saliency_models_loaded{explainable=\"true\"} 1", text);
     }
 
     [Fact]

@@ -1,9 +1,11 @@
+using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.Options;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Inference;
 using SaliencyService.Api.Inputs;
 using SaliencyService.Api.Models;
+using SaliencyService.Api.Observability;
 using SaliencyService.Contracts;
 using SaliencyService.Explain;
 using SaliencyService.Explain.Attribution;
@@ -34,7 +36,7 @@ public static class ExplainApi
     /// <param name="clip">Percentile of |value| that saturates the colormap (default 99.5; 100 for grad-cam).</param>
     /// <param name="alpha">Overlay: weight of the heatmap over the image (default 0.5).</param>
     public static async Task<IResult> Explain(
-        string name, HttpRequest request, HttpResponse response, ModelStore store, ModelInputReader inputs, InferenceQueues queues,
+        string name, HttpRequest request, HttpResponse response, ModelStore store, ModelInputReader inputs, InferenceQueues queues, ServiceMetrics metrics,
         IOptions<SaliencyOptions> options,
         string? method = null, string? target = null, string? layer = null, int? steps = null, int? samples = null,
         double? noise = null, int? seed = null, string? @base = null, string? format = null,
@@ -61,8 +63,13 @@ public static class ExplainApi
         using var input = await inputs.ReadAsync(request, model.Descriptor, allowBatch: false, deadline.Token, keepImages: outputFormat != "npy");
         var fixedBatch = model.Descriptor.Inputs.First(i => i.Name == p.Input).Shape[0];
         var maxBatch = fixedBatch > 0 ? (int)fixedBatch : options.Value.Explain.MaxBatch;
-        var map = await deadline.RunAsync(token => queues.Explain.RunAsync(
-            t => Explainer.Explain(explainer, input.Tensor, explainRequest, model.Descriptor.Labels, p.Layout, maxBatch, t), token));
+        var map = await deadline.RunAsync(token => queues.Explain.RunAsync(t =>
+        {
+            var started = Stopwatch.GetTimestamp();
+            var attribution = Explainer.Explain(explainer, input.Tensor, explainRequest, model.Descriptor.Labels, p.Layout, maxBatch, t);
+            metrics.RecordEngine("mirror:" + explainRequest.Method.Name(), Stopwatch.GetElapsedTime(started));
+            return attribution;
+        }, token));
 
         response.Headers["X-Explain-Target"] = map.Target.ToString(CultureInfo.InvariantCulture);
         response.Headers["X-Explain-Score"] = map.Score.ToString("R", CultureInfo.InvariantCulture);

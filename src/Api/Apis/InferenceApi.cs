@@ -1,9 +1,11 @@
+using System.Diagnostics;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Inference;
 using SaliencyService.Api.Inputs;
 using SaliencyService.Api.Models;
+using SaliencyService.Api.Observability;
 using SaliencyService.Api.Security;
 using SaliencyService.Api.Swagger;
 using SaliencyService.Contracts;
@@ -63,13 +65,19 @@ public static class InferenceApi
     /// <param name="name">The model.</param>
     /// <param name="topK">How many of the highest scores to return per input (1–1000).</param>
     public static async Task<Ok<PredictResponse>> Predict(
-        string name, HttpRequest request, ModelStore store, ModelInputReader inputs, InferenceQueues queues, IOptions<SaliencyOptions> options,
-        int topK = 5, CancellationToken cancellationToken = default)
+        string name, HttpRequest request, ModelStore store, ModelInputReader inputs, InferenceQueues queues, ServiceMetrics metrics,
+        IOptions<SaliencyOptions> options, int topK = 5, CancellationToken cancellationToken = default)
     {
         using var lease = store.Lease(name);
         using var deadline = new RequestDeadline(cancellationToken, TimeSpan.FromSeconds(options.Value.RequestTimeoutSeconds));
         using var input = await inputs.ReadAsync(request, lease.Model.Descriptor, allowBatch: true, deadline.Token);
-        var result = await deadline.RunAsync(token => queues.Predict.RunAsync(t => Predictor.Predict(lease.Model, input, topK, t), token));
+        var result = await deadline.RunAsync(token => queues.Predict.RunAsync(t =>
+        {
+            var started = Stopwatch.GetTimestamp();
+            var prediction = Predictor.Predict(lease.Model, input, topK, t);
+            metrics.RecordEngine("onnxruntime", Stopwatch.GetElapsedTime(started));
+            return prediction;
+        }, token));
         return TypedResults.Ok(result);
     }
 }

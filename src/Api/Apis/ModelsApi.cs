@@ -64,7 +64,7 @@ public static class ModelsApi
         try
         {
             var name = upload.Name is null ? ModelNames.FromFileName(upload.FileName) : ModelNames.Validate(upload.Name);
-            var (descriptor, _) = await store.ImportAsync(upload.StagingDirectory, name, upload.ManifestJson, replace, cancellationToken);
+            var descriptor = await store.ImportAsync(upload.StagingDirectory, name, upload.ManifestJson, replace, cancellationToken);
             return TypedResults.Created($"/v1/models/{descriptor.Name}", descriptor);
         }
         finally

@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using SaliencyService.Api.Observability;
 
 namespace SaliencyService.Api.Apis;
 
@@ -12,8 +13,14 @@ public static class OperationsApi
         group.MapGet("/live", Live).WithName(nameof(Live)).WithSummary("Liveness: the process answers");
         group.MapGet("/ready", Ready).WithName(nameof(Ready)).WithSummary("Readiness: the model store is loaded")
             .Produces<HealthReportResponse>(StatusCodes.Status503ServiceUnavailable);
+        app.MapGet("/metrics", Metrics).WithTags("Operations").WithName(nameof(Metrics))
+            .WithSummary("Prometheus metrics: requests and latency per route, engine time, queues, models")
+            .Produces<string>(StatusCodes.Status200OK, "text/plain");
         return app;
     }
+
+    public static IResult Metrics(ServiceMetrics metrics) =>
+        TypedResults.Text(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8");
 
     public static Ok<HealthReportResponse> Live() => TypedResults.Ok(new HealthReportResponse("Healthy", null));
 

@@ -18,15 +18,6 @@ public sealed record ModelInput(FloatTensor Tensor, IReadOnlyList<ImageSize?> So
     }
 
     public int Count => SourceSizes.Count;
-
-    public long[] SampleShape => Tensor.Shape[1..];
-
-    /// <summary>Sample <paramref name="index"/> alone, with a batch dimension of one.</summary>
-    public FloatTensor Sample(int index)
-    {
-        var length = Tensor.Data.Length / Count;
-        return new FloatTensor(Tensor.Data.AsSpan(index * length, length).ToArray(), [1, .. SampleShape]);
-    }
 }
 
 public readonly record struct ImageSize(int Width, int Height);

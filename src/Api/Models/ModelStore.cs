@@ -67,8 +67,8 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
     /// Validates the model staged in <paramref name="stagingDirectory"/> (<c>model.onnx</c>), then
     /// moves it into place under <paramref name="name"/>. Nothing reaches the store unless it loads.
     /// </summary>
-    /// <returns>The new descriptor, and whether an existing version was replaced.</returns>
-    public async Task<(ModelDescriptor Descriptor, bool Replaced)> ImportAsync(
+    /// <returns>The new version's descriptor.</returns>
+    public async Task<ModelDescriptor> ImportAsync(
         string stagingDirectory, string name, string? manifestJson, bool replace, CancellationToken cancellationToken)
     {
         ModelNames.Validate(name);
@@ -94,7 +94,7 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
             _models[name] = model;
             previous?.Retire();
             logger.LogInformation("{Action} model {Model} (sha256 {Sha})", exists ? "Replaced" : "Imported", name, model.Descriptor.Sha256);
-            return (model.Descriptor, exists);
+            return model.Descriptor;
         }
         finally
         {

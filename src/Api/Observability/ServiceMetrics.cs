@@ -1,0 +1,73 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text;
+using SaliencyService.Api.Inference;
+using SaliencyService.Api.Models;
+
+namespace SaliencyService.Api.Observability;
+
+/// <summary>
+/// The service's Prometheus metrics: requests and latency per route and method, time spent in
+/// ONNX Runtime and in the explain mirror, queue occupancy and models loaded.
+/// </summary>
+public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
+{
+    private readonly ConcurrentDictionary<(string Route, string Method, int Status), long[]> _requests = new();
+    private readonly ConcurrentDictionary<(string Route, string Method), Histogram> _latency = new();
+    private readonly ConcurrentDictionary<string, Histogram> _engine = new();
+
+    public void RecordRequest(string route, string method, int status, TimeSpan duration)
+    {
+        Interlocked.Increment(ref _requests.GetOrAdd((route, method, status), _ => new long[1])[0]);
+        _latency.GetOrAdd((route, method), _ => new Histogram()).Observe(duration);
+    }
+
+    /// <summary>Time inside an engine: <c>onnxruntime</c>, or <c>mirror:{method}</c> for explanations.</summary>
+    public void RecordEngine(string engine, TimeSpan duration) => _engine.GetOrAdd(engine, _ => new Histogram()).Observe(duration);
+
+    /// <summary>The Prometheus text exposition format, version 0.0.4.</summary>
+    public string Render()
+    {
+        var text = new StringBuilder();
+        text.AppendLine("# HELP saliency_http_requests_total HTTP requests by route, method and status.");
+        text.AppendLine("# TYPE saliency_http_requests_total counter");
+        foreach (var ((route, method, status), count) in _requests.OrderBy(r => r.Key.ToString()))
+            text.AppendLine($"saliency_http_requests_total{{route=\"{Escape(route)}\",method=\"{method}\",status=\"{status}\"}} {Interlocked.Read(ref count[0])}");
+
+        WriteHistograms(text, "saliency_http_request_duration_seconds", "HTTP request latency by route and method.",
+            _latency.Select(l => ($"route=\"{Escape(l.Key.Route)}\",method=\"{l.Key.Method}\"", l.Value)));
+        WriteHistograms(text, "saliency_engine_duration_seconds", "Time in ONNX Runtime (predict) and in the TorchSharp mirror (explain), by engine.",
+            _engine.Select(e => ($"engine=\"{Escape(e.Key)}\"", e.Value)));
+
+        text.AppendLine("# HELP saliency_queue_requests Requests running or waiting per work queue.");
+        text.AppendLine("# TYPE saliency_queue_requests gauge");
+        foreach (var queue in new[] { queues.Predict, queues.Explain })
+            text.AppendLine($"saliency_queue_requests{{queue=\"{queue.Name}\"}} {queue.Admitted}");
+
+        var models = store.List();
+        text.AppendLine("# HELP saliency_models_loaded Models served, and how many of them can be explained.");
+        text.AppendLine("# TYPE saliency_models_loaded gauge");
+        text.AppendLine($"saliency_models_loaded{{explainable=\"true\"}} {models.Count(m => m.Explain.Supported)}");
+        text.AppendLine($"saliency_models_loaded{{explainable=\"false\"}} {models.Count(m => !m.Explain.Supported)}");
+        return text.ToString();
+    }
+
+    private static void WriteHistograms(StringBuilder text, string name, string help, IEnumerable<(string Labels, Histogram Histogram)> series)
+    {
+        text.AppendLine($"# HELP {name} {help}");
+        text.AppendLine($"# TYPE {name} histogram");
+        foreach (var (labels, histogram) in series.OrderBy(s => s.Labels, StringComparer.Ordinal))
+        {
+            var (cumulative, sum, count) = histogram.Snapshot();
+            for (var i = 0; i < cumulative.Length; i++)
+            {
+                var bound = i < Histogram.Buckets.Length ? Histogram.Buckets[i].ToString(CultureInfo.InvariantCulture) : "+Inf";
+                text.AppendLine($"{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative[i]}");
+            }
+            text.AppendLine($"{name}_sum{{{labels}}} {sum.ToString(CultureInfo.InvariantCulture)}");
+            text.AppendLine($"{name}_count{{{labels}}} {count}");
+        }
+    }
+
+    private static string Escape(string value) => value.Replace("\\", "\\\\").Replace("\"", "\\\"");
+}
