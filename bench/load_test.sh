@@ -10,6 +10,7 @@ work=$(mktemp -d); store="$work/store"
 command -v hey >/dev/null || { apt-get update -qq && apt-get install -y -qq hey >/dev/null; }
 
 dotnet build src/Api -c Release -v quiet -nologo >/dev/null
+DOTNET_DbgEnableMiniDump=1 DOTNET_DbgMiniDumpName="${TMPDIR:-/tmp}/saliency-crash-%p.dmp" \
 MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2} ASPNETCORE_URLS=$base Saliency__ModelStore=$store Saliency__RateLimit__PermitsPerSecond=0 \
   Logging__LogLevel__Default=Warning dotnet src/Api/bin/Release/net10.0/SaliencyService.Api.dll > "$work/service.log" 2>&1 &
 service=$!
@@ -60,3 +61,9 @@ cat "$work/replace.log"
 awk '{ if ($2 > peak) peak = $2; rss[NR] = $2 } END {
   printf "RSS per minute (MiB):"; for (i = 1; i <= NR; i += 12) printf " %.0f", rss[i] / 1024; printf " | end %.0f, peak %.0f\n", rss[NR] / 1024, peak / 1024 }' "$work/rss.log"
 grep -ciE "fail|exception" "$work/service.log" | xargs -I{} echo "service log lines mentioning failures/exceptions: {}"
+if ! kill -0 "$service" 2>/dev/null; then
+  wait "$service" && code=0 || code=$?
+  echo "THE SERVICE DIED (exit $code); its log is kept in ${TMPDIR:-/tmp}/load_test.service.log, a dump in ${TMPDIR:-/tmp}/saliency-crash-*.dmp"
+  tail -30 "$work/service.log"
+  exit 1
+fi
