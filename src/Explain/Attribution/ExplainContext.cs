@@ -6,40 +6,61 @@ using static TorchSharp.torch;
 namespace SaliencyService.Explain.Attribution;
 
 /// <summary>
-/// One explanation in progress: the input, its forward pass, the resolved target, and the
-/// batched gradient computation every method builds on. Lives inside the request's dispose scope.
+/// One explanation in progress: the input, the resolved target, and the batched gradient
+/// computation every method builds on. The target is resolved from the first forward pass a
+/// method makes on the input itself (the rectifier rules change backward passes only), so a
+/// single-pass method costs one forward and one backward. Lives inside the request's dispose scope.
 /// </summary>
-public sealed class ExplainContext
+public sealed class ExplainContext(ModelExplainer model, Tensor input, string? target, IReadOnlyList<string>? labels, int maxBatch,
+    CancellationToken cancellationToken = default)
 {
-    public ExplainContext(ModelExplainer model, Tensor input, string? target, IReadOnlyList<string>? labels, int maxBatch,
-        CancellationToken cancellationToken = default)
-    {
-        Model = model;
-        Input = input;
-        MaxBatch = Math.Max(1, maxBatch);
-        CancellationToken = cancellationToken;
-        using var noGrad = no_grad();
-        var values = model.Mirror.Forward(input, RectifierRule.Gradient, cancellationToken);
-        var scores = values[model.Mirror.ScoreName].reshape(1, -1);
-        Target = Targets.Resolve(target, labels, scores);
-        Score = scores[0, Target].item<float>();
-        Outputs = values[model.Mirror.OutputName].reshape(-1).data<float>().ToArray();
-    }
+    private int? _target;
 
-    public ModelExplainer Model { get; }
+    public ModelExplainer Model { get; } = model;
 
     /// <summary>Stops the work between mirror nodes (client gone, or the request's time limit).</summary>
-    public CancellationToken CancellationToken { get; }
+    public CancellationToken CancellationToken { get; } = cancellationToken;
 
     /// <summary>The sample, with its batch dimension of 1.</summary>
-    public Tensor Input { get; }
+    public Tensor Input { get; } = input;
 
-    public int Target { get; }
-    public float Score { get; }
-    public float[] Outputs { get; }
+    public int Target => _target ?? throw new InvalidOperationException("The target is resolved by the first forward pass.");
+    public float Score { get; private set; }
+    public float[] Outputs { get; private set; } = [];
+
+    /// <summary>Runs the mirror on the input itself, resolving the target from that pass.</summary>
+    public Dictionary<string, Tensor> ForwardInput(Tensor x, RectifierRule rule)
+    {
+        var values = Model.Mirror.Forward(x, rule, CancellationToken);
+        if (_target is null)
+        {
+            var scores = values[Model.Mirror.ScoreName].detach().reshape(1, -1);
+            _target = Targets.Resolve(target, labels, scores);
+            Score = scores[0, _target.Value].item<float>();
+            Outputs = values[Model.Mirror.OutputName].detach().reshape(-1).data<float>().ToArray();
+        }
+        return values;
+    }
+
+    /// <summary>∂score[target]/∂input for the input itself: one forward, one backward.</summary>
+    public Tensor InputGradient(RectifierRule rule)
+    {
+        var x = Input.detach().requires_grad_();
+        var values = ForwardInput(x, rule);
+        values[Model.Mirror.ScoreName].reshape(1, -1)[0, Target].backward();
+        return x.grad!.detach();
+    }
+
+    /// <summary>Resolves the target without gradients, for methods that then perturb the input.</summary>
+    public void ResolveTarget()
+    {
+        if (_target is not null) return;
+        using var noGrad = no_grad();
+        ForwardInput(Input, RectifierRule.Gradient);
+    }
 
     /// <summary>Most samples run through the mirror at once (1 for fixed-batch models).</summary>
-    public int MaxBatch { get; private set; }
+    public int MaxBatch { get; private set; } = Math.Max(1, maxBatch);
 
     /// <summary>
     /// ∂score[target]/∂input for every sample of <paramref name="inputs"/> ([n, ...]), under the
@@ -49,6 +70,7 @@ public sealed class ExplainContext
     /// </summary>
     public Tensor Gradients(Tensor inputs, RectifierRule rule)
     {
+        ResolveTarget();
         var count = inputs.shape[0];
         var parts = new List<Tensor>();
         for (long start = 0; start < count;)

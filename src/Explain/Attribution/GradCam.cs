@@ -19,7 +19,7 @@ public static class GradCam
     public static AttributionMap AttributeGuided(ExplainContext context, string layer, (long Height, long Width) inputSize, bool channelsLast)
     {
         var cam = Map(context, layer, inputSize);
-        var guided = context.Gradients(context.Input, RectifierRule.GuidedBackprop)[0];
+        var guided = context.InputGradient(RectifierRule.GuidedBackprop)[0];
         var weighted = guided * (channelsLast ? cam.unsqueeze(-1) : cam.unsqueeze(0));
         return context.Result(AttributionMethod.GuidedGradCam, weighted, new Dictionary<string, object> { ["layer"] = layer });
     }
@@ -31,7 +31,7 @@ public static class GradCam
             throw ProblemException.BadRequest($"layer '{layer}' is not a 4-D tensor of the model; see explain.layers in its descriptor.");
 
         var x = context.Input.detach().requires_grad_();
-        var values = mirror.Forward(x, RectifierRule.Gradient, context.CancellationToken);
+        var values = context.ForwardInput(x, RectifierRule.Gradient);
         var activation = values[layer];
         var score = values[mirror.ScoreName].reshape(1, -1)[0, context.Target];
         var gradient = autograd.grad([score], [activation])[0];

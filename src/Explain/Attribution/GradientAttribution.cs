@@ -16,5 +16,5 @@ public static class GradientAttribution
     };
 
     public static AttributionMap Attribute(ExplainContext context, AttributionMethod method) =>
-        context.Result(method, context.Gradients(context.Input, Rule(method))[0]);
+        context.Result(method, context.InputGradient(Rule(method))[0]);
 }

@@ -6,5 +6,5 @@ namespace SaliencyService.Explain.Attribution;
 public static class InputXGradient
 {
     public static AttributionMap Attribute(ExplainContext context) =>
-        context.Result(AttributionMethod.InputXGradient, (context.Input * context.Gradients(context.Input, RectifierRule.Gradient))[0]);
+        context.Result(AttributionMethod.InputXGradient, (context.Input * context.InputGradient(RectifierRule.Gradient))[0]);
 }
