@@ -1,0 +1,62 @@
+# SaliencyService container image.
+#   docker build -t saliency .                              CPU image (default target)
+#   docker build -t saliency:gpu --target gpu .             ONNX Runtime on CUDA (see deploy/README.md)
+# The .NET 10 images are Ubuntu 24.04 based: their libstdc++ (GCC 14) has GLIBCXX_3.4.32, so
+# TorchSharp loads as shipped and the compatibility shim never runs.
+
+FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+WORKDIR /src
+COPY Directory.Build.props Directory.Packages.props SaliencyService.sln ./
+COPY src/ src/
+RUN dotnet publish src/Api -c Release -r linux-x64 --self-contained false -o /app \
+ && rm -f /app/*.pdb
+
+# Shared runtime settings of both targets.
+FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS runtime-base
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /data/models && chown app:app /data/models
+ENV ASPNETCORE_URLS=http://+:8080 \
+    Saliency__ModelStore=/data/models \
+    Logging__Console__FormatterName=json \
+    MALLOC_ARENA_MAX=2 \
+    TMPDIR=/tmp
+WORKDIR /app
+VOLUME /data/models
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
+  CMD curl -fsS http://localhost:8080/health/ready || exit 1
+
+# CPU: drop the CUDA and TensorRT providers of the ONNX Runtime GPU package (300 MB).
+FROM runtime-base AS cpu
+COPY --from=build /app /app
+RUN rm -f /app/libonnxruntime_providers_cuda.so /app/libonnxruntime_providers_tensorrt.so
+USER app
+ENTRYPOINT ["dotnet", "SaliencyService.Api.dll"]
+
+# GPU: the same application on a CUDA 12 + cuDNN 9 base; ONNX Runtime picks the CUDA provider
+# when a GPU is visible (docker run --gpus all). TorchSharp (the explain mirror) stays on CPU.
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS gpu
+COPY --from=mcr.microsoft.com/dotnet/aspnet:10.0 /usr/share/dotnet /usr/share/dotnet
+RUN ln -s /usr/share/dotnet/dotnet /usr/bin/dotnet \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends curl libicu74 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --uid 1654 --create-home app \
+ && mkdir -p /data/models && chown app:app /data/models
+ENV ASPNETCORE_URLS=http://+:8080 \
+    Saliency__ModelStore=/data/models \
+    Logging__Console__FormatterName=json \
+    MALLOC_ARENA_MAX=2
+COPY --from=build /app /app
+WORKDIR /app
+VOLUME /data/models
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
+  CMD curl -fsS http://localhost:8080/health/ready || exit 1
+USER app
+ENTRYPOINT ["dotnet", "SaliencyService.Api.dll"]
+
+# The default target is the CPU image.
+FROM cpu

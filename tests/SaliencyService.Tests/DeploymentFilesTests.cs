@@ -1,0 +1,95 @@
+using System.Reflection;
+using SaliencyService.Api.Configuration;
+using Xunit;
+using YamlDotNet.RepresentationModel;
+
+namespace SaliencyService.Tests;
+
+/// <summary>
+/// What can be checked without a Docker engine or a cluster: the deployment files parse and agree
+/// with the application (port, model store, probe routes, configuration keys, built project).
+/// </summary>
+public sealed class DeploymentFilesTests
+{
+    private static string Deployment(params string[] parts) => Path.Combine([AppContext.BaseDirectory, "Deployment", .. parts]);
+
+    private static YamlMappingNode Yaml(string path)
+    {
+        var stream = new YamlStream();
+        stream.Load(new StringReader(File.ReadAllText(path)));
+        return (YamlMappingNode)stream.Documents[0].RootNode;
+    }
+
+    private static YamlNode At(YamlNode node, params string[] path) =>
+        path.Aggregate(node, (current, key) => ((YamlMappingNode)current).Children[new YamlScalarNode(key)]);
+
+    private static string Text(YamlNode node) => ((YamlScalarNode)node).Value!;
+
+    [Fact]
+    public void The_dockerfile_publishes_the_api_and_serves_the_store_on_8080()
+    {
+        var docker = File.ReadAllText(Deployment("Dockerfile"));
+        Assert.Contains("dotnet publish src/Api", docker);
+        Assert.Contains("-r linux-x64", docker);
+        Assert.Contains("ASPNETCORE_URLS=http://+:8080", docker);
+        Assert.Contains("Saliency__ModelStore=/data/models", docker);
+        Assert.Contains("curl -fsS http://localhost:8080/health/ready", docker);
+        Assert.Matches(@"(?m)^USER app$", docker);
+        Assert.Contains("AS gpu", docker);
+    }
+
+    [Fact]
+    public void The_compose_stack_routes_the_gateway_to_the_service()
+    {
+        var compose = Yaml(Deployment("docker-compose.yml"));
+        var service = At(compose, "services", "saliency");
+        Assert.Equal("/data/models", Text(At(service, "environment", "Saliency__ModelStore")));
+        Assert.Contains("models:/data/models", ((YamlSequenceNode)At(service, "volumes")).Select(Text));
+        Assert.Contains("8080", ((YamlSequenceNode)At(service, "expose")).Select(Text));
+        Assert.Equal("true", Text(At(service, "read_only")));
+        AssertKnownSettings(((YamlMappingNode)At(service, "environment")).Children.Keys.Select(Text));
+
+        var nginx = File.ReadAllText(Deployment("deploy", "nginx", "nginx.conf"));
+        Assert.Contains("server saliency:8080", nginx);
+        foreach (var route in new[] { "location /v1/", "location /swagger", "location /health/", "location = /v1/models" })
+            Assert.Contains(route, nginx);
+        Assert.Contains("saliency:8080", File.ReadAllText(Deployment("deploy", "prometheus", "prometheus.yml")));
+    }
+
+    [Fact]
+    public void The_kubernetes_manifests_parse_and_match_the_app()
+    {
+        var manifests = Directory.GetFiles(Deployment("deploy", "k8s"), "*.yaml").ToDictionary(f => Path.GetFileName(f), Yaml);
+        Assert.All(manifests.Values, m => { Assert.NotNull(At(m, "apiVersion")); Assert.NotNull(At(m, "kind")); Assert.NotNull(At(m, "metadata", "name")); });
+        Assert.Equal(["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim", "Secret", "Service"],
+            manifests.Values.Select(m => Text(At(m, "kind"))).Order());
+
+        var container = (YamlMappingNode)((YamlSequenceNode)At(manifests["deployment.yaml"], "spec", "template", "spec", "containers"))[0];
+        Assert.Equal("8080", Text(At(((YamlSequenceNode)At(container, "ports"))[0], "containerPort")));
+        Assert.Equal("/health/ready", Text(At(container, "readinessProbe", "httpGet", "path")));
+        Assert.Equal("/health/ready", Text(At(container, "startupProbe", "httpGet", "path")));
+        Assert.Equal("/health/live", Text(At(container, "livenessProbe", "httpGet", "path")));
+        Assert.NotNull(At(container, "resources", "requests", "cpu"));
+        Assert.Equal("/data/models", Text(At(((YamlSequenceNode)At(container, "volumeMounts"))[0], "mountPath")));
+
+        var config = (YamlMappingNode)At(manifests["configmap.yaml"], "data");
+        Assert.Equal("/data/models", Text(At(config, "Saliency__ModelStore")));
+        AssertKnownSettings(config.Children.Keys.Select(Text));
+        Assert.Equal("saliency", Text(At(manifests["hpa.yaml"], "spec", "scaleTargetRef", "name")));
+    }
+
+    /// <summary>Every Saliency__A__B key names a real property of <see cref="SaliencyOptions"/>.</summary>
+    private static void AssertKnownSettings(IEnumerable<string> keys)
+    {
+        foreach (var key in keys.Where(k => k.StartsWith("Saliency__")))
+        {
+            var type = typeof(SaliencyOptions);
+            foreach (var part in key.Split("__").Skip(1))
+            {
+                var property = type.GetProperty(part, BindingFlags.Public | BindingFlags.Instance);
+                Assert.True(property is not null, $"{key}: {type.Name} has no property {part}");
+                type = property!.PropertyType;
+            }
+        }
+    }
+}
