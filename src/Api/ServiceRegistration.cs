@@ -54,6 +54,7 @@ public static class ServiceRegistration
         services.AddHostedService<ModelStoreStartup>();
 
         services.AddPerClientRateLimiter(options.RateLimit);
+        services.AddOptionalTracing(options.Tracing.OtlpEndpoint);
         services.AddHealthChecks().AddCheck<StoreReadyCheck>("model-store", tags: ["ready"]);
 
         services.AddEndpointsApiExplorer();

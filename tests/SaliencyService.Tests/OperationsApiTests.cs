@@ -77,6 +77,16 @@ public sealed class OperationsApiTests : IDisposable
     }
 
     [Fact]
+    public async Task Tracing_to_an_unreachable_collector_never_disturbs_requests()
+    {
+        using var traced = new ServiceFactory(settings: new() { ["Saliency:Tracing:OtlpEndpoint"] = "http://127.0.0.1:9/" });
+        using var client = traced.CreateClient();
+        await Http.ImportFixtureAsync(client, "mini_resnet");
+        using var form = Http.TensorForm(File.ReadAllBytes(TestPaths.Fixture("mini_resnet", "input0.tensor.npy")));
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/v1/models/mini_resnet/explain?format=npy", form)).StatusCode);
+    }
+
+    [Fact]
     public async Task Swagger_UI_is_served()
     {
         var page = await _client.GetAsync("/swagger/index.html");

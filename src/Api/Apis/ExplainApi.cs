@@ -65,6 +65,9 @@ public static class ExplainApi
         var maxBatch = fixedBatch > 0 ? (int)fixedBatch : options.Value.Explain.MaxBatch;
         var map = await deadline.RunAsync(token => queues.Explain.RunAsync(t =>
         {
+            using var span = Tracing.Source.StartActivity("mirror.explain");
+            span?.SetTag("saliency.model", name);
+            span?.SetTag("saliency.method", explainRequest.Method.Name());
             var started = Stopwatch.GetTimestamp();
             var attribution = Explainer.Explain(explainer, input.Tensor, explainRequest, model.Descriptor.Labels, p.Layout, maxBatch, t);
             metrics.RecordEngine("mirror:" + explainRequest.Method.Name(), Stopwatch.GetElapsedTime(started));

@@ -73,6 +73,8 @@ public static class InferenceApi
         using var input = await inputs.ReadAsync(request, lease.Model.Descriptor, allowBatch: true, deadline.Token);
         var result = await deadline.RunAsync(token => queues.Predict.RunAsync(t =>
         {
+            using var span = Tracing.Source.StartActivity("onnxruntime.predict");
+            span?.SetTag("saliency.model", name);
             var started = Stopwatch.GetTimestamp();
             var prediction = Predictor.Predict(lease.Model, input, topK, t);
             metrics.RecordEngine("onnxruntime", Stopwatch.GetElapsedTime(started));

@@ -42,6 +42,8 @@ public sealed class SaliencyOptions
 
     public RateLimitOptions RateLimit { get; set; } = new();
 
+    public TracingOptions Tracing { get; set; } = new();
+
     public OnnxRuntimeOptions OnnxRuntime { get; set; } = new();
 
     public ExplainOptions Explain { get; set; } = new();
@@ -60,4 +62,10 @@ public sealed class RateLimitOptions
 {
     public int PermitsPerSecond { get; set; } = 50;
     public int Burst { get; set; } = 100;
+}
+
+/// <summary>OpenTelemetry tracing; off while no OTLP endpoint is set.</summary>
+public sealed class TracingOptions
+{
+    public string? OtlpEndpoint { get; set; }
 }
