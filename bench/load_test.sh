@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mixed load on a local instance: predicts, explains and model replaces at once, for DURATION
-# seconds (default 300). Reports status codes, latency percentiles (hey), failed replaces, and the
+# seconds (default 300), with the explanation cache off so every explain is computed. Reports status codes, latency percentiles (hey), failed replaces, and the
 # service's RSS over time. Traffic goes to 127.0.0.1 only.
 # Usage: bench/load_test.sh [DURATION_SECONDS]    (installs Debian's hey if missing; builds the API)
 set -euo pipefail
@@ -12,6 +12,7 @@ command -v hey >/dev/null || { apt-get update -qq && apt-get install -y -qq hey 
 dotnet build src/Api -c Release -v quiet -nologo >/dev/null
 DOTNET_DbgEnableMiniDump=1 DOTNET_DbgMiniDumpName="${TMPDIR:-/tmp}/saliency-crash-%p.dmp" \
 MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2} ASPNETCORE_URLS=$base Saliency__ModelStore=$store Saliency__RateLimit__PermitsPerSecond=0 \
+  Saliency__Explain__CacheMegabytes=0 \
   Logging__LogLevel__Default=Warning dotnet src/Api/bin/Release/net10.0/SaliencyService.Api.dll > "$work/service.log" 2>&1 &
 service=$!
 trap 'kill $service 2>/dev/null; wait $service 2>/dev/null; cp "$work/service.log" "${TMPDIR:-/tmp}/load_test.service.log"; rm -rf "$work"' EXIT

@@ -131,6 +131,27 @@ public sealed class ExplainApiTests(FixtureModelsService service) : IClassFixtur
     }
 
     [Fact]
+    public async Task Repeated_explanations_come_from_the_cache_unless_they_are_random()
+    {
+        var tensor = File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input3.tensor.npy"));
+        async Task<(string Cache, byte[] Body)> Run(string query)
+        {
+            using var form = Http.TensorForm(tensor);
+            var response = await Client.PostAsync($"/v1/models/seed_cnn/explain?format=npy&{query}", form);
+            return (response.Headers.GetValues("X-Explain-Cache").Single(), await Http.ReadBytesAsync(response));
+        }
+        var first = await Run("method=input-x-gradient&target=0");
+        var second = await Run("method=input-x-gradient&target=0");
+        Assert.Equal(("miss", "hit"), (first.Cache, second.Cache));
+        Assert.Equal(first.Body, second.Body);
+        Assert.Equal("miss", (await Run("method=input-x-gradient&target=1")).Cache);
+        Assert.Equal("miss", (await Run("method=smoothgrad&samples=2")).Cache);
+        Assert.Equal("miss", (await Run("method=smoothgrad&samples=2")).Cache); // no seed: random, never cached
+        await Run("method=smoothgrad&samples=2&seed=3");
+        Assert.Equal("hit", (await Run("method=smoothgrad&samples=2&seed=3")).Cache);
+    }
+
+    [Fact]
     public async Task Fixture_models_are_explainable_with_tight_parity()
     {
         foreach (var name in FixtureModelsService.Models)

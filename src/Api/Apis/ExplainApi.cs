@@ -36,7 +36,7 @@ public static class ExplainApi
     /// <param name="clip">Percentile of |value| that saturates the colormap (default 99.5; 100 for grad-cam).</param>
     /// <param name="alpha">Overlay: weight of the heatmap over the image (default 0.5).</param>
     public static async Task<IResult> Explain(
-        string name, HttpRequest request, HttpResponse response, ModelStore store, ModelInputReader inputs, InferenceQueues queues, ServiceMetrics metrics,
+        string name, HttpRequest request, HttpResponse response, ModelStore store, ModelInputReader inputs, InferenceQueues queues, ServiceMetrics metrics, ExplanationCache cache,
         IOptions<SaliencyOptions> options,
         string? method = null, string? target = null, string? layer = null, int? steps = null, int? samples = null,
         double? noise = null, int? seed = null, string? @base = null, string? format = null,
@@ -63,7 +63,10 @@ public static class ExplainApi
         using var input = await inputs.ReadAsync(request, model.Descriptor, allowBatch: false, deadline.Token, keepImages: outputFormat != "npy");
         var fixedBatch = model.Descriptor.Inputs.First(i => i.Name == p.Input).Shape[0];
         var maxBatch = fixedBatch > 0 ? (int)fixedBatch : options.Value.Explain.MaxBatch;
-        var map = await deadline.RunAsync(token => queues.Explain.RunAsync(t =>
+        var cacheKey = cache.Key(model.Descriptor.Sha256, input.Tensor, explainRequest);
+        var cached = cache.TryGet(cacheKey, out var map);
+        response.Headers["X-Explain-Cache"] = cached ? "hit" : "miss";
+        if (!cached) map = await deadline.RunAsync(token => queues.Explain.RunAsync(t =>
         {
             using var span = Tracing.Source.StartActivity("mirror.explain");
             span?.SetTag("saliency.model", name);
@@ -71,6 +74,7 @@ public static class ExplainApi
             var started = Stopwatch.GetTimestamp();
             var attribution = Explainer.Explain(explainer, input.Tensor, explainRequest, model.Descriptor.Labels, p.Layout, maxBatch, t);
             metrics.RecordEngine("mirror:" + explainRequest.Method.Name(), Stopwatch.GetElapsedTime(started));
+            cache.Add(cacheKey, attribution);
             return attribution;
         }, token));
 

@@ -15,6 +15,9 @@ public sealed class ExplainOptions
     /// <summary>Most samples per mirror pass for integrated gradients and SmoothGrad.</summary>
     public int MaxBatch { get; set; } = 16;
 
+    /// <summary>Memory for recently computed maps (LRU); 0 turns the cache off.</summary>
+    public int CacheMegabytes { get; set; } = 256;
+
     /// <summary>libtorch intra-op threads; 0 = one per core.</summary>
     public int TorchThreads { get; set; }
 
