@@ -41,4 +41,26 @@ public sealed class ExplainUnsupportedTests : IDisposable
         var detail = await Http.AssertProblemAsync(await client.PostAsync("/v1/models/topk/explain", explain), HttpStatusCode.UnprocessableEntity);
         Assert.Contains("TopK", detail);
     }
+
+    [Fact]
+    public async Task A_model_whose_probe_run_fails_still_imports_and_predicts_but_is_not_explainable()
+    {
+        // Dynamic height and width, but a Reshape that only fits 8×8: the 224×224 probe fails.
+        var model = new OnnxTestModel(13, [1, 3, 8, 8]).Initializer("shape", [1L, 192L], 2)
+            .Node("Reshape", ["x", "shape"], ["y"]).Output("y").Model();
+        foreach (var axis in new[] { 2, 3 })
+        {
+            var dim = model.Graph.Input[0].Type.TensorType.Shape.Dim[axis];
+            dim.ClearValue();
+            dim.DimParam = axis == 2 ? "h" : "w";
+        }
+        using var client = _factory.CreateClient();
+        using var upload = Http.ModelForm(Google.Protobuf.MessageExtensions.ToByteArray(model), "probe-fails");
+        var descriptor = await Http.ReadAsync<ModelDescriptor>(await client.PostAsync("/v1/models", upload));
+        Assert.False(descriptor.Explain.Supported);
+        Assert.Contains("probe", descriptor.Explain.Reason);
+
+        using var predict = Http.TensorForm(Explain.Tensors.Npy.Write(new float[192], [1, 3, 8, 8]));
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/v1/models/probe-fails/predict", predict)).StatusCode);
+    }
 }

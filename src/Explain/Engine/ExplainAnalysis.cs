@@ -8,7 +8,6 @@ using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 using TorchSharp;
 using static TorchSharp.torch;
-using ExternalException = System.Runtime.InteropServices.ExternalException;
 using FloatTensor = SaliencyService.Explain.Tensors.FloatTensor;
 
 namespace SaliencyService.Explain.Engine;
@@ -68,10 +67,11 @@ public sealed class ExplainAnalysis
             return (new ModelExplainer(mirror, layers, defaultLayer),
                 new ExplainDescriptor(true, [], difference, defaultLayer, layers, null));
         }
-        catch (Exception e) when (e is UnsupportedOperatorException or ExternalException or ArgumentException or InvalidOperationException or KeyNotFoundException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
+            // Whatever fails on the probe (the runtime or the mirror) makes the model unexplainable, never the import fail.
             mirror.Dispose();
-            return (null, NotSupported([], "The mirror failed on a probe input: " + e.Message));
+            return (null, NotSupported([], $"The probe run failed ({e.GetType().Name}): {e.Message.Split('\n')[0]}"));
         }
     }
 

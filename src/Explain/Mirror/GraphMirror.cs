@@ -134,11 +134,20 @@ public sealed class GraphMirror : IDisposable
                 {
                     unsupported.Add($"{node.OpType}: {e.Reason}");
                 }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    // A node libtorch refuses while folding (odd shapes, types) makes the model unexplainable, not the import fail.
+                    unsupported.Add($"{node.OpType}: {e.GetType().Name}: {e.Message.Split('\n')[0]}");
+                }
             }
         }
         catch (UnsupportedOperatorException e)
         {
             unsupported.Add(e.Message);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            unsupported.Add($"(graph): {e.GetType().Name}: {e.Message.Split('\n')[0]}");
         }
 
         if (unsupported.Count > 0)
