@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.Options;
 using SaliencyService.Api.Configuration;
@@ -66,17 +65,12 @@ public static class ExplainApi
         var cacheKey = cache.Key(model.Descriptor.Sha256, input.Tensor, explainRequest);
         var cached = cache.TryGet(cacheKey, out var map);
         response.Headers["X-Explain-Cache"] = cached ? "hit" : "miss";
-        if (!cached) map = await deadline.RunAsync(token => queues.Explain.RunAsync(t =>
+        if (!cached)
         {
-            using var span = Tracing.Source.StartActivity("mirror.explain");
-            span?.SetTag("saliency.model", name);
-            span?.SetTag("saliency.method", explainRequest.Method.Name());
-            var started = Stopwatch.GetTimestamp();
-            var attribution = Explainer.Explain(explainer, input.Tensor, explainRequest, model.Descriptor.Labels, p.Layout, maxBatch, t);
-            metrics.RecordEngine("mirror:" + explainRequest.Method.Name(), Stopwatch.GetElapsedTime(started));
-            cache.Add(cacheKey, attribution);
-            return attribution;
-        }, token));
+            map = await deadline.RunAsync(token => queues.Explain.RunAsync(t => metrics.Measure("mirror:" + explainRequest.Method.Name(), name,
+                () => Explainer.Explain(explainer, input.Tensor, explainRequest, model.Descriptor.Labels, p.Layout, maxBatch, t)), token));
+            cache.Add(cacheKey, map);
+        }
 
         response.Headers["X-Explain-Target"] = map.Target.ToString(CultureInfo.InvariantCulture);
         response.Headers["X-Explain-Score"] = map.Score.ToString("R", CultureInfo.InvariantCulture);

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using SaliencyService.Api.Configuration;
@@ -71,15 +70,8 @@ public static class InferenceApi
         using var lease = store.Lease(name);
         using var deadline = new RequestDeadline(cancellationToken, TimeSpan.FromSeconds(options.Value.RequestTimeoutSeconds));
         using var input = await inputs.ReadAsync(request, lease.Model.Descriptor, allowBatch: true, deadline.Token);
-        var result = await deadline.RunAsync(token => queues.Predict.RunAsync(t =>
-        {
-            using var span = Tracing.Source.StartActivity("onnxruntime.predict");
-            span?.SetTag("saliency.model", name);
-            var started = Stopwatch.GetTimestamp();
-            var prediction = Predictor.Predict(lease.Model, input, topK, t);
-            metrics.RecordEngine("onnxruntime", Stopwatch.GetElapsedTime(started));
-            return prediction;
-        }, token));
+        var result = await deadline.RunAsync(token => queues.Predict.RunAsync(
+            t => metrics.Measure("onnxruntime", name, () => Predictor.Predict(lease.Model, input, topK, t)), token));
         return TypedResults.Ok(result);
     }
 }

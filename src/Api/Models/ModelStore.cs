@@ -72,8 +72,8 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         string stagingDirectory, string name, string? manifestJson, bool replace, CancellationToken cancellationToken)
     {
         ModelNames.Validate(name);
-        if (!replace && Layout.ModelFolders().Contains(name))
-            throw ConflictFor(name);
+        if (!replace && Directory.Exists(Layout.ModelDirectory(name)))
+            throw ConflictFor(name); // early and cheap; checked again under the write lock
 
         var manifest = ModelLoader.ParseManifest(manifestJson);
         File.SetLastWriteTimeUtc(Path.Combine(stagingDirectory, StoreLayout.ModelFile), DateTime.UtcNow); // = importedAt

@@ -22,8 +22,19 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
         _latency.GetOrAdd((route, method), _ => new Histogram()).Observe(duration);
     }
 
-    /// <summary>Time inside an engine: <c>onnxruntime</c>, or <c>mirror:{method}</c> for explanations.</summary>
-    public void RecordEngine(string engine, TimeSpan duration) => _engine.GetOrAdd(engine, _ => new Histogram()).Observe(duration);
+    /// <summary>
+    /// Runs engine work inside a trace span and records its duration under <paramref name="engine"/>
+    /// (<c>onnxruntime</c>, or <c>mirror:{method}</c> for explanations).
+    /// </summary>
+    public T Measure<T>(string engine, string model, Func<T> work)
+    {
+        using var span = Tracing.Source.StartActivity(engine);
+        span?.SetTag("saliency.model", model);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var result = work();
+        _engine.GetOrAdd(engine, _ => new Histogram()).Observe(System.Diagnostics.Stopwatch.GetElapsedTime(started));
+        return result;
+    }
 
     /// <summary>The Prometheus text exposition format, version 0.0.4.</summary>
     public string Render()

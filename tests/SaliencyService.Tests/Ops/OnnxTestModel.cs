@@ -31,20 +31,17 @@ public sealed class OnnxTestModel
         return this;
     }
 
-    public OnnxTestModel Initializer(string name, float[] values, params long[] shape)
-    {
-        var tensor = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
-        tensor.Dims.AddRange(shape);
-        tensor.FloatData.AddRange(values);
-        _graph.Initializer.Add(tensor);
-        return this;
-    }
+    public OnnxTestModel Initializer(string name, float[] values, params long[] shape) =>
+        Initializer(name, TensorProto.Types.DataType.Float, shape, t => t.FloatData.AddRange(values));
 
-    public OnnxTestModel Initializer(string name, long[] values, params long[] shape)
+    public OnnxTestModel Initializer(string name, long[] values, params long[] shape) =>
+        Initializer(name, TensorProto.Types.DataType.Int64, shape, t => t.Int64Data.AddRange(values));
+
+    private OnnxTestModel Initializer(string name, TensorProto.Types.DataType type, long[] shape, Action<TensorProto> fill)
     {
-        var tensor = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Int64 };
+        var tensor = new TensorProto { Name = name, DataType = (int)type };
         tensor.Dims.AddRange(shape);
-        tensor.Int64Data.AddRange(values);
+        fill(tensor);
         _graph.Initializer.Add(tensor);
         return this;
     }
