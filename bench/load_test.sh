@@ -61,7 +61,7 @@ done
 cat "$work/replace.log"
 awk '{ if ($2 > peak) peak = $2; rss[NR] = $2 } END {
   printf "RSS per minute (MiB):"; for (i = 1; i <= NR; i += 12) printf " %.0f", rss[i] / 1024; printf " | end %.0f, peak %.0f\n", rss[NR] / 1024, peak / 1024 }' "$work/rss.log"
-grep -ciE "fail|exception" "$work/service.log" | xargs -I{} echo "service log lines mentioning failures/exceptions: {}"
+echo "service log lines mentioning failures/exceptions: $(grep -ciE "fail|exception" "$work/service.log" || true)"
 if ! kill -0 "$service" 2>/dev/null; then
   wait "$service" && code=0 || code=$?
   echo "THE SERVICE DIED (exit $code); its log is kept in ${TMPDIR:-/tmp}/load_test.service.log, a dump in ${TMPDIR:-/tmp}/saliency-crash-*.dmp"

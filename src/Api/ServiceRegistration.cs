@@ -48,6 +48,7 @@ public static class ServiceRegistration
         });
         services.AddSingleton<ModelLoader>();
         services.AddSingleton<ServiceMetrics>();
+        services.AddSingleton<PredictBatchers>();
         services.AddSingleton<ExplanationCache>();
         services.AddSingleton<ModelStore>();
         services.AddSingleton<DemoModelSeeder>();

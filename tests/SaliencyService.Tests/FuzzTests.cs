@@ -80,4 +80,34 @@ public sealed class FuzzTests(FixtureModelsService service) : IClassFixture<Fixt
         Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(service.Factory.Store, ".staging")));
         Assert.Equal(HttpStatusCode.OK, (await Client.GetAsync("/health/live")).StatusCode);
     }
+
+    [Fact]
+    public async Task A_service_process_fed_mutations_and_bombs_stays_up_with_bounded_memory()
+    {
+        var store = ServiceFactory.NewStoreDirectory();
+        try
+        {
+            using var process = await ServiceProcess.StartAsync(store);
+            var client = process.Client;
+            await Http.ImportFixtureAsync(client, "seed_cnn");
+            var random = new Random(5);
+            var png = File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.png"));
+            var jpeg = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Images", "rocket-cmyk.jpg"));
+            for (var i = 0; i < 150; i++)
+            {
+                // Every fifth upload declares 3.6 gigapixels (about 10 GiB decoded) in a few bytes.
+                var bytes = i % 5 == 0 ? TestImages.PngBomb(60_000, 60_000) : Mutate(i % 2 == 0 ? png : jpeg, random);
+                var endpoint = i % 10 == 1 ? "explain?format=npy" : "predict";
+                await AssertNot5xxAsync(() => client.PostAsync($"/v1/models/seed_cnn/{endpoint}", Http.Form(("image", bytes, "fuzz"))), $"case {i}");
+            }
+            Assert.False(process.HasExited);
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode);
+            // The service with libtorch and ONNX Runtime loaded peaks near 400 MiB; a decoded bomb would be gigabytes.
+            Assert.InRange(process.PeakResidentBytes, 0, 1024L * 1024 * 1024);
+        }
+        finally
+        {
+            if (Directory.Exists(store)) Directory.Delete(store, recursive: true);
+        }
+    }
 }

@@ -95,7 +95,7 @@ public sealed class PredictApiTests(FixtureModelsService service) : IClassFixtur
         return result;
     }
 
-    private static void AssertMatches(ReferenceCase reference, Prediction prediction)
+    internal static void AssertMatches(ReferenceCase reference, Prediction prediction)
     {
         Assert.Equal(reference.Target, prediction.Top[0].Index);
         foreach (var score in prediction.Top)

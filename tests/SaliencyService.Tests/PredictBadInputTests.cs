@@ -1,8 +1,10 @@
 using System.Net;
 using System.Text;
 using SaliencyService.Contracts;
+using SaliencyService.Explain.Imaging;
 using SaliencyService.Explain.Tensors;
 using SaliencyService.Tests.Support;
+using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.Formats.Png;
 using SixLabors.ImageSharp.PixelFormats;
 using Xunit;
@@ -73,6 +75,28 @@ public sealed class PredictBadInputTests(FixtureModelsService service) : IClassF
         var top = Assert.Single(result.Predictions).Top;
         Assert.Equal(10, top.Count);
         Assert.All(top, s => Assert.True(float.IsFinite(s.Score), what));
+    }
+
+    [Fact]
+    public async Task A_CMYK_JPEG_is_decoded_to_its_true_colours_and_predicted()
+    {
+        var cmyk = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Images", "rocket-cmyk.jpg"));
+        using var decoded = new ImageLoader(1_000_000).Load(cmyk, "image");
+        using var rgb = Image.Load<Rgb24>(Path.Combine(AppContext.BaseDirectory, "Images", "rocket-rgb.png"));
+        Assert.Equal((rgb.Width, rgb.Height), (decoded.Width, decoded.Height));
+        double difference = 0;
+        for (var y = 0; y < rgb.Height; y++)
+        for (var x = 0; x < rgb.Width; x++)
+        {
+            var (a, b) = (decoded[x, y], rgb[x, y]);
+            difference += Math.Abs(a.R - b.R) + Math.Abs(a.G - b.G) + Math.Abs(a.B - b.B);
+        }
+        // JPEG loss is a few levels; inverted or unconverted CMYK would be off by about a hundred.
+        Assert.InRange(difference / (3.0 * rgb.Width * rgb.Height), 0, 8);
+
+        using var form = Http.Form(("image", cmyk, "cmyk.jpg"));
+        var result = await Http.ReadAsync<PredictResponse>(await Client.PostAsync("/v1/models/mini_resnet/predict", form));
+        Assert.All(Assert.Single(result.Predictions).Top, s => Assert.True(float.IsFinite(s.Score)));
     }
 
     public static IEnumerable<object[]> BadTensors =>

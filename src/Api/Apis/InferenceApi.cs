@@ -64,14 +64,18 @@ public static class InferenceApi
     /// <param name="name">The model.</param>
     /// <param name="topK">How many of the highest scores to return per input (1–1000).</param>
     public static async Task<Ok<PredictResponse>> Predict(
-        string name, HttpRequest request, ModelStore store, ModelInputReader inputs, InferenceQueues queues, ServiceMetrics metrics,
-        IOptions<SaliencyOptions> options, int topK = 5, CancellationToken cancellationToken = default)
+        string name, HttpRequest request, ModelStore store, ModelInputReader inputs, InferenceQueues queues, PredictBatchers batchers,
+        ServiceMetrics metrics, IOptions<SaliencyOptions> options, int topK = 5, CancellationToken cancellationToken = default)
     {
+        Predictor.CheckTopK(topK);
         using var lease = store.Lease(name);
+        var model = lease.Model;
         using var deadline = new RequestDeadline(cancellationToken, TimeSpan.FromSeconds(options.Value.RequestTimeoutSeconds));
-        using var input = await inputs.ReadAsync(request, lease.Model.Descriptor, allowBatch: true, deadline.Token);
-        var result = await deadline.RunAsync(token => queues.Predict.RunAsync(
-            t => metrics.Measure("onnxruntime", name, () => Predictor.Predict(lease.Model, input, topK, t)), token));
-        return TypedResults.Ok(result);
+        using var input = await inputs.ReadAsync(request, model.Descriptor, allowBatch: true, deadline.Token);
+        var batcher = batchers.For(model);
+        var scores = await deadline.RunAsync(token => batcher is not null
+            ? batcher.ScoreAsync(input.Tensor, token)
+            : queues.Predict.RunAsync(t => metrics.Measure("onnxruntime", name, () => Predictor.Scores(model, input.Tensor, t)), token));
+        return TypedResults.Ok(Predictor.Rank(model.Descriptor, scores, topK));
     }
 }

@@ -38,7 +38,7 @@ public sealed class SaliencyOptions
     /// <summary>Require the API key for predict and explain too.</summary>
     public bool ApiKeyForInference { get; set; }
 
-    public QueueOptions Predict { get; set; } = new() { MaxConcurrent = Math.Max(2, Environment.ProcessorCount * 2), MaxQueued = 64 };
+    public PredictOptions Predict { get; set; } = new() { MaxConcurrent = Math.Max(2, Environment.ProcessorCount * 2), MaxQueued = 64 };
 
     public RateLimitOptions RateLimit { get; set; } = new();
 
@@ -50,11 +50,24 @@ public sealed class SaliencyOptions
 }
 
 /// <summary>A bounded work queue: running at once, waiting at most, and how long one may wait.</summary>
-public sealed class QueueOptions
+public class QueueOptions
 {
     public int MaxConcurrent { get; set; } = 2;
     public int MaxQueued { get; set; } = 16;
     public int QueueTimeoutSeconds { get; set; } = 30;
+}
+
+/// <summary>
+/// The predict queue, and dynamic batching (like Triton's dynamic batcher) for models whose
+/// batch dimension is dynamic: predictions that wait for the model at the same time run as one batch.
+/// </summary>
+public sealed class PredictOptions : QueueOptions
+{
+    /// <summary>Most samples in one batched run; 1 turns dynamic batching off.</summary>
+    public int MaxBatchSize { get; set; } = 16;
+
+    /// <summary>How long a batch waits for more requests before it runs; 0 runs at once with whatever is waiting.</summary>
+    public int MaxQueueDelayMilliseconds { get; set; }
 }
 
 /// <summary>Per-client token bucket (client = API key, else remote address); 0 turns it off.</summary>

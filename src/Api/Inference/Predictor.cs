@@ -1,4 +1,3 @@
-using SaliencyService.Api.Inputs;
 using SaliencyService.Api.Models;
 using SaliencyService.Contracts;
 using SaliencyService.Explain;
@@ -11,25 +10,32 @@ public static class Predictor
 {
     public const int MaxTopK = 1000;
 
-    public static PredictResponse Predict(ServedModel model, ModelInput input, int topK, CancellationToken cancellationToken = default)
+    public static void CheckTopK(int topK)
     {
         if (topK is < 1 or > MaxTopK) throw ProblemException.BadRequest($"topK must be between 1 and {MaxTopK}.");
+    }
+
+    /// <summary>Runs a batch (first dimension) through ONNX Runtime: the scored output of each sample.</summary>
+    public static float[][] Scores(ServedModel model, FloatTensor batch, CancellationToken cancellationToken = default)
+    {
         var descriptor = model.Descriptor;
         var output = ScoredOutput(descriptor);
-
-        var predictions = new List<Prediction>(input.Count);
-        foreach (var (start, count) in Chunks(descriptor, input.Count))
+        var total = (int)batch.Shape[0];
+        var scores = new float[total][];
+        foreach (var (start, count) in Chunks(descriptor, total))
         {
-            var chunk = Slice(input.Tensor, start, count);
-            var result = model.Onnx.Run(descriptor.Preprocessing.Input, chunk, output.Name, cancellationToken);
+            var result = model.Onnx.Run(descriptor.Preprocessing.Input, Slice(batch, start, count), output.Name, cancellationToken);
             if (result.Data.Length % count != 0)
                 throw ProblemException.Unprocessable($"Output '{output.Name}' has {result.Data.Length} values for {count} input(s).");
             var perSample = result.Data.Length / count;
-            for (var i = 0; i < count; i++)
-                predictions.Add(new Prediction(Top(result.Data.AsSpan(i * perSample, perSample), topK, descriptor.Labels)));
+            for (var i = 0; i < count; i++) scores[start + i] = result.Data.AsSpan(i * perSample, perSample).ToArray();
         }
-        return new PredictResponse(descriptor.Name, predictions);
+        return scores;
     }
+
+    /// <summary>The top-k of each sample's scores.</summary>
+    public static PredictResponse Rank(ModelDescriptor model, IEnumerable<float[]> scores, int topK) =>
+        new(model.Name, scores.Select(s => new Prediction(Top(s, topK, model.Labels))).ToList());
 
     /// <summary>The output that is ranked: the first float32 output of a single-input model.</summary>
     public static TensorDescriptor ScoredOutput(ModelDescriptor model)

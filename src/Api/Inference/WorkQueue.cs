@@ -20,28 +20,47 @@ public sealed class WorkQueue(string name, int maxConcurrent, int maxQueued, Tim
 
     public async Task<T> RunAsync<T>(Func<CancellationToken, T> work, CancellationToken cancellationToken)
     {
+        using var admission = Admit();
+        return await RunInSlotAsync(work, cancellationToken);
+    }
+
+    /// <summary>
+    /// Counts one request against the queue's capacity until disposed; 503 + Retry-After at once
+    /// when the queue is full.
+    /// </summary>
+    public IDisposable Admit()
+    {
         if (Interlocked.Increment(ref _admitted) > _capacity)
         {
             Interlocked.Decrement(ref _admitted);
             throw ProblemException.Busy($"The {Name} queue is full; retry shortly.", retryAfterSeconds: 2);
         }
+        return new Admission(this);
+    }
+
+    /// <summary>Waits for a free slot (at most the queue timeout), then runs the work on the thread pool.</summary>
+    public async Task<T> RunInSlotAsync<T>(Func<CancellationToken, T> work, CancellationToken cancellationToken)
+    {
+        if (!await _slots.WaitAsync(timeout, cancellationToken))
+            throw ProblemException.Busy($"No {Name} slot freed up within {timeout.TotalSeconds:0} s; retry shortly.", retryAfterSeconds: 5);
         try
         {
-            if (!await _slots.WaitAsync(timeout, cancellationToken))
-                throw ProblemException.Busy($"No {Name} slot freed up within {timeout.TotalSeconds:0} s; retry shortly.", retryAfterSeconds: 5);
-            try
-            {
-                // The work is CPU-bound and synchronous: keep it off the request thread.
-                return await Task.Run(() => work(cancellationToken), cancellationToken);
-            }
-            finally
-            {
-                _slots.Release();
-            }
+            // The work is CPU-bound and synchronous: keep it off the request thread.
+            return await Task.Run(() => work(cancellationToken), cancellationToken);
         }
         finally
         {
-            Interlocked.Decrement(ref _admitted);
+            _slots.Release();
+        }
+    }
+
+    private sealed class Admission(WorkQueue queue) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0) Interlocked.Decrement(ref queue._admitted);
         }
     }
 

@@ -15,6 +15,8 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
     private readonly ConcurrentDictionary<(string Route, string Method, int Status), long[]> _requests = new();
     private readonly ConcurrentDictionary<(string Route, string Method), Histogram> _latency = new();
     private readonly ConcurrentDictionary<string, Histogram> _engine = new();
+    private long _batches;
+    private long _batchedSamples;
 
     public void RecordRequest(string route, string method, int status, TimeSpan duration)
     {
@@ -36,6 +38,13 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
         return result;
     }
 
+    /// <summary>Counts one dynamically batched ONNX Runtime run of <paramref name="samples"/> samples.</summary>
+    public void RecordBatch(int samples)
+    {
+        Interlocked.Increment(ref _batches);
+        Interlocked.Add(ref _batchedSamples, samples);
+    }
+
     /// <summary>The Prometheus text exposition format, version 0.0.4.</summary>
     public string Render()
     {
@@ -54,6 +63,13 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
         text.AppendLine("# TYPE saliency_queue_requests gauge");
         foreach (var queue in new[] { queues.Predict, queues.Explain })
             text.AppendLine($"saliency_queue_requests{{queue=\"{queue.Name}\"}} {queue.Admitted}");
+
+        text.AppendLine("# HELP saliency_predict_batches_total ONNX Runtime runs made by the dynamic batcher.");
+        text.AppendLine("# TYPE saliency_predict_batches_total counter");
+        text.AppendLine($"saliency_predict_batches_total {Interlocked.Read(ref _batches)}");
+        text.AppendLine("# HELP saliency_predict_batched_samples_total Samples in those runs (divided by the runs: the mean batch size).");
+        text.AppendLine("# TYPE saliency_predict_batched_samples_total counter");
+        text.AppendLine($"saliency_predict_batched_samples_total {Interlocked.Read(ref _batchedSamples)}");
 
         var models = store.List();
         text.AppendLine("# HELP saliency_models_loaded Models served, and how many of them can be explained.");

@@ -53,6 +53,13 @@ public sealed class ServiceProcess : IDisposable
         throw new TimeoutException("The service did not become ready.");
     }
 
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>The process's peak resident memory so far (Linux VmHWM), in bytes.</summary>
+    public long PeakResidentBytes =>
+        File.ReadLines($"/proc/{_process.Id}/status").Where(l => l.StartsWith("VmHWM:", StringComparison.Ordinal))
+            .Select(l => long.Parse(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024).Single();
+
     /// <summary>SIGKILL: no shutdown hooks, no finally blocks.</summary>
     public void Kill()
     {

@@ -1,0 +1,84 @@
+using System.Diagnostics;
+using SaliencyService.Contracts;
+using SaliencyService.Explain.Attribution;
+using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Tensors;
+using static TorchSharp.torch;
+
+namespace SaliencyService.Bench;
+
+/// <summary>
+/// The explain engine without HTTP: import analysis (mirror build and parity probe) once, then each
+/// method REPEATS times on the input, as the service runs it (default options, own dispose scope).
+/// The input is used as the model input directly (identity preprocessing).
+/// </summary>
+public static class MirrorBaseline
+{
+    public static int Run(string modelPath, string inputPath, int repeats, string[] methods)
+    {
+        using var onnx = Session(modelPath);
+        var input = Npy.Read(File.ReadAllBytes(inputPath), long.MaxValue);
+        var preprocessing = new Preprocessing(onnx.Inputs[0].Name, "NCHW", (int)input.Shape[2], (int)input.Shape[3], "RGB", 1, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]);
+        var options = new ExplainOptions();
+        var started = Stopwatch.GetTimestamp();
+        var (explainer, descriptor) = new ExplainAnalysis(options).Analyse(modelPath, onnx, preprocessing, onnx.Outputs[0].Name);
+        Report.Line(("method", "import-analysis"), ("ms", Stopwatch.GetElapsedTime(started).TotalMilliseconds), ("parity", descriptor.ParityMaxAbsDiff ?? -1),
+            ("torch_threads", get_num_threads()));
+        using var owned = explainer ?? throw new InvalidOperationException(descriptor.Reason);
+
+        Phases(explainer, input, repeats);
+        foreach (var name in methods)
+        {
+            var request = new ExplainRequest(AttributionMethods.Parse(name), null, 50, 25, 0.15, 1, AttributionMethod.GuidedBackprop, null);
+            double Once()
+            {
+                var start = Stopwatch.GetTimestamp();
+                Explainer.Explain(explainer, input, request, null, "NCHW", options.MaxBatch);
+                return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            }
+            Once();
+            var times = Enumerable.Range(0, repeats).Select(_ => Once()).Order().ToArray();
+            Report.Line(("method", name), ("p50_ms", Report.Percentile(times, 0.5)), ("min_ms", times[0]));
+        }
+        return 0;
+    }
+
+    /// <summary>The mirror's forward alone, and forward + backward under each rectifier rule: where explain time goes.</summary>
+    private static void Phases(ModelExplainer explainer, FloatTensor input, int repeats)
+    {
+        var mirror = explainer.Mirror;
+        using var x = tensor(input.Data, input.Shape);
+        double Median(Action pass)
+        {
+            pass();
+            var times = Enumerable.Range(0, repeats).Select(_ =>
+            {
+                using var scope = NewDisposeScope();
+                var start = Stopwatch.GetTimestamp();
+                pass();
+                return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            }).Order().ToArray();
+            return Report.Percentile(times, 0.5);
+        }
+
+        Report.Line(("phase", "forward"), ("p50_ms", Median(() =>
+        {
+            using var noGrad = no_grad();
+            mirror.Forward(x, RectifierRule.Gradient);
+        })));
+        foreach (var rule in new[] { RectifierRule.Gradient, RectifierRule.GuidedBackprop })
+            Report.Line(("phase", "forward and backward, " + rule), ("p50_ms", Median(() =>
+            {
+                var leaf = x.detach().requires_grad_();
+                mirror.Forward(leaf, rule)[mirror.ScoreName].reshape(1, -1)[0, 0].backward();
+            })));
+    }
+
+    private static OnnxModel Session(string modelPath)
+    {
+        var (session, provider) = new OnnxSessionFactory(new OnnxRuntimeOptions { ExecutionProvider = "cpu" }).Create(modelPath);
+        return new OnnxModel(session, provider);
+    }
+}

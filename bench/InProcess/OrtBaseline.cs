@@ -1,0 +1,51 @@
+using System.Diagnostics;
+using Microsoft.ML.OnnxRuntime;
+using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Tensors;
+
+namespace SaliencyService.Bench;
+
+/// <summary>
+/// What a user would write instead of calling the service: one in-process ONNX Runtime session,
+/// created with the service's own session options, fed a ready tensor and run by CONCURRENCY
+/// threads at once for SECONDS.
+/// </summary>
+public static class OrtBaseline
+{
+    public static int Run(string modelPath, string inputPath, double seconds, int[] levels)
+    {
+        var (session, _) = new OnnxSessionFactory(new OnnxRuntimeOptions { ExecutionProvider = "cpu" }).Create(modelPath);
+        using var owned = session;
+        var input = Npy.Read(File.ReadAllBytes(inputPath), long.MaxValue);
+        var inputName = session.InputNames[0];
+        var outputName = session.OutputNames[0];
+
+        double RunOnce()
+        {
+            var start = Stopwatch.GetTimestamp();
+            using var value = OrtValue.CreateTensorValueFromMemory(input.Data, input.Shape);
+            using var runOptions = new RunOptions();
+            using var results = session.Run(runOptions, [inputName], [value], [outputName]);
+            return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+
+        for (var i = 0; i < 5; i++) RunOnce();
+        foreach (var concurrency in levels)
+        {
+            var latencies = new List<double>[concurrency];
+            var deadline = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
+            var clock = Stopwatch.StartNew();
+            var threads = Enumerable.Range(0, concurrency).Select(t => new Thread(() =>
+            {
+                var mine = latencies[t] = [];
+                while (Stopwatch.GetTimestamp() < deadline) mine.Add(RunOnce());
+            })).ToList();
+            threads.ForEach(t => t.Start());
+            threads.ForEach(t => t.Join());
+            var all = latencies.SelectMany(l => l).Order().ToArray();
+            Report.Line(("concurrency", concurrency), ("requests", all.Length), ("rps", all.Length / clock.Elapsed.TotalSeconds),
+                ("p50_ms", Report.Percentile(all, 0.5)), ("p90_ms", Report.Percentile(all, 0.9)));
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,19 @@
+using SaliencyService.Bench;
+
+// In-process baselines for bench/run.sh, on the service's own engine code without HTTP:
+//   ort    MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]   ONNX Runtime Run by N threads at once
+//   mirror MODEL.onnx INPUT.npy REPEATS METHOD[,...]        the explain engine (mirror build + parity, then methods)
+// Each prints one JSON line per measurement.
+return args switch
+{
+    ["ort", var model, var input, var seconds, var levels] => OrtBaseline.Run(model, input, double.Parse(seconds, System.Globalization.CultureInfo.InvariantCulture),
+        levels.Split(',').Select(int.Parse).ToArray()),
+    ["mirror", var model, var input, var repeats, var methods] => MirrorBaseline.Run(model, input, int.Parse(repeats), methods.Split(',')),
+    _ => Usage(),
+};
+
+static int Usage()
+{
+    Console.Error.WriteLine("usage: in-process ort MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]\n       in-process mirror MODEL.onnx INPUT.npy REPEATS METHOD[,...]");
+    return 2;
+}

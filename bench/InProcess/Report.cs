@@ -1,0 +1,14 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace SaliencyService.Bench;
+
+/// <summary>One JSON object per line on stdout, for bench/summarize.py.</summary>
+public static class Report
+{
+    public static void Line(params (string Key, object Value)[] fields) =>
+        Console.WriteLine(JsonSerializer.Serialize(fields.ToDictionary(f => f.Key, f => f.Value is double d ? Math.Round(d, 3) : f.Value)));
+
+    public static double Percentile(double[] sorted, double q) =>
+        sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)(q * sorted.Length))];
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The whole performance comparison in one run, on this machine:
+#   SaliencyService over HTTP  vs  in-process ONNX Runtime (bench/InProcess ort, the service's session options)
+#                              vs  in-process PyTorch (bench/torch_baseline.py, Captum-style hooks)
+# on torchvision resnet18, mobilenet_v2 and resnet50 with random seeded weights, exported here.
+# Every figure is measured REPEATS times; the report gives the median of the runs with min/max.
+# Writes docs/performance.md (tables, ratios against the issue's targets) and bench/results/raw.json
+# (every run's figure).
+#
+# Usage: bench/run.sh [REPEATS=3]
+#   Installs Debian's python3-torch, python3-torchvision, python3-onnx and hey when missing.
+#   QUICK=1 shortens every measurement (for trying the script, not for numbers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repeats=${1:-3}; port=${PORT:-5098}; base="http://127.0.0.1:$port"
+quick=${QUICK:-0}; scale() { if ((quick)); then echo $(( $1 / 5 > 3 ? $1 / 5 : 3 )); else echo "$1"; fi; }
+threads=$(nproc)
+work=$(mktemp -d); raw=bench/results/last-run; rm -rf "$raw"; mkdir -p "$raw" # raw outputs, kept (git-ignored)
+python=/usr/bin/python3
+
+need=()
+$python -c "import torch, torchvision, onnx" 2>/dev/null || need+=(python3-torch python3-torchvision python3-onnx)
+command -v hey >/dev/null || need+=(hey)
+if ((${#need[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; fi
+
+echo "== building (Release)"
+dotnet build src/Api -c Release -v quiet -nologo >/dev/null
+dotnet build bench/InProcess -c Release -v quiet -nologo >/dev/null
+in_process="dotnet bench/InProcess/bin/Release/net10.0/in-process.dll"
+
+archs=(resnet18 mobilenet_v2 resnet50)
+echo "== PyTorch $($python -c 'import torch; print(torch.__version__)'): export and time (${threads} threads)"
+for ((r = 1; r <= repeats; r++)); do
+  $python bench/torch_baseline.py "$work/models" "$(scale 30)" "$threads" resnet18 mobilenet_v2 2>/dev/null
+  $python bench/torch_baseline.py "$work/models" "$(scale 30)" "$threads" --latency-only resnet50 2>/dev/null
+  for arch in "${archs[@]}"; do cp "$work/models/$arch/torch.json" "$raw/torch.$arch.$r.json"; done
+done
+
+echo "== service"
+MALLOC_ARENA_MAX=2 ASPNETCORE_URLS=$base Saliency__ModelStore="$work/store" Saliency__SeedDemoModels=false \
+  Saliency__RateLimit__PermitsPerSecond=0 Saliency__Explain__CacheMegabytes=0 Logging__LogLevel__Default=Warning \
+  dotnet src/Api/bin/Release/net10.0/SaliencyService.Api.dll > "$work/service.log" 2>&1 &
+service=$!
+trap 'kill $service 2>/dev/null; wait $service 2>/dev/null; rm -rf "$work"' EXIT
+until curl -sf "$base/health/ready" >/dev/null; do sleep 1; done
+rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$service/status"; }
+
+# multipart bodies with a fixed boundary, for hey -D
+body() { # part file out
+  { printf -- '--BENCH\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\nContent-Type: application/octet-stream\r\n\r\n' "$1" "$(basename "$2")"
+    cat "$2"; printf -- '\r\n--BENCH--\r\n'; } > "$3"
+}
+type='multipart/form-data; boundary=BENCH'
+body image samples/rocket.jpg "$work/jpeg.body"
+# hey: NAME REQUESTS|DURATION CONCURRENCY BODY PATH -> raw/NAME.txt
+hey_run() {
+  local limit=(-n "$2"); [[ $2 == *s ]] && limit=(-z "$2")
+  hey "${limit[@]}" -c "$3" -m POST -T "$type" -D "$4" "$base$5" > "$raw/$1.txt"
+  grep -q '\[200\]' "$raw/$1.txt" && ! grep -qE '^\s+\[[^2][0-9][0-9]\]' "$raw/$1.txt" || { echo "non-200 responses in $1:"; cat "$raw/$1.txt"; exit 1; }
+}
+
+for arch in "${archs[@]}"; do
+  models="$work/models/$arch"
+  body tensor "$models/input.npy" "$work/$arch.tensor.body"
+  echo "== $arch"
+  for ((r = 1; r <= repeats; r++)); do
+    # import = upload + ORT session + mirror build + parity probe, measured by the client
+    [[ $r -gt 1 ]] && curl -sf -o /dev/null -X DELETE "$base/v1/models/$arch"
+    curl -sf -o "$raw/descriptor.$arch.json" -w '%{time_total}\n' -F "file=@$models/model.onnx" -F "name=$arch" \
+      -F "manifest=<$models/model.json" "$base/v1/models" > "$raw/import.$arch.$r.txt"
+    tensor=$work/$arch.tensor.body
+    # warm-up: tiered JIT settles after a few hundred requests (measured: ~20 ms of JIT per request before)
+    hey_run warm.$arch.$r "$(scale 200)" 1 "$tensor" "/v1/models/$arch/predict"
+    hey_run warm_jpeg.$arch.$r "$(scale 50)" 1 "$work/jpeg.body" "/v1/models/$arch/predict"
+    hey_run warm_explain.$arch.$r "$(scale 20)" 1 "$tensor" "/v1/models/$arch/explain?format=npy"
+    hey_run predict_tensor.$arch.$r "$(scale 60)" 1 "$tensor" "/v1/models/$arch/predict"
+    hey_run predict_jpeg.$arch.$r "$(scale 60)" 1 "$work/jpeg.body" "/v1/models/$arch/predict"
+    hey_run explain_guided_backprop.$arch.$r "$(scale 30)" 1 "$tensor" "/v1/models/$arch/explain?format=npy"
+    hey_run explain_gradient.$arch.$r "$(scale 30)" 1 "$tensor" "/v1/models/$arch/explain?method=gradient&format=npy"
+    hey_run explain_guided_backprop_png.$arch.$r "$(scale 30)" 1 "$tensor" "/v1/models/$arch/explain?format=png"
+    $in_process mirror "$models/model.onnx" "$models/input.npy" "$(scale 20)" guided-backprop,gradient > "$raw/mirror.$arch.$r.jsonl"
+    [[ $arch == resnet50 ]] && continue # the large model: latency and import only
+    hey_run explain_ig50.$arch.$r "$(scale 5)" 1 "$tensor" "/v1/models/$arch/explain?method=integrated-gradients&steps=50&format=npy"
+    hey_run explain_smoothgrad25.$arch.$r "$(scale 5)" 1 "$tensor" "/v1/models/$arch/explain?method=smoothgrad&base=guided-backprop&samples=25&noise=0.15&seed=1&format=npy"
+    for c in 1 4 16; do
+      hey_run throughput_tensor_c$c.$arch.$r "$(scale 10)s" "$c" "$tensor" "/v1/models/$arch/predict"
+    done
+    $in_process ort "$models/model.onnx" "$models/input.npy" "$(scale 10)" 1,4,16 > "$raw/ort.$arch.$r.jsonl"
+  done
+done
+
+echo "== memory (resnet18 guided backprop)"
+tensor=$work/resnet18.tensor.body
+hey_run memory_warmup 100 1 "$tensor" "/v1/models/resnet18/explain?format=npy"
+echo "{\"after_100\": $(rss_mib)," > "$raw/memory.json"
+hey_run memory_rest 900 2 "$tensor" "/v1/models/resnet18/explain?format=npy"
+echo "\"after_1000\": $(rss_mib)}" >> "$raw/memory.json"
+
+curl -sf "$base/metrics" > "$raw/metrics.txt"
+mkdir -p bench/results
+$python bench/summarize.py "$raw" "$repeats" bench/results/raw.json > docs/performance.md
+echo "== wrote docs/performance.md and bench/results/"

@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Turns the raw files of bench/run.sh into docs/performance.md (stdout) and one JSON of every
+run's figures. A figure is the median of its runs, shown with the runs' min and max.
+
+Usage: summarize.py RAW_DIR REPEATS RAW_JSON_OUT
+"""
+import glob
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+
+raw, repeats, raw_out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+runs = range(1, repeats + 1)
+
+
+def hey(name):
+    """p50 latency (ms) and requests/s of one hey report."""
+    with open(os.path.join(raw, name + ".txt")) as f:
+        text = f.read()
+    p50 = float(re.search(r"50% in ([\d.]+) secs", text).group(1)) * 1000
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    return {"p50_ms": p50, "rps": rps}
+
+
+def torch_ms(arch, r, key):
+    with open(os.path.join(raw, f"torch.{arch}.{r}.json")) as f:
+        return statistics.median(json.load(f)["ms"][key])
+
+
+def ort(arch, r):
+    with open(os.path.join(raw, f"ort.{arch}.{r}.jsonl")) as f:
+        return {row["concurrency"]: row for row in map(json.loads, f)}
+
+
+def mirror(arch, r):
+    """The in-process explain engine's lines, by method or phase."""
+    with open(os.path.join(raw, f"mirror.{arch}.{r}.jsonl")) as f:
+        return {row.get("method") or row.get("phase"): row for row in map(json.loads, f)}
+
+
+def exists(name):
+    return os.path.exists(os.path.join(raw, name))
+
+
+figures = {}  # key -> list of per-run values
+
+
+def add(key, values):
+    figures[key] = [v for v in values if v is not None]
+
+
+archs = sorted({os.path.basename(p).split(".")[1] for p in glob.glob(os.path.join(raw, "torch.*.1.json"))},
+               key=["resnet18", "mobilenet_v2", "resnet50"].index)
+for a in archs:
+    add(f"{a}.import_s", [float(open(os.path.join(raw, f"import.{a}.{r}.txt")).read()) for r in runs])
+    for name in ["predict_tensor", "predict_jpeg", "explain_guided_backprop", "explain_gradient", "explain_guided_backprop_png",
+                 "explain_ig50", "explain_smoothgrad25"]:
+        if exists(f"{name}.{a}.1.txt"):
+            add(f"{a}.{name}_ms", [hey(f"{name}.{a}.{r}")["p50_ms"] for r in runs])
+    for key in ["predict", "gradient", "guided_backprop", "ig50_b16", "ig50_b50", "smoothgrad25_b16"]:
+        if key in json.load(open(os.path.join(raw, f"torch.{a}.1.json")))["ms"]:
+            add(f"{a}.torch_{key}_ms", [torch_ms(a, r, key) for r in runs])
+    if exists(f"mirror.{a}.1.jsonl"):
+        add(f"{a}.engine_guided_backprop_ms", [mirror(a, r)["guided-backprop"]["p50_ms"] for r in runs])
+        add(f"{a}.engine_gradient_ms", [mirror(a, r)["gradient"]["p50_ms"] for r in runs])
+        add(f"{a}.mirror_forward_ms", [mirror(a, r)["forward"]["p50_ms"] for r in runs])
+        add(f"{a}.mirror_forward_backward_ms", [mirror(a, r)["forward and backward, Gradient"]["p50_ms"] for r in runs])
+        add(f"{a}.import_analysis_ms", [mirror(a, r)["import-analysis"]["ms"] for r in runs])
+    if exists(f"ort.{a}.1.jsonl"):
+        for c in [1, 4, 16]:
+            add(f"{a}.http_rps_c{c}", [hey(f"throughput_tensor_c{c}.{a}.{r}")["rps"] for r in runs])
+            add(f"{a}.ort_rps_c{c}", [ort(a, r)[c]["rps"] for r in runs])
+        add(f"{a}.ort_p50_ms", [ort(a, r)[1]["p50_ms"] for r in runs])
+        add(f"{a}.ort_best_rps", [max(ort(a, r)[c]["rps"] for c in [1, 4, 16]) for r in runs])
+        add(f"{a}.http_best_rps", [max(hey(f"throughput_tensor_c{c}.{a}.{r}")["rps"] for c in [1, 4, 16]) for r in runs])
+
+with open(os.path.join(raw, "memory.json")) as f:
+    memory = json.load(f)
+metrics = open(os.path.join(raw, "metrics.txt")).read()
+batches = int(re.search(r"^saliency_predict_batches_total (\d+)", metrics, re.M).group(1))
+samples = int(re.search(r"^saliency_predict_batched_samples_total (\d+)", metrics, re.M).group(1))
+
+
+def med(key):
+    return statistics.median(figures[key])
+
+
+def show(key, digits=1):
+    values = figures[key]
+    m = statistics.median(values)
+    return f"{m:.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})" if len(values) > 1 else f"{m:.{digits}f}"
+
+
+def verdict(ratio, target, at_most=True):
+    ok = ratio <= target if at_most else ratio >= target
+    return f"{ratio:.2f}× ({'≤' if at_most else '≥'} {target}: {'met' if ok else 'MISSED'})"
+
+
+def cmd(args):
+    try:
+        return subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip()
+    except Exception:
+        return "?"
+
+
+cpu = next((l.split(":", 1)[1].strip() for l in cmd(["lscpu"]).splitlines() if l.startswith("Model name")), platform.processor())
+mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
+with open(os.path.join(raw, "torch.resnet18.1.json")) as f:
+    torch_info = json.load(f)
+
+out = []
+w = out.append
+w("# Performance")
+w("")
+w("Produced by `bench/run.sh " + str(repeats) + "` (the whole comparison in one run; raw figures of every run in "
+  "`bench/results/raw.json`). Each figure: the median over " + str(repeats) + " runs, with (min–max) of the runs; "
+  "latencies are p50 of sequential requests (hey, concurrency 1) or of in-process calls.")
+w("")
+w(f"Machine: {cpu}, {os.cpu_count()} cores, {mem_gib} GiB, {platform.platform()}. "
+  f"SaliencyService Release build (ONNX Runtime 1.31.0 CPU provider, TorchSharp 0.107.0 on libtorch 2.10.0), "
+  f"service defaults except the explanation cache (off, so every explain is computed) and the rate limit (off). "
+  f"PyTorch {torch_info['torch']} (Debian), {torch_info['threads']} threads. "
+  "Models: torchvision architectures with random seeded weights, exported to ONNX (opset 13, dynamic batch) by "
+  "`bench/torch_baseline.py`; inputs 1×3×224×224 float32.")
+w("")
+w("Baselines, all in-process on the same machine in the same run:")
+w("- **ONNX Runtime**: `bench/OrtBaseline` — one `InferenceSession` with the service's own session options "
+  "(intra-op threads = cores, spinning off), a ready `OrtValue`, `Run` called by 1, 4 or 16 threads.")
+w("- **PyTorch**: the same weights in eager PyTorch; guided backprop as Captum does it (backward hooks on the "
+  "rectifier modules clamping the gradient), gradients w.r.t. the input only, IG and SmoothGrad batched.")
+w("")
+w("The service's figures are whole HTTP requests: multipart upload, `.npy` or JPEG decoding, the work, "
+  "JSON or `.npy` encoding.")
+w("")
+w("## Targets (resnet18)")
+w("")
+w("| target | measured | ratio |")
+w("|---|---|---|")
+a = "resnet18"
+w(f"| HTTP predict (tensor) p50 ≤ 1.15× in-process ORT `Run` | {show(a + '.predict_tensor_ms')} ms vs {show(a + '.ort_p50_ms')} ms | "
+  f"{verdict(med(a + '.predict_tensor_ms') / med(a + '.ort_p50_ms'), 1.15)} |")
+w(f"| throughput at concurrency 16 ≥ 0.9× ORT's best | {show(a + '.http_rps_c16')} req/s vs {show(a + '.ort_best_rps')} req/s | "
+  f"{verdict(med(a + '.http_rps_c16') / med(a + '.ort_best_rps'), 0.9, at_most=False)} |")
+w(f"| guided backprop p50 ≤ 1.0× PyTorch hooks | {show(a + '.explain_guided_backprop_ms')} ms vs {show(a + '.torch_guided_backprop_ms')} ms | "
+  f"{verdict(med(a + '.explain_guided_backprop_ms') / med(a + '.torch_guided_backprop_ms'), 1.0)} |")
+w(f"| guided backprop p50 ≤ 3× our predict p50 | {show(a + '.explain_guided_backprop_ms')} ms vs {show(a + '.predict_tensor_ms')} ms | "
+  f"{verdict(med(a + '.explain_guided_backprop_ms') / med(a + '.predict_tensor_ms'), 3.0)} |")
+torch_ig = min(med(a + ".torch_ig50_b16_ms"), med(a + ".torch_ig50_b50_ms"))
+w(f"| integrated gradients (50 steps) ≤ 1.0× PyTorch batched (its faster batching) | {show(a + '.explain_ig50_ms', 0)} ms vs {torch_ig:.0f} ms | "
+  f"{verdict(med(a + '.explain_ig50_ms') / torch_ig, 1.0)} |")
+ratio = memory["after_1000"] / memory["after_100"]
+w(f"| RSS after 1,000 explains within 10% of after 100 | {memory['after_1000']:.0f} MiB vs {memory['after_100']:.0f} MiB | "
+  f"{verdict(ratio, 1.10)} |")
+w("")
+
+for a in archs:
+    w(f"## {a}")
+    w("")
+    w("| measure | SaliencyService (HTTP) | baseline | ratio |")
+    w("|---|---|---|---|")
+
+    def row(label, ours, theirs, name, digits=1):
+        if ours not in figures or theirs not in figures:
+            return
+        w(f"| {label} | {show(ours, digits)} | {name} {show(theirs, digits)} | {med(ours) / med(theirs):.2f}× |")
+
+    row("predict p50, tensor (ms)", f"{a}.predict_tensor_ms", f"{a}.ort_p50_ms", "ORT")
+    row("predict p50, JPEG upload (ms)", f"{a}.predict_jpeg_ms", f"{a}.ort_p50_ms", "ORT (tensor)")
+    row("predict p50, tensor (ms)", f"{a}.predict_tensor_ms", f"{a}.torch_predict_ms", "PyTorch")
+    for c in [1, 4, 16]:
+        row(f"throughput, concurrency {c} (req/s)", f"{a}.http_rps_c{c}", f"{a}.ort_rps_c{c}", "ORT")
+    row("best throughput over 1/4/16 (req/s)", f"{a}.http_best_rps", f"{a}.ort_best_rps", "ORT")
+    row("guided backprop p50, .npy (ms)", f"{a}.explain_guided_backprop_ms", f"{a}.torch_guided_backprop_ms", "PyTorch")
+    row("gradient p50, .npy (ms)", f"{a}.explain_gradient_ms", f"{a}.torch_gradient_ms", "PyTorch")
+    row("guided backprop, engine in-process (ms)", f"{a}.engine_guided_backprop_ms", f"{a}.torch_guided_backprop_ms", "PyTorch")
+    row("gradient, engine in-process (ms)", f"{a}.engine_gradient_ms", f"{a}.torch_gradient_ms", "PyTorch")
+    row("mirror forward alone, in-process (ms)", f"{a}.mirror_forward_ms", f"{a}.torch_predict_ms", "PyTorch forward")
+    row("mirror forward alone ÷ ORT forward", f"{a}.mirror_forward_ms", f"{a}.ort_p50_ms", "ORT")
+    row("mirror forward + backward, in-process (ms)", f"{a}.mirror_forward_backward_ms", f"{a}.mirror_forward_ms", "its forward")
+    row("guided backprop p50, PNG (ms)", f"{a}.explain_guided_backprop_png_ms", f"{a}.torch_guided_backprop_ms", "PyTorch (no picture)")
+    row("guided backprop ÷ our predict", f"{a}.explain_guided_backprop_ms", f"{a}.predict_tensor_ms", "predict")
+    row("integrated gradients, 50 steps (ms)", f"{a}.explain_ig50_ms", f"{a}.torch_ig50_b16_ms", "PyTorch, 16/batch", 0)
+    row("integrated gradients, 50 steps (ms)", f"{a}.explain_ig50_ms", f"{a}.torch_ig50_b50_ms", "PyTorch, 50/batch", 0)
+    row("SmoothGrad, 25 guided samples (ms)", f"{a}.explain_smoothgrad25_ms", f"{a}.torch_smoothgrad25_b16_ms", "PyTorch, 16/batch", 0)
+    if f"{a}.explain_ig50_ms" in figures:
+        w(f"| integrated gradients ÷ guided backprop (50 passes, batched) | {med(a + '.explain_ig50_ms') / med(a + '.explain_guided_backprop_ms'):.1f}× | | |")
+    w(f"| import over HTTP: upload, hash, session, mirror, parity probe (s) | {show(a + '.import_s', 2)} | | |")
+    if f"{a}.import_analysis_ms" in figures:
+        w(f"| of which mirror build + parity probe, in-process (ms) | {show(a + '.import_analysis_ms', 0)} | | |")
+    w("")
+
+w("## Memory and batching")
+w("")
+w(f"- RSS of the service after 100 resnet18 guided-backprop explains: {memory['after_100']:.0f} MiB; after 1,000: "
+  f"{memory['after_1000']:.0f} MiB ({(ratio - 1) * 100:+.1f}%). Every model of this page stays loaded meanwhile.")
+if batches:
+    w(f"- Dynamic batching over the whole run: {samples} predicted samples in {batches} ONNX Runtime runs "
+      f"(mean batch {samples / batches:.2f}); sequential requests run alone, concurrent ones share runs.")
+w("")
+
+print("\n".join(out))
+with open(raw_out, "w") as f:
+    json.dump({"repeats": repeats, "figures": figures, "memory": memory,
+               "batching": {"runs": batches, "samples": samples}}, f, indent=1)

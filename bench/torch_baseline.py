@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""The PyTorch side of bench/run.sh: exports torchvision architectures with random (seeded)
+weights to ONNX for the service, and times in-process PyTorch doing what a user would do instead:
+
+  predict          model(x) under no_grad
+  gradient         forward + backward of the top logit, gradient w.r.t. the input
+  guided_backprop  the same with Captum's method: backward hooks on every rectifier module that
+                   clamp the incoming gradient at zero (ReLU and ReLU6 modules; Captum itself hooks
+                   only nn.ReLU, which would leave mobilenet_v2 unguided)
+  ig50_b16         integrated gradients, 50 steps, zero baseline, 16 steps per batch (the service's
+                   Saliency:Explain:MaxBatch)
+  ig50_b50         the same with all 50 steps in one batch (Captum's default internal_batch_size)
+  smoothgrad25_b16 25 noisy guided-backprop samples (sigma 0.15 of the input range), 16 per batch
+
+Every timing is a list of milliseconds per call after warm-up, one call at a time, with
+torch.set_num_threads(THREADS): the same intra-op threads the service's libtorch gets.
+
+Usage: torch_baseline.py OUT_DIR REPEATS THREADS [--latency-only] ARCH [ARCH ...]
+  (--latency-only: predict, gradient and guided backprop only)
+Writes OUT_DIR/ARCH/{model.onnx,model.json,input.npy} and OUT_DIR/ARCH/torch.json.
+"""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torchvision.models as models
+
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def build(arch):
+    torch.manual_seed(0)
+    model = getattr(models, arch)(weights=None).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+        # Full backward hooks cannot sit on in-place modules; out of place costs PyTorch nothing here.
+        if hasattr(m, "inplace"):
+            m.inplace = False
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def export(model, folder, x):
+    os.makedirs(folder, exist_ok=True)
+    torch.onnx.export(model, x, os.path.join(folder, "model.onnx"), opset_version=13,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    np.save(os.path.join(folder, "input.npy"), x.numpy())
+    manifest = {"input": "input", "layout": "NCHW", "height": 224, "width": 224, "channels": "RGB",
+                "scale": 1 / 255, "mean": MEAN, "std": STD}
+    with open(os.path.join(folder, "model.json"), "w") as f:
+        json.dump(manifest, f)
+
+
+def guide(model):
+    """Captum's GuidedBackprop: clamp the gradient flowing back into each rectifier at zero."""
+    def hook(module, grad_input, grad_output):
+        return tuple(None if g is None else g.clamp(min=0) for g in grad_input)
+    return [m.register_full_backward_hook(hook) for m in model.modules()
+            if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6))]
+
+
+def input_gradient(model, x, target=None):
+    x = x.clone().requires_grad_(True)
+    logits = model(x)
+    if target is None:
+        target = logits.argmax(1)
+    logits.gather(1, target.view(-1, 1)).sum().backward()
+    return x.grad
+
+
+def integrated_gradients(model, x, steps, batch):
+    target = model(x).argmax(1)
+    alphas = (torch.arange(steps, dtype=x.dtype) + 0.5) / steps
+    total = torch.zeros_like(x)
+    for start in range(0, steps, batch):
+        a = alphas[start:start + batch].view(-1, 1, 1, 1)
+        grads = input_gradient(model, a * x, target.expand(len(a)))
+        total += grads.sum(0, keepdim=True)
+    return x * total / steps
+
+
+def smoothgrad(model, x, samples, batch, sigma):
+    hooks = guide(model)
+    try:
+        target = model(x).argmax(1)
+        total = torch.zeros_like(x)
+        generator = torch.Generator().manual_seed(0)
+        for start in range(0, samples, batch):
+            n = min(batch, samples - start)
+            noisy = x + sigma * torch.randn((n, *x.shape[1:]), generator=generator)
+            total += input_gradient(model, noisy, target.expand(n)).sum(0, keepdim=True)
+        return total / samples
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def guided_backprop(model, x):
+    hooks = guide(model)
+    try:
+        return input_gradient(model, x)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def timed(fn, repeats, warmup=3):
+    for _ in range(warmup):
+        fn()
+    result = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        result.append((time.perf_counter() - start) * 1000)
+    return result
+
+
+def main(out, repeats, threads, archs, latency_only):
+    torch.set_num_threads(threads)
+    for arch in archs:
+        folder = os.path.join(out, arch)
+        model = build(arch)
+        x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+        export(model, folder, x)
+        sigma = 0.15 * float(x.max() - x.min())
+
+        def predict():
+            with torch.no_grad():
+                model(x)
+
+        timings = {
+            "predict": timed(predict, repeats),
+            "gradient": timed(lambda: input_gradient(model, x), repeats),
+            "guided_backprop": timed(lambda: guided_backprop(model, x), repeats),
+        }
+        if not latency_only:
+            timings["ig50_b16"] = timed(lambda: integrated_gradients(model, x, 50, 16), 3, warmup=1)
+            timings["ig50_b50"] = timed(lambda: integrated_gradients(model, x, 50, 50), 3, warmup=1)
+            timings["smoothgrad25_b16"] = timed(lambda: smoothgrad(model, x, 25, 16, sigma), 3, warmup=1)
+        info = {"arch": arch, "torch": torch.__version__, "threads": torch.get_num_threads(), "ms": timings}
+        with open(os.path.join(folder, "torch.json"), "w") as f:
+            json.dump(info, f)
+        print(arch, {k: round(float(np.median(v)), 1) for k, v in timings.items()}, flush=True)
+
+
+if __name__ == "__main__":
+    latency_only = sys.argv[4] == "--latency-only"
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4 + latency_only:], latency_only)

@@ -1,0 +1,80 @@
+using System.Text.RegularExpressions;
+using SaliencyService.Contracts;
+using SaliencyService.Tests.Support;
+using Xunit;
+
+namespace SaliencyService.Tests;
+
+/// <summary>
+/// Dynamic batching: concurrent predictions on a model with a dynamic batch dimension share ONNX
+/// Runtime runs, and each request still gets exactly its own samples' scores.
+/// </summary>
+public sealed class PredictBatchingTests
+{
+    // mini_resnet: input0 and input1 as images, and both in one request (a two-sample request
+    // must keep its order and not swallow a neighbour's sample).
+    private static readonly string[][] Requests = [["input0"], ["input1"], ["input0", "input1"], ["input1"], ["input1", "input0"], ["input0"]];
+
+    [Fact]
+    public async Task Concurrent_requests_are_batched_and_each_gets_its_own_scores()
+    {
+        // A queue delay holds the first batch open long enough for the others to join it.
+        using var factory = new ServiceFactory(settings: new() { ["Saliency:Predict:MaxQueueDelayMilliseconds"] = "300" });
+        using var client = factory.CreateClient();
+        await Http.ImportFixtureAsync(client, "mini_resnet");
+
+        await Task.WhenAll(Requests.Select(stems => PredictAndCheckAsync(client, stems)));
+
+        var (batches, samples) = await BatchCountersAsync(client);
+        Assert.Equal(Requests.Sum(r => r.Length), samples);
+        Assert.True(batches < Requests.Length, $"{Requests.Length} concurrent requests ran as {batches} batches: none was shared");
+    }
+
+    [Fact]
+    public async Task MaxBatchSize_1_turns_batching_off()
+    {
+        using var factory = new ServiceFactory(settings: new() { ["Saliency:Predict:MaxBatchSize"] = "1" });
+        using var client = factory.CreateClient();
+        await Http.ImportFixtureAsync(client, "mini_resnet");
+
+        await Task.WhenAll(Requests.Select(stems => PredictAndCheckAsync(client, stems)));
+
+        Assert.Equal((0, 0), await BatchCountersAsync(client));
+    }
+
+    [Fact]
+    public async Task A_batch_never_exceeds_MaxBatchSize_samples()
+    {
+        using var factory = new ServiceFactory(settings: new()
+        {
+            ["Saliency:Predict:MaxQueueDelayMilliseconds"] = "300",
+            ["Saliency:Predict:MaxBatchSize"] = "2",
+        });
+        using var client = factory.CreateClient();
+        await Http.ImportFixtureAsync(client, "mini_resnet");
+
+        await Task.WhenAll(Requests.Select(stems => PredictAndCheckAsync(client, stems)));
+
+        // 8 samples in batches of at most 2 samples: at least 4 runs.
+        var (batches, samples) = await BatchCountersAsync(client);
+        Assert.Equal(8, samples);
+        Assert.True(batches >= 4, $"8 samples ran in {batches} batches of at most 2");
+    }
+
+    private static async Task PredictAndCheckAsync(HttpClient client, string[] stems)
+    {
+        using var form = Http.ImageForm(stems.Select(s => TestPaths.Fixture("mini_resnet", s + ".png")).ToArray());
+        var response = await client.PostAsync("/v1/models/mini_resnet/predict?topK=10", form);
+        var result = await Http.ReadAsync<PredictResponse>(response);
+        Assert.Equal(stems.Length, result.Predictions.Count);
+        for (var i = 0; i < stems.Length; i++)
+            PredictApiTests.AssertMatches(ReferenceCases.Get("mini_resnet", stems[i]), result.Predictions[i]);
+    }
+
+    private static async Task<(long Batches, long Samples)> BatchCountersAsync(HttpClient client)
+    {
+        var metrics = await client.GetStringAsync("/metrics");
+        long Read(string name) => long.Parse(Regex.Match(metrics, $@"^{name} (\d+)$", RegexOptions.Multiline).Groups[1].Value);
+        return (Read("saliency_predict_batches_total"), Read("saliency_predict_batched_samples_total"));
+    }
+}
