@@ -52,11 +52,16 @@ body() { # part file out
 }
 type='multipart/form-data; boundary=BENCH'
 body image samples/rocket.jpg "$work/jpeg.body"
-# hey: NAME REQUESTS|DURATION CONCURRENCY BODY PATH -> raw/NAME.txt
+# hey: NAME REQUESTS|DURATION CONCURRENCY BODY PATH -> raw/NAME.csv (every request, for a count)
+# or raw/NAME.txt (hey's summary, for a duration); any non-200 answer stops the run
 hey_run() {
-  local limit=(-n "$2"); [[ $2 == *s ]] && limit=(-z "$2")
-  hey "${limit[@]}" -c "$3" -m POST -T "$type" -D "$4" "$base$5" > "$raw/$1.txt"
-  grep -q '\[200\]' "$raw/$1.txt" && ! grep -qE '^\s+\[[^2][0-9][0-9]\]' "$raw/$1.txt" || { echo "non-200 responses in $1:"; cat "$raw/$1.txt"; exit 1; }
+  if [[ $2 == *s ]]; then
+    hey -z "$2" -c "$3" -m POST -T "$type" -D "$4" "$base$5" > "$raw/$1.txt"
+    grep -q '\[200\]' "$raw/$1.txt" && ! grep -qE '^\s+\[[^2][0-9][0-9]\]' "$raw/$1.txt" || { echo "non-200 responses in $1:"; cat "$raw/$1.txt"; exit 1; }
+  else
+    hey -n "$2" -c "$3" -m POST -T "$type" -D "$4" -o csv "$base$5" > "$raw/$1.csv"
+    awk -F, 'NR > 1 && $7 != 200 { bad++ } END { exit bad > 0 }' "$raw/$1.csv" || { echo "non-200 responses in $1"; exit 1; }
+  fi
 }
 
 for arch in "${archs[@]}"; do

@@ -18,12 +18,14 @@ runs = range(1, repeats + 1)
 
 
 def hey(name):
-    """p50 latency (ms) and requests/s of one hey report."""
+    """p50 latency (ms) of a request-count run (hey's CSV), or requests/s of a duration run (its summary)."""
+    csv = os.path.join(raw, name + ".csv")
+    if os.path.exists(csv):
+        with open(csv) as f:
+            times = [float(line.split(",")[0]) * 1000 for line in f.read().splitlines()[1:] if line]
+        return {"p50_ms": statistics.median(times)}
     with open(os.path.join(raw, name + ".txt")) as f:
-        text = f.read()
-    p50 = float(re.search(r"50% in ([\d.]+) secs", text).group(1)) * 1000
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-    return {"p50_ms": p50, "rps": rps}
+        return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", f.read()).group(1))}
 
 
 def torch_ms(arch, r, key):
@@ -59,7 +61,7 @@ for a in archs:
     add(f"{a}.import_s", [float(open(os.path.join(raw, f"import.{a}.{r}.txt")).read()) for r in runs])
     for name in ["predict_tensor", "predict_jpeg", "explain_guided_backprop", "explain_gradient", "explain_guided_backprop_png",
                  "explain_ig50", "explain_smoothgrad25"]:
-        if exists(f"{name}.{a}.1.txt"):
+        if exists(f"{name}.{a}.1.csv"):
             add(f"{a}.{name}_ms", [hey(f"{name}.{a}.{r}")["p50_ms"] for r in runs])
     for key in ["predict", "gradient", "guided_backprop", "ig50_b16", "ig50_b50", "smoothgrad25_b16"]:
         if key in json.load(open(os.path.join(raw, f"torch.{a}.1.json")))["ms"]:

@@ -91,11 +91,14 @@ public sealed class ExplainContext(ModelExplainer model, Tensor input, string? t
 
     private Tensor GradientsOf(Tensor batch, RectifierRule rule)
     {
+        // A pass's activations die with the pass, so the next chunk reuses their memory instead
+        // of every chunk's activations living until the request ends.
+        using var pass = NewDisposeScope();
         var x = batch.detach().requires_grad_();
         var values = Model.Mirror.Forward(x, rule, CancellationToken);
         var scores = values[Model.Mirror.ScoreName].reshape(batch.shape[0], -1);
         scores.select(1, Target).sum().backward();
-        return x.grad!.detach();
+        return x.grad!.detach().MoveToOuterDisposeScope();
     }
 
     /// <summary>Wraps a map tensor of the sample's shape (or [H, W]) as the method's result.</summary>

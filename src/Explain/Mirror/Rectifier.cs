@@ -34,41 +34,46 @@ public static class Rectifier
     private static double? Scalar(Tensor? constant) =>
         constant is null || constant.NumberOfElements != 1 ? null : constant.to_type(ScalarType.Float64).item<double>();
 
-    public static Tensor Apply(Tensor x, double upper, RectifierRule rule) => rule switch
-    {
-        RectifierRule.Gradient => double.IsPositiveInfinity(upper) ? x.relu() : x.clamp(0, upper),
-        RectifierRule.GuidedBackprop => ModifiedRectifier.apply(x, upper, true),
-        RectifierRule.Deconvnet => ModifiedRectifier.apply(x, upper, false),
-        _ => throw new ArgumentOutOfRangeException(nameof(rule)),
-    };
-
     /// <summary>
-    /// Custom autograd function (a singleton: all state lives in the context of each call).
-    /// vars: input tensor, upper bound, whether to gate by the local derivative (guided).
+    /// Guided backprop is the rectifier's own (native) backward — which gates by its local
+    /// derivative — fed with the positive part of the incoming gradient, so only that clamp is
+    /// custom and libtorch keeps its fused rectifier backward. Deconvnet passes the positive part
+    /// through ungated.
     /// </summary>
-    private sealed class ModifiedRectifier : autograd.SingleTensorFunction<ModifiedRectifier>
+    public static Tensor Apply(Tensor x, double upper, RectifierRule rule)
     {
-        public override string Name => nameof(ModifiedRectifier);
+        return rule switch
+        {
+            RectifierRule.Gradient => Rectify(x),
+            RectifierRule.GuidedBackprop => PositiveGradient.apply(Rectify(x)),
+            RectifierRule.Deconvnet => DeconvnetRectifier.apply(x, upper),
+            _ => throw new ArgumentOutOfRangeException(nameof(rule)),
+        };
+
+        Tensor Rectify(Tensor t) => double.IsPositiveInfinity(upper) ? t.relu() : t.clamp(0, upper);
+    }
+
+    /// <summary>Identity forward; backward keeps only the positive part of the gradient (a singleton: it has no state).</summary>
+    private sealed class PositiveGradient : autograd.SingleTensorFunction<PositiveGradient>
+    {
+        public override string Name => nameof(PositiveGradient);
+
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars) => ((Tensor)vars[0]).alias();
+
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) => [gradOutput.clamp_min(0)];
+    }
+
+    /// <summary>The rectifier forward; backward passes the positive part of the gradient ungated.</summary>
+    private sealed class DeconvnetRectifier : autograd.SingleTensorFunction<DeconvnetRectifier>
+    {
+        public override string Name => nameof(DeconvnetRectifier);
 
         public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
         {
-            var x = (Tensor)vars[0];
-            var upper = (double)vars[1];
-            ctx.save_for_backward([x]);
-            ctx.save_data("upper", upper);
-            ctx.save_data("guided", (bool)vars[2]);
+            var (x, upper) = ((Tensor)vars[0], (double)vars[1]);
             return double.IsPositiveInfinity(upper) ? x.relu() : x.clamp(0, upper);
         }
 
-        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
-        {
-            var positive = gradOutput.clamp_min(0);
-            if (!(bool)ctx.get_data("guided")) return [positive, null!, null!];
-
-            var x = ctx.get_saved_variables()[0];
-            var upper = (double)ctx.get_data("upper");
-            var open = double.IsPositiveInfinity(upper) ? x.gt(0) : x.gt(0).logical_and(x.lt(upper));
-            return [positive.mul(open), null!, null!];
-        }
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) => [gradOutput.clamp_min(0), null!];
     }
 }
