@@ -130,10 +130,13 @@ w(f"Machine: {cpu}, {os.cpu_count()} cores, {mem_gib} GiB, {platform.platform()}
   "`bench/torch_baseline.py`; inputs 1×3×224×224 float32.")
 w("")
 w("Baselines, all in-process on the same machine in the same run:")
-w("- **ONNX Runtime**: `bench/OrtBaseline` — one `InferenceSession` with the service's own session options "
+w("- **ONNX Runtime**: `bench/InProcess` (`in-process ort`) — one `InferenceSession` with the service's own session options "
   "(intra-op threads = cores, spinning off), a ready `OrtValue`, `Run` called by 1, 4 or 16 threads.")
 w("- **PyTorch**: the same weights in eager PyTorch; guided backprop as Captum does it (backward hooks on the "
   "rectifier modules clamping the gradient), gradients w.r.t. the input only, IG and SmoothGrad batched.")
+w("")
+w("- **The service's own engine without HTTP**: `bench/InProcess` (`in-process mirror`) — the explain engine "
+  "called in-process as the service calls it, and the mirror's forward and forward + backward alone.")
 w("")
 w("The service's figures are whole HTTP requests: multipart upload, `.npy` or JPEG decoding, the work, "
   "JSON or `.npy` encoding.")
@@ -203,6 +206,11 @@ if batches:
     w(f"- Dynamic batching over the whole run: {samples} predicted samples in {batches} ONNX Runtime runs "
       f"(mean batch {samples / batches:.2f}); sequential requests run alone, concurrent ones share runs.")
 w("")
+
+analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
+if os.path.exists(analysis):
+    w(open(analysis).read().rstrip())
+    w("")
 
 print("\n".join(out))
 with open(raw_out, "w") as f:

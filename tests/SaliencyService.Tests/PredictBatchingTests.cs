@@ -19,13 +19,7 @@ public sealed class PredictBatchingTests
     public async Task Concurrent_requests_are_batched_and_each_gets_its_own_scores()
     {
         // A queue delay holds the first batch open long enough for the others to join it.
-        using var factory = new ServiceFactory(settings: new() { ["Saliency:Predict:MaxQueueDelayMilliseconds"] = "300" });
-        using var client = factory.CreateClient();
-        await Http.ImportFixtureAsync(client, "mini_resnet");
-
-        await Task.WhenAll(Requests.Select(stems => PredictAndCheckAsync(client, stems)));
-
-        var (batches, samples) = await BatchCountersAsync(client);
+        var (batches, samples) = await PredictAllAtOnceAsync(new() { ["Saliency:Predict:MaxQueueDelayMilliseconds"] = "300" });
         Assert.Equal(Requests.Sum(r => r.Length), samples);
         Assert.True(batches < Requests.Length, $"{Requests.Length} concurrent requests ran as {batches} batches: none was shared");
     }
@@ -33,32 +27,30 @@ public sealed class PredictBatchingTests
     [Fact]
     public async Task MaxBatchSize_1_turns_batching_off()
     {
-        using var factory = new ServiceFactory(settings: new() { ["Saliency:Predict:MaxBatchSize"] = "1" });
-        using var client = factory.CreateClient();
-        await Http.ImportFixtureAsync(client, "mini_resnet");
-
-        await Task.WhenAll(Requests.Select(stems => PredictAndCheckAsync(client, stems)));
-
-        Assert.Equal((0, 0), await BatchCountersAsync(client));
+        Assert.Equal((0, 0), await PredictAllAtOnceAsync(new() { ["Saliency:Predict:MaxBatchSize"] = "1" }));
     }
 
     [Fact]
     public async Task A_batch_never_exceeds_MaxBatchSize_samples()
     {
-        using var factory = new ServiceFactory(settings: new()
+        var (batches, samples) = await PredictAllAtOnceAsync(new()
         {
             ["Saliency:Predict:MaxQueueDelayMilliseconds"] = "300",
             ["Saliency:Predict:MaxBatchSize"] = "2",
         });
-        using var client = factory.CreateClient();
-        await Http.ImportFixtureAsync(client, "mini_resnet");
-
-        await Task.WhenAll(Requests.Select(stems => PredictAndCheckAsync(client, stems)));
-
         // 8 samples in batches of at most 2 samples: at least 4 runs.
-        var (batches, samples) = await BatchCountersAsync(client);
         Assert.Equal(8, samples);
         Assert.True(batches >= 4, $"8 samples ran in {batches} batches of at most 2");
+    }
+
+    /// <summary>Sends every request of <see cref="Requests"/> at once, checks each answer, and returns the batch counters.</summary>
+    private static async Task<(long Batches, long Samples)> PredictAllAtOnceAsync(Dictionary<string, string?> settings)
+    {
+        using var factory = new ServiceFactory(settings: settings);
+        using var client = factory.CreateClient();
+        await Http.ImportFixtureAsync(client, "mini_resnet");
+        await Task.WhenAll(Requests.Select(stems => PredictAndCheckAsync(client, stems)));
+        return await BatchCountersAsync(client);
     }
 
     private static async Task PredictAndCheckAsync(HttpClient client, string[] stems)
