@@ -21,15 +21,11 @@ until curl -sf "$base/health/ready" >/dev/null; do sleep 1; done
 fixtures=tests/SaliencyService.Tests/Fixtures
 curl -sf -o /dev/null -F file=@$fixtures/mini_resnet/model.onnx -F name=churn -F "manifest=<$fixtures/mini_resnet/model.json" "$base/v1/models"
 
-# multipart bodies with a fixed boundary, for hey -D
-body() { # part file out
-  { printf -- '--LOADTEST\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\nContent-Type: application/octet-stream\r\n\r\n' "$1" "$(basename "$2")"
-    cat "$2"; printf -- '\r\n--LOADTEST--\r\n'; } > "$3"
-}
+source bench/multipart.sh
 body image samples/chelsea.png "$work/photo.body"
 body image samples/circle.png "$work/circle.body"
 body tensor $fixtures/mini_resnet/input0.tensor.npy "$work/tensor.body"
-type='multipart/form-data; boundary=LOADTEST'
+type=$multipart_type
 
 pid=$(pgrep -f "SaliencyService.Api.dll" | head -1)
 ( while kill -0 "$service" 2>/dev/null; do echo "$(date +%s) $(awk '/VmRSS/ {print $2}' /proc/$pid/status)"; sleep 5; done ) > "$work/rss.log" &

@@ -45,12 +45,8 @@ trap 'kill $service 2>/dev/null; wait $service 2>/dev/null; rm -rf "$work"' EXIT
 until curl -sf "$base/health/ready" >/dev/null; do sleep 1; done
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$service/status"; }
 
-# multipart bodies with a fixed boundary, for hey -D
-body() { # part file out
-  { printf -- '--BENCH\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\nContent-Type: application/octet-stream\r\n\r\n' "$1" "$(basename "$2")"
-    cat "$2"; printf -- '\r\n--BENCH--\r\n'; } > "$3"
-}
-type='multipart/form-data; boundary=BENCH'
+source bench/multipart.sh
+type=$multipart_type
 body image samples/rocket.jpg "$work/jpeg.body"
 # hey: NAME REQUESTS|DURATION CONCURRENCY BODY PATH -> raw/NAME.csv (every request, for a count)
 # or raw/NAME.txt (hey's summary, for a duration); any non-200 answer stops the run

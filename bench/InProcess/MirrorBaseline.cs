@@ -18,7 +18,8 @@ public static class MirrorBaseline
 {
     public static int Run(string modelPath, string inputPath, int repeats, string[] methods)
     {
-        using var onnx = Session(modelPath);
+        var (session, provider) = OrtBaseline.CpuSession(modelPath);
+        using var onnx = new OnnxModel(session, provider);
         var input = Npy.Read(File.ReadAllBytes(inputPath), long.MaxValue);
         var preprocessing = new Preprocessing(onnx.Inputs[0].Name, "NCHW", (int)input.Shape[2], (int)input.Shape[3], "RGB", 1, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]);
         var options = new ExplainOptions();
@@ -32,14 +33,7 @@ public static class MirrorBaseline
         foreach (var name in methods)
         {
             var request = new ExplainRequest(AttributionMethods.Parse(name), null, 50, 25, 0.15, 1, AttributionMethod.GuidedBackprop, null);
-            double Once()
-            {
-                var start = Stopwatch.GetTimestamp();
-                Explainer.Explain(explainer, input, request, null, "NCHW", options.MaxBatch);
-                return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            }
-            Once();
-            var times = Enumerable.Range(0, repeats).Select(_ => Once()).Order().ToArray();
+            var times = Report.Time(repeats, () => Explainer.Explain(explainer, input, request, null, "NCHW", options.MaxBatch));
             Report.Line(("method", name), ("p50_ms", Report.Percentile(times, 0.5)), ("min_ms", times[0]));
         }
         return 0;
@@ -50,18 +44,12 @@ public static class MirrorBaseline
     {
         var mirror = explainer.Mirror;
         using var x = tensor(input.Data, input.Shape);
-        double Median(Action pass)
+        // Each pass, the warm-up included, inside its own scope: its tensors die with it.
+        double Median(Action pass) => Report.Percentile(Report.Time(repeats, () =>
         {
+            using var scope = NewDisposeScope();
             pass();
-            var times = Enumerable.Range(0, repeats).Select(_ =>
-            {
-                using var scope = NewDisposeScope();
-                var start = Stopwatch.GetTimestamp();
-                pass();
-                return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            }).Order().ToArray();
-            return Report.Percentile(times, 0.5);
-        }
+        }), 0.5);
 
         Report.Line(("phase", "forward"), ("p50_ms", Median(() =>
         {
@@ -74,11 +62,5 @@ public static class MirrorBaseline
                 var leaf = x.detach().requires_grad_();
                 mirror.Forward(leaf, rule)[mirror.ScoreName].reshape(1, -1)[0, 0].backward();
             })));
-    }
-
-    private static OnnxModel Session(string modelPath)
-    {
-        var (session, provider) = new OnnxSessionFactory(new OnnxRuntimeOptions { ExecutionProvider = "cpu" }).Create(modelPath);
-        return new OnnxModel(session, provider);
     }
 }

@@ -14,7 +14,7 @@ public static class OrtBaseline
 {
     public static int Run(string modelPath, string inputPath, double seconds, int[] levels)
     {
-        var (session, _) = new OnnxSessionFactory(new OnnxRuntimeOptions { ExecutionProvider = "cpu" }).Create(modelPath);
+        var (session, _) = CpuSession(modelPath);
         using var owned = session;
         var input = Npy.Read(File.ReadAllBytes(inputPath), long.MaxValue);
         var inputName = session.InputNames[0];
@@ -48,4 +48,8 @@ public static class OrtBaseline
         }
         return 0;
     }
+
+    /// <summary>A session on the CPU provider with the service's default session options.</summary>
+    public static (InferenceSession Session, string Provider) CpuSession(string modelPath) =>
+        new OnnxSessionFactory(new OnnxRuntimeOptions { ExecutionProvider = "cpu" }).Create(modelPath);
 }

@@ -1,4 +1,4 @@
-using System.Globalization;
+using System.Diagnostics;
 using System.Text.Json;
 
 namespace SaliencyService.Bench;
@@ -8,6 +8,18 @@ public static class Report
 {
     public static void Line(params (string Key, object Value)[] fields) =>
         Console.WriteLine(JsonSerializer.Serialize(fields.ToDictionary(f => f.Key, f => f.Value is double d ? Math.Round(d, 3) : f.Value)));
+
+    /// <summary>Runs <paramref name="pass"/> once to warm up, then <paramref name="repeats"/> times: the sorted milliseconds.</summary>
+    public static double[] Time(int repeats, Action pass)
+    {
+        pass();
+        return Enumerable.Range(0, repeats).Select(_ =>
+        {
+            var start = Stopwatch.GetTimestamp();
+            pass();
+            return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }).Order().ToArray();
+    }
 
     public static double Percentile(double[] sorted, double q) =>
         sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)(q * sorted.Length))];
