@@ -33,50 +33,47 @@ public sealed class FuzzTests(FixtureModelsService service) : IClassFixture<Fixt
         return bytes.ToArray();
     }
 
-    private async Task AssertNot5xxAsync(Func<Task<HttpResponseMessage>> send, string what)
+    /// <summary>
+    /// Sends <paramref name="cases"/> requests built by <paramref name="send"/> from the case number
+    /// and the seeded random source; every answer must be below 500.
+    /// </summary>
+    private static async Task FuzzAsync(int seed, int cases, string what, Func<int, Random, Task<HttpResponseMessage>> send)
     {
-        var response = await send();
-        Assert.True((int)response.StatusCode < 500, $"{what}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        var random = new Random(seed);
+        for (var i = 0; i < cases; i++)
+        {
+            var response = await send(i, random);
+            Assert.True((int)response.StatusCode < 500, $"{what} case {i}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        }
     }
 
     [Fact]
     public async Task Mutated_images_never_cause_a_server_error()
     {
-        var random = new Random(20261127);
         var png = File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input1.png"));
         var jpeg = TestImages.Jpeg(64, 64, new Rgb24(10, 200, 100));
-        for (var i = 0; i < 300; i++)
+        await FuzzAsync(20261127, 300, "image", (i, random) =>
         {
             var bytes = Mutate(i % 2 == 0 ? png : jpeg, random);
             var endpoint = i % 10 == 0 ? "explain?method=gradient&format=npy" : "predict";
-            await AssertNot5xxAsync(() => Client.PostAsync($"/v1/models/seed_cnn/{endpoint}", Http.Form(("image", bytes, "fuzz"))), $"image case {i}");
-        }
+            return Client.PostAsync($"/v1/models/seed_cnn/{endpoint}", Http.Form(("image", bytes, "fuzz")));
+        });
         Assert.Equal(HttpStatusCode.OK, (await Client.GetAsync("/health/live")).StatusCode);
     }
 
     [Fact]
     public async Task Mutated_tensors_never_cause_a_server_error()
     {
-        var random = new Random(7);
         var npy = File.ReadAllBytes(TestPaths.Fixture("mini_resnet", "input0.tensor.npy"));
-        for (var i = 0; i < 200; i++)
-        {
-            var bytes = Mutate(npy, random);
-            await AssertNot5xxAsync(() => Client.PostAsync("/v1/models/mini_resnet/predict", Http.TensorForm(bytes)), $"tensor case {i}");
-        }
+        await FuzzAsync(7, 200, "tensor", (_, random) => Client.PostAsync("/v1/models/mini_resnet/predict", Http.TensorForm(Mutate(npy, random))));
         Assert.Equal(HttpStatusCode.OK, (await Client.GetAsync("/health/live")).StatusCode);
     }
 
     [Fact]
     public async Task Mutated_models_never_cause_a_server_error_and_leave_no_staging()
     {
-        var random = new Random(11);
         var onnx = File.ReadAllBytes(TestPaths.Fixture("mini_mobilenet", "model.onnx"));
-        for (var i = 0; i < 80; i++)
-        {
-            var bytes = Mutate(onnx, random);
-            await AssertNot5xxAsync(() => Client.PostAsync("/v1/models?replace=true", Http.ModelForm(bytes, $"fuzz-{i % 4}")), $"model case {i}");
-        }
+        await FuzzAsync(11, 80, "model", (i, random) => Client.PostAsync("/v1/models?replace=true", Http.ModelForm(Mutate(onnx, random), $"fuzz-{i % 4}")));
         Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(service.Factory.Store, ".staging")));
         Assert.Equal(HttpStatusCode.OK, (await Client.GetAsync("/health/live")).StatusCode);
     }
@@ -90,16 +87,15 @@ public sealed class FuzzTests(FixtureModelsService service) : IClassFixture<Fixt
             using var process = await ServiceProcess.StartAsync(store);
             var client = process.Client;
             await Http.ImportFixtureAsync(client, "seed_cnn");
-            var random = new Random(5);
             var png = File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.png"));
             var jpeg = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Images", "rocket-cmyk.jpg"));
-            for (var i = 0; i < 150; i++)
+            await FuzzAsync(5, 150, "upload", (i, random) =>
             {
                 // Every fifth upload declares 3.6 gigapixels (about 10 GiB decoded) in a few bytes.
                 var bytes = i % 5 == 0 ? TestImages.PngBomb(60_000, 60_000) : Mutate(i % 2 == 0 ? png : jpeg, random);
                 var endpoint = i % 10 == 1 ? "explain?format=npy" : "predict";
-                await AssertNot5xxAsync(() => client.PostAsync($"/v1/models/seed_cnn/{endpoint}", Http.Form(("image", bytes, "fuzz"))), $"case {i}");
-            }
+                return client.PostAsync($"/v1/models/seed_cnn/{endpoint}", Http.Form(("image", bytes, "fuzz")));
+            });
             Assert.False(process.HasExited);
             Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode);
             // The service with libtorch and ONNX Runtime loaded peaks near 400 MiB; a decoded bomb would be gigabytes.

@@ -28,7 +28,8 @@ public static class Predictor
             if (result.Data.Length % count != 0)
                 throw ProblemException.Unprocessable($"Output '{output.Name}' has {result.Data.Length} values for {count} input(s).");
             var perSample = result.Data.Length / count;
-            for (var i = 0; i < count; i++) scores[start + i] = result.Data.AsSpan(i * perSample, perSample).ToArray();
+            for (var i = 0; i < count; i++)
+                scores[start + i] = count == 1 ? result.Data : result.Data.AsSpan(i * perSample, perSample).ToArray();
         }
         return scores;
     }

@@ -40,18 +40,15 @@ public static class Rectifier
     /// custom and libtorch keeps its fused rectifier backward. Deconvnet passes the positive part
     /// through ungated.
     /// </summary>
-    public static Tensor Apply(Tensor x, double upper, RectifierRule rule)
+    public static Tensor Apply(Tensor x, double upper, RectifierRule rule) => rule switch
     {
-        return rule switch
-        {
-            RectifierRule.Gradient => Rectify(x),
-            RectifierRule.GuidedBackprop => PositiveGradient.apply(Rectify(x)),
-            RectifierRule.Deconvnet => DeconvnetRectifier.apply(x, upper),
-            _ => throw new ArgumentOutOfRangeException(nameof(rule)),
-        };
+        RectifierRule.Gradient => Rectify(x, upper),
+        RectifierRule.GuidedBackprop => PositiveGradient.apply(Rectify(x, upper)),
+        RectifierRule.Deconvnet => DeconvnetRectifier.apply(x, upper),
+        _ => throw new ArgumentOutOfRangeException(nameof(rule)),
+    };
 
-        Tensor Rectify(Tensor t) => double.IsPositiveInfinity(upper) ? t.relu() : t.clamp(0, upper);
-    }
+    private static Tensor Rectify(Tensor x, double upper) => double.IsPositiveInfinity(upper) ? x.relu() : x.clamp(0, upper);
 
     /// <summary>Identity forward; backward keeps only the positive part of the gradient (a singleton: it has no state).</summary>
     private sealed class PositiveGradient : autograd.SingleTensorFunction<PositiveGradient>
@@ -68,11 +65,7 @@ public static class Rectifier
     {
         public override string Name => nameof(DeconvnetRectifier);
 
-        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
-        {
-            var (x, upper) = ((Tensor)vars[0], (double)vars[1]);
-            return double.IsPositiveInfinity(upper) ? x.relu() : x.clamp(0, upper);
-        }
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars) => Rectify((Tensor)vars[0], (double)vars[1]);
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) => [gradOutput.clamp_min(0), null!];
     }
