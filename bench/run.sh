@@ -4,11 +4,14 @@
 #                              vs  in-process PyTorch (bench/torch_baseline.py, Captum-style hooks)
 # on torchvision resnet18, mobilenet_v2 and resnet50 with random seeded weights, exported here.
 # Every figure is measured REPEATS times; the report gives the median of the runs with min/max.
+# The target ratios come from paired rounds (each round times both sides back to back), because
+# this machine's speed drifts by tens of percent within a minute.
+# The service runs as the container image runs it: tcmalloc preloaded, MALLOC_ARENA_MAX=2.
 # Writes docs/performance.md (tables, ratios against the issue's targets) and bench/results/raw.json
 # (every run's figure).
 #
 # Usage: bench/run.sh [REPEATS=3]
-#   Installs Debian's python3-torch, python3-torchvision, python3-onnx and hey when missing.
+#   Installs Debian's python3-torch, python3-torchvision, python3-onnx, hey and tcmalloc when missing.
 #   QUICK=1 shortens every measurement (for trying the script, not for numbers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,12 +24,15 @@ python=/usr/bin/python3
 need=()
 $python -c "import torch, torchvision, onnx" 2>/dev/null || need+=(python3-torch python3-torchvision python3-onnx)
 command -v hey >/dev/null || need+=(hey)
+tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
+[[ -e $tcmalloc ]] || need+=(libtcmalloc-minimal4)
 if ((${#need[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; fi
 
 echo "== building (Release)"
 dotnet build src/Api -c Release -v quiet -nologo >/dev/null
 dotnet build bench/InProcess -c Release -v quiet -nologo >/dev/null
 in_process="dotnet bench/InProcess/bin/Release/net10.0/in-process.dll"
+engine_env=(env LD_PRELOAD=$tcmalloc MALLOC_ARENA_MAX=2) # the explain engine, in-process or served, as the image runs it
 
 archs=(resnet18 mobilenet_v2 resnet50)
 echo "== PyTorch $($python -c 'import torch; print(torch.__version__)'): export and time (${threads} threads)"
@@ -37,7 +43,7 @@ for ((r = 1; r <= repeats; r++)); do
 done
 
 echo "== service"
-MALLOC_ARENA_MAX=2 ASPNETCORE_URLS=$base Saliency__ModelStore="$work/store" Saliency__SeedDemoModels=false \
+"${engine_env[@]}" ASPNETCORE_URLS=$base Saliency__ModelStore="$work/store" Saliency__SeedDemoModels=false \
   Saliency__RateLimit__PermitsPerSecond=0 Saliency__Explain__CacheMegabytes=0 Logging__LogLevel__Default=Warning \
   dotnet src/Api/bin/Release/net10.0/SaliencyService.Api.dll > "$work/service.log" 2>&1 &
 service=$!
@@ -79,7 +85,12 @@ for arch in "${archs[@]}"; do
     hey_run explain_guided_backprop.$arch.$r "$(scale 30)" 1 "$tensor" "/v1/models/$arch/explain?format=npy"
     hey_run explain_gradient.$arch.$r "$(scale 30)" 1 "$tensor" "/v1/models/$arch/explain?method=gradient&format=npy"
     hey_run explain_guided_backprop_png.$arch.$r "$(scale 30)" 1 "$tensor" "/v1/models/$arch/explain?format=png"
-    $in_process mirror "$models/model.onnx" "$models/input.npy" "$(scale 20)" guided-backprop,gradient > "$raw/mirror.$arch.$r.jsonl"
+    "${engine_env[@]}" $in_process mirror "$models/model.onnx" "$models/input.npy" "$(scale 20)" guided-backprop,gradient > "$raw/mirror.$arch.$r.jsonl"
+    # paired rounds: in-process ORT / HTTP predict / HTTP explain, and PyTorch / HTTP explain, back to back
+    $in_process paired "$models/model.onnx" "$models/input.npy" "$base/v1/models/$arch" "$(scale 40)" > "$raw/paired_ort.$arch.$r.jsonl"
+    latency_only=(); [[ $arch == resnet50 ]] && latency_only=(--latency-only)
+    $python bench/torch_baseline.py --paired "$base" "$work/models" "$(scale 30)" "$threads" "${latency_only[@]}" "$arch" 2>/dev/null
+    cp "$models/paired.json" "$raw/paired_torch.$arch.$r.json"
     [[ $arch == resnet50 ]] && continue # the large model: latency and import only
     hey_run explain_ig50.$arch.$r "$(scale 5)" 1 "$tensor" "/v1/models/$arch/explain?method=integrated-gradients&steps=50&format=npy"
     hey_run explain_smoothgrad25.$arch.$r "$(scale 5)" 1 "$tensor" "/v1/models/$arch/explain?method=smoothgrad&base=guided-backprop&samples=25&noise=0.15&seed=1&format=npy"

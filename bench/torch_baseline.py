@@ -18,11 +18,19 @@ torch.set_num_threads(THREADS): the same intra-op threads the service's libtorch
 Usage: torch_baseline.py OUT_DIR REPEATS THREADS [--latency-only] ARCH [ARCH ...]
   (--latency-only: predict, gradient and guided backprop only)
 Writes OUT_DIR/ARCH/{model.onnx,model.json,input.npy} and OUT_DIR/ARCH/torch.json.
+
+Paired mode: torch_baseline.py --paired SERVICE_URL OUT_DIR ROUNDS THREADS [--latency-only] ARCH [ARCH ...]
+  Each round times PyTorch and the running service (model ARCH, the exported input as a tensor
+  upload) side by side: guided backprop and gradient, and unless --latency-only integrated
+  gradients (a third as many rounds). This machine's speed drifts within a minute, so only figures
+  taken back to back compare fairly. Writes OUT_DIR/ARCH/paired.json.
 """
+import http.client
 import json
 import os
 import sys
 import time
+import urllib.parse
 
 import numpy as np
 import torch
@@ -150,6 +158,68 @@ def main(out, repeats, threads, archs, latency_only):
         print(arch, {k: round(float(np.median(v)), 1) for k, v in timings.items()}, flush=True)
 
 
+BOUNDARY = "SALIENCYBENCH"
+
+
+def tensor_upload(path):
+    """A multipart body with the .npy file as the form's tensor part (as bench/multipart.sh writes it)."""
+    with open(path, "rb") as f:
+        npy = f.read()
+    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"tensor\"; filename=\"input.npy\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    return head + npy + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def paired(service, out, rounds, threads, archs, latency_only):
+    torch.set_num_threads(threads)
+    url = urllib.parse.urlparse(service)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=300)
+    for arch in archs:
+        folder = os.path.join(out, arch)
+        model = build(arch)
+        x = torch.from_numpy(np.load(os.path.join(folder, "input.npy")))
+        body = tensor_upload(os.path.join(folder, "input.npy"))
+
+        def post(query):
+            def once():
+                connection.request("POST", f"/v1/models/{arch}/explain?{query}", body,
+                                   {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{arch} {query}: HTTP {response.status}")
+            return once
+
+        pairs = {
+            "guided_backprop": (lambda: guided_backprop(model, x), post("format=npy"), rounds),
+            "gradient": (lambda: input_gradient(model, x), post("method=gradient&format=npy"), rounds),
+        }
+        if not latency_only:
+            pairs["ig50"] = (lambda: min(timed(lambda: integrated_gradients(model, x, 50, 16), 1, warmup=0)[0],
+                                         timed(lambda: integrated_gradients(model, x, 50, 50), 1, warmup=0)[0]),
+                             post("method=integrated-gradients&steps=50&format=npy"), max(3, rounds // 10))
+        result = {}
+        for name, (theirs, ours, count) in pairs.items():
+            torch_ms, http_ms = [], []
+            for r in range(count + 1):  # the first round warms up
+                # Turn the order each round, so neither side always runs first.
+                sides = [(theirs, torch_ms), (ours, http_ms)][:: 1 if r % 2 else -1]
+                for fn, times in sides:
+                    # ig50's PyTorch side returns its faster batching's time; the others are timed here.
+                    ms = fn() if name == "ig50" and fn is theirs else timed(fn, 1, warmup=0)[0]
+                    if r:
+                        times.append(ms)
+            result[name] = {"torch_ms": torch_ms, "http_ms": http_ms}
+        with open(os.path.join(folder, "paired.json"), "w") as f:
+            json.dump({"arch": arch, "torch": torch.__version__, "threads": torch.get_num_threads(), "rounds": result}, f)
+        print(arch, "paired", {k: round(float(np.median(np.array(v["http_ms"]) / np.array(v["torch_ms"]))), 2)
+                               for k, v in result.items()}, flush=True)
+
+
 if __name__ == "__main__":
-    latency_only = sys.argv[4] == "--latency-only"
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4 + latency_only:], latency_only)
+    if sys.argv[1] == "--paired":
+        latency_only = sys.argv[6] == "--latency-only"
+        paired(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6 + latency_only:], latency_only)
+    else:
+        latency_only = sys.argv[4] == "--latency-only"
+        main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4 + latency_only:], latency_only)

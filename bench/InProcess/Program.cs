@@ -3,17 +3,19 @@ using SaliencyService.Bench;
 // In-process baselines for bench/run.sh, on the service's own engine code without HTTP:
 //   ort    MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]   ONNX Runtime Run by N threads at once
 //   mirror MODEL.onnx INPUT.npy REPEATS METHOD[,...]        the explain engine (mirror build + parity, then methods)
+//   paired MODEL.onnx INPUT.npy MODEL_URL ROUNDS            ORT Run, HTTP predict and HTTP explain side by side
 // Each prints one JSON line per measurement.
 return args switch
 {
     ["ort", var model, var input, var seconds, var levels] => OrtBaseline.Run(model, input, double.Parse(seconds, System.Globalization.CultureInfo.InvariantCulture),
         levels.Split(',').Select(int.Parse).ToArray()),
     ["mirror", var model, var input, var repeats, var methods] => MirrorBaseline.Run(model, input, int.Parse(repeats), methods.Split(',')),
+    ["paired", var model, var input, var url, var rounds] => PairedBaseline.Run(model, input, url, int.Parse(rounds)),
     _ => Usage(),
 };
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: in-process ort MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]\n       in-process mirror MODEL.onnx INPUT.npy REPEATS METHOD[,...]");
+    Console.Error.WriteLine("usage: in-process ort MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]\n       in-process mirror MODEL.onnx INPUT.npy REPEATS METHOD[,...]\n       in-process paired MODEL.onnx INPUT.npy MODEL_URL ROUNDS");
     return 2;
 }

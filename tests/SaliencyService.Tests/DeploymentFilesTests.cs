@@ -1,4 +1,5 @@
 using System.Reflection;
+using System.Text.RegularExpressions;
 using SaliencyService.Api.Configuration;
 using Xunit;
 using YamlDotNet.RepresentationModel;
@@ -36,6 +37,15 @@ public sealed class DeploymentFilesTests
         Assert.Contains("curl -fsS http://localhost:8080/health/ready", docker);
         Assert.Matches(@"(?m)^USER app$", docker);
         Assert.Contains("AS gpu", docker);
+    }
+
+    [Fact]
+    public void Both_images_preload_the_tcmalloc_they_install()
+    {
+        // Ubuntu 24.04's package of tcmalloc (t64 ABI name) and the file it installs on x86-64.
+        var docker = File.ReadAllText(Deployment("Dockerfile"));
+        Assert.Equal(2, Regex.Matches(docker, @"apt-get install [^\n]*\blibtcmalloc-minimal4t64\b").Count);
+        Assert.Equal(2, Regex.Matches(docker, @"LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal\.so\.4\b").Count);
     }
 
     [Fact]

@@ -81,7 +81,7 @@ public sealed class ExplainAnalysis
         {
             var status = Torch.TorchNativeLoader.EnsureLoaded();
             if (_options.TorchThreads > 0) set_num_threads(_options.TorchThreads);
-            return (true, $"{status}; {get_num_threads()} libtorch thread(s)");
+            return (true, $"{status}; {get_num_threads()} libtorch thread(s); {Torch.NativeHeap.Configure()}");
         }
         catch (Exception e) when (e is InvalidOperationException or DllNotFoundException or NotSupportedException or TypeInitializationException)
         {

@@ -3,28 +3,88 @@ using System.Runtime.InteropServices;
 namespace SaliencyService.Explain.Torch;
 
 /// <summary>
-/// Gives glibc's free heap memory back to the system. A batched explanation (integrated
-/// gradients, SmoothGrad) briefly needs hundreds of megabytes of activations; libtorch frees them,
-/// but glibc keeps the freed pages in its heap, so without a trim the process's RSS stays at the
-/// largest batch it ever ran (measured on ResNet18 after six IG/SmoothGrad requests: 991 MiB
-/// untrimmed, 502 MiB trimmed). The price: the next large batch faults its pages in again.
+/// The native heap under libtorch. Every activation and gradient of a mirror pass is malloc'ed and
+/// freed again when the pass ends; what the allocator does with those frees decides whether the
+/// next pass reuses warm pages or faults fresh zeroed ones in from the kernel. glibc's defaults
+/// hand every block over 128 KiB (growing to at most 32 MiB) straight back to the kernel, so a
+/// batched pass whose activations are tens of megabytes each page-faults all of them every time —
+/// measured: 3.6 million page faults for four integrated-gradients requests on mobilenet_v2.
+/// <list type="bullet">
+/// <item>tcmalloc, when the process runs with it preloaded (the container image does), keeps freed
+///   pages for reuse: 0.66 million faults for the same work, integrated gradients ~45% faster;</item>
+/// <item>under glibc, <see cref="Configure"/> keeps blocks up to glibc's 32 MiB limit in the heap
+///   and freed memory at its top, which recovers part of that.</item>
+/// </list>
+/// Either way the free memory goes back to the system once batched work pauses
+/// (<see cref="TrimWhenIdle"/>), so RSS does not stay at the largest batch ever run, while
+/// back-to-back batched requests keep reusing their pages (SmoothGrad on mobilenet_v2 runs ~2×
+/// faster with its pages kept between requests than trimmed after each).
 /// </summary>
 public static class NativeHeap
 {
-    private static readonly bool Available = OperatingSystem.IsLinux();
+    // mallopt parameters (malloc.h).
+    private const int TrimThreshold = -1, TopPad = -2, MmapThreshold = -3;
+    private const int GlibcMaxMmapThreshold = 32 << 20;
 
+    private static readonly Lazy<Allocator> Current = new(Detect, LazyThreadSafetyMode.ExecutionAndPublication);
+    private static Action? _tcmallocRelease; // MallocExtension_ReleaseFreeMemory, when tcmalloc serves malloc
+
+    private enum Allocator { Other, Glibc, Tcmalloc }
+
+    /// <summary>Tunes glibc's heap for tensor-sized blocks (tcmalloc needs nothing); says which allocator serves libtorch.</summary>
+    public static string Configure() => Current.Value switch
+    {
+        Allocator.Tcmalloc => "native heap: tcmalloc",
+        Allocator.Glibc => "native heap: glibc malloc, blocks up to 32 MiB kept for reuse (preload tcmalloc for faster batched methods)",
+        _ => "native heap: the platform's",
+    };
+
+    private static readonly Timer IdleTrim = new(_ => Trim());
+
+    /// <summary>Trims once no call has come for <paramref name="idle"/> (each call restarts the wait).</summary>
+    public static void TrimWhenIdle(TimeSpan idle) => IdleTrim.Change(idle, Timeout.InfiniteTimeSpan);
+
+    /// <summary>Gives the heap's free memory back to the system.</summary>
     public static void Trim()
     {
-        if (!Available) return;
+        switch (Current.Value)
+        {
+            case Allocator.Tcmalloc:
+                _tcmallocRelease!();
+                break;
+            case Allocator.Glibc:
+                malloc_trim(0);
+                break;
+        }
+    }
+
+    private static Allocator Detect()
+    {
+        if (!OperatingSystem.IsLinux()) return Allocator.Other;
+        // A preloaded tcmalloc exports its extension API into the global scope.
+        if (NativeLibrary.TryGetExport(NativeLibrary.GetMainProgramHandle(), "MallocExtension_ReleaseFreeMemory", out var release))
+        {
+            _tcmallocRelease = Marshal.GetDelegateForFunctionPointer<VoidFunction>(release).Invoke;
+            return Allocator.Tcmalloc;
+        }
         try
         {
-            malloc_trim(0);
+            // mallopt returns 1 when glibc accepts the value.
+            var tuned = mallopt(MmapThreshold, GlibcMaxMmapThreshold) == 1;
+            tuned &= mallopt(TrimThreshold, 1 << 30) == 1;
+            tuned &= mallopt(TopPad, 64 << 20) == 1;
+            return tuned ? Allocator.Glibc : Allocator.Other;
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
-            // Not glibc (musl): nothing to trim this way.
+            return Allocator.Other; // not glibc (musl)
         }
     }
+
+    private delegate void VoidFunction();
+
+    [DllImport("libc", EntryPoint = "mallopt")]
+    private static extern int mallopt(int parameter, int value);
 
     [DllImport("libc", EntryPoint = "malloc_trim")]
     private static extern int malloc_trim(nuint pad);

@@ -1,0 +1,70 @@
+using System.Diagnostics;
+using Microsoft.ML.OnnxRuntime;
+using SaliencyService.Explain.Tensors;
+
+namespace SaliencyService.Bench;
+
+/// <summary>
+/// Paired rounds: each round times one in-process ONNX Runtime <c>Run</c>, one HTTP tensor predict
+/// and one HTTP guided-backprop explain of the same model and input, back to back (the order turns
+/// each round). On a shared machine whose speed drifts by tens of percent within a minute, only
+/// figures taken side by side compare fairly; each ratio is the median of the per-round ratios.
+/// </summary>
+public static class PairedBaseline
+{
+    public static int Run(string modelPath, string inputPath, string modelUrl, int rounds)
+    {
+        var (session, _) = OrtBaseline.CpuSession(modelPath);
+        using var owned = session;
+        var inputBytes = File.ReadAllBytes(inputPath);
+        var input = Npy.Read(inputBytes, long.MaxValue);
+        using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
+
+        double Ort() => Time(() =>
+        {
+            using var value = OrtValue.CreateTensorValueFromMemory(input.Data, input.Shape);
+            using var runOptions = new RunOptions();
+            using var results = session.Run(runOptions, [session.InputNames[0]], [value], [session.OutputNames[0]]);
+        });
+        double Post(string path) => Time(() =>
+        {
+            using var form = new MultipartFormDataContent { { new ByteArrayContent(inputBytes), "tensor", "input.npy" } };
+            using var response = http.PostAsync(modelUrl + path, form).GetAwaiter().GetResult();
+            response.EnsureSuccessStatusCode();
+            response.Content.ReadAsByteArrayAsync().GetAwaiter().GetResult();
+        });
+
+        var measures = new (string Name, Func<double> Once)[]
+        {
+            ("ort", Ort), ("http_predict", () => Post("/predict")), ("http_guided_backprop", () => Post("/explain?format=npy")),
+        };
+        var times = measures.ToDictionary(m => m.Name, _ => new List<double>());
+        for (var round = -3; round < rounds; round++) // three rounds of warm-up
+            for (var i = 0; i < measures.Length; i++)
+            {
+                var (name, once) = measures[(i + Math.Max(round, 0)) % measures.Length];
+                var ms = once();
+                if (round >= 0) times[name].Add(ms);
+            }
+
+        foreach (var (name, ms) in times)
+        {
+            var sorted = ms.Order().ToArray();
+            Report.Line(("paired", name), ("rounds", sorted.Length), ("p50_ms", Report.Percentile(sorted, 0.5)),
+                ("min_ms", sorted[0]), ("max_ms", sorted[^1]));
+        }
+        Report.Line(("ratio", "predict_over_ort"), ("median", MedianRatio(times["http_predict"], times["ort"])));
+        Report.Line(("ratio", "guided_backprop_over_predict"), ("median", MedianRatio(times["http_guided_backprop"], times["http_predict"])));
+        return 0;
+    }
+
+    private static double Time(Action once)
+    {
+        var start = Stopwatch.GetTimestamp();
+        once();
+        return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }
+
+    private static double MedianRatio(List<double> ours, List<double> theirs) =>
+        Report.Percentile(ours.Zip(theirs, (a, b) => a / b).Order().ToArray(), 0.5);
+}
