@@ -164,7 +164,8 @@ w("Produced by `bench/run.sh " + str(repeats) + "` (the whole comparison in one 
 w("")
 w(f"Machine: {cpu}, {os.cpu_count()} cores, {mem_gib} GiB, {platform.platform()}. "
   f"SaliencyService Release build (ONNX Runtime 1.31.0 CPU provider, TorchSharp 0.107.0 on libtorch 2.10.0), "
-  f"service defaults except the explanation cache (off, so every explain is computed) and the rate limit (off). "
+  f"service defaults except the explanation cache (off, so every explain is computed) and the rate limit (off), "
+  f"run as the container image runs it (tcmalloc preloaded, `MALLOC_ARENA_MAX=2`). "
   f"PyTorch {torch_info['torch']} (Debian), {torch_info['threads']} threads. "
   "Models: torchvision architectures with random seeded weights, exported to ONNX (opset 13, dynamic batch) by "
   "`bench/torch_baseline.py`; inputs 1×3×224×224 float32.")
@@ -174,7 +175,8 @@ w("- **ONNX Runtime**: `bench/InProcess` (`in-process ort`) — one `InferenceSe
   "(intra-op threads = cores, spinning off), a ready `OrtValue`, `Run` called by 1, 4 or 16 threads.")
 w("- **PyTorch**: the same weights in eager PyTorch; guided backprop as Captum does it (backward hooks on the "
   "rectifier modules clamping the gradient), gradients w.r.t. the input only, IG and SmoothGrad batched.")
-w("")
+w("- **Paired rounds** (the target ratios): `bench/InProcess` (`in-process paired`) and `bench/torch_baseline.py --paired` "
+  "time the baseline and the service back to back, round after round, on the same input.")
 w("- **The service's own engine without HTTP**: `bench/InProcess` (`in-process mirror`) — the explain engine "
   "called in-process as the service calls it, and the mirror's forward and forward + backward alone.")
 w("")

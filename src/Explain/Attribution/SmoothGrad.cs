@@ -27,7 +27,7 @@ public static class SmoothGrad
         var random = new Random(usedSeed);
         var perSample = x.NumberOfElements;
         var gaussian = new float[samples * perSample];
-        for (var i = 0; i < gaussian.Length; i++) gaussian[i] = (float)(sigma * Normal(random));
+        FillNormal(gaussian, sigma, random);
 
         var noisy = x + tensor(gaussian).reshape([samples, .. x.shape[1..]]);
         var gradients = context.Gradients(noisy, GradientAttribution.Rule(baseMethod));
@@ -36,7 +36,15 @@ public static class SmoothGrad
             new Dictionary<string, object> { ["samples"] = samples, ["noise"] = noise, ["seed"] = usedSeed, ["base"] = baseMethod.Name() });
     }
 
-    /// <summary>A standard normal draw (Box–Muller).</summary>
-    private static double Normal(Random random) =>
-        Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
+    /// <summary>N(0, σ²) draws by Box–Muller, both of each pair's values used (millions per request: half the work).</summary>
+    private static void FillNormal(float[] values, double sigma, Random random)
+    {
+        for (var i = 0; i < values.Length; i += 2)
+        {
+            var radius = sigma * Math.Sqrt(-2 * Math.Log(1 - random.NextDouble()));
+            var (sin, cos) = Math.SinCos(2 * Math.PI * random.NextDouble());
+            values[i] = (float)(radius * cos);
+            if (i + 1 < values.Length) values[i + 1] = (float)(radius * sin);
+        }
+    }
 }
