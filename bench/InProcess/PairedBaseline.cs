@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Tensors;
 
 namespace SaliencyService.Bench;
@@ -20,12 +19,7 @@ public static class PairedBaseline
         var input = Npy.Read(inputBytes, long.MaxValue);
         using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
 
-        double Ort() => Time(() =>
-        {
-            using var value = OrtValue.CreateTensorValueFromMemory(input.Data, input.Shape);
-            using var runOptions = new RunOptions();
-            using var results = session.Run(runOptions, [session.InputNames[0]], [value], [session.OutputNames[0]]);
-        });
+        double Ort() => OrtBaseline.TimedRun(session, input);
         double Post(string path) => Time(() =>
         {
             using var form = new MultipartFormDataContent { { new ByteArrayContent(inputBytes), "tensor", "input.npy" } };

@@ -17,8 +17,9 @@ namespace SaliencyService.Explain.Torch;
 /// </list>
 /// Either way the free memory goes back to the system once batched work pauses
 /// (<see cref="TrimWhenIdle"/>), so RSS does not stay at the largest batch ever run, while
-/// back-to-back batched requests keep reusing their pages (SmoothGrad on mobilenet_v2 runs ~2×
-/// faster with its pages kept between requests than trimmed after each).
+/// back-to-back batched requests keep reusing their pages (SmoothGrad on mobilenet_v2 with
+/// tcmalloc, against glibc: 0.46–0.71× the time with pages kept between requests, 0.90× when
+/// trimmed after each one).
 /// </summary>
 public static class NativeHeap
 {
@@ -53,7 +54,14 @@ public static class NativeHeap
                 _tcmallocRelease!();
                 break;
             case Allocator.Glibc:
-                malloc_trim(0);
+                try
+                {
+                    malloc_trim(0);
+                }
+                catch (EntryPointNotFoundException)
+                {
+                    // A libc with mallopt but without malloc_trim: nothing to trim this way.
+                }
                 break;
         }
     }
