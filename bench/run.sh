@@ -68,14 +68,14 @@ hey_run() {
 
 for arch in "${archs[@]}"; do
   models="$work/models/$arch"
-  body tensor "$models/input.npy" "$work/$arch.tensor.body"
+  tensor=$models/tensor.body
+  body tensor "$models/input.npy" "$tensor"
   echo "== $arch"
   for ((r = 1; r <= repeats; r++)); do
     # import = upload + ORT session + mirror build + parity probe, measured by the client
     [[ $r -gt 1 ]] && curl -sf -o /dev/null -X DELETE "$base/v1/models/$arch"
     curl -sf -o "$raw/descriptor.$arch.json" -w '%{time_total}\n' -F "file=@$models/model.onnx" -F "name=$arch" \
       -F "manifest=<$models/model.json" "$base/v1/models" > "$raw/import.$arch.$r.txt"
-    tensor=$work/$arch.tensor.body
     # warm-up: tiered JIT settles after a few hundred requests (measured: ~20 ms of JIT per request before)
     hey_run warm.$arch.$r "$(scale 200)" 1 "$tensor" "/v1/models/$arch/predict"
     hey_run warm_jpeg.$arch.$r "$(scale 50)" 1 "$work/jpeg.body" "/v1/models/$arch/predict"
@@ -102,7 +102,7 @@ for arch in "${archs[@]}"; do
 done
 
 echo "== memory (resnet18 guided backprop)"
-tensor=$work/resnet18.tensor.body
+tensor=$work/models/resnet18/tensor.body
 hey_run memory_warmup 100 1 "$tensor" "/v1/models/resnet18/explain?format=npy"
 echo "{\"after_100\": $(rss_mib)," > "$raw/memory.json"
 hey_run memory_rest 900 2 "$tensor" "/v1/models/resnet18/explain?format=npy"

@@ -4,6 +4,7 @@ run's figures. A figure is the median of its runs, shown with the runs' min and 
 
 Usage: summarize.py RAW_DIR REPEATS RAW_JSON_OUT
 """
+import functools
 import glob
 import json
 import os
@@ -17,6 +18,14 @@ raw, repeats, raw_out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 runs = range(1, repeats + 1)
 
 
+@functools.cache
+def read_json(name):
+    """A raw .json file, or the list of a .jsonl file's lines; each file is read once."""
+    with open(os.path.join(raw, name)) as f:
+        return json.load(f) if name.endswith(".json") else [json.loads(line) for line in f]
+
+
+@functools.cache
 def hey(name):
     """p50 latency (ms) of a request-count run (hey's CSV), or requests/s of a duration run (its summary)."""
     csv = os.path.join(raw, name + ".csv")
@@ -29,33 +38,28 @@ def hey(name):
 
 
 def torch_ms(arch, r, key):
-    with open(os.path.join(raw, f"torch.{arch}.{r}.json")) as f:
-        return statistics.median(json.load(f)["ms"][key])
+    return statistics.median(read_json(f"torch.{arch}.{r}.json")["ms"][key])
 
 
 def ort(arch, r):
-    with open(os.path.join(raw, f"ort.{arch}.{r}.jsonl")) as f:
-        return {row["concurrency"]: row for row in map(json.loads, f)}
+    return {row["concurrency"]: row for row in read_json(f"ort.{arch}.{r}.jsonl")}
 
 
 def mirror(arch, r):
     """The in-process explain engine's lines, by method or phase."""
-    with open(os.path.join(raw, f"mirror.{arch}.{r}.jsonl")) as f:
-        return {row.get("method") or row.get("phase"): row for row in map(json.loads, f)}
+    return {row.get("method") or row.get("phase"): row for row in read_json(f"mirror.{arch}.{r}.jsonl")}
 
 
 def paired_ort(arch, r):
     """Paired rounds of in-process ORT, HTTP predict and HTTP explain: p50s by name, per-round ratio medians."""
-    with open(os.path.join(raw, f"paired_ort.{arch}.{r}.jsonl")) as f:
-        rows = list(map(json.loads, f))
+    rows = read_json(f"paired_ort.{arch}.{r}.jsonl")
     return ({row["paired"]: row["p50_ms"] for row in rows if "paired" in row},
             {row["ratio"]: row["median"] for row in rows if "ratio" in row})
 
 
 def paired_torch(arch, r, key):
     """PyTorch vs HTTP rounds of one method: (torch p50, HTTP p50, median of the per-round ratios)."""
-    with open(os.path.join(raw, f"paired_torch.{arch}.{r}.json")) as f:
-        rounds = json.load(f)["rounds"].get(key)
+    rounds = read_json(f"paired_torch.{arch}.{r}.json")["rounds"].get(key)
     if rounds is None:
         return None
     ratios = [h / t for h, t in zip(rounds["http_ms"], rounds["torch_ms"])]
@@ -82,7 +86,7 @@ for a in archs:
         if exists(f"{name}.{a}.1.csv"):
             add(f"{a}.{name}_ms", [hey(f"{name}.{a}.{r}")["p50_ms"] for r in runs])
     for key in ["predict", "gradient", "guided_backprop", "ig50_b16", "ig50_b50", "smoothgrad25_b16"]:
-        if key in json.load(open(os.path.join(raw, f"torch.{a}.1.json")))["ms"]:
+        if key in read_json(f"torch.{a}.1.json")["ms"]:
             add(f"{a}.torch_{key}_ms", [torch_ms(a, r, key) for r in runs])
     if exists(f"mirror.{a}.1.jsonl"):
         add(f"{a}.engine_guided_backprop_ms", [mirror(a, r)["guided-backprop"]["p50_ms"] for r in runs])
@@ -115,8 +119,7 @@ for a in archs:
         add(f"{a}.c16_over_ort_best", [hey(f"throughput_tensor_c16.{a}.{r}")["rps"] / max(ort(a, r)[c]["rps"] for c in [1, 4, 16])
                                        for r in runs])
 
-with open(os.path.join(raw, "memory.json")) as f:
-    memory = json.load(f)
+memory = read_json("memory.json")
 metrics = open(os.path.join(raw, "metrics.txt")).read()
 batches = int(re.search(r"^saliency_predict_batches_total (\d+)", metrics, re.M).group(1))
 samples = int(re.search(r"^saliency_predict_batched_samples_total (\d+)", metrics, re.M).group(1))
@@ -151,8 +154,7 @@ def cmd(args):
 
 cpu = next((l.split(":", 1)[1].strip() for l in cmd(["lscpu"]).splitlines() if l.startswith("Model name")), platform.processor())
 mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
-with open(os.path.join(raw, "torch.resnet18.1.json")) as f:
-    torch_info = json.load(f)
+torch_info = read_json("torch.resnet18.1.json")
 
 out = []
 w = out.append

@@ -22,8 +22,9 @@ Writes OUT_DIR/ARCH/{model.onnx,model.json,input.npy} and OUT_DIR/ARCH/torch.jso
 Paired mode: torch_baseline.py --paired SERVICE_URL OUT_DIR ROUNDS THREADS [--latency-only] ARCH [ARCH ...]
   Each round times PyTorch and the running service (model ARCH, the exported input as a tensor
   upload) side by side: guided backprop and gradient, and unless --latency-only integrated
-  gradients (a third as many rounds). This machine's speed drifts within a minute, so only figures
-  taken back to back compare fairly. Writes OUT_DIR/ARCH/paired.json.
+  gradients (a tenth as many rounds, at least 3). This machine's speed drifts within a minute, so
+  only figures taken back to back compare fairly. Reads the upload from OUT_DIR/ARCH/tensor.body
+  (bench/run.sh writes it with bench/multipart.sh); writes OUT_DIR/ARCH/paired.json.
 """
 import http.client
 import json
@@ -158,18 +159,6 @@ def main(out, repeats, threads, archs, latency_only):
         print(arch, {k: round(float(np.median(v)), 1) for k, v in timings.items()}, flush=True)
 
 
-BOUNDARY = "SALIENCYBENCH"
-
-
-def tensor_upload(path):
-    """A multipart body with the .npy file as the form's tensor part (as bench/multipart.sh writes it)."""
-    with open(path, "rb") as f:
-        npy = f.read()
-    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"tensor\"; filename=\"input.npy\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
-    return head + npy + f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
 def paired(service, out, rounds, threads, archs, latency_only):
     torch.set_num_threads(threads)
     url = urllib.parse.urlparse(service)
@@ -178,35 +167,40 @@ def paired(service, out, rounds, threads, archs, latency_only):
         folder = os.path.join(out, arch)
         model = build(arch)
         x = torch.from_numpy(np.load(os.path.join(folder, "input.npy")))
-        body = tensor_upload(os.path.join(folder, "input.npy"))
+        # The upload bench/run.sh wrote with bench/multipart.sh; its first line names the boundary.
+        with open(os.path.join(folder, "tensor.body"), "rb") as f:
+            body = f.read()
+        content_type = "multipart/form-data; boundary=" + body.split(b"\r\n", 1)[0][2:].decode()
+
+        def once(fn):
+            return lambda: timed(fn, 1, warmup=0)[0]
 
         def post(query):
-            def once():
-                connection.request("POST", f"/v1/models/{arch}/explain?{query}", body,
-                                   {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+            def request():
+                connection.request("POST", f"/v1/models/{arch}/explain?{query}", body, {"Content-Type": content_type})
                 response = connection.getresponse()
                 response.read()
                 if response.status != 200:
                     raise RuntimeError(f"{arch} {query}: HTTP {response.status}")
-            return once
+            return once(request)
 
+        # name -> (PyTorch's milliseconds, the service's milliseconds, rounds)
         pairs = {
-            "guided_backprop": (lambda: guided_backprop(model, x), post("format=npy"), rounds),
-            "gradient": (lambda: input_gradient(model, x), post("method=gradient&format=npy"), rounds),
+            "guided_backprop": (once(lambda: guided_backprop(model, x)), post("format=npy"), rounds),
+            "gradient": (once(lambda: input_gradient(model, x)), post("method=gradient&format=npy"), rounds),
         }
         if not latency_only:
-            pairs["ig50"] = (lambda: min(timed(lambda: integrated_gradients(model, x, 50, 16), 1, warmup=0)[0],
-                                         timed(lambda: integrated_gradients(model, x, 50, 50), 1, warmup=0)[0]),
+            # PyTorch's faster batching each round: 16 or all 50 steps per batch.
+            pairs["ig50"] = (lambda: min(once(lambda: integrated_gradients(model, x, 50, 16))(),
+                                         once(lambda: integrated_gradients(model, x, 50, 50))()),
                              post("method=integrated-gradients&steps=50&format=npy"), max(3, rounds // 10))
         result = {}
         for name, (theirs, ours, count) in pairs.items():
             torch_ms, http_ms = [], []
             for r in range(count + 1):  # the first round warms up
                 # Turn the order each round, so neither side always runs first.
-                sides = [(theirs, torch_ms), (ours, http_ms)][:: 1 if r % 2 else -1]
-                for fn, times in sides:
-                    # ig50's PyTorch side returns its faster batching's time; the others are timed here.
-                    ms = fn() if name == "ig50" and fn is theirs else timed(fn, 1, warmup=0)[0]
+                for measure, times in [(theirs, torch_ms), (ours, http_ms)][:: 1 if r % 2 else -1]:
+                    ms = measure()
                     if r:
                         times.append(ms)
             result[name] = {"torch_ms": torch_ms, "http_ms": http_ms}

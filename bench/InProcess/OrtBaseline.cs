@@ -41,14 +41,12 @@ public static class OrtBaseline
     }
 
     /// <summary>One <c>Run</c> of a ready input on the session's first input and output, as a user would call it: milliseconds.</summary>
-    public static double TimedRun(InferenceSession session, FloatTensor input)
+    public static double TimedRun(InferenceSession session, FloatTensor input) => Report.Milliseconds(() =>
     {
-        var start = Stopwatch.GetTimestamp();
         using var value = OrtValue.CreateTensorValueFromMemory(input.Data, input.Shape);
         using var runOptions = new RunOptions();
         using var results = session.Run(runOptions, [session.InputNames[0]], [value], [session.OutputNames[0]]);
-        return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-    }
+    });
 
     /// <summary>A session on the CPU provider with the service's default session options.</summary>
     public static (InferenceSession Session, string Provider) CpuSession(string modelPath) =>

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using SaliencyService.Explain.Tensors;
 
 namespace SaliencyService.Bench;
@@ -20,7 +19,7 @@ public static class PairedBaseline
         using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
 
         double Ort() => OrtBaseline.TimedRun(session, input);
-        double Post(string path) => Time(() =>
+        double Post(string path) => Report.Milliseconds(() =>
         {
             using var form = new MultipartFormDataContent { { new ByteArrayContent(inputBytes), "tensor", "input.npy" } };
             using var response = http.PostAsync(modelUrl + path, form).GetAwaiter().GetResult();
@@ -50,13 +49,6 @@ public static class PairedBaseline
         Report.Line(("ratio", "predict_over_ort"), ("median", MedianRatio(times["http_predict"], times["ort"])));
         Report.Line(("ratio", "guided_backprop_over_predict"), ("median", MedianRatio(times["http_guided_backprop"], times["http_predict"])));
         return 0;
-    }
-
-    private static double Time(Action once)
-    {
-        var start = Stopwatch.GetTimestamp();
-        once();
-        return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
     }
 
     private static double MedianRatio(List<double> ours, List<double> theirs) =>

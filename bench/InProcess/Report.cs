@@ -13,12 +13,15 @@ public static class Report
     public static double[] Time(int repeats, Action pass)
     {
         pass();
-        return Enumerable.Range(0, repeats).Select(_ =>
-        {
-            var start = Stopwatch.GetTimestamp();
-            pass();
-            return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-        }).Order().ToArray();
+        return Enumerable.Range(0, repeats).Select(_ => Milliseconds(pass)).Order().ToArray();
+    }
+
+    /// <summary>How long one call of <paramref name="pass"/> takes.</summary>
+    public static double Milliseconds(Action pass)
+    {
+        var start = Stopwatch.GetTimestamp();
+        pass();
+        return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
     }
 
     public static double Percentile(double[] sorted, double q) =>

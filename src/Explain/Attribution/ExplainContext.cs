@@ -70,6 +70,20 @@ public sealed class ExplainContext(ModelExplainer model, Tensor input, string? t
     /// </summary>
     public Tensor Gradients(Tensor inputs, RectifierRule rule)
     {
+        try
+        {
+            return GradientsInBatches(inputs, rule);
+        }
+        finally
+        {
+            // Batched passes leave hundreds of freed megabytes in the native heap: kept while such
+            // requests follow each other (their pages are reused), handed back once they pause.
+            Torch.NativeHeap.TrimWhenIdle(TimeSpan.FromSeconds(5));
+        }
+    }
+
+    private Tensor GradientsInBatches(Tensor inputs, RectifierRule rule)
+    {
         ResolveTarget();
         var count = inputs.shape[0];
         var parts = new List<Tensor>();

@@ -13,22 +13,6 @@ public static class Explainer
     public static AttributionMap Explain(ModelExplainer model, FloatTensor input, ExplainRequest request,
         IReadOnlyList<string>? labels, string layout, int maxBatch, CancellationToken cancellationToken = default)
     {
-        try
-        {
-            return Compute(model, input, request, labels, layout, maxBatch, cancellationToken);
-        }
-        finally
-        {
-            // Batched methods leave hundreds of freed megabytes in the native heap: kept while such
-            // requests follow each other (their pages are reused), handed back once they pause.
-            if (request.Method is AttributionMethod.IntegratedGradients or AttributionMethod.SmoothGrad)
-                Torch.NativeHeap.TrimWhenIdle(TimeSpan.FromSeconds(5));
-        }
-    }
-
-    private static AttributionMap Compute(ModelExplainer model, FloatTensor input, ExplainRequest request,
-        IReadOnlyList<string>? labels, string layout, int maxBatch, CancellationToken cancellationToken)
-    {
         using var scope = NewDisposeScope();
         var context = new ExplainContext(model, tensor(input.Data, input.Shape), request.Target, labels, maxBatch, cancellationToken);
         var (height, width) = layout == "NHWC" ? (input.Shape[1], input.Shape[2]) : (input.Shape[^2], input.Shape[^1]);
