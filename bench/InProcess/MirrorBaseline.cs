@@ -22,14 +22,15 @@ public static class MirrorBaseline
         using var onnx = new OnnxModel(session, provider);
         var input = Npy.Read(File.ReadAllBytes(inputPath), long.MaxValue);
         var preprocessing = new Preprocessing(onnx.Inputs[0].Name, "NCHW", (int)input.Shape[2], (int)input.Shape[3], "RGB", 1, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]);
-        var options = new ExplainOptions();
+        var options = new ExplainOptions { OrtBackward = Environment.GetEnvironmentVariable("SALIENCY_ORT_BACKWARD") != "0" };
         var started = Stopwatch.GetTimestamp();
-        var (explainer, descriptor) = new ExplainAnalysis(options).Analyse(modelPath, onnx, preprocessing, onnx.Outputs[0].Name);
+        var (explainer, descriptor) = new ExplainAnalysis(options, OrtBaseline.CpuSessions).Analyse(modelPath, onnx, preprocessing, onnx.Outputs[0].Name);
         Report.Line(("method", "import-analysis"), ("ms", Stopwatch.GetElapsedTime(started).TotalMilliseconds), ("parity", descriptor.ParityMaxAbsDiff ?? -1),
-            ("torch_threads", get_num_threads()));
+            ("torch_threads", get_num_threads()), ("backward", explainer?.BackwardPath ?? ""));
         using var owned = explainer ?? throw new InvalidOperationException(descriptor.Reason);
 
         Phases(explainer, input, repeats);
+        ReplayedVersusAutograd(explainer, input, repeats, options.MaxBatch);
         foreach (var name in methods)
         {
             var request = new ExplainRequest(AttributionMethods.Parse(name), null, 50, 25, 0.15, 1, AttributionMethod.GuidedBackprop, null);
@@ -37,6 +38,33 @@ public static class MirrorBaseline
             Report.Line(("method", name), ("p50_ms", Report.Percentile(times, 0.5)), ("min_ms", times[0]));
         }
         return 0;
+    }
+
+    /// <summary>
+    /// Guided backprop and IG(50) with the backward replayed over ONNX Runtime's forward vs
+    /// libtorch's autograd, on the same mirror, round after round (the order turning each round):
+    /// the median of the rounds' ratios.
+    /// </summary>
+    private static void ReplayedVersusAutograd(ModelExplainer replayed, FloatTensor input, int repeats, int maxBatch)
+    {
+        if (replayed.Backprop is null) return;
+        var autograd = new ModelExplainer(replayed.Mirror, replayed.Layers, replayed.DefaultLayer);  // shares the mirror: not disposed
+        foreach (var (method, rounds) in new[] { (AttributionMethod.GuidedBackprop, repeats), (AttributionMethod.IntegratedGradients, Math.Max(3, repeats / 10)) })
+        {
+            var request = new ExplainRequest(method, null, 50, 25, 0.15, 1, AttributionMethod.GuidedBackprop, null);
+            double Time(ModelExplainer engine) => Report.Milliseconds(() => Explainer.Explain(engine, input, request, null, "NCHW", maxBatch));
+            Time(replayed);
+            Time(autograd);
+            var pairs = Enumerable.Range(0, rounds).Select(round =>
+            {
+                if (round % 2 == 0) return (Replayed: Time(replayed), Autograd: Time(autograd));
+                var first = Time(autograd);
+                return (Replayed: Time(replayed), Autograd: first);
+            }).ToArray();
+            Report.Line(("replay", method.Name()), ("replayed_p50_ms", Report.Percentile(pairs.Select(p => p.Replayed).Order().ToArray(), 0.5)),
+                ("autograd_p50_ms", Report.Percentile(pairs.Select(p => p.Autograd).Order().ToArray(), 0.5)),
+                ("ratio", Report.Percentile(pairs.Select(p => p.Replayed / p.Autograd).Order().ToArray(), 0.5)));
+        }
     }
 
     /// <summary>The mirror's forward alone, and forward + backward under each rectifier rule: where explain time goes.</summary>

@@ -49,6 +49,8 @@ public static class OrtBaseline
     });
 
     /// <summary>A session on the CPU provider with the service's default session options.</summary>
-    public static (InferenceSession Session, string Provider) CpuSession(string modelPath) =>
-        new OnnxSessionFactory(new OnnxRuntimeOptions { ExecutionProvider = "cpu" }).Create(modelPath);
+    public static (InferenceSession Session, string Provider) CpuSession(string modelPath) => CpuSessions.Create(modelPath);
+
+    /// <summary>The service's session factory, on the CPU provider.</summary>
+    public static OnnxSessionFactory CpuSessions { get; } = new(new OnnxRuntimeOptions { ExecutionProvider = "cpu" });
 }

@@ -44,7 +44,7 @@ public static class ServiceRegistration
 
         services.AddSingleton(sp => new OnnxSessionFactory(sp.GetRequiredService<IOptions<SaliencyOptions>>().Value.OnnxRuntime));
         services.AddSingleton(sp => new StoreLayout(sp.GetRequiredService<IOptions<SaliencyOptions>>().Value.ModelStore));
-        services.AddSingleton(sp => new ExplainAnalysis(sp.GetRequiredService<IOptions<SaliencyOptions>>().Value.Explain));
+        services.AddSingleton(sp => new ExplainAnalysis(sp.GetRequiredService<IOptions<SaliencyOptions>>().Value.Explain, sp.GetRequiredService<OnnxSessionFactory>()));
         services.AddSingleton(sp =>
         {
             var o = sp.GetRequiredService<IOptions<SaliencyOptions>>().Value;

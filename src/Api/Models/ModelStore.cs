@@ -35,7 +35,8 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
             {
                 var model = loader.Open(Layout.ModelDirectory(name), name);
                 _models[name] = model;
-                logger.LogInformation("Loaded model {Model} ({Bytes} bytes, {Provider})", name, model.Descriptor.SizeBytes, model.Descriptor.ExecutionProvider);
+                logger.LogInformation("Loaded model {Model} ({Bytes} bytes, {Provider}; input gradients: {Backward})", name, model.Descriptor.SizeBytes,
+                    model.Descriptor.ExecutionProvider, model.Explainer?.BackwardPath ?? "not explainable");
             }
             catch (Exception e) when (e is ProblemException or IOException or UnauthorizedAccessException)
             {
@@ -93,7 +94,8 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
             _models.TryGetValue(name, out var previous);
             _models[name] = model;
             previous?.Retire();
-            logger.LogInformation("{Action} model {Model} (sha256 {Sha})", exists ? "Replaced" : "Imported", name, model.Descriptor.Sha256);
+            logger.LogInformation("{Action} model {Model} (sha256 {Sha}; input gradients: {Backward})", exists ? "Replaced" : "Imported", name,
+                model.Descriptor.Sha256, model.Explainer?.BackwardPath ?? "not explainable");
             return model.Descriptor;
         }
         finally

@@ -32,19 +32,22 @@ public sealed class ExplainContext(ModelExplainer model, Tensor input, string? t
     public Dictionary<string, Tensor> ForwardInput(Tensor x, RectifierRule rule)
     {
         var values = Model.Mirror.Forward(x, rule, CancellationToken);
-        if (_target is null)
-        {
-            var scores = values[Model.Mirror.ScoreName].detach().reshape(1, -1);
-            _target = Targets.Resolve(target, labels, scores);
-            Score = scores[0, _target.Value].item<float>();
-            Outputs = values[Model.Mirror.OutputName].detach().reshape(-1).data<float>().ToArray();
-        }
+        Resolve(values);
         return values;
     }
 
-    /// <summary>∂score[target]/∂input for the input itself: one forward, one backward.</summary>
+    /// <summary>
+    /// ∂score[target]/∂input for the input itself: one forward, one backward — both on ONNX
+    /// Runtime where the model has <see cref="ModelExplainer.Backprop"/>, else libtorch's autograd.
+    /// </summary>
     public Tensor InputGradient(RectifierRule rule)
     {
+        if (Model.Backprop is { } backprop)
+        {
+            var recorded = backprop.Forward(Input, CancellationToken);
+            Resolve(recorded);
+            return backprop.InputGradient(Input, recorded, Target, rule, CancellationToken);
+        }
         var x = Input.detach().requires_grad_();
         var values = ForwardInput(x, rule);
         values[Model.Mirror.ScoreName].reshape(1, -1)[0, Target].backward();
@@ -55,8 +58,23 @@ public sealed class ExplainContext(ModelExplainer model, Tensor input, string? t
     public void ResolveTarget()
     {
         if (_target is not null) return;
+        if (Model.Backprop is { } backprop)
+        {
+            Resolve(backprop.Forward(Input, CancellationToken));
+            return;
+        }
         using var noGrad = no_grad();
         ForwardInput(Input, RectifierRule.Gradient);
+    }
+
+    /// <summary>Takes the target, its score and the outputs from a forward of the input itself (the first one).</summary>
+    private void Resolve(IReadOnlyDictionary<string, Tensor> values)
+    {
+        if (_target is not null) return;
+        var scores = values[Model.Mirror.ScoreName].detach().reshape(1, -1);
+        _target = Targets.Resolve(target, labels, scores);
+        Score = scores[0, _target.Value].item<float>();
+        Outputs = values[Model.Mirror.OutputName].detach().reshape(-1).data<float>().ToArray();
     }
 
     /// <summary>Most samples run through the mirror at once (1 for fixed-batch models).</summary>
@@ -95,7 +113,8 @@ public sealed class ExplainContext(ModelExplainer model, Tensor input, string? t
                 parts.Add(GradientsOf(inputs.narrow(0, start, size), rule));
                 start += size;
             }
-            catch (Exception e) when (size > 1 && e is System.Runtime.InteropServices.ExternalException or ArgumentException)
+            catch (Exception e) when (size > 1 && e is System.Runtime.InteropServices.ExternalException or ArgumentException
+                                          or Microsoft.ML.OnnxRuntime.OnnxRuntimeException)
             {
                 MaxBatch = 1;
             }
@@ -108,6 +127,8 @@ public sealed class ExplainContext(ModelExplainer model, Tensor input, string? t
         // A pass's activations die with the pass, so the next chunk reuses their memory instead
         // of every chunk's activations living until the request ends.
         using var pass = NewDisposeScope();
+        if (Model.Backprop is { } backprop)
+            return backprop.InputGradient(batch, backprop.Forward(batch, CancellationToken), Target, rule, CancellationToken).MoveToOuterDisposeScope();
         var x = batch.detach().requires_grad_();
         var values = Model.Mirror.Forward(x, rule, CancellationToken);
         var scores = values[Model.Mirror.ScoreName].reshape(batch.shape[0], -1);

@@ -21,6 +21,13 @@ public sealed class ExplainOptions
     /// <summary>libtorch intra-op threads; 0 = one per core.</summary>
     public int TorchThreads { get; set; }
 
+    /// <summary>
+    /// Input gradients computed by ONNX Runtime (the served forward, then the mirror's backward
+    /// written as an ONNX graph) for models where the import probe shows them equal to libtorch
+    /// autograd's; off, or for other models, libtorch autograd computes them.
+    /// </summary>
+    public bool OrtBackward { get; set; } = true;
+
     /// <summary>Largest mirror-vs-runtime difference, relative to the output's scale, that is still explainable.</summary>
     public double ParityTolerance { get; set; } = 1e-3;
 }

@@ -4,7 +4,8 @@ using SaliencyService.Explain.Mirror;
 namespace SaliencyService.Explain.Engine;
 
 /// <summary>The explainable side of one served model: its mirror and what the import learnt about it.</summary>
-public sealed class ModelExplainer(GraphMirror mirror, IReadOnlyList<LayerDescriptor> layers, string? defaultLayer) : IDisposable
+public sealed class ModelExplainer(GraphMirror mirror, IReadOnlyList<LayerDescriptor> layers, string? defaultLayer,
+    OrtBackprop? backprop = null, string backwardPath = "libtorch autograd") : IDisposable
 {
     public GraphMirror Mirror { get; } = mirror;
 
@@ -13,5 +14,15 @@ public sealed class ModelExplainer(GraphMirror mirror, IReadOnlyList<LayerDescri
 
     public string? DefaultLayer { get; } = defaultLayer;
 
-    public void Dispose() => Mirror.Dispose();
+    /// <summary>Input gradients computed by ONNX Runtime, where the import showed them equal to libtorch autograd's; else null.</summary>
+    public OrtBackprop? Backprop { get; } = backprop;
+
+    /// <summary>How input gradients are computed, and why (for the log).</summary>
+    public string BackwardPath { get; } = backwardPath;
+
+    public void Dispose()
+    {
+        Backprop?.Dispose();
+        Mirror.Dispose();
+    }
 }

@@ -33,24 +33,31 @@ public sealed class OnnxModel : IDisposable
     public FloatTensor Run(string inputName, FloatTensor input, string outputName, CancellationToken cancellationToken = default)
     {
         using var value = OrtValue.CreateTensorValueFromMemory(input.Data, input.Shape);
-        using var runOptions = new RunOptions();
-        using var terminate = cancellationToken.Register(() => runOptions.Terminate = true);
-        cancellationToken.ThrowIfCancellationRequested();
-        IDisposableReadOnlyCollection<OrtValue> results;
-        try
-        {
-            results = _session.Run(runOptions, [inputName], [value], [outputName]);
-        }
-        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
-        {
-            throw new OperationCanceledException(cancellationToken);
-        }
-        using var owned = results;
+        using var results = Cancellable(runOptions => _session.Run(runOptions, [inputName], [value], [outputName]), cancellationToken);
         var output = results[0];
         var info = output.GetTensorTypeAndShape();
         if (info.ElementDataType != TensorElementType.Float)
             throw ProblemException.Unprocessable($"Output '{outputName}' is {info.ElementDataType}; only float32 outputs can be scored.");
         return new FloatTensor(output.GetTensorDataAsSpan<float>().ToArray(), info.Shape);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="run"/> with options whose terminate flag a cancellation sets, so ONNX
+    /// Runtime stops mid-graph; a run stopped that way throws <see cref="OperationCanceledException"/>.
+    /// </summary>
+    internal static T Cancellable<T>(Func<RunOptions, T> run, CancellationToken cancellationToken)
+    {
+        using var runOptions = new RunOptions();
+        using var terminate = cancellationToken.Register(() => runOptions.Terminate = true);
+        cancellationToken.ThrowIfCancellationRequested();
+        try
+        {
+            return run(runOptions);
+        }
+        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException(cancellationToken);
+        }
     }
 
     public void Dispose() => _session.Dispose();

@@ -29,20 +29,25 @@ public sealed class OnnxSessionFactory
 
     /// <summary>Creates a session; ONNX Runtime's own message explains a model it refuses.</summary>
     /// <exception cref="OnnxRuntimeException">The file is not a model this runtime can run.</exception>
-    public (InferenceSession Session, string Provider) Create(string modelPath)
+    public (InferenceSession Session, string Provider) Create(string modelPath) => Create(options => new InferenceSession(modelPath, options));
+
+    /// <summary>Creates a session on a model held in memory (one the service wrote), as <see cref="Create(string)"/> does.</summary>
+    public (InferenceSession Session, string Provider) Create(byte[] model) => Create(options => new InferenceSession(model, options));
+
+    private (InferenceSession Session, string Provider) Create(Func<SessionOptions, InferenceSession> open)
     {
         if (PreferredProvider.Provider == Cuda)
         {
             try
             {
-                return (new InferenceSession(modelPath, Options(cuda: true)), Cuda);
+                return (open(Options(cuda: true)), Cuda);
             }
             catch (OnnxRuntimeException) when (!_options.ExecutionProvider.Equals("cuda", StringComparison.OrdinalIgnoreCase))
             {
                 // A model CUDA cannot place still runs on CPU; a broken model fails again below.
             }
         }
-        return (new InferenceSession(modelPath, Options(cuda: false)), Cpu);
+        return (open(Options(cuda: false)), Cpu);
     }
 
     private SessionOptions Options(bool cuda)

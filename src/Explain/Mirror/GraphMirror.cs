@@ -11,7 +11,7 @@ namespace SaliencyService.Explain.Mirror;
 /// constant are evaluated once while building. Running it with a <see cref="RectifierRule"/> gives
 /// a forward pass whose backward follows that rule at every rectifier.
 /// </summary>
-public sealed class GraphMirror : IDisposable
+public sealed partial class GraphMirror : IDisposable
 {
     private readonly Dictionary<string, Tensor> _constants;
     private readonly IReadOnlyList<Step> _steps;
@@ -128,7 +128,7 @@ public sealed class GraphMirror : IDisposable
                         for (var o = 0; o < node.Output.Count && o < outputs.Length; o++)
                             if (node.Output[o].Length > 0) constants[node.Output[o]] = Keep(outputs[o]);
                     }
-                    else steps.Add(new Step(node.Input.ToArray(), node.Output.ToArray(), kernel));
+                    else steps.Add(new Step(node.OpType, node.Input.ToArray(), node.Output.ToArray(), kernel, OpRegistry.Gradient(context)));
                 }
                 catch (UnsupportedOperatorException e)
                 {
@@ -193,7 +193,7 @@ public sealed class GraphMirror : IDisposable
     /// <summary>A handle of its own for a tensor the mirror keeps, outside every dispose scope.</summary>
     private static Tensor Keep(Tensor tensor) => tensor.detach().DetachFromDisposeScope();
 
-    private sealed record Step(string[] Inputs, string[] Outputs, OpKernel Kernel);
+    private sealed record Step(string OpType, string[] Inputs, string[] Outputs, OpKernel Kernel, GradientRule? Gradient);
 }
 
 /// <summary>A built mirror, or the operators that kept it from being built.</summary>

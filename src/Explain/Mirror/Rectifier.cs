@@ -48,6 +48,30 @@ public static class Rectifier
         _ => throw new ArgumentOutOfRangeException(nameof(rule)),
     };
 
+    /// <summary>
+    /// The rectifier's backward in the backward graph, from its recorded output y ∈ [0, upper]:
+    /// max(gradient, floor) where 0 &lt; y &lt; upper (libtorch's relu and hardtanh backward gate the
+    /// same way), everywhere when the gate is open (deconvnet). The gate is min(2¹²⁶·(y + open), 1)
+    /// (times the same of upper − y for ReLU6): 1 for any normal float, 0 at 0, in ONNX Runtime's
+    /// vectorised arithmetic rather than its slower comparisons and selects (only subnormal
+    /// activations, below 10⁻³⁸, would pass a fraction).
+    /// </summary>
+    public static GradientRule Gradient(double upper) => new((graph, node) =>
+    {
+        var y = graph.Recorded(node.Outputs[0]);
+        string Gate(string distance) => graph.Node("Min", [graph.Node("Mul", [distance, graph.Scalar(GateScale)]), graph.Scalar(1)]);
+        var gate = Gate(graph.Node("Add", [y, BackwardGraph.Open]));
+        if (!double.IsPositiveInfinity(upper))
+        {
+            var ceiling = graph.Node("Add", [graph.Scalar((float)upper), graph.Node("Mul", [BackwardGraph.Open, graph.Scalar(1e30f)])]);
+            gate = graph.Node("Mul", [gate, Gate(graph.Node("Sub", [ceiling, y]))]);
+        }
+        return [graph.Node("Mul", [graph.Node("Max", [node.OutputGradients[0]!, BackwardGraph.Floor]), gate])];
+    });
+
+    /// <summary>2¹²⁶: maps the smallest normal float to 1 or more.</summary>
+    private const float GateScale = 8.507059e37f;
+
     private static Tensor Rectify(Tensor x, double upper) => double.IsPositiveInfinity(upper) ? x.relu() : x.clamp(0, upper);
 
     /// <summary>Identity forward; backward keeps only the positive part of the gradient (a singleton: it has no state).</summary>

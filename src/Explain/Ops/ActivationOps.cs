@@ -10,6 +10,11 @@ internal static class ActivationOps
     [OnnxOp("Relu")]
     private static OpKernel Relu(OpContext node) => (x, rule) => [Rectifier.Apply(x[0]!, double.PositiveInfinity, rule)];
 
+    /// <summary>Rectifiers (Relu, Clip with min 0) back-propagate from their recorded output.</summary>
+    [OnnxGradient("Relu")]
+    [OnnxGradient("Clip")]
+    private static GradientRule? RectifierGradient(OpContext node) => Rectifier.UpperBound(node) is { } upper ? Rectifier.Gradient(upper) : null;
+
     /// <summary>Clip with min 0 is a rectifier (ReLU6); any other Clip is a plain clamp.</summary>
     [OnnxOp("Clip")]
     private static OpKernel ClipAttributes(OpContext node)

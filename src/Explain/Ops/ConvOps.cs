@@ -36,6 +36,47 @@ internal static class ConvOps
     }
 
     /// <summary>
+    /// With constant weights, ∂input is the transposed convolution of the output's gradient. At
+    /// stride 1 it is written as a plain convolution with the kernel flipped and its channel axes
+    /// swapped (ONNX Runtime's fastest kernels); otherwise as ConvTranspose, whose output_padding
+    /// restores the rows the stride dropped.
+    /// </summary>
+    [OnnxGradient("Conv")]
+    private static GradientRule? ConvGradient(OpContext node)
+    {
+        if (node.Constant(1) is null) return null;
+        var (spatial, strides, dilations, pads, autoPad, group) = ConvAttributes.From(node);
+        return new((graph, n) =>
+        {
+            var w = n.Constants[1]!;
+            var (input, output) = (n.InputShapes[0]!, n.OutputShapes[0]!);
+            var kernel = w.shape[2..];
+            var (begin, end) = Padding.Resolve(autoPad, pads, input[2..], kernel, strides, dilations);
+            var reach = Enumerable.Range(0, spatial).Select(i => dilations[i] * (kernel[i] - 1)).ToArray();
+            var common = new[] { BackwardGraph.Attribute("group", group), BackwardGraph.Attribute("dilations", dilations), BackwardGraph.Attribute("kernel_shape", kernel) };
+            var gradient = n.OutputGradients[0]!;
+            if (strides.All(s => s == 1) && Enumerable.Range(0, spatial).All(i => begin[i] <= reach[i] && end[i] <= reach[i]))
+            {
+                var flipped = SwapChannels(w, group).flip(Enumerable.Range(2, spatial).Select(d => (long)d).ToArray());
+                long[] flippedPads = [.. reach.Zip(begin, (r, b) => r - b), .. reach.Zip(end, (r, e) => r - e)];
+                return [graph.Node("Conv", [gradient, graph.Constant(flipped)], [.. common, BackwardGraph.Attribute("pads", flippedPads)]), null, null];
+            }
+            var outputPadding = Enumerable.Range(0, spatial)
+                .Select(i => input[2 + i] - ((output[2 + i] - 1) * strides[i] - begin[i] - end[i] + reach[i] + 1)).ToArray();
+            return [graph.Node("ConvTranspose", [gradient, graph.Constant(w)], [.. common, BackwardGraph.Attribute("strides", strides),
+                BackwardGraph.Attribute("pads", [.. begin, .. end]), BackwardGraph.Attribute("output_padding", outputPadding)]), null, null];
+        });
+    }
+
+    /// <summary>A weight [out, in/group, k…] as the weight of the map back: [in, out/group, k…].</summary>
+    private static Tensor SwapChannels(Tensor w, long group)
+    {
+        var (outputs, inputsPerGroup) = (w.shape[0], w.shape[1]);
+        return w.reshape([group, outputs / group, inputsPerGroup, .. w.shape[2..]]).transpose(1, 2)
+            .reshape([group * inputsPerGroup, outputs / group, .. w.shape[2..]]);
+    }
+
+    /// <summary>
     /// Computed as the full transposed convolution, then zero-extended by output_padding and
     /// cropped by the pads, so that asymmetric pads and output_shape need no special case.
     /// </summary>

@@ -13,6 +13,34 @@ internal static class ElementwiseOps
     [OnnxOp("Sub", 7)]
     private static OpKernel Sub(OpContext node) => (x, _) => [x[0]! - x[1]!];
 
+    /// <summary>Each addend gets the gradient, summed over the axes it was broadcast along.</summary>
+    [OnnxGradient("Add")]
+    [OnnxGradient("Sum")]
+    private static GradientRule AddGradient(OpContext node) => new((graph, n) =>
+        n.InputShapes.Select((shape, i) => n.Wanted[i] ? graph.SumToShape(n.OutputGradients[0]!, n.OutputShapes[0]!, shape!) : null).ToArray());
+
+    [OnnxGradient("Sub")]
+    private static GradientRule SubGradient(OpContext node) => new((graph, n) =>
+    [
+        n.Wanted[0] ? graph.SumToShape(n.OutputGradients[0]!, n.OutputShapes[0]!, n.InputShapes[0]!) : null,
+        n.Wanted[1] ? graph.Node("Neg", [graph.SumToShape(n.OutputGradients[0]!, n.OutputShapes[0]!, n.InputShapes[1]!)]) : null,
+    ]);
+
+    /// <summary>∂a = G·b, ∂b = G·a (each summed back to its shape); a computed factor is recorded.</summary>
+    [OnnxGradient("Mul")]
+    private static GradientRule MulGradient(OpContext node) => new((graph, n) =>
+    {
+        string Factor(int i) => n.Constants[i] is { } c ? graph.Constant(c) : graph.Recorded(n.Inputs[i]);
+        return [.. Enumerable.Range(0, 2).Select(i => n.Wanted[i]
+            ? graph.SumToShape(graph.Node("Mul", [n.OutputGradients[0]!, Factor(1 - i)]), n.OutputShapes[0]!, n.InputShapes[i]!)
+            : null)];
+    });
+
+    /// <summary>Division by a constant: ∂a = G / b.</summary>
+    [OnnxGradient("Div")]
+    private static GradientRule? DivGradient(OpContext node) => node.Constant(1) is null ? null : new((graph, n) =>
+        [graph.SumToShape(graph.Node("Div", [n.OutputGradients[0]!, graph.Constant(n.Constants[1]!)]), n.OutputShapes[0]!, n.InputShapes[0]!), null]);
+
     [OnnxOp("Mul", 7)]
     private static OpKernel Mul(OpContext node) => (x, _) => [x[0]! * x[1]!];
 

@@ -11,6 +11,22 @@ internal static class NormalizationOps
     /// y = x·a + b with a = scale/√(var+ε), b = B − mean·a, folded once when the statistics are
     /// constant. Opsets 7–8 may set spatial = 0: statistics per activation instead of per channel.
     /// </summary>
+    /// <summary>With constant statistics, inference BatchNorm is x·a + b per channel: ∂x = G·a.</summary>
+    [OnnxGradient("BatchNormalization")]
+    private static GradientRule? BatchNormalizationGradient(OpContext node)
+    {
+        if (!Enumerable.Range(1, 4).All(i => node.Constant(i) is not null)) return null;
+        var epsilon = node.Attributes.Float("epsilon", 1e-5f);
+        var spatial = node.Opset >= 9 || node.Attributes.Int("spatial", 1) != 0;
+        return new((graph, n) =>
+        {
+            var a = n.Constants[1]! / (n.Constants[4]! + epsilon).sqrt();
+            var rank = n.InputShapes[0]!.Length;
+            var shaped = spatial ? a.reshape([1, -1, .. Enumerable.Repeat(1L, rank - 2)]) : a.unsqueeze(0);
+            return [graph.Node("Mul", [n.OutputGradients[0]!, graph.Constant(shaped)]), null, null, null, null];
+        });
+    }
+
     [OnnxOp("BatchNormalization", 7)]
     private static OpKernel BatchNormalization(OpContext node)
     {

@@ -29,6 +29,31 @@ internal static class PadOps
         };
     }
 
+    /// <summary>
+    /// Constant padding with constant pads: the gradient is padded back by the negated pads (ONNX
+    /// Pad crops where pads are negative), which drops the padded cells and restores cropped ones as 0.
+    /// </summary>
+    [OnnxGradient("Pad")]
+    private static GradientRule? PadGradient(OpContext node)
+    {
+        if (node.Attributes.String("mode", "constant") != "constant") return null;
+        var pads = node.Opset < 11 ? node.Attributes.Ints("pads") : node.Constant(1) is { } p ? OpHelpers.Longs(p) : null;
+        if (pads is null || node.HasInput(3) && node.Constant(3) is null) return null;
+        var axes = node.Opset >= 11 && node.Constant(3) is { } a ? OpHelpers.Longs(a) : null;
+        return new((graph, n) =>
+        {
+            var rank = n.InputShapes[0]!.Length;
+            var axisList = (axes ?? Enumerable.Range(0, rank).Select(i => (long)i).ToArray()).Select(i => OpHelpers.Axis(i, rank)).ToArray();
+            var back = new long[2 * rank];
+            for (var i = 0; i < axisList.Length; i++)
+            {
+                back[axisList[i]] = -pads[i];
+                back[rank + axisList[i]] = -pads[axisList.Length + i];
+            }
+            return [graph.Node("Pad", [n.OutputGradients[0]!, graph.Ints(back)]), null, null, null];
+        });
+    }
+
     private static PaddingModes Mode(OpContext node) => node.Attributes.String("mode", "constant") switch
     {
         "constant" => PaddingModes.Constant,

@@ -25,6 +25,25 @@ internal static class PoolOps
         };
     }
 
+    /// <summary>
+    /// Each output's gradient goes to the input cell its maximum came from: the flat indices
+    /// ONNX Runtime's forward records as MaxPool's second output, summed where windows overlap.
+    /// </summary>
+    [OnnxGradient("MaxPool")]
+    private static GradientRule? MaxPoolGradient(OpContext node) => node.Opset < 8 ? null : new((graph, n) =>
+    {
+        var input = n.InputShapes[0]!;
+        var gradient = n.OutputGradients[0]!;
+        var shape = input[0] >= 0 ? graph.Ints(input)
+            : graph.Node("Concat", [graph.Node("Shape", [gradient], BackwardGraph.Attribute("end", 1)), graph.Ints(input[1..])], BackwardGraph.Attribute("axis", 0));
+        var zeros = graph.Node("ConstantOfShape", [graph.Node("ReduceProd", [shape], BackwardGraph.Attribute("keepdims", 1))]);
+        var flat = graph.Ints(-1);
+        var scattered = graph.Node("ScatterElements",
+            [zeros, graph.Node("Reshape", [graph.RecordedIndices(n.Outputs[0]), flat]), graph.Node("Reshape", [gradient, flat])],
+            BackwardGraph.Attribute("axis", 0), BackwardGraph.Attribute("reduction", "add"));
+        return [graph.Node("Reshape", [scattered, shape])];
+    });
+
     [OnnxOp("AveragePool")]
     private static OpKernel AveragePool(OpContext node)
     {
@@ -37,21 +56,61 @@ internal static class PoolOps
             var spatial = input.shape[2..];
             var (begin, end) = window.Pads(spatial);
             var sums = Pool(F.pad(input, Padding.TorchOrder(begin, end)), window, max: false);
-
-            // How many values each window averages: the input's cells, plus the explicit pads
-            // when they count; never the extra end pad of ceil_mode.
-            var mask = ones([1, 1, .. spatial], input.dtype);
-            if (includePad)
-            {
-                var (explicitBegin, explicitEnd) = window.ExplicitPads(spatial);
-                mask = F.pad(mask, Padding.TorchOrder(explicitBegin, explicitEnd), value: 1);
-                mask = F.pad(mask, Padding.TorchOrder(new long[spatial.Length], end.Zip(explicitEnd, (e, x) => e - x).ToArray()));
-            }
-            else mask = F.pad(mask, Padding.TorchOrder(begin, end));
-            var counts = Pool(mask, window, max: false);
-            return [sums / counts];
+            return [sums / Counts(window, spatial, includePad)];
         };
     }
+
+    /// <summary>
+    /// Each input cell gets the gradient of every window it is in, over that window's count: a
+    /// depthwise transposed convolution with a kernel of ones of the gradient over the counts.
+    /// </summary>
+    [OnnxGradient("AveragePool")]
+    private static GradientRule? AveragePoolGradient(OpContext node)
+    {
+        var window = Window.From(node);
+        if (window.Dilations.Any(d => d != 1)) return null;
+        var includePad = node.Attributes.Int("count_include_pad", 0) != 0;
+        return new((graph, n) =>
+        {
+            var (input, output) = (n.InputShapes[0]!, n.OutputShapes[0]!);
+            var spatial = input[2..];
+            var (begin, end) = window.Pads(spatial);
+            var shares = graph.Node("Div", [n.OutputGradients[0]!, graph.Constant(Counts(window, spatial, includePad))]);
+            var kernel = ones([input[1], 1, .. window.Kernel]);
+            var outputPadding = Enumerable.Range(0, spatial.Length)
+                .Select(i => spatial[i] - ((output[2 + i] - 1) * window.Strides[i] - begin[i] - end[i] + window.Kernel[i])).ToArray();
+            return [graph.Node("ConvTranspose", [shares, graph.Constant(kernel)], BackwardGraph.Attribute("group", input[1]),
+                BackwardGraph.Attribute("kernel_shape", window.Kernel), BackwardGraph.Attribute("strides", window.Strides),
+                BackwardGraph.Attribute("pads", [.. begin, .. end]), BackwardGraph.Attribute("output_padding", outputPadding))];
+        });
+    }
+
+    /// <summary>
+    /// How many values each window averages ([1, 1, out…]): the input's cells, plus the explicit
+    /// pads when they count; never the extra end pad of ceil_mode.
+    /// </summary>
+    private static Tensor Counts(Window window, long[] spatial, bool includePad)
+    {
+        var (begin, end) = window.Pads(spatial);
+        var mask = ones([1, 1, .. spatial]);
+        if (includePad)
+        {
+            var (explicitBegin, explicitEnd) = window.ExplicitPads(spatial);
+            mask = F.pad(mask, Padding.TorchOrder(explicitBegin, explicitEnd), value: 1);
+            mask = F.pad(mask, Padding.TorchOrder(new long[spatial.Length], end.Zip(explicitEnd, (e, x) => e - x).ToArray()));
+        }
+        else mask = F.pad(mask, Padding.TorchOrder(begin, end));
+        return Pool(mask, window, max: false);
+    }
+
+    /// <summary>Every cell gets its channel's gradient over the cell count (a broadcast product).</summary>
+    [OnnxGradient("GlobalAveragePool")]
+    private static GradientRule GlobalAveragePoolGradient(OpContext node) => new((graph, n) =>
+    {
+        var spatial = n.InputShapes[0]![2..];
+        var share = full([1, 1, .. spatial], 1.0 / spatial.Aggregate(1L, (p, d) => p * d), ScalarType.Float32);
+        return [graph.Node("Mul", [n.OutputGradients[0]!, graph.Constant(share)])];
+    });
 
     [OnnxOp("GlobalAveragePool")]
     private static OpKernel GlobalAveragePool(OpContext node) => (x, _) =>

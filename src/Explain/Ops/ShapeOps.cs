@@ -11,6 +11,16 @@ namespace SaliencyService.Explain.Ops;
 /// </summary>
 internal static class ShapeOps
 {
+    /// <summary>Nodes that only reshape their first input pass the gradient back in that input's shape.</summary>
+    [OnnxGradient("Identity")]
+    [OnnxGradient("Dropout")]
+    [OnnxGradient("Flatten")]
+    [OnnxGradient("Reshape")]
+    [OnnxGradient("Squeeze")]
+    [OnnxGradient("Unsqueeze")]
+    private static GradientRule ReshapeGradient(OpContext node) => new((graph, n) =>
+        n.Inputs.Select((_, i) => i == 0 ? graph.Reshape(n.OutputGradients[0]!, n.OutputShapes[0]!, n.InputShapes[0]!) : null).ToArray());
+
     [OnnxOp("Identity")]
     private static OpKernel Identity(OpContext node) => (x, _) => [x[0]!];
 
@@ -98,6 +108,38 @@ internal static class ShapeOps
     {
         var perm = node.Attributes.Ints("perm");
         return (x, _) => [x[0]!.permute(perm ?? Enumerable.Range(0, (int)x[0]!.dim()).Reverse().Select(d => (long)d).ToArray())];
+    }
+
+    /// <summary>The gradient split back into the parts' sizes along the axis.</summary>
+    [OnnxGradient("Concat")]
+    private static GradientRule ConcatGradient(OpContext node)
+    {
+        var axis = node.Attributes.Int("axis", 0);
+        return new((graph, n) =>
+        {
+            var present = Enumerable.Range(0, n.Inputs.Length).Where(i => n.InputShapes[i] is not null).ToArray();
+            var rank = n.OutputShapes[0]!.Length;
+            var a = (int)OpHelpers.Axis(axis, rank);
+            var sizes = present.Select(i => n.InputShapes[i]!.Length == rank ? n.InputShapes[i]![a] : 1).ToArray();
+            var parts = graph.Nodes("Split", [n.OutputGradients[0]!, graph.Ints(sizes)], present.Length, BackwardGraph.Attribute("axis", a));
+            var gradients = new string?[n.Inputs.Length];
+            for (var k = 0; k < present.Length; k++) gradients[present[k]] = parts[k];
+            return gradients;
+        });
+    }
+
+    /// <summary>The gradient transposed back by the inverse permutation.</summary>
+    [OnnxGradient("Transpose")]
+    private static GradientRule TransposeGradient(OpContext node)
+    {
+        var perm = node.Attributes.Ints("perm");
+        return new((graph, n) =>
+        {
+            var order = perm ?? Enumerable.Range(0, n.InputShapes[0]!.Length).Reverse().Select(d => (long)d).ToArray();
+            var inverse = new long[order.Length];
+            for (var i = 0; i < order.Length; i++) inverse[order[i]] = i;
+            return [graph.Node("Transpose", [n.OutputGradients[0]!], BackwardGraph.Attribute("perm", inverse))];
+        });
     }
 
     [OnnxOp("Concat", 4)]

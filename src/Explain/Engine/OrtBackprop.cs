@@ -1,0 +1,148 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Google.Protobuf;
+using Microsoft.ML.OnnxRuntime;
+using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Onnx.Proto;
+using static TorchSharp.torch;
+using TensorElementType = Microsoft.ML.OnnxRuntime.Tensors.TensorElementType;
+
+namespace SaliencyService.Explain.Engine;
+
+/// <summary>
+/// Input gradients computed by ONNX Runtime end to end: the served model's forward, with the
+/// values the backward reads added as outputs, then the mirror's backward graph
+/// (<see cref="GraphMirror.WriteBackward"/>) on them. ONNX Runtime reads and writes libtorch
+/// tensors in place, so nothing is copied between the two sessions.
+/// </summary>
+public sealed class OrtBackprop : IDisposable
+{
+    private readonly InferenceSession _forward;
+    private readonly InferenceSession _backward;
+    private readonly GraphMirror _mirror;
+    private readonly string[] _recorded;
+    private readonly string[] _backwardInputs;
+    private readonly Dictionary<string, TensorInfo> _shapes;
+
+    private OrtBackprop(InferenceSession forward, InferenceSession backward, GraphMirror mirror, string[] recorded,
+        string[] backwardInputs, Dictionary<string, TensorInfo> shapes)
+    {
+        (_forward, _backward, _mirror) = (forward, backward, mirror);
+        (_recorded, _backwardInputs, _shapes) = (recorded, backwardInputs, shapes);
+    }
+
+    /// <summary>How many values each forward records for the backward.</summary>
+    public int RecordedCount => _backwardInputs.Length;
+
+    /// <param name="model">The served model.</param>
+    /// <param name="sampleShape">The input's shape for one sample.</param>
+    /// <param name="batched">Whether the model takes batches (its first input dimension is free).</param>
+    /// <param name="open">Creates a session with the served session's options.</param>
+    /// <exception cref="NotSupportedException">The backward cannot be written for this model.</exception>
+    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, long[] sampleShape, bool batched, Func<byte[], InferenceSession> open)
+    {
+        var shapes = mirror.BatchShapes(sampleShape, batched);
+        var (backwardModel, graph) = mirror.WriteBackward(shapes);
+        foreach (var output in graph.MaxPoolIndices)
+            shapes[BackwardGraph.IndicesOf(output)] = new TensorInfo(shapes[output].Shape, ScalarType.Int64);
+        var backwardInputs = graph.RecordedValues.Concat(graph.MaxPoolIndices.Select(BackwardGraph.IndicesOf)).ToArray();
+        var recorded = backwardInputs.Where(n => n != mirror.InputName).Append(mirror.ScoreName).Append(mirror.OutputName).Distinct().ToArray();
+
+        var forward = model.Clone();
+        foreach (var output in graph.MaxPoolIndices)
+            forward.Graph.Node.Single(n => n.OpType == "MaxPool" && n.Output[0] == output).Output.Add(BackwardGraph.IndicesOf(output));
+        var outputs = forward.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var name in recorded.Where(n => !outputs.Contains(n)))
+        {
+            var type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)ElementType(shapes[name].Type) } };
+            forward.Graph.Output.Add(new ValueInfoProto { Name = name, Type = type });
+        }
+
+        var forwardSession = open(forward.ToByteArray());
+        try
+        {
+            return new OrtBackprop(forwardSession, open(backwardModel.ToByteArray()), mirror, recorded, backwardInputs, shapes);
+        }
+        catch
+        {
+            forwardSession.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The served model's forward on <paramref name="input"/> ([n, ...], float32): the values the
+    /// backward reads, the score and the output, by name. Call inside a dispose scope.
+    /// </summary>
+    public Dictionary<string, Tensor> Forward(Tensor input, CancellationToken cancellationToken = default)
+    {
+        var values = _recorded.ToDictionary(n => n, n => Allocate(n, input.shape[0]), StringComparer.Ordinal);
+        Run(_forward, [_mirror.InputName], [input.contiguous()], _recorded, _recorded.Select(n => values[n]).ToArray(), cancellationToken);
+        return values;
+    }
+
+    /// <summary>∂score[target]/∂input for every sample, from the <see cref="Forward"/> of the same input.</summary>
+    public Tensor InputGradient(Tensor input, IReadOnlyDictionary<string, Tensor> recorded, long target, RectifierRule rule,
+        CancellationToken cancellationToken = default)
+    {
+        var score = recorded[_mirror.ScoreName];
+        var seed = zeros(input.shape[0], score.NumberOfElements / input.shape[0]);
+        seed.select(1, target).fill_(1);
+        var gradient = empty(input.shape);
+        string[] names = [.. _backwardInputs, BackwardGraph.Seed, BackwardGraph.Floor, BackwardGraph.Open];
+        Tensor[] values =
+        [
+            .. _backwardInputs.Select(n => n == _mirror.InputName ? input.contiguous() : recorded[n]),
+            seed.reshape(score.shape),
+            tensor(rule == RectifierRule.Gradient ? float.NegativeInfinity : 0f),
+            tensor(rule == RectifierRule.Deconvnet ? 1f : 0f),
+        ];
+        Run(_backward, names, values, [BackwardGraph.InputGradient], [gradient], cancellationToken);
+        return gradient;
+    }
+
+    public void Dispose()
+    {
+        _forward.Dispose();
+        _backward.Dispose();
+    }
+
+    private Tensor Allocate(string name, long batch) =>
+        empty(_shapes[name].Shape.Select(d => d < 0 ? batch : d).ToArray(), _shapes[name].Type);
+
+    private static void Run(InferenceSession session, string[] inputNames, Tensor[] inputs, string[] outputNames, Tensor[] outputs,
+        CancellationToken cancellationToken)
+    {
+        var values = new List<OrtValue>(inputs.Length + outputs.Length);
+        try
+        {
+            values.AddRange(inputs.Concat(outputs).Select(Wrap));
+            OnnxModel.Cancellable(runOptions =>
+            {
+                session.Run(runOptions, inputNames, values.Take(inputs.Length).ToArray(), outputNames, values.Skip(inputs.Length).ToArray());
+                return true;
+            }, cancellationToken);
+        }
+        finally
+        {
+            foreach (var value in values) value.Dispose();
+        }
+    }
+
+    /// <summary>An ONNX Runtime view of a contiguous libtorch tensor's memory.</summary>
+    private static unsafe OrtValue Wrap(Tensor tensor)
+    {
+        var bytes = tensor.bytes;
+        var address = (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(bytes));
+        return OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, ElementType(tensor.dtype), tensor.shape, address, bytes.Length);
+    }
+
+    private static TensorElementType ElementType(ScalarType type) => type switch
+    {
+        ScalarType.Float32 => TensorElementType.Float,
+        ScalarType.Int64 => TensorElementType.Int64,
+        ScalarType.Bool => TensorElementType.Bool,
+        _ => throw new NotSupportedException($"ONNX Runtime cannot record a {type} value."),
+    };
+}

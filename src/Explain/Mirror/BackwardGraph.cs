@@ -1,0 +1,184 @@
+using System.Runtime.InteropServices;
+using Google.Protobuf;
+using SaliencyService.Explain.Onnx.Proto;
+using static TorchSharp.torch;
+using DataType = SaliencyService.Explain.Onnx.Proto.TensorProto.Types.DataType;
+
+namespace SaliencyService.Explain.Mirror;
+
+/// <summary>
+/// The backward of a mirrored model as an ONNX graph, for ONNX Runtime to run with its prepacked,
+/// fused kernels. Its inputs are the forward values the rules read (recorded by ONNX Runtime's own
+/// forward of the served model), the score's gradient and the rectifier rule's two flags; its
+/// output is the gradient of the model input. Rules add nodes through this class.
+/// </summary>
+public sealed class BackwardGraph
+{
+    public const int Opset = 17;
+    public const string Seed = "backward::seed";
+    /// <summary>Float scalar input: rectifiers pass max(gradient, floor) — 0 for guided backprop and deconvnet, −∞ else.</summary>
+    public const string Floor = "backward::floor";
+    /// <summary>Float scalar input: 1 opens every rectifier's gate (deconvnet), 0 gates by the activation.</summary>
+    public const string Open = "backward::open";
+    public const string InputGradient = "backward::input_gradient";
+
+    private readonly GraphProto _graph = new() { Name = "backward" };
+    private readonly IReadOnlyDictionary<string, TensorInfo> _shapes;
+    private readonly HashSet<string> _inputs = new(StringComparer.Ordinal);
+    private readonly List<string> _recorded = [];
+    private readonly List<string> _maxPoolIndices = [];
+    private readonly Dictionary<float, string> _scalars = [];
+    private int _next;
+
+    /// <param name="shapes">Every forward tensor's shape (−1 marks the batch dimension) and type.</param>
+    public BackwardGraph(IReadOnlyDictionary<string, TensorInfo> shapes, string score)
+    {
+        _shapes = shapes;
+        AddInput(Seed, DataType.Float, shapes[score].Shape);
+        AddInput(Floor, DataType.Float, []);
+        AddInput(Open, DataType.Float, []);
+    }
+
+    /// <summary>Forward values the graph reads, in the order they were asked for.</summary>
+    public IReadOnlyList<string> RecordedValues => _recorded;
+
+    /// <summary>MaxPool outputs whose argmax indices the graph reads (input <see cref="IndicesOf"/>).</summary>
+    public IReadOnlyList<string> MaxPoolIndices => _maxPoolIndices;
+
+    public static string IndicesOf(string maxPoolOutput) => maxPoolOutput + "::indices";
+
+    /// <summary>A forward tensor's value, as a graph input the recording forward fills.</summary>
+    public string Recorded(string name)
+    {
+        if (_inputs.Contains(name)) return name;
+        AddInput(name, ElementType(_shapes[name].Type), _shapes[name].Shape);
+        _recorded.Add(name);
+        return name;
+    }
+
+    /// <summary>The flat indices of the maxima a MaxPool's forward picked, recorded as its second output.</summary>
+    public string RecordedIndices(string maxPoolOutput)
+    {
+        var name = IndicesOf(maxPoolOutput);
+        if (_inputs.Contains(name)) return name;
+        AddInput(name, DataType.Int64, _shapes[maxPoolOutput].Shape);
+        _maxPoolIndices.Add(maxPoolOutput);
+        return name;
+    }
+
+    /// <summary>Adds a node with one output and returns that output's name.</summary>
+    public string Node(string opType, IEnumerable<string> inputs, params AttributeProto[] attributes)
+    {
+        var output = $"backward::{opType}_{_next++}";
+        var node = new NodeProto { OpType = opType, Name = output };
+        node.Input.AddRange(inputs);
+        node.Output.Add(output);
+        node.Attribute.AddRange(attributes);
+        _graph.Node.Add(node);
+        return output;
+    }
+
+    /// <summary>Adds a node with <paramref name="outputCount"/> outputs and returns their names.</summary>
+    public string[] Nodes(string opType, IEnumerable<string> inputs, int outputCount, params AttributeProto[] attributes)
+    {
+        var first = Node(opType, inputs, attributes);
+        var node = _graph.Node[^1];
+        for (var o = 1; o < outputCount; o++) node.Output.Add($"{first}:{o}");
+        return node.Output.ToArray();
+    }
+
+    /// <summary>A float32 scalar constant (one initializer per value).</summary>
+    public string Scalar(float value) => _scalars.TryGetValue(value, out var name) ? name : _scalars[value] = Constant(tensor(value));
+
+    /// <summary>The sum of gradient contributions (one needs no node).</summary>
+    public string Sum(IReadOnlyList<string> parts) => parts.Count == 1 ? parts[0] : Node("Sum", parts);
+
+    /// <summary>A float32 or int64 constant.</summary>
+    public string Constant(Tensor value)
+    {
+        var name = $"backward::constant_{_next++}";
+        var contiguous = value.contiguous();
+        var proto = new TensorProto { Name = name };
+        proto.Dims.AddRange(contiguous.shape);
+        if (contiguous.dtype == ScalarType.Int64)
+        {
+            proto.DataType = (int)DataType.Int64;
+            proto.RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes<long>(contiguous.data<long>().ToArray()));
+        }
+        else
+        {
+            proto.DataType = (int)DataType.Float;
+            proto.RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes<float>(contiguous.to_type(ScalarType.Float32).data<float>().ToArray()));
+        }
+        _graph.Initializer.Add(proto);
+        return name;
+    }
+
+    /// <summary>An int64 vector constant (shapes, axes).</summary>
+    public string Ints(params long[] values) => Constant(tensor(values));
+
+    /// <summary>The gradient reshaped from <paramref name="from"/> to <paramref name="to"/> (−1: the batch dimension), or as is when they agree.</summary>
+    public string Reshape(string gradient, long[] from, long[] to) =>
+        from.SequenceEqual(to) ? gradient : Node("Reshape", [gradient, Ints(to)]);
+
+    /// <summary>A broadcast result's gradient summed back to one operand's shape.</summary>
+    public string SumToShape(string gradient, long[] result, long[] operand)
+    {
+        var lead = result.Length - operand.Length;
+        var axes = Enumerable.Range(0, result.Length)
+            .Where(a => a < lead || operand[a - lead] == 1 && result[a] != 1)
+            .Select(a => (long)a).ToArray();
+        if (axes.Length == 0) return gradient;
+        var summed = Node("ReduceSum", [gradient, Ints(axes)], Attribute("keepdims", 1));
+        return Node("Reshape", [summed, Ints(operand)]);
+    }
+
+    public static AttributeProto Attribute(string name, long value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
+
+    public static AttributeProto Attribute(string name, long[] values)
+    {
+        var attribute = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
+        attribute.Ints.AddRange(values);
+        return attribute;
+    }
+
+    public static AttributeProto Attribute(string name, float value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };
+
+    public static AttributeProto Attribute(string name, string value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(value) };
+
+    /// <summary>The model, its output the sum of the input's gradient contributions.</summary>
+    public ModelProto ToModel(IReadOnlyList<string> inputGradients, long[] inputShape)
+    {
+        var sum = Sum(inputGradients);
+        _graph.Node.Add(new NodeProto { OpType = "Identity", Name = InputGradient, Input = { sum }, Output = { InputGradient } });
+        _graph.Output.Add(ValueInfo(InputGradient, DataType.Float, inputShape));
+        var model = new ModelProto { IrVersion = 8, ProducerName = "SaliencyService backward", Graph = _graph };
+        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
+        return model;
+    }
+
+    private void AddInput(string name, DataType type, long[] shape)
+    {
+        _inputs.Add(name);
+        _graph.Input.Add(ValueInfo(name, type, shape));
+    }
+
+    private static ValueInfoProto ValueInfo(string name, DataType type, long[] shape)
+    {
+        var tensorType = new TypeProto.Types.Tensor { ElemType = (int)type, Shape = new TensorShapeProto() };
+        foreach (var d in shape)
+            tensorType.Shape.Dim.Add(d < 0 ? new TensorShapeProto.Types.Dimension { DimParam = "batch" } : new TensorShapeProto.Types.Dimension { DimValue = d });
+        return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = tensorType } };
+    }
+
+    private static DataType ElementType(ScalarType type) => type switch
+    {
+        ScalarType.Float32 => DataType.Float,
+        ScalarType.Int64 => DataType.Int64,
+        ScalarType.Bool => DataType.Bool,
+        _ => throw new NotSupportedException($"a recorded {type} value"),
+    };
+}

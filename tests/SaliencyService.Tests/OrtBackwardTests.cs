@@ -1,0 +1,102 @@
+using System.Text.Json;
+using SaliencyService.Contracts;
+using SaliencyService.Explain.Attribution;
+using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Tensors;
+using SaliencyService.Tests.Ops;
+using SaliencyService.Tests.Support;
+using Xunit;
+using static SaliencyService.Tests.Ops.OnnxTestModel;
+
+namespace SaliencyService.Tests;
+
+/// <summary>
+/// Which engine computes input gradients, decided at import: ONNX Runtime when the model's backward
+/// can be written and equals libtorch autograd's on the probe, else libtorch autograd. Both give
+/// the PyTorch reference maps.
+/// </summary>
+public sealed class OrtBackwardTests
+{
+    private static readonly OnnxSessionFactory Sessions = new(new OnnxRuntimeOptions { ExecutionProvider = "cpu" });
+
+    public static TheoryData<string, bool> FixturesBothWays => new()
+    {
+        { "mini_resnet", true }, { "mini_resnet", false },
+        { "mini_mobilenet", true }, { "mini_mobilenet", false },
+        { "seed_cnn", true }, { "seed_cnn", false },
+    };
+
+    [Theory]
+    [MemberData(nameof(FixturesBothWays))]
+    public void Both_engines_give_the_reference_maps(string fixture, bool ortBackward)
+    {
+        var (explainer, onnx, preprocessing) = Analyse(TestPaths.Fixture(fixture, "model.onnx"), ortBackward, FixturePreprocessing(fixture));
+        using var owned = onnx;
+        using var model = explainer ?? throw new InvalidOperationException("not explainable");
+        Assert.Equal(ortBackward, model.Backprop is not null);
+        Assert.StartsWith(ortBackward ? "ONNX Runtime" : "libtorch autograd", model.BackwardPath);
+
+        foreach (var c in ReferenceCases.All.Where(c => c.Model == fixture))
+        foreach (var (method, reference) in new[] { ("guided-backprop", "guided_backprop"), ("gradient", "gradient"), ("deconvnet", "deconvnet") })
+        {
+            var input = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(fixture, c.Stem + ".tensor.npy")), long.MaxValue);
+            var map = Explainer.Explain(model, input, new ExplainRequest(AttributionMethods.Parse(method)), null, preprocessing.Layout, 16);
+            var expected = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(fixture, $"{c.Stem}.{reference}.npy")), long.MaxValue).Data;
+            var scale = expected.Max(Math.Abs);
+            var error = expected.Zip(map.Map, (e, a) => Math.Abs(e - a)).Max();
+            Assert.True(error <= 1e-3 * scale, $"{c}, {method}: max abs error {error} vs max |reference| {scale}");
+            Assert.Equal(c.Target, map.Target);
+        }
+    }
+
+    [Fact]
+    public void A_model_with_a_node_without_a_backward_rule_falls_back_to_autograd()
+    {
+        var builder = new OnnxTestModel(13, [1, 3, 6, 6])
+            .Initializer("w", Parity.RandomInput([4 * 3 * 9], 3, -0.5f, 0.5f), 4, 3, 3, 3)
+            .Node("Conv", ["x", "w"], ["c"], Ints("pads", 1, 1, 1, 1))
+            .Node("Tanh", ["c"], ["t"])
+            .Node("Relu", ["t"], ["r"])
+            .Node("GlobalAveragePool", ["r"], ["g"])
+            .Node("Flatten", ["g"], ["y"])
+            .Output("y");
+        var path = Path.Combine(Path.GetTempPath(), $"tanh-{Guid.NewGuid():N}.onnx");
+        File.WriteAllBytes(path, builder.Bytes());
+        try
+        {
+            var (explainer, onnx, _) = Analyse(path, true, new Preprocessing("x", "NCHW", 6, 6, "RGB", 1, [0, 0, 0], [1, 1, 1]));
+            using var owned = onnx;
+            using var model = explainer ?? throw new InvalidOperationException("not explainable");
+            Assert.Null(model.Backprop);
+            Assert.Contains("Tanh", model.BackwardPath);
+            var input = new FloatTensor(Parity.RandomInput([1, 3, 6, 6], 4, -1, 1), [1, 3, 6, 6]);
+            var map = Explainer.Explain(model, input, new ExplainRequest(AttributionMethod.GuidedBackprop), null, "NCHW", 16);
+            Assert.Contains(map.Map, v => v != 0);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static (ModelExplainer?, OnnxModel, Preprocessing) Analyse(string modelPath, bool ortBackward, Preprocessing preprocessing)
+    {
+        var (session, provider) = Sessions.Create(modelPath);
+        var onnx = new OnnxModel(session, provider);
+        var analysis = new ExplainAnalysis(new ExplainOptions { OrtBackward = ortBackward }, Sessions);
+        var (explainer, descriptor) = analysis.Analyse(modelPath, onnx, preprocessing, onnx.Outputs[0].Name);
+        Assert.True(explainer is not null, descriptor.Reason);
+        return (explainer, onnx, preprocessing);
+    }
+
+    /// <summary>The fixture's own preprocessing (model.json); the maps are taken from its tensors.</summary>
+    private static Preprocessing FixturePreprocessing(string fixture)
+    {
+        using var json = JsonDocument.Parse(File.ReadAllText(TestPaths.Fixture(fixture, "model.json")));
+        var r = json.RootElement;
+        double[] Numbers(string name) => r.GetProperty(name).EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        return new Preprocessing(r.GetProperty("input").GetString()!, r.GetProperty("layout").GetString()!, r.GetProperty("height").GetInt32(),
+            r.GetProperty("width").GetInt32(), r.GetProperty("channels").GetString()!, r.GetProperty("scale").GetDouble(), Numbers("mean"), Numbers("std"));
+    }
+}
