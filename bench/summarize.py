@@ -46,8 +46,8 @@ def ort(arch, r):
 
 
 def mirror(arch, r):
-    """The in-process explain engine's lines, by method or phase."""
-    return {row.get("method") or row.get("phase"): row for row in read_json(f"mirror.{arch}.{r}.jsonl")}
+    """The in-process explain engine's lines, by method, phase, or "engines METHOD"."""
+    return {row.get("method") or row.get("phase") or "engines " + row["engines"]: row for row in read_json(f"mirror.{arch}.{r}.jsonl")}
 
 
 def paired_ort(arch, r):
@@ -94,6 +94,11 @@ for a in archs:
         add(f"{a}.mirror_forward_ms", [mirror(a, r)["forward"]["p50_ms"] for r in runs])
         add(f"{a}.mirror_forward_backward_ms", [mirror(a, r)["forward and backward, Gradient"]["p50_ms"] for r in runs])
         add(f"{a}.import_analysis_ms", [mirror(a, r)["import-analysis"]["ms"] for r in runs])
+        for method, key in [("guided-backprop", "guided_backprop"), ("integrated-gradients", "ig50")]:
+            if f"engines {method}" in mirror(a, 1):
+                add(f"{a}.engine_ort_{key}_ms", [mirror(a, r)[f"engines {method}"]["ort_p50_ms"] for r in runs])
+                add(f"{a}.engine_autograd_{key}_ms", [mirror(a, r)[f"engines {method}"]["autograd_p50_ms"] for r in runs])
+                add(f"{a}.engine_ort_over_autograd_{key}", [mirror(a, r)[f"engines {method}"]["ratio"] for r in runs])
     if exists(f"ort.{a}.1.jsonl"):
         for c in [1, 4, 16]:
             add(f"{a}.http_rps_c{c}", [hey(f"throughput_tensor_c{c}.{a}.{r}")["rps"] for r in runs])
@@ -180,7 +185,8 @@ w("- **PyTorch**: the same weights in eager PyTorch; guided backprop as Captum d
 w("- **Paired rounds** (the target ratios): `bench/InProcess` (`in-process paired`) and `bench/torch_baseline.py --paired` "
   "time the baseline and the service back to back, round after round, on the same input.")
 w("- **The service's own engine without HTTP**: `bench/InProcess` (`in-process mirror`) — the explain engine "
-  "called in-process as the service calls it, and the mirror's forward and forward + backward alone.")
+  "called in-process as the service calls it; its input gradients on ONNX Runtime (the default) and on libtorch "
+  "autograd (the fallback) side by side; the libtorch mirror's forward and forward + backward alone.")
 w("")
 w("The service's figures are whole HTTP requests: multipart upload, `.npy` or JPEG decoding, the work, "
   "JSON or `.npy` encoding.")
@@ -244,6 +250,11 @@ for a in archs:
     row("gradient p50, .npy (ms)", f"{a}.explain_gradient_ms", f"{a}.torch_gradient_ms", "PyTorch")
     row("guided backprop, engine in-process (ms)", f"{a}.engine_guided_backprop_ms", f"{a}.torch_guided_backprop_ms", "PyTorch")
     row("gradient, engine in-process (ms)", f"{a}.engine_gradient_ms", f"{a}.torch_gradient_ms", "PyTorch")
+    for key, name in [("guided_backprop", "guided backprop"), ("ig50", "integrated gradients, 50 steps")]:
+        if f"{a}.engine_ort_{key}_ms" in figures:
+            w(f"| {name}, in-process, input gradients on ONNX Runtime vs libtorch autograd, paired (ms) | "
+              f"{show(f'{a}.engine_ort_{key}_ms', 0 if key == 'ig50' else 1)} | autograd {show(f'{a}.engine_autograd_{key}_ms', 0 if key == 'ig50' else 1)} "
+              f"| {show(f'{a}.engine_ort_over_autograd_{key}', 2)}× |")
     row("mirror forward alone, in-process (ms)", f"{a}.mirror_forward_ms", f"{a}.torch_predict_ms", "PyTorch forward")
     row("mirror forward alone ÷ ORT forward", f"{a}.mirror_forward_ms", f"{a}.ort_p50_ms", "ORT")
     row("mirror forward + backward, in-process (ms)", f"{a}.mirror_forward_backward_ms", f"{a}.mirror_forward_ms", "its forward")

@@ -30,7 +30,7 @@ public static class MirrorBaseline
         using var owned = explainer ?? throw new InvalidOperationException(descriptor.Reason);
 
         Phases(explainer, input, repeats);
-        ReplayedVersusAutograd(explainer, input, repeats, options.MaxBatch);
+        OrtBackwardVersusAutograd(explainer, input, repeats, options.MaxBatch);
         foreach (var name in methods)
         {
             var request = new ExplainRequest(AttributionMethods.Parse(name), null, 50, 25, 0.15, 1, AttributionMethod.GuidedBackprop, null);
@@ -41,29 +41,29 @@ public static class MirrorBaseline
     }
 
     /// <summary>
-    /// Guided backprop and IG(50) with the backward replayed over ONNX Runtime's forward vs
-    /// libtorch's autograd, on the same mirror, round after round (the order turning each round):
+    /// Guided backprop and IG(50) with input gradients on ONNX Runtime vs on libtorch's autograd,
+    /// the same model and mirror, round after round (the order turning each round): the p50s and
     /// the median of the rounds' ratios.
     /// </summary>
-    private static void ReplayedVersusAutograd(ModelExplainer replayed, FloatTensor input, int repeats, int maxBatch)
+    private static void OrtBackwardVersusAutograd(ModelExplainer ort, FloatTensor input, int repeats, int maxBatch)
     {
-        if (replayed.Backprop is null) return;
-        var autograd = new ModelExplainer(replayed.Mirror, replayed.Layers, replayed.DefaultLayer);  // shares the mirror: not disposed
+        if (ort.Backprop is null) return;
+        var autograd = new ModelExplainer(ort.Mirror, ort.Layers, ort.DefaultLayer);  // shares the mirror: not disposed
         foreach (var (method, rounds) in new[] { (AttributionMethod.GuidedBackprop, repeats), (AttributionMethod.IntegratedGradients, Math.Max(3, repeats / 10)) })
         {
             var request = new ExplainRequest(method, null, 50, 25, 0.15, 1, AttributionMethod.GuidedBackprop, null);
             double Time(ModelExplainer engine) => Report.Milliseconds(() => Explainer.Explain(engine, input, request, null, "NCHW", maxBatch));
-            Time(replayed);
+            Time(ort);
             Time(autograd);
             var pairs = Enumerable.Range(0, rounds).Select(round =>
             {
-                if (round % 2 == 0) return (Replayed: Time(replayed), Autograd: Time(autograd));
+                if (round % 2 == 0) return (Ort: Time(ort), Autograd: Time(autograd));
                 var first = Time(autograd);
-                return (Replayed: Time(replayed), Autograd: first);
+                return (Ort: Time(ort), Autograd: first);
             }).ToArray();
-            Report.Line(("replay", method.Name()), ("replayed_p50_ms", Report.Percentile(pairs.Select(p => p.Replayed).Order().ToArray(), 0.5)),
+            Report.Line(("engines", method.Name()), ("ort_p50_ms", Report.Percentile(pairs.Select(p => p.Ort).Order().ToArray(), 0.5)),
                 ("autograd_p50_ms", Report.Percentile(pairs.Select(p => p.Autograd).Order().ToArray(), 0.5)),
-                ("ratio", Report.Percentile(pairs.Select(p => p.Replayed / p.Autograd).Order().ToArray(), 0.5)));
+                ("ratio", Report.Percentile(pairs.Select(p => p.Ort / p.Autograd).Order().ToArray(), 0.5)));
         }
     }
 
