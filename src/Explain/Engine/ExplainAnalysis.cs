@@ -3,7 +3,6 @@ using SaliencyService.Explain.Imaging;
 using SaliencyService.Explain.Inference;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx;
-using SaliencyService.Explain.Onnx.Proto;
 using SaliencyService.Explain.Tensors;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
@@ -69,7 +68,11 @@ public sealed class ExplainAnalysis
                     $"The mirror disagrees with ONNX Runtime on a probe input (max abs difference {difference:G3} at output scale {scale:G3})."));
             }
             var batched = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape is [< 0, ..];
-            var (backprop, backwardPath) = OrtGradients(model, mirror, probe, batched);
+            // The import's probe passes leave freed native memory behind: handed back once imports pause.
+            Torch.NativeHeap.TrimWhenIdle(TimeSpan.FromSeconds(5));
+            var (backprop, backwardPath) = _options.OrtBackward
+                ? OrtBackwardCheck.Try(model, mirror, tensor(probe.Data, probe.Shape), batched, bytes => _sessions.Create(bytes).Session)
+                : (null, "libtorch autograd (ONNX Runtime backward turned off)");
             return (new ModelExplainer(mirror, layers, defaultLayer, backprop, backwardPath),
                 new ExplainDescriptor(true, [], difference, defaultLayer, layers, null));
         }
@@ -80,55 +83,6 @@ public sealed class ExplainAnalysis
             return (null, NotSupported([], $"The probe run failed ({e.GetType().Name}): {e.Message.Split('\n')[0]}"));
         }
     }
-
-    /// <summary>
-    /// Input gradients on ONNX Runtime (its forward, then the mirror's backward graph), kept only
-    /// when they equal libtorch autograd's on the probe: guided backprop on the probe, plain
-    /// gradients on a batch of two for models that take batches. Else null, and why.
-    /// </summary>
-    private (OrtBackprop?, string) OrtGradients(ModelProto model, GraphMirror mirror, FloatTensor probe, bool batched)
-    {
-        if (!_options.OrtBackward) return (null, "libtorch autograd (ONNX Runtime backward turned off)");
-        OrtBackprop? backprop = null;
-        try
-        {
-            backprop = OrtBackprop.Create(model, mirror, probe.Shape, batched, bytes => _sessions.Create(bytes).Session);
-            using var scope = NewDisposeScope();
-            using var grad = enable_grad();
-            var x = tensor(probe.Data, probe.Shape);
-            var checks = new List<(Tensor Input, RectifierRule Rule)> { (x, RectifierRule.GuidedBackprop) };
-            if (batched) checks.Add((cat([x, x.flip(-1)], 0), RectifierRule.Gradient));
-            var worst = 0.0;
-            foreach (var (input, rule) in checks)
-            {
-                var recorded = backprop.Forward(input);
-                var target = recorded[mirror.ScoreName].reshape(input.shape[0], -1)[0].argmax().item<long>();
-                var actual = backprop.InputGradient(input, recorded, target, rule);
-                var leaf = input.detach().requires_grad_();
-                mirror.Forward(leaf, rule)[mirror.ScoreName].reshape(input.shape[0], -1).select(1, target).sum().backward();
-                var difference = ((actual - leaf.grad!).norm() / leaf.grad!.norm()).item<float>();
-                if (!(difference <= OrtBackwardTolerance))
-                {
-                    backprop.Dispose();
-                    return (null, $"libtorch autograd (ONNX Runtime's backward differs from it on the probe: {rule}, relative difference {difference:G3})");
-                }
-                worst = Math.Max(worst, difference);
-            }
-            return (backprop, $"ONNX Runtime ({backprop.RecordedCount} recorded values; largest relative difference from libtorch autograd on the probe {worst:G3})");
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            backprop?.Dispose();
-            return (null, $"libtorch autograd (ONNX Runtime's backward: {e.GetType().Name}: {e.Message.Split('\n')[0]})");
-        }
-    }
-
-    /// <summary>
-    /// Largest relative (L2) difference between the two backward passes. Rectifier gates come from
-    /// each engine's own activations, so a unit whose activation is ~0 may be open in one and shut
-    /// in the other: a few such units change a plain gradient by ~0.1–1%; a wrong rule, by far more.
-    /// </summary>
-    private const double OrtBackwardTolerance = 0.02;
 
     private (bool, string) LoadEngine()
     {

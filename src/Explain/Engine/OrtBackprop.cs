@@ -54,10 +54,7 @@ public sealed class OrtBackprop : IDisposable
             forward.Graph.Node.Single(n => n.OpType == "MaxPool" && n.Output[0] == output).Output.Add(BackwardGraph.IndicesOf(output));
         var outputs = forward.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var name in recorded.Where(n => !outputs.Contains(n)))
-        {
-            var type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)ElementType(shapes[name].Type) } };
-            forward.Graph.Output.Add(new ValueInfoProto { Name = name, Type = type });
-        }
+            forward.Graph.Output.Add(BackwardGraph.ValueInfo(name, BackwardGraph.ElementType(shapes[name].Type), null));
 
         var forwardSession = open(forward.ToByteArray());
         try
@@ -78,7 +75,7 @@ public sealed class OrtBackprop : IDisposable
     public Dictionary<string, Tensor> Forward(Tensor input, CancellationToken cancellationToken = default)
     {
         var values = _recorded.ToDictionary(n => n, n => Allocate(n, input.shape[0]), StringComparer.Ordinal);
-        Run(_forward, [_mirror.InputName], [input.contiguous()], _recorded, _recorded.Select(n => values[n]).ToArray(), cancellationToken);
+        Run(_forward, [_mirror.InputName], [input.contiguous()], _recorded, _recorded.Select(n => values[n]).ToArray(), input.shape[0], cancellationToken);
         return values;
     }
 
@@ -98,7 +95,7 @@ public sealed class OrtBackprop : IDisposable
             tensor(rule == RectifierRule.Gradient ? float.NegativeInfinity : 0f),
             tensor(rule == RectifierRule.Deconvnet ? 1f : 0f),
         ];
-        Run(_backward, names, values, [BackwardGraph.InputGradient], [gradient], cancellationToken);
+        Run(_backward, names, values, [BackwardGraph.InputGradient], [gradient], input.shape[0], cancellationToken);
         return gradient;
     }
 
@@ -112,7 +109,7 @@ public sealed class OrtBackprop : IDisposable
         empty(_shapes[name].Shape.Select(d => d < 0 ? batch : d).ToArray(), _shapes[name].Type);
 
     private static void Run(InferenceSession session, string[] inputNames, Tensor[] inputs, string[] outputNames, Tensor[] outputs,
-        CancellationToken cancellationToken)
+        long batch, CancellationToken cancellationToken)
     {
         var values = new List<OrtValue>(inputs.Length + outputs.Length);
         try
@@ -120,6 +117,9 @@ public sealed class OrtBackprop : IDisposable
             values.AddRange(inputs.Concat(outputs).Select(Wrap));
             OnnxModel.Cancellable(runOptions =>
             {
+                // The arena keeps a single sample's working memory between runs; a batch's (integrated
+                // gradients, SmoothGrad: hundreds of MB) is handed back when its run ends.
+                if (batch > 1) runOptions.AddRunConfigEntry("memory.enable_memory_arena_shrinkage", "cpu:0");
                 session.Run(runOptions, inputNames, values.Take(inputs.Length).ToArray(), outputNames, values.Skip(inputs.Length).ToArray());
                 return true;
             }, cancellationToken);
@@ -135,14 +135,7 @@ public sealed class OrtBackprop : IDisposable
     {
         var bytes = tensor.bytes;
         var address = (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(bytes));
-        return OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, ElementType(tensor.dtype), tensor.shape, address, bytes.Length);
+        var type = (TensorElementType)(int)BackwardGraph.ElementType(tensor.dtype);
+        return OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, type, tensor.shape, address, bytes.Length);
     }
-
-    private static TensorElementType ElementType(ScalarType type) => type switch
-    {
-        ScalarType.Float32 => TensorElementType.Float,
-        ScalarType.Int64 => TensorElementType.Int64,
-        ScalarType.Bool => TensorElementType.Bool,
-        _ => throw new NotSupportedException($"ONNX Runtime cannot record a {type} value."),
-    };
 }

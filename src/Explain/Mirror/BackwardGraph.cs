@@ -166,19 +166,25 @@ public sealed class BackwardGraph
         _graph.Input.Add(ValueInfo(name, type, shape));
     }
 
-    private static ValueInfoProto ValueInfo(string name, DataType type, long[] shape)
+    /// <summary>A graph input or output; −1 in <paramref name="shape"/> is the batch dimension, a null shape leaves it to inference.</summary>
+    public static ValueInfoProto ValueInfo(string name, DataType type, long[]? shape)
     {
-        var tensorType = new TypeProto.Types.Tensor { ElemType = (int)type, Shape = new TensorShapeProto() };
-        foreach (var d in shape)
-            tensorType.Shape.Dim.Add(d < 0 ? new TensorShapeProto.Types.Dimension { DimParam = "batch" } : new TensorShapeProto.Types.Dimension { DimValue = d });
+        var tensorType = new TypeProto.Types.Tensor { ElemType = (int)type };
+        if (shape is not null)
+        {
+            tensorType.Shape = new TensorShapeProto();
+            foreach (var d in shape)
+                tensorType.Shape.Dim.Add(d < 0 ? new TensorShapeProto.Types.Dimension { DimParam = "batch" } : new TensorShapeProto.Types.Dimension { DimValue = d });
+        }
         return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = tensorType } };
     }
 
-    private static DataType ElementType(ScalarType type) => type switch
+    /// <summary>The ONNX element type of the values the backward exchanges (ONNX Runtime's enum has the same numbers).</summary>
+    public static DataType ElementType(ScalarType type) => type switch
     {
         ScalarType.Float32 => DataType.Float,
         ScalarType.Int64 => DataType.Int64,
         ScalarType.Bool => DataType.Bool,
-        _ => throw new NotSupportedException($"a recorded {type} value"),
+        _ => throw new NotSupportedException($"a {type} value cannot be handed between the forward and the backward"),
     };
 }

@@ -18,7 +18,20 @@ public static class OpRegistry
     }
 
     /// <summary>The node's backward rule, or null when its op has none that fits the node.</summary>
-    public static GradientRule? Gradient(OpContext node) => GradientRules.TryGetValue(node.OpType, out var rule) ? rule(node) : null;
+    public static GradientRule? Gradient(OpContext node)
+    {
+        try
+        {
+            return GradientRules.TryGetValue(node.OpType, out var rule) ? rule(node) : null;
+        }
+        catch (UnsupportedOperatorException)
+        {
+            return null;  // the model is still explained, by libtorch autograd
+        }
+    }
+
+    /// <summary>The op types that have a backward rule, for documentation and tests.</summary>
+    public static IEnumerable<string> GradientOpTypes => GradientRules.Keys;
 
     /// <summary>(op type, since version) of every registration, for documentation and tests.</summary>
     public static IEnumerable<(string OpType, int SinceVersion)> Registrations =>

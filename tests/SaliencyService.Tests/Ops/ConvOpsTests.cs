@@ -25,16 +25,18 @@ public sealed class ConvOpsTests
     [MemberData(nameof(Convs))]
     public void Conv_matches_onnx_runtime(string name, long group, long[] strides, long[] dilations, long[] pads, string autoPad)
     {
-        var model = new OnnxTestModel(13, [2, 4, 9, 8])
+        Assert.False(string.IsNullOrEmpty(name)); // the name labels the case in the test report
+        Parity.Check(Conv(group, strides, dilations, pads, autoPad, "y").Output("y"));
+    }
+
+    /// <summary>A 3×3 convolution of x ([2, 4, 9, 8]) into 8 channels, as <see cref="Convs"/> describes it.</summary>
+    public static OnnxTestModel Conv(long group, long[] strides, long[] dilations, long[] pads, string autoPad, string output) =>
+        new OnnxTestModel(13, [2, 4, 9, 8])
             .Initializer("w", Weights(8 * (4 / (int)group) * 3 * 3, 2), 8, 4 / group, 3, 3)
             .Initializer("b", Weights(8, 3), 8)
-            .Node("Conv", ["x", "w", "b"], ["y"],
+            .Node("Conv", ["x", "w", "b"], [output],
                 Int("group", group), Ints("strides", strides), Ints("dilations", dilations), Ints("kernel_shape", 3, 3),
-                autoPad == "NOTSET" ? Ints("pads", pads) : String("auto_pad", autoPad))
-            .Output("y");
-        Assert.False(string.IsNullOrEmpty(name)); // the name labels the case in the test report
-        Parity.Check(model);
-    }
+                autoPad == "NOTSET" ? Ints("pads", pads) : String("auto_pad", autoPad));
 
     [Fact]
     public void Conv_1d_and_3d_and_without_bias_match()

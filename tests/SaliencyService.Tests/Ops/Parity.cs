@@ -1,5 +1,6 @@
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
 using TorchSharp;
 using Xunit;
@@ -7,7 +8,7 @@ using static TorchSharp.torch;
 
 namespace SaliencyService.Tests.Ops;
 
-/// <summary>Runs a test model on ONNX Runtime and on the mirror and compares every output.</summary>
+/// <summary>Runs a test model on ONNX Runtime and on the mirror and compares every output, or every input gradient.</summary>
 public static class Parity
 {
     public const double Tolerance = 1e-4;
@@ -19,9 +20,7 @@ public static class Parity
         var model = builder.Model();
         var expected = RunOnnxRuntime(builder.Bytes(), input, builder.InputShape, model.Graph.Output.Select(o => o.Name).ToArray());
 
-        var build = GraphMirror.Build(model, "x", model.Graph.Output[0].Name);
-        Assert.True(build.Mirror is not null, "unsupported: " + string.Join("; ", build.UnsupportedOperators));
-        using var mirror = build.Mirror!;
+        using var mirror = Mirror(model);
         using var scope = NewDisposeScope();
         var values = mirror.Forward(tensor(input, builder.InputShape), RectifierRule.Gradient);
         foreach (var (name, (data, shape)) in expected)
@@ -33,6 +32,51 @@ public static class Parity
                 Assert.True(Math.Abs(data[i] - mirrored[i]) <= Tolerance * Math.Max(1, Math.Abs(data[i])),
                     $"{name}[{i}]: ONNX Runtime {data[i]}, mirror {mirrored[i]}");
         }
+    }
+
+    /// <summary>Largest gradient difference relative to the reference's largest magnitude.</summary>
+    public const double GradientTolerance = 1e-4;
+
+    /// <summary>
+    /// Runs the model's input gradients on ONNX Runtime (its forward, then the backward graph the
+    /// rules write) and compares them with libtorch's autograd through the mirror — the
+    /// independent reference for the rules — under every rectifier rule, for each sample's top
+    /// score as the target, on a batch.
+    /// </summary>
+    public static void CheckGradients(OnnxTestModel builder, int seed = 1, float low = -2, float high = 2)
+    {
+        var model = builder.Model();
+        using var mirror = Mirror(model);
+        using var backprop = OrtBackprop.Create(model, mirror, builder.InputShape, batched: true, bytes => new InferenceSession(bytes));
+        using var scope = NewDisposeScope();
+        var input = tensor(RandomInput(builder.InputShape, seed, low, high), builder.InputShape);
+        var recorded = backprop.Forward(input);
+        var scores = recorded[mirror.ScoreName].reshape(input.shape[0], -1);
+        // Each sample's top score (an open rectifier) and the median of the first (below a saturated ReLU6).
+        var first = scores[0];
+        var median = first.sub(first.median()).abs().argmin().item<long>();
+        var tested = 0;
+        foreach (var target in new[] { first.argmax().item<long>(), scores[^1].argmax().item<long>(), median }.Distinct())
+        foreach (var rule in Enum.GetValues<RectifierRule>())
+        {
+            var actual = backprop.InputGradient(input, recorded, target, rule);
+            var leaf = input.detach().requires_grad_();
+            mirror.Forward(leaf, rule)[mirror.ScoreName].reshape(input.shape[0], -1).select(1, target).sum().backward();
+            var expected = leaf.grad!;
+            Assert.Equal(expected.shape, actual.shape);
+            var scale = expected.abs().max().item<float>();
+            var difference = (actual - expected).abs().max().item<float>();
+            Assert.True(difference <= GradientTolerance * scale || scale == 0 && difference == 0, $"target {target}, {rule}: max difference {difference} at scale {scale}");
+            if (scale > 0) tested++;
+        }
+        Assert.True(tested >= 3, $"only {tested} of the cases had a non-zero gradient: the model tests too little");
+    }
+
+    private static GraphMirror Mirror(SaliencyService.Explain.Onnx.Proto.ModelProto model)
+    {
+        var build = GraphMirror.Build(model, "x", model.Graph.Output[0].Name);
+        Assert.True(build.Mirror is not null, "unsupported: " + string.Join("; ", build.UnsupportedOperators));
+        return build.Mirror!;
     }
 
     public static float[] RandomInput(long[] shape, int seed, float low, float high)
