@@ -44,9 +44,9 @@ public sealed class ExplainContext(ModelExplainer model, Tensor input, string? t
     {
         if (Model.Backprop is { } backprop)
         {
-            var recorded = backprop.Forward(Input, CancellationToken);
+            var recorded = backprop.Forward(Input, cancellationToken: CancellationToken);
             Resolve(recorded);
-            return backprop.InputGradient(Input, recorded, Target, rule, CancellationToken);
+            return backprop.InputGradient(Input, recorded, Target, rule, cancellationToken: CancellationToken);
         }
         var x = Input.detach().requires_grad_();
         var values = ForwardInput(x, rule);
@@ -60,7 +60,7 @@ public sealed class ExplainContext(ModelExplainer model, Tensor input, string? t
         if (_target is not null) return;
         if (Model.Backprop is { } backprop)
         {
-            Resolve(backprop.Forward(Input, CancellationToken));
+            Resolve(backprop.Forward(Input, cancellationToken: CancellationToken));
             return;
         }
         using var noGrad = no_grad();
@@ -110,7 +110,7 @@ public sealed class ExplainContext(ModelExplainer model, Tensor input, string? t
             var size = Math.Min(MaxBatch, count - start);
             try
             {
-                parts.Add(GradientsOf(inputs.narrow(0, start, size), rule));
+                parts.Add(GradientsOf(inputs.narrow(0, start, size), rule, last: start + size >= count));
                 start += size;
             }
             catch (Exception e) when (size > 1 && e is System.Runtime.InteropServices.ExternalException or ArgumentException
@@ -122,13 +122,18 @@ public sealed class ExplainContext(ModelExplainer model, Tensor input, string? t
         return parts.Count == 1 ? parts[0] : cat(parts, 0);
     }
 
-    private Tensor GradientsOf(Tensor batch, RectifierRule rule)
+    /// <param name="last">The request's last pass: ONNX Runtime hands back the working memory of its batches after it.</param>
+    private Tensor GradientsOf(Tensor batch, RectifierRule rule, bool last)
     {
         // A pass's activations die with the pass, so the next chunk reuses their memory instead
         // of every chunk's activations living until the request ends.
         using var pass = NewDisposeScope();
         if (Model.Backprop is { } backprop)
-            return backprop.InputGradient(batch, backprop.Forward(batch, CancellationToken), Target, rule, CancellationToken).MoveToOuterDisposeScope();
+        {
+            var release = last && batch.shape[0] > 1;
+            var recorded = backprop.Forward(batch, release, CancellationToken);
+            return backprop.InputGradient(batch, recorded, Target, rule, release, CancellationToken).MoveToOuterDisposeScope();
+        }
         var x = batch.detach().requires_grad_();
         var values = Model.Mirror.Forward(x, rule, CancellationToken);
         var scores = values[Model.Mirror.ScoreName].reshape(batch.shape[0], -1);

@@ -36,7 +36,7 @@ public sealed class OrtBackprop : IDisposable
     public int RecordedCount => _backwardInputs.Length;
 
     /// <param name="model">The served model.</param>
-    /// <param name="sampleShape">The input's shape for one sample.</param>
+    /// <param name="sampleShape">The input's shape (its first, batch, dimension does not matter).</param>
     /// <param name="batched">Whether the model takes batches (its first input dimension is free).</param>
     /// <param name="open">Creates a session with the served session's options.</param>
     /// <exception cref="NotSupportedException">The backward cannot be written for this model.</exception>
@@ -72,16 +72,21 @@ public sealed class OrtBackprop : IDisposable
     /// The served model's forward on <paramref name="input"/> ([n, ...], float32): the values the
     /// backward reads, the score and the output, by name. Call inside a dispose scope.
     /// </summary>
-    public Dictionary<string, Tensor> Forward(Tensor input, CancellationToken cancellationToken = default)
+    /// <param name="releaseMemory">
+    /// Hand the run's working memory back when it ends instead of keeping it in the session's arena
+    /// (after the last batch of a request: a batch's is hundreds of MB, a sample's is kept for the next).
+    /// </param>
+    public Dictionary<string, Tensor> Forward(Tensor input, bool releaseMemory = false, CancellationToken cancellationToken = default)
     {
         var values = _recorded.ToDictionary(n => n, n => Allocate(n, input.shape[0]), StringComparer.Ordinal);
-        Run(_forward, [_mirror.InputName], [input.contiguous()], _recorded, _recorded.Select(n => values[n]).ToArray(), input.shape[0], cancellationToken);
+        Run(_forward, [_mirror.InputName], [input.contiguous()], _recorded, _recorded.Select(n => values[n]).ToArray(), releaseMemory, cancellationToken);
         return values;
     }
 
     /// <summary>∂score[target]/∂input for every sample, from the <see cref="Forward"/> of the same input.</summary>
+    /// <param name="releaseMemory">As for <see cref="Forward"/>.</param>
     public Tensor InputGradient(Tensor input, IReadOnlyDictionary<string, Tensor> recorded, long target, RectifierRule rule,
-        CancellationToken cancellationToken = default)
+        bool releaseMemory = false, CancellationToken cancellationToken = default)
     {
         var score = recorded[_mirror.ScoreName];
         var seed = zeros(input.shape[0], score.NumberOfElements / input.shape[0]);
@@ -95,7 +100,7 @@ public sealed class OrtBackprop : IDisposable
             tensor(rule == RectifierRule.Gradient ? float.NegativeInfinity : 0f),
             tensor(rule == RectifierRule.Deconvnet ? 1f : 0f),
         ];
-        Run(_backward, names, values, [BackwardGraph.InputGradient], [gradient], input.shape[0], cancellationToken);
+        Run(_backward, names, values, [BackwardGraph.InputGradient], [gradient], releaseMemory, cancellationToken);
         return gradient;
     }
 
@@ -109,7 +114,7 @@ public sealed class OrtBackprop : IDisposable
         empty(_shapes[name].Shape.Select(d => d < 0 ? batch : d).ToArray(), _shapes[name].Type);
 
     private static void Run(InferenceSession session, string[] inputNames, Tensor[] inputs, string[] outputNames, Tensor[] outputs,
-        long batch, CancellationToken cancellationToken)
+        bool releaseMemory, CancellationToken cancellationToken)
     {
         var values = new List<OrtValue>(inputs.Length + outputs.Length);
         try
@@ -117,9 +122,7 @@ public sealed class OrtBackprop : IDisposable
             values.AddRange(inputs.Concat(outputs).Select(Wrap));
             OnnxModel.Cancellable(runOptions =>
             {
-                // The arena keeps a single sample's working memory between runs; a batch's (integrated
-                // gradients, SmoothGrad: hundreds of MB) is handed back when its run ends.
-                if (batch > 1) runOptions.AddRunConfigEntry("memory.enable_memory_arena_shrinkage", "cpu:0");
+                if (releaseMemory) runOptions.AddRunConfigEntry("memory.enable_memory_arena_shrinkage", "cpu:0");
                 session.Run(runOptions, inputNames, values.Take(inputs.Length).ToArray(), outputNames, values.Skip(inputs.Length).ToArray());
                 return true;
             }, cancellationToken);

@@ -34,9 +34,9 @@ public static class OrtBackwardCheck
             var worst = 0.0;
             foreach (var (input, rule) in checks)
             {
-                var recorded = backprop.Forward(input);
+                var recorded = backprop.Forward(input, releaseMemory: input.shape[0] > 1);
                 var target = recorded[mirror.ScoreName].reshape(input.shape[0], -1)[0].argmax().item<long>();
-                var actual = backprop.InputGradient(input, recorded, target, rule);
+                var actual = backprop.InputGradient(input, recorded, target, rule, releaseMemory: input.shape[0] > 1);
                 var leaf = input.detach().requires_grad_();
                 mirror.Forward(leaf, rule)[mirror.ScoreName].reshape(input.shape[0], -1).select(1, target).sum().backward();
                 var difference = ((actual - leaf.grad!).norm() / leaf.grad!.norm()).item<float>();
