@@ -12,7 +12,7 @@ public sealed class ExplainOptions
     /// <summary>How long a request may wait for a slot before it gets 503 + Retry-After.</summary>
     public int QueueTimeoutSeconds { get; set; } = 30;
 
-    /// <summary>Most samples per mirror pass for integrated gradients and SmoothGrad.</summary>
+    /// <summary>Most samples per pass (ONNX Runtime or mirror) for integrated gradients and SmoothGrad.</summary>
     public int MaxBatch { get; set; } = 16;
 
     /// <summary>Memory for recently computed maps (LRU); 0 turns the cache off.</summary>
