@@ -134,11 +134,7 @@ public sealed class ExplainContext(ModelExplainer model, Tensor input, string? t
             var recorded = backprop.Forward(batch, release, CancellationToken);
             return backprop.InputGradient(batch, recorded, Target, rule, release, CancellationToken).MoveToOuterDisposeScope();
         }
-        var x = batch.detach().requires_grad_();
-        var values = Model.Mirror.Forward(x, rule, CancellationToken);
-        var scores = values[Model.Mirror.ScoreName].reshape(batch.shape[0], -1);
-        scores.select(1, Target).sum().backward();
-        return x.grad!.detach().MoveToOuterDisposeScope();
+        return Model.Mirror.InputGradients(batch, Target, rule, CancellationToken).MoveToOuterDisposeScope();
     }
 
     /// <summary>Wraps a map tensor of the sample's shape (or [H, W]) as the method's result.</summary>

@@ -52,6 +52,9 @@ public sealed partial class GraphMirror
     /// <exception cref="NotSupportedException">A node on the path to the score has no backward rule.</exception>
     public (ModelProto Model, BackwardGraph Graph) WriteBackward(IReadOnlyDictionary<string, TensorInfo> shapes)
     {
+        // The tensors rules make on the way (flipped weights, pooling counts) are copied into the
+        // graph's initializers and die with this scope.
+        using var scope = NewDisposeScope();
         var graph = new BackwardGraph(shapes, ScoreName);
         var contributions = new Dictionary<string, List<string>>(StringComparer.Ordinal) { [ScoreName] = [BackwardGraph.Seed] };
         for (var s = _steps.Count - 1; s >= 0; s--)

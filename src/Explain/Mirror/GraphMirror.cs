@@ -65,6 +65,19 @@ public sealed partial class GraphMirror : IDisposable
         return values;
     }
 
+    /// <summary>
+    /// ∂score[target]/∂input of every sample of <paramref name="inputs"/> ([n, ...]) under the
+    /// rectifier rule, by libtorch autograd: samples are independent, so one backward of the summed
+    /// scores gives them all. Call inside a dispose scope.
+    /// </summary>
+    public Tensor InputGradients(Tensor inputs, long target, RectifierRule rule, CancellationToken cancellationToken = default)
+    {
+        using var grad = enable_grad();
+        var x = inputs.detach().requires_grad_();
+        Forward(x, rule, cancellationToken)[ScoreName].reshape(inputs.shape[0], -1).select(1, target).sum().backward();
+        return x.grad!.detach();
+    }
+
     public void Dispose()
     {
         foreach (var tensor in _constants.Values.Concat(_owned)) tensor.Dispose();
