@@ -26,7 +26,7 @@ public static class MirrorBaseline
         var started = Stopwatch.GetTimestamp();
         var (explainer, descriptor) = new ExplainAnalysis(options, OrtBaseline.CpuSessions).Analyse(modelPath, onnx, preprocessing, onnx.Outputs[0].Name);
         Report.Line(("method", "import-analysis"), ("ms", Stopwatch.GetElapsedTime(started).TotalMilliseconds), ("parity", descriptor.ParityMaxAbsDiff ?? -1),
-            ("torch_threads", get_num_threads()), ("backward", explainer?.BackwardPath ?? ""));
+            ("torch_threads", get_num_threads()), ("backward", $"{descriptor.GradientEngine}: {descriptor.GradientEngineReason}"));
         using var owned = explainer ?? throw new InvalidOperationException(descriptor.Reason);
 
         Phases(explainer, input, repeats);

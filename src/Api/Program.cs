@@ -1,6 +1,11 @@
 using SaliencyService.Api;
 using SaliencyService.Api.Apis;
 using SaliencyService.Api.Observability;
+using SaliencyService.Explain.Isolation;
+
+// Work that may crash a native library runs in a child process of this same binary.
+ChildProcess.EntryAssembly = typeof(Program).Assembly.Location;
+if (ChildCommands.TryRun(args, out var childExitCode)) return childExitCode;
 
 var builder = WebApplication.CreateBuilder(args);
 if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["http_ports"]))
@@ -20,6 +25,7 @@ app.MapModels();
 app.MapInference();
 
 app.Run();
+return 0;
 
 /// <summary>Entry point, visible to WebApplicationFactory in the tests.</summary>
 public partial class Program;

@@ -18,13 +18,20 @@ public sealed record ModelDescriptor(
 public sealed record TensorDescriptor(string Name, IReadOnlyList<long> Shape, string DataType);
 
 /// <summary>Whether and how the model can be explained.</summary>
+/// <param name="GradientEngine">
+/// What computes the model's gradients: <c>onnxruntime</c> (its backward written as an ONNX graph)
+/// or <c>libtorch</c> (autograd through the mirror); null when it is not explainable.
+/// </param>
+/// <param name="GradientEngineReason">Why: how each engine compared with float64 autograd on the import's probe.</param>
 public sealed record ExplainDescriptor(
     bool Supported,
     IReadOnlyList<string> UnsupportedOperators,
     double? ParityMaxAbsDiff,
     string? DefaultLayer,
     IReadOnlyList<LayerDescriptor> Layers,
-    string? Reason);
+    string? Reason,
+    string? GradientEngine = null,
+    string? GradientEngineReason = null);
 
 /// <summary>A tensor of the graph that Grad-CAM can use.</summary>
 public sealed record LayerDescriptor(string Name, IReadOnlyList<long> Shape);

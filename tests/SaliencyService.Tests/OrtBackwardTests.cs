@@ -31,11 +31,12 @@ public sealed class OrtBackwardTests
     [MemberData(nameof(FixturesBothWays))]
     public void Both_engines_give_the_reference_maps(string fixture, bool ortBackward)
     {
-        var (explainer, onnx, preprocessing) = Analyse(TestPaths.Fixture(fixture, "model.onnx"), ortBackward, FixturePreprocessing(fixture));
+        var (explainer, descriptor, onnx, preprocessing) = Analyse(TestPaths.Fixture(fixture, "model.onnx"), ortBackward, FixturePreprocessing(fixture));
         using var owned = onnx;
         using var model = explainer ?? throw new InvalidOperationException("not explainable");
         Assert.Equal(ortBackward, model.Backprop is not null);
-        Assert.StartsWith(ortBackward ? "ONNX Runtime" : "libtorch autograd", model.BackwardPath);
+        Assert.Equal(ortBackward ? GradientEngines.OnnxRuntime : GradientEngines.LibTorch, descriptor.GradientEngine);
+        Assert.Contains("float64", descriptor.GradientEngineReason);
 
         foreach (var c in ReferenceCases.All.Where(c => c.Model == fixture))
         foreach (var (method, reference) in new[] { ("guided-backprop", "guided_backprop"), ("gradient", "gradient"), ("deconvnet", "deconvnet") })
@@ -65,11 +66,12 @@ public sealed class OrtBackwardTests
         File.WriteAllBytes(path, builder.Bytes());
         try
         {
-            var (explainer, onnx, _) = Analyse(path, true, new Preprocessing("x", "NCHW", 6, 6, "RGB", 1, [0, 0, 0], [1, 1, 1]));
+            var (explainer, descriptor, onnx, _) = Analyse(path, true, new Preprocessing("x", "NCHW", 6, 6, "RGB", 1, [0, 0, 0], [1, 1, 1]));
             using var owned = onnx;
             using var model = explainer ?? throw new InvalidOperationException("not explainable");
             Assert.Null(model.Backprop);
-            Assert.Contains("Tanh", model.BackwardPath);
+            Assert.Equal(GradientEngines.LibTorch, descriptor.GradientEngine);
+            Assert.Contains("Tanh", descriptor.GradientEngineReason);
             var input = new FloatTensor(Parity.RandomInput([1, 3, 6, 6], 4, -1, 1), [1, 3, 6, 6]);
             var map = Explainer.Explain(model, input, new ExplainRequest(AttributionMethod.GuidedBackprop), null, "NCHW", 16);
             Assert.Contains(map.Map, v => v != 0);
@@ -80,14 +82,14 @@ public sealed class OrtBackwardTests
         }
     }
 
-    private static (ModelExplainer?, OnnxModel, Preprocessing) Analyse(string modelPath, bool ortBackward, Preprocessing preprocessing)
+    private static (ModelExplainer?, ExplainDescriptor, OnnxModel, Preprocessing) Analyse(string modelPath, bool ortBackward, Preprocessing preprocessing)
     {
         var (session, provider) = Sessions.Create(modelPath);
         var onnx = new OnnxModel(session, provider);
         var analysis = new ExplainAnalysis(new ExplainOptions { OrtBackward = ortBackward }, Sessions);
         var (explainer, descriptor) = analysis.Analyse(modelPath, onnx, preprocessing, onnx.Outputs[0].Name);
         Assert.True(explainer is not null, descriptor.Reason);
-        return (explainer, onnx, preprocessing);
+        return (explainer, descriptor, onnx, preprocessing);
     }
 
     /// <summary>The fixture's own preprocessing (model.json); the maps are taken from its tensors.</summary>

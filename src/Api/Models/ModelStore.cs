@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Text.Json;
 using SaliencyService.Contracts;
 using SaliencyService.Explain;
+using SaliencyService.Explain.Engine;
 
 namespace SaliencyService.Api.Models;
 
@@ -35,8 +36,8 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
             {
                 var model = loader.Open(Layout.ModelDirectory(name), name);
                 _models[name] = model;
-                logger.LogInformation("Loaded model {Model} ({Bytes} bytes, {Provider}; input gradients: {Backward})", name, model.Descriptor.SizeBytes,
-                    model.Descriptor.ExecutionProvider, model.Explainer?.BackwardPath ?? "not explainable");
+                logger.LogInformation("Loaded model {Model} ({Bytes} bytes, {Provider}; gradients: {Engine})", name, model.Descriptor.SizeBytes,
+                    model.Descriptor.ExecutionProvider, GradientsOf(model.Descriptor));
             }
             catch (Exception e) when (e is ProblemException or IOException or UnauthorizedAccessException)
             {
@@ -76,10 +77,10 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         if (!replace && Directory.Exists(Layout.ModelDirectory(name)))
             throw ConflictFor(name); // early and cheap; checked again under the write lock
 
-        var manifest = ModelLoader.ParseManifest(manifestJson);
+        var manifest = ModelInspection.ParseManifest(manifestJson);
         File.SetLastWriteTimeUtc(Path.Combine(stagingDirectory, StoreLayout.ModelFile), DateTime.UtcNow); // = importedAt
         await WriteManifestAsync(stagingDirectory, manifest, cancellationToken);
-        var model = loader.Open(stagingDirectory, name); // validation happens outside the write lock
+        var model = loader.Open(stagingDirectory, name, untrusted: true); // validation happens outside the write lock
 
         var published = false;
         await _writes.WaitAsync(CancellationToken.None);
@@ -94,8 +95,8 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
             _models.TryGetValue(name, out var previous);
             _models[name] = model;
             previous?.Retire();
-            logger.LogInformation("{Action} model {Model} (sha256 {Sha}; input gradients: {Backward})", exists ? "Replaced" : "Imported", name,
-                model.Descriptor.Sha256, model.Explainer?.BackwardPath ?? "not explainable");
+            logger.LogInformation("{Action} model {Model} (sha256 {Sha}; gradients: {Engine})", exists ? "Replaced" : "Imported", name,
+                model.Descriptor.Sha256, GradientsOf(model.Descriptor));
             return model.Descriptor;
         }
         finally
@@ -133,6 +134,9 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         _writes.Dispose();
     }
 
+    private static string GradientsOf(ModelDescriptor descriptor) =>
+        descriptor.Explain.GradientEngine is { } engine ? $"{engine}, {descriptor.Explain.GradientEngineReason}" : "not explainable: " + descriptor.Explain.Reason;
+
     private ServedModel Find(string name) =>
         _models.TryGetValue(name, out var model) ? model : throw ProblemException.NotFound($"No model named '{name}'.");
 
@@ -142,7 +146,7 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
     private static async Task WriteManifestAsync(string directory, ModelManifest manifest, CancellationToken cancellationToken)
     {
         await using var file = new FileStream(Path.Combine(directory, StoreLayout.ManifestFile), FileMode.Create, FileAccess.Write);
-        await JsonSerializer.SerializeAsync(file, manifest, ModelLoader.Json, cancellationToken);
+        await JsonSerializer.SerializeAsync(file, manifest, ModelInspection.Json, cancellationToken);
         await file.FlushAsync(cancellationToken);
         file.Flush(flushToDisk: true);
     }

@@ -17,7 +17,7 @@ public sealed class ModelStoreStartup(
         if (string.IsNullOrEmpty(options.Value.ApiKey))
             logger.LogWarning("Saliency:ApiKey is not set: anyone who reaches this service can import and delete models");
         var (provider, reason) = sessions.PreferredProvider;
-        logger.LogInformation("ONNX Runtime execution provider: {Provider} ({Reason})", provider, reason);
+        logger.LogInformation("ONNX Runtime: {Provider} ({Reason}); {Threads} intra-op thread(s) per run", provider, reason, sessions.IntraOpThreads);
         var (loaded, status) = explain.Engine;
         if (loaded) logger.LogInformation("Explain engine: {Status}", status);
         else logger.LogWarning("Explain engine unavailable, models will predict but not explain: {Status}", status);

@@ -14,13 +14,16 @@ namespace SaliencyService.Explain.Engine;
 
 /// <summary>
 /// Runs at import: rebuilds the model as a mirror, checks on a probe input that the mirror computes
-/// what ONNX Runtime computes, and describes the result for the model descriptor.
+/// what ONNX Runtime computes and which engine computes its gradients right, and describes the
+/// result for the model descriptor.
 /// </summary>
 public sealed class ExplainAnalysis
 {
     private readonly ExplainOptions _options;
     private readonly OnnxSessionFactory _sessions;
     private readonly Lazy<(bool Loaded, string Status)> _engine;
+
+    public ExplainOptions Options => _options;
 
     public ExplainAnalysis(ExplainOptions options, OnnxSessionFactory sessions)
     {
@@ -32,22 +35,42 @@ public sealed class ExplainAnalysis
     /// <summary>Whether libtorch is usable here, and how it was loaded or why not (for the start-up log).</summary>
     public (bool Loaded, string Status) Engine => _engine.Value;
 
-    public (ModelExplainer? Explainer, ExplainDescriptor Descriptor) Analyse(string modelPath, OnnxModel onnx, Preprocessing preprocessing, string outputName)
+    /// <summary>
+    /// Checks the model and builds what explains it: the mirror must compute what ONNX Runtime
+    /// computes on a probe input, and a gradient engine must reproduce float64 autograd there
+    /// (<see cref="GradientEngineCheck"/>).
+    /// </summary>
+    /// <param name="verdict">
+    /// The descriptor an isolated check (<see cref="ImportCheck"/>) already made for this file:
+    /// then nothing is probed again, only built as it says.
+    /// </param>
+    public (ModelExplainer? Explainer, ExplainDescriptor Descriptor) Analyse(string modelPath, OnnxModel onnx, Preprocessing preprocessing,
+        string outputName, ExplainDescriptor? verdict = null)
     {
         if (!Engine.Loaded) return (null, NotSupported([], Engine.Status));
+        if (verdict is { Supported: false }) return (null, verdict);
 
         var model = OnnxFile.Load(modelPath);
         var build = GraphMirror.Build(model, preprocessing.Input, outputName);
         if (build.Mirror is not { } mirror)
             return (null, NotSupported(build.UnsupportedOperators, "The model uses operators the explainer does not support."));
 
+        OrtBackprop? backprop = null;
         try
         {
+            var batched = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape is [< 0, ..];
             var probe = Probe(onnx, preprocessing);
+            if (verdict is not null)
+            {
+                if (verdict.GradientEngine == GradientEngines.OnnxRuntime)
+                    backprop = OrtBackprop.Create(model, mirror, probe.Shape, batched, bytes => _sessions.Create(bytes).Session);
+                return (new ModelExplainer(mirror, verdict.Layers, verdict.DefaultLayer, backprop), verdict);
+            }
+
             var expected = onnx.Run(preprocessing.Input, probe, outputName);
             using var scope = NewDisposeScope();
-            using var noGrad = no_grad();
-            var values = mirror.Forward(tensor(probe.Data, probe.Shape), RectifierRule.Gradient);
+            Dictionary<string, Tensor> values;
+            using (no_grad()) values = mirror.Forward(tensor(probe.Data, probe.Shape), RectifierRule.Gradient);
             var actual = values[outputName].to_type(ScalarType.Float32).contiguous().data<float>().ToArray();
 
             var difference = actual.Length == expected.Data.Length
@@ -64,21 +87,26 @@ public sealed class ExplainAnalysis
             if (!(difference <= _options.ParityTolerance * scale + 1e-6))
             {
                 mirror.Dispose();
-                return (null, new ExplainDescriptor(false, [], Finite(difference), null, [], 
+                return (null, new ExplainDescriptor(false, [], Finite(difference), null, [],
                     $"The mirror disagrees with ONNX Runtime on a probe input (max abs difference {difference:G3} at output scale {scale:G3})."));
             }
-            var batched = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape is [< 0, ..];
             // The import's probe passes leave freed native memory behind: handed back once imports pause.
             Torch.NativeHeap.TrimWhenIdle(TimeSpan.FromSeconds(5));
-            var (backprop, backwardPath) = _options.OrtBackward
-                ? OrtBackwardCheck.Try(model, mirror, tensor(probe.Data, probe.Shape), batched, bytes => _sessions.Create(bytes).Session)
-                : (null, "libtorch autograd (ONNX Runtime backward turned off)");
-            return (new ModelExplainer(mirror, layers, defaultLayer, backprop, backwardPath),
-                new ExplainDescriptor(true, [], difference, defaultLayer, layers, null));
+            var chosen = GradientEngineCheck.Choose(model, mirror, tensor(probe.Data, probe.Shape), batched, _options.OrtBackward,
+                bytes => _sessions.Create(bytes).Session);
+            backprop = chosen.Backprop;
+            if (chosen.Engine is null)
+            {
+                mirror.Dispose();
+                return (null, new ExplainDescriptor(false, [], difference, null, [], chosen.Reason, null, chosen.Reason));
+            }
+            return (new ModelExplainer(mirror, layers, defaultLayer, backprop),
+                new ExplainDescriptor(true, [], difference, defaultLayer, layers, null, chosen.Engine, chosen.Reason));
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // Whatever fails on the probe (the runtime or the mirror) makes the model unexplainable, never the import fail.
+            backprop?.Dispose();
             mirror.Dispose();
             return (null, NotSupported([], $"The probe run failed ({e.GetType().Name}): {e.Message.Split('\n')[0]}"));
         }
@@ -88,9 +116,9 @@ public sealed class ExplainAnalysis
     {
         try
         {
+            Torch.TorchNativeLoader.Configure(_options.OneDnnMaxIsa, _options.TorchThreads);
             var status = Torch.TorchNativeLoader.EnsureLoaded();
-            if (_options.TorchThreads > 0) set_num_threads(_options.TorchThreads);
-            return (true, $"{status}; {get_num_threads()} libtorch thread(s); {Torch.NativeHeap.Configure()}");
+            return (true, $"{status}; {Torch.NativeHeap.Configure()}");
         }
         catch (Exception e) when (e is InvalidOperationException or DllNotFoundException or NotSupportedException or TypeInitializationException)
         {

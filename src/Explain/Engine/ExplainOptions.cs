@@ -18,8 +18,16 @@ public sealed class ExplainOptions
     /// <summary>Memory for recently computed maps (LRU); 0 turns the cache off.</summary>
     public int CacheMegabytes { get; set; } = 256;
 
-    /// <summary>libtorch intra-op threads; 0 = one per core.</summary>
+    /// <summary>libtorch intra-op threads; 0 = <see cref="Environment.ProcessorCount"/> (which honours a container's CPU limit).</summary>
     public int TorchThreads { get; set; }
+
+    /// <summary>
+    /// How far libtorch's oneDNN may go (<c>ONEDNN_MAX_CPU_ISA</c>, set before libtorch loads):
+    /// <c>auto</c> runs a known-answer self-test in child processes and takes the widest instruction
+    /// set that passes (oneDNN off if none does); <c>none</c> turns oneDNN off; <c>default</c>
+    /// leaves it uncapped; or a cap such as <c>AVX2</c> or <c>SSE41</c>.
+    /// </summary>
+    public string OneDnnMaxIsa { get; set; } = "auto";
 
     /// <summary>
     /// Input gradients computed by ONNX Runtime (the served forward, then the mirror's backward
@@ -27,6 +35,15 @@ public sealed class ExplainOptions
     /// autograd's; off, or for other models, libtorch autograd computes them.
     /// </summary>
     public bool OrtBackward { get; set; } = true;
+
+    /// <summary>
+    /// Run an import's checks (session, mirror, probes) in a child process, so that a model that
+    /// crashes a native library is refused (422) instead of taking the service down.
+    /// </summary>
+    public bool IsolateImports { get; set; } = true;
+
+    /// <summary>Longest an isolated import check may take before the model is refused.</summary>
+    public int ImportCheckTimeoutSeconds { get; set; } = 600;
 
     /// <summary>Largest mirror-vs-runtime difference, relative to the output's scale, that is still explainable.</summary>
     public double ParityTolerance { get; set; } = 1e-3;

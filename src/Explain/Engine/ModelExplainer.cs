@@ -5,7 +5,7 @@ namespace SaliencyService.Explain.Engine;
 
 /// <summary>The explainable side of one served model: its mirror and what the import learnt about it.</summary>
 public sealed class ModelExplainer(GraphMirror mirror, IReadOnlyList<LayerDescriptor> layers, string? defaultLayer,
-    OrtBackprop? backprop = null, string backwardPath = "libtorch autograd") : IDisposable
+    OrtBackprop? backprop = null) : IDisposable
 {
     public GraphMirror Mirror { get; } = mirror;
 
@@ -14,11 +14,8 @@ public sealed class ModelExplainer(GraphMirror mirror, IReadOnlyList<LayerDescri
 
     public string? DefaultLayer { get; } = defaultLayer;
 
-    /// <summary>Input gradients computed by ONNX Runtime, where the import showed them equal to libtorch autograd's; else null.</summary>
+    /// <summary>Gradients computed by ONNX Runtime, where the import showed them right; else null (libtorch autograd).</summary>
     public OrtBackprop? Backprop { get; } = backprop;
-
-    /// <summary>How input gradients are computed, and why (for the log).</summary>
-    public string BackwardPath { get; } = backwardPath;
 
     public void Dispose()
     {

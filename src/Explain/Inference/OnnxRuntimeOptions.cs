@@ -6,7 +6,10 @@ public sealed class OnnxRuntimeOptions
     /// <summary><c>auto</c> (CUDA when it loads, else CPU), <c>cuda</c> or <c>cpu</c>.</summary>
     public string ExecutionProvider { get; set; } = "auto";
 
-    /// <summary>Threads of one run; 0 lets ONNX Runtime use every core.</summary>
+    /// <summary>
+    /// Threads of one run; 0 = <see cref="Environment.ProcessorCount"/>, which honours a container's
+    /// CPU limit (ONNX Runtime's own default counts physical cores, one on some 2-vCPU hosts).
+    /// </summary>
     public int IntraOpThreads { get; set; }
 
     /// <summary>Whether idle ORT threads spin; off leaves the cores to concurrent requests.</summary>

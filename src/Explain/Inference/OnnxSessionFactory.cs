@@ -21,6 +21,11 @@ public sealed class OnnxSessionFactory
         _cuda = new Lazy<(bool, string)>(ProbeCuda);
     }
 
+    public OnnxRuntimeOptions Settings => _options;
+
+    /// <summary>Threads of one CPU run.</summary>
+    public int IntraOpThreads => _options.IntraOpThreads > 0 ? _options.IntraOpThreads : Environment.ProcessorCount;
+
     /// <summary>The provider new sessions get, and why (for the start-up log).</summary>
     public (string Provider, string Reason) PreferredProvider =>
         _options.ExecutionProvider.Equals("cpu", StringComparison.OrdinalIgnoreCase)
@@ -56,7 +61,7 @@ public sealed class OnnxSessionFactory
         {
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
-            IntraOpNumThreads = _options.IntraOpThreads,
+            IntraOpNumThreads = IntraOpThreads,
             InterOpNumThreads = 1,
         };
         options.AddSessionConfigEntry("session.intra_op.allow_spinning", _options.AllowSpinning ? "1" : "0");

@@ -19,8 +19,9 @@ public sealed partial class GraphMirror : IDisposable
     private readonly List<Tensor> _owned;
 
     private GraphMirror(string input, string output, string score, Dictionary<string, Tensor> constants, List<Tensor> owned,
-        List<Step> steps, IReadOnlyList<string> rectifierOutputs)
+        List<Step> steps, IReadOnlyList<string> rectifierOutputs, ScalarType floatType)
     {
+        FloatType = floatType;
         _owned = owned;
         InputName = input;
         OutputName = output;
@@ -29,6 +30,9 @@ public sealed partial class GraphMirror : IDisposable
         _steps = steps;
         RectifierOutputs = rectifierOutputs;
     }
+
+    /// <summary>What floating-point values compute in (float32, or float64 for a reference).</summary>
+    public ScalarType FloatType { get; }
 
     /// <summary>The graph input the image or tensor feeds.</summary>
     public string InputName { get; }
@@ -73,7 +77,7 @@ public sealed partial class GraphMirror : IDisposable
     public Tensor InputGradients(Tensor inputs, long target, RectifierRule rule, CancellationToken cancellationToken = default)
     {
         using var grad = enable_grad();
-        var x = inputs.detach().requires_grad_();
+        var x = InPrecision(inputs.detach(), FloatType).requires_grad_();
         Forward(x, rule, cancellationToken)[ScoreName].reshape(inputs.shape[0], -1).select(1, target).sum().backward();
         return x.grad!.detach();
     }
@@ -91,7 +95,11 @@ public sealed partial class GraphMirror : IDisposable
     /// </summary>
     /// <param name="inputName">The graph input that is explained (the others are not supported).</param>
     /// <param name="outputName">The graph output that is explained.</param>
-    public static MirrorBuild Build(ModelProto model, string inputName, string outputName)
+    /// <param name="floatType">
+    /// What floating-point values compute in: float32 as served, or float64 for a reference that no
+    /// float32 kernel (oneDNN's included) takes part in.
+    /// </param>
+    public static MirrorBuild Build(ModelProto model, string inputName, string outputName, ScalarType floatType = ScalarType.Float32)
     {
         Torch.TorchNativeLoader.EnsureLoaded();
         var opset = OnnxFile.DefaultOpset(model);
@@ -108,7 +116,7 @@ public sealed partial class GraphMirror : IDisposable
         try
         {
             foreach (var initializer in graph.Initializer)
-                constants[initializer.Name] = Keep(TensorReader.ToTorch(initializer));
+                constants[initializer.Name] = Keep(TensorReader.ToTorch(initializer), floatType);
 
             var available = new HashSet<string>(constants.Keys, StringComparer.Ordinal) { inputName, "" };
             foreach (var extra in graph.Input.Where(i => !available.Contains(i.Name)))
@@ -130,7 +138,7 @@ public sealed partial class GraphMirror : IDisposable
                 try
                 {
                     var constantInputs = node.Input.Select(name => constants.GetValueOrDefault(name)).ToArray();
-                    var context = new OpContext(node, opset, constantInputs, owned);
+                    var context = new OpContext(node, opset, constantInputs, owned, floatType);
                     var kernel = convert(context);
                     if (Rectifier.UpperBound(context) is not null) rectifiers.Add(node.Output[0]);
 
@@ -139,7 +147,7 @@ public sealed partial class GraphMirror : IDisposable
                     {
                         var outputs = kernel(constantInputs, RectifierRule.Gradient);
                         for (var o = 0; o < node.Output.Count && o < outputs.Length; o++)
-                            if (node.Output[o].Length > 0) constants[node.Output[o]] = Keep(outputs[o]);
+                            if (node.Output[o].Length > 0) constants[node.Output[o]] = Keep(outputs[o], floatType);
                     }
                     else steps.Add(new Step(node.OpType, node.Input.ToArray(), node.Output.ToArray(), kernel, OpRegistry.Gradient(context)));
                 }
@@ -169,7 +177,7 @@ public sealed partial class GraphMirror : IDisposable
             return new MirrorBuild(null, unsupported.ToArray());
         }
         var score = ScoreTensor(graph, outputName);
-        return new MirrorBuild(new GraphMirror(inputName, outputName, score, constants, owned, steps, rectifiers), []);
+        return new MirrorBuild(new GraphMirror(inputName, outputName, score, constants, owned, steps, rectifiers, floatType), []);
     }
 
     /// <summary>Softmax and LogSoftmax are skipped: the explained score is the pre-softmax logit.</summary>
@@ -204,7 +212,11 @@ public sealed partial class GraphMirror : IDisposable
     }
 
     /// <summary>A handle of its own for a tensor the mirror keeps, outside every dispose scope.</summary>
-    private static Tensor Keep(Tensor tensor) => tensor.detach().DetachFromDisposeScope();
+    private static Tensor Keep(Tensor tensor, ScalarType floatType) => InPrecision(tensor.detach(), floatType).DetachFromDisposeScope();
+
+    /// <summary>A floating-point tensor in <paramref name="floatType"/>; any other as it is.</summary>
+    public static Tensor InPrecision(Tensor tensor, ScalarType floatType) =>
+        tensor.is_floating_point() && tensor.dtype != floatType ? tensor.to_type(floatType) : tensor;
 
     private sealed record Step(string OpType, string[] Inputs, string[] Outputs, OpKernel Kernel, GradientRule? Gradient);
 }

@@ -8,12 +8,16 @@ namespace SaliencyService.Explain.Mirror;
 public delegate Tensor[] OpKernel(Tensor?[] inputs, RectifierRule rule);
 
 /// <summary>What a converter sees of a node while the mirror is built.</summary>
-public sealed class OpContext(NodeProto node, int opset, IReadOnlyList<Tensor?> constantInputs, ICollection<Tensor> owned)
+public sealed class OpContext(NodeProto node, int opset, IReadOnlyList<Tensor?> constantInputs, ICollection<Tensor> owned,
+    ScalarType floatType = ScalarType.Float32)
 {
     public NodeProto Node { get; } = node;
     public int Opset { get; } = opset;
     public NodeAttributes Attributes { get; } = new(node);
     public string OpType => Node.OpType;
+
+    /// <summary>The type floating-point values compute in: float32, or float64 for a reference mirror.</summary>
+    public ScalarType FloatType { get; } = floatType;
 
     /// <summary>The value of input <paramref name="index"/> when it is known while building (initializer or folded constant).</summary>
     public Tensor? Constant(int index) => index < constantInputs.Count ? constantInputs[index] : null;
@@ -24,7 +28,7 @@ public sealed class OpContext(NodeProto node, int opset, IReadOnlyList<Tensor?> 
     /// </summary>
     public Tensor Own(Tensor tensor)
     {
-        var kept = tensor.detach().DetachFromDisposeScope();
+        var kept = GraphMirror.InPrecision(tensor.detach(), FloatType).DetachFromDisposeScope();
         owned.Add(kept);
         return kept;
     }

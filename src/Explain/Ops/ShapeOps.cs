@@ -55,6 +55,7 @@ internal static class ShapeOps
     private static OpKernel Cast(OpContext node)
     {
         var type = TensorReader.ComputeType(node.Attributes.Int("to", 1));
+        if (type == ScalarType.Float32) type = node.FloatType;
         return (x, _) => [x[0]!.to_type(type)];
     }
 
@@ -149,7 +150,7 @@ internal static class ShapeOps
         return (x, _) =>
         {
             var parts = x.Where(t => t is not null).Select(t => t!).ToArray();
-            var type = parts.Any(p => p.dtype == ScalarType.Float32) ? ScalarType.Float32 : parts[0].dtype;
+            var type = parts.FirstOrDefault(p => p.is_floating_point())?.dtype ?? parts[0].dtype;
             return [cat(parts.Select(p => p.dtype == type ? p : p.to_type(type)).ToArray(), OpHelpers.Axis(axis, parts[0].dim()))];
         };
     }

@@ -31,6 +31,22 @@ public static class TorchNativeLoader
     private const string ShimSource = "#include <ios>\nnamespace std { void ios_base_library_init() { static ios_base::Init init; } }\n";
 
     private static readonly Lazy<string> Loaded = new(Load, LazyThreadSafetyMode.ExecutionAndPublication);
+    private static string? _oneDnnSetting;
+    private static int _threads;
+
+    /// <summary>
+    /// Sets what the first load applies: the oneDNN cap (<c>Saliency:Explain:OneDnnMaxIsa</c>, see
+    /// <see cref="OneDnnGuard"/>) and libtorch's intra-op threads (0: <see cref="Environment.ProcessorCount"/>,
+    /// which honours a container's CPU limit). Later calls, after the load, change nothing.
+    /// </summary>
+    public static void Configure(string? oneDnnMaxIsa, int threads)
+    {
+        _oneDnnSetting = oneDnnMaxIsa;
+        _threads = threads;
+    }
+
+    /// <summary>What oneDNN was allowed in this process, once libtorch has loaded.</summary>
+    public static OneDnnChoice? OneDnn { get; private set; }
 
     /// <summary>
     /// Ensures libtorch is usable; returns how it was loaded (for the start-up log).
@@ -39,6 +55,16 @@ public static class TorchNativeLoader
     public static string EnsureLoaded() => Loaded.Value;
 
     private static string Load()
+    {
+        // The cap must be in the native environment before libtorch (and so oneDNN) loads.
+        OneDnn = OperatingSystem.IsLinux() ? OneDnnGuard.Choose(_oneDnnSetting, Path.Combine(NativeDirectory(), "libtorch_cpu.so")) : null;
+        var how = LoadLibraries();
+        LibTorchContext.Configure(mkldnn: OneDnn?.Disabled != true, _threads > 0 ? _threads : Environment.ProcessorCount);
+        var oneDnn = OneDnn is null ? "" : $"; oneDNN: {(OneDnn.Disabled ? "off" : OneDnn.MaxIsa == OneDnnGuard.Default ? "uncapped" : "capped at " + OneDnn.MaxIsa)} ({OneDnn.Reason})";
+        return $"{how}; {torch.get_num_threads()} libtorch thread(s){oneDnn}";
+    }
+
+    private static string LoadLibraries()
     {
         if (!OperatingSystem.IsLinux() || HostHasSymbol())
         {
@@ -69,6 +95,9 @@ public static class TorchNativeLoader
         torch.InitializeDeviceType(DeviceType.CPU);
         return $"TorchSharp loaded through the libstdc++ compatibility shim in {cache}";
     }
+
+    /// <summary>The folder of TorchSharp's and libtorch's native libraries.</summary>
+    internal static string NativeDirectory() => Path.GetDirectoryName(FindNativeLibrary())!;
 
     private static bool HostHasSymbol() =>
         NativeLibrary.TryLoad("libstdc++.so.6", out var handle) && NativeLibrary.TryGetExport(handle, MissingSymbol, out _);

@@ -13,24 +13,35 @@ public static class Parity
 {
     public const double Tolerance = 1e-4;
 
-    /// <summary>Asserts the mirror agrees with ONNX Runtime within 1e-4 on a seeded random input.</summary>
+    /// <summary>
+    /// Asserts the mirror agrees with ONNX Runtime within 1e-4 on a seeded random input, as served
+    /// (float32) and as the float64 reference the import judges gradients by.
+    /// </summary>
     public static void Check(OnnxTestModel builder, int seed = 1, float low = -2, float high = 2)
     {
+        SaliencyService.Explain.Torch.TorchNativeLoader.EnsureLoaded(); // before the first tensor
         var input = RandomInput(builder.InputShape, seed, low, high);
         var model = builder.Model();
         var expected = RunOnnxRuntime(builder.Bytes(), input, builder.InputShape, model.Graph.Output.Select(o => o.Name).ToArray());
+        foreach (var floatType in new[] { ScalarType.Float32, ScalarType.Float64 })
+            CheckOutputs(model, floatType, tensor(input, builder.InputShape), expected);
+    }
 
-        using var mirror = Mirror(model);
+    private static void CheckOutputs(SaliencyService.Explain.Onnx.Proto.ModelProto model, ScalarType floatType, TorchSharp.torch.Tensor input,
+        Dictionary<string, (double[] Data, long[] Shape)> expected)
+    {
+        using var mirror = Mirror(model, floatType);
         using var scope = NewDisposeScope();
-        var values = mirror.Forward(tensor(input, builder.InputShape), RectifierRule.Gradient);
+        var values = mirror.Forward(GraphMirror.InPrecision(input, floatType), RectifierRule.Gradient);
         foreach (var (name, (data, shape)) in expected)
         {
             var actual = values[name];
+            if (actual.is_floating_point()) Assert.Equal(floatType, actual.dtype);
             Assert.Equal(shape, actual.shape);
             var mirrored = actual.to_type(ScalarType.Float64).data<double>().ToArray();
             for (var i = 0; i < data.Length; i++)
                 Assert.True(Math.Abs(data[i] - mirrored[i]) <= Tolerance * Math.Max(1, Math.Abs(data[i])),
-                    $"{name}[{i}]: ONNX Runtime {data[i]}, mirror {mirrored[i]}");
+                    $"{name}[{i}]: ONNX Runtime {data[i]}, {floatType} mirror {mirrored[i]}");
         }
     }
 
@@ -39,14 +50,16 @@ public static class Parity
 
     /// <summary>
     /// Runs the model's input gradients on ONNX Runtime (its forward, then the backward graph the
-    /// rules write) and compares them with libtorch's autograd through the mirror — the
-    /// independent reference for the rules — under every rectifier rule, for each sample's top
-    /// score as the target, on a batch.
+    /// rules write) and on libtorch's float32 autograd through the mirror (the fallback engine, and
+    /// the one oneDNN computes), and compares both with libtorch's autograd through a float64 mirror —
+    /// the independent reference, which no float32 kernel takes part in — under every rectifier
+    /// rule, for each sample's top score as the target, on a batch.
     /// </summary>
     public static void CheckGradients(OnnxTestModel builder, int seed = 1, float low = -2, float high = 2)
     {
         var model = builder.Model();
         using var mirror = Mirror(model);
+        using var reference = Mirror(model, ScalarType.Float64);
         using var backprop = OrtBackprop.Create(model, mirror, builder.InputShape, batched: true, bytes => new InferenceSession(bytes));
         using var scope = NewDisposeScope();
         var input = tensor(RandomInput(builder.InputShape, seed, low, high), builder.InputShape);
@@ -59,20 +72,23 @@ public static class Parity
         foreach (var target in new[] { first.argmax().item<long>(), scores[^1].argmax().item<long>(), median }.Distinct())
         foreach (var rule in Enum.GetValues<RectifierRule>())
         {
-            var actual = backprop.InputGradient(input, recorded, target, rule);
-            var expected = mirror.InputGradients(input, target, rule);
-            Assert.Equal(expected.shape, actual.shape);
-            var scale = expected.abs().max().item<float>();
-            var difference = (actual - expected).abs().max().item<float>();
-            Assert.True(difference <= GradientTolerance * scale || scale == 0 && difference == 0, $"target {target}, {rule}: max difference {difference} at scale {scale}");
+            var expected = reference.InputGradients(input, target, rule);
+            var scale = expected.abs().max().item<double>();
+            foreach (var (engine, actual) in new[] { ("ONNX Runtime", backprop.InputGradient(input, recorded, target, rule)), ("libtorch float32", mirror.InputGradients(input, target, rule)) })
+            {
+                Assert.Equal(expected.shape, actual.shape);
+                var difference = (actual.to_type(ScalarType.Float64) - expected).abs().max().item<double>();
+                Assert.True(difference <= GradientTolerance * scale || scale == 0 && difference == 0,
+                    $"{engine}, target {target}, {rule}: max difference {difference:G3} from float64 at scale {scale:G3}");
+            }
             if (scale > 0) tested++;
         }
         Assert.True(tested >= 3, $"only {tested} of the cases had a non-zero gradient: the model tests too little");
     }
 
-    private static GraphMirror Mirror(SaliencyService.Explain.Onnx.Proto.ModelProto model)
+    private static GraphMirror Mirror(SaliencyService.Explain.Onnx.Proto.ModelProto model, ScalarType floatType = ScalarType.Float32)
     {
-        var build = GraphMirror.Build(model, "x", model.Graph.Output[0].Name);
+        var build = GraphMirror.Build(model, "x", model.Graph.Output[0].Name, floatType);
         Assert.True(build.Mirror is not null, "unsupported: " + string.Join("; ", build.UnsupportedOperators));
         return build.Mirror!;
     }

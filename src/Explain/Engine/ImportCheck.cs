@@ -1,0 +1,71 @@
+using System.Text.Json;
+using SaliencyService.Contracts;
+using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Isolation;
+
+namespace SaliencyService.Explain.Engine;
+
+/// <summary>
+/// An uploaded model is untrusted input, and native libraries (ONNX Runtime parsing it, libtorch
+/// running it) can crash on it. So an import's session creation, mirror build, parity probe and
+/// gradient-engine check run first in a child process (<see cref="ChildProcess"/>); the service
+/// then builds what the child's verdict says without probing again. A child that crashes costs
+/// the import (422), never the service.
+/// </summary>
+public static class ImportCheck
+{
+    private static readonly JsonSerializerOptions OneLine = new(JsonSerializerDefaults.Web);
+
+    private sealed record Settings(OnnxRuntimeOptions OnnxRuntime, ExplainOptions Explain);
+
+    /// <summary>What the child answers: the explain verdict, or the problem that refuses the model.</summary>
+    private sealed record Answer(ExplainDescriptor? Explain, int? Status, string? Title, string? Detail);
+
+    /// <summary>Checks the model folder in a child; returns its explain verdict.</summary>
+    /// <exception cref="ProblemException">The model is refused: what the child found, or that it crashed (422).</exception>
+    public static ExplainDescriptor Run(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis)
+    {
+        _ = analysis.Engine; // the service's oneDNN choice is made (and handed down) before the first child
+        var settings = JsonSerializer.Serialize(new Settings(sessions.Settings, analysis.Options), OneLine);
+        var result = ChildProcess.Run(ChildCommands.ImportCheck, [directory, settings], new Dictionary<string, string>(),
+            TimeSpan.FromSeconds(Math.Max(1, analysis.Options.ImportCheckTimeoutSeconds)));
+        if (result.Signal is not null)
+            throw ProblemException.Unprocessable(
+                $"Checking the model crashed a native library ({result.Describe()}); it was not imported and the service is unaffected.");
+        Answer? answer = null;
+        try
+        {
+            answer = result.Succeeded ? JsonSerializer.Deserialize<Answer>(result.LastLine, OneLine) : null;
+        }
+        catch (JsonException)
+        {
+        }
+        if (answer?.Explain is { } explain) return explain;
+        if (answer is { Status: { } status, Detail: { } detail }) throw new ProblemException(status, answer.Title ?? "Unprocessable model", detail);
+        throw ProblemException.Unprocessable($"The model could not be checked: {result.Describe()}.");
+    }
+
+    /// <summary>The child's side: args = model folder, settings (JSON). Answers one JSON line.</summary>
+    public static int RunChild(string[] args)
+    {
+        if (args.Length != 2) return 2;
+        var settings = JsonSerializer.Deserialize<Settings>(args[1], OneLine)!;
+        var sessions = new OnnxSessionFactory(settings.OnnxRuntime);
+        var analysis = new ExplainAnalysis(settings.Explain, sessions);
+        Answer answer;
+        try
+        {
+            var model = ModelInspection.Open(args[0], sessions, analysis, verdict: null);
+            answer = new Answer(model.Explain, null, null, null);
+            model.Explainer?.Dispose();
+            model.Onnx.Dispose();
+        }
+        catch (ProblemException e)
+        {
+            answer = new Answer(null, e.StatusCode, e.Title, e.Detail);
+        }
+        Console.Out.WriteLine();
+        Console.Out.WriteLine(JsonSerializer.Serialize(answer, OneLine));
+        return 0;
+    }
+}

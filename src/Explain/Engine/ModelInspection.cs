@@ -1,0 +1,75 @@
+using System.Text.Json;
+using Microsoft.ML.OnnxRuntime;
+using SaliencyService.Contracts;
+using SaliencyService.Explain.Imaging;
+using SaliencyService.Explain.Inference;
+
+namespace SaliencyService.Explain.Engine;
+
+/// <summary>A model folder opened: its session, effective preprocessing, and what explains it.</summary>
+public sealed record InspectedModel(OnnxModel Onnx, string ExecutionProvider, Preprocessing Preprocessing, ModelExplainer? Explainer,
+    ExplainDescriptor Explain);
+
+/// <summary>
+/// Opens a model folder (<c>model.onnx</c>, optional <c>model.json</c>) the one way both the service
+/// and the isolated import check (<see cref="ImportCheck"/>) do: ONNX Runtime session, preprocessing
+/// resolved from the manifest and the model, then <see cref="ExplainAnalysis.Analyse"/>.
+/// </summary>
+public static class ModelInspection
+{
+    public const string ModelFile = "model.onnx";
+    public const string ManifestFile = "model.json";
+
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+
+    /// <summary>Parses a manifest; a malformed one is the client's mistake (400).</summary>
+    public static ModelManifest ParseManifest(string? json)
+    {
+        if (string.IsNullOrWhiteSpace(json)) return new ModelManifest();
+        try
+        {
+            return JsonSerializer.Deserialize<ModelManifest>(json, Json) ?? new ModelManifest();
+        }
+        catch (JsonException e)
+        {
+            throw ProblemException.BadRequest("The manifest is not valid JSON for a model manifest: " + e.Message);
+        }
+    }
+
+    /// <summary>A file ONNX Runtime refuses is a 422 carrying the runtime's reason.</summary>
+    /// <param name="verdict">As for <see cref="ExplainAnalysis.Analyse"/>.</param>
+    public static InspectedModel Open(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis, ExplainDescriptor? verdict)
+    {
+        var modelPath = Path.Combine(directory, ModelFile);
+        var manifestPath = Path.Combine(directory, ManifestFile);
+        var manifest = ParseManifest(File.Exists(manifestPath) ? File.ReadAllText(manifestPath) : null);
+
+        InferenceSession session;
+        string provider;
+        try
+        {
+            (session, provider) = sessions.Create(modelPath);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            // The runtime names the staging path; the client only knows its own file.
+            throw ProblemException.Unprocessable("ONNX Runtime cannot load the model: " + e.Message.Replace(modelPath, ModelFile));
+        }
+
+        var onnx = new OnnxModel(session, provider);
+        try
+        {
+            var preprocessing = PreprocessingResolver.Resolve(manifest, onnx.Inputs);
+            var explained = onnx.Outputs.FirstOrDefault(o => o.DataType == "float32");
+            var (explainer, explain) = explained is null
+                ? (null, new ExplainDescriptor(false, [], null, null, [], "The model has no float32 output to explain."))
+                : analysis.Analyse(modelPath, onnx, preprocessing, explained.Name, verdict);
+            return new InspectedModel(onnx, provider, preprocessing, explainer, explain);
+        }
+        catch
+        {
+            onnx.Dispose();
+            throw;
+        }
+    }
+}

@@ -1,0 +1,54 @@
+using System.Runtime.InteropServices;
+using SaliencyService.Explain.Torch;
+
+namespace SaliencyService.Explain.Isolation;
+
+/// <summary>
+/// What a child process of the service does (<see cref="ChildProcess"/>): the service's entry point
+/// calls <see cref="TryRun"/> first and exits with its code when it handled the arguments.
+/// </summary>
+public static class ChildCommands
+{
+    /// <summary>The oneDNN known-answer test (<see cref="OneDnnSelfTest"/>).</summary>
+    public const string SelfTest = "onednn-self-test";
+
+    /// <summary>The import's checks of an untrusted model (<see cref="Engine.ImportCheck"/>).</summary>
+    public const string ImportCheck = "import-check";
+
+    /// <summary>
+    /// For tests only: <c>VERB</c> or <c>VERB@CAP</c> makes that child die of SIGFPE (under that
+    /// oneDNN cap, <c>DEFAULT</c> for none), as a faulty native kernel would.
+    /// </summary>
+    public const string FaultVariable = "SALIENCY_TEST_CHILD_FAULT";
+
+    /// <returns>True, with the exit code, when <paramref name="args"/> asked for a child's work.</returns>
+    public static bool TryRun(string[] args, out int exitCode)
+    {
+        exitCode = 0;
+        if (args.Length < 2 || args[0] != ChildProcess.Flag) return false;
+        CrashIfAsked(args[1]);
+        // The parent has put its oneDNN choice in this process's environment already.
+        TorchNativeLoader.Configure(OneDnnGuard.Inherit, 0);
+        exitCode = args[1] switch
+        {
+            SelfTest => OneDnnGuard.RunSelfTest(),
+            ImportCheck => Engine.ImportCheck.RunChild(args[2..]),
+            _ => 2,
+        };
+        return true;
+    }
+
+    private static void CrashIfAsked(string verb)
+    {
+        var fault = Environment.GetEnvironmentVariable(FaultVariable);
+        if (string.IsNullOrEmpty(fault)) return;
+        var cap = Environment.GetEnvironmentVariable(OneDnnGuard.Variable);
+        var asked = fault.Split('@');
+        if (asked[0] != verb) return;
+        if (asked.Length > 1 && !asked[1].Equals(string.IsNullOrEmpty(cap) ? "DEFAULT" : cap, StringComparison.OrdinalIgnoreCase)) return;
+        raise(8); // SIGFPE, as libtorch's oneDNN dies on AMD Zen 5
+    }
+
+    [DllImport("libc", EntryPoint = "raise")]
+    private static extern int raise(int signal);
+}

@@ -1,0 +1,87 @@
+using System.Diagnostics;
+
+namespace SaliencyService.Explain.Isolation;
+
+/// <summary>How a child ended: its exit code, the signal that killed it (if any), and its last output line.</summary>
+public sealed record ChildResult(int ExitCode, int? Signal, string LastLine, string Errors)
+{
+    public bool Succeeded => ExitCode == 0;
+
+    /// <summary>A crash (a signal), as the reason a caller gives.</summary>
+    public string Describe() => Signal is { } signal
+        ? $"the process was killed by signal {signal} ({SignalName(signal)})"
+        : $"the process exited with code {ExitCode}{(Errors.Length > 0 ? ": " + Errors : "")}";
+
+    private static string SignalName(int signal) => signal switch
+    {
+        4 => "SIGILL, illegal instruction",
+        6 => "SIGABRT, aborted",
+        7 => "SIGBUS",
+        8 => "SIGFPE, arithmetic fault",
+        9 => "SIGKILL, out of memory or the time limit",
+        11 => "SIGSEGV, invalid memory access",
+        _ => "signal",
+    };
+}
+
+/// <summary>
+/// Runs work that may crash a native library (libtorch, ONNX Runtime on an untrusted model) in a
+/// child process of the service's own binary, so that a crash costs the child, not the service.
+/// The service's entry point hands <c>--saliency-child VERB ...</c> to <see cref="ChildCommands"/>.
+/// </summary>
+public static class ChildProcess
+{
+    public const string Flag = "--saliency-child";
+
+    /// <summary>
+    /// The service's entry assembly (the Api sets it at start-up). Default: SaliencyService.Api.dll
+    /// beside this library, which is where it is in the service's and the tests' output folders.
+    /// </summary>
+    public static string? EntryAssembly { get; set; }
+
+    /// <summary>
+    /// Runs <paramref name="verb"/> in a child with the environment <paramref name="environment"/>
+    /// added, and waits for it at most <paramref name="timeout"/> (then it is killed: signal 9).
+    /// </summary>
+    public static ChildResult Run(string verb, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string> environment, TimeSpan timeout)
+    {
+        var entry = EntryAssembly ?? Path.Combine(AppContext.BaseDirectory, "SaliencyService.Api.dll");
+        if (!File.Exists(entry)) throw new InvalidOperationException($"The service binary {entry} is not there to run isolated work in.");
+        var start = new ProcessStartInfo(DotnetHost())
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in (string[])["exec", entry, Flag, verb, .. arguments]) start.ArgumentList.Add(argument);
+        foreach (var (name, value) in environment) start.Environment[name] = value;
+        // The child's own logging and hosting are not started; it only answers on its standard output.
+        using var process = Process.Start(start) ?? throw new InvalidOperationException("The child process could not be started.");
+        var output = process.StandardOutput.ReadToEndAsync();
+        var errors = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(timeout))
+        {
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+            return new ChildResult(137, 9, "", $"timed out after {timeout.TotalSeconds:0} s");
+        }
+        process.WaitForExit();
+        var lastLine = output.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? "";
+        var errorText = string.Join(" ", errors.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).TakeLast(3));
+        // .NET reports a child killed by signal N as exit code 128 + N.
+        int? signal = process.ExitCode > 128 && process.ExitCode < 128 + 32 ? process.ExitCode - 128 : null;
+        return new ChildResult(process.ExitCode, signal, lastLine, errorText);
+    }
+
+    /// <summary>The dotnet host running this process, else the one on the PATH.</summary>
+    private static string DotnetHost()
+    {
+        var current = Environment.ProcessPath;
+        if (current is not null && Path.GetFileNameWithoutExtension(current) == "dotnet") return current;
+        var fromSdk = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
+        if (!string.IsNullOrEmpty(fromSdk) && File.Exists(fromSdk)) return fromSdk;
+        var root = Environment.GetEnvironmentVariable("DOTNET_ROOT");
+        if (!string.IsNullOrEmpty(root) && File.Exists(Path.Combine(root, "dotnet"))) return Path.Combine(root, "dotnet");
+        return "dotnet";
+    }
+}
