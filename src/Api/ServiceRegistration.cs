@@ -63,7 +63,8 @@ public static class ServiceRegistration
 
         services.AddPerClientRateLimiter(options.RateLimit);
         services.AddOptionalTracing(options.Tracing.OtlpEndpoint);
-        services.AddHealthChecks().AddCheck<StoreReadyCheck>("model-store", tags: ["ready"]);
+        services.AddHealthChecks().AddCheck<StoreReadyCheck>("model-store", tags: ["ready"])
+            .AddCheck<ExplainEngineCheck>("explain-engine", tags: ["ready"]);
 
         services.AddEndpointsApiExplorer();
         services.AddSwaggerGen(c =>

@@ -12,9 +12,9 @@ using static SaliencyService.Tests.Ops.OnnxTestModel;
 namespace SaliencyService.Tests;
 
 /// <summary>
-/// Which engine computes input gradients, decided at import: ONNX Runtime when the model's backward
-/// can be written and equals libtorch autograd's on the probe, else libtorch autograd. Both give
-/// the PyTorch reference maps.
+/// Which engine computes gradients, decided at import: ONNX Runtime when the model's backward can be
+/// written and reproduces float64 autograd on the probe, else libtorch autograd. Both give the
+/// PyTorch (float64) reference maps, Grad-CAM's included.
 /// </summary>
 public sealed class OrtBackwardTests
 {
@@ -37,9 +37,11 @@ public sealed class OrtBackwardTests
         Assert.Equal(ortBackward, model.Backprop is not null);
         Assert.Equal(ortBackward ? GradientEngines.OnnxRuntime : GradientEngines.LibTorch, descriptor.GradientEngine);
         Assert.Contains("float64", descriptor.GradientEngineReason);
+        using (var layer = model.LayerBackprop(model.DefaultLayer!)) Assert.Equal(ortBackward, layer is not null); // Grad-CAM's engine
 
         foreach (var c in ReferenceCases.All.Where(c => c.Model == fixture))
-        foreach (var (method, reference) in new[] { ("guided-backprop", "guided_backprop"), ("gradient", "gradient"), ("deconvnet", "deconvnet") })
+        foreach (var (method, reference) in new[] { ("guided-backprop", "guided_backprop"), ("gradient", "gradient"), ("deconvnet", "deconvnet"),
+                     ("grad-cam", "grad_cam"), ("guided-grad-cam", "guided_grad_cam") })
         {
             var input = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(fixture, c.Stem + ".tensor.npy")), long.MaxValue);
             var map = Explainer.Explain(model, input, new ExplainRequest(AttributionMethods.Parse(method)), null, preprocessing.Layout, 16);

@@ -3,6 +3,8 @@ using System.Globalization;
 using System.Text;
 using SaliencyService.Api.Inference;
 using SaliencyService.Api.Models;
+using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Torch;
 
 namespace SaliencyService.Api.Observability;
 
@@ -76,6 +78,17 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
         text.AppendLine("# TYPE saliency_models_loaded gauge");
         text.AppendLine($"saliency_models_loaded{{explainable=\"true\"}} {models.Count(m => m.Explain.Supported)}");
         text.AppendLine($"saliency_models_loaded{{explainable=\"false\"}} {models.Count(m => !m.Explain.Supported)}");
+        text.AppendLine("# HELP saliency_models_gradient_engine Explainable models by the engine that computes their gradients (chosen at import against float64).");
+        text.AppendLine("# TYPE saliency_models_gradient_engine gauge");
+        foreach (var engine in new[] { GradientEngines.OnnxRuntime, GradientEngines.LibTorch })
+            text.AppendLine($"saliency_models_gradient_engine{{engine=\"{engine}\"}} {models.Count(m => m.Explain.GradientEngine == engine)}");
+
+        if (TorchNativeLoader.OneDnn is { } oneDnn)
+        {
+            text.AppendLine("# HELP saliency_onednn_info libtorch's oneDNN in this process: the instruction-set cap (default: none; none: oneDNN off) and the setting that chose it.");
+            text.AppendLine("# TYPE saliency_onednn_info gauge");
+            text.AppendLine($"saliency_onednn_info{{max_isa=\"{Escape(oneDnn.MaxIsa)}\",setting=\"{Escape(oneDnn.Setting)}\"}} 1");
+        }
         return text.ToString();
     }
 

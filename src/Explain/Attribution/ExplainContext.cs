@@ -54,6 +54,28 @@ public sealed class ExplainContext(ModelExplainer model, Tensor input, string? t
         return x.grad!.detach();
     }
 
+    /// <summary>
+    /// A layer's value and ∂score[target]/∂layer for the input itself (Grad-CAM): on ONNX Runtime
+    /// (the model's backward stopped at the layer) where the model's gradients are, else libtorch autograd.
+    /// </summary>
+    public (Tensor Activation, Tensor Gradient) LayerGradient(string layer)
+    {
+        using (var lease = Model.LayerBackprop(layer))
+        {
+            if (lease?.Backprop is { } backprop)
+            {
+                var recorded = backprop.Forward(Input, cancellationToken: CancellationToken);
+                Resolve(recorded);
+                return (recorded[layer], backprop.InputGradient(Input, recorded, Target, RectifierRule.Gradient, cancellationToken: CancellationToken));
+            }
+        }
+        using var grad = enable_grad();
+        var values = ForwardInput(Input.detach().requires_grad_(), RectifierRule.Gradient);
+        var activation = values[layer];
+        var score = values[Model.Mirror.ScoreName].reshape(1, -1)[0, Target];
+        return (activation.detach(), autograd.grad([score], [activation])[0]);
+    }
+
     /// <summary>Resolves the target without gradients, for methods that then perturb the input.</summary>
     public void ResolveTarget()
     {

@@ -26,15 +26,10 @@ public static class GradCam
 
     private static Tensor Map(ExplainContext context, string layer, (long Height, long Width) inputSize)
     {
-        var mirror = context.Model.Mirror;
         if (!context.Model.Layers.Any(l => l.Name == layer))
             throw ProblemException.BadRequest($"layer '{layer}' is not a 4-D tensor of the model; see explain.layers in its descriptor.");
 
-        var x = context.Input.detach().requires_grad_();
-        var values = context.ForwardInput(x, RectifierRule.Gradient);
-        var activation = values[layer];
-        var score = values[mirror.ScoreName].reshape(1, -1)[0, context.Target];
-        var gradient = autograd.grad([score], [activation])[0];
+        var (activation, gradient) = context.LayerGradient(layer);
 
         var weights = gradient.mean([2, 3], keepdim: true);             // [1, C, 1, 1]
         var cam = (weights * activation).sum(1, keepdim: true).relu();  // [1, 1, h, w]

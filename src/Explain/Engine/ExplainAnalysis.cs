@@ -1,3 +1,4 @@
+using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Imaging;
 using SaliencyService.Explain.Inference;
@@ -63,8 +64,8 @@ public sealed class ExplainAnalysis
             if (verdict is not null)
             {
                 if (verdict.GradientEngine == GradientEngines.OnnxRuntime)
-                    backprop = OrtBackprop.Create(model, mirror, probe.Shape, batched, bytes => _sessions.Create(bytes).Session);
-                return (new ModelExplainer(mirror, verdict.Layers, verdict.DefaultLayer, backprop), verdict);
+                    backprop = OrtBackprop.Create(model, mirror, probe.Shape, batched, Open);
+                return (Explainer(mirror, verdict.Layers, verdict.DefaultLayer, backprop, model), verdict);
             }
 
             var expected = onnx.Run(preprocessing.Input, probe, outputName);
@@ -92,15 +93,14 @@ public sealed class ExplainAnalysis
             }
             // The import's probe passes leave freed native memory behind: handed back once imports pause.
             Torch.NativeHeap.TrimWhenIdle(TimeSpan.FromSeconds(5));
-            var chosen = GradientEngineCheck.Choose(model, mirror, tensor(probe.Data, probe.Shape), batched, _options.OrtBackward,
-                bytes => _sessions.Create(bytes).Session);
+            var chosen = GradientEngineCheck.Choose(model, mirror, tensor(probe.Data, probe.Shape), batched, _options.OrtBackward, Open);
             backprop = chosen.Backprop;
             if (chosen.Engine is null)
             {
                 mirror.Dispose();
                 return (null, new ExplainDescriptor(false, [], difference, null, [], chosen.Reason, null, chosen.Reason));
             }
-            return (new ModelExplainer(mirror, layers, defaultLayer, backprop),
+            return (Explainer(mirror, layers, defaultLayer, backprop, model),
                 new ExplainDescriptor(true, [], difference, defaultLayer, layers, null, chosen.Engine, chosen.Reason));
         }
         catch (Exception e) when (e is not OutOfMemoryException)
@@ -110,6 +110,19 @@ public sealed class ExplainAnalysis
             mirror.Dispose();
             return (null, NotSupported([], $"The probe run failed ({e.GetType().Name}): {e.Message.Split('\n')[0]}"));
         }
+    }
+
+    private InferenceSession Open(byte[] model) => _sessions.Create(model).Session;
+
+    /// <summary>With a backprop on ONNX Runtime, Grad-CAM's layer gradients come from it too (the default layer's built now).</summary>
+    private ModelExplainer Explainer(GraphMirror mirror, IReadOnlyList<LayerDescriptor> layers, string? defaultLayer, OrtBackprop? backprop,
+        Onnx.Proto.ModelProto model)
+    {
+        var explainer = backprop is null
+            ? new ModelExplainer(mirror, layers, defaultLayer)
+            : new ModelExplainer(mirror, layers, defaultLayer, backprop, model, Open);
+        if (defaultLayer is not null) explainer.LayerBackprop(defaultLayer)?.Dispose();
+        return explainer;
     }
 
     private (bool, string) LoadEngine()

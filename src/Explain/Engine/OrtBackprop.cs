@@ -26,11 +26,15 @@ public sealed class OrtBackprop : IDisposable
     private readonly Dictionary<string, TensorInfo> _shapes;
 
     private OrtBackprop(InferenceSession forward, InferenceSession backward, GraphMirror mirror, string[] recorded,
-        string[] backwardInputs, Dictionary<string, TensorInfo> shapes)
+        string[] backwardInputs, Dictionary<string, TensorInfo> shapes, string? layer)
     {
         (_forward, _backward, _mirror) = (forward, backward, mirror);
         (_recorded, _backwardInputs, _shapes) = (recorded, backwardInputs, shapes);
+        Layer = layer;
     }
+
+    /// <summary>The layer whose gradient <see cref="InputGradient"/> gives (and whose value <see cref="Forward"/> records); null: the input.</summary>
+    public string? Layer { get; }
 
     /// <summary>How many values each forward records for the backward.</summary>
     public int RecordedCount => _backwardInputs.Length;
@@ -40,14 +44,26 @@ public sealed class OrtBackprop : IDisposable
     /// <param name="batched">Whether the model takes batches (its first input dimension is free).</param>
     /// <param name="open">Creates a session with the served session's options.</param>
     /// <exception cref="NotSupportedException">The backward cannot be written for this model.</exception>
-    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, long[] sampleShape, bool batched, Func<byte[], InferenceSession> open)
+    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, long[] sampleShape, bool batched, Func<byte[], InferenceSession> open) =>
+        Create(model, mirror, mirror.BatchShapes(sampleShape, batched), null, open);
+
+    /// <summary>
+    /// The same model's backward stopped at <paramref name="layer"/>: its forward also records the
+    /// layer, its <see cref="InputGradient"/> is ∂score/∂layer (Grad-CAM on ONNX Runtime).
+    /// </summary>
+    /// <exception cref="NotSupportedException">The backward to that layer cannot be written.</exception>
+    public OrtBackprop ForLayer(ModelProto model, string layer, Func<byte[], InferenceSession> open) =>
+        Create(model, _mirror, new Dictionary<string, TensorInfo>(_shapes, StringComparer.Ordinal), layer, open);
+
+    private static OrtBackprop Create(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer,
+        Func<byte[], InferenceSession> open)
     {
-        var shapes = mirror.BatchShapes(sampleShape, batched);
-        var (backwardModel, graph) = mirror.WriteBackward(shapes);
+        var (backwardModel, graph) = mirror.WriteBackward(shapes, layer);
         foreach (var output in graph.MaxPoolIndices)
             shapes[BackwardGraph.IndicesOf(output)] = new TensorInfo(shapes[output].Shape, ScalarType.Int64);
         var backwardInputs = graph.RecordedValues.Concat(graph.MaxPoolIndices.Select(BackwardGraph.IndicesOf)).ToArray();
-        var recorded = backwardInputs.Where(n => n != mirror.InputName).Append(mirror.ScoreName).Append(mirror.OutputName).Distinct().ToArray();
+        var recorded = backwardInputs.Where(n => n != mirror.InputName).Append(mirror.ScoreName).Append(mirror.OutputName)
+            .Concat(layer is null ? [] : [layer]).Distinct().ToArray();
 
         var forward = model.Clone();
         foreach (var output in graph.MaxPoolIndices)
@@ -59,7 +75,7 @@ public sealed class OrtBackprop : IDisposable
         var forwardSession = open(forward.ToByteArray());
         try
         {
-            return new OrtBackprop(forwardSession, open(backwardModel.ToByteArray()), mirror, recorded, backwardInputs, shapes);
+            return new OrtBackprop(forwardSession, open(backwardModel.ToByteArray()), mirror, recorded, backwardInputs, shapes, layer);
         }
         catch
         {
@@ -83,7 +99,7 @@ public sealed class OrtBackprop : IDisposable
         return values;
     }
 
-    /// <summary>∂score[target]/∂input for every sample, from the <see cref="Forward"/> of the same input.</summary>
+    /// <summary>∂score[target]/∂input (or ∂/∂<see cref="Layer"/>) for every sample, from the <see cref="Forward"/> of the same input.</summary>
     /// <param name="releaseMemory">As for <see cref="Forward"/>.</param>
     public Tensor InputGradient(Tensor input, IReadOnlyDictionary<string, Tensor> recorded, long target, RectifierRule rule,
         bool releaseMemory = false, CancellationToken cancellationToken = default)
@@ -91,7 +107,7 @@ public sealed class OrtBackprop : IDisposable
         var score = recorded[_mirror.ScoreName];
         var seed = zeros(input.shape[0], score.NumberOfElements / input.shape[0]);
         seed.select(1, target).fill_(1);
-        var gradient = empty(input.shape);
+        var gradient = Layer is null ? empty(input.shape) : Allocate(Layer, input.shape[0]);
         string[] names = [.. _backwardInputs, BackwardGraph.Seed, BackwardGraph.Floor, BackwardGraph.Open];
         Tensor[] values =
         [

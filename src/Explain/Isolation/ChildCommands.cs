@@ -46,8 +46,15 @@ public static class ChildCommands
         var asked = fault.Split('@');
         if (asked[0] != verb) return;
         if (asked.Length > 1 && !asked[1].Equals(string.IsNullOrEmpty(cap) ? "DEFAULT" : cap, StringComparison.OrdinalIgnoreCase)) return;
-        raise(8); // SIGFPE, as libtorch's oneDNN dies on AMD Zen 5
+        // SIGFPE, as libtorch's oneDNN dies on AMD Zen 5; .NET's own handler would ignore a raised
+        // one, so the default action (terminate) is restored first.
+        const int SigFpe = 8;
+        signal(SigFpe, IntPtr.Zero);
+        raise(SigFpe);
     }
+
+    [DllImport("libc", EntryPoint = "signal")]
+    private static extern IntPtr signal(int signal, IntPtr handler);
 
     [DllImport("libc", EntryPoint = "raise")]
     private static extern int raise(int signal);

@@ -149,15 +149,45 @@ public sealed class BackwardGraph
     public static AttributeProto Attribute(string name, string value) =>
         new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(value) };
 
-    /// <summary>The model, its output the sum of the input's gradient contributions.</summary>
-    public ModelProto ToModel(IReadOnlyList<string> inputGradients, long[] inputShape)
+    /// <summary>
+    /// The model, its output (<see cref="InputGradient"/>) the sum of the gradient contributions to
+    /// the input (or to the layer the backward stops at). Nodes and recorded values the output does
+    /// not need are dropped, so a backward that stops at a layer reads and computes only its part.
+    /// </summary>
+    public ModelProto ToModel(IReadOnlyList<string> gradients, long[] shape)
     {
-        var sum = Sum(inputGradients);
+        var sum = Sum(gradients);
         _graph.Node.Add(new NodeProto { OpType = "Identity", Name = InputGradient, Input = { sum }, Output = { InputGradient } });
-        _graph.Output.Add(ValueInfo(InputGradient, DataType.Float, inputShape));
+        _graph.Output.Add(ValueInfo(InputGradient, DataType.Float, shape));
+        Prune();
         var model = new ModelProto { IrVersion = 8, ProducerName = "SaliencyService backward", Graph = _graph };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
         return model;
+    }
+
+    /// <summary>Drops what the output does not depend on: nodes, initializers, recorded inputs.</summary>
+    private void Prune()
+    {
+        var needed = new HashSet<string>(StringComparer.Ordinal) { InputGradient };
+        var kept = new List<NodeProto>();
+        foreach (var node in _graph.Node.Reverse())
+        {
+            if (!node.Output.Any(needed.Contains)) continue;
+            kept.Add(node);
+            needed.UnionWith(node.Input);
+        }
+        kept.Reverse();
+        _graph.Node.Clear();
+        _graph.Node.AddRange(kept);
+        var initializers = _graph.Initializer.Where(i => needed.Contains(i.Name)).ToList();
+        _graph.Initializer.Clear();
+        _graph.Initializer.AddRange(initializers);
+        // The seed and the rule's flags stay inputs (every run feeds them); recorded values only where read.
+        var inputs = _graph.Input.Where(i => i.Name is Seed or Floor or Open || needed.Contains(i.Name)).ToList();
+        _graph.Input.Clear();
+        _graph.Input.AddRange(inputs);
+        _recorded.RemoveAll(name => !needed.Contains(name));
+        _maxPoolIndices.RemoveAll(output => !needed.Contains(IndicesOf(output)));
     }
 
     private void AddInput(string name, DataType type, long[] shape)

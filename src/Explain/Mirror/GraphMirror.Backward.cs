@@ -47,10 +47,11 @@ public sealed partial class GraphMirror
     }
 
     /// <summary>
-    /// Writes the backward of ∂score/∂input as an ONNX model.
+    /// Writes the backward of ∂score/∂input — or, with <paramref name="layer"/>, of ∂score/∂layer
+    /// (Grad-CAM's; the backward then stops there) — as an ONNX model.
     /// </summary>
     /// <exception cref="NotSupportedException">A node on the path to the score has no backward rule.</exception>
-    public (ModelProto Model, BackwardGraph Graph) WriteBackward(IReadOnlyDictionary<string, TensorInfo> shapes)
+    public (ModelProto Model, BackwardGraph Graph) WriteBackward(IReadOnlyDictionary<string, TensorInfo> shapes, string? layer = null)
     {
         // The tensors rules make on the way (flipped weights, pooling counts) are copied into the
         // graph's initializers and die with this scope.
@@ -60,6 +61,11 @@ public sealed partial class GraphMirror
         for (var s = _steps.Count - 1; s >= 0; s--)
         {
             var step = _steps[s];
+            // The producer of the layer: every gradient contribution to it is in.
+            if (layer is not null && step.Outputs.Contains(layer))
+                return contributions.TryGetValue(layer, out var parts)
+                    ? (graph.ToModel(parts, shapes[layer].Shape), graph)
+                    : throw new NotSupportedException($"the score does not depend on '{layer}'");
             var outputGradients = step.Outputs.Select(o => o.Length > 0 && contributions.Remove(o, out var parts) ? graph.Sum(parts) : null).ToArray();
             if (outputGradients.All(g => g is null)) continue;
             var wanted = step.Inputs.Select(name => Differentiable(name, shapes)).ToArray();
@@ -78,6 +84,7 @@ public sealed partial class GraphMirror
                 parts.Add(gradient);
             }
         }
+        if (layer is not null) throw new NotSupportedException($"'{layer}' is not computed from the input");
         if (!contributions.TryGetValue(InputName, out var input))
             throw new NotSupportedException("the score does not depend on the input");
         return (graph.ToModel(input, shapes[InputName].Shape), graph);

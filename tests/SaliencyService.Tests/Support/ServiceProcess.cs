@@ -20,7 +20,8 @@ public sealed class ServiceProcess : IDisposable
 
     public HttpClient Client { get; }
 
-    public static async Task<ServiceProcess> StartAsync(string store)
+    /// <param name="environment">Added to the service's environment (settings, test hooks).</param>
+    public static async Task<ServiceProcess> StartAsync(string store, IReadOnlyDictionary<string, string>? environment = null)
     {
         var address = new Uri($"http://127.0.0.1:{FreePort()}");
         var start = new ProcessStartInfo("dotnet", Path.Combine(AppContext.BaseDirectory, "SaliencyService.Api.dll"))
@@ -32,6 +33,7 @@ public sealed class ServiceProcess : IDisposable
         start.Environment["ASPNETCORE_URLS"] = address.ToString();
         start.Environment["Saliency__ModelStore"] = store;
         start.Environment["Saliency__SeedDemoModels"] = "false";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
         var process = Process.Start(start)!;
         process.OutputDataReceived += (_, _) => { };
         process.ErrorDataReceived += (_, _) => { };
