@@ -84,6 +84,9 @@ public sealed class DeploymentFilesTests
 
         var config = (YamlMappingNode)At(manifests["configmap.yaml"], "data");
         Assert.Equal("/data/models", Text(At(config, "Saliency__ModelStore")));
+        // The oneDNN guard's verdict, the libstdc++ shim and the import checks' children need a writable /tmp.
+        Assert.Equal("auto", Text(At(config, "Saliency__Explain__OneDnnMaxIsa")));
+        Assert.Contains((YamlSequenceNode)At(container, "volumeMounts"), m => Text(At(m, "mountPath")) == "/tmp");
         AssertKnownSettings(config.Children.Keys.Select(Text));
         Assert.Equal("saliency", Text(At(manifests["hpa.yaml"], "spec", "scaleTargetRef", "name")));
     }

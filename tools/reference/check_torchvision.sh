@@ -1,26 +1,47 @@
 #!/usr/bin/env bash
 # Imports the torchvision exports made by torchvision_guided_backprop.py into a running service
-# and compares its guided-backprop and gradient maps with PyTorch's.
-# Usage: tools/reference/check_torchvision.sh REF_DIR [BASE_URL]
-set -euo pipefail
+# and compares its guided-backprop, gradient and Grad-CAM maps with PyTorch's float64 ones.
+# A map is "ok" within max(10 x PyTorch's own float32 error, 1e-3) of float64 (relative to the
+# largest |value|); Grad-CAM within 1e-3. Exits non-zero if any architecture is not explainable,
+# any map is off, or the service stops answering.
+# Usage: tools/reference/check_torchvision.sh REF_DIR [BASE_URL]   (needs Debian's python3-numpy)
+set -uo pipefail
 ref=$1; base=${2:-http://localhost:5080}
+failed=0
 for dir in "$ref"/*/; do
   arch=$(basename "$dir"); name=tv-${arch//_/-}
-  curl -sf -o /dev/null -F "file=@$dir/model.onnx" -F "name=$name" "$base/v1/models?replace=true" || { echo "$arch: import failed"; continue; }
+  if ! curl -sf -o /dev/null -F "file=@$dir/model.onnx" -F "name=$name" "$base/v1/models?replace=true"; then
+    echo "$arch: import failed"; failed=1; continue
+  fi
   curl -sf "$base/v1/models/$name" > "$dir/descriptor.json"
-  for method in guided-backprop gradient; do
+  rm -f "$dir"/service.*.npy
+  for method in guided-backprop gradient grad-cam; do
     curl -sf -o "$dir/service.$method.npy" -F "tensor=@$dir/input.npy" "$base/v1/models/$name/explain?method=$method&format=npy" || true
   done
-  /usr/bin/python3 - "$dir" <<'PY'
+  /usr/bin/python3 - "$dir" <<'PY' || failed=1
 import json, sys, numpy as np
 d = sys.argv[1]; desc = json.load(open(d + "/descriptor.json"))["explain"]; meta = json.load(open(d + "/meta.json"))
-line = f"{d.rstrip('/').split('/')[-1]:20s} explainable={desc['supported']} parity={desc['parityMaxAbsDiff']}"
-for method, ref in [("guided-backprop", "guided_backprop"), ("gradient", "gradient")]:
+line = f"{d.rstrip('/').split('/')[-1]:20s} explainable={desc['supported']} engine={desc.get('gradientEngine')}"
+ok = desc["supported"]
+for method, ref in [("guided-backprop", "guided_backprop"), ("gradient", "gradient"), ("grad-cam", "grad_cam")]:
     try:
-        a = np.load(f"{d}/service.{method}.npy"); r = np.load(f"{d}/{ref}.npy")
-        line += f" {method}={np.abs(a - r).max() / np.abs(r).max():.2e} (torch f32: {meta.get(ref + '_f32_rel_max', float('nan')):.2e})"
-    except Exception as e:
-        line += f" {method}=n/a"
-print(line, "" if desc["supported"] else desc["reason"] or desc["unsupportedOperators"])
+        r = np.load(f"{d}/{ref}.npy")
+    except FileNotFoundError:
+        line += f" {method}=no-reference"
+        continue
+    try:
+        a = np.load(f"{d}/service.{method}.npy").reshape(r.shape)
+    except Exception:
+        line += f" {method}=MISSING"; ok = False
+        continue
+    error = np.abs(a - r).max() / np.abs(r).max()
+    floor = meta.get(ref + "_f32_rel_max", 1e-4)
+    good = error <= max(10 * floor, 1e-3)
+    ok &= bool(good)
+    line += f" {method}={error:.2e}{'' if good else '(OFF)'} (torch f32 {floor:.1e})"
+print(("ok   " if ok else "FAIL ") + line, "" if desc["supported"] else desc["reason"] or desc["unsupportedOperators"])
+sys.exit(0 if ok else 1)
 PY
+  curl -sf -o /dev/null "$base/health/live" || { echo "the service stopped answering after $arch"; exit 2; }
 done
+exit $failed

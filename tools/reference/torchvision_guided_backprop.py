@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Exports torchvision architectures (random weights) to ONNX and computes their reference
-guided-backprop and gradient maps in PyTorch (float64), for checking the explain mirror.
+guided-backprop, gradient and Grad-CAM maps in PyTorch (float64), for checking the explain mirror.
 
 Guided backprop is applied the way Captum cannot: by replacing F.relu / F.hardtanh(0, 6)
 themselves, so functional ReLUs (DenseNet, GoogLeNet) and ReLU6 modules are all covered.
 
-Usage: torchvision_guided_backprop.py OUT_DIR [ARCH ...]   (needs Debian's python3-torch,
-python3-torchvision; writes OUT_DIR/ARCH/{model.onnx,input.npy,guided_backprop.npy,gradient.npy,meta.json})
+Usage: /usr/bin/python3 torchvision_guided_backprop.py OUT_DIR [ARCH ...]   (needs Debian's python3-torch,
+python3-torchvision; writes OUT_DIR/ARCH/{model.onnx,input.npy,guided_backprop.npy,gradient.npy,grad_cam.npy,meta.json})
+
+Grad-CAM is taken at the last 4-D rectifier output the forward computes, the service's default
+layer (explain.defaultLayer); architectures without rectifiers get no Grad-CAM reference.
 """
 import json
 import os
@@ -17,8 +20,8 @@ import torch
 import torch.nn.functional as F
 import torchvision.models as models
 
-ARCHS = ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "densenet121", "squeezenet1_0", "efficientnet_b0",
-         "googlenet", "shufflenet_v2_x1_0", "regnet_y_400mf", "mnasnet0_5", "alexnet"]
+ARCHS = ["resnet18", "resnet50", "resnext50_32x4d", "mobilenet_v2", "mobilenet_v3_small", "densenet121", "squeezenet1_0",
+         "efficientnet_b0", "googlenet", "shufflenet_v2_x1_0", "regnet_y_400mf", "mnasnet0_5", "alexnet"]
 
 
 class GuidedRectifier(torch.autograd.Function):
@@ -37,16 +40,25 @@ class GuidedRectifier(torch.autograd.Function):
 
 _relu, _hardtanh = torch.relu, F.hardtanh
 GUIDED = {"on": False}
+LAST_RECTIFIED = {"on": False, "value": None}  # the last 4-D rectifier output, for Grad-CAM
+
+
+def rectified(y):
+    if LAST_RECTIFIED["on"] and y.dim() == 4:
+        y.retain_grad()
+        LAST_RECTIFIED["value"] = y
+    return y
 
 
 def relu(x, inplace=False):
-    return GuidedRectifier.apply(x, None) if GUIDED["on"] else _relu(x)
+    return rectified(GuidedRectifier.apply(x, None) if GUIDED["on"] else _relu(x))
 
 
 def hardtanh(x, min_val=-1.0, max_val=1.0, inplace=False):
     if GUIDED["on"] and min_val == 0:
-        return GuidedRectifier.apply(x, max_val)
-    return _hardtanh(x, min_val, max_val, inplace)
+        return rectified(GuidedRectifier.apply(x, max_val))
+    y = _hardtanh(x, min_val, max_val, False)
+    return rectified(y) if min_val == 0 else y
 
 
 F.relu, F.hardtanh, torch.relu = relu, hardtanh, relu
@@ -77,6 +89,22 @@ def attribution(model, x, guided):
         GUIDED["on"] = False
 
 
+def grad_cam(model, x):
+    """ReLU(sum_c mean_hw(dscore/dA_c) A_c) at the last rectifier output, bilinear to the input size."""
+    LAST_RECTIFIED.update(on=True, value=None)
+    try:
+        logits = model(x)
+        layer = LAST_RECTIFIED["value"]
+        if layer is None:
+            return None
+        logits[0, int(logits.argmax(1))].backward()
+        weights = layer.grad.mean((2, 3), keepdim=True)
+        cam = F.relu((weights * layer).sum(1, keepdim=True)).detach()
+        return F.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False)[0, 0].numpy()
+    finally:
+        LAST_RECTIFIED.update(on=False, value=None)
+
+
 def main(out, archs):
     for arch in archs:
         folder = os.path.join(out, arch)
@@ -93,6 +121,9 @@ def main(out, archs):
         model64 = model.double()
         guided, target, score = attribution(model64, x.double(), guided=True)
         gradient, _, _ = attribution(model64, x.double(), guided=False)
+        cam = grad_cam(model64, x.double())
+        if cam is not None:
+            np.save(os.path.join(folder, "grad_cam.npy"), cam)
         floor = {"guided_backprop_f32_rel_max": rel(guided32, guided), "gradient_f32_rel_max": rel(gradient32, gradient)}
         np.save(os.path.join(folder, "input.npy"), x.numpy())
         np.save(os.path.join(folder, "guided_backprop.npy"), guided)
