@@ -118,13 +118,15 @@ def main(out, archs):
         # noise floor a float32 implementation can expect on this architecture.
         guided32, _, _ = attribution(model, x, guided=True)
         gradient32, _, _ = attribution(model, x, guided=False)
+        cam32 = grad_cam(model, x)
         model64 = model.double()
         guided, target, score = attribution(model64, x.double(), guided=True)
         gradient, _, _ = attribution(model64, x.double(), guided=False)
         cam = grad_cam(model64, x.double())
+        floor = {"guided_backprop_f32_rel_max": rel(guided32, guided), "gradient_f32_rel_max": rel(gradient32, gradient)}
         if cam is not None:
             np.save(os.path.join(folder, "grad_cam.npy"), cam)
-        floor = {"guided_backprop_f32_rel_max": rel(guided32, guided), "gradient_f32_rel_max": rel(gradient32, gradient)}
+            floor["grad_cam_f32_rel_max"] = rel(cam32, cam)
         np.save(os.path.join(folder, "input.npy"), x.numpy())
         np.save(os.path.join(folder, "guided_backprop.npy"), guided)
         np.save(os.path.join(folder, "gradient.npy"), gradient)

@@ -26,6 +26,9 @@ public sealed class ExplainAnalysis
 
     public ExplainOptions Options => _options;
 
+    /// <summary>Only the verdict matters (the isolated import check): nothing is built for serving beyond what the checks need.</summary>
+    public bool CheckOnly { get; init; }
+
     public ExplainAnalysis(ExplainOptions options, OnnxSessionFactory sessions)
     {
         _options = options;
@@ -121,7 +124,7 @@ public sealed class ExplainAnalysis
         var explainer = backprop is null
             ? new ModelExplainer(mirror, layers, defaultLayer)
             : new ModelExplainer(mirror, layers, defaultLayer, backprop, model, Open);
-        if (defaultLayer is not null) explainer.LayerBackprop(defaultLayer)?.Dispose();
+        if (defaultLayer is not null && !CheckOnly) explainer.LayerBackprop(defaultLayer)?.Dispose();
         return explainer;
     }
 

@@ -19,7 +19,8 @@ public static class GradientEngines
 /// Decides at import who computes a model's gradients, by judging each candidate against the
 /// truth: libtorch autograd through a float64 mirror, which no float32 kernel (oneDNN's included)
 /// takes part in. Judged on the probe with guided backprop, and with plain gradients on a batch of
-/// two where the model takes batches. ONNX Runtime's backward is preferred (faster); libtorch's
+/// two where the model takes batches; an ill-conditioned model, whose gradients float32 rounding
+/// alone moves, is allowed that much more. ONNX Runtime's backward is preferred (faster); libtorch's
 /// float32 autograd is the fallback; a model that neither computes right is not explainable.
 /// One float32 engine is never judged by the other: both can be wrong.
 /// </summary>
@@ -53,42 +54,60 @@ public static class GradientEngineCheck
             }
         }
 
+        try
+        {
+            return Judge(model, mirror, probe, batched, backprop, ortFailure);
+        }
+        catch
+        {
+            backprop?.Dispose();
+            throw;
+        }
+    }
+
+    private static Verdict Judge(ModelProto model, GraphMirror mirror, Tensor probe, bool batched, OrtBackprop? backprop, string ortFailure)
+    {
         var build = GraphMirror.Build(model, mirror.InputName, mirror.OutputName, ScalarType.Float64);
         using var reference = build.Mirror ?? throw new InvalidOperationException("The float64 mirror could not be built: " + string.Join("; ", build.UnsupportedOperators));
         using var scope = NewDisposeScope();
         var checks = new List<(Tensor Input, RectifierRule Rule)> { (probe, RectifierRule.GuidedBackprop) };
         if (batched) checks.Add((cat([probe, probe.flip(-1)], 0), RectifierRule.Gradient));
-        double ortWorst = 0, torchWorst = 0;
-        foreach (var (input, rule) in checks)
+        var truths = checks.Select(c =>
+        {
+            var target = TargetOf(reference, c.Input);
+            return (c.Input, c.Rule, Target: target, Truth: reference.InputGradients(c.Input, target, c.Rule));
+        }).ToList();
+
+        // Each engine's largest difference over the checks; the second engine and the float32
+        // floor are only computed when what came before does not settle it.
+        var ortWorst = backprop is null ? double.PositiveInfinity : truths.Max(t =>
         {
             using var pass = NewDisposeScope();
-            var target = TargetOf(reference, input);
-            var truth = reference.InputGradients(input, target, rule);
-            if (backprop is not null)
-            {
-                var release = input.shape[0] > 1;
-                var recorded = backprop.Forward(input, release);
-                ortWorst = Math.Max(ortWorst, RelativeDifference(backprop.InputGradient(input, recorded, target, rule, release), truth));
-                if (!(ortWorst <= Tolerance))
-                {
-                    ortFailure = $"differs from float64 on the probe ({rule}: relative difference {ortWorst:G3})";
-                    backprop.Dispose();
-                    backprop = null;
-                }
-            }
-            torchWorst = Math.Max(torchWorst, RelativeDifference(mirror.InputGradients(input, target, rule), truth));
-        }
-
-        var torchRight = torchWorst <= Tolerance;
-        var torchSays = torchRight
-            ? $"libtorch float32 autograd within {torchWorst:G3}"
-            : $"libtorch float32 autograd differs from float64 by {torchWorst:G3}";
-        if (backprop is not null)
+            var release = t.Input.shape[0] > 1;
+            var recorded = backprop.Forward(t.Input, release);
+            return RelativeDifference(backprop.InputGradient(t.Input, recorded, t.Target, t.Rule, release), t.Truth);
+        });
+        var ortSays = backprop is null ? $"ONNX Runtime backward: {ortFailure}" : $"ONNX Runtime backward within {ortWorst:G3}";
+        if (ortWorst <= Tolerance)
             return new Verdict(backprop, GradientEngines.OnnxRuntime,
-                $"ONNX Runtime backward within {ortWorst:G3} (relative L2) of float64 autograd on the probe ({backprop.RecordedCount} recorded values); {torchSays}");
-        if (torchRight)
-            return new Verdict(null, GradientEngines.LibTorch, $"{torchSays} of float64 autograd on the probe; ONNX Runtime backward: {ortFailure}");
-        return new Verdict(null, null, $"No gradient engine reproduces float64 autograd on the probe: {torchSays}; ONNX Runtime backward: {ortFailure}.");
+                $"{ortSays} (relative L2) of float64 autograd on the probe ({backprop!.RecordedCount} recorded values)");
+
+        var torchWorst = truths.Max(t => RelativeDifference(mirror.InputGradients(t.Input, t.Target, t.Rule), t.Truth));
+        var allowed = Tolerance;
+        var conditioning = "";
+        if (torchWorst > Tolerance)
+        {
+            // What float32 rounding alone does to this model's gradients (a float64 pass rounding
+            // every value to float32): no float32 engine can do better, so that much is allowed.
+            var floor = truths.Max(t => RelativeDifference(reference.InputGradients(t.Input, t.Target, t.Rule, roundTo: ScalarType.Float32), t.Truth));
+            allowed = Math.Max(Tolerance, 3 * floor);
+            conditioning = $"; float32 rounding alone moves this model's gradients by {floor:G3}, so {allowed:G3} was allowed";
+        }
+        var says = $"{ortSays}, libtorch float32 autograd within {torchWorst:G3} (relative L2) of float64 autograd on the probe{conditioning}";
+        if (ortWorst <= allowed) return new Verdict(backprop, GradientEngines.OnnxRuntime, says);
+        backprop?.Dispose(); // (not disposed twice: nothing below throws)
+        if (torchWorst <= allowed) return new Verdict(null, GradientEngines.LibTorch, says);
+        return new Verdict(null, null, $"No gradient engine reproduces float64 autograd on the probe: {says}.");
     }
 
     /// <summary>The first sample's top score: an open path through the network.</summary>

@@ -51,7 +51,7 @@ public static class ImportCheck
         if (args.Length != 2) return 2;
         var settings = JsonSerializer.Deserialize<Settings>(args[1], OneLine)!;
         var sessions = new OnnxSessionFactory(settings.OnnxRuntime);
-        var analysis = new ExplainAnalysis(settings.Explain, sessions);
+        var analysis = new ExplainAnalysis(settings.Explain, sessions) { CheckOnly = true };
         Answer answer;
         try
         {

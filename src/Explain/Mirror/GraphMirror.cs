@@ -43,7 +43,7 @@ public sealed partial class GraphMirror : IDisposable
     /// <summary>The tensor whose entries are explained: the output, or the input of a final Softmax/LogSoftmax.</summary>
     public string ScoreName { get; }
 
-    /// <summary>Outputs of rectifier nodes, in graph order (Grad-CAM's default layer is among them).</summary>
+    /// <summary>Outputs of rectifier nodes, in the file's node order (Grad-CAM's default layer is the last 4-D one).</summary>
     public IReadOnlyList<string> RectifierOutputs { get; }
 
     /// <summary>Every tensor computed from the input, in the order the graph computes them.</summary>
@@ -53,7 +53,12 @@ public sealed partial class GraphMirror : IDisposable
     /// Runs the graph on <paramref name="input"/> and returns every tensor by name. Call inside a
     /// dispose scope: the returned tensors belong to it.
     /// </summary>
-    public Dictionary<string, Tensor> Forward(Tensor input, RectifierRule rule, CancellationToken cancellationToken = default)
+    /// <param name="roundTo">
+    /// Rounds every computed value to this type and back (float32 on a float64 mirror: float32's
+    /// rounding, with no float32 kernel involved); its backward rounds the gradients likewise.
+    /// </param>
+    public Dictionary<string, Tensor> Forward(Tensor input, RectifierRule rule, CancellationToken cancellationToken = default,
+        ScalarType? roundTo = null)
     {
         var values = new Dictionary<string, Tensor>(_constants, StringComparer.Ordinal) { [InputName] = input };
         foreach (var step in _steps)
@@ -64,7 +69,8 @@ public sealed partial class GraphMirror : IDisposable
                 inputs[i] = step.Inputs[i].Length == 0 ? null : values[step.Inputs[i]];
             var outputs = step.Kernel(inputs, rule);
             for (var o = 0; o < step.Outputs.Length && o < outputs.Length; o++)
-                if (step.Outputs[o].Length > 0) values[step.Outputs[o]] = outputs[o];
+                if (step.Outputs[o].Length > 0)
+                    values[step.Outputs[o]] = roundTo is { } type && outputs[o].is_floating_point() ? outputs[o].to_type(type).to_type(FloatType) : outputs[o];
         }
         return values;
     }
@@ -74,12 +80,16 @@ public sealed partial class GraphMirror : IDisposable
     /// rectifier rule, by libtorch autograd: samples are independent, so one backward of the summed
     /// scores gives them all. Call inside a dispose scope.
     /// </summary>
-    public Tensor InputGradients(Tensor inputs, long target, RectifierRule rule, CancellationToken cancellationToken = default)
+    /// <param name="roundTo">As for <see cref="Forward"/>.</param>
+    public Tensor InputGradients(Tensor inputs, long target, RectifierRule rule, CancellationToken cancellationToken = default,
+        ScalarType? roundTo = null)
     {
+        // The pass's activations die here, not with the caller's scope.
+        using var pass = NewDisposeScope();
         using var grad = enable_grad();
         var x = InPrecision(inputs.detach(), FloatType).requires_grad_();
-        Forward(x, rule, cancellationToken)[ScoreName].reshape(inputs.shape[0], -1).select(1, target).sum().backward();
-        return x.grad!.detach();
+        Forward(x, rule, cancellationToken, roundTo)[ScoreName].reshape(inputs.shape[0], -1).select(1, target).sum().backward();
+        return x.grad!.detach().MoveToOuterDisposeScope();
     }
 
     public void Dispose()
@@ -177,7 +187,12 @@ public sealed partial class GraphMirror : IDisposable
             return new MirrorBuild(null, unsupported.ToArray());
         }
         var score = ScoreTensor(graph, outputName);
-        return new MirrorBuild(new GraphMirror(inputName, outputName, score, constants, owned, steps, rectifiers, floatType), []);
+        // In the file's node order (the exporter's execution order), not the order the build ran
+        // them in: Grad-CAM's default, the last rectifier, is then the one a framework runs last.
+        var order = graph.Node.Select((node, index) => (node, index)).SelectMany(n => n.node.Output.Select(o => (o, n.index)))
+            .GroupBy(p => p.o, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First().index, StringComparer.Ordinal);
+        var inFileOrder = rectifiers.OrderBy(name => order[name]).ToList();
+        return new MirrorBuild(new GraphMirror(inputName, outputName, score, constants, owned, steps, inFileOrder, floatType), []);
     }
 
     /// <summary>Softmax and LogSoftmax are skipped: the explained score is the pre-softmax logit.</summary>
