@@ -5,6 +5,10 @@ using SaliencyService.Bench;
 //   mirror MODEL.onnx INPUT.npy REPEATS METHOD[,...]        the explain engine (mirror build + parity, then methods)
 //   paired MODEL.onnx INPUT.npy MODEL_URL ROUNDS            ORT Run, HTTP predict and HTTP explain side by side
 // Each prints one JSON line per measurement.
+// libtorch's oneDNN self-test (and any isolated check) runs in child processes of this binary.
+SaliencyService.Explain.Isolation.ChildProcess.EntryAssembly = typeof(Report).Assembly.Location;
+if (SaliencyService.Explain.Isolation.ChildCommands.TryRun(args, out var childExitCode)) return childExitCode;
+
 return args switch
 {
     ["ort", var model, var input, var seconds, var levels] => OrtBaseline.Run(model, input, double.Parse(seconds, System.Globalization.CultureInfo.InvariantCulture),

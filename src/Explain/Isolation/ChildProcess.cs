@@ -40,10 +40,11 @@ public static class ChildProcess
     public static string? EntryAssembly { get; set; }
 
     /// <summary>
-    /// Runs <paramref name="verb"/> in a child with the environment <paramref name="environment"/>
-    /// added, and waits for it at most <paramref name="timeout"/> (then it is killed: signal 9).
+    /// Runs <paramref name="verb"/> in a child with <paramref name="environment"/> added to this
+    /// process's (a null value removes a variable), and waits for it at most
+    /// <paramref name="timeout"/> (then it is killed: signal 9).
     /// </summary>
-    public static ChildResult Run(string verb, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string> environment, TimeSpan timeout)
+    public static ChildResult Run(string verb, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string?> environment, TimeSpan timeout)
     {
         var entry = EntryAssembly ?? Path.Combine(AppContext.BaseDirectory, "SaliencyService.Api.dll");
         if (!File.Exists(entry)) throw new InvalidOperationException($"The service binary {entry} is not there to run isolated work in.");
@@ -54,7 +55,9 @@ public static class ChildProcess
             UseShellExecute = false,
         };
         foreach (var argument in (string[])["exec", entry, Flag, verb, .. arguments]) start.ArgumentList.Add(argument);
-        foreach (var (name, value) in environment) start.Environment[name] = value;
+        foreach (var (name, value) in environment)
+            if (value is null) start.Environment.Remove(name);
+            else start.Environment[name] = value;
         // The child's own logging and hosting are not started; it only answers on its standard output.
         using var process = Process.Start(start) ?? throw new InvalidOperationException("The child process could not be started.");
         var output = process.StandardOutput.ReadToEndAsync();

@@ -38,7 +38,7 @@ public static class OneDnnGuard
     private static readonly string[] Candidates = [Default, "AVX512_CORE", "AVX2", "SSE41"];
 
     /// <summary>Tells child processes the choice, "none" (oneDNN off) included.</summary>
-    private const string ChoiceVariable = "SALIENCY_ONEDNN_CHOICE";
+    public const string ChoiceVariable = "SALIENCY_ONEDNN_CHOICE";
 
     /// <summary>Applies <paramref name="setting"/>; call before libtorch loads.</summary>
     public static OneDnnChoice Choose(string? setting, string libtorch)
@@ -47,6 +47,7 @@ public static class OneDnnGuard
         Environment.SetEnvironmentVariable(ChoiceVariable, choice.MaxIsa);
         return choice;
     }
+
     /// <param name="libtorch">libtorch_cpu.so, whose identity keys the cached verdict.</param>
     private static OneDnnChoice Decide(string? setting, string libtorch)
     {
@@ -67,30 +68,45 @@ public static class OneDnnGuard
         }
 
         var cache = CachePath(libtorch);
-        var choice = ReadCache(cache) ?? Probe();
+        var (choice, tested) = ReadCache(cache) is { } cached ? (cached, false) : Probe();
         if (choice.MaxIsa != Default && choice.MaxIsa != Off) SetNative(Variable, choice.MaxIsa);
-        WriteCache(cache, choice);
+        if (tested) WriteCache(cache, choice);
         return choice;
     }
 
-    private static OneDnnChoice Probe()
+    /// <returns>The choice, and whether a self-test decided it (only then is it cached).</returns>
+    private static (OneDnnChoice, bool Tested) Probe()
     {
         var failures = new List<string>();
         foreach (var candidate in Candidates)
         {
-            var environment = new Dictionary<string, string>();
-            if (candidate != Default) environment[Variable] = candidate;
-            var result = ChildProcess.Run(ChildCommands.SelfTest, [], environment, TimeSpan.FromMinutes(2));
+            // Exactly this candidate, whatever this process inherited.
+            var environment = new Dictionary<string, string?>
+            {
+                [Variable] = candidate == Default ? null : candidate,
+                [ChoiceVariable] = candidate,
+            };
+            ChildResult result;
+            try
+            {
+                result = ChildProcess.Run(ChildCommands.SelfTest, [], environment, TimeSpan.FromMinutes(2));
+            }
+            catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception)
+            {
+                // No binary to run the test in (a host that embeds the engine without the service's
+                // entry point): the narrowest cap, which was right on every CPU seen.
+                return (new OneDnnChoice(Auto, "SSE41", $"capped at SSE41 untested: the self-test could not run ({e.Message})"), false);
+            }
             if (result.Succeeded)
             {
                 var why = failures.Count == 0
                     ? "the self-test passed with oneDNN uncapped"
                     : $"the self-test passed at {candidate}; wider failed: {string.Join("; ", failures)}";
-                return new OneDnnChoice(Auto, candidate, why);
+                return (new OneDnnChoice(Auto, candidate, why), true);
             }
             failures.Add($"{candidate}: {(result.Signal is null && result.LastLine.Length > 0 ? result.LastLine : result.Describe())}");
         }
-        return new OneDnnChoice(Auto, Off, $"oneDNN turned off: the self-test failed at every cap ({string.Join("; ", failures)})");
+        return (new OneDnnChoice(Auto, Off, $"oneDNN turned off: the self-test failed at every cap ({string.Join("; ", failures)})"), true);
     }
 
     /// <summary>Runs the self-test here (in the child); exit code 0 when it passes.</summary>

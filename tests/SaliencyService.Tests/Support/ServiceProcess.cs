@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using SaliencyService.Explain.Torch;
 
 namespace SaliencyService.Tests.Support;
 
@@ -33,6 +34,9 @@ public sealed class ServiceProcess : IDisposable
         start.Environment["ASPNETCORE_URLS"] = address.ToString();
         start.Environment["Saliency__ModelStore"] = store;
         start.Environment["Saliency__SeedDemoModels"] = "false";
+        // The service decides its own oneDNN cap, not the one this test process chose.
+        start.Environment.Remove(OneDnnGuard.Variable);
+        start.Environment.Remove(OneDnnGuard.ChoiceVariable);
         foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
         var process = Process.Start(start)!;
         process.OutputDataReceived += (_, _) => { };
