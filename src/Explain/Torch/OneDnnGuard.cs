@@ -22,7 +22,7 @@ public sealed record OneDnnChoice(string Setting, string MaxIsa, string Reason)
 /// <see cref="OneDnnSelfTest"/> in child processes under each candidate, widest first, and the first
 /// that passes is set here with libc's setenv (.NET's own environment does not reach native code).
 /// If none passes, oneDNN is turned off and libtorch uses its own kernels. The verdict is cached
-/// per CPU and libtorch build, so later processes on the same host do not repeat it.
+/// per CPU, libtorch and service build, so later processes on the same host do not repeat it.
 /// </summary>
 public static class OneDnnGuard
 {
@@ -124,6 +124,8 @@ public static class OneDnnGuard
         var file = new FileInfo(libtorch);
         identity.Append(file.FullName).Append('|').Append(file.Exists ? file.Length : 0).Append('|').Append(file.Exists ? file.LastWriteTimeUtc.Ticks : 0);
         identity.Append('|').Append(CpuIdentity()).Append('|').Append(Environment.ProcessorCount);
+        // This build of the self-test: a changed test decides again.
+        identity.Append('|').Append(typeof(OneDnnSelfTest).Assembly.ManifestModule.ModuleVersionId);
         var key = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(identity.ToString())))[..24];
         return Path.Combine(Path.GetTempPath(), "saliency-onednn", key + ".json");
     }
