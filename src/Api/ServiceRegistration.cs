@@ -60,6 +60,9 @@ public static class ServiceRegistration
         services.AddSingleton<DemoModelSeeder>();
         services.AddSingleton<ModelInputReader>();
         services.AddHostedService<ModelStoreStartup>();
+        // Replicas sharing the store follow it (after the start-up load above).
+        services.Configure<StoreSyncOptions>(builder.Configuration.GetSection(StoreSyncOptions.Section));
+        services.AddHostedService<StoreSync>();
 
         services.AddPerClientRateLimiter(options.RateLimit);
         services.AddOptionalTracing(options.Tracing.OtlpEndpoint);

@@ -1,6 +1,7 @@
 using System.Reflection;
 using System.Text.RegularExpressions;
 using SaliencyService.Api.Configuration;
+using SaliencyService.Api.Models;
 using Xunit;
 using YamlDotNet.RepresentationModel;
 
@@ -86,18 +87,23 @@ public sealed class DeploymentFilesTests
         Assert.Equal("/data/models", Text(At(config, "Saliency__ModelStore")));
         // The oneDNN guard's verdict, the libstdc++ shim and the import checks' children need a writable /tmp.
         Assert.Equal("auto", Text(At(config, "Saliency__Explain__OneDnnMaxIsa")));
+        Assert.True(double.Parse(Text(At(config, "Saliency__ModelStore__PollSeconds")), System.Globalization.CultureInfo.InvariantCulture) is > 0 and <= 5);
         Assert.Contains((YamlSequenceNode)At(container, "volumeMounts"), m => Text(At(m, "mountPath")) == "/tmp");
         AssertKnownSettings(config.Children.Keys.Select(Text));
         Assert.Equal("saliency", Text(At(manifests["hpa.yaml"], "spec", "scaleTargetRef", "name")));
     }
 
-    /// <summary>Every Saliency__A__B key names a real property of <see cref="SaliencyOptions"/>.</summary>
+    /// <summary>
+    /// Every Saliency__A__B key names a real property of <see cref="SaliencyOptions"/>, or of
+    /// <see cref="StoreSyncOptions"/> beside the store's path (Saliency__ModelStore__PollSeconds).
+    /// </summary>
     private static void AssertKnownSettings(IEnumerable<string> keys)
     {
         foreach (var key in keys.Where(k => k.StartsWith("Saliency__")))
         {
-            var type = typeof(SaliencyOptions);
-            foreach (var part in key.Split("__").Skip(1))
+            var storeSync = key.StartsWith("Saliency__ModelStore__", StringComparison.Ordinal);
+            var type = storeSync ? typeof(StoreSyncOptions) : typeof(SaliencyOptions);
+            foreach (var part in key.Split("__").Skip(storeSync ? 2 : 1))
             {
                 var property = type.GetProperty(part, BindingFlags.Public | BindingFlags.Instance);
                 Assert.True(property is not null, $"{key}: {type.Name} has no property {part}");

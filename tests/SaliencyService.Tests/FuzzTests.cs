@@ -74,7 +74,7 @@ public sealed class FuzzTests(FixtureModelsService service) : IClassFixture<Fixt
     {
         var onnx = File.ReadAllBytes(TestPaths.Fixture("mini_mobilenet", "model.onnx"));
         await FuzzAsync(11, 80, "model", (i, random) => Client.PostAsync("/v1/models?replace=true", Http.ModelForm(Mutate(onnx, random), $"fuzz-{i % 4}")));
-        Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(service.Factory.Store, ".staging")));
+        Assert.Empty(StagedUploads.In(service.Factory.Store));
         Assert.Equal(HttpStatusCode.OK, (await Client.GetAsync("/health/live")).StatusCode);
     }
 

@@ -37,7 +37,7 @@ public sealed class HostileModelTests : IDisposable
         var detail = await Http.AssertProblemAsync(await client.PostAsync("/v1/models", form), HttpStatusCode.UnprocessableEntity);
         Assert.False(string.IsNullOrEmpty(detail), what);
         Assert.False(Directory.Exists(Path.Combine(_factory.Store, "hostile")));
-        Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(_factory.Store, ".staging")));
+        Assert.Empty(StagedUploads.In(_factory.Store));
     }
 
     private static ModelProto WithDomain(ModelProto model, string domain)

@@ -45,7 +45,7 @@ public sealed class ModelsApiTests : IDisposable
 
         Assert.True(File.Exists(Path.Combine(_factory.Store, "resnet-a", "model.onnx")));
         Assert.True(File.Exists(Path.Combine(_factory.Store, "resnet-a", "model.json")));
-        Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(_factory.Store, ".staging")));
+        Assert.Empty(StagedUploads.In(_factory.Store));
     }
 
     [Fact]
@@ -190,13 +190,13 @@ public sealed class ModelsApiTests : IDisposable
         using var client = factory.CreateClient();
         using var form = Http.ModelForm(File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "model.onnx")), "big");
         await Http.AssertProblemAsync(await client.PostAsync("/v1/models", form), HttpStatusCode.RequestEntityTooLarge);
-        Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(factory.Store, ".staging")));
+        Assert.Empty(StagedUploads.In(factory.Store));
     }
 
     private void AssertStoreHoldsNoModel()
     {
         Assert.Equal([".staging", ".trash"], Directory.EnumerateDirectories(_factory.Store).Select(Path.GetFileName).Order());
-        Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(_factory.Store, ".staging")));
+        Assert.Empty(StagedUploads.In(_factory.Store));
     }
 
     private sealed class PreprocessingComparer : IEqualityComparer<Preprocessing>

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using SaliencyService.Api.Configuration;
+using SaliencyService.Explain;
 
 namespace SaliencyService.Api.Models;
 
@@ -33,6 +34,10 @@ public sealed class DemoModelSeeder(ModelStore store, IOptions<SaliencyOptions> 
                 var manifestPath = Path.Combine(demo, StoreLayout.ManifestFile);
                 var manifest = File.Exists(manifestPath) ? await File.ReadAllTextAsync(manifestPath, cancellationToken) : null;
                 await store.ImportAsync(staging, name, manifest, replace: false, cancellationToken);
+            }
+            catch (ProblemException e) when (e.StatusCode == StatusCodes.Status409Conflict)
+            {
+                logger.LogInformation("Demo model {Model} is in the store already (another replica seeded it)", name);
             }
             finally
             {

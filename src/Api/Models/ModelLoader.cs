@@ -17,6 +17,8 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
     /// </param>
     public ServedModel Open(string directory, string name, bool untrusted = false)
     {
+        // Read first: a replace that lands while this loads leaves a newer version to load next.
+        var version = ModelVersion.Read(directory) ?? throw new IOException($"'{name}' has no model file.");
         var verdict = untrusted && analysis.Options.IsolateImports ? ImportCheck.Run(directory, sessions, analysis) : null;
         var model = ModelInspection.Open(directory, sessions, analysis, verdict);
         try
@@ -25,7 +27,7 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
             var file = new FileInfo(modelPath);
             var descriptor = new Contracts.ModelDescriptor(
                 name,
-                Sha256(modelPath),
+                version.Sha256 ?? Sha256(modelPath), // computed once at import; by hand-made folders only here
                 file.Length,
                 file.LastWriteTimeUtc,
                 model.Onnx.Producer,
@@ -36,7 +38,7 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
                     ? File.ReadAllText(Path.Combine(directory, StoreLayout.ManifestFile)) : null).Labels,
                 model.ExecutionProvider,
                 model.Explain);
-            return new ServedModel(descriptor, model.Onnx, model.Explainer);
+            return new ServedModel(descriptor, model.Onnx, model.Explainer, version);
         }
         catch
         {

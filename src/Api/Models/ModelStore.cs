@@ -1,5 +1,5 @@
 using System.Collections.Concurrent;
-using System.Text.Json;
+using System.Security.Cryptography;
 using SaliencyService.Contracts;
 using SaliencyService.Explain;
 using SaliencyService.Explain.Engine;
@@ -7,12 +7,15 @@ using SaliencyService.Explain.Engine;
 namespace SaliencyService.Api.Models;
 
 /// <summary>
-/// The served models: loaded from the repository at start-up, changed only through validated,
-/// atomic imports and deletes. Reads are lock-free; writes are serialised.
+/// The served models: loaded from the repository at start-up, changed through validated, atomic
+/// imports and deletes, and kept in step with the folder by <see cref="SyncAsync"/> when other
+/// replicas share it (Triton's poll mode). Reads are lock-free; changes are serialised.
 /// </summary>
 public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<ModelStore> logger) : IDisposable
 {
     private readonly ConcurrentDictionary<string, ServedModel> _models = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (ModelVersion Version, string Reason)> _failed = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _missingOnce = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _writes = new(1, 1);
     private volatile bool _loaded;
 
@@ -20,6 +23,12 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
 
     /// <summary>True once every model folder has been loaded (readiness).</summary>
     public bool IsLoaded => _loaded;
+
+    /// <summary>Changes picked up from the folder (other replicas' imports, replaces, deletes) and failed loads, by kind.</summary>
+    public ConcurrentDictionary<string, long> SyncEvents { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Model folders that failed to load here, with the reason (until a new version of them loads).</summary>
+    public IReadOnlyDictionary<string, string> Failed => _failed.ToDictionary(f => f.Key, f => f.Value.Reason, StringComparer.Ordinal);
 
     /// <summary>Recovers from any interrupted change, then loads every model folder.</summary>
     public void Load()
@@ -32,19 +41,74 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
                 logger.LogWarning("Skipping folder {Folder}: not a valid model name", name);
                 continue;
             }
-            try
-            {
-                var model = loader.Open(Layout.ModelDirectory(name), name);
-                _models[name] = model;
-                logger.LogInformation("Loaded model {Model} ({Bytes} bytes, {Provider}; gradients: {Engine})", name, model.Descriptor.SizeBytes,
-                    model.Descriptor.ExecutionProvider, GradientsOf(model.Descriptor));
-            }
-            catch (Exception e) when (e is ProblemException or IOException or UnauthorizedAccessException)
-            {
-                logger.LogError("Model folder {Model} is not served: {Reason}", name, e.Message);
-            }
+            if (TryOpen(name) is not { } model) continue;
+            _models[name] = model;
+            logger.LogInformation("Loaded model {Model} ({Bytes} bytes, {Provider}; gradients: {Engine})", name, model.Descriptor.SizeBytes,
+                model.Descriptor.ExecutionProvider, GradientsOf(model.Descriptor));
         }
         _loaded = true;
+    }
+
+    /// <summary>
+    /// Brings the served models in line with the folder: loads new folders and new versions (a
+    /// request in flight keeps the version it leased), drops folders that are gone. A folder
+    /// missing once is kept until the next pass, since a replace on another replica is two
+    /// renames with no folder between them. A folder appears only by its publish rename, so it is
+    /// never seen half-written.
+    /// </summary>
+    public async Task SyncAsync(CancellationToken cancellationToken = default)
+    {
+        var onDisk = new Dictionary<string, ModelVersion?>(StringComparer.Ordinal);
+        foreach (var name in Layout.ModelFolders().Where(ModelNames.IsValid))
+            onDisk[name] = ModelVersion.Read(Layout.ModelDirectory(name));
+
+        foreach (var (name, version) in onDisk)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (version is null) continue; // being removed or replaced right now: the next pass sees what follows
+            if (_models.TryGetValue(name, out var served) && served.Version == version) continue;
+            if (_failed.TryGetValue(name, out var failed) && failed.Version == version) continue;
+            if (TryOpen(name) is not { } model) continue;
+            await _writes.WaitAsync(CancellationToken.None);
+            try
+            {
+                _models.TryGetValue(name, out var current);
+                if (current?.Version == model.Version || ModelVersion.Read(Layout.ModelDirectory(name)) != model.Version)
+                {
+                    model.Retire(); // this replica changed it meanwhile, or yet another version landed
+                    continue;
+                }
+                _models[name] = model;
+                current?.Retire();
+                Count(current is null ? "import" : "replace");
+                logger.LogInformation("{Action} model {Model} from the store (sha256 {Sha}; gradients: {Engine})", current is null ? "Loaded new" : "Reloaded changed",
+                    name, model.Descriptor.Sha256, GradientsOf(model.Descriptor));
+            }
+            finally
+            {
+                _writes.Release();
+            }
+        }
+
+        foreach (var name in _failed.Keys.Where(n => !onDisk.ContainsKey(n))) _failed.TryRemove(name, out _);
+        await _writes.WaitAsync(CancellationToken.None);
+        try
+        {
+            _missingOnce.RemoveWhere(n => onDisk.ContainsKey(n) || !_models.ContainsKey(n));
+            foreach (var name in _models.Keys.Where(n => !onDisk.ContainsKey(n)).ToArray())
+            {
+                if (_missingOnce.Add(name) || Directory.Exists(Layout.ModelDirectory(name))) continue;
+                _missingOnce.Remove(name);
+                if (!_models.TryRemove(name, out var model)) continue;
+                model.Retire();
+                Count("delete");
+                logger.LogInformation("Dropped model {Model}: removed from the store", name);
+            }
+        }
+        finally
+        {
+            _writes.Release();
+        }
     }
 
     public bool IsEmpty => _models.IsEmpty && !Layout.ModelFolders().Any();
@@ -75,11 +139,12 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
     {
         ModelNames.Validate(name);
         if (!replace && Directory.Exists(Layout.ModelDirectory(name)))
-            throw ConflictFor(name); // early and cheap; checked again under the write lock
+            throw ConflictFor(name); // early and cheap; the publish rename decides
 
         var manifest = ModelInspection.ParseManifest(manifestJson);
-        File.SetLastWriteTimeUtc(Path.Combine(stagingDirectory, StoreLayout.ModelFile), DateTime.UtcNow); // = importedAt
-        await WriteManifestAsync(stagingDirectory, manifest, cancellationToken);
+        var modelFile = Path.Combine(stagingDirectory, StoreLayout.ModelFile);
+        File.SetLastWriteTimeUtc(modelFile, DateTime.UtcNow); // = importedAt
+        await ModelVersion.New(await Sha256Async(modelFile, cancellationToken)).WriteAsync(stagingDirectory, manifest, cancellationToken);
         var model = loader.Open(stagingDirectory, name, untrusted: true); // validation happens outside the write lock
 
         var published = false;
@@ -89,11 +154,16 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
             var exists = Directory.Exists(Layout.ModelDirectory(name));
             if (exists && !replace) throw ConflictFor(name);
             if (exists) Layout.Replace(stagingDirectory, name);
-            else Layout.Publish(stagingDirectory, name);
+            else if (!Layout.TryPublish(stagingDirectory, name))
+            {
+                if (!replace) throw ConflictFor(name); // another replica published the name first
+                Layout.Replace(stagingDirectory, name);
+            }
             published = true;
 
             _models.TryGetValue(name, out var previous);
             _models[name] = model;
+            _failed.TryRemove(name, out _);
             previous?.Retire();
             logger.LogInformation("{Action} model {Model} (sha256 {Sha}; gradients: {Engine})", exists ? "Replaced" : "Imported", name,
                 model.Descriptor.Sha256, GradientsOf(model.Descriptor));
@@ -113,11 +183,9 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         try
         {
             var served = _models.TryRemove(name, out var model);
-            if (!ModelNames.IsValid(name) || !Directory.Exists(Layout.ModelDirectory(name)))
-            {
-                if (!served) throw ProblemException.NotFound($"No model named '{name}'.");
-            }
-            else Layout.Remove(name);
+            var removed = ModelNames.IsValid(name) && Layout.Remove(name);
+            _failed.TryRemove(name, out _);
+            if (!served && !removed) throw ProblemException.NotFound($"No model named '{name}'.");
             model?.Retire();
             logger.LogInformation("Deleted model {Model}", name);
         }
@@ -134,20 +202,43 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         _writes.Dispose();
     }
 
+    /// <summary>Loads a model folder; a failure is logged, remembered for that version, and counted, never thrown.</summary>
+    private ServedModel? TryOpen(string name)
+    {
+        var directory = Layout.ModelDirectory(name);
+        var version = ModelVersion.Read(directory);
+        try
+        {
+            return loader.Open(directory, name);
+        }
+        catch (Exception e) when (e is ProblemException or IOException or UnauthorizedAccessException)
+        {
+            if (version is not null) _failed[name] = (version, e.Message);
+            Count("failure");
+            logger.LogError("Model folder {Model} is not served: {Reason}", name, e.Message);
+            return null;
+        }
+    }
+
+    private void Count(string kind) => SyncEvents.AddOrUpdate(kind, 1, (_, count) => count + 1);
+
     private static string GradientsOf(ModelDescriptor descriptor) =>
         descriptor.Explain.GradientEngine is { } engine ? $"{engine}, {descriptor.Explain.GradientEngineReason}" : "not explainable: " + descriptor.Explain.Reason;
 
-    private ServedModel Find(string name) =>
-        _models.TryGetValue(name, out var model) ? model : throw ProblemException.NotFound($"No model named '{name}'.");
+    private ServedModel Find(string name)
+    {
+        if (_models.TryGetValue(name, out var model)) return model;
+        if (_failed.TryGetValue(name, out var failed))
+            throw new ProblemException(503, "Model not loaded", $"Model '{name}' is in the store but failed to load on this replica: {failed.Reason}");
+        throw ProblemException.NotFound($"No model named '{name}'.");
+    }
 
     private static ProblemException ConflictFor(string name) =>
         ProblemException.Conflict($"A model named '{name}' exists; add ?replace=true to replace it.");
 
-    private static async Task WriteManifestAsync(string directory, ModelManifest manifest, CancellationToken cancellationToken)
+    private static async Task<string> Sha256Async(string path, CancellationToken cancellationToken)
     {
-        await using var file = new FileStream(Path.Combine(directory, StoreLayout.ManifestFile), FileMode.Create, FileAccess.Write);
-        await JsonSerializer.SerializeAsync(file, manifest, ModelInspection.Json, cancellationToken);
-        await file.FlushAsync(cancellationToken);
-        file.Flush(flushToDisk: true);
+        await using var stream = File.OpenRead(path);
+        return Convert.ToHexStringLower(await SHA256.HashDataAsync(stream, cancellationToken));
     }
 }

@@ -13,14 +13,18 @@ public sealed class ServedModel
 {
     private int _references = 1; // the store's own reference, dropped by Retire()
 
-    public ServedModel(ModelDescriptor descriptor, OnnxModel onnx, ModelExplainer? explainer)
+    public ServedModel(ModelDescriptor descriptor, OnnxModel onnx, ModelExplainer? explainer, ModelVersion version)
     {
+        Version = version;
         Descriptor = descriptor;
         Onnx = onnx;
         Explainer = explainer;
     }
 
     public ModelDescriptor Descriptor { get; }
+
+    /// <summary>The version of the store's folder this was loaded from.</summary>
+    public ModelVersion Version { get; }
     public OnnxModel Onnx { get; }
 
     /// <summary>The mirror that explains this version; null when the model cannot be explained.</summary>

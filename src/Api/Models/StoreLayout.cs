@@ -6,13 +6,21 @@ namespace SaliencyService.Api.Models;
 /// <c>.staging</c> (uploads being written and validated) and <c>.trash</c> (versions being removed).
 /// A crash at any point leaves either the old or the new version in place; <see cref="Recover"/>
 /// finishes or undoes whatever a crash interrupted.
+/// Several replicas may share the store (a ReadWriteMany volume). Each process uploads into its own
+/// <c>.staging/{owner}/</c>, holding <c>.staging/{owner}/.lock</c> open exclusively while it lives,
+/// and names its trash entries after itself; recovery touches only what dead owners left.
 /// </summary>
-public sealed class StoreLayout
+public sealed class StoreLayout : IDisposable
 {
     public const string ModelFile = "model.onnx";
     public const string ManifestFile = "model.json";
     private const string Replaced = ".replaced";
     private const string Deleted = ".deleted";
+    private const string LockFile = ".lock";
+    private const char OwnerSeparator = '~'; // never in a model name
+
+    private readonly string _owner = Guid.NewGuid().ToString("N");
+    private FileStream? _lock;
 
     public StoreLayout(string root)
     {
@@ -24,6 +32,8 @@ public sealed class StoreLayout
     public string Root { get; }
     public string Staging { get; }
     public string Trash { get; }
+
+    private string OwnStaging => Path.Combine(Staging, _owner);
 
     public string ModelDirectory(string name) => Path.Combine(Root, name);
 
@@ -37,55 +47,98 @@ public sealed class StoreLayout
 
     /// <summary>
     /// Run once at start-up, before models load: uploads that never committed are dropped; a
-    /// replace interrupted between its two renames gets its old version back; trash is emptied.
+    /// replace interrupted between its two renames gets its old version back; trash is emptied —
+    /// all of it only where the process that left it is gone (other replicas may be mid-change).
     /// </summary>
     public void Recover()
     {
         Directory.CreateDirectory(Root);
-        DeleteQuietly(Staging);
-        if (Directory.Exists(Trash))
-        {
-            foreach (var entry in Directory.EnumerateDirectories(Trash))
-            {
-                var file = Path.GetFileName(entry);
-                if (!file.EndsWith(Replaced, StringComparison.Ordinal)) continue;
-                var stem = file[..^Replaced.Length];             // "{name}.{guid}"
-                var name = stem[..Math.Max(0, stem.LastIndexOf('.'))];
-                if (ModelNames.IsValid(name) && !Directory.Exists(ModelDirectory(name)))
-                    Directory.Move(entry, ModelDirectory(name));
-            }
-            DeleteQuietly(Trash);
-        }
         Directory.CreateDirectory(Staging);
         Directory.CreateDirectory(Trash);
+
+        foreach (var entry in Directory.EnumerateFileSystemEntries(Staging))
+        {
+            var owner = Path.GetFileName(entry);
+            if (owner != _owner && !OwnerAlive(owner)) DeleteQuietly(entry);
+        }
+        foreach (var entry in Directory.EnumerateDirectories(Trash))
+        {
+            var file = Path.GetFileName(entry);
+            var reason = file.EndsWith(Replaced, StringComparison.Ordinal) ? Replaced : file.EndsWith(Deleted, StringComparison.Ordinal) ? Deleted : null;
+            var stem = reason is null ? file : file[..^reason.Length];             // "{name}.{owner}~{unique}" or "{name}.{unique}"
+            var dot = stem.LastIndexOf('.');
+            var tag = dot < 0 ? "" : stem[(dot + 1)..];
+            var owner = tag.Contains(OwnerSeparator) ? tag[..tag.IndexOf(OwnerSeparator)] : null;
+            if (owner is not null && (owner == _owner || OwnerAlive(owner))) continue;
+            var name = stem[..Math.Max(0, dot)];
+            if (reason == Replaced && ModelNames.IsValid(name) && !Directory.Exists(ModelDirectory(name)))
+            {
+                try
+                {
+                    Directory.Move(entry, ModelDirectory(name));
+                    continue;
+                }
+                catch (IOException)
+                {
+                    // Another replica put a version there first: this one is trash.
+                }
+            }
+            DeleteQuietly(entry);
+        }
     }
 
-    /// <summary>A fresh folder for one upload.</summary>
+    /// <summary>A fresh folder for one upload, in this process's own staging folder.</summary>
     public string NewStagingDirectory()
     {
-        var path = Path.Combine(Staging, Guid.NewGuid().ToString("N"));
+        ClaimOwnStaging();
+        var path = Path.Combine(OwnStaging, Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(path);
         return path;
     }
 
-    /// <summary>Moves a validated staging folder into place (the name must be free).</summary>
-    public void Publish(string stagingDirectory, string name) => Directory.Move(stagingDirectory, ModelDirectory(name));
+    /// <summary>Moves a validated staging folder into place; false when the name was taken meanwhile (another replica).</summary>
+    public bool TryPublish(string stagingDirectory, string name)
+    {
+        try
+        {
+            Directory.Move(stagingDirectory, ModelDirectory(name));
+            return true;
+        }
+        catch (IOException) when (Directory.Exists(ModelDirectory(name)))
+        {
+            return false; // the rename is the commit point: whoever renamed first has the name
+        }
+    }
 
-    /// <summary>Swaps a model folder for a validated staging folder: two renames, see <see cref="Recover"/>.</summary>
+    /// <summary>
+    /// Swaps a model folder for a validated staging folder: two renames, see <see cref="Recover"/>.
+    /// A folder another replica removed meanwhile makes it a publish.
+    /// </summary>
     public void Replace(string stagingDirectory, string name)
     {
-        var old = TrashPath(name, Replaced);
-        Directory.Move(ModelDirectory(name), old);
-        Directory.Move(stagingDirectory, ModelDirectory(name));
-        DeleteQuietly(old);
+        for (var attempt = 0; ; attempt++)
+        {
+            var old = TrashPath(name, Replaced);
+            var moved = TryMove(ModelDirectory(name), old);
+            if (TryPublish(stagingDirectory, name))
+            {
+                if (moved) DeleteQuietly(old);
+                return;
+            }
+            // Another replica published this name between the two renames: retire theirs too.
+            if (moved) DeleteQuietly(old);
+            if (attempt == 3) throw new IOException($"'{name}' kept changing while it was replaced.");
+        }
     }
 
     /// <summary>Removes a model folder: renamed away first, so a half-deleted model is never loaded.</summary>
-    public void Remove(string name)
+    /// <returns>False when it was not there (another replica removed it).</returns>
+    public bool Remove(string name)
     {
         var old = TrashPath(name, Deleted);
-        Directory.Move(ModelDirectory(name), old);
+        if (!TryMove(ModelDirectory(name), old)) return false;
         DeleteQuietly(old);
+        return true;
     }
 
     public static void DeleteQuietly(string path)
@@ -93,10 +146,59 @@ public sealed class StoreLayout
         try
         {
             if (Directory.Exists(path)) Directory.Delete(path, recursive: true);
+            else if (File.Exists(path)) File.Delete(path);
         }
         catch (IOException) { } // retried by the next Recover()
         catch (UnauthorizedAccessException) { }
     }
 
-    private string TrashPath(string name, string reason) => Path.Combine(Trash, $"{name}.{Guid.NewGuid():N}{reason}");
+    public void Dispose()
+    {
+        _lock?.Dispose();
+        _lock = null;
+        DeleteQuietly(OwnStaging);
+    }
+
+    private static bool TryMove(string from, string to)
+    {
+        try
+        {
+            Directory.Move(from, to);
+            return true;
+        }
+        catch (DirectoryNotFoundException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Creates this process's staging folder and holds its lock (an exclusive open: flock on Linux).</summary>
+    private void ClaimOwnStaging()
+    {
+        if (_lock is not null) return;
+        Directory.CreateDirectory(OwnStaging);
+        _lock = new FileStream(Path.Combine(OwnStaging, LockFile), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+    }
+
+    /// <summary>Whether the process that owns <c>.staging/{owner}</c> still runs: it holds the lock.</summary>
+    private bool OwnerAlive(string owner)
+    {
+        var lockPath = Path.Combine(Staging, owner, LockFile);
+        if (!File.Exists(lockPath)) return false;
+        try
+        {
+            using var probe = new FileStream(lockPath, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+            return false;
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return true;
+        }
+    }
+
+    private string TrashPath(string name, string reason) => Path.Combine(Trash, $"{name}.{_owner}{OwnerSeparator}{Guid.NewGuid():N}{reason}");
 }

@@ -83,6 +83,14 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
         foreach (var engine in new[] { GradientEngines.OnnxRuntime, GradientEngines.LibTorch })
             text.AppendLine($"saliency_models_gradient_engine{{engine=\"{engine}\"}} {models.Count(m => m.Explain.GradientEngine == engine)}");
 
+        text.AppendLine("# HELP saliency_store_sync_events_total Changes this replica picked up from the shared store (import, replace, delete) and model folders it failed to load (failure), or failed to read (error).");
+        text.AppendLine("# TYPE saliency_store_sync_events_total counter");
+        foreach (var kind in new[] { "import", "replace", "delete", "failure", "error" })
+            text.AppendLine($"saliency_store_sync_events_total{{kind=\"{kind}\"}} {store.SyncEvents.GetValueOrDefault(kind)}");
+        text.AppendLine("# HELP saliency_models_failed Model folders in the store that failed to load on this replica.");
+        text.AppendLine("# TYPE saliency_models_failed gauge");
+        text.AppendLine($"saliency_models_failed {store.Failed.Count}");
+
         if (TorchNativeLoader.OneDnn is { } oneDnn)
         {
             text.AppendLine("# HELP saliency_onednn_info libtorch's oneDNN in this process: the instruction-set cap (default: none; none: oneDNN off) and the setting that chose it.");

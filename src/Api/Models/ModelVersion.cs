@@ -1,0 +1,69 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SaliencyService.Contracts;
+using SaliencyService.Explain.Engine;
+
+namespace SaliencyService.Api.Models;
+
+/// <summary>
+/// Identifies one published version of a model folder. Written into <c>model.json</c> beside the
+/// manifest before the publish rename, so every replica reads the same identity the moment the
+/// folder appears: a new <see cref="Generation"/> is a replace, and the SHA-256 is computed once,
+/// at import.
+/// </summary>
+public sealed record ModelVersion(string Generation, string? Sha256)
+{
+    private const string GenerationField = "generation";
+    private const string Sha256Field = "sha256";
+
+    /// <summary>A new version of a staged model file.</summary>
+    public static ModelVersion New(string sha256) => new(Guid.NewGuid().ToString("N"), sha256);
+
+    /// <summary>Writes <c>model.json</c>: the manifest and this version's identity.</summary>
+    public async Task WriteAsync(string directory, ModelManifest manifest, CancellationToken cancellationToken)
+    {
+        var json = JsonSerializer.SerializeToNode(manifest, ModelInspection.Json)!.AsObject();
+        json[GenerationField] = Generation;
+        json[Sha256Field] = Sha256;
+        await using var file = new FileStream(Path.Combine(directory, StoreLayout.ManifestFile), FileMode.Create, FileAccess.Write);
+        await JsonSerializer.SerializeAsync(file, json, ModelInspection.Json, cancellationToken);
+        await file.FlushAsync(cancellationToken);
+        file.Flush(flushToDisk: true);
+    }
+
+    /// <summary>
+    /// The version in a model folder; null while it cannot be read (a folder being removed).
+    /// Folders written before versions existed, or by hand, are identified by their model file's
+    /// size and time.
+    /// </summary>
+    public static ModelVersion? Read(string directory)
+    {
+        try
+        {
+            if (FromManifest(Path.Combine(directory, StoreLayout.ManifestFile)) is { } written) return written;
+            var model = new FileInfo(Path.Combine(directory, StoreLayout.ModelFile));
+            return model.Exists ? new ModelVersion($"file-{model.Length}-{model.LastWriteTimeUtc.Ticks}", null) : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    private static ModelVersion? FromManifest(string path)
+    {
+        if (!File.Exists(path)) return null;
+        try
+        {
+            using var json = JsonDocument.Parse(File.ReadAllBytes(path));
+            var root = json.RootElement;
+            return root.ValueKind == JsonValueKind.Object && root.TryGetProperty(GenerationField, out var generation) && generation.ValueKind == JsonValueKind.String
+                ? new ModelVersion(generation.GetString()!, root.TryGetProperty(Sha256Field, out var sha) && sha.ValueKind == JsonValueKind.String ? sha.GetString() : null)
+                : null;
+        }
+        catch (JsonException)
+        {
+            return null; // a manifest written by hand; its load reports what is wrong with it
+        }
+    }
+}
