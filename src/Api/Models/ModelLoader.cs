@@ -12,14 +12,16 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
     /// A file ONNX Runtime refuses is a 422 carrying the runtime's reason.
     /// </summary>
     /// <param name="untrusted">
-    /// A new upload: its checks run first in a child process (<see cref="ImportCheck"/>, unless
+    /// Not checked here before: without a verdict stored at import (<see cref="StoredVerdict"/>),
+    /// its checks run first in a child process (<see cref="ImportCheck"/>, unless
     /// <c>Saliency:Explain:IsolateImports</c> is off), so a model that crashes a native library is a 422.
     /// </param>
     public ServedModel Open(string directory, string name, bool untrusted = false)
     {
         // Read first: a replace that lands while this loads leaves a newer version to load next.
         var version = ModelVersion.Read(directory) ?? throw new IOException($"'{name}' has no model file.");
-        var verdict = untrusted && analysis.Options.IsolateImports ? ImportCheck.Run(directory, sessions, analysis) : null;
+        var verdict = StoredVerdict.Read(directory, version, analysis.Options)
+                      ?? (untrusted && analysis.Options.IsolateImports ? ImportCheck.Run(directory, sessions, analysis) : null);
         var model = ModelInspection.Open(directory, sessions, analysis, verdict);
         try
         {

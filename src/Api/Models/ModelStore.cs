@@ -41,7 +41,7 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
                 logger.LogWarning("Skipping folder {Folder}: not a valid model name", name);
                 continue;
             }
-            if (TryOpen(name) is not { } model) continue;
+            if (TryOpen(name, untrusted: false) is not { } model) continue;
             _models[name] = model;
             logger.LogInformation("Loaded model {Model} ({Bytes} bytes, {Provider}; gradients: {Engine})", name, model.Descriptor.SizeBytes,
                 model.Descriptor.ExecutionProvider, GradientsOf(model.Descriptor));
@@ -68,7 +68,8 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
             if (version is null) continue; // being removed or replaced right now: the next pass sees what follows
             if (_models.TryGetValue(name, out var served) && served.Version == version) continue;
             if (_failed.TryGetValue(name, out var failed) && failed.Version == version) continue;
-            if (TryOpen(name) is not { } model) continue;
+            // Built as the importer's stored verdict says; without one, checked in a child like an upload.
+            if (TryOpen(name, untrusted: true) is not { } model) continue;
             await _writes.WaitAsync(CancellationToken.None);
             try
             {
@@ -146,6 +147,15 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         File.SetLastWriteTimeUtc(modelFile, DateTime.UtcNow); // = importedAt
         await ModelVersion.New(await Sha256Async(modelFile, cancellationToken)).WriteAsync(stagingDirectory, manifest, cancellationToken);
         var model = loader.Open(stagingDirectory, name, untrusted: true); // validation happens outside the write lock
+        try
+        {
+            await StoredVerdict.WriteAsync(stagingDirectory, model.Descriptor.Sha256, model.Descriptor.Explain, cancellationToken);
+        }
+        catch
+        {
+            model.Retire();
+            throw;
+        }
 
         var published = false;
         await _writes.WaitAsync(CancellationToken.None);
@@ -203,13 +213,14 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
     }
 
     /// <summary>Loads a model folder; a failure is logged, remembered for that version, and counted, never thrown.</summary>
-    private ServedModel? TryOpen(string name)
+    /// <param name="untrusted">As for <see cref="ModelLoader.Open"/>.</param>
+    private ServedModel? TryOpen(string name, bool untrusted)
     {
         var directory = Layout.ModelDirectory(name);
         var version = ModelVersion.Read(directory);
         try
         {
-            return loader.Open(directory, name);
+            return loader.Open(directory, name, untrusted);
         }
         catch (Exception e) when (e is ProblemException or IOException or UnauthorizedAccessException)
         {

@@ -1,0 +1,46 @@
+using System.Text.Json;
+using SaliencyService.Contracts;
+using SaliencyService.Explain.Engine;
+
+namespace SaliencyService.Api.Models;
+
+/// <summary>
+/// The import's explain verdict (<see cref="ExplainDescriptor"/>: parity, layers, gradient engine),
+/// kept in the model folder as <c>explain.json</c> so that other replicas, and later start-ups,
+/// build the model as it says instead of probing it again. Written into the staging folder
+/// before the publish rename; tied to the model file by its SHA-256.
+/// </summary>
+public static class StoredVerdict
+{
+    public const string File = "explain.json";
+
+    private sealed record Stored(string Sha256, ExplainDescriptor Explain);
+
+    public static async Task WriteAsync(string directory, string sha256, ExplainDescriptor explain, CancellationToken cancellationToken)
+    {
+        await using var file = new FileStream(Path.Combine(directory, File), FileMode.Create, FileAccess.Write);
+        await JsonSerializer.SerializeAsync(file, new Stored(sha256, explain), ModelInspection.Json, cancellationToken);
+        await file.FlushAsync(cancellationToken);
+        file.Flush(flushToDisk: true);
+    }
+
+    /// <summary>
+    /// The verdict for this version's model file, or null: none written, another file's, or one
+    /// that this replica's settings would not have reached (ONNX Runtime's backward turned off here).
+    /// </summary>
+    public static ExplainDescriptor? Read(string directory, ModelVersion version, ExplainOptions options)
+    {
+        try
+        {
+            var path = Path.Combine(directory, File);
+            if (version.Sha256 is null || !System.IO.File.Exists(path)) return null;
+            var stored = JsonSerializer.Deserialize<Stored>(System.IO.File.ReadAllBytes(path), ModelInspection.Json);
+            if (stored?.Explain is not { } explain || stored.Sha256 != version.Sha256) return null;
+            return explain.GradientEngine == GradientEngines.OnnxRuntime && !options.OrtBackward ? null : explain;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+        {
+            return null;
+        }
+    }
+}
