@@ -69,6 +69,8 @@ public static class ExplainApi
         {
             map = await deadline.RunAsync(token => queues.Explain.RunAsync(t => metrics.Measure("mirror:" + explainRequest.Method.Name(), name,
                 () => Explainer.Explain(explainer, input.Tensor, explainRequest, model.Descriptor.Labels, p.Layout, maxBatch, t)), token));
+            NonFinite.Check(map!.Outputs, "output");
+            NonFinite.Check(map.Map, $"{explainRequest.Method.Name()} map");
             cache.Add(cacheKey, map);
         }
 

@@ -27,6 +27,7 @@ public static class Predictor
             var result = model.Onnx.Run(descriptor.Preprocessing.Input, Slice(batch, start, count), output.Name, cancellationToken);
             if (result.Data.Length % count != 0)
                 throw ProblemException.Unprocessable($"Output '{output.Name}' has {result.Data.Length} values for {count} input(s).");
+            NonFinite.Check(result.Data, $"output '{output.Name}'");
             var perSample = result.Data.Length / count;
             for (var i = 0; i < count; i++)
                 scores[start + i] = count == 1 ? result.Data : result.Data.AsSpan(i * perSample, perSample).ToArray();
