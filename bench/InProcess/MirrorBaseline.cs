@@ -47,8 +47,8 @@ public static class MirrorBaseline
     /// </summary>
     private static void OrtBackwardVersusAutograd(ModelExplainer ort, FloatTensor input, int repeats, int maxBatch)
     {
-        if (ort.Backprop is null) return;
-        var autograd = new ModelExplainer(ort.Mirror, ort.Layers, ort.DefaultLayer);  // shares the mirror: not disposed
+        if (ort.Engine is not OrtGradientEngine) return;
+        var autograd = new ModelExplainer(ort.Mirror, ort.Layers, ort.DefaultLayer, new AutogradEngine(ort.Mirror));  // shares the mirror: not disposed
         foreach (var (method, rounds) in new[] { (AttributionMethod.GuidedBackprop, repeats), (AttributionMethod.IntegratedGradients, Math.Max(3, repeats / 10)) })
         {
             var request = new ExplainRequest(method, null, 50, 25, 0.15, 1, AttributionMethod.GuidedBackprop, null);

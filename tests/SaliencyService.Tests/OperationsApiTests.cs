@@ -71,7 +71,7 @@ public sealed class OperationsApiTests : IDisposable
         Assert.Contains("saliency_http_requests_total{route=\"/v1/models/{name}\",method=\"GET\",status=\"404\"} 1", text);
         Assert.Contains("saliency_http_request_duration_seconds_bucket{route=\"/v1/models/{name}/explain\",method=\"POST\",le=\"+Inf\"} 1", text);
         Assert.Contains("saliency_engine_duration_seconds_count{engine=\"onnxruntime\"} 1", text);
-        Assert.Contains("saliency_engine_duration_seconds_count{engine=\"mirror:gradient\"} 1", text);
+        Assert.Contains("saliency_engine_duration_seconds_count{engine=\"explain:onnxruntime:gradient\"} 1", text); // seed_cnn's gradients run on ONNX Runtime
         Assert.Contains("saliency_queue_requests{queue=\"explain\"} 0", text);
         Assert.Contains("saliency_models_loaded{explainable=\"true\"} 1", text);
     }

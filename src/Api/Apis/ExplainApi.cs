@@ -67,7 +67,7 @@ public static class ExplainApi
         response.Headers["X-Explain-Cache"] = cached ? "hit" : "miss";
         if (!cached)
         {
-            map = await deadline.RunAsync(token => queues.Explain.RunAsync(t => metrics.Measure("mirror:" + explainRequest.Method.Name(), name,
+            map = await deadline.RunAsync(token => queues.Explain.RunAsync(t => metrics.Measure($"explain:{explainer.Engine.Name}:{explainRequest.Method.Name()}", name,
                 () => Explainer.Explain(explainer, input.Tensor, explainRequest, model.Descriptor.Labels, p.Layout, maxBatch, t)), token));
             NonFinite.Check(map!.Outputs, "output");
             NonFinite.Check(map.Map, $"{explainRequest.Method.Name()} map");

@@ -28,7 +28,8 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
 
     /// <summary>
     /// Runs engine work inside a trace span and records its duration under <paramref name="engine"/>
-    /// (<c>onnxruntime</c>, or <c>mirror:{method}</c> for explanations).
+    /// (<c>onnxruntime</c> for predictions; <c>explain:{gradient engine}:{method}</c> for explanations,
+    /// the engine being <c>onnxruntime</c> or <c>libtorch</c>).
     /// </summary>
     public T Measure<T>(string engine, string model, Func<T> work)
     {
@@ -58,7 +59,7 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
 
         WriteHistograms(text, "saliency_http_request_duration_seconds", "HTTP request latency by route and method.",
             _latency.Select(l => ($"route=\"{Escape(l.Key.Route)}\",method=\"{l.Key.Method}\"", l.Value)));
-        WriteHistograms(text, "saliency_engine_duration_seconds", "Time in ONNX Runtime (predict) and in the TorchSharp mirror (explain), by engine.",
+        WriteHistograms(text, "saliency_engine_duration_seconds", "Time in ONNX Runtime (predict, engine onnxruntime) and in explanations (engine explain:{gradient engine}:{method}), by engine.",
             _engine.Select(e => ($"engine=\"{Escape(e.Key)}\"", e.Value)));
 
         text.AppendLine("# HELP saliency_queue_requests Requests running or waiting per work queue.");

@@ -7,9 +7,10 @@ namespace SaliencyService.Explain.Attribution;
 
 /// <summary>
 /// One explanation in progress: the input, the resolved target, and the batched gradient
-/// computation every method builds on. The target is resolved from the first forward pass a
-/// method makes on the input itself (the rectifier rules change backward passes only), so a
-/// single-pass method costs one forward and one backward. Lives inside the request's dispose scope.
+/// computation every method builds on, on the model's <see cref="IGradientEngine"/>. The target is
+/// resolved from the first forward pass a method makes on the input itself (the rectifier rules
+/// change backward passes only), so a single-pass method costs one forward and one backward.
+/// Lives inside the request's dispose scope.
 /// </summary>
 public sealed class ExplainContext(ModelExplainer model, Tensor input, string? target, IReadOnlyList<string>? labels, int maxBatch,
     CancellationToken cancellationToken = default)
@@ -28,75 +29,32 @@ public sealed class ExplainContext(ModelExplainer model, Tensor input, string? t
     public float Score { get; private set; }
     public float[] Outputs { get; private set; } = [];
 
-    /// <summary>Runs the mirror on the input itself, resolving the target from that pass.</summary>
-    public Dictionary<string, Tensor> ForwardInput(Tensor x, RectifierRule rule)
-    {
-        var values = Model.Mirror.Forward(x, rule, CancellationToken);
-        Resolve(values);
-        return values;
-    }
+    /// <summary>∂score[target]/∂input for the input itself: one forward, one backward, on the model's engine.</summary>
+    public Tensor InputGradient(RectifierRule rule) =>
+        Model.Engine.InputGradients(Input, Resolve, rule, releaseMemory: false, CancellationToken);
 
-    /// <summary>
-    /// ∂score[target]/∂input for the input itself: one forward, one backward — both on ONNX
-    /// Runtime where the model has <see cref="ModelExplainer.Backprop"/>, else libtorch's autograd.
-    /// </summary>
-    public Tensor InputGradient(RectifierRule rule)
-    {
-        if (Model.Backprop is { } backprop)
-        {
-            var recorded = backprop.Forward(Input, cancellationToken: CancellationToken);
-            Resolve(recorded);
-            return backprop.InputGradient(Input, recorded, Target, rule, cancellationToken: CancellationToken);
-        }
-        var x = Input.detach().requires_grad_();
-        var values = ForwardInput(x, rule);
-        values[Model.Mirror.ScoreName].reshape(1, -1)[0, Target].backward();
-        return x.grad!.detach();
-    }
-
-    /// <summary>
-    /// A layer's value and ∂score[target]/∂layer for the input itself (Grad-CAM): on ONNX Runtime
-    /// (the model's backward stopped at the layer) where the model's gradients are, else libtorch autograd.
-    /// </summary>
-    public (Tensor Activation, Tensor Gradient) LayerGradient(string layer)
-    {
-        using (var lease = Model.LayerBackprop(layer))
-        {
-            if (lease?.Backprop is { } backprop)
-            {
-                var recorded = backprop.Forward(Input, cancellationToken: CancellationToken);
-                Resolve(recorded);
-                return (recorded[layer], backprop.InputGradient(Input, recorded, Target, RectifierRule.Gradient, cancellationToken: CancellationToken));
-            }
-        }
-        using var grad = enable_grad();
-        var values = ForwardInput(Input.detach().requires_grad_(), RectifierRule.Gradient);
-        var activation = values[layer];
-        var score = values[Model.Mirror.ScoreName].reshape(1, -1)[0, Target];
-        return (activation.detach(), autograd.grad([score], [activation])[0]);
-    }
+    /// <summary>A layer's value and ∂score[target]/∂layer for the input itself (Grad-CAM).</summary>
+    public (Tensor Activation, Tensor Gradient) LayerGradient(string layer) =>
+        Model.Engine.LayerGradient(Input, layer, Resolve, CancellationToken);
 
     /// <summary>Resolves the target without gradients, for methods that then perturb the input.</summary>
     public void ResolveTarget()
     {
-        if (_target is not null) return;
-        if (Model.Backprop is { } backprop)
-        {
-            Resolve(backprop.Forward(Input, cancellationToken: CancellationToken));
-            return;
-        }
-        using var noGrad = no_grad();
-        ForwardInput(Input, RectifierRule.Gradient);
+        if (_target is null) Resolve(Model.Engine.Forward(Input, CancellationToken));
     }
 
-    /// <summary>Takes the target, its score and the outputs from a forward of the input itself (the first one).</summary>
-    private void Resolve(IReadOnlyDictionary<string, Tensor> values)
+    /// <summary>
+    /// The target for a forward: resolved from the first forward of the input itself (taking its
+    /// score and outputs too), then kept for every later pass.
+    /// </summary>
+    private long Resolve(ForwardResult forward)
     {
-        if (_target is not null) return;
-        var scores = values[Model.Mirror.ScoreName].detach().reshape(1, -1);
+        if (_target is { } resolved) return resolved;
+        var scores = forward.Scores.detach().reshape(1, -1);
         _target = Targets.Resolve(target, labels, scores);
         Score = scores[0, _target.Value].item<float>();
-        Outputs = values[Model.Mirror.OutputName].detach().reshape(-1).data<float>().ToArray();
+        Outputs = forward.Outputs.detach().reshape(-1).data<float>().ToArray();
+        return _target.Value;
     }
 
     /// <summary>Most samples run through the mirror at once (1 for fixed-batch models).</summary>
@@ -150,13 +108,8 @@ public sealed class ExplainContext(ModelExplainer model, Tensor input, string? t
         // A pass's activations die with the pass, so the next chunk reuses their memory instead
         // of every chunk's activations living until the request ends.
         using var pass = NewDisposeScope();
-        if (Model.Backprop is { } backprop)
-        {
-            var release = last && batch.shape[0] > 1;
-            var recorded = backprop.Forward(batch, release, CancellationToken);
-            return backprop.InputGradient(batch, recorded, Target, rule, release, CancellationToken).MoveToOuterDisposeScope();
-        }
-        return Model.Mirror.InputGradients(batch, Target, rule, CancellationToken).MoveToOuterDisposeScope();
+        return Model.Engine.InputGradients(batch, _ => Target, rule, releaseMemory: last && batch.shape[0] > 1, CancellationToken)
+            .MoveToOuterDisposeScope();
     }
 
     /// <summary>Wraps a map tensor of the sample's shape (or [H, W]) as the method's result.</summary>

@@ -121,11 +121,11 @@ public sealed class ExplainAnalysis
     private ModelExplainer Explainer(GraphMirror mirror, IReadOnlyList<LayerDescriptor> layers, string? defaultLayer, OrtBackprop? backprop,
         Onnx.Proto.ModelProto model)
     {
-        var explainer = backprop is null
-            ? new ModelExplainer(mirror, layers, defaultLayer)
-            : new ModelExplainer(mirror, layers, defaultLayer, backprop, model, Open);
-        if (defaultLayer is not null && !CheckOnly) explainer.LayerBackprop(defaultLayer)?.Dispose();
-        return explainer;
+        var autograd = new AutogradEngine(mirror);
+        if (backprop is null) return new ModelExplainer(mirror, layers, defaultLayer, autograd);
+        var ort = new OrtGradientEngine(backprop, model, Open, autograd, mirror.ScoreName, mirror.OutputName);
+        if (defaultLayer is not null && !CheckOnly) ort.LayerBackprop(defaultLayer)?.Dispose();
+        return new ModelExplainer(mirror, layers, defaultLayer, ort);
     }
 
     private (bool, string) LoadEngine()

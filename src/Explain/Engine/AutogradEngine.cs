@@ -1,0 +1,47 @@
+using SaliencyService.Explain.Mirror;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SaliencyService.Explain.Engine;
+
+/// <summary>Gradients by libtorch autograd through the float32 mirror (the rectifier rules are its custom backward).</summary>
+public sealed class AutogradEngine(GraphMirror mirror) : IGradientEngine
+{
+    public string Name => GradientEngines.LibTorch;
+
+    public ForwardResult Forward(Tensor input, CancellationToken cancellationToken)
+    {
+        using var noGrad = no_grad();
+        return Result(mirror.Forward(input, RectifierRule.Gradient, cancellationToken), input.shape[0]);
+    }
+
+    public Tensor InputGradients(Tensor inputs, Func<ForwardResult, long> target, RectifierRule rule, bool releaseMemory,
+        CancellationToken cancellationToken)
+    {
+        using var grad = enable_grad();
+        var x = inputs.detach().requires_grad_();
+        var values = mirror.Forward(x, rule, cancellationToken);
+        var chosen = target(Result(values, inputs.shape[0]));
+        // Samples are independent: one backward of the summed scores gives every sample's gradient.
+        values[mirror.ScoreName].reshape(inputs.shape[0], -1).select(1, chosen).sum().backward();
+        return x.grad!.detach();
+    }
+
+    public (Tensor Activation, Tensor Gradient) LayerGradient(Tensor input, string layer, Func<ForwardResult, long> target,
+        CancellationToken cancellationToken)
+    {
+        using var grad = enable_grad();
+        var values = mirror.Forward(input.detach().requires_grad_(), RectifierRule.Gradient, cancellationToken);
+        var activation = values[layer];
+        var score = values[mirror.ScoreName].reshape(1, -1)[0, target(Result(values, 1))];
+        return (activation.detach(), autograd.grad([score], [activation])[0]);
+    }
+
+    /// <summary>The mirror is the model's, not this engine's: disposed with the model.</summary>
+    public void Dispose()
+    {
+    }
+
+    private ForwardResult Result(Dictionary<string, Tensor> values, long samples) =>
+        new(values[mirror.ScoreName].detach().reshape(samples, -1), values[mirror.OutputName].detach().reshape(samples, -1));
+}

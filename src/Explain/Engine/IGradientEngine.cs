@@ -1,0 +1,29 @@
+using SaliencyService.Explain.Mirror;
+using static TorchSharp.torch;
+
+namespace SaliencyService.Explain.Engine;
+
+/// <summary>What one forward gives a method: the explained scores and the served output, [n, ...] flattened per sample.</summary>
+public sealed record ForwardResult(Tensor Scores, Tensor Outputs);
+
+/// <summary>
+/// Computes a model's gradients; chosen once at import (<see cref="GradientEngineCheck"/>) and held
+/// by the model, so attribution methods never ask which engine runs. Every call makes one forward
+/// of its input and hands it to <c>target</c>, which picks the explained score from it (the first
+/// forward of a request resolves the target; later ones keep it). Call inside a dispose scope.
+/// </summary>
+public interface IGradientEngine : IDisposable
+{
+    /// <summary><see cref="GradientEngines.OnnxRuntime"/> or <see cref="GradientEngines.LibTorch"/> (metrics, logs).</summary>
+    string Name { get; }
+
+    /// <summary>The forward alone: for resolving the target before a method perturbs the input.</summary>
+    ForwardResult Forward(Tensor input, CancellationToken cancellationToken);
+
+    /// <summary>∂score[target]/∂input for every sample of <paramref name="inputs"/> ([n, ...]) under the rectifier rule.</summary>
+    /// <param name="releaseMemory">The request's last batch: hand back the working memory a batch needed.</param>
+    Tensor InputGradients(Tensor inputs, Func<ForwardResult, long> target, RectifierRule rule, bool releaseMemory, CancellationToken cancellationToken);
+
+    /// <summary>A layer's value and ∂score[target]/∂layer (Grad-CAM), for one sample.</summary>
+    (Tensor Activation, Tensor Gradient) LayerGradient(Tensor input, string layer, Func<ForwardResult, long> target, CancellationToken cancellationToken);
+}
