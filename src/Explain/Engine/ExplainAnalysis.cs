@@ -63,7 +63,7 @@ public sealed class ExplainAnalysis
         try
         {
             var batched = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape is [< 0, ..];
-            var probe = Probe(onnx, preprocessing);
+            var probe = ModelProbe.Input(onnx, preprocessing);
             if (verdict is not null)
             {
                 if (verdict.GradientEngine == GradientEngines.OnnxRuntime)
@@ -71,7 +71,7 @@ public sealed class ExplainAnalysis
                 return (Explainer(mirror, verdict.Layers, verdict.DefaultLayer, backprop, model), verdict);
             }
 
-            var expected = onnx.Run(preprocessing.Input, probe, outputName);
+            var expected = ModelProbe.Run(onnx, preprocessing, probe, outputName);
             using var scope = NewDisposeScope();
             Dictionary<string, Tensor> values;
             using (no_grad()) values = mirror.Forward(tensor(probe.Data, probe.Shape), RectifierRule.Gradient);
@@ -146,36 +146,4 @@ public sealed class ExplainAnalysis
 
     private static ExplainDescriptor NotSupported(IReadOnlyList<string> unsupported, string reason) =>
         new(false, unsupported, null, null, [], reason);
-
-    /// <summary>
-    /// A realistic input: a seeded random image through the model's own preprocessing (random
-    /// normal values for inputs that are not images).
-    /// </summary>
-    private static FloatTensor Probe(OnnxModel onnx, Preprocessing p)
-    {
-        var input = onnx.Inputs.First(i => i.Name == p.Input);
-        var random = new Random(20261127);
-        if (input.Shape.Count == 4)
-        {
-            using var image = new Image<Rgb24>(p.Width, p.Height);
-            image.ProcessPixelRows(rows =>
-            {
-                for (var y = 0; y < rows.Height; y++)
-                {
-                    var row = rows.GetRowSpan(y);
-                    for (var x = 0; x < row.Length; x++)
-                        row[x] = new Rgb24((byte)random.Next(256), (byte)random.Next(256), (byte)random.Next(256));
-                }
-            });
-            var data = new float[ImageTensorizer.SampleLength(p)];
-            ImageTensorizer.Write(image, p, data);
-            var channels = ImageTensorizer.ChannelCount(p);
-            long[] shape = p.Layout == "NCHW" ? [1, channels, p.Height, p.Width] : [1, p.Height, p.Width, channels];
-            return new FloatTensor(data, shape);
-        }
-        var dims = input.Shape.Select((d, i) => d > 0 ? d : i == 0 ? 1 : 1).ToArray();
-        var values = new float[FloatTensor.ElementCount(dims)];
-        for (var i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() * 2 - 1);
-        return new FloatTensor(values, dims);
-    }
 }

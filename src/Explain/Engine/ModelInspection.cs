@@ -61,6 +61,9 @@ public static class ModelInspection
         {
             var preprocessing = PreprocessingResolver.Resolve(manifest, onnx.Inputs);
             var explained = onnx.Outputs.FirstOrDefault(o => o.DataType == "float32");
+            // Whether or not it can be explained, a model must run: checked on the probe first.
+            if (explained is not null && onnx.Inputs.Count == 1 && verdict is null)
+                ModelProbe.Run(onnx, preprocessing, ModelProbe.Input(onnx, preprocessing), explained.Name);
             var (explainer, explain) = explained is null
                 ? (null, new ExplainDescriptor(false, [], null, null, [], "The model has no float32 output to explain."))
                 : analysis.Analyse(modelPath, onnx, preprocessing, explained.Name, verdict);

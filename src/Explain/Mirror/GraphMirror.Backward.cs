@@ -28,13 +28,13 @@ public sealed partial class GraphMirror
     /// <summary>
     /// Shapes with −1 for the batch dimension: the first dimension of tensors that grow with the
     /// batch (a forward on a batch of one and one of two tells them apart). Without
-    /// <paramref name="batched"/>, the shapes of a batch of one.
+    /// <paramref name="batched"/>, the shapes of <paramref name="sampleShape"/> as it is (a fixed batch).
     /// </summary>
     /// <exception cref="NotSupportedException">A tensor follows the batch size along another dimension.</exception>
     public Dictionary<string, TensorInfo> BatchShapes(long[] sampleShape, bool batched)
     {
+        if (!batched) return Shapes(sampleShape);
         var one = Shapes([1, .. sampleShape[1..]]);
-        if (!batched) return one;
         var two = Shapes([2, .. sampleShape[1..]]);
         return one.ToDictionary(p => p.Key, p =>
         {

@@ -55,7 +55,8 @@ public static class Parity
     /// the independent reference, which no float32 kernel takes part in — under every rectifier
     /// rule, for each sample's top score as the target, on a batch.
     /// </summary>
-    public static void CheckGradients(OnnxTestModel builder, int seed = 1, float low = -2, float high = 2)
+    /// <param name="label">Names the case in failure messages.</param>
+    public static void CheckGradients(OnnxTestModel builder, int seed = 1, float low = -2, float high = 2, string label = "")
     {
         var model = builder.Model();
         using var mirror = Mirror(model);
@@ -79,11 +80,11 @@ public static class Parity
                 Assert.Equal(expected.shape, actual.shape);
                 var difference = (actual.to_type(ScalarType.Float64) - expected).abs().max().item<double>();
                 Assert.True(difference <= GradientTolerance * scale || scale == 0 && difference == 0,
-                    $"{engine}, target {target}, {rule}: max difference {difference:G3} from float64 at scale {scale:G3}");
+                    $"{label} {engine}, target {target}, {rule}: max difference {difference:G3} from float64 at scale {scale:G3}");
             }
             if (scale > 0) tested++;
         }
-        Assert.True(tested >= 3, $"only {tested} of the cases had a non-zero gradient: the model tests too little");
+        Assert.True(tested >= 3, $"{label}: only {tested} of the cases had a non-zero gradient: the model tests too little");
     }
 
     private static GraphMirror Mirror(SaliencyService.Explain.Onnx.Proto.ModelProto model, ScalarType floatType = ScalarType.Float32)

@@ -1,0 +1,121 @@
+using Microsoft.ML.OnnxRuntime;
+using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Torch;
+using SaliencyService.Tests.Ops;
+using Xunit;
+using static SaliencyService.Tests.Ops.OnnxTestModel;
+using static TorchSharp.torch;
+
+namespace SaliencyService.Tests;
+
+/// <summary>
+/// The contract every <see cref="IGradientEngine"/> keeps, run against each: one forward per call,
+/// handed to the target callback; input gradients of a batch under every rectifier rule and a
+/// layer's gradient equal to libtorch autograd through a float64 mirror.
+/// </summary>
+public sealed class GradientEngineContractTests
+{
+    /// <summary>The test model, its input's batch dimension fixed at <paramref name="batch"/>.</summary>
+    private static OnnxTestModel Model(long batch) => new OnnxTestModel(13, [batch, 3, 8, 8])
+        .Initializer("w", Parity.RandomInput([5 * 3 * 9], 21, -0.5f, 0.5f), 5, 3, 3, 3)
+        .Initializer("fc", Parity.RandomInput([5 * 4], 22, -0.5f, 0.5f), 5, 4)
+        .Node("Conv", ["x", "w"], ["c"], Ints("pads", 1, 1, 1, 1))
+        .Node("Relu", ["c"], ["r"])
+        .Node("MaxPool", ["r"], ["p"], Ints("kernel_shape", 2, 2), Ints("strides", 2, 2))
+        .Node("GlobalAveragePool", ["p"], ["g"])
+        .Node("Flatten", ["g"], ["f"])
+        .Node("MatMul", ["f", "fc"], ["y"])
+        .Output("y");
+
+    public static TheoryData<string> Engines => [GradientEngines.OnnxRuntime, GradientEngines.LibTorch];
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void Input_gradients_follow_the_target_callback_and_equal_float64(string name)
+    {
+        using var fixture = new EngineFixture(name, batch: 2);
+        using var scope = NewDisposeScope();
+        var input = tensor(Parity.RandomInput([2, 3, 8, 8], 3, -1, 1), [2, 3, 8, 8]);
+        foreach (var rule in Enum.GetValues<RectifierRule>())
+        {
+            ForwardResult? seen = null;
+            var gradient = fixture.Engine.InputGradients(input, forward => { seen = forward; return forward.Scores[1].argmax().item<long>(); },
+                rule, releaseMemory: false, CancellationToken.None);
+            Assert.NotNull(seen);
+            Assert.Equal([2L, 4L], seen!.Scores.shape);
+            var target = seen.Scores[1].argmax().item<long>();
+            AssertEqualsFloat64(fixture.Reference.InputGradients(input, target, rule), gradient, $"{name}, {rule}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void A_layer_gradient_equals_float64(string name)
+    {
+        using var fixture = new EngineFixture(name, batch: 1);
+        using var scope = NewDisposeScope();
+        var input = tensor(Parity.RandomInput([1, 3, 8, 8], 4, -1, 1), [1, 3, 8, 8]);
+        var (activation, gradient) = fixture.Engine.LayerGradient(input, "r", forward => forward.Scores[0].argmax().item<long>(), CancellationToken.None);
+
+        using var grad = enable_grad();
+        var values = fixture.Reference.Forward(input.to_type(ScalarType.Float64).requires_grad_(), RectifierRule.Gradient);
+        var scores = values["y"].reshape(1, -1);
+        var expected = autograd.grad([scores[0, scores[0].argmax().item<long>()]], [values["r"]])[0];
+        AssertEqualsFloat64(values["r"].detach(), activation, $"{name}: activation");
+        AssertEqualsFloat64(expected, gradient, $"{name}: gradient");
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void The_forward_gives_the_scores_and_outputs_of_every_sample(string name)
+    {
+        using var fixture = new EngineFixture(name, batch: 2);
+        using var scope = NewDisposeScope();
+        var input = tensor(Parity.RandomInput([2, 3, 8, 8], 5, -1, 1), [2, 3, 8, 8]);
+        var forward = fixture.Engine.Forward(input, CancellationToken.None);
+        using var noGrad = no_grad();
+        var expected = fixture.Reference.Forward(input.to_type(ScalarType.Float64), RectifierRule.Gradient)["y"];
+        AssertEqualsFloat64(expected, forward.Scores, $"{name}: scores");
+        AssertEqualsFloat64(expected, forward.Outputs, $"{name}: outputs");
+    }
+
+    private static void AssertEqualsFloat64(Tensor expected, Tensor actual, string what)
+    {
+        Assert.Equal(expected.shape, actual.shape);
+        var scale = expected.abs().max().item<double>();
+        var difference = (actual.to_type(ScalarType.Float64) - expected).abs().max().item<double>();
+        Assert.True(scale > 0, $"{what}: the reference is all zeros, the case tests nothing");
+        Assert.True(difference <= 1e-4 * scale, $"{what}: max difference {difference:G3} at scale {scale:G3}");
+    }
+
+    /// <summary>One engine over the test model, and the float64 mirror that judges it.</summary>
+    private sealed class EngineFixture : IDisposable
+    {
+        private readonly GraphMirror _mirror;
+
+        public EngineFixture(string name, long batch)
+        {
+            TorchNativeLoader.EnsureLoaded();
+            var model = Model(batch).Model();
+            _mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+            Reference = GraphMirror.Build(model, "x", "y", ScalarType.Float64).Mirror!;
+            var autograd = new AutogradEngine(_mirror);
+            Engine = name == GradientEngines.LibTorch
+                ? autograd
+                : new OrtGradientEngine(OrtBackprop.Create(model, _mirror, [batch, 3, 8, 8], batched: false, bytes => new InferenceSession(bytes)),
+                    model, bytes => new InferenceSession(bytes), autograd, _mirror.ScoreName, _mirror.OutputName);
+            Assert.Equal(name, Engine.Name);
+        }
+
+        public IGradientEngine Engine { get; }
+        public GraphMirror Reference { get; }
+
+        public void Dispose()
+        {
+            Engine.Dispose();
+            _mirror.Dispose();
+            Reference.Dispose();
+        }
+    }
+}
