@@ -90,6 +90,7 @@ public static class ServiceRegistration
             c.AddSecurityRequirement(document => new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference("ApiKey", document)] = [] });
             c.OperationFilter<MultipartFormFilter>();
             c.OperationFilter<BinaryResponseFilter>();
+            c.OperationFilter<ClosedParameterSetsFilter>();
         });
         return builder;
     }

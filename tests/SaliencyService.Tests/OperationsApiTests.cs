@@ -49,8 +49,20 @@ public sealed class OperationsApiTests : IDisposable
         Assert.Equal("array", images.GetProperty("type").GetString());
         Assert.Contains(predict.GetProperty("parameters").EnumerateArray(), p => p.GetProperty("name").GetString() == "topK");
 
-        var explain = paths.GetProperty("/v1/models/{name}/explain").GetProperty("post").GetProperty("responses").GetProperty("200").GetProperty("content");
+        var explainOperation = paths.GetProperty("/v1/models/{name}/explain").GetProperty("post");
+        var explain = explainOperation.GetProperty("responses").GetProperty("200").GetProperty("content");
         Assert.Equal("binary", explain.GetProperty("image/png").GetProperty("schema").GetProperty("format").GetString());
+
+        // Closed parameter sets are enums, the same sets the handler validates against.
+        string[] Choices(string name) => explainOperation.GetProperty("parameters").EnumerateArray()
+            .Single(p => p.GetProperty("name").GetString() == name).GetProperty("schema").GetProperty("enum")
+            .EnumerateArray().Select(e => e.GetString()!).ToArray();
+        Assert.Equal(SaliencyService.Explain.Attribution.AttributionMethods.Names.Order(), Choices("method").Order());
+        Assert.Equal(Choices("method"), Choices("base"));
+        Assert.Equal(["png", "json", "npy"], Choices("format"));
+        Assert.Equal(["heatmap", "overlay", "rgb", "gray"], Choices("view"));
+        Assert.Equal(["absolute", "positive", "negative", "diverging"], Choices("sign"));
+        Assert.Contains("inferno", Choices("colormap"));
     }
 
     [Fact]

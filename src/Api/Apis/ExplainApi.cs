@@ -16,7 +16,7 @@ namespace SaliencyService.Api.Apis;
 /// <summary>POST /v1/models/{name}/explain.</summary>
 public static class ExplainApi
 {
-    private static readonly string[] Formats = ["png", "json", "npy"];
+    public static readonly string[] Formats = ["png", "json", "npy"];
 
     /// <summary>Explains one prediction with a saliency map.</summary>
     /// <param name="name">The model.</param>
