@@ -61,8 +61,10 @@ public static class ModelInspection
         {
             var preprocessing = PreprocessingResolver.Resolve(manifest, onnx.Inputs);
             var explained = onnx.Outputs.FirstOrDefault(o => o.DataType == "float32");
-            // Whether or not it can be explained, a model must run: checked on the probe first.
-            if (explained is not null && onnx.Inputs.Count == 1 && verdict is null)
+            // Whether or not it can be explained, a model must run: checked on the probe first where
+            // the probe is a valid input by construction (no guessed sizes), so a failure is the model's.
+            if (explained is not null && verdict is null && onnx.Inputs is [{ Shape: var shape }]
+                && shape.Count > 0 && shape[0] is -1 or 1 && shape.Skip(1).All(d => d > 0))
                 ModelProbe.Run(onnx, preprocessing, ModelProbe.Input(onnx, preprocessing), explained.Name);
             var (explainer, explain) = explained is null
                 ? (null, new ExplainDescriptor(false, [], null, null, [], "The model has no float32 output to explain."))
