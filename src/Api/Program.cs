@@ -23,6 +23,7 @@ app.UseRateLimiter();
 app.MapOperations();
 app.MapModels();
 app.MapInference();
+app.MapExplain();
 
 app.Run();
 return 0;

@@ -18,6 +18,33 @@ public static class ExplainApi
 {
     public static readonly string[] Formats = ["png", "json", "npy"];
 
+    public static IEndpointRouteBuilder MapExplain(this IEndpointRouteBuilder app)
+    {
+        var group = InferenceApi.Group(app);
+        group.MapPost("/explain", Explain)
+            .WithName(nameof(Explain))
+            .WithSummary("Explain a prediction with a saliency map")
+            .WithDescription("Back-propagates the target's pre-softmax score through the model, on the gradient engine its import chose " +
+                             "(explain.gradientEngine: ONNX Runtime, or libtorch autograd through the mirror). " +
+                             "format=npy: the raw map in the model-input shape and layout; png: a picture the size of the upload " +
+                             "(guided backprop and deconvnet as the classic standardised-gradient image, gradient as a heatmap); " +
+                             "json: target, label, score, top outputs and the PNG in base64. Headers X-Explain-Target and " +
+                             "X-Explain-Score carry the target and score. 422 when the model cannot be explained " +
+                             "(its descriptor's explain section says why); 503 + Retry-After when every explain slot is busy.")
+            .WithMetadata(InferenceApi.InputForm)
+            // One 200 with three media types; BinaryResponseFilter marks the PNG and .npy ones binary.
+            .Produces<ExplainResponse>(StatusCodes.Status200OK, "image/png", "application/json", "application/x-npy")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .DisableAntiforgery();
+
+        return app;
+    }
+
     /// <summary>Explains one prediction with a saliency map.</summary>
     /// <param name="name">The model.</param>
     /// <param name="method">guided-backprop (default), gradient, deconvnet, input-x-gradient, integrated-gradients, smoothgrad, grad-cam, guided-grad-cam.</param>

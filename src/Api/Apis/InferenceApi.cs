@@ -11,18 +11,17 @@ using SaliencyService.Contracts;
 
 namespace SaliencyService.Api.Apis;
 
-/// <summary>Predictions and explanations on a served model.</summary>
+/// <summary>POST /v1/models/{name}/predict.</summary>
 public static class InferenceApi
 {
-    private static readonly MultipartForm InputForm = new(
+    /// <summary>The input parts predict and explain take.</summary>
+    public static readonly MultipartForm InputForm = new(
         new FormField("image", "PNG or JPEG, resized to the model input and normalised by the manifest. Several parts form a batch (predict only).", Multiple: true),
         new FormField("tensor", "A float32 .npy array of the model input shape, with or without the batch dimension, used as is."));
 
     public static IEndpointRouteBuilder MapInference(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/v1/models/{name}").WithTags("Inference")
-            .RequireRateLimiting(RateLimiting.Policy)
-            .AddEndpointFilter(ActivatorUtilities.CreateInstance<ApiKeyFilter>(app.ServiceProvider, true));
+        var group = Group(app);
 
         group.MapPost("/predict", Predict)
             .WithName(nameof(Predict))
@@ -37,28 +36,14 @@ public static class InferenceApi
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .DisableAntiforgery();
 
-        group.MapPost("/explain", ExplainApi.Explain)
-            .WithName(nameof(ExplainApi.Explain))
-            .WithSummary("Explain a prediction with a saliency map")
-            .WithDescription("Back-propagates the target's pre-softmax score through the model's TorchSharp mirror. " +
-                             "format=npy: the raw map in the model-input shape and layout; png: a picture the size of the upload " +
-                             "(guided backprop and deconvnet as the classic standardised-gradient image, gradient as a heatmap); " +
-                             "json: target, label, score, top outputs and the PNG in base64. Headers X-Explain-Target and " +
-                             "X-Explain-Score carry the target and score. 422 when the model cannot be explained " +
-                             "(its descriptor's explain section says why); 503 + Retry-After when every explain slot is busy.")
-            .WithMetadata(InputForm)
-            // One 200 with three media types; BinaryResponseFilter marks the PNG and .npy ones binary.
-            .Produces<ExplainResponse>(StatusCodes.Status200OK, "image/png", "application/json", "application/x-npy")
-            .ProducesProblem(StatusCodes.Status400BadRequest)
-            .ProducesProblem(StatusCodes.Status404NotFound)
-            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
-            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
-            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
-            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .DisableAntiforgery();
-
         return app;
     }
+
+    /// <summary>The routes of one served model, as predict and explain share them: rate limit and the inference API key.</summary>
+    public static RouteGroupBuilder Group(IEndpointRouteBuilder app) =>
+        app.MapGroup("/v1/models/{name}").WithTags("Inference")
+            .RequireRateLimiting(RateLimiting.Policy)
+            .AddEndpointFilter(ActivatorUtilities.CreateInstance<ApiKeyFilter>(app.ServiceProvider, true));
 
     /// <summary>Runs the model on the uploaded inputs.</summary>
     /// <param name="name">The model.</param>

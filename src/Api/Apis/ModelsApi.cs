@@ -60,17 +60,13 @@ public static class ModelsApi
     public static async Task<Created<ModelDescriptor>> ImportModel(
         HttpRequest request, ModelStore store, IOptions<SaliencyOptions> options, bool replace = false, CancellationToken cancellationToken = default)
     {
-        var upload = await ModelUploadReader.ReadAsync(request, store.Layout, options.Value.MaxModelBytes, cancellationToken);
-        try
+        var descriptor = await store.Layout.WithStagingAsync(async staging =>
         {
+            var upload = await ModelUploadReader.ReadAsync(request, staging, options.Value.MaxModelBytes, cancellationToken);
             var name = upload.Name is null ? ModelNames.FromFileName(upload.FileName) : ModelNames.Validate(upload.Name);
-            var descriptor = await store.ImportAsync(upload.StagingDirectory, name, upload.ManifestJson, replace, cancellationToken);
-            return TypedResults.Created($"/v1/models/{descriptor.Name}", descriptor);
-        }
-        finally
-        {
-            StoreLayout.DeleteQuietly(upload.StagingDirectory); // gone already when published
-        }
+            return await store.ImportAsync(staging, name, upload.ManifestJson, replace, cancellationToken);
+        });
+        return TypedResults.Created($"/v1/models/{descriptor.Name}", descriptor);
     }
 
     public static Ok<IReadOnlyList<ModelDescriptor>> ListModels(ModelStore store) => TypedResults.Ok(store.List());

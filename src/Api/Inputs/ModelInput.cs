@@ -6,18 +6,16 @@ namespace SaliencyService.Api.Inputs;
 
 /// <summary>
 /// The inputs of one predict or explain request as a batch of the model input
-/// (<see cref="Tensor"/> has the batch dimension first), with the size of each uploaded image
-/// (null for tensor inputs) so maps can be drawn back at that size, and — when asked for — the
-/// decoded images themselves, for overlays.
+/// (<see cref="Tensor"/> has the batch dimension first), and — when asked for — the decoded
+/// images themselves, for drawing maps over them at their own size.
 /// </summary>
-public sealed record ModelInput(FloatTensor Tensor, IReadOnlyList<ImageSize?> SourceSizes, IReadOnlyList<Image<Rgb24>>? Images = null) : IDisposable
+public sealed record ModelInput(FloatTensor Tensor, IReadOnlyList<Image<Rgb24>>? Images = null) : IDisposable
 {
     public void Dispose()
     {
         foreach (var image in Images ?? []) image.Dispose();
     }
 
-    public int Count => SourceSizes.Count;
+    /// <summary>Samples in the batch.</summary>
+    public int Count => (int)Tensor.Shape[0];
 }
-
-public readonly record struct ImageSize(int Width, int Height);

@@ -67,7 +67,6 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
             : [p.Height, p.Width, ImageTensorizer.ChannelCount(p)];
         var sampleLength = ImageTensorizer.SampleLength(p);
         var data = new float[checked(sampleLength * files.Count)];
-        var sizes = new ImageSize?[files.Count];
         var kept = new List<SixLabors.ImageSharp.Image<SixLabors.ImageSharp.PixelFormats.Rgb24>>();
         try
         {
@@ -75,7 +74,6 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
             {
                 var bytes = await ReadAllAsync(files[i], cancellationToken);
                 var image = _images.Load(bytes, files.Count == 1 ? "image" : $"image[{i}]");
-                sizes[i] = new ImageSize(image.Width, image.Height);
                 ImageTensorizer.Write(image, p, data.AsSpan(i * sampleLength, sampleLength));
                 if (keepImages) kept.Add(image);
                 else image.Dispose();
@@ -86,7 +84,7 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
             kept.ForEach(image => image.Dispose());
             throw;
         }
-        return new ModelInput(new FloatTensor(data, [files.Count, .. sampleShape]), sizes, keepImages ? kept : null);
+        return new ModelInput(new FloatTensor(data, [files.Count, .. sampleShape]), keepImages ? kept : null);
     }
 
     private async Task<ModelInput> ReadTensorAsync(IFormFile file, TensorDescriptor input, CancellationToken cancellationToken)
@@ -110,7 +108,7 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
         }
         if (withBatch.Shape[0] > _options.MaxBatchImages)
             throw ProblemException.BadRequest($"At most {_options.MaxBatchImages} samples per request.");
-        return new ModelInput(withBatch, new ImageSize?[withBatch.Shape[0]]);
+        return new ModelInput(withBatch);
     }
 
     private static TensorDescriptor InputOf(ModelDescriptor model) =>

@@ -27,21 +27,19 @@ public sealed class DemoModelSeeder(ModelStore store, IOptions<SaliencyOptions> 
                 logger.LogWarning("Demo model {Model} has no {File}; skipped", name, StoreLayout.ModelFile);
                 continue;
             }
-            var staging = store.Layout.NewStagingDirectory();
             try
             {
-                File.Copy(source, Path.Combine(staging, StoreLayout.ModelFile));
-                var manifestPath = Path.Combine(demo, StoreLayout.ManifestFile);
-                var manifest = File.Exists(manifestPath) ? await File.ReadAllTextAsync(manifestPath, cancellationToken) : null;
-                await store.ImportAsync(staging, name, manifest, replace: false, cancellationToken);
+                await store.Layout.WithStagingAsync(async staging =>
+                {
+                    File.Copy(source, Path.Combine(staging, StoreLayout.ModelFile));
+                    var manifestPath = Path.Combine(demo, StoreLayout.ManifestFile);
+                    var manifest = File.Exists(manifestPath) ? await File.ReadAllTextAsync(manifestPath, cancellationToken) : null;
+                    return await store.ImportAsync(staging, name, manifest, replace: false, cancellationToken);
+                });
             }
             catch (ProblemException e) when (e.StatusCode == StatusCodes.Status409Conflict)
             {
                 logger.LogInformation("Demo model {Model} is in the store already (another replica seeded it)", name);
-            }
-            finally
-            {
-                StoreLayout.DeleteQuietly(staging);
             }
         }
         await File.WriteAllTextAsync(marker, DateTimeOffset.UtcNow.ToString("O"), cancellationToken);

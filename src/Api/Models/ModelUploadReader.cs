@@ -6,7 +6,7 @@ using SaliencyService.Explain;
 namespace SaliencyService.Api.Models;
 
 /// <summary>A model upload streamed into a staging folder of the store.</summary>
-public sealed record ModelUpload(string StagingDirectory, string? FileName, string? Name, string? ManifestJson);
+public sealed record ModelUpload(string? FileName, string? Name, string? ManifestJson);
 
 /// <summary>
 /// Reads <c>POST /v1/models</c> without buffering: the <c>file</c> part streams straight into
@@ -16,8 +16,8 @@ public static class ModelUploadReader
 {
     private const int MaxFieldBytes = 1024 * 1024;
 
-    /// <summary>Reads the form; on any failure the staging folder is deleted before throwing.</summary>
-    public static async Task<ModelUpload> ReadAsync(HttpRequest request, StoreLayout layout, long maxModelBytes, CancellationToken cancellationToken)
+    /// <summary>Reads the form, the model into <paramref name="staging"/> (which its caller owns and cleans up).</summary>
+    public static async Task<ModelUpload> ReadAsync(HttpRequest request, string staging, long maxModelBytes, CancellationToken cancellationToken)
     {
         if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var mediaType)
             || !mediaType.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase))
@@ -25,42 +25,33 @@ public static class ModelUploadReader
         var boundary = HeaderUtilities.RemoveQuotes(mediaType.Boundary).Value;
         if (string.IsNullOrEmpty(boundary)) throw ProblemException.BadRequest("The multipart boundary is missing.");
 
-        var staging = layout.NewStagingDirectory();
-        try
+        string? fileName = null, name = null, manifest = null;
+        var hasFile = false;
+        var reader = new MultipartReader(boundary, request.Body);
+        while (await NextSectionAsync(reader, cancellationToken) is { } section)
         {
-            string? fileName = null, name = null, manifest = null;
-            var hasFile = false;
-            var reader = new MultipartReader(boundary, request.Body);
-            while (await NextSectionAsync(reader, cancellationToken) is { } section)
+            if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition)) continue;
+            switch (disposition.Name.Value?.Trim('"'))
             {
-                if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition)) continue;
-                switch (disposition.Name.Value?.Trim('"'))
-                {
-                    case "file":
-                        if (hasFile) throw ProblemException.BadRequest("Send exactly one 'file' part.");
-                        hasFile = true;
-                        fileName = (disposition.FileNameStar.HasValue ? disposition.FileNameStar : disposition.FileName).Value?.Trim('"');
-                        await CopyLimitedAsync(section.Body, Path.Combine(staging, StoreLayout.ModelFile), maxModelBytes, cancellationToken);
-                        break;
-                    case "name":
-                        name = (await ReadFieldAsync(section.Body, cancellationToken)).Trim();
-                        break;
-                    case "manifest":
-                        manifest = await ReadFieldAsync(section.Body, cancellationToken);
-                        break;
-                    default:
-                        await section.Body.CopyToAsync(Stream.Null, cancellationToken);
-                        break;
-                }
+                case "file":
+                    if (hasFile) throw ProblemException.BadRequest("Send exactly one 'file' part.");
+                    hasFile = true;
+                    fileName = (disposition.FileNameStar.HasValue ? disposition.FileNameStar : disposition.FileName).Value?.Trim('"');
+                    await CopyLimitedAsync(section.Body, Path.Combine(staging, StoreLayout.ModelFile), maxModelBytes, cancellationToken);
+                    break;
+                case "name":
+                    name = (await ReadFieldAsync(section.Body, cancellationToken)).Trim();
+                    break;
+                case "manifest":
+                    manifest = await ReadFieldAsync(section.Body, cancellationToken);
+                    break;
+                default:
+                    await section.Body.CopyToAsync(Stream.Null, cancellationToken);
+                    break;
             }
-            if (!hasFile) throw ProblemException.BadRequest("The 'file' part (the .onnx model) is missing.");
-            return new ModelUpload(staging, fileName, string.IsNullOrEmpty(name) ? null : name, manifest);
         }
-        catch
-        {
-            StoreLayout.DeleteQuietly(staging);
-            throw;
-        }
+        if (!hasFile) throw ProblemException.BadRequest("The 'file' part (the .onnx model) is missing.");
+        return new ModelUpload(fileName, string.IsNullOrEmpty(name) ? null : name, manifest);
     }
 
     // A body that ends early or breaks the multipart syntax is the client's fault (400); disk

@@ -87,8 +87,25 @@ public sealed class StoreLayout : IDisposable
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="work"/> on a fresh staging folder and removes whatever is left of it
+    /// afterwards: nothing once it was published, the partial upload when anything failed.
+    /// </summary>
+    public async Task<T> WithStagingAsync<T>(Func<string, Task<T>> work)
+    {
+        var staging = NewStagingDirectory();
+        try
+        {
+            return await work(staging);
+        }
+        finally
+        {
+            DeleteQuietly(staging);
+        }
+    }
+
     /// <summary>A fresh folder for one upload, in this process's own staging folder.</summary>
-    public string NewStagingDirectory()
+    private string NewStagingDirectory()
     {
         ClaimOwnStaging();
         var path = Path.Combine(OwnStaging, Guid.NewGuid().ToString("N"));
