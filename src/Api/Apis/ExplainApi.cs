@@ -31,16 +31,9 @@ public static class ExplainApi
                              "json: target, label, score, top outputs and the PNG in base64. Headers X-Explain-Target and " +
                              "X-Explain-Score carry the target and score. 422 when the model cannot be explained " +
                              "(its descriptor's explain section says why); 503 + Retry-After when every explain slot is busy.")
-            .WithMetadata(InferenceApi.InputForm)
             // One 200 with three media types; BinaryResponseFilter marks the PNG and .npy ones binary.
             .Produces<ExplainResponse>(StatusCodes.Status200OK, "image/png", "application/json", "application/x-npy")
-            .ProducesProblem(StatusCodes.Status400BadRequest)
-            .ProducesProblem(StatusCodes.Status404NotFound)
-            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
-            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
-            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
-            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .DisableAntiforgery();
+            .AcceptsModelInputs();
 
         return app;
     }

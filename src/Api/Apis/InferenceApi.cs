@@ -27,7 +27,17 @@ public static class InferenceApi
             .WithName(nameof(Predict))
             .WithSummary("Predict with ONNX Runtime")
             .WithDescription("The top-k scores of each input, as the model outputs them, highest first.")
-            .WithMetadata(InputForm)
+            .AcceptsModelInputs();
+
+        return app;
+    }
+
+    /// <summary>
+    /// What predict and explain share: the input form (for Swagger), the problems its inputs can
+    /// raise, and no antiforgery (API clients post multipart forms).
+    /// </summary>
+    public static RouteHandlerBuilder AcceptsModelInputs(this RouteHandlerBuilder route) =>
+        route.WithMetadata(InputForm)
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
@@ -35,9 +45,6 @@ public static class InferenceApi
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .DisableAntiforgery();
-
-        return app;
-    }
 
     /// <summary>The routes of one served model, as predict and explain share them: rate limit and the inference API key.</summary>
     public static RouteGroupBuilder Group(IEndpointRouteBuilder app) =>
