@@ -56,6 +56,7 @@ public static class ServiceRegistration
         services.AddSingleton<ServiceMetrics>();
         services.AddSingleton<PredictBatchers>();
         services.AddSingleton<ExplanationCache>();
+        services.AddSingleton<ExplainService>();
         services.AddSingleton<ModelStore>();
         services.AddSingleton<DemoModelSeeder>();
         services.AddSingleton<ModelInputReader>();

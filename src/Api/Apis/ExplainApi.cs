@@ -1,15 +1,9 @@
 using System.Globalization;
-using Microsoft.Extensions.Options;
-using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Inference;
-using SaliencyService.Api.Inputs;
-using SaliencyService.Api.Models;
-using SaliencyService.Api.Observability;
 using SaliencyService.Contracts;
 using SaliencyService.Explain;
 using SaliencyService.Explain.Attribution;
 using SaliencyService.Explain.Rendering;
-using SaliencyService.Explain.Tensors;
 
 namespace SaliencyService.Api.Apis;
 
@@ -55,8 +49,7 @@ public static class ExplainApi
     /// <param name="clip">Percentile of |value| that saturates the colormap (default 99.5; 100 for grad-cam).</param>
     /// <param name="alpha">Overlay: weight of the heatmap over the image (default 0.5).</param>
     public static async Task<IResult> Explain(
-        string name, HttpRequest request, HttpResponse response, ModelStore store, ModelInputReader inputs, InferenceQueues queues, ServiceMetrics metrics, ExplanationCache cache,
-        IOptions<SaliencyOptions> options,
+        string name, HttpRequest request, HttpResponse response, ExplainService service,
         string? method = null, string? target = null, string? layer = null, int? steps = null, int? samples = null,
         double? noise = null, int? seed = null, string? @base = null, string? format = null,
         string? view = null, string? colormap = null, string? sign = null, double? clip = null, double? alpha = null,
@@ -68,50 +61,10 @@ public static class ExplainApi
         if (!Formats.Contains(outputFormat)) throw ProblemException.BadRequest($"Unknown format '{format}'; use png, json or npy.");
         var rendering = RenderOptions.Resolve(explainRequest.Method, view, colormap, sign, clip, alpha);
 
-        using var lease = store.Lease(name);
-        var model = lease.Model;
-        if (model.Explainer is not { } explainer)
-        {
-            var unsupported = model.Descriptor.Explain.UnsupportedOperators;
-            throw ProblemException.Unprocessable($"Model '{name}' cannot be explained: {model.Descriptor.Explain.Reason}" +
-                                                 (unsupported.Count > 0 ? " Unsupported: " + string.Join(", ", unsupported) + "." : ""));
-        }
-
-        var p = model.Preprocessing;
-        using var deadline = new RequestDeadline(cancellationToken, TimeSpan.FromSeconds(options.Value.RequestTimeoutSeconds));
-        using var input = await inputs.ReadAsync(request, model.Descriptor, allowBatch: false, deadline.Token, keepImages: outputFormat != "npy");
-        var fixedBatch = model.Descriptor.Inputs.First(i => i.Name == p.Input).Shape[0];
-        var maxBatch = fixedBatch > 0 ? (int)fixedBatch : options.Value.Explain.MaxBatch;
-        var cacheKey = cache.Key(model.Descriptor.Sha256, input.Tensor, explainRequest);
-        var cached = cache.TryGet(cacheKey, out var map);
-        response.Headers["X-Explain-Cache"] = cached ? "hit" : "miss";
-        if (!cached)
-        {
-            map = await deadline.RunAsync(token => queues.Explain.RunAsync(t => metrics.Measure($"explain:{explainer.Engine.Name}:{explainRequest.Method.Name()}", name,
-                () => Explainer.Explain(explainer, input.Tensor, explainRequest, model.Descriptor.Labels, p.Layout, maxBatch, t)), token));
-            NonFinite.Check(map!.Outputs, "output");
-            NonFinite.Check(map.Map, $"{explainRequest.Method.Name()} map");
-            cache.Add(cacheKey, map);
-        }
-
-        response.Headers["X-Explain-Target"] = map.Target.ToString(CultureInfo.InvariantCulture);
-        response.Headers["X-Explain-Score"] = map.Score.ToString("R", CultureInfo.InvariantCulture);
-        var methodName = explainRequest.Method.Name();
-        if (outputFormat == "npy") return TypedResults.Bytes(Npy.Write(map.Map, map.MapShape), "application/x-npy", $"{name}.{methodName}.npy");
-
-        using var reconstructed = input.Images is null ? InputPicture.FromTensor(input.Tensor.Data, p) : null;
-        var background = input.Images?[0] ?? reconstructed!;
-        var png = SaliencyRenderer.Png(map, p, rendering, background);
-        if (outputFormat == "png") return TypedResults.Bytes(png, "image/png");
-
-        var labels = model.Descriptor.Labels;
-        var label = labels is not null && map.Target < labels.Count ? labels[map.Target] : null;
-        var parameters = new Dictionary<string, object>(map.Parameters)
-        {
-            ["view"] = rendering.View, ["colormap"] = rendering.Colormap, ["sign"] = rendering.Sign,
-            ["clip"] = rendering.ClipPercentile, ["alpha"] = rendering.Alpha,
-        };
-        return TypedResults.Ok(new ExplainResponse(name, methodName, map.Target, label, map.Score, Predictor.Top(map.Outputs, 5, labels),
-            parameters, background.Width, background.Height, Convert.ToBase64String(png)));
+        using var explanation = await service.ExplainAsync(name, request, explainRequest, keepImages: outputFormat != "npy", cancellationToken);
+        response.Headers["X-Explain-Cache"] = explanation.Cached ? "hit" : "miss";
+        response.Headers["X-Explain-Target"] = explanation.Map.Target.ToString(CultureInfo.InvariantCulture);
+        response.Headers["X-Explain-Score"] = explanation.Map.Score.ToString("R", CultureInfo.InvariantCulture);
+        return ExplanationWriter.Write(explanation, outputFormat, rendering);
     }
 }

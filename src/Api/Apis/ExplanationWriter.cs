@@ -1,0 +1,35 @@
+using SaliencyService.Api.Inference;
+using SaliencyService.Contracts;
+using SaliencyService.Explain.Attribution;
+using SaliencyService.Explain.Rendering;
+using SaliencyService.Explain.Tensors;
+
+namespace SaliencyService.Api.Apis;
+
+/// <summary>An explanation in the format asked for: the raw map (.npy), a picture (PNG), or JSON with the picture.</summary>
+public static class ExplanationWriter
+{
+    public static IResult Write(Explanation explanation, string format, RenderOptions rendering)
+    {
+        var (map, model) = (explanation.Map, explanation.Model);
+        var name = model.Name;
+        var methodName = map.Method.Name();
+        if (format == "npy") return TypedResults.Bytes(Npy.Write(map.Map, map.MapShape), "application/x-npy", $"{name}.{methodName}.npy");
+
+        var p = model.Preprocessing;
+        using var reconstructed = explanation.Input.Images is null ? InputPicture.FromTensor(explanation.Input.Tensor.Data, p) : null;
+        var background = explanation.Input.Images?[0] ?? reconstructed!;
+        var png = SaliencyRenderer.Png(map, p, rendering, background);
+        if (format == "png") return TypedResults.Bytes(png, "image/png");
+
+        var labels = model.Descriptor.Labels;
+        var label = labels is not null && map.Target < labels.Count ? labels[map.Target] : null;
+        var parameters = new Dictionary<string, object>(map.Parameters)
+        {
+            ["view"] = rendering.View, ["colormap"] = rendering.Colormap, ["sign"] = rendering.Sign,
+            ["clip"] = rendering.ClipPercentile, ["alpha"] = rendering.Alpha,
+        };
+        return TypedResults.Ok(new ExplainResponse(name, methodName, map.Target, label, map.Score, Predictor.Top(map.Outputs, 5, labels),
+            parameters, background.Width, background.Height, Convert.ToBase64String(png)));
+    }
+}
