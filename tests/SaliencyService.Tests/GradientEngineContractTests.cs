@@ -104,7 +104,7 @@ public sealed class GradientEngineContractTests
             Engine = name == GradientEngines.LibTorch
                 ? autograd
                 : new OrtGradientEngine(OrtBackprop.Create(model, _mirror, [batch, 3, 8, 8], batched: false, bytes => new InferenceSession(bytes)),
-                    model, bytes => new InferenceSession(bytes), autograd, _mirror.ScoreName, _mirror.OutputName);
+                    model, bytes => new InferenceSession(bytes), autograd);
             Assert.Equal(name, Engine.Name);
         }
 

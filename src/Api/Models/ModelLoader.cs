@@ -16,10 +16,11 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
     /// its checks run first in a child process (<see cref="ImportCheck"/>, unless
     /// <c>Saliency:Explain:IsolateImports</c> is off), so a model that crashes a native library is a 422.
     /// </param>
-    public ServedModel Open(string directory, string name, bool untrusted = false)
+    /// <param name="version">The folder's version, as its caller read it before the load; read here otherwise.</param>
+    public ServedModel Open(string directory, string name, bool untrusted = false, ModelVersion? version = null)
     {
         // Read first: a replace that lands while this loads leaves a newer version to load next.
-        var version = ModelVersion.Read(directory) ?? throw new IOException($"'{name}' has no model file.");
+        version ??= ModelVersion.Read(directory) ?? throw new IOException($"'{name}' has no model file.");
         var verdict = StoredVerdict.Read(directory, version, analysis.Options)
                       ?? (untrusted && analysis.Options.IsolateImports ? ImportCheck.Run(directory, sessions, analysis) : null);
         var model = ModelInspection.Open(directory, sessions, analysis, verdict);
@@ -36,9 +37,8 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
                 model.Onnx.Inputs,
                 model.Onnx.Outputs,
                 model.Preprocessing,
-                ModelInspection.ParseManifest(File.Exists(Path.Combine(directory, StoreLayout.ManifestFile))
-                    ? File.ReadAllText(Path.Combine(directory, StoreLayout.ManifestFile)) : null).Labels,
-                model.ExecutionProvider,
+                model.Manifest.Labels,
+                model.Onnx.ExecutionProvider,
                 model.Explain);
             return new ServedModel(descriptor, model.Onnx, model.Explainer, version);
         }

@@ -25,7 +25,9 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
     public bool IsLoaded => _loaded;
 
     /// <summary>Changes picked up from the folder (other replicas' imports, replaces, deletes) and failed loads, by kind.</summary>
-    public ConcurrentDictionary<string, long> SyncEvents { get; } = new(StringComparer.Ordinal);
+    public IReadOnlyDictionary<string, long> SyncEvents => _syncEvents;
+
+    private readonly ConcurrentDictionary<string, long> _syncEvents = new(StringComparer.Ordinal);
 
     /// <summary>Model folders that failed to load here, with the reason (until a new version of them loads).</summary>
     public IReadOnlyDictionary<string, string> Failed => _failed.ToDictionary(f => f.Key, f => f.Value.Reason, StringComparer.Ordinal);
@@ -41,7 +43,7 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
                 logger.LogWarning("Skipping folder {Folder}: not a valid model name", name);
                 continue;
             }
-            if (TryOpen(name, untrusted: false) is not { } model) continue;
+            if (TryOpen(name, ModelVersion.Read(Layout.ModelDirectory(name)), untrusted: false) is not { } model) continue;
             _models[name] = model;
             logger.LogInformation("Loaded model {Model} ({Bytes} bytes, {Provider}; gradients: {Engine})", name, model.Descriptor.SizeBytes,
                 model.Descriptor.ExecutionProvider, GradientsOf(model.Descriptor));
@@ -69,7 +71,7 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
             if (_models.TryGetValue(name, out var served) && served.Version == version) continue;
             if (_failed.TryGetValue(name, out var failed) && failed.Version == version) continue;
             // Built as the importer's stored verdict says; without one, checked in a child like an upload.
-            if (TryOpen(name, untrusted: true) is not { } model) continue;
+            if (TryOpen(name, version, untrusted: true) is not { } model) continue;
             await _writes.WaitAsync(CancellationToken.None);
             try
             {
@@ -214,13 +216,12 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
 
     /// <summary>Loads a model folder; a failure is logged, remembered for that version, and counted, never thrown.</summary>
     /// <param name="untrusted">As for <see cref="ModelLoader.Open"/>.</param>
-    private ServedModel? TryOpen(string name, bool untrusted)
+    /// <param name="version">The folder's version, read before the load.</param>
+    private ServedModel? TryOpen(string name, ModelVersion? version, bool untrusted)
     {
-        var directory = Layout.ModelDirectory(name);
-        var version = ModelVersion.Read(directory);
         try
         {
-            return loader.Open(directory, name, untrusted);
+            return loader.Open(Layout.ModelDirectory(name), name, untrusted, version);
         }
         catch (Exception e) when (e is ProblemException or IOException or UnauthorizedAccessException)
         {
@@ -231,7 +232,8 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         }
     }
 
-    private void Count(string kind) => SyncEvents.AddOrUpdate(kind, 1, (_, count) => count + 1);
+    /// <summary>Counts one sync event of <paramref name="kind"/> (see <see cref="SyncEvents"/>).</summary>
+    public void Count(string kind) => _syncEvents.AddOrUpdate(kind, 1, (_, count) => count + 1);
 
     private static string GradientsOf(ModelDescriptor descriptor) =>
         descriptor.Explain.GradientEngine is { } engine ? $"{engine}, {descriptor.Explain.GradientEngineReason}" : "not explainable: " + descriptor.Explain.Reason;

@@ -25,10 +25,7 @@ public sealed record ModelVersion(string Generation, string? Sha256)
         var json = JsonSerializer.SerializeToNode(manifest, ModelInspection.Json)!.AsObject();
         json[GenerationField] = Generation;
         json[Sha256Field] = Sha256;
-        await using var file = new FileStream(Path.Combine(directory, StoreLayout.ManifestFile), FileMode.Create, FileAccess.Write);
-        await JsonSerializer.SerializeAsync(file, json, ModelInspection.Json, cancellationToken);
-        await file.FlushAsync(cancellationToken);
-        file.Flush(flushToDisk: true);
+        await StagedJson.WriteAsync(Path.Combine(directory, StoreLayout.ManifestFile), json, cancellationToken);
     }
 
     /// <summary>

@@ -1,3 +1,5 @@
+using SaliencyService.Explain.Engine;
+
 namespace SaliencyService.Api.Models;
 
 /// <summary>
@@ -12,8 +14,8 @@ namespace SaliencyService.Api.Models;
 /// </summary>
 public sealed class StoreLayout : IDisposable
 {
-    public const string ModelFile = "model.onnx";
-    public const string ManifestFile = "model.json";
+    public const string ModelFile = ModelInspection.ModelFile;
+    public const string ManifestFile = ModelInspection.ManifestFile;
     private const string Replaced = ".replaced";
     private const string Deleted = ".deleted";
     private const string LockFile = ".lock";

@@ -43,7 +43,7 @@ public sealed class StoreSync(ModelStore store, IOptions<StoreSyncOptions> optio
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 // The volume hiccupped: counted and logged, the next tick tries again.
-                store.SyncEvents.AddOrUpdate("error", 1, (_, count) => count + 1);
+                store.Count("error");
                 logger.LogWarning("Could not read the model store: {Reason}", e.Message);
             }
         }

@@ -18,10 +18,7 @@ public static class StoredVerdict
 
     public static async Task WriteAsync(string directory, string sha256, ExplainDescriptor explain, CancellationToken cancellationToken)
     {
-        await using var file = new FileStream(Path.Combine(directory, File), FileMode.Create, FileAccess.Write);
-        await JsonSerializer.SerializeAsync(file, new Stored(sha256, explain), ModelInspection.Json, cancellationToken);
-        await file.FlushAsync(cancellationToken);
-        file.Flush(flushToDisk: true);
+        await StagedJson.WriteAsync(Path.Combine(directory, File), new Stored(sha256, explain), cancellationToken);
     }
 
     /// <summary>

@@ -52,8 +52,7 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
     public string Render()
     {
         var text = new StringBuilder();
-        text.AppendLine("# HELP saliency_http_requests_total HTTP requests by route, method and status.");
-        text.AppendLine("# TYPE saliency_http_requests_total counter");
+        Header(text, "saliency_http_requests_total", "counter", "HTTP requests by route, method and status.");
         foreach (var ((route, method, status), count) in _requests.OrderBy(r => r.Key.ToString()))
             text.AppendLine($"saliency_http_requests_total{{route=\"{Escape(route)}\",method=\"{method}\",status=\"{status}\"}} {Interlocked.Read(ref count[0])}");
 
@@ -62,40 +61,32 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
         WriteHistograms(text, "saliency_engine_duration_seconds", "Time in ONNX Runtime (predict, engine onnxruntime) and in explanations (engine explain:{gradient engine}:{method}), by engine.",
             _engine.Select(e => ($"engine=\"{Escape(e.Key)}\"", e.Value)));
 
-        text.AppendLine("# HELP saliency_queue_requests Requests running or waiting per work queue.");
-        text.AppendLine("# TYPE saliency_queue_requests gauge");
+        Header(text, "saliency_queue_requests", "gauge", "Requests running or waiting per work queue.");
         foreach (var queue in new[] { queues.Predict, queues.Explain })
             text.AppendLine($"saliency_queue_requests{{queue=\"{queue.Name}\"}} {queue.Admitted}");
 
-        text.AppendLine("# HELP saliency_predict_batches_total ONNX Runtime runs made by the dynamic batcher.");
-        text.AppendLine("# TYPE saliency_predict_batches_total counter");
+        Header(text, "saliency_predict_batches_total", "counter", "ONNX Runtime runs made by the dynamic batcher.");
         text.AppendLine($"saliency_predict_batches_total {Interlocked.Read(ref _batches)}");
-        text.AppendLine("# HELP saliency_predict_batched_samples_total Samples in those runs (divided by the runs: the mean batch size).");
-        text.AppendLine("# TYPE saliency_predict_batched_samples_total counter");
+        Header(text, "saliency_predict_batched_samples_total", "counter", "Samples in those runs (divided by the runs: the mean batch size).");
         text.AppendLine($"saliency_predict_batched_samples_total {Interlocked.Read(ref _batchedSamples)}");
 
         var models = store.List();
-        text.AppendLine("# HELP saliency_models_loaded Models served, and how many of them can be explained.");
-        text.AppendLine("# TYPE saliency_models_loaded gauge");
+        Header(text, "saliency_models_loaded", "gauge", "Models served, and how many of them can be explained.");
         text.AppendLine($"saliency_models_loaded{{explainable=\"true\"}} {models.Count(m => m.Explain.Supported)}");
         text.AppendLine($"saliency_models_loaded{{explainable=\"false\"}} {models.Count(m => !m.Explain.Supported)}");
-        text.AppendLine("# HELP saliency_models_gradient_engine Explainable models by the engine that computes their gradients (chosen at import against float64).");
-        text.AppendLine("# TYPE saliency_models_gradient_engine gauge");
+        Header(text, "saliency_models_gradient_engine", "gauge", "Explainable models by the engine that computes their gradients (chosen at import against float64).");
         foreach (var engine in new[] { GradientEngines.OnnxRuntime, GradientEngines.LibTorch })
             text.AppendLine($"saliency_models_gradient_engine{{engine=\"{engine}\"}} {models.Count(m => m.Explain.GradientEngine == engine)}");
 
-        text.AppendLine("# HELP saliency_store_sync_events_total Changes this replica picked up from the shared store (import, replace, delete) and model folders it failed to load (failure), or failed to read (error).");
-        text.AppendLine("# TYPE saliency_store_sync_events_total counter");
+        Header(text, "saliency_store_sync_events_total", "counter", "Changes this replica picked up from the shared store (import, replace, delete) and model folders it failed to load (failure), or failed to read (error).");
         foreach (var kind in new[] { "import", "replace", "delete", "failure", "error" })
             text.AppendLine($"saliency_store_sync_events_total{{kind=\"{kind}\"}} {store.SyncEvents.GetValueOrDefault(kind)}");
-        text.AppendLine("# HELP saliency_models_failed Model folders in the store that failed to load on this replica.");
-        text.AppendLine("# TYPE saliency_models_failed gauge");
+        Header(text, "saliency_models_failed", "gauge", "Model folders in the store that failed to load on this replica.");
         text.AppendLine($"saliency_models_failed {store.Failed.Count}");
 
         if (TorchNativeLoader.OneDnn is { } oneDnn)
         {
-            text.AppendLine("# HELP saliency_onednn_info libtorch's oneDNN in this process: the instruction-set cap (default: none; none: oneDNN off) and the setting that chose it.");
-            text.AppendLine("# TYPE saliency_onednn_info gauge");
+            Header(text, "saliency_onednn_info", "gauge", "libtorch's oneDNN in this process: the instruction-set cap (default: none; none: oneDNN off) and the setting that chose it.");
             text.AppendLine($"saliency_onednn_info{{max_isa=\"{Escape(oneDnn.MaxIsa)}\",setting=\"{Escape(oneDnn.Setting)}\"}} 1");
         }
         return text.ToString();
@@ -103,8 +94,7 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
 
     private static void WriteHistograms(StringBuilder text, string name, string help, IEnumerable<(string Labels, Histogram Histogram)> series)
     {
-        text.AppendLine($"# HELP {name} {help}");
-        text.AppendLine($"# TYPE {name} histogram");
+        Header(text, name, "histogram", help);
         foreach (var (labels, histogram) in series.OrderBy(s => s.Labels, StringComparer.Ordinal))
         {
             var (cumulative, sum, count) = histogram.Snapshot();
@@ -116,6 +106,13 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
             text.AppendLine($"{name}_sum{{{labels}}} {sum.ToString(CultureInfo.InvariantCulture)}");
             text.AppendLine($"{name}_count{{{labels}}} {count}");
         }
+    }
+
+    /// <summary>The HELP and TYPE lines that open a metric family.</summary>
+    private static void Header(StringBuilder text, string name, string type, string help)
+    {
+        text.AppendLine($"# HELP {name} {help}");
+        text.AppendLine($"# TYPE {name} {type}");
     }
 
     private static string Escape(string value) => value.Replace("\\", "\\\\").Replace("\"", "\\\"");

@@ -16,16 +16,9 @@ public sealed class AutogradEngine(GraphMirror mirror) : IGradientEngine
     }
 
     public Tensor InputGradients(Tensor inputs, Func<ForwardResult, long> target, RectifierRule rule, bool releaseMemory,
-        CancellationToken cancellationToken)
-    {
-        using var grad = enable_grad();
-        var x = inputs.detach().requires_grad_();
-        var values = mirror.Forward(x, rule, cancellationToken);
-        var chosen = target(Result(values, inputs.shape[0]));
-        // Samples are independent: one backward of the summed scores gives every sample's gradient.
-        values[mirror.ScoreName].reshape(inputs.shape[0], -1).select(1, chosen).sum().backward();
-        return x.grad!.detach();
-    }
+        CancellationToken cancellationToken) =>
+        // The forward handed to target belongs to the caller's scope, as ONNX Runtime's recorded values do.
+        mirror.InputGradients(inputs, values => target(Kept(Result(values, inputs.shape[0]))), rule, cancellationToken);
 
     public (Tensor Activation, Tensor Gradient) LayerGradient(Tensor input, string layer, Func<ForwardResult, long> target,
         CancellationToken cancellationToken)
@@ -42,6 +35,9 @@ public sealed class AutogradEngine(GraphMirror mirror) : IGradientEngine
     {
     }
 
-    private ForwardResult Result(Dictionary<string, Tensor> values, long samples) =>
+    private static ForwardResult Kept(ForwardResult forward) =>
+        new(forward.Scores.MoveToOuterDisposeScope(), forward.Outputs.MoveToOuterDisposeScope());
+
+    private ForwardResult Result(IReadOnlyDictionary<string, Tensor> values, long samples) =>
         new(values[mirror.ScoreName].detach().reshape(samples, -1), values[mirror.OutputName].detach().reshape(samples, -1));
 }

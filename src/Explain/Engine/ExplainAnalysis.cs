@@ -1,15 +1,10 @@
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Contracts;
-using SaliencyService.Explain.Imaging;
 using SaliencyService.Explain.Inference;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx;
-using SaliencyService.Explain.Tensors;
-using SixLabors.ImageSharp;
-using SixLabors.ImageSharp.PixelFormats;
 using TorchSharp;
 using static TorchSharp.torch;
-using FloatTensor = SaliencyService.Explain.Tensors.FloatTensor;
 
 namespace SaliencyService.Explain.Engine;
 
@@ -48,8 +43,9 @@ public sealed class ExplainAnalysis
     /// The descriptor an isolated check (<see cref="ImportCheck"/>) already made for this file:
     /// then nothing is probed again, only built as it says.
     /// </param>
+    /// <param name="probe">The served model's run on the probe, where the caller made it already.</param>
     public (ModelExplainer? Explainer, ExplainDescriptor Descriptor) Analyse(string modelPath, OnnxModel onnx, Preprocessing preprocessing,
-        string outputName, ExplainDescriptor? verdict = null)
+        string outputName, ExplainDescriptor? verdict = null, ProbeRun? probe = null)
     {
         if (!Engine.Loaded) return (null, NotSupported([], Engine.Status));
         if (verdict is { Supported: false }) return (null, verdict);
@@ -63,18 +59,17 @@ public sealed class ExplainAnalysis
         try
         {
             var batched = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape is [< 0, ..];
-            var probe = ModelProbe.Input(onnx, preprocessing);
             if (verdict is not null)
             {
                 if (verdict.GradientEngine == GradientEngines.OnnxRuntime)
-                    backprop = OrtBackprop.Create(model, mirror, probe.Shape, batched, Open);
+                    backprop = OrtBackprop.Create(model, mirror, ModelProbe.Shape(onnx, preprocessing), batched, Open);
                 return (Explainer(mirror, verdict.Layers, verdict.DefaultLayer, backprop, model), verdict);
             }
 
-            var expected = ModelProbe.Run(onnx, preprocessing, probe, outputName);
+            var (input, expected) = probe ?? ModelProbe.Run(onnx, preprocessing, outputName);
             using var scope = NewDisposeScope();
             Dictionary<string, Tensor> values;
-            using (no_grad()) values = mirror.Forward(tensor(probe.Data, probe.Shape), RectifierRule.Gradient);
+            using (no_grad()) values = mirror.Forward(tensor(input.Data, input.Shape), RectifierRule.Gradient);
             var actual = values[outputName].to_type(ScalarType.Float32).contiguous().data<float>().ToArray();
 
             var difference = actual.Length == expected.Data.Length
@@ -96,7 +91,7 @@ public sealed class ExplainAnalysis
             }
             // The import's probe passes leave freed native memory behind: handed back once imports pause.
             Torch.NativeHeap.TrimWhenIdle(TimeSpan.FromSeconds(5));
-            var chosen = GradientEngineCheck.Choose(model, mirror, tensor(probe.Data, probe.Shape), batched, _options.OrtBackward, Open);
+            var chosen = GradientEngineCheck.Choose(model, mirror, tensor(input.Data, input.Shape), batched, _options.OrtBackward, Open);
             backprop = chosen.Backprop;
             if (chosen.Engine is null)
             {
@@ -123,7 +118,7 @@ public sealed class ExplainAnalysis
     {
         var autograd = new AutogradEngine(mirror);
         if (backprop is null) return new ModelExplainer(mirror, layers, defaultLayer, autograd);
-        var ort = new OrtGradientEngine(backprop, model, Open, autograd, mirror.ScoreName, mirror.OutputName);
+        var ort = new OrtGradientEngine(backprop, model, Open, autograd);
         if (defaultLayer is not null && !CheckOnly) ort.LayerBackprop(defaultLayer)?.Dispose();
         return new ModelExplainer(mirror, layers, defaultLayer, ort);
     }

@@ -10,7 +10,8 @@ public sealed record ForwardResult(Tensor Scores, Tensor Outputs);
 /// Computes a model's gradients; chosen once at import (<see cref="GradientEngineCheck"/>) and held
 /// by the model, so attribution methods never ask which engine runs. Every call makes one forward
 /// of its input and hands it to <c>target</c>, which picks the explained score from it (the first
-/// forward of a request resolves the target; later ones keep it). Call inside a dispose scope.
+/// forward of a request resolves the target; later ones keep it). Call inside a dispose scope: the
+/// forward's tensors and the results belong to it.
 /// </summary>
 public interface IGradientEngine : IDisposable
 {

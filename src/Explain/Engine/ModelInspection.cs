@@ -6,8 +6,8 @@ using SaliencyService.Explain.Inference;
 
 namespace SaliencyService.Explain.Engine;
 
-/// <summary>A model folder opened: its session, effective preprocessing, and what explains it.</summary>
-public sealed record InspectedModel(OnnxModel Onnx, string ExecutionProvider, Preprocessing Preprocessing, ModelExplainer? Explainer,
+/// <summary>A model folder opened: its session, manifest, effective preprocessing, and what explains it.</summary>
+public sealed record InspectedModel(OnnxModel Onnx, ModelManifest Manifest, Preprocessing Preprocessing, ModelExplainer? Explainer,
     ExplainDescriptor Explain);
 
 /// <summary>
@@ -62,14 +62,14 @@ public static class ModelInspection
             var preprocessing = PreprocessingResolver.Resolve(manifest, onnx.Inputs);
             var explained = onnx.Outputs.FirstOrDefault(o => o.DataType == "float32");
             // Whether or not it can be explained, a model must run: checked on the probe first where
-            // the probe is a valid input by construction (no guessed sizes), so a failure is the model's.
-            if (explained is not null && verdict is null && onnx.Inputs is [{ Shape: var shape }]
-                && shape.Count > 0 && shape[0] is -1 or 1 && shape.Skip(1).All(d => d > 0))
-                ModelProbe.Run(onnx, preprocessing, ModelProbe.Input(onnx, preprocessing), explained.Name);
+            // the probe is a valid input by construction, so a failure is the model's (422).
+            var probe = explained is not null && verdict is null && ModelProbe.IsValidInput(onnx)
+                ? ModelProbe.Run(onnx, preprocessing, explained.Name)
+                : null;
             var (explainer, explain) = explained is null
                 ? (null, new ExplainDescriptor(false, [], null, null, [], "The model has no float32 output to explain."))
-                : analysis.Analyse(modelPath, onnx, preprocessing, explained.Name, verdict);
-            return new InspectedModel(onnx, provider, preprocessing, explainer, explain);
+                : analysis.Analyse(modelPath, onnx, preprocessing, explained.Name, verdict, probe);
+            return new InspectedModel(onnx, manifest, preprocessing, explainer, explain);
         }
         catch
         {

@@ -8,18 +8,37 @@ using SixLabors.ImageSharp.PixelFormats;
 
 namespace SaliencyService.Explain.Engine;
 
+/// <summary>The probe's input and the served model's output on it.</summary>
+public sealed record ProbeRun(FloatTensor Input, FloatTensor Output);
+
 /// <summary>The import's probe: one valid input the served model must run, and the mirror must agree on.</summary>
 public static class ModelProbe
 {
+    /// <summary>The probe's shape: a batch of one, the image size of the preprocessing, 1 for other free sizes.</summary>
+    public static long[] Shape(OnnxModel onnx, Preprocessing p)
+    {
+        var input = onnx.Inputs.First(i => i.Name == p.Input);
+        if (input.Shape.Count != 4) return input.Shape.Select(d => d > 0 ? d : 1).ToArray();
+        var channels = ImageTensorizer.ChannelCount(p);
+        return p.Layout == "NCHW" ? [1, channels, p.Height, p.Width] : [1, p.Height, p.Width, channels];
+    }
+
+    /// <summary>
+    /// Whether the probe is a valid input by construction (a batch the model takes, no guessed
+    /// sizes), so that a run that fails is the model's fault.
+    /// </summary>
+    public static bool IsValidInput(OnnxModel onnx) =>
+        onnx.Inputs is [{ Shape: var shape }] && shape.Count > 0 && shape[0] is -1 or 1 && shape.Skip(1).All(d => d > 0);
+
     /// <summary>
     /// A realistic input: a seeded random image through the model's own preprocessing (random
     /// normal values for inputs that are not images).
     /// </summary>
     public static FloatTensor Input(OnnxModel onnx, Preprocessing p)
     {
-        var input = onnx.Inputs.First(i => i.Name == p.Input);
+        var shape = Shape(onnx, p);
         var random = new Random(20261127);
-        if (input.Shape.Count == 4)
+        if (shape.Length == 4)
         {
             using var image = new Image<Rgb24>(p.Width, p.Height);
             image.ProcessPixelRows(rows =>
@@ -33,25 +52,23 @@ public static class ModelProbe
             });
             var data = new float[ImageTensorizer.SampleLength(p)];
             ImageTensorizer.Write(image, p, data);
-            var channels = ImageTensorizer.ChannelCount(p);
-            long[] shape = p.Layout == "NCHW" ? [1, channels, p.Height, p.Width] : [1, p.Height, p.Width, channels];
             return new FloatTensor(data, shape);
         }
-        var dims = input.Shape.Select((d, i) => d > 0 ? d : i == 0 ? 1 : 1).ToArray();
-        var values = new float[FloatTensor.ElementCount(dims)];
+        var values = new float[FloatTensor.ElementCount(shape)];
         for (var i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() * 2 - 1);
-        return new FloatTensor(values, dims);
+        return new FloatTensor(values, shape);
     }
 
     /// <summary>
     /// The served model's output on the probe. A model ONNX Runtime cannot run on a valid input
     /// (a shape that can never be allocated, an op that fails at run time) can never predict: 422.
     /// </summary>
-    public static FloatTensor Run(OnnxModel onnx, Preprocessing p, FloatTensor probe, string outputName)
+    public static ProbeRun Run(OnnxModel onnx, Preprocessing p, string outputName)
     {
+        var probe = Input(onnx, p);
         try
         {
-            return onnx.Run(p.Input, probe, outputName);
+            return new ProbeRun(probe, onnx.Run(p.Input, probe, outputName));
         }
         catch (OnnxRuntimeException e)
         {

@@ -36,6 +36,10 @@ public sealed class OrtBackprop : IDisposable
     /// <summary>The layer whose gradient <see cref="InputGradient"/> gives (and whose value <see cref="Forward"/> records); null: the input.</summary>
     public string? Layer { get; }
 
+    /// <summary>The explained scores and the served output among the recorded values, [n, ...] flattened per sample.</summary>
+    public ForwardResult Result(IReadOnlyDictionary<string, Tensor> recorded, long samples) =>
+        new(recorded[_mirror.ScoreName].reshape(samples, -1), recorded[_mirror.OutputName].reshape(samples, -1));
+
     /// <summary>How many values each forward records for the backward.</summary>
     public int RecordedCount => _backwardInputs.Length;
 

@@ -14,8 +14,8 @@ namespace SaliencyService.Explain.Engine;
 /// </summary>
 /// <param name="model">The served model, kept to build layers' backwards.</param>
 /// <param name="open">Creates a session with the served session's options.</param>
-public sealed class OrtGradientEngine(OrtBackprop backprop, ModelProto model, Func<byte[], InferenceSession> open, IGradientEngine fallback,
-    string scoreName, string outputName) : IGradientEngine
+public sealed class OrtGradientEngine(OrtBackprop backprop, ModelProto model, Func<byte[], InferenceSession> open, IGradientEngine fallback)
+    : IGradientEngine
 {
     /// <summary>Layers whose backward is kept built; Grad-CAM on others builds one per request.</summary>
     public const int KeptLayerBackprops = 4;
@@ -25,13 +25,13 @@ public sealed class OrtGradientEngine(OrtBackprop backprop, ModelProto model, Fu
     public string Name => GradientEngines.OnnxRuntime;
 
     public ForwardResult Forward(Tensor input, CancellationToken cancellationToken) =>
-        Result(backprop.Forward(input, cancellationToken: cancellationToken), input.shape[0]);
+        backprop.Result(backprop.Forward(input, cancellationToken: cancellationToken), input.shape[0]);
 
     public Tensor InputGradients(Tensor inputs, Func<ForwardResult, long> target, RectifierRule rule, bool releaseMemory,
         CancellationToken cancellationToken)
     {
         var recorded = backprop.Forward(inputs, releaseMemory, cancellationToken);
-        return backprop.InputGradient(inputs, recorded, target(Result(recorded, inputs.shape[0])), rule, releaseMemory, cancellationToken);
+        return backprop.InputGradient(inputs, recorded, target(backprop.Result(recorded, inputs.shape[0])), rule, releaseMemory, cancellationToken);
     }
 
     public (Tensor Activation, Tensor Gradient) LayerGradient(Tensor input, string layer, Func<ForwardResult, long> target,
@@ -40,7 +40,7 @@ public sealed class OrtGradientEngine(OrtBackprop backprop, ModelProto model, Fu
         using var lease = LayerBackprop(layer);
         if (lease is null) return fallback.LayerGradient(input, layer, target, cancellationToken);
         var recorded = lease.Backprop.Forward(input, cancellationToken: cancellationToken);
-        var chosen = target(Result(recorded, 1));
+        var chosen = target(lease.Backprop.Result(recorded, 1));
         return (recorded[layer], lease.Backprop.InputGradient(input, recorded, chosen, RectifierRule.Gradient, cancellationToken: cancellationToken));
     }
 
@@ -74,9 +74,6 @@ public sealed class OrtGradientEngine(OrtBackprop backprop, ModelProto model, Fu
             return null;
         }
     }
-
-    private ForwardResult Result(IReadOnlyDictionary<string, Tensor> recorded, long samples) =>
-        new(recorded[scoreName].reshape(samples, -1), recorded[outputName].reshape(samples, -1));
 }
 
 /// <summary>A layer's backprop for one request; disposes it only when it was built for that request.</summary>

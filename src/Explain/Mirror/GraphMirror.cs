@@ -82,13 +82,23 @@ public sealed partial class GraphMirror : IDisposable
     /// </summary>
     /// <param name="roundTo">As for <see cref="Forward"/>.</param>
     public Tensor InputGradients(Tensor inputs, long target, RectifierRule rule, CancellationToken cancellationToken = default,
-        ScalarType? roundTo = null)
+        ScalarType? roundTo = null) =>
+        InputGradients(inputs, _ => target, rule, cancellationToken, roundTo);
+
+    /// <summary>
+    /// As above, the target chosen from the pass's own forward values (by name) before its
+    /// backward: one forward resolves the target and serves the gradient.
+    /// </summary>
+    public Tensor InputGradients(Tensor inputs, Func<IReadOnlyDictionary<string, Tensor>, long> target, RectifierRule rule,
+        CancellationToken cancellationToken = default, ScalarType? roundTo = null)
     {
         // The pass's activations die here, not with the caller's scope.
         using var pass = NewDisposeScope();
         using var grad = enable_grad();
         var x = InPrecision(inputs.detach(), FloatType).requires_grad_();
-        Forward(x, rule, cancellationToken, roundTo)[ScoreName].reshape(inputs.shape[0], -1).select(1, target).sum().backward();
+        var values = Forward(x, rule, cancellationToken, roundTo);
+        var chosen = target(values);
+        values[ScoreName].reshape(inputs.shape[0], -1).select(1, chosen).sum().backward();
         return x.grad!.detach().MoveToOuterDisposeScope();
     }
 
@@ -189,9 +199,8 @@ public sealed partial class GraphMirror : IDisposable
         var score = ScoreTensor(graph, outputName);
         // In the file's node order (the exporter's execution order), not the order the build ran
         // them in: Grad-CAM's default, the last rectifier, is then the one a framework runs last.
-        var order = graph.Node.Select((node, index) => (node, index)).SelectMany(n => n.node.Output.Select(o => (o, n.index)))
-            .GroupBy(p => p.o, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First().index, StringComparer.Ordinal);
-        var inFileOrder = rectifiers.OrderBy(name => order[name]).ToList();
+        var rectifierSet = rectifiers.ToHashSet(StringComparer.Ordinal);
+        var inFileOrder = graph.Node.Where(n => n.Output.Count > 0 && rectifierSet.Contains(n.Output[0])).Select(n => n.Output[0]).ToList();
         return new MirrorBuild(new GraphMirror(inputName, outputName, score, constants, owned, steps, inFileOrder, floatType), []);
     }
 

@@ -11,6 +11,7 @@ namespace SaliencyService.Explain.Torch;
 /// <param name="MaxIsa">The cap set in <c>ONEDNN_MAX_CPU_ISA</c>, <c>default</c> for none, or <c>none</c> for oneDNN off.</param>
 public sealed record OneDnnChoice(string Setting, string MaxIsa, string Reason)
 {
+    [System.Text.Json.Serialization.JsonIgnore]
     public bool Disabled => MaxIsa == OneDnnGuard.Off;
 }
 
@@ -165,13 +166,10 @@ public static class OneDnnGuard
 
     private static void WriteCache(string path, OneDnnChoice choice)
     {
-        if (File.Exists(path)) return;
         try
         {
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-            var temporary = $"{path}.{Environment.ProcessId}.tmp";
-            File.WriteAllText(temporary, JsonSerializer.Serialize(choice));
-            File.Move(temporary, path, overwrite: true);
+            TorchNativeLoader.EnsureFile(path, temporary => File.WriteAllText(temporary, JsonSerializer.Serialize(choice)));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -115,7 +115,7 @@ public static class TorchNativeLoader
     }
 
     /// <summary>Creates <paramref name="path"/> once, atomically (several processes may race here).</summary>
-    private static string EnsureFile(string path, Action<string> create)
+    internal static string EnsureFile(string path, Action<string> create)
     {
         if (File.Exists(path)) return path;
         var temporary = $"{path}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
