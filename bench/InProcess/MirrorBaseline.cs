@@ -2,7 +2,7 @@ using System.Diagnostics;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Attribution;
 using SaliencyService.Explain.Engine;
-using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Tensors;
 using static TorchSharp.torch;
@@ -30,11 +30,11 @@ public static class MirrorBaseline
         using var owned = explainer ?? throw new InvalidOperationException(descriptor.Reason);
 
         Phases(explainer, input, repeats);
-        OrtBackwardVersusAutograd(explainer, input, repeats, options.MaxBatch);
+        OrtBackwardVersusAutograd(explainer, input, repeats);
         foreach (var name in methods)
         {
-            var request = new ExplainRequest(AttributionMethods.Parse(name), null, 50, 25, 0.15, 1, AttributionMethod.GuidedBackprop, null);
-            var times = Report.Time(repeats, () => Explainer.Explain(explainer, input, request, null, "NCHW", options.MaxBatch));
+            var request = new ExplainRequest(AttributionMethods.Parse(name), Seed: 1, Base: AttributionMethods.Default);
+            var times = Report.Time(repeats, () => Explainer.Explain(explainer, input, request, null, "NCHW"));
             Report.Line(("method", name), ("p50_ms", Report.Percentile(times, 0.5)), ("min_ms", times[0]));
         }
         return 0;
@@ -45,14 +45,14 @@ public static class MirrorBaseline
     /// the same model and mirror, round after round (the order turning each round): the p50s and
     /// the median of the rounds' ratios.
     /// </summary>
-    private static void OrtBackwardVersusAutograd(ModelExplainer ort, FloatTensor input, int repeats, int maxBatch)
+    private static void OrtBackwardVersusAutograd(ModelExplainer ort, FloatTensor input, int repeats)
     {
         if (ort.Engine is not OrtGradientEngine) return;
-        var autograd = new ModelExplainer(ort.Mirror, ort.Layers, ort.DefaultLayer, new AutogradEngine(ort.Mirror));  // shares the mirror: not disposed
-        foreach (var (method, rounds) in new[] { (AttributionMethod.GuidedBackprop, repeats), (AttributionMethod.IntegratedGradients, Math.Max(3, repeats / 10)) })
+        var autograd = new ModelExplainer(ort.Mirror, ort.Layers, ort.DefaultLayer, new AutogradEngine(ort.Mirror), ort.MaxBatch);  // shares the mirror: not disposed
+        foreach (var (method, rounds) in new[] { ("guided-backprop", repeats), ("integrated-gradients", Math.Max(3, repeats / 10)) })
         {
-            var request = new ExplainRequest(method, null, 50, 25, 0.15, 1, AttributionMethod.GuidedBackprop, null);
-            double Time(ModelExplainer engine) => Report.Milliseconds(() => Explainer.Explain(engine, input, request, null, "NCHW", maxBatch));
+            var request = new ExplainRequest(AttributionMethods.Get(method), Seed: 1);
+            double Time(ModelExplainer engine) => Report.Milliseconds(() => Explainer.Explain(engine, input, request, null, "NCHW"));
             Time(ort);
             Time(autograd);
             var pairs = Enumerable.Range(0, rounds).Select(round =>
@@ -61,7 +61,7 @@ public static class MirrorBaseline
                 var first = Time(autograd);
                 return (Ort: Time(ort), Autograd: first);
             }).ToArray();
-            Report.Line(("engines", method.Name()), ("ort_p50_ms", Report.Percentile(pairs.Select(p => p.Ort).Order().ToArray(), 0.5)),
+            Report.Line(("engines", method), ("ort_p50_ms", Report.Percentile(pairs.Select(p => p.Ort).Order().ToArray(), 0.5)),
                 ("autograd_p50_ms", Report.Percentile(pairs.Select(p => p.Autograd).Order().ToArray(), 0.5)),
                 ("ratio", Report.Percentile(pairs.Select(p => p.Ort / p.Autograd).Order().ToArray(), 0.5)));
         }

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
-using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Tensors;
 
 namespace SaliencyService.Bench;

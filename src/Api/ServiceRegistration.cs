@@ -10,7 +10,7 @@ using SaliencyService.Api.Observability;
 using SaliencyService.Api.Security;
 using SaliencyService.Api.Swagger;
 using SaliencyService.Explain.Engine;
-using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Serving;
 using SaliencyService.Api.Inference;
 
 namespace SaliencyService.Api;
@@ -48,9 +48,7 @@ public static class ServiceRegistration
         services.AddSingleton(sp =>
         {
             var o = sp.GetRequiredService<IOptions<SaliencyOptions>>().Value;
-            return new InferenceQueues(
-                new WorkQueue("predict", o.Predict.MaxConcurrent, o.Predict.MaxQueued, TimeSpan.FromSeconds(o.Predict.QueueTimeoutSeconds)),
-                new WorkQueue("explain", o.Explain.MaxConcurrent, o.Explain.MaxQueued, TimeSpan.FromSeconds(o.Explain.QueueTimeoutSeconds)));
+            return new InferenceQueues(new WorkQueue("predict", o.Predict), new WorkQueue("explain", o.Explain));
         });
         services.AddSingleton<ModelLoader>();
         services.AddSingleton<ServiceMetrics>();

@@ -196,13 +196,28 @@ public sealed class ExplainApiTests(FixtureModelsService service) : IClassFixtur
     }
 
     [Theory]
+    [InlineData("grad-cam", 3, 2)]
+    [InlineData("grad-cam", 25, 2)]
+    [InlineData("guided-grad-cam", 25, 3)]
+    [InlineData("integrated-gradients", 3, 3)]
+    public async Task SmoothGrad_wraps_any_method(string baseMethod, int samples, int rank)
+    {
+        using var form = Http.TensorForm(File.ReadAllBytes(TestPaths.Fixture("mini_resnet", "input0.tensor.npy")));
+        var response = await Client.PostAsync($"/v1/models/mini_resnet/explain?method=smoothgrad&base={baseMethod}&samples={samples}&steps=8&format=npy", form);
+        var map = Npy.Read(await Http.ReadBytesAsync(response), long.MaxValue);
+        Assert.Equal(rank, map.Shape.Length);
+        Assert.Contains(map.Data, v => v != 0);
+    }
+
+    [Theory]
     [InlineData("method=nonsense")]
     [InlineData("method=integrated-gradients&steps=0")]
     [InlineData("method=integrated-gradients&steps=100000")]
     [InlineData("method=smoothgrad&samples=0")]
     [InlineData("method=smoothgrad&samples=100000")]
     [InlineData("method=smoothgrad&noise=-1")]
-    [InlineData("method=smoothgrad&base=grad-cam")]
+    [InlineData("method=smoothgrad&base=smoothgrad")]
+    [InlineData("method=smoothgrad&base=integrated-gradients&steps=0")]
     [InlineData("view=sideways")]
     [InlineData("colormap=rainbow")]
     [InlineData("sign=both")]

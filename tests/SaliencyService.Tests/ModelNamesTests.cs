@@ -1,3 +1,4 @@
+using SaliencyService.Api.Errors;
 using SaliencyService.Api.Models;
 using Xunit;
 
@@ -32,7 +33,7 @@ public sealed class ModelNamesTests
     public void Derives_names_from_file_names(string fileName, string expected)
     {
         if (expected.Contains(':'))
-            Assert.Throws<SaliencyService.Explain.ProblemException>(() => ModelNames.FromFileName(fileName));
+            Assert.Throws<ProblemException>(() => ModelNames.FromFileName(fileName));
         else
             Assert.Equal(expected, ModelNames.FromFileName(fileName));
     }

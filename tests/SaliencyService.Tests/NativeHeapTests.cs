@@ -4,21 +4,48 @@ using Xunit;
 
 namespace SaliencyService.Tests;
 
+/// <summary>Tests that measure the whole process (its resident memory): run alone, after the parallel ones.</summary>
+[CollectionDefinition(nameof(AloneInTheProcess), DisableParallelization = true)]
+public sealed class AloneInTheProcess;
+
+[Collection(nameof(AloneInTheProcess))]
 public sealed class NativeHeapTests
 {
+    private const int BlockBytes = 8 << 20;          // a tensor-sized block: under glibc's 32 MiB mmap limit
+    private const int Blocks = 32;                   // 256 MiB in all
+    private const long Margin = 192L << 20;          // what must move, whatever else the process does meanwhile
+
     [Fact]
-    public void The_allocator_serving_the_process_is_recognised_and_trims()
+    public void Freed_tensor_sized_blocks_are_kept_for_reuse_until_a_trim_gives_them_back()
     {
         Assert.True(OperatingSystem.IsLinux(), "the service's native heap tuning targets Linux");
         // As the container image runs it (tcmalloc preloaded), or plain glibc, whose mallopt must accept the tuning.
         var preloaded = Environment.GetEnvironmentVariable("LD_PRELOAD")?.Contains("libtcmalloc") == true;
         Assert.StartsWith(preloaded ? "native heap: tcmalloc" : "native heap: glibc malloc", NativeHeap.Configure());
 
-        // A tensor-sized block freed and allocated again, then a trim: both must leave the heap usable.
-        Marshal.FreeHGlobal(Marshal.AllocHGlobal(16 << 20));
         NativeHeap.Trim();
-        var again = Marshal.AllocHGlobal(16 << 20);
-        Assert.NotEqual(IntPtr.Zero, again);
-        Marshal.FreeHGlobal(again);
+        var baseline = Resident();
+        var ones = Enumerable.Repeat((byte)1, BlockBytes).ToArray();
+        var blocks = Enumerable.Range(0, Blocks).Select(_ =>
+        {
+            var block = Marshal.AllocHGlobal(BlockBytes); // malloc
+            Marshal.Copy(ones, 0, block, BlockBytes);     // touch every page
+            return block;
+        }).ToArray();
+        var allocated = Resident();
+        foreach (var block in blocks) Marshal.FreeHGlobal(block);
+        var freed = Resident();
+        NativeHeap.Trim();
+        var trimmed = Resident();
+
+        var report = $"RSS MiB: baseline {baseline >> 20}, allocated {allocated >> 20}, freed {freed >> 20}, trimmed {trimmed >> 20}";
+        Assert.True(allocated - baseline >= Margin, report);
+        // Freed blocks stay in the heap, so the next batched pass reuses warm pages instead of faulting fresh ones in.
+        Assert.True(freed - baseline >= Margin, report);
+        // A trim hands them back, so RSS does not stay at the largest batch ever run.
+        Assert.True(freed - trimmed >= Margin, report);
     }
+
+    private static long Resident() =>
+        long.Parse(File.ReadAllText("/proc/self/statm").Split(' ')[1]) * Environment.SystemPageSize;
 }

@@ -1,3 +1,4 @@
+using SaliencyService.Api.Errors;
 using SaliencyService.Explain;
 using SaliencyService.Explain.Tensors;
 using SaliencyService.Tests.Support;
@@ -44,7 +45,7 @@ public sealed class NpyTests
     [Fact]
     public void Refuses_more_elements_than_the_limit_with_a_413()
     {
-        var e = Assert.Throws<ProblemException>(() => Npy.Read(Npy.Write(new float[100], [10, 10]), 99));
-        Assert.Equal(413, e.StatusCode);
+        var e = Assert.Throws<InputTooLargeException>(() => Npy.Read(Npy.Write(new float[100], [10, 10]), 99));
+        Assert.Equal(413, Problems.Describe(e).Status);
     }
 }

@@ -1,3 +1,4 @@
+using SaliencyService.Api.Errors;
 using Google.Protobuf;
 using SaliencyService.Explain;
 using SaliencyService.Explain.Mirror;
@@ -50,7 +51,7 @@ public sealed class OnnxFileTests : IDisposable
     public void External_paths_outside_the_folder_or_missing_are_refused(string location)
     {
         var path = Save(location);
-        var e = Assert.Throws<ProblemException>(() => OnnxFile.Load(path));
-        Assert.Equal(422, e.StatusCode);
+        var e = Assert.Throws<UnsupportedModelException>(() => OnnxFile.Load(path));
+        Assert.Equal(422, Problems.Describe(e).Status);
     }
 }

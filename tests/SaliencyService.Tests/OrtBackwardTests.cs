@@ -2,7 +2,7 @@ using System.Text.Json;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Attribution;
 using SaliencyService.Explain.Engine;
-using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Tensors;
 using SaliencyService.Tests.Ops;
 using SaliencyService.Tests.Support;
@@ -18,8 +18,6 @@ namespace SaliencyService.Tests;
 /// </summary>
 public sealed class OrtBackwardTests
 {
-    private static readonly OnnxSessionFactory Sessions = new(new OnnxRuntimeOptions { ExecutionProvider = "cpu" });
-
     public static TheoryData<string, bool> FixturesBothWays => new()
     {
         { "mini_resnet", true }, { "mini_resnet", false },
@@ -31,7 +29,7 @@ public sealed class OrtBackwardTests
     [MemberData(nameof(FixturesBothWays))]
     public void Both_engines_give_the_reference_maps(string fixture, bool ortBackward)
     {
-        var (explainer, descriptor, onnx, preprocessing) = Analyse(TestPaths.Fixture(fixture, "model.onnx"), ortBackward, FixturePreprocessing(fixture));
+        var (explainer, descriptor, onnx, preprocessing) = FixtureExplainers.Analyse(TestPaths.Fixture(fixture, "model.onnx"), ortBackward, FixtureExplainers.Preprocessing(fixture));
         using var owned = onnx;
         using var model = explainer ?? throw new InvalidOperationException("not explainable");
         Assert.Equal(descriptor.GradientEngine, model.Engine.Name);
@@ -44,7 +42,7 @@ public sealed class OrtBackwardTests
                      ("grad-cam", "grad_cam"), ("guided-grad-cam", "guided_grad_cam") })
         {
             var input = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(fixture, c.Stem + ".tensor.npy")), long.MaxValue);
-            var map = Explainer.Explain(model, input, new ExplainRequest(AttributionMethods.Parse(method)), null, preprocessing.Layout, 16);
+            var map = Explainer.Explain(model, input, new ExplainRequest(AttributionMethods.Parse(method)), null, preprocessing.Layout);
             var expected = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(fixture, $"{c.Stem}.{reference}.npy")), long.MaxValue).Data;
             var scale = expected.Max(Math.Abs);
             var error = expected.Zip(map.Map, (e, a) => Math.Abs(e - a)).Max();
@@ -68,39 +66,19 @@ public sealed class OrtBackwardTests
         File.WriteAllBytes(path, builder.Bytes());
         try
         {
-            var (explainer, descriptor, onnx, _) = Analyse(path, true, new Preprocessing("x", "NCHW", 6, 6, "RGB", 1, [0, 0, 0], [1, 1, 1]));
+            var (explainer, descriptor, onnx, _) = FixtureExplainers.Analyse(path, true, new Preprocessing("x", "NCHW", 6, 6, "RGB", 1, [0, 0, 0], [1, 1, 1]));
             using var owned = onnx;
             using var model = explainer ?? throw new InvalidOperationException("not explainable");
             Assert.Equal(GradientEngines.LibTorch, model.Engine.Name);
             Assert.Equal(GradientEngines.LibTorch, descriptor.GradientEngine);
             Assert.Contains("Tanh", descriptor.GradientEngineReason);
             var input = new FloatTensor(Parity.RandomInput([1, 3, 6, 6], 4, -1, 1), [1, 3, 6, 6]);
-            var map = Explainer.Explain(model, input, new ExplainRequest(AttributionMethod.GuidedBackprop), null, "NCHW", 16);
+            var map = Explainer.Explain(model, input, new ExplainRequest(AttributionMethods.Default), null, "NCHW");
             Assert.Contains(map.Map, v => v != 0);
         }
         finally
         {
             File.Delete(path);
         }
-    }
-
-    private static (ModelExplainer?, ExplainDescriptor, OnnxModel, Preprocessing) Analyse(string modelPath, bool ortBackward, Preprocessing preprocessing)
-    {
-        var (session, provider) = Sessions.Create(modelPath);
-        var onnx = new OnnxModel(session, provider);
-        var analysis = new ExplainAnalysis(new ExplainOptions { OrtBackward = ortBackward }, Sessions);
-        var (explainer, descriptor) = analysis.Analyse(modelPath, onnx, preprocessing, onnx.Outputs[0].Name);
-        Assert.True(explainer is not null, descriptor.Reason);
-        return (explainer, descriptor, onnx, preprocessing);
-    }
-
-    /// <summary>The fixture's own preprocessing (model.json); the maps are taken from its tensors.</summary>
-    private static Preprocessing FixturePreprocessing(string fixture)
-    {
-        using var json = JsonDocument.Parse(File.ReadAllText(TestPaths.Fixture(fixture, "model.json")));
-        var r = json.RootElement;
-        double[] Numbers(string name) => r.GetProperty(name).EnumerateArray().Select(e => e.GetDouble()).ToArray();
-        return new Preprocessing(r.GetProperty("input").GetString()!, r.GetProperty("layout").GetString()!, r.GetProperty("height").GetInt32(),
-            r.GetProperty("width").GetInt32(), r.GetProperty("channels").GetString()!, r.GetProperty("scale").GetDouble(), Numbers("mean"), Numbers("std"));
     }
 }

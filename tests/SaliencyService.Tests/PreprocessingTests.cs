@@ -1,3 +1,4 @@
+using SaliencyService.Api.Errors;
 using SaliencyService.Contracts;
 using SaliencyService.Explain;
 using SaliencyService.Explain.Imaging;
@@ -101,9 +102,9 @@ public sealed class PreprocessingTests
     [Fact]
     public void An_inconsistent_manifest_is_refused()
     {
-        Assert.Throws<ProblemException>(() => PreprocessingResolver.Resolve(new ModelManifest { Channels = "CMYK" }, [Nchw]));
-        Assert.Throws<ProblemException>(() => PreprocessingResolver.Resolve(new ModelManifest { Width = 31 }, [Nchw]));
-        Assert.Throws<ProblemException>(() => PreprocessingResolver.Resolve(new ModelManifest { Std = [1, 0, 1] }, [Nchw]));
-        Assert.Throws<ProblemException>(() => PreprocessingResolver.Resolve(new ModelManifest(), []));
+        Assert.Throws<InvalidArgumentException>(() => PreprocessingResolver.Resolve(new ModelManifest { Channels = "CMYK" }, [Nchw]));
+        Assert.Throws<InvalidArgumentException>(() => PreprocessingResolver.Resolve(new ModelManifest { Width = 31 }, [Nchw]));
+        Assert.Throws<InvalidArgumentException>(() => PreprocessingResolver.Resolve(new ModelManifest { Std = [1, 0, 1] }, [Nchw]));
+        Assert.Throws<UnsupportedModelException>(() => PreprocessingResolver.Resolve(new ModelManifest(), []));
     }
 }

@@ -30,9 +30,9 @@ public sealed class RendererTests
     public void The_rgb_view_keeps_position_and_colour(string layout, string channels)
     {
         var p = new Preprocessing("x", layout, Height, Width, channels, 1, [0, 0, 0], [1, 1, 1]);
-        var map = new AttributionMap(AttributionMethod.GuidedBackprop, RedOnTheLeft(p), [], 0, 0, [], new Dictionary<string, object>());
+        var map = new AttributionMap(AttributionMethods.Default, RedOnTheLeft(p), [], 0, 0, [], new Dictionary<string, object>());
         using var background = new Image<Rgb24>(Width * 10, Height * 10);
-        using var png = Image.Load<Rgb24>(SaliencyRenderer.Png(map, p, RenderOptions.DefaultsFor(AttributionMethod.GuidedBackprop), background));
+        using var png = Image.Load<Rgb24>(SaliencyRenderer.Png(map, p, AttributionMethods.Default.RenderDefaults, background));
 
         Assert.Equal((Width * 10, Height * 10), (png.Width, png.Height));
         var left = png[2, 10];
@@ -47,9 +47,9 @@ public sealed class RendererTests
         var p = new Preprocessing("x", "NCHW", Height, Width, "RGB", 1, [0, 0, 0], [1, 1, 1]);
         var cam = new float[Width * Height];
         cam[Width - 1] = cam[2 * Width - 1] = 1; // hot on the right column
-        var map = new AttributionMap(AttributionMethod.GradCam, cam, [Height, Width], 0, 0, [], new Dictionary<string, object>());
+        var map = new AttributionMap(AttributionMethods.Get("grad-cam"), cam, [Height, Width], 0, 0, [], new Dictionary<string, object>());
         using var background = new Image<Rgb24>(40, 20, new Rgb24(0, 0, 0));
-        using var png = Image.Load<Rgb24>(SaliencyRenderer.Png(map, p, RenderOptions.DefaultsFor(AttributionMethod.GradCam), background));
+        using var png = Image.Load<Rgb24>(SaliencyRenderer.Png(map, p, AttributionMethods.Get("grad-cam").RenderDefaults, background));
         var hot = png[39, 10];
         var cold = png[0, 10];
         Assert.True(hot.R > 50 && hot.G < 20 && hot.B < 20, $"hot {hot}"); // jet's dark red, half-blended over black

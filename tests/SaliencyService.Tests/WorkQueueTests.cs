@@ -1,3 +1,4 @@
+using SaliencyService.Api.Errors;
 using SaliencyService.Api.Inference;
 using SaliencyService.Explain;
 using Xunit;

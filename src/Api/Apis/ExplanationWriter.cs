@@ -13,7 +13,7 @@ public static class ExplanationWriter
     {
         var (map, model) = (explanation.Map, explanation.Model);
         var name = model.Name;
-        var methodName = map.Method.Name();
+        var methodName = map.Method.Name;
         if (format == "npy") return TypedResults.Bytes(Npy.Write(map.Map, map.MapShape), "application/x-npy", $"{name}.{methodName}.npy");
 
         var p = model.Preprocessing;

@@ -1,5 +1,5 @@
 using SaliencyService.Explain.Engine;
-using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Serving;
 
 namespace SaliencyService.Api.Configuration;
 
@@ -46,23 +46,43 @@ public sealed class SaliencyOptions
 
     public OnnxRuntimeOptions OnnxRuntime { get; set; } = new();
 
-    public ExplainOptions Explain { get; set; } = new();
+    public ExplainServiceOptions Explain { get; set; } = new();
 }
 
 /// <summary>A bounded work queue: running at once, waiting at most, and how long one may wait.</summary>
-public class QueueOptions
+public interface IQueueOptions
+{
+    /// <summary>Requests served at once; the rest wait in line.</summary>
+    int MaxConcurrent { get; }
+
+    /// <summary>Requests that may wait for a slot; beyond that, 503 + Retry-After at once.</summary>
+    int MaxQueued { get; }
+
+    /// <summary>How long a request may wait for a slot before it gets 503 + Retry-After.</summary>
+    int QueueTimeoutSeconds { get; }
+}
+
+/// <summary>The explain engine's settings, and the service's around it: the explain queue and the map cache.</summary>
+public sealed class ExplainServiceOptions : ExplainOptions, IQueueOptions
 {
     public int MaxConcurrent { get; set; } = 2;
     public int MaxQueued { get; set; } = 16;
     public int QueueTimeoutSeconds { get; set; } = 30;
+
+    /// <summary>Memory for recently computed maps (LRU); 0 turns the cache off.</summary>
+    public int CacheMegabytes { get; set; } = 256;
 }
 
 /// <summary>
 /// The predict queue, and dynamic batching (like Triton's dynamic batcher) for models whose
 /// batch dimension is dynamic: predictions that wait for the model at the same time run as one batch.
 /// </summary>
-public sealed class PredictOptions : QueueOptions
+public sealed class PredictOptions : IQueueOptions
 {
+    public int MaxConcurrent { get; set; } = 2;
+    public int MaxQueued { get; set; } = 16;
+    public int QueueTimeoutSeconds { get; set; } = 30;
+
     /// <summary>Most samples in one batched run; 1 turns dynamic batching off.</summary>
     public int MaxBatchSize { get; set; } = 16;
 

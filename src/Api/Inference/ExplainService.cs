@@ -1,7 +1,9 @@
+using SaliencyService.Api.Errors;
 using Microsoft.Extensions.Options;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Inputs;
 using SaliencyService.Api.Models;
+using SaliencyService.Contracts;
 using SaliencyService.Api.Observability;
 using SaliencyService.Explain;
 using SaliencyService.Explain.Attribution;
@@ -30,13 +32,17 @@ public sealed class Explanation(AttributionMap map, ModelLease lease, ModelInput
 /// time limit, reading the input, the explanation cache, the explain queue, engine metrics and the
 /// check that the answer is finite. The endpoint only binds the request and writes the answer.
 /// </summary>
-public sealed class ExplainService(ModelStore store, ModelInputReader inputs, InferenceQueues queues, ServiceMetrics metrics,
-    ExplanationCache cache, IOptions<SaliencyOptions> options)
+public sealed class ExplainService(ModelStore store, InferenceQueues queues, ServiceMetrics metrics, ExplanationCache cache,
+    IOptions<SaliencyOptions> options)
 {
-    /// <param name="keepImages">Keep the uploaded images (to draw the map over them).</param>
-    public async Task<Explanation> ExplainAsync(string name, HttpRequest request, ExplainRequest explainRequest, bool keepImages,
+    /// <summary>Reads a request's input once its model is leased: the model's descriptor says what the input must be.</summary>
+    public delegate Task<ModelInput> InputSource(ModelDescriptor model, CancellationToken cancellationToken);
+
+    /// <param name="readInput">The request's one sample (a multipart upload, a v2 tensor, ...), read under the request's time limit.</param>
+    public async Task<Explanation> ExplainAsync(string name, InputSource readInput, ExplainRequest explainRequest,
         CancellationToken cancellationToken)
     {
+        explainRequest.Validate();
         var lease = store.Lease(name);
         try
         {
@@ -49,20 +55,18 @@ public sealed class ExplainService(ModelStore store, ModelInputReader inputs, In
             }
 
             using var deadline = new RequestDeadline(cancellationToken, TimeSpan.FromSeconds(options.Value.RequestTimeoutSeconds));
-            var input = await inputs.ReadAsync(request, model.Descriptor, allowBatch: false, deadline.Token, keepImages);
+            var input = await readInput(model.Descriptor, deadline.Token);
+            if (input.Count != 1) throw ProblemException.BadRequest("This endpoint takes one input, not a batch.");
             try
             {
-                var p = model.Preprocessing;
-                var fixedBatch = model.Descriptor.Inputs.First(i => i.Name == p.Input).Shape[0];
-                var maxBatch = fixedBatch > 0 ? (int)fixedBatch : options.Value.Explain.MaxBatch;
                 var key = cache.Key(model.Descriptor.Sha256, input.Tensor, explainRequest);
                 if (cache.TryGet(key, out var map)) return new Explanation(map, lease, input, cached: true);
 
-                var engine = $"explain:{explainer.Engine.Name}:{explainRequest.Method.Name()}";
+                var engine = $"explain:{explainer.Engine.Name}:{explainRequest.Method.Name}";
                 map = await deadline.RunAsync(token => queues.Explain.RunAsync(t => metrics.Measure(engine, name,
-                    () => Explainer.Explain(explainer, input.Tensor, explainRequest, model.Descriptor.Labels, p.Layout, maxBatch, t)), token));
+                    () => Explainer.Explain(explainer, input.Tensor, explainRequest, model.Descriptor.Labels, model.Preprocessing.Layout, t)), token));
                 NonFinite.Check(map.Outputs, "output");
-                NonFinite.Check(map.Map, $"{explainRequest.Method.Name()} map");
+                NonFinite.Check(map.Map, $"{explainRequest.Method.Name} map");
                 cache.Add(key, map);
                 return new Explanation(map, lease, input, cached: false);
             }

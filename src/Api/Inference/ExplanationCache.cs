@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Caching.Memory;
@@ -12,8 +11,9 @@ namespace SaliencyService.Api.Inference;
 /// <summary>
 /// Recently computed attribution maps, keyed by the model's SHA-256, the input's SHA-256, the
 /// method and its parameters, bounded by <c>Saliency:Explain:CacheMegabytes</c> (least recently
-/// used first out). Rendering is per request, so one map serves every format and view. Requests
-/// whose result is random (SmoothGrad without a seed) are never cached.
+/// used first out). Rendering is per request, so one map serves every format and view. Each method
+/// says what identifies its map (<see cref="ExplainRequest.CacheKey"/>); random ones (SmoothGrad
+/// without a seed) are never cached.
 /// </summary>
 public sealed class ExplanationCache(IOptions<SaliencyOptions> options) : IDisposable
 {
@@ -27,11 +27,9 @@ public sealed class ExplanationCache(IOptions<SaliencyOptions> options) : IDispo
     /// <summary>The key of a request, or null when it must not be cached.</summary>
     public string? Key(string modelSha256, FloatTensor input, ExplainRequest request)
     {
-        if (_capacity == 0 || (request.Method == AttributionMethod.SmoothGrad && request.Seed is null)) return null;
+        if (_capacity == 0 || request.CacheKey() is not { } requestKey) return null;
         var inputHash = Convert.ToHexStringLower(SHA256.HashData(MemoryMarshal.AsBytes(input.Data.AsSpan())));
-        return string.Join('|', modelSha256, inputHash, string.Join(',', input.Shape), request.Method.Name(), request.Target,
-            request.Layer, request.Steps, request.Samples, request.Noise.ToString("R", CultureInfo.InvariantCulture),
-            request.Seed, request.Base.Name());
+        return string.Join('|', modelSha256, inputHash, string.Join(',', input.Shape), requestKey);
     }
 
     public bool TryGet(string? key, out AttributionMap map)

@@ -1,3 +1,4 @@
+using SaliencyService.Api.Errors;
 using SaliencyService.Explain;
 
 namespace SaliencyService.Api.Inference;

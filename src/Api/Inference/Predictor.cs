@@ -1,3 +1,4 @@
+using SaliencyService.Api.Errors;
 using SaliencyService.Api.Models;
 using SaliencyService.Contracts;
 using SaliencyService.Explain;

@@ -1,3 +1,5 @@
+using SaliencyService.Api.Configuration;
+using SaliencyService.Api.Errors;
 using SaliencyService.Explain;
 
 namespace SaliencyService.Api.Inference;
@@ -9,6 +11,11 @@ namespace SaliencyService.Api.Inference;
 /// </summary>
 public sealed class WorkQueue(string name, int maxConcurrent, int maxQueued, TimeSpan timeout) : IDisposable
 {
+    public WorkQueue(string name, IQueueOptions options)
+        : this(name, options.MaxConcurrent, options.MaxQueued, TimeSpan.FromSeconds(options.QueueTimeoutSeconds))
+    {
+    }
+
     private readonly SemaphoreSlim _slots = new(Math.Max(1, maxConcurrent));
     private readonly int _capacity = Math.Max(1, maxConcurrent) + Math.Max(0, maxQueued);
     private int _admitted;

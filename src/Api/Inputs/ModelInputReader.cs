@@ -1,3 +1,4 @@
+using SaliencyService.Api.Errors;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
 using SaliencyService.Api.Configuration;

@@ -1,3 +1,4 @@
+using SaliencyService.Api.Errors;
 using Microsoft.Extensions.Options;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Explain;

@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 using SaliencyService.Explain.Engine;
-using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Serving;
 
 namespace SaliencyService.Api.Models;
 

@@ -1,3 +1,4 @@
+using SaliencyService.Api.Errors;
 using System.Text.RegularExpressions;
 using SaliencyService.Explain;
 

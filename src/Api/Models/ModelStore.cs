@@ -1,3 +1,4 @@
+using SaliencyService.Api.Errors;
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using SaliencyService.Contracts;
@@ -223,7 +224,7 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         {
             return loader.Open(Layout.ModelDirectory(name), name, untrusted, version);
         }
-        catch (Exception e) when (e is ProblemException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is ProblemException or ClientInputException or IOException or UnauthorizedAccessException)
         {
             if (version is not null) _failed[name] = (version, e.Message);
             Count("failure");

@@ -1,5 +1,5 @@
 using SaliencyService.Explain.Engine;
-using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Serving;
 
 namespace SaliencyService.Api.Models;
 

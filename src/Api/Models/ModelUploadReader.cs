@@ -1,3 +1,4 @@
+using SaliencyService.Api.Errors;
 using System.Text;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Net.Http.Headers;

@@ -1,6 +1,6 @@
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Engine;
-using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Serving;
 
 namespace SaliencyService.Api.Models;
 

@@ -1,3 +1,4 @@
+using SaliencyService.Api.Errors;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Options;

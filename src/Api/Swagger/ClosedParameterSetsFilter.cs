@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Microsoft.OpenApi;
 using SaliencyService.Api.Apis;
 using SaliencyService.Explain.Attribution;
+using SaliencyService.Explain.Attribution.Methods;
 using SaliencyService.Explain.Rendering;
 using Swashbuckle.AspNetCore.SwaggerGen;
 
@@ -16,8 +17,8 @@ public sealed class ClosedParameterSetsFilter : IOperationFilter
     private static readonly Dictionary<string, IEnumerable<string>> Sets = new(StringComparer.OrdinalIgnoreCase)
     {
         ["method"] = AttributionMethods.Names,
-        ["base"] = AttributionMethods.Names,
-        ["format"] = ExplainApi.Formats,
+        ["base"] = NoiseTunnel.BaseNames,
+        ["format"] = ExplainQuery.Formats,
         ["view"] = RenderOptions.Views,
         ["colormap"] = Colormaps.Names,
         ["sign"] = RenderOptions.Signs,

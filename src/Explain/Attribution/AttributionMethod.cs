@@ -1,42 +1,64 @@
+using System.Globalization;
+using SaliencyService.Explain.Rendering;
+using static TorchSharp.torch;
+
 namespace SaliencyService.Explain.Attribution;
 
-/// <summary>The attribution methods, by their names in the HTTP contract.</summary>
-public enum AttributionMethod
+/// <summary>
+/// One attribution method, as Captum's <c>Attribution</c>: its name in the contract, the request
+/// parameters it reads and checks, how its maps are drawn by default, and the maps themselves,
+/// computed on the model's gradient engine through <see cref="ExplainContext"/>. Every concrete
+/// subclass is found by <see cref="AttributionMethods"/>: adding a method is adding one class.
+/// </summary>
+public abstract class AttributionMethod
 {
-    GuidedBackprop,
-    Gradient,
-    Deconvnet,
-    InputXGradient,
-    IntegratedGradients,
-    SmoothGrad,
-    GradCam,
-    GuidedGradCam,
+    /// <summary>The name in the contract (<c>method=</c>).</summary>
+    public abstract string Name { get; }
+
+    /// <summary>Position in the lists shown to people (Swagger, the page).</summary>
+    public abstract int Order { get; }
+
+    /// <summary>Class-activation maps are [H, W]; every other method's map has the model-input shape.</summary>
+    public virtual bool IsCam => false;
+
+    /// <summary>How the map is drawn unless the request says otherwise.</summary>
+    public virtual RenderOptions RenderDefaults => RenderOptions.Heatmap;
+
+    /// <summary>The request parameters the maps depend on (beyond the target): part of the cache key.</summary>
+    public virtual IReadOnlyList<MethodParameter> Parameters => [];
+
+    /// <summary>Refuses parameters out of range (<see cref="InvalidArgumentException"/>), before any work is queued.</summary>
+    public virtual void Validate(ExplainRequest request)
+    {
+    }
+
+    /// <summary>What identifies the map a request gives on one model and input, or null when the map is random.</summary>
+    public virtual string? CacheKey(ExplainRequest request) =>
+        string.Join('|', [Name, request.Target, .. Parameters.Select(p => Format(p.Value(request)))]);
+
+    /// <summary>
+    /// The maps for every sample of <paramref name="inputs"/> ([n, ...], n ≥ 1), explaining the
+    /// context's target; [n, ...] in the input's shape, or [n, H, W] for class-activation maps.
+    /// </summary>
+    public abstract Attributions Attribute(ExplainContext context, Tensor inputs);
+
+    public override string ToString() => Name;
+
+    private static string? Format(object? value) => value switch
+    {
+        double d => d.ToString("R", CultureInfo.InvariantCulture),
+        IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
+        _ => value?.ToString(),
+    };
 }
 
-public static class AttributionMethods
+/// <summary>A request parameter a method reads: its contract name and its value in a request.</summary>
+public sealed record MethodParameter(string Name, Func<ExplainRequest, object?> Value);
+
+/// <summary>A method's maps, [n, ...], and the parameters as they were used (reported in the JSON answer).</summary>
+public sealed record Attributions(Tensor Maps, IReadOnlyDictionary<string, object> Parameters)
 {
-    private static readonly Dictionary<string, AttributionMethod> ByName = new(StringComparer.OrdinalIgnoreCase)
+    public Attributions(Tensor maps) : this(maps, new Dictionary<string, object>())
     {
-        ["guided-backprop"] = AttributionMethod.GuidedBackprop,
-        ["gradient"] = AttributionMethod.Gradient,
-        ["deconvnet"] = AttributionMethod.Deconvnet,
-        ["input-x-gradient"] = AttributionMethod.InputXGradient,
-        ["integrated-gradients"] = AttributionMethod.IntegratedGradients,
-        ["smoothgrad"] = AttributionMethod.SmoothGrad,
-        ["grad-cam"] = AttributionMethod.GradCam,
-        ["guided-grad-cam"] = AttributionMethod.GuidedGradCam,
-    };
-
-    public static IEnumerable<string> Names => ByName.Keys;
-
-    public static string Name(this AttributionMethod method) => ByName.First(p => p.Value == method).Key;
-
-    /// <summary>Class-activation maps are [H, W]; every other method has the model-input shape.</summary>
-    public static bool IsCam(this AttributionMethod method) => method == AttributionMethod.GradCam;
-
-    /// <summary>Parses a method name; an unknown one is a 400 listing the valid names.</summary>
-    public static AttributionMethod Parse(string? name, AttributionMethod fallback = AttributionMethod.GuidedBackprop) =>
-        name is null ? fallback
-        : ByName.TryGetValue(name, out var method) ? method
-        : throw ProblemException.BadRequest($"Unknown method '{name}'; use one of: {string.Join(", ", Names)}.");
+    }
 }

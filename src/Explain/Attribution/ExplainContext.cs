@@ -6,36 +6,75 @@ using static TorchSharp.torch;
 namespace SaliencyService.Explain.Attribution;
 
 /// <summary>
-/// One explanation in progress: the input, the resolved target, and the batched gradient
-/// computation every method builds on, on the model's <see cref="IGradientEngine"/>. The target is
-/// resolved from the first forward pass a method makes on the input itself (the rectifier rules
-/// change backward passes only), so a single-pass method costs one forward and one backward.
-/// Lives inside the request's dispose scope.
+/// One explanation in progress: the request, the input, the resolved target, and the gradients
+/// every method builds on, on the model's <see cref="IGradientEngine"/>. The target is resolved
+/// from the first forward pass made on the input itself (the rectifier rules change backward
+/// passes only), so a single-pass method costs one forward and one backward. Lives inside the
+/// request's dispose scope.
 /// </summary>
-public sealed class ExplainContext(ModelExplainer model, Tensor input, string? target, IReadOnlyList<string>? labels, int maxBatch,
-    CancellationToken cancellationToken = default)
+/// <param name="input">The sample, with its batch dimension of 1.</param>
+/// <param name="channelsLast">The model's layout is NHWC (else NCHW, or not an image).</param>
+public sealed class ExplainContext(ModelExplainer model, ExplainRequest request, Tensor input, bool channelsLast,
+    IReadOnlyList<string>? labels, CancellationToken cancellationToken = default)
 {
     private int? _target;
 
     public ModelExplainer Model { get; } = model;
 
-    /// <summary>Stops the work between mirror nodes (client gone, or the request's time limit).</summary>
+    public ExplainRequest Request { get; } = request;
+
+    /// <summary>Stops the work between passes (client gone, or the request's time limit).</summary>
     public CancellationToken CancellationToken { get; } = cancellationToken;
 
     /// <summary>The sample, with its batch dimension of 1.</summary>
     public Tensor Input { get; } = input;
 
+    public bool ChannelsLast { get; } = channelsLast;
+
+    /// <summary>(height, width) of the model input, for maps drawn at its size.</summary>
+    public (long Height, long Width) InputSize { get; } =
+        channelsLast ? (input.shape[1], input.shape[2]) : (input.shape[^2], input.shape[^1]);
+
     public int Target => _target ?? throw new InvalidOperationException("The target is resolved by the first forward pass.");
     public float Score { get; private set; }
     public float[] Outputs { get; private set; } = [];
 
-    /// <summary>∂score[target]/∂input for the input itself: one forward, one backward, on the model's engine.</summary>
-    public Tensor InputGradient(RectifierRule rule) =>
-        Model.Engine.InputGradients(Input, Resolve, rule, releaseMemory: false, CancellationToken);
+    /// <summary>Most samples per engine pass (1 for fixed-batch models); lowered to 1 if the graph refuses a batch.</summary>
+    public int MaxBatch { get; private set; } = Math.Max(1, model.MaxBatch);
 
-    /// <summary>A layer's value and ∂score[target]/∂layer for the input itself (Grad-CAM).</summary>
-    public (Tensor Activation, Tensor Gradient) LayerGradient(string layer) =>
-        Model.Engine.LayerGradient(Input, layer, Resolve, CancellationToken);
+    /// <summary>The samples of <paramref name="inputs"/> one by one, each [1, ...] (the input itself when it is the only one).</summary>
+    public static IEnumerable<Tensor> Samples(Tensor inputs) =>
+        inputs.shape[0] == 1 ? [inputs] : Enumerable.Range(0, (int)inputs.shape[0]).Select(i => inputs.narrow(0, i, 1));
+
+    /// <summary>
+    /// ∂score[target]/∂input for every sample of <paramref name="inputs"/> ([n, ...]), under the
+    /// rectifier rule. The input itself takes one pass that also resolves the target. Other
+    /// samples are independent, so one backward of the summed scores gives them all; batches are
+    /// chunked by <see cref="MaxBatch"/>, and a graph that cannot take a batch (a Reshape with the
+    /// batch size baked in) falls back to one sample at a time.
+    /// </summary>
+    public Tensor Gradients(Tensor inputs, RectifierRule rule)
+    {
+        if (ReferenceEquals(inputs, Input))
+            return Model.Engine.InputGradients(Input, Resolve, rule, releaseMemory: false, CancellationToken);
+        try
+        {
+            return GradientsInBatches(inputs, rule);
+        }
+        finally
+        {
+            // Batched passes leave hundreds of freed megabytes in the native heap: kept while such
+            // requests follow each other (their pages are reused), handed back once they pause.
+            Torch.NativeHeap.TrimWhenIdle(TimeSpan.FromSeconds(5));
+        }
+    }
+
+    /// <summary>A layer's value and ∂score[target]/∂layer for one sample ([1, ...]) (Grad-CAM).</summary>
+    public (Tensor Activation, Tensor Gradient) LayerGradient(Tensor sample, string layer)
+    {
+        if (!ReferenceEquals(sample, Input)) ResolveTarget();
+        return Model.Engine.LayerGradient(sample, layer, Resolve, CancellationToken);
+    }
 
     /// <summary>Resolves the target without gradients, for methods that then perturb the input.</summary>
     public void ResolveTarget()
@@ -51,33 +90,10 @@ public sealed class ExplainContext(ModelExplainer model, Tensor input, string? t
     {
         if (_target is { } resolved) return resolved;
         var scores = forward.Scores.detach().reshape(1, -1);
-        _target = Targets.Resolve(target, labels, scores);
+        _target = Targets.Resolve(Request.Target, labels, scores);
         Score = scores[0, _target.Value].item<float>();
         Outputs = forward.Outputs.detach().reshape(-1).data<float>().ToArray();
         return _target.Value;
-    }
-
-    /// <summary>Most samples run through the mirror at once (1 for fixed-batch models).</summary>
-    public int MaxBatch { get; private set; } = Math.Max(1, maxBatch);
-
-    /// <summary>
-    /// ∂score[target]/∂input for every sample of <paramref name="inputs"/> ([n, ...]), under the
-    /// rectifier rule. Samples are independent, so one backward of the summed scores gives them
-    /// all; batches are chunked by <see cref="MaxBatch"/>, and a graph that cannot take a batch
-    /// (a Reshape with the batch size baked in) falls back to one sample at a time.
-    /// </summary>
-    public Tensor Gradients(Tensor inputs, RectifierRule rule)
-    {
-        try
-        {
-            return GradientsInBatches(inputs, rule);
-        }
-        finally
-        {
-            // Batched passes leave hundreds of freed megabytes in the native heap: kept while such
-            // requests follow each other (their pages are reused), handed back once they pause.
-            Torch.NativeHeap.TrimWhenIdle(TimeSpan.FromSeconds(5));
-        }
     }
 
     private Tensor GradientsInBatches(Tensor inputs, RectifierRule rule)
@@ -111,9 +127,4 @@ public sealed class ExplainContext(ModelExplainer model, Tensor input, string? t
         return Model.Engine.InputGradients(batch, _ => Target, rule, releaseMemory: last && batch.shape[0] > 1, CancellationToken)
             .MoveToOuterDisposeScope();
     }
-
-    /// <summary>Wraps a map tensor of the sample's shape (or [H, W]) as the method's result.</summary>
-    public AttributionMap Result(AttributionMethod method, Tensor map, IReadOnlyDictionary<string, object>? parameters = null) =>
-        new(method, map.contiguous().reshape(-1).data<float>().ToArray(), map.shape, Target, Score, Outputs,
-            parameters ?? new Dictionary<string, object>());
 }

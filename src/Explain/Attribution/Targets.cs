@@ -14,10 +14,10 @@ public static class Targets
         if (int.TryParse(target, NumberStyles.Integer, CultureInfo.InvariantCulture, out var index))
             return index >= 0 && index < count
                 ? index
-                : throw ProblemException.BadRequest($"target {index} is out of range: the model scores {count} classes (0–{count - 1}).");
+                : throw new InvalidArgumentException($"target {index} is out of range: the model scores {count} classes (0–{count - 1}).");
         var byLabel = labels?.ToList().IndexOf(target) ?? -1;
         return byLabel >= 0 && byLabel < count
             ? byLabel
-            : throw ProblemException.BadRequest($"target '{target}' is neither a class index nor one of the model's labels.");
+            : throw new InvalidArgumentException($"target '{target}' is neither a class index nor one of the model's labels.");
     }
 }

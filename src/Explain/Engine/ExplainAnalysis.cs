@@ -1,6 +1,6 @@
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Contracts;
-using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx;
 using TorchSharp;
@@ -58,12 +58,14 @@ public sealed class ExplainAnalysis
         OrtBackprop? backprop = null;
         try
         {
-            var batched = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape is [< 0, ..];
+            var batchSize = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape.FirstOrDefault(1);
+            var batched = batchSize < 0;
+            var maxBatch = batchSize > 0 ? (int)batchSize : _options.MaxBatch;
             if (verdict is not null)
             {
                 if (verdict.GradientEngine == GradientEngines.OnnxRuntime)
                     backprop = OrtBackprop.Create(model, mirror, ModelProbe.Shape(onnx, preprocessing), batched, Open);
-                return (Explainer(mirror, verdict.Layers, verdict.DefaultLayer, backprop, model), verdict);
+                return (Explainer(mirror, verdict.Layers, verdict.DefaultLayer, backprop, model, maxBatch), verdict);
             }
 
             var (input, expected) = probe ?? ModelProbe.Run(onnx, preprocessing, outputName);
@@ -98,7 +100,7 @@ public sealed class ExplainAnalysis
                 mirror.Dispose();
                 return (null, new ExplainDescriptor(false, [], difference, null, [], chosen.Reason, null, chosen.Reason));
             }
-            return (Explainer(mirror, layers, defaultLayer, backprop, model),
+            return (Explainer(mirror, layers, defaultLayer, backprop, model, maxBatch),
                 new ExplainDescriptor(true, [], difference, defaultLayer, layers, null, chosen.Engine, chosen.Reason));
         }
         catch (Exception e) when (e is not OutOfMemoryException)
@@ -114,13 +116,13 @@ public sealed class ExplainAnalysis
 
     /// <summary>With a backprop on ONNX Runtime, Grad-CAM's layer gradients come from it too (the default layer's built now).</summary>
     private ModelExplainer Explainer(GraphMirror mirror, IReadOnlyList<LayerDescriptor> layers, string? defaultLayer, OrtBackprop? backprop,
-        Onnx.Proto.ModelProto model)
+        Onnx.Proto.ModelProto model, int maxBatch)
     {
         var autograd = new AutogradEngine(mirror);
-        if (backprop is null) return new ModelExplainer(mirror, layers, defaultLayer, autograd);
+        if (backprop is null) return new ModelExplainer(mirror, layers, defaultLayer, autograd, maxBatch);
         var ort = new OrtGradientEngine(backprop, model, Open, autograd);
         if (defaultLayer is not null && !CheckOnly) ort.LayerBackprop(defaultLayer)?.Dispose();
-        return new ModelExplainer(mirror, layers, defaultLayer, ort);
+        return new ModelExplainer(mirror, layers, defaultLayer, ort, maxBatch);
     }
 
     private (bool, string) LoadEngine()

@@ -1,22 +1,13 @@
 namespace SaliencyService.Explain.Engine;
 
-/// <summary>Explain engine settings (configuration section <c>Saliency:Explain</c>).</summary>
-public sealed class ExplainOptions
+/// <summary>
+/// Explain engine settings (configuration section <c>Saliency:Explain</c>, which the service's
+/// queue and cache settings share).
+/// </summary>
+public class ExplainOptions
 {
-    /// <summary>Explanations computed at once; the rest wait in line.</summary>
-    public int MaxConcurrent { get; set; } = 2;
-
-    /// <summary>Explanations that may wait for a slot; beyond that, 503 + Retry-After at once.</summary>
-    public int MaxQueued { get; set; } = 16;
-
-    /// <summary>How long a request may wait for a slot before it gets 503 + Retry-After.</summary>
-    public int QueueTimeoutSeconds { get; set; } = 30;
-
     /// <summary>Most samples per pass (ONNX Runtime or mirror) for integrated gradients and SmoothGrad.</summary>
     public int MaxBatch { get; set; } = 16;
-
-    /// <summary>Memory for recently computed maps (LRU); 0 turns the cache off.</summary>
-    public int CacheMegabytes { get; set; } = 256;
 
     /// <summary>libtorch intra-op threads; 0 = <see cref="Environment.ProcessorCount"/> (which honours a container's CPU limit).</summary>
     public int TorchThreads { get; set; }

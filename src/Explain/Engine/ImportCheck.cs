@@ -1,6 +1,6 @@
 using System.Text.Json;
 using SaliencyService.Contracts;
-using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Isolation;
 
 namespace SaliencyService.Explain.Engine;
@@ -19,10 +19,10 @@ public static class ImportCheck
     private sealed record Settings(OnnxRuntimeOptions OnnxRuntime, ExplainOptions Explain);
 
     /// <summary>What the child answers: the explain verdict, or the problem that refuses the model.</summary>
-    private sealed record Answer(ExplainDescriptor? Explain, int? Status, string? Title, string? Detail);
+    private sealed record Answer(ExplainDescriptor? Explain, string? Refusal, string? Detail);
 
     /// <summary>Checks the model folder in a child; returns its explain verdict.</summary>
-    /// <exception cref="ProblemException">The model is refused: what the child found, or that it crashed (422).</exception>
+    /// <exception cref="ClientInputException">The model is refused: what the child found, or that it crashed.</exception>
     public static ExplainDescriptor Run(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis)
     {
         _ = analysis.Engine; // the service's oneDNN choice is made (and handed down) before the first child
@@ -30,7 +30,7 @@ public static class ImportCheck
         var result = ChildProcess.Run(ChildCommands.ImportCheck, [directory, settings], new Dictionary<string, string?>(),
             TimeSpan.FromSeconds(Math.Max(1, analysis.Options.ImportCheckTimeoutSeconds)));
         if (result.Signal is not null)
-            throw ProblemException.Unprocessable(
+            throw new UnsupportedModelException(
                 $"Checking the model crashed a native library ({result.Describe()}); it was not imported and the service is unaffected.");
         Answer? answer = null;
         try
@@ -41,8 +41,15 @@ public static class ImportCheck
         {
         }
         if (answer?.Explain is { } explain) return explain;
-        if (answer is { Status: { } status, Detail: { } detail }) throw new ProblemException(status, answer.Title ?? "Unprocessable model", detail);
-        throw ProblemException.Unprocessable($"The model could not be checked: {result.Describe()}.");
+        if (answer is { Refusal: { } refusal, Detail: { } detail })
+            throw refusal switch
+            {
+                nameof(InvalidArgumentException) => new InvalidArgumentException(detail),
+                nameof(InputTooLargeException) => new InputTooLargeException(detail),
+                nameof(UnsupportedFormatException) => new UnsupportedFormatException(detail),
+                _ => new UnsupportedModelException(detail),
+            };
+        throw new UnsupportedModelException($"The model could not be checked: {result.Describe()}.");
     }
 
     /// <summary>The child's side: args = model folder, settings (JSON). Answers one JSON line.</summary>
@@ -56,13 +63,13 @@ public static class ImportCheck
         try
         {
             var model = ModelInspection.Open(args[0], sessions, analysis, verdict: null);
-            answer = new Answer(model.Explain, null, null, null);
+            answer = new Answer(model.Explain, null, null);
             model.Explainer?.Dispose();
             model.Onnx.Dispose();
         }
-        catch (ProblemException e)
+        catch (ClientInputException e)
         {
-            answer = new Answer(null, e.StatusCode, e.Title, e.Detail);
+            answer = new Answer(null, e.GetType().Name, e.Message);
         }
         Console.Out.WriteLine();
         Console.Out.WriteLine(JsonSerializer.Serialize(answer, OneLine));

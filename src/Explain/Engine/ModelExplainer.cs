@@ -4,8 +4,9 @@ using SaliencyService.Explain.Mirror;
 namespace SaliencyService.Explain.Engine;
 
 /// <summary>The explainable side of one served model: its mirror, its gradient engine, and what the import learnt about it.</summary>
-public sealed class ModelExplainer(GraphMirror mirror, IReadOnlyList<LayerDescriptor> layers, string? defaultLayer, IGradientEngine engine)
-    : IDisposable
+/// <param name="maxBatch">Most samples per engine pass: the configured batch, or the model's fixed batch size.</param>
+public sealed class ModelExplainer(GraphMirror mirror, IReadOnlyList<LayerDescriptor> layers, string? defaultLayer, IGradientEngine engine,
+    int maxBatch) : IDisposable
 {
     public GraphMirror Mirror { get; } = mirror;
 
@@ -16,6 +17,9 @@ public sealed class ModelExplainer(GraphMirror mirror, IReadOnlyList<LayerDescri
 
     /// <summary>What computes this model's gradients (chosen at import against float64).</summary>
     public IGradientEngine Engine { get; } = engine;
+
+    /// <summary>Most samples per engine pass (integrated gradients, SmoothGrad).</summary>
+    public int MaxBatch { get; } = maxBatch;
 
     public void Dispose()
     {

@@ -2,7 +2,7 @@ using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Imaging;
-using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Serving;
 
 namespace SaliencyService.Explain.Engine;
 
@@ -32,7 +32,7 @@ public static class ModelInspection
         }
         catch (JsonException e)
         {
-            throw ProblemException.BadRequest("The manifest is not valid JSON for a model manifest: " + e.Message);
+            throw new InvalidArgumentException("The manifest is not valid JSON for a model manifest: " + e.Message);
         }
     }
 
@@ -53,7 +53,7 @@ public static class ModelInspection
         catch (OnnxRuntimeException e)
         {
             // The runtime names the staging path; the client only knows its own file.
-            throw ProblemException.Unprocessable("ONNX Runtime cannot load the model: " + e.Message.Replace(modelPath, ModelFile));
+            throw new UnsupportedModelException("ONNX Runtime cannot load the model: " + e.Message.Replace(modelPath, ModelFile));
         }
 
         var onnx = new OnnxModel(session, provider);

@@ -1,7 +1,7 @@
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Imaging;
-using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Tensors;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
@@ -72,7 +72,7 @@ public static class ModelProbe
         }
         catch (OnnxRuntimeException e)
         {
-            throw ProblemException.Unprocessable("ONNX Runtime cannot run the model on a valid input of its shape: " + e.Message.Split('\n')[0]);
+            throw new UnsupportedModelException("ONNX Runtime cannot run the model on a valid input of its shape: " + e.Message.Split('\n')[0]);
         }
     }
 }

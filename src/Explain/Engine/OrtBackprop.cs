@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
-using SaliencyService.Explain.Inference;
+using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx.Proto;
 using static TorchSharp.torch;

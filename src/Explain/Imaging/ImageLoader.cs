@@ -20,19 +20,19 @@ public sealed class ImageLoader(long maxPixels)
     /// <summary>Decodes <paramref name="bytes"/> to 8-bit RGB, upright.</summary>
     public Image<Rgb24> Load(ReadOnlyMemory<byte> bytes, string partName)
     {
-        if (bytes.Length == 0) throw ProblemException.BadRequest($"The '{partName}' part is empty.");
+        if (bytes.Length == 0) throw new InvalidArgumentException($"The '{partName}' part is empty.");
         try
         {
             using (var probe = AsStream(bytes))
             {
                 var info = Image.Identify(Formats, probe, out var format);
                 if (info is null || format is null)
-                    throw ProblemException.UnsupportedMedia($"The '{partName}' part is not a PNG or JPEG image.");
+                    throw new UnsupportedFormatException($"The '{partName}' part is not a PNG or JPEG image.");
                 var pixels = (long)info.Width * info.Height;
                 if (info.Width <= 0 || info.Height <= 0)
-                    throw ProblemException.BadRequest($"The '{partName}' image declares no pixels.");
+                    throw new InvalidArgumentException($"The '{partName}' image declares no pixels.");
                 if (pixels > MaxPixels)
-                    throw ProblemException.TooLarge(
+                    throw new InputTooLargeException(
                         $"The '{partName}' image is {info.Width}×{info.Height} = {pixels} pixels; the limit is {MaxPixels}.");
             }
 
@@ -41,16 +41,16 @@ public sealed class ImageLoader(long maxPixels)
             image.Mutate(x => x.AutoOrient());
             return image;
         }
-        catch (ProblemException) { throw; }
+        catch (ClientInputException) { throw; }
         catch (UnknownImageFormatException)
         {
-            throw ProblemException.UnsupportedMedia($"The '{partName}' part is not a PNG or JPEG image.");
+            throw new UnsupportedFormatException($"The '{partName}' part is not a PNG or JPEG image.");
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // Corrupt files surface from ImageSharp's decoders as many exception types (even
             // NullReferenceException for some broken JPEGs): all of them mean a bad upload.
-            throw ProblemException.BadRequest($"The '{partName}' image could not be decoded ({e.GetType().Name}).");
+            throw new InvalidArgumentException($"The '{partName}' image could not be decoded ({e.GetType().Name}).");
         }
     }
 

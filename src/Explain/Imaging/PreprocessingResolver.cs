@@ -14,7 +14,7 @@ public static class PreprocessingResolver
     /// <param name="inputs">The model's inputs in graph order.</param>
     public static Preprocessing Resolve(ModelManifest manifest, IReadOnlyList<TensorDescriptor> inputs)
     {
-        if (inputs.Count == 0) throw ProblemException.Unprocessable("The model has no inputs.");
+        if (inputs.Count == 0) throw new UnsupportedModelException("The model has no inputs.");
         var input = manifest.Input is null
             ? inputs[0]
             : inputs.FirstOrDefault(i => i.Name == manifest.Input)
@@ -68,5 +68,5 @@ public static class PreprocessingResolver
         return values.ToArray();
     }
 
-    private static ProblemException Invalid(string detail) => ProblemException.BadRequest("Invalid manifest: " + detail);
+    private static InvalidArgumentException Invalid(string detail) => new InvalidArgumentException("Invalid manifest: " + detail);
 }

@@ -7,7 +7,7 @@ namespace SaliencyService.Explain.Onnx;
 public static class OnnxFile
 {
     /// <summary>Parses <paramref name="path"/>; external tensor data is read from beside it.</summary>
-    /// <exception cref="ProblemException">422: not a readable ONNX model.</exception>
+    /// <exception cref="UnsupportedModelException">Not a readable ONNX model.</exception>
     public static ModelProto Load(string path)
     {
         ModelProto model;
@@ -18,9 +18,9 @@ public static class OnnxFile
         }
         catch (InvalidProtocolBufferException e)
         {
-            throw ProblemException.Unprocessable("The file is not a valid ONNX protobuf: " + e.Message);
+            throw new UnsupportedModelException("The file is not a valid ONNX protobuf: " + e.Message);
         }
-        if (model.Graph is null) throw ProblemException.Unprocessable("The ONNX model has no graph.");
+        if (model.Graph is null) throw new UnsupportedModelException("The ONNX model has no graph.");
 
         var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
         foreach (var tensor in model.Graph.Initializer) ResolveExternalData(tensor, directory);
@@ -39,20 +39,20 @@ public static class OnnxFile
         if (tensor.DataLocation != TensorProto.Types.DataLocation.External) return;
         var entries = tensor.ExternalData.ToDictionary(e => e.Key, e => e.Value);
         if (!entries.TryGetValue("location", out var location))
-            throw ProblemException.Unprocessable($"Tensor '{tensor.Name}' has external data without a location.");
+            throw new UnsupportedModelException($"Tensor '{tensor.Name}' has external data without a location.");
 
         // External files must stay inside the model's folder: no absolute paths, no "..".
         var file = Path.GetFullPath(Path.Combine(directory, location));
         if (Path.IsPathRooted(location) || !file.StartsWith(directory + Path.DirectorySeparatorChar, StringComparison.Ordinal))
-            throw ProblemException.Unprocessable($"Tensor '{tensor.Name}' points outside the model folder ('{location}').");
+            throw new UnsupportedModelException($"Tensor '{tensor.Name}' points outside the model folder ('{location}').");
         if (!File.Exists(file))
-            throw ProblemException.Unprocessable($"Tensor '{tensor.Name}' needs the external data file '{location}', which is missing.");
+            throw new UnsupportedModelException($"Tensor '{tensor.Name}' needs the external data file '{location}', which is missing.");
 
         var offset = entries.TryGetValue("offset", out var o) ? long.Parse(o) : 0;
         using var stream = File.OpenRead(file);
         var length = entries.TryGetValue("length", out var l) ? long.Parse(l) : stream.Length - offset;
         if (offset < 0 || length < 0 || offset + length > stream.Length)
-            throw ProblemException.Unprocessable($"Tensor '{tensor.Name}' reads past the end of '{location}'.");
+            throw new UnsupportedModelException($"Tensor '{tensor.Name}' reads past the end of '{location}'.");
         var bytes = new byte[length];
         stream.Position = offset;
         stream.ReadExactly(bytes);

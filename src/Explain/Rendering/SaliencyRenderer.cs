@@ -32,7 +32,7 @@ public static class SaliencyRenderer
 
     private static Image<Rgb24> Draw(AttributionMap attribution, Preprocessing p, RenderOptions options)
     {
-        var cam = attribution.Method.IsCam();
+        var cam = attribution.Method.IsCam;
         var colour = !cam && MapLayout.Channels(p) == 3;
         if (options.View == "rgb" && colour) return Standardised(attribution.Map, p);
 

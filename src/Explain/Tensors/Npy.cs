@@ -17,38 +17,38 @@ public static partial class Npy
     public static FloatTensor Read(ReadOnlySpan<byte> bytes, long maxElements)
     {
         if (bytes.Length < 10 || !bytes[..6].SequenceEqual(Magic))
-            throw ProblemException.BadRequest("The tensor is not a NumPy .npy file (bad magic bytes).");
+            throw new InvalidArgumentException("The tensor is not a NumPy .npy file (bad magic bytes).");
 
         int major = bytes[6];
         int headerLength, headerStart;
         if (major == 1) { headerLength = BinaryPrimitives.ReadUInt16LittleEndian(bytes[8..]); headerStart = 10; }
         else if (major is 2 or 3 && bytes.Length >= 12) { headerLength = checked((int)BinaryPrimitives.ReadUInt32LittleEndian(bytes[8..])); headerStart = 12; }
-        else throw ProblemException.BadRequest($"Unsupported .npy format version {major}.");
+        else throw new InvalidArgumentException($"Unsupported .npy format version {major}.");
 
         if (headerLength < 0 || headerStart + headerLength > bytes.Length)
-            throw ProblemException.BadRequest("The .npy header is truncated.");
+            throw new InvalidArgumentException("The .npy header is truncated.");
 
         var header = Encoding.Latin1.GetString(bytes.Slice(headerStart, headerLength));
         var descr = DescrPattern().Match(header);
         var fortran = FortranPattern().Match(header);
         var shapeMatch = ShapePattern().Match(header);
         if (!descr.Success || !fortran.Success || !shapeMatch.Success)
-            throw ProblemException.BadRequest("The .npy header is malformed.");
+            throw new InvalidArgumentException("The .npy header is malformed.");
         if (descr.Groups[1].Value is not ("<f4" or "=f4"))
-            throw ProblemException.BadRequest($"The tensor must be float32 ('<f4'), not '{descr.Groups[1].Value}'.");
+            throw new InvalidArgumentException($"The tensor must be float32 ('<f4'), not '{descr.Groups[1].Value}'.");
         if (fortran.Groups[1].Value == "True")
-            throw ProblemException.BadRequest("Fortran-ordered .npy arrays are not supported; save a C-ordered array.");
+            throw new InvalidArgumentException("Fortran-ordered .npy arrays are not supported; save a C-ordered array.");
 
         var shape = ParseShape(shapeMatch.Groups[1].Value);
         long count;
         try { count = FloatTensor.ElementCount(shape); }
-        catch (OverflowException) { throw ProblemException.TooLarge("The tensor's shape is absurdly large."); }
+        catch (OverflowException) { throw new InputTooLargeException("The tensor's shape is absurdly large."); }
         if (count > maxElements)
-            throw ProblemException.TooLarge($"The tensor has {count} elements; the limit is {maxElements}.");
+            throw new InputTooLargeException($"The tensor has {count} elements; the limit is {maxElements}.");
 
         var payload = bytes[(headerStart + headerLength)..];
         if (payload.Length != count * sizeof(float))
-            throw ProblemException.BadRequest(
+            throw new InvalidArgumentException(
                 $"The .npy data holds {payload.Length} bytes but shape ({string.Join(", ", shape)}) needs {count * sizeof(float)}.");
 
         var data = new float[count];
@@ -84,7 +84,7 @@ public static partial class Npy
         for (var i = 0; i < parts.Length; i++)
         {
             if (!long.TryParse(parts[i].TrimEnd('L'), NumberStyles.None, CultureInfo.InvariantCulture, out shape[i]))
-                throw ProblemException.BadRequest($"The .npy shape '({tuple})' is malformed.");
+                throw new InvalidArgumentException($"The .npy shape '({tuple})' is malformed.");
         }
         return shape;
     }

@@ -1,4 +1,4 @@
-namespace SaliencyService.Explain;
+namespace SaliencyService.Api.Errors;
 
 /// <summary>
 /// A request the service cannot serve because of what the client sent (or asked for).

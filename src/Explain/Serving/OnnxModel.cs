@@ -3,7 +3,7 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Tensors;
 
-namespace SaliencyService.Explain.Inference;
+namespace SaliencyService.Explain.Serving;
 
 /// <summary>
 /// One ONNX Runtime session, created once and run concurrently by every request on the model.
@@ -37,7 +37,7 @@ public sealed class OnnxModel : IDisposable
         var output = results[0];
         var info = output.GetTensorTypeAndShape();
         if (info.ElementDataType != TensorElementType.Float)
-            throw ProblemException.Unprocessable($"Output '{outputName}' is {info.ElementDataType}; only float32 outputs can be scored.");
+            throw new UnsupportedModelException($"Output '{outputName}' is {info.ElementDataType}; only float32 outputs can be scored.");
         return new FloatTensor(output.GetTensorDataAsSpan<float>().ToArray(), info.Shape);
     }
 

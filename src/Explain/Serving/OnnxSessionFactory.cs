@@ -1,6 +1,6 @@
 using Microsoft.ML.OnnxRuntime;
 
-namespace SaliencyService.Explain.Inference;
+namespace SaliencyService.Explain.Serving;
 
 /// <summary>
 /// Creates ONNX Runtime sessions on CUDA when the CUDA provider loads on this host, else on CPU.

@@ -1,4 +1,4 @@
-namespace SaliencyService.Explain.Inference;
+namespace SaliencyService.Explain.Serving;
 
 /// <summary>ONNX Runtime settings (configuration section <c>Saliency:OnnxRuntime</c>).</summary>
 public sealed class OnnxRuntimeOptions

@@ -1,0 +1,22 @@
+using SaliencyService.Explain;
+
+namespace SaliencyService.Api.Errors;
+
+/// <summary>What an exception means to a client: one table for every surface (problem+json on /v1, the protocol's error on /v2).</summary>
+public static class Problems
+{
+    /// <summary>One failure as a client sees it; <see cref="Expected"/> false means a bug, logged and answered without its details.</summary>
+    public sealed record Problem(int Status, string Title, string Detail, int? RetryAfterSeconds = null, bool Expected = true);
+
+    public static Problem Describe(Exception exception) => exception switch
+    {
+        ProblemException p => new(p.StatusCode, p.Title, p.Detail, p.RetryAfterSeconds),
+        InvalidArgumentException e => new(StatusCodes.Status400BadRequest, "Bad request", e.Message),
+        InputTooLargeException e => new(StatusCodes.Status413PayloadTooLarge, "Payload too large", e.Message),
+        UnsupportedFormatException e => new(StatusCodes.Status415UnsupportedMediaType, "Unsupported media type", e.Message),
+        UnsupportedModelException e => new(StatusCodes.Status422UnprocessableEntity, "Unprocessable model or request", e.Message),
+        BadHttpRequestException b => new(b.StatusCode, b.StatusCode == StatusCodes.Status413PayloadTooLarge ? "Payload too large" : "Bad request", b.Message),
+        InvalidDataException i => new(StatusCodes.Status400BadRequest, "Bad request", "Malformed request body: " + i.Message),
+        _ => new(StatusCodes.Status500InternalServerError, "Internal server error", "An unexpected error occurred; it has been logged.", Expected: false),
+    };
+}
