@@ -1,6 +1,7 @@
 using SaliencyService.Api;
 using SaliencyService.Api.Apis;
 using SaliencyService.Api.Observability;
+using SaliencyService.Api.OpenInference;
 using SaliencyService.Explain.Isolation;
 
 // Work that may crash a native library runs in a child process of this same binary.
@@ -24,6 +25,7 @@ app.MapOperations();
 app.MapModels();
 app.MapInference();
 app.MapExplain();
+app.MapOpenInference();
 
 app.Run();
 return 0;

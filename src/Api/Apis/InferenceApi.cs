@@ -66,7 +66,7 @@ public static class InferenceApi
         using var input = await inputs.ReadAsync(request, model.Descriptor, allowBatch: true, deadline.Token);
         var batcher = batchers.For(model);
         var scores = await deadline.RunAsync(token => batcher is not null
-            ? batcher.ScoreAsync(input.Tensor, token)
+            ? Predictor.ScoresAsync(batcher, model, input.Tensor, token)
             : queues.Predict.RunAsync(t => metrics.Measure("onnxruntime", name, () => Predictor.Scores(model, input.Tensor, t)), token));
         return TypedResults.Ok(Predictor.Rank(model.Descriptor, scores, topK));
     }

@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Models;
 using SaliencyService.Api.Observability;
-using SaliencyService.Explain.Tensors;
+using SaliencyService.Explain.Serving;
 
 namespace SaliencyService.Api.Inference;
 
@@ -31,11 +31,11 @@ public sealed class PredictBatcher
         _metrics = metrics;
     }
 
-    /// <summary>The scored output of each sample of <paramref name="input"/> (batch dimension first).</summary>
-    public async Task<float[][]> ScoreAsync(FloatTensor input, CancellationToken cancellationToken)
+    /// <summary>The outputs <paramref name="work"/> asks for, for its own samples only.</summary>
+    public async Task<NamedTensor[]> RunAsync(InferWork work, CancellationToken cancellationToken)
     {
         using var admission = _queue.Admit();
-        var pending = new Pending(input, cancellationToken);
+        var pending = new Pending(work, cancellationToken);
         bool startDrain;
         lock (_lock)
         {
@@ -87,14 +87,22 @@ public sealed class PredictBatcher
         using var cancel = new AllCancelled(batch);
         try
         {
-            var input = batch.Count == 1 ? batch[0].Input : Concatenate(batch.Select(p => p.Input).ToList());
-            var scores = _metrics.Measure("onnxruntime", _model.Name, () => Predictor.Scores(_model, input, cancel.Token));
-            _metrics.RecordBatch((int)input.Shape[0]);
-            var offset = 0;
+            var work = batch[0].Work;
+            var inputs = work.Inputs.Select((_, i) => NamedTensor.Concatenate(batch.Select(p => p.Work.Inputs[i]).ToList())).ToArray();
+            var total = inputs[0].Shape[0];
+            var outputs = _metrics.Measure("onnxruntime", _model.Name, () => _model.Onnx.Run(inputs, work.Outputs, cancel.Token));
+            _metrics.RecordBatch((int)total);
+            if (batch.Count > 1 && outputs.Any(o => o.Shape is [] || o.Shape[0] != total))
+            {
+                // Outputs that are not per sample cannot be split: each request runs alone.
+                foreach (var pending in batch) Run([pending]);
+                return;
+            }
+            long offset = 0;
             foreach (var pending in batch)
             {
-                var count = (int)pending.Input.Shape[0];
-                pending.Result.TrySetResult(scores[offset..(offset + count)]);
+                var count = pending.Work.Samples;
+                pending.Result.TrySetResult(outputs.Select(o => o.Slice(offset, count)).ToArray());
                 offset += count;
             }
         }
@@ -118,8 +126,8 @@ public sealed class PredictBatcher
             {
                 var next = node.Next;
                 var pending = node.Value;
-                var count = (int)pending.Input.Shape[0];
-                var fits = batch.Count == 0 || (samples + count <= _options.MaxBatchSize && SameSampleShape(batch[0].Input, pending.Input));
+                var count = (int)pending.Work.Samples;
+                var fits = batch.Count == 0 || (samples + count <= _options.MaxBatchSize && batch[0].Work.BatchesWith(pending.Work));
                 if (fits)
                 {
                     _pending.Remove(node);
@@ -187,25 +195,11 @@ public sealed class PredictBatcher
         }
     }
 
-    private static FloatTensor Concatenate(List<FloatTensor> inputs)
+    private sealed class Pending(InferWork work, CancellationToken cancellationToken)
     {
-        var data = new float[inputs.Sum(t => t.Data.Length)];
-        var offset = 0;
-        foreach (var input in inputs)
-        {
-            input.Data.CopyTo(data, offset);
-            offset += input.Data.Length;
-        }
-        return new FloatTensor(data, [inputs.Sum(t => t.Shape[0]), .. inputs[0].Shape[1..]]);
-    }
-
-    private static bool SameSampleShape(FloatTensor a, FloatTensor b) => a.Shape.AsSpan(1).SequenceEqual(b.Shape.AsSpan(1));
-
-    private sealed class Pending(FloatTensor input, CancellationToken cancellationToken)
-    {
-        public FloatTensor Input { get; } = input;
+        public InferWork Work { get; } = work;
         public CancellationToken CancellationToken { get; } = cancellationToken;
-        public TaskCompletionSource<float[][]> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource<NamedTensor[]> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public LinkedListNode<Pending>? Node { get; set; }
     }
 }
@@ -219,7 +213,7 @@ public sealed class PredictBatchers(InferenceQueues queues, Microsoft.Extensions
     /// <summary>The model's batcher; null when batching is off or the model's batch dimension is fixed.</summary>
     public PredictBatcher? For(ServedModel model)
     {
-        if (_options.MaxBatchSize <= 1 || model.Descriptor.Inputs.Count != 1 || model.Descriptor.Inputs[0].Shape is not [-1, ..]) return null;
+        if (_options.MaxBatchSize <= 1 || model.Descriptor.Inputs.Any(i => i.Shape is not [-1, ..])) return null;
         return _batchers.GetValue(model, m => new PredictBatcher(m, queues.Predict, _options, metrics));
     }
 }

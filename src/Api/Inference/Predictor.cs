@@ -2,6 +2,7 @@ using SaliencyService.Api.Errors;
 using SaliencyService.Api.Models;
 using SaliencyService.Contracts;
 using SaliencyService.Explain;
+using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Tensors;
 
 namespace SaliencyService.Api.Inference;
@@ -26,14 +27,30 @@ public static class Predictor
         foreach (var (start, count) in Chunks(descriptor, total))
         {
             var result = model.Onnx.Run(descriptor.Preprocessing.Input, Slice(batch, start, count), output.Name, cancellationToken);
-            if (result.Data.Length % count != 0)
-                throw ProblemException.Unprocessable($"Output '{output.Name}' has {result.Data.Length} values for {count} input(s).");
-            NonFinite.Check(result.Data, $"output '{output.Name}'");
-            var perSample = result.Data.Length / count;
-            for (var i = 0; i < count; i++)
-                scores[start + i] = count == 1 ? result.Data : result.Data.AsSpan(i * perSample, perSample).ToArray();
+            PerSample(result.Data, count, output.Name).CopyTo(scores, start);
         }
         return scores;
+    }
+
+    /// <summary>The scored output of a model run through its batcher, split per sample.</summary>
+    public static async Task<float[][]> ScoresAsync(PredictBatcher batcher, ServedModel model, FloatTensor batch, CancellationToken cancellationToken)
+    {
+        var output = ScoredOutput(model.Descriptor);
+        var input = new NamedTensor(model.Preprocessing.Input, Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float, batch.Shape, batch.Data);
+        var result = (await batcher.RunAsync(new InferWork([input], [output.Name]), cancellationToken))[0];
+        if (result.Data is not float[] data)
+            throw ProblemException.Unprocessable($"Output '{output.Name}' is {result.Type}; only float32 outputs can be scored.");
+        return PerSample(data, (int)batch.Shape[0], output.Name);
+    }
+
+    /// <summary>Each sample's part of an output, checked to be finite.</summary>
+    private static float[][] PerSample(float[] data, int count, string name)
+    {
+        if (data.Length % count != 0)
+            throw ProblemException.Unprocessable($"Output '{name}' has {data.Length} values for {count} input(s).");
+        NonFinite.Check(data, $"output '{name}'");
+        var perSample = data.Length / count;
+        return count == 1 ? [data] : Enumerable.Range(0, count).Select(i => data.AsSpan(i * perSample, perSample).ToArray()).ToArray();
     }
 
     /// <summary>The top-k of each sample's scores.</summary>

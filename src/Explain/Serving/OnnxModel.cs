@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using SaliencyService.Contracts;
@@ -19,7 +20,12 @@ public sealed class OnnxModel : IDisposable
         Inputs = session.InputNames.Select(n => Describe(n, session.InputMetadata[n])).ToArray();
         Outputs = session.OutputNames.Select(n => Describe(n, session.OutputMetadata[n])).ToArray();
         Producer = session.ModelMetadata.ProducerName is { Length: > 0 } p ? p : null;
+        ElementTypes = session.InputMetadata.Concat(session.OutputMetadata).Where(m => m.Value.IsTensor)
+            .ToDictionary(m => m.Key, m => m.Value.ElementDataType, StringComparer.Ordinal);
     }
+
+    /// <summary>The element type of every tensor input and output, by name.</summary>
+    public IReadOnlyDictionary<string, TensorElementType> ElementTypes { get; }
 
     public string ExecutionProvider { get; }
     public IReadOnlyList<TensorDescriptor> Inputs { get; }
@@ -27,18 +33,45 @@ public sealed class OnnxModel : IDisposable
     public string? Producer { get; }
 
     /// <summary>
-    /// Feeds one float input and returns one float output. Cancelling sets the run's terminate
-    /// flag, so ONNX Runtime stops mid-graph and this throws <see cref="OperationCanceledException"/>.
+    /// Feeds named inputs of any element type and returns the named outputs. Inputs are pinned,
+    /// not copied. Cancelling sets the run's terminate flag, so ONNX Runtime stops mid-graph and
+    /// this throws <see cref="OperationCanceledException"/>.
     /// </summary>
+    public NamedTensor[] Run(IReadOnlyList<NamedTensor> inputs, IReadOnlyList<string> outputNames, CancellationToken cancellationToken = default)
+    {
+        var pins = new List<GCHandle>();
+        var values = new List<OrtValue>();
+        try
+        {
+            foreach (var input in inputs)
+            {
+                var pin = GCHandle.Alloc(input.Data, GCHandleType.Pinned);
+                pins.Add(pin);
+                values.Add(OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, input.Type, input.Shape, pin.AddrOfPinnedObject(),
+                    input.Data.LongLength * NamedTensor.ElementSize(input.Type)));
+            }
+            using var results = Cancellable(runOptions => _session.Run(runOptions, inputs.Select(i => i.Name).ToArray(), values, outputNames),
+                cancellationToken);
+            return results.Select((output, i) =>
+            {
+                var info = output.GetTensorTypeAndShape();
+                return NamedTensor.FromBytes(outputNames[i], info.ElementDataType, info.Shape, output.GetTensorMutableRawData());
+            }).ToArray();
+        }
+        finally
+        {
+            values.ForEach(v => v.Dispose());
+            pins.ForEach(p => p.Free());
+        }
+    }
+
+    /// <summary>Feeds one float input and returns one float output (the scored output of predict).</summary>
     public FloatTensor Run(string inputName, FloatTensor input, string outputName, CancellationToken cancellationToken = default)
     {
-        using var value = OrtValue.CreateTensorValueFromMemory(input.Data, input.Shape);
-        using var results = Cancellable(runOptions => _session.Run(runOptions, [inputName], [value], [outputName]), cancellationToken);
-        var output = results[0];
-        var info = output.GetTensorTypeAndShape();
-        if (info.ElementDataType != TensorElementType.Float)
-            throw new UnsupportedModelException($"Output '{outputName}' is {info.ElementDataType}; only float32 outputs can be scored.");
-        return new FloatTensor(output.GetTensorDataAsSpan<float>().ToArray(), info.Shape);
+        var output = Run([new NamedTensor(inputName, TensorElementType.Float, input.Shape, input.Data)], [outputName], cancellationToken)[0];
+        if (output.Type != TensorElementType.Float)
+            throw new UnsupportedModelException($"Output '{outputName}' is {output.Type}; only float32 outputs can be scored.");
+        return new FloatTensor((float[])output.Data, output.Shape);
     }
 
     /// <summary>

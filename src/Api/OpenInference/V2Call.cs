@@ -1,0 +1,151 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using SaliencyService.Api.Configuration;
+using SaliencyService.Api.Models;
+using SaliencyService.Explain;
+using SaliencyService.Explain.Serving;
+
+namespace SaliencyService.Api.OpenInference;
+
+/// <summary>
+/// One infer or explain call as read from its body: JSON, or the binary tensor extension (a JSON
+/// header of <c>Inference-Header-Content-Length</c> bytes, then each input marked with
+/// <c>parameters.binary_data_size</c> as raw little-endian bytes, in order). Every input is checked
+/// against the model: known name, its datatype, its shape, as many elements as the shape holds.
+/// </summary>
+public sealed record V2Call(InferRequest Request, IReadOnlyList<NamedTensor> Inputs, IReadOnlyList<string> Outputs, IReadOnlySet<string> BinaryOutputs)
+{
+    public const string HeaderLength = "Inference-Header-Content-Length";
+    public const string BinaryDataSize = "binary_data_size";
+
+    private static readonly JsonSerializerOptions Json = new() { PropertyNameCaseInsensitive = false };
+
+    public static async Task<V2Call> ReadAsync(HttpRequest http, ServedModel model, SaliencyOptions options, CancellationToken cancellationToken,
+        IReadOnlyList<string>? outputNames = null)
+    {
+        var body = await ReadBodyAsync(http, options.MaxRequestBodyBytes, cancellationToken);
+        var headerLength = body.Length;
+        if (http.Headers.TryGetValue(HeaderLength, out var declared))
+        {
+            if (!int.TryParse(declared, out headerLength) || headerLength < 0 || headerLength > body.Length)
+                throw new InvalidArgumentException($"{HeaderLength} must be a length within the body (0–{body.Length}).");
+        }
+        InferRequest request;
+        try
+        {
+            request = JsonSerializer.Deserialize<InferRequest>(body.AsSpan(0, headerLength), Json)
+                      ?? throw new InvalidArgumentException("The request body is JSON null.");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidArgumentException("The request is not valid JSON for an inference request: " + e.Message);
+        }
+
+        var binary = new ReadOnlyMemory<byte>(body, headerLength, body.Length - headerLength);
+        var inputs = ReadInputs(request, model, options.MaxTensorElements, ref binary);
+        if (!binary.IsEmpty) throw new InvalidArgumentException($"{binary.Length} bytes of binary data follow the inputs that declare theirs.");
+
+        var allBinary = Flag(request.Parameters, "binary_data_output");
+        var available = outputNames ?? model.Descriptor.Outputs.Select(o => o.Name).ToArray();
+        var requested = request.Outputs is { Count: > 0 } outputs ? outputs : available.Select(n => new RequestOutput(n, null)).ToArray();
+        var names = new List<string>();
+        var binaryOutputs = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var output in requested)
+        {
+            if (output.Name is null || !available.Contains(output.Name))
+                throw new InvalidArgumentException($"Unknown output '{output.Name}'; the outputs are: {string.Join(", ", available)}.");
+            names.Add(output.Name);
+            if (allBinary || Flag(output.Parameters, "binary_data")) binaryOutputs.Add(output.Name);
+        }
+        return new V2Call(request, inputs, names, binaryOutputs);
+    }
+
+    /// <summary>Whether the inputs can join other requests' in one batch: each has the same sample count first.</summary>
+    public bool Batchable => Inputs.All(i => i.Shape.Length > 0) && Inputs.Select(i => i.Shape[0]).Distinct().Count() == 1;
+
+    private static List<NamedTensor> ReadInputs(InferRequest request, ServedModel model, long maxElements, ref ReadOnlyMemory<byte> binary)
+    {
+        if (request.Inputs is not { Count: > 0 }) throw new InvalidArgumentException("The request has no inputs.");
+        var expected = model.Descriptor.Inputs;
+        var inputs = new List<NamedTensor>();
+        foreach (var input in request.Inputs)
+        {
+            var name = input.Name ?? throw new InvalidArgumentException("Every input needs a name.");
+            var descriptor = expected.FirstOrDefault(i => i.Name == name)
+                             ?? throw new InvalidArgumentException($"Unknown input '{name}'; the model's inputs are: {string.Join(", ", expected.Select(i => i.Name))}.");
+            if (inputs.Any(i => i.Name == name)) throw new InvalidArgumentException($"Input '{name}' is given twice.");
+            var type = V2DataTypes.Parse(input.Datatype, name);
+            var modelType = model.Onnx.ElementTypes[name];
+            if (type != modelType)
+                throw new InvalidArgumentException($"Input '{name}' is {input.Datatype}; the model takes {V2DataTypes.Name(modelType)}.");
+            var shape = input.Shape ?? throw new InvalidArgumentException($"Input '{name}' needs a shape.");
+            if (shape.Length != descriptor.Shape.Count || shape.Where((d, i) => d < 0 || (descriptor.Shape[i] >= 0 && d != descriptor.Shape[i])).Any())
+                throw new InvalidArgumentException(
+                    $"Input '{name}' has shape [{string.Join(", ", shape)}]; the model takes [{string.Join(", ", descriptor.Shape)}] (-1 = any size).");
+            long count;
+            try
+            {
+                count = shape.Aggregate(1L, (n, d) => checked(n * d));
+            }
+            catch (OverflowException)
+            {
+                throw new InputTooLargeException($"Input '{name}' has an absurdly large shape.");
+            }
+            if (count > maxElements) throw new InputTooLargeException($"Input '{name}' has {count} elements; the limit is {maxElements}.");
+
+            Array data;
+            if (input.Parameters?.TryGetValue(BinaryDataSize, out var size) == true)
+            {
+                var bytes = size.ValueKind == JsonValueKind.Number && size.TryGetInt64(out var b) ? b : -1;
+                if (bytes != count * NamedTensor.ElementSize(type))
+                    throw new InvalidArgumentException($"Input '{name}' declares {size} binary bytes; its shape and datatype take {count * NamedTensor.ElementSize(type)}.");
+                if (bytes > binary.Length) throw new InvalidArgumentException($"Input '{name}' declares {bytes} binary bytes; only {binary.Length} follow.");
+                data = NamedTensor.FromBytes(name, type, shape, binary.Span[..(int)bytes]).Data;
+                binary = binary[(int)bytes..];
+                CheckFinite(data, name);
+            }
+            else
+            {
+                data = input.Data is { } json
+                    ? V2TensorData.Read(json, type, count, name)
+                    : throw new InvalidArgumentException($"Input '{name}' has neither 'data' nor parameters.{BinaryDataSize}.");
+            }
+            inputs.Add(new NamedTensor(name, type, shape, data));
+        }
+        var missing = expected.Select(i => i.Name).Except(inputs.Select(i => i.Name)).ToArray();
+        if (missing.Length > 0) throw new InvalidArgumentException($"The model also needs the input(s): {string.Join(", ", missing)}.");
+        return inputs;
+    }
+
+    private static void CheckFinite(Array data, string name)
+    {
+        var index = data switch
+        {
+            float[] f => Array.FindIndex(f, v => !float.IsFinite(v)),
+            double[] d => Array.FindIndex(d, v => !double.IsFinite(v)),
+            _ => -1,
+        };
+        if (index >= 0) throw new InvalidArgumentException($"Input '{name}' holds a non-finite value at flat index {index}; models are fed finite numbers only.");
+    }
+
+    private static bool Flag(Dictionary<string, JsonElement>? parameters, string name) =>
+        parameters?.TryGetValue(name, out var value) == true && value.ValueKind == JsonValueKind.True;
+
+    private static async Task<byte[]> ReadBodyAsync(HttpRequest http, long limit, CancellationToken cancellationToken)
+    {
+        var feature = http.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>();
+        if (feature is { IsReadOnly: false }) feature.MaxRequestBodySize = limit;
+        if (http.ContentLength > limit) throw new InputTooLargeException($"The request body exceeds {limit} bytes.");
+        using var buffer = new MemoryStream();
+        try
+        {
+            await http.Body.CopyToAsync(buffer, cancellationToken);
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            throw new InputTooLargeException($"The request body exceeds {limit} bytes.");
+        }
+        return buffer.ToArray();
+    }
+}
