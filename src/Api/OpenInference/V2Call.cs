@@ -42,10 +42,6 @@ public sealed record V2Call(InferRequest Request, IReadOnlyList<NamedTensor> Inp
             throw new InvalidArgumentException("The request is not valid JSON for an inference request: " + e.Message);
         }
 
-        var binary = new ReadOnlyMemory<byte>(body, headerLength, body.Length - headerLength);
-        var inputs = ReadInputs(request, model, options.MaxTensorElements, ref binary);
-        if (!binary.IsEmpty) throw new InvalidArgumentException($"{binary.Length} bytes of binary data follow the inputs that declare theirs.");
-
         var allBinary = Flag(request.Parameters, "binary_data_output");
         var available = outputNames ?? model.Descriptor.Outputs.Select(o => o.Name).ToArray();
         var requested = request.Outputs is { Count: > 0 } outputs ? outputs : available.Select(n => new RequestOutput(n, null)).ToArray();
@@ -58,6 +54,10 @@ public sealed record V2Call(InferRequest Request, IReadOnlyList<NamedTensor> Inp
             names.Add(output.Name);
             if (allBinary || Flag(output.Parameters, "binary_data")) binaryOutputs.Add(output.Name);
         }
+
+        var binary = new ReadOnlyMemory<byte>(body, headerLength, body.Length - headerLength);
+        var inputs = ReadInputs(request, model, options.MaxTensorElements, ref binary);
+        if (!binary.IsEmpty) throw new InvalidArgumentException($"{binary.Length} bytes of binary data follow the inputs that declare theirs.");
         return new V2Call(request, inputs, names, binaryOutputs);
     }
 

@@ -21,6 +21,13 @@ public sealed class OnnxTestModel
 
     public long[] InputShape { get; }
 
+    /// <summary>Another runtime input; negative dimensions are free (named).</summary>
+    public OnnxTestModel Input(string name, TensorProto.Types.DataType type, params long[] shape)
+    {
+        _graph.Input.Add(ValueInfo(name, type, shape));
+        return this;
+    }
+
     public OnnxTestModel Node(string opType, string[] inputs, string[] outputs, params AttributeProto[] attributes)
     {
         var node = new NodeProto { OpType = opType, Name = $"{opType}_{_graph.Node.Count}" };
@@ -97,7 +104,8 @@ public sealed class OnnxTestModel
     private static ValueInfoProto ValueInfo(string name, TensorProto.Types.DataType type, long[] shape)
     {
         var tensorType = new TypeProto.Types.Tensor { ElemType = (int)type, Shape = new TensorShapeProto() };
-        foreach (var dim in shape) tensorType.Shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = dim });
+        foreach (var dim in shape)
+            tensorType.Shape.Dim.Add(dim >= 0 ? new TensorShapeProto.Types.Dimension { DimValue = dim } : new TensorShapeProto.Types.Dimension { DimParam = "batch" });
         return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = tensorType } };
     }
 }
