@@ -43,7 +43,9 @@ public static class ServiceRegistration
         services.AddExceptionHandler<ProblemExceptionHandler>();
 
         services.AddSingleton(sp => new OnnxSessionFactory(sp.GetRequiredService<IOptions<SaliencyOptions>>().Value.OnnxRuntime));
-        services.AddSingleton(sp => new StoreLayout(sp.GetRequiredService<IOptions<SaliencyOptions>>().Value.ModelStore));
+        services.Configure<ModelStoreOptions>(builder.Configuration.GetSection(ModelStoreOptions.Section));
+        services.AddSingleton(sp => new StoreLayout(sp.GetRequiredService<IOptions<SaliencyOptions>>().Value.ModelStore,
+            sp.GetRequiredService<IOptions<ModelStoreOptions>>().Value));
         services.AddSingleton(sp => new ExplainAnalysis(sp.GetRequiredService<IOptions<SaliencyOptions>>().Value.Explain, sp.GetRequiredService<OnnxSessionFactory>()));
         services.AddSingleton(sp =>
         {
@@ -60,7 +62,6 @@ public static class ServiceRegistration
         services.AddSingleton<ModelInputReader>();
         services.AddHostedService<ModelStoreStartup>();
         // Replicas sharing the store follow it (after the start-up load above).
-        services.Configure<StoreSyncOptions>(builder.Configuration.GetSection(StoreSyncOptions.Section));
         services.AddHostedService<StoreSync>();
 
         services.AddPerClientRateLimiter(options.RateLimit);

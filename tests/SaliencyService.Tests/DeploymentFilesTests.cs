@@ -95,14 +95,14 @@ public sealed class DeploymentFilesTests
 
     /// <summary>
     /// Every Saliency__A__B key names a real property of <see cref="SaliencyOptions"/>, or of
-    /// <see cref="StoreSyncOptions"/> beside the store's path (Saliency__ModelStore__PollSeconds).
+    /// <see cref="ModelStoreOptions"/> beside the store's path (Saliency__ModelStore__PollSeconds).
     /// </summary>
     private static void AssertKnownSettings(IEnumerable<string> keys)
     {
         foreach (var key in keys.Where(k => k.StartsWith("Saliency__")))
         {
             var storeSync = key.StartsWith("Saliency__ModelStore__", StringComparison.Ordinal);
-            var type = storeSync ? typeof(StoreSyncOptions) : typeof(SaliencyOptions);
+            var type = storeSync ? typeof(ModelStoreOptions) : typeof(SaliencyOptions);
             foreach (var part in key.Split("__").Skip(storeSync ? 2 : 1))
             {
                 var property = type.GetProperty(part, BindingFlags.Public | BindingFlags.Instance);

@@ -60,6 +60,7 @@ public static class ModelsApi
     public static async Task<Created<ModelDescriptor>> ImportModel(
         HttpRequest request, ModelStore store, IOptions<SaliencyOptions> options, bool replace = false, CancellationToken cancellationToken = default)
     {
+        store.EnsureWritable();
         var descriptor = await store.Layout.WithStagingAsync(async staging =>
         {
             var upload = await ModelUploadReader.ReadAsync(request, staging, options.Value.MaxModelBytes, cancellationToken);

@@ -17,7 +17,7 @@ public sealed class DemoModelSeeder(ModelStore store, IOptions<SaliencyOptions> 
     public async Task SeedIfEmptyAsync(CancellationToken cancellationToken)
     {
         var marker = Path.Combine(store.Layout.Root, ".seeded");
-        if (!options.Value.SeedDemoModels || File.Exists(marker) || !store.IsEmpty || !Directory.Exists(DemoDirectory)) return;
+        if (!options.Value.SeedDemoModels || store.Layout.ReadOnly || File.Exists(marker) || !store.IsEmpty || !Directory.Exists(DemoDirectory)) return;
 
         foreach (var demo in Directory.EnumerateDirectories(DemoDirectory).Order(StringComparer.Ordinal))
         {

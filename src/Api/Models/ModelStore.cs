@@ -36,7 +36,8 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
     /// <summary>Recovers from any interrupted change, then loads every model folder.</summary>
     public void Load()
     {
-        Layout.Recover();
+        if (Layout.ReadOnly) logger.LogInformation("Model store {Root} is read-only: served as given", Layout.Root);
+        else Layout.Recover();
         foreach (var name in Layout.ModelFolders())
         {
             if (!ModelNames.IsValid(name))
@@ -44,7 +45,8 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
                 logger.LogWarning("Skipping folder {Folder}: not a valid model name", name);
                 continue;
             }
-            if (TryOpen(name, ModelVersion.Read(Layout.ModelDirectory(name)), untrusted: false) is not { } model) continue;
+            // A read-only store's models were never checked here (KServe's storage): each is checked in a child, like an upload.
+            if (TryOpen(name, ModelVersion.Read(Layout.ModelDirectory(name)), untrusted: Layout.ReadOnly) is not { } model) continue;
             _models[name] = model;
             logger.LogInformation("Loaded model {Model} ({Bytes} bytes, {Provider}; gradients: {Engine})", name, model.Descriptor.SizeBytes,
                 model.Descriptor.ExecutionProvider, GradientsOf(model.Descriptor));
@@ -141,6 +143,7 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
     public async Task<ModelDescriptor> ImportAsync(
         string stagingDirectory, string name, string? manifestJson, bool replace, CancellationToken cancellationToken)
     {
+        EnsureWritable();
         ModelNames.Validate(name);
         if (!replace && Directory.Exists(Layout.ModelDirectory(name)))
             throw ConflictFor(name); // early and cheap; the publish rename decides
@@ -192,6 +195,7 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
     /// <summary>Deletes a model; requests already running on it finish first.</summary>
     public async Task DeleteAsync(string name)
     {
+        EnsureWritable();
         await _writes.WaitAsync();
         try
         {
@@ -206,6 +210,14 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         {
             _writes.Release();
         }
+    }
+
+    /// <summary>Refuses changes to a read-only store (403).</summary>
+    public void EnsureWritable()
+    {
+        if (Layout.ReadOnly)
+            throw new ProblemException(StatusCodes.Status403Forbidden, "Read-only model repository",
+                $"The model repository {Layout.Root} is read-only (Saliency:ModelStore:ReadOnly): its models are served as given and cannot be imported, replaced or deleted here.");
     }
 
     public void Dispose()

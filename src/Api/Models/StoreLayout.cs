@@ -24,24 +24,34 @@ public sealed class StoreLayout : IDisposable
     private readonly string _owner = Guid.NewGuid().ToString("N");
     private FileStream? _lock;
 
-    public StoreLayout(string root)
+    public StoreLayout(string root, ModelStoreOptions? options = null)
     {
         Root = Path.GetFullPath(root);
         Staging = Path.Combine(Root, ".staging");
         Trash = Path.Combine(Root, ".trash");
+        ReadOnly = options?.ReadOnly == true;
+        if (ReadOnly && File.Exists(Path.Combine(Root, ModelFile))) BareModel = ModelNames.Validate(options!.ModelName);
     }
 
     public string Root { get; }
+
+    /// <summary>Served as given, never written (<see cref="ModelStoreOptions.ReadOnly"/>).</summary>
+    public bool ReadOnly { get; }
+
+    /// <summary>The name of the one model whose files lie at the root of a read-only store, if they do.</summary>
+    public string? BareModel { get; }
     public string Staging { get; }
     public string Trash { get; }
 
     private string OwnStaging => Path.Combine(Staging, _owner);
 
-    public string ModelDirectory(string name) => Path.Combine(Root, name);
+    public string ModelDirectory(string name) => name == BareModel ? Root : Path.Combine(Root, name);
 
     /// <summary>Names of the model folders (hidden work folders excluded).</summary>
     public IEnumerable<string> ModelFolders() =>
-        Directory.EnumerateDirectories(Root)
+        BareModel is { } bare ? [bare]
+        : ReadOnly && !Directory.Exists(Root) ? []
+        : Directory.EnumerateDirectories(Root)
             .Select(Path.GetFileName)
             .Where(n => n is not null && !n.StartsWith('.'))
             .Select(n => n!)

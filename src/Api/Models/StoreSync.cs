@@ -2,24 +2,12 @@ using Microsoft.Extensions.Options;
 
 namespace SaliencyService.Api.Models;
 
-/// <summary>How replicas that share a store follow it (configuration section <c>Saliency:ModelStore</c>, beside its path).</summary>
-public sealed class StoreSyncOptions
-{
-    public const string Section = "Saliency:ModelStore";
-
-    /// <summary>
-    /// Seconds between two looks at the store for other replicas' imports, replaces and deletes;
-    /// 0 turns following off. Polling, since network file systems deliver no change events.
-    /// </summary>
-    public double PollSeconds { get; set; } = 2;
-}
-
 /// <summary>
 /// Follows the model store the way Triton's <c>--model-control-mode=poll</c> does: every
-/// <see cref="StoreSyncOptions.PollSeconds"/> the served models are brought in line with the
+/// <see cref="ModelStoreOptions.PollSeconds"/> the served models are brought in line with the
 /// folder (<see cref="ModelStore.SyncAsync"/>). Runs after the store has loaded.
 /// </summary>
-public sealed class StoreSync(ModelStore store, IOptions<StoreSyncOptions> options, ILogger<StoreSync> logger) : BackgroundService
+public sealed class StoreSync(ModelStore store, IOptions<ModelStoreOptions> options, ILogger<StoreSync> logger) : BackgroundService
 {
     /// <summary>When the last pass finished (for readiness details).</summary>
     public DateTimeOffset? LastPass { get; private set; }
