@@ -62,7 +62,7 @@ public sealed class DeploymentFilesTests
 
         var nginx = File.ReadAllText(Deployment("deploy", "nginx", "nginx.conf"));
         Assert.Contains("server saliency:8080", nginx);
-        foreach (var route in new[] { "location /v1/", "location /swagger", "location /health/", "location = /v1/models" })
+        foreach (var route in new[] { "location /v1/", "location /v2", "location /swagger", "location /health/", "location = /v1/models" })
             Assert.Contains(route, nginx);
         Assert.Contains("saliency:8080", File.ReadAllText(Deployment("deploy", "prometheus", "prometheus.yml")));
     }
@@ -91,6 +91,36 @@ public sealed class DeploymentFilesTests
         Assert.Contains((YamlSequenceNode)At(container, "volumeMounts"), m => Text(At(m, "mountPath")) == "/tmp");
         AssertKnownSettings(config.Children.Keys.Select(Text));
         Assert.Equal("saliency", Text(At(manifests["hpa.yaml"], "spec", "scaleTargetRef", "name")));
+    }
+
+    [Fact]
+    public void The_kserve_runtime_serves_the_storage_initializers_folder_read_only_over_v2()
+    {
+        var runtime = Yaml(Deployment("deploy", "kserve", "servingruntime.yaml"));
+        Assert.Equal("ServingRuntime", Text(At(runtime, "kind")));
+        Assert.Equal("serving.kserve.io/v1alpha1", Text(At(runtime, "apiVersion")));
+        var format = ((YamlSequenceNode)At(runtime, "spec", "supportedModelFormats"))[0];
+        Assert.Equal("onnx", Text(At(format, "name")));
+        Assert.Equal(["v2"], ((YamlSequenceNode)At(runtime, "spec", "protocolVersions")).Select(Text));
+
+        var container = (YamlMappingNode)((YamlSequenceNode)At(runtime, "spec", "containers"))[0];
+        Assert.Equal("kserve-container", Text(At(container, "name")));
+        Assert.Equal("8080", Text(At(((YamlSequenceNode)At(container, "ports"))[0], "containerPort")));
+        Assert.Equal("/v2/health/ready", Text(At(container, "readinessProbe", "httpGet", "path")));
+        Assert.Equal("/v2/health/live", Text(At(container, "livenessProbe", "httpGet", "path")));
+        var env = ((YamlSequenceNode)At(container, "env")).ToDictionary(e => Text(At(e, "name")), e => Text(At(e, "value")));
+        Assert.Equal("/mnt/models", env["Saliency__ModelStore"]);
+        Assert.Equal("true", env["Saliency__ModelStore__ReadOnly"]);
+        Assert.Equal("{{.Name}}", env["Saliency__ModelStore__ModelName"]);
+        AssertKnownSettings(env.Keys);
+
+        var service = Yaml(Deployment("deploy", "kserve", "inferenceservice.yaml"));
+        Assert.Equal("InferenceService", Text(At(service, "kind")));
+        var model = At(service, "spec", "predictor", "model");
+        Assert.Equal(Text(At(runtime, "metadata", "name")), Text(At(model, "runtime")));
+        Assert.Equal("onnx", Text(At(model, "modelFormat", "name")));
+        Assert.Equal("v2", Text(At(model, "protocolVersion")));
+        Assert.NotEmpty(Text(At(model, "storageUri")));
     }
 
     /// <summary>

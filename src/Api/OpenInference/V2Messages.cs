@@ -47,7 +47,7 @@ public sealed record RequestOutput(
 public sealed record InferResponse(
     [property: JsonPropertyName("model_name")] string ModelName,
     [property: JsonPropertyName("model_version")] string ModelVersion,
-    [property: JsonPropertyName("id")] string? Id,
+    [property: JsonPropertyName("id"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Id,
     [property: JsonPropertyName("parameters"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyDictionary<string, object?>? Parameters,
     [property: JsonPropertyName("outputs")] IReadOnlyList<ResponseOutput> Outputs);
 
