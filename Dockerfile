@@ -30,7 +30,7 @@ ENV ASPNETCORE_URLS=http://+:8080 \
     TMPDIR=/tmp
 WORKDIR /app
 VOLUME /data/models
-EXPOSE 8080
+EXPOSE 8080 5081
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
   CMD curl -fsS http://localhost:8080/health/ready || exit 1
 
@@ -60,7 +60,7 @@ ENV ASPNETCORE_URLS=http://+:8080 \
 COPY --from=build /app /app
 WORKDIR /app
 VOLUME /data/models
-EXPOSE 8080
+EXPOSE 8080 5081
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
   CMD curl -fsS http://localhost:8080/health/ready || exit 1
 USER app

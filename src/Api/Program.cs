@@ -12,6 +12,7 @@ var builder = WebApplication.CreateBuilder(args);
 if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["http_ports"]))
     builder.WebHost.UseUrls("http://localhost:5080"); // the contract's default address
 builder.AddSaliencyService();
+GrpcEndpoint.Listen(builder);
 
 var app = builder.Build();
 app.UseMiddleware<MetricsMiddleware>(); // outermost: sees the final status of every request
@@ -26,6 +27,7 @@ app.MapModels();
 app.MapInference();
 app.MapExplain();
 app.MapOpenInference();
+GrpcEndpoint.Map(app);
 
 app.Run();
 return 0;

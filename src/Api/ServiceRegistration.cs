@@ -7,6 +7,7 @@ using SaliencyService.Api.Errors;
 using SaliencyService.Api.Inputs;
 using SaliencyService.Api.Models;
 using SaliencyService.Api.Observability;
+using SaliencyService.Api.OpenInference;
 using SaliencyService.Api.Security;
 using SaliencyService.Api.Swagger;
 using SaliencyService.Explain.Engine;
@@ -57,6 +58,14 @@ public static class ServiceRegistration
         services.AddSingleton<PredictBatchers>();
         services.AddSingleton<ExplanationCache>();
         services.AddSingleton<ExplainService>();
+        services.AddSingleton<OpenInferenceRunner>();
+        services.AddGrpc(g =>
+        {
+            g.Interceptors.Add<GrpcErrorInterceptor>();
+            g.MaxReceiveMessageSize = (int)Math.Min(int.MaxValue, options.MaxRequestBodyBytes);
+            g.MaxSendMessageSize = null;
+            g.IgnoreUnknownServices = true; // no catch-all gRPC routes over the REST ones (they would turn a 405 into a 404)
+        });
         services.AddSingleton<ModelStore>();
         services.AddSingleton<DemoModelSeeder>();
         services.AddSingleton<ModelInputReader>();

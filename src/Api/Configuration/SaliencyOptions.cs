@@ -44,6 +44,8 @@ public sealed class SaliencyOptions
 
     public TracingOptions Tracing { get; set; } = new();
 
+    public GrpcOptions Grpc { get; set; } = new();
+
     public OnnxRuntimeOptions OnnxRuntime { get; set; } = new();
 
     public ExplainServiceOptions Explain { get; set; } = new();
@@ -95,6 +97,12 @@ public sealed class RateLimitOptions
 {
     public int PermitsPerSecond { get; set; } = 50;
     public int Burst { get; set; } = 100;
+}
+
+/// <summary>The Open Inference Protocol over gRPC, on its own h2c port; off while no port is set.</summary>
+public sealed class GrpcOptions
+{
+    public int? Port { get; set; }
 }
 
 /// <summary>OpenTelemetry tracing; off while no OTLP endpoint is set.</summary>

@@ -100,18 +100,13 @@ public static class OpenInferenceApi
         return TypedResults.Ok(new { name, ready = true });
     }
 
-    public static async Task<IResult> Infer(string name, string? version, HttpRequest request, ModelStore store, InferenceQueues queues,
-        PredictBatchers batchers, ServiceMetrics metrics, IOptions<SaliencyOptions> options, CancellationToken cancellationToken)
+    public static async Task<IResult> Infer(string name, string? version, HttpRequest request, ModelStore store, OpenInferenceRunner runner,
+        IOptions<SaliencyOptions> options, CancellationToken cancellationToken)
     {
         using var lease = Lease(store, name, version);
         var model = lease.Model;
-        using var deadline = new RequestDeadline(cancellationToken, TimeSpan.FromSeconds(options.Value.RequestTimeoutSeconds));
-        var call = await V2Call.ReadAsync(request, model, options.Value, deadline.Token);
-        var work = new InferWork(call.Inputs, call.Outputs);
-        var batcher = call.Batchable ? batchers.For(model) : null;
-        var outputs = await deadline.RunAsync(token => batcher is not null
-            ? batcher.RunAsync(work, token)
-            : queues.Predict.RunAsync(t => metrics.Measure("onnxruntime", name, () => model.Onnx.Run(work.Inputs, work.Outputs, t)), token));
+        var call = await V2Call.ReadAsync(request, model, options.Value, cancellationToken);
+        var outputs = await runner.RunAsync(model, new InferWork(call.Inputs, call.Outputs), cancellationToken);
         return V2Response.Write(name, model.Version.Generation, call.Request.Id, call.Request.Parameters?.ToDictionary(p => p.Key, p => (object?)p.Value),
             outputs, call.BinaryOutputs);
     }
@@ -142,11 +137,11 @@ public static class OpenInferenceApi
         return V2Response.Write(name, model.Version.Generation, call.Request.Id, parameters, [attributions], call.BinaryOutputs);
     }
 
-    /// <summary>The model, at the version asked for (404 for another).</summary>
-    private static ModelLease Lease(ModelStore store, string name, string? version)
+    /// <summary>The model, at the version asked for (404 for another; none or empty: the one served).</summary>
+    public static ModelLease Lease(ModelStore store, string name, string? version)
     {
         var lease = store.Lease(name);
-        if (version is null || version == lease.Model.Version.Generation) return lease;
+        if (string.IsNullOrEmpty(version) || version == lease.Model.Version.Generation) return lease;
         lease.Dispose();
         throw ProblemException.NotFound($"Model '{name}' has no version '{version}'; it serves version '{lease.Model.Version.Generation}'.");
     }

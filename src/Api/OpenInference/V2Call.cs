@@ -61,49 +61,20 @@ public sealed record V2Call(InferRequest Request, IReadOnlyList<NamedTensor> Inp
         return new V2Call(request, inputs, names, binaryOutputs);
     }
 
-    /// <summary>Whether the inputs can join other requests' in one batch: each has the same sample count first.</summary>
-    public bool Batchable => Inputs.All(i => i.Shape.Length > 0) && Inputs.Select(i => i.Shape[0]).Distinct().Count() == 1;
-
     private static List<NamedTensor> ReadInputs(InferRequest request, ServedModel model, long maxElements, ref ReadOnlyMemory<byte> binary)
     {
-        if (request.Inputs is not { Count: > 0 }) throw new InvalidArgumentException("The request has no inputs.");
-        var expected = model.Descriptor.Inputs;
         var inputs = new List<NamedTensor>();
-        foreach (var input in request.Inputs)
+        foreach (var input in request.Inputs ?? [])
         {
-            var name = input.Name ?? throw new InvalidArgumentException("Every input needs a name.");
-            var descriptor = expected.FirstOrDefault(i => i.Name == name)
-                             ?? throw new InvalidArgumentException($"Unknown input '{name}'; the model's inputs are: {string.Join(", ", expected.Select(i => i.Name))}.");
-            if (inputs.Any(i => i.Name == name)) throw new InvalidArgumentException($"Input '{name}' is given twice.");
-            var type = V2DataTypes.Parse(input.Datatype, name);
-            var modelType = model.Onnx.ElementTypes[name];
-            if (type != modelType)
-                throw new InvalidArgumentException($"Input '{name}' is {input.Datatype}; the model takes {V2DataTypes.Name(modelType)}.");
-            var shape = input.Shape ?? throw new InvalidArgumentException($"Input '{name}' needs a shape.");
-            if (shape.Length != descriptor.Shape.Count || shape.Where((d, i) => d < 0 || (descriptor.Shape[i] >= 0 && d != descriptor.Shape[i])).Any())
-                throw new InvalidArgumentException(
-                    $"Input '{name}' has shape [{string.Join(", ", shape)}]; the model takes [{string.Join(", ", descriptor.Shape)}] (-1 = any size).");
-            long count;
-            try
-            {
-                count = shape.Aggregate(1L, (n, d) => checked(n * d));
-            }
-            catch (OverflowException)
-            {
-                throw new InputTooLargeException($"Input '{name}' has an absurdly large shape.");
-            }
-            if (count > maxElements) throw new InputTooLargeException($"Input '{name}' has {count} elements; the limit is {maxElements}.");
-
+            var (name, type, shape, count) = V2Inputs.Check(model, input.Name, input.Datatype, input.Shape, maxElements, inputs);
             Array data;
             if (input.Parameters?.TryGetValue(BinaryDataSize, out var size) == true)
             {
                 var bytes = size.ValueKind == JsonValueKind.Number && size.TryGetInt64(out var b) ? b : -1;
-                if (bytes != count * NamedTensor.ElementSize(type))
-                    throw new InvalidArgumentException($"Input '{name}' declares {size} binary bytes; its shape and datatype take {count * NamedTensor.ElementSize(type)}.");
-                if (bytes > binary.Length) throw new InvalidArgumentException($"Input '{name}' declares {bytes} binary bytes; only {binary.Length} follow.");
-                data = NamedTensor.FromBytes(name, type, shape, binary.Span[..(int)bytes]).Data;
+                if (bytes < 0 || bytes > binary.Length)
+                    throw new InvalidArgumentException($"Input '{name}' declares {size} binary bytes; {binary.Length} follow.");
+                data = V2Inputs.FromBytes(name, type, count, binary.Span[..(int)bytes]);
                 binary = binary[(int)bytes..];
-                CheckFinite(data, name);
             }
             else
             {
@@ -113,20 +84,8 @@ public sealed record V2Call(InferRequest Request, IReadOnlyList<NamedTensor> Inp
             }
             inputs.Add(new NamedTensor(name, type, shape, data));
         }
-        var missing = expected.Select(i => i.Name).Except(inputs.Select(i => i.Name)).ToArray();
-        if (missing.Length > 0) throw new InvalidArgumentException($"The model also needs the input(s): {string.Join(", ", missing)}.");
+        V2Inputs.CheckComplete(model, inputs);
         return inputs;
-    }
-
-    private static void CheckFinite(Array data, string name)
-    {
-        var index = data switch
-        {
-            float[] f => Array.FindIndex(f, v => !float.IsFinite(v)),
-            double[] d => Array.FindIndex(d, v => !double.IsFinite(v)),
-            _ => -1,
-        };
-        if (index >= 0) throw new InvalidArgumentException($"Input '{name}' holds a non-finite value at flat index {index}; models are fed finite numbers only.");
     }
 
     private static bool Flag(Dictionary<string, JsonElement>? parameters, string name) =>

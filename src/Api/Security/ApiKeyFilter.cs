@@ -18,15 +18,19 @@ public sealed class ApiKeyFilter(IOptions<SaliencyOptions> options, bool inferen
 
     public ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
-        var configured = options.Value.ApiKey;
-        if (string.IsNullOrEmpty(configured) || (inference && !options.Value.ApiKeyForInference)) return next(context);
+        Check(context.HttpContext.Request.Headers[Header].ToString(), options.Value, inference);
+        return next(context);
+    }
 
-        var sent = context.HttpContext.Request.Headers[Header].ToString();
-        if (sent.Length == 0)
+    /// <summary>401 without the key, 403 with a wrong one, where the configuration asks for it (HTTP header, gRPC metadata).</summary>
+    public static void Check(string? sent, SaliencyOptions options, bool inference)
+    {
+        var configured = options.ApiKey;
+        if (string.IsNullOrEmpty(configured) || (inference && !options.ApiKeyForInference)) return;
+        if (string.IsNullOrEmpty(sent))
             throw new ProblemException(401, "Unauthorized", $"This endpoint needs an API key in the {Header} header.");
         if (!CryptographicOperations.FixedTimeEquals(Digest(sent), Digest(configured)))
             throw new ProblemException(403, "Forbidden", "The API key is not valid.");
-        return next(context);
     }
 
     private static byte[] Digest(string key) => SHA256.HashData(Encoding.UTF8.GetBytes(key));

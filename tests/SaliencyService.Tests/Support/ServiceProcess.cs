@@ -13,13 +13,17 @@ public sealed class ServiceProcess : IDisposable
 {
     private readonly Process _process;
 
-    private ServiceProcess(Process process, Uri address)
+    private ServiceProcess(Process process, Uri address, Uri grpcAddress)
     {
         _process = process;
         Client = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(60) };
+        GrpcAddress = grpcAddress;
     }
 
     public HttpClient Client { get; }
+
+    /// <summary>The gRPC (h2c) address: a port of its own per process, so processes never collide.</summary>
+    public Uri GrpcAddress { get; }
 
     /// <param name="environment">Added to the service's environment (settings, test hooks).</param>
     public static async Task<ServiceProcess> StartAsync(string store, IReadOnlyDictionary<string, string>? environment = null)
@@ -31,7 +35,9 @@ public sealed class ServiceProcess : IDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        var grpcAddress = new Uri($"http://127.0.0.1:{FreePort()}");
         start.Environment["ASPNETCORE_URLS"] = address.ToString();
+        start.Environment["Saliency__Grpc__Port"] = grpcAddress.Port.ToString();
         start.Environment["Saliency__ModelStore"] = store;
         start.Environment["Saliency__SeedDemoModels"] = "false";
         // The service decides its own oneDNN cap, not the one this test process chose.
@@ -44,7 +50,7 @@ public sealed class ServiceProcess : IDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
 
-        var service = new ServiceProcess(process, address);
+        var service = new ServiceProcess(process, address, grpcAddress);
         for (var attempt = 0; attempt < 600; attempt++)
         {
             if (process.HasExited) throw new InvalidOperationException($"The service exited with code {process.ExitCode}.");

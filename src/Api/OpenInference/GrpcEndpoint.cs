@@ -1,0 +1,47 @@
+using System.Net;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using SaliencyService.Api.OpenInference.Grpc;
+
+namespace SaliencyService.Api.OpenInference;
+
+/// <summary>
+/// gRPC's own cleartext HTTP/2 (h2c) port beside the REST addresses (<c>Saliency:Grpc:Port</c>;
+/// off when unset). Kestrel takes explicit endpoints or URLs, not both, so with a gRPC port the
+/// REST URLs are listened on explicitly too.
+/// </summary>
+public static class GrpcEndpoint
+{
+    public static void Listen(WebApplicationBuilder builder)
+    {
+        if (builder.Configuration.GetValue<int?>("Saliency:Grpc:Port") is not { } port || port <= 0) return;
+        var urls = (builder.Configuration["urls"] ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(BindingAddress.Parse).ToArray();
+        var ports = (builder.Configuration["http_ports"] ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (urls.Any(u => u.Scheme == "https"))
+            throw new InvalidOperationException("Saliency:Grpc:Port serves h2c beside plain HTTP; terminate TLS at the gateway, not with https:// URLs.");
+        builder.WebHost.UseUrls(); // the URLs are listened on below
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            foreach (var url in urls) Listen(kestrel, url.Host, url.Port, HttpProtocols.Http1);
+            foreach (var http in ports) kestrel.ListenAnyIP(int.Parse(http));
+            var local = urls.Length > 0 && urls.All(u => u.Host == "localhost");
+            Listen(kestrel, local ? "localhost" : "*", port, HttpProtocols.Http2);
+        });
+    }
+
+    /// <summary>The gRPC service, answering on its port only.</summary>
+    public static void Map(WebApplication app)
+    {
+        if (app.Configuration.GetValue<int?>("Saliency:Grpc:Port") is { } port && port > 0)
+            app.MapGrpcService<OpenInferenceGrpcService>().RequireHost($"*:{port}");
+    }
+
+    private static void Listen(KestrelServerOptions kestrel, string host, int port, HttpProtocols protocols)
+    {
+        Action<ListenOptions> configure = o => o.Protocols = protocols;
+        if (host == "localhost") kestrel.ListenLocalhost(port, configure);
+        else if (IPAddress.TryParse(host.Trim('[', ']'), out var address) && !address.Equals(IPAddress.Any) && !address.Equals(IPAddress.IPv6Any))
+            kestrel.Listen(address, port, configure);
+        else kestrel.ListenAnyIP(port, configure); // +, *, 0.0.0.0, [::] or a host name
+    }
+}

@@ -1,0 +1,148 @@
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+using SaliencyService.Api.OpenInference.Grpc;
+using SaliencyService.Explain.Tensors;
+using SaliencyService.Tests.Support;
+using Xunit;
+
+namespace SaliencyService.Tests;
+
+/// <summary>
+/// The Open Inference Protocol's GRPCInferenceService, called through gRPC's generated client:
+/// metadata, readiness, ModelInfer with typed and raw contents against PyTorch's outputs, and the
+/// protocol's status codes.
+/// </summary>
+public sealed class GrpcInferenceTests(FixtureModelsService service) : IClassFixture<FixtureModelsService>, IDisposable
+{
+    private readonly GrpcChannel _channel = GrpcChannel.ForAddress("http://localhost:5081", // the gRPC port (appsettings)
+        new GrpcChannelOptions { HttpHandler = service.Factory.Server.CreateHandler() });
+
+    private GRPCInferenceService.GRPCInferenceServiceClient Client => new(_channel);
+
+    public void Dispose() => _channel.Dispose();
+
+    [Fact]
+    public async Task Server_and_model_metadata_and_readiness()
+    {
+        Assert.True((await Client.ServerLiveAsync(new ServerLiveRequest())).Live);
+        Assert.True((await Client.ServerReadyAsync(new ServerReadyRequest())).Ready);
+        Assert.Contains("binary_tensor_data", (await Client.ServerMetadataAsync(new ServerMetadataRequest())).Extensions);
+        Assert.True((await Client.ModelReadyAsync(new ModelReadyRequest { Name = "mini_resnet" })).Ready);
+
+        var metadata = await Client.ModelMetadataAsync(new ModelMetadataRequest { Name = "mini_resnet" });
+        Assert.Equal("onnxruntime_onnx", metadata.Platform);
+        Assert.Equal("FP32", metadata.Inputs[0].Datatype);
+        Assert.Equal(-1, metadata.Inputs[0].Shape[0]);
+        Assert.True((await Client.ModelReadyAsync(new ModelReadyRequest { Name = "mini_resnet", Version = metadata.Versions[0] })).Ready);
+
+        var missing = await Assert.ThrowsAsync<RpcException>(() => Client.ModelMetadataAsync(new ModelMetadataRequest { Name = "no-such-model" }).ResponseAsync);
+        Assert.Equal(StatusCode.NotFound, missing.StatusCode);
+        var version = await Assert.ThrowsAsync<RpcException>(() => Client.ModelReadyAsync(new ModelReadyRequest { Name = "mini_resnet", Version = "7" }).ResponseAsync);
+        Assert.Equal(StatusCode.NotFound, version.StatusCode);
+    }
+
+    public static IEnumerable<object[]> Cases => ReferenceCases.AsTheoryData();
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task ModelInfer_gives_the_reference_outputs_from_typed_or_raw_contents(string model, string stem)
+    {
+        var c = ReferenceCases.Get(model, stem);
+        var tensor = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(model, stem + ".tensor.npy")), long.MaxValue);
+        var metadata = await Client.ModelMetadataAsync(new ModelMetadataRequest { Name = model });
+        var outputName = metadata.Outputs[0].Name;
+
+        var typed = Request(model, tensor, metadata.Inputs[0].Name);
+        typed.Inputs[0].Contents = new InferTensorContents { Fp32Contents = { tensor.Data } };
+        typed.Outputs.Add(new ModelInferRequest.Types.InferRequestedOutputTensor { Name = outputName });
+        var raw = Request(model, tensor, metadata.Inputs[0].Name);
+        var bytes = new byte[tensor.Data.Length * 4];
+        Buffer.BlockCopy(tensor.Data, 0, bytes, 0, bytes.Length);
+        raw.RawInputContents.Add(ByteString.CopyFrom(bytes));
+
+        foreach (var request in new[] { typed, raw })
+        {
+            var response = await Client.ModelInferAsync(request);
+            Assert.Equal("17", response.Id);
+            var index = response.Outputs.Select(o => o.Name).ToList().IndexOf(outputName);
+            Assert.Equal("FP32", response.Outputs[index].Datatype);
+            var values = new float[response.RawOutputContents[index].Length / 4];
+            Buffer.BlockCopy(response.RawOutputContents[index].ToByteArray(), 0, values, 0, values.Length * 4);
+            var scale = Math.Max(1e-6, c.Outputs.Max(Math.Abs));
+            Assert.Equal(c.Outputs.Length, values.Length);
+            Assert.True(c.Outputs.Zip(values, (e, a) => Math.Abs(e - a)).Max() <= 1e-4 * scale);
+        }
+    }
+
+    [Fact]
+    public async Task Bad_requests_get_the_protocols_status_codes()
+    {
+        var metadata = await Client.ModelMetadataAsync(new ModelMetadataRequest { Name = "mini_resnet" });
+        var input = metadata.Inputs[0];
+        var shape = input.Shape.Select(d => d < 0 ? 1 : d).ToArray();
+        var count = (int)shape.Aggregate(1L, (a, b) => a * b);
+
+        async Task<StatusCode> Fails(ModelInferRequest request) =>
+            (await Assert.ThrowsAsync<RpcException>(() => Client.ModelInferAsync(request).ResponseAsync)).StatusCode;
+        ModelInferRequest Valid() => new()
+        {
+            ModelName = "mini_resnet",
+            Inputs = { new ModelInferRequest.Types.InferInputTensor { Name = input.Name, Datatype = "FP32", Shape = { shape }, Contents = new InferTensorContents { Fp32Contents = { new float[count] } } } },
+        };
+
+        Assert.NotEmpty((await Client.ModelInferAsync(Valid())).RawOutputContents);
+        var unknownModel = Valid();
+        unknownModel.ModelName = "no-such-model";
+        Assert.Equal(StatusCode.NotFound, await Fails(unknownModel));
+        var wrongType = Valid();
+        wrongType.Inputs[0].Datatype = "INT64";
+        Assert.Equal(StatusCode.InvalidArgument, await Fails(wrongType));
+        var short_ = Valid();
+        short_.Inputs[0].Contents.Fp32Contents.RemoveAt(0);
+        Assert.Equal(StatusCode.InvalidArgument, await Fails(short_));
+        var rawAndTyped = Valid();
+        rawAndTyped.RawInputContents.Add(ByteString.CopyFrom(new byte[count * 4]));
+        Assert.Equal(StatusCode.InvalidArgument, await Fails(rawAndTyped));
+        var rawTooShort = Valid();
+        rawTooShort.Inputs[0].Contents = null;
+        rawTooShort.RawInputContents.Add(ByteString.CopyFrom(new byte[12]));
+        Assert.Equal(StatusCode.InvalidArgument, await Fails(rawTooShort));
+        var none = Valid();
+        none.Inputs.Clear();
+        Assert.Equal(StatusCode.InvalidArgument, await Fails(none));
+        var unknownOutput = Valid();
+        unknownOutput.Outputs.Add(new ModelInferRequest.Types.InferRequestedOutputTensor { Name = "nope" });
+        Assert.Equal(StatusCode.InvalidArgument, await Fails(unknownOutput));
+        var nan = Valid();
+        nan.Inputs[0].Contents.Fp32Contents[0] = float.NaN;
+        Assert.Equal(StatusCode.InvalidArgument, await Fails(nan));
+    }
+
+    /// <summary>The real server: Kestrel's h2c port beside the REST one, both answering.</summary>
+    [Fact]
+    public async Task A_real_process_serves_grpc_on_its_own_h2c_port()
+    {
+        var store = ServiceFactory.NewStoreDirectory();
+        try
+        {
+            using var process = await ServiceProcess.StartAsync(store);
+            using var channel = GrpcChannel.ForAddress(process.GrpcAddress);
+            var client = new GRPCInferenceService.GRPCInferenceServiceClient(channel);
+            Assert.True((await client.ServerReadyAsync(new ServerReadyRequest())).Ready);
+            Assert.Equal("saliency-service", (await client.ServerMetadataAsync(new ServerMetadataRequest())).Name);
+            Assert.Equal(System.Net.HttpStatusCode.OK, (await process.Client.GetAsync("/v2/health/live")).StatusCode);
+        }
+        finally
+        {
+            Directory.Delete(store, recursive: true);
+        }
+    }
+
+    private static ModelInferRequest Request(string model, FloatTensor tensor, string input) => new()
+    {
+        ModelName = model,
+        Id = "17",
+        Inputs = { new ModelInferRequest.Types.InferInputTensor { Name = input, Datatype = "FP32", Shape = { tensor.Shape } } },
+    };
+}
