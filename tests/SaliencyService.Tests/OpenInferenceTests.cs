@@ -216,6 +216,37 @@ public sealed class OpenInferenceTests(FixtureModelsService service) : IClassFix
     }
 
     [Fact]
+    public async Task Explain_extension_answers_in_binary_when_asked()
+    {
+        var tensor = Npy.Read(File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.tensor.npy")), long.MaxValue);
+        var (inputName, _) = await NamesAsync("seed_cnn");
+        var request = new JsonObject
+        {
+            ["inputs"] = new JsonArray(new JsonObject { ["name"] = inputName, ["shape"] = Shape(tensor.Shape), ["datatype"] = "FP32", ["data"] = Flat(tensor.Data) }),
+            ["parameters"] = new JsonObject { ["method"] = "gradient", ["binary_data_output"] = true },
+        };
+        var (json, binary) = await SplitAsync(await PostJsonAsync("/v2/models/seed_cnn/explain", request));
+        var expected = Npy.Read(File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.gradient.npy")), long.MaxValue).Data;
+        var actual = new float[binary.Length / 4];
+        Buffer.BlockCopy(binary, 0, actual, 0, binary.Length);
+        Assert.Equal(expected.Length * 4, (int)json["outputs"]![0]!["parameters"]!["binary_data_size"]!);
+        Assert.True(expected.Zip(actual, (e, a) => Math.Abs(e - a)).Max() <= 1e-3 * expected.Max(Math.Abs));
+    }
+
+    [Fact]
+    public async Task Infer_follows_the_inference_api_key_rule()
+    {
+        using var factory = new ServiceFactory(settings: new() { ["Saliency:ApiKey"] = "secret", ["Saliency:ApiKeyForInference"] = "true" });
+        using var client = factory.CreateClient();
+        using var content = new StringContent("""{"inputs": []}""", Encoding.UTF8, "application/json");
+        await AssertErrorAsync(await client.PostAsync("/v2/models/any/infer", content), HttpStatusCode.Unauthorized);
+        using var keyed = new StringContent("""{"inputs": []}""", Encoding.UTF8, "application/json");
+        keyed.Headers.Add("X-Api-Key", "secret");
+        await AssertErrorAsync(await client.PostAsync("/v2/models/any/infer", keyed), HttpStatusCode.NotFound);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v2/health/ready")).StatusCode); // probes stay open
+    }
+
+    [Fact]
     public async Task Explain_extension_refuses_bad_parameters_with_the_protocols_error()
     {
         var tensor = Npy.Read(File.ReadAllBytes(TestPaths.Fixture("mini_resnet", "input1.tensor.npy")), long.MaxValue);

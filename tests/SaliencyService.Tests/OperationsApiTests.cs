@@ -34,8 +34,14 @@ public sealed class OperationsApiTests : IDisposable
     {
         using var doc = JsonDocument.Parse(await _client.GetStringAsync("/swagger/v1/swagger.json"));
         var paths = doc.RootElement.GetProperty("paths");
-        string[] expected = ["/v1/models", "/v1/models/{name}", "/v1/models/{name}/predict", "/v1/models/{name}/explain", "/health/live", "/health/ready", "/metrics"];
+        string[] expected = ["/v1/models", "/v1/models/{name}", "/v1/models/{name}/predict", "/v1/models/{name}/explain", "/health/live", "/health/ready", "/metrics",
+            "/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/ready", "/v2/models/{name}/infer",
+            "/v2/models/{name}/explain", "/v2/models/{name}/versions/{version}/infer"];
         Assert.All(expected, p => Assert.True(paths.TryGetProperty(p, out _), $"{p} is not documented"));
+        // /v2 documents its JSON body and the protocol's error object.
+        var infer = paths.GetProperty("/v2/models/{name}/infer").GetProperty("post");
+        Assert.True(infer.GetProperty("requestBody").GetProperty("content").TryGetProperty("application/json", out _));
+        Assert.True(infer.GetProperty("responses").GetProperty("400").GetProperty("content").TryGetProperty("application/json", out _));
 
         var import = paths.GetProperty("/v1/models").GetProperty("post");
         var importForm = import.GetProperty("requestBody").GetProperty("content").GetProperty("multipart/form-data").GetProperty("schema");
