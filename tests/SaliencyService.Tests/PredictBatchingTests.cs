@@ -43,6 +43,41 @@ public sealed class PredictBatchingTests
         Assert.True(batches >= 4, $"8 samples ran in {batches} batches of at most 2");
     }
 
+    [Fact]
+    public async Task V2_infer_requests_join_the_same_batches_as_v1_predictions()
+    {
+        using var factory = new ServiceFactory(settings: new() { ["Saliency:Predict:MaxQueueDelayMilliseconds"] = "300" });
+        using var client = factory.CreateClient();
+        var descriptor = await Http.ImportFixtureAsync(client, "mini_resnet");
+        var stems = new[] { "input0", "input1", "input1", "input0" };
+        await Task.WhenAll(stems.Select(async (stem, i) =>
+        {
+            var c = ReferenceCases.Get("mini_resnet", stem);
+            var tensorPath = TestPaths.Fixture("mini_resnet", stem + ".tensor.npy");
+            if (i % 2 == 0)
+            {
+                using var form = Http.TensorForm(File.ReadAllBytes(tensorPath));
+                var result = await Http.ReadAsync<PredictResponse>(await client.PostAsync("/v1/models/mini_resnet/predict?topK=10", form));
+                PredictApiTests.AssertMatches(c, result.Predictions[0]);
+                return;
+            }
+            var tensor = SaliencyService.Explain.Tensors.Npy.Read(File.ReadAllBytes(tensorPath), long.MaxValue);
+            var request = System.Text.Json.JsonSerializer.Serialize(new
+            {
+                inputs = new[] { new { name = descriptor.Preprocessing.Input, shape = tensor.Shape, datatype = "FP32", data = tensor.Data } },
+            });
+            var response = await client.PostAsync("/v2/models/mini_resnet/infer", new StringContent(request, System.Text.Encoding.UTF8, "application/json"));
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.IsSuccessStatusCode, body);
+            var outputs = System.Text.Json.Nodes.JsonNode.Parse(body)!["outputs"]![0]!["data"]!.AsArray().Select(v => (float)v!).ToArray();
+            var scale = c.Outputs.Max(Math.Abs);
+            Assert.True(c.Outputs.Zip(outputs, (e, a) => Math.Abs(e - a)).Max() <= 1e-4 * scale);
+        }));
+        var (batches, samples) = await BatchCountersAsync(client);
+        Assert.Equal(stems.Length, samples);
+        Assert.True(batches < stems.Length, $"{stems.Length} concurrent v1 and v2 requests ran as {batches} batches: none was shared");
+    }
+
     /// <summary>Sends every request of <see cref="Requests"/> at once, checks each answer, and returns the batch counters.</summary>
     private static async Task<(long Batches, long Samples)> PredictAllAtOnceAsync(Dictionary<string, string?> settings)
     {
