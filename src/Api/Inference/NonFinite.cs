@@ -10,10 +10,17 @@ namespace SaliencyService.Api.Inference;
 public static class NonFinite
 {
     /// <exception cref="ProblemException">422 when a value is NaN or infinite.</exception>
-    public static void Check(ReadOnlySpan<float> values, string what)
+    public static void Check(Array values, string what)
     {
-        for (var i = 0; i < values.Length; i++)
-            if (!float.IsFinite(values[i]))
-                throw ProblemException.Unprocessable($"The model computed a non-finite value ({values[i]}) in its {what} at flat index {i} for this input.");
+        if (IndexOf(values) is var i and >= 0)
+            throw ProblemException.Unprocessable($"The model computed a non-finite value ({values.GetValue(i)}) in its {what} at flat index {i} for this input.");
     }
+
+    /// <summary>The first NaN or ±Inf of a floating-point array; -1 when there is none, or the elements are not floating point.</summary>
+    public static int IndexOf(Array values) => values switch
+    {
+        float[] f => Array.FindIndex(f, v => !float.IsFinite(v)),
+        double[] d => Array.FindIndex(d, v => !double.IsFinite(v)),
+        _ => -1,
+    };
 }

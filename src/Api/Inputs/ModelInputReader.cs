@@ -91,7 +91,7 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
     private async Task<ModelInput> ReadTensorAsync(IFormFile file, TensorDescriptor input, CancellationToken cancellationToken)
     {
         var tensor = Npy.Read(await ReadAllAsync(file, cancellationToken), _options.MaxTensorElements);
-        var nonFinite = Array.FindIndex(tensor.Data, v => !float.IsFinite(v));
+        var nonFinite = Inference.NonFinite.IndexOf(tensor.Data);
         if (nonFinite >= 0)
             throw ProblemException.BadRequest($"The tensor holds a non-finite value ({tensor.Data[nonFinite]} at flat index {nonFinite}); models are fed finite numbers only.");
         var modelShape = input.Shape;

@@ -1,4 +1,5 @@
 using Microsoft.ML.OnnxRuntime.Tensors;
+using SaliencyService.Api.Inference;
 using SaliencyService.Api.Models;
 using SaliencyService.Explain;
 using SaliencyService.Explain.Serving;
@@ -62,13 +63,7 @@ public static class V2Inputs
     /// <summary>Models are fed finite numbers only (as on /v1).</summary>
     public static void CheckFinite(Array data, string name)
     {
-        var index = data switch
-        {
-            float[] f => Array.FindIndex(f, v => !float.IsFinite(v)),
-            double[] d => Array.FindIndex(d, v => !double.IsFinite(v)),
-            _ => -1,
-        };
-        if (index >= 0) throw new InvalidArgumentException($"Input '{name}' holds a non-finite value at flat index {index}; models are fed finite numbers only.");
+        if (NonFinite.IndexOf(data) is var index and >= 0) throw new InvalidArgumentException($"Input '{name}' holds a non-finite value at flat index {index}; models are fed finite numbers only.");
     }
 
     /// <summary>Whether the inputs can join other requests' in one batch: each has the same sample count first.</summary>

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SaliencyService.Api.Inference;
 using SaliencyService.Explain;
 using SaliencyService.Explain.Serving;
 
@@ -38,13 +39,7 @@ public static class V2Response
     private static Array Finite(NamedTensor output)
     {
         var data = V2TensorData.Writable(output);
-        var bad = data switch
-        {
-            float[] f => Array.FindIndex(f, v => !float.IsFinite(v)),
-            double[] d => Array.FindIndex(d, v => !double.IsFinite(v)),
-            _ => -1,
-        };
-        if (bad >= 0)
+        if (NonFinite.IndexOf(data) is var bad and >= 0)
             throw new UnsupportedModelException(
                 $"The model computed a non-finite value in output '{output.Name}' at flat index {bad}, which JSON cannot carry; ask for it with parameters.binary_data.");
         return data;
