@@ -20,12 +20,14 @@ app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseSwagger();
 app.UseSwaggerUI();
+app.UsePage();
 app.UseRateLimiter();
 
 app.MapOperations();
 app.MapModels();
 app.MapInference();
 app.MapExplain();
+app.MapMethods();
 app.MapOpenInference();
 GrpcEndpoint.Map(app);
 
