@@ -62,7 +62,8 @@ public sealed class DeploymentFilesTests
 
         var nginx = File.ReadAllText(Deployment("deploy", "nginx", "nginx.conf"));
         Assert.Contains("server saliency:8080", nginx);
-        foreach (var route in new[] { "location /v1/", "location /v2", "location /swagger", "location /health/", "location = /v1/models" })
+        foreach (var route in new[] { "location /v1/", "location /v2", "location /swagger", "location /health/", "location = /v1/models",
+                     "location = /metrics { return 404; }", "location / { proxy_pass" })
             Assert.Contains(route, nginx);
         Assert.Contains("saliency:8080", File.ReadAllText(Deployment("deploy", "prometheus", "prometheus.yml")));
     }

@@ -128,6 +128,82 @@ public sealed class WebPageTests(BrowserPage browser) : IClassFixture<BrowserPag
         Assert.Empty(errors);
     }
 
+    [Fact]
+    public async Task Drawing_options_redraw_the_kept_map_and_downloads_give_png_json_and_npy()
+    {
+        var errors = new List<string>();
+        var page = await browser.OpenAsync(errors);
+        await page.GetByTestId("model").SelectOptionAsync("seed-cnn");
+        await page.GetByTestId("image").SetInputFilesAsync(Sample("square.png"));
+        await Assertions.Expect(page.GetByTestId("predictions").Locator("button")).ToHaveCountAsync(2);
+        await page.GetByTestId("method").SelectOptionAsync("integrated-gradients");
+        await page.GetByTestId("explain").ClickAsync();
+        await Assertions.Expect(page.Locator("#map-caption")).ToContainTextAsync("integrated-gradients");
+        var heatmap = await page.GetByTestId("map").GetAttributeAsync("src");
+
+        // Another view of the same map: the service draws it anew from the map it kept.
+        await page.Locator("#view").SelectOptionAsync("overlay");
+        await Assertions.Expect(page.Locator("#map-caption")).ToContainTextAsync("cached map");
+        Assert.NotEqual(heatmap, await page.GetByTestId("map").GetAttributeAsync("src"));
+
+        var npy = await page.RunAndWaitForDownloadAsync(() => page.Locator("#download-npy").ClickAsync());
+        var bytes = await File.ReadAllBytesAsync((await npy.PathAsync())!);
+        Assert.Equal([0x93, .. "NUMPY"u8.ToArray()], bytes[..6]);
+        Assert.EndsWith(".npy", npy.SuggestedFilename);
+        var json = await page.RunAndWaitForDownloadAsync(() => page.Locator("#download-json").ClickAsync());
+        Assert.Contains("\"method\": \"integrated-gradients\"", await File.ReadAllTextAsync((await json.PathAsync())!));
+        var png = await page.RunAndWaitForDownloadAsync(() => page.Locator("#download-png").ClickAsync());
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, (await File.ReadAllBytesAsync((await png.PathAsync())!))[..4]);
+        Assert.Empty(errors);
+    }
+
+    [Fact]
+    public async Task A_long_comparison_shows_progress_and_can_be_cancelled()
+    {
+        var errors = new List<string>();
+        var page = await browser.OpenAsync(errors);
+        await page.GetByTestId("model").SelectOptionAsync("resnet18");
+        await page.GetByTestId("image").SetInputFilesAsync(Sample("rocket.jpg"));
+        await Assertions.Expect(page.GetByTestId("predictions").Locator("button")).ToHaveCountAsync(5);
+        await page.GetByTestId("compare").ClickAsync();
+        await Assertions.Expect(page.Locator("#progress")).ToBeVisibleAsync();
+        await page.Locator("#cancel").ClickAsync();
+        await Assertions.Expect(page.Locator("#status")).ToContainTextAsync("Cancelled");
+        await Assertions.Expect(page.Locator("#cancel")).ToBeHiddenAsync();
+        Assert.True(await page.GetByTestId("gallery").Locator("img[src^='data:']").CountAsync() < 8);
+        await Assertions.Expect(page.GetByRole(AriaRole.Alert)).ToBeHiddenAsync();
+        Assert.Empty(errors);
+    }
+
+    [Fact]
+    public async Task A_model_is_imported_replaced_and_deleted_from_the_page()
+    {
+        var errors = new List<string>();
+        var page = await browser.OpenAsync(errors);
+        page.Dialog += (_, dialog) => dialog.AcceptAsync();
+        await page.Locator("#manage summary").ClickAsync();
+        await page.Locator("#import-file").SetInputFilesAsync(TestPaths.Fixture("seed_cnn", "model.onnx"));
+        await page.Locator("#import-name").FillAsync("shapes");
+        await page.Locator("#import-layout").SelectOptionAsync("NHWC");
+        await page.Locator("#import-labels").FillAsync("box\nball");
+        await page.Locator("#import-form button[type=submit]").ClickAsync();
+        await Assertions.Expect(page.GetByTestId("model")).ToHaveValueAsync("shapes", new() { Timeout = 60_000 });
+        await Assertions.Expect(page.Locator("#model-facts")).ToContainTextAsync("box, ball");
+
+        // The same name again is refused until "replace" is ticked.
+        await page.Locator("#import-form button[type=submit]").ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("replace=true");
+        await page.Locator("#import-replace").CheckAsync();
+        await page.Locator("#import-form button[type=submit]").ClickAsync();
+        await Assertions.Expect(page.Locator("#status")).ToContainTextAsync("Imported shapes", new() { Timeout = 60_000 });
+        await Assertions.Expect(page.GetByRole(AriaRole.Alert)).ToBeHiddenAsync();
+
+        await page.Locator("#delete-model").ClickAsync();
+        await Assertions.Expect(page.Locator("#status")).ToContainTextAsync("Deleted shapes");
+        Assert.DoesNotContain("shapes", await page.GetByTestId("model").Locator("option").AllTextContentsAsync());
+        Assert.DoesNotContain(errors, e => !e.StartsWith("Failed to load resource", StringComparison.Ordinal)); // the 409, logged by the browser
+    }
+
     private static Task WaitForImageAsync(ILocator image) =>
         image.EvaluateAsync("img => img.complete && img.naturalWidth > 0 ? null : new Promise((ok, fail) => { img.onload = ok; img.onerror = fail; })",
             null, new() { Timeout = 120_000 });
