@@ -295,16 +295,15 @@ async function compare() {
   try {
     for (const method of state.methods) {
       status(`Comparing: ${method.name} (${progress.value + 1} of ${state.methods.length})…`);
-      const figure = document.createElement("figure");
-      const image = document.createElement("img");
-      const text = document.createElement("figcaption");
-      figure.append(image, text);
-      gallery.append(figure);
-      text.textContent = `${method.name}: computing…`;
       const { result, milliseconds, cache } = await explainOnce(method.name, controller.signal);
-      image.src = `data:image/png;base64,${result.png}`;
-      image.alt = `${method.name} map of class ${result.target}`;
-      text.textContent = caption(result, milliseconds, cache);
+      // A map joins the gallery once it is there: the gallery only ever holds finished maps.
+      const figure = document.createElement("figure");
+      const image = Object.assign(document.createElement("img"), {
+        src: `data:image/png;base64,${result.png}`, alt: `${method.name} map of class ${result.target}`,
+      });
+      image.dataset.method = method.name;
+      figure.append(image, Object.assign(document.createElement("figcaption"), { textContent: caption(result, milliseconds, cache) }));
+      gallery.append(figure);
       if (!$("target").value.trim()) $("target").value = String(result.target); // every method explains the same class
       progress.value += 1;
     }
