@@ -5,8 +5,9 @@ guided-backprop, gradient and Grad-CAM maps in PyTorch (float64), for checking t
 Guided backprop is applied the way Captum cannot: by replacing F.relu / F.hardtanh(0, 6)
 themselves, so functional ReLUs (DenseNet, GoogLeNet) and ReLU6 modules are all covered.
 
-Usage: /usr/bin/python3 torchvision_guided_backprop.py OUT_DIR [ARCH ...]   (needs Debian's python3-torch,
-python3-torchvision; writes OUT_DIR/ARCH/{model.onnx,input.npy,guided_backprop.npy,gradient.npy,grad_cam.npy,meta.json})
+Usage: /usr/bin/python3 torchvision_guided_backprop.py [--opset N] OUT_DIR [ARCH ...]   (needs Debian's python3-torch,
+python3-torchvision; writes OUT_DIR/ARCH/{model.onnx,input.npy,guided_backprop.npy,gradient.npy,grad_cam.npy,meta.json};
+ARCH may be "modern" for the transformer and newer-CNN set of issue 18; the default opset is 13)
 
 Grad-CAM is taken at the last 4-D rectifier output the forward computes, the service's default
 layer (explain.defaultLayer); architectures without rectifiers get no Grad-CAM reference.
@@ -22,6 +23,9 @@ import torchvision.models as models
 
 ARCHS = ["resnet18", "resnet50", "resnext50_32x4d", "mobilenet_v2", "mobilenet_v3_small", "densenet121", "squeezenet1_0",
          "efficientnet_b0", "googlenet", "shufflenet_v2_x1_0", "regnet_y_400mf", "mnasnet0_5", "alexnet"]
+MODERN = ["vit_b_16", "swin_t", "convnext_tiny", "efficientnet_v2_s", "regnet_y_400mf", "resnext50_32x4d", "wide_resnet50_2",
+          "vgg11_bn", "inception_v3", "mobilenet_v3_large", "mnasnet1_0", "shufflenet_v2_x0_5"]
+SIZE = {"inception_v3": 299}
 
 
 class GuidedRectifier(torch.autograd.Function):
@@ -67,7 +71,7 @@ torch.nn.functional.relu6 = lambda x, inplace=False: hardtanh(x, 0.0, 6.0, inpla
 
 def build(arch):
     torch.manual_seed(0)
-    kwargs = {"aux_logits": False, "init_weights": True} if arch == "googlenet" else {}
+    kwargs = {"aux_logits": False, "init_weights": True} if arch in ("googlenet", "inception_v3") else {}
     model = getattr(models, arch)(weights=None, **kwargs).eval()
     # Random but non-degenerate batch-norm statistics, so the maps are not trivially uniform.
     for m in model.modules():
@@ -105,13 +109,14 @@ def grad_cam(model, x):
         LAST_RECTIFIED.update(on=False, value=None)
 
 
-def main(out, archs):
+def main(out, archs, opset):
     for arch in archs:
         folder = os.path.join(out, arch)
         os.makedirs(folder, exist_ok=True)
         model = build(arch)
-        x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
-        torch.onnx.export(model, x, os.path.join(folder, "model.onnx"), opset_version=13,
+        size = SIZE.get(arch, 224)
+        x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+        torch.onnx.export(model, x, os.path.join(folder, "model.onnx"), opset_version=opset,
                           input_names=["input"], output_names=["logits"],
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
         # float32 maps too: how far PyTorch's own float32 lands from the float64 truth is the
@@ -131,7 +136,7 @@ def main(out, archs):
         np.save(os.path.join(folder, "guided_backprop.npy"), guided)
         np.save(os.path.join(folder, "gradient.npy"), gradient)
         with open(os.path.join(folder, "meta.json"), "w") as f:
-            json.dump({"arch": arch, "target": target, "score": score, **floor}, f)
+            json.dump({"arch": arch, "opset": opset, "target": target, "score": score, **floor}, f)
         print(arch, "target", target, "score", round(score, 4), floor, flush=True)
 
 
@@ -140,4 +145,11 @@ def rel(a, b):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:] or ARCHS)
+    args = sys.argv[1:]
+    opset = 13
+    if args[:1] == ["--opset"]:
+        opset, args = int(args[1]), args[2:]
+    chosen = args[1:] or ARCHS
+    if chosen == ["modern"]:
+        chosen = MODERN
+    main(args[0], chosen, opset)

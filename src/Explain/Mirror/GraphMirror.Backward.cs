@@ -57,6 +57,7 @@ public sealed partial class GraphMirror
         // graph's initializers and die with this scope.
         using var scope = NewDisposeScope();
         var graph = new BackwardGraph(shapes, ScoreName);
+        var fromInput = InputDependent(shapes);
         var contributions = new Dictionary<string, List<string>>(StringComparer.Ordinal) { [ScoreName] = [BackwardGraph.Seed] };
         for (var s = _steps.Count - 1; s >= 0; s--)
         {
@@ -68,7 +69,7 @@ public sealed partial class GraphMirror
                     : throw new NotSupportedException($"the score does not depend on '{layer}'");
             var outputGradients = step.Outputs.Select(o => o.Length > 0 && contributions.Remove(o, out var parts) ? graph.Sum(parts) : null).ToArray();
             if (outputGradients.All(g => g is null)) continue;
-            var wanted = step.Inputs.Select(name => Differentiable(name, shapes)).ToArray();
+            var wanted = step.Inputs.Select(name => fromInput.Contains(name) && Differentiable(name, shapes)).ToArray();
             if (!wanted.Any(w => w)) continue;
             if (step.Gradient is null) throw new NotSupportedException($"{step.OpType} ('{step.Outputs[0]}') has no backward rule");
 
@@ -88,6 +89,19 @@ public sealed partial class GraphMirror
         if (!contributions.TryGetValue(InputName, out var input))
             throw new NotSupportedException("the score does not depend on the input");
         return (graph.ToModel(input, shapes[InputName].Shape), graph);
+    }
+
+    /// <summary>
+    /// The floating-point tensors computed from the input's values. Only they carry a gradient to
+    /// it: masks, position tables and shape arithmetic (Swin's window masks, made from the input's
+    /// shape, not its values) need no backward rule.
+    /// </summary>
+    private HashSet<string> InputDependent(IReadOnlyDictionary<string, TensorInfo> shapes)
+    {
+        var dependent = new HashSet<string>(StringComparer.Ordinal) { InputName };
+        foreach (var step in _steps.Where(s => s.Inputs.Any(dependent.Contains)))
+            dependent.UnionWith(step.Outputs.Where(o => Differentiable(o, shapes)));
+        return dependent;
     }
 
     private long[]? ShapeOf(string name, IReadOnlyDictionary<string, TensorInfo> shapes) =>

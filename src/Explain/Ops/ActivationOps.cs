@@ -69,6 +69,87 @@ internal static class ActivationOps
     [OnnxOp("Sigmoid")]
     private static OpKernel Sigmoid(OpContext node) => (x, _) => [x[0]!.sigmoid()];
 
+    /// <summary>σ'(x) = y·(1 − y), from the recorded output.</summary>
+    [OnnxGradient("Sigmoid")]
+    private static GradientRule SigmoidGradient(OpContext node) => new((graph, n) =>
+    {
+        var y = graph.Recorded(n.Outputs[0]);
+        return [graph.Node("Mul", [n.OutputGradients[0]!, graph.Node("Mul", [y, graph.Node("Sub", [graph.Scalar(1), y])])])];
+    });
+
+    /// <summary>tanh'(x) = 1 − y².</summary>
+    [OnnxGradient("Tanh")]
+    private static GradientRule TanhGradient(OpContext node) => new((graph, n) =>
+    {
+        var y = graph.Recorded(n.Outputs[0]);
+        return [graph.Node("Mul", [n.OutputGradients[0]!, graph.Node("Sub", [graph.Scalar(1), graph.Node("Mul", [y, y])])])];
+    });
+
+    /// <summary>alpha where 0 &lt; alpha·x + beta &lt; 1, else 0.</summary>
+    [OnnxGradient("HardSigmoid")]
+    private static GradientRule HardSigmoidGradient(OpContext node)
+    {
+        var alpha = node.Attributes.Float("alpha", 0.2f);
+        var beta = node.Attributes.Float("beta", 0.5f);
+        return new((graph, n) =>
+        {
+            var z = graph.Node("Add", [graph.Node("Mul", [graph.Recorded(n.Inputs[0]), graph.Scalar(alpha)]), graph.Scalar(beta)]);
+            var inside = graph.Node("And", [graph.Node("Greater", [z, graph.Scalar(0)]), graph.Node("Less", [z, graph.Scalar(1)])]);
+            return [graph.Node("Where", [inside, graph.Node("Mul", [n.OutputGradients[0]!, graph.Scalar(alpha)]), graph.Scalar(0)])];
+        });
+    }
+
+    /// <summary>0 below −3, 1 above 3, (2x + 3)/6 between.</summary>
+    [OnnxGradient("HardSwish")]
+    private static GradientRule HardSwishGradient(OpContext node) => new((graph, n) =>
+    {
+        var x = graph.Recorded(n.Inputs[0]);
+        var slope = graph.Node("Add", [graph.Node("Mul", [x, graph.Scalar(1f / 3)]), graph.Scalar(0.5f)]);
+        slope = graph.Node("Where", [graph.Node("Greater", [x, graph.Scalar(3)]), graph.Scalar(1), slope]);
+        slope = graph.Node("Where", [graph.Node("Less", [x, graph.Scalar(-3)]), graph.Scalar(0), slope]);
+        return [graph.Node("Mul", [n.OutputGradients[0]!, slope])];
+    });
+
+    /// <summary>Φ(x) + x·φ(x) (the exact GELU; the tanh approximation has no rule).</summary>
+    [OnnxGradient("Gelu")]
+    private static GradientRule? GeluGradient(OpContext node) => node.Attributes.String("approximate", "none") != "none" ? null : new((graph, n) =>
+    {
+        var x = graph.Recorded(n.Inputs[0]);
+        var cdf = graph.Node("Mul", [graph.Scalar(0.5f), graph.Node("Add", [graph.Scalar(1), graph.Node("Erf", [graph.Node("Mul", [x, graph.Scalar((float)(1 / Math.Sqrt(2)))])])])]);
+        var pdf = graph.Node("Mul", [graph.Scalar((float)(1 / Math.Sqrt(2 * Math.PI))),
+            graph.Node("Exp", [graph.Node("Mul", [graph.Node("Mul", [x, x]), graph.Scalar(-0.5f)])])]);
+        return [graph.Node("Mul", [n.OutputGradients[0]!, graph.Node("Add", [cdf, graph.Node("Mul", [x, pdf])])])];
+    });
+
+    /// <summary>∂x = y·(G − Σ_axis G·y).</summary>
+    [OnnxGradient("Softmax")]
+    private static GradientRule SoftmaxGradient(OpContext node) => new((graph, n) =>
+    {
+        var y = graph.Recorded(n.Outputs[0]);
+        var g = n.OutputGradients[0]!;
+        var dot = graph.Node("ReduceSum", [graph.Node("Mul", [g, y]), graph.Ints(SoftmaxAxis(node, n))], BackwardGraph.Attribute("keepdims", 1));
+        return [graph.Node("Mul", [y, graph.Node("Sub", [g, dot])])];
+    });
+
+    /// <summary>∂x = G − exp(y)·Σ_axis G.</summary>
+    [OnnxGradient("LogSoftmax")]
+    private static GradientRule LogSoftmaxGradient(OpContext node) => new((graph, n) =>
+    {
+        var g = n.OutputGradients[0]!;
+        var total = graph.Node("ReduceSum", [g, graph.Ints(SoftmaxAxis(node, n))], BackwardGraph.Attribute("keepdims", 1));
+        return [graph.Node("Sub", [g, graph.Node("Mul", [graph.Node("Exp", [graph.Recorded(n.Outputs[0])]), total])])];
+    });
+
+    /// <summary>The one axis a softmax normalises over. Before opset 13 the input is coerced to 2-D: one axis only when that is the last.</summary>
+    /// <exception cref="NotSupportedException">An older softmax over several axes (the model's gradients then run on libtorch).</exception>
+    private static long SoftmaxAxis(OpContext node, GradientNode n)
+    {
+        var rank = n.InputShapes[0]!.Length;
+        if (node.Opset >= 13) return node.Attributes.Int("axis", -1);
+        var axis = node.Attributes.Int("axis", 1);
+        return axis == -1 || axis == rank - 1 ? rank - 1 : throw new NotSupportedException("a Softmax before opset 13 over several axes has no backward rule");
+    }
+
     [OnnxOp("Tanh")]
     private static OpKernel Tanh(OpContext node) => (x, _) => [x[0]!.tanh()];
 

@@ -36,10 +36,74 @@ internal static class ElementwiseOps
             : null)];
     });
 
-    /// <summary>Division by a constant: ∂a = G / b.</summary>
+    /// <summary>∂a = G / b, ∂b = −G·y / b (y = a / b), each summed back to its shape; a constant b is folded in.</summary>
     [OnnxGradient("Div")]
-    private static GradientRule? DivGradient(OpContext node) => node.Constant(1) is null ? null : new((graph, n) =>
-        [graph.SumToShape(graph.Node("Div", [n.OutputGradients[0]!, graph.Constant(n.Constants[1]!)]), n.OutputShapes[0]!, n.InputShapes[0]!), null]);
+    private static GradientRule DivGradient(OpContext node) => new((graph, n) =>
+    {
+        var b = n.Constants[1] is { } constant ? graph.Constant(constant) : graph.Recorded(n.Inputs[1]);
+        var g = n.OutputGradients[0]!;
+        return
+        [
+            n.Wanted[0] ? graph.SumToShape(graph.Node("Div", [g, b]), n.OutputShapes[0]!, n.InputShapes[0]!) : null,
+            n.Wanted[1]
+                ? graph.SumToShape(graph.Node("Neg", [graph.Node("Div", [graph.Node("Mul", [g, graph.Recorded(n.Outputs[0])]), b])]), n.OutputShapes[0]!, n.InputShapes[1]!)
+                : null,
+        ];
+    });
+
+    /// <summary>∂x = G · p · x^(p−1) for a constant exponent p.</summary>
+    [OnnxGradient("Pow")]
+    private static GradientRule? PowGradient(OpContext node) => node.Constant(1) is not { } exponent ? null : new((graph, n) =>
+    {
+        var p = graph.Constant(exponent.to_type(ScalarType.Float32));
+        var slope = graph.Node("Mul", [p, graph.Node("Pow", [graph.Recorded(n.Inputs[0]), graph.Node("Sub", [p, graph.Scalar(1)])])]);
+        return [graph.SumToShape(graph.Node("Mul", [n.OutputGradients[0]!, slope]), n.OutputShapes[0]!, n.InputShapes[0]!), null];
+    });
+
+    /// <summary>erf'(x) = 2/√π · exp(−x²).</summary>
+    [OnnxGradient("Erf")]
+    private static GradientRule ErfGradient(OpContext node) => new((graph, n) =>
+    {
+        var x = graph.Recorded(n.Inputs[0]);
+        var slope = graph.Node("Mul", [graph.Scalar((float)(2 / Math.Sqrt(Math.PI))), graph.Node("Exp", [graph.Node("Neg", [graph.Node("Mul", [x, x])])])]);
+        return [graph.Node("Mul", [n.OutputGradients[0]!, slope])];
+    });
+
+    /// <summary>exp'(x) = y.</summary>
+    [OnnxGradient("Exp")]
+    private static GradientRule ExpGradient(OpContext node) => new((graph, n) => [graph.Node("Mul", [n.OutputGradients[0]!, graph.Recorded(n.Outputs[0])])]);
+
+    /// <summary>√'(x) = 1 / (2y).</summary>
+    [OnnxGradient("Sqrt")]
+    private static GradientRule SqrtGradient(OpContext node) => new((graph, n) =>
+        [graph.Node("Div", [graph.Node("Mul", [n.OutputGradients[0]!, graph.Scalar(0.5f)]), graph.Recorded(n.Outputs[0])])]);
+
+    /// <summary>(1/x)' = −y².</summary>
+    [OnnxGradient("Reciprocal")]
+    private static GradientRule ReciprocalGradient(OpContext node) => new((graph, n) =>
+    {
+        var y = graph.Recorded(n.Outputs[0]);
+        return [graph.Node("Neg", [graph.Node("Mul", [n.OutputGradients[0]!, graph.Node("Mul", [y, y])])])];
+    });
+
+    [OnnxGradient("Neg")]
+    private static GradientRule NegGradient(OpContext node) => new((graph, n) => [graph.Node("Neg", [n.OutputGradients[0]!])]);
+
+    /// <summary>The chosen side takes the gradient: ∂a = G where the condition holds, ∂b = G elsewhere.</summary>
+    [OnnxGradient("Where")]
+    private static GradientRule WhereGradient(OpContext node) => new((graph, n) =>
+    {
+        var condition = n.Constants[0] is { } c ? graph.Constant(c.to_type(ScalarType.Int64)) : graph.Recorded(n.Inputs[0]);
+        if (n.Constants[0] is not null) condition = graph.Node("Cast", [condition], BackwardGraph.Attribute("to", (long)Onnx.Proto.TensorProto.Types.DataType.Bool));
+        var g = n.OutputGradients[0]!;
+        var zero = graph.Scalar(0);
+        return
+        [
+            null,
+            n.Wanted[1] ? graph.SumToShape(graph.Node("Where", [condition, g, zero]), n.OutputShapes[0]!, n.InputShapes[1]!) : null,
+            n.Wanted[2] ? graph.SumToShape(graph.Node("Where", [condition, zero, g]), n.OutputShapes[0]!, n.InputShapes[2]!) : null,
+        ];
+    });
 
     [OnnxOp("Mul", 7)]
     private static OpKernel Mul(OpContext node) => (x, _) => [x[0]! * x[1]!];

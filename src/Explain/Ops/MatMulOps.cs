@@ -9,11 +9,27 @@ internal static class MatMulOps
     [OnnxOp("MatMul")]
     private static OpKernel MatMul(OpContext node) => (x, _) => [x[0]!.matmul(x[1]!)];
 
-    /// <summary>With a constant matrix B: ∂A = G · Bᵀ.</summary>
+    /// <summary>
+    /// ∂A = G · Bᵀ, ∂B = Aᵀ · G over the last two axes, each summed back over broadcast batch
+    /// axes; a constant operand is folded in (transposed while building). Rank-1 operands have no rule.
+    /// </summary>
     [OnnxGradient("MatMul")]
-    private static GradientRule? MatMulGradient(OpContext node) => node.Constant(1) is { } b && b.dim() == 2
-        ? new((graph, n) => [graph.Node("MatMul", [n.OutputGradients[0]!, graph.Constant(n.Constants[1]!.t())]), null])
-        : null;
+    private static GradientRule MatMulGradient(OpContext node) => new((graph, n) =>
+    {
+        if (n.InputShapes.Any(s => s is null || s.Length < 2)) throw new NotSupportedException("a MatMul with a vector operand has no backward rule");
+        string Transposed(int i) => n.Constants[i] is { } c
+            ? graph.Constant(c.transpose(-1, -2))
+            : graph.Node("Transpose", [graph.Recorded(n.Inputs[i])], BackwardGraph.Attribute("perm", SwapLast(n.InputShapes[i]!.Length)));
+        var g = n.OutputGradients[0]!;
+        var output = n.OutputShapes[0]!;
+        return
+        [
+            n.Wanted[0] ? graph.SumToShape(graph.Node("MatMul", [g, Transposed(1)]), [.. output[..^2], .. n.InputShapes[0]![^2..]], n.InputShapes[0]!) : null,
+            n.Wanted[1] ? graph.SumToShape(graph.Node("MatMul", [Transposed(0), g]), [.. output[..^2], .. n.InputShapes[1]![^2..]], n.InputShapes[1]!) : null,
+        ];
+    });
+
+    private static long[] SwapLast(int rank) => [.. Enumerable.Range(0, rank - 2).Select(d => (long)d), rank - 1, rank - 2];
 
     /// <summary>With a constant B: ∂A' = alpha · G · B'ᵀ, transposed back when A is.</summary>
     [OnnxGradient("Gemm")]

@@ -93,6 +93,33 @@ internal static class NormalizationOps
     }
 
     /// <summary>
+    /// With a constant scale γ: ∂x = (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) / σ over the normalised axes,
+    /// ĝ = G·γ, x̂ and σ recomputed from the recorded input.
+    /// </summary>
+    [OnnxGradient("LayerNormalization")]
+    private static GradientRule? LayerNormalizationGradient(OpContext node)
+    {
+        if (node.Constant(1) is null) return null;
+        var axis = node.Attributes.Int("axis", -1);
+        var epsilon = node.Attributes.Float("epsilon", 1e-5f);
+        return new((graph, n) =>
+        {
+            var rank = n.InputShapes[0]!.Length;
+            var first = OpHelpers.Axis(axis, rank);
+            var axes = BackwardGraph.Attribute("axes", Enumerable.Range((int)first, (int)(rank - first)).Select(d => (long)d).ToArray());
+            var keep = BackwardGraph.Attribute("keepdims", 1);
+            string Mean(string value) => graph.Node("ReduceMean", [value], axes, keep); // opset 17: axes as an attribute
+            var x = graph.Recorded(n.Inputs[0]);
+            var centred = graph.Node("Sub", [x, Mean(x)]);
+            var inverse = graph.Node("Reciprocal", [graph.Node("Sqrt", [graph.Node("Add", [Mean(graph.Node("Mul", [centred, centred])), graph.Scalar(epsilon)])])]);
+            var normalised = graph.Node("Mul", [centred, inverse]);
+            var scaled = graph.Node("Mul", [n.OutputGradients[0]!, graph.Constant(n.Constants[1]!)]);
+            var inner = graph.Node("Sub", [graph.Node("Sub", [scaled, Mean(scaled)]), graph.Node("Mul", [normalised, Mean(graph.Node("Mul", [scaled, normalised]))])]);
+            return [graph.Node("Mul", [inner, inverse]), null, null];
+        });
+    }
+
+    /// <summary>
     /// x / (bias + alpha/size · Σ x²)^beta over the channel window
     /// [c − ⌊(size−1)/2⌋, c + ⌈(size−1)/2⌉], as ONNX defines it (torch centres even windows differently).
     /// </summary>

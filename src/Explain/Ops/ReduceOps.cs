@@ -30,6 +30,33 @@ internal static class ReduceOps
     [OnnxOp("ReduceMin", 18)]
     private static OpKernel MinInput(OpContext node) => Reduce(node, fromInput: true, (x, axes, keep) => x.amin(axes, keep));
 
+    /// <summary>∂x = G broadcast back over the reduced axes (÷ their size for a mean); axes must be known while building.</summary>
+    [OnnxGradient("ReduceMean")]
+    private static GradientRule? MeanGradient(OpContext node) => SpreadGradient(node, mean: true);
+
+    [OnnxGradient("ReduceSum")]
+    private static GradientRule? SumGradient(OpContext node) => SpreadGradient(node, mean: false);
+
+    private static GradientRule? SpreadGradient(OpContext node, bool mean)
+    {
+        var fromInput = node.Opset >= (mean ? 18 : 13);
+        var axes = fromInput ? (node.HasInput(1) ? node.Constant(1) is { } a ? OpHelpers.Longs(a) : null : []) : node.Attributes.Ints("axes") ?? [];
+        if (axes is null || (axes.Length == 0 && node.Attributes.Int("noop_with_empty_axes", 0) != 0)) return null;
+        var keep = node.Attributes.Int("keepdims", 1) != 0;
+        return new((graph, n) =>
+        {
+            var inputShape = n.InputShapes[0]!;
+            var reduced = (axes.Length == 0 ? Enumerable.Range(0, inputShape.Length).Select(d => (long)d) : axes.Select(a => OpHelpers.Axis(a, inputShape.Length)))
+                .ToArray();
+            if (reduced.Any(a => inputShape[a] < 0)) throw new NotSupportedException("a reduction over the batch dimension has no backward rule");
+            var g = keep ? n.OutputGradients[0]! : graph.Node("Unsqueeze", [n.OutputGradients[0]!, graph.Ints(reduced)]);
+            // Expand broadcasts bidirectionally, so the batch dimension (−1) is asked for as 1.
+            var spread = graph.Node("Expand", [g, graph.Ints(inputShape.Select(d => Math.Max(d, 1)).ToArray())]);
+            var count = reduced.Aggregate(1L, (p, a) => p * inputShape[a]);
+            return [mean ? graph.Node("Mul", [spread, graph.Scalar(1f / count)]) : spread, null];
+        });
+    }
+
     /// <summary>No axes: every axis, unless noop_with_empty_axes makes it the identity.</summary>
     private static OpKernel Reduce(OpContext node, bool fromInput, Func<Tensor, long[], bool, Tensor> reduce)
     {

@@ -51,6 +51,10 @@ internal static class ShapeOps
         return (x, _) => [value.reshape(1).expand(OpHelpers.Longs(x[0]!)).contiguous()];
     }
 
+    /// <summary>Between floating types the gradient passes (cast back); from integers none flows.</summary>
+    [OnnxGradient("Cast")]
+    private static GradientRule CastGradient(OpContext node) => new((graph, n) => [n.OutputGradients[0]]);
+
     [OnnxOp("Cast", 6)]
     private static OpKernel Cast(OpContext node)
     {
@@ -176,6 +180,50 @@ internal static class ShapeOps
         };
     }
 
+    /// <summary>The parts' gradients side by side again (zeros for a part the score does not read).</summary>
+    [OnnxGradient("Split")]
+    private static GradientRule SplitGradient(OpContext node)
+    {
+        var axis = node.Attributes.Int("axis", 0);
+        return new((graph, n) =>
+        {
+            var parts = n.OutputGradients.Select((g, i) => g ?? graph.Node("Mul", [graph.Recorded(n.Outputs[i]), graph.Scalar(0)])).ToArray();
+            return [graph.Node("Concat", parts, BackwardGraph.Attribute("axis", OpHelpers.Axis(axis, n.InputShapes[0]!.Length))), null];
+        });
+    }
+
+    /// <summary>Unit steps with starts and ends known while building: the gradient padded back to the input's extent.</summary>
+    [OnnxGradient("Slice")]
+    private static GradientRule? SliceGradient(OpContext node)
+    {
+        long[]? Input(int i, string attribute) => node.Opset >= 10
+            ? node.HasInput(i) ? node.Constant(i) is { } c ? OpHelpers.Longs(c) : null : null
+            : node.Attributes.Ints(attribute);
+        var starts = Input(1, "starts");
+        var ends = Input(2, "ends");
+        var axes = Input(3, "axes");
+        var steps = node.Opset >= 10 && node.HasInput(4) ? Input(4, "") : null;
+        if (starts is null || ends is null || (node.Opset >= 10 && node.HasInput(3) && axes is null) || (node.Opset >= 10 && node.HasInput(4) && steps is null)
+            || steps?.Any(s => s != 1) == true)
+            return null;
+        return new((graph, n) =>
+        {
+            var shape = n.InputShapes[0]!;
+            var pads = new long[2 * shape.Length];
+            for (var i = 0; i < starts.Length; i++)
+            {
+                var axis = OpHelpers.Axis(axes?[i] ?? i, shape.Length);
+                var size = shape[axis];
+                if (size < 0) throw new NotSupportedException("a Slice of the batch dimension has no backward rule");
+                var start = Math.Clamp(starts[i] < 0 ? starts[i] + size : starts[i], 0, size);
+                var end = Math.Clamp(ends[i] < 0 ? ends[i] + size : ends[i], start, size);
+                pads[axis] = start;
+                pads[shape.Length + axis] = size - end;
+            }
+            return [graph.Node("Pad", [n.OutputGradients[0]!, graph.Ints(pads)]), null, null, null, null];
+        });
+    }
+
     /// <summary>Starts/ends/axes/steps as attributes (before 10) or inputs (10+), clamped as ONNX says.</summary>
     [OnnxOp("Slice")]
     private static OpKernel SliceAttributes(OpContext node)
@@ -260,6 +308,27 @@ internal static class ShapeOps
         return input.reshape(shape);
     }
 
+    /// <summary>A constant scalar index: the gradient put back at its place along the axis, zeros elsewhere (ViT's class token).</summary>
+    [OnnxGradient("Gather")]
+    private static GradientRule? GatherGradient(OpContext node)
+    {
+        if (node.Constant(1) is not { } index || index.dim() != 0) return null;
+        var axis = node.Attributes.Int("axis", 0);
+        var at = index.to_type(ScalarType.Int64).item<long>();
+        return new((graph, n) =>
+        {
+            var shape = n.InputShapes[0]!;
+            var a = OpHelpers.Axis(axis, shape.Length);
+            var size = shape[a];
+            if (size < 0) throw new NotSupportedException("a Gather along the batch dimension has no backward rule");
+            var position = at < 0 ? at + size : at;
+            var pads = new long[2 * shape.Length];
+            pads[a] = position;
+            pads[shape.Length + a] = size - position - 1;
+            return [graph.Node("Pad", [graph.Node("Unsqueeze", [n.OutputGradients[0]!, graph.Ints(a)]), graph.Ints(pads)]), null];
+        });
+    }
+
     /// <summary>Indices may be negative; a scalar index removes the axis.</summary>
     [OnnxOp("Gather")]
     private static OpKernel Gather(OpContext node)
@@ -286,8 +355,42 @@ internal static class ShapeOps
         return [input * ones(target, input.dtype)];
     };
 
+    [OnnxGradient("Expand")]
+    private static GradientRule ExpandGradient(OpContext node) => new((graph, n) =>
+        [graph.SumToShape(n.OutputGradients[0]!, n.OutputShapes[0]!, n.InputShapes[0]!), null]);
+
     [OnnxOp("Tile", 6)]
     private static OpKernel Tile(OpContext node) => (x, _) => [x[0]!.tile(OpHelpers.Longs(x[1]!))];
+
+    /// <summary>fmod = 0: the remainder takes the divisor's sign (integers); fmod = 1: the dividend's, as C's fmod.</summary>
+    [OnnxOp("Mod", 10)]
+    private static OpKernel Mod(OpContext node)
+    {
+        var fmod = node.Attributes.Int("fmod", 0) != 0;
+        return (x, _) => [fmod ? x[0]!.fmod(x[1]!) : x[0]!.remainder(x[1]!)];
+    }
+
+    /// <summary>A copy of the data with the slices the last index axis names replaced by the updates (no reduction).</summary>
+    [OnnxOp("ScatterND", 11)]
+    private static OpKernel ScatterNd(OpContext node)
+    {
+        if (node.Attributes.String("reduction", "none") != "none") throw node.Unsupported("a reduction");
+        return (x, _) =>
+        {
+            var data = x[0]!;
+            var indices = x[1]!.to_type(ScalarType.Int64);
+            var depth = indices.shape[^1];
+            var rest = data.shape[(int)depth..];
+            var dims = tensor(data.shape[..(int)depth]);
+            var flat = indices.reshape(-1, depth);
+            flat = where(flat.lt(0), flat + dims, flat);
+            var strides = data.shape[..(int)depth].Select((_, i) => data.shape[(i + 1)..(int)depth].Aggregate(1L, (p, d) => p * d)).ToArray();
+            var linear = (flat * tensor(strides)).sum(1);
+            var result = data.clone().reshape([-1, .. rest]);
+            result.index_copy_(0, linear, x[2]!.reshape([-1, .. rest]).to_type(data.dtype));
+            return [result.reshape(data.shape)];
+        };
+    }
 
     [OnnxOp("Range", 11)]
     private static OpKernel Range(OpContext node) => (x, _) =>

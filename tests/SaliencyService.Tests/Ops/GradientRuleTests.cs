@@ -118,4 +118,107 @@ public sealed class GradientRuleTests
             .Node("Relu", ["p"], ["r"])
             .Node("MatMul", ["r", "w"], ["y"])
             .Output("y"));
+    // ---- the rules modern architectures need (issue 18): transformers, ConvNeXt, squeeze-excitation ----
+
+    [Theory]
+    [InlineData("Sigmoid")]
+    [InlineData("Tanh")]
+    [InlineData("Erf")]
+    [InlineData("Exp")]
+    [InlineData("Neg")]
+    [InlineData("HardSigmoid")]
+    public void Unary_activation_times_its_input(string op) =>
+        // x · f(x) keeps every input's gradient alive (SiLU and squeeze-excitation have this shape).
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4, 4]).Node(op, ["x"], ["f"]).Node("Mul", ["x", "f"], ["y"]).Output("y"), label: op);
+
+    [Fact]
+    public void Hard_swish_and_gelu_around_their_kinks() =>
+        Parity.CheckGradients(new OnnxTestModel(20, [2, 3, 5, 5])
+            .Node("HardSwish", ["x"], ["h"]).Node("Gelu", ["h"], ["y"]).Output("y"), low: -5, high: 5);
+
+    [Fact]
+    public void Sqrt_reciprocal_pow_and_division_by_a_computed_value() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4])
+            .Node("Exp", ["x"], ["e"])
+            .Node("Sqrt", ["e"], ["r"])
+            .Node("Reciprocal", ["r"], ["inv"])
+            .Initializer("p", [3f])
+            .Node("Pow", ["x", "p"], ["cube"])
+            .Node("Div", ["cube", "r"], ["d"])
+            .Node("Add", ["d", "inv"], ["y"]).Output("y"), low: -1, high: 1);
+
+    [Theory]
+    [InlineData(13, -1L)]
+    [InlineData(13, 1L)]
+    [InlineData(11, -1L)]
+    public void Softmax_and_log_softmax_inside_the_graph(int opset, long axis) =>
+        Parity.CheckGradients(new OnnxTestModel(opset, [2, 4, 5])
+            .Initializer("w", Weights(5 * 5, 11), 5, 5)
+            .Node("MatMul", ["x", "w"], ["logits"])
+            .Node("Softmax", ["logits"], ["p"], Int("axis", axis))
+            .Node("LogSoftmax", ["x"], ["l"], Int("axis", axis))
+            .Node("Mul", ["p", "l"], ["y"]).Output("y"), label: $"opset {opset}, axis {axis}");
+
+    [Fact]
+    public void Layer_normalization_fused_and_decomposed()
+    {
+        Parity.CheckGradients(new OnnxTestModel(17, [2, 5, 6])
+            .Initializer("scale", Weights(6, 12), 6).Initializer("bias", Weights(6, 13), 6)
+            .Node("LayerNormalization", ["x", "scale", "bias"], ["n"], Float("epsilon", 1e-5f))
+            .Node("Mul", ["n", "x"], ["y"]).Output("y"), label: "LayerNormalization");
+        // As opsets before 17 export it: ReduceMean, Sub, Pow, Sqrt, Div.
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 5, 6])
+            .Initializer("two", [2f]).Initializer("eps", [1e-5f]).Initializer("scale", Weights(6, 14), 6)
+            .Node("ReduceMean", ["x"], ["mean"], Ints("axes", -1))
+            .Node("Sub", ["x", "mean"], ["centred"])
+            .Node("Pow", ["centred", "two"], ["squares"])
+            .Node("ReduceMean", ["squares"], ["variance"], Ints("axes", -1))
+            .Node("Add", ["variance", "eps"], ["shifted"])
+            .Node("Sqrt", ["shifted"], ["deviation"])
+            .Node("Div", ["centred", "deviation"], ["normalised"])
+            .Node("Mul", ["normalised", "scale"], ["y"]).Output("y"), label: "decomposed");
+    }
+
+    [Fact]
+    public void Self_attention_with_batched_matmuls() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 4, 6])
+            .Initializer("wq", Weights(36, 15), 6, 6).Initializer("wk", Weights(36, 16), 6, 6).Initializer("wv", Weights(36, 17), 6, 6)
+            .Initializer("heads", [0L, 0L, 2L, 3L], 4)
+            .Node("MatMul", ["x", "wq"], ["q0"]).Node("MatMul", ["x", "wk"], ["k0"]).Node("MatMul", ["x", "wv"], ["v0"])
+            .Node("Reshape", ["q0", "heads"], ["q1"]).Node("Transpose", ["q1"], ["q"], Ints("perm", 0, 2, 1, 3))
+            .Node("Reshape", ["k0", "heads"], ["k1"]).Node("Transpose", ["k1"], ["kt"], Ints("perm", 0, 2, 3, 1))
+            .Node("Reshape", ["v0", "heads"], ["v1"]).Node("Transpose", ["v1"], ["v"], Ints("perm", 0, 2, 1, 3))
+            .Node("MatMul", ["q", "kt"], ["scores"])
+            .Node("Softmax", ["scores"], ["attention"], Int("axis", -1))
+            .Node("MatMul", ["attention", "v"], ["y"]).Output("y"));
+
+    [Fact]
+    public void Class_token_gather_slice_split_concat_roll_expand_and_cast()
+    {
+        // ViT's head reads the class token: Gather of index 0 along the tokens.
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 5, 4]).Initializer("zero", [0L])
+            .Node("Tanh", ["x"], ["t"]).Node("Gather", ["t", "zero"], ["y"], Int("axis", 1)).Output("y"), label: "gather");
+        // torch.roll as Swin exports it: two Slices and a Concat; then Split and Expand.
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 6, 4])
+            .Initializer("s0", [4L], 1).Initializer("e0", [6L], 1).Initializer("s1", [0L], 1).Initializer("e1", [4L], 1).Initializer("axis1", [1L], 1)
+            .Initializer("sizes", [2L, 4L], 2).Initializer("shape", [1L, 3L, 2L, 4L], 4)
+            .Node("Slice", ["x", "s0", "e0", "axis1"], ["tail"]).Node("Slice", ["x", "s1", "e1", "axis1"], ["head"])
+            .Node("Concat", ["tail", "head"], ["rolled"], Int("axis", 1))
+            .Node("Split", ["rolled", "sizes"], ["a", "b"], Int("axis", 1))
+            .Node("Sigmoid", ["a"], ["sa"])
+            .Node("Unsqueeze", ["sa", "axis1"], ["u"])
+            .Node("Expand", ["u", "shape"], ["wide"])
+            .Node("Cast", ["wide"], ["cast"], Int("to", 1))
+            .Node("ReduceSum", ["cast", "axis1"], ["summed"], Int("keepdims", 0))
+            .Node("Concat", ["summed", "b"], ["y"], Int("axis", 1)).Output("y"), label: "roll");
+    }
+
+    [Fact]
+    public void Where_with_a_mask_from_constants() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4])
+            .Initializer("mask", [1f, 0f, 1f, 0f, 0f, 1f, 1f, 0f, 1f, 1f, 0f, 0f], 3, 4)
+            .Initializer("half", [0.5f])
+            .Node("Greater", ["mask", "half"], ["condition"])
+            .Node("Sigmoid", ["x"], ["s"])
+            .Node("Where", ["condition", "x", "s"], ["y"]).Output("y"));
 }

@@ -113,4 +113,15 @@ public sealed class ShapeOpsTests
         Parity.Check(new OnnxTestModel(13, [3, 1]).Initializer("s", [2L, 3L, 4L], 3).Node("Expand", ["x", "s"], ["y"]).Output("y"));
         Parity.Check(new OnnxTestModel(13, [2, 3]).Initializer("r", [2L, 3L], 2).Node("Tile", ["x", "r"], ["y"]).Output("y"));
     }
+
+    /// <summary>What Swin's shifted-window masks are made of.</summary>
+    [Fact]
+    public void Mod_and_scatter_nd()
+    {
+        Parity.Check(new OnnxTestModel(13, [2, 3, 4]).Initializer("d", [0.75f]).Node("Mod", ["x", "d"], ["y"], Int("fmod", 1)).Output("y"));
+        Parity.Check(new OnnxTestModel(13, [2, 3, 4])
+            .Initializer("indices", [0L, 1L, 1L, 2L, -1L, 0L], 3, 2)
+            .Initializer("updates", Parity.RandomInput([3 * 4], 21, -1, 1), 3, 4)
+            .Node("ScatterND", ["x", "indices", "updates"], ["y"]).Output("y"));
+    }
 }
