@@ -34,4 +34,5 @@ public sealed record ExplainDescriptor(
     string? GradientEngineReason = null);
 
 /// <summary>A tensor of the graph that Grad-CAM can use.</summary>
-public sealed record LayerDescriptor(string Name, IReadOnlyList<long> Shape);
+/// <param name="Layout">How it lays out its grid: <c>NCHW</c>, <c>NHWC</c> (Swin) or <c>tokens</c> ([N, T, C], ViT: reshaped to the patch grid).</param>
+public sealed record LayerDescriptor(string Name, IReadOnlyList<long> Shape, string Layout = "NCHW");

@@ -73,6 +73,9 @@ def build(arch):
     torch.manual_seed(0)
     kwargs = {"aux_logits": False, "init_weights": True} if arch in ("googlenet", "inception_v3") else {}
     model = getattr(models, arch)(weights=None, **kwargs).eval()
+    # torchvision zero-initialises some classifier heads (ViT): all logits would be 0 and every map empty.
+    for head in [m for name, m in model.named_modules() if name.startswith("heads") and isinstance(m, torch.nn.Linear)]:
+        torch.nn.init.normal_(head.weight, std=0.02)
     # Random but non-degenerate batch-norm statistics, so the maps are not trivially uniform.
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):

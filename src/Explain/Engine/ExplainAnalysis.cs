@@ -1,6 +1,7 @@
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Serving;
+using SaliencyService.Explain.Attribution;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx;
 using TorchSharp;
@@ -79,11 +80,11 @@ public sealed class ExplainAnalysis
                 : double.PositiveInfinity;
             var scale = expected.Data.Select(v => (double)Math.Abs(v)).DefaultIfEmpty(0).Max();
             var layers = mirror.ActivationNames
-                .Where(name => values.TryGetValue(name, out var t) && t.dim() == 4 && t.is_floating_point())
-                .Select(name => new LayerDescriptor(name, values[name].shape))
+                .Where(name => values.TryGetValue(name, out var t) && t.is_floating_point() && CamLayouts.Of(t.shape) is not null)
+                .Select(name => new LayerDescriptor(name, values[name].shape, CamLayouts.Of(values[name].shape)!))
                 .ToArray();
-            var layerNames = layers.Select(l => l.Name).ToHashSet();
-            var defaultLayer = mirror.RectifierOutputs.LastOrDefault(layerNames.Contains) ?? layers.LastOrDefault()?.Name;
+            var cnnLayers = layers.Where(l => l.Layout == CamLayouts.ChannelsFirst).Select(l => l.Name).ToHashSet();
+            var defaultLayer = mirror.RectifierOutputs.LastOrDefault(cnnLayers.Contains) ?? LastInformativeLayer(mirror, tensor(input.Data, input.Shape), layers);
 
             if (!(difference <= _options.ParityTolerance * scale + 1e-6))
             {
@@ -113,6 +114,27 @@ public sealed class ExplainAnalysis
     }
 
     private InferenceSession Open(byte[] model) => _sessions.Create(model).Session;
+
+    /// <summary>
+    /// Without rectifiers to point at one (transformers, SiLU networks): the last layer whose grid
+    /// the top score's gradient reaches on the probe. ViT's last block output is not: its head
+    /// reads the class token alone, so Grad-CAM there would be blank; the layers before it are.
+    /// </summary>
+    private static string? LastInformativeLayer(GraphMirror mirror, Tensor probe, IReadOnlyList<LayerDescriptor> layers)
+    {
+        if (layers.Count == 0) return null;
+        using var scope = NewDisposeScope();
+        using var grad = enable_grad();
+        var values = mirror.Forward(probe.detach().requires_grad_(), RectifierRule.Gradient);
+        var score = values[mirror.ScoreName].reshape(-1).max();
+        var candidates = layers.Reverse().Where(l => values[l.Name].requires_grad).ToArray();
+        if (candidates.Length == 0) return layers[^1].Name;
+        var gradients = autograd.grad([score], candidates.Select(l => values[l.Name]).ToArray(), allow_unused: true);
+        for (var i = 0; i < candidates.Length; i++)
+            if (gradients[i] is { } g && !g.IsInvalid && CamLayouts.ToChannelsFirst(g, candidates[i].Layout).abs().sum().item<float>() > 0)
+                return candidates[i].Name;
+        return layers[^1].Name;
+    }
 
     /// <summary>With a backprop on ONNX Runtime, Grad-CAM's layer gradients come from it too (the default layer's built now).</summary>
     private ModelExplainer Explainer(GraphMirror mirror, IReadOnlyList<LayerDescriptor> layers, string? defaultLayer, OrtBackprop? backprop,

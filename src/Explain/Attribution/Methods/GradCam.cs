@@ -6,8 +6,9 @@ using F = TorchSharp.torch.nn.functional;
 namespace SaliencyService.Explain.Attribution.Methods;
 
 /// <summary>
-/// Grad-CAM: ReLU(Σ_c mean_hw(∂score/∂A_c) · A_c) for a 4-D activation A ([N, C, h, w]), upsampled
-/// bilinearly (align_corners = false) to the model input's height and width, not normalised.
+/// Grad-CAM: ReLU(Σ_c mean_hw(∂score/∂A_c) · A_c) for an activation A on a spatial grid
+/// ([N, C, h, w]; channels-last and transformer tokens are reshaped to it, <see cref="CamLayouts"/>),
+/// upsampled bilinearly (align_corners = false) to the model input's height and width, not normalised.
 /// </summary>
 public sealed class GradCam : AttributionMethod
 {
@@ -44,6 +45,8 @@ public sealed class GradCam : AttributionMethod
     private static Tensor Map(ExplainContext context, Tensor input, string layer)
     {
         var (activation, gradient) = context.LayerGradient(input, layer);
+        var layout = context.Model.Layers.First(l => l.Name == layer).Layout;
+        (activation, gradient) = (CamLayouts.ToChannelsFirst(activation, layout), CamLayouts.ToChannelsFirst(gradient, layout));
         var weights = gradient.mean([2, 3], keepdim: true);             // [1, C, 1, 1]
         var cam = (weights * activation).sum(1, keepdim: true).relu();  // [1, 1, h, w]
         var (height, width) = context.InputSize;
