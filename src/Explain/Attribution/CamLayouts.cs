@@ -18,8 +18,8 @@ public static class CamLayouts
     /// <summary>The grid layout of an activation of this shape (batch first), or null when it has none.</summary>
     public static string? Of(IReadOnlyList<long> shape) => shape.Count switch
     {
-        4 when shape[1] == shape[2] && shape[3] != shape[2] && shape[3] > shape[1] => ChannelsLast,
-        4 => ChannelsFirst,
+        4 when shape[1] == shape[2] && shape[3] != shape[2] && shape[3] > shape[1] => shape[1] * shape[2] > 1 ? ChannelsLast : null,
+        4 => shape[2] * shape[3] > 1 ? ChannelsFirst : null, // a 1×1 grid (after global pooling) locates nothing
         3 when shape[1] > 1 && GridSide(shape[1]) is not null && shape[2] > shape[1] / 4 => Tokens,
         _ => null,
     };

@@ -80,7 +80,8 @@ public sealed class ExplainAnalysis
                 : double.PositiveInfinity;
             var scale = expected.Data.Select(v => (double)Math.Abs(v)).DefaultIfEmpty(0).Max();
             var layers = mirror.ActivationNames
-                .Where(name => values.TryGetValue(name, out var t) && t.is_floating_point() && CamLayouts.Of(t.shape) is not null)
+                // One grid per sample: not the windows Swin folds into the batch dimension.
+                .Where(name => values.TryGetValue(name, out var t) && t.is_floating_point() && CamLayouts.Of(t.shape) is not null && t.shape[0] == input.Shape[0])
                 .Select(name => new LayerDescriptor(name, values[name].shape, CamLayouts.Of(values[name].shape)!))
                 .ToArray();
             var cnnLayers = layers.Where(l => l.Layout == CamLayouts.ChannelsFirst).Select(l => l.Name).ToHashSet();
@@ -127,13 +128,18 @@ public sealed class ExplainAnalysis
         using var grad = enable_grad();
         var values = mirror.Forward(probe.detach().requires_grad_(), RectifierRule.Gradient);
         var score = values[mirror.ScoreName].reshape(-1).max();
-        var candidates = layers.Reverse().Where(l => values[l.Name].requires_grad).ToArray();
-        if (candidates.Length == 0) return layers[^1].Name;
+        // A vision transformer's grid is its tokens (not its attention matrices or the patch
+        // embedding); a model with channels-last stages (Swin, ConvNeXt) keeps its grid there and in
+        // its feature maps (not in tokens reordered into windows).
+        var transformer = layers.Any(l => l.Layout == CamLayouts.Tokens) && layers.All(l => l.Layout != CamLayouts.ChannelsLast);
+        var grids = layers.Where(l => (l.Layout == CamLayouts.Tokens) == transformer).ToArray();
+        var candidates = grids.Reverse().Where(l => values[l.Name].requires_grad).ToArray();
+        if (candidates.Length == 0) return grids[^1].Name;
         var gradients = autograd.grad([score], candidates.Select(l => values[l.Name]).ToArray(), allow_unused: true);
         for (var i = 0; i < candidates.Length; i++)
             if (gradients[i] is { } g && !g.IsInvalid && CamLayouts.ToChannelsFirst(g, candidates[i].Layout).abs().sum().item<float>() > 0)
                 return candidates[i].Name;
-        return layers[^1].Name;
+        return grids[^1].Name;
     }
 
     /// <summary>With a backprop on ONNX Runtime, Grad-CAM's layer gradients come from it too (the default layer's built now).</summary>

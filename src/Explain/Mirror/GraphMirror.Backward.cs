@@ -3,8 +3,12 @@ using static TorchSharp.torch;
 
 namespace SaliencyService.Explain.Mirror;
 
-/// <summary>A tensor's shape (−1 where it follows the batch size) and element type.</summary>
-public sealed record TensorInfo(long[] Shape, ScalarType Type);
+/// <summary>
+/// A tensor's shape (−1 where it follows the batch size) and element type, and for a small integer
+/// tensor computed from shapes alone (Slice bounds, Gather indices made with Shape) its values,
+/// which backward rules may then treat as constants.
+/// </summary>
+public sealed record TensorInfo(long[] Shape, ScalarType Type, long[]? Values = null);
 
 /// <summary>
 /// The mirror's backward written as an ONNX graph (<see cref="BackwardGraph"/>) from each node's
@@ -22,15 +26,17 @@ public sealed partial class GraphMirror
         using var noGrad = no_grad();
         return Forward(zeros(inputShape), RectifierRule.Gradient)
             .Where(v => !_constants.ContainsKey(v.Key))
-            .ToDictionary(v => v.Key, v => new TensorInfo(v.Value.shape, v.Value.dtype), StringComparer.Ordinal);
+            .ToDictionary(v => v.Key, v => new TensorInfo(v.Value.shape, v.Value.dtype,
+                v.Value.dtype == ScalarType.Int64 && v.Value.NumberOfElements <= 16 ? v.Value.data<long>().ToArray() : null), StringComparer.Ordinal);
     }
 
     /// <summary>
-    /// Shapes with −1 for the batch dimension: the first dimension of tensors that grow with the
-    /// batch (a forward on a batch of one and one of two tells them apart). Without
+    /// Shapes with −1 for the batch dimension: the one dimension of a tensor that grows with the
+    /// batch (a forward on a batch of one and one of two tells them apart), usually the first;
+    /// Swin's window attention moves it to the second (qkv as [3, batch × windows, ...]). Without
     /// <paramref name="batched"/>, the shapes of <paramref name="sampleShape"/> as it is (a fixed batch).
     /// </summary>
-    /// <exception cref="NotSupportedException">A tensor follows the batch size along another dimension.</exception>
+    /// <exception cref="NotSupportedException">A tensor follows the batch size along several dimensions.</exception>
     public Dictionary<string, TensorInfo> BatchShapes(long[] sampleShape, bool batched)
     {
         if (!batched) return Shapes(sampleShape);
@@ -39,10 +45,13 @@ public sealed partial class GraphMirror
         return one.ToDictionary(p => p.Key, p =>
         {
             var (a, b) = (p.Value.Shape, two[p.Key].Shape);
-            if (a.SequenceEqual(b)) return p.Value;
-            if (a.Length == b.Length && a.Length > 0 && 2 * a[0] == b[0] && a[1..].SequenceEqual(b[1..]))
-                return p.Value with { Shape = [-1, .. a[1..]] };
-            throw new NotSupportedException($"'{p.Key}' follows the batch size along more than its first dimension");
+            var info = p.Value;
+            // Integer values that differ with the batch size are not constants of the backward.
+            if (info.Values is { } values && (two[p.Key].Values is not { } other || !values.SequenceEqual(other))) info = info with { Values = null };
+            if (a.SequenceEqual(b)) return info;
+            var grown = a.Length == b.Length ? Enumerable.Range(0, a.Length).Where(d => a[d] != b[d]).ToArray() : [];
+            if (grown is [var d] && 2 * a[d] == b[d]) return info with { Shape = [.. a[..d], -1, .. a[(d + 1)..]] };
+            throw new NotSupportedException($"'{p.Key}' follows the batch size along several dimensions");
         }, StringComparer.Ordinal);
     }
 
@@ -58,6 +67,7 @@ public sealed partial class GraphMirror
         using var scope = NewDisposeScope();
         var graph = new BackwardGraph(shapes, ScoreName);
         var fromInput = InputDependent(shapes);
+        var fromValues = ValueDependent();
         var contributions = new Dictionary<string, List<string>>(StringComparer.Ordinal) { [ScoreName] = [BackwardGraph.Seed] };
         for (var s = _steps.Count - 1; s >= 0; s--)
         {
@@ -76,7 +86,7 @@ public sealed partial class GraphMirror
             var node = new GradientNode(step.Inputs, step.Outputs, outputGradients, wanted,
                 step.Inputs.Select(name => ShapeOf(name, shapes)).ToArray(),
                 step.Outputs.Select(name => ShapeOf(name, shapes)).ToArray(),
-                step.Inputs.Select(name => _constants.GetValueOrDefault(name)).ToArray());
+                step.Inputs.Select(name => fromValues.Contains(name) ? null : ConstantOf(name, shapes)).ToArray());
             var inputGradients = step.Gradient.Emit(graph, node);
             for (var i = 0; i < step.Inputs.Length && i < inputGradients.Length; i++)
             {
@@ -103,6 +113,20 @@ public sealed partial class GraphMirror
             dependent.UnionWith(step.Outputs.Where(o => Differentiable(o, shapes)));
         return dependent;
     }
+
+    /// <summary>Every tensor computed from the input's values, of any type (Shape and Size read only its shape).</summary>
+    private HashSet<string> ValueDependent()
+    {
+        var dependent = new HashSet<string>(StringComparer.Ordinal) { InputName };
+        foreach (var step in _steps.Where(s => s.OpType is not ("Shape" or "Size") && s.Inputs.Any(dependent.Contains)))
+            dependent.UnionWith(step.Outputs.Where(o => o.Length > 0));
+        return dependent;
+    }
+
+    /// <summary>An initializer or folded constant, or integer values computed from shapes alone.</summary>
+    private Tensor? ConstantOf(string name, IReadOnlyDictionary<string, TensorInfo> shapes) =>
+        _constants.GetValueOrDefault(name)
+        ?? (shapes.TryGetValue(name, out var info) && info.Values is { } values ? tensor(values).reshape(info.Shape) : null);
 
     private long[]? ShapeOf(string name, IReadOnlyDictionary<string, TensorInfo> shapes) =>
         name.Length == 0 ? null

@@ -192,37 +192,37 @@ internal static class ShapeOps
         });
     }
 
-    /// <summary>Unit steps with starts and ends known while building: the gradient padded back to the input's extent.</summary>
+    /// <summary>
+    /// Unit steps, with bounds that are constants or computed from shapes alone: the gradient
+    /// padded back to the input's extent.
+    /// </summary>
     [OnnxGradient("Slice")]
-    private static GradientRule? SliceGradient(OpContext node)
+    private static GradientRule SliceGradient(OpContext node) => new((graph, n) =>
     {
-        long[]? Input(int i, string attribute) => node.Opset >= 10
-            ? node.HasInput(i) ? node.Constant(i) is { } c ? OpHelpers.Longs(c) : null : null
+        long[]? Bounds(int i, string attribute) => node.Opset >= 10
+            ? i < n.Constants.Length && n.Constants[i] is { } c ? OpHelpers.Longs(c) : null
             : node.Attributes.Ints(attribute);
-        var starts = Input(1, "starts");
-        var ends = Input(2, "ends");
-        var axes = Input(3, "axes");
-        var steps = node.Opset >= 10 && node.HasInput(4) ? Input(4, "") : null;
+        var starts = Bounds(1, "starts");
+        var ends = Bounds(2, "ends");
+        var axes = Bounds(3, "axes");
+        var steps = node.Opset >= 10 ? Bounds(4, "") : null;
         if (starts is null || ends is null || (node.Opset >= 10 && node.HasInput(3) && axes is null) || (node.Opset >= 10 && node.HasInput(4) && steps is null)
-            || steps?.Any(s => s != 1) == true)
-            return null;
-        return new((graph, n) =>
+            || steps?.Any(step => step != 1) == true)
+            throw new NotSupportedException("a Slice with computed bounds or steps other than 1 has no backward rule");
+        var shape = n.InputShapes[0]!;
+        var pads = new long[2 * shape.Length];
+        for (var i = 0; i < starts.Length; i++)
         {
-            var shape = n.InputShapes[0]!;
-            var pads = new long[2 * shape.Length];
-            for (var i = 0; i < starts.Length; i++)
-            {
-                var axis = OpHelpers.Axis(axes?[i] ?? i, shape.Length);
-                var size = shape[axis];
-                if (size < 0) throw new NotSupportedException("a Slice of the batch dimension has no backward rule");
-                var start = Math.Clamp(starts[i] < 0 ? starts[i] + size : starts[i], 0, size);
-                var end = Math.Clamp(ends[i] < 0 ? ends[i] + size : ends[i], start, size);
-                pads[axis] = start;
-                pads[shape.Length + axis] = size - end;
-            }
-            return [graph.Node("Pad", [n.OutputGradients[0]!, graph.Ints(pads)]), null, null, null, null];
-        });
-    }
+            var axis = OpHelpers.Axis(axes?[i] ?? i, shape.Length);
+            var size = shape[axis];
+            if (size < 0) throw new NotSupportedException("a Slice of the batch dimension has no backward rule");
+            var start = Math.Clamp(starts[i] < 0 ? starts[i] + size : starts[i], 0, size);
+            var end = Math.Clamp(ends[i] < 0 ? ends[i] + size : ends[i], start, size);
+            pads[axis] = start;
+            pads[shape.Length + axis] = size - end;
+        }
+        return [graph.Node("Pad", [n.OutputGradients[0]!, graph.Ints(pads)]), null, null, null, null];
+    });
 
     /// <summary>Starts/ends/axes/steps as attributes (before 10) or inputs (10+), clamped as ONNX says.</summary>
     [OnnxOp("Slice")]
@@ -308,19 +308,22 @@ internal static class ShapeOps
         return input.reshape(shape);
     }
 
-    /// <summary>A constant scalar index: the gradient put back at its place along the axis, zeros elsewhere (ViT's class token).</summary>
+    /// <summary>
+    /// A scalar index (constant, or computed from shapes alone): the gradient put back at its place
+    /// along the axis, zeros elsewhere (ViT's class token, Swin's q, k and v).
+    /// </summary>
     [OnnxGradient("Gather")]
-    private static GradientRule? GatherGradient(OpContext node)
+    private static GradientRule GatherGradient(OpContext node)
     {
-        if (node.Constant(1) is not { } index || index.dim() != 0) return null;
         var axis = node.Attributes.Int("axis", 0);
-        var at = index.to_type(ScalarType.Int64).item<long>();
         return new((graph, n) =>
         {
+            if (n.Constants[1] is not { } index || index.dim() != 0) throw new NotSupportedException("a Gather of several or computed indices has no backward rule");
             var shape = n.InputShapes[0]!;
             var a = OpHelpers.Axis(axis, shape.Length);
             var size = shape[a];
             if (size < 0) throw new NotSupportedException("a Gather along the batch dimension has no backward rule");
+            var at = index.to_type(ScalarType.Int64).item<long>();
             var position = at < 0 ? at + size : at;
             var pads = new long[2 * shape.Length];
             pads[a] = position;

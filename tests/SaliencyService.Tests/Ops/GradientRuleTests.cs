@@ -221,4 +221,26 @@ public sealed class GradientRuleTests
             .Node("Greater", ["mask", "half"], ["condition"])
             .Node("Sigmoid", ["x"], ["s"])
             .Node("Where", ["condition", "x", "s"], ["y"]).Output("y"));
+
+    /// <summary>Slice bounds made from the input's shape (not its values), as exporters write padding removal.</summary>
+    [Fact]
+    public void Slice_with_bounds_computed_from_the_shape() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 6])
+            .Initializer("two", [2L]).Initializer("one", [1L], 1).Initializer("axes", [2L], 1).Initializer("zero", [0L], 1)
+            .Node("Shape", ["x"], ["shape"])
+            .Node("Gather", ["shape", "two"], ["width"])
+            .Node("Unsqueeze", ["width", "zero"], ["width1"])
+            .Node("Sub", ["width1", "one"], ["end"])
+            .Node("Slice", ["x", "one", "end", "axes"], ["inner"])
+            .Node("Sigmoid", ["inner"], ["y"]).Output("y"));
+
+    /// <summary>Swin's window attention splits q, k and v off a tensor whose batch is its second dimension.</summary>
+    [Fact]
+    public void Batch_in_the_second_dimension() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4])
+            .Initializer("q", [0L]).Initializer("k", [1L])
+            .Node("Transpose", ["x"], ["t"], Ints("perm", 1, 0, 2))
+            .Node("Gather", ["t", "q"], ["a"], Int("axis", 0))
+            .Node("Gather", ["t", "k"], ["b"], Int("axis", 0))
+            .Node("Mul", ["a", "b"], ["y"]).Output("y"));
 }

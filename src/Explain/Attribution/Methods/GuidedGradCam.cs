@@ -18,6 +18,6 @@ public sealed class GuidedGradCam : AttributionMethod
         var cams = GradCam.Maps(context, inputs, layer);                       // [n, H, W]
         var guided = context.Gradients(inputs, RectifierRule.GuidedBackprop);  // [n, C, H, W] or [n, H, W, C]
         return new(guided * (context.ChannelsLast ? cams.unsqueeze(-1) : cams.unsqueeze(1)),
-            new Dictionary<string, object> { ["layer"] = layer });
+            new Dictionary<string, object>(RectifiedGradient.RuleReport(context)) { ["layer"] = layer });
     }
 }

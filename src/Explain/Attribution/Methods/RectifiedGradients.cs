@@ -13,7 +13,21 @@ public abstract class RectifiedGradient(RectifierRule rule) : AttributionMethod
 {
     public RectifierRule Rule { get; } = rule;
 
-    public override Attributions Attribute(ExplainContext context, Tensor inputs) => new(context.Gradients(inputs, Rule));
+    public override Attributions Attribute(ExplainContext context, Tensor inputs) =>
+        new(context.Gradients(inputs, Rule), Rule == RectifierRule.Gradient ? new Dictionary<string, object>() : RuleReport(context));
+
+    /// <summary>
+    /// How many rectifiers the rule acts on; in a model without any (GELU transformers, SiLU
+    /// networks) the map is the plain gradient, and the answer says so rather than pretending.
+    /// </summary>
+    public static Dictionary<string, object> RuleReport(ExplainContext context)
+    {
+        var count = context.Model.Mirror.RectifierOutputs.Count;
+        var report = new Dictionary<string, object> { ["rectifiers"] = count };
+        if (count == 0)
+            report["note"] = "The model has no rectifiers (Relu, or Clip with min 0), so this rule changes nothing: the map equals the gradient's.";
+        return report;
+    }
 }
 
 /// <summary>The plain input gradient (saliency, Simonyan et al.).</summary>
