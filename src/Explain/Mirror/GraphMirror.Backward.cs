@@ -87,7 +87,15 @@ public sealed partial class GraphMirror
                 step.Inputs.Select(name => ShapeOf(name, shapes)).ToArray(),
                 step.Outputs.Select(name => ShapeOf(name, shapes)).ToArray(),
                 step.Inputs.Select(name => fromValues.Contains(name) ? null : ConstantOf(name, shapes)).ToArray());
-            var inputGradients = step.Gradient.Emit(graph, node);
+            string?[] inputGradients;
+            try
+            {
+                inputGradients = step.Gradient.Emit(graph, node);
+            }
+            catch (NotSupportedException e)
+            {
+                throw new NotSupportedException($"{step.OpType} ('{step.Outputs[0]}'): {e.Message}", e);
+            }
             for (var i = 0; i < step.Inputs.Length && i < inputGradients.Length; i++)
             {
                 if (!wanted[i] || inputGradients[i] is not { } gradient) continue;

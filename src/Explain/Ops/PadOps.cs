@@ -37,11 +37,13 @@ internal static class PadOps
     private static GradientRule? PadGradient(OpContext node)
     {
         if (node.Attributes.String("mode", "constant") != "constant") return null;
-        var pads = node.Opset < 11 ? node.Attributes.Ints("pads") : node.Constant(1) is { } p ? OpHelpers.Longs(p) : null;
-        if (pads is null || node.HasInput(3) && node.Constant(3) is null) return null;
-        var axes = node.Opset >= 11 && node.Constant(3) is { } a ? OpHelpers.Longs(a) : null;
         return new((graph, n) =>
         {
+            // Pads and axes: constants, or computed from shapes alone (Swin pads its windows so).
+            var pads = node.Opset < 11 ? node.Attributes.Ints("pads") : n.Constants[1] is { } p ? OpHelpers.Longs(p) : null;
+            var axes = node.Opset >= 11 && n.Constants.Length > 3 && n.Constants[3] is { } a ? OpHelpers.Longs(a) : null;
+            if (pads is null || (node.Opset >= 11 && node.HasInput(3) && axes is null))
+                throw new NotSupportedException("a Pad with computed pads has no backward rule");
             var rank = n.InputShapes[0]!.Length;
             var axisList = (axes ?? Enumerable.Range(0, rank).Select(i => (long)i).ToArray()).Select(i => OpHelpers.Axis(i, rank)).ToArray();
             var back = new long[2 * rank];

@@ -193,8 +193,9 @@ internal static class ShapeOps
     }
 
     /// <summary>
-    /// Unit steps, with bounds that are constants or computed from shapes alone: the gradient
-    /// padded back to the input's extent.
+    /// Positive steps, with bounds that are constants or computed from shapes alone: the gradient
+    /// put back at the sliced positions, axis by axis, zeros elsewhere. A strided axis (Swin's patch
+    /// merging, x[:, 1::2]) interleaves it with zeros: a new axis padded to the step, merged back.
     /// </summary>
     [OnnxGradient("Slice")]
     private static GradientRule SliceGradient(OpContext node) => new((graph, n) =>
@@ -207,21 +208,35 @@ internal static class ShapeOps
         var axes = Bounds(3, "axes");
         var steps = node.Opset >= 10 ? Bounds(4, "") : null;
         if (starts is null || ends is null || (node.Opset >= 10 && node.HasInput(3) && axes is null) || (node.Opset >= 10 && node.HasInput(4) && steps is null)
-            || steps?.Any(step => step != 1) == true)
-            throw new NotSupportedException("a Slice with computed bounds or steps other than 1 has no backward rule");
-        var shape = n.InputShapes[0]!;
-        var pads = new long[2 * shape.Length];
+            || steps?.Any(step => step < 1) == true)
+            throw new NotSupportedException("a Slice with computed bounds or negative steps has no backward rule");
+        var input = n.InputShapes[0]!;
+        var shape = n.OutputShapes[0]!.ToArray();
+        var gradient = n.OutputGradients[0]!;
         for (var i = 0; i < starts.Length; i++)
         {
-            var axis = OpHelpers.Axis(axes?[i] ?? i, shape.Length);
-            var size = shape[axis];
+            var axis = OpHelpers.Axis(axes?[i] ?? i, input.Length);
+            var size = input[axis];
             if (size < 0) throw new NotSupportedException("a Slice of the batch dimension has no backward rule");
+            var step = steps?[i] ?? 1;
             var start = Math.Clamp(starts[i] < 0 ? starts[i] + size : starts[i], 0, size);
-            var end = Math.Clamp(ends[i] < 0 ? ends[i] + size : ends[i], start, size);
-            pads[axis] = start;
-            pads[shape.Length + axis] = size - end;
+            var taken = shape[axis];
+            if (step > 1 && taken > 0)
+            {
+                var spread = shape.ToArray();
+                spread[axis] = taken * step;
+                var pads = new long[2 * (shape.Length + 1)];
+                pads[shape.Length + 1 + axis + 1] = step - 1;
+                gradient = graph.Node("Reshape", [graph.Node("Pad", [graph.Node("Unsqueeze", [gradient, graph.Ints(axis + 1)]), graph.Ints(pads)]), graph.Ints(spread)]);
+                taken *= step;
+            }
+            var around = new long[2 * shape.Length];
+            around[axis] = start;
+            around[shape.Length + axis] = size - start - taken; // negative crops the zeros a last stride left past the end
+            gradient = graph.Node("Pad", [gradient, graph.Ints(around)]);
+            shape[axis] = size;
         }
-        return [graph.Node("Pad", [n.OutputGradients[0]!, graph.Ints(pads)]), null, null, null, null];
+        return [gradient, null, null, null, null];
     });
 
     /// <summary>Starts/ends/axes/steps as attributes (before 10) or inputs (10+), clamped as ONNX says.</summary>

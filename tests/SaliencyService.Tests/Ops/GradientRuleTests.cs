@@ -243,4 +243,21 @@ public sealed class GradientRuleTests
             .Node("Gather", ["t", "q"], ["a"], Int("axis", 0))
             .Node("Gather", ["t", "k"], ["b"], Int("axis", 0))
             .Node("Mul", ["a", "b"], ["y"]).Output("y"));
+
+    /// <summary>Swin's patch merging: every other row and column, four ways, side by side.</summary>
+    [Fact]
+    public void Strided_slices_as_patch_merging_takes_them() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 6, 5, 3])
+            .Initializer("zero", [0L, 0L], 2).Initializer("one", [1L, 1L], 2).Initializer("end", [long.MaxValue, long.MaxValue], 2)
+            .Initializer("axes", [1L, 2L], 2).Initializer("two", [2L, 2L], 2).Initializer("onezero", [1L, 0L], 2)
+            .Node("Slice", ["x", "zero", "end", "axes", "two"], ["a"])
+            .Node("Slice", ["x", "onezero", "end", "axes", "two"], ["b"])
+            .Node("Slice", ["x", "one", "end", "axes", "two"], ["c"])
+            .Node("Concat", ["a", "b"], ["ab"], Int("axis", -1))
+            .Node("Mul", ["ab", "ab"], ["squares"])
+            .Node("Tanh", ["c"], ["tc"])                                  // c has an odd number of columns: 2 of 5
+            .Initializer("rest", [1L, 2L, 3L], 3)
+            .Node("ReduceSum", ["squares", "rest"], ["s1"])
+            .Node("ReduceSum", ["tc", "rest"], ["s2"])
+            .Node("Concat", ["s1", "s2"], ["y"], Int("axis", 1)).Output("y"));
 }
