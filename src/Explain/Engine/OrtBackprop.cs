@@ -131,7 +131,7 @@ public sealed class OrtBackprop : IDisposable
     }
 
     private Tensor Allocate(string name, long batch) =>
-        empty(_shapes[name].Shape.Select(d => d < 0 ? batch : d).ToArray(), _shapes[name].Type);
+        empty(_shapes[name].Shape.Select(d => d < 0 ? batch * _shapes[name].BatchFactor : d).ToArray(), _shapes[name].Type);
 
     private static void Run(InferenceSession session, string[] inputNames, Tensor[] inputs, string[] outputNames, Tensor[] outputs,
         bool releaseMemory, CancellationToken cancellationToken)

@@ -6,9 +6,10 @@ namespace SaliencyService.Explain.Mirror;
 /// <summary>
 /// A tensor's shape (−1 where it follows the batch size) and element type, and for a small integer
 /// tensor computed from shapes alone (Slice bounds, Gather indices made with Shape) its values,
-/// which backward rules may then treat as constants.
+/// which backward rules may then treat as constants. <paramref name="BatchFactor"/>: the size of the
+/// batch dimension per sample (Swin folds its windows into it: 64 per image).
 /// </summary>
-public sealed record TensorInfo(long[] Shape, ScalarType Type, long[]? Values = null);
+public sealed record TensorInfo(long[] Shape, ScalarType Type, long[]? Values = null, long BatchFactor = 1);
 
 /// <summary>
 /// The mirror's backward written as an ONNX graph (<see cref="BackwardGraph"/>) from each node's
@@ -50,7 +51,7 @@ public sealed partial class GraphMirror
             if (info.Values is { } values && (two[p.Key].Values is not { } other || !values.SequenceEqual(other))) info = info with { Values = null };
             if (a.SequenceEqual(b)) return info;
             var grown = a.Length == b.Length ? Enumerable.Range(0, a.Length).Where(d => a[d] != b[d]).ToArray() : [];
-            if (grown is [var d] && 2 * a[d] == b[d]) return info with { Shape = [.. a[..d], -1, .. a[(d + 1)..]] };
+            if (grown is [var d] && 2 * a[d] == b[d]) return info with { Shape = [.. a[..d], -1, .. a[(d + 1)..]], BatchFactor = a[d] };
             throw new NotSupportedException($"'{p.Key}' follows the batch size along several dimensions");
         }, StringComparer.Ordinal);
     }
