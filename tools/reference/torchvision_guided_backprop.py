@@ -9,8 +9,8 @@ Usage: /usr/bin/python3 torchvision_guided_backprop.py [--opset N] OUT_DIR [ARCH
 python3-torchvision; writes OUT_DIR/ARCH/{model.onnx,input.npy,guided_backprop.npy,gradient.npy,grad_cam.npy,meta.json};
 ARCH may be "modern" for the transformer and newer-CNN set of issue 18; the default opset is 13)
 
-Grad-CAM is taken at the last 4-D rectifier output the forward computes, the service's default
-layer (explain.defaultLayer); architectures without rectifiers get no Grad-CAM reference.
+Grad-CAM is taken at the last 4-D rectifier output with more than one cell (or CAM_MODULES), the service's default
+layer (explain.defaultLayer); CAM_MODULES names it for the architectures without rectifiers.
 """
 import json
 import os
@@ -48,7 +48,7 @@ LAST_RECTIFIED = {"on": False, "value": None}  # the last 4-D rectifier output, 
 
 
 def rectified(y):
-    if LAST_RECTIFIED["on"] and y.dim() == 4:
+    if LAST_RECTIFIED["on"] and y.dim() == 4 and y.shape[2] * y.shape[3] > 1:  # a 1x1 map (squeeze-excitation) locates nothing
         y.retain_grad()
         LAST_RECTIFIED["value"] = y
     return y
@@ -96,20 +96,50 @@ def attribution(model, x, guided):
         GUIDED["on"] = False
 
 
-def grad_cam(model, x):
-    """ReLU(sum_c mean_hw(dscore/dA_c) A_c) at the last rectifier output, bilinear to the input size."""
+# Without rectifiers, Grad-CAM is taken where pytorch-grad-cam's documentation puts it (and where
+# the service's default lands): ViT at the last block's first LayerNorm, its tokens reshaped to the
+# patch grid without the class token (pytorch-grad-cam's reshape_transform); Swin after its final
+# permute to [N, C, h, w]; ConvNeXt and EfficientNet-V2 at the end of their features.
+CAM_MODULES = {
+    "vit_b_16": lambda m: m.encoder.layers[-1].ln_1,
+    "swin_t": lambda m: m.permute,
+    "convnext_tiny": lambda m: m.features,
+    "efficientnet_v2_s": lambda m: m.features,
+}
+
+
+def to_grid(a):
+    """[N, 1 + h*w, C] tokens to [N, C, h, w]; feature maps as they are."""
+    if a.dim() == 3:
+        side = int(round((a.shape[1] - 1) ** 0.5))
+        a = a[:, 1:, :].reshape(a.shape[0], side, side, a.shape[2]).permute(0, 3, 1, 2)
+    return a
+
+
+def grad_cam(model, x, arch):
+    """ReLU(sum_c mean_hw(dscore/dA_c) A_c) at the last rectifier output (or CAM_MODULES), bilinear to the input size."""
     LAST_RECTIFIED.update(on=True, value=None)
+    captured = {}
+    hook = None
+    if arch in CAM_MODULES:
+        def keep(module, inputs, output):
+            output.retain_grad()
+            captured["value"] = output
+        hook = CAM_MODULES[arch](model).register_forward_hook(keep)
     try:
         logits = model(x)
-        layer = LAST_RECTIFIED["value"]
+        layer = captured.get("value", LAST_RECTIFIED["value"])
         if layer is None:
             return None
         logits[0, int(logits.argmax(1))].backward()
-        weights = layer.grad.mean((2, 3), keepdim=True)
-        cam = F.relu((weights * layer).sum(1, keepdim=True)).detach()
+        activation, gradient = to_grid(layer), to_grid(layer.grad)
+        weights = gradient.mean((2, 3), keepdim=True)
+        cam = F.relu((weights * activation).sum(1, keepdim=True)).detach()
         return F.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False)[0, 0].numpy()
     finally:
         LAST_RECTIFIED.update(on=False, value=None)
+        if hook is not None:
+            hook.remove()
 
 
 def main(out, archs, opset):
@@ -126,11 +156,11 @@ def main(out, archs, opset):
         # noise floor a float32 implementation can expect on this architecture.
         guided32, _, _ = attribution(model, x, guided=True)
         gradient32, _, _ = attribution(model, x, guided=False)
-        cam32 = grad_cam(model, x)
+        cam32 = grad_cam(model, x, arch)
         model64 = model.double()
         guided, target, score = attribution(model64, x.double(), guided=True)
         gradient, _, _ = attribution(model64, x.double(), guided=False)
-        cam = grad_cam(model64, x.double())
+        cam = grad_cam(model64, x.double(), arch)
         floor = {"guided_backprop_f32_rel_max": rel(guided32, guided), "gradient_f32_rel_max": rel(gradient32, gradient)}
         if cam is not None:
             np.save(os.path.join(folder, "grad_cam.npy"), cam)
