@@ -43,6 +43,10 @@ MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 def build(arch):
     torch.manual_seed(0)
     model = getattr(models, arch)(weights=None).eval()
+    # torchvision zero-initialises ViT's head: every logit would be 0 and every gradient empty.
+    for name, m in model.named_modules():
+        if name.startswith("heads") and isinstance(m, torch.nn.Linear):
+            torch.nn.init.normal_(m.weight, std=0.02)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.1, 0.1)
@@ -57,9 +61,15 @@ def build(arch):
 
 def export(model, folder, x):
     os.makedirs(folder, exist_ok=True)
+    # With frozen parameters, eval-mode attention takes PyTorch's fused fast path, which has no
+    # ONNX export: parameters require gradients while exporting.
+    for p in model.parameters():
+        p.requires_grad_(True)
     torch.onnx.export(model, x, os.path.join(folder, "model.onnx"), opset_version=13,
                       input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    for p in model.parameters():
+        p.requires_grad_(False)
     np.save(os.path.join(folder, "input.npy"), x.numpy())
     manifest = {"input": "input", "layout": "NCHW", "height": 224, "width": 224, "channels": "RGB",
                 "scale": 1 / 255, "mean": MEAN, "std": STD}

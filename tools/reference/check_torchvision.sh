@@ -6,7 +6,9 @@
 # (a float32 engine other than PyTorch's flips the gates of other near-zero units: whole regions
 # differ a little, as PyTorch's own float32 does on other inputs). Exits non-zero if any
 # architecture is not explainable, any map is off, or the service stops answering.
-# Usage: tools/reference/check_torchvision.sh REF_DIR [BASE_URL]   (needs Debian's python3-numpy)
+# With IG_STEPS=N, integrated gradients (N steps, zero baseline) must also be complete: their sum
+# within 1% of the score's change from the zero input (both scores from the service's predict).
+# Usage: [IG_STEPS=N] tools/reference/check_torchvision.sh REF_DIR [BASE_URL]   (needs Debian's python3-numpy)
 set -uo pipefail
 ref=$1; base=${2:-http://localhost:5080}
 failed=0
@@ -20,6 +22,14 @@ for dir in "$ref"/*/; do
   for method in guided-backprop gradient grad-cam; do
     curl -sf -o "$dir/service.$method.npy" -F "tensor=@$dir/input.npy" "$base/v1/models/$name/explain?method=$method&format=npy" || true
   done
+  rm -f "$dir"/service.ig.npy "$dir"/service.predict*.json
+  if [[ ${IG_STEPS:-0} -gt 0 ]]; then
+    target=$(/usr/bin/python3 -c "import json; print(json.load(open('$dir/meta.json'))['target'])")
+    /usr/bin/python3 -c "import numpy as np; x = np.load('$dir/input.npy'); np.save('$dir/zeros.npy', np.zeros_like(x))"
+    curl -sf -o "$dir/service.ig.npy" -F "tensor=@$dir/input.npy" "$base/v1/models/$name/explain?method=integrated-gradients&steps=$IG_STEPS&target=$target&format=npy" || true
+    curl -sf -o "$dir/service.predict.json" -F "tensor=@$dir/input.npy" "$base/v1/models/$name/predict?topK=1000" || true
+    curl -sf -o "$dir/service.predict0.json" -F "tensor=@$dir/zeros.npy" "$base/v1/models/$name/predict?topK=1000" || true
+  fi
   /usr/bin/python3 - "$dir" <<'PY' || failed=1
 import json, sys, numpy as np
 d = sys.argv[1]; desc = json.load(open(d + "/descriptor.json"))["explain"]; meta = json.load(open(d + "/meta.json"))
@@ -42,6 +52,18 @@ for method, ref in [("guided-backprop", "guided_backprop"), ("gradient", "gradie
     good = error <= max(10 * floor, 1e-3) or l2 <= 1e-2
     ok &= bool(good)
     line += f" {method}={error:.1e}/L2 {l2:.1e}{'' if good else '(OFF)'} (torch f32 {floor:.1e})"
+import os
+if os.path.exists(f"{d}/service.predict.json"):
+    def score(path):
+        return next(c["score"] for c in json.load(open(path))["predictions"][0]["top"] if c["index"] == meta["target"])
+    try:
+        change = score(f"{d}/service.predict.json") - score(f"{d}/service.predict0.json")
+        total = float(np.load(f"{d}/service.ig.npy").astype(np.float64).sum())
+        gap = abs(total - change) / abs(change)
+        ok &= bool(gap <= 0.01)
+        line += f" ig-completeness={gap:.1e}{'' if gap <= 0.01 else '(OFF)'}"
+    except Exception as e:
+        line += f" ig=MISSING({type(e).__name__})"; ok = False
 print(("ok   " if ok else "FAIL ") + line, "" if desc["supported"] else desc["reason"] or desc["unsupportedOperators"])
 sys.exit(0 if ok else 1)
 PY
