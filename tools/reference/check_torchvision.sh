@@ -68,5 +68,6 @@ print(("ok   " if ok else "FAIL ") + line, "" if desc["supported"] else desc["re
 sys.exit(0 if ok else 1)
 PY
   curl -sf -o /dev/null "$base/health/live" || { echo "the service stopped answering after $arch"; exit 2; }
+  curl -sf -o /dev/null -X DELETE "$base/v1/models/$name"   # one big model at a time in the service's memory
 done
 exit $failed
