@@ -1,5 +1,4 @@
 using SaliencyService.Api.Errors;
-using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Contracts;
@@ -21,7 +20,7 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
     /// <param name="keepImages">Keep the decoded uploads in the result (explain overlays); the caller disposes it.</param>
     public async Task<ModelInput> ReadAsync(HttpRequest request, ModelDescriptor model, bool allowBatch, CancellationToken cancellationToken, bool keepImages = false)
     {
-        LimitBody(request);
+        RequestBodyLimit.Apply(request, _options.MaxRequestBodyBytes);
         if (!request.HasFormContentType)
             throw ProblemException.UnsupportedMedia("Send multipart/form-data with an 'image' or a 'tensor' part.");
         IFormCollection form;
@@ -49,14 +48,6 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
             : await ReadTensorAsync(tensors[0], input, cancellationToken);
         if (!allowBatch && result.Count > 1) throw ProblemException.BadRequest("This endpoint takes one input, not a batch.");
         return result;
-    }
-
-    private void LimitBody(HttpRequest request)
-    {
-        var feature = request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>();
-        if (feature is { IsReadOnly: false }) feature.MaxRequestBodySize = _options.MaxRequestBodyBytes;
-        if (request.ContentLength > _options.MaxRequestBodyBytes)
-            throw ProblemException.TooLarge($"The request body exceeds {_options.MaxRequestBodyBytes} bytes.");
     }
 
     private async Task<ModelInput> ReadImagesAsync(IReadOnlyList<IFormFile> files, Preprocessing p, TensorDescriptor input, bool keepImages, CancellationToken cancellationToken)

@@ -1,7 +1,7 @@
 using System.Text.Json;
-using Microsoft.AspNetCore.Http.Features;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using SaliencyService.Api.Configuration;
+using SaliencyService.Api.Inputs;
 using SaliencyService.Api.Models;
 using SaliencyService.Explain;
 using SaliencyService.Explain.Serving;
@@ -93,9 +93,7 @@ public sealed record V2Call(InferRequest Request, IReadOnlyList<NamedTensor> Inp
 
     private static async Task<byte[]> ReadBodyAsync(HttpRequest http, long limit, CancellationToken cancellationToken)
     {
-        var feature = http.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>();
-        if (feature is { IsReadOnly: false }) feature.MaxRequestBodySize = limit;
-        if (http.ContentLength > limit) throw new InputTooLargeException($"The request body exceeds {limit} bytes.");
+        RequestBodyLimit.Apply(http, limit);
         using var buffer = new MemoryStream();
         try
         {
@@ -103,7 +101,7 @@ public sealed record V2Call(InferRequest Request, IReadOnlyList<NamedTensor> Inp
         }
         catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
-            throw new InputTooLargeException($"The request body exceeds {limit} bytes.");
+            throw RequestBodyLimit.TooLarge(limit);
         }
         return buffer.ToArray();
     }

@@ -32,27 +32,32 @@ internal static class ReduceOps
 
     /// <summary>∂x = G broadcast back over the reduced axes (÷ their size for a mean); axes must be known while building.</summary>
     [OnnxGradient("ReduceMean")]
-    private static GradientRule? MeanGradient(OpContext node) => SpreadGradient(node, mean: true);
+    private static GradientRule MeanGradient(OpContext node) => SpreadGradient(node, mean: true);
 
     [OnnxGradient("ReduceSum")]
-    private static GradientRule? SumGradient(OpContext node) => SpreadGradient(node, mean: false);
+    private static GradientRule SumGradient(OpContext node) => SpreadGradient(node, mean: false);
 
-    private static GradientRule? SpreadGradient(OpContext node, bool mean)
+    private static GradientRule SpreadGradient(OpContext node, bool mean)
     {
         var fromInput = node.Opset >= (mean ? 18 : 13);
-        var axes = fromInput ? (node.HasInput(1) ? node.Constant(1) is { } a ? OpHelpers.Longs(a) : null : []) : node.Attributes.Ints("axes") ?? [];
-        if (axes is null || (axes.Length == 0 && node.Attributes.Int("noop_with_empty_axes", 0) != 0)) return null;
+        var noop = node.Attributes.Int("noop_with_empty_axes", 0) != 0;
         var keep = node.Attributes.Int("keepdims", 1) != 0;
         return new((graph, n) =>
         {
+            // Axes: the attribute, or an input that is constant or computed from shapes alone.
+            var axes = !fromInput ? node.Attributes.Ints("axes") ?? []
+                : !node.HasInput(1) ? []
+                : n.Constants[1] is { } a ? OpHelpers.Longs(a)
+                : throw new NotSupportedException("a reduction over computed axes has no backward rule");
+            if (axes.Length == 0 && noop) throw new NotSupportedException("an empty reduction (noop_with_empty_axes) has no backward rule");
             var inputShape = n.InputShapes[0]!;
-            var reduced = (axes.Length == 0 ? Enumerable.Range(0, inputShape.Length).Select(d => (long)d) : axes.Select(a => OpHelpers.Axis(a, inputShape.Length)))
+            var reduced = (axes.Length == 0 ? Enumerable.Range(0, inputShape.Length).Select(d => (long)d) : axes.Select(x => OpHelpers.Axis(x, inputShape.Length)))
                 .ToArray();
-            if (reduced.Any(a => inputShape[a] < 0)) throw new NotSupportedException("a reduction over the batch dimension has no backward rule");
+            if (reduced.Any(x => inputShape[x] < 0)) throw new NotSupportedException("a reduction over the batch dimension has no backward rule");
             var g = keep ? n.OutputGradients[0]! : graph.Node("Unsqueeze", [n.OutputGradients[0]!, graph.Ints(reduced)]);
             // Expand broadcasts bidirectionally, so the batch dimension (−1) is asked for as 1.
             var spread = graph.Node("Expand", [g, graph.Ints(inputShape.Select(d => Math.Max(d, 1)).ToArray())]);
-            var count = reduced.Aggregate(1L, (p, a) => p * inputShape[a]);
+            var count = reduced.Aggregate(1L, (p, x) => p * inputShape[x]);
             return [mean ? graph.Node("Mul", [spread, graph.Scalar(1f / count)]) : spread, null];
         });
     }
