@@ -86,6 +86,7 @@ for arch in "${archs[@]}"; do
     hey_run explain_gradient.$arch.$r "$(scale 30)" 1 "$tensor" "/v1/models/$arch/explain?method=gradient&format=npy"
     hey_run explain_guided_backprop_png.$arch.$r "$(scale 30)" 1 "$tensor" "/v1/models/$arch/explain?format=png"
     "${engine_env[@]}" $in_process mirror "$models/model.onnx" "$models/input.npy" "$(scale 20)" guided-backprop,gradient > "$raw/mirror.$arch.$r.jsonl"
+    "${engine_env[@]}" $in_process stages "$models/model.onnx" "$models/input.npy" "$(scale 20)" > "$raw/stages.$arch.$r.jsonl"
     # paired rounds: in-process ORT / HTTP predict / HTTP explain, and PyTorch / HTTP explain, back to back
     $in_process paired "$models/model.onnx" "$models/input.npy" "$base/v1/models/$arch" "$(scale 40)" > "$raw/paired_ort.$arch.$r.jsonl"
     latency_only=(); [[ $arch == resnet50 ]] && latency_only=(--latency-only)
@@ -107,6 +108,28 @@ hey_run memory_warmup 100 1 "$tensor" "/v1/models/resnet18/explain?format=npy"
 echo "{\"after_100\": $(rss_mib)," > "$raw/memory.json"
 hey_run memory_rest 900 2 "$tensor" "/v1/models/resnet18/explain?format=npy"
 echo "\"after_1000\": $(rss_mib)}" >> "$raw/memory.json"
+
+# Issue 18's architectures: a vision transformer and ConvNeXt, explained over HTTP against PyTorch
+# (latency only: PyTorch 1.13 takes seconds per ViT backward here).
+modern=(vit_b_16 convnext_tiny)
+echo "== ${modern[*]}"
+for ((r = 1; r <= repeats; r++)); do
+  $python bench/torch_baseline.py "$work/models" "$(scale 5)" "$threads" --latency-only "${modern[@]}" 2>/dev/null
+  for arch in "${modern[@]}"; do
+    models="$work/models/$arch"; cp "$models/torch.json" "$raw/torch.$arch.$r.json"
+    body tensor "$models/input.npy" "$models/tensor.body"
+    [[ $r -gt 1 ]] && curl -sf -o /dev/null -X DELETE "$base/v1/models/$arch"
+    curl -sf -o "$raw/descriptor.$arch.json" -w '%{time_total}\n' -F "file=@$models/model.onnx" -F "name=$arch" \
+      -F "manifest=<$models/model.json" "$base/v1/models" > "$raw/import.$arch.$r.txt"
+    hey_run warm.$arch.$r "$(scale 20)" 1 "$models/tensor.body" "/v1/models/$arch/explain?format=npy"
+    hey_run predict_tensor.$arch.$r "$(scale 20)" 1 "$models/tensor.body" "/v1/models/$arch/predict"
+    for method in guided-backprop gradient grad-cam; do
+      hey_run "explain_${method//-/_}.$arch.$r" "$(scale 10)" 1 "$models/tensor.body" "/v1/models/$arch/explain?method=$method&format=npy"
+    done
+    [[ $r -lt $repeats ]] && continue
+    curl -sf -o /dev/null -X DELETE "$base/v1/models/$arch" # the store keeps the last run's models only while measured
+  done
+done
 
 curl -sf "$base/metrics" > "$raw/metrics.txt"
 mkdir -p bench/results

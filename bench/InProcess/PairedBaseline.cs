@@ -3,9 +3,10 @@ using SaliencyService.Explain.Tensors;
 namespace SaliencyService.Bench;
 
 /// <summary>
-/// Paired rounds: each round times one in-process ONNX Runtime <c>Run</c>, one HTTP tensor predict
-/// and one HTTP guided-backprop explain of the same model and input, back to back (the order turns
-/// each round). On a shared machine whose speed drifts by tens of percent within a minute, only
+/// Paired rounds: each round times one in-process ONNX Runtime <c>Run</c> with the service's session
+/// options, one on a bare default session (<see cref="OrtBaseline.BareSession"/>), one HTTP tensor
+/// predict, one HTTP guided-backprop and one HTTP Grad-CAM explain of the same model and input, back
+/// to back (the order turns each round). On a shared machine whose speed drifts by tens of percent within a minute, only
 /// figures taken side by side compare fairly; each ratio is the median of the per-round ratios.
 /// </summary>
 public static class PairedBaseline
@@ -14,6 +15,8 @@ public static class PairedBaseline
     {
         var (session, _) = OrtBaseline.CpuSession(modelPath);
         using var owned = session;
+        // Its threads spin during its own Run only, so they take no core from the service's next request.
+        using var bare = OrtBaseline.BareSession(modelPath, stopSpinningAfterRun: true);
         var inputBytes = File.ReadAllBytes(inputPath);
         var input = Npy.Read(inputBytes, long.MaxValue);
         using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
@@ -29,7 +32,8 @@ public static class PairedBaseline
 
         var measures = new (string Name, Func<double> Once)[]
         {
-            ("ort", Ort), ("http_predict", () => Post("/predict")), ("http_guided_backprop", () => Post("/explain?format=npy")),
+            ("ort", Ort), ("bare_ort", () => OrtBaseline.TimedRun(bare, input)), ("http_predict", () => Post("/predict")),
+            ("http_guided_backprop", () => Post("/explain?format=npy")), ("http_grad_cam", () => Post("/explain?method=grad-cam&format=npy")),
         };
         var times = measures.ToDictionary(m => m.Name, _ => new List<double>());
         for (var round = -3; round < rounds; round++) // three rounds of warm-up
@@ -48,6 +52,9 @@ public static class PairedBaseline
         }
         Report.Line(("ratio", "predict_over_ort"), ("median", MedianRatio(times["http_predict"], times["ort"])));
         Report.Line(("ratio", "guided_backprop_over_predict"), ("median", MedianRatio(times["http_guided_backprop"], times["http_predict"])));
+        Report.Line(("ratio", "predict_over_bare_ort"), ("median", MedianRatio(times["http_predict"], times["bare_ort"])));
+        Report.Line(("ratio", "guided_backprop_over_bare_ort"), ("median", MedianRatio(times["http_guided_backprop"], times["bare_ort"])));
+        Report.Line(("ratio", "grad_cam_over_predict"), ("median", MedianRatio(times["http_grad_cam"], times["http_predict"])));
         return 0;
     }
 

@@ -1,8 +1,10 @@
 using SaliencyService.Bench;
 
 // In-process baselines for bench/run.sh, on the service's own engine code without HTTP:
-//   ort    MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]   ONNX Runtime Run by N threads at once
+//   ort    MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]   ONNX Runtime Run by N threads at once (the service's session options)
+//   bare   MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]   the same on a default session (spinning on), all cores
 //   mirror MODEL.onnx INPUT.npy REPEATS METHOD[,...]        the explain engine (mirror build + parity, then methods)
+//   stages MODEL.onnx INPUT.npy REPEATS                     served forward, recording forward and backward graph apart
 //   paired MODEL.onnx INPUT.npy MODEL_URL ROUNDS            ORT Run, HTTP predict and HTTP explain side by side
 // Each prints one JSON line per measurement.
 // libtorch's oneDNN self-test (and any isolated check) runs in child processes of this binary.
@@ -13,7 +15,10 @@ return args switch
 {
     ["ort", var model, var input, var seconds, var levels] => OrtBaseline.Run(model, input, double.Parse(seconds, System.Globalization.CultureInfo.InvariantCulture),
         levels.Split(',').Select(int.Parse).ToArray()),
+    ["bare", var model, var input, var seconds, var levels] => OrtBaseline.Run(model, input, double.Parse(seconds, System.Globalization.CultureInfo.InvariantCulture),
+        levels.Split(',').Select(int.Parse).ToArray(), bare: true),
     ["mirror", var model, var input, var repeats, var methods] => MirrorBaseline.Run(model, input, int.Parse(repeats), methods.Split(',')),
+    ["stages", var model, var input, var repeats] => StagesBaseline.Run(model, input, int.Parse(repeats)),
     ["paired", var model, var input, var url, var rounds] => PairedBaseline.Run(model, input, url, int.Parse(rounds)),
     _ => Usage(),
 };

@@ -6,6 +6,7 @@ using SaliencyService.Explain.Isolation;
 
 // Work that may crash a native library runs in a child process of this same binary.
 ChildProcess.EntryAssembly = typeof(Program).Assembly.Location;
+ChildCommands.WarmUpModel = Path.Combine(SaliencyService.Api.Models.DemoModelSeeder.DemoDirectory, "seed-cnn");
 if (ChildCommands.TryRun(args, out var childExitCode)) return childExitCode;
 
 var builder = WebApplication.CreateBuilder(args);

@@ -18,8 +18,8 @@ public static class GradientEngines
 /// <summary>
 /// Decides at import who computes a model's gradients, by judging each candidate against the
 /// truth: libtorch autograd through a float64 mirror, which no float32 kernel (oneDNN's included)
-/// takes part in. Judged on the probe with guided backprop, and with plain gradients on a batch of
-/// two where the model takes batches; an ill-conditioned model, whose gradients float32 rounding
+/// takes part in. Judged with guided backprop on the probe, or on a batch of two (the probe and its
+/// mirror image) where the model takes batches; an ill-conditioned model, whose gradients float32 rounding
 /// alone moves, is allowed that much more. ONNX Runtime's backward is preferred (faster); libtorch's
 /// float32 autograd is the fallback; a model that neither computes right is not explainable.
 /// One float32 engine is never judged by the other: both can be wrong.
@@ -70,8 +70,9 @@ public static class GradientEngineCheck
         var build = GraphMirror.Build(model, mirror.InputName, mirror.OutputName, ScalarType.Float64);
         using var reference = build.Mirror ?? throw new InvalidOperationException("The float64 mirror could not be built: " + string.Join("; ", build.UnsupportedOperators));
         using var scope = NewDisposeScope();
-        var checks = new List<(Tensor Input, RectifierRule Rule)> { (probe, RectifierRule.GuidedBackprop) };
-        if (batched) checks.Add((cat([probe, probe.flip(-1)], 0), RectifierRule.Gradient));
+        // One float64 pass (the import's costliest step): guided backprop exercises every gate and
+        // floor of the backward; a batch of two where the model takes batches exercises batching.
+        var checks = new List<(Tensor Input, RectifierRule Rule)> { (batched ? cat([probe, probe.flip(-1)], 0) : probe, RectifierRule.GuidedBackprop) };
         var truths = checks.Select(c =>
         {
             // The first sample's top score (an open path through the network), taken from the truth's own forward.

@@ -27,7 +27,7 @@ public static class ImportCheck
     {
         _ = analysis.Engine; // the service's oneDNN choice is made (and handed down) before the first child
         var settings = JsonSerializer.Serialize(new Settings(sessions.Settings, analysis.Options), OneLine);
-        var result = ChildProcess.Run(ChildCommands.ImportCheck, [directory, settings], new Dictionary<string, string?>(),
+        var result = ChildProcess.RunOnSpare(ChildCommands.ImportCheck, [directory, settings],
             TimeSpan.FromSeconds(Math.Max(1, analysis.Options.ImportCheckTimeoutSeconds)));
         if (result.Signal is not null)
             throw new UnsupportedModelException(

@@ -25,10 +25,12 @@ public sealed class OrtBackprop : IDisposable
     private readonly string[] _backwardInputs;
     private readonly Dictionary<string, TensorInfo> _shapes;
 
-    private OrtBackprop(InferenceSession forward, InferenceSession backward, GraphMirror mirror, string[] recorded,
+    private readonly bool _ownsForward;
+
+    private OrtBackprop(InferenceSession forward, bool ownsForward, InferenceSession backward, GraphMirror mirror, string[] recorded,
         string[] backwardInputs, Dictionary<string, TensorInfo> shapes, string? layer)
     {
-        (_forward, _backward, _mirror) = (forward, backward, mirror);
+        (_forward, _ownsForward, _backward, _mirror) = (forward, ownsForward, backward, mirror);
         (_recorded, _backwardInputs, _shapes) = (recorded, backwardInputs, shapes);
         Layer = layer;
     }
@@ -53,14 +55,16 @@ public sealed class OrtBackprop : IDisposable
 
     /// <summary>
     /// The same model's backward stopped at <paramref name="layer"/>: its forward also records the
-    /// layer, its <see cref="InputGradient"/> is ∂score/∂layer (Grad-CAM on ONNX Runtime).
+    /// layer, its <see cref="InputGradient"/> is ∂score/∂layer (Grad-CAM on ONNX Runtime). Where
+    /// this backprop's forward records all it reads (a CNN's last rectifier output), that forward
+    /// is shared, not built again.
     /// </summary>
     /// <exception cref="NotSupportedException">The backward to that layer cannot be written.</exception>
     public OrtBackprop ForLayer(ModelProto model, string layer, Func<byte[], InferenceSession> open) =>
-        Create(model, _mirror, new Dictionary<string, TensorInfo>(_shapes, StringComparer.Ordinal), layer, open);
+        Create(model, _mirror, new Dictionary<string, TensorInfo>(_shapes, StringComparer.Ordinal), layer, open, this);
 
     private static OrtBackprop Create(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer,
-        Func<byte[], InferenceSession> open)
+        Func<byte[], InferenceSession> open, OrtBackprop? full = null)
     {
         var (backwardModel, graph) = mirror.WriteBackward(shapes, layer);
         foreach (var output in graph.MaxPoolIndices)
@@ -68,6 +72,9 @@ public sealed class OrtBackprop : IDisposable
         var backwardInputs = graph.RecordedValues.Concat(graph.MaxPoolIndices.Select(BackwardGraph.IndicesOf)).ToArray();
         var recorded = backwardInputs.Where(n => n != mirror.InputName).Append(mirror.ScoreName).Append(mirror.OutputName)
             .Concat(layer is null ? [] : [layer]).Distinct().ToArray();
+
+        if (full is not null && recorded.All(full._recorded.Contains))
+            return new OrtBackprop(full._forward, ownsForward: false, open(backwardModel.ToByteArray()), mirror, recorded, backwardInputs, shapes, layer);
 
         var forward = model.Clone();
         foreach (var output in graph.MaxPoolIndices)
@@ -79,7 +86,7 @@ public sealed class OrtBackprop : IDisposable
         var forwardSession = open(forward.ToByteArray());
         try
         {
-            return new OrtBackprop(forwardSession, open(backwardModel.ToByteArray()), mirror, recorded, backwardInputs, shapes, layer);
+            return new OrtBackprop(forwardSession, ownsForward: true, open(backwardModel.ToByteArray()), mirror, recorded, backwardInputs, shapes, layer);
         }
         catch
         {
@@ -126,7 +133,7 @@ public sealed class OrtBackprop : IDisposable
 
     public void Dispose()
     {
-        _forward.Dispose();
+        if (_ownsForward) _forward.Dispose();
         _backward.Dispose();
     }
 

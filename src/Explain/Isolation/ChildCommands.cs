@@ -26,9 +26,16 @@ public static class ChildCommands
     {
         exitCode = 0;
         if (args.Length < 2 || args[0] != ChildProcess.Flag) return false;
-        CrashIfAsked(args[1]);
         // The parent has put its oneDNN choice in this process's environment already.
         TorchNativeLoader.Configure(OneDnnGuard.Inherit, 0);
+        if (args[1] == ChildProcess.SpareVerb)
+        {
+            WarmUp();
+            // The parent's line: the verb and its arguments. None (the parent is gone, or retired this spare): nothing to do.
+            if (Console.In.ReadLine() is not { } line) return true;
+            args = [ChildProcess.Flag, .. System.Text.Json.JsonSerializer.Deserialize<string[]>(line)!];
+        }
+        CrashIfAsked(args[1]);
         exitCode = args[1] switch
         {
             SelfTest => OneDnnGuard.RunSelfTest(),
@@ -36,6 +43,29 @@ public static class ChildCommands
             _ => 2,
         };
         return true;
+    }
+
+    /// <summary>
+    /// A small trusted model folder a spare checks while it waits (the service's own demo model), so
+    /// that the real check runs on loaded libraries and compiled code; null: libraries only.
+    /// </summary>
+    public static string? WarmUpModel { get; set; }
+
+    private static void WarmUp()
+    {
+        try
+        {
+            TorchNativeLoader.EnsureLoaded();
+            if (WarmUpModel is null || !File.Exists(Path.Combine(WarmUpModel, Engine.ModelInspection.ModelFile))) return;
+            var sessions = new Serving.OnnxSessionFactory(new Serving.OnnxRuntimeOptions { ExecutionProvider = "cpu" });
+            var model = Engine.ModelInspection.Open(WarmUpModel, sessions, new Engine.ExplainAnalysis(new Engine.ExplainOptions(), sessions) { CheckOnly = true }, null);
+            model.Explainer?.Dispose();
+            model.Onnx.Dispose();
+        }
+        catch (Exception)
+        {
+            // Only a head start: the real verb meets any failure again and reports it.
+        }
     }
 
     private static void CrashIfAsked(string verb)

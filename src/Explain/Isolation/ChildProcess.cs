@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json;
 
 namespace SaliencyService.Explain.Isolation;
 
@@ -39,29 +40,83 @@ public static class ChildProcess
     /// </summary>
     public static string? EntryAssembly { get; set; }
 
+    /// <summary>The verb of a spare child: it loads the native libraries, then reads its real verb and arguments from its input.</summary>
+    public const string SpareVerb = "spare";
+
+    private static readonly object SpareLock = new();
+    private static Started? _spare;
+
     /// <summary>
     /// Runs <paramref name="verb"/> in a child with <paramref name="environment"/> added to this
     /// process's (a null value removes a variable), and waits for it at most
     /// <paramref name="timeout"/> (then it is killed: signal 9).
     /// </summary>
-    public static ChildResult Run(string verb, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string?> environment, TimeSpan timeout)
+    public static ChildResult Run(string verb, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string?> environment, TimeSpan timeout) =>
+        Wait(Start([verb, .. arguments], environment), timeout);
+
+    /// <summary>
+    /// Runs <paramref name="verb"/> in a spare child started ahead of need, with this process's
+    /// environment, and starts the next spare. A spare has loaded libtorch and ONNX Runtime while
+    /// the service waited, so the work pays only for itself. Each child still serves one verb: a
+    /// native fault it met cannot reach the next.
+    /// </summary>
+    public static ChildResult RunOnSpare(string verb, IReadOnlyList<string> arguments, TimeSpan timeout)
+    {
+        Started child;
+        lock (SpareLock)
+        {
+            child = _spare is { Process.HasExited: false } ready ? ready : Start([SpareVerb], new Dictionary<string, string?>());
+            _spare = null;
+        }
+        try
+        {
+            child.Process.StandardInput.WriteLine(JsonSerializer.Serialize<string[]>([verb, .. arguments]));
+            child.Process.StandardInput.Close();
+        }
+        catch (IOException)
+        {
+            // It died waiting (killed from outside): its exit is the result below.
+        }
+        _ = Task.Run(StartSpare);
+        return Wait(child, timeout);
+    }
+
+    /// <summary>Starts a spare child now unless one waits already (the first isolated import then pays no start-up).</summary>
+    public static void StartSpare()
+    {
+        lock (SpareLock)
+        {
+            if (_spare is { Process.HasExited: false }) return;
+            _spare?.Process.Dispose();
+            _spare = Start([SpareVerb], new Dictionary<string, string?>());
+        }
+    }
+
+    private sealed record Started(Process Process, Task<string> Output, Task<string> Errors);
+
+    private static Started Start(IReadOnlyList<string> verbAndArguments, IReadOnlyDictionary<string, string?> environment)
     {
         var entry = EntryAssembly ?? Path.Combine(AppContext.BaseDirectory, "SaliencyService.Api.dll");
         if (!File.Exists(entry)) throw new InvalidOperationException($"The service binary {entry} is not there to run isolated work in.");
         var start = new ProcessStartInfo(DotnetHost())
         {
+            RedirectStandardInput = true, // a spare reads its work there; any child ends when this process does (end of input)
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var argument in (string[])["exec", entry, Flag, verb, .. arguments]) start.ArgumentList.Add(argument);
+        foreach (var argument in (string[])["exec", entry, Flag, .. verbAndArguments]) start.ArgumentList.Add(argument);
         foreach (var (name, value) in environment)
             if (value is null) start.Environment.Remove(name);
             else start.Environment[name] = value;
         // The child's own logging and hosting are not started; it only answers on its standard output.
-        using var process = Process.Start(start) ?? throw new InvalidOperationException("The child process could not be started.");
-        var output = process.StandardOutput.ReadToEndAsync();
-        var errors = process.StandardError.ReadToEndAsync();
+        var process = Process.Start(start) ?? throw new InvalidOperationException("The child process could not be started.");
+        return new Started(process, process.StandardOutput.ReadToEndAsync(), process.StandardError.ReadToEndAsync());
+    }
+
+    private static ChildResult Wait(Started child, TimeSpan timeout)
+    {
+        using var process = child.Process;
         if (!process.WaitForExit(timeout))
         {
             process.Kill(entireProcessTree: true);
@@ -69,8 +124,8 @@ public static class ChildProcess
             return new ChildResult(137, 9, "", $"timed out after {timeout.TotalSeconds:0} s");
         }
         process.WaitForExit();
-        var lastLine = output.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? "";
-        var errorText = string.Join(" ", errors.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).TakeLast(3));
+        var lastLine = child.Output.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? "";
+        var errorText = string.Join(" ", child.Errors.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).TakeLast(3));
         // .NET reports a child killed by signal N as exit code 128 + N.
         int? signal = process.ExitCode > 128 && process.ExitCode < 128 + 32 ? process.ExitCode - 128 : null;
         return new ChildResult(process.ExitCode, signal, lastLine, errorText);

@@ -1,0 +1,52 @@
+using Microsoft.ML.OnnxRuntime;
+using SaliencyService.Contracts;
+using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Onnx;
+using SaliencyService.Explain.Serving;
+using SaliencyService.Explain.Tensors;
+using static TorchSharp.torch;
+
+namespace SaliencyService.Bench;
+
+/// <summary>
+/// Where a gradient map's time goes on ONNX Runtime: the served forward alone, the recording
+/// forward (the served model plus the values the backward reads as outputs) and the backward
+/// graph, each timed REPEATS times; with PROFILE_DIR set, ONNX Runtime's profiler writes one JSON
+/// trace per session there (per-operator times).
+/// </summary>
+public static class StagesBaseline
+{
+    public static int Run(string modelPath, string inputPath, int repeats)
+    {
+        var profile = Environment.GetEnvironmentVariable("PROFILE_DIR");
+        var (session, provider) = OrtBaseline.CpuSession(modelPath);
+        using var onnx = new OnnxModel(session, provider);
+        var input = Npy.Read(File.ReadAllBytes(inputPath), long.MaxValue);
+        var model = OnnxFile.Load(modelPath);
+        using var mirror = GraphMirror.Build(model, onnx.Inputs[0].Name, onnx.Outputs[0].Name).Mirror ?? throw new InvalidOperationException("no mirror");
+        InferenceSession Open(byte[] bytes)
+        {
+            if (profile is null) return OrtBaseline.CpuSessions.Create(bytes).Session;
+            using var options = new SessionOptions { IntraOpNumThreads = OrtBaseline.CpuSessions.IntraOpThreads, InterOpNumThreads = 1 };
+            options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+            options.ProfileOutputPathPrefix = Path.Combine(profile, "session");  // read when profiling is switched on
+            options.EnableProfiling = true;
+            return new InferenceSession(bytes, options);
+        }
+        using var backprop = OrtBackprop.Create(model, mirror, input.Shape, onnx.Inputs[0].Shape[0] < 0, Open);
+        using var x = tensor(input.Data, input.Shape);
+
+        double Median(Action pass) => Report.Percentile(Report.Time(repeats, () =>
+        {
+            using var scope = NewDisposeScope();
+            pass();
+        }), 0.5);
+        Report.Line(("stage", "served forward (ORT Run)"), ("p50_ms", Median(() => OrtBaseline.TimedRun(session, input))));
+        Report.Line(("stage", "recording forward"), ("recorded", backprop.RecordedCount), ("p50_ms", Median(() => backprop.Forward(x))));
+        var recorded = backprop.Forward(x);
+        foreach (var rule in new[] { RectifierRule.Gradient, RectifierRule.GuidedBackprop })
+            Report.Line(("stage", "backward, " + rule), ("p50_ms", Median(() => backprop.InputGradient(x, recorded, 0, rule))));
+        return 0;
+    }
+}
