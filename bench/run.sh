@@ -11,7 +11,7 @@
 # (every run's figure).
 #
 # Usage: bench/run.sh [REPEATS=3]
-#   Installs Debian's python3-torch, python3-torchvision, python3-onnx, hey and tcmalloc when missing.
+#   Installs Debian's python3-torch, python3-torchvision, python3-onnx, OpenBLAS, hey and tcmalloc when missing.
 #   QUICK=1 shortens every measurement (for trying the script, not for numbers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,9 @@ python=/usr/bin/python3
 need=()
 $python -c "import torch, torchvision, onnx" 2>/dev/null || need+=(python3-torch python3-torchvision python3-onnx)
 command -v hey >/dev/null || need+=(hey)
+# Debian's PyTorch calls the system BLAS for its linear layers; the reference BLAS would make every
+# transformer baseline 50x slower than it need be, so OpenBLAS is the one installed (and chosen).
+[[ -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ]] || need+=(libopenblas0-pthread)
 tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 [[ -e $tcmalloc ]] || need+=(libtcmalloc-minimal4)
 if ((${#need[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; fi

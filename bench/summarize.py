@@ -124,6 +124,13 @@ for a in archs:
         add(f"{a}.paired_guided_backprop_ms", [paired_ort(a, r)[0]["http_guided_backprop"] for r in runs])
         add(f"{a}.paired_predict_over_ort", [paired_ort(a, r)[1]["predict_over_ort"] for r in runs])
         add(f"{a}.paired_guided_backprop_over_predict", [paired_ort(a, r)[1]["guided_backprop_over_predict"] for r in runs])
+        for row in read_json(f"paired_ort.{a}.1.jsonl"):
+            if "server_timing" in row:
+                kind = "predict" if row["server_timing"].startswith("/predict") else \
+                    "grad_cam" if "grad-cam" in row["server_timing"] else "guided_backprop"
+                for stage in [k for k in row if k.endswith("_p50_ms")]:
+                    add(f"{a}.server_{kind}_{stage}", [next((x.get(stage) for x in read_json(f"paired_ort.{a}.{r}.jsonl")
+                                                            if x.get("server_timing") == row["server_timing"]), None) for r in runs])
         if "bare_ort" in paired_ort(a, 1)[0]:
             add(f"{a}.paired_bare_ort_ms", [paired_ort(a, r)[0]["bare_ort"] for r in runs])
             add(f"{a}.paired_grad_cam_ms", [paired_ort(a, r)[0]["http_grad_cam"] for r in runs])
@@ -198,7 +205,7 @@ w(f"Machine: {cpu}, {os.cpu_count()} cores, {mem_gib} GiB, {platform.platform()}
 w("")
 w("Baselines, all in-process on the same machine in the same run:")
 w("- **ONNX Runtime**: `bench/InProcess` (`in-process ort`) — one `InferenceSession` with the service's own session options "
-  "(intra-op threads = cores, spinning off), a ready `OrtValue`, `Run` called by 1, 4 or 16 threads.")
+  "(intra-op threads = cores, threads spinning within a run, not after it), a ready `OrtValue`, `Run` called by 1, 4 or 16 threads.")
 w("- **PyTorch**: the same weights in eager PyTorch; guided backprop as Captum does it (backward hooks on the "
   "rectifier modules clamping the gradient), gradients w.r.t. the input only, IG and SmoothGrad batched.")
 w("- **Paired rounds** (the target ratios): `bench/InProcess` (`in-process paired`) and `bench/torch_baseline.py --paired` "
@@ -216,7 +223,7 @@ w("Each ratio is measured side by side: every round times both sides back to bac
   "each round), the ratio is the median of the rounds' ratios, and the figure shown is the median over "
   f"the {repeats} runs with their (min–max). This machine's speed drifts by tens of percent within a minute, so "
   "figures measured minutes apart (the tables further down) can differ more than the two sides do. "
-  "The bare ONNX Runtime baseline is a default session (spinning on) with intra-op threads = cores.")
+  "The bare ONNX Runtime baseline is a default session (spinning on) with intra-op threads = cores; in the paired rounds its threads stop spinning when its run ends, so they take no core from the service measured next.")
 w("")
 w("| target | side by side, p50 | ratio |")
 w("|---|---|---|")
@@ -245,6 +252,21 @@ ratio = memory["after_1000"] / memory["after_100"]
 w(f"| RSS after 1,000 explains within 10% of after 100 | {memory['after_1000']:.0f} MiB vs {memory['after_100']:.0f} MiB | "
   f"{verdict(ratio, 1.10)} |")
 w("")
+if f"{a}.server_predict_predict_p50_ms" in figures:
+    w("Inside the service, from its `Server-Timing` header over the same paired rounds (medians, ms): `read` is the "
+      "multipart body received and the `.npy` decoded, `queue` the wait for the batch or slot, `predict`/`explain` the "
+      "engine; the client's figure minus their sum is HTTP, routing and writing the answer.")
+    w("")
+    w("| model | request | client p50 | read | queue | engine | HTTP and writing |")
+    w("|---|---|---|---|---|---|---|")
+    for m in archs:
+        for kind, client, engine in [("predict", "paired_predict_ms", "predict"), ("guided_backprop", "paired_guided_backprop_ms", "explain"),
+                                     ("grad_cam", "paired_grad_cam_ms", "explain")]:
+            keys = [f"{m}.server_{kind}_{st}_p50_ms" for st in ["read", "queue", engine]]
+            if all(k in figures for k in keys) and f"{m}.{client}" in figures:
+                rest = med(f"{m}.{client}") - sum(med(k) for k in keys)
+                w(f"| {m} | {kind.replace('_', ' ')} | {med(m + '.' + client):.1f} | " + " | ".join(f"{med(k):.2f}" for k in keys) + f" | {rest:.2f} |")
+    w("")
 if f"{a}.stage_recording_forward_ms" in figures:
     w("Where a gradient map's time goes on ONNX Runtime (`in-process stages`, no HTTP): the served forward alone, "
       "the recording forward (the served model with the values the backward reads as extra outputs) and the backward graph.")

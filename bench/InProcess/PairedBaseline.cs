@@ -1,3 +1,4 @@
+using System.Globalization;
 using SaliencyService.Explain.Tensors;
 
 namespace SaliencyService.Bench;
@@ -22,12 +23,23 @@ public static class PairedBaseline
         using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
 
         double Ort() => OrtBaseline.TimedRun(session, input);
+        // The service's own account of each request (its Server-Timing header), by request kind and stage.
+        var stages = new Dictionary<string, Dictionary<string, List<double>>>();
         double Post(string path) => Report.Milliseconds(() =>
         {
             using var form = new MultipartFormDataContent { { new ByteArrayContent(inputBytes), "tensor", "input.npy" } };
             using var response = http.PostAsync(modelUrl + path, form).GetAwaiter().GetResult();
             response.EnsureSuccessStatusCode();
             response.Content.ReadAsByteArrayAsync().GetAwaiter().GetResult();
+            if (!response.Headers.TryGetValues("Server-Timing", out var timing)) return;
+            var kind = stages.TryGetValue(path, out var known) ? known : stages[path] = [];
+            foreach (var entry in string.Join(",", timing).Split(',', StringSplitOptions.TrimEntries))
+            {
+                var name = entry.Split(';')[0];
+                var duration = entry.Split(';').FirstOrDefault(p => p.StartsWith("dur=", StringComparison.Ordinal));
+                if (duration is null) continue;
+                (kind.TryGetValue(name, out var list) ? list : kind[name] = []).Add(double.Parse(duration[4..], CultureInfo.InvariantCulture));
+            }
         });
 
         var measures = new (string Name, Func<double> Once)[]
@@ -50,6 +62,8 @@ public static class PairedBaseline
             Report.Line(("paired", name), ("rounds", sorted.Length), ("p50_ms", Report.Percentile(sorted, 0.5)),
                 ("min_ms", sorted[0]), ("max_ms", sorted[^1]));
         }
+        foreach (var (path, byStage) in stages)
+            Report.Line([("server_timing", path), .. byStage.Select(st => (st.Key + "_p50_ms", (object)Report.Percentile(st.Value.Order().ToArray(), 0.5)))]);
         Report.Line(("ratio", "predict_over_ort"), ("median", MedianRatio(times["http_predict"], times["ort"])));
         Report.Line(("ratio", "guided_backprop_over_predict"), ("median", MedianRatio(times["http_guided_backprop"], times["http_predict"])));
         Report.Line(("ratio", "predict_over_bare_ort"), ("median", MedianRatio(times["http_predict"], times["bare_ort"])));

@@ -29,7 +29,8 @@ public static class StagesBaseline
         {
             if (profile is null) return OrtBaseline.CpuSessions.Create(bytes).Session;
             using var options = new SessionOptions { IntraOpNumThreads = OrtBaseline.CpuSessions.IntraOpThreads, InterOpNumThreads = 1 };
-            options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+            options.AddSessionConfigEntry("session.intra_op.allow_spinning", "1");
+            options.AddSessionConfigEntry("session.force_spinning_stop", "1");
             options.ProfileOutputPathPrefix = Path.Combine(profile, "session");  // read when profiling is switched on
             options.EnableProfiling = true;
             return new InferenceSession(bytes, options);

@@ -17,6 +17,7 @@ GrpcEndpoint.Listen(builder);
 
 var app = builder.Build();
 app.UseMiddleware<MetricsMiddleware>(); // outermost: sees the final status of every request
+app.Use((context, next) => ServerTiming.TrackAsync(context, () => next(context)));
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseSwagger();

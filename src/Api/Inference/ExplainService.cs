@@ -60,7 +60,11 @@ public sealed class ExplainService(ModelStore store, InferenceQueues queues, Ser
             try
             {
                 var key = cache.Key(model.Descriptor.Sha256, input.Tensor, explainRequest);
-                if (cache.TryGet(key, out var map)) return new Explanation(map, lease, input, cached: true);
+                if (cache.TryGet(key, out var map))
+                {
+                    ServerTiming.Current?.Record("cache", TimeSpan.Zero, "hit");
+                    return new Explanation(map, lease, input, cached: true);
+                }
 
                 var engine = $"explain:{explainer.Engine.Name}:{explainRequest.Method.Name}";
                 map = await deadline.RunAsync(token => queues.Explain.RunAsync(t => metrics.Measure(engine, name,

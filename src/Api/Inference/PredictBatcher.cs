@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Models;
@@ -45,7 +46,11 @@ public sealed class PredictBatcher
         }
         if (startDrain) _ = Task.Run(DrainAsync, CancellationToken.None);
         await using var withdraw = cancellationToken.Register(() => Withdraw(pending));
-        return await pending.Result.Task;
+        var outputs = await pending.Result.Task;
+        // Back on the request's own flow (the batch ran on whichever request's drain took it).
+        ServerTiming.Current?.Record("queue", pending.Queued);
+        ServerTiming.Current?.Record("predict", pending.Ran, $"batch of {pending.BatchSamples}");
+        return outputs;
     }
 
     /// <summary>One batch at a time for this model, until nothing waits.</summary>
@@ -85,6 +90,8 @@ public sealed class PredictBatcher
     private void Run(List<Pending> batch)
     {
         using var cancel = new AllCancelled(batch);
+        var started = Stopwatch.GetTimestamp();
+        foreach (var pending in batch) pending.Queued = Stopwatch.GetElapsedTime(pending.Enqueued, started);
         try
         {
             var work = batch[0].Work;
@@ -99,8 +106,10 @@ public sealed class PredictBatcher
                 return;
             }
             long offset = 0;
+            var ran = Stopwatch.GetElapsedTime(started);
             foreach (var pending in batch)
             {
+                (pending.Ran, pending.BatchSamples) = (ran, total);
                 var count = pending.Work.Samples;
                 pending.Result.TrySetResult(outputs.Select(o => o.Slice(offset, count)).ToArray());
                 offset += count;
@@ -201,6 +210,12 @@ public sealed class PredictBatcher
         public CancellationToken CancellationToken { get; } = cancellationToken;
         public TaskCompletionSource<NamedTensor[]> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public LinkedListNode<Pending>? Node { get; set; }
+
+        // Where its time went (Server-Timing): set by the batch's run, read by the request after it.
+        public long Enqueued { get; } = Stopwatch.GetTimestamp();
+        public TimeSpan Queued { get; set; }
+        public TimeSpan Ran { get; set; }
+        public long BatchSamples { get; set; }
     }
 }
 

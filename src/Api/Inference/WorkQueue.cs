@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Errors;
+using SaliencyService.Api.Observability;
 using SaliencyService.Explain;
 
 namespace SaliencyService.Api.Inference;
@@ -25,10 +27,19 @@ public sealed class WorkQueue(string name, int maxConcurrent, int maxQueued, Tim
     /// <summary>Requests running or waiting now.</summary>
     public int Admitted => Volatile.Read(ref _admitted);
 
+    /// <summary>Admits, waits for a slot and runs the work; the request's Server-Timing gets the wait (queue) and the work (the queue's name).</summary>
     public async Task<T> RunAsync<T>(Func<CancellationToken, T> work, CancellationToken cancellationToken)
     {
         using var admission = Admit();
-        return await RunInSlotAsync(work, cancellationToken);
+        var queued = Stopwatch.GetTimestamp();
+        return await RunInSlotAsync(token =>
+        {
+            ServerTiming.Add("queue", queued);
+            var started = Stopwatch.GetTimestamp();
+            var result = work(token);
+            ServerTiming.Add(Name, started);
+            return result;
+        }, cancellationToken);
     }
 
     /// <summary>

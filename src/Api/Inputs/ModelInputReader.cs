@@ -20,6 +20,7 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
     /// <param name="keepImages">Keep the decoded uploads in the result (explain overlays); the caller disposes it.</param>
     public async Task<ModelInput> ReadAsync(HttpRequest request, ModelDescriptor model, bool allowBatch, CancellationToken cancellationToken, bool keepImages = false)
     {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         RequestBodyLimit.Apply(request, _options.MaxRequestBodyBytes);
         if (!request.HasFormContentType)
             throw ProblemException.UnsupportedMedia("Send multipart/form-data with an 'image' or a 'tensor' part.");
@@ -47,6 +48,7 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
             ? await ReadImagesAsync(images, model.Preprocessing, input, keepImages, cancellationToken)
             : await ReadTensorAsync(tensors[0], input, cancellationToken);
         if (!allowBatch && result.Count > 1) throw ProblemException.BadRequest("This endpoint takes one input, not a batch.");
+        Observability.ServerTiming.Add("read", started);
         return result;
     }
 

@@ -65,7 +65,7 @@ public static class ChildProcess
         Started child;
         lock (SpareLock)
         {
-            child = _spare is { Process.HasExited: false } ready ? ready : Start([SpareVerb], new Dictionary<string, string?>());
+            child = _spare is { Process.HasExited: false } ready ? ready : Start([SpareVerb], new Dictionary<string, string?>(), background: true);
             _spare = null;
         }
         try
@@ -88,24 +88,32 @@ public static class ChildProcess
         {
             if (_spare is { Process.HasExited: false }) return;
             _spare?.Process.Dispose();
-            _spare = Start([SpareVerb], new Dictionary<string, string?>());
+            _spare = Start([SpareVerb], new Dictionary<string, string?>(), background: true);
         }
     }
 
+    private const string Nice = "/usr/bin/nice";
+
     private sealed record Started(Process Process, Task<string> Output, Task<string> Errors);
 
-    private static Started Start(IReadOnlyList<string> verbAndArguments, IReadOnlyDictionary<string, string?> environment)
+    /// <param name="background">
+    /// At the lowest CPU priority (nice 19), every thread of it: a spare's warm-up and the import
+    /// check it then runs take only what serving leaves, and a quiet host gives them all of it.
+    /// </param>
+    private static Started Start(IReadOnlyList<string> verbAndArguments, IReadOnlyDictionary<string, string?> environment, bool background = false)
     {
         var entry = EntryAssembly ?? Path.Combine(AppContext.BaseDirectory, "SaliencyService.Api.dll");
         if (!File.Exists(entry)) throw new InvalidOperationException($"The service binary {entry} is not there to run isolated work in.");
-        var start = new ProcessStartInfo(DotnetHost())
+        var nice = background && File.Exists(Nice);
+        var start = new ProcessStartInfo(nice ? Nice : DotnetHost())
         {
             RedirectStandardInput = true, // a spare reads its work there; any child ends when this process does (end of input)
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var argument in (string[])["exec", entry, Flag, .. verbAndArguments]) start.ArgumentList.Add(argument);
+        foreach (var argument in (string[])[.. nice ? ["-n", "19", DotnetHost()] : Array.Empty<string>(), "exec", entry, Flag, .. verbAndArguments])
+            start.ArgumentList.Add(argument);
         foreach (var (name, value) in environment)
             if (value is null) start.Environment.Remove(name);
             else start.Environment[name] = value;

@@ -65,6 +65,7 @@ public sealed class OnnxSessionFactory
             InterOpNumThreads = 1,
         };
         options.AddSessionConfigEntry("session.intra_op.allow_spinning", _options.AllowSpinning ? "1" : "0");
+        options.AddSessionConfigEntry("session.force_spinning_stop", "1"); // no spinning once a run ends
         if (cuda) options.AppendExecutionProvider_CUDA(_options.CudaDeviceId);
         return options;
     }
