@@ -76,6 +76,12 @@ def build(arch):
     # torchvision zero-initialises some classifier heads (ViT): all logits would be 0 and every map empty.
     for head in [m for name, m in model.named_modules() if name.startswith("heads") and isinstance(m, torch.nn.Linear)]:
         torch.nn.init.normal_(head.weight, std=0.02)
+    # Random biases where torchvision starts them at zero: with zero biases ConvNeXt's stem and
+    # LayerNorms make the model scale-invariant near the zero input, and integrated gradients' path
+    # from that baseline then starts with a jump no step size resolves.
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.bias is not None and not m.bias.any():
+            torch.nn.init.uniform_(m.bias, -0.1, 0.1)
     # Random but non-degenerate batch-norm statistics, so the maps are not trivially uniform.
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
