@@ -49,12 +49,15 @@ public static class PairedBaseline
         };
         var times = measures.ToDictionary(m => m.Name, _ => new List<double>());
         for (var round = -3; round < rounds; round++) // three rounds of warm-up
+        {
+            if (round == 0) stages.Clear();
             for (var i = 0; i < measures.Length; i++)
             {
                 var (name, once) = measures[(i + Math.Max(round, 0)) % measures.Length];
                 var ms = once();
                 if (round >= 0) times[name].Add(ms);
             }
+        }
 
         foreach (var (name, ms) in times)
         {

@@ -1,4 +1,3 @@
-using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
@@ -20,22 +19,13 @@ public static class StagesBaseline
     public static int Run(string modelPath, string inputPath, int repeats)
     {
         var profile = Environment.GetEnvironmentVariable("PROFILE_DIR");
-        var (session, provider) = OrtBaseline.CpuSession(modelPath);
+        var sessions = new OnnxSessionFactory(new OnnxRuntimeOptions { ExecutionProvider = "cpu", ProfilePrefix = profile is null ? null : Path.Combine(profile, "session") });
+        var (session, provider) = sessions.Create(modelPath);
         using var onnx = new OnnxModel(session, provider);
         var input = Npy.Read(File.ReadAllBytes(inputPath), long.MaxValue);
         var model = OnnxFile.Load(modelPath);
         using var mirror = GraphMirror.Build(model, onnx.Inputs[0].Name, onnx.Outputs[0].Name).Mirror ?? throw new InvalidOperationException("no mirror");
-        InferenceSession Open(byte[] bytes)
-        {
-            if (profile is null) return OrtBaseline.CpuSessions.Create(bytes).Session;
-            using var options = new SessionOptions { IntraOpNumThreads = OrtBaseline.CpuSessions.IntraOpThreads, InterOpNumThreads = 1 };
-            options.AddSessionConfigEntry("session.intra_op.allow_spinning", "1");
-            options.AddSessionConfigEntry("session.force_spinning_stop", "1");
-            options.ProfileOutputPathPrefix = Path.Combine(profile, "session");  // read when profiling is switched on
-            options.EnableProfiling = true;
-            return new InferenceSession(bytes, options);
-        }
-        using var backprop = OrtBackprop.Create(model, mirror, input.Shape, onnx.Inputs[0].Shape[0] < 0, Open);
+        using var backprop = OrtBackprop.Create(model, mirror, input.Shape, onnx.Inputs[0].Shape[0] < 0, bytes => sessions.Create(bytes).Session);
         using var x = tensor(input.Data, input.Shape);
 
         double Median(Action pass) => Report.Percentile(Report.Time(repeats, () =>
@@ -45,6 +35,7 @@ public static class StagesBaseline
         }), 0.5);
         Report.Line(("stage", "served forward (ORT Run)"), ("p50_ms", Median(() => OrtBaseline.TimedRun(session, input))));
         Report.Line(("stage", "recording forward"), ("recorded", backprop.RecordedCount), ("p50_ms", Median(() => backprop.Forward(x))));
+        using var backwardScope = NewDisposeScope(); // the recorded values the backward passes read
         var recorded = backprop.Forward(x);
         foreach (var rule in new[] { RectifierRule.Gradient, RectifierRule.GuidedBackprop })
             Report.Line(("stage", "backward, " + rule), ("p50_ms", Median(() => backprop.InputGradient(x, recorded, 0, rule))));

@@ -1,5 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using SaliencyService.Explain.Tensors;
 using SaliencyService.Tests.Support;
 using Xunit;
 
@@ -33,11 +36,32 @@ public sealed class ServerTimingTests(FixtureModelsService service) : IClassFixt
         Assert.Equal("hit", repeat[1].Description);
     }
 
-    private async Task<(List<(string Name, string? Description, double Ms)> Stages, double ClientMs)> PostAsync(string path)
+    [Fact]
+    public async Task An_open_inference_protocol_infer_reports_the_same_stages()
     {
-        using var form = Http.TensorForm(File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.tensor.npy")));
+        var tensor = Npy.Read(File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.tensor.npy")), long.MaxValue);
+        var metadata = JsonNode.Parse(await Client.GetStringAsync("/v2/models/seed_cnn"))!;
+        var request = new JsonObject
+        {
+            ["inputs"] = new JsonArray(new JsonObject
+            {
+                ["name"] = (string)metadata["inputs"]![0]!["name"]!, ["datatype"] = "FP32",
+                ["shape"] = new JsonArray(tensor.Shape.Select(d => (JsonNode)d).ToArray()),
+                ["data"] = new JsonArray(tensor.Data.Select(v => (JsonNode)v).ToArray()),
+            }),
+        };
+        var (stages, _) = await PostAsync("/v2/models/seed_cnn/infer", new StringContent(request.ToJsonString(), Encoding.UTF8, "application/json"));
+        Assert.Equal(["read", "queue", "predict"], stages.Select(s => s.Name));
+    }
+
+    private Task<(List<(string Name, string? Description, double Ms)> Stages, double ClientMs)> PostAsync(string path) =>
+        PostAsync(path, Http.TensorForm(File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.tensor.npy"))));
+
+    private async Task<(List<(string Name, string? Description, double Ms)> Stages, double ClientMs)> PostAsync(string path, HttpContent content)
+    {
+        using var body = content;
         var clock = Stopwatch.StartNew();
-        var response = await Client.PostAsync(path, form);
+        var response = await Client.PostAsync(path, body);
         await Http.ReadBytesAsync(response);
         var clientMs = clock.Elapsed.TotalMilliseconds;
         var header = string.Join(",", response.Headers.GetValues("Server-Timing"));

@@ -24,6 +24,7 @@ public sealed record V2Call(InferRequest Request, IReadOnlyList<NamedTensor> Inp
     public static async Task<V2Call> ReadAsync(HttpRequest http, ServedModel model, SaliencyOptions options, CancellationToken cancellationToken,
         IReadOnlyList<string>? outputNames = null)
     {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var body = await ReadBodyAsync(http, options.MaxRequestBodyBytes, cancellationToken);
         var headerLength = body.Length;
         if (http.Headers.TryGetValue(HeaderLength, out var declared))
@@ -58,6 +59,7 @@ public sealed record V2Call(InferRequest Request, IReadOnlyList<NamedTensor> Inp
         var binary = new ReadOnlyMemory<byte>(body, headerLength, body.Length - headerLength);
         var inputs = ReadInputs(request, model, options.MaxTensorElements, ref binary);
         if (!binary.IsEmpty) throw new InvalidArgumentException($"{binary.Length} bytes of binary data follow the inputs that declare theirs.");
+        Observability.ServerTiming.Add("read", started);
         return new V2Call(request, inputs, names, binaryOutputs);
     }
 

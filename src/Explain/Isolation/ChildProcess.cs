@@ -65,7 +65,7 @@ public static class ChildProcess
         Started child;
         lock (SpareLock)
         {
-            child = _spare is { Process.HasExited: false } ready ? ready : Start([SpareVerb], new Dictionary<string, string?>(), background: true);
+            child = LiveSpare() ?? StartSpareProcess();
             _spare = null;
         }
         try
@@ -84,13 +84,18 @@ public static class ChildProcess
     /// <summary>Starts a spare child now unless one waits already (the first isolated import then pays no start-up).</summary>
     public static void StartSpare()
     {
-        lock (SpareLock)
-        {
-            if (_spare is { Process.HasExited: false }) return;
-            _spare?.Process.Dispose();
-            _spare = Start([SpareVerb], new Dictionary<string, string?>(), background: true);
-        }
+        lock (SpareLock) _spare = LiveSpare() ?? StartSpareProcess();
     }
+
+    /// <summary>The waiting spare, or null when there is none or it has died (killed from outside). Call under the lock.</summary>
+    private static Started? LiveSpare()
+    {
+        if (_spare is { Process.HasExited: false } live) return live;
+        _spare?.Process.Dispose();
+        return _spare = null;
+    }
+
+    private static Started StartSpareProcess() => Start([SpareVerb], new Dictionary<string, string?>(), background: true);
 
     private const string Nice = "/usr/bin/nice";
 

@@ -19,6 +19,12 @@ public sealed class OnnxRuntimeOptions
     /// </summary>
     public bool AllowSpinning { get; set; } = true;
 
+    /// <summary>
+    /// ONNX Runtime's profiler: each session writes a per-operator JSON trace to files starting
+    /// with this path when it is disposed. Null (the default): off.
+    /// </summary>
+    public string? ProfilePrefix { get; set; }
+
     /// <summary>CUDA device ordinal when the CUDA provider is used.</summary>
     public int CudaDeviceId { get; set; }
 }

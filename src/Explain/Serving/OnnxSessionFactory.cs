@@ -66,6 +66,11 @@ public sealed class OnnxSessionFactory
         };
         options.AddSessionConfigEntry("session.intra_op.allow_spinning", _options.AllowSpinning ? "1" : "0");
         options.AddSessionConfigEntry("session.force_spinning_stop", "1"); // no spinning once a run ends
+        if (_options.ProfilePrefix is { } prefix)
+        {
+            options.ProfileOutputPathPrefix = prefix; // read when profiling is switched on
+            options.EnableProfiling = true;
+        }
         if (cuda) options.AppendExecutionProvider_CUDA(_options.CudaDeviceId);
         return options;
     }
