@@ -59,6 +59,7 @@ public sealed class GradientEngineCheckTests
         using var mirror = GraphMirror.Build(engines, "x", "y").Mirror!;
         using var scope = NewDisposeScope();
         var probe = tensor(Parity.RandomInput([1, 3, 8, 8], 5, -1, 1), [1, 3, 8, 8]);
-        return GradientEngineCheck.Choose(truth, mirror, probe, batched: false, tryOnnxRuntime, bytes => new InferenceSession(bytes));
+        using var floatTruth = FloatTruth.Start(truth, mirror, probe, batched: false);
+        return GradientEngineCheck.Choose(truth, mirror, probe, batched: false, tryOnnxRuntime, bytes => new InferenceSession(bytes), floatTruth);
     }
 }

@@ -54,6 +54,25 @@ public sealed class ServerTimingTests(FixtureModelsService service) : IClassFixt
         Assert.Equal(["read", "queue", "predict"], stages.Select(s => s.Name));
     }
 
+    [Fact]
+    public async Task An_import_reports_its_upload_its_isolated_check_and_the_build_the_verdict_asked_for()
+    {
+        var form = Http.ModelForm(File.ReadAllBytes(TestPaths.Fixture("mini_resnet", "model.onnx")), "timed-import",
+            File.ReadAllText(TestPaths.Fixture("mini_resnet", "model.json")));
+        var (stages, clientMs) = await PostAsync("/v1/models", form);
+        try
+        {
+            Assert.Equal(["upload", "check", "build"], stages.Select(s => s.Name));
+            Assert.Equal("isolated", stages[1].Description);
+            Assert.All(stages, s => Assert.True(s.Ms > 0));
+            Assert.True(stages.Sum(s => s.Ms) <= clientMs, $"stages sum to {stages.Sum(s => s.Ms)} ms, the client saw {clientMs} ms");
+        }
+        finally
+        {
+            await Client.DeleteAsync("/v1/models/timed-import");
+        }
+    }
+
     private Task<(List<(string Name, string? Description, double Ms)> Stages, double ClientMs)> PostAsync(string path) =>
         PostAsync(path, Http.TensorForm(File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.tensor.npy"))));
 

@@ -1,7 +1,9 @@
+using System.Diagnostics;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Models;
+using SaliencyService.Api.Observability;
 using SaliencyService.Api.Security;
 using SaliencyService.Api.Swagger;
 using SaliencyService.Contracts;
@@ -63,9 +65,11 @@ public static class ModelsApi
         store.EnsureWritable();
         var descriptor = await store.Layout.WithStagingAsync(async staging =>
         {
+            var started = Stopwatch.GetTimestamp();
             var upload = await ModelUploadReader.ReadAsync(request, staging, options.Value.MaxModelBytes, cancellationToken);
+            ServerTiming.Add("upload", started);
             var name = upload.Name is null ? ModelNames.FromFileName(upload.FileName) : ModelNames.Validate(upload.Name);
-            return await store.ImportAsync(staging, name, upload.ManifestJson, replace, cancellationToken);
+            return await store.ImportAsync(staging, name, upload.ManifestJson, replace, cancellationToken, upload.Sha256);
         });
         return TypedResults.Created($"/v1/models/{descriptor.Name}", descriptor);
     }

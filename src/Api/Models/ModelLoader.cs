@@ -1,5 +1,8 @@
+using System.Diagnostics;
 using System.Security.Cryptography;
+using SaliencyService.Api.Observability;
 using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Isolation;
 using SaliencyService.Explain.Serving;
 
 namespace SaliencyService.Api.Models;
@@ -21,9 +24,23 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
     {
         // Read first: a replace that lands while this loads leaves a newer version to load next.
         version ??= ModelVersion.Read(directory) ?? throw new IOException($"'{name}' has no model file.");
-        var verdict = StoredVerdict.Read(directory, version, analysis.Options)
-                      ?? (untrusted && analysis.Options.IsolateImports ? ImportCheck.Run(directory, sessions, analysis) : null);
-        var model = ModelInspection.Open(directory, sessions, analysis, verdict);
+        var stored = StoredVerdict.Read(directory, version, analysis.Options);
+        var isolated = stored is null && untrusted && analysis.Options.IsolateImports;
+        InspectedModel model;
+        try
+        {
+            var started = Stopwatch.GetTimestamp();
+            var (verdict, shapes) = stored is not null ? (stored, null) : isolated ? ImportCheck.Run(directory, sessions, analysis) : default;
+            if (isolated) ServerTiming.Add("check", started, "isolated");
+            started = Stopwatch.GetTimestamp();
+            model = ModelInspection.Open(directory, sessions, analysis, verdict, shapes);
+            ServerTiming.Add(verdict is null ? "check" : "build", started);
+        }
+        finally
+        {
+            // The next import's spare child starts once this model is built, not while: it would take cores from the build.
+            if (isolated) _ = Task.Run(ChildProcess.StartSpare);
+        }
         try
         {
             var modelPath = Path.Combine(directory, StoreLayout.ModelFile);

@@ -139,9 +139,10 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
     /// Validates the model staged in <paramref name="stagingDirectory"/> (<c>model.onnx</c>), then
     /// moves it into place under <paramref name="name"/>. Nothing reaches the store unless it loads.
     /// </summary>
+    /// <param name="sha256">The file's SHA-256 where its upload hashed it on the way in; hashed here otherwise.</param>
     /// <returns>The new version's descriptor.</returns>
     public async Task<ModelDescriptor> ImportAsync(
-        string stagingDirectory, string name, string? manifestJson, bool replace, CancellationToken cancellationToken)
+        string stagingDirectory, string name, string? manifestJson, bool replace, CancellationToken cancellationToken, string? sha256 = null)
     {
         EnsureWritable();
         ModelNames.Validate(name);
@@ -151,7 +152,7 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         var manifest = ModelInspection.ParseManifest(manifestJson);
         var modelFile = Path.Combine(stagingDirectory, StoreLayout.ModelFile);
         File.SetLastWriteTimeUtc(modelFile, DateTime.UtcNow); // = importedAt
-        await ModelVersion.New(await Sha256Async(modelFile, cancellationToken)).WriteAsync(stagingDirectory, manifest, cancellationToken);
+        await ModelVersion.New(sha256 ?? await Sha256Async(modelFile, cancellationToken)).WriteAsync(stagingDirectory, manifest, cancellationToken);
         var model = loader.Open(stagingDirectory, name, untrusted: true); // validation happens outside the write lock
         try
         {

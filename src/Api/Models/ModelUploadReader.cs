@@ -1,4 +1,5 @@
 using SaliencyService.Api.Errors;
+using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Net.Http.Headers;
@@ -6,8 +7,8 @@ using SaliencyService.Explain;
 
 namespace SaliencyService.Api.Models;
 
-/// <summary>A model upload streamed into a staging folder of the store.</summary>
-public sealed record ModelUpload(string? FileName, string? Name, string? ManifestJson);
+/// <summary>A model upload streamed into a staging folder of the store, with the file's SHA-256 (hashed as it streamed in).</summary>
+public sealed record ModelUpload(string? FileName, string? Name, string? ManifestJson, string Sha256);
 
 /// <summary>
 /// Reads <c>POST /v1/models</c> without buffering: the <c>file</c> part streams straight into
@@ -26,8 +27,7 @@ public static class ModelUploadReader
         var boundary = HeaderUtilities.RemoveQuotes(mediaType.Boundary).Value;
         if (string.IsNullOrEmpty(boundary)) throw ProblemException.BadRequest("The multipart boundary is missing.");
 
-        string? fileName = null, name = null, manifest = null;
-        var hasFile = false;
+        string? fileName = null, name = null, manifest = null, sha256 = null;
         var reader = new MultipartReader(boundary, request.Body);
         while (await NextSectionAsync(reader, cancellationToken) is { } section)
         {
@@ -35,10 +35,9 @@ public static class ModelUploadReader
             switch (disposition.Name.Value?.Trim('"'))
             {
                 case "file":
-                    if (hasFile) throw ProblemException.BadRequest("Send exactly one 'file' part.");
-                    hasFile = true;
+                    if (sha256 is not null) throw ProblemException.BadRequest("Send exactly one 'file' part.");
                     fileName = (disposition.FileNameStar.HasValue ? disposition.FileNameStar : disposition.FileName).Value?.Trim('"');
-                    await CopyLimitedAsync(section.Body, Path.Combine(staging, StoreLayout.ModelFile), maxModelBytes, cancellationToken);
+                    sha256 = await CopyLimitedAsync(section.Body, Path.Combine(staging, StoreLayout.ModelFile), maxModelBytes, cancellationToken);
                     break;
                 case "name":
                     name = (await ReadFieldAsync(section.Body, cancellationToken)).Trim();
@@ -51,8 +50,8 @@ public static class ModelUploadReader
                     break;
             }
         }
-        if (!hasFile) throw ProblemException.BadRequest("The 'file' part (the .onnx model) is missing.");
-        return new ModelUpload(fileName, string.IsNullOrEmpty(name) ? null : name, manifest);
+        if (sha256 is null) throw ProblemException.BadRequest("The 'file' part (the .onnx model) is missing.");
+        return new ModelUpload(fileName, string.IsNullOrEmpty(name) ? null : name, manifest, sha256);
     }
 
     // A body that ends early or breaks the multipart syntax is the client's fault (400); disk
@@ -75,8 +74,10 @@ public static class ModelUploadReader
         }
     }
 
-    private static async Task CopyLimitedAsync(Stream source, string path, long maxBytes, CancellationToken cancellationToken)
+    /// <returns>The file's SHA-256 (lower-case hex), computed on the way: the store's version needs no second read.</returns>
+    private static async Task<string> CopyLimitedAsync(Stream source, string path, long maxBytes, CancellationToken cancellationToken)
     {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         await using var target = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true);
         var buffer = new byte[1 << 16];
         long total = 0;
@@ -85,11 +86,13 @@ public static class ModelUploadReader
         {
             total += read;
             if (total > maxBytes) throw ProblemException.TooLarge($"The model exceeds the {maxBytes}-byte limit.");
+            hash.AppendData(buffer, 0, read);
             await target.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
         }
         if (total == 0) throw ProblemException.Unprocessable("The model file is empty.");
         await target.FlushAsync(cancellationToken);
         target.Flush(flushToDisk: true);
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
     private static async Task<string> ReadFieldAsync(Stream body, CancellationToken cancellationToken)

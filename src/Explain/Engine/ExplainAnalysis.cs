@@ -45,8 +45,9 @@ public sealed class ExplainAnalysis
     /// then nothing is probed again, only built as it says.
     /// </param>
     /// <param name="probe">The served model's run on the probe, where the caller made it already.</param>
+    /// <param name="shapes">With a verdict for ONNX Runtime's backward, the value shapes the check wrote it for (<see cref="OrtBackprop.Shapes"/>), if it says.</param>
     public (ModelExplainer? Explainer, ExplainDescriptor Descriptor) Analyse(string modelPath, OnnxModel onnx, Preprocessing preprocessing,
-        string outputName, ExplainDescriptor? verdict = null, ProbeRun? probe = null)
+        string outputName, ExplainDescriptor? verdict = null, ProbeRun? probe = null, IReadOnlyDictionary<string, TensorInfo>? shapes = null)
     {
         if (!Engine.Loaded) return (null, NotSupported([], Engine.Status));
         if (verdict is { Supported: false }) return (null, verdict);
@@ -65,12 +66,13 @@ public sealed class ExplainAnalysis
             if (verdict is not null)
             {
                 if (verdict.GradientEngine == GradientEngines.OnnxRuntime)
-                    backprop = OrtBackprop.Create(model, mirror, ModelProbe.Shape(onnx, preprocessing), batched, Open);
+                    backprop = OrtBackprop.Create(model, mirror, ModelProbe.Shape(onnx, preprocessing), batched, Open, shapes);
                 return (Explainer(mirror, verdict.Layers, verdict.DefaultLayer, backprop, model, maxBatch), verdict);
             }
 
             var (input, expected) = probe ?? ModelProbe.Run(onnx, preprocessing, outputName);
             using var scope = NewDisposeScope();
+            using var truth = FloatTruth.Start(model, mirror, tensor(input.Data, input.Shape), batched);
             Dictionary<string, Tensor> values;
             using (no_grad()) values = mirror.Forward(tensor(input.Data, input.Shape), RectifierRule.Gradient);
             var actual = values[outputName].to_type(ScalarType.Float32).contiguous().data<float>().ToArray();
@@ -95,7 +97,7 @@ public sealed class ExplainAnalysis
             }
             // The import's probe passes leave freed native memory behind: handed back once imports pause.
             Torch.NativeHeap.TrimWhenIdle(TimeSpan.FromSeconds(5));
-            var chosen = GradientEngineCheck.Choose(model, mirror, tensor(input.Data, input.Shape), batched, _options.OrtBackward, Open);
+            var chosen = GradientEngineCheck.Choose(model, mirror, tensor(input.Data, input.Shape), batched, _options.OrtBackward, Open, truth);
             backprop = chosen.Backprop;
             if (chosen.Engine is null)
             {

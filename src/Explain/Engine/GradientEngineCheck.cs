@@ -17,11 +17,9 @@ public static class GradientEngines
 
 /// <summary>
 /// Decides at import who computes a model's gradients, by judging each candidate against the
-/// truth: libtorch autograd through a float64 mirror, which no float32 kernel (oneDNN's included)
-/// takes part in. Judged with guided backprop on the probe, or on a batch of two (the probe and its
-/// mirror image) where the model takes batches; an ill-conditioned model, whose gradients float32 rounding
-/// alone moves, is allowed that much more. ONNX Runtime's backward is preferred (faster); libtorch's
-/// float32 autograd is the fallback; a model that neither computes right is not explainable.
+/// truth (<see cref="FloatTruth"/>: libtorch autograd through a float64 mirror); an ill-conditioned
+/// model, whose gradients float32 rounding alone moves, is allowed that much more. ONNX Runtime's
+/// backward is preferred (faster); libtorch's float32 autograd is the fallback; a model that neither computes right is not explainable.
 /// One float32 engine is never judged by the other: both can be wrong.
 /// </summary>
 public static class GradientEngineCheck
@@ -37,11 +35,12 @@ public static class GradientEngineCheck
     public sealed record Verdict(OrtBackprop? Backprop, string? Engine, string Reason);
 
     /// <param name="tryOnnxRuntime">Whether ONNX Runtime's backward is a candidate (<c>Saliency:Explain:OrtBackward</c>).</param>
+    /// <param name="truth">The float64 pass (started before, computed meanwhile).</param>
     public static Verdict Choose(ModelProto model, GraphMirror mirror, Tensor probe, bool batched, bool tryOnnxRuntime,
-        Func<byte[], InferenceSession> open)
+        Func<byte[], InferenceSession> open, FloatTruth truth)
     {
         OrtBackprop? backprop = null;
-        string ortFailure = "turned off (Saliency:Explain:OrtBackward)";
+        var ortSays = "ONNX Runtime backward: turned off (Saliency:Explain:OrtBackward)";
         if (tryOnnxRuntime)
         {
             try
@@ -50,13 +49,12 @@ public static class GradientEngineCheck
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
-                ortFailure = $"{e.GetType().Name}: {e.Message.Split('\n')[0]}";
+                ortSays = $"ONNX Runtime backward: {e.GetType().Name}: {e.Message.Split('\n')[0]}";
             }
         }
-
         try
         {
-            return Judge(model, mirror, probe, batched, backprop, ortFailure);
+            return Judge(mirror, truth.Result, backprop, ortSays);
         }
         catch
         {
@@ -65,52 +63,38 @@ public static class GradientEngineCheck
         }
     }
 
-    private static Verdict Judge(ModelProto model, GraphMirror mirror, Tensor probe, bool batched, OrtBackprop? backprop, string ortFailure)
+    private static Verdict Judge(GraphMirror mirror, FloatTruth.Pass truth, OrtBackprop? backprop, string ortSays)
     {
-        var build = GraphMirror.Build(model, mirror.InputName, mirror.OutputName, ScalarType.Float64);
-        using var reference = build.Mirror ?? throw new InvalidOperationException("The float64 mirror could not be built: " + string.Join("; ", build.UnsupportedOperators));
         using var scope = NewDisposeScope();
-        // One float64 pass (the import's costliest step): guided backprop exercises every gate and
-        // floor of the backward; a batch of two where the model takes batches exercises batching.
-        var checks = new List<(Tensor Input, RectifierRule Rule)> { (batched ? cat([probe, probe.flip(-1)], 0) : probe, RectifierRule.GuidedBackprop) };
-        var truths = checks.Select(c =>
+        var (reference, input, target, gradient) = truth;
+        // The second engine and the float32 floor are only computed when what came before does not settle it.
+        var ortDifference = double.PositiveInfinity;
+        if (backprop is not null)
         {
-            // The first sample's top score (an open path through the network), taken from the truth's own forward.
-            long target = 0;
-            var truth = reference.InputGradients(c.Input, values => target = values[reference.ScoreName].reshape(c.Input.shape[0], -1)[0].argmax().item<long>(),
-                c.Rule);
-            return (c.Input, c.Rule, Target: target, Truth: truth);
-        }).ToList();
-
-        // Each engine's largest difference over the checks; the second engine and the float32
-        // floor are only computed when what came before does not settle it.
-        var ortWorst = backprop is null ? double.PositiveInfinity : truths.Max(t =>
-        {
-            using var pass = NewDisposeScope();
-            var release = t.Input.shape[0] > 1;
-            var recorded = backprop.Forward(t.Input, release);
-            return RelativeDifference(backprop.InputGradient(t.Input, recorded, t.Target, t.Rule, release), t.Truth);
-        });
-        var ortSays = backprop is null ? $"ONNX Runtime backward: {ortFailure}" : $"ONNX Runtime backward within {ortWorst:G3}";
-        if (ortWorst <= Tolerance)
+            var release = input.shape[0] > 1;
+            var recorded = backprop.Forward(input, release);
+            ortDifference = RelativeDifference(backprop.InputGradient(input, recorded, target, FloatTruth.Rule, release), gradient);
+            ortSays = $"ONNX Runtime backward within {ortDifference:G3}";
+        }
+        if (ortDifference <= Tolerance)
             return new Verdict(backprop, GradientEngines.OnnxRuntime,
                 $"{ortSays} (relative L2) of float64 autograd on the probe ({backprop!.RecordedCount} recorded values)");
 
-        var torchWorst = truths.Max(t => RelativeDifference(mirror.InputGradients(t.Input, t.Target, t.Rule), t.Truth));
+        var torchDifference = RelativeDifference(mirror.InputGradients(input, target, FloatTruth.Rule), gradient);
         var allowed = Tolerance;
         var conditioning = "";
-        if (torchWorst > Tolerance)
+        if (torchDifference > Tolerance)
         {
             // What float32 rounding alone does to this model's gradients (a float64 pass rounding
             // every value to float32): no float32 engine can do better, so that much is allowed.
-            var floor = truths.Max(t => RelativeDifference(reference.InputGradients(t.Input, t.Target, t.Rule, roundTo: ScalarType.Float32), t.Truth));
+            var floor = RelativeDifference(reference.InputGradients(input, target, FloatTruth.Rule, roundTo: ScalarType.Float32), gradient);
             allowed = Math.Max(Tolerance, 3 * floor);
             conditioning = $"; float32 rounding alone moves this model's gradients by {floor:G3}, so {allowed:G3} was allowed";
         }
-        var says = $"{ortSays}, libtorch float32 autograd within {torchWorst:G3} (relative L2) of float64 autograd on the probe{conditioning}";
-        if (ortWorst <= allowed) return new Verdict(backprop, GradientEngines.OnnxRuntime, says);
+        var says = $"{ortSays}, libtorch float32 autograd within {torchDifference:G3} (relative L2) of float64 autograd on the probe{conditioning}";
+        if (ortDifference <= allowed) return new Verdict(backprop, GradientEngines.OnnxRuntime, says);
         backprop?.Dispose(); // (not disposed twice: nothing below throws)
-        if (torchWorst <= allowed) return new Verdict(null, GradientEngines.LibTorch, says);
+        if (torchDifference <= allowed) return new Verdict(null, GradientEngines.LibTorch, says);
         return new Verdict(null, null, $"No gradient engine reproduces float64 autograd on the probe: {says}.");
     }
 

@@ -2,6 +2,7 @@ using System.Text.Json;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Isolation;
+using SaliencyService.Explain.Mirror;
 
 namespace SaliencyService.Explain.Engine;
 
@@ -18,12 +19,15 @@ public static class ImportCheck
 
     private sealed record Settings(OnnxRuntimeOptions OnnxRuntime, ExplainOptions Explain);
 
-    /// <summary>What the child answers: the explain verdict, or the problem that refuses the model.</summary>
-    private sealed record Answer(ExplainDescriptor? Explain, string? Refusal, string? Detail);
+    /// <summary>What the child answers: the explain verdict and the ONNX Runtime backward's value shapes, or the problem that refuses the model.</summary>
+    private sealed record Answer(ExplainDescriptor? Explain, string? Refusal, string? Detail, Dictionary<string, TensorInfo>? Shapes = null);
 
-    /// <summary>Checks the model folder in a child; returns its explain verdict.</summary>
+    /// <summary>
+    /// Checks the model folder in a child; returns its explain verdict and, where ONNX Runtime's
+    /// backward was chosen, the value shapes it was written for (<see cref="OrtBackprop.Shapes"/>).
+    /// </summary>
     /// <exception cref="ClientInputException">The model is refused: what the child found, or that it crashed.</exception>
-    public static ExplainDescriptor Run(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis)
+    public static (ExplainDescriptor Explain, IReadOnlyDictionary<string, TensorInfo>? Shapes) Run(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis)
     {
         _ = analysis.Engine; // the service's oneDNN choice is made (and handed down) before the first child
         var settings = JsonSerializer.Serialize(new Settings(sessions.Settings, analysis.Options), OneLine);
@@ -40,7 +44,7 @@ public static class ImportCheck
         catch (JsonException)
         {
         }
-        if (answer?.Explain is { } explain) return explain;
+        if (answer?.Explain is { } explain) return (explain, answer.Shapes);
         if (answer is { Refusal: { } refusal, Detail: { } detail })
             throw refusal switch
             {
@@ -63,7 +67,7 @@ public static class ImportCheck
         try
         {
             var model = ModelInspection.Open(args[0], sessions, analysis, verdict: null);
-            answer = new Answer(model.Explain, null, null);
+            answer = new Answer(model.Explain, null, null, (model.Explainer?.Engine as OrtGradientEngine)?.Shapes.ToDictionary());
             model.Explainer?.Dispose();
             model.Onnx.Dispose();
         }
@@ -71,8 +75,8 @@ public static class ImportCheck
         {
             answer = new Answer(null, e.GetType().Name, e.Message);
         }
-        Console.Out.WriteLine();
-        Console.Out.WriteLine(JsonSerializer.Serialize(answer, OneLine));
+        var line = JsonSerializer.Serialize(answer, OneLine);
+        ChildProcess.WriteAnswer(line);
         return 0;
     }
 }

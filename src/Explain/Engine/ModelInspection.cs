@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Imaging;
+using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Serving;
 
 namespace SaliencyService.Explain.Engine;
@@ -38,7 +39,9 @@ public static class ModelInspection
 
     /// <summary>A file ONNX Runtime refuses is a 422 carrying the runtime's reason.</summary>
     /// <param name="verdict">As for <see cref="ExplainAnalysis.Analyse"/>.</param>
-    public static InspectedModel Open(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis, ExplainDescriptor? verdict)
+    /// <param name="shapes">As for <see cref="ExplainAnalysis.Analyse"/>.</param>
+    public static InspectedModel Open(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis, ExplainDescriptor? verdict,
+        IReadOnlyDictionary<string, TensorInfo>? shapes = null)
     {
         var modelPath = Path.Combine(directory, ModelFile);
         var manifestPath = Path.Combine(directory, ManifestFile);
@@ -68,7 +71,7 @@ public static class ModelInspection
                 : null;
             var (explainer, explain) = explained is null
                 ? (null, new ExplainDescriptor(false, [], null, null, [], "The model has no float32 output to explain."))
-                : analysis.Analyse(modelPath, onnx, preprocessing, explained.Name, verdict, probe);
+                : analysis.Analyse(modelPath, onnx, preprocessing, explained.Name, verdict, probe, shapes);
             return new InspectedModel(onnx, manifest, preprocessing, explainer, explain);
         }
         catch

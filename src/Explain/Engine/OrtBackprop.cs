@@ -42,6 +42,13 @@ public sealed class OrtBackprop : IDisposable
     public ForwardResult Result(IReadOnlyDictionary<string, Tensor> recorded, long samples) =>
         new(recorded[_mirror.ScoreName].reshape(samples, -1), recorded[_mirror.OutputName].reshape(samples, -1));
 
+    /// <summary>
+    /// The shape and type of every value of the graph (−1: the batch dimension), as the backward
+    /// was written for them: an import check hands them to the service's own build, which then
+    /// need not run the model twice to learn them again.
+    /// </summary>
+    public IReadOnlyDictionary<string, TensorInfo> Shapes => _shapes;
+
     /// <summary>How many values each forward records for the backward.</summary>
     public int RecordedCount => _backwardInputs.Length;
 
@@ -49,9 +56,12 @@ public sealed class OrtBackprop : IDisposable
     /// <param name="sampleShape">The input's shape (its first, batch, dimension does not matter).</param>
     /// <param name="batched">Whether the model takes batches (its first input dimension is free).</param>
     /// <param name="open">Creates a session with the served session's options.</param>
+    /// <param name="shapes">The <see cref="Shapes"/> an earlier build of the same model found (an import check's); found here otherwise.</param>
     /// <exception cref="NotSupportedException">The backward cannot be written for this model.</exception>
-    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, long[] sampleShape, bool batched, Func<byte[], InferenceSession> open) =>
-        Create(model, mirror, mirror.BatchShapes(sampleShape, batched), null, open);
+    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, long[] sampleShape, bool batched, Func<byte[], InferenceSession> open,
+        IReadOnlyDictionary<string, TensorInfo>? shapes = null) =>
+        Create(model, mirror, shapes is null ? mirror.BatchShapes(sampleShape, batched) : new Dictionary<string, TensorInfo>(shapes, StringComparer.Ordinal),
+            null, open);
 
     /// <summary>
     /// The same model's backward stopped at <paramref name="layer"/>: its forward also records the

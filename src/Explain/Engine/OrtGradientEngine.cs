@@ -24,6 +24,9 @@ public sealed class OrtGradientEngine(OrtBackprop backprop, ModelProto model, Fu
 
     public string Name => GradientEngines.OnnxRuntime;
 
+    /// <summary>The value shapes the backward was written for (<see cref="OrtBackprop.Shapes"/>).</summary>
+    public IReadOnlyDictionary<string, TensorInfo> Shapes => backprop.Shapes;
+
     public ForwardResult Forward(Tensor input, CancellationToken cancellationToken) =>
         backprop.Result(backprop.Forward(input, cancellationToken: cancellationToken), input.shape[0]);
 

@@ -56,9 +56,10 @@ public static class ChildProcess
 
     /// <summary>
     /// Runs <paramref name="verb"/> in a spare child started ahead of need, with this process's
-    /// environment, and starts the next spare. A spare has loaded libtorch and ONNX Runtime while
-    /// the service waited, so the work pays only for itself. Each child still serves one verb: a
-    /// native fault it met cannot reach the next.
+    /// environment. A spare has loaded libtorch and ONNX Runtime while the service waited, so the
+    /// work pays only for itself. Each child still serves one verb: a native fault it met cannot
+    /// reach the next. The caller starts the next spare (<see cref="StartSpare"/>) once it has done
+    /// what the answer was for: a spare's start-up takes cores from the work around it.
     /// </summary>
     public static ChildResult RunOnSpare(string verb, IReadOnlyList<string> arguments, TimeSpan timeout)
     {
@@ -77,7 +78,6 @@ public static class ChildProcess
         {
             // It died waiting (killed from outside): its exit is the result below.
         }
-        _ = Task.Run(StartSpare);
         return Wait(child, timeout);
     }
 
@@ -99,7 +99,22 @@ public static class ChildProcess
 
     private const string Nice = "/usr/bin/nice";
 
-    private sealed record Started(Process Process, Task<string> Output, Task<string> Errors);
+    /// <summary>
+    /// Marks a child's answer line (<see cref="WriteAnswer"/>): the parent takes it as soon as it
+    /// is written, without waiting for the child's exit (the kernel's teardown of a large check's
+    /// memory took ~70 ms).
+    /// </summary>
+    private const string AnswerMark = "saliency-child-answer: ";
+
+    /// <summary>The child's side: writes its answer for the parent, who reads nothing after it.</summary>
+    public static void WriteAnswer(string line)
+    {
+        Console.Out.WriteLine();
+        Console.Out.WriteLine(AnswerMark + line);
+        Console.Out.Flush();
+    }
+
+    private sealed record Started(Process Process, Task<string> Output, Task<string> Errors, Task<string> Answer);
 
     /// <param name="background">
     /// At the lowest CPU priority (nice 19), every thread of it: a spare's warm-up and the import
@@ -124,24 +139,48 @@ public static class ChildProcess
             else start.Environment[name] = value;
         // The child's own logging and hosting are not started; it only answers on its standard output.
         var process = Process.Start(start) ?? throw new InvalidOperationException("The child process could not be started.");
-        return new Started(process, process.StandardOutput.ReadToEndAsync(), process.StandardError.ReadToEndAsync());
+        var answer = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        return new Started(process, ReadOutputAsync(process.StandardOutput, answer), process.StandardError.ReadToEndAsync(), answer.Task);
+    }
+
+    /// <summary>All the child's output; its answer line, when one comes, as soon as it comes.</summary>
+    private static async Task<string> ReadOutputAsync(StreamReader output, TaskCompletionSource<string> answer)
+    {
+        var text = new System.Text.StringBuilder();
+        while (await output.ReadLineAsync() is { } line)
+        {
+            text.AppendLine(line);
+            if (line.StartsWith(AnswerMark, StringComparison.Ordinal)) answer.TrySetResult(line[AnswerMark.Length..]);
+        }
+        return text.ToString();
     }
 
     private static ChildResult Wait(Started child, TimeSpan timeout)
     {
-        using var process = child.Process;
-        if (!process.WaitForExit(timeout))
+        var process = child.Process;
+        var exited = process.WaitForExitAsync();
+        if (Task.WaitAny([exited, child.Answer], timeout) == 1)
         {
-            process.Kill(entireProcessTree: true);
-            process.WaitForExit();
-            return new ChildResult(137, 9, "", $"timed out after {timeout.TotalSeconds:0} s");
+            // Answered: all that is left of it is its teardown, reaped in the background.
+            _ = exited.ContinueWith(_ => process.Dispose(), TaskScheduler.Default);
+            return new ChildResult(0, null, child.Answer.Result, "");
         }
-        process.WaitForExit();
-        var lastLine = child.Output.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? "";
-        var errorText = string.Join(" ", child.Errors.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).TakeLast(3));
-        // .NET reports a child killed by signal N as exit code 128 + N.
-        int? signal = process.ExitCode > 128 && process.ExitCode < 128 + 32 ? process.ExitCode - 128 : null;
-        return new ChildResult(process.ExitCode, signal, lastLine, errorText);
+        using (process)
+        {
+            if (!exited.IsCompleted)
+            {
+                process.Kill(entireProcessTree: true);
+                process.WaitForExit();
+                return new ChildResult(137, 9, "", $"timed out after {timeout.TotalSeconds:0} s");
+            }
+            child.Output.Wait(); // its output read to the end: an answer written just before the exit is in
+            var lastLine = child.Answer.IsCompleted ? child.Answer.Result
+                : child.Output.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? "";
+            var errorText = string.Join(" ", child.Errors.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).TakeLast(3));
+            // .NET reports a child killed by signal N as exit code 128 + N.
+            int? signal = process.ExitCode > 128 && process.ExitCode < 128 + 32 ? process.ExitCode - 128 : null;
+            return new ChildResult(process.ExitCode, signal, lastLine, errorText);
+        }
     }
 
     /// <summary>The dotnet host running this process, else the one on the PATH.</summary>
