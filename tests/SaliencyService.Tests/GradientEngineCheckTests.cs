@@ -59,7 +59,7 @@ public sealed class GradientEngineCheckTests
         using var mirror = GraphMirror.Build(engines, "x", "y").Mirror!;
         using var scope = NewDisposeScope();
         var probe = tensor(Parity.RandomInput([1, 3, 8, 8], 5, -1, 1), [1, 3, 8, 8]);
-        using var floatTruth = FloatTruth.Start(truth, mirror, probe, batched: false);
-        return GradientEngineCheck.Choose(truth, mirror, probe, batched: false, tryOnnxRuntime, bytes => new InferenceSession(bytes), floatTruth);
+        using var floatTruth = FloatTruth.Start(truth, "x", "y", probe, batched: false);
+        return GradientEngineCheck.Choose(truth, mirror, batched: false, tryOnnxRuntime, bytes => new InferenceSession(bytes), floatTruth, mirror.Shapes(probe.shape));
     }
 }

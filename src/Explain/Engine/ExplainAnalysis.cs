@@ -53,6 +53,26 @@ public sealed class ExplainAnalysis
         if (verdict is { Supported: false }) return (null, verdict);
 
         var model = OnnxFile.Load(modelPath);
+        var batchSize = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape.FirstOrDefault(1);
+        var batched = batchSize < 0;
+        var maxBatch = batchSize > 0 ? (int)batchSize : _options.MaxBatch;
+        FloatTruth? truth = null;
+        if (verdict is null)
+        {
+            try
+            {
+                probe ??= ModelProbe.Run(onnx, preprocessing, outputName);
+                // The checks' longest step, started first: it builds its own float64 mirror.
+                using var start = NewDisposeScope();
+                truth = FloatTruth.Start(model, preprocessing.Input, outputName, tensor(probe.Input.Data, probe.Input.Shape), batched);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                return (null, ProbeFailed(e));
+            }
+        }
+        using var ownedTruth = truth;
+
         var build = GraphMirror.Build(model, preprocessing.Input, outputName);
         if (build.Mirror is not { } mirror)
             return (null, NotSupported(build.UnsupportedOperators, "The model uses operators the explainer does not support."));
@@ -60,19 +80,17 @@ public sealed class ExplainAnalysis
         OrtBackprop? backprop = null;
         try
         {
-            var batchSize = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape.FirstOrDefault(1);
-            var batched = batchSize < 0;
-            var maxBatch = batchSize > 0 ? (int)batchSize : _options.MaxBatch;
             if (verdict is not null)
             {
                 if (verdict.GradientEngine == GradientEngines.OnnxRuntime)
-                    backprop = OrtBackprop.Create(model, mirror, ModelProbe.Shape(onnx, preprocessing), batched, Open, shapes);
+                    backprop = shapes is null
+                        ? OrtBackprop.Create(model, mirror, ModelProbe.Shape(onnx, preprocessing), batched, Open)
+                        : OrtBackprop.Create(model, mirror, shapes, Open);
                 return (Explainer(mirror, verdict.Layers, verdict.DefaultLayer, backprop, model, maxBatch), verdict);
             }
 
-            var (input, expected) = probe ?? ModelProbe.Run(onnx, preprocessing, outputName);
+            var (input, expected) = probe!;
             using var scope = NewDisposeScope();
-            using var truth = FloatTruth.Start(model, mirror, tensor(input.Data, input.Shape), batched);
             Dictionary<string, Tensor> values;
             using (no_grad()) values = mirror.Forward(tensor(input.Data, input.Shape), RectifierRule.Gradient);
             var actual = values[outputName].to_type(ScalarType.Float32).contiguous().data<float>().ToArray();
@@ -97,7 +115,7 @@ public sealed class ExplainAnalysis
             }
             // The import's probe passes leave freed native memory behind: handed back once imports pause.
             Torch.NativeHeap.TrimWhenIdle(TimeSpan.FromSeconds(5));
-            var chosen = GradientEngineCheck.Choose(model, mirror, tensor(input.Data, input.Shape), batched, _options.OrtBackward, Open, truth);
+            var chosen = GradientEngineCheck.Choose(model, mirror, batched, _options.OrtBackward, Open, truth!, mirror.ShapesOf(values));
             backprop = chosen.Backprop;
             if (chosen.Engine is null)
             {
@@ -112,7 +130,7 @@ public sealed class ExplainAnalysis
             // Whatever fails on the probe (the runtime or the mirror) makes the model unexplainable, never the import fail.
             backprop?.Dispose();
             mirror.Dispose();
-            return (null, NotSupported([], $"The probe run failed ({e.GetType().Name}): {e.Message.Split('\n')[0]}"));
+            return (null, ProbeFailed(e));
         }
     }
 
@@ -170,6 +188,9 @@ public sealed class ExplainAnalysis
     }
 
     private static double? Finite(double value) => double.IsFinite(value) ? value : null;
+
+    private static ExplainDescriptor ProbeFailed(Exception e) =>
+        NotSupported([], $"The probe run failed ({e.GetType().Name}): {e.Message.Split('\n')[0]}");
 
     private static ExplainDescriptor NotSupported(IReadOnlyList<string> unsupported, string reason) =>
         new(false, unsupported, null, null, [], reason);

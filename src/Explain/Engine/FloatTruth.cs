@@ -10,49 +10,72 @@ namespace SaliencyService.Explain.Engine;
 /// in. One pass: guided backprop exercises every gate and floor of a backward, and a batch of two
 /// (the probe and its mirror image) where the model takes batches exercises batching. The target
 /// is the first sample's top score (an open path through the network), taken from the pass's own
-/// forward. It is the import's longest step, so it starts on its own thread as soon as the mirror
-/// is built, while the parity probe and ONNX Runtime's backward are made.
+/// forward. It is the import's longest step, so it starts on its own thread as soon as the probe
+/// input is known, while the float32 mirror, its parity probe and ONNX Runtime's backward are made.
 /// </summary>
 public sealed class FloatTruth : IDisposable
 {
     private readonly Task<Pass> _pass;
+    private readonly TaskCompletionSource<Dictionary<string, TensorInfo>> _shapes = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    /// <summary>The float64 mirror, the checked input, the explained target and its input gradient; the tensors are owned here.</summary>
-    public sealed record Pass(GraphMirror Reference, Tensor Input, long Target, Tensor Gradient);
+    /// <summary>The float64 mirror, the explained target and its input gradient; the tensors are owned here.</summary>
+    public sealed record Pass(GraphMirror Reference, long Target, Tensor Gradient);
 
-    private FloatTruth(Task<Pass> pass) => _pass = pass;
+    private FloatTruth(Tensor input, Func<FloatTruth, Pass> pass)
+    {
+        Input = input;
+        _pass = Task.Run(() =>
+        {
+            try
+            {
+                return pass(this);
+            }
+            catch (Exception e)
+            {
+                _shapes.TrySetException(e);
+                throw;
+            }
+        });
+    }
 
     /// <summary>The rule of the checked pass.</summary>
     public static RectifierRule Rule => RectifierRule.GuidedBackprop;
 
+    /// <summary>The checked input (owned here): at hand at once, so an engine can run on it while the truth is computed.</summary>
+    public Tensor Input { get; }
+
+    /// <summary>
+    /// The shapes of the pass's forward (<see cref="GraphMirror.ShapesOf"/>; float64 where the model
+    /// computes float32), known before its backward ends: the batch of two's shapes that
+    /// <see cref="GraphMirror.BatchShapes(IReadOnlyDictionary{string, TensorInfo}, IReadOnlyDictionary{string, TensorInfo})"/> needs.
+    /// </summary>
+    public Task<Dictionary<string, TensorInfo>> Shapes => _shapes.Task;
+
     /// <param name="probe">[1, ...]: the probe input (read, not kept).</param>
-    public static FloatTruth Start(ModelProto model, GraphMirror mirror, Tensor probe, bool batched)
+    public static FloatTruth Start(ModelProto model, string inputName, string outputName, Tensor probe, bool batched)
     {
         var input = (batched ? cat([probe, probe.flip(-1)], 0) : probe.clone()).DetachFromDisposeScope();
-        var (inputName, outputName) = (mirror.InputName, mirror.OutputName);
-        return new FloatTruth(Task.Run(() =>
+        return new FloatTruth(input, truth =>
         {
             var build = GraphMirror.Build(model, inputName, outputName, ScalarType.Float64);
-            var reference = build.Mirror;
-            if (reference is null)
-            {
-                input.Dispose();
-                throw new InvalidOperationException("The float64 mirror could not be built: " + string.Join("; ", build.UnsupportedOperators));
-            }
+            var reference = build.Mirror
+                            ?? throw new InvalidOperationException("The float64 mirror could not be built: " + string.Join("; ", build.UnsupportedOperators));
             try
             {
                 long target = 0;
-                var gradient = reference.InputGradients(input,
-                    values => target = values[reference.ScoreName].reshape(input.shape[0], -1)[0].argmax().item<long>(), Rule);
-                return new Pass(reference, input, target, gradient);
+                var gradient = reference.InputGradients(input, values =>
+                {
+                    truth._shapes.TrySetResult(reference.ShapesOf(values));
+                    return target = values[reference.ScoreName].reshape(input.shape[0], -1)[0].argmax().item<long>();
+                }, Rule);
+                return new Pass(reference, target, gradient);
             }
             catch
             {
                 reference.Dispose();
-                input.Dispose();
                 throw;
             }
-        }));
+        });
     }
 
     /// <summary>The pass, once computed.</summary>
@@ -64,14 +87,16 @@ public sealed class FloatTruth : IDisposable
         try
         {
             _pass.Wait();
+            _pass.Result.Gradient.Dispose();
+            _pass.Result.Reference.Dispose();
         }
         catch (AggregateException)
         {
-            return; // (a failed pass owns nothing)
+            // A failed pass owns nothing.
         }
-        var (reference, input, _, gradient) = _pass.Result;
-        gradient.Dispose();
-        input.Dispose();
-        reference.Dispose();
+        finally
+        {
+            Input.Dispose();
+        }
     }
 }

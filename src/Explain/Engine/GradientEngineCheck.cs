@@ -36,8 +36,9 @@ public static class GradientEngineCheck
 
     /// <param name="tryOnnxRuntime">Whether ONNX Runtime's backward is a candidate (<c>Saliency:Explain:OrtBackward</c>).</param>
     /// <param name="truth">The float64 pass (started before, computed meanwhile).</param>
-    public static Verdict Choose(ModelProto model, GraphMirror mirror, Tensor probe, bool batched, bool tryOnnxRuntime,
-        Func<byte[], InferenceSession> open, FloatTruth truth)
+    /// <param name="sampleShapes">The shapes of the mirror's forward on the probe (<see cref="GraphMirror.ShapesOf"/>).</param>
+    public static Verdict Choose(ModelProto model, GraphMirror mirror, bool batched, bool tryOnnxRuntime,
+        Func<byte[], InferenceSession> open, FloatTruth truth, IReadOnlyDictionary<string, TensorInfo> sampleShapes)
     {
         OrtBackprop? backprop = null;
         var ortSays = "ONNX Runtime backward: turned off (Saliency:Explain:OrtBackward)";
@@ -45,7 +46,9 @@ public static class GradientEngineCheck
         {
             try
             {
-                backprop = OrtBackprop.Create(model, mirror, probe.shape, batched, open);
+                // The shapes come from forwards the checks run anyway: the probe's and the truth's (a batch of two where batched).
+                var shapes = batched ? GraphMirror.BatchShapes(sampleShapes, truth.Shapes.GetAwaiter().GetResult()) : sampleShapes;
+                backprop = OrtBackprop.Create(model, mirror, shapes, open);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
@@ -54,7 +57,7 @@ public static class GradientEngineCheck
         }
         try
         {
-            return Judge(mirror, truth.Result, backprop, ortSays);
+            return Judge(mirror, truth, backprop, ortSays);
         }
         catch
         {
@@ -63,19 +66,31 @@ public static class GradientEngineCheck
         }
     }
 
-    private static Verdict Judge(GraphMirror mirror, FloatTruth.Pass truth, OrtBackprop? backprop, string ortSays)
+    private static Verdict Judge(GraphMirror mirror, FloatTruth truth, OrtBackprop? backprop, string ortSays)
     {
         using var scope = NewDisposeScope();
-        var (reference, input, target, gradient) = truth;
-        // The second engine and the float32 floor are only computed when what came before does not settle it.
+        var input = truth.Input;
+        // ONNX Runtime's gradient is computed while the truth still runs, for the target its own
+        // forward ranks first: the truth's target unless the two scores nearly tie (then again).
+        Dictionary<string, Tensor>? recorded = null;
+        Tensor? ortGradient = null;
+        long ortTarget = -1;
+        var release = input.shape[0] > 1;
+        if (backprop is not null)
+        {
+            recorded = backprop.Forward(input, release);
+            ortTarget = backprop.Result(recorded, input.shape[0]).Scores[0].argmax().item<long>();
+            ortGradient = backprop.InputGradient(input, recorded, ortTarget, FloatTruth.Rule, release);
+        }
+        var (reference, target, gradient) = truth.Result;
         var ortDifference = double.PositiveInfinity;
         if (backprop is not null)
         {
-            var release = input.shape[0] > 1;
-            var recorded = backprop.Forward(input, release);
-            ortDifference = RelativeDifference(backprop.InputGradient(input, recorded, target, FloatTruth.Rule, release), gradient);
+            if (ortTarget != target) ortGradient = backprop.InputGradient(input, recorded!, target, FloatTruth.Rule, release);
+            ortDifference = RelativeDifference(ortGradient!, gradient);
             ortSays = $"ONNX Runtime backward within {ortDifference:G3}";
         }
+        // The second engine and the float32 floor are only computed when what came before does not settle it.
         if (ortDifference <= Tolerance)
             return new Verdict(backprop, GradientEngines.OnnxRuntime,
                 $"{ortSays} (relative L2) of float64 autograd on the probe ({backprop!.RecordedCount} recorded values)");

@@ -56,12 +56,13 @@ public sealed class OrtBackprop : IDisposable
     /// <param name="sampleShape">The input's shape (its first, batch, dimension does not matter).</param>
     /// <param name="batched">Whether the model takes batches (its first input dimension is free).</param>
     /// <param name="open">Creates a session with the served session's options.</param>
-    /// <param name="shapes">The <see cref="Shapes"/> an earlier build of the same model found (an import check's); found here otherwise.</param>
     /// <exception cref="NotSupportedException">The backward cannot be written for this model.</exception>
-    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, long[] sampleShape, bool batched, Func<byte[], InferenceSession> open,
-        IReadOnlyDictionary<string, TensorInfo>? shapes = null) =>
-        Create(model, mirror, shapes is null ? mirror.BatchShapes(sampleShape, batched) : new Dictionary<string, TensorInfo>(shapes, StringComparer.Ordinal),
-            null, open);
+    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, long[] sampleShape, bool batched, Func<byte[], InferenceSession> open) =>
+        Create(model, mirror, mirror.BatchShapes(sampleShape, batched), null, open);
+
+    /// <summary>As above, for value shapes already known (<see cref="GraphMirror.BatchShapes(long[], bool)"/>'s, or an import check's <see cref="Shapes"/>).</summary>
+    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, IReadOnlyDictionary<string, TensorInfo> shapes, Func<byte[], InferenceSession> open) =>
+        Create(model, mirror, new Dictionary<string, TensorInfo>(shapes, StringComparer.Ordinal), null, open);
 
     /// <summary>
     /// The same model's backward stopped at <paramref name="layer"/>: its forward also records the

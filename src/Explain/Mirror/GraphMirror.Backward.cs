@@ -25,11 +25,14 @@ public sealed partial class GraphMirror
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        return Forward(zeros(inputShape), RectifierRule.Gradient)
-            .Where(v => !_constants.ContainsKey(v.Key))
+        return ShapesOf(Forward(zeros(inputShape), RectifierRule.Gradient));
+    }
+
+    /// <summary>The shape and type of every computed value of a forward pass (<see cref="Forward"/>'s result), as <see cref="Shapes"/> gives them.</summary>
+    public Dictionary<string, TensorInfo> ShapesOf(IReadOnlyDictionary<string, Tensor> values) =>
+        values.Where(v => !_constants.ContainsKey(v.Key))
             .ToDictionary(v => v.Key, v => new TensorInfo(v.Value.shape, v.Value.dtype,
                 v.Value.dtype == ScalarType.Int64 && v.Value.NumberOfElements <= 16 ? v.Value.data<long>().ToArray() : null), StringComparer.Ordinal);
-    }
 
     /// <summary>
     /// Shapes with −1 for the batch dimension: the one dimension of a tensor that grows with the
@@ -38,12 +41,16 @@ public sealed partial class GraphMirror
     /// <paramref name="batched"/>, the shapes of <paramref name="sampleShape"/> as it is (a fixed batch).
     /// </summary>
     /// <exception cref="NotSupportedException">A tensor follows the batch size along several dimensions.</exception>
-    public Dictionary<string, TensorInfo> BatchShapes(long[] sampleShape, bool batched)
-    {
-        if (!batched) return Shapes(sampleShape);
-        var one = Shapes([1, .. sampleShape[1..]]);
-        var two = Shapes([2, .. sampleShape[1..]]);
-        return one.ToDictionary(p => p.Key, p =>
+    public Dictionary<string, TensorInfo> BatchShapes(long[] sampleShape, bool batched) =>
+        batched ? BatchShapes(Shapes([1, .. sampleShape[1..]]), Shapes([2, .. sampleShape[1..]])) : Shapes(sampleShape);
+
+    /// <summary>
+    /// As above, from the shapes of a forward on a batch of one (<paramref name="one"/>, whose types
+    /// are kept) and of one on a batch of two (<paramref name="two"/>: shapes and integer values only,
+    /// so it may come from a mirror of another precision).
+    /// </summary>
+    public static Dictionary<string, TensorInfo> BatchShapes(IReadOnlyDictionary<string, TensorInfo> one, IReadOnlyDictionary<string, TensorInfo> two) =>
+        one.ToDictionary(p => p.Key, p =>
         {
             var (a, b) = (p.Value.Shape, two[p.Key].Shape);
             var info = p.Value;
@@ -54,7 +61,6 @@ public sealed partial class GraphMirror
             if (grown is [var d] && 2 * a[d] == b[d]) return info with { Shape = [.. a[..d], -1, .. a[(d + 1)..]], BatchFactor = a[d] };
             throw new NotSupportedException($"'{p.Key}' follows the batch size along several dimensions");
         }, StringComparer.Ordinal);
-    }
 
     /// <summary>
     /// Writes the backward of ∂score/∂input — or, with <paramref name="layer"/>, of ∂score/∂layer
