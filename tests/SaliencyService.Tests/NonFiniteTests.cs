@@ -51,4 +51,29 @@ public sealed class NonFiniteTests(FixtureModelsService service) : IClassFixture
         var detail = await Http.AssertProblemAsync(await client.PostAsync($"/v1/models/logs/{route}", form), HttpStatusCode.UnprocessableEntity);
         Assert.Contains("non-finite", detail);
     }
+
+    [Fact]
+    public void The_first_non_finite_value_is_found_wherever_it_is_and_finite_extremes_are_not()
+    {
+        var random = new Random(3);
+        foreach (var length in new[] { 0, 1, 7, 8, 31, 33, 1000 })
+        {
+            float[] finite = [.. Enumerable.Range(0, length).Select(i => (i % 4) switch
+            {
+                0 => float.MaxValue, 1 => -float.Epsilon, 2 => float.MinValue, _ => (float)random.NextDouble(),
+            })];
+            Assert.Equal(-1, SaliencyService.Api.Inference.NonFinite.IndexOf(finite));
+            Assert.Equal(-1, SaliencyService.Api.Inference.NonFinite.IndexOf(finite.Select(v => (double)v).ToArray()));
+            for (var at = 0; at < length; at += Math.Max(1, length / 5))
+                foreach (var bad in new[] { float.NaN, float.PositiveInfinity, float.NegativeInfinity })
+                {
+                    var floats = (float[])finite.Clone();
+                    floats[at] = bad;
+                    if (at + 3 < length) floats[at + 3] = float.NaN; // a later one does not hide the first
+                    Assert.Equal(at, SaliencyService.Api.Inference.NonFinite.IndexOf(floats));
+                    Assert.Equal(at, SaliencyService.Api.Inference.NonFinite.IndexOf(floats.Select(v => (double)v).ToArray()));
+                }
+        }
+        Assert.Equal(-1, SaliencyService.Api.Inference.NonFinite.IndexOf(new[] { 1, 2, 3 }));
+    }
 }
