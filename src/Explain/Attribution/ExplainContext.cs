@@ -92,7 +92,7 @@ public sealed class ExplainContext(ModelExplainer model, ExplainRequest request,
         var scores = forward.Scores.detach().reshape(1, -1);
         _target = Targets.Resolve(Request.Target, labels, scores);
         Score = scores[0, _target.Value].item<float>();
-        Outputs = forward.Outputs.detach().reshape(-1).data<float>().ToArray();
+        Outputs = Tensors.TensorCopy.Floats(forward.Outputs.detach());
         return _target.Value;
     }
 

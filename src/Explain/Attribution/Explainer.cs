@@ -17,7 +17,7 @@ public static class Explainer
         var context = new ExplainContext(model, request, tensor(input.Data, input.Shape), layout == "NHWC", labels, cancellationToken);
         var (maps, parameters) = request.Method.Attribute(context, context.Input);
         var map = maps[0].contiguous();
-        return new AttributionMap(request.Method, map.reshape(-1).data<float>().ToArray(), map.shape, context.Target, context.Score,
+        return new AttributionMap(request.Method, Tensors.TensorCopy.Floats(map), map.shape, context.Target, context.Score,
             context.Outputs, parameters);
     }
 }

@@ -4,6 +4,7 @@ using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Attribution;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx;
+using SaliencyService.Explain.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -93,7 +94,7 @@ public sealed class ExplainAnalysis
             using var scope = NewDisposeScope();
             Dictionary<string, Tensor> values;
             using (no_grad()) values = mirror.Forward(tensor(input.Data, input.Shape), RectifierRule.Gradient);
-            var actual = values[outputName].to_type(ScalarType.Float32).contiguous().data<float>().ToArray();
+            var actual = TensorCopy.Floats(values[outputName]);
 
             var difference = actual.Length == expected.Data.Length
                 ? expected.Data.Zip(actual, (e, a) => (double)Math.Abs(e - a)).DefaultIfEmpty(0).Max()
