@@ -48,12 +48,17 @@ public sealed class ExplainAnalysis
     /// <param name="probe">The served model's run on the probe, where the caller made it already.</param>
     /// <param name="shapes">With a verdict for ONNX Runtime's backward, the value shapes the check wrote it for (<see cref="OrtBackprop.Shapes"/>), if it says.</param>
     public (ModelExplainer? Explainer, ExplainDescriptor Descriptor) Analyse(string modelPath, OnnxModel onnx, Preprocessing preprocessing,
+        string outputName, ExplainDescriptor? verdict = null, ProbeRun? probe = null, IReadOnlyDictionary<string, TensorInfo>? shapes = null) =>
+        Analyse(Task.FromResult(OnnxFile.Load(modelPath)), onnx, preprocessing, outputName, verdict, probe, shapes);
+
+    /// <summary>As above, for the model file parsed (<see cref="OnnxFile.Load"/>), or being parsed, by the caller.</summary>
+    public (ModelExplainer? Explainer, ExplainDescriptor Descriptor) Analyse(Task<Onnx.Proto.ModelProto> parsed, OnnxModel onnx, Preprocessing preprocessing,
         string outputName, ExplainDescriptor? verdict = null, ProbeRun? probe = null, IReadOnlyDictionary<string, TensorInfo>? shapes = null)
     {
         if (!Engine.Loaded) return (null, NotSupported([], Engine.Status));
         if (verdict is { Supported: false }) return (null, verdict);
 
-        var model = OnnxFile.Load(modelPath);
+        var model = parsed.GetAwaiter().GetResult();
         var batchSize = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape.FirstOrDefault(1);
         var batched = batchSize < 0;
         var maxBatch = batchSize > 0 ? (int)batchSize : _options.MaxBatch;

@@ -3,6 +3,7 @@ using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Imaging;
 using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Onnx;
 using SaliencyService.Explain.Serving;
 
 namespace SaliencyService.Explain.Engine;
@@ -14,7 +15,7 @@ public sealed record InspectedModel(OnnxModel Onnx, ModelManifest Manifest, Prep
 /// <summary>
 /// Opens a model folder (<c>model.onnx</c>, optional <c>model.json</c>) the one way both the service
 /// and the isolated import check (<see cref="ImportCheck"/>) do: ONNX Runtime session, preprocessing
-/// resolved from the manifest and the model, then <see cref="ExplainAnalysis.Analyse"/>.
+/// resolved from the manifest and the model, then <see cref="ExplainAnalysis"/>.Analyse.
 /// </summary>
 public static class ModelInspection
 {
@@ -38,8 +39,8 @@ public static class ModelInspection
     }
 
     /// <summary>A file ONNX Runtime refuses is a 422 carrying the runtime's reason.</summary>
-    /// <param name="verdict">As for <see cref="ExplainAnalysis.Analyse"/>.</param>
-    /// <param name="shapes">As for <see cref="ExplainAnalysis.Analyse"/>.</param>
+    /// <param name="verdict">As for <see cref="ExplainAnalysis"/>.Analyse.</param>
+    /// <param name="shapes">As for <see cref="ExplainAnalysis"/>.Analyse.</param>
     public static InspectedModel Open(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis, ExplainDescriptor? verdict,
         IReadOnlyDictionary<string, TensorInfo>? shapes = null)
     {
@@ -47,6 +48,8 @@ public static class ModelInspection
         var manifestPath = Path.Combine(directory, ManifestFile);
         var manifest = ParseManifest(File.Exists(manifestPath) ? File.ReadAllText(manifestPath) : null);
 
+        // The explainer's own parse of the file (managed code) runs while ONNX Runtime builds its session.
+        var parsed = Task.Run(() => OnnxFile.Load(modelPath));
         InferenceSession session;
         string provider;
         try
@@ -71,7 +74,7 @@ public static class ModelInspection
                 : null;
             var (explainer, explain) = explained is null
                 ? (null, new ExplainDescriptor(false, [], null, null, [], "The model has no float32 output to explain."))
-                : analysis.Analyse(modelPath, onnx, preprocessing, explained.Name, verdict, probe, shapes);
+                : analysis.Analyse(parsed, onnx, preprocessing, explained.Name, verdict, probe, shapes);
             return new InspectedModel(onnx, manifest, preprocessing, explainer, explain);
         }
         catch
