@@ -38,8 +38,8 @@ public sealed class FloatTruth : IDisposable
         });
     }
 
-    /// <summary>The rule of the checked pass.</summary>
-    public static RectifierRule Rule => RectifierRule.GuidedBackprop;
+    /// <summary>The rule of the checked pass: that of the backward ONNX Runtime's backprop builds first.</summary>
+    public const RectifierRule Rule = OrtBackprop.FirstRule;
 
     /// <summary>The checked input (owned here): at hand at once, so an engine can run on it while the truth is computed.</summary>
     public Tensor Input { get; }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Google.Protobuf;
@@ -12,27 +13,38 @@ namespace SaliencyService.Explain.Engine;
 
 /// <summary>
 /// Input gradients computed by ONNX Runtime end to end: the served model's forward, with the
-/// values the backward reads added as outputs, then the mirror's backward graph
-/// (<see cref="GraphMirror.WriteBackward"/>) on them. ONNX Runtime reads and writes libtorch
+/// values the backward reads added as outputs, then the mirror's backward graph written for the
+/// rectifier rule asked for (<see cref="GraphMirror.WriteBackward"/>) on them. ONNX Runtime reads and writes libtorch
 /// tensors in place, so nothing is copied between the two sessions.
 /// </summary>
 public sealed class OrtBackprop : IDisposable
 {
+    /// <summary>
+    /// The rule whose backward a full backprop builds at once: the default method's, and the one
+    /// the import checks against float64 (<see cref="FloatTruth.Rule"/>). Other rules' backwards
+    /// are built on first use.
+    /// </summary>
+    public const RectifierRule FirstRule = RectifierRule.GuidedBackprop;
+
+    /// <summary>One rule's backward: its session and the values it reads, in its input order.</summary>
+    private sealed record Backward(InferenceSession Session, string[] Inputs);
+
     private readonly InferenceSession _forward;
-    private readonly InferenceSession _backward;
+    private readonly bool _ownsForward;
     private readonly GraphMirror _mirror;
     private readonly string[] _recorded;
-    private readonly string[] _backwardInputs;
     private readonly Dictionary<string, TensorInfo> _shapes;
+    private readonly Func<byte[], InferenceSession> _open;
+    private readonly ConcurrentDictionary<RectifierRule, Lazy<Backward>> _backwards = new();
+    private readonly Backward _first;
 
-    private readonly bool _ownsForward;
-
-    private OrtBackprop(InferenceSession forward, bool ownsForward, InferenceSession backward, GraphMirror mirror, string[] recorded,
-        string[] backwardInputs, Dictionary<string, TensorInfo> shapes, string? layer)
+    private OrtBackprop(InferenceSession forward, bool ownsForward, GraphMirror mirror, string[] recorded, Dictionary<string, TensorInfo> shapes,
+        string? layer, Func<byte[], InferenceSession> open, RectifierRule rule, Backward first)
     {
-        (_forward, _ownsForward, _backward, _mirror) = (forward, ownsForward, backward, mirror);
-        (_recorded, _backwardInputs, _shapes) = (recorded, backwardInputs, shapes);
+        (_forward, _ownsForward, _mirror, _recorded, _shapes, _open) = (forward, ownsForward, mirror, recorded, shapes, open);
         Layer = layer;
+        _first = first;
+        _backwards[rule] = new Lazy<Backward>(first);
     }
 
     /// <summary>The layer whose gradient <see cref="InputGradient"/> gives (and whose value <see cref="Forward"/> records); null: the input.</summary>
@@ -49,8 +61,8 @@ public sealed class OrtBackprop : IDisposable
     /// </summary>
     public IReadOnlyDictionary<string, TensorInfo> Shapes => _shapes;
 
-    /// <summary>How many values each forward records for the backward.</summary>
-    public int RecordedCount => _backwardInputs.Length;
+    /// <summary>How many values the first backward reads.</summary>
+    public int RecordedCount => _first.Inputs.Length;
 
     /// <param name="model">The served model.</param>
     /// <param name="sampleShape">The input's shape (its first, batch, dimension does not matter).</param>
@@ -58,34 +70,36 @@ public sealed class OrtBackprop : IDisposable
     /// <param name="open">Creates a session with the served session's options.</param>
     /// <exception cref="NotSupportedException">The backward cannot be written for this model.</exception>
     public static OrtBackprop Create(ModelProto model, GraphMirror mirror, long[] sampleShape, bool batched, Func<byte[], InferenceSession> open) =>
-        Create(model, mirror, mirror.BatchShapes(sampleShape, batched), null, open);
+        Create(model, mirror, mirror.BatchShapes(sampleShape, batched), null, open, FirstRule);
 
     /// <summary>As above, for value shapes already known (<see cref="GraphMirror.BatchShapes(long[], bool)"/>'s, or an import check's <see cref="Shapes"/>).</summary>
     public static OrtBackprop Create(ModelProto model, GraphMirror mirror, IReadOnlyDictionary<string, TensorInfo> shapes, Func<byte[], InferenceSession> open) =>
-        Create(model, mirror, new Dictionary<string, TensorInfo>(shapes, StringComparer.Ordinal), null, open);
+        Create(model, mirror, new Dictionary<string, TensorInfo>(shapes, StringComparer.Ordinal), null, open, FirstRule);
 
     /// <summary>
-    /// The same model's backward stopped at <paramref name="layer"/>: its forward also records the
-    /// layer, its <see cref="InputGradient"/> is ∂score/∂layer (Grad-CAM on ONNX Runtime). Where
-    /// this backprop's forward records all it reads (a CNN's last rectifier output), that forward
-    /// is shared, not built again.
+    /// The same model's backward of true gradients stopped at <paramref name="layer"/>: its forward
+    /// also records the layer, its <see cref="InputGradient"/> is ∂score/∂layer (Grad-CAM on ONNX
+    /// Runtime). Where this backprop's forward records all it reads (a CNN's last rectifier
+    /// output), that forward is shared, not built again.
     /// </summary>
     /// <exception cref="NotSupportedException">The backward to that layer cannot be written.</exception>
     public OrtBackprop ForLayer(ModelProto model, string layer, Func<byte[], InferenceSession> open) =>
-        Create(model, _mirror, new Dictionary<string, TensorInfo>(_shapes, StringComparer.Ordinal), layer, open, this);
+        Create(model, _mirror, new Dictionary<string, TensorInfo>(_shapes, StringComparer.Ordinal), layer, open, RectifierRule.Gradient, this);
 
     private static OrtBackprop Create(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer,
-        Func<byte[], InferenceSession> open, OrtBackprop? full = null)
+        Func<byte[], InferenceSession> open, RectifierRule rule, OrtBackprop? full = null)
     {
-        var (backwardModel, graph) = mirror.WriteBackward(shapes, layer);
+        var (backwardModel, graph) = mirror.WriteBackward(shapes, rule, layer);
         foreach (var output in graph.MaxPoolIndices)
             shapes[BackwardGraph.IndicesOf(output)] = new TensorInfo(shapes[output].Shape, ScalarType.Int64);
         var backwardInputs = graph.RecordedValues.Concat(graph.MaxPoolIndices.Select(BackwardGraph.IndicesOf)).ToArray();
+        // Every rule's backward reads the same values (deconvnet's fewer), so the first one's are what the forward records.
         var recorded = backwardInputs.Where(n => n != mirror.InputName).Append(mirror.ScoreName).Append(mirror.OutputName)
             .Concat(layer is null ? [] : [layer]).Distinct().ToArray();
 
         if (full is not null && recorded.All(full._recorded.Contains))
-            return new OrtBackprop(full._forward, ownsForward: false, open(backwardModel.ToByteArray()), mirror, recorded, backwardInputs, shapes, layer);
+            return new OrtBackprop(full._forward, ownsForward: false, mirror, recorded, shapes, layer, open, rule,
+                new Backward(open(backwardModel.ToByteArray()), backwardInputs));
 
         var forward = model.Clone();
         foreach (var output in graph.MaxPoolIndices)
@@ -97,7 +111,8 @@ public sealed class OrtBackprop : IDisposable
         var forwardSession = open(forward.ToByteArray());
         try
         {
-            return new OrtBackprop(forwardSession, ownsForward: true, open(backwardModel.ToByteArray()), mirror, recorded, backwardInputs, shapes, layer);
+            return new OrtBackprop(forwardSession, ownsForward: true, mirror, recorded, shapes, layer, open, rule,
+                new Backward(open(backwardModel.ToByteArray()), backwardInputs));
         }
         catch
         {
@@ -105,6 +120,17 @@ public sealed class OrtBackprop : IDisposable
             throw;
         }
     }
+
+    /// <summary>The backward written for <paramref name="rule"/>, built on its first use.</summary>
+    private Backward BackwardFor(RectifierRule rule) =>
+        _backwards.GetOrAdd(rule, r => new Lazy<Backward>(() =>
+        {
+            var (model, graph) = _mirror.WriteBackward(_shapes, r, Layer);
+            var inputs = graph.RecordedValues.Concat(graph.MaxPoolIndices.Select(BackwardGraph.IndicesOf)).ToArray();
+            if (inputs.FirstOrDefault(n => n != _mirror.InputName && !_recorded.Contains(n)) is { } missing)
+                throw new InvalidOperationException($"The {r} backward reads '{missing}', which the forward does not record.");
+            return new Backward(_open(model.ToByteArray()), inputs);
+        })).Value;
 
     /// <summary>
     /// The served model's forward on <paramref name="input"/> ([n, ...], float32): the values the
@@ -126,26 +152,21 @@ public sealed class OrtBackprop : IDisposable
     public Tensor InputGradient(Tensor input, IReadOnlyDictionary<string, Tensor> recorded, long target, RectifierRule rule,
         bool releaseMemory = false, CancellationToken cancellationToken = default)
     {
+        var backward = BackwardFor(rule);
         var score = recorded[_mirror.ScoreName];
         var seed = zeros(input.shape[0], score.NumberOfElements / input.shape[0]);
         seed.select(1, target).fill_(1);
         var gradient = Layer is null ? empty(input.shape) : Allocate(Layer, input.shape[0]);
-        string[] names = [.. _backwardInputs, BackwardGraph.Seed, BackwardGraph.Floor, BackwardGraph.Open];
-        Tensor[] values =
-        [
-            .. _backwardInputs.Select(n => n == _mirror.InputName ? input.contiguous() : recorded[n]),
-            seed.reshape(score.shape),
-            tensor(rule == RectifierRule.Gradient ? float.NegativeInfinity : 0f),
-            tensor(rule == RectifierRule.Deconvnet ? 1f : 0f),
-        ];
-        Run(_backward, names, values, [BackwardGraph.InputGradient], [gradient], releaseMemory, cancellationToken);
+        string[] names = [.. backward.Inputs, BackwardGraph.Seed];
+        Tensor[] values = [.. backward.Inputs.Select(n => n == _mirror.InputName ? input.contiguous() : recorded[n]), seed.reshape(score.shape)];
+        Run(backward.Session, names, values, [BackwardGraph.InputGradient], [gradient], releaseMemory, cancellationToken);
         return gradient;
     }
 
     public void Dispose()
     {
         if (_ownsForward) _forward.Dispose();
-        _backward.Dispose();
+        foreach (var backward in _backwards.Values.Where(b => b.IsValueCreated)) backward.Value.Session.Dispose();
     }
 
     private Tensor Allocate(string name, long batch) =>

@@ -9,17 +9,14 @@ namespace SaliencyService.Explain.Mirror;
 /// <summary>
 /// The backward of a mirrored model as an ONNX graph, for ONNX Runtime to run with its prepacked,
 /// fused kernels. Its inputs are the forward values the rules read (recorded by ONNX Runtime's own
-/// forward of the served model), the score's gradient and the rectifier rule's two flags; its
-/// output is the gradient of the model input. Rules add nodes through this class.
+/// forward of the served model) and the score's gradient; its output is the gradient of the model
+/// input. It is written for one rectifier rule (<see cref="Rule"/>), so a rectifier's backward is
+/// only the ops its rule needs. Rules add nodes through this class.
 /// </summary>
 public sealed class BackwardGraph
 {
     public const int Opset = 17;
     public const string Seed = "backward::seed";
-    /// <summary>Float scalar input: rectifiers pass max(gradient, floor) — 0 for guided backprop and deconvnet, −∞ else.</summary>
-    public const string Floor = "backward::floor";
-    /// <summary>Float scalar input: 1 opens every rectifier's gate (deconvnet), 0 gates by the activation.</summary>
-    public const string Open = "backward::open";
     public const string InputGradient = "backward::input_gradient";
 
     private readonly GraphProto _graph = new() { Name = "backward" };
@@ -31,13 +28,15 @@ public sealed class BackwardGraph
     private int _next;
 
     /// <param name="shapes">Every forward tensor's shape (−1 marks the batch dimension) and type.</param>
-    public BackwardGraph(IReadOnlyDictionary<string, TensorInfo> shapes, string score)
+    public BackwardGraph(IReadOnlyDictionary<string, TensorInfo> shapes, string score, RectifierRule rule)
     {
         _shapes = shapes;
+        Rule = rule;
         AddInput(Seed, DataType.Float, shapes[score].Shape);
-        AddInput(Floor, DataType.Float, []);
-        AddInput(Open, DataType.Float, []);
     }
+
+    /// <summary>What rectifiers pass back (<see cref="Rectifier.Gradient"/>).</summary>
+    public RectifierRule Rule { get; }
 
     /// <summary>Forward values the graph reads, in the order they were asked for.</summary>
     public IReadOnlyList<string> RecordedValues => _recorded;
@@ -176,8 +175,8 @@ public sealed class BackwardGraph
         var initializers = _graph.Initializer.Where(i => needed.Contains(i.Name)).ToList();
         _graph.Initializer.Clear();
         _graph.Initializer.AddRange(initializers);
-        // The seed and the rule's flags stay inputs (every run feeds them); recorded values only where read.
-        var inputs = _graph.Input.Where(i => i.Name is Seed or Floor or Open || needed.Contains(i.Name)).ToList();
+        // The seed stays an input (every run feeds it); recorded values only where read.
+        var inputs = _graph.Input.Where(i => i.Name is Seed || needed.Contains(i.Name)).ToList();
         _graph.Input.Clear();
         _graph.Input.AddRange(inputs);
         _recorded.RemoveAll(name => !needed.Contains(name));

@@ -64,15 +64,16 @@ public sealed partial class GraphMirror
 
     /// <summary>
     /// Writes the backward of ∂score/∂input — or, with <paramref name="layer"/>, of ∂score/∂layer
-    /// (Grad-CAM's; the backward then stops there) — as an ONNX model.
+    /// (Grad-CAM's; the backward then stops there) — as an ONNX model, its rectifiers passing back
+    /// what <paramref name="rule"/> says.
     /// </summary>
     /// <exception cref="NotSupportedException">A node on the path to the score has no backward rule.</exception>
-    public (ModelProto Model, BackwardGraph Graph) WriteBackward(IReadOnlyDictionary<string, TensorInfo> shapes, string? layer = null)
+    public (ModelProto Model, BackwardGraph Graph) WriteBackward(IReadOnlyDictionary<string, TensorInfo> shapes, RectifierRule rule, string? layer = null)
     {
         // The tensors rules make on the way (flipped weights, pooling counts) are copied into the
         // graph's initializers and die with this scope.
         using var scope = NewDisposeScope();
-        var graph = new BackwardGraph(shapes, ScoreName);
+        var graph = new BackwardGraph(shapes, ScoreName, rule);
         var fromInput = InputDependent(shapes);
         var fromValues = ValueDependent();
         var contributions = new Dictionary<string, List<string>>(StringComparer.Ordinal) { [ScoreName] = [BackwardGraph.Seed] };

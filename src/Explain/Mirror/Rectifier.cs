@@ -49,21 +49,24 @@ public static class Rectifier
     };
 
     /// <summary>
-    /// The rectifier's backward in the backward graph, from its recorded output y ∈ [0, upper]:
-    /// max(gradient, floor) where 0 &lt; y &lt; upper (libtorch's relu and hardtanh backward gate the
-    /// same way), everywhere when the gate is open (deconvnet). The gate is one HardSigmoid,
-    /// min(2¹²⁶·(d + open), 1), of the distance d from the flat parts: y for ReLU, y·(upper − y)
-    /// for ReLU6 — 1 for any normal d, 0 at 0. Every op here is a memory-bound pass over the
-    /// activation, and this takes the fewest ONNX Runtime has (four for ReLU, six for ReLU6;
-    /// comparisons and selects, or Sign, are slower there). Only a d below 10⁻³⁸ passes a fraction.
+    /// The rectifier's backward in the backward graph, as its graph's rule (<see cref="BackwardGraph.Rule"/>)
+    /// has it: the gradient (guided backprop: its positive part, a Relu that ONNX Runtime fuses into
+    /// the convolution before it) where the recorded output y ∈ [0, upper] has 0 &lt; y &lt; upper
+    /// (libtorch's relu and hardtanh backward gate the same way); deconvnet's positive part
+    /// everywhere. The gate is one HardSigmoid, min(2¹²⁶·d, 1), of the distance d from the flat
+    /// parts: y for ReLU, y·(upper − y) for ReLU6 — 1 for any normal d, 0 at 0. Every op here is a
+    /// memory-bound pass over the activation, and this takes the fewest ONNX Runtime has (two for
+    /// ReLU, four for ReLU6; comparisons and selects, or Sign, are slower there). Only a d below
+    /// 10⁻³⁸ passes a fraction.
     /// </summary>
     public static GradientRule Gradient(double upper) => new((graph, node) =>
     {
+        var gradient = node.OutputGradients[0]!;
+        if (graph.Rule == RectifierRule.Deconvnet) return [graph.Node("Relu", [gradient])];
         var y = graph.Recorded(node.Outputs[0]);
         var distance = double.IsPositiveInfinity(upper) ? y : graph.Node("Mul", [y, graph.Node("Sub", [graph.Scalar((float)upper), y])]);
-        var gate = graph.Node("HardSigmoid", [graph.Node("Add", [distance, BackwardGraph.Open])],
-            BackwardGraph.Attribute("alpha", GateScale), BackwardGraph.Attribute("beta", 0f));
-        return [graph.Node("Mul", [graph.Node("Max", [node.OutputGradients[0]!, BackwardGraph.Floor]), gate])];
+        var gate = graph.Node("HardSigmoid", [distance], BackwardGraph.Attribute("alpha", GateScale), BackwardGraph.Attribute("beta", 0f));
+        return [graph.Node("Mul", [graph.Rule == RectifierRule.GuidedBackprop ? graph.Node("Relu", [gradient]) : gradient, gate])];
     });
 
     /// <summary>2¹²⁶: maps the smallest normal float to 1 or more.</summary>
