@@ -75,9 +75,9 @@ for arch in "${archs[@]}"; do
   body tensor "$models/input.npy" "$tensor"
   echo "== $arch"
   for ((r = 1; r <= repeats; r++)); do
-    # import = upload + ORT session + mirror build + parity probe, measured by the client
+    # import, measured by the client; its Server-Timing splits upload, isolated check and build
     [[ $r -gt 1 ]] && curl -sf -o /dev/null -X DELETE "$base/v1/models/$arch"
-    curl -sf -o "$raw/descriptor.$arch.json" -w '%{time_total}\n' -F "file=@$models/model.onnx" -F "name=$arch" \
+    curl -sf -D "$raw/import.$arch.$r.headers" -o "$raw/descriptor.$arch.json" -w '%{time_total}\n' -F "file=@$models/model.onnx" -F "name=$arch" \
       -F "manifest=<$models/model.json" "$base/v1/models" > "$raw/import.$arch.$r.txt"
     # warm-up: tiered JIT settles after a few hundred requests (measured: ~20 ms of JIT per request before)
     hey_run warm.$arch.$r "$(scale 200)" 1 "$tensor" "/v1/models/$arch/predict"
@@ -122,7 +122,7 @@ for ((r = 1; r <= repeats; r++)); do
     models="$work/models/$arch"; cp "$models/torch.json" "$raw/torch.$arch.$r.json"
     body tensor "$models/input.npy" "$models/tensor.body"
     [[ $r -gt 1 ]] && curl -sf -o /dev/null -X DELETE "$base/v1/models/$arch"
-    curl -sf -o "$raw/descriptor.$arch.json" -w '%{time_total}\n' -F "file=@$models/model.onnx" -F "name=$arch" \
+    curl -sf -D "$raw/import.$arch.$r.headers" -o "$raw/descriptor.$arch.json" -w '%{time_total}\n' -F "file=@$models/model.onnx" -F "name=$arch" \
       -F "manifest=<$models/model.json" "$base/v1/models" > "$raw/import.$arch.$r.txt"
     hey_run warm.$arch.$r "$(scale 20)" 1 "$models/tensor.body" "/v1/models/$arch/explain?format=npy"
     hey_run predict_tensor.$arch.$r "$(scale 20)" 1 "$models/tensor.body" "/v1/models/$arch/predict"
