@@ -7,7 +7,7 @@ namespace SaliencyService.Explain.Engine;
 /// <summary>
 /// What an import judges gradient engines by (<see cref="GradientEngineCheck"/>): libtorch autograd
 /// through a float64 mirror of the model, which no float32 kernel (oneDNN's included) takes part
-/// in. One pass: guided backprop exercises every gate and floor of a backward, and a batch of two
+/// in. One pass: guided backprop exercises every rectifier's gate and positive part, and a batch of two
 /// (the probe and its mirror image) where the model takes batches exercises batching. The target
 /// is the first sample's top score (an open path through the network), taken from the pass's own
 /// forward. It is the import's longest step, so it starts on its own thread as soon as the probe

@@ -19,8 +19,9 @@ public static class GradientEngines
 /// Decides at import who computes a model's gradients, by judging each candidate against the
 /// truth (<see cref="FloatTruth"/>: libtorch autograd through a float64 mirror); an ill-conditioned
 /// model, whose gradients float32 rounding alone moves, is allowed that much more. ONNX Runtime's
-/// backward is preferred (faster); libtorch's float32 autograd is the fallback; a model that neither computes right is not explainable.
-/// One float32 engine is never judged by the other: both can be wrong.
+/// backward is preferred (faster); libtorch's float32 autograd is the fallback; a model that
+/// neither computes right is not explainable. One float32 engine is never judged by the other:
+/// both can be wrong.
 /// </summary>
 public static class GradientEngineCheck
 {
