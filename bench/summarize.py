@@ -355,9 +355,9 @@ for a in archs:
     row("SmoothGrad, 25 guided samples (ms)", f"{a}.explain_smoothgrad25_ms", f"{a}.torch_smoothgrad25_b16_ms", "PyTorch, 16/batch", 0)
     if f"{a}.explain_ig50_ms" in figures:
         w(f"| integrated gradients ÷ guided backprop (50 passes, batched) | {med(a + '.explain_ig50_ms') / med(a + '.explain_guided_backprop_ms'):.1f}× | | |")
-    w(f"| import over HTTP: upload, hash, session, mirror, parity probe (s) | {show(a + '.import_s', 2)} | | |")
+    w(f"| import over HTTP: upload, isolated check, build (s) | {show(a + '.import_s', 2)} | | |")
     if f"{a}.import_analysis_ms" in figures:
-        w(f"| of which mirror build + parity probe, in-process (ms) | {show(a + '.import_analysis_ms', 0)} | | |")
+        w(f"| the same checks in-process, no child (mirror, parity, float64 truth, ONNX Runtime backward; ms) | {show(a + '.import_analysis_ms', 0)} | | |")
     w("")
 
 w("## Memory and batching")
