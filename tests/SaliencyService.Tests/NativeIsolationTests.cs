@@ -26,10 +26,13 @@ public sealed class NativeIsolationTests : IDisposable
             if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
     }
 
-    [Fact]
-    public async Task An_import_whose_check_crashes_is_refused_and_the_service_serves_on()
+    /// <param name="fault">Where the check dies: as it starts, or once it has loaded and run the model (the service loads it too from then on).</param>
+    [Theory]
+    [InlineData(ChildCommands.ImportCheck)]
+    [InlineData(ImportCheck.Probed)]
+    public async Task An_import_whose_check_crashes_is_refused_and_the_service_serves_on(string fault)
     {
-        using var service = await ServiceProcess.StartAsync(_store, new Dictionary<string, string> { [ChildCommands.FaultVariable] = ChildCommands.ImportCheck });
+        using var service = await ServiceProcess.StartAsync(_store, new Dictionary<string, string> { [ChildCommands.FaultVariable] = fault });
         var client = service.Client;
 
         using var form = Http.ModelForm(File.ReadAllBytes(TestPaths.Fixture("mini_resnet", "model.onnx")), "crashes",

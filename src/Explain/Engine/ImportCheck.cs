@@ -22,17 +22,29 @@ public static class ImportCheck
     /// <summary>What the child answers: the explain verdict and the ONNX Runtime backward's value shapes, or the problem that refuses the model.</summary>
     private sealed record Answer(ExplainDescriptor? Explain, string? Refusal, string? Detail, Dictionary<string, TensorInfo>? Shapes = null);
 
+    /// <summary>The child's progress line once the model has loaded in ONNX Runtime and run on the probe.</summary>
+    public const string Probed = "probed";
+
     /// <summary>
     /// Checks the model folder in a child; returns its explain verdict and, where ONNX Runtime's
     /// backward was chosen, the value shapes it was written for (<see cref="OrtBackprop.Shapes"/>).
     /// </summary>
+    /// <param name="probed">
+    /// Told (on another thread) once the child has loaded the model in ONNX Runtime and run it on
+    /// the probe, while its checks go on: the caller may load it too from then on, as a crash there
+    /// would have ended the child first.
+    /// </param>
     /// <exception cref="ClientInputException">The model is refused: what the child found, or that it crashed.</exception>
-    public static (ExplainDescriptor Explain, IReadOnlyDictionary<string, TensorInfo>? Shapes) Run(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis)
+    public static (ExplainDescriptor Explain, IReadOnlyDictionary<string, TensorInfo>? Shapes) Run(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis,
+        Action? probed = null)
     {
         _ = analysis.Engine; // the service's oneDNN choice is made (and handed down) before the first child
         var settings = JsonSerializer.Serialize(new Settings(sessions.Settings, analysis.Options), OneLine);
         var result = ChildProcess.RunOnSpare(ChildCommands.ImportCheck, [directory, settings],
-            TimeSpan.FromSeconds(Math.Max(1, analysis.Options.ImportCheckTimeoutSeconds)));
+            TimeSpan.FromSeconds(Math.Max(1, analysis.Options.ImportCheckTimeoutSeconds)), step =>
+            {
+                if (step == Probed) probed?.Invoke();
+            });
         if (result.Signal is not null)
             throw new UnsupportedModelException(
                 $"Checking the model crashed a native library ({result.Describe()}); it was not imported and the service is unaffected.");
@@ -66,7 +78,7 @@ public static class ImportCheck
         Answer answer;
         try
         {
-            var model = ModelInspection.Open(args[0], sessions, analysis, verdict: null);
+            var model = ModelInspection.Open(args[0], sessions, analysis, verdict: null, probed: () => ChildProcess.WriteProgress(Probed));
             answer = new Answer(model.Explain, null, null, (model.Explainer?.Engine as OrtGradientEngine)?.Shapes.ToDictionary());
             model.Explainer?.Dispose();
             model.Onnx.Dispose();

@@ -41,8 +41,10 @@ public static class ModelInspection
     /// <summary>A file ONNX Runtime refuses is a 422 carrying the runtime's reason.</summary>
     /// <param name="verdict">As for <see cref="ExplainAnalysis"/>.Analyse.</param>
     /// <param name="shapes">As for <see cref="ExplainAnalysis"/>.Analyse.</param>
+    /// <param name="session">The served session, created already (by the caller, from the same file); created here otherwise.</param>
+    /// <param name="probed">Told once the model has loaded in ONNX Runtime and run on the probe (the checks' first step).</param>
     public static InspectedModel Open(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis, ExplainDescriptor? verdict,
-        IReadOnlyDictionary<string, TensorInfo>? shapes = null)
+        IReadOnlyDictionary<string, TensorInfo>? shapes = null, Task<(InferenceSession Session, string Provider)>? session = null, Action? probed = null)
     {
         var modelPath = Path.Combine(directory, ModelFile);
         var manifestPath = Path.Combine(directory, ManifestFile);
@@ -50,11 +52,11 @@ public static class ModelInspection
 
         // The explainer's own parse of the file (managed code) runs while ONNX Runtime builds its session.
         var parsed = Task.Run(() => OnnxFile.Load(modelPath));
-        InferenceSession session;
+        InferenceSession served;
         string provider;
         try
         {
-            (session, provider) = sessions.Create(modelPath);
+            (served, provider) = session?.GetAwaiter().GetResult() ?? sessions.Create(modelPath);
         }
         catch (OnnxRuntimeException e)
         {
@@ -62,7 +64,7 @@ public static class ModelInspection
             throw new UnsupportedModelException("ONNX Runtime cannot load the model: " + e.Message.Replace(modelPath, ModelFile));
         }
 
-        var onnx = new OnnxModel(session, provider);
+        var onnx = new OnnxModel(served, provider);
         try
         {
             var preprocessing = PreprocessingResolver.Resolve(manifest, onnx.Inputs);
@@ -72,6 +74,7 @@ public static class ModelInspection
             var probe = explained is not null && verdict is null && ModelProbe.IsValidInput(onnx)
                 ? ModelProbe.Run(onnx, preprocessing, explained.Name)
                 : null;
+            if (probe is not null) probed?.Invoke();
             var (explainer, explain) = explained is null
                 ? (null, new ExplainDescriptor(false, [], null, null, [], "The model has no float32 output to explain."))
                 : analysis.Analyse(parsed, onnx, preprocessing, explained.Name, verdict, probe, shapes);

@@ -17,7 +17,8 @@ public static class ChildCommands
 
     /// <summary>
     /// For tests only: <c>VERB</c> or <c>VERB@CAP</c> makes that child die of SIGFPE (under that
-    /// oneDNN cap, <c>DEFAULT</c> for none), as a faulty native kernel would.
+    /// oneDNN cap, <c>DEFAULT</c> for none), as a faulty native kernel would; a progress step
+    /// (<see cref="ChildProcess.WriteProgress"/>) makes it die right after reporting that step.
     /// </summary>
     public const string FaultVariable = "SALIENCY_TEST_CHILD_FAULT";
 
@@ -73,7 +74,7 @@ public static class ChildCommands
         }
     }
 
-    private static void CrashIfAsked(string verb)
+    internal static void CrashIfAsked(string verb)
     {
         var fault = Environment.GetEnvironmentVariable(FaultVariable);
         if (string.IsNullOrEmpty(fault)) return;

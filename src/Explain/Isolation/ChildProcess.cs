@@ -61,7 +61,8 @@ public static class ChildProcess
     /// reach the next. The caller starts the next spare (<see cref="StartSpare"/>) once it has done
     /// what the answer was for: a spare's start-up takes cores from the work around it.
     /// </summary>
-    public static ChildResult RunOnSpare(string verb, IReadOnlyList<string> arguments, TimeSpan timeout)
+    /// <param name="progress">Hears each step the child reports passing (<see cref="WriteProgress"/>), on the thread reading its output.</param>
+    public static ChildResult RunOnSpare(string verb, IReadOnlyList<string> arguments, TimeSpan timeout, Action<string>? progress = null)
     {
         Started child;
         lock (SpareLock)
@@ -69,6 +70,7 @@ public static class ChildProcess
             child = LiveSpare() ?? StartSpareProcess();
             _spare = null;
         }
+        child.Progress = progress;
         try
         {
             child.Process.StandardInput.WriteLine(JsonSerializer.Serialize<string[]>([verb, .. arguments]));
@@ -106,6 +108,9 @@ public static class ChildProcess
     /// </summary>
     private const string AnswerMark = "saliency-child-answer: ";
 
+    /// <summary>Marks a step a child has passed (<see cref="WriteProgress"/>).</summary>
+    private const string ProgressMark = "saliency-child-progress: ";
+
     /// <summary>The child's side: writes its answer for the parent, who reads nothing after it.</summary>
     public static void WriteAnswer(string line)
     {
@@ -114,7 +119,25 @@ public static class ChildProcess
         Console.Out.Flush();
     }
 
-    private sealed record Started(Process Process, Task<string> Output, Task<string> Errors, Task<string> Answer);
+    /// <summary>The child's side: tells the parent it has passed <paramref name="step"/> (its caller's <c>progress</c> hears it at once).</summary>
+    public static void WriteProgress(string step)
+    {
+        Console.Out.WriteLine();
+        Console.Out.WriteLine(ProgressMark + step);
+        Console.Out.Flush();
+        ChildCommands.CrashIfAsked(step);
+    }
+
+    private sealed class Started(Process process, Task<string> errors)
+    {
+        public Process Process { get; } = process;
+        public Task<string> Errors { get; } = errors;
+        public Task<string> Output { get; set; } = Task.FromResult("");
+        public TaskCompletionSource<string> Answer { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Hears each step the child passes; set by whoever hands the child its work.</summary>
+        public volatile Action<string>? Progress;
+    }
 
     /// <param name="background">
     /// At the lowest CPU priority (nice 19), every thread of it: a spare's warm-up and the import
@@ -139,18 +162,20 @@ public static class ChildProcess
             else start.Environment[name] = value;
         // The child's own logging and hosting are not started; it only answers on its standard output.
         var process = Process.Start(start) ?? throw new InvalidOperationException("The child process could not be started.");
-        var answer = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
-        return new Started(process, ReadOutputAsync(process.StandardOutput, answer), process.StandardError.ReadToEndAsync(), answer.Task);
+        var started = new Started(process, process.StandardError.ReadToEndAsync());
+        started.Output = ReadOutputAsync(process.StandardOutput, started);
+        return started;
     }
 
-    /// <summary>All the child's output; its answer line, when one comes, as soon as it comes.</summary>
-    private static async Task<string> ReadOutputAsync(StreamReader output, TaskCompletionSource<string> answer)
+    /// <summary>All the child's output; its progress and its answer, each as soon as it comes (in order).</summary>
+    private static async Task<string> ReadOutputAsync(StreamReader output, Started child)
     {
         var text = new System.Text.StringBuilder();
         while (await output.ReadLineAsync() is { } line)
         {
             text.AppendLine(line);
-            if (line.StartsWith(AnswerMark, StringComparison.Ordinal)) answer.TrySetResult(line[AnswerMark.Length..]);
+            if (line.StartsWith(AnswerMark, StringComparison.Ordinal)) child.Answer.TrySetResult(line[AnswerMark.Length..]);
+            else if (line.StartsWith(ProgressMark, StringComparison.Ordinal)) child.Progress?.Invoke(line[ProgressMark.Length..]);
         }
         return text.ToString();
     }
@@ -159,11 +184,11 @@ public static class ChildProcess
     {
         var process = child.Process;
         var exited = process.WaitForExitAsync();
-        if (Task.WaitAny([exited, child.Answer], timeout) == 1)
+        if (Task.WaitAny([exited, child.Answer.Task], timeout) == 1)
         {
             // Answered: all that is left of it is its teardown, reaped in the background.
             _ = exited.ContinueWith(_ => process.Dispose(), TaskScheduler.Default);
-            return new ChildResult(0, null, child.Answer.Result, "");
+            return new ChildResult(0, null, child.Answer.Task.Result, "");
         }
         using (process)
         {
@@ -174,7 +199,7 @@ public static class ChildProcess
                 return new ChildResult(137, 9, "", $"timed out after {timeout.TotalSeconds:0} s");
             }
             child.Output.Wait(); // its output read to the end: an answer written just before the exit is in
-            var lastLine = child.Answer.IsCompleted ? child.Answer.Result
+            var lastLine = child.Answer.Task.IsCompleted ? child.Answer.Task.Result
                 : child.Output.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? "";
             var errorText = string.Join(" ", child.Errors.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).TakeLast(3));
             // .NET reports a child killed by signal N as exit code 128 + N.
