@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
+using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Api.Observability;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Isolation;
@@ -28,12 +29,12 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
         var isolated = stored is null && untrusted && analysis.Options.IsolateImports;
         InspectedModel model;
         // The served session, loaded here once the child has loaded and run the model, while its checks go on.
-        Task<(Microsoft.ML.OnnxRuntime.InferenceSession Session, string Provider)>? session = null;
+        Task<(InferenceSession Session, string Provider)>? session = null;
         try
         {
             var started = Stopwatch.GetTimestamp();
             var (verdict, shapes) = stored is not null ? (stored, null)
-                : isolated ? ImportCheck.Run(directory, sessions, analysis, () => session = Task.Run(() => sessions.Create(Path.Combine(directory, StoreLayout.ModelFile))))
+                : isolated ? ImportCheck.Run(directory, sessions, analysis, () => session = ModelInspection.LoadSession(directory, sessions))
                 : default;
             if (isolated) ServerTiming.Add("check", started, "isolated");
             started = Stopwatch.GetTimestamp();

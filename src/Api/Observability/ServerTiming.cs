@@ -11,8 +11,8 @@ namespace SaliencyService.Api.Observability;
 /// and <c>cache</c> on a cached map; an import reports <c>upload</c> (the model received, hashed and
 /// written), <c>check</c> (its checks, in an isolated child process or here) and <c>build</c> (what the
 /// service serves it with, built as the check's verdict says). What a client measures beyond their
-/// sum is HTTP, routing and writing the answer. Timed per request through an async-local, so any stage on the request's
-/// own flow can add itself without being handed the request.
+/// sum is HTTP, routing and writing the answer. Timed per request through an async-local, so any
+/// stage on the request's own flow can add itself without being handed the request.
 /// </summary>
 public sealed class ServerTiming
 {

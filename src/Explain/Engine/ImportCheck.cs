@@ -87,8 +87,7 @@ public static class ImportCheck
         {
             answer = new Answer(null, e.GetType().Name, e.Message);
         }
-        var line = JsonSerializer.Serialize(answer, OneLine);
-        ChildProcess.WriteAnswer(line);
+        ChildProcess.WriteAnswer(JsonSerializer.Serialize(answer, OneLine));
         return 0;
     }
 }

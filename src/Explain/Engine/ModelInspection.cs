@@ -38,10 +38,17 @@ public static class ModelInspection
         }
     }
 
+    /// <summary>
+    /// Starts loading the folder's model in ONNX Runtime (for <see cref="Open"/>'s <c>session</c>:
+    /// while a child still checks it, once the child has loaded it itself).
+    /// </summary>
+    public static Task<(InferenceSession Session, string Provider)> LoadSession(string directory, OnnxSessionFactory sessions) =>
+        Task.Run(() => sessions.Create(Path.Combine(directory, ModelFile)));
+
     /// <summary>A file ONNX Runtime refuses is a 422 carrying the runtime's reason.</summary>
     /// <param name="verdict">As for <see cref="ExplainAnalysis"/>.Analyse.</param>
     /// <param name="shapes">As for <see cref="ExplainAnalysis"/>.Analyse.</param>
-    /// <param name="session">The served session, created already (by the caller, from the same file); created here otherwise.</param>
+    /// <param name="session">The served session, being loaded already (<see cref="LoadSession"/>); loaded here otherwise.</param>
     /// <param name="probed">Told once the model has loaded in ONNX Runtime and run on the probe (the checks' first step).</param>
     public static InspectedModel Open(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis, ExplainDescriptor? verdict,
         IReadOnlyDictionary<string, TensorInfo>? shapes = null, Task<(InferenceSession Session, string Provider)>? session = null, Action? probed = null)

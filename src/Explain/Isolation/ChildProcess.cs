@@ -112,20 +112,21 @@ public static class ChildProcess
     private const string ProgressMark = "saliency-child-progress: ";
 
     /// <summary>The child's side: writes its answer for the parent, who reads nothing after it.</summary>
-    public static void WriteAnswer(string line)
-    {
-        Console.Out.WriteLine();
-        Console.Out.WriteLine(AnswerMark + line);
-        Console.Out.Flush();
-    }
+    public static void WriteAnswer(string line) => WriteMarked(AnswerMark, line);
 
     /// <summary>The child's side: tells the parent it has passed <paramref name="step"/> (its caller's <c>progress</c> hears it at once).</summary>
     public static void WriteProgress(string step)
     {
-        Console.Out.WriteLine();
-        Console.Out.WriteLine(ProgressMark + step);
-        Console.Out.Flush();
+        WriteMarked(ProgressMark, step);
         ChildCommands.CrashIfAsked(step);
+    }
+
+    /// <summary>A marked line on a line of its own (native libraries may have left one unfinished), sent at once.</summary>
+    private static void WriteMarked(string mark, string text)
+    {
+        Console.Out.WriteLine();
+        Console.Out.WriteLine(mark + text);
+        Console.Out.Flush();
     }
 
     private sealed class Started(Process process, Task<string> errors)

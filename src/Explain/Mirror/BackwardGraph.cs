@@ -44,6 +44,9 @@ public sealed class BackwardGraph
     /// <summary>MaxPool outputs whose argmax indices the graph reads (input <see cref="IndicesOf"/>).</summary>
     public IReadOnlyList<string> MaxPoolIndices => _maxPoolIndices;
 
+    /// <summary>Every forward value the graph reads, as a run feeds them: the recorded values, then MaxPool's indices.</summary>
+    public string[] ForwardInputs => [.. _recorded, .. _maxPoolIndices.Select(IndicesOf)];
+
     public static string IndicesOf(string maxPoolOutput) => maxPoolOutput + "::indices";
 
     /// <summary>A forward tensor's value, as a graph input the recording forward fills.</summary>

@@ -49,11 +49,11 @@ public static class Rectifier
     };
 
     /// <summary>
-    /// The rectifier's backward in the backward graph, as its graph's rule (<see cref="BackwardGraph.Rule"/>)
-    /// has it: the gradient (guided backprop: its positive part, a Relu that ONNX Runtime fuses into
-    /// the convolution before it where there is one) where the recorded output y ∈ [0, upper] has 0 &lt; y &lt; upper
-    /// (libtorch's relu and hardtanh backward gate the same way); deconvnet's positive part
-    /// everywhere. The gate is one HardSigmoid, min(2¹²⁶·d, 1), of the distance d from the flat
+    /// The rectifier's backward in the backward graph, as its graph's rule
+    /// (<see cref="BackwardGraph.Rule"/>) has it: the gradient (guided backprop: its positive part,
+    /// a Relu that ONNX Runtime fuses into the convolution before it where there is one) where the
+    /// recorded output y ∈ [0, upper] has 0 &lt; y &lt; upper (libtorch's relu and hardtanh backward
+    /// gate the same way); deconvnet's positive part everywhere. The gate is one HardSigmoid, min(2¹²⁶·d, 1), of the distance d from the flat
     /// parts: y for ReLU, y·(upper − y) for ReLU6 — 1 for any normal d, 0 at 0. Every op here is a
     /// memory-bound pass over the activation, and this takes the fewest ONNX Runtime has (two for
     /// ReLU, four for ReLU6; comparisons and selects, or Sign, are slower there). Only a d below
