@@ -1,6 +1,7 @@
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Onnx.Proto;
 using SaliencyService.Explain.Torch;
 using SaliencyService.Tests.Ops;
 using Xunit;
@@ -16,7 +17,7 @@ namespace SaliencyService.Tests;
 /// </summary>
 public sealed class GradientEngineCheckTests
 {
-    private static OnnxTestModel Cnn(float weightScale) => new OnnxTestModel(13, [1, 3, 8, 8])
+    private static OnnxTestModel Cnn(float weightScale) => new OnnxTestModel(13, [-1, 3, 8, 8])
         .Initializer("w", Parity.RandomInput([6 * 3 * 9], 11, -0.5f, 0.5f).Select(v => v * weightScale).ToArray(), 6, 3, 3, 3)
         .Initializer("fc", Parity.RandomInput([6 * 4], 12, -0.5f, 0.5f), 6, 4)
         .Node("Conv", ["x", "w"], ["c"], Ints("pads", 1, 1, 1, 1))
@@ -25,6 +26,35 @@ public sealed class GradientEngineCheckTests
         .Node("Flatten", ["g"], ["f"])
         .Node("MatMul", ["f", "fc"], ["y"])
         .Output("y");
+
+    /// <summary>
+    /// <see cref="Cnn"/> whose first sample's scores gain 0.5 × the other samples' (the batch's sum
+    /// less its own): nothing at batch 1; in a batch the first sample's gradient is still its own,
+    /// every other sample's 1.5× its own.
+    /// </summary>
+    private static ModelProto BatchMixingCnn() => new OnnxTestModel(13, [-1, 3, 8, 8])
+        .Initializer("w", Parity.RandomInput([6 * 3 * 9], 11, -0.5f, 0.5f), 6, 3, 3, 3)
+        .Initializer("fc", Parity.RandomInput([6 * 4], 12, -0.5f, 0.5f), 6, 4)
+        .Initializer("batch_axis", [0L], 1)
+        .Initializer("first", [0L], 1)
+        .Initializer("second", [1L], 1)
+        .Initializer("end", [long.MaxValue], 1)
+        .Initializer("half", [0.5f], 1)
+        .Node("Conv", ["x", "w"], ["c"], Ints("pads", 1, 1, 1, 1))
+        .Node("Relu", ["c"], ["r"])
+        .Node("GlobalAveragePool", ["r"], ["g"])
+        .Node("Flatten", ["g"], ["f"])
+        .Node("MatMul", ["f", "fc"], ["s"])
+        .Node("ReduceSum", ["s", "batch_axis"], ["total"], Int("keepdims", 1))
+        .Node("Sub", ["total", "s"], ["others"])
+        .Node("Slice", ["others", "first", "second", "batch_axis"], ["others0"])
+        .Node("Mul", ["others0", "half"], ["borrowed"])
+        .Node("Slice", ["s", "first", "second", "batch_axis"], ["s0"])
+        .Node("Add", ["s0", "borrowed"], ["y0"])
+        .Node("Slice", ["s", "second", "end", "batch_axis"], ["rest"])
+        .Node("Concat", ["y0", "rest"], ["y"], Int("axis", 0))
+        .Output("y")
+        .Model();
 
     [Theory]
     [InlineData(true, GradientEngines.OnnxRuntime)]
@@ -51,15 +81,31 @@ public sealed class GradientEngineCheckTests
         Assert.StartsWith("No gradient engine reproduces float64 autograd", verdict.Reason);
     }
 
+    [Fact]
+    public void An_engine_whose_samples_mix_in_a_batch_is_refused_where_the_model_takes_batches()
+    {
+        // libtorch autograd follows the mixing mirror (ONNX Runtime's backward is judged the same
+        // way). The probe's own gradient is right either way: only the batch of two's second
+        // sample, against its gradient alone, tells.
+        var served = Cnn(1).Model();
+        var mixing = BatchMixingCnn();
+        var alone = Choose(served, mixing, tryOnnxRuntime: false, batched: false);
+        Assert.Equal(GradientEngines.LibTorch, alone.Engine);
+
+        var batched = Choose(served, mixing, tryOnnxRuntime: false, batched: true);
+        Assert.Null(batched.Engine);
+        Assert.StartsWith("No gradient engine reproduces float64 autograd", batched.Reason);
+        Assert.Matches("within [0-9.eE+-]+ \\(relative L2\\) of float64 autograd on the probe; in a batch of two .* within 0\\.5 of its gradient alone", batched.Reason);
+    }
+
     /// <summary>Judges engines built on <paramref name="engines"/>' mirror against the float64 truth of <paramref name="truth"/>.</summary>
-    private static GradientEngineCheck.Verdict Choose(SaliencyService.Explain.Onnx.Proto.ModelProto truth,
-        SaliencyService.Explain.Onnx.Proto.ModelProto engines, bool tryOnnxRuntime)
+    private static GradientEngineCheck.Verdict Choose(ModelProto truth, ModelProto engines, bool tryOnnxRuntime, bool batched = false)
     {
         TorchNativeLoader.EnsureLoaded();
         using var mirror = GraphMirror.Build(engines, "x", "y").Mirror!;
         using var scope = NewDisposeScope();
         var probe = tensor(Parity.RandomInput([1, 3, 8, 8], 5, -1, 1), [1, 3, 8, 8]);
-        using var floatTruth = FloatTruth.Start(truth, "x", "y", probe, batched: false);
-        return GradientEngineCheck.Choose(truth, mirror, batched: false, tryOnnxRuntime, bytes => new InferenceSession(bytes), floatTruth, mirror.Shapes(probe.shape));
+        using var floatTruth = FloatTruth.Start(truth, "x", "y", probe, batched);
+        return GradientEngineCheck.Choose(truth, mirror, batched, tryOnnxRuntime, bytes => new InferenceSession(bytes), floatTruth, mirror.Shapes(probe.shape));
     }
 }

@@ -28,24 +28,23 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
         var stored = StoredVerdict.Read(directory, version, analysis.Options);
         var isolated = stored is null && untrusted && analysis.Options.IsolateImports;
         InspectedModel model;
-        // The served session, loaded here once the child has loaded and run the model, while its checks go on.
-        Task<(InferenceSession Session, string Provider)>? session = null;
+        // The model file, loaded here once the child has loaded and run it, while its checks go on.
+        ModelFileLoad? loading = null;
         try
         {
             var started = Stopwatch.GetTimestamp();
             var (verdict, shapes) = stored is not null ? (stored, null)
-                : isolated ? ImportCheck.Run(directory, sessions, analysis, () => session = ModelInspection.LoadSession(directory, sessions))
+                : isolated ? ImportCheck.Run(directory, sessions, analysis, () => loading = ModelFileLoad.Start(directory, sessions))
                 : default;
             if (isolated) ServerTiming.Add("check", started, "isolated");
             started = Stopwatch.GetTimestamp();
-            model = ModelInspection.Open(directory, sessions, analysis, verdict, shapes, session);
+            model = ModelInspection.Open(directory, sessions, analysis, verdict, shapes, loading);
             ServerTiming.Add(verdict is null ? "check" : "build", started);
         }
         catch
         {
-            // Refused after the child's first step: the session loaded meanwhile is not served
-            // (ONNX Runtime guards a second dispose, where the inspection had taken it already).
-            session?.ContinueWith(t => t.Result.Session.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
+            // Refused after the child's first step: the session loaded meanwhile is not served.
+            loading?.Abandon();
             throw;
         }
         finally

@@ -7,55 +7,44 @@ namespace SaliencyService.Explain.Engine;
 /// <summary>
 /// What an import judges gradient engines by (<see cref="GradientEngineCheck"/>): libtorch autograd
 /// through a float64 mirror of the model, which no float32 kernel (oneDNN's included) takes part
-/// in. One pass: guided backprop exercises every rectifier's gate and positive part, and a batch of two
-/// (the probe and its mirror image) where the model takes batches exercises batching. The target
-/// is the first sample's top score (an open path through the network), taken from the pass's own
-/// forward. It is the import's longest step, so it starts on its own thread as soon as the probe
-/// input is known, while the float32 mirror, its parity probe and ONNX Runtime's backward are made.
+/// in. One pass on the probe: guided backprop exercises every rectifier's gate and positive part.
+/// The target is the probe's top score (an open path through the network), taken from the pass's
+/// own forward. Where the model takes batches, the engines are run on a batch of two, the probe and
+/// its mirror image (<see cref="Input"/>): the probe's row is judged by this pass, the second by the
+/// engine's own pass on that sample alone, so batching is checked without a second float64 sample.
+/// It is the import's longest step, so it starts on its own thread as soon as the probe input is
+/// known, while the float32 mirror, its parity probe and ONNX Runtime's backward are made.
 /// </summary>
 public sealed class FloatTruth : IDisposable
 {
     private readonly Task<Pass> _pass;
-    private readonly TaskCompletionSource<Dictionary<string, TensorInfo>> _shapes = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    /// <summary>The float64 mirror, the explained target and its input gradient; the tensors are owned here.</summary>
+    /// <summary>The float64 mirror, the explained target and the probe's input gradient ([1, ...]); the tensors are owned here.</summary>
     public sealed record Pass(GraphMirror Reference, long Target, Tensor Gradient);
 
-    private FloatTruth(Tensor input, Func<FloatTruth, Pass> pass)
+    private FloatTruth(Tensor input, Func<Pass> pass)
     {
         Input = input;
-        _pass = Task.Run(() =>
-        {
-            try
-            {
-                return pass(this);
-            }
-            catch (Exception e)
-            {
-                _shapes.TrySetException(e);
-                throw;
-            }
-        });
+        _pass = Task.Run(pass);
     }
 
     /// <summary>The rule of the checked pass: that of the backward ONNX Runtime's backprop builds first.</summary>
     public const RectifierRule Rule = OrtBackprop.FirstRule;
 
-    /// <summary>The checked input (owned here): at hand at once, so an engine can run on it while the truth is computed.</summary>
+    /// <summary>
+    /// The input engines are checked on (owned here): the probe, then its mirror image where the
+    /// model takes batches. At hand at once, so an engine can run on it while the truth is computed.
+    /// </summary>
     public Tensor Input { get; }
 
-    /// <summary>
-    /// The shapes of the pass's forward (<see cref="GraphMirror.ShapesOf"/>; float64 where the model
-    /// computes float32), known before its backward ends: the batch of two's shapes that
-    /// <see cref="GraphMirror.BatchShapes(IReadOnlyDictionary{string, TensorInfo}, IReadOnlyDictionary{string, TensorInfo})"/> needs.
-    /// </summary>
-    public Task<Dictionary<string, TensorInfo>> Shapes => _shapes.Task;
+    /// <summary>The probe: <see cref="Input"/>'s first sample, the one the truth is computed for.</summary>
+    public Tensor Probe => Input.narrow(0, 0, 1);
 
     /// <param name="probe">[1, ...]: the probe input (read, not kept).</param>
     public static FloatTruth Start(ModelProto model, string inputName, string outputName, Tensor probe, bool batched)
     {
         var input = (batched ? cat([probe, probe.flip(-1)], 0) : probe.clone()).DetachFromDisposeScope();
-        return new FloatTruth(input, truth =>
+        return new FloatTruth(input, () =>
         {
             var build = GraphMirror.Build(model, inputName, outputName, ScalarType.Float64);
             var reference = build.Mirror
@@ -63,10 +52,10 @@ public sealed class FloatTruth : IDisposable
             try
             {
                 long target = 0;
-                var gradient = reference.InputGradients(input, values =>
+                using var probe = input.narrow(0, 0, 1);
+                var gradient = reference.InputGradients(probe, values =>
                 {
-                    truth._shapes.TrySetResult(reference.ShapesOf(values));
-                    return target = values[reference.ScoreName].reshape(input.shape[0], -1)[0].argmax().item<long>();
+                    return target = values[reference.ScoreName].reshape(1, -1)[0].argmax().item<long>();
                 }, Rule);
                 return new Pass(reference, target, gradient);
             }

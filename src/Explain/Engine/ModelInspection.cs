@@ -8,6 +8,22 @@ using SaliencyService.Explain.Serving;
 
 namespace SaliencyService.Explain.Engine;
 
+/// <summary>
+/// A folder's model file being loaded: ONNX Runtime's session and the explainer's own parse of the
+/// file (managed code), side by side.
+/// </summary>
+public sealed record ModelFileLoad(Task<(InferenceSession Session, string Provider)> Session, Task<Onnx.Proto.ModelProto> Parsed)
+{
+    public static ModelFileLoad Start(string directory, OnnxSessionFactory sessions)
+    {
+        var path = Path.Combine(directory, ModelInspection.ModelFile);
+        return new(Task.Run(() => sessions.Create(path)), Task.Run(() => OnnxFile.Load(path)));
+    }
+
+    /// <summary>Disposes the session once loaded, where nothing took it (ONNX Runtime guards a second dispose).</summary>
+    public void Abandon() => Session.ContinueWith(t => t.Result.Session.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
+}
+
 /// <summary>A model folder opened: its session, manifest, effective preprocessing, and what explains it.</summary>
 public sealed record InspectedModel(OnnxModel Onnx, ModelManifest Manifest, Preprocessing Preprocessing, ModelExplainer? Explainer,
     ExplainDescriptor Explain);
@@ -38,32 +54,24 @@ public static class ModelInspection
         }
     }
 
-    /// <summary>
-    /// Starts loading the folder's model in ONNX Runtime (for <see cref="Open"/>'s <c>session</c>:
-    /// while a child still checks it, once the child has loaded it itself).
-    /// </summary>
-    public static Task<(InferenceSession Session, string Provider)> LoadSession(string directory, OnnxSessionFactory sessions) =>
-        Task.Run(() => sessions.Create(Path.Combine(directory, ModelFile)));
-
     /// <summary>A file ONNX Runtime refuses is a 422 carrying the runtime's reason.</summary>
     /// <param name="verdict">As for <see cref="ExplainAnalysis"/>.Analyse.</param>
     /// <param name="shapes">As for <see cref="ExplainAnalysis"/>.Analyse.</param>
-    /// <param name="session">The served session, being loaded already (<see cref="LoadSession"/>); loaded here otherwise.</param>
+    /// <param name="loading">The model file, being loaded already (while a child still checks it, once the child has loaded it itself); loaded here otherwise.</param>
     /// <param name="probed">Told once the model has loaded in ONNX Runtime and run on the probe (the checks' first step).</param>
     public static InspectedModel Open(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis, ExplainDescriptor? verdict,
-        IReadOnlyDictionary<string, TensorInfo>? shapes = null, Task<(InferenceSession Session, string Provider)>? session = null, Action? probed = null)
+        IReadOnlyDictionary<string, TensorInfo>? shapes = null, ModelFileLoad? loading = null, Action? probed = null)
     {
         var modelPath = Path.Combine(directory, ModelFile);
         var manifestPath = Path.Combine(directory, ManifestFile);
         var manifest = ParseManifest(File.Exists(manifestPath) ? File.ReadAllText(manifestPath) : null);
 
-        // The explainer's own parse of the file (managed code) runs while ONNX Runtime builds its session.
-        var parsed = Task.Run(() => OnnxFile.Load(modelPath));
+        loading ??= ModelFileLoad.Start(directory, sessions);
         InferenceSession served;
         string provider;
         try
         {
-            (served, provider) = session?.GetAwaiter().GetResult() ?? sessions.Create(modelPath);
+            (served, provider) = loading.Session.GetAwaiter().GetResult();
         }
         catch (OnnxRuntimeException e)
         {
@@ -84,7 +92,7 @@ public static class ModelInspection
             if (probe is not null) probed?.Invoke();
             var (explainer, explain) = explained is null
                 ? (null, new ExplainDescriptor(false, [], null, null, [], "The model has no float32 output to explain."))
-                : analysis.Analyse(parsed, onnx, preprocessing, explained.Name, verdict, probe, shapes);
+                : analysis.Analyse(loading.Parsed, onnx, preprocessing, explained.Name, verdict, probe, shapes);
             return new InspectedModel(onnx, manifest, preprocessing, explainer, explain);
         }
         catch

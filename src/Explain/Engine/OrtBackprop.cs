@@ -89,45 +89,51 @@ public sealed class OrtBackprop : IDisposable
     private static OrtBackprop Create(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer,
         Func<byte[], InferenceSession> open, RectifierRule rule, OrtBackprop? full = null)
     {
-        var (first, graph) = Write(mirror, shapes, rule, layer, open);
+        var (backwardModel, graph) = mirror.WriteBackward(shapes, rule, layer);
+        // ONNX Runtime builds a session on one thread: the backward's is built beside the forward's.
+        var openingBackward = Task.Run(() => open(backwardModel.ToByteArray()));
+        InferenceSession? forward = null;
         try
         {
             foreach (var output in graph.MaxPoolIndices)
                 shapes[BackwardGraph.IndicesOf(output)] = new TensorInfo(shapes[output].Shape, ScalarType.Int64);
             // Every rule's backward reads the same values (deconvnet's fewer), so the first one's are what the forward records.
-            var recorded = first.Inputs.Where(n => n != mirror.InputName).Append(mirror.ScoreName).Append(mirror.OutputName)
+            var recorded = graph.ForwardInputs.Where(n => n != mirror.InputName).Append(mirror.ScoreName).Append(mirror.OutputName)
                 .Concat(layer is null ? [] : [layer]).Distinct().ToArray();
-            if (full is not null && recorded.All(full._recorded.Contains))
-                return new OrtBackprop(full._forward, ownsForward: false, mirror, recorded, shapes, layer, open, rule, first);
-
-            var forward = model.Clone();
-            foreach (var output in graph.MaxPoolIndices)
-                forward.Graph.Node.Single(n => n.OpType == "MaxPool" && n.Output[0] == output).Output.Add(BackwardGraph.IndicesOf(output));
-            var outputs = forward.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
-            foreach (var name in recorded.Where(n => !outputs.Contains(n)))
-                forward.Graph.Output.Add(BackwardGraph.ValueInfo(name, BackwardGraph.ElementType(shapes[name].Type), null));
-            return new OrtBackprop(open(forward.ToByteArray()), ownsForward: true, mirror, recorded, shapes, layer, open, rule, first);
+            if (full is null || !recorded.All(full._recorded.Contains))
+            {
+                var recording = model.Clone();
+                foreach (var output in graph.MaxPoolIndices)
+                    recording.Graph.Node.Single(n => n.OpType == "MaxPool" && n.Output[0] == output).Output.Add(BackwardGraph.IndicesOf(output));
+                var outputs = recording.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+                foreach (var name in recorded.Where(n => !outputs.Contains(n)))
+                    recording.Graph.Output.Add(BackwardGraph.ValueInfo(name, BackwardGraph.ElementType(shapes[name].Type), null));
+                forward = open(recording.ToByteArray());
+            }
+            var first = new Backward(openingBackward.GetAwaiter().GetResult(), graph.ForwardInputs);
+            return new OrtBackprop(forward ?? full!._forward, ownsForward: forward is not null, mirror, recorded, shapes, layer, open, rule, first);
         }
         catch
         {
-            first.Session.Dispose();
+            forward?.Dispose();
+            try
+            {
+                openingBackward.GetAwaiter().GetResult().Dispose();
+            }
+            catch (Exception)
+            {
+                // The backward's own failure: the one being thrown, or one after another's.
+            }
             throw;
         }
-    }
-
-    /// <summary>The backward written for <paramref name="rule"/>, and its session.</summary>
-    private static (Backward Backward, BackwardGraph Graph) Write(GraphMirror mirror, IReadOnlyDictionary<string, TensorInfo> shapes, RectifierRule rule,
-        string? layer, Func<byte[], InferenceSession> open)
-    {
-        var (model, graph) = mirror.WriteBackward(shapes, rule, layer);
-        return (new Backward(open(model.ToByteArray()), graph.ForwardInputs), graph);
     }
 
     /// <summary>The backward written for <paramref name="rule"/>, built on its first use.</summary>
     private Backward BackwardFor(RectifierRule rule) =>
         _backwards.GetOrAdd(rule, r => new Lazy<Backward>(() =>
         {
-            var (backward, _) = Write(_mirror, _shapes, r, Layer, _open);
+            var (model, graph) = _mirror.WriteBackward(_shapes, r, Layer);
+            var backward = new Backward(_open(model.ToByteArray()), graph.ForwardInputs);
             if (backward.Inputs.FirstOrDefault(n => n != _mirror.InputName && !_recorded.Contains(n)) is not { } missing) return backward;
             backward.Session.Dispose();
             throw new InvalidOperationException($"The {r} backward reads '{missing}', which the forward does not record.");
