@@ -71,7 +71,7 @@ public static class GradientEngineCheck
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        return mirror.ShapesOf(mirror.Forward(batch, FloatTruth.Rule));
+        return mirror.ShapesOf(mirror.Forward(batch, RectifierRule.Gradient));
     }
 
     private static Verdict Judge(GraphMirror mirror, FloatTruth truth, OrtBackprop? backprop, string ortSays)
