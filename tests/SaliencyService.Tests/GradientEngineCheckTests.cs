@@ -57,15 +57,20 @@ public sealed class GradientEngineCheckTests
         .Model();
 
     [Theory]
-    [InlineData(true, GradientEngines.OnnxRuntime)]
-    [InlineData(false, GradientEngines.LibTorch)]
-    public void An_engine_that_reproduces_float64_is_chosen(bool tryOnnxRuntime, string expected)
+    [InlineData(true, false, GradientEngines.OnnxRuntime)]
+    [InlineData(false, false, GradientEngines.LibTorch)]
+    [InlineData(true, true, GradientEngines.OnnxRuntime)]
+    [InlineData(false, true, GradientEngines.LibTorch)]
+    public void An_engine_that_reproduces_float64_is_chosen(bool tryOnnxRuntime, bool batched, string expected)
     {
         var model = Cnn(1).Model();
-        var verdict = Choose(model, model, tryOnnxRuntime);
+        var verdict = Choose(model, model, tryOnnxRuntime, batched);
         using var backprop = verdict.Backprop;
         Assert.Equal(expected, verdict.Engine);
         Assert.Contains("float64", verdict.Reason);
+        Assert.Equal(batched, verdict.Reason.Contains("in a batch of two"));
+        // The batch of two tells the batch dimension: the backward is written for any batch size.
+        if (backprop is not null && batched) Assert.Equal([-1L, 3, 8, 8], backprop.Shapes["x"].Shape);
     }
 
     [Fact]
@@ -106,6 +111,7 @@ public sealed class GradientEngineCheckTests
         using var scope = NewDisposeScope();
         var probe = tensor(Parity.RandomInput([1, 3, 8, 8], 5, -1, 1), [1, 3, 8, 8]);
         using var floatTruth = FloatTruth.Start(truth, "x", "y", probe, batched);
-        return GradientEngineCheck.Choose(truth, mirror, batched, tryOnnxRuntime, bytes => new InferenceSession(bytes), floatTruth, mirror.Shapes(probe.shape));
+        return GradientEngineCheck.Choose(truth, mirror, batched, tryOnnxRuntime, bytes => new InferenceSession(bytes), floatTruth,
+            mirror.Shapes(floatTruth.Input.shape));
     }
 }

@@ -81,4 +81,37 @@ public sealed class OrtBackwardTests
             File.Delete(path);
         }
     }
+
+    [Fact]
+    public void The_parity_probe_reads_an_output_not_laid_out_per_sample_on_the_probe_alone()
+    {
+        // The mirror runs the probe and its mirror image as one batch of two; this model's output
+        // has its classes first ([4, batch]), so the batch's first row is not the probe's output.
+        // (Its scores are not one row per sample either, so the gradient check may refuse it; the
+        // parity probe must still compare like with like.)
+        var builder = new OnnxTestModel(13, [-1, 3, 6, 6])
+            .Initializer("w", Parity.RandomInput([4 * 3 * 9], 3, -0.5f, 0.5f), 4, 3, 3, 3)
+            .Node("Conv", ["x", "w"], ["c"], Ints("pads", 1, 1, 1, 1))
+            .Node("Relu", ["c"], ["r"])
+            .Node("GlobalAveragePool", ["r"], ["g"])
+            .Node("Flatten", ["g"], ["f"])
+            .Node("Transpose", ["f"], ["y"], Ints("perm", 1, 0))
+            .Output("y");
+        var path = Path.Combine(Path.GetTempPath(), $"classes-first-{Guid.NewGuid():N}.onnx");
+        File.WriteAllBytes(path, builder.Bytes());
+        try
+        {
+            var (session, provider) = FixtureExplainers.Sessions.Create(path);
+            using var onnx = new OnnxModel(session, provider);
+            var analysis = new ExplainAnalysis(new ExplainOptions(), FixtureExplainers.Sessions);
+            var (explainer, descriptor) = analysis.Analyse(path, onnx, new Preprocessing("x", "NCHW", 6, 6, "RGB", 1, [0, 0, 0], [1, 1, 1]), "y");
+            explainer?.Dispose();
+            Assert.NotNull(descriptor.ParityMaxAbsDiff);
+            Assert.True(descriptor.ParityMaxAbsDiff < 1e-4, $"parity {descriptor.ParityMaxAbsDiff}: {descriptor.Reason}");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 }

@@ -97,9 +97,14 @@ public sealed class ExplainAnalysis
 
             var (input, expected) = probe!;
             using var scope = NewDisposeScope();
+            // One forward on what the engines are checked on (the probe, then its mirror image where
+            // the model takes batches): the probe's output for parity, its grids for Grad-CAM, the
+            // batch's shapes for ONNX Runtime's backward.
+            var checkedInput = truth!.Input;
+            var samples = checkedInput.shape[0];
             Dictionary<string, Tensor> values;
-            using (no_grad()) values = mirror.Forward(tensor(input.Data, input.Shape), RectifierRule.Gradient);
-            var actual = TensorCopy.Floats(values[outputName]);
+            using (no_grad()) values = mirror.Forward(checkedInput, RectifierRule.Gradient);
+            var actual = TensorCopy.Floats(samples == input.Shape[0] ? values[outputName] : ProbeOutput(mirror, values[outputName], truth, expected.Data.Length));
 
             var difference = actual.Length == expected.Data.Length
                 ? expected.Data.Zip(actual, (e, a) => (double)Math.Abs(e - a)).DefaultIfEmpty(0).Max()
@@ -107,8 +112,8 @@ public sealed class ExplainAnalysis
             var scale = expected.Data.Select(v => (double)Math.Abs(v)).DefaultIfEmpty(0).Max();
             var layers = mirror.ActivationNames
                 // One grid per sample: not the windows Swin folds into the batch dimension.
-                .Where(name => values.TryGetValue(name, out var t) && t.is_floating_point() && CamLayouts.Of(t.shape) is not null && t.shape[0] == input.Shape[0])
-                .Select(name => new LayerDescriptor(name, values[name].shape, CamLayouts.Of(values[name].shape)!))
+                .Where(name => values.TryGetValue(name, out var t) && t.is_floating_point() && CamLayouts.Of(t.shape) is not null && t.shape[0] == samples)
+                .Select(name => new LayerDescriptor(name, [input.Shape[0], .. values[name].shape[1..]], CamLayouts.Of(values[name].shape)!))
                 .ToArray();
             var cnnLayers = layers.Where(l => l.Layout == CamLayouts.ChannelsFirst).Select(l => l.Name).ToHashSet();
             var defaultLayer = mirror.RectifierOutputs.LastOrDefault(cnnLayers.Contains) ?? LastInformativeLayer(mirror, tensor(input.Data, input.Shape), layers);
@@ -121,7 +126,7 @@ public sealed class ExplainAnalysis
             }
             // The import's probe passes leave freed native memory behind: handed back once imports pause.
             Torch.NativeHeap.TrimWhenIdle(TimeSpan.FromSeconds(5));
-            var chosen = GradientEngineCheck.Choose(model, mirror, batched, _options.OrtBackward, Open, truth!, mirror.ShapesOf(values));
+            var chosen = GradientEngineCheck.Choose(model, mirror, batched, _options.OrtBackward, Open, truth, mirror.ShapesOf(values));
             backprop = chosen.Backprop;
             if (chosen.Engine is null)
             {
@@ -141,6 +146,17 @@ public sealed class ExplainAnalysis
     }
 
     private InferenceSession Open(byte[] model) => _sessions.Create(model).Session;
+
+    /// <summary>
+    /// The probe's part of the mirror's output on the batch of two: the first sample's; an output not
+    /// laid out per sample is computed for the probe alone.
+    /// </summary>
+    private static Tensor ProbeOutput(GraphMirror mirror, Tensor output, FloatTruth truth, long probeLength)
+    {
+        if (output.shape[0] == 2 && output.NumberOfElements == 2 * probeLength) return output.narrow(0, 0, 1);
+        using var noGrad = no_grad();
+        return mirror.Forward(truth.Probe, RectifierRule.Gradient)[mirror.OutputName];
+    }
 
     /// <summary>
     /// Without rectifiers to point at one (transformers, SiLU networks): the last layer whose grid

@@ -18,14 +18,26 @@ namespace SaliencyService.Explain.Engine;
 public sealed class FloatTruth : IDisposable
 {
     private readonly Task<Pass> _pass;
+    private readonly TaskCompletionSource<Dictionary<string, TensorInfo>> _shapes = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>The float64 mirror, the explained target and the probe's input gradient ([1, ...]); the tensors are owned here.</summary>
     public sealed record Pass(GraphMirror Reference, long Target, Tensor Gradient);
 
-    private FloatTruth(Tensor input, Func<Pass> pass)
+    private FloatTruth(Tensor input, Func<FloatTruth, Pass> pass)
     {
         Input = input;
-        _pass = Task.Run(pass);
+        _pass = Task.Run(() =>
+        {
+            try
+            {
+                return pass(this);
+            }
+            catch (Exception e)
+            {
+                _shapes.TrySetException(e);
+                throw;
+            }
+        });
     }
 
     /// <summary>The rule of the checked pass: that of the backward ONNX Runtime's backprop builds first.</summary>
@@ -40,11 +52,19 @@ public sealed class FloatTruth : IDisposable
     /// <summary>The probe: <see cref="Input"/>'s first sample, the one the truth is computed for.</summary>
     public Tensor Probe => Input.narrow(0, 0, 1);
 
+    /// <summary>
+    /// The shapes of the pass's forward on the probe (<see cref="GraphMirror.ShapesOf"/>; float64
+    /// where the model computes float32), known before its backward ends: beside a forward on the
+    /// batch of two, they tell which dimensions follow the batch
+    /// (<see cref="GraphMirror.BatchShapes(IReadOnlyDictionary{string, TensorInfo}, IReadOnlyDictionary{string, TensorInfo})"/>).
+    /// </summary>
+    public Task<Dictionary<string, TensorInfo>> Shapes => _shapes.Task;
+
     /// <param name="probe">[1, ...]: the probe input (read, not kept).</param>
     public static FloatTruth Start(ModelProto model, string inputName, string outputName, Tensor probe, bool batched)
     {
         var input = (batched ? cat([probe, probe.flip(-1)], 0) : probe.clone()).DetachFromDisposeScope();
-        return new FloatTruth(input, () =>
+        return new FloatTruth(input, truth =>
         {
             var build = GraphMirror.Build(model, inputName, outputName, ScalarType.Float64);
             var reference = build.Mirror
@@ -55,6 +75,7 @@ public sealed class FloatTruth : IDisposable
                 using var probe = input.narrow(0, 0, 1);
                 var gradient = reference.InputGradients(probe, values =>
                 {
+                    truth._shapes.TrySetResult(reference.ShapesOf(values));
                     return target = values[reference.ScoreName].reshape(1, -1)[0].argmax().item<long>();
                 }, Rule);
                 return new Pass(reference, target, gradient);

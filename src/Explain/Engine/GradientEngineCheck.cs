@@ -37,9 +37,9 @@ public static class GradientEngineCheck
 
     /// <param name="tryOnnxRuntime">Whether ONNX Runtime's backward is a candidate (<c>Saliency:Explain:OrtBackward</c>).</param>
     /// <param name="truth">The float64 pass (started before, computed meanwhile); its input is the batch the engines run.</param>
-    /// <param name="sampleShapes">The shapes of the mirror's forward on the probe (<see cref="GraphMirror.ShapesOf"/>).</param>
+    /// <param name="checkedShapes">The shapes of the mirror's forward on the truth's input (<see cref="GraphMirror.ShapesOf"/>).</param>
     public static Verdict Choose(ModelProto model, GraphMirror mirror, bool batched, bool tryOnnxRuntime,
-        Func<byte[], InferenceSession> open, FloatTruth truth, IReadOnlyDictionary<string, TensorInfo> sampleShapes)
+        Func<byte[], InferenceSession> open, FloatTruth truth, IReadOnlyDictionary<string, TensorInfo> checkedShapes)
     {
         OrtBackprop? backprop = null;
         var ortSays = "ONNX Runtime backward: turned off (Saliency:Explain:OrtBackward)";
@@ -47,7 +47,8 @@ public static class GradientEngineCheck
         {
             try
             {
-                var shapes = batched ? GraphMirror.BatchShapes(sampleShapes, ShapesOfBatch(mirror, truth.Input)) : sampleShapes;
+                // Which dimensions follow the batch: the truth's forward on the probe beside the mirror's on the batch of two.
+                var shapes = batched ? GraphMirror.BatchShapes(truth.Shapes.GetAwaiter().GetResult(), checkedShapes) : checkedShapes;
                 backprop = OrtBackprop.Create(model, mirror, shapes, open);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
@@ -64,14 +65,6 @@ public static class GradientEngineCheck
             backprop?.Dispose();
             throw;
         }
-    }
-
-    /// <summary>The shapes of the float32 mirror's forward on the checked batch of two, beside the probe's: which dimensions follow the batch.</summary>
-    private static Dictionary<string, TensorInfo> ShapesOfBatch(GraphMirror mirror, Tensor batch)
-    {
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        return mirror.ShapesOf(mirror.Forward(batch, RectifierRule.Gradient));
     }
 
     private static Verdict Judge(GraphMirror mirror, FloatTruth truth, OrtBackprop? backprop, string ortSays)

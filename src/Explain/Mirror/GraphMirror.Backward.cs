@@ -45,15 +45,15 @@ public sealed partial class GraphMirror
         batched ? BatchShapes(Shapes([1, .. sampleShape[1..]]), Shapes([2, .. sampleShape[1..]])) : Shapes(sampleShape);
 
     /// <summary>
-    /// As above, from the shapes of a forward on a batch of one (<paramref name="one"/>, whose types
-    /// are kept) and of one on a batch of two (<paramref name="two"/>: shapes and integer values only,
-    /// so it may come from a mirror of another precision).
+    /// As above, from the shapes of a forward on a batch of one (<paramref name="one"/>: shapes and
+    /// integer values only, so it may come from a mirror of another precision) and of one on a batch
+    /// of two (<paramref name="two"/>, whose types are kept).
     /// </summary>
     public static Dictionary<string, TensorInfo> BatchShapes(IReadOnlyDictionary<string, TensorInfo> one, IReadOnlyDictionary<string, TensorInfo> two) =>
         one.ToDictionary(p => p.Key, p =>
         {
             var (a, b) = (p.Value.Shape, two[p.Key].Shape);
-            var info = p.Value;
+            var info = p.Value with { Type = two[p.Key].Type };
             // Integer values that differ with the batch size are not constants of the backward.
             if (info.Values is { } values && (two[p.Key].Values is not { } other || !values.SequenceEqual(other))) info = info with { Values = null };
             if (a.SequenceEqual(b)) return info;
