@@ -17,34 +17,29 @@ namespace SaliencyService.Tests;
 /// </summary>
 public sealed class GradientEngineCheckTests
 {
-    private static OnnxTestModel Cnn(float weightScale) => new OnnxTestModel(13, [-1, 3, 8, 8])
+    private static OnnxTestModel Cnn(float weightScale) => CnnScoring(weightScale, "y").Output("y");
+
+    /// <summary>A small CNN whose scores are <paramref name="scores"/> (not yet an output).</summary>
+    private static OnnxTestModel CnnScoring(float weightScale, string scores) => new OnnxTestModel(13, [-1, 3, 8, 8])
         .Initializer("w", Parity.RandomInput([6 * 3 * 9], 11, -0.5f, 0.5f).Select(v => v * weightScale).ToArray(), 6, 3, 3, 3)
         .Initializer("fc", Parity.RandomInput([6 * 4], 12, -0.5f, 0.5f), 6, 4)
         .Node("Conv", ["x", "w"], ["c"], Ints("pads", 1, 1, 1, 1))
         .Node("Relu", ["c"], ["r"])
         .Node("GlobalAveragePool", ["r"], ["g"])
         .Node("Flatten", ["g"], ["f"])
-        .Node("MatMul", ["f", "fc"], ["y"])
-        .Output("y");
+        .Node("MatMul", ["f", "fc"], [scores]);
 
     /// <summary>
     /// <see cref="Cnn"/> whose first sample's scores gain 0.5 × the other samples' (the batch's sum
     /// less its own): nothing at batch 1; in a batch the first sample's gradient is still its own,
     /// every other sample's 1.5× its own.
     /// </summary>
-    private static ModelProto BatchMixingCnn() => new OnnxTestModel(13, [-1, 3, 8, 8])
-        .Initializer("w", Parity.RandomInput([6 * 3 * 9], 11, -0.5f, 0.5f), 6, 3, 3, 3)
-        .Initializer("fc", Parity.RandomInput([6 * 4], 12, -0.5f, 0.5f), 6, 4)
+    private static ModelProto BatchMixingCnn() => CnnScoring(1, "s")
         .Initializer("batch_axis", [0L], 1)
         .Initializer("first", [0L], 1)
         .Initializer("second", [1L], 1)
         .Initializer("end", [long.MaxValue], 1)
         .Initializer("half", [0.5f], 1)
-        .Node("Conv", ["x", "w"], ["c"], Ints("pads", 1, 1, 1, 1))
-        .Node("Relu", ["c"], ["r"])
-        .Node("GlobalAveragePool", ["r"], ["g"])
-        .Node("Flatten", ["g"], ["f"])
-        .Node("MatMul", ["f", "fc"], ["s"])
         .Node("ReduceSum", ["s", "batch_axis"], ["total"], Int("keepdims", 1))
         .Node("Sub", ["total", "s"], ["others"])
         .Node("Slice", ["others", "first", "second", "batch_axis"], ["others0"])

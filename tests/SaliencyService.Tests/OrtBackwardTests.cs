@@ -62,11 +62,9 @@ public sealed class OrtBackwardTests
             .Node("GlobalAveragePool", ["r"], ["g"])
             .Node("Flatten", ["g"], ["y"])
             .Output("y");
-        var path = Path.Combine(Path.GetTempPath(), $"softplus-{Guid.NewGuid():N}.onnx");
-        File.WriteAllBytes(path, builder.Bytes());
-        try
+        WithModelFile(builder, path =>
         {
-            var (explainer, descriptor, onnx, _) = FixtureExplainers.Analyse(path, true, new Preprocessing("x", "NCHW", 6, 6, "RGB", 1, [0, 0, 0], [1, 1, 1]));
+            var (explainer, descriptor, onnx, _) = FixtureExplainers.Analyse(path, true, SixBySix);
             using var owned = onnx;
             using var model = explainer ?? throw new InvalidOperationException("not explainable");
             Assert.Equal(GradientEngines.LibTorch, model.Engine.Name);
@@ -75,11 +73,7 @@ public sealed class OrtBackwardTests
             var input = new FloatTensor(Parity.RandomInput([1, 3, 6, 6], 4, -1, 1), [1, 3, 6, 6]);
             var map = Explainer.Explain(model, input, new ExplainRequest(AttributionMethods.Default), null, "NCHW");
             Assert.Contains(map.Map, v => v != 0);
-        }
-        finally
-        {
-            File.Delete(path);
-        }
+        });
     }
 
     [Fact]
@@ -97,17 +91,52 @@ public sealed class OrtBackwardTests
             .Node("Flatten", ["g"], ["f"])
             .Node("Transpose", ["f"], ["y"], Ints("perm", 1, 0))
             .Output("y");
-        var path = Path.Combine(Path.GetTempPath(), $"classes-first-{Guid.NewGuid():N}.onnx");
-        File.WriteAllBytes(path, builder.Bytes());
-        try
+        WithModelFile(builder, path =>
         {
             var (session, provider) = FixtureExplainers.Sessions.Create(path);
             using var onnx = new OnnxModel(session, provider);
             var analysis = new ExplainAnalysis(new ExplainOptions(), FixtureExplainers.Sessions);
-            var (explainer, descriptor) = analysis.Analyse(path, onnx, new Preprocessing("x", "NCHW", 6, 6, "RGB", 1, [0, 0, 0], [1, 1, 1]), "y");
+            var (explainer, descriptor) = analysis.Analyse(path, onnx, SixBySix, "y");
             explainer?.Dispose();
             Assert.NotNull(descriptor.ParityMaxAbsDiff);
             Assert.True(descriptor.ParityMaxAbsDiff < 1e-4, $"parity {descriptor.ParityMaxAbsDiff}: {descriptor.Reason}");
+        });
+    }
+
+    [Fact]
+    public void A_model_with_a_fixed_batch_of_several_is_checked_on_its_whole_probe()
+    {
+        // Its probe is its fixed batch of four, and it reshapes all four into one row (then back), so
+        // it cannot run on one sample: the float64 truth and the parity forward take the probe whole.
+        var builder = new OnnxTestModel(13, [4, 10])
+            .Initializer("row", [1L, 40L], 2)
+            .Initializer("w", Parity.RandomInput([40 * 12], 5, -0.5f, 0.5f), 40, 12)
+            .Initializer("rows", [4L, 3L], 2)
+            .Node("Relu", ["x"], ["r"])
+            .Node("Reshape", ["r", "row"], ["flat"])
+            .Node("MatMul", ["flat", "w"], ["m"])
+            .Node("Reshape", ["m", "rows"], ["y"])
+            .Output("y");
+        WithModelFile(builder, path =>
+        {
+            var (explainer, descriptor, onnx, _) = FixtureExplainers.Analyse(path, true, new Preprocessing("x", "NCHW", 1, 1, "RGB", 1, [0, 0, 0], [1, 1, 1]));
+            using var owned = onnx;
+            using var model = explainer;
+            Assert.True(descriptor.Supported, descriptor.Reason);
+            Assert.Equal(GradientEngines.OnnxRuntime, descriptor.GradientEngine);
+        });
+    }
+
+    private static readonly Preprocessing SixBySix = new("x", "NCHW", 6, 6, "RGB", 1, [0, 0, 0], [1, 1, 1]);
+
+    /// <summary>Runs <paramref name="use"/> on the model written to a temporary file, deleted after.</summary>
+    private static void WithModelFile(OnnxTestModel builder, Action<string> use)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"model-{Guid.NewGuid():N}.onnx");
+        File.WriteAllBytes(path, builder.Bytes());
+        try
+        {
+            use(path);
         }
         finally
         {

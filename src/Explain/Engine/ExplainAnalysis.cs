@@ -104,7 +104,7 @@ public sealed class ExplainAnalysis
             var samples = checkedInput.shape[0];
             Dictionary<string, Tensor> values;
             using (no_grad()) values = mirror.Forward(checkedInput, RectifierRule.Gradient);
-            var actual = TensorCopy.Floats(samples == input.Shape[0] ? values[outputName] : ProbeOutput(mirror, values[outputName], truth, expected.Data.Length));
+            var actual = TensorCopy.Floats(ProbeOutput(mirror, values[outputName], truth, expected.Data.Length));
 
             var difference = actual.Length == expected.Data.Length
                 ? expected.Data.Zip(actual, (e, a) => (double)Math.Abs(e - a)).DefaultIfEmpty(0).Max()
@@ -148,11 +148,13 @@ public sealed class ExplainAnalysis
     private InferenceSession Open(byte[] model) => _sessions.Create(model).Session;
 
     /// <summary>
-    /// The probe's part of the mirror's output on the batch of two: the first sample's; an output not
-    /// laid out per sample is computed for the probe alone.
+    /// The probe's part of the mirror's output on the checked input (<see cref="FloatTruth.Input"/>):
+    /// all of it for the probe alone, the first sample's in the batch of two; an output not laid out
+    /// per sample is computed for the probe alone.
     /// </summary>
     private static Tensor ProbeOutput(GraphMirror mirror, Tensor output, FloatTruth truth, long probeLength)
     {
+        if (!truth.Batched) return output;
         if (output.shape[0] == 2 && output.NumberOfElements == 2 * probeLength) return output.narrow(0, 0, 1);
         using var noGrad = no_grad();
         return mirror.Forward(truth.Probe, RectifierRule.Gradient)[mirror.OutputName];

@@ -20,12 +20,13 @@ public sealed class FloatTruth : IDisposable
     private readonly Task<Pass> _pass;
     private readonly TaskCompletionSource<Dictionary<string, TensorInfo>> _shapes = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    /// <summary>The float64 mirror, the explained target and the probe's input gradient ([1, ...]); the tensors are owned here.</summary>
+    /// <summary>The float64 mirror, the explained target and the probe's input gradient; the tensors are owned here.</summary>
     public sealed record Pass(GraphMirror Reference, long Target, Tensor Gradient);
 
-    private FloatTruth(Tensor input, Func<FloatTruth, Pass> pass)
+    private FloatTruth(Tensor input, bool batched, Func<FloatTruth, Pass> pass)
     {
         Input = input;
+        Batched = batched;
         _pass = Task.Run(() =>
         {
             try
@@ -49,8 +50,11 @@ public sealed class FloatTruth : IDisposable
     /// </summary>
     public Tensor Input { get; }
 
-    /// <summary>The probe: <see cref="Input"/>'s first sample, the one the truth is computed for.</summary>
-    public Tensor Probe => Input.narrow(0, 0, 1);
+    /// <summary>Whether <see cref="Input"/> is the batch of two (the model takes batches), not the probe alone.</summary>
+    public bool Batched { get; }
+
+    /// <summary>The probe, the input the truth is computed for: <see cref="Input"/>'s first sample in the batch of two, else all of it.</summary>
+    public Tensor Probe => Batched ? Input.narrow(0, 0, 1) : Input.alias();
 
     /// <summary>
     /// The shapes of the pass's forward on the probe (<see cref="GraphMirror.ShapesOf"/>; float64
@@ -60,11 +64,11 @@ public sealed class FloatTruth : IDisposable
     /// </summary>
     public Task<Dictionary<string, TensorInfo>> Shapes => _shapes.Task;
 
-    /// <param name="probe">[1, ...]: the probe input (read, not kept).</param>
+    /// <param name="probe">The probe input (read, not kept): one sample, or the model's fixed batch.</param>
     public static FloatTruth Start(ModelProto model, string inputName, string outputName, Tensor probe, bool batched)
     {
         var input = (batched ? cat([probe, probe.flip(-1)], 0) : probe.clone()).DetachFromDisposeScope();
-        return new FloatTruth(input, truth =>
+        return new FloatTruth(input, batched, truth =>
         {
             var build = GraphMirror.Build(model, inputName, outputName, ScalarType.Float64);
             var reference = build.Mirror
@@ -72,11 +76,11 @@ public sealed class FloatTruth : IDisposable
             try
             {
                 long target = 0;
-                using var probe = input.narrow(0, 0, 1);
-                var gradient = reference.InputGradients(probe, values =>
+                using var probeInput = truth.Probe;
+                var gradient = reference.InputGradients(probeInput, values =>
                 {
                     truth._shapes.TrySetResult(reference.ShapesOf(values));
-                    return target = values[reference.ScoreName].reshape(1, -1)[0].argmax().item<long>();
+                    return target = values[reference.ScoreName].reshape(probeInput.shape[0], -1)[0].argmax().item<long>();
                 }, Rule);
                 return new Pass(reference, target, gradient);
             }

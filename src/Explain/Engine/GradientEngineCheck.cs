@@ -123,9 +123,10 @@ public static class GradientEngineCheck
     /// </summary>
     private static (double Difference, string Says) Judged(Tensor gradients, Tensor truth, Tensor input, Func<Tensor, Tensor> alone)
     {
-        var probe = RelativeDifference(gradients.narrow(0, 0, 1), truth);
+        var probeRows = truth.shape[0];
+        var probe = RelativeDifference(gradients.narrow(0, 0, probeRows), truth);
         var says = $"within {probe:G3} (relative L2) of float64 autograd on the probe";
-        if (input.shape[0] == 1) return (probe, says);
+        if (input.shape[0] == probeRows) return (probe, says);
         var batched = RelativeDifference(gradients.narrow(0, 1, 1), alone(input.narrow(0, 1, 1)));
         return (Math.Max(probe, batched), $"{says}; in a batch of two (the probe, its mirror image) the second sample within {batched:G3} of its gradient alone");
     }

@@ -38,9 +38,6 @@ public sealed class BackwardGraph
     /// <summary>What rectifiers pass back (<see cref="Rectifier.Gradient"/>).</summary>
     public RectifierRule Rule { get; }
 
-    /// <summary>Forward values the graph reads, in the order they were asked for.</summary>
-    public IReadOnlyList<string> RecordedValues => _recorded;
-
     /// <summary>MaxPool outputs whose argmax indices the graph reads (input <see cref="IndicesOf"/>).</summary>
     public IReadOnlyList<string> MaxPoolIndices => _maxPoolIndices;
 
