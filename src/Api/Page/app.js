@@ -115,8 +115,8 @@ async function deleteModel() {
   if (!m || !confirm(`Delete the model '${m.name}'?`)) return;
   await api(`/v1/models/${encodeURIComponent(m.name)}`, { method: "DELETE" });
   clearError();
-  status(`Deleted ${m.name}.`);
   await loadModels();
+  status(`Deleted ${m.name}.`); // once the picker no longer offers it
 }
 
 // ---- input ----------------------------------------------------------------------------------
