@@ -28,13 +28,6 @@ public static class ServiceRegistration
 
         // Uploads are limited per endpoint; Kestrel's global cap is the largest of them.
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = Math.Max(options.MaxModelBytes, options.MaxRequestBodyBytes) + 1024 * 1024);
-        services.Configure<FormOptions>(f =>
-        {
-            f.MultipartBodyLengthLimit = options.MaxRequestBodyBytes;
-            // Parts up to 4 MiB (a 224² float tensor is 0.6 MB, a photo a few MB) stay in memory
-            // instead of a temporary file; the bounded queues bound how many are held at once.
-            f.MemoryBufferThreshold = 4 * 1024 * 1024;
-        });
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         services.Configure<JsonOptions>(j => j.SerializerOptions.WriteIndented = false);
 

@@ -48,4 +48,66 @@ public sealed class NpyTests
         var e = Assert.Throws<InputTooLargeException>(() => Npy.Read(Npy.Write(new float[100], [10, 10]), 99));
         Assert.Equal(413, Problems.Describe(e).Status);
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(7)]
+    [InlineData(4096)]
+    [InlineData(1 << 20)]
+    public async Task Reads_a_stream_as_it_arrives_in_pieces_of_any_size(int piece)
+    {
+        var data = Enumerable.Range(0, 2 * 3 * 5 * 7).Select(i => MathF.Sin(i) * 1e3f).ToArray();
+        var streamed = await Npy.ReadAsync(new Trickle(Npy.Write(data, [2, 3, 5, 7]), piece), long.MaxValue, CancellationToken.None);
+        Assert.Equal([2L, 3, 5, 7], streamed.Shape);
+        Assert.Equal(data, streamed.Data);
+
+        // A file NumPy wrote, header and all.
+        var numpy = File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.tensor.npy"));
+        var fromNumpy = await Npy.ReadAsync(new Trickle(numpy, piece), long.MaxValue, CancellationToken.None);
+        Assert.Equal([1L, 64, 64, 3], fromNumpy.Shape);
+        Assert.Equal(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(numpy.AsSpan(numpy.Length - 64 * 64 * 3 * 4)).ToArray(), fromNumpy.Data);
+    }
+
+    [Fact]
+    public async Task Reads_a_version_2_header_from_a_stream()
+    {
+        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }".PadRight(51) + "\n";
+        byte[] file = [0x93, .. "NUMPY"u8, 2, 0, .. BitConverter.GetBytes((uint)header.Length), .. System.Text.Encoding.Latin1.GetBytes(header),
+            .. BitConverter.GetBytes(1.5f), .. BitConverter.GetBytes(-2f), .. BitConverter.GetBytes(8f)];
+        var tensor = await Npy.ReadAsync(new Trickle(file, 5), long.MaxValue, CancellationToken.None);
+        Assert.Equal([3L], tensor.Shape);
+        Assert.Equal([1.5f, -2f, 8f], tensor.Data);
+    }
+
+    [Fact]
+    public async Task A_stream_is_refused_for_what_a_whole_file_is_refused_with_the_same_message()
+    {
+        var good = Npy.Write([1f, 2f, 3f, 4f], [2, 2]);
+        byte[] huge = [0x93, .. "NUMPY"u8, 2, 0, .. BitConverter.GetBytes(uint.MaxValue), .. "{}"u8];
+        foreach (var (bad, says) in new (byte[], string)[]
+        {
+            (good[..^4], "holds 12 bytes but shape (2, 2) needs 16"),
+            ([.. good, 0, 0, 0, 0], "holds 20 bytes but shape (2, 2) needs 16"),
+            (good[..20], "header is truncated"),
+            ("not a numpy file at all"u8.ToArray(), "bad magic bytes"),
+            (good[..8], "bad magic bytes"),
+            (huge, "header is longer than"),
+        })
+        {
+            var streamed = await Assert.ThrowsAsync<InvalidArgumentException>(() => Npy.ReadAsync(new Trickle(bad, 3), long.MaxValue, CancellationToken.None));
+            Assert.Contains(says, streamed.Message);
+            if (bad != huge) Assert.Equal(Assert.Throws<InvalidArgumentException>(() => Npy.Read(bad, long.MaxValue)).Message, streamed.Message);
+        }
+        var tooMany = await Assert.ThrowsAsync<InputTooLargeException>(() => Npy.ReadAsync(new Trickle(good, 3), 3, CancellationToken.None));
+        Assert.Equal(413, Problems.Describe(tooMany).Status);
+    }
+
+    /// <summary>A body that arrives at most <paramref name="piece"/> bytes per read, as a slow client sends it.</summary>
+    private sealed class Trickle(byte[] bytes, int piece) : MemoryStream(bytes)
+    {
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+            base.ReadAsync(buffer[..Math.Min(buffer.Length, piece)], cancellationToken);
+
+        public override int Read(byte[] buffer, int offset, int count) => base.Read(buffer, offset, Math.Min(count, piece));
+    }
 }

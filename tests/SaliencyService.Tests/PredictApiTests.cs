@@ -35,6 +35,17 @@ public sealed class PredictApiTests(FixtureModelsService service) : IClassFixtur
     }
 
     [Fact]
+    public async Task Parts_other_than_the_input_are_skipped_wherever_they_come()
+    {
+        var reference = ReferenceCases.Get("mini_resnet", "input1");
+        using var form = new MultipartFormDataContent { { new StringContent("before"), "note" } };
+        form.Add(new ByteArrayContent(File.ReadAllBytes(TestPaths.Fixture("mini_resnet", "input1.tensor.npy"))), "tensor", "input.npy");
+        form.Add(new ByteArrayContent(new byte[100_000]), "attachment", "padding.bin");
+        var result = await PredictAsync("mini_resnet", form, reference.Outputs.Length);
+        AssertMatches(reference, Assert.Single(result.Predictions));
+    }
+
+    [Fact]
     public async Task Tensor_without_batch_dimension_is_accepted()
     {
         var reference = ReferenceCases.Get("mini_resnet", "input1");

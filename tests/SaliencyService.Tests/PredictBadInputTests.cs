@@ -137,6 +137,12 @@ public sealed class PredictBadInputTests(FixtureModelsService service) : IClassF
         using (var both = Http.Form(("image", File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.png")), "a.png"),
                    ("tensor", File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.tensor.npy")), "a.npy")))
             await Http.AssertProblemAsync(await Client.PostAsync("/v1/models/seed_cnn/predict", both), HttpStatusCode.BadRequest);
+        using (var tensorFirst = Http.Form(("tensor", File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.tensor.npy")), "a.npy"),
+                   ("image", File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.png")), "a.png")))
+            Assert.Contains("not both", (await Http.AssertProblemAsync(await Client.PostAsync("/v1/models/seed_cnn/predict", tensorFirst), HttpStatusCode.BadRequest)));
+        using (var twoTensors = Http.Form(("tensor", File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.tensor.npy")), "a.npy"),
+                   ("tensor", File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.tensor.npy")), "b.npy")))
+            Assert.Contains("one 'tensor' part", (await Http.AssertProblemAsync(await Client.PostAsync("/v1/models/seed_cnn/predict", twoTensors), HttpStatusCode.BadRequest)));
 
         using (var json = new StringContent("{}", Encoding.UTF8, "application/json"))
             await Http.AssertProblemAsync(await Client.PostAsync("/v1/models/seed_cnn/predict", json), HttpStatusCode.UnsupportedMediaType);

@@ -22,37 +22,36 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         RequestBodyLimit.Apply(request, _options.MaxRequestBodyBytes);
-        if (!request.HasFormContentType)
-            throw ProblemException.UnsupportedMedia("Send multipart/form-data with an 'image' or a 'tensor' part.");
-        IFormCollection form;
-        try
+        var parts = MultipartParts.Of(request, "Send multipart/form-data with an 'image' or a 'tensor' part.");
+        // Each part is decoded as it arrives: a tensor straight into the model input, without a
+        // buffered copy of the body (for a 224² float tensor that copy cost more than reading it).
+        var images = new List<ReadOnlyMemory<byte>>();
+        FloatTensor? tensor = null;
+        while (await parts.NextAsync(cancellationToken) is { } part)
         {
-            form = await request.ReadFormAsync(cancellationToken);
+            if (part.Name is not ("image" or "tensor")) continue; // skipped: the reader drains it
+            if (part.Name == "image" ? tensor is not null : images.Count > 0)
+                throw ProblemException.BadRequest("Send either 'image' or 'tensor' parts, not both.");
+            if (part.Name == "tensor")
+            {
+                if (tensor is not null) throw ProblemException.BadRequest("Send one 'tensor' part; put a batch in its first dimension.");
+                tensor = await MultipartParts.ClientRead(() => Npy.ReadAsync(part.Body, _options.MaxTensorElements, cancellationToken), cancellationToken);
+                continue;
+            }
+            if (!allowBatch && images.Count == 1) throw ProblemException.BadRequest("This endpoint takes one input.");
+            if (images.Count == _options.MaxBatchImages) throw ProblemException.BadRequest($"At most {_options.MaxBatchImages} images per request.");
+            images.Add(await ReadAllAsync(part.Body, cancellationToken));
         }
-        catch (Exception e) when (e is IOException or InvalidDataException && !cancellationToken.IsCancellationRequested)
-        {
-            throw ProblemException.BadRequest("Malformed multipart body: " + e.Message);
-        }
-        var images = form.Files.GetFiles("image");
-        var tensors = form.Files.GetFiles("tensor");
-
-        if (images.Count > 0 && tensors.Count > 0) throw ProblemException.BadRequest("Send either 'image' or 'tensor' parts, not both.");
-        if (images.Count == 0 && tensors.Count == 0) throw ProblemException.BadRequest("An 'image' or a 'tensor' part is required.");
-        if (tensors.Count > 1) throw ProblemException.BadRequest("Send one 'tensor' part; put a batch in its first dimension.");
-        var count = Math.Max(images.Count, 1);
-        if (!allowBatch && count > 1) throw ProblemException.BadRequest("This endpoint takes one input.");
-        if (count > _options.MaxBatchImages) throw ProblemException.BadRequest($"At most {_options.MaxBatchImages} images per request.");
+        if (tensor is null && images.Count == 0) throw ProblemException.BadRequest("An 'image' or a 'tensor' part is required.");
 
         var input = InputOf(model);
-        var result = images.Count > 0
-            ? await ReadImagesAsync(images, model.Preprocessing, input, keepImages, cancellationToken)
-            : await ReadTensorAsync(tensors[0], input, cancellationToken);
+        var result = tensor is null ? ReadImages(images, model.Preprocessing, input, keepImages) : CheckTensor(tensor, input);
         if (!allowBatch && result.Count > 1) throw ProblemException.BadRequest("This endpoint takes one input, not a batch.");
         Observability.ServerTiming.Add("read", started);
         return result;
     }
 
-    private async Task<ModelInput> ReadImagesAsync(IReadOnlyList<IFormFile> files, Preprocessing p, TensorDescriptor input, bool keepImages, CancellationToken cancellationToken)
+    private ModelInput ReadImages(IReadOnlyList<ReadOnlyMemory<byte>> files, Preprocessing p, TensorDescriptor input, bool keepImages)
     {
         if (input.Shape.Count != 4)
             throw ProblemException.BadRequest($"The model input '{input.Name}' has rank {input.Shape.Count}, not an image; send a 'tensor'.");
@@ -66,8 +65,7 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
         {
             for (var i = 0; i < files.Count; i++)
             {
-                var bytes = await ReadAllAsync(files[i], cancellationToken);
-                var image = _images.Load(bytes, files.Count == 1 ? "image" : $"image[{i}]");
+                var image = _images.Load(files[i], files.Count == 1 ? "image" : $"image[{i}]");
                 ImageTensorizer.Write(image, p, data.AsSpan(i * sampleLength, sampleLength));
                 if (keepImages) kept.Add(image);
                 else image.Dispose();
@@ -81,9 +79,9 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
         return new ModelInput(new FloatTensor(data, [files.Count, .. sampleShape]), keepImages ? kept : null);
     }
 
-    private async Task<ModelInput> ReadTensorAsync(IFormFile file, TensorDescriptor input, CancellationToken cancellationToken)
+    /// <summary>The uploaded tensor, checked (finite, of the model input's shape) and with its batch dimension.</summary>
+    private ModelInput CheckTensor(FloatTensor tensor, TensorDescriptor input)
     {
-        var tensor = Npy.Read(await ReadAllAsync(file, cancellationToken), _options.MaxTensorElements);
         var nonFinite = Inference.NonFinite.IndexOf(tensor.Data);
         if (nonFinite >= 0)
             throw ProblemException.BadRequest($"The tensor holds a non-finite value ({tensor.Data[nonFinite]} at flat index {nonFinite}); models are fed finite numbers only.");
@@ -113,11 +111,11 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
             $"The tensor has shape [{string.Join(", ", actual)}]; the model input is [{string.Join(", ", model)}] " +
             "(-1 = any size), with or without the batch dimension.");
 
-    private static async Task<byte[]> ReadAllAsync(IFormFile file, CancellationToken cancellationToken)
-    {
-        var bytes = new byte[file.Length];
-        await using var stream = file.OpenReadStream();
-        await stream.ReadExactlyAsync(bytes, cancellationToken);
-        return bytes;
-    }
+    private static Task<ReadOnlyMemory<byte>> ReadAllAsync(Stream body, CancellationToken cancellationToken) =>
+        MultipartParts.ClientRead(async () =>
+        {
+            var buffer = new MemoryStream();
+            await body.CopyToAsync(buffer, cancellationToken);
+            return new ReadOnlyMemory<byte>(buffer.GetBuffer(), 0, (int)buffer.Length);
+        }, cancellationToken);
 }

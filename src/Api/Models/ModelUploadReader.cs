@@ -1,8 +1,7 @@
 using SaliencyService.Api.Errors;
 using System.Security.Cryptography;
 using System.Text;
-using Microsoft.AspNetCore.WebUtilities;
-using Microsoft.Net.Http.Headers;
+using SaliencyService.Api.Inputs;
 using SaliencyService.Explain;
 
 namespace SaliencyService.Api.Models;
@@ -21,58 +20,33 @@ public static class ModelUploadReader
     /// <summary>Reads the form, the model into <paramref name="staging"/> (which its caller owns and cleans up).</summary>
     public static async Task<ModelUpload> ReadAsync(HttpRequest request, string staging, long maxModelBytes, CancellationToken cancellationToken)
     {
-        if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var mediaType)
-            || !mediaType.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase))
-            throw ProblemException.UnsupportedMedia("Upload the model as multipart/form-data with a 'file' part.");
-        var boundary = HeaderUtilities.RemoveQuotes(mediaType.Boundary).Value;
-        if (string.IsNullOrEmpty(boundary)) throw ProblemException.BadRequest("The multipart boundary is missing.");
-
+        var parts = MultipartParts.Of(request, "Upload the model as multipart/form-data with a 'file' part.");
         string? fileName = null, name = null, manifest = null, sha256 = null;
-        var reader = new MultipartReader(boundary, request.Body);
-        while (await NextSectionAsync(reader, cancellationToken) is { } section)
+        while (await parts.NextAsync(cancellationToken) is { } part)
         {
-            if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition)) continue;
-            switch (disposition.Name.Value?.Trim('"'))
+            switch (part.Name)
             {
                 case "file":
                     if (sha256 is not null) throw ProblemException.BadRequest("Send exactly one 'file' part.");
-                    fileName = (disposition.FileNameStar.HasValue ? disposition.FileNameStar : disposition.FileName).Value?.Trim('"');
-                    sha256 = await CopyLimitedAsync(section.Body, Path.Combine(staging, StoreLayout.ModelFile), maxModelBytes, cancellationToken);
+                    fileName = part.FileName;
+                    sha256 = await CopyLimitedAsync(part.Body, Path.Combine(staging, StoreLayout.ModelFile), maxModelBytes, cancellationToken);
                     break;
                 case "name":
-                    name = (await ReadFieldAsync(section.Body, cancellationToken)).Trim();
+                    name = (await ReadFieldAsync(part.Body, cancellationToken)).Trim();
                     break;
                 case "manifest":
-                    manifest = await ReadFieldAsync(section.Body, cancellationToken);
+                    manifest = await ReadFieldAsync(part.Body, cancellationToken);
                     break;
-                default:
-                    await section.Body.CopyToAsync(Stream.Null, cancellationToken);
-                    break;
+                // Any other part is skipped: the reader drains it on the way to the next.
             }
         }
         if (sha256 is null) throw ProblemException.BadRequest("The 'file' part (the .onnx model) is missing.");
         return new ModelUpload(fileName, string.IsNullOrEmpty(name) ? null : name, manifest, sha256);
     }
 
-    // A body that ends early or breaks the multipart syntax is the client's fault (400); disk
-    // errors while writing the staged file are not caught here and stay server errors.
-    private static Task<MultipartSection?> NextSectionAsync(MultipartReader reader, CancellationToken cancellationToken) =>
-        ClientRead(() => reader.ReadNextSectionAsync(cancellationToken), cancellationToken);
-
+    // Disk errors while writing the staged file are not the client's and stay server errors.
     private static Task<int> ReadBodyAsync(Stream body, byte[] buffer, CancellationToken cancellationToken) =>
-        ClientRead(() => body.ReadAsync(buffer, cancellationToken).AsTask(), cancellationToken);
-
-    private static async Task<T> ClientRead<T>(Func<Task<T>> read, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await read();
-        }
-        catch (Exception e) when (e is IOException or InvalidDataException && !cancellationToken.IsCancellationRequested)
-        {
-            throw ProblemException.BadRequest("Malformed multipart body: " + e.Message);
-        }
-    }
+        MultipartParts.ClientRead(() => body.ReadAsync(buffer, cancellationToken).AsTask(), cancellationToken);
 
     /// <returns>The file's SHA-256 (lower-case hex), computed on the way: the store's version needs no second read.</returns>
     private static async Task<string> CopyLimitedAsync(Stream source, string path, long maxBytes, CancellationToken cancellationToken)

@@ -1,5 +1,7 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
 
@@ -16,22 +18,78 @@ public static partial class Npy
     /// <summary>Parses a float32 array; anything else is a 400 naming what is wrong.</summary>
     public static FloatTensor Read(ReadOnlySpan<byte> bytes, long maxElements)
     {
-        if (bytes.Length < 10 || !bytes[..6].SequenceEqual(Magic))
+        var headerEnd = HeaderEnd(bytes);
+        if (headerEnd > bytes.Length) throw Truncated();
+        var (shape, count) = ParseHeader(bytes[..(int)headerEnd], maxElements);
+        var payload = bytes[(int)headerEnd..];
+        if (payload.Length != count * sizeof(float)) throw SizeMismatch(payload.Length, shape, count);
+        var data = new float[count];
+        payload.CopyTo(MemoryMarshal.AsBytes(data.AsSpan()));
+        return new FloatTensor(data, shape);
+    }
+
+    /// <summary>
+    /// <see cref="Read(ReadOnlySpan{byte}, long)"/> from a stream as it arrives: the payload goes
+    /// straight into the tensor, without a copy of the whole file first.
+    /// </summary>
+    public static async Task<FloatTensor> ReadAsync(Stream stream, long maxElements, CancellationToken cancellationToken)
+    {
+        var prefix = new byte[VersionedPrefix];
+        var got = await stream.ReadAtLeastAsync(prefix, prefix.Length, throwOnEndOfStream: false, cancellationToken);
+        var headerEnd = HeaderEnd(prefix.AsSpan(0, got));
+        if (headerEnd > MaxHeaderBytes) throw new InvalidArgumentException($"The .npy header is longer than {MaxHeaderBytes} bytes.");
+        var header = new byte[Math.Max(headerEnd, got)];
+        prefix.AsSpan(0, got).CopyTo(header);
+        if (got < headerEnd && await stream.ReadAtLeastAsync(header.AsMemory(got), (int)headerEnd - got, throwOnEndOfStream: false, cancellationToken) < headerEnd - got)
+            throw Truncated();
+        var (shape, count) = ParseHeader(header.AsSpan(0, (int)headerEnd), maxElements);
+
+        var data = new float[count];
+        long expected = count * sizeof(float), total = 0;
+        void Take(ReadOnlySpan<byte> chunk)
+        {
+            if (total + chunk.Length <= expected) chunk.CopyTo(MemoryMarshal.AsBytes(data.AsSpan())[(int)total..]);
+            total += chunk.Length;
+        }
+        Take(header.AsSpan((int)headerEnd));
+        var buffer = ArrayPool<byte>.Shared.Rent(1 << 16);
+        try
+        {
+            int read;
+            while ((read = await stream.ReadAsync(buffer, cancellationToken)) > 0) Take(buffer.AsSpan(0, read));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        if (total != expected) throw SizeMismatch(total, shape, count);
+        return new FloatTensor(data, shape);
+    }
+
+    /// <summary>Magic, version and header length: 10 bytes in version 1, 12 in versions 2 and 3.</summary>
+    private const int VersionedPrefix = 12;
+
+    /// <summary>NumPy itself refuses headers over 10,000 bytes unless told otherwise.</summary>
+    private const int MaxHeaderBytes = 1 << 16;
+
+    /// <summary>Where the header ends and the payload starts, from the file's first bytes (magic, version, length).</summary>
+    private static long HeaderEnd(ReadOnlySpan<byte> prefix)
+    {
+        if (prefix.Length < 10 || !prefix[..6].SequenceEqual(Magic))
             throw new InvalidArgumentException("The tensor is not a NumPy .npy file (bad magic bytes).");
+        int major = prefix[6];
+        if (major == 1) return 10L + BinaryPrimitives.ReadUInt16LittleEndian(prefix[8..]);
+        if (major is 2 or 3 && prefix.Length >= 12) return 12L + BinaryPrimitives.ReadUInt32LittleEndian(prefix[8..]);
+        throw new InvalidArgumentException($"Unsupported .npy format version {major}.");
+    }
 
-        int major = bytes[6];
-        int headerLength, headerStart;
-        if (major == 1) { headerLength = BinaryPrimitives.ReadUInt16LittleEndian(bytes[8..]); headerStart = 10; }
-        else if (major is 2 or 3 && bytes.Length >= 12) { headerLength = checked((int)BinaryPrimitives.ReadUInt32LittleEndian(bytes[8..])); headerStart = 12; }
-        else throw new InvalidArgumentException($"Unsupported .npy format version {major}.");
-
-        if (headerLength < 0 || headerStart + headerLength > bytes.Length)
-            throw new InvalidArgumentException("The .npy header is truncated.");
-
-        var header = Encoding.Latin1.GetString(bytes.Slice(headerStart, headerLength));
-        var descr = DescrPattern().Match(header);
-        var fortran = FortranPattern().Match(header);
-        var shapeMatch = ShapePattern().Match(header);
+    /// <summary>The shape and element count a whole header (prefix included) declares, checked against the limit.</summary>
+    private static (long[] Shape, long Count) ParseHeader(ReadOnlySpan<byte> header, long maxElements)
+    {
+        var text = Encoding.Latin1.GetString(header[(header[6] == 1 ? 10 : 12)..]);
+        var descr = DescrPattern().Match(text);
+        var fortran = FortranPattern().Match(text);
+        var shapeMatch = ShapePattern().Match(text);
         if (!descr.Success || !fortran.Success || !shapeMatch.Success)
             throw new InvalidArgumentException("The .npy header is malformed.");
         if (descr.Groups[1].Value is not ("<f4" or "=f4"))
@@ -45,17 +103,14 @@ public static partial class Npy
         catch (OverflowException) { throw new InputTooLargeException("The tensor's shape is absurdly large."); }
         if (count > maxElements)
             throw new InputTooLargeException($"The tensor has {count} elements; the limit is {maxElements}.");
-
-        var payload = bytes[(headerStart + headerLength)..];
-        if (payload.Length != count * sizeof(float))
-            throw new InvalidArgumentException(
-                $"The .npy data holds {payload.Length} bytes but shape ({string.Join(", ", shape)}) needs {count * sizeof(float)}.");
-
-        var data = new float[count];
-        payload.CopyTo(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("Big-endian hosts are not supported.");
-        return new FloatTensor(data, shape);
+        return (shape, count);
     }
+
+    private static InvalidArgumentException Truncated() => new("The .npy header is truncated.");
+
+    private static InvalidArgumentException SizeMismatch(long payloadBytes, long[] shape, long count) =>
+        new($"The .npy data holds {payloadBytes} bytes but shape ({string.Join(", ", shape)}) needs {count * sizeof(float)}.");
 
     /// <summary>Writes a float32 array as a version 1.0 <c>.npy</c> file.</summary>
     public static byte[] Write(ReadOnlySpan<float> data, IReadOnlyList<long> shape)
@@ -66,7 +121,7 @@ public static partial class Npy
         var unpadded = 10 + dict.Length + 1;
         var header = dict + new string(' ', (64 - unpadded % 64) % 64) + "\n";
 
-        var payload = System.Runtime.InteropServices.MemoryMarshal.AsBytes(data);
+        var payload = MemoryMarshal.AsBytes(data);
         var result = new byte[10 + header.Length + payload.Length];
         Magic.CopyTo(result, 0);
         result[6] = 1;
