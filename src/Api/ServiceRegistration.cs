@@ -62,6 +62,7 @@ public static class ServiceRegistration
         services.AddSingleton<ModelStore>();
         services.AddSingleton<DemoModelSeeder>();
         services.AddSingleton<ModelInputReader>();
+        services.AddSingleton<Microsoft.AspNetCore.Connections.IMemoryPoolFactory<byte>, ConnectionBuffers>();
         services.AddHostedService<ModelStoreStartup>();
         // Replicas sharing the store follow it (after the start-up load above).
         services.AddHostedService<StoreSync>();
