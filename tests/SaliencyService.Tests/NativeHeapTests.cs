@@ -46,6 +46,35 @@ public sealed class NativeHeapTests
         Assert.True(freed - trimmed >= Margin, report);
     }
 
+    [Fact]
+    public void A_reserve_leaves_resident_pages_that_the_next_allocations_take_without_faulting()
+    {
+        NativeHeap.Trim();
+        var baseline = Resident();
+        NativeHeap.Reserve((long)BlockBytes * Blocks);
+        var reserved = Resident();
+
+        var ones = Enumerable.Repeat((byte)1, BlockBytes).ToArray();
+        var faults = MinorFaults();
+        var blocks = Enumerable.Range(0, Blocks).Select(_ =>
+        {
+            var block = Marshal.AllocHGlobal(BlockBytes);
+            Marshal.Copy(ones, 0, block, BlockBytes);
+            return block;
+        }).ToArray();
+        var faulted = MinorFaults() - faults;
+        foreach (var block in blocks) Marshal.FreeHGlobal(block);
+        NativeHeap.Trim();
+
+        var pages = (long)BlockBytes * Blocks / Environment.SystemPageSize;
+        Assert.True(reserved - baseline >= Margin, $"RSS MiB: baseline {baseline >> 20}, after the reserve {reserved >> 20}");
+        // Fresh pages would fault each one in (a trimmed heap has none): 65,536 for these blocks.
+        Assert.True(faulted < pages / 4, $"{faulted} page faults for {pages} pages");
+    }
+
+    private static long MinorFaults() =>
+        long.Parse(File.ReadAllText("/proc/self/stat").Split(')')[^1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[7]);
+
     private static long Resident() =>
         long.Parse(File.ReadAllText("/proc/self/statm").Split(' ')[1]) * Environment.SystemPageSize;
 }

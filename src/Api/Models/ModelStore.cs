@@ -84,9 +84,10 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
                     model.Retire(); // this replica changed it meanwhile, or yet another version landed
                     continue;
                 }
+                // Counted before the change shows: whoever sees it sees it counted.
+                Count(current is null ? "import" : "replace");
                 _models[name] = model;
                 current?.Retire();
-                Count(current is null ? "import" : "replace");
                 logger.LogInformation("{Action} model {Model} from the store (sha256 {Sha}; gradients: {Engine})", current is null ? "Loaded new" : "Reloaded changed",
                     name, model.Descriptor.Sha256, GradientsOf(model.Descriptor));
             }
@@ -105,9 +106,9 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
             {
                 if (_missingOnce.Add(name) || Directory.Exists(Layout.ModelDirectory(name))) continue;
                 _missingOnce.Remove(name);
-                if (!_models.TryRemove(name, out var model)) continue;
-                model.Retire();
+                if (!_models.ContainsKey(name)) continue;
                 Count("delete");
+                if (_models.TryRemove(name, out var model)) model.Retire();
                 logger.LogInformation("Dropped model {Model}: removed from the store", name);
             }
         }

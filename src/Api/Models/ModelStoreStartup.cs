@@ -26,6 +26,7 @@ public sealed class ModelStoreStartup(
         await seeder.SeedIfEmptyAsync(cancellationToken);
         logger.LogInformation("Serving {Count} model(s)", store.List().Count);
         // The first import's isolated check then finds its child started, libraries loaded.
+        Explain.Isolation.ChildProcess.SpareHeapMegabytes = explain.Options.SpareHeapMegabytes;
         if (loaded && explain.Options.IsolateImports && !store.Layout.ReadOnly) Explain.Isolation.ChildProcess.StartSpare();
     }
 

@@ -31,7 +31,7 @@ public static class ChildCommands
         TorchNativeLoader.Configure(OneDnnGuard.Inherit, 0);
         if (args[1] == ChildProcess.SpareVerb)
         {
-            WarmUp();
+            WarmUp(args.Length > 2 && int.TryParse(args[2], out var megabytes) ? megabytes : 0);
             // The parent's line: the verb and its arguments. None (the parent is gone, or retired this spare): nothing to do.
             if (Console.In.ReadLine() is not { } line) return true;
             args = [ChildProcess.Flag, .. System.Text.Json.JsonSerializer.Deserialize<string[]>(line)!];
@@ -57,16 +57,20 @@ public static class ChildCommands
     /// </summary>
     public static string? WarmUpModel { get; set; }
 
-    private static void WarmUp()
+    /// <param name="heapMegabytes">Native heap faulted in last (<see cref="NativeHeap.Reserve"/>), for the real check's allocations.</param>
+    private static void WarmUp(int heapMegabytes)
     {
         try
         {
             TorchNativeLoader.EnsureLoaded();
-            if (WarmUpModel is null || !File.Exists(Path.Combine(WarmUpModel, Engine.ModelInspection.ModelFile))) return;
-            var sessions = new Serving.OnnxSessionFactory(new Serving.OnnxRuntimeOptions { ExecutionProvider = "cpu" });
-            var model = Engine.ModelInspection.Open(WarmUpModel, sessions, new Engine.ExplainAnalysis(new Engine.ExplainOptions(), sessions) { CheckOnly = true }, null);
-            model.Explainer?.Dispose();
-            model.Onnx.Dispose();
+            if (WarmUpModel is not null && File.Exists(Path.Combine(WarmUpModel, Engine.ModelInspection.ModelFile)))
+            {
+                var sessions = new Serving.OnnxSessionFactory(new Serving.OnnxRuntimeOptions { ExecutionProvider = "cpu" });
+                var model = Engine.ModelInspection.Open(WarmUpModel, sessions, new Engine.ExplainAnalysis(new Engine.ExplainOptions(), sessions) { CheckOnly = true }, null);
+                model.Explainer?.Dispose();
+                model.Onnx.Dispose();
+            }
+            if (heapMegabytes > 0) NativeHeap.Reserve((long)heapMegabytes << 20);
         }
         catch (Exception)
         {

@@ -97,7 +97,11 @@ public static class ChildProcess
         return _spare = null;
     }
 
-    private static Started StartSpareProcess() => Start([SpareVerb], new Dictionary<string, string?>(), background: true);
+    /// <summary>Native heap a spare faults in while it waits (<see cref="Engine.ExplainOptions.SpareHeapMegabytes"/>); the service sets it at start-up.</summary>
+    public static int SpareHeapMegabytes { get; set; }
+
+    private static Started StartSpareProcess() =>
+        Start([SpareVerb, SpareHeapMegabytes.ToString(System.Globalization.CultureInfo.InvariantCulture)], new Dictionary<string, string?>(), background: true);
 
     private const string Nice = "/usr/bin/nice";
 

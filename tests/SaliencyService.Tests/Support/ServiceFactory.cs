@@ -21,6 +21,9 @@ public sealed class ServiceFactory : WebApplicationFactory<Program>
             ["Saliency:ModelStore"] = Store,
             ["Saliency:SeedDemoModels"] = "false",
             ["Saliency:RateLimit:PermitsPerSecond"] = "0", // tests fire bursts; RateLimitTests turn it on
+            // Spares fault no heap in for the next import: an import's speed is the bench's, and a test
+            // process starts hundreds of spares (a real service process keeps the default).
+            ["Saliency:Explain:SpareHeapMegabytes"] = "0",
         };
         foreach (var (key, value) in settings ?? []) _settings[key] = value;
     }
