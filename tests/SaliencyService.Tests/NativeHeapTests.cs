@@ -72,6 +72,19 @@ public sealed class NativeHeapTests
         Assert.True(faulted < pages / 4, $"{faulted} page faults for {pages} pages");
     }
 
+    [Fact]
+    public void A_reserve_stops_when_work_comes()
+    {
+        NativeHeap.Trim();
+        var baseline = Resident();
+        var asked = 0;
+        NativeHeap.Reserve((long)BlockBytes * Blocks, stop: () => ++asked > 2); // two blocks, then work came
+        var reserved = Resident();
+        NativeHeap.Trim();
+        Assert.Equal(3, asked);
+        Assert.True(reserved - baseline < Margin / 2, $"RSS MiB: baseline {baseline >> 20}, after a stopped reserve {reserved >> 20}");
+    }
+
     private static long MinorFaults() =>
         long.Parse(File.ReadAllText("/proc/self/stat").Split(')')[^1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[7]);
 

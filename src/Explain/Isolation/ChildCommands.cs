@@ -31,9 +31,13 @@ public static class ChildCommands
         TorchNativeLoader.Configure(OneDnnGuard.Inherit, 0);
         if (args[1] == ChildProcess.SpareVerb)
         {
-            WarmUp(args.Length > 2 && int.TryParse(args[2], out var megabytes) ? megabytes : 0);
+            WarmUp();
             // The parent's line: the verb and its arguments. None (the parent is gone, or retired this spare): nothing to do.
-            if (Console.In.ReadLine() is not { } line) return true;
+            var work = Task.Run(Console.In.ReadLine);
+            // Meanwhile native heap is faulted in for the check, until the line comes; on this thread,
+            // the check's, as glibc keeps a thread's frees in that thread's arena.
+            ReserveHeap(args.Length > 2 && int.TryParse(args[2], out var megabytes) ? megabytes : 0, () => work.IsCompleted);
+            if (work.GetAwaiter().GetResult() is not { } line) return true;
             args = [ChildProcess.Flag, .. System.Text.Json.JsonSerializer.Deserialize<string[]>(line)!];
         }
         CrashIfAsked(args[1]);
@@ -57,8 +61,7 @@ public static class ChildCommands
     /// </summary>
     public static string? WarmUpModel { get; set; }
 
-    /// <param name="heapMegabytes">Native heap faulted in last (<see cref="NativeHeap.Reserve"/>), for the real check's allocations.</param>
-    private static void WarmUp(int heapMegabytes)
+    private static void WarmUp()
     {
         try
         {
@@ -70,11 +73,22 @@ public static class ChildCommands
                 model.Explainer?.Dispose();
                 model.Onnx.Dispose();
             }
-            if (heapMegabytes > 0) NativeHeap.Reserve((long)heapMegabytes << 20);
         }
         catch (Exception)
         {
             // Only a head start: the real verb meets any failure again and reports it.
+        }
+    }
+
+    private static void ReserveHeap(int megabytes, Func<bool> stop)
+    {
+        try
+        {
+            NativeHeap.Reserve((long)megabytes << 20, stop);
+        }
+        catch (OutOfMemoryException)
+        {
+            // Only a head start: the check allocates what it needs itself.
         }
     }
 

@@ -52,7 +52,8 @@ public static class NativeHeap
     /// resnet18 then faulted ~85k pages instead of ~210k (bench/analysis.md). Cancels a pending
     /// idle trim, which would hand them back.
     /// </summary>
-    public static unsafe void Reserve(long bytes)
+    /// <param name="stop">Asked between blocks (work has come): then it stops, keeping what was faulted in so far.</param>
+    public static unsafe void Reserve(long bytes, Func<bool>? stop = null)
     {
         _ = Current.Value; // glibc tuned first, so that it keeps what is freed below
         IdleTrim.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
@@ -60,7 +61,7 @@ public static class NativeHeap
         var blocks = new List<IntPtr>();
         try
         {
-            for (long reserved = 0; reserved < bytes; reserved += block)
+            for (long reserved = 0; reserved < bytes && stop?.Invoke() != true; reserved += block)
             {
                 var start = (byte*)NativeMemory.Alloc(block);
                 blocks.Add((IntPtr)start);
