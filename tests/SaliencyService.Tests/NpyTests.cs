@@ -57,13 +57,13 @@ public sealed class NpyTests
     public async Task Reads_a_stream_as_it_arrives_in_pieces_of_any_size(int piece)
     {
         var data = Enumerable.Range(0, 2 * 3 * 5 * 7).Select(i => MathF.Sin(i) * 1e3f).ToArray();
-        var streamed = await Npy.ReadAsync(new Trickle(Npy.Write(data, [2, 3, 5, 7]), piece), long.MaxValue, CancellationToken.None);
+        var streamed = await Npy.ReadAsync(new Trickle(Npy.Write(data, [2, 3, 5, 7]), piece), long.MaxValue, long.MaxValue, CancellationToken.None);
         Assert.Equal([2L, 3, 5, 7], streamed.Shape);
         Assert.Equal(data, streamed.Data);
 
         // A file NumPy wrote, header and all.
         var numpy = File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.tensor.npy"));
-        var fromNumpy = await Npy.ReadAsync(new Trickle(numpy, piece), long.MaxValue, CancellationToken.None);
+        var fromNumpy = await Npy.ReadAsync(new Trickle(numpy, piece), long.MaxValue, long.MaxValue, CancellationToken.None);
         Assert.Equal([1L, 64, 64, 3], fromNumpy.Shape);
         Assert.Equal(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(numpy.AsSpan(numpy.Length - 64 * 64 * 3 * 4)).ToArray(), fromNumpy.Data);
     }
@@ -74,7 +74,7 @@ public sealed class NpyTests
         var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }".PadRight(51) + "\n";
         byte[] file = [0x93, .. "NUMPY"u8, 2, 0, .. BitConverter.GetBytes((uint)header.Length), .. System.Text.Encoding.Latin1.GetBytes(header),
             .. BitConverter.GetBytes(1.5f), .. BitConverter.GetBytes(-2f), .. BitConverter.GetBytes(8f)];
-        var tensor = await Npy.ReadAsync(new Trickle(file, 5), long.MaxValue, CancellationToken.None);
+        var tensor = await Npy.ReadAsync(new Trickle(file, 5), long.MaxValue, long.MaxValue, CancellationToken.None);
         Assert.Equal([3L], tensor.Shape);
         Assert.Equal([1.5f, -2f, 8f], tensor.Data);
     }
@@ -94,12 +94,24 @@ public sealed class NpyTests
             (huge, "header is longer than"),
         })
         {
-            var streamed = await Assert.ThrowsAsync<InvalidArgumentException>(() => Npy.ReadAsync(new Trickle(bad, 3), long.MaxValue, CancellationToken.None));
+            var streamed = await Assert.ThrowsAsync<InvalidArgumentException>(() => Npy.ReadAsync(new Trickle(bad, 3), long.MaxValue, long.MaxValue, CancellationToken.None));
             Assert.Contains(says, streamed.Message);
             if (bad != huge) Assert.Equal(Assert.Throws<InvalidArgumentException>(() => Npy.Read(bad, long.MaxValue)).Message, streamed.Message);
         }
-        var tooMany = await Assert.ThrowsAsync<InputTooLargeException>(() => Npy.ReadAsync(new Trickle(good, 3), 3, CancellationToken.None));
+        var tooMany = await Assert.ThrowsAsync<InputTooLargeException>(() => Npy.ReadAsync(new Trickle(good, 3), 3, long.MaxValue, CancellationToken.None));
         Assert.Equal(413, Problems.Describe(tooMany).Status);
+    }
+
+    [Fact]
+    public async Task A_header_declaring_more_than_the_body_can_hold_is_refused_before_the_tensor_is_allocated()
+    {
+        // 60 million elements (240 MB) declared in a 128-byte file. (A MemoryStream completes on this thread.)
+        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (60000000,), }".PadRight(117) + "\n";
+        byte[] file = [0x93, .. "NUMPY"u8, 1, 0, .. BitConverter.GetBytes((ushort)header.Length), .. System.Text.Encoding.Latin1.GetBytes(header)];
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var e = await Assert.ThrowsAsync<InvalidArgumentException>(() => Npy.ReadAsync(new MemoryStream(file), long.MaxValue, file.Length, CancellationToken.None));
+        Assert.Contains("needs 240000000 bytes; the request body holds at most 128", e.Message);
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20, "the tensor was allocated");
     }
 
     /// <summary>A body that arrives at most <paramref name="piece"/> bytes per read, as a slow client sends it.</summary>

@@ -35,7 +35,8 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
             if (part.Name == "tensor")
             {
                 if (tensor is not null) throw ProblemException.BadRequest("Send one 'tensor' part; put a batch in its first dimension.");
-                tensor = await MultipartParts.ClientRead(() => Npy.ReadAsync(part.Body, _options.MaxTensorElements, cancellationToken), cancellationToken);
+                var bodyBytes = request.ContentLength ?? _options.MaxRequestBodyBytes;
+                tensor = await MultipartParts.ClientRead(() => Npy.ReadAsync(part.Body, _options.MaxTensorElements, bodyBytes, cancellationToken), cancellationToken);
                 continue;
             }
             if (!allowBatch && images.Count == 1) throw ProblemException.BadRequest("This endpoint takes one input.");

@@ -32,7 +32,11 @@ public static partial class Npy
     /// <see cref="Read(ReadOnlySpan{byte}, long)"/> from a stream as it arrives: the payload goes
     /// straight into the tensor, without a copy of the whole file first.
     /// </summary>
-    public static async Task<FloatTensor> ReadAsync(Stream stream, long maxElements, CancellationToken cancellationToken)
+    /// <param name="maxPayloadBytes">
+    /// Most the stream can still hold (a request body's length or limit): a header declaring more is
+    /// refused before the tensor is allocated, so a few bytes cannot make the reader allocate gigabytes.
+    /// </param>
+    public static async Task<FloatTensor> ReadAsync(Stream stream, long maxElements, long maxPayloadBytes, CancellationToken cancellationToken)
     {
         var prefix = new byte[VersionedPrefix];
         var got = await stream.ReadAtLeastAsync(prefix, prefix.Length, throwOnEndOfStream: false, cancellationToken);
@@ -43,6 +47,9 @@ public static partial class Npy
         if (got < headerEnd && await stream.ReadAtLeastAsync(header.AsMemory(got), (int)headerEnd - got, throwOnEndOfStream: false, cancellationToken) < headerEnd - got)
             throw Truncated();
         var (shape, count) = ParseHeader(header.AsSpan(0, (int)headerEnd), maxElements);
+        if (count * sizeof(float) > maxPayloadBytes)
+            throw new InvalidArgumentException(
+                $"The .npy shape ({string.Join(", ", shape)}) needs {count * sizeof(float)} bytes; the request body holds at most {maxPayloadBytes}.");
 
         var data = new float[count];
         long expected = count * sizeof(float), total = 0;
