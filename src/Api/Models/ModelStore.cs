@@ -106,9 +106,10 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
             {
                 if (_missingOnce.Add(name) || Directory.Exists(Layout.ModelDirectory(name))) continue;
                 _missingOnce.Remove(name);
-                if (!_models.ContainsKey(name)) continue;
-                Count("delete");
-                if (_models.TryRemove(name, out var model)) model.Retire();
+                if (!_models.TryGetValue(name, out var model)) continue;
+                Count("delete"); // before it goes, as above
+                _models.TryRemove(name, out _);
+                model.Retire();
                 logger.LogInformation("Dropped model {Model}: removed from the store", name);
             }
         }

@@ -25,8 +25,8 @@ public sealed class ModelStoreStartup(
         store.Load();
         await seeder.SeedIfEmptyAsync(cancellationToken);
         logger.LogInformation("Serving {Count} model(s)", store.List().Count);
-        // The first import's isolated check then finds its child started, libraries loaded.
         Explain.Isolation.ChildProcess.SpareHeapMegabytes = explain.Options.SpareHeapMegabytes;
+        // The first import's isolated check then finds its child started, libraries loaded.
         if (loaded && explain.Options.IsolateImports && !store.Layout.ReadOnly) Explain.Isolation.ChildProcess.StartSpare();
     }
 

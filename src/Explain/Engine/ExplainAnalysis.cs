@@ -116,7 +116,7 @@ public sealed class ExplainAnalysis
                 .Select(name => new LayerDescriptor(name, [input.Shape[0], .. values[name].shape[1..]], CamLayouts.Of(values[name].shape)!))
                 .ToArray();
             var cnnLayers = layers.Where(l => l.Layout == CamLayouts.ChannelsFirst).Select(l => l.Name).ToHashSet();
-            var defaultLayer = mirror.RectifierOutputs.LastOrDefault(cnnLayers.Contains) ?? LastInformativeLayer(mirror, tensor(input.Data, input.Shape), layers);
+            var defaultLayer = mirror.RectifierOutputs.LastOrDefault(cnnLayers.Contains) ?? LastInformativeLayer(mirror, truth.Probe, layers);
 
             if (!(difference <= _options.ParityTolerance * scale + 1e-6))
             {

@@ -40,7 +40,10 @@ public static class ChildProcess
     /// </summary>
     public static string? EntryAssembly { get; set; }
 
-    /// <summary>The verb of a spare child: it loads the native libraries, then reads its real verb and arguments from its input.</summary>
+    /// <summary>
+    /// The verb of a spare child: it loads the native libraries, then reads its real verb and
+    /// arguments from its input, faulting native heap in meanwhile (its argument: how many MiB).
+    /// </summary>
     public const string SpareVerb = "spare";
 
     private static readonly object SpareLock = new();
