@@ -34,11 +34,10 @@ public static class StagesBaseline
             pass();
         }), 0.5);
         Report.Line(("stage", "served forward (ORT Run)"), ("p50_ms", Median(() => OrtBaseline.TimedRun(session, input))));
-        Report.Line(("stage", "recording forward"), ("recorded", backprop.RecordedCount), ("p50_ms", Median(() => backprop.Forward(x))));
-        using var backwardScope = NewDisposeScope(); // the recorded values the backward passes read
-        var recorded = backprop.Forward(x);
+        Report.Line(("stage", backprop.Merged ? "forward alone (merged: a whole pass)" : "recording forward"), ("recorded", backprop.RecordedCount),
+            ("p50_ms", Median(() => backprop.Forward(x))));
         foreach (var rule in new[] { RectifierRule.Gradient, RectifierRule.GuidedBackprop })
-            Report.Line(("stage", "backward, " + rule), ("p50_ms", Median(() => backprop.InputGradient(x, recorded, 0, rule))));
+            Report.Line(("stage", "forward and backward, " + rule), ("merged", backprop.Merged), ("p50_ms", Median(() => backprop.Run(x, -1, rule))));
         return 0;
     }
 }

@@ -40,7 +40,7 @@ public sealed class GradientEngineContractTests
         foreach (var rule in Enum.GetValues<RectifierRule>())
         {
             ForwardResult? seen = null;
-            var gradient = fixture.Engine.InputGradients(input, forward => { seen = forward; return forward.Scores[1].argmax().item<long>(); },
+            var gradient = fixture.Engine.InputGradients(input, new TargetChoice(-1, forward => { seen = forward; return forward.Scores[1].argmax().item<long>(); }),
                 rule, releaseMemory: false, CancellationToken.None);
             Assert.NotNull(seen);
             Assert.Equal([2L, 4L], seen!.Scores.shape);
@@ -56,7 +56,7 @@ public sealed class GradientEngineContractTests
         using var fixture = new EngineFixture(name, batch: 1);
         using var scope = NewDisposeScope();
         var input = tensor(Parity.RandomInput([1, 3, 8, 8], 4, -1, 1), [1, 3, 8, 8]);
-        var (activation, gradient) = fixture.Engine.LayerGradient(input, "r", forward => forward.Scores[0].argmax().item<long>(), CancellationToken.None);
+        var (activation, gradient) = fixture.Engine.LayerGradient(input, "r", new TargetChoice(-1, forward => forward.Scores[0].argmax().item<long>()), CancellationToken.None);
 
         using var grad = enable_grad();
         var values = fixture.Reference.Forward(input.to_type(ScalarType.Float64).requires_grad_(), RectifierRule.Gradient);
@@ -103,8 +103,7 @@ public sealed class GradientEngineContractTests
             var autograd = new AutogradEngine(_mirror);
             Engine = name == GradientEngines.LibTorch
                 ? autograd
-                : new OrtGradientEngine(OrtBackprop.Create(model, _mirror, [batch, 3, 8, 8], batched: false, bytes => new InferenceSession(bytes)),
-                    model, bytes => new InferenceSession(bytes), autograd);
+                : new OrtGradientEngine(OrtBackprop.Create(model, _mirror, [batch, 3, 8, 8], batched: false, bytes => new InferenceSession(bytes)), autograd);
             Assert.Equal(name, Engine.Name);
         }
 

@@ -1,7 +1,10 @@
 using System.Text.Json;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Attribution;
+using Google.Protobuf;
 using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Onnx;
 using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Tensors;
 using SaliencyService.Tests.Ops;
@@ -18,23 +21,32 @@ namespace SaliencyService.Tests;
 /// </summary>
 public sealed class OrtBackwardTests
 {
-    public static TheoryData<string, bool> FixturesBothWays => new()
+    /// <summary>Each fixture on each engine: ONNX Runtime as one merged session, or as two (<see cref="BackwardMerge"/>), and libtorch.</summary>
+    public static TheoryData<string, string> FixturesEveryWay => new()
     {
-        { "mini_resnet", true }, { "mini_resnet", false },
-        { "mini_mobilenet", true }, { "mini_mobilenet", false },
-        { "seed_cnn", true }, { "seed_cnn", false },
+        { "mini_resnet", Merged }, { "mini_resnet", Separate }, { "mini_resnet", GradientEngines.LibTorch },
+        { "mini_mobilenet", Merged }, { "mini_mobilenet", Separate }, { "mini_mobilenet", GradientEngines.LibTorch },
+        { "seed_cnn", Merged }, { "seed_cnn", Separate }, { "seed_cnn", GradientEngines.LibTorch },
     };
 
+    private const string Merged = "onnxruntime, merged";
+    private const string Separate = "onnxruntime, two sessions";
+
     [Theory]
-    [MemberData(nameof(FixturesBothWays))]
-    public void Both_engines_give_the_reference_maps(string fixture, bool ortBackward)
+    [MemberData(nameof(FixturesEveryWay))]
+    public void Every_engine_gives_the_reference_maps(string fixture, string engine)
     {
-        var (explainer, descriptor, onnx, preprocessing) = FixtureExplainers.Analyse(TestPaths.Fixture(fixture, "model.onnx"), ortBackward, FixtureExplainers.Preprocessing(fixture));
+        var ortBackward = engine != GradientEngines.LibTorch;
+        var path = TestPaths.Fixture(fixture, "model.onnx");
+        if (engine == Separate) path = WithValueInBackwardNamespace(path);
+        var (explainer, descriptor, onnx, preprocessing) = FixtureExplainers.Analyse(path, ortBackward, FixtureExplainers.Preprocessing(fixture));
+        if (engine == Separate) File.Delete(path);
         using var owned = onnx;
         using var model = explainer ?? throw new InvalidOperationException("not explainable");
         Assert.Equal(descriptor.GradientEngine, model.Engine.Name);
         Assert.Equal(ortBackward ? GradientEngines.OnnxRuntime : GradientEngines.LibTorch, descriptor.GradientEngine);
         Assert.Contains("float64", descriptor.GradientEngineReason);
+        if (ortBackward) Assert.Equal(engine == Merged, descriptor.GradientEngineReason!.Contains("in one session"));
         using (var layer = (model.Engine as OrtGradientEngine)?.LayerBackprop(model.DefaultLayer!)) Assert.Equal(ortBackward, layer is not null); // Grad-CAM's engine
 
         foreach (var c in ReferenceCases.All.Where(c => c.Model == fixture))
@@ -125,6 +137,25 @@ public sealed class OrtBackwardTests
             Assert.True(descriptor.Supported, descriptor.Reason);
             Assert.Equal(GradientEngines.OnnxRuntime, descriptor.GradientEngine);
         });
+    }
+
+    /// <summary>
+    /// A copy of the model whose first node's output is named in the backward's namespace, so
+    /// that its backward cannot be merged into it and runs as a session of its own.
+    /// </summary>
+    private static string WithValueInBackwardNamespace(string modelPath)
+    {
+        var model = OnnxFile.Load(modelPath);
+        var renamed = model.Graph.Node[0].Output[0];
+        foreach (var node in model.Graph.Node)
+        {
+            for (var i = 0; i < node.Input.Count; i++) if (node.Input[i] == renamed) node.Input[i] = BackwardGraph.Prefix + "renamed";
+            for (var i = 0; i < node.Output.Count; i++) if (node.Output[i] == renamed) node.Output[i] = BackwardGraph.Prefix + "renamed";
+        }
+        Assert.False(BackwardMerge.Allowed(model));
+        var path = Path.Combine(Path.GetTempPath(), $"model-{Guid.NewGuid():N}.onnx");
+        File.WriteAllBytes(path, model.ToByteArray());
+        return path;
     }
 
     private static readonly Preprocessing SixBySix = new("x", "NCHW", 6, 6, "RGB", 1, [0, 0, 0], [1, 1, 1]);

@@ -56,7 +56,7 @@ public sealed class ExplainContext(ModelExplainer model, ExplainRequest request,
     public Tensor Gradients(Tensor inputs, RectifierRule rule)
     {
         if (ReferenceEquals(inputs, Input))
-            return Model.Engine.InputGradients(Input, Resolve, rule, releaseMemory: false, CancellationToken);
+            return Model.Engine.InputGradients(Input, InputTarget, rule, releaseMemory: false, CancellationToken);
         try
         {
             return GradientsInBatches(inputs, rule);
@@ -73,7 +73,7 @@ public sealed class ExplainContext(ModelExplainer model, ExplainRequest request,
     public (Tensor Activation, Tensor Gradient) LayerGradient(Tensor sample, string layer)
     {
         if (!ReferenceEquals(sample, Input)) ResolveTarget();
-        return Model.Engine.LayerGradient(sample, layer, Resolve, CancellationToken);
+        return Model.Engine.LayerGradient(sample, layer, InputTarget, CancellationToken);
     }
 
     /// <summary>Resolves the target without gradients, for methods that then perturb the input.</summary>
@@ -81,6 +81,9 @@ public sealed class ExplainContext(ModelExplainer model, ExplainRequest request,
     {
         if (_target is null) Resolve(Model.Engine.Forward(Input, CancellationToken));
     }
+
+    /// <summary>The target of a pass on the input: resolved by the first, kept by the others.</summary>
+    private TargetChoice InputTarget => new(_target ?? Targets.Expected(Request.Target, labels), Resolve);
 
     /// <summary>
     /// The target for a forward: resolved from the first forward of the input itself (taking its
@@ -124,7 +127,7 @@ public sealed class ExplainContext(ModelExplainer model, ExplainRequest request,
         // A pass's activations die with the pass, so the next chunk reuses their memory instead
         // of every chunk's activations living until the request ends.
         using var pass = NewDisposeScope();
-        return Model.Engine.InputGradients(batch, _ => Target, rule, releaseMemory: last && batch.shape[0] > 1, CancellationToken)
+        return Model.Engine.InputGradients(batch, TargetChoice.Fixed(Target), rule, releaseMemory: last && batch.shape[0] > 1, CancellationToken)
             .MoveToOuterDisposeScope();
     }
 }

@@ -6,6 +6,15 @@ namespace SaliencyService.Explain.Attribution;
 /// <summary>Which score is explained: an index, a label, or by default the top-1 of the score.</summary>
 public static class Targets
 {
+    /// <summary>
+    /// The index <see cref="Resolve"/> will give, where the request alone says it (an index or a
+    /// label); −1 for the top score, or where only the scores can tell.
+    /// </summary>
+    public static long Expected(string? target, IReadOnlyList<string>? labels) =>
+        string.IsNullOrWhiteSpace(target) ? -1
+        : int.TryParse(target, NumberStyles.Integer, CultureInfo.InvariantCulture, out var index) ? Math.Max(index, -1)
+        : labels?.ToList().IndexOf(target) ?? -1;
+
     /// <param name="scores">The pre-softmax scores of one sample, shape [1, classes].</param>
     public static int Resolve(string? target, IReadOnlyList<string>? labels, Tensor scores)
     {

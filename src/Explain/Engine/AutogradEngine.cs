@@ -15,18 +15,18 @@ public sealed class AutogradEngine(GraphMirror mirror) : IGradientEngine
         return Result(mirror.Forward(input, RectifierRule.Gradient, cancellationToken), input.shape[0]);
     }
 
-    public Tensor InputGradients(Tensor inputs, Func<ForwardResult, long> target, RectifierRule rule, bool releaseMemory,
+    public Tensor InputGradients(Tensor inputs, TargetChoice target, RectifierRule rule, bool releaseMemory,
         CancellationToken cancellationToken) =>
         // The forward handed to target belongs to the caller's scope, as ONNX Runtime's recorded values do.
-        mirror.InputGradients(inputs, values => target(Kept(Result(values, inputs.shape[0]))), rule, cancellationToken);
+        mirror.InputGradients(inputs, values => target.Choose(Kept(Result(values, inputs.shape[0]))), rule, cancellationToken);
 
-    public (Tensor Activation, Tensor Gradient) LayerGradient(Tensor input, string layer, Func<ForwardResult, long> target,
+    public (Tensor Activation, Tensor Gradient) LayerGradient(Tensor input, string layer, TargetChoice target,
         CancellationToken cancellationToken)
     {
         using var grad = enable_grad();
         var values = mirror.Forward(input.detach().requires_grad_(), RectifierRule.Gradient, cancellationToken);
         var activation = values[layer];
-        var score = values[mirror.ScoreName].reshape(1, -1)[0, target(Result(values, 1))];
+        var score = values[mirror.ScoreName].reshape(1, -1)[0, target.Choose(Result(values, 1))];
         return (activation.detach(), autograd.grad([score], [activation])[0]);
     }
 

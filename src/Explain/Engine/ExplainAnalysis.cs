@@ -92,7 +92,7 @@ public sealed class ExplainAnalysis
                     backprop = shapes is null
                         ? OrtBackprop.Create(model, mirror, ModelProbe.Shape(onnx, preprocessing), batched, Open)
                         : OrtBackprop.Create(model, mirror, shapes, Open);
-                return (Explainer(mirror, verdict.Layers, verdict.DefaultLayer, backprop, model, maxBatch), verdict);
+                return (Explainer(mirror, verdict.Layers, verdict.DefaultLayer, backprop, maxBatch), verdict);
             }
 
             var (input, expected) = probe!;
@@ -133,7 +133,7 @@ public sealed class ExplainAnalysis
                 mirror.Dispose();
                 return (null, new ExplainDescriptor(false, [], difference, null, [], chosen.Reason, null, chosen.Reason));
             }
-            return (Explainer(mirror, layers, defaultLayer, backprop, model, maxBatch),
+            return (Explainer(mirror, layers, defaultLayer, backprop, maxBatch),
                 new ExplainDescriptor(true, [], difference, defaultLayer, layers, null, chosen.Engine, chosen.Reason));
         }
         catch (Exception e) when (e is not OutOfMemoryException)
@@ -186,14 +186,14 @@ public sealed class ExplainAnalysis
         return grids[^1].Name;
     }
 
-    /// <summary>With a backprop on ONNX Runtime, Grad-CAM's layer gradients come from it too (the default layer's built now).</summary>
+    /// <summary>With a backprop on ONNX Runtime, Grad-CAM's layer gradients come from it too (the default layer's built in the background).</summary>
     private ModelExplainer Explainer(GraphMirror mirror, IReadOnlyList<LayerDescriptor> layers, string? defaultLayer, OrtBackprop? backprop,
-        Onnx.Proto.ModelProto model, int maxBatch)
+        int maxBatch)
     {
         var autograd = new AutogradEngine(mirror);
         if (backprop is null) return new ModelExplainer(mirror, layers, defaultLayer, autograd, maxBatch);
-        var ort = new OrtGradientEngine(backprop, model, Open, autograd);
-        if (defaultLayer is not null && !CheckOnly) ort.LayerBackprop(defaultLayer)?.Dispose();
+        var ort = new OrtGradientEngine(backprop, autograd);
+        if (defaultLayer is not null && !CheckOnly) ort.Warm(defaultLayer);
         return new ModelExplainer(mirror, layers, defaultLayer, ort, maxBatch);
     }
 

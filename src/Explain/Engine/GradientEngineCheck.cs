@@ -73,29 +73,21 @@ public static class GradientEngineCheck
         var input = truth.Input;
         // ONNX Runtime's gradient is computed while the truth still runs, for the target its own
         // forward ranks first: the truth's target unless the two scores nearly tie (then again).
-        Dictionary<string, Tensor>? recorded = null;
-        Tensor? ortGradient = null;
-        long ortTarget = -1;
+        BackpropPass? ortPass = null;
         var release = input.shape[0] > 1;
-        if (backprop is not null)
-        {
-            recorded = backprop.Forward(input, release);
-            ortTarget = backprop.Result(recorded, input.shape[0]).Scores[0].argmax().item<long>();
-            ortGradient = backprop.InputGradient(input, recorded, ortTarget, FloatTruth.Rule, release);
-        }
+        if (backprop is not null) ortPass = backprop.Run(input, -1, FloatTruth.Rule, release);
         var (reference, target, gradient) = truth.Result;
         var ortDifference = double.PositiveInfinity;
         if (backprop is not null)
         {
-            if (ortTarget != target) ortGradient = backprop.InputGradient(input, recorded!, target, FloatTruth.Rule, release);
-            var judged = Judged(ortGradient!, gradient, input, sample => OrtGradient(backprop, sample, target));
+            var ortGradient = ortPass!.Target == target ? ortPass.Gradient : backprop.Run(input, target, FloatTruth.Rule, release).Gradient;
+            var judged = Judged(ortGradient, gradient, input, sample => backprop.Run(sample, target, FloatTruth.Rule).Gradient);
             ortDifference = judged.Difference;
             ortSays = "ONNX Runtime backward " + judged.Says;
         }
         // The second engine and the float32 floor are only computed when what came before does not settle it.
         if (ortDifference <= Tolerance)
-            return new Verdict(backprop, GradientEngines.OnnxRuntime,
-                $"{ortSays} ({backprop!.RecordedCount} recorded values)");
+            return new Verdict(backprop, GradientEngines.OnnxRuntime, $"{ortSays} ({Sessions(backprop!)})");
 
         var torch = Judged(mirror.InputGradients(input, target, FloatTruth.Rule), gradient, input,
             sample => mirror.InputGradients(sample, target, FloatTruth.Rule));
@@ -131,9 +123,9 @@ public static class GradientEngineCheck
         return (Math.Max(probe, batched), $"{says}; in a batch of two (the probe, its mirror image) the second sample within {batched:G3} of its gradient alone");
     }
 
-    /// <summary>ONNX Runtime's gradient of one input for <paramref name="target"/>, from its own forward.</summary>
-    private static Tensor OrtGradient(OrtBackprop backprop, Tensor input, long target) =>
-        backprop.InputGradient(input, backprop.Forward(input), target, FloatTruth.Rule);
+    private static string Sessions(OrtBackprop backprop) => backprop.Merged
+        ? $"forward and backward in one session, {backprop.RecordedCount} values between them"
+        : $"{backprop.RecordedCount} recorded values";
 
     private static double RelativeDifference(Tensor actual, Tensor truth)
     {

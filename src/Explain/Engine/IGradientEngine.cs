@@ -7,10 +7,21 @@ namespace SaliencyService.Explain.Engine;
 public sealed record ForwardResult(Tensor Scores, Tensor Outputs);
 
 /// <summary>
+/// Which score a pass explains. <see cref="Choose"/> decides from the pass's forward; an engine that
+/// chooses inside its graph starts from <see cref="Expected"/> (−1: the first sample's top score)
+/// and runs again only where <see cref="Choose"/> then disagrees.
+/// </summary>
+public sealed record TargetChoice(long Expected, Func<ForwardResult, long> Choose)
+{
+    /// <summary>A target known before the pass.</summary>
+    public static TargetChoice Fixed(long index) => new(index, _ => index);
+}
+
+/// <summary>
 /// Computes a model's gradients; chosen once at import (<see cref="GradientEngineCheck"/>) and held
 /// by the model, so attribution methods never ask which engine runs. Every call makes one forward
 /// of its input and hands it to <c>target</c>, which picks the explained score from it (the first
-/// forward of a request resolves the target; later ones keep it). Call inside a dispose scope: the
+/// forward of a request resolves the target; later ones keep it: <see cref="TargetChoice"/>). Call inside a dispose scope: the
 /// forward's tensors and the results belong to it.
 /// </summary>
 public interface IGradientEngine : IDisposable
@@ -23,8 +34,8 @@ public interface IGradientEngine : IDisposable
 
     /// <summary>∂score[target]/∂input for every sample of <paramref name="inputs"/> ([n, ...]) under the rectifier rule.</summary>
     /// <param name="releaseMemory">The request's last batch: hand back the working memory a batch needed.</param>
-    Tensor InputGradients(Tensor inputs, Func<ForwardResult, long> target, RectifierRule rule, bool releaseMemory, CancellationToken cancellationToken);
+    Tensor InputGradients(Tensor inputs, TargetChoice target, RectifierRule rule, bool releaseMemory, CancellationToken cancellationToken);
 
     /// <summary>A layer's value and ∂score[target]/∂layer (Grad-CAM), for one sample.</summary>
-    (Tensor Activation, Tensor Gradient) LayerGradient(Tensor input, string layer, Func<ForwardResult, long> target, CancellationToken cancellationToken);
+    (Tensor Activation, Tensor Gradient) LayerGradient(Tensor input, string layer, TargetChoice target, CancellationToken cancellationToken);
 }

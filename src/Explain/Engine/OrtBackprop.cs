@@ -11,48 +11,53 @@ using TensorElementType = Microsoft.ML.OnnxRuntime.Tensors.TensorElementType;
 
 namespace SaliencyService.Explain.Engine;
 
+/// <summary>What one backprop pass gives: the forward's result, the layer's value (with a layer), the gradient, the index explained.</summary>
+public sealed record BackpropPass(ForwardResult Result, Tensor? Layer, Tensor Gradient, long Target);
+
 /// <summary>
-/// Input gradients computed by ONNX Runtime end to end: the served model's forward, with the
-/// values the backward reads added as outputs, then the mirror's backward graph written for the
-/// rectifier rule asked for (<see cref="GraphMirror.WriteBackward"/>) on them. ONNX Runtime reads and writes libtorch
-/// tensors in place, so nothing is copied between the two sessions.
+/// Input gradients computed by ONNX Runtime end to end: the served model's forward, then the
+/// mirror's backward written for the rectifier rule asked for (<see cref="GraphMirror.WriteBackward"/>),
+/// its seed chosen inside the graph (<see cref="BackwardGraph.Target"/>). Where the model's opset
+/// allows (<see cref="BackwardMerge"/>) the two are one session per rule: the values the backward
+/// reads stay in ONNX Runtime's own layout. Otherwise the forward records them as outputs into
+/// libtorch tensors and the backward session reads them in place, nothing copied between the two.
 /// </summary>
 public sealed class OrtBackprop : IDisposable
 {
     /// <summary>
-    /// The rule whose backward a full backprop builds at once: the default method's, and the one
-    /// the import checks against float64 (<see cref="FloatTruth.Rule"/>). Other rules' backwards
-    /// are built on first use.
+    /// The rule whose pass is built at once: the default method's, and the one the import checks
+    /// against float64 (<see cref="FloatTruth.Rule"/>). Other rules' are built on first use.
     /// </summary>
     public const RectifierRule FirstRule = RectifierRule.GuidedBackprop;
 
-    /// <summary>One rule's backward: its session and the values it reads, in its input order.</summary>
-    private sealed record Backward(InferenceSession Session, string[] Inputs);
+    /// <summary>One rule's session and the forward values its backward reads (merged: inside the session).</summary>
+    private sealed record Pass(InferenceSession Session, string[] Reads);
 
-    private readonly InferenceSession _forward;
-    private readonly bool _ownsForward;
+    private readonly ModelProto _model;
     private readonly GraphMirror _mirror;
-    private readonly string[] _recorded;
     private readonly Dictionary<string, TensorInfo> _shapes;
     private readonly Func<byte[], InferenceSession> _open;
-    private readonly ConcurrentDictionary<RectifierRule, Lazy<Backward>> _backwards = new();
-    private readonly Backward _first;
+    /// <summary>The recording forward that feeds every rule's backward; null where each rule's session is merged.</summary>
+    private readonly InferenceSession? _forward;
+    private readonly bool _ownsForward;
+    /// <summary>What the forward hands out: merged, the score, output and layer; else also every value a backward reads.</summary>
+    private readonly string[] _recorded;
+    private readonly ConcurrentDictionary<RectifierRule, Lazy<Pass>> _passes = new();
+    private readonly Pass _first;
 
-    private OrtBackprop(InferenceSession forward, bool ownsForward, GraphMirror mirror, string[] recorded, Dictionary<string, TensorInfo> shapes,
-        string? layer, Func<byte[], InferenceSession> open, RectifierRule rule, Backward first)
+    private OrtBackprop(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer, Func<byte[], InferenceSession> open,
+        InferenceSession? forward, bool ownsForward, string[] recorded, RectifierRule rule, Pass first)
     {
-        (_forward, _ownsForward, _mirror, _recorded, _shapes, _open) = (forward, ownsForward, mirror, recorded, shapes, open);
+        (_model, _mirror, _shapes, _open, _forward, _ownsForward, _recorded, _first) = (model, mirror, shapes, open, forward, ownsForward, recorded, first);
         Layer = layer;
-        _first = first;
-        _backwards[rule] = new Lazy<Backward>(first);
+        _passes[rule] = new Lazy<Pass>(first);
     }
 
-    /// <summary>The layer whose gradient <see cref="InputGradient"/> gives (and whose value <see cref="Forward"/> records); null: the input.</summary>
+    /// <summary>The layer whose gradient a pass gives (and whose value it returns); null: the input.</summary>
     public string? Layer { get; }
 
-    /// <summary>The explained scores and the served output among the recorded values, [n, ...] flattened per sample.</summary>
-    public ForwardResult Result(IReadOnlyDictionary<string, Tensor> recorded, long samples) =>
-        new(recorded[_mirror.ScoreName].reshape(samples, -1), recorded[_mirror.OutputName].reshape(samples, -1));
+    /// <summary>Whether each rule's forward and backward run as one session.</summary>
+    public bool Merged => _forward is null;
 
     /// <summary>
     /// The shape and type of every value of the graph (−1: the batch dimension), as the backward
@@ -61,10 +66,10 @@ public sealed class OrtBackprop : IDisposable
     /// </summary>
     public IReadOnlyDictionary<string, TensorInfo> Shapes => _shapes;
 
-    /// <summary>How many values the first backward reads.</summary>
-    public int RecordedCount => _first.Inputs.Length;
+    /// <summary>How many forward values the first rule's backward reads.</summary>
+    public int RecordedCount => _first.Reads.Length;
 
-    /// <param name="model">The served model.</param>
+    /// <param name="model">The served model, kept to build other rules' passes.</param>
     /// <param name="sampleShape">The input's shape (its first, batch, dimension does not matter).</param>
     /// <param name="batched">Whether the model takes batches (its first input dimension is free).</param>
     /// <param name="open">Creates a session with the served session's options.</param>
@@ -77,41 +82,39 @@ public sealed class OrtBackprop : IDisposable
         Create(model, mirror, new Dictionary<string, TensorInfo>(shapes, StringComparer.Ordinal), null, open, FirstRule);
 
     /// <summary>
-    /// The same model's backward of true gradients stopped at <paramref name="layer"/>: its forward
-    /// also records the layer, its <see cref="InputGradient"/> is ∂score/∂layer (Grad-CAM on ONNX
-    /// Runtime). Where this backprop's forward records all it reads (a CNN's last rectifier
+    /// The same model's backward of true gradients stopped at <paramref name="layer"/>: a pass
+    /// returns the layer's value and ∂score/∂layer (Grad-CAM on ONNX Runtime). Where the forward
+    /// is a session of its own and records all the layer's backward reads (a CNN's last rectifier
     /// output), that forward is shared, not built again.
     /// </summary>
     /// <exception cref="NotSupportedException">The backward to that layer cannot be written.</exception>
-    public OrtBackprop ForLayer(ModelProto model, string layer, Func<byte[], InferenceSession> open) =>
-        Create(model, _mirror, new Dictionary<string, TensorInfo>(_shapes, StringComparer.Ordinal), layer, open, RectifierRule.Gradient, this);
+    public OrtBackprop ForLayer(string layer) =>
+        Create(_model, _mirror, new Dictionary<string, TensorInfo>(_shapes, StringComparer.Ordinal), layer, _open, RectifierRule.Gradient, this);
 
     private static OrtBackprop Create(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer,
         Func<byte[], InferenceSession> open, RectifierRule rule, OrtBackprop? full = null)
     {
         var (backwardModel, graph) = mirror.WriteBackward(shapes, rule, layer);
+        foreach (var output in graph.MaxPoolIndices)
+            shapes[BackwardGraph.IndicesOf(output)] = new TensorInfo(shapes[output].Shape, ScalarType.Int64);
+        string[] fetched = [mirror.ScoreName, mirror.OutputName, .. layer is null ? Array.Empty<string>() : [layer]];
+        fetched = fetched.Distinct().ToArray();
+        if (BackwardMerge.Allowed(model) && TryOpen(open, BackwardMerge.Merge(model, backwardModel, graph, fetched, shapes)) is { } merged)
+            return new OrtBackprop(model, mirror, shapes, layer, open, null, false, fetched, rule, new Pass(merged, graph.ForwardInputs));
+
         // ONNX Runtime builds a session on one thread: the backward's is built beside the forward's.
         var openingBackward = Task.Run(() => open(backwardModel.ToByteArray()));
         InferenceSession? forward = null;
         try
         {
-            foreach (var output in graph.MaxPoolIndices)
-                shapes[BackwardGraph.IndicesOf(output)] = new TensorInfo(shapes[output].Shape, ScalarType.Int64);
             // Every rule's backward reads the same values (deconvnet's fewer), so the first one's are what the forward records.
-            var recorded = graph.ForwardInputs.Where(n => n != mirror.InputName).Append(mirror.ScoreName).Append(mirror.OutputName)
-                .Concat(layer is null ? [] : [layer]).Distinct().ToArray();
-            if (full is null || !recorded.All(full._recorded.Contains))
-            {
-                var recording = model.Clone();
-                foreach (var output in graph.MaxPoolIndices)
-                    recording.Graph.Node.Single(n => n.OpType == "MaxPool" && n.Output[0] == output).Output.Add(BackwardGraph.IndicesOf(output));
-                var outputs = recording.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
-                foreach (var name in recorded.Where(n => !outputs.Contains(n)))
-                    recording.Graph.Output.Add(BackwardGraph.ValueInfo(name, BackwardGraph.ElementType(shapes[name].Type), null));
-                forward = open(recording.ToByteArray());
-            }
-            var first = new Backward(openingBackward.GetAwaiter().GetResult(), graph.ForwardInputs);
-            return new OrtBackprop(forward ?? full!._forward, ownsForward: forward is not null, mirror, recorded, shapes, layer, open, rule, first);
+            var recorded = graph.ForwardInputs.Where(n => n != mirror.InputName).Concat(fetched).Distinct().ToArray();
+            var shared = full is { Merged: false } && recorded.All(full._recorded.Contains);
+            if (!shared) forward = open(BackwardMerge.Recording(model, graph, recorded, shapes).ToByteArray());
+            var first = new Pass(openingBackward.GetAwaiter().GetResult(), graph.ForwardInputs);
+            return shared
+                ? new OrtBackprop(model, mirror, shapes, layer, open, full!._forward, false, full._recorded, rule, first)
+                : new OrtBackprop(model, mirror, shapes, layer, open, forward, true, recorded, rule, first);
         }
         catch
         {
@@ -128,52 +131,88 @@ public sealed class OrtBackprop : IDisposable
         }
     }
 
-    /// <summary>The backward written for <paramref name="rule"/>, built on its first use.</summary>
-    private Backward BackwardFor(RectifierRule rule) =>
-        _backwards.GetOrAdd(rule, r => new Lazy<Backward>(() =>
+    /// <summary>The merged session, or null where ONNX Runtime refuses it (the separate sessions are tried next).</summary>
+    private static InferenceSession? TryOpen(Func<byte[], InferenceSession> open, ModelProto merged)
+    {
+        try
         {
-            var (model, graph) = _mirror.WriteBackward(_shapes, r, Layer);
-            var backward = new Backward(_open(model.ToByteArray()), graph.ForwardInputs);
-            if (backward.Inputs.FirstOrDefault(n => n != _mirror.InputName && !_recorded.Contains(n)) is not { } missing) return backward;
-            backward.Session.Dispose();
-            throw new InvalidOperationException($"The {r} backward reads '{missing}', which the forward does not record.");
+            return open(merged.ToByteArray());
+        }
+        catch (OnnxRuntimeException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The pass written for <paramref name="rule"/>, built on its first use.</summary>
+    private Pass PassFor(RectifierRule rule) =>
+        _passes.GetOrAdd(rule, r => new Lazy<Pass>(() =>
+        {
+            var (backward, graph) = _mirror.WriteBackward(_shapes, r, Layer);
+            if (Merged) return new Pass(_open(BackwardMerge.Merge(_model, backward, graph, _recorded, _shapes).ToByteArray()), graph.ForwardInputs);
+            if (graph.ForwardInputs.FirstOrDefault(n => n != _mirror.InputName && !_recorded.Contains(n)) is { } missing)
+                throw new InvalidOperationException($"The {r} backward reads '{missing}', which the forward does not record.");
+            return new Pass(_open(backward.ToByteArray()), graph.ForwardInputs);
         })).Value;
 
     /// <summary>
-    /// The served model's forward on <paramref name="input"/> ([n, ...], float32): the values the
-    /// backward reads, the score and the output, by name. Call inside a dispose scope.
+    /// The served model's forward alone on <paramref name="input"/> ([n, ...], float32), for a
+    /// target chosen before any gradient (merged: the first rule's whole pass). Call inside a dispose scope.
     /// </summary>
+    public ForwardResult Forward(Tensor input, CancellationToken cancellationToken = default) =>
+        Merged ? Run(input, -1, FirstRule, cancellationToken: cancellationToken).Result
+            : Result(Record(input, false, cancellationToken), input.shape[0]);
+
+    /// <summary>
+    /// One pass on <paramref name="input"/> ([n, ...], float32): the forward, and ∂score[target]/∂input
+    /// (or ∂/∂<see cref="Layer"/>) for every sample. Call inside a dispose scope.
+    /// </summary>
+    /// <param name="target">The index explained; −1 (or no index of the score): the first sample's top score.</param>
     /// <param name="releaseMemory">
     /// Hand the run's working memory back when it ends instead of keeping it in the session's arena
     /// (after the last batch of a request: a batch's is hundreds of MB, a sample's is kept for the next).
     /// </param>
-    public Dictionary<string, Tensor> Forward(Tensor input, bool releaseMemory = false, CancellationToken cancellationToken = default)
+    public BackpropPass Run(Tensor input, long target, RectifierRule rule, bool releaseMemory = false, CancellationToken cancellationToken = default)
     {
-        var values = _recorded.ToDictionary(n => n, n => Allocate(n, input.shape[0]), StringComparer.Ordinal);
-        Run(_forward, [_mirror.InputName], [input.contiguous()], _recorded, _recorded.Select(n => values[n]).ToArray(), releaseMemory, cancellationToken);
-        return values;
-    }
-
-    /// <summary>∂score[target]/∂input (or ∂/∂<see cref="Layer"/>) for every sample, from the <see cref="Forward"/> of the same input.</summary>
-    /// <param name="releaseMemory">As for <see cref="Forward"/>.</param>
-    public Tensor InputGradient(Tensor input, IReadOnlyDictionary<string, Tensor> recorded, long target, RectifierRule rule,
-        bool releaseMemory = false, CancellationToken cancellationToken = default)
-    {
-        var backward = BackwardFor(rule);
-        var score = recorded[_mirror.ScoreName];
-        var seed = zeros(input.shape[0], score.NumberOfElements / input.shape[0]);
-        seed.select(1, target).fill_(1);
-        var gradient = Layer is null ? empty(input.shape) : Allocate(Layer, input.shape[0]);
-        string[] names = [.. backward.Inputs, BackwardGraph.Seed];
-        Tensor[] values = [.. backward.Inputs.Select(n => n == _mirror.InputName ? input.contiguous() : recorded[n]), seed.reshape(score.shape)];
-        Run(backward.Session, names, values, [BackwardGraph.InputGradient], [gradient], releaseMemory, cancellationToken);
-        return gradient;
+        var pass = PassFor(rule);
+        var samples = input.shape[0];
+        var gradient = Layer is null ? empty(input.shape) : Allocate(Layer, samples);
+        var chosen = empty(1, ScalarType.Int64);
+        var targetIndex = tensor(new[] { target });
+        Dictionary<string, Tensor> values;
+        if (Merged)
+        {
+            values = _recorded.ToDictionary(n => n, n => Allocate(n, samples), StringComparer.Ordinal);
+            Run(pass.Session, [_mirror.InputName, BackwardGraph.Target], [input.contiguous(), targetIndex],
+                [.. _recorded, BackwardGraph.InputGradient, BackwardGraph.Chosen], [.. _recorded.Select(n => values[n]), gradient, chosen],
+                releaseMemory, cancellationToken);
+        }
+        else
+        {
+            values = Record(input, releaseMemory, cancellationToken);
+            Run(pass.Session, [.. pass.Reads, BackwardGraph.Target],
+                [.. pass.Reads.Select(n => n == _mirror.InputName ? input.contiguous() : values[n]), targetIndex],
+                [BackwardGraph.InputGradient, BackwardGraph.Chosen], [gradient, chosen], releaseMemory, cancellationToken);
+        }
+        return new BackpropPass(Result(values, samples), Layer is null ? null : values[Layer], gradient, chosen.item<long>());
     }
 
     public void Dispose()
     {
-        if (_ownsForward) _forward.Dispose();
-        foreach (var backward in _backwards.Values.Where(b => b.IsValueCreated)) backward.Value.Session.Dispose();
+        if (_ownsForward) _forward!.Dispose();
+        foreach (var pass in _passes.Values.Where(p => p.IsValueCreated)) pass.Value.Session.Dispose();
+    }
+
+    /// <summary>The explained scores and the served output among the forward's values, [n, ...] flattened per sample.</summary>
+    private ForwardResult Result(IReadOnlyDictionary<string, Tensor> values, long samples) =>
+        new(values[_mirror.ScoreName].reshape(samples, -1), values[_mirror.OutputName].reshape(samples, -1));
+
+    /// <summary>The separate recording forward: every value it records, by name.</summary>
+    private Dictionary<string, Tensor> Record(Tensor input, bool releaseMemory, CancellationToken cancellationToken)
+    {
+        var values = _recorded.ToDictionary(n => n, n => Allocate(n, input.shape[0]), StringComparer.Ordinal);
+        Run(_forward!, [_mirror.InputName], [input.contiguous()], _recorded, _recorded.Select(n => values[n]).ToArray(), releaseMemory, cancellationToken);
+        return values;
     }
 
     private Tensor Allocate(string name, long batch) =>

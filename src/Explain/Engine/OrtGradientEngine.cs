@@ -1,50 +1,40 @@
 using System.Collections.Concurrent;
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Mirror;
-using SaliencyService.Explain.Onnx.Proto;
 using static TorchSharp.torch;
 
 namespace SaliencyService.Explain.Engine;
 
 /// <summary>
-/// Gradients on ONNX Runtime: the served forward records what the backward reads, then the
-/// mirror's backward runs as an ONNX graph (<see cref="OrtBackprop"/>). Grad-CAM's layer gradients
-/// come from the backward stopped at the layer, built on first use; a layer whose backward cannot
-/// be written falls back to <paramref name="fallback"/>.
+/// Gradients on ONNX Runtime (<see cref="OrtBackprop"/>): one pass computes the forward, chooses
+/// the target and back-propagates it. Grad-CAM's layer gradients come from the backward stopped at
+/// the layer, built on first use; a layer whose backward cannot be written falls back to
+/// <paramref name="fallback"/>.
 /// </summary>
-/// <param name="model">The served model, kept to build layers' backwards.</param>
-/// <param name="open">Creates a session with the served session's options.</param>
-public sealed class OrtGradientEngine(OrtBackprop backprop, ModelProto model, Func<byte[], InferenceSession> open, IGradientEngine fallback)
-    : IGradientEngine
+public sealed class OrtGradientEngine(OrtBackprop backprop, IGradientEngine fallback) : IGradientEngine
 {
     /// <summary>Layers whose backward is kept built; Grad-CAM on others builds one per request.</summary>
     public const int KeptLayerBackprops = 4;
 
     private readonly ConcurrentDictionary<string, Lazy<OrtBackprop?>> _layers = new(StringComparer.Ordinal);
+    private Task _warming = Task.CompletedTask;
 
     public string Name => GradientEngines.OnnxRuntime;
 
     /// <summary>The value shapes the backward was written for (<see cref="OrtBackprop.Shapes"/>).</summary>
     public IReadOnlyDictionary<string, TensorInfo> Shapes => backprop.Shapes;
 
-    public ForwardResult Forward(Tensor input, CancellationToken cancellationToken) =>
-        backprop.Result(backprop.Forward(input, cancellationToken: cancellationToken), input.shape[0]);
+    public ForwardResult Forward(Tensor input, CancellationToken cancellationToken) => backprop.Forward(input, cancellationToken);
 
-    public Tensor InputGradients(Tensor inputs, Func<ForwardResult, long> target, RectifierRule rule, bool releaseMemory,
-        CancellationToken cancellationToken)
-    {
-        var recorded = backprop.Forward(inputs, releaseMemory, cancellationToken);
-        return backprop.InputGradient(inputs, recorded, target(backprop.Result(recorded, inputs.shape[0])), rule, releaseMemory, cancellationToken);
-    }
+    public Tensor InputGradients(Tensor inputs, TargetChoice target, RectifierRule rule, bool releaseMemory, CancellationToken cancellationToken) =>
+        Pass(backprop, inputs, target, rule, releaseMemory, cancellationToken).Gradient;
 
-    public (Tensor Activation, Tensor Gradient) LayerGradient(Tensor input, string layer, Func<ForwardResult, long> target,
-        CancellationToken cancellationToken)
+    public (Tensor Activation, Tensor Gradient) LayerGradient(Tensor input, string layer, TargetChoice target, CancellationToken cancellationToken)
     {
         using var lease = LayerBackprop(layer);
         if (lease is null) return fallback.LayerGradient(input, layer, target, cancellationToken);
-        var recorded = lease.Backprop.Forward(input, cancellationToken: cancellationToken);
-        var chosen = target(lease.Backprop.Result(recorded, 1));
-        return (recorded[layer], lease.Backprop.InputGradient(input, recorded, chosen, RectifierRule.Gradient, cancellationToken: cancellationToken));
+        var pass = Pass(lease.Backprop, input, target, RectifierRule.Gradient, false, cancellationToken);
+        return (pass.Layer!, pass.Gradient);
     }
 
     /// <summary>The backward stopped at <paramref name="layer"/>, or null where it cannot be written. Dispose the lease.</summary>
@@ -58,19 +48,46 @@ public sealed class OrtGradientEngine(OrtBackprop backprop, ModelProto model, Fu
         return TryBuild(layer) is { } transient ? new LayerBackpropLease(transient, owned: true) : null;
     }
 
+    /// <summary>
+    /// Builds <paramref name="layer"/>'s backward in the background (Grad-CAM's default layer, once
+    /// the model is imported: its session is a forward of its own, ~100 ms for resnet18); a request
+    /// for it meanwhile waits for the same build.
+    /// </summary>
+    public void Warm(string layer) => _warming = Task.Run(() => LayerBackprop(layer)?.Dispose());
+
     public void Dispose()
     {
+        try
+        {
+            _warming.Wait();
+        }
+        catch (AggregateException)
+        {
+            // A build that failed: the request that needs the layer reports it.
+        }
         foreach (var layer in _layers.Values.Where(l => l.IsValueCreated)) layer.Value?.Dispose();
         _layers.Clear();
         backprop.Dispose();
         fallback.Dispose();
     }
 
+    /// <summary>
+    /// A pass for the target the graph is told to expect; run again in the rare case the caller
+    /// then chooses another (scores that tie, or NaN, ranked differently).
+    /// </summary>
+    private static BackpropPass Pass(OrtBackprop backprop, Tensor inputs, TargetChoice target, RectifierRule rule, bool releaseMemory,
+        CancellationToken cancellationToken)
+    {
+        var pass = backprop.Run(inputs, target.Expected, rule, releaseMemory, cancellationToken);
+        var chosen = target.Choose(pass.Result);
+        return chosen == pass.Target ? pass : backprop.Run(inputs, chosen, rule, releaseMemory, cancellationToken);
+    }
+
     private OrtBackprop? TryBuild(string layer)
     {
         try
         {
-            return backprop.ForLayer(model, layer, open);
+            return backprop.ForLayer(layer);
         }
         catch (Exception e) when (e is NotSupportedException or OnnxRuntimeException)
         {

@@ -9,15 +9,19 @@ namespace SaliencyService.Explain.Mirror;
 /// <summary>
 /// The backward of a mirrored model as an ONNX graph, for ONNX Runtime to run with its prepacked,
 /// fused kernels. Its inputs are the forward values the rules read (recorded by ONNX Runtime's own
-/// forward of the served model) and the score's gradient; its output is the gradient of the model
-/// input. It is written for one rectifier rule (<see cref="Rule"/>), so a rectifier's backward is
-/// only the ops its rule needs. Rules add nodes through this class.
+/// forward of the served model, or computed by the same graph: <see cref="Engine.BackwardMerge"/>) and the
+/// explained score's index (<see cref="Target"/>); its outputs are the gradient of the model input
+/// and the index explained (<see cref="Chosen"/>). It is written for one rectifier rule
+/// (<see cref="Rule"/>), so a rectifier's backward is only the ops its rule needs. Rules add nodes
+/// through this class, with ops whose signatures hold from opset 13 on.
 /// </summary>
 public sealed class BackwardGraph
 {
     public const int Opset = 17;
-    public const string Seed = "backward::seed";
-    public const string InputGradient = "backward::input_gradient";
+    public const string Prefix = "backward::";
+    public const string Target = Prefix + "target";
+    public const string Chosen = Prefix + "chosen";
+    public const string InputGradient = Prefix + "input_gradient";
 
     private readonly GraphProto _graph = new() { Name = "backward" };
     private readonly IReadOnlyDictionary<string, TensorInfo> _shapes;
@@ -28,15 +32,41 @@ public sealed class BackwardGraph
     private int _next;
 
     /// <param name="shapes">Every forward tensor's shape (−1 marks the batch dimension) and type.</param>
-    public BackwardGraph(IReadOnlyDictionary<string, TensorInfo> shapes, string score, RectifierRule rule)
+    /// <param name="input">The model input (its first dimension is the batch).</param>
+    public BackwardGraph(IReadOnlyDictionary<string, TensorInfo> shapes, string input, string score, RectifierRule rule)
     {
         _shapes = shapes;
         Rule = rule;
-        AddInput(Seed, DataType.Float, shapes[score].Shape);
+        Seed = SeedOf(score, shapes[input].Shape[0]);
     }
+
+    /// <summary>The score's gradient: one at the chosen index of every sample, zero elsewhere.</summary>
+    public string Seed { get; }
 
     /// <summary>What rectifiers pass back (<see cref="Rectifier.Gradient"/>).</summary>
     public RectifierRule Rule { get; }
+
+    /// <summary>
+    /// The seed for the index <see cref="Target"/> gives ([1], int64), or for the first sample's top
+    /// score where it gives −1 or no index of the score (a pass explains one index for every
+    /// sample); the index it used is the output <see cref="Chosen"/>. Choosing inside the graph
+    /// lets one run compute the forward, pick the top score and back-propagate it.
+    /// </summary>
+    private string SeedOf(string score, long batch)
+    {
+        AddInput(Target, DataType.Int64, [1]);
+        var info = _shapes[score];
+        // Scores are laid out per sample (the batch first): [n, classes] whatever their rank; n is free or the model's fixed batch.
+        var classes = info.Shape.Aggregate(1L, (product, d) => product * (d < 0 ? info.BatchFactor : d)) / Math.Max(batch, 1);
+        var perSample = Node("Reshape", [Recorded(score), Ints(-1, classes)]);
+        var top = Node("Slice", [Node("ArgMax", [perSample], Attribute("axis", 1), Attribute("keepdims", 0)), Ints(0), Ints(1)]);
+        var outside = Node("Or", [Node("Less", [Target, Ints(0)]), Node("Less", [Ints(classes - 1), Target])]);
+        var chosen = Node("Where", [outside, top, Target]);
+        _graph.Node.Add(new NodeProto { OpType = "Identity", Name = Chosen, Input = { chosen }, Output = { Chosen } });
+        _graph.Output.Add(ValueInfo(Chosen, DataType.Int64, [1]));
+        var oneHot = Node("OneHot", [chosen, Ints(classes), Constant(tensor(new[] { 0f, 1f }))], Attribute("axis", -1));
+        return Node("Reshape", [Node("Expand", [oneHot, Node("Shape", [perSample])]), Node("Shape", [score])]);
+    }
 
     /// <summary>MaxPool outputs whose argmax indices the graph reads (input <see cref="IndicesOf"/>).</summary>
     public IReadOnlyList<string> MaxPoolIndices => _maxPoolIndices;
@@ -68,7 +98,7 @@ public sealed class BackwardGraph
     /// <summary>Adds a node with one output and returns that output's name.</summary>
     public string Node(string opType, IEnumerable<string> inputs, params AttributeProto[] attributes)
     {
-        var output = $"backward::{opType}_{_next++}";
+        var output = $"{Prefix}{opType}_{_next++}";
         var node = new NodeProto { OpType = opType, Name = output };
         node.Input.AddRange(inputs);
         node.Output.Add(output);
@@ -95,7 +125,7 @@ public sealed class BackwardGraph
     /// <summary>A float32 or int64 constant.</summary>
     public string Constant(Tensor value)
     {
-        var name = $"backward::constant_{_next++}";
+        var name = $"{Prefix}constant_{_next++}";
         var integer = value.dtype == ScalarType.Int64;
         using var contiguous = value.to_type(integer ? ScalarType.Int64 : ScalarType.Float32).contiguous();
         var proto = new TensorProto { Name = name, DataType = (int)(integer ? DataType.Int64 : DataType.Float) };
@@ -161,7 +191,7 @@ public sealed class BackwardGraph
     /// <summary>Drops what the output does not depend on: nodes, initializers, recorded inputs.</summary>
     private void Prune()
     {
-        var needed = new HashSet<string>(StringComparer.Ordinal) { InputGradient };
+        var needed = new HashSet<string>(StringComparer.Ordinal) { InputGradient, Chosen };
         var kept = new List<NodeProto>();
         foreach (var node in _graph.Node.Reverse())
         {
@@ -175,8 +205,7 @@ public sealed class BackwardGraph
         var initializers = _graph.Initializer.Where(i => needed.Contains(i.Name)).ToList();
         _graph.Initializer.Clear();
         _graph.Initializer.AddRange(initializers);
-        // The seed stays an input (every run feeds it); recorded values only where read.
-        var inputs = _graph.Input.Where(i => i.Name is Seed || needed.Contains(i.Name)).ToList();
+        var inputs = _graph.Input.Where(i => needed.Contains(i.Name)).ToList();
         _graph.Input.Clear();
         _graph.Input.AddRange(inputs);
         _recorded.RemoveAll(name => !needed.Contains(name));

@@ -73,10 +73,10 @@ public sealed partial class GraphMirror
         // The tensors rules make on the way (flipped weights, pooling counts) are copied into the
         // graph's initializers and die with this scope.
         using var scope = NewDisposeScope();
-        var graph = new BackwardGraph(shapes, ScoreName, rule);
+        var graph = new BackwardGraph(shapes, InputName, ScoreName, rule);
         var fromInput = InputDependent(shapes);
         var fromValues = ValueDependent();
-        var contributions = new Dictionary<string, List<string>>(StringComparer.Ordinal) { [ScoreName] = [BackwardGraph.Seed] };
+        var contributions = new Dictionary<string, List<string>>(StringComparer.Ordinal) { [ScoreName] = [graph.Seed] };
         for (var s = _steps.Count - 1; s >= 0; s--)
         {
             var step = _steps[s];

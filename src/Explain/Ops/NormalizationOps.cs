@@ -106,9 +106,11 @@ internal static class NormalizationOps
         {
             var rank = n.InputShapes[0]!.Length;
             var first = OpHelpers.Axis(axis, rank);
-            var axes = BackwardGraph.Attribute("axes", Enumerable.Range((int)first, (int)(rank - first)).Select(d => (long)d).ToArray());
-            var keep = BackwardGraph.Attribute("keepdims", 1);
-            string Mean(string value) => graph.Node("ReduceMean", [value], axes, keep); // opset 17: axes as an attribute
+            var axes = graph.Ints(Enumerable.Range((int)first, (int)(rank - first)).Select(d => (long)d).ToArray());
+            var count = n.InputShapes[0]![(int)first..].Aggregate(1L, (product, d) => product * d);
+            if (count <= 0) throw new NotSupportedException("it normalises over the batch dimension");
+            // A sum and a scale, not ReduceMean, whose axes move from an attribute to an input at opset 18.
+            string Mean(string value) => graph.Node("Mul", [graph.Node("ReduceSum", [value, axes], BackwardGraph.Attribute("keepdims", 1)), graph.Scalar(1f / count)]);
             var x = graph.Recorded(n.Inputs[0]);
             var centred = graph.Node("Sub", [x, Mean(x)]);
             var inverse = graph.Node("Reciprocal", [graph.Node("Sqrt", [graph.Node("Add", [Mean(graph.Node("Mul", [centred, centred])), graph.Scalar(epsilon)])])]);

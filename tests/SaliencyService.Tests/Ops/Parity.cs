@@ -64,8 +64,7 @@ public static class Parity
         using var backprop = OrtBackprop.Create(model, mirror, builder.InputShape, batched: true, bytes => new InferenceSession(bytes));
         using var scope = NewDisposeScope();
         var input = tensor(RandomInput(builder.InputShape, seed, low, high), builder.InputShape);
-        var recorded = backprop.Forward(input);
-        var scores = recorded[mirror.ScoreName].reshape(input.shape[0], -1);
+        var scores = backprop.Forward(input).Scores;
         // Each sample's top score (an open rectifier) and the median of the first (below a saturated ReLU6).
         var first = scores[0];
         var median = first.sub(first.median()).abs().argmin().item<long>();
@@ -75,7 +74,7 @@ public static class Parity
         {
             var expected = reference.InputGradients(input, target, rule);
             var scale = expected.abs().max().item<double>();
-            foreach (var (engine, actual) in new[] { ("ONNX Runtime", backprop.InputGradient(input, recorded, target, rule)), ("libtorch float32", mirror.InputGradients(input, target, rule)) })
+            foreach (var (engine, actual) in new[] { ("ONNX Runtime", backprop.Run(input, target, rule).Gradient), ("libtorch float32", mirror.InputGradients(input, target, rule)) })
             {
                 Assert.Equal(expected.shape, actual.shape);
                 var difference = (actual.to_type(ScalarType.Float64) - expected).abs().max().item<double>();

@@ -1,0 +1,125 @@
+using Microsoft.ML.OnnxRuntime;
+using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Torch;
+using SaliencyService.Tests.Ops;
+using TorchSharp;
+using Xunit;
+using static SaliencyService.Tests.Ops.OnnxTestModel;
+using static TorchSharp.torch;
+
+namespace SaliencyService.Tests;
+
+/// <summary>
+/// ONNX Runtime's pass chooses its target inside the graph and, where the model's opset allows,
+/// runs forward and backward as one session (<see cref="BackwardMerge"/>). Each way, the scores, the
+/// chosen index and the gradients are judged by a float64 mirror.
+/// </summary>
+public sealed class BackwardMergeTests
+{
+    private const int Classes = 5;
+
+    /// <summary>Opset 13 merges; opset 12 (ReduceSum and Split took their axes as attributes) keeps two sessions.</summary>
+    public static TheoryData<int, bool> Opsets => new() { { 13, true }, { 12, false }, { 20, true } };
+
+    [Theory]
+    [MemberData(nameof(Opsets))]
+    public void The_first_samples_top_score_is_chosen_in_the_graph_and_explained_for_every_sample(int opset, bool merged)
+    {
+        using var fixture = new Fixture(opset);
+        Assert.Equal(merged, fixture.Backprop.Merged);
+        using var scope = NewDisposeScope();
+        var input = tensor(Parity.RandomInput([2, 3, 6, 6], 7, -1, 1), [2, 3, 6, 6]);
+        var scores = fixture.ReferenceScores(input);
+        // The two samples rank differently, so "the first sample's top" is told apart from "each sample's".
+        Assert.NotEqual(scores[0].argmax().item<long>(), scores[1].argmax().item<long>());
+
+        var pass = fixture.Backprop.Run(input, -1, RectifierRule.GuidedBackprop);
+        var top = scores[0].argmax().item<long>();
+        Assert.Equal(top, pass.Target);
+        AssertFloat64(scores, pass.Result.Scores, "scores");
+        AssertFloat64(fixture.Reference.InputGradients(input, top, RectifierRule.GuidedBackprop), pass.Gradient, "gradient of the top score");
+    }
+
+    [Theory]
+    [MemberData(nameof(Opsets))]
+    public void A_given_target_is_explained_and_one_outside_the_scores_falls_back_to_the_top(int opset, bool merged)
+    {
+        using var fixture = new Fixture(opset);
+        Assert.Equal(merged, fixture.Backprop.Merged);
+        using var scope = NewDisposeScope();
+        var input = tensor(Parity.RandomInput([2, 3, 6, 6], 8, -1, 1), [2, 3, 6, 6]);
+        var top = fixture.ReferenceScores(input)[0].argmax().item<long>();
+        var other = (top + 2) % Classes;
+
+        var given = fixture.Backprop.Run(input, other, RectifierRule.Gradient);
+        Assert.Equal(other, given.Target);
+        AssertFloat64(fixture.Reference.InputGradients(input, other, RectifierRule.Gradient), given.Gradient, "gradient of the given target");
+
+        // The caller's own target check (Targets.Resolve) refuses such an index; the graph's seed stays one-hot meanwhile.
+        foreach (var outside in new[] { Classes, Classes + 7, -3 })
+            Assert.Equal(top, fixture.Backprop.Run(input, outside, RectifierRule.Gradient).Target);
+    }
+
+    [Fact]
+    public void A_model_naming_a_value_in_the_backwards_namespace_or_older_than_opset_13_is_not_merged()
+    {
+        Assert.True(BackwardMerge.Allowed(Model(13).Model()));
+        Assert.False(BackwardMerge.Allowed(Model(12).Model()));
+        var clashing = Model(13).Model();
+        clashing.Graph.Node[0].Output[0] = BackwardGraph.Prefix + "c";
+        clashing.Graph.Node[1].Input[0] = BackwardGraph.Prefix + "c";
+        Assert.False(BackwardMerge.Allowed(clashing));
+    }
+
+    /// <summary>Conv, ReLU, MaxPool (its indices cross from forward to backward), then a linear layer to five scores; any batch.</summary>
+    private static OnnxTestModel Model(int opset) => new OnnxTestModel(opset, [-1, 3, 6, 6])
+        .Initializer("w", Parity.RandomInput([4 * 3 * 9], 3, -0.5f, 0.5f), 4, 3, 3, 3)
+        .Initializer("fc", Parity.RandomInput([Classes * 36], 4, -0.5f, 0.5f), Classes, 36)
+        .Node("Conv", ["x", "w"], ["c"], Ints("pads", 1, 1, 1, 1))
+        .Node("Relu", ["c"], ["r"])
+        .Node("MaxPool", ["r"], ["p"], Ints("kernel_shape", 2, 2), Ints("strides", 2, 2))
+        .Node("Flatten", ["p"], ["f"])
+        .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1))
+        .Output("y");
+
+    private static void AssertFloat64(Tensor expected, Tensor actual, string what)
+    {
+        Assert.Equal(expected.shape, actual.shape);
+        var scale = expected.abs().max().item<double>();
+        var difference = (actual.to_type(ScalarType.Float64) - expected).abs().max().item<double>();
+        Assert.True(scale > 0, $"{what}: the reference is all zeros, the case tests nothing");
+        Assert.True(difference <= 1e-4 * scale, $"{what}: max difference {difference:G3} at scale {scale:G3}");
+    }
+
+    private sealed class Fixture : IDisposable
+    {
+        private readonly GraphMirror _mirror;
+
+        public Fixture(int opset)
+        {
+            TorchNativeLoader.EnsureLoaded();
+            var model = Model(opset).Model();
+            _mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+            Reference = GraphMirror.Build(model, "x", "y", ScalarType.Float64).Mirror!;
+            Backprop = OrtBackprop.Create(model, _mirror, [1, 3, 6, 6], batched: true, bytes => new InferenceSession(bytes));
+        }
+
+        public OrtBackprop Backprop { get; }
+        public GraphMirror Reference { get; }
+
+        /// <summary>The float64 mirror's scores, [n, classes].</summary>
+        public Tensor ReferenceScores(Tensor input)
+        {
+            using var noGrad = no_grad();
+            return Reference.Forward(input.to_type(ScalarType.Float64), RectifierRule.Gradient)["y"];
+        }
+
+        public void Dispose()
+        {
+            Backprop.Dispose();
+            _mirror.Dispose();
+            Reference.Dispose();
+        }
+    }
+}
