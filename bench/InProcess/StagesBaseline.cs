@@ -9,10 +9,10 @@ using static TorchSharp.torch;
 namespace SaliencyService.Bench;
 
 /// <summary>
-/// Where a gradient map's time goes on ONNX Runtime: the served forward alone, the recording
-/// forward (the served model plus the values the backward reads as outputs) and the backward
-/// graph, each timed REPEATS times; with PROFILE_DIR set, ONNX Runtime's profiler writes one JSON
-/// trace per session there (per-operator times).
+/// Where a gradient map's time goes on ONNX Runtime: the served forward alone, the explain
+/// engine's forward alone, and one whole pass (forward, target, backward) per rule, each timed
+/// REPEATS times; with PROFILE_DIR set, ONNX Runtime's profiler writes one JSON trace per session
+/// there (per-operator times).
 /// </summary>
 public static class StagesBaseline
 {
@@ -34,7 +34,7 @@ public static class StagesBaseline
             pass();
         }), 0.5);
         Report.Line(("stage", "served forward (ORT Run)"), ("p50_ms", Median(() => OrtBaseline.TimedRun(session, input))));
-        Report.Line(("stage", backprop.Merged ? "forward alone (merged: a whole pass)" : "recording forward"), ("recorded", backprop.RecordedCount),
+        Report.Line(("stage", "forward alone"), ("merged", backprop.Merged), ("recorded", backprop.RecordedCount),
             ("p50_ms", Median(() => backprop.Forward(x))));
         foreach (var rule in new[] { RectifierRule.Gradient, RectifierRule.GuidedBackprop })
             Report.Line(("stage", "forward and backward, " + rule), ("merged", backprop.Merged), ("p50_ms", Median(() => backprop.Run(x, -1, rule))));

@@ -44,12 +44,14 @@ public sealed class OrtBackprop : IDisposable
     private readonly string[] _recorded;
     private readonly ConcurrentDictionary<RectifierRule, Lazy<Pass>> _passes = new();
     private readonly Pass _first;
+    private readonly RectifierRule _firstRule;
 
     private OrtBackprop(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer, Func<byte[], InferenceSession> open,
         InferenceSession? forward, bool ownsForward, string[] recorded, RectifierRule rule, Pass first)
     {
         (_model, _mirror, _shapes, _open, _forward, _ownsForward, _recorded, _first) = (model, mirror, shapes, open, forward, ownsForward, recorded, first);
         Layer = layer;
+        _firstRule = rule;
         _passes[rule] = new Lazy<Pass>(first);
     }
 
@@ -157,10 +159,10 @@ public sealed class OrtBackprop : IDisposable
 
     /// <summary>
     /// The served model's forward alone on <paramref name="input"/> ([n, ...], float32), for a
-    /// target chosen before any gradient (merged: the first rule's whole pass). Call inside a dispose scope.
+    /// target chosen before any gradient (merged: the whole pass built first). Call inside a dispose scope.
     /// </summary>
     public ForwardResult Forward(Tensor input, CancellationToken cancellationToken = default) =>
-        Merged ? Run(input, -1, FirstRule, cancellationToken: cancellationToken).Result
+        Merged ? Run(input, -1, _firstRule, cancellationToken: cancellationToken).Result
             : Result(Record(input, false, cancellationToken), input.shape[0]);
 
     /// <summary>
