@@ -37,8 +37,8 @@ public sealed class BackwardMergeTests
         var pass = fixture.Backprop.Run(input, -1, RectifierRule.GuidedBackprop);
         var top = scores[0].argmax().item<long>();
         Assert.Equal(top, pass.Target);
-        AssertFloat64(scores, pass.Result.Scores, "scores");
-        AssertFloat64(fixture.Reference.InputGradients(input, top, RectifierRule.GuidedBackprop), pass.Gradient, "gradient of the top score");
+        Parity.AssertEqualsFloat64(scores, pass.Result.Scores, "scores");
+        Parity.AssertEqualsFloat64(fixture.Reference.InputGradients(input, top, RectifierRule.GuidedBackprop), pass.Gradient, "gradient of the top score");
     }
 
     [Theory]
@@ -54,7 +54,7 @@ public sealed class BackwardMergeTests
 
         var given = fixture.Backprop.Run(input, other, RectifierRule.Gradient);
         Assert.Equal(other, given.Target);
-        AssertFloat64(fixture.Reference.InputGradients(input, other, RectifierRule.Gradient), given.Gradient, "gradient of the given target");
+        Parity.AssertEqualsFloat64(fixture.Reference.InputGradients(input, other, RectifierRule.Gradient), given.Gradient, "gradient of the given target");
 
         // The caller's own target check (Targets.Resolve) refuses such an index; the graph's seed stays one-hot meanwhile.
         foreach (var outside in new[] { Classes, Classes + 7, -3 })
@@ -82,15 +82,6 @@ public sealed class BackwardMergeTests
         .Node("Flatten", ["p"], ["f"])
         .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1))
         .Output("y");
-
-    private static void AssertFloat64(Tensor expected, Tensor actual, string what)
-    {
-        Assert.Equal(expected.shape, actual.shape);
-        var scale = expected.abs().max().item<double>();
-        var difference = (actual.to_type(ScalarType.Float64) - expected).abs().max().item<double>();
-        Assert.True(scale > 0, $"{what}: the reference is all zeros, the case tests nothing");
-        Assert.True(difference <= 1e-4 * scale, $"{what}: max difference {difference:G3} at scale {scale:G3}");
-    }
 
     private sealed class Fixture : IDisposable
     {

@@ -45,7 +45,7 @@ public sealed class GradientEngineContractTests
             Assert.NotNull(seen);
             Assert.Equal([2L, 4L], seen!.Scores.shape);
             var target = seen.Scores[1].argmax().item<long>();
-            AssertEqualsFloat64(fixture.Reference.InputGradients(input, target, rule), gradient, $"{name}, {rule}");
+            Parity.AssertEqualsFloat64(fixture.Reference.InputGradients(input, target, rule), gradient, $"{name}, {rule}");
         }
     }
 
@@ -62,8 +62,8 @@ public sealed class GradientEngineContractTests
         var values = fixture.Reference.Forward(input.to_type(ScalarType.Float64).requires_grad_(), RectifierRule.Gradient);
         var scores = values["y"].reshape(1, -1);
         var expected = autograd.grad([scores[0, scores[0].argmax().item<long>()]], [values["r"]])[0];
-        AssertEqualsFloat64(values["r"].detach(), activation, $"{name}: activation");
-        AssertEqualsFloat64(expected, gradient, $"{name}: gradient");
+        Parity.AssertEqualsFloat64(values["r"].detach(), activation, $"{name}: activation");
+        Parity.AssertEqualsFloat64(expected, gradient, $"{name}: gradient");
     }
 
     [Theory]
@@ -76,17 +76,8 @@ public sealed class GradientEngineContractTests
         var forward = fixture.Engine.Forward(input, CancellationToken.None);
         using var noGrad = no_grad();
         var expected = fixture.Reference.Forward(input.to_type(ScalarType.Float64), RectifierRule.Gradient)["y"];
-        AssertEqualsFloat64(expected, forward.Scores, $"{name}: scores");
-        AssertEqualsFloat64(expected, forward.Outputs, $"{name}: outputs");
-    }
-
-    private static void AssertEqualsFloat64(Tensor expected, Tensor actual, string what)
-    {
-        Assert.Equal(expected.shape, actual.shape);
-        var scale = expected.abs().max().item<double>();
-        var difference = (actual.to_type(ScalarType.Float64) - expected).abs().max().item<double>();
-        Assert.True(scale > 0, $"{what}: the reference is all zeros, the case tests nothing");
-        Assert.True(difference <= 1e-4 * scale, $"{what}: max difference {difference:G3} at scale {scale:G3}");
+        Parity.AssertEqualsFloat64(expected, forward.Scores, $"{name}: scores");
+        Parity.AssertEqualsFloat64(expected, forward.Outputs, $"{name}: outputs");
     }
 
     /// <summary>One engine over the test model, and the float64 mirror that judges it.</summary>

@@ -93,6 +93,16 @@ public static class Parity
         return build.Mirror!;
     }
 
+    /// <summary>A float32 engine's tensor against a float64 reference: equal shapes, within <see cref="GradientTolerance"/> of its scale, which is not zero.</summary>
+    public static void AssertEqualsFloat64(torch.Tensor expected, torch.Tensor actual, string what)
+    {
+        Assert.Equal(expected.shape, actual.shape);
+        var scale = expected.abs().max().item<double>();
+        var difference = (actual.to_type(ScalarType.Float64) - expected).abs().max().item<double>();
+        Assert.True(scale > 0, $"{what}: the reference is all zeros, the case tests nothing");
+        Assert.True(difference <= GradientTolerance * scale, $"{what}: max difference {difference:G3} at scale {scale:G3}");
+    }
+
     public static float[] RandomInput(long[] shape, int seed, float low, float high)
     {
         var random = new Random(seed);
