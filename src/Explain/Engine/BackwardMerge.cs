@@ -32,6 +32,13 @@ public static class BackwardMerge
     }
 
     /// <summary>
+    /// Whether the merged graph stays within protobuf's 2 GB message (and so within what ONNX
+    /// Runtime reads from memory): it holds both the model's weights and the backward's.
+    /// </summary>
+    public static bool Fits(ModelProto model, ModelProto backwardModel) =>
+        (long)model.CalculateSize() + backwardModel.CalculateSize() < int.MaxValue - (1 << 20);
+
+    /// <summary>
     /// The served model with <paramref name="outputs"/> as graph outputs, and the argmax indices of
     /// the MaxPools whose backward reads them (<see cref="BackwardGraph.IndicesOf"/>).
     /// </summary>

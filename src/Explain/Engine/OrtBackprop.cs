@@ -101,7 +101,8 @@ public sealed class OrtBackprop : IDisposable
             shapes[BackwardGraph.IndicesOf(output)] = new TensorInfo(shapes[output].Shape, ScalarType.Int64);
         string[] fetched = [mirror.ScoreName, mirror.OutputName, .. layer is null ? Array.Empty<string>() : [layer]];
         fetched = fetched.Distinct().ToArray();
-        if (BackwardMerge.Allowed(model) && TryOpen(open, BackwardMerge.Merge(model, backwardModel, graph, fetched, shapes)) is { } merged)
+        if (BackwardMerge.Allowed(model) && BackwardMerge.Fits(model, backwardModel)
+            && TryOpen(open, BackwardMerge.Merge(model, backwardModel, graph, fetched, shapes)) is { } merged)
             return new OrtBackprop(model, mirror, shapes, layer, open, null, false, fetched, rule, new Pass(merged, graph.ForwardInputs));
 
         // ONNX Runtime builds a session on one thread: the backward's is built beside the forward's.
