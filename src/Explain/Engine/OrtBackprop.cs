@@ -99,8 +99,8 @@ public sealed class OrtBackprop : IDisposable
         var (backwardModel, graph) = mirror.WriteBackward(shapes, rule, layer);
         foreach (var output in graph.MaxPoolIndices)
             shapes[BackwardGraph.IndicesOf(output)] = new TensorInfo(shapes[output].Shape, ScalarType.Int64);
-        string[] fetched = [mirror.ScoreName, mirror.OutputName, .. layer is null ? Array.Empty<string>() : [layer]];
-        fetched = fetched.Distinct().ToArray();
+        // What a pass hands back from the forward: the scores, the served output and the layer.
+        string[] fetched = [.. new[] { mirror.ScoreName, mirror.OutputName, layer }.OfType<string>().Distinct()];
         if (BackwardMerge.Allowed(model) && BackwardMerge.Fits(model, backwardModel)
             && TryOpen(open, BackwardMerge.Merge(model, backwardModel, graph, fetched, shapes)) is { } merged)
             return new OrtBackprop(model, mirror, shapes, layer, open, null, false, fetched, rule, new Pass(merged, graph.ForwardInputs));
