@@ -70,6 +70,10 @@ public sealed class BackwardMergeTests
         clashing.Graph.Node[0].Output[0] = BackwardGraph.Prefix + "c";
         clashing.Graph.Node[1].Input[0] = BackwardGraph.Prefix + "c";
         Assert.False(BackwardMerge.Allowed(clashing));
+        var sparse = Model(13).Model();
+        sparse.Graph.SparseInitializer.Add(new SaliencyService.Explain.Onnx.Proto.SparseTensorProto
+            { Values = new SaliencyService.Explain.Onnx.Proto.TensorProto { Name = BackwardGraph.Prefix + "constant_0" } });
+        Assert.False(BackwardMerge.Allowed(sparse));
     }
 
     /// <summary>Conv, ReLU, MaxPool (its indices cross from forward to backward), then a linear layer to five scores; any batch.</summary>

@@ -25,7 +25,8 @@ public static class BackwardMerge
     {
         var opset = OnnxFile.DefaultOpset(model);
         var graph = model.Graph;
-        var names = graph.Input.Select(i => i.Name).Concat(graph.Initializer.Select(i => i.Name)).Concat(graph.Node.SelectMany(n => n.Output));
+        var names = graph.Input.Select(i => i.Name).Concat(graph.Initializer.Select(i => i.Name))
+            .Concat(graph.SparseInitializer.Select(i => i.Values?.Name ?? "")).Concat(graph.Node.SelectMany(n => n.Output));
         return opset >= OldestOpset
                && !names.Any(n => n.StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal))
                && (opset >= 16 || graph.Node.All(n => n.OpType != "RoiAlign"));
