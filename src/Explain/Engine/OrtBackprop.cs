@@ -43,13 +43,13 @@ public sealed class OrtBackprop : IDisposable
     /// <summary>What the forward hands out: merged, the score, output and layer; else also every value a backward reads.</summary>
     private readonly string[] _recorded;
     private readonly ConcurrentDictionary<RectifierRule, Lazy<Pass>> _passes = new();
-    private readonly Pass _first;
+    /// <summary>The rule whose pass was built with this backprop.</summary>
     private readonly RectifierRule _firstRule;
 
     private OrtBackprop(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer, Func<byte[], InferenceSession> open,
         InferenceSession? forward, bool ownsForward, string[] recorded, RectifierRule rule, Pass first)
     {
-        (_model, _mirror, _shapes, _open, _forward, _ownsForward, _recorded, _first) = (model, mirror, shapes, open, forward, ownsForward, recorded, first);
+        (_model, _mirror, _shapes, _open, _forward, _ownsForward, _recorded) = (model, mirror, shapes, open, forward, ownsForward, recorded);
         Layer = layer;
         _firstRule = rule;
         _passes[rule] = new Lazy<Pass>(first);
@@ -69,7 +69,7 @@ public sealed class OrtBackprop : IDisposable
     public IReadOnlyDictionary<string, TensorInfo> Shapes => _shapes;
 
     /// <summary>How many forward values the first rule's backward reads.</summary>
-    public int RecordedCount => _first.Reads.Length;
+    public int RecordedCount => PassFor(_firstRule).Reads.Length;
 
     /// <param name="model">The served model, kept to build other rules' passes.</param>
     /// <param name="sampleShape">The input's shape (its first, batch, dimension does not matter).</param>
@@ -185,7 +185,7 @@ public sealed class OrtBackprop : IDisposable
         Dictionary<string, Tensor> values;
         if (Merged)
         {
-            values = _recorded.ToDictionary(n => n, n => Allocate(n, samples), StringComparer.Ordinal);
+            values = AllocateRecorded(samples);
             Run(pass.Session, [_mirror.InputName, BackwardGraph.Target], [input.contiguous(), targetIndex],
                 [.. _recorded, BackwardGraph.InputGradient, BackwardGraph.Chosen], [.. _recorded.Select(n => values[n]), gradient, chosen],
                 releaseMemory, cancellationToken);
@@ -213,10 +213,14 @@ public sealed class OrtBackprop : IDisposable
     /// <summary>The separate recording forward: every value it records, by name.</summary>
     private Dictionary<string, Tensor> Record(Tensor input, bool releaseMemory, CancellationToken cancellationToken)
     {
-        var values = _recorded.ToDictionary(n => n, n => Allocate(n, input.shape[0]), StringComparer.Ordinal);
+        var values = AllocateRecorded(input.shape[0]);
         Run(_forward!, [_mirror.InputName], [input.contiguous()], _recorded, _recorded.Select(n => values[n]).ToArray(), releaseMemory, cancellationToken);
         return values;
     }
+
+    /// <summary>A tensor for each value the forward hands out, for a batch of <paramref name="batch"/>.</summary>
+    private Dictionary<string, Tensor> AllocateRecorded(long batch) =>
+        _recorded.ToDictionary(n => n, n => Allocate(n, batch), StringComparer.Ordinal);
 
     private Tensor Allocate(string name, long batch) =>
         empty(_shapes[name].Shape.Select(d => d < 0 ? batch * _shapes[name].BatchFactor : d).ToArray(), _shapes[name].Type);

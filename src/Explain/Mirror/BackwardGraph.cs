@@ -62,8 +62,7 @@ public sealed class BackwardGraph
         var top = Node("Slice", [Node("ArgMax", [perSample], Attribute("axis", 1), Attribute("keepdims", 0)), Ints(0), Ints(1)]);
         var outside = Node("Or", [Node("Less", [Target, Ints(0)]), Node("Less", [Ints(classes - 1), Target])]);
         var chosen = Node("Where", [outside, top, Target]);
-        _graph.Node.Add(new NodeProto { OpType = "Identity", Name = Chosen, Input = { chosen }, Output = { Chosen } });
-        _graph.Output.Add(ValueInfo(Chosen, DataType.Int64, [1]));
+        Output(chosen, Chosen, DataType.Int64, [1]);
         var oneHot = Node("OneHot", [chosen, Ints(classes), Constant(tensor(new[] { 0f, 1f }))], Attribute("axis", -1));
         return Node("Reshape", [Node("Expand", [oneHot, Node("Shape", [perSample])]), Node("Shape", [score])]);
     }
@@ -180,8 +179,7 @@ public sealed class BackwardGraph
     public ModelProto ToModel(IReadOnlyList<string> gradients, long[] shape)
     {
         var sum = Sum(gradients);
-        _graph.Node.Add(new NodeProto { OpType = "Identity", Name = InputGradient, Input = { sum }, Output = { InputGradient } });
-        _graph.Output.Add(ValueInfo(InputGradient, DataType.Float, shape));
+        Output(sum, InputGradient, DataType.Float, shape);
         Prune();
         var model = new ModelProto { IrVersion = 8, ProducerName = "SaliencyService backward", Graph = _graph };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
@@ -210,6 +208,13 @@ public sealed class BackwardGraph
         _graph.Input.AddRange(inputs);
         _recorded.RemoveAll(name => !needed.Contains(name));
         _maxPoolIndices.RemoveAll(output => !needed.Contains(IndicesOf(output)));
+    }
+
+    /// <summary>Makes <paramref name="value"/> a graph output under the fixed <paramref name="name"/> a run fetches.</summary>
+    private void Output(string value, string name, DataType type, long[] shape)
+    {
+        _graph.Node.Add(new NodeProto { OpType = "Identity", Name = name, Input = { value }, Output = { name } });
+        _graph.Output.Add(ValueInfo(name, type, shape));
     }
 
     private void AddInput(string name, DataType type, long[] shape)
