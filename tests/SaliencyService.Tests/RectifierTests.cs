@@ -1,5 +1,8 @@
+using Microsoft.ML.OnnxRuntime;
+using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Torch;
+using SaliencyService.Tests.Ops;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -53,5 +56,42 @@ public sealed class RectifierTests
         var results = new float[16][];
         Parallel.For(0, results.Length, i => results[i] = Backward(double.PositiveInfinity, i % 2 == 0 ? RectifierRule.GuidedBackprop : RectifierRule.Gradient));
         for (var i = 0; i < results.Length; i += 2) Assert.Equal(expected, results[i]);
+    }
+
+    /// <summary>Where the backward graph's gate switches: nothing, the smallest normal float, 6 and the float just below it.</summary>
+    private static readonly float[] Edges = [-1f, 0f, 1.1754944e-38f, 1e-30f, 3f, MathF.BitDecrement(6f), 6f, 7f, 1e30f];
+
+    /// <summary>
+    /// The gate ONNX Runtime's backward graph writes for y = relu(x) or clip(x, 0, 6), exactly on
+    /// those values: each element's own score is explained in turn, so its gradient is the gate
+    /// there and zero elsewhere. Sixteen channels take the blocked-layout gate (depthwise 1×1
+    /// convolutions), three the HardSigmoid one.
+    /// </summary>
+    [Theory]
+    [InlineData(16, double.PositiveInfinity)]
+    [InlineData(16, 6.0)]
+    [InlineData(3, double.PositiveInfinity)]
+    [InlineData(3, 6.0)]
+    public void The_backward_graphs_gate_is_exact_where_it_switches(int channels, double upper)
+    {
+        TorchNativeLoader.EnsureLoaded();
+        long[] shape = [1, channels, 1, Edges.Length];
+        var builder = new OnnxTestModel(13, shape);
+        if (double.IsPositiveInfinity(upper)) builder.Node("Relu", ["x"], ["y"]);
+        else builder.Initializer("min", [0f]).Initializer("max", [(float)upper]).Node("Clip", ["x", "min", "max"], ["y"]);
+        var model = builder.Output("y").Model();
+        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+        using var backprop = OrtBackprop.Create(model, mirror, shape, batched: true, bytes => new InferenceSession(bytes));
+        using var scope = NewDisposeScope();
+        var values = Enumerable.Range(0, channels).SelectMany(_ => Edges).ToArray();
+        var input = tensor(values, shape);
+        foreach (var rule in new[] { RectifierRule.Gradient, RectifierRule.GuidedBackprop })
+            for (var element = 0; element < values.Length; element++)
+            {
+                var open = values[element] > 0 && values[element] < upper;
+                var expected = new float[values.Length];
+                expected[element] = open ? 1 : 0;
+                Assert.Equal(expected, backprop.Run(input, element, rule).Gradient.data<float>().ToArray());
+            }
     }
 }

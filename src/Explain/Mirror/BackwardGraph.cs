@@ -63,6 +63,15 @@ public sealed class BackwardGraph
         var outside = Node("Or", [Node("Less", [Target, Ints(0)]), Node("Less", [Ints(classes - 1), Target])]);
         var chosen = Node("Where", [outside, top, Target]);
         Output(chosen, Chosen, DataType.Int64, [1]);
+        if (info.Shape is [var first, .. var rest] && (first < 0 ? info.BatchFactor == 1 : first == batch) && rest.All(d => d > 0))
+        {
+            // Compared elementwise, so ONNX Runtime's shape inference knows the seed's shape, and from
+            // it every gradient's: its blocked-layout transforms need those shapes to keep a binary op's
+            // operands (the rectifiers' gates) in that layout. score > score is false everywhere, NaN included.
+            var isChosen = Node("Equal", [Constant(arange(classes).reshape([1, .. rest])), chosen]);
+            var nowhere = Node("Greater", [Recorded(score), Recorded(score)]);
+            return Node("Cast", [Node("Or", [nowhere, isChosen])], Attribute("to", (long)DataType.Float));
+        }
         var oneHot = Node("OneHot", [chosen, Ints(classes), Constant(tensor(new[] { 0f, 1f }))], Attribute("axis", -1));
         return Node("Reshape", [Node("Expand", [oneHot, Node("Shape", [perSample])]), Node("Shape", [score])]);
     }
@@ -141,7 +150,18 @@ public sealed class BackwardGraph
 
     /// <summary>The gradient reshaped from <paramref name="from"/> to <paramref name="to"/> (−1: the batch dimension), or as is when they agree.</summary>
     public string Reshape(string gradient, long[] from, long[] to) =>
-        from.SequenceEqual(to) ? gradient : Node("Reshape", [gradient, Ints(to)]);
+        from.SequenceEqual(to) ? gradient : Node("Reshape", [gradient, Ints(KeepingBatch(from, to))]);
+
+    /// <summary>
+    /// <paramref name="to"/> with a batch dimension that leads both shapes, over the same number of
+    /// elements per sample, written 0 (Reshape copies the input's): ONNX Runtime's shape inference
+    /// then keeps the batch's symbol, where −1 makes a new one. Operands whose batch symbols differ
+    /// do not count as the same shape to its blocked-layout transforms (<see cref="Rectifier.Gradient"/>).
+    /// </summary>
+    private static long[] KeepingBatch(long[] from, long[] to) =>
+        from is [< 0, .. var rest] && to is [< 0, .. var others] && rest.All(d => d > 0) && others.All(d => d > 0)
+            && rest.Aggregate(1L, (p, d) => p * d) == others.Aggregate(1L, (p, d) => p * d)
+            ? [0, .. others] : to;
 
     /// <summary>A broadcast result's gradient summed back to one operand's shape.</summary>
     public string SumToShape(string gradient, long[] result, long[] operand)
@@ -152,7 +172,7 @@ public sealed class BackwardGraph
             .Select(a => (long)a).ToArray();
         if (axes.Length == 0) return gradient;
         var summed = Node("ReduceSum", [gradient, Ints(axes)], Attribute("keepdims", 1));
-        return Node("Reshape", [summed, Ints(operand)]);
+        return Reshape(summed, [.. result.Select((d, a) => axes.Contains(a) ? 1 : d)], operand);
     }
 
     public static AttributeProto Attribute(string name, long value) =>

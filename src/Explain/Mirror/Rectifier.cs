@@ -51,26 +51,65 @@ public static class Rectifier
     /// <summary>
     /// The rectifier's backward in the backward graph, as its graph's rule
     /// (<see cref="BackwardGraph.Rule"/>) has it: the gradient (guided backprop: its positive part,
-    /// a Relu that ONNX Runtime fuses into the convolution before it where there is one) where the
-    /// recorded output y ∈ [0, upper] has 0 &lt; y &lt; upper (libtorch's relu and hardtanh backward
-    /// gate the same way); deconvnet's positive part everywhere. The gate is one HardSigmoid, min(2¹²⁶·d, 1), of the distance d from the flat
-    /// parts: y for ReLU, y·(upper − y) for ReLU6 — 1 for any normal d, 0 at 0. Every op here is a
-    /// memory-bound pass over the activation, and this takes the fewest ONNX Runtime has (two for
-    /// ReLU, four for ReLU6; comparisons and selects, or Sign, are slower there). Only a d below
-    /// 10⁻³⁸ passes a fraction.
+    /// a Relu that ONNX Runtime fuses into the convolution before it where there is one) times a
+    /// gate that is 1 where the recorded output y ∈ [0, upper] has 0 &lt; y &lt; upper (libtorch's
+    /// relu and hardtanh backward gate the same way) and 0 elsewhere; deconvnet's positive part
+    /// everywhere, ungated.
     /// </summary>
     public static GradientRule Gradient(double upper) => new((graph, node) =>
     {
         var gradient = node.OutputGradients[0]!;
         if (graph.Rule == RectifierRule.Deconvnet) return [graph.Node("Relu", [gradient])];
         var y = graph.Recorded(node.Outputs[0]);
-        var distance = double.IsPositiveInfinity(upper) ? y : graph.Node("Mul", [y, graph.Node("Sub", [graph.Scalar((float)upper), y])]);
-        var gate = graph.Node("HardSigmoid", [distance], BackwardGraph.Attribute("alpha", GateScale), BackwardGraph.Attribute("beta", 0f));
+        var gate = node.OutputShapes[0] is [_, var channels, _, _] && channels % BlockChannels == 0
+            ? BlockedGate(graph, y, channels, upper)
+            : Gate(graph, y, upper);
         return [graph.Node("Mul", [graph.Rule == RectifierRule.GuidedBackprop ? graph.Node("Relu", [gradient]) : gradient, gate])];
     });
 
+    /// <summary>
+    /// The gate as one HardSigmoid, min(2¹²⁶·d, 1), of the distance d from the flat parts: y for
+    /// ReLU, y·(upper − y) for ReLU6: 1 for any normal d, 0 at 0 (only a d below 10⁻³⁸ passes a
+    /// fraction). Two ops for ReLU, four for ReLU6; comparisons and selects, or Sign, are slower in
+    /// ONNX Runtime.
+    /// </summary>
+    private static string Gate(BackwardGraph graph, string y, double upper)
+    {
+        var distance = double.IsPositiveInfinity(upper) ? y : graph.Node("Mul", [y, graph.Node("Sub", [graph.Scalar((float)upper), y])]);
+        return graph.Node("HardSigmoid", [distance], BackwardGraph.Attribute("alpha", GateScale), BackwardGraph.Attribute("beta", 0f));
+    }
+
+    /// <summary>
+    /// The same gate for an image activation whose channels fill ONNX Runtime's channel blocks:
+    /// clip(2¹²⁶·y, 0, 1), and for ReLU6 also clip(s·(upper − y), 0, 1), each a per-channel 1×1
+    /// convolution with its clip fused. ONNX Runtime keeps those, and the Mul after them, in the
+    /// blocked layout its convolutions produce and read, where HardSigmoid and Sub force two
+    /// reorders of the activation and of the gradient per rectifier.
+    /// </summary>
+    private static string BlockedGate(BackwardGraph graph, string y, long channels, double upper)
+    {
+        var above = ClippedScale(graph, y, channels, GateScale, 0f);
+        if (double.IsPositiveInfinity(upper)) return above;
+        // A power of two with s·upper near 2¹⁰⁰ (at most 2¹²⁶): s·y is exact, and the smallest gap
+        // below upper (upper·2⁻²⁴) still maps past 1.
+        var scale = MathF.ScaleB(1f, Math.Min(126, 100 - (int)Math.Ceiling(Math.Log2(upper))));
+        var below = ClippedScale(graph, y, channels, -scale, scale * (float)upper);
+        return graph.Node("Mul", [above, below]);
+    }
+
+    /// <summary>clip(weight·y + bias, 0, 1) per channel, as a depthwise 1×1 convolution and a Clip.</summary>
+    private static string ClippedScale(BackwardGraph graph, string y, long channels, float weight, float bias)
+    {
+        var scaled = graph.Node("Conv", [y, graph.Constant(full(channels, 1, 1, 1, weight)), graph.Constant(full(channels, bias))],
+            BackwardGraph.Attribute("group", channels));
+        return graph.Node("Clip", [scaled, graph.Scalar(0f), graph.Scalar(1f)]);
+    }
+
     /// <summary>2¹²⁶: maps the smallest normal float to 1 or more.</summary>
     private const float GateScale = 8.507059e37f;
+
+    /// <summary>ONNX Runtime's blocked (NCHWc) kernels take channel counts in blocks of 16 (AVX-512; 8 with AVX2).</summary>
+    private const long BlockChannels = 16;
 
     private static Tensor Rectify(Tensor x, double upper) => double.IsPositiveInfinity(upper) ? x.relu() : x.clamp(0, upper);
 
