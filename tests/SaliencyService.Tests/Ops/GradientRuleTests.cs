@@ -103,6 +103,27 @@ public sealed class GradientRuleTests
             .Node("Clip", ["bn", "min", "max"], ["y"])
             .Output("y"), low: -4, high: 8);
 
+    /// <summary>
+    /// Sixteen channels fill ONNX Runtime's blocked layout, where the backward graph's gates are
+    /// depthwise convolutions (<see cref="SaliencyService.Explain.Mirror.Rectifier.Gradient"/>); a
+    /// ReLU6 that saturates, a ReLU after it, and a flattened head whose reshape keeps the batch.
+    /// </summary>
+    [Fact]
+    public void Relu6_and_relu_on_sixteen_channels() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 5, 5])
+            .Initializer("w1", Weights(16 * 3 * 9, 11), 16, 3, 3, 3)
+            .Initializer("w2", Weights(16 * 16 * 9, 12), 16, 16, 3, 3)
+            .Initializer("min", [0f])
+            .Initializer("max", [6f])
+            .Initializer("w3", Weights(16 * 25 * 4, 13), 16 * 25, 4)
+            .Node("Conv", ["x", "w1"], ["c1"], Ints("pads", 1, 1, 1, 1))
+            .Node("Clip", ["c1", "min", "max"], ["r1"])
+            .Node("Conv", ["r1", "w2"], ["c2"], Ints("pads", 1, 1, 1, 1))
+            .Node("Relu", ["c2"], ["r2"])
+            .Node("Flatten", ["r2"], ["f"])
+            .Node("MatMul", ["f", "w3"], ["y"])
+            .Output("y"), low: -8, high: 8);
+
     [Fact]
     public void Relu6_as_clip_attributes_before_opset_11() =>
         Parity.CheckGradients(new OnnxTestModel(9, [2, 3, 6, 6])
