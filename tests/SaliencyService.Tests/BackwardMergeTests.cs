@@ -76,6 +76,43 @@ public sealed class BackwardMergeTests
         Assert.False(BackwardMerge.Allowed(sparse));
     }
 
+    /// <summary>
+    /// Scores laid out per sample in more than one dimension are seeded by their flat index: [n, 2, 5]
+    /// (the batch leads), and [2, 5] from a model whose batch is fixed at one (it does not).
+    /// </summary>
+    [Theory]
+    [InlineData(-1L, new long[] { -1, 2, 5 })]
+    [InlineData(1L, new long[] { 2, 5 })]
+    public void Scores_of_any_layout_are_seeded_by_their_flat_index(long batch, long[] scoreShape)
+    {
+        TorchNativeLoader.EnsureLoaded();
+        var model = new OnnxTestModel(13, [batch, 3, 6, 6])
+            .Initializer("w", Parity.RandomInput([4 * 3 * 9], 3, -0.5f, 0.5f), 4, 3, 3, 3)
+            .Initializer("fc", Parity.RandomInput([10 * 144], 4, -0.5f, 0.5f), 10, 144)
+            .Initializer("shape", scoreShape, scoreShape.Length)
+            .Node("Conv", ["x", "w"], ["c"], Ints("pads", 1, 1, 1, 1))
+            .Node("Relu", ["c"], ["r"])
+            .Node("Flatten", ["r"], ["f"])
+            .Node("Gemm", ["f", "fc"], ["g"], Int("transB", 1))
+            .Node("Reshape", ["g", "shape"], ["y"])
+            .Output("y").Model();
+        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+        using var reference = GraphMirror.Build(model, "x", "y", ScalarType.Float64).Mirror!;
+        using var backprop = OrtBackprop.Create(model, mirror, [1, 3, 6, 6], batched: batch < 0, bytes => new InferenceSession(bytes));
+        Assert.True(backprop.Merged);
+        using var scope = NewDisposeScope();
+        var input = tensor(Parity.RandomInput([1, 3, 6, 6], 9, -1, 1), [1, 3, 6, 6]);
+        Tensor scores;
+        using (no_grad()) scores = reference.Forward(input.to_type(ScalarType.Float64), RectifierRule.Gradient)["y"].reshape(1, 10);
+        var top = scores[0].argmax().item<long>();
+        foreach (var (asked, explained) in new[] { (-1L, top), ((top + 7) % 10, (top + 7) % 10) })
+        {
+            var pass = backprop.Run(input, asked, RectifierRule.Gradient);
+            Assert.Equal(explained, pass.Target);
+            Parity.AssertEqualsFloat64(reference.InputGradients(input, explained, RectifierRule.Gradient), pass.Gradient, $"gradient of score {explained}");
+        }
+    }
+
     /// <summary>Conv, ReLU, MaxPool (its indices cross from forward to backward), then a linear layer to five scores; any batch.</summary>
     private static OnnxTestModel Model(int opset) => new OnnxTestModel(opset, [-1, 3, 6, 6])
         .Initializer("w", Parity.RandomInput([4 * 3 * 9], 3, -0.5f, 0.5f), 4, 3, 3, 3)

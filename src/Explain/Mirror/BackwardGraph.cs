@@ -58,22 +58,18 @@ public sealed class BackwardGraph
         var info = _shapes[score];
         // Scores are laid out per sample (the batch first): [n, classes] whatever their rank; n is free or the model's fixed batch.
         var classes = info.Shape.Aggregate(1L, (product, d) => product * (d < 0 ? info.BatchFactor : d)) / Math.Max(batch, 1);
-        var perSample = Node("Reshape", [Recorded(score), Ints(-1, classes)]);
+        // Where the batch leads the score's shape, it is written 0 (copied), as Reshape does (KeepingBatch).
+        var batchLeads = info.Shape is [var first, .. var rest] && (first < 0 ? info.BatchFactor == 1 : first == batch) && rest.All(d => d > 0);
+        var perSample = Node("Reshape", [Recorded(score), Ints(batchLeads ? 0 : -1, classes)]);
         var top = Node("Slice", [Node("ArgMax", [perSample], Attribute("axis", 1), Attribute("keepdims", 0)), Ints(0), Ints(1)]);
         var outside = Node("Or", [Node("Less", [Target, Ints(0)]), Node("Less", [Ints(classes - 1), Target])]);
         var chosen = Node("Where", [outside, top, Target]);
         Output(chosen, Chosen, DataType.Int64, [1]);
-        if (info.Shape is [var first, .. var rest] && (first < 0 ? info.BatchFactor == 1 : first == batch) && rest.All(d => d > 0))
-        {
-            // Compared elementwise, so ONNX Runtime's shape inference knows the seed's shape, and from
-            // it every gradient's: its blocked-layout transforms need those shapes to keep a binary op's
-            // operands (the rectifiers' gates) in that layout. score > score is false everywhere, NaN included.
-            var isChosen = Node("Equal", [Constant(arange(classes).reshape([1, .. rest])), chosen]);
-            var nowhere = Node("Greater", [Recorded(score), Recorded(score)]);
-            return Node("Cast", [Node("Or", [nowhere, isChosen])], Attribute("to", (long)DataType.Float));
-        }
-        var oneHot = Node("OneHot", [chosen, Ints(classes), Constant(tensor(new[] { 0f, 1f }))], Attribute("axis", -1));
-        return Node("Reshape", [Node("Expand", [oneHot, Node("Shape", [perSample])]), Node("Shape", [score])]);
+        // Compared elementwise (scores > scores is false everywhere, NaN included), so that ONNX
+        // Runtime's shape inference knows the seed's shape, and from it every gradient's.
+        var isChosen = Node("Equal", [Constant(arange(classes).reshape(1, classes)), chosen]);
+        var seed = Node("Cast", [Node("Or", [Node("Greater", [perSample, perSample]), isChosen])], Attribute("to", (long)DataType.Float));
+        return Node("Reshape", [seed, batchLeads ? Ints([0, .. info.Shape[1..]]) : Node("Shape", [score])]);
     }
 
     /// <summary>MaxPool outputs whose argmax indices the graph reads (input <see cref="IndicesOf"/>).</summary>
