@@ -66,8 +66,9 @@ public static class BackwardMerge
     {
         var merged = Recording(model, backward, outputs, shapes);
         var graph = merged.Graph;
-        var forwardValues = graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
-        graph.Input.AddRange(backwardModel.Graph.Input.Where(i => !forwardValues.Contains(i.Name) && !backward.ForwardInputs.Contains(i.Name)));
+        // The backward's inputs the forward computes (or takes) become its values; only the target stays an input.
+        var forwardValues = graph.Input.Select(i => i.Name).Concat(backward.ForwardInputs).ToHashSet(StringComparer.Ordinal);
+        graph.Input.AddRange(backwardModel.Graph.Input.Where(i => !forwardValues.Contains(i.Name)));
         graph.Initializer.AddRange(backwardModel.Graph.Initializer);
         graph.Node.AddRange(backwardModel.Graph.Node);
         graph.Output.AddRange(backwardModel.Graph.Output);

@@ -58,9 +58,8 @@ public sealed class BackwardGraph
         var info = _shapes[score];
         // Scores are laid out per sample (the batch first): [n, classes] whatever their rank; n is free or the model's fixed batch.
         var classes = info.Shape.Aggregate(1L, (product, d) => product * (d < 0 ? info.BatchFactor : d)) / Math.Max(batch, 1);
-        // Where the batch leads the score's shape, it is written 0 (copied), as Reshape does (KeepingBatch).
-        var batchLeads = info.Shape is [var first, .. var rest] && (first < 0 ? info.BatchFactor == 1 : first == batch) && rest.All(d => d > 0);
-        var perSample = Node("Reshape", [Recorded(score), Ints(batchLeads ? 0 : -1, classes)]);
+        long[] perSampleShape = [-1, classes];
+        var perSample = Reshape(Recorded(score), info.Shape, perSampleShape);
         var top = Node("Slice", [Node("ArgMax", [perSample], Attribute("axis", 1), Attribute("keepdims", 0)), Ints(0), Ints(1)]);
         var outside = Node("Or", [Node("Less", [Target, Ints(0)]), Node("Less", [Ints(classes - 1), Target])]);
         var chosen = Node("Where", [outside, top, Target]);
@@ -69,7 +68,7 @@ public sealed class BackwardGraph
         // Runtime's shape inference knows the seed's shape, and from it every gradient's.
         var isChosen = Node("Equal", [Constant(arange(classes).reshape(1, classes)), chosen]);
         var seed = Node("Cast", [Node("Or", [Node("Greater", [perSample, perSample]), isChosen])], Attribute("to", (long)DataType.Float));
-        return Node("Reshape", [seed, batchLeads ? Ints([0, .. info.Shape[1..]]) : Node("Shape", [score])]);
+        return Reshape(seed, perSampleShape, info.Shape);
     }
 
     /// <summary>MaxPool outputs whose argmax indices the graph reads (input <see cref="IndicesOf"/>).</summary>
@@ -144,9 +143,9 @@ public sealed class BackwardGraph
     /// <summary>An int64 vector constant (shapes, axes).</summary>
     public string Ints(params long[] values) => Constant(tensor(values));
 
-    /// <summary>The gradient reshaped from <paramref name="from"/> to <paramref name="to"/> (−1: the batch dimension), or as is when they agree.</summary>
-    public string Reshape(string gradient, long[] from, long[] to) =>
-        from.SequenceEqual(to) ? gradient : Node("Reshape", [gradient, Ints(KeepingBatch(from, to))]);
+    /// <summary>A value (a gradient, the seed) reshaped from <paramref name="from"/> to <paramref name="to"/> (−1: the batch dimension), or as is when they agree.</summary>
+    public string Reshape(string value, long[] from, long[] to) =>
+        from.SequenceEqual(to) ? value : Node("Reshape", [value, Ints(KeepingBatch(from, to))]);
 
     /// <summary>
     /// <paramref name="to"/> with a batch dimension that leads both shapes, over the same number of
