@@ -26,10 +26,14 @@ public sealed class NativeIsolationTests : IDisposable
             if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
     }
 
-    /// <param name="fault">Where the check dies: as it starts, or once it has loaded and run the model (the service loads it too from then on).</param>
+    /// <param name="fault">
+    /// Where the check dies: as it starts; once it has loaded and run the model (the service loads it
+    /// too from then on); once it has built ONNX Runtime's backward (the service builds it too).
+    /// </param>
     [Theory]
     [InlineData(ChildCommands.ImportCheck)]
     [InlineData(ImportCheck.Probed)]
+    [InlineData(ImportCheck.BackwardOpened)]
     public async Task An_import_whose_check_crashes_is_refused_and_the_service_serves_on(string fault)
     {
         using var service = await ServiceProcess.StartAsync(_store, new Dictionary<string, string> { [ChildCommands.FaultVariable] = fault });

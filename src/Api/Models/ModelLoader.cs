@@ -34,7 +34,8 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
         {
             var started = Stopwatch.GetTimestamp();
             var (verdict, shapes) = stored is not null ? (stored, null)
-                : isolated ? ImportCheck.Run(directory, sessions, analysis, () => loading = ModelFileLoad.Start(directory, sessions))
+                : isolated ? ImportCheck.Run(directory, sessions, analysis, () => loading = ModelFileLoad.Start(directory, sessions),
+                    plan => loading?.PrepareBackward(analysis, plan))
                 : default;
             if (isolated) ServerTiming.Add("check", started, "isolated");
             started = Stopwatch.GetTimestamp();

@@ -26,6 +26,13 @@ public sealed class ExplainAnalysis
     /// <summary>Only the verdict matters (the isolated import check): nothing is built for serving beyond what the checks need.</summary>
     public bool CheckOnly { get; init; }
 
+    /// <summary>
+    /// Told when a check has opened the ONNX Runtime backward it is about to judge: the isolated
+    /// check (<see cref="ImportCheck"/>) tells the service, which builds the same meanwhile
+    /// (<see cref="Prepare"/>), as a crash there would have ended the child first.
+    /// </summary>
+    public Action<BackwardPlan>? BackwardOpened { get; init; }
+
     public ExplainAnalysis(ExplainOptions options, OnnxSessionFactory sessions)
     {
         _options = options;
@@ -52,16 +59,22 @@ public sealed class ExplainAnalysis
         Analyse(Task.FromResult(OnnxFile.Load(modelPath)), onnx, preprocessing, outputName, verdict, probe, shapes);
 
     /// <summary>As above, for the model file parsed (<see cref="OnnxFile.Load"/>), or being parsed, by the caller.</summary>
+    /// <param name="prepared">
+    /// The mirror and backward built ahead of <paramref name="verdict"/> (<see cref="Prepare"/>):
+    /// served where the verdict is ONNX Runtime's backward for the same plan, disposed otherwise.
+    /// </param>
     public (ModelExplainer? Explainer, ExplainDescriptor Descriptor) Analyse(Task<Onnx.Proto.ModelProto> parsed, OnnxModel onnx, Preprocessing preprocessing,
-        string outputName, ExplainDescriptor? verdict = null, ProbeRun? probe = null, IReadOnlyDictionary<string, TensorInfo>? shapes = null)
+        string outputName, ExplainDescriptor? verdict = null, ProbeRun? probe = null, IReadOnlyDictionary<string, TensorInfo>? shapes = null,
+        Task<PreparedBackward>? prepared = null)
     {
+        var maxBatch = MaxBatch(onnx, preprocessing);
+        if (Adopt(prepared, verdict, preprocessing.Input, outputName, shapes) is { } ready)
+            return (Explainer(ready.Mirror, verdict!.Layers, verdict.DefaultLayer, ready.Backprop, maxBatch), verdict);
         if (!Engine.Loaded) return (null, NotSupported([], Engine.Status));
         if (verdict is { Supported: false }) return (null, verdict);
 
         var model = parsed.GetAwaiter().GetResult();
-        var batchSize = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape.FirstOrDefault(1);
-        var batched = batchSize < 0;
-        var maxBatch = batchSize > 0 ? (int)batchSize : _options.MaxBatch;
+        var batched = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape.FirstOrDefault(1) < 0;
         FloatTruth? truth = null;
         if (verdict is null)
         {
@@ -126,7 +139,8 @@ public sealed class ExplainAnalysis
             }
             // The import's probe passes leave freed native memory behind: handed back once imports pause.
             Torch.NativeHeap.TrimWhenIdle(TimeSpan.FromSeconds(5));
-            var chosen = GradientEngineCheck.Choose(model, mirror, batched, _options.OrtBackward, Open, truth, mirror.ShapesOf(values));
+            var chosen = GradientEngineCheck.Choose(model, mirror, batched, _options.OrtBackward, Open, truth, mirror.ShapesOf(values),
+                opened => BackwardOpened?.Invoke(new BackwardPlan(preprocessing.Input, outputName, opened.Shapes.ToDictionary())));
             backprop = chosen.Backprop;
             if (chosen.Engine is null)
             {
@@ -143,6 +157,50 @@ public sealed class ExplainAnalysis
             mirror.Dispose();
             return (null, ProbeFailed(e));
         }
+    }
+
+    /// <summary>
+    /// Builds, on another thread, the mirror and ONNX Runtime backward that <paramref name="plan"/>
+    /// says, for a verdict still to come (<see cref="Analyse(Task{Onnx.Proto.ModelProto}, OnnxModel, Preprocessing, string, ExplainDescriptor?, ProbeRun?, IReadOnlyDictionary{string, TensorInfo}?, Task{PreparedBackward}?)"/>).
+    /// </summary>
+    public Task<PreparedBackward> Prepare(Task<Onnx.Proto.ModelProto> parsed, BackwardPlan plan) => Task.Run(async () =>
+    {
+        var model = await parsed;
+        var mirror = GraphMirror.Build(model, plan.Input, plan.Output).Mirror
+                     ?? throw new NotSupportedException("The model uses operators the explainer does not support.");
+        try
+        {
+            return new PreparedBackward(plan, mirror, OrtBackprop.Create(model, mirror, plan.Shapes, Open));
+        }
+        catch
+        {
+            mirror.Dispose();
+            throw;
+        }
+    });
+
+    /// <summary>What was prepared, where the verdict serves it; otherwise it is disposed (once built) and null.</summary>
+    private static PreparedBackward? Adopt(Task<PreparedBackward>? prepared, ExplainDescriptor? verdict, string input, string output,
+        IReadOnlyDictionary<string, TensorInfo>? shapes)
+    {
+        if (prepared is null) return null;
+        try
+        {
+            var ready = prepared.GetAwaiter().GetResult();
+            if (verdict is { Supported: true, GradientEngine: GradientEngines.OnnxRuntime } && ready.Plan.Matches(input, output, shapes)) return ready;
+            ready.Dispose();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Built as the verdict says instead, which meets any failure again.
+        }
+        return null;
+    }
+
+    private int MaxBatch(OnnxModel onnx, Preprocessing preprocessing)
+    {
+        var batchSize = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape.FirstOrDefault(1);
+        return batchSize > 0 ? (int)batchSize : _options.MaxBatch;
     }
 
     private InferenceSession Open(byte[] model) => _sessions.Create(model).Session;

@@ -38,8 +38,9 @@ public static class GradientEngineCheck
     /// <param name="tryOnnxRuntime">Whether ONNX Runtime's backward is a candidate (<c>Saliency:Explain:OrtBackward</c>).</param>
     /// <param name="truth">The float64 pass (started before, computed meanwhile); its input is the batch the engines run.</param>
     /// <param name="checkedShapes">The shapes of the mirror's forward on the truth's input (<see cref="GraphMirror.ShapesOf"/>).</param>
+    /// <param name="opened">Told once ONNX Runtime's backward is built, before it is judged.</param>
     public static Verdict Choose(ModelProto model, GraphMirror mirror, bool batched, bool tryOnnxRuntime,
-        Func<byte[], InferenceSession> open, FloatTruth truth, IReadOnlyDictionary<string, TensorInfo> checkedShapes)
+        Func<byte[], InferenceSession> open, FloatTruth truth, IReadOnlyDictionary<string, TensorInfo> checkedShapes, Action<OrtBackprop>? opened = null)
     {
         OrtBackprop? backprop = null;
         var ortSays = "ONNX Runtime backward: turned off (Saliency:Explain:OrtBackward)";
@@ -58,6 +59,7 @@ public static class GradientEngineCheck
         }
         try
         {
+            if (backprop is not null) opened?.Invoke(backprop);
             return Judge(mirror, truth, backprop, ortSays);
         }
         catch

@@ -25,6 +25,9 @@ public static class ImportCheck
     /// <summary>The child's progress line once the model has loaded in ONNX Runtime and run on the probe.</summary>
     public const string Probed = "probed";
 
+    /// <summary>The child's progress step once it has built the ONNX Runtime backward it judges (then its <see cref="BackwardPlan"/>).</summary>
+    public const string BackwardOpened = "backward-opened";
+
     /// <summary>
     /// Checks the model folder in a child; returns its explain verdict and, where ONNX Runtime's
     /// backward was chosen, the value shapes it was written for (<see cref="OrtBackprop.Shapes"/>).
@@ -34,9 +37,14 @@ public static class ImportCheck
     /// the probe, while its checks go on: the caller may load it too from then on, as a crash there
     /// would have ended the child first.
     /// </param>
+    /// <param name="backwardOpened">
+    /// Told (on the same thread, after <paramref name="probed"/>) once the child has built the ONNX
+    /// Runtime backward it is about to judge, with what it was built from: the caller may build it
+    /// too from then on (<see cref="ModelFileLoad.PrepareBackward"/>).
+    /// </param>
     /// <exception cref="ClientInputException">The model is refused: what the child found, or that it crashed.</exception>
     public static (ExplainDescriptor Explain, IReadOnlyDictionary<string, TensorInfo>? Shapes) Run(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis,
-        Action? probed = null)
+        Action? probed = null, Action<BackwardPlan>? backwardOpened = null)
     {
         _ = analysis.Engine; // the service's oneDNN choice is made (and handed down) before the first child
         var settings = JsonSerializer.Serialize(new Settings(sessions.Settings, analysis.Options), OneLine);
@@ -44,6 +52,8 @@ public static class ImportCheck
             TimeSpan.FromSeconds(Math.Max(1, analysis.Options.ImportCheckTimeoutSeconds)), step =>
             {
                 if (step == Probed) probed?.Invoke();
+                else if (step.StartsWith(BackwardOpened + " ", StringComparison.Ordinal) && Plan(step[(BackwardOpened.Length + 1)..]) is { } plan)
+                    backwardOpened?.Invoke(plan);
             });
         if (result.Signal is not null)
             throw new UnsupportedModelException(
@@ -68,13 +78,34 @@ public static class ImportCheck
         throw new UnsupportedModelException($"The model could not be checked: {result.Describe()}.");
     }
 
+    /// <summary>A plan as the child wrote it; null if it is not one (then nothing is built before the verdict).</summary>
+    private static BackwardPlan? Plan(string json)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<BackwardPlan>(json, OneLine) is { Input: not null, Output: not null, Shapes: not null } plan ? plan : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>The child's side: args = model folder, settings (JSON). Answers one JSON line.</summary>
     public static int RunChild(string[] args)
     {
         if (args.Length != 2) return 2;
         var settings = JsonSerializer.Deserialize<Settings>(args[1], OneLine)!;
+        // One thread a session: the check has its float64 pass beside ONNX Runtime's, and the service
+        // builds its backward beside the check's last passes (at nice 0 where the child is at 19);
+        // a two-thread pass waits at every operator for whichever thread was preempted.
+        settings.OnnxRuntime.IntraOpThreads = 1;
         var sessions = new OnnxSessionFactory(settings.OnnxRuntime);
-        var analysis = new ExplainAnalysis(settings.Explain, sessions) { CheckOnly = true };
+        var analysis = new ExplainAnalysis(settings.Explain, sessions)
+        {
+            CheckOnly = true,
+            BackwardOpened = plan => ChildProcess.WriteProgress(BackwardOpened, JsonSerializer.Serialize(plan, OneLine)),
+        };
         Answer answer;
         try
         {

@@ -20,8 +20,18 @@ public sealed record ModelFileLoad(Task<(InferenceSession Session, string Provid
         return new(Task.Run(() => sessions.Create(path)), Task.Run(() => OnnxFile.Load(path)));
     }
 
-    /// <summary>Disposes the session once loaded, where nothing took it (ONNX Runtime guards a second dispose).</summary>
-    public void Abandon() => Session.ContinueWith(t => t.Result.Session.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
+    /// <summary>The mirror and ONNX Runtime backward being built ahead of the verdict (<see cref="PrepareBackward"/>), if they are.</summary>
+    public Task<PreparedBackward>? Backward { get; private set; }
+
+    /// <summary>Starts building what <paramref name="plan"/> says (once: a later plan is ignored).</summary>
+    public void PrepareBackward(ExplainAnalysis analysis, BackwardPlan plan) => Backward ??= analysis.Prepare(Parsed, plan);
+
+    /// <summary>Disposes what was loaded and built, once done, where nothing took it (ONNX Runtime guards a second dispose).</summary>
+    public void Abandon()
+    {
+        Session.ContinueWith(t => t.Result.Session.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
+        Backward?.ContinueWith(t => t.Result.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
+    }
 }
 
 /// <summary>A model folder opened: its session, manifest, effective preprocessing, and what explains it.</summary>
@@ -92,7 +102,7 @@ public static class ModelInspection
             if (probe is not null) probed?.Invoke();
             var (explainer, explain) = explained is null
                 ? (null, new ExplainDescriptor(false, [], null, null, [], "The model has no float32 output to explain."))
-                : analysis.Analyse(loading.Parsed, onnx, preprocessing, explained.Name, verdict, probe, shapes);
+                : analysis.Analyse(loading.Parsed, onnx, preprocessing, explained.Name, verdict, probe, shapes, loading.Backward);
             return new InspectedModel(onnx, manifest, preprocessing, explainer, explain);
         }
         catch

@@ -121,10 +121,13 @@ public static class ChildProcess
     /// <summary>The child's side: writes its answer for the parent, who reads nothing after it.</summary>
     public static void WriteAnswer(string line) => WriteMarked(AnswerMark, line);
 
-    /// <summary>The child's side: tells the parent it has passed <paramref name="step"/> (its caller's <c>progress</c> hears it at once).</summary>
-    public static void WriteProgress(string step)
+    /// <summary>
+    /// The child's side: tells the parent it has passed <paramref name="step"/> (its caller's
+    /// <c>progress</c> hears it at once: the step, then a space and <paramref name="detail"/> if given).
+    /// </summary>
+    public static void WriteProgress(string step, string? detail = null)
     {
-        WriteMarked(ProgressMark, step);
+        WriteMarked(ProgressMark, detail is null ? step : $"{step} {detail}");
         ChildCommands.CrashIfAsked(step);
     }
 

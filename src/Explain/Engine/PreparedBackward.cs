@@ -1,0 +1,39 @@
+using SaliencyService.Explain.Mirror;
+
+namespace SaliencyService.Explain.Engine;
+
+/// <summary>
+/// What a model's ONNX Runtime backward is built from: the mirror's input and explained output, and
+/// the value shapes the backward is written for (<see cref="OrtBackprop.Shapes"/>).
+/// </summary>
+public sealed record BackwardPlan(string Input, string Output, Dictionary<string, TensorInfo> Shapes)
+{
+    /// <summary>Whether a verdict's build would be this one: the same names and the same shape for every value.</summary>
+    public bool Matches(string input, string output, IReadOnlyDictionary<string, TensorInfo>? shapes) =>
+        Input == input && Output == output && shapes is not null && shapes.Count == Shapes.Count
+        && shapes.All(entry => Shapes.TryGetValue(entry.Key, out var info) && Same(info, entry.Value));
+
+    private static bool Same(TensorInfo a, TensorInfo b) =>
+        a.Type == b.Type && a.BatchFactor == b.BatchFactor && a.Shape.SequenceEqual(b.Shape)
+        && (a.Values is null ? b.Values is null : b.Values is not null && a.Values.SequenceEqual(b.Values));
+}
+
+/// <summary>
+/// A mirror and its ONNX Runtime backward, built from a plan before the verdict that will use them
+/// (<see cref="ExplainAnalysis.Prepare"/>): owned by whoever takes them, disposed otherwise.
+/// </summary>
+public sealed record PreparedBackward(BackwardPlan Plan, GraphMirror Mirror, OrtBackprop Backprop) : IDisposable
+{
+    private int _disposed;
+
+    /// <summary>Whether it was let go (<see cref="Dispose"/>).</summary>
+    public bool Disposed => Volatile.Read(ref _disposed) != 0;
+
+    /// <summary>Disposes both once (an import that fails after taking them lets go of what it loaded again).</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        Backprop.Dispose();
+        Mirror.Dispose();
+    }
+}

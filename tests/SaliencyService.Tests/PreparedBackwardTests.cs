@@ -1,0 +1,123 @@
+using SaliencyService.Contracts;
+using SaliencyService.Explain.Attribution;
+using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Onnx;
+using SaliencyService.Explain.Serving;
+using SaliencyService.Explain.Tensors;
+using SaliencyService.Tests.Support;
+using TorchSharp;
+using Xunit;
+
+namespace SaliencyService.Tests;
+
+/// <summary>
+/// The service builds its ONNX Runtime backward while the isolated check still judges the child's
+/// (<see cref="ExplainAnalysis.Prepare"/>): it serves that build only where the verdict is ONNX
+/// Runtime's backward written for the same plan, and lets it go otherwise.
+/// </summary>
+public sealed class PreparedBackwardTests
+{
+    private const string Fixture = "mini_resnet";
+
+    [Fact]
+    public void A_plan_matches_only_the_same_names_and_every_value_shape()
+    {
+        Dictionary<string, TensorInfo> Shapes(long channels, long[]? values = null) => new()
+        {
+            ["x"] = new TensorInfo([-1, 3, 8, 8], torch.ScalarType.Float32),
+            ["c"] = new TensorInfo([-1, channels, 8, 8], torch.ScalarType.Float32),
+            ["s"] = new TensorInfo([2], torch.ScalarType.Int64, values ?? [-1, 4]),
+        };
+        var plan = new BackwardPlan("x", "y", Shapes(4));
+
+        Assert.True(plan.Matches("x", "y", Shapes(4)));
+        Assert.False(plan.Matches("x", "z", Shapes(4)));
+        Assert.False(plan.Matches("input", "y", Shapes(4)));
+        Assert.False(plan.Matches("x", "y", Shapes(5)));
+        Assert.False(plan.Matches("x", "y", Shapes(4, [-1, 5])));
+        Assert.False(plan.Matches("x", "y", Shapes(4).Where(e => e.Key != "s").ToDictionary()));
+        Assert.False(plan.Matches("x", "y", new Dictionary<string, TensorInfo>(Shapes(4)) { ["extra"] = new([1], torch.ScalarType.Float32) }));
+        Assert.False(plan.Matches("x", "y", null));
+    }
+
+    [Fact]
+    public void The_service_serves_the_backward_it_prepared_from_the_checks_plan()
+    {
+        var (verdict, shapes, plan) = Check();
+        Assert.Equal(GradientEngines.OnnxRuntime, verdict.GradientEngine);
+
+        var (explainer, prepared, onnx) = Build(verdict, shapes, plan);
+        using var owned = onnx;
+        using var model = explainer;
+        Assert.Same(prepared.Mirror, model.Mirror);
+        Assert.False(prepared.Disposed);
+        AssertReferenceMaps(model);
+    }
+
+    [Fact]
+    public void A_verdict_for_another_engine_or_without_the_plans_shapes_lets_the_prepared_backward_go()
+    {
+        var (verdict, shapes, plan) = Check();
+        var libtorch = verdict with { GradientEngine = GradientEngines.LibTorch };
+        // Without shapes the service writes the backward for the probe's shape (a verdict stored before shapes were).
+        foreach (var (told, toldShapes, engine) in new[] { (libtorch, shapes, GradientEngines.LibTorch), (verdict, null, GradientEngines.OnnxRuntime) })
+        {
+            var (explainer, prepared, onnx) = Build(told, toldShapes, plan);
+            using var owned = onnx;
+            using var model = explainer;
+            Assert.True(prepared.Disposed);
+            Assert.NotSame(prepared.Mirror, model.Mirror);
+            Assert.Equal(engine, model.Engine.Name);
+            AssertReferenceMaps(model);
+        }
+    }
+
+    /// <summary>The check as the isolated child runs it: its verdict, the shapes it hands over, and the plan it told on opening its backward.</summary>
+    private static (ExplainDescriptor Verdict, IReadOnlyDictionary<string, TensorInfo> Shapes, BackwardPlan Plan) Check()
+    {
+        BackwardPlan? told = null;
+        var (session, provider) = FixtureExplainers.Sessions.Create(ModelPath);
+        using var onnx = new OnnxModel(session, provider);
+        var analysis = new ExplainAnalysis(new ExplainOptions(), FixtureExplainers.Sessions) { CheckOnly = true, BackwardOpened = plan => told = plan };
+        var (explainer, verdict) = analysis.Analyse(ModelPath, onnx, Preprocessing, onnx.Outputs[0].Name);
+        using var owned = explainer;
+        var shapes = ((OrtGradientEngine)explainer!.Engine).Shapes.ToDictionary();
+        Assert.NotNull(told);
+        Assert.True(told.Matches(Preprocessing.Input, onnx.Outputs[0].Name, shapes));
+        return (verdict, shapes, told);
+    }
+
+    /// <summary>The service's side: the plan prepared, then the model built as <paramref name="verdict"/> says.</summary>
+    private static (ModelExplainer Explainer, PreparedBackward Prepared, OnnxModel Onnx) Build(ExplainDescriptor verdict,
+        IReadOnlyDictionary<string, TensorInfo>? shapes, BackwardPlan plan)
+    {
+        var analysis = new ExplainAnalysis(new ExplainOptions(), FixtureExplainers.Sessions);
+        var parsed = Task.FromResult(OnnxFile.Load(ModelPath));
+        var preparing = analysis.Prepare(parsed, plan);
+        var (session, provider) = FixtureExplainers.Sessions.Create(ModelPath);
+        var onnx = new OnnxModel(session, provider);
+        var (explainer, descriptor) = analysis.Analyse(parsed, onnx, Preprocessing, onnx.Outputs[0].Name, verdict, null, shapes, preparing);
+        Assert.Same(verdict, descriptor);
+        return (explainer!, preparing.Result, onnx);
+    }
+
+    /// <summary>Guided backprop and the gradient on every case of the fixture, against PyTorch's float64 maps.</summary>
+    private static void AssertReferenceMaps(ModelExplainer model)
+    {
+        foreach (var c in ReferenceCases.All.Where(c => c.Model == Fixture))
+        foreach (var (method, reference) in new[] { ("guided-backprop", "guided_backprop"), ("gradient", "gradient") })
+        {
+            var input = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(Fixture, c.Stem + ".tensor.npy")), long.MaxValue);
+            var map = Explainer.Explain(model, input, new ExplainRequest(AttributionMethods.Parse(method)), null, Preprocessing.Layout);
+            var expected = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(Fixture, $"{c.Stem}.{reference}.npy")), long.MaxValue).Data;
+            var scale = expected.Max(Math.Abs);
+            var error = expected.Zip(map.Map, (e, a) => Math.Abs(e - a)).Max();
+            Assert.True(error <= 1e-3 * scale, $"{c}, {method}: max abs error {error} vs max |reference| {scale}");
+        }
+    }
+
+    private static string ModelPath => TestPaths.Fixture(Fixture, "model.onnx");
+
+    private static Preprocessing Preprocessing => FixtureExplainers.Preprocessing(Fixture);
+}
