@@ -67,14 +67,15 @@ public sealed class ExplainAnalysis
         string outputName, ExplainDescriptor? verdict = null, ProbeRun? probe = null, IReadOnlyDictionary<string, TensorInfo>? shapes = null,
         Task<PreparedBackward>? prepared = null)
     {
-        var maxBatch = MaxBatch(onnx, preprocessing);
+        var batchSize = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape.FirstOrDefault(1);
+        var batched = batchSize < 0;
+        var maxBatch = batchSize > 0 ? (int)batchSize : _options.MaxBatch;
         if (Adopt(prepared, verdict, preprocessing.Input, outputName, shapes) is { } ready)
             return (Explainer(ready.Mirror, verdict!.Layers, verdict.DefaultLayer, ready.Backprop, maxBatch), verdict);
         if (!Engine.Loaded) return (null, NotSupported([], Engine.Status));
         if (verdict is { Supported: false }) return (null, verdict);
 
         var model = parsed.GetAwaiter().GetResult();
-        var batched = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape.FirstOrDefault(1) < 0;
         FloatTruth? truth = null;
         if (verdict is null)
         {
@@ -195,12 +196,6 @@ public sealed class ExplainAnalysis
             // Built as the verdict says instead, which meets any failure again.
         }
         return null;
-    }
-
-    private int MaxBatch(OnnxModel onnx, Preprocessing preprocessing)
-    {
-        var batchSize = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape.FirstOrDefault(1);
-        return batchSize > 0 ? (int)batchSize : _options.MaxBatch;
     }
 
     private InferenceSession Open(byte[] model) => _sessions.Create(model).Session;
