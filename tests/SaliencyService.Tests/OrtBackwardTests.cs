@@ -52,15 +52,7 @@ public sealed class OrtBackwardTests
         foreach (var c in ReferenceCases.All.Where(c => c.Model == fixture))
         foreach (var (method, reference) in new[] { ("guided-backprop", "guided_backprop"), ("gradient", "gradient"), ("deconvnet", "deconvnet"),
                      ("grad-cam", "grad_cam"), ("guided-grad-cam", "guided_grad_cam") })
-        {
-            var input = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(fixture, c.Stem + ".tensor.npy")), long.MaxValue);
-            var map = Explainer.Explain(model, input, new ExplainRequest(AttributionMethods.Parse(method)), null, preprocessing.Layout);
-            var expected = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(fixture, $"{c.Stem}.{reference}.npy")), long.MaxValue).Data;
-            var scale = expected.Max(Math.Abs);
-            var error = expected.Zip(map.Map, (e, a) => Math.Abs(e - a)).Max();
-            Assert.True(error <= 1e-3 * scale, $"{c}, {method}: max abs error {error} vs max |reference| {scale}");
-            Assert.Equal(c.Target, map.Target);
-        }
+            FixtureExplainers.AssertReferenceMap(model, c, method, reference, preprocessing.Layout);
     }
 
     [Fact]

@@ -1,10 +1,8 @@
 using SaliencyService.Contracts;
-using SaliencyService.Explain.Attribution;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx;
 using SaliencyService.Explain.Serving;
-using SaliencyService.Explain.Tensors;
 using SaliencyService.Tests.Support;
 using TorchSharp;
 using Xunit;
@@ -107,14 +105,7 @@ public sealed class PreparedBackwardTests
     {
         foreach (var c in ReferenceCases.All.Where(c => c.Model == Fixture))
         foreach (var (method, reference) in new[] { ("guided-backprop", "guided_backprop"), ("gradient", "gradient") })
-        {
-            var input = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(Fixture, c.Stem + ".tensor.npy")), long.MaxValue);
-            var map = Explainer.Explain(model, input, new ExplainRequest(AttributionMethods.Parse(method)), null, Preprocessing.Layout);
-            var expected = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(Fixture, $"{c.Stem}.{reference}.npy")), long.MaxValue).Data;
-            var scale = expected.Max(Math.Abs);
-            var error = expected.Zip(map.Map, (e, a) => Math.Abs(e - a)).Max();
-            Assert.True(error <= 1e-3 * scale, $"{c}, {method}: max abs error {error} vs max |reference| {scale}");
-        }
+            FixtureExplainers.AssertReferenceMap(model, c, method, reference, Preprocessing.Layout);
     }
 
     private static string ModelPath => TestPaths.Fixture(Fixture, "model.onnx");

@@ -1,7 +1,9 @@
 using System.Text.Json;
 using SaliencyService.Contracts;
+using SaliencyService.Explain.Attribution;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Serving;
+using SaliencyService.Explain.Tensors;
 using Xunit;
 
 namespace SaliencyService.Tests.Support;
@@ -20,6 +22,21 @@ public static class FixtureExplainers
         var (explainer, descriptor) = analysis.Analyse(modelPath, onnx, preprocessing, onnx.Outputs[0].Name);
         Assert.True(explainer is not null, descriptor.Reason);
         return (explainer, descriptor, onnx, preprocessing);
+    }
+
+    /// <summary>
+    /// One method's map of a reference case, explained in-process, against PyTorch's float64 map
+    /// (<c>STEM.REFERENCE.npy</c>): within 1e-3 of the map's largest magnitude, for the same target.
+    /// </summary>
+    public static void AssertReferenceMap(ModelExplainer model, ReferenceCase c, string method, string reference, string layout)
+    {
+        var input = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(c.Model, c.Stem + ".tensor.npy")), long.MaxValue);
+        var map = Explainer.Explain(model, input, new ExplainRequest(AttributionMethods.Parse(method)), null, layout);
+        var expected = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(c.Model, $"{c.Stem}.{reference}.npy")), long.MaxValue).Data;
+        var scale = expected.Max(Math.Abs);
+        var error = expected.Zip(map.Map, (e, a) => Math.Abs(e - a)).Max();
+        Assert.True(error <= 1e-3 * scale, $"{c}, {method}: max abs error {error} vs max |reference| {scale}");
+        Assert.Equal(c.Target, map.Target);
     }
 
     /// <summary>The fixture's own preprocessing (model.json); the maps are taken from its tensors.</summary>
