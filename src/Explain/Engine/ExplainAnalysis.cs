@@ -95,7 +95,7 @@ public sealed class ExplainAnalysis
 
         var build = GraphMirror.Build(model, preprocessing.Input, outputName);
         if (build.Mirror is not { } mirror)
-            return (null, NotSupported(build.UnsupportedOperators, "The model uses operators the explainer does not support."));
+            return (null, NotSupported(build.UnsupportedOperators, UnsupportedOperators));
 
         OrtBackprop? backprop = null;
         try
@@ -168,7 +168,7 @@ public sealed class ExplainAnalysis
     {
         var model = await parsed;
         var mirror = GraphMirror.Build(model, plan.Input, plan.Output).Mirror
-                     ?? throw new NotSupportedException("The model uses operators the explainer does not support.");
+                     ?? throw new NotSupportedException(UnsupportedOperators);
         try
         {
             return new PreparedBackward(plan, mirror, OrtBackprop.Create(model, mirror, plan.Shapes, Open));
@@ -197,6 +197,8 @@ public sealed class ExplainAnalysis
         }
         return null;
     }
+
+    private const string UnsupportedOperators = "The model uses operators the explainer does not support.";
 
     private InferenceSession Open(byte[] model) => _sessions.Create(model).Session;
 

@@ -11,11 +11,7 @@ public sealed record BackwardPlan(string Input, string Output, Dictionary<string
     /// <summary>Whether a verdict's build would be this one: the same names and the same shape for every value.</summary>
     public bool Matches(string input, string output, IReadOnlyDictionary<string, TensorInfo>? shapes) =>
         Input == input && Output == output && shapes is not null && shapes.Count == Shapes.Count
-        && shapes.All(entry => Shapes.TryGetValue(entry.Key, out var info) && Same(info, entry.Value));
-
-    private static bool Same(TensorInfo a, TensorInfo b) =>
-        a.Type == b.Type && a.BatchFactor == b.BatchFactor && a.Shape.SequenceEqual(b.Shape)
-        && (a.Values is null ? b.Values is null : b.Values is not null && a.Values.SequenceEqual(b.Values));
+        && shapes.All(entry => Shapes.TryGetValue(entry.Key, out var info) && info.Equals(entry.Value));
 }
 
 /// <summary>

@@ -9,7 +9,15 @@ namespace SaliencyService.Explain.Mirror;
 /// which backward rules may then treat as constants. <paramref name="BatchFactor"/>: the size of the
 /// batch dimension per sample (Swin folds its windows into it: 64 per image).
 /// </summary>
-public sealed record TensorInfo(long[] Shape, ScalarType Type, long[]? Values = null, long BatchFactor = 1);
+public sealed record TensorInfo(long[] Shape, ScalarType Type, long[]? Values = null, long BatchFactor = 1)
+{
+    /// <summary>Equal when every dimension, the type, every known value and the batch factor are (not the arrays' identities).</summary>
+    public bool Equals(TensorInfo? other) =>
+        other is not null && Type == other.Type && BatchFactor == other.BatchFactor && Shape.SequenceEqual(other.Shape)
+        && (Values is null ? other.Values is null : other.Values is not null && Values.SequenceEqual(other.Values));
+
+    public override int GetHashCode() => HashCode.Combine(Type, BatchFactor, Shape.Length, Shape.FirstOrDefault(), Values?.Length);
+}
 
 /// <summary>
 /// The mirror's backward written as an ONNX graph (<see cref="BackwardGraph"/>) from each node's
