@@ -36,7 +36,7 @@ public static class OneDnnGuard
     public const string Inherit = "inherit";
 
     /// <summary>Widest first: no cap, then AVX-512 without its newer extensions, AVX2, SSE4.1.</summary>
-    private static readonly string[] Candidates = [Default, "AVX512_CORE", "AVX2", "SSE41"];
+    public static IReadOnlyList<string> Candidates { get; } = [Default, "AVX512_CORE", "AVX2", "SSE41"];
 
     /// <summary>Tells child processes the choice, "none" (oneDNN off) included.</summary>
     public const string ChoiceVariable = "SALIENCY_ONEDNN_CHOICE";
