@@ -77,6 +77,49 @@ public sealed class BackwardMergeTests
     }
 
     /// <summary>
+    /// The backward reads the model's weights where the forward does: the merged graph holds each
+    /// once (the stride-1 convolution's flipped kernel and the linear layer's are nodes over them,
+    /// which ONNX Runtime folds), and nothing else of a weight's size. A mirror whose values are not
+    /// the file's (a wrong one, which the engine check must be able to catch) gets its own copies.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void The_merged_graph_holds_the_models_weights_once_and_a_mirror_of_other_values_its_own(bool rawData)
+    {
+        TorchNativeLoader.EnsureLoaded();
+        var model = Model(13).Model();
+        if (rawData) // as exporters write them: bytes, not a repeated field
+            foreach (var weight in model.Graph.Initializer.Where(i => i.FloatData.Count > 0))
+            {
+                weight.RawData = Google.Protobuf.ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(weight.FloatData.ToArray().AsSpan()));
+                weight.FloatData.Clear();
+            }
+        var weights = model.Graph.Initializer.ToDictionary(i => i.Name);
+        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+        var shapes = mirror.BatchShapes([1, 3, 6, 6], batched: true);
+        var (backward, graph) = mirror.WriteBackward(model, shapes, RectifierRule.GuidedBackprop);
+        Assert.Same(weights["w"], backward.Graph.Initializer.Single(i => i.Name == "w"));
+        Assert.Same(weights["fc"], backward.Graph.Initializer.Single(i => i.Name == "fc"));
+
+        var merged = BackwardMerge.Merge(model, backward, graph, [mirror.ScoreName], shapes).Graph.Initializer;
+        Assert.Equal(merged.Count, merged.Select(i => i.Name).Distinct().Count());
+        var smallest = weights.Values.Min(w => w.CalculateSize());
+        Assert.All(merged.Where(i => !weights.ContainsKey(i.Name)), i => Assert.True(i.CalculateSize() < smallest, $"{i.Name}: {i.CalculateSize()} bytes"));
+
+        var other = model.Clone();
+        var w = other.Graph.Initializer.Single(i => i.Name == "w");
+        var values = rawData ? System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(w.RawData.Span).ToArray() : w.FloatData.ToArray();
+        values[7] *= 1.5f;
+        w.FloatData.Clear();
+        w.RawData = Google.Protobuf.ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
+        using var otherMirror = GraphMirror.Build(other, "x", "y").Mirror!;
+        var (own, _) = otherMirror.WriteBackward(model, shapes, RectifierRule.GuidedBackprop);
+        Assert.DoesNotContain(own.Graph.Initializer, i => i.Name == "w");
+        Assert.Same(weights["fc"], own.Graph.Initializer.Single(i => i.Name == "fc"));
+    }
+
+    /// <summary>
     /// Scores laid out per sample in more than one dimension are seeded by their flat index: [n, 2, 5]
     /// (the batch leads), and [2, 5] from a model whose batch is fixed at one (it does not).
     /// </summary>

@@ -69,7 +69,9 @@ public static class BackwardMerge
         // The backward's inputs the forward computes (or takes) become its values; only the target stays an input.
         var forwardValues = graph.Input.Select(i => i.Name).Concat(backward.ForwardInputs).ToHashSet(StringComparer.Ordinal);
         graph.Input.AddRange(backwardModel.Graph.Input.Where(i => !forwardValues.Contains(i.Name)));
-        graph.Initializer.AddRange(backwardModel.Graph.Initializer);
+        // The weights the backward shares with the forward are the forward's already (BackwardGraph.ConstantInput).
+        var initializers = graph.Initializer.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
+        graph.Initializer.AddRange(backwardModel.Graph.Initializer.Where(i => !initializers.Contains(i.Name)));
         graph.Node.AddRange(backwardModel.Graph.Node);
         graph.Output.AddRange(backwardModel.Graph.Output);
         // The backward's ops at its opset mean what they meant at 17 up to today's; the model's from 13 (Allowed) on.

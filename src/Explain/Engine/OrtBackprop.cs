@@ -96,7 +96,7 @@ public sealed class OrtBackprop : IDisposable
     private static OrtBackprop Create(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer,
         Func<byte[], InferenceSession> open, RectifierRule rule, OrtBackprop? full = null)
     {
-        var (backwardModel, graph) = mirror.WriteBackward(shapes, rule, layer);
+        var (backwardModel, graph) = mirror.WriteBackward(model, shapes, rule, layer);
         foreach (var output in graph.MaxPoolIndices)
             shapes[BackwardGraph.IndicesOf(output)] = new TensorInfo(shapes[output].Shape, ScalarType.Int64);
         // What a pass hands back from the forward: the scores, the served output and the layer.
@@ -151,7 +151,7 @@ public sealed class OrtBackprop : IDisposable
     private Pass PassFor(RectifierRule rule) =>
         _passes.GetOrAdd(rule, r => new Lazy<Pass>(() =>
         {
-            var (backward, graph) = _mirror.WriteBackward(_shapes, r, Layer);
+            var (backward, graph) = _mirror.WriteBackward(_model, _shapes, r, Layer);
             if (Merged) return new Pass(_open(BackwardMerge.Merge(_model, backward, graph, _recorded, _shapes).ToByteArray()), graph.ForwardInputs);
             if (graph.ForwardInputs.FirstOrDefault(n => n != _mirror.InputName && !_recorded.Contains(n)) is { } missing)
                 throw new InvalidOperationException($"The {r} backward reads '{missing}', which the forward does not record.");

@@ -29,13 +29,18 @@ public sealed class BackwardGraph
     private readonly List<string> _recorded = [];
     private readonly List<string> _maxPoolIndices = [];
     private readonly Dictionary<float, string> _scalars = [];
+    private readonly Dictionary<string, TensorProto> _weights;
+    private readonly HashSet<string> _shared = new(StringComparer.Ordinal);
     private int _next;
 
     /// <param name="shapes">Every forward tensor's shape (−1 marks the batch dimension) and type.</param>
     /// <param name="input">The model input (its first dimension is the batch).</param>
-    public BackwardGraph(IReadOnlyDictionary<string, TensorInfo> shapes, string input, string score, RectifierRule rule)
+    /// <param name="weights">The model's initializers, which the backward shares where it reads them (<see cref="ConstantInput"/>).</param>
+    public BackwardGraph(IReadOnlyDictionary<string, TensorInfo> shapes, string input, string score, RectifierRule rule, IEnumerable<TensorProto> weights)
     {
         _shapes = shapes;
+        _weights = weights.Where(w => w.DataType == (int)DataType.Float && w.DataLocation != TensorProto.Types.DataLocation.External)
+            .GroupBy(w => w.Name, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Last(), StringComparer.Ordinal);
         Rule = rule;
         Seed = SeedOf(score, shapes[input].Shape[0]);
     }
@@ -138,6 +143,53 @@ public sealed class BackwardGraph
         proto.RawData = ByteString.CopyFrom(contiguous.bytes);
         _graph.Initializer.Add(proto);
         return name;
+    }
+
+    /// <summary>
+    /// A node's constant input as the backward reads it: the model's own float32 initializer where
+    /// the input is one holding the mirror's very values, shared with the forward instead of copied
+    /// (a network's weights are most of its file: the merged graph holds them once, and neither
+    /// process serialises them twice); otherwise a copy of the mirror's value.
+    /// </summary>
+    public string ConstantInput(GradientNode node, int input)
+    {
+        var (name, value) = (node.Inputs[input], node.Constants[input]!);
+        if (!_weights.TryGetValue(name, out var weight) || !Holds(weight, value)) return Constant(value);
+        if (_shared.Add(name)) _graph.Initializer.Add(weight);
+        return name;
+    }
+
+    /// <summary>Whether <paramref name="weight"/> holds exactly <paramref name="value"/>'s float32 values, bit for bit (compared in place, no copy).</summary>
+    private static bool Holds(TensorProto weight, Tensor value)
+    {
+        if (value.dtype != ScalarType.Float32 || !weight.Dims.SequenceEqual(value.shape)) return false;
+        using var contiguous = value.contiguous();
+        var bytes = contiguous.bytes;
+        if (weight.RawData.Length > 0) return weight.RawData.Span.SequenceEqual(bytes);
+        var floats = MemoryMarshal.Cast<byte, int>(bytes);
+        if (weight.FloatData.Count != floats.Length) return false;
+        for (var i = 0; i < floats.Length; i++)
+            if (BitConverter.SingleToInt32Bits(weight.FloatData[i]) != floats[i]) return false;
+        return true;
+    }
+
+    /// <summary>
+    /// A convolution's weight [out, in/group, k…] as the weight of its transpose at stride 1
+    /// ([in, out/group, k…], the kernel flipped), written as nodes over <paramref name="weight"/>:
+    /// ONNX Runtime folds them into one initializer when it builds the session.
+    /// </summary>
+    public string FlippedKernel(string weight, long[] shape, long group)
+    {
+        var (outputs, inputsPerGroup, kernel) = (shape[0], shape[1], shape[2..]);
+        var spatial = Enumerable.Range(2, kernel.Length).Select(d => (long)d).ToArray();
+        var swapped = group == 1
+            ? Node("Transpose", [weight], Attribute("perm", [1, 0, .. spatial]))
+            : Node("Reshape", [
+                Node("Transpose", [Node("Reshape", [weight, Ints([group, outputs / group, inputsPerGroup, .. kernel])])],
+                    Attribute("perm", [0, 2, 1, .. spatial.Select(d => d + 1)])),
+                Ints([group * inputsPerGroup, outputs / group, .. kernel])]);
+        var reversed = spatial.Select(_ => -1L).ToArray();
+        return Node("Slice", [swapped, Ints(reversed), Ints(spatial.Select(_ => long.MinValue).ToArray()), Ints(spatial), Ints(reversed)]);
     }
 
     /// <summary>An int64 vector constant (shapes, axes).</summary>

@@ -76,12 +76,13 @@ public sealed partial class GraphMirror
     /// what <paramref name="rule"/> says.
     /// </summary>
     /// <exception cref="NotSupportedException">A node on the path to the score has no backward rule.</exception>
-    public (ModelProto Model, BackwardGraph Graph) WriteBackward(IReadOnlyDictionary<string, TensorInfo> shapes, RectifierRule rule, string? layer = null)
+    /// <param name="model">The model the mirror was built from: the backward shares its weights (<see cref="BackwardGraph.ConstantInput"/>).</param>
+    public (ModelProto Model, BackwardGraph Graph) WriteBackward(ModelProto model, IReadOnlyDictionary<string, TensorInfo> shapes, RectifierRule rule, string? layer = null)
     {
-        // The tensors rules make on the way (flipped weights, pooling counts) are copied into the
+        // The tensors rules make on the way (pooling counts, gate weights) are copied into the
         // graph's initializers and die with this scope.
         using var scope = NewDisposeScope();
-        var graph = new BackwardGraph(shapes, InputName, ScoreName, rule);
+        var graph = new BackwardGraph(shapes, InputName, ScoreName, rule, model.Graph.Initializer);
         var fromInput = InputDependent(shapes);
         var fromValues = ValueDependent();
         var contributions = new Dictionary<string, List<string>>(StringComparer.Ordinal) { [ScoreName] = [graph.Seed] };

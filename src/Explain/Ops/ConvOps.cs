@@ -57,23 +57,15 @@ internal static class ConvOps
             var gradient = n.OutputGradients[0]!;
             if (strides.All(s => s == 1) && Enumerable.Range(0, spatial).All(i => begin[i] <= reach[i] && end[i] <= reach[i]))
             {
-                var flipped = SwapChannels(w, group).flip(Enumerable.Range(2, spatial).Select(d => (long)d).ToArray());
+                var flipped = graph.FlippedKernel(graph.ConstantInput(n, 1), w.shape, group);
                 long[] flippedPads = [.. reach.Zip(begin, (r, b) => r - b), .. reach.Zip(end, (r, e) => r - e)];
-                return [graph.Node("Conv", [gradient, graph.Constant(flipped)], [.. common, BackwardGraph.Attribute("pads", flippedPads)]), null, null];
+                return [graph.Node("Conv", [gradient, flipped], [.. common, BackwardGraph.Attribute("pads", flippedPads)]), null, null];
             }
             var outputPadding = Enumerable.Range(0, spatial)
                 .Select(i => input[2 + i] - ((output[2 + i] - 1) * strides[i] - begin[i] - end[i] + reach[i] + 1)).ToArray();
-            return [graph.Node("ConvTranspose", [gradient, graph.Constant(w)], [.. common, BackwardGraph.Attribute("strides", strides),
+            return [graph.Node("ConvTranspose", [gradient, graph.ConstantInput(n, 1)], [.. common, BackwardGraph.Attribute("strides", strides),
                 BackwardGraph.Attribute("pads", [.. begin, .. end]), BackwardGraph.Attribute("output_padding", outputPadding)]), null, null];
         });
-    }
-
-    /// <summary>A weight [out, in/group, k…] as the weight of the map back: [in, out/group, k…].</summary>
-    private static Tensor SwapChannels(Tensor w, long group)
-    {
-        var (outputs, inputsPerGroup) = (w.shape[0], w.shape[1]);
-        return w.reshape([group, outputs / group, inputsPerGroup, .. w.shape[2..]]).transpose(1, 2)
-            .reshape([group * inputsPerGroup, outputs / group, .. w.shape[2..]]);
     }
 
     /// <summary>

@@ -30,7 +30,7 @@ internal static class ElementwiseOps
     [OnnxGradient("Mul")]
     private static GradientRule MulGradient(OpContext node) => new((graph, n) =>
     {
-        string Factor(int i) => n.Constants[i] is { } c ? graph.Constant(c) : graph.Recorded(n.Inputs[i]);
+        string Factor(int i) => n.Constants[i] is not null ? graph.ConstantInput(n, i) : graph.Recorded(n.Inputs[i]);
         return [.. Enumerable.Range(0, 2).Select(i => n.Wanted[i]
             ? graph.SumToShape(graph.Node("Mul", [n.OutputGradients[0]!, Factor(1 - i)]), n.OutputShapes[0]!, n.InputShapes[i]!)
             : null)];
@@ -40,7 +40,7 @@ internal static class ElementwiseOps
     [OnnxGradient("Div")]
     private static GradientRule DivGradient(OpContext node) => new((graph, n) =>
     {
-        var b = n.Constants[1] is { } constant ? graph.Constant(constant) : graph.Recorded(n.Inputs[1]);
+        var b = n.Constants[1] is not null ? graph.ConstantInput(n, 1) : graph.Recorded(n.Inputs[1]);
         var g = n.OutputGradients[0]!;
         return
         [

@@ -11,15 +11,15 @@ internal static class MatMulOps
 
     /// <summary>
     /// ∂A = G · Bᵀ, ∂B = Aᵀ · G over the last two axes, each summed back over broadcast batch
-    /// axes; a constant operand is folded in (transposed while building). Rank-1 operands have no rule.
+    /// axes; a constant operand is the model's weight, transposed by a node that ONNX Runtime folds. Rank-1 operands have no rule.
     /// </summary>
     [OnnxGradient("MatMul")]
     private static GradientRule MatMulGradient(OpContext node) => new((graph, n) =>
     {
         if (n.InputShapes.Any(s => s is null || s.Length < 2)) throw new NotSupportedException("a MatMul with a vector operand has no backward rule");
-        string Transposed(int i) => n.Constants[i] is { } c
-            ? graph.Constant(c.transpose(-1, -2))
-            : graph.Node("Transpose", [graph.Recorded(n.Inputs[i])], BackwardGraph.Attribute("perm", SwapLast(n.InputShapes[i]!.Length)));
+        // A constant operand is transposed by a node too, over the shared weight: ONNX Runtime folds it.
+        string Transposed(int i) => graph.Node("Transpose", [n.Constants[i] is null ? graph.Recorded(n.Inputs[i]) : graph.ConstantInput(n, i)],
+            BackwardGraph.Attribute("perm", SwapLast(n.InputShapes[i]!.Length)));
         var g = n.OutputGradients[0]!;
         var output = n.OutputShapes[0]!;
         return
@@ -41,7 +41,7 @@ internal static class MatMulOps
         var transB = node.Attributes.Int("transB", 0) != 0;
         return new((graph, n) =>
         {
-            var a = graph.Node("Gemm", [n.OutputGradients[0]!, graph.Constant(n.Constants[1]!)],
+            var a = graph.Node("Gemm", [n.OutputGradients[0]!, graph.ConstantInput(n, 1)],
                 BackwardGraph.Attribute("alpha", alpha), BackwardGraph.Attribute("transB", transB ? 0 : 1));
             return [transA ? graph.Node("Transpose", [a]) : a, null, null];
         });

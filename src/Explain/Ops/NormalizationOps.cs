@@ -115,7 +115,7 @@ internal static class NormalizationOps
             var centred = graph.Node("Sub", [x, Mean(x)]);
             var inverse = graph.Node("Reciprocal", [graph.Node("Sqrt", [graph.Node("Add", [Mean(graph.Node("Mul", [centred, centred])), graph.Scalar(epsilon)])])]);
             var normalised = graph.Node("Mul", [centred, inverse]);
-            var scaled = graph.Node("Mul", [n.OutputGradients[0]!, graph.Constant(n.Constants[1]!)]);
+            var scaled = graph.Node("Mul", [n.OutputGradients[0]!, graph.ConstantInput(n, 1)]);
             var inner = graph.Node("Sub", [graph.Node("Sub", [scaled, Mean(scaled)]), graph.Node("Mul", [normalised, Mean(graph.Node("Mul", [scaled, normalised]))])]);
             return [graph.Node("Mul", [inner, inverse]), null, null];
         });
