@@ -65,7 +65,7 @@ public sealed class ExplainContext(ModelExplainer model, ExplainRequest request,
         {
             // Batched passes leave hundreds of freed megabytes in the native heap: kept while such
             // requests follow each other (their pages are reused), handed back once they pause.
-            Torch.NativeHeap.TrimWhenIdle(TimeSpan.FromSeconds(5));
+            Torch.NativeHeap.TrimWhenBatchesPause();
         }
     }
 

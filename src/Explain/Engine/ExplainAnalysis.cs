@@ -139,7 +139,7 @@ public sealed class ExplainAnalysis
                     $"The mirror disagrees with ONNX Runtime on a probe input (max abs difference {difference:G3} at output scale {scale:G3})."));
             }
             // The import's probe passes leave freed native memory behind: handed back once imports pause.
-            Torch.NativeHeap.TrimWhenIdle(TimeSpan.FromSeconds(5));
+            Torch.NativeHeap.TrimWhenBatchesPause();
             var chosen = GradientEngineCheck.Choose(model, mirror, batched, _options.OrtBackward, Open, truth, mirror.ShapesOf(values),
                 opened => BackwardOpened?.Invoke(new BackwardPlan(preprocessing.Input, outputName, opened.Shapes.ToDictionary())));
             backprop = chosen.Backprop;
