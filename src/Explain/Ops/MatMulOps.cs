@@ -11,13 +11,13 @@ internal static class MatMulOps
 
     /// <summary>
     /// ∂A = G · Bᵀ, ∂B = Aᵀ · G over the last two axes, each summed back over broadcast batch
-    /// axes; a constant operand is the model's weight, transposed by a node that ONNX Runtime folds. Rank-1 operands have no rule.
+    /// axes; a constant operand is transposed by a node over the weight it reads
+    /// (<see cref="BackwardGraph.ConstantInput"/>), which ONNX Runtime folds. Rank-1 operands have no rule.
     /// </summary>
     [OnnxGradient("MatMul")]
     private static GradientRule MatMulGradient(OpContext node) => new((graph, n) =>
     {
         if (n.InputShapes.Any(s => s is null || s.Length < 2)) throw new NotSupportedException("a MatMul with a vector operand has no backward rule");
-        // A constant operand is transposed by a node too, over the shared weight: ONNX Runtime folds it.
         string Transposed(int i) => graph.Node("Transpose", [n.Constants[i] is null ? graph.Recorded(n.Inputs[i]) : graph.ConstantInput(n, i)],
             BackwardGraph.Attribute("perm", SwapLast(n.InputShapes[i]!.Length)));
         var g = n.OutputGradients[0]!;
