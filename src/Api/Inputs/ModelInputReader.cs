@@ -12,7 +12,7 @@ namespace SaliencyService.Api.Inputs;
 /// Reads the multipart inputs of predict and explain (<c>image</c> parts or one <c>tensor</c>
 /// part) into a batch of the model input, checking every size against the configured limits.
 /// </summary>
-public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
+public sealed class ModelInputReader(IOptions<SaliencyOptions> options, InputBuffers buffers)
 {
     private readonly SaliencyOptions _options = options.Value;
     private readonly ImageLoader _images = new(options.Value.MaxImagePixels);
@@ -36,7 +36,8 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
             {
                 if (tensor is not null) throw ProblemException.BadRequest("Send one 'tensor' part; put a batch in its first dimension.");
                 var bodyBytes = request.ContentLength ?? _options.MaxRequestBodyBytes;
-                tensor = await MultipartParts.ClientRead(() => Npy.ReadAsync(part.Body, _options.MaxTensorElements, bodyBytes, cancellationToken), cancellationToken);
+                tensor = await MultipartParts.ClientRead(() => Npy.ReadAsync(part.Body, _options.MaxTensorElements, bodyBytes, buffers.Rent, cancellationToken),
+                    cancellationToken);
                 continue;
             }
             if (!allowBatch && images.Count == 1) throw ProblemException.BadRequest("This endpoint takes one input.");
@@ -46,8 +47,12 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
         if (tensor is null && images.Count == 0) throw ProblemException.BadRequest("An 'image' or a 'tensor' part is required.");
 
         var input = InputOf(model);
-        var result = tensor is null ? ReadImages(images, model.Preprocessing, input, keepImages) : CheckTensor(tensor, input);
-        if (!allowBatch && result.Count > 1) throw ProblemException.BadRequest("This endpoint takes one input, not a batch.");
+        var result = tensor is null ? ReadImages(images, model.Preprocessing, input, keepImages) : Checked(tensor, input);
+        if (!allowBatch && result.Count > 1)
+        {
+            result.Dispose();
+            throw ProblemException.BadRequest("This endpoint takes one input, not a batch.");
+        }
         Observability.ServerTiming.Add("read", started);
         return result;
     }
@@ -60,7 +65,7 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
             ? new long[] { ImageTensorizer.ChannelCount(p), p.Height, p.Width }
             : [p.Height, p.Width, ImageTensorizer.ChannelCount(p)];
         var sampleLength = ImageTensorizer.SampleLength(p);
-        var data = new float[checked(sampleLength * files.Count)];
+        var data = buffers.Rent(checked(sampleLength * files.Count));
         var kept = new List<SixLabors.ImageSharp.Image<SixLabors.ImageSharp.PixelFormats.Rgb24>>();
         try
         {
@@ -75,13 +80,28 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
         catch
         {
             kept.ForEach(image => image.Dispose());
+            buffers.Return(data);
             throw;
         }
-        return new ModelInput(new FloatTensor(data, [files.Count, .. sampleShape]), keepImages ? kept : null);
+        return new ModelInput(new FloatTensor(data, [files.Count, .. sampleShape]), keepImages ? kept : null, buffers);
+    }
+
+    /// <summary>The uploaded tensor (in a pooled array), checked; a tensor refused goes back to the pool.</summary>
+    private ModelInput Checked(FloatTensor tensor, TensorDescriptor input)
+    {
+        try
+        {
+            return new ModelInput(CheckTensor(tensor, input), pool: buffers);
+        }
+        catch
+        {
+            buffers.Return(tensor.Data);
+            throw;
+        }
     }
 
     /// <summary>The uploaded tensor, checked (finite, of the model input's shape) and with its batch dimension.</summary>
-    private ModelInput CheckTensor(FloatTensor tensor, TensorDescriptor input)
+    private FloatTensor CheckTensor(FloatTensor tensor, TensorDescriptor input)
     {
         var nonFinite = Inference.NonFinite.IndexOf(tensor.Data);
         if (nonFinite >= 0)
@@ -101,7 +121,7 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
         }
         if (withBatch.Shape[0] > _options.MaxBatchImages)
             throw ProblemException.BadRequest($"At most {_options.MaxBatchImages} samples per request.");
-        return new ModelInput(withBatch);
+        return withBatch;
     }
 
     private static TensorDescriptor InputOf(ModelDescriptor model) =>
