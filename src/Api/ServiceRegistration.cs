@@ -60,7 +60,6 @@ public static class ServiceRegistration
         });
         services.AddSingleton<ModelStore>();
         services.AddSingleton<DemoModelSeeder>();
-        services.AddSingleton<InputBuffers>();
         services.AddSingleton<ModelInputReader>();
         services.AddSingleton<Microsoft.AspNetCore.Connections.IMemoryPoolFactory<byte>, ConnectionBuffers>();
         services.AddHostedService<ModelStoreStartup>();

@@ -1,5 +1,4 @@
 using System.Net;
-using SaliencyService.Api.Inputs;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Tensors;
 using SaliencyService.Tests.Support;
@@ -75,33 +74,6 @@ public sealed class PredictApiTests(FixtureModelsService service) : IClassFixtur
         var result = await PredictAsync("mini_mobilenet", form, 10);
         AssertMatches(ReferenceCases.Get("mini_mobilenet", "input0"), result.Predictions[0]);
         AssertMatches(ReferenceCases.Get("mini_mobilenet", "input1"), result.Predictions[1]);
-    }
-
-    [Theory]
-    [InlineData("tensor")]
-    [InlineData("image")]
-    public async Task Inputs_decoded_into_reused_buffers_each_give_their_own_reference(string kind)
-    {
-        // Batches of four seed_cnn inputs are above InputBuffers.MinPooledLength, so each request
-        // after the first decodes into an array an earlier request handed back.
-        var orders = new[] { new[] { 0, 1, 2, 3 }, [3, 2, 1, 0], [2, 0, 3, 1], [0, 1, 2, 3] };
-        Assert.True(4 * 3 * 64 * 64 >= InputBuffers.MinPooledLength);
-        foreach (var order in orders)
-        {
-            var stems = order.Select(i => $"input{i}").ToArray();
-            using var form = kind == "image"
-                ? Http.ImageForm(stems.Select(s => TestPaths.Fixture("seed_cnn", s + ".png")).ToArray())
-                : Http.TensorForm(Batch(stems.Select(s => Npy.Read(File.ReadAllBytes(TestPaths.Fixture("seed_cnn", s + ".tensor.npy")), long.MaxValue))));
-            var result = await PredictAsync("seed_cnn", form, 2);
-            Assert.Equal(stems.Length, result.Predictions.Count);
-            for (var i = 0; i < stems.Length; i++) AssertMatches(ReferenceCases.Get("seed_cnn", stems[i]), result.Predictions[i]);
-        }
-    }
-
-    private static byte[] Batch(IEnumerable<FloatTensor> samples)
-    {
-        var list = samples.ToList();
-        return Npy.Write(list.SelectMany(t => t.Data).ToArray(), [list.Count, .. list[0].Shape[1..]]);
     }
 
     [Fact]

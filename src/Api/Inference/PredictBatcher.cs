@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using SaliencyService.Api.Configuration;
-using SaliencyService.Api.Inputs;
 using SaliencyService.Api.Models;
 using SaliencyService.Api.Observability;
 using SaliencyService.Explain.Serving;
@@ -21,18 +20,16 @@ public sealed class PredictBatcher
     private readonly WorkQueue _queue;
     private readonly PredictOptions _options;
     private readonly ServiceMetrics _metrics;
-    private readonly InputBuffers _buffers;
     private readonly Lock _lock = new();
     private readonly LinkedList<Pending> _pending = new();
     private bool _draining;
 
-    public PredictBatcher(ServedModel model, WorkQueue queue, PredictOptions options, ServiceMetrics metrics, InputBuffers buffers)
+    public PredictBatcher(ServedModel model, WorkQueue queue, PredictOptions options, ServiceMetrics metrics)
     {
         _model = model;
         _queue = queue;
         _options = options;
         _metrics = metrics;
-        _buffers = buffers;
     }
 
     /// <summary>The outputs <paramref name="work"/> asks for, for its own samples only.</summary>
@@ -98,20 +95,9 @@ public sealed class PredictBatcher
         try
         {
             var work = batch[0].Work;
-            var inputs = work.Inputs.Select((_, i) => NamedTensor.Concatenate(batch.Select(p => p.Work.Inputs[i]).ToList(), Allocate)).ToArray();
+            var inputs = work.Inputs.Select((_, i) => NamedTensor.Concatenate(batch.Select(p => p.Work.Inputs[i]).ToList())).ToArray();
             var total = inputs[0].Shape[0];
-            NamedTensor[] outputs;
-            try
-            {
-                outputs = _metrics.Measure("onnxruntime", _model.Name, () => _model.Onnx.Run(inputs, work.Outputs, cancel.Token));
-            }
-            finally
-            {
-                // The batch's own arrays (not a lone request's input) go back once the run has read them.
-                if (batch.Count > 1)
-                    foreach (var input in inputs.Where(i => i.Data is float[]))
-                        _buffers.Return((float[])input.Data);
-            }
+            var outputs = _metrics.Measure("onnxruntime", _model.Name, () => _model.Onnx.Run(inputs, work.Outputs, cancel.Token));
             _metrics.RecordBatch((int)total);
             if (batch.Count > 1 && outputs.Any(o => o.Shape is [] || o.Shape[0] != total))
             {
@@ -134,10 +120,6 @@ public sealed class PredictBatcher
             foreach (var pending in batch) pending.Result.TrySetException(e);
         }
     }
-
-    /// <summary>A batch's float inputs go into reused arrays: a fresh one is memory the kernel maps in page by page.</summary>
-    private Array Allocate(Microsoft.ML.OnnxRuntime.Tensors.TensorElementType type, long count) =>
-        type == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float ? _buffers.Rent(checked((int)count)) : NamedTensor.Allocate(type, count);
 
     /// <summary>
     /// The waiting requests, oldest first, that fit one batch: same sample shape as the first, at
@@ -238,8 +220,7 @@ public sealed class PredictBatcher
 }
 
 /// <summary>One <see cref="PredictBatcher"/> per model version that can batch, living as long as that version.</summary>
-public sealed class PredictBatchers(InferenceQueues queues, Microsoft.Extensions.Options.IOptions<SaliencyOptions> options, ServiceMetrics metrics,
-    InputBuffers buffers)
+public sealed class PredictBatchers(InferenceQueues queues, Microsoft.Extensions.Options.IOptions<SaliencyOptions> options, ServiceMetrics metrics)
 {
     private readonly ConditionalWeakTable<ServedModel, PredictBatcher> _batchers = new();
     private readonly PredictOptions _options = options.Value.Predict;
@@ -248,6 +229,6 @@ public sealed class PredictBatchers(InferenceQueues queues, Microsoft.Extensions
     public PredictBatcher? For(ServedModel model)
     {
         if (_options.MaxBatchSize <= 1 || model.Descriptor.Inputs.Any(i => i.Shape is not [-1, ..])) return null;
-        return _batchers.GetValue(model, m => new PredictBatcher(m, queues.Predict, _options, metrics, buffers));
+        return _batchers.GetValue(model, m => new PredictBatcher(m, queues.Predict, _options, metrics));
     }
 }

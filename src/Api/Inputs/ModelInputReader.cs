@@ -12,7 +12,7 @@ namespace SaliencyService.Api.Inputs;
 /// Reads the multipart inputs of predict and explain (<c>image</c> parts or one <c>tensor</c>
 /// part) into a batch of the model input, checking every size against the configured limits.
 /// </summary>
-public sealed class ModelInputReader(IOptions<SaliencyOptions> options, InputBuffers buffers)
+public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
 {
     private readonly SaliencyOptions _options = options.Value;
     private readonly ImageLoader _images = new(options.Value.MaxImagePixels);
@@ -36,8 +36,7 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options, InputBuf
             {
                 if (tensor is not null) throw ProblemException.BadRequest("Send one 'tensor' part; put a batch in its first dimension.");
                 var bodyBytes = request.ContentLength ?? _options.MaxRequestBodyBytes;
-                tensor = await MultipartParts.ClientRead(() => Npy.ReadAsync(part.Body, _options.MaxTensorElements, bodyBytes, buffers.Rent, cancellationToken),
-                    cancellationToken);
+                tensor = await MultipartParts.ClientRead(() => Npy.ReadAsync(part.Body, _options.MaxTensorElements, bodyBytes, cancellationToken), cancellationToken);
                 continue;
             }
             if (!allowBatch && images.Count == 1) throw ProblemException.BadRequest("This endpoint takes one input.");
@@ -47,10 +46,10 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options, InputBuf
         if (tensor is null && images.Count == 0) throw ProblemException.BadRequest("An 'image' or a 'tensor' part is required.");
 
         var input = InputOf(model);
-        var result = tensor is null ? ReadImages(images, model.Preprocessing, input, keepImages) : Checked(tensor, input);
+        var result = tensor is null ? ReadImages(images, model.Preprocessing, input, keepImages) : CheckTensor(tensor, input);
         if (!allowBatch && result.Count > 1)
         {
-            result.Dispose();
+            result.Dispose(); // the decoded images it keeps
             throw ProblemException.BadRequest("This endpoint takes one input, not a batch.");
         }
         Observability.ServerTiming.Add("read", started);
@@ -65,7 +64,7 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options, InputBuf
             ? new long[] { ImageTensorizer.ChannelCount(p), p.Height, p.Width }
             : [p.Height, p.Width, ImageTensorizer.ChannelCount(p)];
         var sampleLength = ImageTensorizer.SampleLength(p);
-        var data = buffers.Rent(checked(sampleLength * files.Count));
+        var data = new float[checked(sampleLength * files.Count)];
         var kept = new List<SixLabors.ImageSharp.Image<SixLabors.ImageSharp.PixelFormats.Rgb24>>();
         try
         {
@@ -80,28 +79,13 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options, InputBuf
         catch
         {
             kept.ForEach(image => image.Dispose());
-            buffers.Return(data);
             throw;
         }
-        return new ModelInput(new FloatTensor(data, [files.Count, .. sampleShape]), keepImages ? kept : null, buffers);
-    }
-
-    /// <summary>The uploaded tensor (in a pooled array), checked; a tensor refused goes back to the pool.</summary>
-    private ModelInput Checked(FloatTensor tensor, TensorDescriptor input)
-    {
-        try
-        {
-            return new ModelInput(CheckTensor(tensor, input), pool: buffers);
-        }
-        catch
-        {
-            buffers.Return(tensor.Data);
-            throw;
-        }
+        return new ModelInput(new FloatTensor(data, [files.Count, .. sampleShape]), keepImages ? kept : null);
     }
 
     /// <summary>The uploaded tensor, checked (finite, of the model input's shape) and with its batch dimension.</summary>
-    private FloatTensor CheckTensor(FloatTensor tensor, TensorDescriptor input)
+    private ModelInput CheckTensor(FloatTensor tensor, TensorDescriptor input)
     {
         var nonFinite = Inference.NonFinite.IndexOf(tensor.Data);
         if (nonFinite >= 0)
@@ -121,7 +105,7 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options, InputBuf
         }
         if (withBatch.Shape[0] > _options.MaxBatchImages)
             throw ProblemException.BadRequest($"At most {_options.MaxBatchImages} samples per request.");
-        return withBatch;
+        return new ModelInput(withBatch);
     }
 
     private static TensorDescriptor InputOf(ModelDescriptor model) =>

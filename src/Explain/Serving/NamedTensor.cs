@@ -56,11 +56,10 @@ public sealed record NamedTensor(string Name, TensorElementType Type, long[] Sha
     }
 
     /// <summary>The tensors one after the other along the first dimension (same name, type and sample shape).</summary>
-    /// <param name="allocate">Gives the array for the whole (a pooled one) when there is more than one part.</param>
-    public static NamedTensor Concatenate(IReadOnlyList<NamedTensor> parts, Func<TensorElementType, long, Array>? allocate = null)
+    public static NamedTensor Concatenate(IReadOnlyList<NamedTensor> parts)
     {
         if (parts.Count == 1) return parts[0];
-        var data = (allocate ?? Allocate)(parts[0].Type, parts.Sum(p => p.ElementCount));
+        var data = Allocate(parts[0].Type, parts.Sum(p => p.ElementCount));
         long offset = 0;
         foreach (var part in parts)
         {

@@ -36,13 +36,7 @@ public static partial class Npy
     /// Most the stream can still hold (a request body's length or limit): a header declaring more is
     /// refused before the tensor is allocated, so a few bytes cannot make the reader allocate gigabytes.
     /// </param>
-    public static Task<FloatTensor> ReadAsync(Stream stream, long maxElements, long maxPayloadBytes, CancellationToken cancellationToken) =>
-        ReadAsync(stream, maxElements, maxPayloadBytes, count => new float[count], cancellationToken);
-
-    /// <inheritdoc cref="ReadAsync(Stream, long, long, CancellationToken)"/>
-    /// <param name="allocate">Gives the array of the payload's element count (a pooled one); the reader writes every element of it.</param>
-    public static async Task<FloatTensor> ReadAsync(Stream stream, long maxElements, long maxPayloadBytes, Func<int, float[]> allocate,
-        CancellationToken cancellationToken)
+    public static async Task<FloatTensor> ReadAsync(Stream stream, long maxElements, long maxPayloadBytes, CancellationToken cancellationToken)
     {
         var prefix = new byte[VersionedPrefix];
         var got = await stream.ReadAtLeastAsync(prefix, prefix.Length, throwOnEndOfStream: false, cancellationToken);
@@ -57,7 +51,7 @@ public static partial class Npy
             throw new InvalidArgumentException(
                 $"The .npy shape ({string.Join(", ", shape)}) needs {count * sizeof(float)} bytes; the request body holds at most {maxPayloadBytes}.");
 
-        var data = allocate(checked((int)count));
+        var data = new float[count];
         long expected = count * sizeof(float), total = 0;
         void Take(ReadOnlySpan<byte> chunk)
         {
