@@ -18,10 +18,14 @@ public sealed class PredictBatchingTests
     [Fact]
     public async Task Concurrent_requests_are_batched_and_each_gets_its_own_scores()
     {
-        // A queue delay holds the first batch open long enough for the others to join it.
-        var (batches, samples) = await PredictAllAtOnceAsync(new() { ["Saliency:Predict:MaxQueueDelayMilliseconds"] = "300" });
-        Assert.Equal(Requests.Sum(r => r.Length), samples);
-        Assert.True(batches < Requests.Length, $"{Requests.Length} concurrent requests ran as {batches} batches: none was shared");
+        // A queue delay holds the first batch open long enough for the others to join it. The
+        // rounds after the first write into the array the first batch left, the second one a
+        // smaller batch than that array holds.
+        Dictionary<string, string?> settings = new() { ["Saliency:Predict:MaxQueueDelayMilliseconds"] = "300" };
+        string[][][] rounds = [Requests, Requests[1..3], Requests];
+        var (batches, samples) = await PredictAllAtOnceAsync(settings, rounds);
+        Assert.Equal(rounds.Sum(round => round.Sum(r => r.Length)), samples);
+        Assert.True(batches < rounds.Sum(round => round.Length), $"{rounds.Sum(round => round.Length)} requests in rounds of concurrent ones ran as {batches} batches: none was shared");
     }
 
     [Fact]
@@ -78,13 +82,17 @@ public sealed class PredictBatchingTests
         Assert.True(batches < stems.Length, $"{stems.Length} concurrent v1 and v2 requests ran as {batches} batches: none was shared");
     }
 
-    /// <summary>Sends every request of <see cref="Requests"/> at once, checks each answer, and returns the batch counters.</summary>
-    private static async Task<(long Batches, long Samples)> PredictAllAtOnceAsync(Dictionary<string, string?> settings)
+    /// <summary>
+    /// Sends each round's requests at once (<see cref="Requests"/> by default), round after round,
+    /// checks each answer, and returns the batch counters.
+    /// </summary>
+    private static async Task<(long Batches, long Samples)> PredictAllAtOnceAsync(Dictionary<string, string?> settings, string[][][]? rounds = null)
     {
         using var factory = new ServiceFactory(settings: settings);
         using var client = factory.CreateClient();
         await Http.ImportFixtureAsync(client, "mini_resnet");
-        await Task.WhenAll(Requests.Select(stems => PredictAndCheckAsync(client, stems)));
+        foreach (var round in rounds ?? [Requests])
+            await Task.WhenAll(round.Select(stems => PredictAndCheckAsync(client, stems)));
         return await BatchCountersAsync(client);
     }
 

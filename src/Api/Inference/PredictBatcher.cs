@@ -24,6 +24,12 @@ public sealed class PredictBatcher
     private readonly LinkedList<Pending> _pending = new();
     private bool _draining;
 
+    // Each input's concatenation, kept for the next batch (batches run one at a time). A batch of
+    // a few 224² images is over the GC's 4 MB young-object cap, and a fresh large array is memory
+    // the kernel maps in anew: 60-80 page faults a request at concurrency 16, 11 us each on a
+    // Firecracker VM. Grows to the largest batch seen and lives as long as the model version.
+    private Array?[] _batchInputs = [];
+
     public PredictBatcher(ServedModel model, WorkQueue queue, PredictOptions options, ServiceMetrics metrics)
     {
         _model = model;
@@ -95,7 +101,7 @@ public sealed class PredictBatcher
         try
         {
             var work = batch[0].Work;
-            var inputs = work.Inputs.Select((_, i) => NamedTensor.Concatenate(batch.Select(p => p.Work.Inputs[i]).ToList())).ToArray();
+            var inputs = work.Inputs.Select((_, i) => Concatenate(batch, i)).ToArray();
             var total = inputs[0].Shape[0];
             var outputs = _metrics.Measure("onnxruntime", _model.Name, () => _model.Onnx.Run(inputs, work.Outputs, cancel.Token));
             _metrics.RecordBatch((int)total);
@@ -119,6 +125,16 @@ public sealed class PredictBatcher
         {
             foreach (var pending in batch) pending.Result.TrySetException(e);
         }
+    }
+
+    /// <summary>Input <paramref name="index"/> of every request in the batch, in a kept array.</summary>
+    private NamedTensor Concatenate(List<Pending> batch, int index)
+    {
+        if (batch.Count == 1) return batch[0].Work.Inputs[index];
+        if (_batchInputs.Length <= index) Array.Resize(ref _batchInputs, index + 1);
+        var input = NamedTensor.Concatenate(batch.Select(p => p.Work.Inputs[index]).ToList(), _batchInputs[index]);
+        _batchInputs[index] = input.Data;
+        return input;
     }
 
     /// <summary>

@@ -6,7 +6,8 @@ namespace SaliencyService.Explain.Serving;
 /// <summary>
 /// A model input or output of any element type: its name, ONNX element type, shape and row-major
 /// elements in a primitive array of that type's width (<see cref="ClrType"/>: float16 and bfloat16
-/// as their ushort bits, bool as bytes 0/1).
+/// as their ushort bits, bool as bytes 0/1). <see cref="Data"/> may be longer than the shape (a
+/// batch's reused array): the tensor is its first <see cref="ElementCount"/> elements.
 /// </summary>
 public sealed record NamedTensor(string Name, TensorElementType Type, long[] Shape, Array Data)
 {
@@ -39,11 +40,11 @@ public sealed record NamedTensor(string Name, TensorElementType Type, long[] Sha
         return new NamedTensor(name, type, shape, data);
     }
 
-    public long ElementCount => Data.LongLength;
+    public long ElementCount => Shape.Aggregate(1L, (count, dimension) => count * dimension);
 
     /// <summary>The elements' raw bytes (no copy).</summary>
     public ReadOnlySpan<byte> Bytes =>
-        MemoryMarshal.CreateReadOnlySpan(ref MemoryMarshal.GetArrayDataReference(Data), checked((int)(Data.LongLength * ElementSize(Type))));
+        MemoryMarshal.CreateReadOnlySpan(ref MemoryMarshal.GetArrayDataReference(Data), checked((int)(ElementCount * ElementSize(Type))));
 
     /// <summary>Samples <paramref name="start"/>..+<paramref name="count"/> of the first dimension.</summary>
     public NamedTensor Slice(long start, long count)
@@ -55,11 +56,17 @@ public sealed record NamedTensor(string Name, TensorElementType Type, long[] Sha
         return this with { Shape = [count, .. Shape[1..]], Data = data };
     }
 
-    /// <summary>The tensors one after the other along the first dimension (same name, type and sample shape).</summary>
-    public static NamedTensor Concatenate(IReadOnlyList<NamedTensor> parts)
+    /// <summary>
+    /// The tensors one after the other along the first dimension (same name, type and sample
+    /// shape), written into <paramref name="reuse"/> when it is of their type and long enough.
+    /// </summary>
+    public static NamedTensor Concatenate(IReadOnlyList<NamedTensor> parts, Array? reuse = null)
     {
         if (parts.Count == 1) return parts[0];
-        var data = Allocate(parts[0].Type, parts.Sum(p => p.ElementCount));
+        var count = parts.Sum(p => p.ElementCount);
+        var data = reuse is not null && reuse.GetType().GetElementType() == ClrType(parts[0].Type) && reuse.LongLength >= count
+            ? reuse
+            : Allocate(parts[0].Type, count);
         long offset = 0;
         foreach (var part in parts)
         {

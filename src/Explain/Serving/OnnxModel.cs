@@ -48,7 +48,7 @@ public sealed class OnnxModel : IDisposable
                 var pin = GCHandle.Alloc(input.Data, GCHandleType.Pinned);
                 pins.Add(pin);
                 values.Add(OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, input.Type, input.Shape, pin.AddrOfPinnedObject(),
-                    input.Data.LongLength * NamedTensor.ElementSize(input.Type)));
+                    input.ElementCount * NamedTensor.ElementSize(input.Type)));
             }
             using var results = Cancellable(runOptions => _session.Run(runOptions, inputs.Select(i => i.Name).ToArray(), values, outputNames),
                 cancellationToken);
