@@ -94,7 +94,7 @@ public sealed class GradientEngineContractTests
             var autograd = new AutogradEngine(_mirror);
             Engine = name == GradientEngines.LibTorch
                 ? autograd
-                : new OrtGradientEngine(OrtBackprop.Create(model, _mirror, [batch, 3, 8, 8], batched: false, bytes => new InferenceSession(bytes)), autograd);
+                : new OrtGradientEngine(Task.FromResult(OrtBackprop.Create(model, _mirror, [batch, 3, 8, 8], batched: false, bytes => new InferenceSession(bytes))), autograd);
             Assert.Equal(name, Engine.Name);
         }
 

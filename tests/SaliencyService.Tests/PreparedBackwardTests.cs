@@ -40,7 +40,7 @@ public sealed class PreparedBackwardTests
     }
 
     [Fact]
-    public void The_service_serves_the_backward_it_prepared_from_the_checks_plan()
+    public async Task The_service_serves_the_backward_it_prepared_from_the_checks_plan()
     {
         var (verdict, shapes, plan) = Check();
         Assert.Equal(GradientEngines.OnnxRuntime, verdict.GradientEngine);
@@ -48,13 +48,71 @@ public sealed class PreparedBackwardTests
         var (explainer, prepared, onnx) = Build(verdict, shapes, plan);
         using var owned = onnx;
         using var model = explainer;
-        Assert.Same(prepared.Mirror, model.Mirror);
+        Assert.Same(await prepared.Mirror, model.Mirror);
         Assert.False(prepared.Disposed);
         AssertReferenceMaps(model);
     }
 
     [Fact]
-    public void A_verdict_for_another_engine_or_without_the_plans_shapes_lets_the_prepared_backward_go()
+    public async Task The_model_is_answered_for_before_its_backward_is_built_and_maps_wait_for_it()
+    {
+        var (verdict, shapes, plan) = Check();
+        var analysis = new ExplainAnalysis(new ExplainOptions(), FixtureExplainers.Sessions);
+        var parsed = Task.FromResult(OnnxFile.Load(ModelPath));
+        var prepared = analysis.Prepare(parsed, plan);
+        // The same build, held back until the model has been answered for.
+        var gate = new TaskCompletionSource();
+        var held = new PreparedBackward(plan, prepared.Mirror, prepared.Backprop.ContinueWith(async built =>
+        {
+            await gate.Task;
+            return built.Result;
+        }).Unwrap());
+        var (session, provider) = FixtureExplainers.Sessions.Create(ModelPath);
+        using var onnx = new OnnxModel(session, provider);
+
+        // (Run aside: an Analyse that waited for the backward would wait for ever.)
+        var analysing = Task.Run(() => analysis.Analyse(parsed, onnx, Preprocessing, onnx.Outputs[0].Name, verdict, null, shapes, held));
+        if (await Task.WhenAny(analysing, Task.Delay(TimeSpan.FromMinutes(2))) != analysing)
+        {
+            gate.SetResult();
+            Assert.Fail("The model was not answered for until its backward was built.");
+        }
+        var (explainer, _) = await analysing;
+        using var model = explainer!;
+        Assert.False(held.Backprop.IsCompleted);
+        Assert.Equal(GradientEngines.OnnxRuntime, model.Engine.Name);
+
+        var opening = Task.Run(() => gate.SetResult());
+        AssertReferenceMaps(model);
+        await opening;
+    }
+
+    [Fact]
+    public void A_backward_that_fails_to_build_after_the_answer_fails_the_maps_with_its_reason()
+    {
+        var (verdict, shapes, plan) = Check();
+        var analysis = new ExplainAnalysis(new ExplainOptions(), FixtureExplainers.Sessions);
+        var parsed = Task.FromResult(OnnxFile.Load(ModelPath));
+        var mirror = analysis.Prepare(parsed, plan).Mirror;
+        var gate = new TaskCompletionSource();
+        var failing = new PreparedBackward(plan, mirror, Task.Run<OrtBackprop>(async () =>
+        {
+            await gate.Task;
+            throw new OutOfMemoryException("no room for the session");
+        }));
+        var (session, provider) = FixtureExplainers.Sessions.Create(ModelPath);
+        using var onnx = new OnnxModel(session, provider);
+
+        var (explainer, _) = analysis.Analyse(parsed, onnx, Preprocessing, onnx.Outputs[0].Name, verdict, null, shapes, failing);
+        using var model = explainer!;
+        gate.SetResult();
+        var c = ReferenceCases.All.First(c => c.Model == Fixture);
+        var failed = Assert.Throws<InvalidOperationException>(() => FixtureExplainers.AssertReferenceMap(model, c, "guided-backprop", "guided_backprop", Preprocessing.Layout));
+        Assert.Contains("no room for the session", failed.Message);
+    }
+
+    [Fact]
+    public async Task A_verdict_for_another_engine_or_without_the_plans_shapes_lets_the_prepared_backward_go()
     {
         var (verdict, shapes, plan) = Check();
         var libtorch = verdict with { GradientEngine = GradientEngines.LibTorch };
@@ -65,7 +123,7 @@ public sealed class PreparedBackwardTests
             using var owned = onnx;
             using var model = explainer;
             Assert.True(prepared.Disposed);
-            Assert.NotSame(prepared.Mirror, model.Mirror);
+            Assert.NotSame(await prepared.Mirror, model.Mirror);
             Assert.Equal(engine, model.Engine.Name);
             AssertReferenceMaps(model);
         }
@@ -97,7 +155,7 @@ public sealed class PreparedBackwardTests
         var onnx = new OnnxModel(session, provider);
         var (explainer, descriptor) = analysis.Analyse(parsed, onnx, Preprocessing, onnx.Outputs[0].Name, verdict, null, shapes, preparing);
         Assert.Same(verdict, descriptor);
-        return (explainer!, preparing.Result, onnx);
+        return (explainer!, preparing, onnx);
     }
 
     /// <summary>Guided backprop and the gradient on every case of the fixture, against PyTorch's float64 maps.</summary>

@@ -50,7 +50,8 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
         }
         finally
         {
-            // The next import's spare child starts once this model is built, not while: it would take cores from the build.
+            // The next import's spare child starts once the check is done, not during it: it would take cores from the
+            // check. (At the lowest priority, it takes none from the ONNX Runtime backward that may still be building.)
             if (isolated) _ = Task.Run(ChildProcess.StartSpare);
         }
         try

@@ -60,18 +60,20 @@ public sealed class ExplainAnalysis
 
     /// <summary>As above, for the model file parsed (<see cref="OnnxFile.Load"/>), or being parsed, by the caller.</summary>
     /// <param name="prepared">
-    /// The mirror and backward built ahead of <paramref name="verdict"/> (<see cref="Prepare"/>):
+    /// The mirror and backward being built ahead of <paramref name="verdict"/> (<see cref="Prepare"/>):
     /// served where the verdict is ONNX Runtime's backward for the same plan, disposed otherwise.
+    /// Served, the model is answered for once its mirror is built; the backward's session goes on
+    /// building, and a map asked for meanwhile waits for it.
     /// </param>
     public (ModelExplainer? Explainer, ExplainDescriptor Descriptor) Analyse(Task<Onnx.Proto.ModelProto> parsed, OnnxModel onnx, Preprocessing preprocessing,
         string outputName, ExplainDescriptor? verdict = null, ProbeRun? probe = null, IReadOnlyDictionary<string, TensorInfo>? shapes = null,
-        Task<PreparedBackward>? prepared = null)
+        PreparedBackward? prepared = null)
     {
         var batchSize = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape.FirstOrDefault(1);
         var batched = batchSize < 0;
         var maxBatch = batchSize > 0 ? (int)batchSize : _options.MaxBatch;
-        if (Adopt(prepared, verdict, preprocessing.Input, outputName, shapes) is { } ready)
-            return (Explainer(ready.Mirror, verdict!.Layers, verdict.DefaultLayer, ready.Backprop, maxBatch), verdict);
+        if (Adopt(prepared, verdict, preprocessing.Input, outputName, shapes) is { } adopted)
+            return (Explainer(adopted, verdict!.Layers, verdict.DefaultLayer, prepared!.Backprop, maxBatch), verdict);
         if (!Engine.Loaded) return (null, NotSupported([], Engine.Status));
         if (verdict is { Supported: false }) return (null, verdict);
 
@@ -106,7 +108,7 @@ public sealed class ExplainAnalysis
                     backprop = shapes is null
                         ? OrtBackprop.Create(model, mirror, ModelProbe.Shape(onnx, preprocessing), batched, Open)
                         : OrtBackprop.Create(model, mirror, shapes, Open);
-                return (Explainer(mirror, verdict.Layers, verdict.DefaultLayer, backprop, maxBatch), verdict);
+                return (Explainer(mirror, verdict.Layers, verdict.DefaultLayer, Built(backprop), maxBatch), verdict);
             }
 
             var (input, expected) = probe!;
@@ -148,7 +150,7 @@ public sealed class ExplainAnalysis
                 mirror.Dispose();
                 return (null, new ExplainDescriptor(false, [], difference, null, [], chosen.Reason, null, chosen.Reason));
             }
-            return (Explainer(mirror, layers, defaultLayer, backprop, maxBatch),
+            return (Explainer(mirror, layers, defaultLayer, Built(backprop), maxBatch),
                 new ExplainDescriptor(true, [], difference, defaultLayer, layers, null, chosen.Engine, chosen.Reason));
         }
         catch (Exception e) when (e is not OutOfMemoryException)
@@ -161,42 +163,40 @@ public sealed class ExplainAnalysis
     }
 
     /// <summary>
-    /// Builds, on another thread, the mirror and ONNX Runtime backward that <paramref name="plan"/>
-    /// says, for a verdict still to come (<see cref="Analyse(Task{Onnx.Proto.ModelProto}, OnnxModel, Preprocessing, string, ExplainDescriptor?, ProbeRun?, IReadOnlyDictionary{string, TensorInfo}?, Task{PreparedBackward}?)"/>).
+    /// Starts building, on other threads, the mirror and then the ONNX Runtime backward that
+    /// <paramref name="plan"/> says, for a verdict still to come (<see cref="Analyse(Task{Onnx.Proto.ModelProto}, OnnxModel, Preprocessing, string, ExplainDescriptor?, ProbeRun?, IReadOnlyDictionary{string, TensorInfo}?, PreparedBackward?)"/>).
     /// </summary>
-    public Task<PreparedBackward> Prepare(Task<Onnx.Proto.ModelProto> parsed, BackwardPlan plan) => Task.Run(async () =>
+    public PreparedBackward Prepare(Task<Onnx.Proto.ModelProto> parsed, BackwardPlan plan)
     {
-        var model = await parsed;
-        var mirror = GraphMirror.Build(model, plan.Input, plan.Output).Mirror
-                     ?? throw new NotSupportedException(UnsupportedOperators);
-        try
-        {
-            return new PreparedBackward(plan, mirror, OrtBackprop.Create(model, mirror, plan.Shapes, Open));
-        }
-        catch
-        {
-            mirror.Dispose();
-            throw;
-        }
-    });
+        var mirror = Task.Run(async () => GraphMirror.Build(await parsed, plan.Input, plan.Output).Mirror
+                                          ?? throw new NotSupportedException(UnsupportedOperators));
+        var backprop = Task.Run(async () => OrtBackprop.Create(await parsed, await mirror, plan.Shapes, Open));
+        return new PreparedBackward(plan, mirror, backprop);
+    }
 
-    /// <summary>What was prepared, where the verdict serves it; otherwise it is disposed (once built) and null.</summary>
-    private static PreparedBackward? Adopt(Task<PreparedBackward>? prepared, ExplainDescriptor? verdict, string input, string output,
+    /// <summary>
+    /// The prepared mirror, where the verdict serves what was prepared and the mirror was built
+    /// (its backward may still be building); otherwise what was prepared is disposed and null.
+    /// </summary>
+    private static GraphMirror? Adopt(PreparedBackward? prepared, ExplainDescriptor? verdict, string input, string output,
         IReadOnlyDictionary<string, TensorInfo>? shapes)
     {
         if (prepared is null) return null;
         try
         {
-            var ready = prepared.GetAwaiter().GetResult();
-            if (verdict is { Supported: true, GradientEngine: GradientEngines.OnnxRuntime } && ready.Plan.Matches(input, output, shapes)) return ready;
-            ready.Dispose();
+            if (verdict is { Supported: true, GradientEngine: GradientEngines.OnnxRuntime } && prepared.Plan.Matches(input, output, shapes)
+                && !prepared.Backprop.IsFaulted)
+                return prepared.Mirror.GetAwaiter().GetResult();
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // Built as the verdict says instead, which meets any failure again.
         }
+        prepared.Dispose();
         return null;
     }
+
+    private static Task<OrtBackprop>? Built(OrtBackprop? backprop) => backprop is null ? null : Task.FromResult(backprop);
 
     private const string UnsupportedOperators = "The model uses operators the explainer does not support.";
 
@@ -242,7 +242,7 @@ public sealed class ExplainAnalysis
     }
 
     /// <summary>With a backprop on ONNX Runtime, Grad-CAM's layer gradients come from it too (the default layer's built in the background).</summary>
-    private ModelExplainer Explainer(GraphMirror mirror, IReadOnlyList<LayerDescriptor> layers, string? defaultLayer, OrtBackprop? backprop,
+    private ModelExplainer Explainer(GraphMirror mirror, IReadOnlyList<LayerDescriptor> layers, string? defaultLayer, Task<OrtBackprop>? backprop,
         int maxBatch)
     {
         var autograd = new AutogradEngine(mirror);

@@ -21,7 +21,7 @@ public sealed record ModelFileLoad(Task<(InferenceSession Session, string Provid
     }
 
     /// <summary>The mirror and ONNX Runtime backward being built ahead of the verdict (<see cref="PrepareBackward"/>), if they are.</summary>
-    public Task<PreparedBackward>? Backward { get; private set; }
+    public PreparedBackward? Backward { get; private set; }
 
     /// <summary>Starts building what <paramref name="plan"/> says (once: a later plan is ignored).</summary>
     public void PrepareBackward(ExplainAnalysis analysis, BackwardPlan plan) => Backward ??= analysis.Prepare(Parsed, plan);
@@ -30,7 +30,7 @@ public sealed record ModelFileLoad(Task<(InferenceSession Session, string Provid
     public void Abandon()
     {
         Session.ContinueWith(t => t.Result.Session.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
-        Backward?.ContinueWith(t => t.Result.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
+        Backward?.Dispose();
     }
 }
 

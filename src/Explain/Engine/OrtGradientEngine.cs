@@ -11,7 +11,11 @@ namespace SaliencyService.Explain.Engine;
 /// the layer, built on first use; a layer whose backward cannot be written falls back to
 /// <paramref name="fallback"/>.
 /// </summary>
-public sealed class OrtGradientEngine(OrtBackprop backprop, IGradientEngine fallback) : IGradientEngine
+/// <param name="building">
+/// The backward, which may still be building when the model is served (an import answers once its
+/// check's verdict is in): the first calls wait for it.
+/// </param>
+public sealed class OrtGradientEngine(Task<OrtBackprop> building, IGradientEngine fallback) : IGradientEngine
 {
     /// <summary>Layers whose backward is kept built; Grad-CAM on others builds one per request.</summary>
     public const int KeptLayerBackprops = 4;
@@ -22,15 +26,16 @@ public sealed class OrtGradientEngine(OrtBackprop backprop, IGradientEngine fall
     public string Name => GradientEngines.OnnxRuntime;
 
     /// <summary>The value shapes the backward was written for (<see cref="OrtBackprop.Shapes"/>).</summary>
-    public IReadOnlyDictionary<string, TensorInfo> Shapes => backprop.Shapes;
+    public IReadOnlyDictionary<string, TensorInfo> Shapes => Backprop().Shapes;
 
-    public ForwardResult Forward(Tensor input, CancellationToken cancellationToken) => backprop.Forward(input, cancellationToken);
+    public ForwardResult Forward(Tensor input, CancellationToken cancellationToken) => Backprop(cancellationToken).Forward(input, cancellationToken);
 
     public Tensor InputGradients(Tensor inputs, TargetChoice target, RectifierRule rule, bool releaseMemory, CancellationToken cancellationToken) =>
-        Pass(backprop, inputs, target, rule, releaseMemory, cancellationToken).Gradient;
+        Pass(Backprop(cancellationToken), inputs, target, rule, releaseMemory, cancellationToken).Gradient;
 
     public (Tensor Activation, Tensor Gradient) LayerGradient(Tensor input, string layer, TargetChoice target, CancellationToken cancellationToken)
     {
+        Backprop(cancellationToken);
         using var lease = LayerBackprop(layer);
         if (lease is null) return fallback.LayerGradient(input, layer, target, cancellationToken);
         var pass = Pass(lease.Backprop, input, target, RectifierRule.Gradient, false, cancellationToken);
@@ -53,7 +58,7 @@ public sealed class OrtGradientEngine(OrtBackprop backprop, IGradientEngine fall
     /// the model is imported: its session is a forward of its own, ~100 ms for resnet18); a request
     /// for it meanwhile waits for the same build.
     /// </summary>
-    public void Warm(string layer) => _warming = Task.Run(() => LayerBackprop(layer)?.Dispose());
+    public void Warm(string layer) => _warming = building.ContinueWith(_ => LayerBackprop(layer)?.Dispose(), TaskScheduler.Default);
 
     public void Dispose()
     {
@@ -67,8 +72,31 @@ public sealed class OrtGradientEngine(OrtBackprop backprop, IGradientEngine fall
         }
         foreach (var layer in _layers.Values.Where(l => l.IsValueCreated)) layer.Value?.Dispose();
         _layers.Clear();
-        backprop.Dispose();
+        try
+        {
+            building.Wait();
+            building.Result.Dispose();
+        }
+        catch (AggregateException)
+        {
+            // Nothing was built.
+        }
         fallback.Dispose();
+    }
+
+    /// <summary>The backward, once built; a build that failed after the model was answered for fails the request.</summary>
+    private OrtBackprop Backprop(CancellationToken cancellationToken = default)
+    {
+        if (building.IsCompletedSuccessfully) return building.Result;
+        try
+        {
+            building.Wait(cancellationToken);
+            return building.Result;
+        }
+        catch (AggregateException e)
+        {
+            throw new InvalidOperationException("Building this model's ONNX Runtime backward failed after its import: " + e.InnerException?.Message, e.InnerException);
+        }
     }
 
     /// <summary>
@@ -87,7 +115,7 @@ public sealed class OrtGradientEngine(OrtBackprop backprop, IGradientEngine fall
     {
         try
         {
-            return backprop.ForLayer(layer);
+            return Backprop().ForLayer(layer);
         }
         catch (Exception e) when (e is NotSupportedException or OnnxRuntimeException)
         {

@@ -15,21 +15,26 @@ public sealed record BackwardPlan(string Input, string Output, Dictionary<string
 }
 
 /// <summary>
-/// A mirror and its ONNX Runtime backward, built from a plan before the verdict that will use them
-/// (<see cref="ExplainAnalysis.Prepare"/>): owned by whoever takes them, disposed otherwise.
+/// A mirror and its ONNX Runtime backward, being built from a plan before the verdict that will use
+/// them (<see cref="ExplainAnalysis.Prepare"/>): the mirror first, then the backward's session.
+/// Owned by whoever adopts them, disposed otherwise.
 /// </summary>
-public sealed record PreparedBackward(BackwardPlan Plan, GraphMirror Mirror, OrtBackprop Backprop) : IDisposable
+public sealed class PreparedBackward(BackwardPlan plan, Task<GraphMirror> mirror, Task<OrtBackprop> backprop) : IDisposable
 {
     private int _disposed;
+
+    public BackwardPlan Plan { get; } = plan;
+    public Task<GraphMirror> Mirror { get; } = mirror;
+    public Task<OrtBackprop> Backprop { get; } = backprop;
 
     /// <summary>Whether it was let go (<see cref="Dispose"/>).</summary>
     public bool Disposed => Volatile.Read(ref _disposed) != 0;
 
-    /// <summary>Disposes both once (an import that fails after taking them lets go of what it loaded again).</summary>
+    /// <summary>Disposes both once each is built (an import that fails after taking them lets go of what it loaded again).</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        Backprop.Dispose();
-        Mirror.Dispose();
+        Backprop.ContinueWith(t => t.Result.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
+        Mirror.ContinueWith(t => t.Result.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
     }
 }
