@@ -42,6 +42,26 @@ public sealed class ServiceFactory : WebApplicationFactory<Program>
     protected override void Dispose(bool disposing)
     {
         base.Dispose(disposing);
-        if (disposing && _ownsStore && Directory.Exists(Store)) Directory.Delete(Store, recursive: true);
+        if (disposing && _ownsStore) DeleteStore();
+    }
+
+    /// <summary>
+    /// The app's own host is disposed on its entry point's thread, which may still be removing its
+    /// staging folder (and waiting for a model's backward still building) while this deletes the
+    /// store: a folder gone meanwhile is fine, and the delete is tried again until nothing is left.
+    /// </summary>
+    private void DeleteStore()
+    {
+        for (var attempt = 1; Directory.Exists(Store); attempt++)
+        {
+            try
+            {
+                Directory.Delete(Store, recursive: true);
+            }
+            catch (IOException) when (attempt < 20)
+            {
+                Thread.Sleep(100);
+            }
+        }
     }
 }
