@@ -1,6 +1,8 @@
 using System.Runtime.InteropServices;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx.Proto;
+using SaliencyService.Explain.Serving;
+using TensorElementType = Microsoft.ML.OnnxRuntime.Tensors.TensorElementType;
 using TorchSharp;
 using static TorchSharp.torch;
 using DataType = SaliencyService.Explain.Onnx.Proto.TensorProto.Types.DataType;
@@ -18,7 +20,7 @@ public static class TensorReader
         var shape = proto.Dims.ToArray();
         var raw = proto.RawData.Span;
         var type = (DataType)proto.DataType;
-        if (raw.Length > 0 && RawType(type) is { } rawType) return FromRaw(proto.Name, raw, shape, rawType, ComputeType(proto.DataType));
+        if (raw.Length > 0 && RawType(type) is { } rawType) return FromRaw(proto.Name, raw, shape, type, rawType);
         var count = (int)shape.Aggregate(1L, (a, d) => checked(a * d));
         return type switch
         {
@@ -42,27 +44,29 @@ public static class TensorReader
     /// converted where the mirror computes in another: one native copy, where going through a
     /// managed array took three (a 46 MB model's weights faulted ~30k fresh pages at import).
     /// </summary>
-    private static Tensor FromRaw(string name, ReadOnlySpan<byte> raw, long[] shape, ScalarType rawType, ScalarType computeType)
+    private static Tensor FromRaw(string name, ReadOnlySpan<byte> raw, long[] shape, DataType type, ScalarType rawType)
     {
-        // Checked before anything is allocated: the shape is the untrusted file's word.
-        if (shape.Any(d => d < 0) || raw.Length != ByteCount(shape, ElementSize(rawType)))
+        if (!Fills(raw, shape, type))
             throw new UnsupportedOperatorException("(tensor)", 0, $"tensor '{name}' holds the wrong number of values for its shape");
         var read = empty(shape, rawType);
         raw.CopyTo(read.bytes);
+        var computeType = ComputeType((long)type);
         if (rawType == computeType) return read;
         using (read) return read.to_type(computeType);
     }
 
-    /// <summary>The bytes a shape's values take; -1 past what any array could hold.</summary>
-    private static long ByteCount(long[] shape, int elementSize)
+    /// <summary>Whether the raw bytes are exactly the shape's values: checked before anything is allocated, as the shape is the untrusted file's word.</summary>
+    private static bool Fills(ReadOnlySpan<byte> raw, long[] shape, DataType type)
     {
+        if (shape.Any(d => d < 0)) return false;
         try
         {
-            return shape.Aggregate((long)elementSize, (bytes, dimension) => checked(bytes * dimension));
+            // ONNX's element type numbers are ONNX Runtime's.
+            return raw.Length == checked(Tensors.FloatTensor.ElementCount(shape) * NamedTensor.ElementSize((TensorElementType)type));
         }
         catch (OverflowException)
         {
-            return -1;
+            return false;
         }
     }
 
@@ -78,14 +82,6 @@ public static class TensorReader
         DataType.Int8 => ScalarType.Int8,
         DataType.Uint8 => ScalarType.Byte,
         _ => null,
-    };
-
-    private static int ElementSize(ScalarType type) => type switch
-    {
-        ScalarType.Float64 or ScalarType.Int64 => 8,
-        ScalarType.Float32 or ScalarType.Int32 => 4,
-        ScalarType.Float16 or ScalarType.Int16 => 2,
-        _ => 1,
     };
 
     /// <summary>The torch dtype an ONNX element type computes in (see the class summary).</summary>

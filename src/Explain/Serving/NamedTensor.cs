@@ -40,7 +40,7 @@ public sealed record NamedTensor(string Name, TensorElementType Type, long[] Sha
         return new NamedTensor(name, type, shape, data);
     }
 
-    public long ElementCount => Shape.Aggregate(1L, (count, dimension) => count * dimension);
+    public long ElementCount => Tensors.FloatTensor.ElementCount(Shape);
 
     /// <summary>The elements' raw bytes (no copy).</summary>
     public ReadOnlySpan<byte> Bytes =>
@@ -60,7 +60,7 @@ public sealed record NamedTensor(string Name, TensorElementType Type, long[] Sha
     /// The tensors one after the other along the first dimension (same name, type and sample
     /// shape), written into <paramref name="reuse"/> when it is of their type and long enough.
     /// </summary>
-    public static NamedTensor Concatenate(IReadOnlyList<NamedTensor> parts, Array? reuse = null)
+    public static NamedTensor Concatenate(IReadOnlyList<NamedTensor> parts, Array? reuse)
     {
         if (parts.Count == 1) return parts[0];
         var count = parts.Sum(p => p.ElementCount);
