@@ -49,8 +49,10 @@ public sealed class ServedModel
         Onnx.Dispose();
         Explainer?.Dispose();
         // A retired version's sessions, mirror and backward graphs free hundreds of MB at once (5×
-        // the model file for ViT-B/16): handed back to the system, not kept for the next import.
-        SaliencyService.Explain.Torch.NativeHeap.TrimWhenIdle(TimeSpan.FromSeconds(1));
+        // the model file for ViT-B/16). Kept as long as batched work's, for the import that often
+        // follows (a new version, a model deleted and imported again: its pages then need no faulting
+        // in, ~60k for resnet18 on the service's side), then handed back to the system.
+        SaliencyService.Explain.Torch.NativeHeap.TrimWhenBatchesPause();
     }
 
     /// <summary>Called once by the store when this version stops being served.</summary>

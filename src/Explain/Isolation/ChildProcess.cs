@@ -108,6 +108,8 @@ public static class ChildProcess
 
     private const string Nice = "/usr/bin/nice";
 
+    private const string CallCountingDelay = "DOTNET_TC_CallCountingDelayMs";
+
     /// <summary>
     /// Marks a child's answer line (<see cref="WriteAnswer"/>): the parent takes it as soon as it
     /// is written, without waiting for the child's exit (the kernel's teardown of a large check's
@@ -168,6 +170,9 @@ public static class ChildProcess
         };
         foreach (var argument in (string[])[.. nice ? ["-n", "19", DotnetHost()] : Array.Empty<string>(), "exec", entry, Flag, .. verbAndArguments])
             start.ArgumentList.Add(argument);
+        // A child runs its work once. With the runtime's call-counting delay (the service's own is 0, for its
+        // steady state at once) it does not recompile, mid-check, methods that its warm-up or the check calls.
+        start.Environment[CallCountingDelay] = "100";
         foreach (var (name, value) in environment)
             if (value is null) start.Environment.Remove(name);
             else start.Environment[name] = value;
