@@ -85,6 +85,34 @@ public sealed class NativeHeapTests
         Assert.True(reserved - baseline < Margin / 2, $"RSS MiB: baseline {baseline >> 20}, after a stopped reserve {reserved >> 20}");
     }
 
+    [Fact]
+    public void A_background_reserve_runs_at_the_lowest_priority_and_stops_when_work_comes()
+    {
+        NativeHeap.Trim();
+        var baseline = Resident();
+        var (asked, nice, reserved) = (0, -1, 0L);
+        var reserving = NativeHeap.ReserveInBackground((long)BlockBytes * Blocks, stop: () =>
+        {
+            nice = ThreadNice(); // asked on the reserving thread
+            reserved = Resident();
+            return ++asked > 4; // four of the reserve's 16 MiB blocks (64 MiB), then an import began
+        });
+        Assert.NotNull(reserving);
+        Assert.True(reserving.Join(TimeSpan.FromMinutes(1)), "the reserve did not stop");
+        NativeHeap.Trim();
+
+        Assert.Equal(19, nice);
+        Assert.Equal(5, asked);
+        var report = $"RSS MiB: baseline {baseline >> 20}, when work came {reserved >> 20}";
+        Assert.True(reserved - baseline >= Margin / 4, report);
+        Assert.True(reserved - baseline < Margin, report);
+        Assert.Null(NativeHeap.ReserveInBackground(0, () => false));
+    }
+
+    /// <summary>The calling thread's nice value (Linux: each thread has its own).</summary>
+    private static int ThreadNice() =>
+        int.Parse(File.ReadAllText("/proc/thread-self/stat").Split(')')[^1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[16]);
+
     private static long MinorFaults() =>
         long.Parse(File.ReadAllText("/proc/self/stat").Split(')')[^1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[7]);
 

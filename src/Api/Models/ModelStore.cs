@@ -119,6 +119,11 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         }
     }
 
+    private int _importsBegun;
+
+    /// <summary>How many imports have begun (the demos' seeding included) since this process started.</summary>
+    public int ImportsBegun => Volatile.Read(ref _importsBegun);
+
     public bool IsEmpty => _models.IsEmpty && !Layout.ModelFolders().Any();
 
     public IReadOnlyList<ModelDescriptor> List() =>
@@ -146,6 +151,7 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
     public async Task<ModelDescriptor> ImportAsync(
         string stagingDirectory, string name, string? manifestJson, bool replace, CancellationToken cancellationToken, string? sha256 = null)
     {
+        Interlocked.Increment(ref _importsBegun);
         EnsureWritable();
         ModelNames.Validate(name);
         if (!replace && Directory.Exists(Layout.ModelDirectory(name)))

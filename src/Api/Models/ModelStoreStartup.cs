@@ -26,8 +26,13 @@ public sealed class ModelStoreStartup(
         await seeder.SeedIfEmptyAsync(cancellationToken);
         logger.LogInformation("Serving {Count} model(s)", store.List().Count);
         Explain.Isolation.ChildProcess.SpareHeapMegabytes = explain.Options.SpareHeapMegabytes;
+        if (!loaded || store.Layout.ReadOnly) return;
         // The first import's isolated check then finds its child started, libraries loaded.
-        if (loaded && explain.Options.IsolateImports && !store.Layout.ReadOnly) Explain.Isolation.ChildProcess.StartSpare();
+        if (explain.Options.IsolateImports) Explain.Isolation.ChildProcess.StartSpare();
+        // And the service's own share of that import (its session, mirror and backward) finds resident pages;
+        // the reserve stops once an import begins.
+        var seeded = store.ImportsBegun;
+        Explain.Torch.NativeHeap.ReserveInBackground((long)explain.Options.SpareHeapMegabytes << 20, () => store.ImportsBegun > seeded);
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;

@@ -36,7 +36,9 @@ public class ExplainOptions
     /// <summary>
     /// Native heap a spare import child faults in while it waits (<see cref="Torch.NativeHeap.Reserve"/>),
     /// so that the next check's allocations find resident pages: ~0.2 s off a resnet18 import on two
-    /// cores, for as much resident memory in the waiting child. 0: none.
+    /// cores, for as much resident memory in the waiting child. The service faults as much in at
+    /// start-up for its own share of the first import (<see cref="Torch.NativeHeap.ReserveInBackground"/>),
+    /// handed back a minute later if no import came. 0: none.
     /// </summary>
     public int SpareHeapMegabytes { get; set; } = 512;
 
