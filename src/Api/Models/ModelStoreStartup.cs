@@ -22,10 +22,11 @@ public sealed class ModelStoreStartup(
         if (loaded) logger.LogInformation("Explain engine: {Status}", status);
         else logger.LogWarning("Explain engine unavailable, models will predict but not explain: {Status}", status);
         logger.LogInformation("Model store: {Root}", store.Layout.Root);
+        // Before the demos' seeding, whose imports start spares too: the one they leave serves the first import.
+        Explain.Isolation.ChildProcess.SpareHeapMegabytes = explain.Options.SpareHeapMegabytes;
         store.Load();
         await seeder.SeedIfEmptyAsync(cancellationToken);
         logger.LogInformation("Serving {Count} model(s)", store.List().Count);
-        Explain.Isolation.ChildProcess.SpareHeapMegabytes = explain.Options.SpareHeapMegabytes;
         if (!loaded || store.Layout.ReadOnly) return;
         // The first import's isolated check then finds its child started, libraries loaded.
         if (explain.Options.IsolateImports) Explain.Isolation.ChildProcess.StartSpare();
