@@ -260,7 +260,10 @@ target("Grad-CAM p50 ≤ 2.5× our predict", a + ".paired_grad_cam_ms", a + ".pa
 target("throughput at concurrency 16 ≥ 0.9× ORT's best (same run, back to back)", a + ".http_rps_c16", a + ".ort_best_rps",
        a + ".c16_over_ort_best", 0.9, unit="req/s", at_most=False)
 stages = ", ".join(f"{stage} {show(f'{a}.import_{stage}_ms', 0)} ms" for stage in ["upload", "check", "build"] if figures.get(f"{a}.import_{stage}_ms"))
-w(f"| import of resnet18 over HTTP ≤ 1.0 s | {show(a + '.import_s', 2)} s{f' ({stages})' if stages else ''} | {check(med(a + '.import_s'), 1.0)} |")
+# Run 1 imports straight after the service's start (its spare child still warming up); later runs after a delete.
+each = ", ".join(f"{v:.2f}" for v in figures[a + ".import_s"])
+w(f"| import of resnet18 over HTTP ≤ 1.0 s | {show(a + '.import_s', 2)} s{f' ({stages})' if stages else ''}; "
+  f"each run: {each} s, the first straight after the service's start, the others after a delete | {check(med(a + '.import_s'), 1.0)} |")
 ratio = memory["after_1000"] / memory["after_100"]
 w(f"| RSS after 1,000 explains within 10% of after 100 | {memory['after_1000']:.0f} MiB vs {memory['after_100']:.0f} MiB | "
   f"{verdict(ratio, 1.10)} |")
