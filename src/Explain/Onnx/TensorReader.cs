@@ -21,7 +21,7 @@ public static class TensorReader
         var raw = proto.RawData.Span;
         var type = (DataType)proto.DataType;
         if (raw.Length > 0 && RawType(type) is { } rawType) return FromRaw(proto.Name, raw, shape, type, rawType);
-        var count = (int)shape.Aggregate(1L, (a, d) => checked(a * d));
+        var count = (int)Tensors.FloatTensor.ElementCount(shape);
         return type switch
         {
             DataType.Float => tensor(proto.FloatData.ToArray(), shape),

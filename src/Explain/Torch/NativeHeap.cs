@@ -90,6 +90,9 @@ public static class NativeHeap
     /// first), the pages then left to the idle trim. The service does it at start-up, so that its
     /// first import finds resident pages as the spare child's check does (resnet18's, on the
     /// service's side: ~35k page faults instead of ~78k); a minute after, unused, they go back.
+    /// Other threads take the pages where the allocator shares freed memory between threads:
+    /// tcmalloc (the container image's), or glibc with few arenas (<c>MALLOC_ARENA_MAX=2</c>, the
+    /// image's too). Plain glibc keeps them in this thread's arena, for whichever thread takes it next.
     /// </summary>
     /// <param name="stop">Asked between blocks, on the reserving thread: an import has begun, and its own work goes first.</param>
     /// <returns>The reserving thread; null for nothing to reserve.</returns>
