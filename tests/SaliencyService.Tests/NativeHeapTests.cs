@@ -90,17 +90,29 @@ public sealed class NativeHeapTests
     {
         NativeHeap.Trim();
         var (asked, nice, before, reserved) = (0, -1, 0L, 0L);
+        Exception? failure = null;
         var reserving = NativeHeap.ReserveInBackground((long)BlockBytes * Blocks, stop: () =>
         {
-            // Asked on the reserving thread, before each of the reserve's 16 MiB blocks.
-            nice = ThreadNice();
-            if (++asked == 1) before = Resident();
-            reserved = Resident();
-            return asked > 8; // eight blocks (128 MiB of the 256), then an import began
+            // Asked on the reserving thread, before each of the reserve's 16 MiB blocks; what fails
+            // there is reported here, as an exception on that thread would end the test process.
+            try
+            {
+                nice = ThreadNice();
+                if (++asked == 1) before = Resident();
+                reserved = Resident();
+                return asked > 8; // eight blocks (128 MiB of the 256), then an import began
+            }
+            catch (Exception e)
+            {
+                failure = e;
+                return true;
+            }
         });
         Assert.NotNull(reserving);
         Assert.True(reserving.Join(TimeSpan.FromMinutes(1)), "the reserve did not stop");
         NativeHeap.Trim();
+
+        Assert.Null(failure);
 
         Assert.Equal(19, nice);
         Assert.Equal(9, asked);

@@ -1,3 +1,4 @@
+using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
@@ -127,6 +128,32 @@ public sealed class PreparedBackwardTests
             Assert.Equal(engine, model.Engine.Name);
             AssertReferenceMaps(model);
         }
+    }
+
+    [Fact]
+    public async Task A_prepared_backward_let_go_before_its_build_keeps_the_mirror_until_that_build_ends()
+    {
+        var (_, _, plan) = Check();
+        var model = OnnxFile.Load(ModelPath);
+        var mirror = Task.Run(() => GraphMirror.Build(model, plan.Input, plan.Output).Mirror!);
+        var gate = new TaskCompletionSource();
+        // As Prepare's: the backward is written from the built mirror (here once the gate opens).
+        var building = Task.Run(async () =>
+        {
+            var built = await mirror;
+            await gate.Task;
+            return OrtBackprop.Create(model, built, plan.Shapes, bytes => new InferenceSession(bytes));
+        });
+        var prepared = new PreparedBackward(plan, mirror, building);
+        await mirror;
+
+        prepared.Dispose(); // the import failed, or its verdict chose another engine
+        await Task.Delay(TimeSpan.FromMilliseconds(200)); // room for a disposal that does not wait for the build
+        gate.SetResult();
+
+        // Written from a mirror freed under it, the build throws (or the process dies in libtorch).
+        await building.WaitAsync(TimeSpan.FromMinutes(2));
+        Assert.True(prepared.Disposed);
     }
 
     /// <summary>The check as the isolated child runs it: its verdict, the shapes it hands over, and the plan it told on opening its backward.</summary>

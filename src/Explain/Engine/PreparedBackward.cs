@@ -30,11 +30,18 @@ public sealed class PreparedBackward(BackwardPlan plan, Task<GraphMirror> mirror
     /// <summary>Whether it was let go (<see cref="Dispose"/>).</summary>
     public bool Disposed => Volatile.Read(ref _disposed) != 0;
 
-    /// <summary>Disposes both once each is built (an import that fails after taking them lets go of what it loaded again).</summary>
+    /// <summary>
+    /// Disposes both once the backward's build has ended (an import that fails after taking them
+    /// lets go of what it loaded again). Not the mirror as soon as it is built: the backward is
+    /// written from the mirror's constants, and freeing them under that build crashed the process.
+    /// </summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        Backprop.ContinueWith(t => t.Result.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
-        Mirror.ContinueWith(t => t.Result.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
+        Task.WhenAll(Mirror, Backprop).ContinueWith(_ =>
+        {
+            if (Backprop.IsCompletedSuccessfully) Backprop.Result.Dispose();
+            if (Mirror.IsCompletedSuccessfully) Mirror.Result.Dispose();
+        }, TaskScheduler.Default);
     }
 }

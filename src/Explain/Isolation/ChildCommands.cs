@@ -36,7 +36,7 @@ public static class ChildCommands
             var work = Task.Run(Console.In.ReadLine);
             // Meanwhile native heap is faulted in for the check, until the line comes; on this thread,
             // the check's, as glibc keeps a thread's frees in that thread's arena.
-            ReserveHeap(args.Length > 2 && int.TryParse(args[2], out var megabytes) ? megabytes : 0, () => work.IsCompleted);
+            NativeHeap.Reserve(args.Length > 2 && int.TryParse(args[2], out var megabytes) ? (long)megabytes << 20 : 0, () => work.IsCompleted);
             if (work.GetAwaiter().GetResult() is not { } line) return true;
             args = [ChildProcess.Flag, .. System.Text.Json.JsonSerializer.Deserialize<string[]>(line)!];
         }
@@ -77,18 +77,6 @@ public static class ChildCommands
         catch (Exception)
         {
             // Only a head start: the real verb meets any failure again and reports it.
-        }
-    }
-
-    private static void ReserveHeap(int megabytes, Func<bool> stop)
-    {
-        try
-        {
-            NativeHeap.Reserve((long)megabytes << 20, stop);
-        }
-        catch (OutOfMemoryException)
-        {
-            // Only a head start: the check allocates what it needs itself.
         }
     }
 

@@ -79,6 +79,10 @@ public static class NativeHeap
                 for (var offset = 0; offset < block; offset += Environment.SystemPageSize) start[offset] = 0;
             }
         }
+        catch (OutOfMemoryException)
+        {
+            // Only a head start (a memory limit refused more): the work allocates what it needs itself.
+        }
         finally
         {
             foreach (var start in blocks) NativeMemory.Free((void*)start);
