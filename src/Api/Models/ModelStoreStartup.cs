@@ -5,7 +5,8 @@ namespace SaliencyService.Api.Models;
 
 /// <summary>
 /// Loads the store (and seeds the demos) before the server starts listening, so every request
-/// sees a loaded store and <c>/health/ready</c> is honest.
+/// sees a loaded store and <c>/health/ready</c> is honest; then waits for the import check's spare
+/// child to warm up (<see cref="Explain.Engine.ExplainOptions.WarmSpareBeforeReady"/>).
 /// </summary>
 public sealed class ModelStoreStartup(
     ModelStore store, DemoModelSeeder seeder, OnnxSessionFactory sessions, ExplainAnalysis explain,
@@ -34,7 +35,26 @@ public sealed class ModelStoreStartup(
         // the reserve stops once an import begins.
         var seeded = store.ImportsBegun;
         Explain.Torch.NativeHeap.ReserveInBackground((long)explain.Options.SpareHeapMegabytes << 20, () => store.ImportsBegun > seeded);
+        if (explain.Options.IsolateImports && explain.Options.WarmSpareBeforeReady) await WaitForSpareAsync(cancellationToken);
     }
+
+    /// <summary>Before listening (and so before readiness): the first import's check then finds a warm child.</summary>
+    private async Task WaitForSpareAsync(CancellationToken cancellationToken)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            await Explain.Isolation.ChildProcess.SpareWarmedUp().WaitAsync(SpareWarmUpLimit, cancellationToken);
+            logger.LogInformation("Import check child warmed up in {Seconds:0.0} s", System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
+        catch (TimeoutException)
+        {
+            logger.LogWarning("The import check child did not warm up within {Seconds} s; serving without waiting for it", SpareWarmUpLimit.TotalSeconds);
+        }
+    }
+
+    /// <summary>A warm-up takes 2–4 s on two cores; a host so loaded that it takes longer serves meanwhile.</summary>
+    private static readonly TimeSpan SpareWarmUpLimit = TimeSpan.FromSeconds(30);
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

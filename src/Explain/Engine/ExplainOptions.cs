@@ -42,6 +42,14 @@ public class ExplainOptions
     /// </summary>
     public int SpareHeapMegabytes { get; set; } = 512;
 
+    /// <summary>
+    /// Serve (and so report ready) only once the spare import child has warmed up: libraries loaded,
+    /// a demo model checked, its heap faulted in. As Triton warms a model up before it reports it
+    /// ready: an import straight after readiness then pays for its own work alone. resnet18 on 2
+    /// vCPUs: 1.9–2.2 s straight after readiness, against 3.8–4.1 s without; start-up 3–4 s longer.
+    /// </summary>
+    public bool WarmSpareBeforeReady { get; set; } = true;
+
     /// <summary>Longest an isolated import check may take before the model is refused.</summary>
     public int ImportCheckTimeoutSeconds { get; set; } = 600;
 

@@ -37,6 +37,7 @@ public static class ChildCommands
             // Meanwhile native heap is faulted in for the check, until the line comes; on this thread,
             // the check's, as glibc keeps a thread's frees in that thread's arena.
             NativeHeap.Reserve(args.Length > 2 && int.TryParse(args[2], out var megabytes) ? (long)megabytes << 20 : 0, () => work.IsCompleted);
+            ChildProcess.WriteWarm();
             if (work.GetAwaiter().GetResult() is not { } line) return true;
             args = [ChildProcess.Flag, .. System.Text.Json.JsonSerializer.Deserialize<string[]>(line)!];
         }

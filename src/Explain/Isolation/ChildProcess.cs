@@ -92,6 +92,15 @@ public static class ChildProcess
         lock (SpareLock) _spare = LiveSpare() ?? StartSpareProcess();
     }
 
+    /// <summary>
+    /// Completes once the waiting spare has warmed up (<see cref="WriteWarm"/>) or has ended; at
+    /// once when there is none.
+    /// </summary>
+    public static Task SpareWarmedUp()
+    {
+        lock (SpareLock) return LiveSpare()?.Warm.Task ?? Task.CompletedTask;
+    }
+
     /// <summary>The waiting spare, or null when there is none or it has died (killed from outside). Call under the lock.</summary>
     private static Started? LiveSpare()
     {
@@ -120,6 +129,9 @@ public static class ChildProcess
     /// <summary>Marks a step a child has passed (<see cref="WriteProgress"/>).</summary>
     private const string ProgressMark = "saliency-child-progress: ";
 
+    /// <summary>Marks a spare's warm-up done (<see cref="WriteWarm"/>).</summary>
+    private const string WarmMark = "saliency-child-warm";
+
     /// <summary>The child's side: writes its answer for the parent, who reads nothing after it.</summary>
     public static void WriteAnswer(string line) => WriteMarked(AnswerMark, line);
 
@@ -132,6 +144,9 @@ public static class ChildProcess
         WriteMarked(ProgressMark, detail is null ? step : $"{step} {detail}");
         ChildCommands.CrashIfAsked(step);
     }
+
+    /// <summary>The spare's side: its libraries are loaded and its warm-up check has run (<see cref="SpareWarmedUp"/>).</summary>
+    public static void WriteWarm() => WriteMarked(WarmMark, "");
 
     /// <summary>A marked line on a line of its own (native libraries may have left one unfinished), sent at once.</summary>
     private static void WriteMarked(string mark, string text)
@@ -147,6 +162,9 @@ public static class ChildProcess
         public Task<string> Errors { get; } = errors;
         public Task<string> Output { get; set; } = Task.FromResult("");
         public TaskCompletionSource<string> Answer { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Set when a spare says it has warmed up, or its output ends (it is gone).</summary>
+        public TaskCompletionSource Warm { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         /// <summary>Hears each step the child passes; set by whoever hands the child its work.</summary>
         public volatile Action<string>? Progress;
@@ -193,7 +211,9 @@ public static class ChildProcess
             text.AppendLine(line);
             if (line.StartsWith(AnswerMark, StringComparison.Ordinal)) child.Answer.TrySetResult(line[AnswerMark.Length..]);
             else if (line.StartsWith(ProgressMark, StringComparison.Ordinal)) child.Progress?.Invoke(line[ProgressMark.Length..]);
+            else if (line == WarmMark) child.Warm.TrySetResult();
         }
+        child.Warm.TrySetResult();
         return text.ToString();
     }
 

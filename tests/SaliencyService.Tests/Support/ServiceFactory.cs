@@ -24,6 +24,8 @@ public sealed class ServiceFactory : WebApplicationFactory<Program>
             // Spares fault no heap in for the next import: an import's speed is the bench's, and a test
             // process starts hundreds of spares (a real service process keeps the default).
             ["Saliency:Explain:SpareHeapMegabytes"] = "0",
+            // Nor wait for a spare's warm-up to start: a test's first import waits for it if it must.
+            ["Saliency:Explain:WarmSpareBeforeReady"] = "false",
         };
         foreach (var (key, value) in settings ?? []) _settings[key] = value;
     }

@@ -40,6 +40,8 @@ public sealed class ServiceProcess : IDisposable
         start.Environment["Saliency__Grpc__Port"] = grpcAddress.Port.ToString();
         start.Environment["Saliency__ModelStore"] = store;
         start.Environment["Saliency__SeedDemoModels"] = "false";
+        // As in ServiceFactory: the spares fault no heap in (each would add ~1.5 s before readiness).
+        start.Environment["Saliency__Explain__SpareHeapMegabytes"] = "0";
         // The service decides its own oneDNN cap, not the one this test process chose.
         start.Environment.Remove(OneDnnGuard.Variable);
         start.Environment.Remove(OneDnnGuard.ChoiceVariable);
@@ -66,6 +68,27 @@ public sealed class ServiceProcess : IDisposable
     }
 
     public bool HasExited => _process.HasExited;
+
+    /// <summary>The command lines of the service's child processes (its import check spare, ...), by process id.</summary>
+    public IReadOnlyDictionary<int, string> Children() =>
+        Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(name => int.TryParse(name, out _)).Select(int.Parse!)
+            .Select(pid => (Pid: pid, Stat: Read($"/proc/{pid}/stat"), CommandLine: Read($"/proc/{pid}/cmdline")))
+            .Where(p => p.Stat is not null && p.CommandLine is not null
+                        && int.Parse(p.Stat.Split(')')[^1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) == _process.Id)
+            .ToDictionary(p => p.Pid, p => p.CommandLine!.Replace('\0', ' ').Trim());
+
+    /// <summary>A /proc file, or null for a process that has ended meanwhile.</summary>
+    private static string? Read(string path)
+    {
+        try
+        {
+            return File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
 
     /// <summary>The process's peak resident memory so far (Linux VmHWM), in bytes.</summary>
     public long PeakResidentBytes =>
