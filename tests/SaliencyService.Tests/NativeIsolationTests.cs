@@ -14,7 +14,8 @@ namespace SaliencyService.Tests;
 /// What a native crash may cost: an import check that dies is a 422 and the service serves on;
 /// a oneDNN self-test that dies under a cap makes the service choose a narrower one (or oneDNN
 /// off), decided before libtorch loads. Crashes are real (SIGFPE in a child process), set off
-/// by the test-only hook <see cref="ChildCommands.FaultVariable"/>.
+/// by the test-only hook <see cref="ChildCommands.FaultVariable"/>. And the spare child that
+/// runs an import's check is warm before the service reports ready.
 /// </summary>
 public sealed class NativeIsolationTests : IDisposable
 {
@@ -25,6 +26,19 @@ public sealed class NativeIsolationTests : IDisposable
     {
         foreach (var directory in new[] { _store, _temp })
             if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+    }
+
+    /// <summary>Ready means an import straight after it runs its check on a warm child, as Triton warms a model up before it reports it ready.</summary>
+    [Fact]
+    public async Task The_service_is_ready_once_its_import_check_child_has_loaded_the_native_libraries()
+    {
+        // With some heap to fault in: the child says it is warm only after that too.
+        using var service = await ServiceProcess.StartAsync(_store, new Dictionary<string, string> { ["Saliency__Explain__SpareHeapMegabytes"] = "64" });
+
+        var spare = Assert.Single(service.Children(), child => child.Value.Contains($"{ChildProcess.Flag} {ChildProcess.SpareVerb}"));
+        var mapped = File.ReadAllText($"/proc/{spare.Key}/maps");
+        Assert.Contains("libtorch_cpu.so", mapped);
+        Assert.Contains("libonnxruntime.so", mapped);
     }
 
     /// <param name="fault">
