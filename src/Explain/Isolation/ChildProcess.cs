@@ -145,7 +145,7 @@ public static class ChildProcess
         ChildCommands.CrashIfAsked(step);
     }
 
-    /// <summary>The spare's side: its libraries are loaded and its warm-up check has run (<see cref="SpareWarmedUp"/>).</summary>
+    /// <summary>The spare's side: its libraries are loaded, its warm-up check has run and its heap is faulted in (<see cref="SpareWarmedUp"/>).</summary>
     public static void WriteWarm() => WriteMarked(WarmMark, "");
 
     /// <summary>A marked line on a line of its own (native libraries may have left one unfinished), sent at once.</summary>
