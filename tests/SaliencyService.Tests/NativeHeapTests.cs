@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using SaliencyService.Explain.Torch;
+using SaliencyService.Tests.Support;
 using Xunit;
 
 namespace SaliencyService.Tests;
@@ -125,10 +126,10 @@ public sealed class NativeHeapTests
 
     /// <summary>The calling thread's nice value (Linux: each thread has its own).</summary>
     private static int ThreadNice() =>
-        int.Parse(File.ReadAllText("/proc/thread-self/stat").Split(')')[^1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[16]);
+        int.Parse(ProcStat.Fields(File.ReadAllText("/proc/thread-self/stat"))[16]);
 
     private static long MinorFaults() =>
-        long.Parse(File.ReadAllText("/proc/self/stat").Split(')')[^1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[7]);
+        long.Parse(ProcStat.Fields(File.ReadAllText("/proc/self/stat"))[7]);
 
     private static long Resident() =>
         long.Parse(File.ReadAllText("/proc/self/statm").Split(' ')[1]) * Environment.SystemPageSize;

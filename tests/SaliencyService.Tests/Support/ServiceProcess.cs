@@ -70,12 +70,17 @@ public sealed class ServiceProcess : IDisposable
     public bool HasExited => _process.HasExited;
 
     /// <summary>The command lines of the service's child processes (its import check spare, ...), by process id.</summary>
-    public IReadOnlyDictionary<int, string> Children() =>
-        Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(name => int.TryParse(name, out _)).Select(int.Parse!)
-            .Select(pid => (Pid: pid, Stat: Read($"/proc/{pid}/stat"), CommandLine: Read($"/proc/{pid}/cmdline")))
-            .Where(p => p.Stat is not null && p.CommandLine is not null
-                        && int.Parse(p.Stat.Split(')')[^1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) == _process.Id)
-            .ToDictionary(p => p.Pid, p => p.CommandLine!.Replace('\0', ' ').Trim());
+    public IReadOnlyDictionary<int, string> Children()
+    {
+        var children = new Dictionary<int, string>();
+        foreach (var directory in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(directory), out var pid)) continue;
+            if (Read($"{directory}/stat") is not { } stat || int.Parse(ProcStat.Fields(stat)[1]) != _process.Id) continue;
+            if (Read($"{directory}/cmdline") is { } commandLine) children[pid] = commandLine.Replace('\0', ' ').Trim();
+        }
+        return children;
+    }
 
     /// <summary>A /proc file, or null for a process that has ended meanwhile.</summary>
     private static string? Read(string path)
