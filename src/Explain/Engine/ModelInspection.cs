@@ -14,10 +14,11 @@ namespace SaliencyService.Explain.Engine;
 /// </summary>
 public sealed record ModelFileLoad(Task<(InferenceSession Session, string Provider)> Session, Task<Onnx.Proto.ModelProto> Parsed)
 {
-    public static ModelFileLoad Start(string directory, OnnxSessionFactory sessions)
+    /// <param name="mapped">Whether the parse maps the weights instead of copying them (<see cref="OnnxFile.Map"/>: for the isolated import check).</param>
+    public static ModelFileLoad Start(string directory, OnnxSessionFactory sessions, bool mapped = false)
     {
         var path = Path.Combine(directory, ModelInspection.ModelFile);
-        return new(Task.Run(() => sessions.Create(path)), Task.Run(() => OnnxFile.Load(path)));
+        return new(Task.Run(() => sessions.Create(path)), Task.Run(() => mapped ? OnnxFile.Map(path) : OnnxFile.Load(path)));
     }
 
     /// <summary>The mirror and ONNX Runtime backward being built ahead of the verdict (<see cref="PrepareBackward"/>), if they are.</summary>
@@ -76,7 +77,7 @@ public static class ModelInspection
         var manifestPath = Path.Combine(directory, ManifestFile);
         var manifest = ParseManifest(File.Exists(manifestPath) ? File.ReadAllText(manifestPath) : null);
 
-        loading ??= ModelFileLoad.Start(directory, sessions);
+        loading ??= ModelFileLoad.Start(directory, sessions, mapped: analysis.CheckOnly);
         InferenceSession served;
         string provider;
         try

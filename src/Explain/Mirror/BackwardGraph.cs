@@ -165,7 +165,12 @@ public sealed class BackwardGraph
         if (value.dtype != ScalarType.Float32 || !weight.Dims.SequenceEqual(value.shape)) return false;
         using var contiguous = value.contiguous();
         var bytes = contiguous.bytes;
-        if (weight.RawData.Length > 0) return weight.RawData.Span.SequenceEqual(bytes);
+        if (weight.RawData.Length > 0)
+        {
+            var same = weight.RawData.Span.SequenceEqual(bytes);
+            GC.KeepAlive(weight); // its raw data may be a view of a mapped file (MappedFile)
+            return same;
+        }
         var floats = MemoryMarshal.Cast<byte, int>(bytes);
         if (weight.FloatData.Count != floats.Length) return false;
         for (var i = 0; i < floats.Length; i++)

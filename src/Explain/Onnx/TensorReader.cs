@@ -17,6 +17,18 @@ public static class TensorReader
 {
     public static Tensor ToTorch(TensorProto proto)
     {
+        try
+        {
+            return Read(proto);
+        }
+        finally
+        {
+            GC.KeepAlive(proto); // its raw data may be a view of a mapped file (MappedFile), read as a span below
+        }
+    }
+
+    private static Tensor Read(TensorProto proto)
+    {
         var shape = proto.Dims.ToArray();
         var raw = proto.RawData.Span;
         var type = (DataType)proto.DataType;
