@@ -25,7 +25,7 @@ public static class StagesBaseline
         var input = Npy.Read(File.ReadAllBytes(inputPath), long.MaxValue);
         var model = OnnxFile.Load(modelPath);
         using var mirror = GraphMirror.Build(model, onnx.Inputs[0].Name, onnx.Outputs[0].Name).Mirror ?? throw new InvalidOperationException("no mirror");
-        using var backprop = OrtBackprop.Create(model, mirror, input.Shape, onnx.Inputs[0].Shape[0] < 0, bytes => sessions.Create(bytes).Session);
+        using var backprop = OrtBackprop.Create(model, mirror, input.Shape, onnx.Inputs[0].Shape[0] < 0, m => sessions.Create(m).Session);
         using var x = tensor(input.Data, input.Shape);
 
         double Median(Action pass) => Report.Percentile(Report.Time(repeats, () =>

@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
@@ -94,7 +95,7 @@ public sealed class GradientEngineContractTests
             var autograd = new AutogradEngine(_mirror);
             Engine = name == GradientEngines.LibTorch
                 ? autograd
-                : new OrtGradientEngine(Task.FromResult(OrtBackprop.Create(model, _mirror, [batch, 3, 8, 8], batched: false, bytes => new InferenceSession(bytes))), autograd);
+                : new OrtGradientEngine(Task.FromResult(OrtBackprop.Create(model, _mirror, [batch, 3, 8, 8], batched: false, m => new InferenceSession(m.ToByteArray()))), autograd);
             Assert.Equal(name, Engine.Name);
         }
 

@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Engine;
@@ -142,7 +143,7 @@ public sealed class PreparedBackwardTests
         {
             var built = await mirror;
             await gate.Task;
-            return OrtBackprop.Create(model, built, plan.Shapes, bytes => new InferenceSession(bytes));
+            return OrtBackprop.Create(model, built, plan.Shapes, m => new InferenceSession(m.ToByteArray()));
         });
         var prepared = new PreparedBackward(plan, mirror, building);
         await mirror;

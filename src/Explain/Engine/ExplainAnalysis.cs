@@ -200,7 +200,7 @@ public sealed class ExplainAnalysis
 
     private const string UnsupportedOperators = "The model uses operators the explainer does not support.";
 
-    private InferenceSession Open(byte[] model) => _sessions.Create(model).Session;
+    private InferenceSession Open(Onnx.Proto.ModelProto model) => _sessions.Create(model).Session;
 
     /// <summary>
     /// The probe's part of the mirror's output on the checked input (<see cref="FloatTruth.Input"/>):

@@ -40,7 +40,7 @@ public static class GradientEngineCheck
     /// <param name="checkedShapes">The shapes of the mirror's forward on the truth's input (<see cref="GraphMirror.ShapesOf"/>).</param>
     /// <param name="opened">Told once ONNX Runtime's backward is built, before it is judged.</param>
     public static Verdict Choose(ModelProto model, GraphMirror mirror, bool batched, bool tryOnnxRuntime,
-        Func<byte[], InferenceSession> open, FloatTruth truth, IReadOnlyDictionary<string, TensorInfo> checkedShapes, Action<OrtBackprop>? opened = null)
+        Func<ModelProto, InferenceSession> open, FloatTruth truth, IReadOnlyDictionary<string, TensorInfo> checkedShapes, Action<OrtBackprop>? opened = null)
     {
         OrtBackprop? backprop = null;
         var ortSays = "ONNX Runtime backward: turned off (Saliency:Explain:OrtBackward)";

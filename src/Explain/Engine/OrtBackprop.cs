@@ -36,7 +36,7 @@ public sealed class OrtBackprop : IDisposable
     private readonly ModelProto _model;
     private readonly GraphMirror _mirror;
     private readonly Dictionary<string, TensorInfo> _shapes;
-    private readonly Func<byte[], InferenceSession> _open;
+    private readonly Func<ModelProto, InferenceSession> _open;
     /// <summary>The recording forward that feeds every rule's backward; null where each rule's session is merged.</summary>
     private readonly InferenceSession? _forward;
     private readonly bool _ownsForward;
@@ -46,7 +46,7 @@ public sealed class OrtBackprop : IDisposable
     /// <summary>The rule whose pass was built with this backprop.</summary>
     private readonly RectifierRule _firstRule;
 
-    private OrtBackprop(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer, Func<byte[], InferenceSession> open,
+    private OrtBackprop(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer, Func<ModelProto, InferenceSession> open,
         InferenceSession? forward, bool ownsForward, string[] recorded, RectifierRule rule, Pass first)
     {
         (_model, _mirror, _shapes, _open, _forward, _ownsForward, _recorded) = (model, mirror, shapes, open, forward, ownsForward, recorded);
@@ -76,11 +76,11 @@ public sealed class OrtBackprop : IDisposable
     /// <param name="batched">Whether the model takes batches (its first input dimension is free).</param>
     /// <param name="open">Creates a session with the served session's options.</param>
     /// <exception cref="NotSupportedException">The backward cannot be written for this model.</exception>
-    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, long[] sampleShape, bool batched, Func<byte[], InferenceSession> open) =>
+    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, long[] sampleShape, bool batched, Func<ModelProto, InferenceSession> open) =>
         Create(model, mirror, mirror.BatchShapes(sampleShape, batched), null, open, FirstRule);
 
     /// <summary>As above, for value shapes already known (<see cref="GraphMirror.BatchShapes(long[], bool)"/>'s, or an import check's <see cref="Shapes"/>).</summary>
-    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, IReadOnlyDictionary<string, TensorInfo> shapes, Func<byte[], InferenceSession> open) =>
+    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, IReadOnlyDictionary<string, TensorInfo> shapes, Func<ModelProto, InferenceSession> open) =>
         Create(model, mirror, new Dictionary<string, TensorInfo>(shapes, StringComparer.Ordinal), null, open, FirstRule);
 
     /// <summary>
@@ -94,7 +94,7 @@ public sealed class OrtBackprop : IDisposable
         Create(_model, _mirror, new Dictionary<string, TensorInfo>(_shapes, StringComparer.Ordinal), layer, _open, RectifierRule.Gradient, this);
 
     private static OrtBackprop Create(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer,
-        Func<byte[], InferenceSession> open, RectifierRule rule, OrtBackprop? full = null)
+        Func<ModelProto, InferenceSession> open, RectifierRule rule, OrtBackprop? full = null)
     {
         var (backwardModel, graph) = mirror.WriteBackward(model, shapes, rule, layer);
         foreach (var output in graph.MaxPoolIndices)
@@ -106,14 +106,14 @@ public sealed class OrtBackprop : IDisposable
             return new OrtBackprop(model, mirror, shapes, layer, open, null, false, fetched, rule, new Pass(merged, graph.ForwardInputs));
 
         // ONNX Runtime builds a session on one thread: the backward's is built beside the forward's.
-        var openingBackward = Task.Run(() => open(backwardModel.ToByteArray()));
+        var openingBackward = Task.Run(() => open(backwardModel));
         InferenceSession? forward = null;
         try
         {
             // Every rule's backward reads the same values (deconvnet's fewer), so the first one's are what the forward records.
             var recorded = graph.ForwardInputs.Where(n => n != mirror.InputName).Concat(fetched).Distinct().ToArray();
             var shared = full is { Merged: false } && recorded.All(full._recorded.Contains);
-            if (!shared) forward = open(BackwardMerge.Recording(model, graph, recorded, shapes).ToByteArray());
+            if (!shared) forward = open(BackwardMerge.Recording(model, graph, recorded, shapes));
             var first = new Pass(openingBackward.GetAwaiter().GetResult(), graph.ForwardInputs);
             return shared
                 ? new OrtBackprop(model, mirror, shapes, layer, open, full!._forward, false, full._recorded, rule, first)
@@ -135,11 +135,11 @@ public sealed class OrtBackprop : IDisposable
     }
 
     /// <summary>The merged session, or null where ONNX Runtime refuses it (the separate sessions are tried next).</summary>
-    private static InferenceSession? TryOpen(Func<byte[], InferenceSession> open, ModelProto merged)
+    private static InferenceSession? TryOpen(Func<ModelProto, InferenceSession> open, ModelProto merged)
     {
         try
         {
-            return open(merged.ToByteArray());
+            return open(merged);
         }
         catch (OnnxRuntimeException)
         {
@@ -152,10 +152,10 @@ public sealed class OrtBackprop : IDisposable
         _passes.GetOrAdd(rule, r => new Lazy<Pass>(() =>
         {
             var (backward, graph) = _mirror.WriteBackward(_model, _shapes, r, Layer);
-            if (Merged) return new Pass(_open(BackwardMerge.Merge(_model, backward, graph, _recorded, _shapes).ToByteArray()), graph.ForwardInputs);
+            if (Merged) return new Pass(_open(BackwardMerge.Merge(_model, backward, graph, _recorded, _shapes)), graph.ForwardInputs);
             if (graph.ForwardInputs.FirstOrDefault(n => n != _mirror.InputName && !_recorded.Contains(n)) is { } missing)
                 throw new InvalidOperationException($"The {r} backward reads '{missing}', which the forward does not record.");
-            return new Pass(_open(backward.ToByteArray()), graph.ForwardInputs);
+            return new Pass(_open(backward), graph.ForwardInputs);
         })).Value;
 
     /// <summary>

@@ -18,8 +18,9 @@ internal sealed unsafe class MappedFile : MemoryManager<byte>
     private readonly byte* _start;
     private readonly int _length;
 
-    private MappedFile(MemoryMappedFile file, MemoryMappedViewAccessor view, int length)
+    private MappedFile(string path, MemoryMappedFile file, MemoryMappedViewAccessor view, int length)
     {
+        Path = path;
         _file = file;
         _view = view;
         _length = length;
@@ -35,7 +36,7 @@ internal sealed unsafe class MappedFile : MemoryManager<byte>
         var file = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
         try
         {
-            return new MappedFile(file, file.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read), (int)length);
+            return new MappedFile(System.IO.Path.GetFullPath(path), file, file.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read), (int)length);
         }
         catch
         {
@@ -43,6 +44,9 @@ internal sealed unsafe class MappedFile : MemoryManager<byte>
             throw;
         }
     }
+
+    /// <summary>The file mapped (full path).</summary>
+    public string Path { get; }
 
     public override Span<byte> GetSpan() => new(_start, _length);
 

@@ -1,4 +1,6 @@
 using Microsoft.ML.OnnxRuntime;
+using SaliencyService.Explain.Onnx;
+using SaliencyService.Explain.Onnx.Proto;
 
 namespace SaliencyService.Explain.Serving;
 
@@ -36,8 +38,19 @@ public sealed class OnnxSessionFactory
     /// <exception cref="OnnxRuntimeException">The file is not a model this runtime can run.</exception>
     public (InferenceSession Session, string Provider) Create(string modelPath) => Create(options => new InferenceSession(modelPath, options));
 
-    /// <summary>Creates a session on a model held in memory (one the service wrote), as <see cref="Create(string)"/> does.</summary>
-    public (InferenceSession Session, string Provider) Create(byte[] model) => Create(options => new InferenceSession(model, options));
+    /// <summary>
+    /// Creates a session on a model held in memory (one the service wrote), as <see cref="Create(string)"/>
+    /// does; weights that are views of a mapped model file are read from that file (<see cref="OrtModelBytes"/>).
+    /// </summary>
+    public (InferenceSession Session, string Provider) Create(ModelProto model)
+    {
+        var (bytes, folder) = OrtModelBytes.Of(model);
+        return Create(options =>
+        {
+            if (folder is not null) options.AddSessionConfigEntry(OrtModelBytes.ExternalDataFolder, folder);
+            return new InferenceSession(bytes, options);
+        });
+    }
 
     private (InferenceSession Session, string Provider) Create(Func<SessionOptions, InferenceSession> open)
     {

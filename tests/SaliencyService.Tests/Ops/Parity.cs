@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using SaliencyService.Explain.Engine;
@@ -61,7 +62,7 @@ public static class Parity
         var model = builder.Model();
         using var mirror = Mirror(model);
         using var reference = Mirror(model, ScalarType.Float64);
-        using var backprop = OrtBackprop.Create(model, mirror, builder.InputShape, batched: true, bytes => new InferenceSession(bytes));
+        using var backprop = OrtBackprop.Create(model, mirror, builder.InputShape, batched: true, m => new InferenceSession(m.ToByteArray()));
         using var scope = NewDisposeScope();
         var input = tensor(RandomInput(builder.InputShape, seed, low, high), builder.InputShape);
         var scores = backprop.Forward(input).Scores;
