@@ -22,15 +22,17 @@ public sealed class OnnxFileTests : IDisposable
 
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 
-    private string Save(string location, long offset = 0)
+    private string Save(string location, long offset = 0) => Save(location, offset.ToString(), "12");
+
+    private string Save(string location, string offset, string length)
     {
         var model = new OnnxTestModel(13, [2, 3]).Initializer("w", [0f], 3).Node("Mul", ["x", "w"], ["y"]).Output("y").Model();
         var weights = model.Graph.Initializer[0];
         weights.FloatData.Clear();
         weights.DataLocation = TensorProto.Types.DataLocation.External;
         weights.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = location });
-        weights.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString() });
-        weights.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = "12" });
+        weights.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset });
+        weights.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = length });
         var path = Path.Combine(_folder, "model.onnx");
         File.WriteAllBytes(path, model.ToByteArray());
         return path;
@@ -66,6 +68,22 @@ public sealed class OnnxFileTests : IDisposable
         var path = Save(location);
         var e = Assert.Throws<UnsupportedModelException>(() => Read(path, mapped));
         Assert.Equal(422, Problems.Describe(e).Status);
+    }
+
+    [Theory]
+    [InlineData("four", "12", false)]
+    [InlineData("-4", "12", false)]
+    [InlineData("0", "99999999999999999999", false)]
+    [InlineData("9223372036854775807", "12", false)]
+    [InlineData("four", "12", true)]
+    [InlineData("0", "99999999999999999999", true)]
+    [InlineData("9223372036854775807", "12", true)]
+    public void External_offsets_and_lengths_that_are_not_in_the_file_are_refused(string offset, string length, bool mapped)
+    {
+        var path = Save("weights.bin", offset, length);
+        File.WriteAllBytes(Path.Combine(_folder, "weights.bin"), new byte[16]);
+        var e = Assert.Throws<UnsupportedModelException>(() => Read(path, mapped));
+        Assert.Contains("reads past the end", e.Message);
     }
 
     [Theory]

@@ -88,9 +88,9 @@ public static class OnnxFile
             throw new UnsupportedModelException($"Tensor '{tensor.Name}' needs the external data file '{location}', which is missing.");
 
         var size = new FileInfo(file).Length;
-        var offset = entries.TryGetValue("offset", out var o) ? long.Parse(o) : 0;
-        var length = entries.TryGetValue("length", out var l) ? long.Parse(l) : size - offset;
-        if (offset < 0 || length < 0 || offset + length > size)
+        var offset = entries.TryGetValue("offset", out var o) ? Number(o) : 0;
+        var length = entries.TryGetValue("length", out var l) ? Number(l) : size - offset;
+        if (offset < 0 || length < 0 || offset > size || length > size - offset)
             throw new UnsupportedModelException($"Tensor '{tensor.Name}' reads past the end of '{location}'.");
         tensor.RawData = length == 0 ? ByteString.Empty
             : mapped is null ? Copied(file, offset, length)
@@ -98,6 +98,10 @@ public static class OnnxFile
         tensor.DataLocation = TensorProto.Types.DataLocation.Default;
         tensor.ExternalData.Clear();
     }
+
+    /// <summary>A non-negative integer, or −1 where the file's text is not one (then refused as out of range).</summary>
+    private static long Number(string text) =>
+        long.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var value) ? value : -1;
 
     private static ByteString Copied(string file, long offset, long length)
     {
