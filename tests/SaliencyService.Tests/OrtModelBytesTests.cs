@@ -75,7 +75,8 @@ public sealed class OrtModelBytesTests : IDisposable
         {
             var input = Npy.Read(File.ReadAllBytes(TestPaths.Fixture("mini_resnet", "input0.tensor.npy")), long.MaxValue);
             using var value = OrtValue.CreateTensorValueFromMemory(input.Data, input.Shape);
-            using var outputs = session.Run(new RunOptions(), [session.InputNames[0]], [value], session.OutputNames);
+            using var runOptions = new RunOptions();
+            using var outputs = session.Run(runOptions, [session.InputNames[0]], [value], session.OutputNames);
             return outputs[0].GetTensorDataAsSpan<float>().ToArray();
         }
     }

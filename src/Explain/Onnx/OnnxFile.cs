@@ -46,18 +46,22 @@ public static class OnnxFile
     /// <summary>The graph parsed as usual, the initializers' raw data wrapped in place (<see cref="RawDataSplit"/>).</summary>
     private static ModelProto Parse(string path)
     {
-        if (MappedFile.Open(path) is { } file && RawDataSplit.Split(file.GetSpan()) is { } parts)
+        var file = MappedFile.Open(path);
+        var parts = file is null ? null : RawDataSplit.Split(file.GetSpan());
+        var model = parts is null ? null : ModelProto.Parser.ParseFrom(parts.Model);
+        if (model?.Graph?.Initializer is { } initializers && initializers.Count == parts!.RawData.Count)
         {
-            var model = ModelProto.Parser.ParseFrom(parts.Model);
-            var initializers = model.Graph?.Initializer;
-            if (initializers?.Count == parts.RawData.Count)
-            {
-                for (var i = 0; i < initializers.Count; i++)
-                    if (parts.RawData[i] is { } raw)
-                        initializers[i].RawData = UnsafeByteOperations.UnsafeWrap(file.Memory[raw]);
-                return model;
-            }
+            var wrapped = false;
+            for (var i = 0; i < initializers.Count; i++)
+                if (parts.RawData[i] is { } raw)
+                {
+                    initializers[i].RawData = UnsafeByteOperations.UnsafeWrap(file!.Memory[raw]);
+                    wrapped = true;
+                }
+            if (!wrapped) ((IDisposable)file!).Dispose(); // else the model holds the mapping, while it is reachable
+            return model;
         }
+        ((IDisposable?)file)?.Dispose(); // nothing points into it
         // Not well-formed where the split looks (or empty): the protobuf library says what is wrong.
         return ParseCopying(path);
     }

@@ -26,30 +26,24 @@ internal static class RawDataSplit
     public static Parts? Split(ReadOnlySpan<byte> model)
     {
         var rawData = new List<Range?>();
-        var output = new ArrayBufferWriter<byte>();
-        var fields = new FieldReader(model);
-        while (fields.Next(out var field))
-        {
-            if (field.Number == ModelGraph && field.WireType == LengthDelimited)
-            {
-                if (Graph(model, field.Payload, rawData) is not { } graph) return null;
-                WriteLengthDelimited(output, ModelGraph, graph);
-            }
-            else output.Write(model[field.Whole]);
-        }
-        return fields.Failed ? null : new Parts(output.WrittenSpan.ToArray(), rawData);
+        return Rewrite(model, Range.All, [ModelGraph, GraphInitializer], rawData) is { } stripped ? new Parts(stripped, rawData) : null;
     }
 
-    private static byte[]? Graph(ReadOnlySpan<byte> bytes, Range graph, List<Range?> rawData)
+    /// <summary>
+    /// The message's fields copied, those on <paramref name="path"/> (length-delimited) rewritten
+    /// one level down; at the path's end, a tensor without its raw data. Null if not well-formed.
+    /// </summary>
+    private static byte[]? Rewrite(ReadOnlySpan<byte> bytes, Range message, ReadOnlySpan<int> path, List<Range?> rawData)
     {
+        if (path.IsEmpty) return Tensor(bytes, message, rawData);
         var output = new ArrayBufferWriter<byte>();
-        var fields = new FieldReader(bytes, graph);
+        var fields = new FieldReader(bytes, message);
         while (fields.Next(out var field))
         {
-            if (field.Number == GraphInitializer && field.WireType == LengthDelimited)
+            if (field.Number == path[0] && field.WireType == LengthDelimited)
             {
-                if (Tensor(bytes, field.Payload, rawData) is not { } tensor) return null;
-                WriteLengthDelimited(output, GraphInitializer, tensor);
+                if (Rewrite(bytes, field.Payload, path[1..], rawData) is not { } inner) return null;
+                WriteLengthDelimited(output, path[0], inner);
             }
             else output.Write(bytes[field.Whole]);
         }
@@ -96,10 +90,6 @@ internal static class RawDataSplit
         private readonly ReadOnlySpan<byte> _bytes;
         private readonly int _end;
         private int _position;
-
-        public FieldReader(ReadOnlySpan<byte> bytes) : this(bytes, Range.All)
-        {
-        }
 
         public FieldReader(ReadOnlySpan<byte> bytes, Range message)
         {

@@ -17,14 +17,9 @@ public static class TensorReader
 {
     public static Tensor ToTorch(TensorProto proto)
     {
-        try
-        {
-            return Read(proto);
-        }
-        finally
-        {
-            GC.KeepAlive(proto); // its raw data may be a view of a mapped file (MappedFile), read as a span below
-        }
+        var tensor = Read(proto);
+        GC.KeepAlive(proto); // its raw data may be a view of a mapped file (MappedFile), read as a span in Read
+        return tensor;
     }
 
     private static Tensor Read(TensorProto proto)

@@ -58,14 +58,17 @@ public sealed class OnnxSessionFactory
         {
             try
             {
-                return (open(Options(cuda: true)), Cuda);
+                using var cudaOptions = Options(cuda: true);
+                return (open(cudaOptions), Cuda);
             }
             catch (OnnxRuntimeException) when (!_options.ExecutionProvider.Equals("cuda", StringComparison.OrdinalIgnoreCase))
             {
                 // A model CUDA cannot place still runs on CPU; a broken model fails again below.
             }
         }
-        return (open(Options(cuda: false)), Cpu);
+        // ONNX Runtime copies the options into the session: they are released once it is made.
+        using var options = Options(cuda: false);
+        return (open(options), Cpu);
     }
 
     private SessionOptions Options(bool cuda)
