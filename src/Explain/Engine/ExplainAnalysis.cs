@@ -4,7 +4,6 @@ using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Attribution;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx;
-using SaliencyService.Explain.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -113,23 +112,19 @@ public sealed class ExplainAnalysis
 
             var (input, expected) = probe!;
             using var scope = NewDisposeScope();
-            // One forward on what the engines are checked on (the probe, then its mirror image where
-            // the model takes batches): the probe's output for parity, its grids for Grad-CAM, the
-            // batch's shapes for ONNX Runtime's backward.
-            var checkedInput = truth!.Input;
-            var samples = checkedInput.shape[0];
-            Dictionary<string, Tensor> values;
-            using (no_grad()) values = mirror.Forward(checkedInput, RectifierRule.Gradient);
-            var actual = TensorCopy.Floats(ProbeOutput(mirror, values[outputName], truth, expected.Data.Length));
-
+            // Where the model takes batches, its backward is written for shapes the batch of two
+            // tells: ONNX Runtime reads them while the truth's forward runs.
+            var shapesOfTwo = batched && _options.OrtBackward ? OrtShapes(model, mirror, truth!.Input) : null;
+            // The truth's forward on the probe: the output for parity, the grids for Grad-CAM, the shapes for the backward.
+            var (probeShapes, actual) = truth!.Forward.GetAwaiter().GetResult();
             var difference = actual.Length == expected.Data.Length
                 ? expected.Data.Zip(actual, (e, a) => (double)Math.Abs(e - a)).DefaultIfEmpty(0).Max()
                 : double.PositiveInfinity;
             var scale = expected.Data.Select(v => (double)Math.Abs(v)).DefaultIfEmpty(0).Max();
             var layers = mirror.ActivationNames
                 // One grid per sample: not the windows Swin folds into the batch dimension.
-                .Where(name => values.TryGetValue(name, out var t) && t.is_floating_point() && CamLayouts.Of(t.shape) is not null && t.shape[0] == samples)
-                .Select(name => new LayerDescriptor(name, [input.Shape[0], .. values[name].shape[1..]], CamLayouts.Of(values[name].shape)!))
+                .Where(name => probeShapes.TryGetValue(name, out var t) && is_floating_point(t.Type) && CamLayouts.Of(t.Shape) is not null && t.Shape[0] == input.Shape[0])
+                .Select(name => new LayerDescriptor(name, probeShapes[name].Shape, CamLayouts.Of(probeShapes[name].Shape)!))
                 .ToArray();
             var cnnLayers = layers.Where(l => l.Layout == CamLayouts.ChannelsFirst).Select(l => l.Name).ToHashSet();
             var defaultLayer = mirror.RectifierOutputs.LastOrDefault(cnnLayers.Contains) ?? LastInformativeLayer(mirror, truth.Probe, layers);
@@ -142,7 +137,7 @@ public sealed class ExplainAnalysis
             }
             // The import's probe passes leave freed native memory behind: handed back once imports pause.
             Torch.NativeHeap.TrimWhenBatchesPause();
-            var chosen = GradientEngineCheck.Choose(model, mirror, batched, _options.OrtBackward, Open, truth, mirror.ShapesOf(values),
+            var chosen = GradientEngineCheck.Choose(model, mirror, _options.OrtBackward, Open, truth, () => BackwardShapes(mirror, truth, probeShapes, shapesOfTwo),
                 opened => BackwardOpened?.Invoke(new BackwardPlan(preprocessing.Input, outputName, opened.Shapes.ToDictionary())));
             backprop = chosen.Backprop;
             if (chosen.Engine is null)
@@ -202,17 +197,44 @@ public sealed class ExplainAnalysis
 
     private InferenceSession Open(Onnx.Proto.ModelProto model) => _sessions.Create(model).Session;
 
-    /// <summary>
-    /// The probe's part of the mirror's output on the checked input (<see cref="FloatTruth.Input"/>):
-    /// all of it for the probe alone, the first sample's in the batch of two; an output not laid out
-    /// per sample is computed for the probe alone.
-    /// </summary>
-    private static Tensor ProbeOutput(GraphMirror mirror, Tensor output, FloatTruth truth, long probeLength)
+    /// <summary>ONNX Runtime's shapes of the mirror's values on <paramref name="input"/> (<see cref="OrtValueShapes"/>); null where it cannot tell them.</summary>
+    private Dictionary<string, TensorInfo>? OrtShapes(Onnx.Proto.ModelProto model, GraphMirror mirror, Tensor input)
     {
-        if (!truth.Batched) return output;
-        if (output.shape[0] == 2 && output.NumberOfElements == 2 * probeLength) return output.narrow(0, 0, 1);
+        try
+        {
+            return OrtValueShapes.Run(model, [.. mirror.ActivationNames], mirror.InputName, input, mirror.FloatType, Open);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The value shapes ONNX Runtime's backward is written for: the probe's (the truth's forward's,
+    /// typed as the float32 mirror types them) and, where the model takes batches, −1 where they
+    /// follow the batch, which the batch of two's tell: ONNX Runtime's, or the mirror's own forward's
+    /// where those are missing or do not fit.
+    /// </summary>
+    /// <exception cref="NotSupportedException">A value follows the batch along several dimensions.</exception>
+    private static Dictionary<string, TensorInfo> BackwardShapes(GraphMirror mirror, FloatTruth truth, IReadOnlyDictionary<string, TensorInfo> probe,
+        IReadOnlyDictionary<string, TensorInfo>? ofTwo)
+    {
+        if (!truth.Batched) return GraphMirror.InPrecision(probe, mirror.FloatType);
+        if (ofTwo is not null)
+        {
+            try
+            {
+                return GraphMirror.BatchShapes(probe, ofTwo);
+            }
+            catch (Exception e) when (e is NotSupportedException or KeyNotFoundException)
+            {
+                // ONNX Runtime's shapes and the mirror's differ: the mirror's own decide.
+            }
+        }
+        using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        return mirror.Forward(truth.Probe, RectifierRule.Gradient)[mirror.OutputName];
+        return GraphMirror.BatchShapes(probe, mirror.ShapesOf(mirror.Forward(truth.Input, RectifierRule.Gradient)));
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx.Proto;
+using SaliencyService.Explain.Tensors;
 using static TorchSharp.torch;
 
 namespace SaliencyService.Explain.Engine;
@@ -12,16 +13,24 @@ namespace SaliencyService.Explain.Engine;
 /// own forward. Where the model takes batches, the engines are run on a batch of two, the probe and
 /// its mirror image (<see cref="Input"/>): the probe's row is judged by this pass, the second by the
 /// engine's own pass on that sample alone, so batching is checked without a second float64 sample.
-/// It is the import's longest step, so it starts on its own thread as soon as the probe input is
-/// known, while the float32 mirror, its parity probe and ONNX Runtime's backward are made.
+/// It starts on its own thread as soon as the probe input is known, while the float32 mirror and
+/// ONNX Runtime's backward are made; its forward also serves the import's parity check, Grad-CAM
+/// layers and value shapes (<see cref="Forward"/>), so the float32 mirror runs no forward there.
 /// </summary>
 public sealed class FloatTruth : IDisposable
 {
     private readonly Task<Pass> _pass;
-    private readonly TaskCompletionSource<Dictionary<string, TensorInfo>> _shapes = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<ProbeForward> _forward = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>The float64 mirror, the explained target and the probe's input gradient; the tensors are owned here.</summary>
     public sealed record Pass(GraphMirror Reference, long Target, Tensor Gradient);
+
+    /// <summary>
+    /// What the pass's forward on the probe gives before its backward ends: the shape of every
+    /// value (<see cref="GraphMirror.ShapesOf"/>; float64 where the model computes float32) and the
+    /// served output's values (the parity check's).
+    /// </summary>
+    public sealed record ProbeForward(Dictionary<string, TensorInfo> Shapes, float[] Output);
 
     private FloatTruth(Tensor input, bool batched, Func<FloatTruth, Pass> pass)
     {
@@ -35,7 +44,7 @@ public sealed class FloatTruth : IDisposable
             }
             catch (Exception e)
             {
-                _shapes.TrySetException(e);
+                _forward.TrySetException(e);
                 throw;
             }
         });
@@ -57,12 +66,11 @@ public sealed class FloatTruth : IDisposable
     public Tensor Probe => Batched ? Input.narrow(0, 0, 1) : Input.alias();
 
     /// <summary>
-    /// The shapes of the pass's forward on the probe (<see cref="GraphMirror.ShapesOf"/>; float64
-    /// where the model computes float32), known before its backward ends: beside a forward on the
-    /// batch of two, they tell which dimensions follow the batch
+    /// The pass's forward on the probe, known before its backward ends: its shapes, beside a
+    /// forward's on the batch of two, tell which dimensions follow the batch
     /// (<see cref="GraphMirror.BatchShapes(IReadOnlyDictionary{string, TensorInfo}, IReadOnlyDictionary{string, TensorInfo})"/>).
     /// </summary>
-    public Task<Dictionary<string, TensorInfo>> Shapes => _shapes.Task;
+    public Task<ProbeForward> Forward => _forward.Task;
 
     /// <param name="probe">The probe input (read, not kept): one sample, or the model's fixed batch.</param>
     public static FloatTruth Start(ModelProto model, string inputName, string outputName, Tensor probe, bool batched)
@@ -79,7 +87,7 @@ public sealed class FloatTruth : IDisposable
                 using var probeInput = truth.Probe;
                 var gradient = reference.InputGradients(probeInput, values =>
                 {
-                    truth._shapes.TrySetResult(reference.ShapesOf(values));
+                    truth._forward.TrySetResult(new ProbeForward(reference.ShapesOf(values), TensorCopy.Floats(values[outputName])));
                     return target = values[reference.ScoreName].reshape(probeInput.shape[0], -1)[0].argmax().item<long>();
                 }, Rule);
                 return new Pass(reference, target, gradient);

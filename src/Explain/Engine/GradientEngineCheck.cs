@@ -37,10 +37,13 @@ public static class GradientEngineCheck
 
     /// <param name="tryOnnxRuntime">Whether ONNX Runtime's backward is a candidate (<c>Saliency:Explain:OrtBackward</c>).</param>
     /// <param name="truth">The float64 pass (started before, computed meanwhile); its input is the batch the engines run.</param>
-    /// <param name="checkedShapes">The shapes of the mirror's forward on the truth's input (<see cref="GraphMirror.ShapesOf"/>).</param>
+    /// <param name="shapes">
+    /// The value shapes ONNX Runtime's backward is written for (<see cref="OrtBackprop.Shapes"/>),
+    /// asked for only when it is tried; what they fail with is why it was not.
+    /// </param>
     /// <param name="opened">Told once ONNX Runtime's backward is built, before it is judged.</param>
-    public static Verdict Choose(ModelProto model, GraphMirror mirror, bool batched, bool tryOnnxRuntime,
-        Func<ModelProto, InferenceSession> open, FloatTruth truth, IReadOnlyDictionary<string, TensorInfo> checkedShapes, Action<OrtBackprop>? opened = null)
+    public static Verdict Choose(ModelProto model, GraphMirror mirror, bool tryOnnxRuntime, Func<ModelProto, InferenceSession> open, FloatTruth truth,
+        Func<IReadOnlyDictionary<string, TensorInfo>> shapes, Action<OrtBackprop>? opened = null)
     {
         OrtBackprop? backprop = null;
         var ortSays = "ONNX Runtime backward: turned off (Saliency:Explain:OrtBackward)";
@@ -48,9 +51,7 @@ public static class GradientEngineCheck
         {
             try
             {
-                // Which dimensions follow the batch: the truth's forward on the probe beside the mirror's on the batch of two.
-                var shapes = batched ? GraphMirror.BatchShapes(truth.Shapes.GetAwaiter().GetResult(), checkedShapes) : checkedShapes;
-                backprop = OrtBackprop.Create(model, mirror, shapes, open);
+                backprop = OrtBackprop.Create(model, mirror, shapes(), open);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {

@@ -246,7 +246,7 @@ public sealed class OrtBackprop : IDisposable
     }
 
     /// <summary>An ONNX Runtime view of a contiguous libtorch tensor's memory.</summary>
-    private static unsafe OrtValue Wrap(Tensor tensor)
+    internal static unsafe OrtValue Wrap(Tensor tensor)
     {
         var bytes = tensor.bytes;
         var address = (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(bytes));

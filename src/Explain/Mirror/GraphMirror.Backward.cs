@@ -36,11 +36,21 @@ public sealed partial class GraphMirror
         return ShapesOf(Forward(zeros(inputShape), RectifierRule.Gradient));
     }
 
+    /// <summary>The most elements an integer value may have for <see cref="TensorInfo"/> to keep its values.</summary>
+    public const long KeptValues = 16;
+
     /// <summary>The shape and type of every computed value of a forward pass (<see cref="Forward"/>'s result), as <see cref="Shapes"/> gives them.</summary>
     public Dictionary<string, TensorInfo> ShapesOf(IReadOnlyDictionary<string, Tensor> values) =>
         values.Where(v => !_constants.ContainsKey(v.Key))
             .ToDictionary(v => v.Key, v => new TensorInfo(v.Value.shape, v.Value.dtype,
-                v.Value.dtype == ScalarType.Int64 && v.Value.NumberOfElements <= 16 ? v.Value.data<long>().ToArray() : null), StringComparer.Ordinal);
+                v.Value.dtype == ScalarType.Int64 && v.Value.NumberOfElements <= KeptValues ? v.Value.data<long>().ToArray() : null), StringComparer.Ordinal);
+
+    /// <summary>
+    /// <paramref name="shapes"/> as a mirror computing in <paramref name="floatType"/> types them
+    /// (a mirror's floating-point values are all of its float type, whatever the model's are).
+    /// </summary>
+    public static Dictionary<string, TensorInfo> InPrecision(IReadOnlyDictionary<string, TensorInfo> shapes, ScalarType floatType) =>
+        shapes.ToDictionary(p => p.Key, p => is_floating_point(p.Value.Type) ? p.Value with { Type = floatType } : p.Value, StringComparer.Ordinal);
 
     /// <summary>
     /// Shapes with −1 for the batch dimension: the one dimension of a tensor that grows with the

@@ -26,7 +26,34 @@ public static class Parity
         var expected = RunOnnxRuntime(builder.Bytes(), input, builder.InputShape, model.Graph.Output.Select(o => o.Name).ToArray());
         foreach (var floatType in new[] { ScalarType.Float32, ScalarType.Float64 })
             CheckOutputs(model, floatType, tensor(input, builder.InputShape), expected);
+        if (model.Graph.Input.Count == 1) CheckShapes(model, tensor(input, builder.InputShape));
     }
+
+    /// <summary>
+    /// ONNX Runtime's shapes of every value the mirror computes (<see cref="OrtValueShapes"/>, what
+    /// an import writes the backward for) equal the mirror's own: dimensions, type as the mirror
+    /// computes it, and a small integer value's elements.
+    /// </summary>
+    private static void CheckShapes(SaliencyService.Explain.Onnx.Proto.ModelProto model, TorchSharp.torch.Tensor input)
+    {
+        using var mirror = Mirror(model);
+        using var scope = NewDisposeScope();
+        Dictionary<string, TensorInfo> reported;
+        try
+        {
+            reported = OrtValueShapes.Run(model, [.. mirror.ActivationNames], "x", input, ScalarType.Float32, m => new InferenceSession(m.ToByteArray()));
+        }
+        catch (NotSupportedException) when (SaliencyService.Explain.Onnx.OnnxFile.DefaultOpset(model) < 10)
+        {
+            return; // older than the graph that reads them (the import then takes the mirror's own)
+        }
+        foreach (var (name, expected) in mirror.ShapesOf(mirror.Forward(input, RectifierRule.Gradient)))
+            Assert.True(reported.TryGetValue(name, out var actual) && actual.Equals(expected),
+                $"'{name}': ONNX Runtime {Describe(reported.GetValueOrDefault(name))}, mirror {Describe(expected)}");
+    }
+
+    private static string Describe(TensorInfo? info) => info is null ? "nothing"
+        : $"[{string.Join(", ", info.Shape)}] {info.Type}{(info.Values is null ? "" : $" = [{string.Join(", ", info.Values)}]")}";
 
     private static void CheckOutputs(SaliencyService.Explain.Onnx.Proto.ModelProto model, ScalarType floatType, TorchSharp.torch.Tensor input,
         Dictionary<string, (double[] Data, long[] Shape)> expected)

@@ -1,0 +1,119 @@
+using Microsoft.ML.OnnxRuntime;
+using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Onnx;
+using SaliencyService.Explain.Onnx.Proto;
+using static TorchSharp.torch;
+using TensorElementType = Microsoft.ML.OnnxRuntime.Tensors.TensorElementType;
+
+namespace SaliencyService.Explain.Engine;
+
+/// <summary>
+/// The shapes of a model's values on an input as ONNX Runtime computes them, typed as the mirror
+/// computes them (<see cref="GraphMirror.ShapesOf"/>): one run of the model whose outputs are each
+/// value's shape and first elements (an integer value's, where it is small, are its values). The
+/// import check learns the batch of two's shapes so: the values themselves are never handed out,
+/// so the run keeps ONNX Runtime's memory reuse, and libtorch's float32 forward, slow where oneDNN
+/// is capped, stays off the check's path.
+/// </summary>
+public static class OrtValueShapes
+{
+    /// <summary>The first elements read: one more than the most <see cref="GraphMirror.ShapesOf"/> keeps values of.</summary>
+    private const long Head = GraphMirror.KeptValues + 1;
+
+    private const string Prefix = "saliency.shapes::";
+
+    /// <summary>The oldest opset whose Slice and Reshape take their bounds as inputs and every element type.</summary>
+    private const int OldestOpset = 10;
+
+    /// <param name="names">The values asked for (the mirror's <see cref="GraphMirror.ActivationNames"/>); the input's shape is <paramref name="input"/>'s.</param>
+    /// <param name="input">A float32 input for the model's only input, <paramref name="inputName"/>.</param>
+    /// <param name="floatType">What the mirror computes floating-point values in.</param>
+    /// <param name="open">Creates a session with the served session's options.</param>
+    /// <exception cref="NotSupportedException">The model's opset is older than Slice's inputs, or its names are in this graph's namespace.</exception>
+    /// <exception cref="OnnxRuntimeException">ONNX Runtime refuses the graph or the run.</exception>
+    public static Dictionary<string, TensorInfo> Run(ModelProto model, IReadOnlyList<string> names, string inputName, Tensor input,
+        ScalarType floatType, Func<ModelProto, InferenceSession> open)
+    {
+        if (OnnxFile.DefaultOpset(model) < OldestOpset) throw new NotSupportedException($"opset {OnnxFile.DefaultOpset(model)} is older than {OldestOpset}");
+        var graph = model.Graph;
+        if (graph.Node.SelectMany(n => n.Output).Concat(graph.Initializer.Select(i => i.Name)).Any(n => n.StartsWith(Prefix, StringComparison.Ordinal)))
+            throw new NotSupportedException($"the model's names use '{Prefix}'");
+
+        var asked = names.Where(n => n != inputName).Distinct(StringComparer.Ordinal).ToArray();
+        using var session = open(Reading(model, asked));
+        using var value = OrtBackprop.Wrap(input.contiguous());
+        var outputs = asked.SelectMany((_, i) => new[] { ShapeOf(i), HeadOf(i) }).ToArray();
+        using var runOptions = new RunOptions();
+        using var results = session.Run(runOptions, [inputName], [value], outputs);
+        var shapes = new Dictionary<string, TensorInfo>(StringComparer.Ordinal)
+        {
+            [inputName] = new TensorInfo(input.shape, floatType),
+        };
+        for (var i = 0; i < asked.Length; i++)
+        {
+            var shape = results[2 * i].GetTensorDataAsSpan<long>().ToArray();
+            var head = results[2 * i + 1];
+            var type = TensorReader.ComputeType((long)head.GetTensorTypeAndShape().ElementDataType);
+            if (type == ScalarType.Float32) type = floatType;
+            var values = type == ScalarType.Int64 && shape.Aggregate(1L, (n, d) => n * d) <= GraphMirror.KeptValues ? Longs(head) : null;
+            shapes[asked[i]] = new TensorInfo(shape, type, values);
+        }
+        return shapes;
+    }
+
+    /// <summary>The model with, as its only outputs, each asked value's shape and its first <see cref="Head"/> elements.</summary>
+    private static ModelProto Reading(ModelProto model, IReadOnlyList<string> asked)
+    {
+        var reading = model.Clone(); // the weights' bytes are shared, not copied
+        var graph = reading.Graph;
+        graph.Output.Clear();
+        string flat = Prefix + "flat", start = Prefix + "start", end = Prefix + "end";
+        graph.Initializer.Add(Longs(flat, -1));
+        graph.Initializer.Add(Longs(start, 0));
+        graph.Initializer.Add(Longs(end, Head));
+        for (var i = 0; i < asked.Count; i++)
+        {
+            var flattened = $"{Prefix}flattened/{i}";
+            graph.Node.Add(Node("Shape", [asked[i]], ShapeOf(i)));
+            graph.Node.Add(Node("Reshape", [asked[i], flat], flattened));
+            graph.Node.Add(Node("Slice", [flattened, start, end], HeadOf(i)));
+            graph.Output.Add(new ValueInfoProto { Name = ShapeOf(i) });
+            graph.Output.Add(new ValueInfoProto { Name = HeadOf(i) });
+        }
+        return reading;
+    }
+
+    private static string ShapeOf(int i) => $"{Prefix}shape/{i}";
+
+    private static string HeadOf(int i) => $"{Prefix}head/{i}";
+
+    private static NodeProto Node(string opType, string[] inputs, string output)
+    {
+        var node = new NodeProto { OpType = opType, Name = output };
+        node.Input.AddRange(inputs);
+        node.Output.Add(output);
+        return node;
+    }
+
+    private static TensorProto Longs(string name, long value)
+    {
+        var tensor = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Int64 };
+        tensor.Dims.Add(1);
+        tensor.Int64Data.Add(value);
+        return tensor;
+    }
+
+    /// <summary>An integer tensor's elements, whatever its width.</summary>
+    private static long[] Longs(OrtValue value) => value.GetTensorTypeAndShape().ElementDataType switch
+    {
+        TensorElementType.Int64 => value.GetTensorDataAsSpan<long>().ToArray(),
+        TensorElementType.Int32 => [.. value.GetTensorDataAsSpan<int>().ToArray().Select(v => (long)v)],
+        TensorElementType.Int16 => [.. value.GetTensorDataAsSpan<short>().ToArray().Select(v => (long)v)],
+        TensorElementType.Int8 => [.. value.GetTensorDataAsSpan<sbyte>().ToArray().Select(v => (long)v)],
+        TensorElementType.UInt8 => [.. value.GetTensorDataAsSpan<byte>().ToArray().Select(v => (long)v)],
+        TensorElementType.UInt16 => [.. value.GetTensorDataAsSpan<ushort>().ToArray().Select(v => (long)v)],
+        TensorElementType.UInt32 => [.. value.GetTensorDataAsSpan<uint>().ToArray().Select(v => (long)v)],
+        TensorElementType.UInt64 => [.. value.GetTensorDataAsSpan<ulong>().ToArray().Select(v => (long)v)],
+        var other => throw new NotSupportedException($"{other} is not an integer type"),
+    };
+}
