@@ -74,6 +74,7 @@ public static class GradientEngineCheck
     {
         using var scope = NewDisposeScope();
         var input = truth.Input;
+        using var secondAlone = backprop is not null && truth.Batched ? new SecondSampleAlone(backprop, truth) : null;
         // ONNX Runtime's gradient is computed while the truth still runs, for the target its own
         // forward ranks first: the truth's target unless the two scores nearly tie (then again).
         BackpropPass? ortPass = null;
@@ -84,7 +85,7 @@ public static class GradientEngineCheck
         if (backprop is not null)
         {
             var ortGradient = ortPass!.Target == target ? ortPass.Gradient : backprop.Run(input, target, FloatTruth.Rule, release).Gradient;
-            var judged = Judged(ortGradient, gradient, input, sample => backprop.Run(sample, target, FloatTruth.Rule).Gradient);
+            var judged = Judged(ortGradient, gradient, input, _ => secondAlone!.Gradient);
             ortDifference = judged.Difference;
             ortSays = "ONNX Runtime backward " + judged.Says;
         }
@@ -109,6 +110,36 @@ public static class GradientEngineCheck
         backprop?.Dispose(); // (not disposed twice: nothing below throws)
         if (torch.Difference <= allowed) return new Verdict(null, GradientEngines.LibTorch, says);
         return new Verdict(null, null, $"No gradient engine reproduces float64 autograd on the probe: {says}.");
+    }
+
+    /// <summary>
+    /// ONNX Runtime's gradient of the batch of two's second sample alone, for the truth's target,
+    /// computed on another thread beside the batch's pass: the truth's pass, on the other core, is
+    /// done or nearly by then. Disposing waits for it, so that it never outlives the backprop.
+    /// </summary>
+    private sealed class SecondSampleAlone(OrtBackprop backprop, FloatTruth truth) : IDisposable
+    {
+        private readonly Task<Tensor> _gradient = Task.Run(() =>
+        {
+            using var scope = NewDisposeScope();
+            var target = truth.Result.Target;
+            return backprop.Run(truth.Input.narrow(0, 1, 1), target, FloatTruth.Rule).Gradient.MoveToOuterDisposeScope();
+        });
+
+        public Tensor Gradient => _gradient.GetAwaiter().GetResult();
+
+        public void Dispose()
+        {
+            try
+            {
+                _gradient.Wait();
+                _gradient.Result.Dispose();
+            }
+            catch (AggregateException)
+            {
+                // The truth failed: the judge reports it.
+            }
+        }
     }
 
     /// <summary>
