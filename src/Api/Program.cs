@@ -4,6 +4,9 @@ using SaliencyService.Api.Observability;
 using SaliencyService.Api.OpenInference;
 using SaliencyService.Explain.Isolation;
 
+// Before the threads that allocate start (this process's and its children's, which start here too).
+SaliencyService.Explain.Torch.NativeHeap.LimitArenas();
+
 // Work that may crash a native library runs in a child process of this same binary.
 ChildProcess.EntryAssembly = typeof(Program).Assembly.Location;
 ChildCommands.WarmUpModel = Path.Combine(SaliencyService.Api.Models.DemoModelSeeder.DemoDirectory, "seed-cnn");
