@@ -20,14 +20,18 @@ public sealed class MultipartParts
     private MultipartParts(MultipartReader reader) => _reader = reader;
 
     /// <summary>The parts of <paramref name="request"/>'s body; a 415 saying <paramref name="expected"/> when it is not multipart/form-data.</summary>
-    public static MultipartParts Of(HttpRequest request, string expected)
+    /// <param name="bufferSize">
+    /// The most a read of a part returns (ASP.NET Core's default: 4 KiB). A model upload reads in
+    /// larger blocks: at 4 KiB, hashing and writing a 46 MB model took ~11k rounds.
+    /// </param>
+    public static MultipartParts Of(HttpRequest request, string expected, int bufferSize = 4096)
     {
         if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var mediaType)
             || !mediaType.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase))
             throw ProblemException.UnsupportedMedia(expected);
         var boundary = HeaderUtilities.RemoveQuotes(mediaType.Boundary).Value;
         if (string.IsNullOrEmpty(boundary)) throw ProblemException.BadRequest("The multipart boundary is missing.");
-        return new MultipartParts(new MultipartReader(boundary, request.Body));
+        return new MultipartParts(new MultipartReader(boundary, request.Body, bufferSize));
     }
 
     /// <summary>The next part, or null after the last; a part without a readable Content-Disposition has no name.</summary>

@@ -17,10 +17,13 @@ public static class ModelUploadReader
 {
     private const int MaxFieldBytes = 1024 * 1024;
 
+    /// <summary>The block a model file is read, hashed and written in.</summary>
+    private const int Block = 256 * 1024;
+
     /// <summary>Reads the form, the model into <paramref name="staging"/> (which its caller owns and cleans up).</summary>
     public static async Task<ModelUpload> ReadAsync(HttpRequest request, string staging, long maxModelBytes, CancellationToken cancellationToken)
     {
-        var parts = MultipartParts.Of(request, "Upload the model as multipart/form-data with a 'file' part.");
+        var parts = MultipartParts.Of(request, "Upload the model as multipart/form-data with a 'file' part.", Block);
         string? fileName = null, name = null, manifest = null, sha256 = null;
         while (await parts.NextAsync(cancellationToken) is { } part)
         {
@@ -52,8 +55,8 @@ public static class ModelUploadReader
     private static async Task<string> CopyLimitedAsync(Stream source, string path, long maxBytes, CancellationToken cancellationToken)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        await using var target = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true);
-        var buffer = new byte[1 << 16];
+        await using var target = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, Block, useAsync: true);
+        var buffer = new byte[Block];
         long total = 0;
         int read;
         while ((read = await ReadBodyAsync(source, buffer, cancellationToken)) > 0)
