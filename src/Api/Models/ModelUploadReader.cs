@@ -55,7 +55,8 @@ public static class ModelUploadReader
     private static async Task<string> CopyLimitedAsync(Stream source, string path, long maxBytes, CancellationToken cancellationToken)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        await using var target = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, Block, useAsync: true);
+        // Unbuffered: each block goes to the file as it is read.
+        await using var target = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0, useAsync: true);
         var buffer = new byte[Block];
         long total = 0;
         int read;
