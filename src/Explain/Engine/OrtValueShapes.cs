@@ -41,7 +41,8 @@ public static class OrtValueShapes
 
         var asked = names.Where(n => n != inputName).Distinct(StringComparer.Ordinal).ToArray();
         using var session = open(Reading(model, asked));
-        using var value = OrtBackprop.Wrap(input.contiguous());
+        using var contiguous = input.contiguous(); // held while ONNX Runtime reads its memory
+        using var value = OrtBackprop.Wrap(contiguous);
         var outputs = asked.SelectMany((_, i) => new[] { ShapeOf(i), HeadOf(i) }).ToArray();
         using var runOptions = new RunOptions();
         using var results = session.Run(runOptions, [inputName], [value], outputs);
