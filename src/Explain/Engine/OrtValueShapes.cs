@@ -34,7 +34,8 @@ public static class OrtValueShapes
     public static Dictionary<string, TensorInfo> Run(ModelProto model, IReadOnlyList<string> names, string inputName, Tensor input,
         ScalarType floatType, Func<ModelProto, InferenceSession> open)
     {
-        if (OnnxFile.DefaultOpset(model) < OldestOpset) throw new NotSupportedException($"opset {OnnxFile.DefaultOpset(model)} is older than {OldestOpset}");
+        var opset = OnnxFile.DefaultOpset(model);
+        if (opset < OldestOpset) throw new NotSupportedException($"opset {opset} is older than {OldestOpset}");
         var graph = model.Graph;
         if (graph.Node.SelectMany(n => n.Output).Concat(graph.Initializer.Select(i => i.Name)).Any(n => n.StartsWith(Prefix, StringComparison.Ordinal)))
             throw new NotSupportedException($"the model's names use '{Prefix}'");
