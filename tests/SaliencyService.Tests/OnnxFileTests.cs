@@ -134,6 +134,34 @@ public sealed class OnnxFileTests : IDisposable
         var copied = Assert.Throws<UnsupportedModelException>(() => OnnxFile.Load(path));
         var mapped = Assert.Throws<UnsupportedModelException>(() => OnnxFile.Map(path));
         Assert.Equal(copied.Message, mapped.Message);
+        if (Parsed(File.ReadAllBytes(path)).Error is { } refused) Assert.Equal(refused, copied.Message);
+    }
+
+    [Fact]
+    public void A_loaded_model_keeps_its_weights_when_its_file_is_rewritten_in_place()
+    {
+        var whole = File.ReadAllBytes(TestPaths.Fixture("mini_resnet", "model.onnx"));
+        var path = Path.Combine(_folder, "model.onnx");
+        File.WriteAllBytes(path, whole);
+        var loaded = OnnxFile.Load(path);
+
+        using (var file = new FileStream(path, FileMode.Open, FileAccess.Write))
+            file.Write(new byte[whole.Length]); // same length, every byte zero
+
+        Assert.Equal(ModelProto.Parser.ParseFrom(whole), loaded);
+    }
+
+    /// <summary>The protobuf library's own parse of a whole file, or its refusal as <see cref="OnnxFile"/> words it.</summary>
+    private static (ModelProto? Model, string? Error) Parsed(byte[] bytes)
+    {
+        try
+        {
+            return (ModelProto.Parser.ParseFrom(bytes), null);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            return (null, "The file is not a valid ONNX protobuf: " + e.Message);
+        }
     }
 
     [Fact]
@@ -154,6 +182,11 @@ public sealed class OnnxFileTests : IDisposable
             var mapped = Outcome(() => OnnxFile.Map(path));
             Assert.True(copied.Model is null == mapped.Model is null, $"trial {trial}: copied {copied.Error}, mapped {mapped.Error}");
             Assert.Equal(copied.Model, mapped.Model);
+            Assert.Equal(copied.Error, mapped.Error);
+            // Against the protobuf library's own parse of the whole file (which may still lack a graph, or point outside).
+            var library = Parsed(bytes);
+            if (library.Error is not null) Assert.Equal(library.Error, copied.Error);
+            else if (copied.Model is not null) Assert.Equal(library.Model, copied.Model);
         }
     }
 

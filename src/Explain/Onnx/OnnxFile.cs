@@ -1,3 +1,4 @@
+using System.Buffers;
 using Google.Protobuf;
 using SaliencyService.Explain.Onnx.Proto;
 
@@ -6,7 +7,11 @@ namespace SaliencyService.Explain.Onnx;
 /// <summary>Reads an ONNX model, with its external data files, for the mirror.</summary>
 public static class OnnxFile
 {
-    /// <summary>Parses <paramref name="path"/>; external tensor data is read from beside it. The weights are copied into the model.</summary>
+    /// <summary>
+    /// Parses <paramref name="path"/>; external tensor data is read from beside it. The weights
+    /// (<c>raw_data</c>) are views of a native copy of the file (<see cref="NativeFileCopy"/>),
+    /// held while the model is reachable.
+    /// </summary>
     /// <exception cref="UnsupportedModelException">Not a readable ONNX model.</exception>
     public static ModelProto Load(string path) => Read(path, mapped: false);
 
@@ -26,7 +31,7 @@ public static class OnnxFile
         ModelProto model;
         try
         {
-            model = mapped ? Parse(path) : ParseCopying(path);
+            model = Parse(path, mapped ? MappedFile.Open(path) : NativeFileCopy.Read(path));
         }
         catch (InvalidProtocolBufferException e)
         {
@@ -43,10 +48,10 @@ public static class OnnxFile
         return model;
     }
 
-    /// <summary>The graph parsed as usual, the initializers' raw data wrapped in place (<see cref="RawDataSplit"/>).</summary>
-    private static ModelProto Parse(string path)
+    /// <summary>The graph parsed as usual, the initializers' raw data wrapped in place (<see cref="RawDataSplit"/>) in <paramref name="file"/>'s bytes.</summary>
+    /// <param name="file">The file's bytes (mapped or copied); null where they cannot be held.</param>
+    private static ModelProto Parse(string path, MemoryManager<byte>? file)
     {
-        var file = MappedFile.Open(path);
         var parts = file is null ? null : RawDataSplit.Split(file.GetSpan());
         var model = parts is null ? null : ModelProto.Parser.ParseFrom(parts.Model);
         if (model?.Graph?.Initializer is { } initializers && initializers.Count == parts!.RawData.Count)
@@ -58,7 +63,7 @@ public static class OnnxFile
                     initializers[i].RawData = UnsafeByteOperations.UnsafeWrap(file!.Memory[raw]);
                     wrapped = true;
                 }
-            if (!wrapped) ((IDisposable)file!).Dispose(); // else the model holds the mapping, while it is reachable
+            if (!wrapped) ((IDisposable)file!).Dispose(); // else the model holds the bytes, while it is reachable
             return model;
         }
         ((IDisposable?)file)?.Dispose(); // nothing points into it
