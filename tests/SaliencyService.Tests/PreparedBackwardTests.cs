@@ -61,14 +61,14 @@ public sealed class PreparedBackwardTests
         var (verdict, shapes, plan) = Check();
         var analysis = new ExplainAnalysis(new ExplainOptions(), FixtureExplainers.Sessions);
         var parsed = Task.FromResult(OnnxFile.Load(ModelPath));
-        var prepared = analysis.Prepare(parsed, plan);
-        // The same build, held back until the model has been answered for.
+        var mirror = analysis.Prepare(parsed, plan).Mirror;
+        // As Prepare's build, held back until the model has been answered for.
         var gate = new TaskCompletionSource();
-        var held = new PreparedBackward(plan, prepared.Mirror, prepared.Backprop.ContinueWith(async built =>
+        var held = new PreparedBackward(plan, mirror, built =>
         {
-            await gate.Task;
-            return built.Result;
-        }).Unwrap());
+            gate.Task.Wait();
+            return OrtBackprop.Create(parsed.Result, built, plan.Shapes, m => FixtureExplainers.Sessions.Create(m).Session);
+        });
         var (session, provider) = FixtureExplainers.Sessions.Create(ModelPath);
         using var onnx = new OnnxModel(session, provider);
 
@@ -97,11 +97,11 @@ public sealed class PreparedBackwardTests
         var parsed = Task.FromResult(OnnxFile.Load(ModelPath));
         var mirror = analysis.Prepare(parsed, plan).Mirror;
         var gate = new TaskCompletionSource();
-        var failing = new PreparedBackward(plan, mirror, Task.Run<OrtBackprop>(async () =>
+        var failing = new PreparedBackward(plan, mirror, _ =>
         {
-            await gate.Task;
+            gate.Task.Wait();
             throw new OutOfMemoryException("no room for the session");
-        }));
+        });
         var (session, provider) = FixtureExplainers.Sessions.Create(ModelPath);
         using var onnx = new OnnxModel(session, provider);
 
@@ -132,29 +132,50 @@ public sealed class PreparedBackwardTests
     }
 
     [Fact]
-    public async Task A_prepared_backward_let_go_before_its_build_keeps_the_mirror_until_that_build_ends()
+    public async Task A_prepared_backward_let_go_while_it_builds_keeps_the_mirror_until_that_build_ends()
     {
         var (_, _, plan) = Check();
         var model = OnnxFile.Load(ModelPath);
         var mirror = Task.Run(() => GraphMirror.Build(model, plan.Input, plan.Output).Mirror!);
         var gate = new TaskCompletionSource();
+        var building = new TaskCompletionSource();
         // As Prepare's: the backward is written from the built mirror (here once the gate opens).
-        var building = Task.Run(async () =>
+        var prepared = new PreparedBackward(plan, mirror, built =>
         {
-            var built = await mirror;
-            await gate.Task;
+            building.SetResult();
+            gate.Task.Wait();
             return OrtBackprop.Create(model, built, plan.Shapes, m => new InferenceSession(m.ToByteArray()));
         });
-        var prepared = new PreparedBackward(plan, mirror, building);
-        await mirror;
+        prepared.Serve();
+        await building.Task.WaitAsync(TimeSpan.FromMinutes(2));
 
-        prepared.Dispose(); // the import failed, or its verdict chose another engine
+        prepared.Dispose(); // the import failed after its verdict served them
         await Task.Delay(TimeSpan.FromMilliseconds(200)); // room for a disposal that does not wait for the build
         gate.SetResult();
 
         // Written from a mirror freed under it, the build throws (or the process dies in libtorch).
-        await building.WaitAsync(TimeSpan.FromMinutes(2));
+        (await prepared.Backprop.WaitAsync(TimeSpan.FromMinutes(2))).Dispose();
         Assert.True(prepared.Disposed);
+    }
+
+    [Fact]
+    public async Task A_prepared_backward_let_go_before_a_verdict_serves_it_is_never_built()
+    {
+        var (_, _, plan) = Check();
+        var model = OnnxFile.Load(ModelPath);
+        var mirror = Task.Run(() => GraphMirror.Build(model, plan.Input, plan.Output).Mirror!);
+        var builds = 0;
+        var prepared = new PreparedBackward(plan, mirror, _ =>
+        {
+            Interlocked.Increment(ref builds);
+            throw new InvalidOperationException("not to be built");
+        });
+        await mirror;
+        await Task.Delay(TimeSpan.FromMilliseconds(200)); // room for a build that does not wait to be served
+
+        prepared.Dispose(); // the verdict chose another engine, or the import failed
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => prepared.Backprop.WaitAsync(TimeSpan.FromMinutes(2)));
+        Assert.Equal(0, builds);
     }
 
     /// <summary>The check as the isolated child runs it: its verdict, the shapes it hands over, and the plan it told on opening its backward.</summary>

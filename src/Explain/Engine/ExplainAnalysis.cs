@@ -61,8 +61,8 @@ public sealed class ExplainAnalysis
     /// <param name="prepared">
     /// The mirror and backward being built ahead of <paramref name="verdict"/> (<see cref="Prepare"/>):
     /// served where the verdict is ONNX Runtime's backward for the same plan, disposed otherwise.
-    /// Served, the model is answered for once its mirror is built; the backward's session goes on
-    /// building, and a map asked for meanwhile waits for it.
+    /// Served, the model is answered for once its mirror is built; the backward's session is built
+    /// from then on, and a map asked for meanwhile waits for it.
     /// </param>
     public (ModelExplainer? Explainer, ExplainDescriptor Descriptor) Analyse(Task<Onnx.Proto.ModelProto> parsed, OnnxModel onnx, Preprocessing preprocessing,
         string outputName, ExplainDescriptor? verdict = null, ProbeRun? probe = null, IReadOnlyDictionary<string, TensorInfo>? shapes = null,
@@ -158,20 +158,21 @@ public sealed class ExplainAnalysis
     }
 
     /// <summary>
-    /// Starts building, on other threads, the mirror and then the ONNX Runtime backward that
-    /// <paramref name="plan"/> says, for a verdict still to come (<see cref="Analyse(Task{Onnx.Proto.ModelProto}, OnnxModel, Preprocessing, string, ExplainDescriptor?, ProbeRun?, IReadOnlyDictionary{string, TensorInfo}?, PreparedBackward?)"/>).
+    /// Starts building, on another thread, the mirror that <paramref name="plan"/> says, for a
+    /// verdict still to come (<see cref="Analyse(Task{Onnx.Proto.ModelProto}, OnnxModel, Preprocessing, string, ExplainDescriptor?, ProbeRun?, IReadOnlyDictionary{string, TensorInfo}?, PreparedBackward?)"/>);
+    /// its ONNX Runtime backward, once the verdict serves them (<see cref="PreparedBackward"/>).
     /// </summary>
     public PreparedBackward Prepare(Task<Onnx.Proto.ModelProto> parsed, BackwardPlan plan)
     {
         var mirror = Task.Run(async () => GraphMirror.Build(await parsed, plan.Input, plan.Output).Mirror
                                           ?? throw new NotSupportedException(UnsupportedOperators));
-        var backprop = Task.Run(async () => OrtBackprop.Create(await parsed, await mirror, plan.Shapes, Open));
-        return new PreparedBackward(plan, mirror, backprop);
+        // (The mirror's build has awaited the parse.)
+        return new PreparedBackward(plan, mirror, built => OrtBackprop.Create(parsed.Result, built, plan.Shapes, Open));
     }
 
     /// <summary>
     /// The prepared mirror, where the verdict serves what was prepared and the mirror was built
-    /// (its backward may still be building); otherwise what was prepared is disposed and null.
+    /// (its backward then starts building); otherwise what was prepared is disposed and null.
     /// </summary>
     private static GraphMirror? Adopt(PreparedBackward? prepared, ExplainDescriptor? verdict, string input, string output,
         IReadOnlyDictionary<string, TensorInfo>? shapes)
@@ -179,9 +180,8 @@ public sealed class ExplainAnalysis
         if (prepared is null) return null;
         try
         {
-            if (verdict is { Supported: true, GradientEngine: GradientEngines.OnnxRuntime } && prepared.Plan.Matches(input, output, shapes)
-                && !prepared.Backprop.IsFaulted)
-                return prepared.Mirror.GetAwaiter().GetResult();
+            if (verdict is { Supported: true, GradientEngine: GradientEngines.OnnxRuntime } && prepared.Plan.Matches(input, output, shapes))
+                return prepared.Serve();
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
