@@ -3,6 +3,7 @@ using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx;
+using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Tensors;
 using SaliencyService.Explain.Torch;
 using SaliencyService.Tests.Ops;
@@ -46,6 +47,12 @@ public sealed class OrtValueShapesTests
         Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
         Assert.All(expected, p => Assert.Equal(p.Value, actual[p.Key]));
         Assert.Contains(actual.Values, i => i.Shape.Contains(-1));
+
+        // These graphs' shapes are static: ONNX Runtime infers the same as it loads them, with no run.
+        var inferred = OrtValueShapes.Inferred(model, [.. mirror.ActivationNames], input, [2, .. probe.shape[1..]], ScalarType.Float32, OnnxSessionFactory.Inspect);
+        Assert.NotNull(inferred);
+        Assert.Equal(ofTwo.Keys.Order(), inferred.Keys.Order());
+        Assert.All(ofTwo, p => Assert.Equal(p.Value, inferred[p.Key]));
     }
 
     [Fact]
@@ -82,6 +89,19 @@ public sealed class OrtValueShapesTests
         var batch = GraphMirror.BatchShapes(mirror.ShapesOf(mirror.Forward(two.narrow(0, 0, 1), RectifierRule.Gradient)), ofTwo);
         Assert.Null(batch["shape"].Values); // [1, -1] and [2, -1]: not a constant of the backward
         Assert.Equal([-1L, 48], batch["y"].Shape);
+
+        // Loading the graph tells no integer value's elements: those take the run.
+        Assert.Null(OrtValueShapes.Inferred(model, [.. mirror.ActivationNames], "x", two.shape, ScalarType.Float32, OnnxSessionFactory.Inspect));
+    }
+
+    [Fact]
+    public void Shapes_the_graph_does_not_fix_are_left_to_a_run()
+    {
+        TorchNativeLoader.EnsureLoaded();
+        // NonZero's length is the data's.
+        var model = new OnnxTestModel(13, [-1, 3]).Node("NonZero", ["x"], ["n"]).Node("Cast", ["n"], ["y"], Int("to", (long)Explain.Onnx.Proto.TensorProto.Types.DataType.Float))
+            .Output("y").Model();
+        Assert.Null(OrtValueShapes.Inferred(model, ["n", "y"], "x", [2, 3], ScalarType.Float32, OnnxSessionFactory.Inspect));
     }
 
     [Fact]

@@ -27,7 +27,7 @@ public sealed class ExplainAnalysis
 
     /// <summary>
     /// Told when a check has opened the ONNX Runtime backward it is about to judge: the isolated
-    /// check (<see cref="ImportCheck"/>) tells the service, which builds the same meanwhile
+    /// check (<see cref="ImportCheck"/>) tells the service, which prepares the same meanwhile
     /// (<see cref="Prepare"/>), as a crash there would have ended the child first.
     /// </summary>
     public Action<BackwardPlan>? BackwardOpened { get; init; }
@@ -197,9 +197,18 @@ public sealed class ExplainAnalysis
 
     private InferenceSession Open(Onnx.Proto.ModelProto model) => _sessions.Create(model).Session;
 
-    /// <summary>ONNX Runtime's shapes of the mirror's values on <paramref name="input"/> (<see cref="OrtValueShapes"/>); null where it cannot tell them.</summary>
+    /// <summary>ONNX Runtime's shapes of the mirror's values on <paramref name="input"/> (<see cref="OrtValueShapes"/>): inferred where they can be, else from a run; null where it cannot tell them.</summary>
     private Dictionary<string, TensorInfo>? OrtShapes(Onnx.Proto.ModelProto model, GraphMirror mirror, Tensor input)
     {
+        try
+        {
+            if (OrtValueShapes.Inferred(model, [.. mirror.ActivationNames], mirror.InputName, input.shape, mirror.FloatType, OnnxSessionFactory.Inspect) is { } inferred)
+                return inferred;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A run tells them, or says why not.
+        }
         try
         {
             return OrtValueShapes.Run(model, [.. mirror.ActivationNames], mirror.InputName, input, mirror.FloatType, Open);

@@ -21,10 +21,10 @@ public sealed record ModelFileLoad(Task<(InferenceSession Session, string Provid
         return new(Task.Run(() => sessions.Create(path)), Task.Run(() => mapped ? OnnxFile.Map(path) : OnnxFile.Load(path)));
     }
 
-    /// <summary>The mirror and ONNX Runtime backward being built ahead of the verdict (<see cref="PrepareBackward"/>), if they are.</summary>
+    /// <summary>The mirror built ahead of the verdict, and its ONNX Runtime backward once the verdict serves them (<see cref="PrepareBackward"/>), if they are.</summary>
     public PreparedBackward? Backward { get; private set; }
 
-    /// <summary>Starts building what <paramref name="plan"/> says (once: a later plan is ignored).</summary>
+    /// <summary>Starts preparing what <paramref name="plan"/> says (once: a later plan is ignored).</summary>
     public void PrepareBackward(ExplainAnalysis analysis, BackwardPlan plan) => Backward ??= analysis.Prepare(Parsed, plan);
 
     /// <summary>Disposes what was loaded and built, once done, where nothing took it (ONNX Runtime guards a second dispose).</summary>

@@ -52,6 +52,24 @@ public sealed class OnnxSessionFactory
         });
     }
 
+    /// <summary>
+    /// A CPU session of a model held in memory that only loads its graph (no optimizations, one
+    /// thread): for what ONNX Runtime infers as it loads it (<see cref="InferenceSession.OutputMetadata"/>), not for serving.
+    /// </summary>
+    /// <exception cref="OnnxRuntimeException">ONNX Runtime refuses the graph.</exception>
+    public static InferenceSession Inspect(ModelProto model)
+    {
+        var (bytes, folder) = OrtModelBytes.Of(model);
+        using var options = new SessionOptions
+        {
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL,
+            IntraOpNumThreads = 1,
+            InterOpNumThreads = 1,
+        };
+        if (folder is not null) options.AddSessionConfigEntry(OrtModelBytes.ExternalDataFolder, folder);
+        return new InferenceSession(bytes, options);
+    }
+
     private (InferenceSession Session, string Provider) Create(Func<SessionOptions, InferenceSession> open)
     {
         if (PreferredProvider.Provider == Cuda)
