@@ -107,7 +107,7 @@ public sealed class GradientEngineCheckTests
         using var scope = NewDisposeScope();
         var probe = tensor(Parity.RandomInput([1, 3, 8, 8], 5, -1, 1), [1, 3, 8, 8]);
         using var floatTruth = FloatTruth.Start(truth, "x", "y", probe, batched);
-        return GradientEngineCheck.Choose(truth, mirror, tryOnnxRuntime, m => new InferenceSession(m.ToByteArray()), floatTruth,
-            () => mirror.BatchShapes([.. probe.shape], batched));
+        return GradientEngineCheck.Choose(mirror, tryOnnxRuntime, floatTruth,
+            () => OrtBackprop.Create(truth, mirror, mirror.BatchShapes([.. probe.shape], batched), m => new InferenceSession(m.ToByteArray())));
     }
 }

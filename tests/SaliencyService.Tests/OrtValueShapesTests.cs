@@ -53,6 +53,12 @@ public sealed class OrtValueShapesTests
         Assert.NotNull(inferred);
         Assert.Equal(ofTwo.Keys.Order(), inferred.Keys.Order());
         Assert.All(ofTwo, p => Assert.Equal(p.Value, inferred[p.Key]));
+        // So are the probe's: the backward is then written before the float64 forward has run.
+        var inferredProbe = OrtValueShapes.Inferred(model, [.. mirror.ActivationNames], input, probe.shape, ScalarType.Float32, OnnxSessionFactory.Inspect);
+        Assert.NotNull(inferredProbe);
+        var early = GraphMirror.BatchShapes(inferredProbe, inferred);
+        Assert.Equal(expected.Keys.Order(), early.Keys.Order());
+        Assert.All(expected, p => Assert.Equal(p.Value, early[p.Key]));
     }
 
     [Fact]

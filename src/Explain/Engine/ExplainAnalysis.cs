@@ -99,6 +99,7 @@ public sealed class ExplainAnalysis
             return (null, NotSupported(build.UnsupportedOperators, UnsupportedOperators));
 
         OrtBackprop? backprop = null;
+        EarlyBackward? early = null;
         try
         {
             if (verdict is not null)
@@ -115,6 +116,8 @@ public sealed class ExplainAnalysis
             // Where the model takes batches, its backward is written for shapes the batch of two
             // tells: ONNX Runtime reads them while the truth's forward runs.
             var shapesOfTwo = batched && _options.OrtBackward ? OrtShapes(model, mirror, truth!.Input) : null;
+            // Where ONNX Runtime infers the probe's shapes too, the backward is built while the truth's forward runs.
+            early = _options.OrtBackward ? EarlyBackward.Start(model, mirror, truth!, input.Shape, shapesOfTwo, Open) : null;
             // The truth's forward on the probe: the output for parity, the grids for Grad-CAM, the shapes for the backward.
             var (probeShapes, actual) = truth!.Forward.GetAwaiter().GetResult();
             var difference = actual.Length == expected.Data.Length
@@ -131,13 +134,15 @@ public sealed class ExplainAnalysis
 
             if (!(difference <= _options.ParityTolerance * scale + 1e-6))
             {
+                early?.Dispose(); // before the mirror it is written from
                 mirror.Dispose();
                 return (null, new ExplainDescriptor(false, [], Finite(difference), null, [],
                     $"The mirror disagrees with ONNX Runtime on a probe input (max abs difference {difference:G3} at output scale {scale:G3})."));
             }
             // The import's probe passes leave freed native memory behind: handed back once imports pause.
             Torch.NativeHeap.TrimWhenBatchesPause();
-            var chosen = GradientEngineCheck.Choose(model, mirror, _options.OrtBackward, Open, truth, () => BackwardShapes(mirror, truth, probeShapes, shapesOfTwo),
+            var chosen = GradientEngineCheck.Choose(mirror, _options.OrtBackward, truth,
+                () => early?.Take() ?? OrtBackprop.Create(model, mirror, BackwardShapes(mirror, truth, probeShapes, shapesOfTwo), Open),
                 opened => BackwardOpened?.Invoke(new BackwardPlan(preprocessing.Input, outputName, opened.Shapes.ToDictionary())));
             backprop = chosen.Backprop;
             if (chosen.Engine is null)
@@ -152,6 +157,7 @@ public sealed class ExplainAnalysis
         {
             // Whatever fails on the probe (the runtime or the mirror) makes the model unexplainable, never the import fail.
             backprop?.Dispose();
+            early?.Dispose(); // before the mirror it is written from
             mirror.Dispose();
             return (null, ProbeFailed(e));
         }
@@ -216,6 +222,59 @@ public sealed class ExplainAnalysis
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             return null;
+        }
+    }
+
+    /// <summary>
+    /// ONNX Runtime's backward built on another thread while the truth's forward runs, where ONNX
+    /// Runtime infers the probe's value shapes as it loads the graph (<see cref="OrtValueShapes.Inferred"/>)
+    /// so the backward need not wait for that forward's; the check's critical path then runs its
+    /// build beside the float64 pass. Disposed unless taken, once its build has ended: it is written
+    /// from the mirror, which is freed only after that.
+    /// </summary>
+    private sealed class EarlyBackward : IDisposable
+    {
+        private readonly Task<OrtBackprop> _building;
+        private bool _taken;
+
+        private EarlyBackward(Task<OrtBackprop> building) => _building = building;
+
+        /// <summary>The build started, or null where the probe's shapes are not all inferred (then the truth's forward tells them).</summary>
+        public static EarlyBackward? Start(Onnx.Proto.ModelProto model, GraphMirror mirror, FloatTruth truth, long[] probeShape,
+            IReadOnlyDictionary<string, TensorInfo>? shapesOfTwo, Func<Onnx.Proto.ModelProto, InferenceSession> open)
+        {
+            if (truth.Batched && shapesOfTwo is null) return null;
+            Dictionary<string, TensorInfo>? probe;
+            try
+            {
+                probe = OrtValueShapes.Inferred(model, [.. mirror.ActivationNames], mirror.InputName, probeShape, mirror.FloatType, OnnxSessionFactory.Inspect);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                return null;
+            }
+            return probe is null ? null : new EarlyBackward(Task.Run(() => OrtBackprop.Create(model, mirror, BackwardShapes(mirror, truth, probe, shapesOfTwo), open)));
+        }
+
+        /// <summary>The backward, once built; what its build failed with otherwise.</summary>
+        public OrtBackprop Take()
+        {
+            _taken = true;
+            return _building.GetAwaiter().GetResult();
+        }
+
+        public void Dispose()
+        {
+            if (_taken) return;
+            _taken = true;
+            try
+            {
+                _building.GetAwaiter().GetResult().Dispose();
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // Its failure is not the check's: the build was never used.
+            }
         }
     }
 

@@ -1,6 +1,4 @@
-using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Mirror;
-using SaliencyService.Explain.Onnx.Proto;
 using static TorchSharp.torch;
 
 namespace SaliencyService.Explain.Engine;
@@ -37,13 +35,12 @@ public static class GradientEngineCheck
 
     /// <param name="tryOnnxRuntime">Whether ONNX Runtime's backward is a candidate (<c>Saliency:Explain:OrtBackward</c>).</param>
     /// <param name="truth">The float64 pass (started before, computed meanwhile); its input is the batch the engines run.</param>
-    /// <param name="shapes">
-    /// The value shapes ONNX Runtime's backward is written for (<see cref="OrtBackprop.Shapes"/>),
-    /// asked for only when it is tried; what they fail with is why it was not.
+    /// <param name="buildOnnxRuntime">
+    /// Builds ONNX Runtime's backward for the truth's input (<see cref="OrtBackprop"/>), asked only
+    /// when it is tried; what it fails with is why it was not.
     /// </param>
     /// <param name="opened">Told once ONNX Runtime's backward is built, before it is judged.</param>
-    public static Verdict Choose(ModelProto model, GraphMirror mirror, bool tryOnnxRuntime, Func<ModelProto, InferenceSession> open, FloatTruth truth,
-        Func<IReadOnlyDictionary<string, TensorInfo>> shapes, Action<OrtBackprop>? opened = null)
+    public static Verdict Choose(GraphMirror mirror, bool tryOnnxRuntime, FloatTruth truth, Func<OrtBackprop> buildOnnxRuntime, Action<OrtBackprop>? opened = null)
     {
         OrtBackprop? backprop = null;
         var ortSays = "ONNX Runtime backward: turned off (Saliency:Explain:OrtBackward)";
@@ -51,7 +48,7 @@ public static class GradientEngineCheck
         {
             try
             {
-                backprop = OrtBackprop.Create(model, mirror, shapes(), open);
+                backprop = buildOnnxRuntime();
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
