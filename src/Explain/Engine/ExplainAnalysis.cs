@@ -206,15 +206,7 @@ public sealed class ExplainAnalysis
     /// <summary>ONNX Runtime's shapes of the mirror's values on <paramref name="input"/> (<see cref="OrtValueShapes"/>): inferred where they can be, else from a run; null where it cannot tell them.</summary>
     private Dictionary<string, TensorInfo>? OrtShapes(Onnx.Proto.ModelProto model, GraphMirror mirror, Tensor input)
     {
-        try
-        {
-            if (OrtValueShapes.Inferred(model, [.. mirror.ActivationNames], mirror.InputName, input.shape, mirror.FloatType, OnnxSessionFactory.Inspect) is { } inferred)
-                return inferred;
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            // A run tells them, or says why not.
-        }
+        if (InferredShapes(model, mirror, input.shape) is { } inferred) return inferred;
         try
         {
             return OrtValueShapes.Run(model, [.. mirror.ActivationNames], mirror.InputName, input, mirror.FloatType, Open);
@@ -222,6 +214,19 @@ public sealed class ExplainAnalysis
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             return null;
+        }
+    }
+
+    /// <summary>The mirror's value shapes for <paramref name="inputShape"/> as ONNX Runtime infers them (<see cref="OrtValueShapes.Inferred"/>); null where it does not infer them all, or refuses the graph.</summary>
+    private static Dictionary<string, TensorInfo>? InferredShapes(Onnx.Proto.ModelProto model, GraphMirror mirror, long[] inputShape)
+    {
+        try
+        {
+            return OrtValueShapes.Inferred(model, [.. mirror.ActivationNames], mirror.InputName, inputShape, mirror.FloatType, OnnxSessionFactory.Inspect);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return null; // then a run tells them, or the truth's forward
         }
     }
 
@@ -244,16 +249,8 @@ public sealed class ExplainAnalysis
             IReadOnlyDictionary<string, TensorInfo>? shapesOfTwo, Func<Onnx.Proto.ModelProto, InferenceSession> open)
         {
             if (truth.Batched && shapesOfTwo is null) return null;
-            Dictionary<string, TensorInfo>? probe;
-            try
-            {
-                probe = OrtValueShapes.Inferred(model, [.. mirror.ActivationNames], mirror.InputName, probeShape, mirror.FloatType, OnnxSessionFactory.Inspect);
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                return null;
-            }
-            return probe is null ? null : new EarlyBackward(Task.Run(() => OrtBackprop.Create(model, mirror, BackwardShapes(mirror, truth, probe, shapesOfTwo), open)));
+            if (InferredShapes(model, mirror, probeShape) is not { } probe) return null;
+            return new EarlyBackward(Task.Run(() => OrtBackprop.Create(model, mirror, BackwardShapes(mirror, truth, probe, shapesOfTwo), open)));
         }
 
         /// <summary>The backward, once built; what its build failed with otherwise.</summary>

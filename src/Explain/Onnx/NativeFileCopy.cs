@@ -1,38 +1,28 @@
-using System.Buffers;
 using System.Runtime.InteropServices;
 
 namespace SaliencyService.Explain.Onnx;
 
 /// <summary>
-/// A file's bytes copied into native memory, as <see cref="Memory{T}"/>: what a served model's
+/// A file's bytes copied into native memory (<see cref="NativeBytes"/>): what a served model's
 /// weights are views of (<see cref="OnnxFile.Load"/>). A private copy, so changes to the file do
 /// not reach it (unlike a mapping, <see cref="MappedFile"/>), in memory the native allocator has
 /// usually faulted in already (the pages libtorch and ONNX Runtime freed), where parsing a 46 MB
 /// model into fresh managed arrays faulted ~5k pages in and took ~0.1 s of CPU beside the import
-/// check. As for a mapping, the memory lives as long as any memory taken from it is reachable
-/// (each holds this object, which holds the block's handle); the handle's finalizer frees it after
-/// that, and code that reads a span of it keeps the span's owner alive until done (<see cref="GC.KeepAlive"/>).
+/// check. The block's handle frees it.
 /// </summary>
-internal sealed unsafe class NativeFileCopy : MemoryManager<byte>
+internal sealed unsafe class NativeFileCopy : NativeBytes
 {
     private readonly Block _block;
-    private readonly byte* _start;
-    private readonly int _length;
 
-    private NativeFileCopy(int length)
-    {
-        _block = new Block(length);
-        _start = (byte*)_block.DangerousGetHandle();
-        _length = length;
-    }
+    private NativeFileCopy(Block block, int length) : base((byte*)block.DangerousGetHandle(), length) => _block = block;
 
-    /// <summary>Reads <paramref name="path"/> whole; null where it cannot be held (empty, or 2 GiB and over: protobuf's own limit).</summary>
+    /// <summary>Reads <paramref name="path"/> whole; null where it cannot be held (<see cref="NativeBytes.Holdable"/>).</summary>
     public static NativeFileCopy? Read(string path)
     {
         using var file = File.OpenHandle(path);
         var length = RandomAccess.GetLength(file);
-        if (length is 0 or > int.MaxValue) return null;
-        var copy = new NativeFileCopy((int)length);
+        if (!Holdable(length)) return null;
+        var copy = new NativeFileCopy(new Block((int)length), (int)length);
         try
         {
             var span = copy.GetSpan();
@@ -49,14 +39,6 @@ internal sealed unsafe class NativeFileCopy : MemoryManager<byte>
             ((IDisposable)copy).Dispose();
             throw;
         }
-    }
-
-    public override Span<byte> GetSpan() => new(_start, _length);
-
-    public override MemoryHandle Pin(int elementIndex = 0) => new(_start + elementIndex, pinnable: this);
-
-    public override void Unpin()
-    {
     }
 
     protected override void Dispose(bool disposing)

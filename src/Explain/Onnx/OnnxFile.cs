@@ -1,4 +1,3 @@
-using System.Buffers;
 using Google.Protobuf;
 using SaliencyService.Explain.Onnx.Proto;
 
@@ -50,7 +49,7 @@ public static class OnnxFile
 
     /// <summary>The graph parsed as usual, the initializers' raw data wrapped in place (<see cref="RawDataSplit"/>) in <paramref name="file"/>'s bytes.</summary>
     /// <param name="file">The file's bytes (mapped or copied); null where they cannot be held.</param>
-    private static ModelProto Parse(string path, MemoryManager<byte>? file)
+    private static ModelProto Parse(string path, NativeBytes? file)
     {
         var parts = file is null ? null : RawDataSplit.Split(file.GetSpan());
         var model = parts is null ? null : ModelProto.Parser.ParseFrom(parts.Model);

@@ -44,12 +44,8 @@ public sealed class OnnxSessionFactory
     /// </summary>
     public (InferenceSession Session, string Provider) Create(ModelProto model)
     {
-        var (bytes, folder) = OrtModelBytes.Of(model);
-        return Create(options =>
-        {
-            if (folder is not null) options.AddSessionConfigEntry(OrtModelBytes.ExternalDataFolder, folder);
-            return new InferenceSession(bytes, options);
-        });
+        var bytes = OrtModelBytes.Of(model); // once, whichever provider takes it
+        return Create(options => FromMemory(bytes, options));
     }
 
     /// <summary>
@@ -59,15 +55,20 @@ public sealed class OnnxSessionFactory
     /// <exception cref="OnnxRuntimeException">ONNX Runtime refuses the graph.</exception>
     public static InferenceSession Inspect(ModelProto model)
     {
-        var (bytes, folder) = OrtModelBytes.Of(model);
         using var options = new SessionOptions
         {
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL,
             IntraOpNumThreads = 1,
             InterOpNumThreads = 1,
         };
-        if (folder is not null) options.AddSessionConfigEntry(OrtModelBytes.ExternalDataFolder, folder);
-        return new InferenceSession(bytes, options);
+        return FromMemory(OrtModelBytes.Of(model), options);
+    }
+
+    /// <summary>A session on a model's bytes, their external references read from the folder they name.</summary>
+    private static InferenceSession FromMemory((byte[] Bytes, string? Folder) model, SessionOptions options)
+    {
+        if (model.Folder is not null) options.AddSessionConfigEntry(OrtModelBytes.ExternalDataFolder, model.Folder);
+        return new InferenceSession(model.Bytes, options);
     }
 
     private (InferenceSession Session, string Provider) Create(Func<SessionOptions, InferenceSession> open)
