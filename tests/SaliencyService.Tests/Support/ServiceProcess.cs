@@ -12,6 +12,7 @@ namespace SaliencyService.Tests.Support;
 public sealed class ServiceProcess : IDisposable
 {
     private readonly Process _process;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> _output = new();
 
     private ServiceProcess(Process process, Uri address, Uri grpcAddress)
     {
@@ -47,12 +48,12 @@ public sealed class ServiceProcess : IDisposable
         start.Environment.Remove(OneDnnGuard.ChoiceVariable);
         foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
         var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
+        var service = new ServiceProcess(process, address, grpcAddress);
+        process.OutputDataReceived += (_, line) => { if (line.Data is not null) service._output.Enqueue(line.Data); };
         process.ErrorDataReceived += (_, _) => { };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
 
-        var service = new ServiceProcess(process, address, grpcAddress);
         for (var attempt = 0; attempt < 600; attempt++)
         {
             if (process.HasExited) throw new InvalidOperationException($"The service exited with code {process.ExitCode}.");
@@ -68,6 +69,9 @@ public sealed class ServiceProcess : IDisposable
     }
 
     public bool HasExited => _process.HasExited;
+
+    /// <summary>What the service has logged on its standard output so far.</summary>
+    public string Output => string.Join('\n', _output);
 
     /// <summary>The command lines of the service's child processes (its import check spare, ...), by process id.</summary>
     public IReadOnlyDictionary<int, string> Children()
