@@ -46,6 +46,7 @@ public static class ServiceRegistration
             return new InferenceQueues(new WorkQueue("predict", o.Predict), new WorkQueue("explain", o.Explain));
         });
         services.AddSingleton<ModelLoader>();
+        services.AddSingleton<ImportWarmUp>();
         services.AddSingleton<ServiceMetrics>();
         services.AddSingleton<PredictBatchers>();
         services.AddSingleton<ExplanationCache>();

@@ -157,25 +157,7 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         if (!replace && Directory.Exists(Layout.ModelDirectory(name)))
             throw ConflictFor(name); // early and cheap; the publish rename decides
 
-        var manifest = ModelInspection.ParseManifest(manifestJson);
-        var modelFile = Path.Combine(stagingDirectory, StoreLayout.ModelFile);
-        File.SetLastWriteTimeUtc(modelFile, DateTime.UtcNow); // = importedAt
-        // On disk before the publish rename makes it visible, as the staged JSON files are; flushed
-        // while the model is checked, not before (a 46 MB model's fsync took ~35 ms).
-        var flushed = Task.Run(() => FlushToDisk(modelFile), CancellationToken.None);
-        await ModelVersion.New(sha256 ?? await Sha256Async(modelFile, cancellationToken)).WriteAsync(stagingDirectory, manifest, cancellationToken);
-        var model = loader.Open(stagingDirectory, name, untrusted: true); // validation happens outside the write lock
-        try
-        {
-            await StoredVerdict.WriteAsync(stagingDirectory, model.Descriptor.Sha256, model.Descriptor.Explain, cancellationToken);
-            await flushed;
-        }
-        catch
-        {
-            model.Retire();
-            throw;
-        }
-
+        var model = await StageAsync(stagingDirectory, name, manifestJson, cancellationToken, sha256); // outside the write lock
         var published = false;
         await _writes.WaitAsync(CancellationToken.None);
         try
@@ -202,6 +184,33 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         {
             _writes.Release();
             if (!published) model.Retire();
+        }
+    }
+
+    /// <summary>
+    /// What an import does before it publishes: the staged upload's version and verdict written beside
+    /// it, the model checked and loaded. The caller publishes the folder or retires the model.
+    /// </summary>
+    public async Task<ServedModel> StageAsync(string stagingDirectory, string name, string? manifestJson, CancellationToken cancellationToken, string? sha256 = null)
+    {
+        var manifest = ModelInspection.ParseManifest(manifestJson);
+        var modelFile = Path.Combine(stagingDirectory, StoreLayout.ModelFile);
+        File.SetLastWriteTimeUtc(modelFile, DateTime.UtcNow); // = importedAt
+        // On disk before the publish rename makes it visible, as the staged JSON files are; flushed
+        // while the model is checked, not before (a 46 MB model's fsync took ~35 ms).
+        var flushed = Task.Run(() => FlushToDisk(modelFile), CancellationToken.None);
+        await ModelVersion.New(sha256 ?? await Sha256Async(modelFile, cancellationToken)).WriteAsync(stagingDirectory, manifest, cancellationToken);
+        var model = loader.Open(stagingDirectory, name, untrusted: true);
+        try
+        {
+            await StoredVerdict.WriteAsync(stagingDirectory, model.Descriptor.Sha256, model.Descriptor.Explain, cancellationToken);
+            await flushed;
+            return model;
+        }
+        catch
+        {
+            model.Retire();
+            throw;
         }
     }
 

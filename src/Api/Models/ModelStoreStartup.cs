@@ -1,5 +1,4 @@
 using SaliencyService.Explain.Engine;
-using SaliencyService.Explain.Isolation;
 using SaliencyService.Explain.Serving;
 
 namespace SaliencyService.Api.Models;
@@ -10,7 +9,7 @@ namespace SaliencyService.Api.Models;
 /// child to warm up (<see cref="Explain.Engine.ExplainOptions.WarmSpareBeforeReady"/>).
 /// </summary>
 public sealed class ModelStoreStartup(
-    ModelStore store, DemoModelSeeder seeder, ModelLoader loader, OnnxSessionFactory sessions, ExplainAnalysis explain,
+    ModelStore store, DemoModelSeeder seeder, ImportWarmUp importWarmUp, OnnxSessionFactory sessions, ExplainAnalysis explain,
     Microsoft.Extensions.Options.IOptions<Configuration.SaliencyOptions> options, ILogger<ModelStoreStartup> logger)
     : IHostedService
 {
@@ -30,7 +29,7 @@ public sealed class ModelStoreStartup(
         await seeder.SeedIfEmptyAsync(cancellationToken);
         logger.LogInformation("Serving {Count} model(s)", store.List().Count);
         if (!loaded || store.Layout.ReadOnly) return;
-        if (explain.Options.IsolateImports && explain.Options.WarmSpareBeforeReady && store.ImportsBegun == 0) await Task.Run(WarmUpImport, cancellationToken);
+        if (explain.Options.IsolateImports && explain.Options.WarmSpareBeforeReady && store.ImportsBegun == 0) await Task.Run(() => importWarmUp.RunAsync(cancellationToken), cancellationToken);
         // The first import's isolated check then finds its child started, libraries loaded.
         if (explain.Options.IsolateImports) Explain.Isolation.ChildProcess.StartSpare();
         // And the service's own share of that import (its session, mirror and backward) finds resident pages;
@@ -38,29 +37,6 @@ public sealed class ModelStoreStartup(
         var seeded = store.ImportsBegun;
         Explain.Torch.NativeHeap.ReserveInBackground((long)explain.Options.SpareHeapMegabytes << 20, () => store.ImportsBegun > seeded);
         if (explain.Options.IsolateImports && explain.Options.WarmSpareBeforeReady) await WaitForSpareAsync(cancellationToken);
-    }
-
-    /// <summary>
-    /// The service's side of an isolated import (the child's answer read, the model's session and parse,
-    /// its mirror and backward built from the child's plan) runs once on the bundled demo CNN, not
-    /// stored, where no import ran at this start (the demos' seeding is one): otherwise the first
-    /// user's import compiles that code (resnet18 straight after readiness, demos off: 1.09–1.18 s
-    /// against 0.79–0.89 s once an import had run).
-    /// </summary>
-    private void WarmUpImport()
-    {
-        if (ChildCommands.WarmUpModel is not { } demo || !File.Exists(Path.Combine(demo, StoreLayout.ModelFile))) return;
-        var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        try
-        {
-            loader.Open(demo, "import warm-up", untrusted: true).Retire();
-            logger.LogInformation("Import path warmed up in {Seconds:0.0} s", System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
-        }
-        catch (Exception e)
-        {
-            // Only a head start: an import meets any failure again and reports it.
-            logger.LogWarning(e, "The import warm-up on the bundled demo model failed");
-        }
     }
 
     /// <summary>Before listening (and so before readiness): the first import's check then finds a warm child.</summary>
