@@ -45,6 +45,7 @@ public static class OrtValueShapes
         input.Shape = new TensorShapeProto();
         foreach (var d in inputShape) input.Shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = d });
         graph.ValueInfo.Clear(); // the exporter's symbolic shapes: ONNX Runtime infers them again for this input
+        WeightsAsInputs(graph);
         graph.Output.Clear();
         var asked = Asked(names, inputName);
         foreach (var name in asked) graph.Output.Add(new ValueInfoProto { Name = name });
@@ -107,6 +108,35 @@ public static class OrtValueShapes
             shapes[asked[i]] = new TensorInfo(shape, type, values);
         }
         return shapes;
+    }
+
+    /// <summary>Elements from which an initializer is a weight whose values no shape depends on (shapes, axes and scales are a few).</summary>
+    private const long WeightElements = 1024;
+
+    /// <summary>
+    /// The graph's weights made inputs of their type and shape, which is all that inference reads of
+    /// them: the inspecting session neither copies them (resnet18's 46 MB, serialised for it in the
+    /// service) nor loads them from the file they reference (in the check).
+    /// </summary>
+    private static void WeightsAsInputs(GraphProto graph)
+    {
+        static bool IsWeight(TensorProto initializer) => initializer.Dims.Aggregate(1L, (n, d) => n * d) >= WeightElements;
+        var weights = graph.Initializer.Where(IsWeight).ToList();
+        if (weights.Count == 0) return;
+        var kept = graph.Initializer.Where(w => !IsWeight(w)).ToList();
+        graph.Initializer.Clear();
+        graph.Initializer.Add(kept);
+        var inputs = graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal); // an older model lists its weights as inputs too
+        foreach (var weight in weights.Where(w => inputs.Add(w.Name)))
+        {
+            var shape = new TensorShapeProto();
+            foreach (var d in weight.Dims) shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = d });
+            graph.Input.Add(new ValueInfoProto
+            {
+                Name = weight.Name,
+                Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = weight.DataType, Shape = shape } },
+            });
+        }
     }
 
     private static string[] Asked(IReadOnlyList<string> names, string inputName) => names.Where(n => n != inputName).Distinct(StringComparer.Ordinal).ToArray();
