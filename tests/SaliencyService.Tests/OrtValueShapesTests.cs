@@ -49,16 +49,27 @@ public sealed class OrtValueShapesTests
         Assert.Contains(actual.Values, i => i.Shape.Contains(-1));
 
         // These graphs' shapes are static: ONNX Runtime infers the same as it loads them, with no run.
-        var inferred = OrtValueShapes.Inferred(model, [.. mirror.ActivationNames], input, [2, .. probe.shape[1..]], ScalarType.Float32, OnnxSessionFactory.Inspect);
+        var inspected = new List<Explain.Onnx.Proto.ModelProto>();
+        InferenceSession Inspect(Explain.Onnx.Proto.ModelProto graph)
+        {
+            inspected.Add(graph);
+            return OnnxSessionFactory.Inspect(graph);
+        }
+        var inferred = OrtValueShapes.Inferred(model, [.. mirror.ActivationNames], input, [2, .. probe.shape[1..]], ScalarType.Float32, Inspect);
         Assert.NotNull(inferred);
         Assert.Equal(ofTwo.Keys.Order(), inferred.Keys.Order());
         Assert.All(ofTwo, p => Assert.Equal(p.Value, inferred[p.Key]));
         // So are the probe's: the backward is then written before the float64 forward has run.
-        var inferredProbe = OrtValueShapes.Inferred(model, [.. mirror.ActivationNames], input, probe.shape, ScalarType.Float32, OnnxSessionFactory.Inspect);
+        var inferredProbe = OrtValueShapes.Inferred(model, [.. mirror.ActivationNames], input, probe.shape, ScalarType.Float32, Inspect);
         Assert.NotNull(inferredProbe);
         var early = GraphMirror.BatchShapes(inferredProbe, inferred);
         Assert.Equal(expected.Keys.Order(), early.Keys.Order());
         Assert.All(expected, p => Assert.Equal(p.Value, early[p.Key]));
+        // Inferred from the weights' types and shapes alone: ONNX Runtime was handed none of their elements.
+        static long Elements(Explain.Onnx.Proto.TensorProto weight) => weight.Dims.Aggregate(1L, (n, d) => n * d);
+        Assert.Contains(model.Graph.Initializer, w => Elements(w) >= 1024);
+        Assert.Equal(2, inspected.Count);
+        Assert.All(inspected, graph => Assert.DoesNotContain(graph.Graph.Initializer, w => Elements(w) >= 1024));
     }
 
     [Fact]
