@@ -51,7 +51,7 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
         finally
         {
             // The next import's spare child starts once the check is done, not during it: it would take cores from the
-            // check. (At the lowest priority, it takes none from the ONNX Runtime backward that may still be building.)
+            // check. (At a low priority, it takes little from the ONNX Runtime backward that may still be building.)
             if (isolated) _ = Task.Run(ChildProcess.StartSpare);
         }
         try

@@ -97,7 +97,7 @@ public static class ImportCheck
         if (args.Length != 2) return 2;
         var settings = JsonSerializer.Deserialize<Settings>(args[1], OneLine)!;
         // One thread a session: the check has its float64 pass beside ONNX Runtime's, and the service
-        // builds its backward beside the check's last passes (at nice 0 where the child is at 19);
+        // builds its backward beside the check's last passes (at nice 0 where the child is at 10);
         // a two-thread pass waits at every operator for whichever thread was preempted.
         settings.OnnxRuntime.IntraOpThreads = 1;
         var sessions = new OnnxSessionFactory(settings.OnnxRuntime);

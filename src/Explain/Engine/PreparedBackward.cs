@@ -17,7 +17,7 @@ public sealed record BackwardPlan(string Input, string Output, Dictionary<string
 /// <summary>
 /// A mirror and its ONNX Runtime backward, prepared from a plan before the verdict that will use
 /// them (<see cref="ExplainAnalysis.Prepare"/>): the mirror is built at once, the backward's session
-/// once the verdict serves them (<see cref="Serve"/>). The isolated check runs at the lowest CPU
+/// once the verdict serves them (<see cref="Serve"/>). The isolated check runs at a low CPU
 /// priority, so whatever the service builds beside it comes off the check's own time: building the
 /// session after the verdict took ~0.15 s off a resnet18 import, and the model is answered for
 /// before it is built anyway (a map asked for meanwhile waits for it).
