@@ -6,7 +6,8 @@ namespace SaliencyService.Api.Models;
 /// <summary>
 /// Loads the store (and seeds the demos) before the server starts listening, so every request
 /// sees a loaded store and <c>/health/ready</c> is honest; then waits for the import check's spare
-/// child to warm up (<see cref="Explain.Engine.ExplainOptions.WarmSpareBeforeReady"/>).
+/// child to warm up, after the service's own side of an import has run once where none ran at this
+/// start (<see cref="ImportWarmUp"/>; both <see cref="Explain.Engine.ExplainOptions.WarmSpareBeforeReady"/>).
 /// </summary>
 public sealed class ModelStoreStartup(
     ModelStore store, DemoModelSeeder seeder, ImportWarmUp importWarmUp, OnnxSessionFactory sessions, ExplainAnalysis explain,
@@ -29,7 +30,9 @@ public sealed class ModelStoreStartup(
         await seeder.SeedIfEmptyAsync(cancellationToken);
         logger.LogInformation("Serving {Count} model(s)", store.List().Count);
         if (!loaded || store.Layout.ReadOnly) return;
-        if (explain.Options.IsolateImports && explain.Options.WarmSpareBeforeReady && store.ImportsBegun == 0) await Task.Run(() => importWarmUp.RunAsync(cancellationToken), cancellationToken);
+        // The demos' seeding, where it ran, has compiled the service's side of an import already.
+        if (explain.Options.IsolateImports && explain.Options.WarmSpareBeforeReady && store.ImportsBegun == 0)
+            await Task.Run(() => importWarmUp.RunAsync(cancellationToken), cancellationToken);
         // The first import's isolated check then finds its child started, libraries loaded.
         if (explain.Options.IsolateImports) Explain.Isolation.ChildProcess.StartSpare();
         // And the service's own share of that import (its session, mirror and backward) finds resident pages;
