@@ -161,11 +161,11 @@ for a in archs:
             for key in ["predict_over_bare_ort", "guided_backprop_over_bare_ort", "grad_cam_over_predict"]:
                 add(f"{a}.paired_{key}", [paired_ort(a, r)[1][key] for r in runs])
     if exists(f"block_bare.{a}.1.1.jsonl"):
-        add(f"{a}.block_predict_ms", [statistics.median(x["predict"] for x in blocks(a, r)) for r in runs])
-        add(f"{a}.block_guided_backprop_ms", [statistics.median(x["guided_backprop"] for x in blocks(a, r)) for r in runs])
-        add(f"{a}.block_bare_ms", [statistics.median(x["bare"] for x in blocks(a, r)) for r in runs])
-        add(f"{a}.block_predict_over_bare", [statistics.median(x["predict"] / x["bare"] for x in blocks(a, r)) for r in runs])
-        add(f"{a}.block_guided_backprop_over_predict", [statistics.median(x["guided_backprop"] / x["predict"] for x in blocks(a, r)) for r in runs])
+        by_run = [blocks(a, r) for r in runs]
+        for key, of in [("predict_ms", lambda x: x["predict"]), ("guided_backprop_ms", lambda x: x["guided_backprop"]),
+                        ("bare_ms", lambda x: x["bare"]), ("predict_over_bare", lambda x: x["predict"] / x["bare"]),
+                        ("guided_backprop_over_predict", lambda x: x["guided_backprop"] / x["predict"])]:
+            add(f"{a}.block_{key}", [statistics.median(of(x) for x in run) for run in by_run])
     if exists(f"paired_torch.{a}.1.json"):
         for key in ["guided_backprop", "gradient", "ig50"]:
             if paired_torch(a, 1, key) is None:

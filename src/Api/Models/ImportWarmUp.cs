@@ -8,13 +8,13 @@ namespace SaliencyService.Api.Models;
 /// published: its multipart upload read from memory into a temporary folder, checked in the spare
 /// child, loaded and built from the child's plan and verdict (<see cref="ModelStore.StageAsync"/>).
 /// Otherwise the first user import after a start compiles all that code (resnet18 straight after
-/// readiness with no demos seeded: 1.21–1.46 s, against 0.99–1.18 s after this warm-up and ~0.75 s
+/// readiness with no demos seeded: 1.13–1.46 s, against 0.97–1.07 s after this warm-up and ~0.75 s
 /// for the imports after it).
 /// </summary>
 public sealed class ImportWarmUp(ModelStore store, ILogger<ImportWarmUp> logger)
 {
     /// <summary>The name the warm-up's model is staged under (never published).</summary>
-    public const string Name = "import-warm-up";
+    private const string Name = "import-warm-up";
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {

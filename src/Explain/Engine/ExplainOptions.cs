@@ -48,7 +48,7 @@ public class ExplainOptions
     /// service's own side of an import has run once on a demo model that is not stored. As Triton
     /// warms a model up before it reports it ready: an import straight after readiness then pays for
     /// its own work alone. resnet18 on 2 vCPUs: 1.9–2.2 s straight after readiness, against 3.8–4.1 s
-    /// without the child's warm-up, start-up 3–4 s longer; 0.99–1.18 s against 1.21–1.46 s without
+    /// without the child's warm-up, start-up 3–4 s longer; 0.97–1.07 s against 1.13–1.46 s without
     /// the service's, start-up ~2.5 s longer.
     /// </summary>
     public bool WarmSpareBeforeReady { get; set; } = true;

@@ -120,23 +120,14 @@ public static class OrtValueShapes
     /// </summary>
     private static void WeightsAsInputs(GraphProto graph)
     {
-        static bool IsWeight(TensorProto initializer) => initializer.Dims.Aggregate(1L, (n, d) => n * d) >= WeightElements;
-        var weights = graph.Initializer.Where(IsWeight).ToList();
-        if (weights.Count == 0) return;
-        var kept = graph.Initializer.Where(w => !IsWeight(w)).ToList();
+        var isWeight = graph.Initializer.ToLookup(w => SaliencyService.Explain.Tensors.FloatTensor.ElementCount(w.Dims) >= WeightElements);
+        if (!isWeight[true].Any()) return;
+        var kept = isWeight[false].ToList();
         graph.Initializer.Clear();
         graph.Initializer.Add(kept);
         var inputs = graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal); // an older model lists its weights as inputs too
-        foreach (var weight in weights.Where(w => inputs.Add(w.Name)))
-        {
-            var shape = new TensorShapeProto();
-            foreach (var d in weight.Dims) shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = d });
-            graph.Input.Add(new ValueInfoProto
-            {
-                Name = weight.Name,
-                Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = weight.DataType, Shape = shape } },
-            });
-        }
+        foreach (var weight in isWeight[true].Where(w => inputs.Add(w.Name)))
+            graph.Input.Add(BackwardGraph.ValueInfo(weight.Name, (TensorProto.Types.DataType)weight.DataType, [.. weight.Dims]));
     }
 
     private static string[] Asked(IReadOnlyList<string> names, string inputName) => names.Where(n => n != inputName).Distinct(StringComparer.Ordinal).ToArray();
