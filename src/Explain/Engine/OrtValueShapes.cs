@@ -3,6 +3,7 @@ using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx;
 using SaliencyService.Explain.Onnx.Proto;
 using static TorchSharp.torch;
+using FloatTensor = SaliencyService.Explain.Tensors.FloatTensor;
 using TensorElementType = Microsoft.ML.OnnxRuntime.Tensors.TensorElementType;
 
 namespace SaliencyService.Explain.Engine;
@@ -111,7 +112,7 @@ public static class OrtValueShapes
     }
 
     /// <summary>Elements from which an initializer is a weight whose values no shape depends on (shapes, axes and scales are a few).</summary>
-    private const long WeightElements = 1024;
+    public const long WeightElements = 1024;
 
     /// <summary>
     /// The graph's weights made inputs of their type and shape, which is all that inference reads of
@@ -120,7 +121,7 @@ public static class OrtValueShapes
     /// </summary>
     private static void WeightsAsInputs(GraphProto graph)
     {
-        var isWeight = graph.Initializer.ToLookup(w => SaliencyService.Explain.Tensors.FloatTensor.ElementCount(w.Dims) >= WeightElements);
+        var isWeight = graph.Initializer.ToLookup(w => FloatTensor.ElementCount(w.Dims) >= WeightElements);
         if (!isWeight[true].Any()) return;
         var kept = isWeight[false].ToList();
         graph.Initializer.Clear();
