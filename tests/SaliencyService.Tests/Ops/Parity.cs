@@ -93,12 +93,19 @@ public static class Parity
     /// rule, for each sample's top score as the target, on a batch.
     /// </summary>
     /// <param name="label">Names the case in failure messages.</param>
-    public static void CheckGradients(OnnxTestModel builder, int seed = 1, float low = -2, float high = 2, string label = "")
+    /// <param name="backwardUses">An operator the backward graph must hold (which way a rule wrote it).</param>
+    public static void CheckGradients(OnnxTestModel builder, int seed = 1, float low = -2, float high = 2, string label = "", string? backwardUses = null)
     {
         var model = builder.Model();
         using var mirror = Mirror(model);
         using var reference = Mirror(model, ScalarType.Float64);
-        using var backprop = OrtBackprop.Create(model, mirror, builder.InputShape, batched: true, m => new InferenceSession(m.ToByteArray()));
+        var operators = new HashSet<string>();
+        using var backprop = OrtBackprop.Create(model, mirror, builder.InputShape, batched: true, m =>
+        {
+            operators.UnionWith(m.Graph.Node.Select(n => n.OpType));
+            return new InferenceSession(m.ToByteArray());
+        });
+        if (backwardUses is not null) Assert.Contains(backwardUses, operators);
         using var scope = NewDisposeScope();
         var input = tensor(RandomInput(builder.InputShape, seed, low, high), builder.InputShape);
         var scores = backprop.Forward(input).Scores;
