@@ -9,6 +9,10 @@
 # detects it and trims its free memory once batched explanations pause.
 
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+# g++ builds the engine's own ONNX Runtime kernels (src/Explain/Native) into the publish output.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends g++ \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Directory.Build.props Directory.Packages.props SaliencyService.sln ./
 COPY src/ src/

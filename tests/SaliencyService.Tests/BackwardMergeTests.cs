@@ -1,3 +1,4 @@
+using SaliencyService.Tests.Support;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Engine;
@@ -142,7 +143,7 @@ public sealed class BackwardMergeTests
             .Output("y").Model();
         using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
         using var reference = GraphMirror.Build(model, "x", "y", ScalarType.Float64).Mirror!;
-        using var backprop = OrtBackprop.Create(model, mirror, [1, 3, 6, 6], batched: batch < 0, m => new InferenceSession(m.ToByteArray()));
+        using var backprop = OrtBackprop.Create(model, mirror, [1, 3, 6, 6], batched: batch < 0, TestSessions.Open);
         Assert.True(backprop.Merged);
         using var scope = NewDisposeScope();
         var input = tensor(Parity.RandomInput([1, 3, 6, 6], 9, -1, 1), [1, 3, 6, 6]);
@@ -178,7 +179,7 @@ public sealed class BackwardMergeTests
             var model = Model(opset).Model();
             _mirror = GraphMirror.Build(model, "x", "y").Mirror!;
             Reference = GraphMirror.Build(model, "x", "y", ScalarType.Float64).Mirror!;
-            Backprop = OrtBackprop.Create(model, _mirror, [1, 3, 6, 6], batched: true, m => new InferenceSession(m.ToByteArray()));
+            Backprop = OrtBackprop.Create(model, _mirror, [1, 3, 6, 6], batched: true, TestSessions.Open);
         }
 
         public OrtBackprop Backprop { get; }

@@ -1,3 +1,4 @@
+using SaliencyService.Tests.Support;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Engine;
@@ -108,6 +109,6 @@ public sealed class GradientEngineCheckTests
         var probe = tensor(Parity.RandomInput([1, 3, 8, 8], 5, -1, 1), [1, 3, 8, 8]);
         using var floatTruth = FloatTruth.Start(truth, "x", "y", probe, batched);
         return GradientEngineCheck.Choose(mirror, tryOnnxRuntime, floatTruth,
-            () => OrtBackprop.Create(truth, mirror, mirror.BatchShapes([.. probe.shape], batched), m => new InferenceSession(m.ToByteArray())));
+            () => OrtBackprop.Create(truth, mirror, mirror.BatchShapes([.. probe.shape], batched), TestSessions.Open));
     }
 }

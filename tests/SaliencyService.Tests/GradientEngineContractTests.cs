@@ -1,3 +1,4 @@
+using SaliencyService.Tests.Support;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Engine;
@@ -95,7 +96,7 @@ public sealed class GradientEngineContractTests
             var autograd = new AutogradEngine(_mirror);
             Engine = name == GradientEngines.LibTorch
                 ? autograd
-                : new OrtGradientEngine(Task.FromResult(OrtBackprop.Create(model, _mirror, [batch, 3, 8, 8], batched: false, m => new InferenceSession(m.ToByteArray()))), autograd);
+                : new OrtGradientEngine(Task.FromResult(OrtBackprop.Create(model, _mirror, [batch, 3, 8, 8], batched: false, TestSessions.Open)), autograd);
             Assert.Equal(name, Engine.Name);
         }
 

@@ -28,6 +28,12 @@ public sealed class HostileModelTests : IDisposable
         yield return ["external data outside the folder", WithExternal(Relu().Model(), "../../../../etc/passwd").ToByteArray(), "ONNX Runtime cannot load"];
         yield return ["external data at an absolute path", WithExternal(Relu().Model(), "/etc/passwd").ToByteArray(), "ONNX Runtime cannot load"];
         yield return ["no graph", new ModelProto { IrVersion = 8 }.ToByteArray(), "ONNX Runtime cannot load"];
+        // The engine's own kernels are registered with every session: a model may call them itself.
+        yield return ["its own call of MaxPoolGrad with a gradient of the wrong size", WithDomain(new OnnxTestModel(13, [1, 1, 4, 4])
+            .Node("MaxPoolGrad", ["x", "x"], ["y"], Ints("kernel_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
+            .Output("y").Model(), "ai.saliency").ToByteArray(), "pooled size"];
+        yield return ["its own call of MaxPoolGrad without attributes", WithDomain(new OnnxTestModel(13, [1, 1, 4, 4])
+            .Node("MaxPoolGrad", ["x", "x"], ["y"]).Output("y").Model(), "ai.saliency").ToByteArray(), "MaxPoolGrad"];
         yield return ["a ConstantOfShape of 10^12 x 10^12 elements", new OnnxTestModel(13, [1, 3])
             .Initializer("shape", [1_000_000_000_000L, 1_000_000_000_000L], 2)
             .Node("ConstantOfShape", ["shape"], ["huge"])

@@ -22,7 +22,7 @@ namespace SaliencyService.Tests;
 /// </summary>
 public sealed class OrtValueShapesTests
 {
-    private static readonly Func<Explain.Onnx.Proto.ModelProto, InferenceSession> Open = m => new InferenceSession(m.ToByteArray());
+    private static readonly Func<Explain.Onnx.Proto.ModelProto, InferenceSession> Open = TestSessions.Open;
 
     [Theory]
     [InlineData("mini_resnet")]

@@ -144,7 +144,7 @@ public sealed class PreparedBackwardTests
         {
             building.SetResult();
             gate.Task.Wait();
-            return OrtBackprop.Create(model, built, plan.Shapes, m => new InferenceSession(m.ToByteArray()));
+            return OrtBackprop.Create(model, built, plan.Shapes, TestSessions.Open);
         });
         prepared.Serve();
         await building.Task.WaitAsync(TimeSpan.FromMinutes(2));

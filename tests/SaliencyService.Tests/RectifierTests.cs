@@ -1,3 +1,4 @@
+using SaliencyService.Tests.Support;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Engine;
@@ -82,7 +83,7 @@ public sealed class RectifierTests
         else builder.Initializer("min", [0f]).Initializer("max", [(float)upper]).Node("Clip", ["x", "min", "max"], ["y"]);
         var model = builder.Output("y").Model();
         using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
-        using var backprop = OrtBackprop.Create(model, mirror, shape, batched: true, m => new InferenceSession(m.ToByteArray()));
+        using var backprop = OrtBackprop.Create(model, mirror, shape, batched: true, TestSessions.Open);
         using var scope = NewDisposeScope();
         var values = Enumerable.Range(0, channels).SelectMany(_ => Edges).ToArray();
         var input = tensor(values, shape);

@@ -1,6 +1,7 @@
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx;
 using SaliencyService.Explain.Onnx.Proto;
+using SaliencyService.Explain.Serving;
 
 namespace SaliencyService.Explain.Engine;
 
@@ -76,7 +77,8 @@ public static class BackwardMerge
         graph.Output.AddRange(backwardModel.Graph.Output);
         // The backward's ops at its opset mean what they meant at 17 up to today's; the model's from 13 (Allowed) on.
         var opset = merged.OpsetImport.First(o => o.Domain is "" or "ai.onnx");
-        opset.Version = Math.Max(opset.Version, backwardModel.OpsetImport.Single().Version);
+        opset.Version = Math.Max(opset.Version, backwardModel.OpsetImport.First(o => o.Domain == "").Version);
+        merged.OpsetImport.AddRange(backwardModel.OpsetImport.Where(o => o.Domain == NativeOps.Domain));
         merged.IrVersion = Math.Max(merged.IrVersion, backwardModel.IrVersion);
         return merged;
     }

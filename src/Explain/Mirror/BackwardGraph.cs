@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Google.Protobuf;
 using SaliencyService.Explain.Onnx.Proto;
+using SaliencyService.Explain.Serving;
 using static TorchSharp.torch;
 using DataType = SaliencyService.Explain.Onnx.Proto.TensorProto.Types.DataType;
 
@@ -112,6 +113,14 @@ public sealed class BackwardGraph
         node.Output.Add(output);
         node.Attribute.AddRange(attributes);
         _graph.Node.Add(node);
+        return output;
+    }
+
+    /// <summary>Adds a node of the engine's own kernels (<see cref="NativeOps"/>) and returns its output's name.</summary>
+    public string NativeNode(string opType, IEnumerable<string> inputs, params AttributeProto[] attributes)
+    {
+        var output = Node(opType, inputs, attributes);
+        _graph.Node[^1].Domain = NativeOps.Domain;
         return output;
     }
 
@@ -255,6 +264,7 @@ public sealed class BackwardGraph
         Prune();
         var model = new ModelProto { IrVersion = 8, ProducerName = "SaliencyService backward", Graph = _graph };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
+        if (_graph.Node.Any(n => n.Domain == NativeOps.Domain)) model.OpsetImport.Add(new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 });
         return model;
     }
 

@@ -61,6 +61,7 @@ public sealed class OnnxSessionFactory
             IntraOpNumThreads = 1,
             InterOpNumThreads = 1,
         };
+        NativeOps.Register(options);
         return FromMemory(OrtModelBytes.Of(model), options);
     }
 
@@ -101,6 +102,7 @@ public sealed class OnnxSessionFactory
         };
         options.AddSessionConfigEntry("session.intra_op.allow_spinning", _options.AllowSpinning ? "1" : "0");
         options.AddSessionConfigEntry("session.force_spinning_stop", "1"); // no spinning once a run ends
+        NativeOps.Register(options); // backward graphs may hold its kernels
         if (_options.ProfilePrefix is { } prefix)
         {
             options.ProfileOutputPathPrefix = prefix; // read when profiling is switched on

@@ -1,3 +1,4 @@
+using SaliencyService.Explain.Serving;
 using Xunit;
 using static SaliencyService.Tests.Ops.OnnxTestModel;
 
@@ -57,7 +58,14 @@ public sealed class GradientRuleTests
             .Node("Relu", ["x"], ["r"])
             .Node("MaxPool", ["r"], ["y"], Ints("kernel_shape", kernel, kernel), Ints("strides", stride, stride),
                 Ints("pads", pad, pad, pad, pad), Int("ceil_mode", ceil))
-            .Output("y"));
+            .Output("y"), backwardUses: NativeOps.Available ? NativeOps.MaxPoolGrad : "ScatterElements");
+
+    [Fact]
+    public void Relu_then_dilated_max_pool_with_uneven_pads() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 11, 10])
+            .Node("Relu", ["x"], ["r"])
+            .Node("MaxPool", ["r"], ["y"], Ints("kernel_shape", 3, 2), Ints("strides", 1, 2), Ints("dilations", 2, 1), Ints("pads", 1, 0, 2, 1))
+            .Output("y"), backwardUses: NativeOps.Available ? NativeOps.MaxPoolGrad : "ScatterElements");
 
     [Theory]
     [InlineData(0, 0, new long[] { 1, 1, 1, 1 })]

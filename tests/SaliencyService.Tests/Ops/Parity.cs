@@ -1,3 +1,4 @@
+using SaliencyService.Tests.Support;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
@@ -43,7 +44,7 @@ public static class Parity
         Dictionary<string, TensorInfo> reported;
         try
         {
-            reported = OrtValueShapes.Run(model, [.. mirrored.Keys], "x", input, ScalarType.Float32, m => new InferenceSession(m.ToByteArray()));
+            reported = OrtValueShapes.Run(model, [.. mirrored.Keys], "x", input, ScalarType.Float32, TestSessions.Open);
         }
         catch (NotSupportedException) when (SaliencyService.Explain.Onnx.OnnxFile.DefaultOpset(model) < 10)
         {
@@ -103,7 +104,7 @@ public static class Parity
         using var backprop = OrtBackprop.Create(model, mirror, builder.InputShape, batched: true, m =>
         {
             operators.UnionWith(m.Graph.Node.Select(n => n.OpType));
-            return new InferenceSession(m.ToByteArray());
+            return TestSessions.Open(m);
         });
         if (backwardUses is not null) Assert.Contains(backwardUses, operators);
         using var scope = NewDisposeScope();
