@@ -11,15 +11,8 @@ namespace SaliencyService.Tests;
 /// results are checked against libtorch's float64 autograd in GradientRuleTests and against the
 /// PyTorch fixtures in ExplainApiTests.
 /// </summary>
-public sealed class NativeOpsTests : IDisposable
+public sealed class NativeOpsTests
 {
-    private readonly string _store = ServiceFactory.NewStoreDirectory();
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_store)) Directory.Delete(_store, recursive: true);
-    }
-
     [Fact]
     public void The_kernels_are_built_beside_the_assemblies() =>
         Assert.True(NativeOps.Available, "libsaliency_ops.so is not beside the test assembly: the build found no g++ (apt-get install g++, then rebuild)");
@@ -28,14 +21,22 @@ public sealed class NativeOpsTests : IDisposable
     [Fact]
     public async Task Without_them_guided_backprop_matches_the_reference()
     {
-        using var service = await ServiceProcess.StartAsync(_store, new Dictionary<string, string> { ["SALIENCY_NATIVE_OPS"] = "0" });
-        await Http.ImportFixtureAsync(service.Client, "seed_cnn");
-        foreach (var stem in new[] { "input0", "input1" })
+        var store = ServiceFactory.NewStoreDirectory();
+        try
         {
-            using var form = Http.TensorForm(File.ReadAllBytes(TestPaths.Fixture("seed_cnn", stem + ".tensor.npy")));
-            var response = await service.Client.PostAsync("/v1/models/seed_cnn/explain?method=guided-backprop&format=npy", form);
-            Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
-            ReferenceMaps.AssertMatches("seed_cnn", stem + ".guided_backprop.npy", await response.Content.ReadAsByteArrayAsync());
+            using var service = await ServiceProcess.StartAsync(store, new Dictionary<string, string> { ["SALIENCY_NATIVE_OPS"] = "0" });
+            await Http.ImportFixtureAsync(service.Client, "seed_cnn");
+            foreach (var stem in new[] { "input0", "input1" })
+            {
+                using var form = Http.TensorForm(File.ReadAllBytes(TestPaths.Fixture("seed_cnn", stem + ".tensor.npy")));
+                var response = await service.Client.PostAsync("/v1/models/seed_cnn/explain?method=guided-backprop&format=npy", form);
+                Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+                ReferenceMaps.AssertMatches("seed_cnn", stem + ".guided_backprop.npy", await response.Content.ReadAsByteArrayAsync());
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(store)) Directory.Delete(store, recursive: true);
         }
     }
 }
