@@ -1,11 +1,9 @@
-using SaliencyService.Tests.Support;
-using Google.Protobuf;
-using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx.Proto;
 using SaliencyService.Explain.Torch;
 using SaliencyService.Tests.Ops;
+using SaliencyService.Tests.Support;
 using Xunit;
 using static SaliencyService.Tests.Ops.OnnxTestModel;
 using static TorchSharp.torch;

@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
@@ -22,8 +21,6 @@ namespace SaliencyService.Tests;
 /// </summary>
 public sealed class OrtValueShapesTests
 {
-    private static readonly Func<Explain.Onnx.Proto.ModelProto, InferenceSession> Open = TestSessions.Open;
-
     [Theory]
     [InlineData("mini_resnet")]
     [InlineData("mini_mobilenet")]
@@ -40,7 +37,7 @@ public sealed class OrtValueShapesTests
         var probe = tensor(sample.Data, sample.Shape);
 
         var probeShapes = reference.ShapesOf(reference.Forward(probe.to_type(ScalarType.Float64), RectifierRule.Gradient));
-        var ofTwo = OrtValueShapes.Run(model, [.. mirror.ActivationNames], input, cat([probe, probe.flip(-1)], 0), ScalarType.Float32, Open);
+        var ofTwo = OrtValueShapes.Run(model, [.. mirror.ActivationNames], input, cat([probe, probe.flip(-1)], 0), ScalarType.Float32, TestSessions.Open);
         var actual = GraphMirror.BatchShapes(probeShapes, ofTwo);
 
         var expected = mirror.BatchShapes(probe.shape, batched: true);
@@ -94,7 +91,7 @@ public sealed class OrtValueShapesTests
         using var scope = NewDisposeScope();
         var two = tensor(Parity.RandomInput([2, 3, 4, 4], 3, -1, 1), [2, 3, 4, 4]);
 
-        var ofTwo = OrtValueShapes.Run(model, [.. mirror.ActivationNames], "x", two, ScalarType.Float32, Open);
+        var ofTwo = OrtValueShapes.Run(model, [.. mirror.ActivationNames], "x", two, ScalarType.Float32, TestSessions.Open);
         Assert.Equal([2L, 3, 4, 4], ofTwo["s32"].Values!); // int32 in the model, int64 in the mirror
         Assert.Equal(ScalarType.Int64, ofTwo["s32"].Type);
         Assert.Equal([2L, -1], ofTwo["shape"].Values!);
@@ -128,10 +125,10 @@ public sealed class OrtValueShapesTests
         using var scope = NewDisposeScope();
         var input = tensor(Parity.RandomInput([2, 3], 1, -1, 1), [2, 3]);
         var old = new OnnxTestModel(9, [-1, 3]).Node("Relu", ["x"], ["y"]).Output("y").Model();
-        Assert.Throws<NotSupportedException>(() => OrtValueShapes.Run(old, ["y"], "x", input, ScalarType.Float32, Open));
+        Assert.Throws<NotSupportedException>(() => OrtValueShapes.Run(old, ["y"], "x", input, ScalarType.Float32, TestSessions.Open));
 
         var taken = new OnnxTestModel(13, [-1, 3]).Node("Relu", ["x"], ["saliency.shapes::shape/0"]).Node("Relu", ["saliency.shapes::shape/0"], ["y"])
             .Output("y").Model();
-        Assert.Throws<NotSupportedException>(() => OrtValueShapes.Run(taken, ["saliency.shapes::shape/0", "y"], "x", input, ScalarType.Float32, Open));
+        Assert.Throws<NotSupportedException>(() => OrtValueShapes.Run(taken, ["saliency.shapes::shape/0", "y"], "x", input, ScalarType.Float32, TestSessions.Open));
     }
 }

@@ -1,5 +1,3 @@
-using Google.Protobuf;
-using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;

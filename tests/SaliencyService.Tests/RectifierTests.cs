@@ -1,10 +1,8 @@
-using SaliencyService.Tests.Support;
-using Google.Protobuf;
-using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Torch;
 using SaliencyService.Tests.Ops;
+using SaliencyService.Tests.Support;
 using Xunit;
 using static TorchSharp.torch;
 

@@ -30,8 +30,8 @@ internal static class PoolOps
     /// Each output's gradient goes to the input cell its maximum came from, summed where windows
     /// overlap. In 2-D with the engine's own kernels (<see cref="NativeOps"/>): MaxPoolGrad over the
     /// recorded input, one pass. Otherwise the flat indices ONNX Runtime's forward records as
-    /// MaxPool's second output, scattered (a scalar kernel in the forward and a scatter: 8.5 ms
-    /// against MaxPoolGrad's 2.2 on ResNet-18 here, bench/analysis.md).
+    /// MaxPool's second output, scattered (a scalar kernel in the forward and a scatter: 6.9 ms
+    /// against 2.0 with MaxPoolGrad on ResNet-18 on a Zen 3 host, bench/analysis.md).
     /// </summary>
     [OnnxGradient("MaxPool")]
     private static GradientRule? MaxPoolGradient(OpContext node)

@@ -1,10 +1,9 @@
-using SaliencyService.Tests.Support;
-using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Serving;
+using SaliencyService.Tests.Support;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
