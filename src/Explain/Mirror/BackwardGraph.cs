@@ -32,6 +32,7 @@ public sealed class BackwardGraph
     private readonly Dictionary<float, string> _scalars = [];
     private readonly Dictionary<string, TensorProto> _weights;
     private readonly HashSet<string> _shared = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _blocked = new(StringComparer.Ordinal);
     private int _next;
 
     /// <param name="shapes">Every forward tensor's shape (−1 marks the batch dimension) and type.</param>
@@ -113,8 +114,25 @@ public sealed class BackwardGraph
         node.Output.Add(output);
         node.Attribute.AddRange(attributes);
         _graph.Node.Add(node);
+        if (KeepsBlocked(opType, node.Input)) _blocked.Add(output);
         return output;
     }
+
+    /// <summary>
+    /// Whether ONNX Runtime's CPU provider will hold <paramref name="value"/> in its blocked (NCHWc)
+    /// layout: a convolution's output, or a rectifier, product or sum of such values only (its
+    /// layout transformer takes an elementwise op only when every operand is blocked, and a value
+    /// enters the layout only through a convolution).
+    /// </summary>
+    public bool Blocked(string value) => _blocked.Contains(value);
+
+    private bool KeepsBlocked(string opType, IReadOnlyList<string> inputs) => opType switch
+    {
+        "Conv" => true,
+        "Relu" or "Clip" => _blocked.Contains(inputs[0]),
+        "Mul" or "Add" or "Sum" => inputs.All(_blocked.Contains),
+        _ => false,
+    };
 
     /// <summary>Adds a node of the engine's own kernels (<see cref="NativeOps"/>) and returns its output's name.</summary>
     public string NativeNode(string opType, IEnumerable<string> inputs, params AttributeProto[] attributes)

@@ -61,9 +61,13 @@ public static class Rectifier
         var gradient = node.OutputGradients[0]!;
         if (graph.Rule == RectifierRule.Deconvnet) return [graph.Node("Relu", [gradient])];
         var y = graph.Recorded(node.Outputs[0]);
-        var gate = node.OutputShapes[0] is [_, var channels, _, _] && channels % BlockChannels == 0
-            ? BlockedGate(graph, y, channels, upper)
-            : Gate(graph, y, upper);
+        string gate;
+        if (node.OutputShapes[0] is [_, var channels, _, _] && channels % BlockChannels == 0)
+        {
+            gate = BlockedGate(graph, y, channels, upper);
+            if (!graph.Blocked(gradient)) gradient = BlockedCopy(graph, gradient, channels);
+        }
+        else gate = Gate(graph, y, upper);
         return [graph.Node("Mul", [graph.Rule == RectifierRule.GuidedBackprop ? graph.Node("Relu", [gradient]) : gradient, gate])];
     });
 
@@ -96,6 +100,16 @@ public static class Rectifier
         var below = ClippedScale(graph, y, channels, -scale, scale * (float)upper);
         return graph.Node("Mul", [above, below]);
     }
+
+    /// <summary>
+    /// A gradient that arrives outside the blocked layout (a strided ConvTranspose's, a pooling's
+    /// or the classifier's) taken into it by a per-channel 1×1 convolution of weight 1 (exact). It
+    /// costs the reorder that the next convolution would make of the gated gradient anyway; in
+    /// return the guided Relu fuses into it, the gate's product reads the gate where it is, and
+    /// the residual sums after it fuse into the backward's convolutions.
+    /// </summary>
+    private static string BlockedCopy(BackwardGraph graph, string gradient, long channels) =>
+        graph.Node("Conv", [gradient, graph.Constant(ones(channels, 1, 1, 1))], BackwardGraph.Attribute("group", channels));
 
     /// <summary>clip(weight·y + bias, 0, 1) per channel, as a depthwise 1×1 convolution and a Clip.</summary>
     private static string ClippedScale(BackwardGraph graph, string y, long channels, float weight, float bias)

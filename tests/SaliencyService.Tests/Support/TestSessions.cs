@@ -11,10 +11,14 @@ namespace SaliencyService.Tests.Support;
 /// </summary>
 public static class TestSessions
 {
-    public static InferenceSession Open(ModelProto model)
+    public static InferenceSession Open(ModelProto model) => Open(model, null);
+
+    /// <param name="optimizedPath">Where ONNX Runtime writes the graph it optimised (its fusions and layouts), if anywhere.</param>
+    public static InferenceSession Open(ModelProto model, string? optimizedPath)
     {
         using var options = new SessionOptions();
         NativeOps.Register(options);
+        if (optimizedPath is not null) options.OptimizedModelFilePath = optimizedPath;
         return new InferenceSession(model.ToByteArray(), options);
     }
 }

@@ -1,0 +1,83 @@
+using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Onnx;
+using SaliencyService.Explain.Torch;
+using SaliencyService.Tests.Support;
+using Xunit;
+using static SaliencyService.Tests.Ops.OnnxTestModel;
+using static TorchSharp.torch;
+
+namespace SaliencyService.Tests.Ops;
+
+/// <summary>
+/// A small residual network (stem, max pool, a block, a strided block with a 1×1 shortcut, global
+/// average pool, classifier) whose backward ONNX Runtime runs in its blocked (NCHWc) layout: the
+/// gradients that arrive from a transposed convolution, the max pool or the classifier are taken
+/// into it (Rectifier's blocked copy), so the residual sums and guided Relus fuse into the
+/// backward's convolutions.
+/// </summary>
+public sealed class BlockedLayoutTests
+{
+    private static OnnxTestModel ResidualNetwork()
+    {
+        var seed = 20;
+        OnnxTestModel Weight(OnnxTestModel m, string name, params long[] shape) =>
+            m.Initializer(name, Parity.RandomInput([shape.Aggregate(1L, (p, d) => p * d)], seed++, -0.4f, 0.4f), shape);
+        var model = new OnnxTestModel(13, [2, 3, 14, 14]);
+        model = Weight(model, "w0", 16, 3, 3, 3);
+        model = Weight(model, "w1", 16, 16, 3, 3);
+        model = Weight(model, "w2", 16, 16, 3, 3);
+        model = Weight(model, "w3", 32, 16, 3, 3);
+        model = Weight(model, "w4", 32, 32, 3, 3);
+        model = Weight(model, "wd", 32, 16, 1, 1);
+        model = Weight(model, "fc", 5, 32);
+        return model
+            .Node("Conv", ["x", "w0"], ["c0"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c0"], ["r0"])
+            .Node("MaxPool", ["r0"], ["m"], Ints("kernel_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1))
+            .Node("Conv", ["m", "w1"], ["c1"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c1"], ["r1"])
+            .Node("Conv", ["r1", "w2"], ["c2"], Ints("pads", 1, 1, 1, 1)).Node("Add", ["c2", "m"], ["s2"]).Node("Relu", ["s2"], ["r2"])
+            .Node("Conv", ["r2", "w3"], ["c3"], Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c3"], ["r3"])
+            .Node("Conv", ["r3", "w4"], ["c4"], Ints("pads", 1, 1, 1, 1))
+            .Node("Conv", ["r2", "wd"], ["d"], Ints("strides", 2, 2)).Node("Add", ["c4", "d"], ["s4"]).Node("Relu", ["s4"], ["r4"])
+            .Node("GlobalAveragePool", ["r4"], ["g"]).Node("Flatten", ["g"], ["f"])
+            .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y");
+    }
+
+    [Fact]
+    public void Gradients_match_float64_autograd_under_every_rule() =>
+        Parity.CheckGradients(ResidualNetwork(), low: -1, high: 1);
+
+    /// <summary>
+    /// In the session ONNX Runtime optimises from the guided backward, no Relu runs on its own and
+    /// no sum reads a value reordered out of the blocked layout: each is fused into a convolution.
+    /// (The two sums of the strided block's transposed convolutions stay in the plain layout,
+    /// which those take and give.)
+    /// </summary>
+    [Fact]
+    public void Guided_backward_runs_in_the_blocked_layout()
+    {
+        TorchNativeLoader.EnsureLoaded();
+        var builder = ResidualNetwork();
+        var model = builder.Model();
+        var folder = Directory.CreateTempSubdirectory("blocked-layout").FullName;
+        var build = GraphMirror.Build(model, "x", "y");
+        using var mirror = build.Mirror!;
+        var optimized = new List<string>();
+        using var backprop = OrtBackprop.Create(model, mirror, builder.InputShape, batched: true, m =>
+        {
+            optimized.Add(Path.Combine(folder, $"{optimized.Count}.onnx"));
+            return TestSessions.Open(m, optimized[^1]);
+        });
+        using var scope = NewDisposeScope();
+        backprop.Run(zeros(builder.InputShape), -1, RectifierRule.GuidedBackprop);
+
+        var sessions = optimized.Select(OnnxFile.Load).ToList();
+        Directory.Delete(folder, recursive: true);
+        var guided = sessions.Single(m => m.Graph.Node.Any(n => n.Name.StartsWith(BackwardGraph.Prefix + "Relu", StringComparison.Ordinal)));
+        var producers = guided.Graph.Node.SelectMany(n => n.Output.Select(o => (o, n.OpType))).ToDictionary(p => p.o, p => p.OpType);
+        Assert.DoesNotContain(guided.Graph.Node, n => n.OpType == "Relu");
+        var sums = guided.Graph.Node.Where(n => n.OpType is "Sum" or "Add").ToList();
+        Assert.All(sums, s => Assert.All(s.Input, i => Assert.NotEqual("ReorderOutput", producers.GetValueOrDefault(i))));
+        Assert.All(sums, s => Assert.All(s.Input, i => Assert.Equal("ConvTranspose", producers.GetValueOrDefault(i))));
+    }
+}
