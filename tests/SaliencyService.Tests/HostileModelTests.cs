@@ -32,6 +32,10 @@ public sealed class HostileModelTests : IDisposable
         yield return ["its own call of MaxPoolGrad with a gradient of the wrong size", WithDomain(new OnnxTestModel(13, [1, 1, 4, 4])
             .Node("MaxPoolGrad", ["x", "x"], ["y"], Ints("kernel_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
             .Output("y").Model(), "ai.saliency").ToByteArray(), "pooled size"];
+        yield return ["its own call of MaxPoolGrad with an unknown rectify", WithDomain(new OnnxTestModel(13, [1, 1, 4, 4])
+            .Node("MaxPoolGrad", ["x", "x"], ["y"], Ints("kernel_shape", 1, 1), Ints("strides", 1, 1), Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1),
+                Int("rectify", 5))
+            .Output("y").Model(), "ai.saliency").ToByteArray(), "rectify"];
         yield return ["its own call of MaxPoolGrad without attributes", WithDomain(new OnnxTestModel(13, [1, 1, 4, 4])
             .Node("MaxPoolGrad", ["x", "x"], ["y"]).Output("y").Model(), "ai.saliency").ToByteArray(), "MaxPoolGrad"];
         yield return ["a ConstantOfShape of 10^12 x 10^12 elements", new OnnxTestModel(13, [1, 3])

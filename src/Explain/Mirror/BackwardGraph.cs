@@ -33,6 +33,7 @@ public sealed class BackwardGraph
     private readonly Dictionary<string, TensorProto> _weights;
     private readonly HashSet<string> _shared = new(StringComparer.Ordinal);
     private readonly HashSet<string> _blocked = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, NodeProto> _producers = new(StringComparer.Ordinal);
     private int _next;
 
     /// <param name="shapes">Every forward tensor's shape (−1 marks the batch dimension) and type.</param>
@@ -114,8 +115,26 @@ public sealed class BackwardGraph
         node.Output.Add(output);
         node.Attribute.AddRange(attributes);
         _graph.Node.Add(node);
+        _producers[output] = node;
         if (KeepsBlocked(opType, node.Input)) _blocked.Add(output);
         return output;
+    }
+
+    /// <summary>
+    /// Folds a rectifier's backward into the <see cref="NativeOps.MaxPoolGrad"/> that computed its
+    /// whole gradient from the rectifier's own output <paramref name="y"/> (a rectifier read by a
+    /// max pool only: ResNet's and VGG's): the kernel gates the gradient (its positive part where
+    /// <paramref name="positive"/>) by 0 &lt; y &lt; <paramref name="upper"/> while the plane is
+    /// in cache. False where the gradient came otherwise.
+    /// </summary>
+    public bool RectifyInMaxPoolGrad(string gradient, string y, double upper, bool positive)
+    {
+        if (!_producers.TryGetValue(gradient, out var node) || node.Domain != NativeOps.Domain || node.OpType != NativeOps.MaxPoolGrad
+            || node.Input[0] != y || node.Attribute.Any(a => a.Name == "rectify"))
+            return false;
+        node.Attribute.Add(Attribute("rectify", positive ? 2 : 1));
+        if (!double.IsPositiveInfinity(upper)) node.Attribute.Add(Attribute("upper", (float)upper));
+        return true;
     }
 
     /// <summary>

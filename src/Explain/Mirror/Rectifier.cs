@@ -54,13 +54,15 @@ public static class Rectifier
     /// a Relu that ONNX Runtime fuses into the convolution before it where there is one) times a
     /// gate that is 1 where the recorded output y ∈ [0, upper] has 0 &lt; y &lt; upper (libtorch's
     /// relu and hardtanh backward gate the same way) and 0 elsewhere; deconvnet's positive part
-    /// everywhere, ungated.
+    /// everywhere, ungated. Where a max pool's own kernel computed the whole gradient from y, that
+    /// kernel gates it (<see cref="BackwardGraph.RectifyInMaxPoolGrad"/>).
     /// </summary>
     public static GradientRule Gradient(double upper) => new((graph, node) =>
     {
         var gradient = node.OutputGradients[0]!;
         if (graph.Rule == RectifierRule.Deconvnet) return [graph.Node("Relu", [gradient])];
         var y = graph.Recorded(node.Outputs[0]);
+        if (graph.RectifyInMaxPoolGrad(gradient, y, upper, graph.Rule == RectifierRule.GuidedBackprop)) return [gradient];
         string gate;
         if (node.OutputShapes[0] is [_, var channels, _, _] && channels % BlockChannels == 0)
         {

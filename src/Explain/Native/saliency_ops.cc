@@ -5,6 +5,10 @@
 // window in X, as ONNX Runtime's MaxPool picks it for its Indices output; gradients of overlapping
 // windows add. One pass over the windows, where the graph otherwise needs MaxPool's Indices output
 // in the forward (a scalar kernel) and a ScatterElements in the backward (bench/analysis.md).
+// With rectify = 1 or 2 it is also the backward of the rectifier that produced X (X = clamp(·, 0,
+// upper), read by this max pool only): each cell's gradient (its positive part for 2, guided
+// backprop) where 0 < X < upper, else 0, as libtorch's relu and hardtanh backward gate it. The
+// plane is still in cache then, where the graph otherwise reads X and the gradient once more.
 // Every shape is checked against the attributes before any memory is touched: a mismatch is an
 // error status, never a read out of bounds.
 #include <algorithm>
@@ -27,9 +31,12 @@ struct MaxPoolGrad {
       strides_ = attributes.GetAttributes<int64_t>("strides");
       pads_ = attributes.GetAttributes<int64_t>("pads");
       dilations_ = attributes.GetAttributes<int64_t>("dilations");
+      rectify_ = Optional<int64_t>(attributes, "rectify", 0);
+      upper_ = Optional<float>(attributes, "upper", std::numeric_limits<float>::infinity());
     } catch (const std::exception& e) {
       error_ = std::string("MaxPoolGrad: ") + e.what();
     }
+    if (error_.empty() && (rectify_ < 0 || rectify_ > 2 || !(upper_ > 0))) error_ = "MaxPoolGrad: rectify must be 0, 1 or 2 and upper above 0";
     bool positive = kernel_.size() == 2 && strides_.size() == 2 && dilations_.size() == 2 && pads_.size() == 4;
     for (size_t i = 0; positive && i < 2; ++i) positive = kernel_[i] > 0 && strides_[i] > 0 && dilations_[i] > 0 && pads_[i] >= 0 && pads_[i + 2] >= 0;
     if (error_.empty() && !positive) error_ = "MaxPoolGrad: needs 2-D kernel_shape, strides and dilations (> 0) and four pads (>= 0)";
@@ -96,10 +103,31 @@ struct MaxPoolGrad {
         if (at >= 0) dx[at] += dy[i * job.columns + j];
       }
     }
+    // Vectorised selects (the library is built with -O3): at -O2 g++ left a branch per cell,
+    // mispredicted on the half of a rectifier's outputs that are 0 (ResNet-18's stem: the kernel
+    // took 3.3 ms with the gate, against 1.1 ms now and 0.9 without it).
+    const float upper = op.upper_;
+    if (op.rectify_ == 1)
+      for (int64_t k = 0; k < area; ++k) dx[k] = Open(x[k], upper) ? dx[k] : 0.0f;
+    else if (op.rectify_ == 2)
+      for (int64_t k = 0; k < area; ++k) dx[k] = Open(x[k], upper) ? std::max(dx[k], 0.0f) : 0.0f;
+  }
+
+  static bool Open(float x, float upper) { return (x > 0.0f) & (x < upper); }
+
+  template <typename T>
+  static T Optional(const Ort::ConstKernelInfo& attributes, const char* name, T fallback) {
+    try {
+      return attributes.GetAttribute<T>(name);
+    } catch (const Ort::Exception&) {
+      return fallback; // absent
+    }
   }
 
   const OrtApi* api_;
   std::vector<int64_t> kernel_, strides_, pads_, dilations_;
+  int64_t rectify_ = 0;
+  float upper_ = std::numeric_limits<float>::infinity();
   std::string error_;
 };
 

@@ -11,7 +11,11 @@ public static class NativeOps
 {
     public const string Domain = "ai.saliency";
 
-    /// <summary>MaxPoolGrad(X, dY) → dX: each window's gradient to its first maximum in X.</summary>
+    /// <summary>
+    /// MaxPoolGrad(X, dY) → dX: each window's gradient to its first maximum in X; with the
+    /// attribute <c>rectify</c> 1 (2: its positive part) also gated by 0 &lt; X &lt; <c>upper</c>,
+    /// the backward of the rectifier whose output X is.
+    /// </summary>
     public const string MaxPoolGrad = "MaxPoolGrad";
 
     private static readonly string? Library = Find();

@@ -52,6 +52,10 @@ public sealed class GradientRuleTests
             .Node("Relu", ["c"], ["y"]).Output("y"));
     }
 
+    /// <summary>The rectifier's gate where MaxPool's own kernel gates it (a rectifier read by the max pool only), else the graph's.</summary>
+    /// <remarks>A 1×1 convolution after the pool mixes its channels, so every window gets a gradient, windows of zeros included.</remarks>
+    private static string? GateElsewhere => NativeOps.Available ? "HardSigmoid" : null;
+
     [Theory]
     [InlineData(3, 2, 1, 0)]   // overlapping windows, as in ResNet's stem
     [InlineData(2, 2, 0, 0)]
@@ -59,9 +63,30 @@ public sealed class GradientRuleTests
     public void Relu_then_max_pool(long kernel, long stride, long pad, long ceil) =>
         Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 9, 10])
             .Node("Relu", ["x"], ["r"])
-            .Node("MaxPool", ["r"], ["y"], Ints("kernel_shape", kernel, kernel), Ints("strides", stride, stride),
+            .Node("MaxPool", ["r"], ["m"], Ints("kernel_shape", kernel, kernel), Ints("strides", stride, stride),
                 Ints("pads", pad, pad, pad, pad), Int("ceil_mode", ceil))
-            .Output("y"), backwardUses: MaxPoolBackward);
+            .Initializer("w", Weights(4 * 3, 9), 4, 3, 1, 1).Node("Conv", ["m", "w"], ["y"])
+            .Output("y"), backwardUses: MaxPoolBackward, backwardLacks: GateElsewhere);
+
+    /// <summary>ReLU6 before the pool: the kernel's gate closes at 6 too (inputs up to 8 saturate some cells).</summary>
+    [Fact]
+    public void Relu6_then_max_pool() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 9, 10])
+            .Initializer("low", [0f]).Initializer("high", [6f])
+            .Node("Clip", ["x", "low", "high"], ["r"])
+            .Node("MaxPool", ["r"], ["m"], Ints("kernel_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1))
+            .Initializer("w", Weights(4 * 3, 9), 4, 3, 1, 1).Node("Conv", ["m", "w"], ["y"])
+            .Output("y"), low: -8, high: 8, backwardUses: MaxPoolBackward, backwardLacks: GateElsewhere);
+
+    /// <summary>A rectifier read by the pool and by another op: its gradient is a sum, which the graph gates.</summary>
+    [Fact]
+    public void Relu_read_by_max_pool_and_more() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 8, 8])
+            .Node("Relu", ["x"], ["r"])
+            .Node("MaxPool", ["r"], ["m"], Ints("kernel_shape", 2, 2), Ints("strides", 2, 2))
+            .Node("AveragePool", ["r"], ["a"], Ints("kernel_shape", 2, 2), Ints("strides", 2, 2))
+            .Node("Add", ["m", "a"], ["y"])
+            .Output("y"), backwardUses: "HardSigmoid");
 
     [Fact]
     public void Relu_then_dilated_max_pool_with_uneven_pads() =>

@@ -94,7 +94,9 @@ public static class Parity
     /// </summary>
     /// <param name="label">Names the case in failure messages.</param>
     /// <param name="backwardUses">An operator the backward graph must hold (which way a rule wrote it).</param>
-    public static void CheckGradients(OnnxTestModel builder, int seed = 1, float low = -2, float high = 2, string label = "", string? backwardUses = null)
+    /// <param name="backwardLacks">An operator it must not hold (a rule's work done elsewhere).</param>
+    public static void CheckGradients(OnnxTestModel builder, int seed = 1, float low = -2, float high = 2, string label = "",
+        string? backwardUses = null, string? backwardLacks = null)
     {
         var model = builder.Model();
         using var mirror = Mirror(model);
@@ -106,6 +108,7 @@ public static class Parity
             return TestSessions.Open(m);
         });
         if (backwardUses is not null) Assert.Contains(backwardUses, operators);
+        if (backwardLacks is not null) Assert.DoesNotContain(backwardLacks, operators);
         using var scope = NewDisposeScope();
         var input = tensor(RandomInput(builder.InputShape, seed, low, high), builder.InputShape);
         var scores = backprop.Forward(input).Scores;
