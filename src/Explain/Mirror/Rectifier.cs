@@ -62,15 +62,11 @@ public static class Rectifier
         var gradient = node.OutputGradients[0]!;
         if (graph.Rule == RectifierRule.Deconvnet) return [graph.Node("Relu", [gradient])];
         var y = graph.Recorded(node.Outputs[0]);
-        if (graph.RectifyInMaxPoolGrad(gradient, y, upper, graph.Rule == RectifierRule.GuidedBackprop)) return [gradient];
-        string gate;
-        if (node.OutputShapes[0] is [_, var channels, _, _] && channels % BlockChannels == 0)
-        {
-            gate = BlockedGate(graph, y, channels, upper);
-            if (!graph.Blocked(gradient)) gradient = BlockedCopy(graph, gradient, channels);
-        }
-        else gate = Gate(graph, y, upper);
-        return [graph.Node("Mul", [graph.Rule == RectifierRule.GuidedBackprop ? graph.Node("Relu", [gradient]) : gradient, gate])];
+        var guided = graph.Rule == RectifierRule.GuidedBackprop;
+        if (graph.RectifyInMaxPoolGrad(gradient, y, upper, guided)) return [gradient];
+        string Gated(string incoming, string gate) => graph.Node("Mul", [guided ? graph.Node("Relu", [incoming]) : incoming, gate]);
+        if (node.OutputShapes[0] is not [_, var channels, _, _] || channels % BlockChannels != 0) return [Gated(gradient, Gate(graph, y, upper))];
+        return [Gated(graph.Blocked(gradient) ? gradient : BlockedCopy(graph, gradient, channels), BlockedGate(graph, y, channels, upper))];
     });
 
     /// <summary>

@@ -120,7 +120,7 @@ struct MaxPoolGrad {
     try {
       return attributes.GetAttribute<T>(name);
     } catch (const Ort::Exception&) {
-      return fallback; // absent
+      return fallback; // absent, or not of this type
     }
   }
 

@@ -1,6 +1,7 @@
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx;
+using SaliencyService.Explain.Onnx.Proto;
 using SaliencyService.Explain.Torch;
 using SaliencyService.Tests.Support;
 using Xunit;
@@ -60,19 +61,25 @@ public sealed class BlockedLayoutTests
         var builder = ResidualNetwork();
         var model = builder.Model();
         var folder = Directory.CreateTempSubdirectory("blocked-layout").FullName;
-        var build = GraphMirror.Build(model, "x", "y");
-        using var mirror = build.Mirror!;
-        var optimized = new List<string>();
-        using var backprop = OrtBackprop.Create(model, mirror, builder.InputShape, batched: true, m =>
+        List<ModelProto> sessions;
+        try
         {
-            optimized.Add(Path.Combine(folder, $"{optimized.Count}.onnx"));
-            return TestSessions.Open(m, optimized[^1]);
-        });
-        using var scope = NewDisposeScope();
-        backprop.Run(zeros(builder.InputShape), -1, RectifierRule.GuidedBackprop);
+            using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+            var optimized = new List<string>();
+            using var backprop = OrtBackprop.Create(model, mirror, builder.InputShape, batched: true, m =>
+            {
+                optimized.Add(Path.Combine(folder, $"{optimized.Count}.onnx"));
+                return TestSessions.Open(m, optimized[^1]);
+            });
+            using var scope = NewDisposeScope();
+            backprop.Run(zeros(builder.InputShape), -1, RectifierRule.GuidedBackprop);
+            sessions = optimized.Select(OnnxFile.Load).ToList();
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
 
-        var sessions = optimized.Select(OnnxFile.Load).ToList();
-        Directory.Delete(folder, recursive: true);
         var guided = sessions.Single(m => m.Graph.Node.Any(n => n.Name.StartsWith(BackwardGraph.Prefix + "Relu", StringComparison.Ordinal)));
         var producers = guided.Graph.Node.SelectMany(n => n.Output.Select(o => (o, n.OpType))).ToDictionary(p => p.o, p => p.OpType);
         Assert.DoesNotContain(guided.Graph.Node, n => n.OpType == "Relu");

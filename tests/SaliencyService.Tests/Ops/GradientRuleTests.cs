@@ -53,9 +53,9 @@ public sealed class GradientRuleTests
     }
 
     /// <summary>The rectifier's gate where MaxPool's own kernel gates it (a rectifier read by the max pool only), else the graph's.</summary>
-    /// <remarks>A 1×1 convolution after the pool mixes its channels, so every window gets a gradient, windows of zeros included.</remarks>
     private static string? GateElsewhere => NativeOps.Available ? "HardSigmoid" : null;
 
+    /// <summary>A 1×1 convolution after the pool mixes its channels, so every window gets a gradient, windows of zeros included.</summary>
     [Theory]
     [InlineData(3, 2, 1, 0)]   // overlapping windows, as in ResNet's stem
     [InlineData(2, 2, 0, 0)]
