@@ -38,6 +38,17 @@ public sealed class HostileModelTests : IDisposable
             .Output("y").Model(), "ai.saliency").ToByteArray(), "rectify"];
         yield return ["its own call of MaxPoolGrad without attributes", WithDomain(new OnnxTestModel(13, [1, 1, 4, 4])
             .Node("MaxPoolGrad", ["x", "x"], ["y"]).Output("y").Model(), "ai.saliency").ToByteArray(), "MaxPoolGrad"];
+        yield return ["its own call of Col2Im with columns that are not the image's blocks", WithDomain(new OnnxTestModel(13, [1, 9, 4])
+            .Node("Col2Im", ["x"], ["y"], Ints("image_shape", 5, 5), Ints("block_shape", 3, 3), Ints("strides", 1, 1), Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
+            .Output("y").Model(), "ai.saliency").ToByteArray(), "blocks"];
+        yield return ["its own call of Col2Im into an image of 2^80 cells", WithDomain(new OnnxTestModel(13, [1, 1, 1])
+            .Node("Col2Im", ["x"], ["y"], Ints("image_shape", 1L << 40, 1L << 40), Ints("block_shape", 1, 1), Ints("strides", 1L << 40, 1L << 40),
+                Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
+            .Output("y").Model(), "ai.saliency").ToByteArray(), "ONNX Runtime"];
+        yield return ["its own call of Col2Im with overflowing pads", WithDomain(new OnnxTestModel(13, [1, 1, 1])
+            .Node("Col2Im", ["x"], ["y"], Ints("image_shape", 2, 2), Ints("block_shape", 1, 1), Ints("strides", 1, 1),
+                Ints("pads", long.MaxValue, long.MaxValue, long.MaxValue, long.MaxValue), Ints("dilations", 1, 1))
+            .Output("y").Model(), "ai.saliency").ToByteArray(), "Col2Im"];
         yield return ["a ConstantOfShape of 10^12 x 10^12 elements", new OnnxTestModel(13, [1, 3])
             .Initializer("shape", [1_000_000_000_000L, 1_000_000_000_000L], 2)
             .Node("ConstantOfShape", ["shape"], ["huge"])

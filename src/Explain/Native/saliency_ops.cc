@@ -9,9 +9,16 @@
 // upper), read by this max pool only): each cell's gradient (its positive part for 2, guided
 // backprop) where 0 < X < upper, else 0, as libtorch's relu and hardtanh backward gate it. The
 // plane is still in cache then, where the graph otherwise reads X and the gradient once more.
+//
+// Col2Im(cols) -> image, 2-D: ONNX's Col2Im (opset 18) with image_shape and block_shape as
+// attributes. cols [N, C·kh·kw, L] holds, per block (window) of the image, its kh·kw cells; cells of
+// overlapping blocks add. A strided convolution's input gradient is MatMul(Wᵀ, dY) then this: ONNX
+// Runtime's ConvTranspose does the same product, then a scalar scatter several times slower.
+//
 // Every shape is checked against the attributes before any memory is touched: a mismatch is an
 // error status, never a read out of bounds.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -22,6 +29,27 @@
 #include "onnxruntime_lite_custom_op.h"
 
 namespace {
+
+// Sets a custom op's float output shape from inside its shape inference. ONNX Runtime's C++
+// wrapper (ShapeInferContext::SetOutputShape) writes a symbolic dimension as -2, which its C API
+// refuses (it wants -1 beside the symbol's name), so the C API is called directly.
+OrtStatus* SetOutputShape(OrtShapeInferContext* context, const Ort::ShapeInferContext::Shape& shape) {
+  const OrtApi& api = Ort::GetApi();
+  std::vector<int64_t> dims;
+  std::vector<const char*> symbols;
+  for (const auto& d : shape) {
+    dims.push_back(d.IsInt() ? d.AsInt() : -1);
+    symbols.push_back(d.IsInt() ? "" : d.AsSym());
+  }
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  OrtStatus* status = api.CreateTensorTypeAndShapeInfo(&info);
+  if (!status) status = api.SetTensorElementType(info, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+  if (!status) status = api.SetDimensions(info, dims.data(), dims.size());
+  if (!status) status = api.SetSymbolicDimensions(info, symbols.data(), symbols.size());
+  if (!status) status = api.ShapeInferContext_SetOutputTypeShape(context, 0, info);
+  if (info) api.ReleaseTensorTypeAndShapeInfo(info);
+  return status;
+}
 
 struct MaxPoolGrad {
   MaxPoolGrad(const OrtApi* api, const OrtKernelInfo* info) : api_(api) {
@@ -40,6 +68,16 @@ struct MaxPoolGrad {
     bool positive = kernel_.size() == 2 && strides_.size() == 2 && dilations_.size() == 2 && pads_.size() == 4;
     for (size_t i = 0; positive && i < 2; ++i) positive = kernel_[i] > 0 && strides_[i] > 0 && dilations_[i] > 0 && pads_[i] >= 0 && pads_[i + 2] >= 0;
     if (error_.empty() && !positive) error_ = "MaxPoolGrad: needs 2-D kernel_shape, strides and dilations (> 0) and four pads (>= 0)";
+  }
+
+  // dX has X's shape (told to ONNX Runtime's graph transforms, as Col2Im's).
+  static OrtStatus* ORT_API_CALL InferShape(const OrtCustomOp*, OrtShapeInferContext* raw) {
+    try {
+      Ort::ShapeInferContext context(&Ort::GetApi(), raw);
+      return context.GetInputCount() == 2 ? SetOutputShape(raw, context.GetInputShape(0)) : nullptr;
+    } catch (const std::exception&) {
+      return nullptr;
+    }
   }
 
   Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& x, const Ort::Custom::Tensor<float>& dy,
@@ -131,16 +169,151 @@ struct MaxPoolGrad {
   std::string error_;
 };
 
+struct Col2Im {
+  Col2Im(const OrtApi* api, const OrtKernelInfo* info) : api_(api) {
+    try {
+      Ort::ConstKernelInfo attributes(info);
+      image_ = attributes.GetAttributes<int64_t>("image_shape");
+      block_ = attributes.GetAttributes<int64_t>("block_shape");
+      strides_ = attributes.GetAttributes<int64_t>("strides");
+      pads_ = attributes.GetAttributes<int64_t>("pads");
+      dilations_ = attributes.GetAttributes<int64_t>("dilations");
+    } catch (const std::exception& e) {
+      error_ = std::string("Col2Im: ") + e.what();
+    }
+    bool valid = image_.size() == 2 && block_.size() == 2 && strides_.size() == 2 && dilations_.size() == 2 && pads_.size() == 4 &&
+                 !__builtin_mul_overflow(block_[0], block_[1], &cells_) && cells_ > 0;
+    for (size_t d = 0; valid && d < 2; ++d) {
+      int64_t extent = 0, span = 0;
+      valid = image_[d] > 0 && block_[d] > 0 && strides_[d] > 0 && dilations_[d] > 0 && pads_[d] >= 0 && pads_[d + 2] >= 0 &&
+              !__builtin_mul_overflow(block_[d] - 1, dilations_[d], &extent) && !__builtin_add_overflow(image_[d], pads_[d], &span) &&
+              !__builtin_add_overflow(span, pads_[d + 2], &span) && span > extent;
+      blocks_[d] = valid ? (span - extent - 1) / strides_[d] + 1 : 0;
+    }
+    if (error_.empty() && !valid) error_ = "Col2Im: needs 2-D image_shape, block_shape, strides and dilations (> 0), four pads (>= 0) and a block that fits";
+  }
+
+  // The output's shape, [N, C, H, W] with the columns' own N, so that ONNX Runtime's graph
+  // transforms know it (its blocked layout takes an elementwise op only over operands of one
+  // shape). Where it cannot tell, the shape stays unknown and Compute reports what is wrong.
+  static OrtStatus* ORT_API_CALL InferShape(const OrtCustomOp*, OrtShapeInferContext* raw) {
+    try {
+      Ort::ShapeInferContext context(&Ort::GetApi(), raw);
+      const auto image = context.GetAttrInts("image_shape");
+      const auto block = context.GetAttrInts("block_shape");
+      const auto& cols = context.GetInputShape(0);
+      int64_t cells = 0;
+      if (image.size() != 2 || block.size() != 2 || cols.size() != 3 || !cols[1].IsInt() || image[0] <= 0 || image[1] <= 0 ||
+          block[0] <= 0 || block[1] <= 0 || __builtin_mul_overflow(block[0], block[1], &cells) || cols[1].AsInt() % cells != 0)
+        return nullptr;
+      return SetOutputShape(raw, {cols[0], cols[1].AsInt() / cells, image[0], image[1]});
+    } catch (const std::exception&) {
+      return nullptr;
+    }
+  }
+
+  Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& cols, Ort::Custom::Tensor<float>& image) {
+    try {
+      if (!error_.empty()) return Ort::Status(error_.c_str(), ORT_INVALID_ARGUMENT);
+      const auto& cs = cols.Shape();
+      if (cs.size() != 3 || cs[1] % cells_ != 0 || cs[2] % blocks_[0] != 0 || cs[2] / blocks_[0] != blocks_[1])
+        return Ort::Status("Col2Im: cols must be [N, C * kh * kw, L] with L the image's blocks", ORT_INVALID_ARGUMENT);
+      const int64_t channels = cs[1] / cells_;
+      Job job{cols.Data(), image.Allocate({cs[0], channels, image_[0], image_[1]}), this};
+      Ort::Status status(api_->KernelContext_ParallelFor(context, &Rows, static_cast<size_t>(cs[0] * channels * ((image_[0] + Band - 1) / Band)), 0, &job));
+      if (status.IsOK() && job.failed) return Ort::Status("Col2Im: out of memory", ORT_FAIL);
+      return status;
+    } catch (const std::exception& e) {
+      return Ort::Status(e.what(), ORT_FAIL);
+    }
+  }
+
+ private:
+  struct Job {
+    const float* cols;
+    float* image;
+    const Col2Im* op;
+    std::atomic<bool> failed{false};
+  };
+
+  // Rows [y0, y0 + Band) of one channel of one sample: the sums of the cells that land on them,
+  // gathered so that each thread writes its own rows. Block row i reaches image row y through tap
+  // a where i·sh − ph + a·dh = y. Along a row, cell b of block j lands at x = j·sw + off
+  // (off = b·dw − pw): per residue r of x modulo sw those are contiguous, so the sums run as vector
+  // adds into one buffer per residue, interleaved into the rows at the end.
+  static constexpr int64_t Band = 8;
+
+  static void Rows(void* data, size_t index) {
+    Job& job = *static_cast<Job*>(data);
+    const Col2Im& op = *job.op;
+    const int64_t height = op.image_[0], width = op.image_[1], rows = op.blocks_[0], columns = op.blocks_[1];
+    const int64_t kh = op.block_[0], kw = op.block_[1], sh = op.strides_[0], sw = op.strides_[1];
+    const int64_t dh = op.dilations_[0], dw = op.dilations_[1], ph = op.pads_[0], pw = op.pads_[1];
+    const int64_t bands = (height + Band - 1) / Band;
+    const int64_t plane = static_cast<int64_t>(index) / bands, y0 = static_cast<int64_t>(index) % bands * Band;
+    const int64_t y1 = std::min(height, y0 + Band);
+    const float* cols = job.cols + plane * kh * kw * rows * columns; // sample and channel: kh·kw rows of L
+    const int64_t stride = (width + sw - 1) / sw;                    // residue r holds x = k·sw + r
+    const int64_t line = sw * stride;                                // one image row, by residue
+    thread_local std::vector<float> sums;
+    try {
+      sums.assign(static_cast<size_t>((y1 - y0) * line), 0.0f);
+    } catch (const std::bad_alloc&) {
+      job.failed = true; // no exception may leave a thread-pool task
+      return;
+    }
+    for (int64_t b = 0; b < kw; ++b) {
+      const int64_t off = b * dw - pw;
+      const int64_t q = FloorDiv(off, sw), r = off - q * sw; // x = (j + q)·sw + r
+      const int64_t count = (width - r + sw - 1) / sw;        // cells of residue r in a row
+      const int64_t j0 = std::max<int64_t>(0, -q), n = std::min(columns, count - q) - j0;
+      if (n <= 0) continue;
+      for (int64_t a = 0; a < kh; ++a) {
+        const float* tap = cols + (a * kw + b) * rows * columns + j0;
+        for (int64_t y = y0; y < y1; ++y) {
+          const int64_t top = y + ph - a * dh; // = i·sh
+          if (top < 0 || top % sh != 0 || top / sh >= rows) continue;
+          const float* __restrict from = tap + top / sh * columns;
+          float* __restrict to = sums.data() + (y - y0) * line + r * stride + q + j0;
+          for (int64_t j = 0; j < n; ++j) to[j] += from[j];
+        }
+      }
+    }
+    for (int64_t y = y0; y < y1; ++y) {
+      const float* row = sums.data() + (y - y0) * line;
+      float* out = job.image + (plane * height + y) * width;
+      for (int64_t r = 0; r < sw; ++r)
+        for (int64_t k = 0, x = r; x < width; ++k, x += sw) out[x] = row[r * stride + k];
+    }
+  }
+
+  static int64_t FloorDiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+  const OrtApi* api_;
+  std::vector<int64_t> image_, block_, strides_, pads_, dilations_;
+  int64_t cells_ = 0, blocks_[2] = {0, 0};
+  std::string error_;
+};
+
+// A kernel on the CPU provider, with its own shape inference (see SetOutputShape).
+template <typename Op>
+std::unique_ptr<Ort::Custom::OrtLiteCustomOp> Kernel(const char* name) {
+  std::unique_ptr<Ort::Custom::OrtLiteCustomOp> op{Ort::Custom::CreateLiteCustomOp<Op>(name, "CPUExecutionProvider")};
+  op->InferOutputShapeFn = &Op::InferShape;
+  return op;
+}
+
 }  // namespace
 
 extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
   try {
     Ort::InitApi(api_base->GetApi(ORT_API_VERSION));
-    static std::unique_ptr<Ort::Custom::OrtLiteCustomOp> max_pool_grad{
-        Ort::Custom::CreateLiteCustomOp<MaxPoolGrad>("MaxPoolGrad", "CPUExecutionProvider")};
+    static std::unique_ptr<Ort::Custom::OrtLiteCustomOp> max_pool_grad = Kernel<MaxPoolGrad>("MaxPoolGrad");
+    static std::unique_ptr<Ort::Custom::OrtLiteCustomOp> col2im = Kernel<Col2Im>("Col2Im");
     static Ort::CustomOpDomain domain = [] {
       Ort::CustomOpDomain d{"ai.saliency"};
       d.Add(max_pool_grad.get());
+      d.Add(col2im.get());
       return d;
     }();
     Ort::UnownedSessionOptions(options).Add(domain);

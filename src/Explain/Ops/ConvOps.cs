@@ -38,9 +38,9 @@ internal static class ConvOps
     /// <summary>
     /// With constant weights, ∂input is the transposed convolution of the output's gradient. At
     /// stride 1 it is written as a plain convolution with the kernel flipped and its channel axes
-    /// swapped (ONNX Runtime's fastest kernels); a strided stem as convolutions per output phase
-    /// (<see cref="PhaseConvolution"/>); otherwise as ConvTranspose, whose output_padding restores
-    /// the rows the stride dropped.
+    /// swapped (ONNX Runtime's fastest kernels); a strided 2-D one as a matrix product and the
+    /// engine's own scatter of its columns (<see cref="ColumnGradient"/>); otherwise as
+    /// ConvTranspose, whose output_padding restores the rows the stride dropped.
     /// </summary>
     [OnnxGradient("Conv")]
     private static GradientRule? ConvGradient(OpContext node)
@@ -62,9 +62,8 @@ internal static class ConvOps
                 long[] flippedPads = [.. reach.Zip(begin, (r, b) => r - b), .. reach.Zip(end, (r, e) => r - e)];
                 return [graph.Node("Conv", [gradient, flipped], [.. common, BackwardGraph.Attribute("pads", flippedPads)]), null, null];
             }
-            if (spatial == 2 && group == 1 && strides[0] == strides[1] && dilations.All(d => d == 1)
-                && PhaseConvolution.InputGradient(graph, gradient, w, input, output, strides[0], begin) is { } phased)
-                return [phased, null, null];
+            if (ColumnGradient.Applies(spatial, group, kernel))
+                return [ColumnGradient.InputGradient(graph, gradient, graph.ConstantInput(n, 1), w.shape, input[2..], strides, dilations, begin, end), null, null];
             var outputPadding = Enumerable.Range(0, spatial)
                 .Select(i => input[2 + i] - ((output[2 + i] - 1) * strides[i] - begin[i] - end[i] + reach[i] + 1)).ToArray();
             return [graph.Node("ConvTranspose", [gradient, graph.ConstantInput(n, 1)], [.. common, BackwardGraph.Attribute("strides", strides),

@@ -18,6 +18,12 @@ public static class NativeOps
     /// </summary>
     public const string MaxPoolGrad = "MaxPoolGrad";
 
+    /// <summary>
+    /// Col2Im(columns [N, C·kh·kw, L]) → image [N, C, H, W]: ONNX's Col2Im (opset 18) with
+    /// <c>image_shape</c> and <c>block_shape</c> as attributes; the cells of overlapping blocks add.
+    /// </summary>
+    public const string Col2Im = "Col2Im";
+
     private static readonly string? Library = Find();
 
     /// <summary>The library is beside the assemblies (and not switched off by <c>SALIENCY_NATIVE_OPS=0</c>).</summary>
