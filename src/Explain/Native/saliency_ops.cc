@@ -51,23 +51,48 @@ OrtStatus* SetOutputShape(OrtShapeInferContext* context, const Ort::ShapeInferCo
   return status;
 }
 
+// A 2-D window's attributes, as MaxPool and Col2Im name them: the kernel's (block's) shape,
+// strides, pads (begins, then ends) and dilations.
+struct Window {
+  std::vector<int64_t> kernel, strides, pads, dilations;
+
+  void Read(const Ort::ConstKernelInfo& attributes, const char* kernel_name) {
+    kernel = attributes.GetAttributes<int64_t>(kernel_name);
+    strides = attributes.GetAttributes<int64_t>("strides");
+    pads = attributes.GetAttributes<int64_t>("pads");
+    dilations = attributes.GetAttributes<int64_t>("dilations");
+  }
+
+  // Two of each (four pads), all above 0 (pads at least 0).
+  bool Valid() const {
+    bool valid = kernel.size() == 2 && strides.size() == 2 && dilations.size() == 2 && pads.size() == 4;
+    for (size_t d = 0; valid && d < 2; ++d) valid = kernel[d] > 0 && strides[d] > 0 && dilations[d] > 0 && pads[d] >= 0 && pads[d + 2] >= 0;
+    return valid;
+  }
+
+  // The windows along axis d of a valid window over `size` cells: 0 where none fits (or the
+  // attributes overflow).
+  int64_t Count(size_t d, int64_t size) const {
+    int64_t reach = 0, span = 0;
+    if (__builtin_mul_overflow(kernel[d] - 1, dilations[d], &reach) || __builtin_add_overflow(size, pads[d], &span) ||
+        __builtin_add_overflow(span, pads[d + 2], &span) || span <= reach)
+      return 0;
+    return (span - reach - 1) / strides[d] + 1;
+  }
+};
+
 struct MaxPoolGrad {
   MaxPoolGrad(const OrtApi* api, const OrtKernelInfo* info) : api_(api) {
     try {
       Ort::ConstKernelInfo attributes(info);
-      kernel_ = attributes.GetAttributes<int64_t>("kernel_shape");
-      strides_ = attributes.GetAttributes<int64_t>("strides");
-      pads_ = attributes.GetAttributes<int64_t>("pads");
-      dilations_ = attributes.GetAttributes<int64_t>("dilations");
+      window_.Read(attributes, "kernel_shape");
       rectify_ = Optional<int64_t>(attributes, "rectify", 0);
       upper_ = Optional<float>(attributes, "upper", std::numeric_limits<float>::infinity());
     } catch (const std::exception& e) {
       error_ = std::string("MaxPoolGrad: ") + e.what();
     }
     if (error_.empty() && (rectify_ < 0 || rectify_ > 2 || !(upper_ > 0))) error_ = "MaxPoolGrad: rectify must be 0, 1 or 2 and upper above 0";
-    bool positive = kernel_.size() == 2 && strides_.size() == 2 && dilations_.size() == 2 && pads_.size() == 4;
-    for (size_t i = 0; positive && i < 2; ++i) positive = kernel_[i] > 0 && strides_[i] > 0 && dilations_[i] > 0 && pads_[i] >= 0 && pads_[i + 2] >= 0;
-    if (error_.empty() && !positive) error_ = "MaxPoolGrad: needs 2-D kernel_shape, strides and dilations (> 0) and four pads (>= 0)";
+    if (error_.empty() && !window_.Valid()) error_ = "MaxPoolGrad: needs 2-D kernel_shape, strides and dilations (> 0) and four pads (>= 0)";
   }
 
   // dX has X's shape (told to ONNX Runtime's graph transforms, as Col2Im's).
@@ -87,10 +112,8 @@ struct MaxPoolGrad {
       const auto& xs = x.Shape();
       const auto& ys = dy.Shape();
       if (xs.size() != 4 || ys.size() != 4 || xs[0] != ys[0] || xs[1] != ys[1]) return Ort::Status("MaxPoolGrad: X and dY must be [N, C, H, W] alike", ORT_INVALID_ARGUMENT);
-      for (size_t d = 0; d < 2; ++d) {
-        const int64_t extent = (kernel_[d] - 1) * dilations_[d] + 1, span = xs[2 + d] + pads_[d] + pads_[d + 2];
-        if (span < extent || ys[2 + d] != (span - extent) / strides_[d] + 1) return Ort::Status("MaxPoolGrad: dY's size is not the pooled size of X", ORT_INVALID_ARGUMENT);
-      }
+      for (size_t d = 0; d < 2; ++d)
+        if (window_.Count(d, xs[2 + d]) != ys[2 + d] || ys[2 + d] == 0) return Ort::Status("MaxPoolGrad: dY's size is not the pooled size of X", ORT_INVALID_ARGUMENT);
       Job job{x.Data(), dy.Data(), dx.Allocate(xs), xs[2], xs[3], ys[2], ys[3], this};
       return Ort::Status(api_->KernelContext_ParallelFor(context, &Plane, static_cast<size_t>(xs[0] * xs[1]), 0, &job));
     } catch (const std::exception& e) {
@@ -116,8 +139,9 @@ struct MaxPoolGrad {
     const float* dy = job.dy + plane * job.rows * job.columns;
     float* dx = job.dx + plane * area;
     std::memset(dx, 0, sizeof(float) * area);
-    const int64_t kh = op.kernel_[0], kw = op.kernel_[1], sh = op.strides_[0], sw = op.strides_[1];
-    const int64_t dh = op.dilations_[0], dw = op.dilations_[1], ph = op.pads_[0], pw = op.pads_[1];
+    const Window& w = op.window_;
+    const int64_t kh = w.kernel[0], kw = w.kernel[1], sh = w.strides[0], sw = w.strides[1];
+    const int64_t dh = w.dilations[0], dw = w.dilations[1], ph = w.pads[0], pw = w.pads[1];
     for (int64_t i = 0; i < job.rows; ++i) {
       // The taps a of this row of windows that fall inside X: top + a·dh in [0, height).
       const int64_t top = i * sh - ph;
@@ -163,7 +187,7 @@ struct MaxPoolGrad {
   }
 
   const OrtApi* api_;
-  std::vector<int64_t> kernel_, strides_, pads_, dilations_;
+  Window window_;
   int64_t rectify_ = 0;
   float upper_ = std::numeric_limits<float>::infinity();
   std::string error_;
@@ -174,22 +198,12 @@ struct Col2Im {
     try {
       Ort::ConstKernelInfo attributes(info);
       image_ = attributes.GetAttributes<int64_t>("image_shape");
-      block_ = attributes.GetAttributes<int64_t>("block_shape");
-      strides_ = attributes.GetAttributes<int64_t>("strides");
-      pads_ = attributes.GetAttributes<int64_t>("pads");
-      dilations_ = attributes.GetAttributes<int64_t>("dilations");
+      window_.Read(attributes, "block_shape");
     } catch (const std::exception& e) {
       error_ = std::string("Col2Im: ") + e.what();
     }
-    bool valid = image_.size() == 2 && block_.size() == 2 && strides_.size() == 2 && dilations_.size() == 2 && pads_.size() == 4 &&
-                 !__builtin_mul_overflow(block_[0], block_[1], &cells_) && cells_ > 0;
-    for (size_t d = 0; valid && d < 2; ++d) {
-      int64_t extent = 0, span = 0;
-      valid = image_[d] > 0 && block_[d] > 0 && strides_[d] > 0 && dilations_[d] > 0 && pads_[d] >= 0 && pads_[d + 2] >= 0 &&
-              !__builtin_mul_overflow(block_[d] - 1, dilations_[d], &extent) && !__builtin_add_overflow(image_[d], pads_[d], &span) &&
-              !__builtin_add_overflow(span, pads_[d + 2], &span) && span > extent;
-      blocks_[d] = valid ? (span - extent - 1) / strides_[d] + 1 : 0;
-    }
+    bool valid = image_.size() == 2 && window_.Valid() && !__builtin_mul_overflow(window_.kernel[0], window_.kernel[1], &cells_);
+    for (size_t d = 0; valid && d < 2; ++d) valid = image_[d] > 0 && (blocks_[d] = window_.Count(d, image_[d])) > 0;
     if (error_.empty() && !valid) error_ = "Col2Im: needs 2-D image_shape, block_shape, strides and dilations (> 0), four pads (>= 0) and a block that fits";
   }
 
@@ -246,9 +260,10 @@ struct Col2Im {
   static void Rows(void* data, size_t index) {
     Job& job = *static_cast<Job*>(data);
     const Col2Im& op = *job.op;
+    const Window& w = op.window_;
     const int64_t height = op.image_[0], width = op.image_[1], rows = op.blocks_[0], columns = op.blocks_[1];
-    const int64_t kh = op.block_[0], kw = op.block_[1], sh = op.strides_[0], sw = op.strides_[1];
-    const int64_t dh = op.dilations_[0], dw = op.dilations_[1], ph = op.pads_[0], pw = op.pads_[1];
+    const int64_t kh = w.kernel[0], kw = w.kernel[1], sh = w.strides[0], sw = w.strides[1];
+    const int64_t dh = w.dilations[0], dw = w.dilations[1], ph = w.pads[0], pw = w.pads[1];
     const int64_t bands = (height + Band - 1) / Band;
     const int64_t plane = static_cast<int64_t>(index) / bands, y0 = static_cast<int64_t>(index) % bands * Band;
     const int64_t y1 = std::min(height, y0 + Band);
@@ -290,7 +305,8 @@ struct Col2Im {
   static int64_t FloorDiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
   const OrtApi* api_;
-  std::vector<int64_t> image_, block_, strides_, pads_, dilations_;
+  std::vector<int64_t> image_;
+  Window window_;
   int64_t cells_ = 0, blocks_[2] = {0, 0};
   std::string error_;
 };
