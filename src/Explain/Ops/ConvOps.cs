@@ -38,8 +38,8 @@ internal static class ConvOps
     /// <summary>
     /// With constant weights, ∂input is the transposed convolution of the output's gradient. At
     /// stride 1 it is written as a plain convolution with the kernel flipped and its channel axes
-    /// swapped (ONNX Runtime's fastest kernels); a strided 2-D one as a matrix product and the
-    /// engine's own scatter of its columns (<see cref="ColumnGradient"/>); otherwise as
+    /// swapped (ONNX Runtime's fastest kernels); a strided 2-D one (or one padded past its kernel)
+    /// as a matrix product and the engine's own scatter of its columns (<see cref="ColumnGradient"/>); otherwise as
     /// ConvTranspose, whose output_padding restores the rows the stride dropped.
     /// </summary>
     [OnnxGradient("Conv")]
