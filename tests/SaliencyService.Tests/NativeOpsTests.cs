@@ -23,8 +23,9 @@ public sealed class NativeOpsTests
     /// <summary>
     /// Col2Im against a float64 scatter written here (every cell of every block added where it
     /// lands) on a batch of two: strides of 1 to 3, uneven pads, a dilation, blocks that overlap and
-    /// blocks that skip cells. ONNX Runtime knows the output's shape before it runs, the batch's
-    /// symbol kept (its blocked layout needs it, BlockedLayoutTests).
+    /// blocks that skip cells, and attributes near INT64_MAX (no overflow, no write out of range).
+    /// ONNX Runtime knows the output's shape before it runs, the batch's symbol kept (its blocked
+    /// layout needs it, BlockedLayoutTests).
     /// </summary>
     [Theory]
     [InlineData(7, 7, 2, 2, 1, 1, 3, 3, 3, 3, 16, 15)]
@@ -32,6 +33,8 @@ public sealed class NativeOpsTests
     [InlineData(3, 2, 3, 1, 2, 1, 2, 0, 1, 1, 13, 8)]
     [InlineData(2, 3, 1, 3, 1, 2, 0, 1, 0, 2, 7, 12)]
     [InlineData(1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 9, 9)]
+    [InlineData(1, 1, 1L << 62, 1L << 62, 1L << 62, 1L << 62, 0, 0, 0, 0, 2, 3)] // attributes near INT64_MAX: one block
+    [InlineData(1, 1, 1L << 62, 1L << 62, 1, 1, 1L << 61, 1L << 61, 0, 0, 2, 3)] // one block, all of it in the pads
     public void Col2Im_adds_every_block_where_it_lands(long kh, long kw, long sh, long sw, long dh, long dw, long top, long left, long bottom, long right, long height, long width)
     {
         const int samples = 2, channels = 3;

@@ -51,6 +51,9 @@ OrtStatus* SetOutputShape(OrtShapeInferContext* context, const Ort::ShapeInferCo
   return status;
 }
 
+// ⌈a / b⌉ for b > 0, and 0 for a <= 0, without forming a + b (attributes may be near INT64_MAX).
+int64_t CeilDiv(int64_t a, int64_t b) { return a > 0 ? (a - 1) / b + 1 : 0; }
+
 // A 2-D window's attributes, as MaxPool and Col2Im name them: the kernel's (block's) shape,
 // strides, pads (begins, then ends) and dilations.
 struct Window {
@@ -145,12 +148,10 @@ struct MaxPoolGrad {
     for (int64_t i = 0; i < job.rows; ++i) {
       // The taps a of this row of windows that fall inside X: top + a·dh in [0, height).
       const int64_t top = i * sh - ph;
-      const int64_t a0 = top >= 0 ? 0 : (-top + dh - 1) / dh;
-      const int64_t a1 = std::min(kh, (job.height - top + dh - 1) / dh);
+      const int64_t a0 = CeilDiv(-top, dh), a1 = std::min(kh, CeilDiv(job.height - top, dh));
       for (int64_t j = 0; j < job.columns; ++j) {
         const int64_t left = j * sw - pw;
-        const int64_t b0 = left >= 0 ? 0 : (-left + dw - 1) / dw;
-        const int64_t b1 = std::min(kw, (job.width - left + dw - 1) / dw);
+        const int64_t b0 = CeilDiv(-left, dw), b1 = std::min(kw, CeilDiv(job.width - left, dw));
         float best = std::numeric_limits<float>::lowest();
         int64_t at = -1;
         for (int64_t a = a0; a < a1; ++a) {
@@ -268,19 +269,19 @@ struct Col2Im {
     const int64_t plane = static_cast<int64_t>(index) / bands, y0 = static_cast<int64_t>(index) % bands * Band;
     const int64_t y1 = std::min(height, y0 + Band);
     const float* cols = job.cols + plane * kh * kw * rows * columns; // sample and channel: kh·kw rows of L
-    const int64_t stride = (width + sw - 1) / sw;                    // residue r holds x = k·sw + r
-    const int64_t line = sw * stride;                                // one image row, by residue
+    const int64_t residues = std::min(sw, width), stride = CeilDiv(width, sw); // residue r holds x = k·sw + r
+    const int64_t line = residues * stride;                                     // one image row, by residue
     thread_local std::vector<float> sums;
     try {
       sums.assign(static_cast<size_t>((y1 - y0) * line), 0.0f);
-    } catch (const std::bad_alloc&) {
+    } catch (const std::exception&) {
       job.failed = true; // no exception may leave a thread-pool task
       return;
     }
     for (int64_t b = 0; b < kw; ++b) {
       const int64_t off = b * dw - pw;
       const int64_t q = FloorDiv(off, sw), r = off - q * sw; // x = (j + q)·sw + r
-      const int64_t count = (width - r + sw - 1) / sw;        // cells of residue r in a row
+      const int64_t count = CeilDiv(width - r, sw);           // cells of residue r in a row
       const int64_t j0 = std::max<int64_t>(0, -q), n = std::min(columns, count - q) - j0;
       if (n <= 0) continue;
       for (int64_t a = 0; a < kh; ++a) {
@@ -297,8 +298,8 @@ struct Col2Im {
     for (int64_t y = y0; y < y1; ++y) {
       const float* row = sums.data() + (y - y0) * line;
       float* out = job.image + (plane * height + y) * width;
-      for (int64_t r = 0; r < sw; ++r)
-        for (int64_t k = 0, x = r; x < width; ++k, x += sw) out[x] = row[r * stride + k];
+      for (int64_t r = 0; r < residues; ++r)
+        for (int64_t k = 0, count = CeilDiv(width - r, sw); k < count; ++k) out[k * sw + r] = row[r * stride + k];
     }
   }
 
