@@ -235,7 +235,7 @@ struct Col2Im {
         return Ort::Status("Col2Im: cols must be [N, C * kh * kw, L] with L the image's blocks", ORT_INVALID_ARGUMENT);
       const int64_t channels = cs[1] / cells_;
       Job job{cols.Data(), image.Allocate({cs[0], channels, image_[0], image_[1]}), this};
-      Ort::Status status(api_->KernelContext_ParallelFor(context, &Rows, static_cast<size_t>(cs[0] * channels * ((image_[0] + Band - 1) / Band)), 0, &job));
+      Ort::Status status(api_->KernelContext_ParallelFor(context, &Rows, static_cast<size_t>(cs[0] * channels * CeilDiv(image_[0], Band)), 0, &job));
       if (status.IsOK() && job.failed) return Ort::Status("Col2Im: out of memory", ORT_FAIL);
       return status;
     } catch (const std::exception& e) {
@@ -265,7 +265,7 @@ struct Col2Im {
     const int64_t height = op.image_[0], width = op.image_[1], rows = op.blocks_[0], columns = op.blocks_[1];
     const int64_t kh = w.kernel[0], kw = w.kernel[1], sh = w.strides[0], sw = w.strides[1];
     const int64_t dh = w.dilations[0], dw = w.dilations[1], ph = w.pads[0], pw = w.pads[1];
-    const int64_t bands = (height + Band - 1) / Band;
+    const int64_t bands = CeilDiv(height, Band);
     const int64_t plane = static_cast<int64_t>(index) / bands, y0 = static_cast<int64_t>(index) % bands * Band;
     const int64_t y1 = std::min(height, y0 + Band);
     const float* cols = job.cols + plane * kh * kw * rows * columns; // sample and channel: kh·kw rows of L

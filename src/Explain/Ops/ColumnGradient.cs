@@ -18,14 +18,16 @@ internal static class ColumnGradient
 
     /// <summary>∂input of <c>Conv(x, w)</c>, where <see cref="Applies"/>, from the output's gradient.</summary>
     /// <param name="weight">The kernel's value in the graph, [C_out, C_in, kh, kw] (<paramref name="shape"/>).</param>
-    /// <param name="image">The input's height and width.</param>
-    public static string InputGradient(BackwardGraph graph, string gradient, string weight, long[] shape, long[] image,
+    /// <param name="input">The convolution's input shape (−1: the batch dimension).</param>
+    /// <param name="output">Its output's, the gradient's.</param>
+    public static string InputGradient(BackwardGraph graph, string gradient, string weight, long[] shape, long[] input, long[] output,
         long[] strides, long[] dilations, long[] begin, long[] end)
     {
         // Wᵀ as [C_in·kh·kw, C_out], row (c, a, b) tap (a, b) of input channel c (constant: folded when the session loads).
         var transposed = graph.Node("Reshape", [graph.Node("Transpose", [weight], BackwardGraph.Attribute("perm", [1, 2, 3, 0])), graph.Ints(-1, shape[0])]);
-        var columns = graph.Node("MatMul", [transposed, graph.Node("Reshape", [gradient, graph.Ints(0, shape[0], -1)])]);
-        return graph.NativeNode(NativeOps.Col2Im, [columns], BackwardGraph.Attribute("image_shape", image),
+        var cells = graph.Reshape(gradient, output, [output[0], output[1], output[2] * output[3]]);
+        var columns = graph.Node("MatMul", [transposed, cells]);
+        return graph.NativeNode(NativeOps.Col2Im, [columns], BackwardGraph.Attribute("image_shape", input[2..]),
             BackwardGraph.Attribute("block_shape", shape[2..]), BackwardGraph.Attribute("strides", strides),
             BackwardGraph.Attribute("pads", [.. begin, .. end]), BackwardGraph.Attribute("dilations", dilations));
     }

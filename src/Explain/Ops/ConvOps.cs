@@ -39,8 +39,8 @@ internal static class ConvOps
     /// With constant weights, ∂input is the transposed convolution of the output's gradient. At
     /// stride 1 it is written as a plain convolution with the kernel flipped and its channel axes
     /// swapped (ONNX Runtime's fastest kernels); a strided 2-D one (or one padded past its kernel)
-    /// as a matrix product and the engine's own scatter of its columns (<see cref="ColumnGradient"/>); otherwise as
-    /// ConvTranspose, whose output_padding restores the rows the stride dropped.
+    /// as a matrix product and the engine's own scatter of its columns (<see cref="ColumnGradient"/>);
+    /// otherwise as ConvTranspose, whose output_padding restores the rows the stride dropped.
     /// </summary>
     [OnnxGradient("Conv")]
     private static GradientRule? ConvGradient(OpContext node)
@@ -63,7 +63,7 @@ internal static class ConvOps
                 return [graph.Node("Conv", [gradient, flipped], [.. common, BackwardGraph.Attribute("pads", flippedPads)]), null, null];
             }
             if (ColumnGradient.Applies(spatial, group, kernel))
-                return [ColumnGradient.InputGradient(graph, gradient, graph.ConstantInput(n, 1), w.shape, input[2..], strides, dilations, begin, end), null, null];
+                return [ColumnGradient.InputGradient(graph, gradient, graph.ConstantInput(n, 1), w.shape, input, output, strides, dilations, begin, end), null, null];
             var outputPadding = Enumerable.Range(0, spatial)
                 .Select(i => input[2 + i] - ((output[2 + i] - 1) * strides[i] - begin[i] - end[i] + reach[i] + 1)).ToArray();
             return [graph.Node("ConvTranspose", [gradient, graph.ConstantInput(n, 1)], [.. common, BackwardGraph.Attribute("strides", strides),
