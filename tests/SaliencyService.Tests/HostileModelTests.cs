@@ -49,6 +49,16 @@ public sealed class HostileModelTests : IDisposable
             .Node("Col2Im", ["x"], ["y"], Ints("image_shape", 2, 2), Ints("block_shape", 1, 1), Ints("strides", 1, 1),
                 Ints("pads", long.MaxValue, long.MaxValue, long.MaxValue, long.MaxValue), Ints("dilations", 1, 1))
             .Output("y").Model(), "ai.saliency").ToByteArray(), "Col2Im"];
+        yield return ["its own call of DepthwiseCol2Im with a kernel of another shape", WithDomain(new OnnxTestModel(13, [1, 3, 2, 2])
+            .Initializer("w", new float[27], 3, 1, 3, 3)
+            .Node("DepthwiseCol2Im", ["x", "w"], ["y"], Ints("image_shape", 4, 4), Ints("block_shape", 2, 2), Ints("strides", 2, 2),
+                Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
+            .Output("y").Model(), "ai.saliency").ToByteArray(), "DepthwiseCol2Im"];
+        yield return ["its own call of DepthwiseCol2Im with a gradient that is not the image's blocks", WithDomain(new OnnxTestModel(13, [1, 3, 3, 3])
+            .Initializer("w", new float[12], 3, 1, 2, 2)
+            .Node("DepthwiseCol2Im", ["x", "w"], ["y"], Ints("image_shape", 4, 4), Ints("block_shape", 2, 2), Ints("strides", 2, 2),
+                Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
+            .Output("y").Model(), "ai.saliency").ToByteArray(), "DepthwiseCol2Im"];
         yield return ["a ConstantOfShape of 10^12 x 10^12 elements", new OnnxTestModel(13, [1, 3])
             .Initializer("shape", [1_000_000_000_000L, 1_000_000_000_000L], 2)
             .Node("ConstantOfShape", ["shape"], ["huge"])

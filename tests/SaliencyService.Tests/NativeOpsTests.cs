@@ -74,6 +74,58 @@ public sealed class NativeOpsTests
         Assert.All(expected.Zip(actual), p => Assert.True(Math.Abs(p.First - p.Second) <= 1e-5, $"{p.Second} against {p.First}"));
     }
 
+    /// <summary>
+    /// DepthwiseCol2Im against a float64 scatter of every tap's weight times the gradient, on a
+    /// batch of two: strides of 1 to 3, uneven pads, a dilation, and attributes near INT64_MAX. Its
+    /// output's shape is known before it runs, as Col2Im's.
+    /// </summary>
+    [Theory]
+    [InlineData(3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 16, 15)]
+    [InlineData(3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 9, 10)]
+    [InlineData(5, 5, 2, 2, 1, 1, 2, 2, 2, 2, 13, 14)]
+    [InlineData(3, 2, 3, 1, 2, 1, 2, 0, 1, 1, 13, 8)]
+    [InlineData(1, 1, 1L << 62, 1L << 62, 1L << 62, 1L << 62, 0, 0, 0, 0, 2, 3)]
+    public void DepthwiseCol2Im_adds_every_tap_times_its_weight(long kh, long kw, long sh, long sw, long dh, long dw, long top, long left, long bottom, long right, long height, long width)
+    {
+        const int samples = 2, channels = 5;
+        var rows = (height + top + bottom - ((kh - 1) * dh + 1)) / sh + 1;
+        var columns = (width + left + right - ((kw - 1) * dw + 1)) / sw + 1;
+        var gradient = Parity.RandomInput([samples * channels * rows * columns], 32, -1, 1);
+        var weights = Parity.RandomInput([channels * kh * kw], 33, -1, 1);
+        var model = new OnnxTestModel(13, [-1, channels, rows, columns])
+            .Initializer("w", weights, channels, 1, kh, kw)
+            .Node(NativeOps.DepthwiseCol2Im, ["x", "w"], ["y"], OnnxTestModel.Ints("image_shape", height, width), OnnxTestModel.Ints("block_shape", kh, kw),
+                OnnxTestModel.Ints("strides", sh, sw), OnnxTestModel.Ints("pads", top, left, bottom, right), OnnxTestModel.Ints("dilations", dh, dw))
+            .Output("y").Model();
+        model.Graph.Node[0].Domain = NativeOps.Domain;
+        model.OpsetImport.Add(new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 });
+
+        var expected = new double[samples * channels * height * width];
+        for (var n = 0; n < samples; n++)
+        for (var c = 0; c < channels; c++)
+        for (var a = 0; a < kh; a++)
+        for (var b = 0; b < kw; b++)
+        for (var i = 0; i < rows; i++)
+        for (var j = 0; j < columns; j++)
+        {
+            var (y, x) = (i * sh - top + a * dh, j * sw - left + b * dw);
+            if (y < 0 || y >= height || x < 0 || x >= width) continue;
+            expected[((n * channels + c) * height + y) * width + x] +=
+                (double)weights[(c * kh + a) * kw + b] * gradient[((n * channels + c) * rows + i) * columns + j];
+        }
+
+        using var session = TestSessions.Open(model);
+        var output = session.OutputMetadata["y"];
+        Assert.Equal(new[] { -1, channels, (int)height, (int)width }, output.Dimensions);
+        Assert.Equal("batch", output.SymbolicDimensions[0]);
+        using var input = OrtValue.CreateTensorValueFromMemory(gradient, [samples, channels, rows, columns]);
+        using var runOptions = new RunOptions();
+        using var results = session.Run(runOptions, ["x"], [input], ["y"]);
+        var actual = results[0].GetTensorDataAsSpan<float>().ToArray();
+        Assert.Equal(expected.Length, actual.Length);
+        Assert.All(expected.Zip(actual), p => Assert.True(Math.Abs(p.First - p.Second) <= 1e-5, $"{p.Second} against {p.First}"));
+    }
+
     /// <summary>The Keras CNN's seven MaxPools, their backward by Indices and a scatter, against PyTorch's float64 map.</summary>
     [Fact]
     public async Task Without_them_guided_backprop_matches_the_reference()

@@ -14,6 +14,8 @@
 // attributes. cols [N, C·kh·kw, L] holds, per block (window) of the image, its kh·kw cells; cells of
 // overlapping blocks add. A strided convolution's input gradient is MatMul(Wᵀ, dY) then this: ONNX
 // Runtime's ConvTranspose does the same product, then a scalar scatter several times slower.
+// DepthwiseCol2Im(dY, W) -> dX is the same scatter for a depthwise convolution's input gradient,
+// whose columns W[c, tap]·dY[n, c] are scaled as they are added, never written.
 //
 // Every shape is checked against the attributes before any memory is touched: a mismatch is an
 // error status, never a read out of bounds.
@@ -53,6 +55,9 @@ OrtStatus* SetOutputShape(OrtShapeInferContext* context, const Ort::ShapeInferCo
 
 // ⌈a / b⌉ for b > 0, and 0 for a <= 0, without forming a + b (attributes may be near INT64_MAX).
 int64_t CeilDiv(int64_t a, int64_t b) { return a > 0 ? (a - 1) / b + 1 : 0; }
+
+// ⌊a / b⌋ for b > 0.
+int64_t FloorDiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 // A 2-D window's attributes, as MaxPool and Col2Im name them: the kernel's (block's) shape,
 // strides, pads (begins, then ends) and dilations.
@@ -118,7 +123,9 @@ struct MaxPoolGrad {
       for (size_t d = 0; d < 2; ++d)
         if (window_.Count(d, xs[2 + d]) != ys[2 + d] || ys[2 + d] == 0) return Ort::Status("MaxPoolGrad: dY's size is not the pooled size of X", ORT_INVALID_ARGUMENT);
       Job job{x.Data(), dy.Data(), dx.Allocate(xs), xs[2], xs[3], ys[2], ys[3], this};
-      return Ort::Status(api_->KernelContext_ParallelFor(context, &Plane, static_cast<size_t>(xs[0] * xs[1]), 0, &job));
+      Ort::Status status(api_->KernelContext_ParallelFor(context, &Plane, static_cast<size_t>(xs[0] * xs[1]), 0, &job));
+      if (status.IsOK() && job.failed) return Ort::Status("MaxPoolGrad: out of memory", ORT_FAIL);
+      return status;
     } catch (const std::exception& e) {
       return Ort::Status(e.what(), ORT_FAIL);
     }
@@ -131,11 +138,12 @@ struct MaxPoolGrad {
     float* dx;
     int64_t height, width, rows, columns;
     const MaxPoolGrad* op;
+    std::atomic<bool> failed{false};
   };
 
-  // One channel of one sample.
+  // One channel of one sample: each window's gradient to its first maximum, then the gate.
   static void Plane(void* data, size_t plane) {
-    const Job& job = *static_cast<const Job*>(data);
+    Job& job = *static_cast<Job*>(data);
     const MaxPoolGrad& op = *job.op;
     const int64_t area = job.height * job.width;
     const float* x = job.x + plane * area;
@@ -143,6 +151,103 @@ struct MaxPoolGrad {
     float* dx = job.dx + plane * area;
     std::memset(dx, 0, sizeof(float) * area);
     const Window& w = op.window_;
+    const int64_t reach = w.kernel[1] - 1 <= Reach && w.dilations[1] <= Reach ? (w.kernel[1] - 1) * w.dilations[1] : Reach + 1;
+    const bool separable = area <= std::numeric_limits<int32_t>::max() && reach <= Reach && w.pads[1] <= Reach;
+    if (separable && w.strides[1] == 2) Separable<2>(job, x, dy, dx);
+    else if (separable && w.strides[1] == 1) Separable<1>(job, x, dy, dx);
+    else Windows(job, x, dy, dx);
+    // Vectorised selects (the library is built with -O3): at -O2 g++ left a branch per cell,
+    // mispredicted on the half of a rectifier's outputs that are 0 (ResNet-18's stem: the kernel
+    // took 3.3 ms with the gate, against 1.1 ms with it).
+    const float upper = op.upper_;
+    if (op.rectify_ == 1)
+      for (int64_t k = 0; k < area; ++k) dx[k] = Open(x[k], upper) ? dx[k] : 0.0f;
+    else if (op.rectify_ == 2)
+      for (int64_t k = 0; k < area; ++k) dx[k] = Open(x[k], upper) ? std::max(dx[k], 0.0f) : 0.0f;
+  }
+
+  // The columns a window reaches past its first, and the left pad, up to which the separable
+  // search runs (its row buffers grow with them).
+  static constexpr int64_t Reach = 64;
+
+  // The search in two passes over contiguous memory, where one window at a time is a chain of
+  // dependent selects over strided cells (ResNet-18's 3×3/2 pool: 0.8 ms of its backward).
+  // Along each row of X, every window's first maximum among its columns: at column stride 2 the
+  // row is split by parity, so that tap b of window j is element j + q_b of one half, and all
+  // windows compare that tap at once. Then down each window's rows, the first of those maxima.
+  // The order is one window's own (row a, then column b; a tie keeps the earlier cell).
+  template <int64_t S>
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+  static void Separable(Job& job, const float* x, const float* dy, float* dx) {
+    const Window& w = job.op->window_;
+    const int64_t height = job.height, width = job.width, rows = job.rows, columns = job.columns;
+    const int64_t kh = w.kernel[0], kw = w.kernel[1], sh = w.strides[0], dh = w.dilations[0], dw = w.dilations[1];
+    const int64_t ph = w.pads[0], pw = w.pads[1];
+    constexpr float lowest = std::numeric_limits<float>::lowest();
+    // Tap b of window j reads column j·S + off_b (off_b = b·dw − pw): element j + q_b of half
+    // off_b − q_b·S, q_b = ⌊off_b / S⌋. Each half is padded with `lowest`, which never wins.
+    const int64_t before = -FloorDiv(-pw, S), after = std::max<int64_t>(0, FloorDiv((kw - 1) * dw - pw, S));
+    const int64_t span = before + std::max(CeilDiv(width, S), columns + after);
+    thread_local std::vector<float> halves, maxima, best;
+    thread_local std::vector<int32_t> columnOf, cellOf;
+    try {
+      halves.resize(static_cast<size_t>(S * span));
+      maxima.resize(static_cast<size_t>(height * columns));
+      columnOf.resize(static_cast<size_t>(height * columns));
+      best.resize(static_cast<size_t>(columns));
+      cellOf.resize(static_cast<size_t>(columns));
+    } catch (const std::exception&) {
+      job.failed = true; // no exception may leave a thread-pool task
+      return;
+    }
+    for (int64_t r = 0; r < height; ++r) {
+      const float* __restrict row = x + r * width;
+      for (int64_t l = 0; l < S; ++l) {
+        float* __restrict half = halves.data() + l * span;
+        std::fill(half, half + span, lowest);
+        for (int64_t k = 0; k * S + l < width; ++k) half[before + k] = row[k * S + l];
+      }
+      float* __restrict most = maxima.data() + r * columns;
+      int32_t* __restrict at = columnOf.data() + r * columns;
+      std::fill(most, most + columns, lowest);
+      std::fill(at, at + columns, -1);
+      for (int64_t b = 0; b < kw; ++b) {
+        const int64_t off = b * dw - pw, q = FloorDiv(off, S);
+        const float* __restrict tap = halves.data() + (off - q * S) * span + before + q;
+        for (int64_t j = 0; j < columns; ++j) {
+          const bool greater = tap[j] > most[j];
+          most[j] = greater ? tap[j] : most[j];
+          at[j] = greater ? static_cast<int32_t>(j * S + off) : at[j];
+        }
+      }
+    }
+    float* __restrict top_value = best.data();
+    int32_t* __restrict top_cell = cellOf.data();
+    for (int64_t i = 0; i < rows; ++i) {
+      const int64_t top = i * sh - ph;
+      const int64_t a0 = CeilDiv(-top, dh), a1 = std::min(kh, CeilDiv(height - top, dh));
+      std::fill(top_value, top_value + columns, lowest);
+      std::fill(top_cell, top_cell + columns, -1);
+      for (int64_t a = a0; a < a1; ++a) {
+        const int64_t r = top + a * dh;
+        const float* __restrict most = maxima.data() + r * columns;
+        const int32_t* __restrict at = columnOf.data() + r * columns;
+        const int32_t start = static_cast<int32_t>(r * width);
+        for (int64_t j = 0; j < columns; ++j) {
+          const bool greater = most[j] > top_value[j];
+          top_value[j] = greater ? most[j] : top_value[j];
+          top_cell[j] = greater ? start + at[j] : top_cell[j];
+        }
+      }
+      const float* gradient = dy + i * columns;
+      for (int64_t j = 0; j < columns; ++j)
+        if (top_cell[j] >= 0) dx[top_cell[j]] += gradient[j];
+    }
+  }
+
+  // One window at a time, for any attributes.
+  static void Windows(const Job& job, const float* x, const float* dy, float* dx) {
+    const Window& w = job.op->window_;
     const int64_t kh = w.kernel[0], kw = w.kernel[1], sh = w.strides[0], sw = w.strides[1];
     const int64_t dh = w.dilations[0], dw = w.dilations[1], ph = w.pads[0], pw = w.pads[1];
     for (int64_t i = 0; i < job.rows; ++i) {
@@ -166,14 +271,6 @@ struct MaxPoolGrad {
         if (at >= 0) dx[at] += dy[i * job.columns + j];
       }
     }
-    // Vectorised selects (the library is built with -O3): at -O2 g++ left a branch per cell,
-    // mispredicted on the half of a rectifier's outputs that are 0 (ResNet-18's stem: the kernel
-    // took 3.3 ms with the gate, against 1.1 ms now and 0.9 without it).
-    const float upper = op.upper_;
-    if (op.rectify_ == 1)
-      for (int64_t k = 0; k < area; ++k) dx[k] = Open(x[k], upper) ? dx[k] : 0.0f;
-    else if (op.rectify_ == 2)
-      for (int64_t k = 0; k < area; ++k) dx[k] = Open(x[k], upper) ? std::max(dx[k], 0.0f) : 0.0f;
   }
 
   static bool Open(float x, float upper) { return (x > 0.0f) & (x < upper); }
@@ -195,17 +292,17 @@ struct MaxPoolGrad {
 };
 
 struct Col2Im {
-  Col2Im(const OrtApi* api, const OrtKernelInfo* info) : api_(api) {
+  Col2Im(const OrtApi* api, const OrtKernelInfo* info, const char* name = "Col2Im") : api_(api), name_(name) {
     try {
       Ort::ConstKernelInfo attributes(info);
       image_ = attributes.GetAttributes<int64_t>("image_shape");
       window_.Read(attributes, "block_shape");
     } catch (const std::exception& e) {
-      error_ = std::string("Col2Im: ") + e.what();
+      error_ = name_ + ": " + e.what();
     }
     bool valid = image_.size() == 2 && window_.Valid() && !__builtin_mul_overflow(window_.kernel[0], window_.kernel[1], &cells_);
     for (size_t d = 0; valid && d < 2; ++d) valid = image_[d] > 0 && (blocks_[d] = window_.Count(d, image_[d])) > 0;
-    if (error_.empty() && !valid) error_ = "Col2Im: needs 2-D image_shape, block_shape, strides and dilations (> 0), four pads (>= 0) and a block that fits";
+    if (error_.empty() && !valid) error_ = name_ + ": needs 2-D image_shape, block_shape, strides and dilations (> 0), four pads (>= 0) and a block that fits";
   }
 
   // The output's shape, [N, C, H, W] with the columns' own N, so that ONNX Runtime's graph
@@ -234,22 +331,29 @@ struct Col2Im {
       if (cs.size() != 3 || cs[1] % cells_ != 0 || cs[2] % blocks_[0] != 0 || cs[2] / blocks_[0] != blocks_[1])
         return Ort::Status("Col2Im: cols must be [N, C * kh * kw, L] with L the image's blocks", ORT_INVALID_ARGUMENT);
       const int64_t channels = cs[1] / cells_;
-      Job job{cols.Data(), image.Allocate({cs[0], channels, image_[0], image_[1]}), this};
-      Ort::Status status(api_->KernelContext_ParallelFor(context, &Rows, static_cast<size_t>(cs[0] * channels * CeilDiv(image_[0], Band)), 0, &job));
-      if (status.IsOK() && job.failed) return Ort::Status("Col2Im: out of memory", ORT_FAIL);
-      return status;
+      Job job{cols.Data(), nullptr, channels, image.Allocate({cs[0], channels, image_[0], image_[1]}), this};
+      return Scatter(context, job, cs[0]);
     } catch (const std::exception& e) {
       return Ort::Status(e.what(), ORT_FAIL);
     }
   }
 
- private:
+ protected:
   struct Job {
-    const float* cols;
+    const float* cols;    // plain: [N, C·kh·kw, L]; weighted: the gradient [N, C, L], each tap's column a multiple of it
+    const float* weights; // null, or [C, kh·kw]: column (c, tap) = weights[c, tap] · cols[n, c]
+    int64_t channels;
     float* image;
     const Col2Im* op;
     std::atomic<bool> failed{false};
   };
+
+  Ort::Status Scatter(OrtKernelContext* context, Job& job, int64_t samples) const {
+    const size_t tasks = static_cast<size_t>(samples * job.channels * CeilDiv(image_[0], Band));
+    Ort::Status status(api_->KernelContext_ParallelFor(context, job.weights ? &Rows<true> : &Rows<false>, tasks, 0, &job));
+    if (status.IsOK() && job.failed) return Ort::Status((name_ + ": out of memory").c_str(), ORT_FAIL);
+    return status;
+  }
 
   // Rows [y0, y0 + Band) of one channel of one sample: the sums of the cells that land on them,
   // gathered so that each thread writes its own rows. Block row i reaches image row y through tap
@@ -258,6 +362,8 @@ struct Col2Im {
   // adds into one buffer per residue, interleaved into the rows at the end.
   static constexpr int64_t Band = 8;
 
+  template <bool Weighted>
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
   static void Rows(void* data, size_t index) {
     Job& job = *static_cast<Job*>(data);
     const Col2Im& op = *job.op;
@@ -268,7 +374,10 @@ struct Col2Im {
     const int64_t bands = CeilDiv(height, Band);
     const int64_t plane = static_cast<int64_t>(index) / bands, y0 = static_cast<int64_t>(index) % bands * Band;
     const int64_t y1 = std::min(height, y0 + Band);
-    const float* cols = job.cols + plane * kh * kw * rows * columns; // sample and channel: kh·kw rows of L
+    // Sample and channel: kh·kw rows of L, or (weighted) one row of L that every tap scales.
+    const int64_t taps = Weighted ? 0 : rows * columns;
+    const float* cols = job.cols + plane * (Weighted ? 1 : kh * kw) * rows * columns;
+    const float* weights = Weighted ? job.weights + plane % job.channels * kh * kw : nullptr;
     const int64_t residues = std::min(sw, width), stride = CeilDiv(width, sw); // residue r holds x = k·sw + r
     const int64_t line = residues * stride;                                     // one image row, by residue
     thread_local std::vector<float> sums;
@@ -285,31 +394,81 @@ struct Col2Im {
       const int64_t j0 = std::max<int64_t>(0, -q), n = std::min(columns, count - q) - j0;
       if (n <= 0) continue;
       for (int64_t a = 0; a < kh; ++a) {
-        const float* tap = cols + (a * kw + b) * rows * columns + j0;
+        const float* tap = cols + (a * kw + b) * taps + j0;
+        const float weight = Weighted ? weights[a * kw + b] : 1.0f;
         for (int64_t y = y0; y < y1; ++y) {
           const int64_t top = y + ph - a * dh; // = i·sh
           if (top < 0 || top % sh != 0 || top / sh >= rows) continue;
           const float* __restrict from = tap + top / sh * columns;
           float* __restrict to = sums.data() + (y - y0) * line + r * stride + q + j0;
-          for (int64_t j = 0; j < n; ++j) to[j] += from[j];
+          if (Weighted)
+            for (int64_t j = 0; j < n; ++j) to[j] += weight * from[j];
+          else
+            for (int64_t j = 0; j < n; ++j) to[j] += from[j];
         }
       }
     }
     for (int64_t y = y0; y < y1; ++y) {
-      const float* row = sums.data() + (y - y0) * line;
-      float* out = job.image + (plane * height + y) * width;
+      const float* __restrict row = sums.data() + (y - y0) * line;
+      float* __restrict out = job.image + (plane * height + y) * width;
+      if (residues == 2) { // stride 2, the common case, as vector unpacks
+        const float* __restrict odd = row + stride;
+        const int64_t pairs = width / 2;
+        for (int64_t k = 0; k < pairs; ++k) {
+          out[2 * k] = row[k];
+          out[2 * k + 1] = odd[k];
+        }
+        if (width % 2) out[width - 1] = row[pairs];
+        continue;
+      }
       for (int64_t r = 0; r < residues; ++r)
         for (int64_t k = 0, count = CeilDiv(width - r, sw); k < count; ++k) out[k * sw + r] = row[r * stride + k];
     }
   }
 
-  static int64_t FloorDiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
   const OrtApi* api_;
+  std::string name_;
   std::vector<int64_t> image_;
   Window window_;
   int64_t cells_ = 0, blocks_[2] = {0, 0};
   std::string error_;
+};
+
+// DepthwiseCol2Im(dY [N, C, oh, ow], W [C, 1, kh, kw]) -> dX [N, C, H, W]: the input gradient of a
+// depthwise convolution (group = C, one channel a group) with W, as Col2Im of the columns
+// W[c, tap]·dY[n, c], which are never written. ONNX Runtime's ConvTranspose runs one small
+// product and a scalar scatter per channel (MobileNetV2's four strided ones: 3.5 ms).
+struct DepthwiseCol2Im : Col2Im {
+  DepthwiseCol2Im(const OrtApi* api, const OrtKernelInfo* info) : Col2Im(api, info, "DepthwiseCol2Im") {}
+
+  // [N, C, H, W]: dY's N and C, image_shape's H and W.
+  static OrtStatus* ORT_API_CALL InferShape(const OrtCustomOp*, OrtShapeInferContext* raw) {
+    try {
+      Ort::ShapeInferContext context(&Ort::GetApi(), raw);
+      const auto image = context.GetAttrInts("image_shape");
+      const auto& dy = context.GetInputShape(0);
+      if (image.size() != 2 || dy.size() != 4 || image[0] <= 0 || image[1] <= 0) return nullptr;
+      return SetOutputShape(raw, {dy[0], dy[1], image[0], image[1]});
+    } catch (const std::exception&) {
+      return nullptr;
+    }
+  }
+
+  Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& dy, const Ort::Custom::Tensor<float>& w,
+                      Ort::Custom::Tensor<float>& dx) {
+    try {
+      if (!error_.empty()) return Ort::Status(error_.c_str(), ORT_INVALID_ARGUMENT);
+      const auto& ys = dy.Shape();
+      const auto& ws = w.Shape();
+      if (ys.size() != 4 || ys[2] != blocks_[0] || ys[3] != blocks_[1] || ws.size() != 4 || ws[0] != ys[1] || ws[1] != 1 ||
+          ws[2] != window_.kernel[0] || ws[3] != window_.kernel[1])
+        return Ort::Status("DepthwiseCol2Im: dY must be [N, C, oh, ow] with the image's blocks and W [C, 1, kh, kw]", ORT_INVALID_ARGUMENT);
+      Job job{dy.Data(), w.Data(), ys[1], dx.Allocate({ys[0], ys[1], image_[0], image_[1]}), this};
+      return Scatter(context, job, ys[0]);
+    } catch (const std::exception& e) {
+      return Ort::Status(e.what(), ORT_FAIL);
+    }
+  }
 };
 
 // A kernel on the CPU provider, with its own shape inference (see SetOutputShape).
@@ -327,10 +486,12 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
     Ort::InitApi(api_base->GetApi(ORT_API_VERSION));
     static std::unique_ptr<Ort::Custom::OrtLiteCustomOp> max_pool_grad = Kernel<MaxPoolGrad>("MaxPoolGrad");
     static std::unique_ptr<Ort::Custom::OrtLiteCustomOp> col2im = Kernel<Col2Im>("Col2Im");
+    static std::unique_ptr<Ort::Custom::OrtLiteCustomOp> depthwise_col2im = Kernel<DepthwiseCol2Im>("DepthwiseCol2Im");
     static Ort::CustomOpDomain domain = [] {
       Ort::CustomOpDomain d{"ai.saliency"};
       d.Add(max_pool_grad.get());
       d.Add(col2im.get());
+      d.Add(depthwise_col2im.get());
       return d;
     }();
     Ort::UnownedSessionOptions(options).Add(domain);

@@ -1,3 +1,4 @@
+using SaliencyService.Explain.Onnx.Proto;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Serving;
 
@@ -16,6 +17,16 @@ internal static class ColumnGradient
     /// <summary>Whether this form is written for a strided convolution with this kernel: a 1×1 one's ConvTranspose is as fast.</summary>
     public static bool Applies(int spatial, long group, long[] kernel) => NativeOps.Available && spatial == 2 && group == 1 && kernel[0] * kernel[1] > 1;
 
+    /// <summary>
+    /// Whether a depthwise convolution's (one input and one output channel a group, <paramref name="shape"/>
+    /// its kernel's [C, 1, kh, kw]) is written as <see cref="NativeOps.DepthwiseCol2Im"/>: its
+    /// columns are the kernel's taps times the gradient, scaled as they are added. ONNX Runtime's
+    /// ConvTranspose with groups runs a product and a scalar scatter per channel: MobileNetV2's
+    /// strided depthwise layers 0.3–1.9 ms each (bench/analysis.md).
+    /// </summary>
+    public static bool AppliesDepthwise(int spatial, long group, long[] shape) =>
+        NativeOps.Available && spatial == 2 && group > 1 && shape[0] == group && shape[1] == 1 && shape[2] * shape[3] > 1;
+
     /// <summary>∂input of <c>Conv(x, w)</c>, where <see cref="Applies"/>, from the output's gradient.</summary>
     /// <param name="weight">The kernel's value in the graph, [C_out, C_in, kh, kw] (<paramref name="shape"/>).</param>
     /// <param name="input">The convolution's input shape (−1: the batch dimension).</param>
@@ -27,8 +38,19 @@ internal static class ColumnGradient
         var transposed = graph.Node("Reshape", [graph.Node("Transpose", [weight], BackwardGraph.Attribute("perm", [1, 2, 3, 0])), graph.Ints(-1, shape[0])]);
         var cells = graph.Reshape(gradient, output, [output[0], output[1], output[2] * output[3]]);
         var columns = graph.Node("MatMul", [transposed, cells]);
-        return graph.NativeNode(NativeOps.Col2Im, [columns], BackwardGraph.Attribute("image_shape", input[2..]),
-            BackwardGraph.Attribute("block_shape", shape[2..]), BackwardGraph.Attribute("strides", strides),
-            BackwardGraph.Attribute("pads", [.. begin, .. end]), BackwardGraph.Attribute("dilations", dilations));
+        return graph.NativeNode(NativeOps.Col2Im, [columns], Window(shape, input, strides, dilations, begin, end));
     }
+
+    /// <summary>∂input of a depthwise <c>Conv(x, w)</c>, where <see cref="AppliesDepthwise"/>, from the output's gradient.</summary>
+    public static string DepthwiseInputGradient(BackwardGraph graph, string gradient, string weight, long[] shape, long[] input,
+        long[] strides, long[] dilations, long[] begin, long[] end) =>
+        graph.NativeNode(NativeOps.DepthwiseCol2Im, [gradient, weight], Window(shape, input, strides, dilations, begin, end));
+
+    /// <summary>The scatter's attributes: the image's size and the blocks' (the kernel's) shape, strides, pads and dilations.</summary>
+    private static AttributeProto[] Window(long[] shape, long[] input, long[] strides, long[] dilations, long[] begin, long[] end) =>
+    [
+        BackwardGraph.Attribute("image_shape", input[2..]), BackwardGraph.Attribute("block_shape", shape[2..]),
+        BackwardGraph.Attribute("strides", strides), BackwardGraph.Attribute("pads", [.. begin, .. end]),
+        BackwardGraph.Attribute("dilations", dilations),
+    ];
 }

@@ -64,6 +64,8 @@ internal static class ConvOps
             }
             if (ColumnGradient.Applies(spatial, group, kernel))
                 return [ColumnGradient.InputGradient(graph, gradient, graph.ConstantInput(n, 1), w.shape, input, output, strides, dilations, begin, end), null, null];
+            if (ColumnGradient.AppliesDepthwise(spatial, group, w.shape))
+                return [ColumnGradient.DepthwiseInputGradient(graph, gradient, graph.ConstantInput(n, 1), w.shape, input, strides, dilations, begin, end), null, null];
             var outputPadding = Enumerable.Range(0, spatial)
                 .Select(i => input[2 + i] - ((output[2 + i] - 1) * strides[i] - begin[i] - end[i] + reach[i] + 1)).ToArray();
             return [graph.Node("ConvTranspose", [gradient, graph.ConstantInput(n, 1)], [.. common, BackwardGraph.Attribute("strides", strides),

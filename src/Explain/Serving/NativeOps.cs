@@ -24,6 +24,13 @@ public static class NativeOps
     /// </summary>
     public const string Col2Im = "Col2Im";
 
+    /// <summary>
+    /// DepthwiseCol2Im(dY [N, C, oh, ow], W [C, 1, kh, kw]) → dX [N, C, H, W]: the input gradient of
+    /// a depthwise convolution with kernel W, as Col2Im of the columns W[c, tap]·dY[n, c] (never
+    /// written); same attributes as <see cref="Col2Im"/>.
+    /// </summary>
+    public const string DepthwiseCol2Im = "DepthwiseCol2Im";
+
     private static readonly string? Library = Find();
 
     /// <summary>The library is beside the assemblies (and not switched off by <c>SALIENCY_NATIVE_OPS=0</c>).</summary>

@@ -41,6 +41,32 @@ public sealed class GradientRuleTests
             .Node("Conv", ["x", "w"], ["c"], Ints("strides", stride, stride), Ints("pads", pads), Ints("dilations", dilation, dilation))
             .Node("Relu", ["c"], ["y"]).Output("y"), backwardUses: StridedConvBackward);
 
+    /// <summary>The operator a depthwise convolution's input gradient is written with where the stride-1 form does not apply.</summary>
+    private static string DepthwiseConvBackward => NativeOps.Available ? NativeOps.DepthwiseCol2Im : "ConvTranspose";
+
+    /// <summary>
+    /// Depthwise convolutions (one channel a group) whose input gradient is the engine's weighted
+    /// scatter (ColumnGradient.DepthwiseInputGradient): MobileNetV2's 3×3/2 on even and odd sizes,
+    /// uneven pads, a 5×5/2 as EfficientNet has, strides of 3 and 1×2, a dilated one, and a
+    /// stride-1 one padded past its kernel.
+    /// </summary>
+    [Theory]
+    [InlineData(3, 3, 2, 2, new long[] { 1, 1, 1, 1 }, 1, 16, 16)]
+    [InlineData(3, 3, 2, 2, new long[] { 1, 1, 1, 1 }, 1, 15, 13)]
+    [InlineData(3, 3, 2, 2, new long[] { 0, 0, 1, 1 }, 1, 14, 12)]
+    [InlineData(5, 5, 2, 2, new long[] { 2, 2, 2, 2 }, 1, 13, 16)]
+    [InlineData(3, 2, 3, 3, new long[] { 1, 0, 2, 1 }, 1, 14, 11)]
+    [InlineData(3, 3, 1, 2, new long[] { 2, 1, 0, 2 }, 2, 12, 13)]
+    [InlineData(2, 2, 1, 1, new long[] { 2, 2, 2, 2 }, 1, 7, 8)]
+    public void Strided_depthwise_conv(long kh, long kw, long sh, long sw, long[] pads, long dilation, long height, long width)
+    {
+        const int channels = 6;
+        Parity.CheckGradients(new OnnxTestModel(13, [2, channels, height, width])
+            .Initializer("w", Weights((int)(channels * kh * kw), 12), channels, 1, kh, kw)
+            .Node("Conv", ["x", "w"], ["c"], Int("group", channels), Ints("strides", sh, sw), Ints("pads", pads), Ints("dilations", dilation, dilation))
+            .Node("Relu", ["c"], ["y"]).Output("y"), backwardUses: DepthwiseConvBackward);
+    }
+
     [Fact]
     public void Conv_1d_and_3d()
     {
@@ -62,6 +88,8 @@ public sealed class GradientRuleTests
     [InlineData(3, 2, 1, 0)]   // overlapping windows, as in ResNet's stem
     [InlineData(2, 2, 0, 0)]
     [InlineData(3, 2, 0, 1)]   // ceil_mode
+    [InlineData(3, 1, 1, 0)]   // stride 1, as in Inception's pooling branches
+    [InlineData(4, 3, 1, 0)]   // a stride the kernel has no specialised loop for
     public void Relu_then_max_pool(long kernel, long stride, long pad, long ceil) =>
         Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 9, 10])
             .Node("Relu", ["x"], ["r"])
