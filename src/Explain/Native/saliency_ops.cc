@@ -30,6 +30,14 @@
 #undef ORT_API_MANUAL_INIT
 #include "onnxruntime_lite_custom_op.h"
 
+// The library is built for any x86-64; its hot loops are built again for AVX2 and AVX-512 and
+// the widest the CPU has is picked when the library loads (GCC's function multi-versioning).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#define WIDEST_VECTORS __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define WIDEST_VECTORS
+#endif
+
 namespace {
 
 // Sets a custom op's float output shape from inside its shape inference. ONNX Runtime's C++
@@ -177,7 +185,7 @@ struct MaxPoolGrad {
   // windows compare that tap at once. Then down each window's rows, the first of those maxima.
   // The order is one window's own (row a, then column b; a tie keeps the earlier cell).
   template <int64_t S>
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+  WIDEST_VECTORS
   static void Separable(Job& job, const float* x, const float* dy, float* dx) {
     const Window& w = job.op->window_;
     const int64_t height = job.height, width = job.width, rows = job.rows, columns = job.columns;
@@ -363,7 +371,7 @@ struct Col2Im {
   static constexpr int64_t Band = 8;
 
   template <bool Weighted>
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+  WIDEST_VECTORS
   static void Rows(void* data, size_t index) {
     Job& job = *static_cast<Job*>(data);
     const Col2Im& op = *job.op;
