@@ -357,18 +357,20 @@ struct Col2Im {
   };
 
   Ort::Status Scatter(OrtKernelContext* context, Job& job, int64_t samples) const {
-    const size_t tasks = static_cast<size_t>(samples * job.channels * CeilDiv(image_[0], Band));
+    const size_t tasks = static_cast<size_t>(samples * job.channels * CeilDiv(image_[0], BandOf(image_[1])));
     Ort::Status status(api_->KernelContext_ParallelFor(context, job.weights ? &Rows<true> : &Rows<false>, tasks, 0, &job));
     if (status.IsOK() && job.failed) return Ort::Status((name_ + ": out of memory").c_str(), ORT_FAIL);
     return status;
   }
 
-  // Rows [y0, y0 + Band) of one channel of one sample: the sums of the cells that land on them,
+  // Rows [y0, y0 + band) of one channel of one sample: the sums of the cells that land on them,
   // gathered so that each thread writes its own rows. Block row i reaches image row y through tap
   // a where i·sh − ph + a·dh = y. Along a row, cell b of block j lands at x = j·sw + off
   // (off = b·dw − pw): per residue r of x modulo sw those are contiguous, so the sums run as vector
   // adds into one buffer per residue, interleaved into the rows at the end.
-  static constexpr int64_t Band = 8;
+  // At least 8 rows and ~2k cells a task: a task's own set-up outweighs the adds of a few short rows
+  // (MobileNetV2's 14×14 planes).
+  static int64_t BandOf(int64_t width) { return std::max<int64_t>(8, CeilDiv(2048, width)); }
 
   template <bool Weighted>
   WIDEST_VECTORS
@@ -379,9 +381,9 @@ struct Col2Im {
     const int64_t height = op.image_[0], width = op.image_[1], rows = op.blocks_[0], columns = op.blocks_[1];
     const int64_t kh = w.kernel[0], kw = w.kernel[1], sh = w.strides[0], sw = w.strides[1];
     const int64_t dh = w.dilations[0], dw = w.dilations[1], ph = w.pads[0], pw = w.pads[1];
-    const int64_t bands = CeilDiv(height, Band);
-    const int64_t plane = static_cast<int64_t>(index) / bands, y0 = static_cast<int64_t>(index) % bands * Band;
-    const int64_t y1 = std::min(height, y0 + Band);
+    const int64_t band = BandOf(width), bands = CeilDiv(height, band);
+    const int64_t plane = static_cast<int64_t>(index) / bands, y0 = static_cast<int64_t>(index) % bands * band;
+    const int64_t y1 = std::min(height, y0 + band);
     // Sample and channel: kh·kw rows of L, or (weighted) one row of L that every tap scales.
     const int64_t taps = Weighted ? 0 : rows * columns;
     const float* cols = job.cols + plane * (Weighted ? 1 : kh * kw) * rows * columns;
