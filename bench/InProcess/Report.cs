@@ -9,10 +9,10 @@ public static class Report
     public static void Line(params (string Key, object Value)[] fields) =>
         Console.WriteLine(JsonSerializer.Serialize(fields.ToDictionary(f => f.Key, f => f.Value is double d ? Math.Round(d, 3) : f.Value)));
 
-    /// <summary>Runs <paramref name="pass"/> once to warm up, then <paramref name="repeats"/> times: the sorted milliseconds.</summary>
-    public static double[] Time(int repeats, Action pass)
+    /// <summary>Runs <paramref name="pass"/> <paramref name="warmUp"/> times to warm up, then <paramref name="repeats"/> times: the sorted milliseconds.</summary>
+    public static double[] Time(int repeats, Action pass, int warmUp = 1)
     {
-        pass();
+        for (var i = 0; i < warmUp; i++) pass();
         return Enumerable.Range(0, repeats).Select(_ => Milliseconds(pass)).Order().ToArray();
     }
 

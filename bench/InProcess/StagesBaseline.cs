@@ -28,11 +28,13 @@ public static class StagesBaseline
         using var backprop = OrtBackprop.Create(model, mirror, input.Shape, onnx.Inputs[0].Shape[0] < 0, m => sessions.Create(m).Session);
         using var x = tensor(input.Data, input.Shape);
 
+        // A new session's first runs are slow for a while (mobilenet_v2's first rule: ~20 of them at
+        // 19-28 ms against 14 after), so each stage runs 20 times before it is timed.
         double Median(Action pass) => Report.Percentile(Report.Time(repeats, () =>
         {
             using var scope = NewDisposeScope();
             pass();
-        }), 0.5);
+        }, warmUp: 20), 0.5);
         Report.Line(("stage", "served forward (ORT Run)"), ("p50_ms", Median(() => OrtBaseline.TimedRun(session, input))));
         Report.Line(("stage", "forward alone"), ("merged", backprop.Merged), ("recorded", backprop.RecordedCount),
             ("p50_ms", Median(() => backprop.Forward(x))));
