@@ -38,40 +38,12 @@ public sealed class NativeOpsTests
     public void Col2Im_adds_every_block_where_it_lands(long kh, long kw, long sh, long sw, long dh, long dw, long top, long left, long bottom, long right, long height, long width)
     {
         const int samples = 2, channels = 3;
-        var rows = (height + top + bottom - ((kh - 1) * dh + 1)) / sh + 1;
-        var columns = (width + left + right - ((kw - 1) * dw + 1)) / sw + 1;
+        var w = new ScatterWindow(kh, kw, sh, sw, dh, dw, top, left, bottom, right, height, width);
         var cells = channels * kh * kw;
-        var cols = Parity.RandomInput([samples * cells * rows * columns], 31, -1, 1);
-        var model = new OnnxTestModel(13, [-1, cells, rows * columns])
-            .Node(NativeOps.Col2Im, ["x"], ["y"], OnnxTestModel.Ints("image_shape", height, width), OnnxTestModel.Ints("block_shape", kh, kw),
-                OnnxTestModel.Ints("strides", sh, sw), OnnxTestModel.Ints("pads", top, left, bottom, right), OnnxTestModel.Ints("dilations", dh, dw))
-            .Output("y").Model();
-        model.Graph.Node[0].Domain = NativeOps.Domain;
-        model.OpsetImport.Add(new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 });
-
-        var expected = new double[samples * channels * height * width];
-        for (var n = 0; n < samples; n++)
-        for (var c = 0; c < channels; c++)
-        for (var a = 0; a < kh; a++)
-        for (var b = 0; b < kw; b++)
-        for (var i = 0; i < rows; i++)
-        for (var j = 0; j < columns; j++)
-        {
-            var (y, x) = (i * sh - top + a * dh, j * sw - left + b * dw);
-            if (y < 0 || y >= height || x < 0 || x >= width) continue;
-            expected[((n * channels + c) * height + y) * width + x] += cols[((n * cells + (c * kh + a) * kw + b) * rows + i) * columns + j];
-        }
-
-        using var session = TestSessions.Open(model);
-        var output = session.OutputMetadata["y"];
-        Assert.Equal(new[] { -1, channels, (int)height, (int)width }, output.Dimensions);
-        Assert.Equal("batch", output.SymbolicDimensions[0]);
-        using var input = OrtValue.CreateTensorValueFromMemory(cols, [samples, cells, rows * columns]);
-        using var runOptions = new RunOptions();
-        using var results = session.Run(runOptions, ["x"], [input], ["y"]);
-        var actual = results[0].GetTensorDataAsSpan<float>().ToArray();
-        Assert.Equal(expected.Length, actual.Length);
-        Assert.All(expected.Zip(actual), p => Assert.True(Math.Abs(p.First - p.Second) <= 1e-5, $"{p.Second} against {p.First}"));
+        var cols = Parity.RandomInput([samples * cells * w.Rows * w.Columns], 31, -1, 1);
+        var model = w.Node(new OnnxTestModel(13, [-1, cells, w.Rows * w.Columns]), NativeOps.Col2Im, ["x"]);
+        var expected = w.Scatter(samples, channels, (n, c, a, b, i, j) => cols[((n * cells + (c * kh + a) * kw + b) * w.Rows + i) * w.Columns + j]);
+        w.AssertComputes(model, cols, [samples, cells, w.Rows * w.Columns], expected, channels);
     }
 
     /// <summary>
@@ -88,42 +60,68 @@ public sealed class NativeOpsTests
     public void DepthwiseCol2Im_adds_every_tap_times_its_weight(long kh, long kw, long sh, long sw, long dh, long dw, long top, long left, long bottom, long right, long height, long width)
     {
         const int samples = 2, channels = 5;
-        var rows = (height + top + bottom - ((kh - 1) * dh + 1)) / sh + 1;
-        var columns = (width + left + right - ((kw - 1) * dw + 1)) / sw + 1;
-        var gradient = Parity.RandomInput([samples * channels * rows * columns], 32, -1, 1);
+        var w = new ScatterWindow(kh, kw, sh, sw, dh, dw, top, left, bottom, right, height, width);
+        var gradient = Parity.RandomInput([samples * channels * w.Rows * w.Columns], 32, -1, 1);
         var weights = Parity.RandomInput([channels * kh * kw], 33, -1, 1);
-        var model = new OnnxTestModel(13, [-1, channels, rows, columns])
-            .Initializer("w", weights, channels, 1, kh, kw)
-            .Node(NativeOps.DepthwiseCol2Im, ["x", "w"], ["y"], OnnxTestModel.Ints("image_shape", height, width), OnnxTestModel.Ints("block_shape", kh, kw),
-                OnnxTestModel.Ints("strides", sh, sw), OnnxTestModel.Ints("pads", top, left, bottom, right), OnnxTestModel.Ints("dilations", dh, dw))
-            .Output("y").Model();
-        model.Graph.Node[0].Domain = NativeOps.Domain;
-        model.OpsetImport.Add(new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 });
+        var model = w.Node(new OnnxTestModel(13, [-1, channels, w.Rows, w.Columns]).Initializer("w", weights, channels, 1, kh, kw),
+            NativeOps.DepthwiseCol2Im, ["x", "w"]);
+        var expected = w.Scatter(samples, channels, (n, c, a, b, i, j) =>
+            (double)weights[(c * kh + a) * kw + b] * gradient[((n * channels + c) * w.Rows + i) * w.Columns + j]);
+        w.AssertComputes(model, gradient, [samples, channels, w.Rows, w.Columns], expected, channels);
+    }
 
-        var expected = new double[samples * channels * height * width];
-        for (var n = 0; n < samples; n++)
-        for (var c = 0; c < channels; c++)
-        for (var a = 0; a < kh; a++)
-        for (var b = 0; b < kw; b++)
-        for (var i = 0; i < rows; i++)
-        for (var j = 0; j < columns; j++)
+    /// <summary>A scatter's window (the kernels' attributes) over an image, and what both scatter tests check with it.</summary>
+    private sealed record ScatterWindow(long Kh, long Kw, long Sh, long Sw, long Dh, long Dw, long Top, long Left, long Bottom, long Right, long Height, long Width)
+    {
+        public long Rows => (Height + Top + Bottom - ((Kh - 1) * Dh + 1)) / Sh + 1;
+        public long Columns => (Width + Left + Right - ((Kw - 1) * Dw + 1)) / Sw + 1;
+
+        /// <summary>The model with the kernel <paramref name="op"/> as its one node, output y.</summary>
+        public ModelProto Node(OnnxTestModel model, string op, string[] inputs)
         {
-            var (y, x) = (i * sh - top + a * dh, j * sw - left + b * dw);
-            if (y < 0 || y >= height || x < 0 || x >= width) continue;
-            expected[((n * channels + c) * height + y) * width + x] +=
-                (double)weights[(c * kh + a) * kw + b] * gradient[((n * channels + c) * rows + i) * columns + j];
+            var proto = model.Node(op, inputs, ["y"], OnnxTestModel.Ints("image_shape", Height, Width), OnnxTestModel.Ints("block_shape", Kh, Kw),
+                OnnxTestModel.Ints("strides", Sh, Sw), OnnxTestModel.Ints("pads", Top, Left, Bottom, Right), OnnxTestModel.Ints("dilations", Dh, Dw))
+                .Output("y").Model();
+            proto.Graph.Node[0].Domain = NativeOps.Domain;
+            proto.OpsetImport.Add(new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 });
+            return proto;
         }
 
-        using var session = TestSessions.Open(model);
-        var output = session.OutputMetadata["y"];
-        Assert.Equal(new[] { -1, channels, (int)height, (int)width }, output.Dimensions);
-        Assert.Equal("batch", output.SymbolicDimensions[0]);
-        using var input = OrtValue.CreateTensorValueFromMemory(gradient, [samples, channels, rows, columns]);
-        using var runOptions = new RunOptions();
-        using var results = session.Run(runOptions, ["x"], [input], ["y"]);
-        var actual = results[0].GetTensorDataAsSpan<float>().ToArray();
-        Assert.Equal(expected.Length, actual.Length);
-        Assert.All(expected.Zip(actual), p => Assert.True(Math.Abs(p.First - p.Second) <= 1e-5, $"{p.Second} against {p.First}"));
+        /// <summary>The float64 image: cell (a, b) of block (i, j) of channel c of sample n added where it lands.</summary>
+        public double[] Scatter(int samples, int channels, Func<long, long, long, long, long, long, double> cell)
+        {
+            var image = new double[samples * channels * Height * Width];
+            for (var n = 0; n < samples; n++)
+            for (var c = 0; c < channels; c++)
+            for (var a = 0; a < Kh; a++)
+            for (var b = 0; b < Kw; b++)
+            for (var i = 0; i < Rows; i++)
+            for (var j = 0; j < Columns; j++)
+            {
+                var (y, x) = (i * Sh - Top + a * Dh, j * Sw - Left + b * Dw);
+                if (y < 0 || y >= Height || x < 0 || x >= Width) continue;
+                image[((n * channels + c) * Height + y) * Width + x] += cell(n, c, a, b, i, j);
+            }
+            return image;
+        }
+
+        /// <summary>
+        /// ONNX Runtime knows the output's shape before it runs, the batch's symbol kept (its
+        /// blocked layout needs it, BlockedLayoutTests), and the kernel computes <paramref name="expected"/>.
+        /// </summary>
+        public void AssertComputes(ModelProto model, float[] input, long[] shape, double[] expected, int channels)
+        {
+            using var session = TestSessions.Open(model);
+            var output = session.OutputMetadata["y"];
+            Assert.Equal(new[] { -1, channels, (int)Height, (int)Width }, output.Dimensions);
+            Assert.Equal("batch", output.SymbolicDimensions[0]);
+            using var value = OrtValue.CreateTensorValueFromMemory(input, shape);
+            using var runOptions = new RunOptions();
+            using var results = session.Run(runOptions, ["x"], [value], ["y"]);
+            var actual = results[0].GetTensorDataAsSpan<float>().ToArray();
+            Assert.Equal(expected.Length, actual.Length);
+            Assert.All(expected.Zip(actual), p => Assert.True(Math.Abs(p.First - p.Second) <= 1e-5, $"{p.Second} against {p.First}"));
+        }
     }
 
     /// <summary>The Keras CNN's seven MaxPools, their backward by Indices and a scatter, against PyTorch's float64 map.</summary>
