@@ -43,7 +43,9 @@ namespace {
 // Sets a custom op's float output shape from inside its shape inference. ONNX Runtime's C++
 // wrapper (ShapeInferContext::SetOutputShape) writes a symbolic dimension as -2, which its C API
 // refuses (it wants -1 beside the symbol's name), so the C API is called directly.
-OrtStatus* SetOutputShape(OrtShapeInferContext* context, const Ort::ShapeInferContext::Shape& shape) {
+using Shape = Ort::ShapeInferContext::Shape;
+
+OrtStatus* SetOutputShape(OrtShapeInferContext* context, const Shape& shape) {
   const OrtApi& api = Ort::GetApi();
   std::vector<int64_t> dims;
   std::vector<const char*> symbols;
@@ -111,14 +113,11 @@ struct MaxPoolGrad {
     if (error_.empty() && !window_.Valid()) error_ = "MaxPoolGrad: needs 2-D kernel_shape, strides and dilations (> 0) and four pads (>= 0)";
   }
 
-  // dX has X's shape (told to ONNX Runtime's graph transforms, as Col2Im's).
-  static OrtStatus* ORT_API_CALL InferShape(const OrtCustomOp*, OrtShapeInferContext* raw) {
-    try {
-      Ort::ShapeInferContext context(&Ort::GetApi(), raw);
-      return context.GetInputCount() == 2 ? SetOutputShape(raw, context.GetInputShape(0)) : nullptr;
-    } catch (const std::exception&) {
-      return nullptr;
-    }
+  // dX has X's shape.
+  static bool OutputShape(Ort::ShapeInferContext& context, Shape& shape) {
+    if (context.GetInputCount() != 2) return false;
+    shape = context.GetInputShape(0);
+    return true;
   }
 
   Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& x, const Ort::Custom::Tensor<float>& dy,
@@ -158,15 +157,17 @@ struct MaxPoolGrad {
     const float* dy = job.dy + plane * job.rows * job.columns;
     float* dx = job.dx + plane * area;
     std::memset(dx, 0, sizeof(float) * area);
+    // The separable search at column strides 1 and 2 (a reach and left pad of at most Reach,
+    // 32-bit cell indices), else one window at a time.
     const Window& w = op.window_;
-    const int64_t reach = w.kernel[1] - 1 <= Reach && w.dilations[1] <= Reach ? (w.kernel[1] - 1) * w.dilations[1] : Reach + 1;
-    const bool separable = area <= std::numeric_limits<int32_t>::max() && reach <= Reach && w.pads[1] <= Reach;
+    const bool near = w.kernel[1] - 1 <= Reach && w.dilations[1] <= Reach && (w.kernel[1] - 1) * w.dilations[1] <= Reach && w.pads[1] <= Reach;
+    const bool separable = near && area <= std::numeric_limits<int32_t>::max();
     if (separable && w.strides[1] == 2) Separable<2>(job, x, dy, dx);
     else if (separable && w.strides[1] == 1) Separable<1>(job, x, dy, dx);
     else Windows(job, x, dy, dx);
     // Vectorised selects (the library is built with -O3): at -O2 g++ left a branch per cell,
-    // mispredicted on the half of a rectifier's outputs that are 0 (ResNet-18's stem: the kernel
-    // took 3.3 ms with the gate, against 1.1 ms with it).
+    // mispredicted on the half of a rectifier's outputs that are 0 (ResNet-18's stem: 3.3 ms
+    // against 1.1 at -O3).
     const float upper = op.upper_;
     if (op.rectify_ == 1)
       for (int64_t k = 0; k < area; ++k) dx[k] = Open(x[k], upper) ? dx[k] : 0.0f;
@@ -196,14 +197,14 @@ struct MaxPoolGrad {
     // off_b − q_b·S, q_b = ⌊off_b / S⌋. Each half is padded with `lowest`, which never wins.
     const int64_t before = -FloorDiv(-pw, S), after = std::max<int64_t>(0, FloorDiv((kw - 1) * dw - pw, S));
     const int64_t span = before + std::max(CeilDiv(width, S), columns + after);
-    thread_local std::vector<float> halves, maxima, best;
-    thread_local std::vector<int32_t> columnOf, cellOf;
+    thread_local std::vector<float> halves, row_maxima, window_maxima;
+    thread_local std::vector<int32_t> row_columns, window_cells;
     try {
       halves.resize(static_cast<size_t>(S * span));
-      maxima.resize(static_cast<size_t>(height * columns));
-      columnOf.resize(static_cast<size_t>(height * columns));
-      best.resize(static_cast<size_t>(columns));
-      cellOf.resize(static_cast<size_t>(columns));
+      row_maxima.resize(static_cast<size_t>(height * columns));
+      row_columns.resize(static_cast<size_t>(height * columns));
+      window_maxima.resize(static_cast<size_t>(columns));
+      window_cells.resize(static_cast<size_t>(columns));
     } catch (const std::exception&) {
       job.failed = true; // no exception may leave a thread-pool task
       return;
@@ -215,8 +216,8 @@ struct MaxPoolGrad {
         std::fill(half, half + span, lowest);
         for (int64_t k = 0; k * S + l < width; ++k) half[before + k] = row[k * S + l];
       }
-      float* __restrict most = maxima.data() + r * columns;
-      int32_t* __restrict at = columnOf.data() + r * columns;
+      float* __restrict most = row_maxima.data() + r * columns;
+      int32_t* __restrict at = row_columns.data() + r * columns;
       std::fill(most, most + columns, lowest);
       std::fill(at, at + columns, -1);
       for (int64_t b = 0; b < kw; ++b) {
@@ -229,8 +230,8 @@ struct MaxPoolGrad {
         }
       }
     }
-    float* __restrict top_value = best.data();
-    int32_t* __restrict top_cell = cellOf.data();
+    float* __restrict top_value = window_maxima.data();
+    int32_t* __restrict top_cell = window_cells.data();
     for (int64_t i = 0; i < rows; ++i) {
       const int64_t top = i * sh - ph;
       const int64_t a0 = CeilDiv(-top, dh), a1 = std::min(kh, CeilDiv(height - top, dh));
@@ -238,8 +239,8 @@ struct MaxPoolGrad {
       std::fill(top_cell, top_cell + columns, -1);
       for (int64_t a = a0; a < a1; ++a) {
         const int64_t r = top + a * dh;
-        const float* __restrict most = maxima.data() + r * columns;
-        const int32_t* __restrict at = columnOf.data() + r * columns;
+        const float* __restrict most = row_maxima.data() + r * columns;
+        const int32_t* __restrict at = row_columns.data() + r * columns;
         const int32_t start = static_cast<int32_t>(r * width);
         for (int64_t j = 0; j < columns; ++j) {
           const bool greater = most[j] > top_value[j];
@@ -254,7 +255,7 @@ struct MaxPoolGrad {
   }
 
   // One window at a time, for any attributes.
-  static void Windows(const Job& job, const float* x, const float* dy, float* dx) {
+  static void Windows(Job& job, const float* x, const float* dy, float* dx) {
     const Window& w = job.op->window_;
     const int64_t kh = w.kernel[0], kw = w.kernel[1], sh = w.strides[0], sw = w.strides[1];
     const int64_t dh = w.dilations[0], dw = w.dilations[1], ph = w.pads[0], pw = w.pads[1];
@@ -313,23 +314,17 @@ struct Col2Im {
     if (error_.empty() && !valid) error_ = name_ + ": needs 2-D image_shape, block_shape, strides and dilations (> 0), four pads (>= 0) and a block that fits";
   }
 
-  // The output's shape, [N, C, H, W] with the columns' own N, so that ONNX Runtime's graph
-  // transforms know it (its blocked layout takes an elementwise op only over operands of one
-  // shape). Where it cannot tell, the shape stays unknown and Compute reports what is wrong.
-  static OrtStatus* ORT_API_CALL InferShape(const OrtCustomOp*, OrtShapeInferContext* raw) {
-    try {
-      Ort::ShapeInferContext context(&Ort::GetApi(), raw);
-      const auto image = context.GetAttrInts("image_shape");
-      const auto block = context.GetAttrInts("block_shape");
-      const auto& cols = context.GetInputShape(0);
-      int64_t cells = 0;
-      if (image.size() != 2 || block.size() != 2 || cols.size() != 3 || !cols[1].IsInt() || image[0] <= 0 || image[1] <= 0 ||
-          block[0] <= 0 || block[1] <= 0 || __builtin_mul_overflow(block[0], block[1], &cells) || cols[1].AsInt() % cells != 0)
-        return nullptr;
-      return SetOutputShape(raw, {cols[0], cols[1].AsInt() / cells, image[0], image[1]});
-    } catch (const std::exception&) {
-      return nullptr;
-    }
+  // [N, C, H, W] with the columns' own N.
+  static bool OutputShape(Ort::ShapeInferContext& context, Shape& shape) {
+    const auto image = context.GetAttrInts("image_shape");
+    const auto block = context.GetAttrInts("block_shape");
+    const auto& cols = context.GetInputShape(0);
+    int64_t cells = 0;
+    if (image.size() != 2 || block.size() != 2 || cols.size() != 3 || !cols[1].IsInt() || image[0] <= 0 || image[1] <= 0 ||
+        block[0] <= 0 || block[1] <= 0 || __builtin_mul_overflow(block[0], block[1], &cells) || cols[1].AsInt() % cells != 0)
+      return false;
+    shape = {cols[0], cols[1].AsInt() / cells, image[0], image[1]};
+    return true;
   }
 
   Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& cols, Ort::Custom::Tensor<float>& image) {
@@ -358,7 +353,7 @@ struct Col2Im {
 
   Ort::Status Scatter(OrtKernelContext* context, Job& job, int64_t samples) const {
     const size_t tasks = static_cast<size_t>(samples * job.channels * CeilDiv(image_[0], BandOf(image_[1])));
-    Ort::Status status(api_->KernelContext_ParallelFor(context, job.weights ? &Rows<true> : &Rows<false>, tasks, 0, &job));
+    Ort::Status status(api_->KernelContext_ParallelFor(context, &Rows, tasks, 0, &job));
     if (status.IsOK() && job.failed) return Ort::Status((name_ + ": out of memory").c_str(), ORT_FAIL);
     return status;
   }
@@ -372,7 +367,6 @@ struct Col2Im {
   // (MobileNetV2's 14×14 planes).
   static int64_t BandOf(int64_t width) { return std::max<int64_t>(8, CeilDiv(2048, width)); }
 
-  template <bool Weighted>
   WIDEST_VECTORS
   static void Rows(void* data, size_t index) {
     Job& job = *static_cast<Job*>(data);
@@ -385,9 +379,9 @@ struct Col2Im {
     const int64_t plane = static_cast<int64_t>(index) / bands, y0 = static_cast<int64_t>(index) % bands * band;
     const int64_t y1 = std::min(height, y0 + band);
     // Sample and channel: kh·kw rows of L, or (weighted) one row of L that every tap scales.
-    const int64_t taps = Weighted ? 0 : rows * columns;
-    const float* cols = job.cols + plane * (Weighted ? 1 : kh * kw) * rows * columns;
-    const float* weights = Weighted ? job.weights + plane % job.channels * kh * kw : nullptr;
+    const int64_t taps = job.weights ? 0 : rows * columns;
+    const float* cols = job.cols + plane * (job.weights ? 1 : kh * kw) * rows * columns;
+    const float* weights = job.weights ? job.weights + plane % job.channels * kh * kw : nullptr;
     const int64_t residues = std::min(sw, width), stride = CeilDiv(width, sw); // residue r holds x = k·sw + r
     const int64_t line = residues * stride;                                     // one image row, by residue
     thread_local std::vector<float> sums;
@@ -405,16 +399,13 @@ struct Col2Im {
       if (n <= 0) continue;
       for (int64_t a = 0; a < kh; ++a) {
         const float* tap = cols + (a * kw + b) * taps + j0;
-        const float weight = Weighted ? weights[a * kw + b] : 1.0f;
+        const float weight = weights ? weights[a * kw + b] : 1.0f; // 1·x is exact
         for (int64_t y = y0; y < y1; ++y) {
           const int64_t top = y + ph - a * dh; // = i·sh
           if (top < 0 || top % sh != 0 || top / sh >= rows) continue;
           const float* __restrict from = tap + top / sh * columns;
           float* __restrict to = sums.data() + (y - y0) * line + r * stride + q + j0;
-          if (Weighted)
-            for (int64_t j = 0; j < n; ++j) to[j] += weight * from[j];
-          else
-            for (int64_t j = 0; j < n; ++j) to[j] += from[j];
+          for (int64_t j = 0; j < n; ++j) to[j] += weight * from[j];
         }
       }
     }
@@ -447,21 +438,17 @@ struct Col2Im {
 // DepthwiseCol2Im(dY [N, C, oh, ow], W [C, 1, kh, kw]) -> dX [N, C, H, W]: the input gradient of a
 // depthwise convolution (group = C, one channel a group) with W, as Col2Im of the columns
 // W[c, tap]·dY[n, c], which are never written. ONNX Runtime's ConvTranspose runs one small
-// product and a scalar scatter per channel (MobileNetV2's four strided ones: 3.5 ms).
+// product and a scalar scatter per channel (MobileNetV2's four strided ones: 2.3 ms, 1.6 here).
 struct DepthwiseCol2Im : Col2Im {
   DepthwiseCol2Im(const OrtApi* api, const OrtKernelInfo* info) : Col2Im(api, info, "DepthwiseCol2Im") {}
 
   // [N, C, H, W]: dY's N and C, image_shape's H and W.
-  static OrtStatus* ORT_API_CALL InferShape(const OrtCustomOp*, OrtShapeInferContext* raw) {
-    try {
-      Ort::ShapeInferContext context(&Ort::GetApi(), raw);
-      const auto image = context.GetAttrInts("image_shape");
-      const auto& dy = context.GetInputShape(0);
-      if (image.size() != 2 || dy.size() != 4 || image[0] <= 0 || image[1] <= 0) return nullptr;
-      return SetOutputShape(raw, {dy[0], dy[1], image[0], image[1]});
-    } catch (const std::exception&) {
-      return nullptr;
-    }
+  static bool OutputShape(Ort::ShapeInferContext& context, Shape& shape) {
+    const auto image = context.GetAttrInts("image_shape");
+    const auto& dy = context.GetInputShape(0);
+    if (image.size() != 2 || dy.size() != 4 || image[0] <= 0 || image[1] <= 0) return false;
+    shape = {dy[0], dy[1], image[0], image[1]};
+    return true;
   }
 
   Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& dy, const Ort::Custom::Tensor<float>& w,
@@ -481,11 +468,25 @@ struct DepthwiseCol2Im : Col2Im {
   }
 };
 
+// Op's output shape as ONNX Runtime's graph transforms see it (its blocked layout takes an
+// elementwise op only over operands of one known shape). Where Op cannot tell, the shape stays
+// unknown and Compute reports what is wrong.
+template <typename Op>
+OrtStatus* ORT_API_CALL InferShape(const OrtCustomOp*, OrtShapeInferContext* raw) {
+  try {
+    Ort::ShapeInferContext context(&Ort::GetApi(), raw);
+    Shape shape;
+    return Op::OutputShape(context, shape) ? SetOutputShape(raw, shape) : nullptr;
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
+
 // A kernel on the CPU provider, with its own shape inference (see SetOutputShape).
 template <typename Op>
 std::unique_ptr<Ort::Custom::OrtLiteCustomOp> Kernel(const char* name) {
   std::unique_ptr<Ort::Custom::OrtLiteCustomOp> op{Ort::Custom::CreateLiteCustomOp<Op>(name, "CPUExecutionProvider")};
-  op->InferOutputShapeFn = &Op::InferShape;
+  op->InferOutputShapeFn = &InferShape<Op>;
   return op;
 }
 
