@@ -131,6 +131,35 @@ public sealed class OrtBackwardTests
         });
     }
 
+    [Fact]
+    public void A_model_whose_inferred_shapes_differ_from_its_run_is_explained_on_onnx_runtime()
+    {
+        // A ceil-mode MaxPool whose last window would start in the padding (6 + 2 + 2 − 4 = 6 over
+        // stride 4, rounded up): ONNX's shape inference counts that window (3×3), ONNX Runtime's
+        // kernel and PyTorch drop it (2×2). The backward must be written for what the run computes.
+        var builder = new OnnxTestModel(13, [-1, 3, 6, 6])
+            .Initializer("w", Parity.RandomInput([4 * 3 * 9], 3, -0.5f, 0.5f), 4, 3, 3, 3)
+            .Node("Conv", ["x", "w"], ["c"], Ints("pads", 1, 1, 1, 1))
+            .Node("Relu", ["c"], ["r"])
+            .Node("MaxPool", ["r"], ["m"], Ints("kernel_shape", 4, 4), Ints("strides", 4, 4), Ints("pads", 2, 2, 2, 2), Int("ceil_mode", 1))
+            .Node("GlobalAveragePool", ["m"], ["g"])
+            .Node("Flatten", ["g"], ["y"])
+            .Output("y");
+        WithModelFile(builder, path =>
+        {
+            var (explainer, descriptor, onnx, _) = FixtureExplainers.Analyse(path, true, SixBySix);
+            using var owned = onnx;
+            using var model = explainer ?? throw new InvalidOperationException(descriptor.Reason);
+            Assert.Equal([1L, 4, 2, 2], descriptor.Layers.Single(l => l.Name == "m").Shape);
+            Assert.Equal(GradientEngines.OnnxRuntime, descriptor.GradientEngine);
+            Assert.Contains("float64", descriptor.GradientEngineReason);
+            // SmoothGrad's noisy copies run as batches: the backward's shapes hold beyond the probe's batch of one.
+            var input = new FloatTensor(Parity.RandomInput([1, 3, 6, 6], 4, -1, 1), [1, 3, 6, 6]);
+            var map = Explainer.Explain(model, input, new ExplainRequest(AttributionMethods.Get("smoothgrad"), Samples: 4), null, "NCHW");
+            Assert.Contains(map.Map, v => v != 0);
+        });
+    }
+
     /// <summary>
     /// A copy of the model whose first node's output is named in the backward's namespace, so
     /// that its backward cannot be merged into it and runs as a session of its own.

@@ -117,9 +117,19 @@ public sealed class ExplainAnalysis
             // tells: ONNX Runtime reads them while the truth's forward runs.
             var shapesOfTwo = batched && _options.OrtBackward ? OrtShapes(model, mirror, truth!.Input) : null;
             // Where ONNX Runtime infers the probe's shapes too, the backward is built while the truth's forward runs.
-            early = _options.OrtBackward ? EarlyBackward.Start(model, mirror, truth!, input.Shape, shapesOfTwo, Open) : null;
+            var inferred = _options.OrtBackward ? InferredShapes(model, mirror, input.Shape) : null;
+            early = inferred is null ? null : EarlyBackward.Start(model, mirror, truth!, inferred, shapesOfTwo, Open);
             // The truth's forward on the probe: the output for parity, the grids for Grad-CAM, the shapes for the backward.
             var (probeShapes, actual) = truth!.Forward.GetAwaiter().GetResult();
+            if (inferred is not null && !SameShapes(inferred, probeShapes))
+            {
+                // ONNX Runtime's shape inference disagrees with its kernels (a ceil-mode MaxPool whose
+                // last window would start in the padding: inferred, it is there; run, it is not).
+                // What the forward computes decides: the backward is written for the truth's shapes.
+                early?.Dispose();
+                early = null;
+                shapesOfTwo = null;
+            }
             var difference = actual.Length == expected.Data.Length
                 ? expected.Data.Zip(actual, (e, a) => (double)Math.Abs(e - a)).DefaultIfEmpty(0).Max()
                 : double.PositiveInfinity;
@@ -230,6 +240,10 @@ public sealed class ExplainAnalysis
         }
     }
 
+    /// <summary>Whether every value shape ONNX Runtime inferred is the one the truth's forward computed.</summary>
+    private static bool SameShapes(IReadOnlyDictionary<string, TensorInfo> inferred, IReadOnlyDictionary<string, TensorInfo> computed) =>
+        inferred.All(p => !computed.TryGetValue(p.Key, out var c) || c.Shape.SequenceEqual(p.Value.Shape));
+
     /// <summary>
     /// ONNX Runtime's backward built on another thread while the truth's forward runs, where ONNX
     /// Runtime infers the probe's value shapes as it loads the graph (<see cref="OrtValueShapes.Inferred"/>)
@@ -244,12 +258,11 @@ public sealed class ExplainAnalysis
 
         private EarlyBackward(Task<OrtBackprop> building) => _building = building;
 
-        /// <summary>The build started, or null where the probe's shapes are not all inferred (then the truth's forward tells them).</summary>
-        public static EarlyBackward? Start(Onnx.Proto.ModelProto model, GraphMirror mirror, FloatTruth truth, long[] probeShape,
+        /// <summary>The build started, or null where the model takes batches and the batch of two's shapes are not known (then the truth's forward tells them).</summary>
+        public static EarlyBackward? Start(Onnx.Proto.ModelProto model, GraphMirror mirror, FloatTruth truth, IReadOnlyDictionary<string, TensorInfo> probe,
             IReadOnlyDictionary<string, TensorInfo>? shapesOfTwo, Func<Onnx.Proto.ModelProto, InferenceSession> open)
         {
             if (truth.Batched && shapesOfTwo is null) return null;
-            if (InferredShapes(model, mirror, probeShape) is not { } probe) return null;
             return new EarlyBackward(Task.Run(() => OrtBackprop.Create(model, mirror, BackwardShapes(mirror, truth, probe, shapesOfTwo), open)));
         }
 
