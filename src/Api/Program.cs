@@ -21,6 +21,8 @@ GrpcEndpoint.Listen(builder);
 var app = builder.Build();
 app.UseMiddleware<MetricsMiddleware>(); // outermost: sees the final status of every request
 app.Use((context, next) => ServerTiming.TrackAsync(context, () => next(context)));
+var serving = app.Services.GetRequiredService<ServingActivity>();
+app.Use((context, next) => serving.TrackAsync(context, () => next(context)));
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseSwagger();

@@ -50,6 +50,7 @@ public static class ServiceRegistration
         services.AddSingleton<ServiceMetrics>();
         services.AddSingleton<PredictBatchers>();
         services.AddSingleton<ExplanationCache>();
+        services.AddSingleton<ServingActivity>();
         services.AddSingleton<ExplainService>();
         services.AddSingleton<OpenInferenceRunner>();
         services.AddGrpc(g =>
