@@ -66,6 +66,7 @@ public sealed class ExplainApiTests(FixtureModelsService service) : IClassFixtur
     [Theory]
     [InlineData("gradient")]
     [InlineData("guided-backprop")]
+    [InlineData("grad-cam")] // a map per pixel ([H, W]), not per input value
     public async Task Smoothgrad_without_noise_equals_its_base(string baseMethod)
     {
         var tensor = File.ReadAllBytes(TestPaths.Fixture("mini_resnet", "input1.tensor.npy"));
@@ -115,6 +116,7 @@ public sealed class ExplainApiTests(FixtureModelsService service) : IClassFixtur
     [InlineData("grad-cam", "")]
     [InlineData("integrated-gradients", "&view=overlay&colormap=viridis&sign=diverging")]
     [InlineData("smoothgrad", "&view=gray&samples=3")]
+    [InlineData("smoothgrad", "&base=grad-cam&samples=2")]
     [InlineData("input-x-gradient", "&view=heatmap&colormap=jet&sign=positive&clip=90")]
     [InlineData("guided-grad-cam", "&view=heatmap&sign=negative&colormap=inferno")]
     public async Task Every_method_draws_a_png_of_the_upload_size(string method, string query)

@@ -32,7 +32,8 @@ public static class SaliencyRenderer
 
     private static Image<Rgb24> Draw(AttributionMap attribution, Preprocessing p, RenderOptions options)
     {
-        var cam = attribution.Method.IsCam;
+        // One value per pixel ([H, W]): Grad-CAM's, or SmoothGrad's over it.
+        var cam = attribution.MapShape.Length == 2;
         var colour = !cam && MapLayout.Channels(p) == 3;
         if (options.View == "rgb" && colour) return Standardised(attribution.Map, p);
 
