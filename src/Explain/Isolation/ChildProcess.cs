@@ -67,23 +67,30 @@ public static class ChildProcess
     /// <param name="progress">Hears each step the child reports passing (<see cref="WriteProgress"/>), on the thread reading its output.</param>
     public static ChildResult RunOnSpare(string verb, IReadOnlyList<string> arguments, TimeSpan timeout, Action<string>? progress = null)
     {
-        Started child;
+        Started? spare;
         lock (SpareLock)
         {
-            child = LiveSpare() ?? StartSpareProcess();
+            spare = LiveSpare();
             _spare = null;
         }
-        child.Progress = progress;
+        if (spare is null)
+        {
+            // None waits (serving has not paused since the last one was used): a child for this work
+            // alone, at the service's priority and without a spare's warm-up. Under load a spare's
+            // low priority made resnet18's import take 53 s instead of ~6.
+            return Wait(Start([verb, .. arguments], new Dictionary<string, string?>(), progress: progress), timeout);
+        }
+        spare.Progress = progress;
         try
         {
-            child.Process.StandardInput.WriteLine(JsonSerializer.Serialize<string[]>([verb, .. arguments]));
-            child.Process.StandardInput.Close();
+            spare.Process.StandardInput.WriteLine(JsonSerializer.Serialize<string[]>([verb, .. arguments]));
+            spare.Process.StandardInput.Close();
         }
         catch (IOException)
         {
             // It died waiting (killed from outside): its exit is the result below.
         }
-        return Wait(child, timeout);
+        return Wait(spare, timeout);
     }
 
     /// <summary>Starts a spare child now unless one waits already (the first isolated import then pays no start-up).</summary>
@@ -177,7 +184,9 @@ public static class ChildProcess
     /// still warming up when the serving load that followed stopped, so the next import waited for it
     /// (1.1–1.7 s against 0.66–0.82 s), and an import under full load took 17 s against 5–7 s.
     /// </param>
-    private static Started Start(IReadOnlyList<string> verbAndArguments, IReadOnlyDictionary<string, string?> environment, bool background = false)
+    /// <param name="progress">Hears each step the child reports passing, from its first.</param>
+    private static Started Start(IReadOnlyList<string> verbAndArguments, IReadOnlyDictionary<string, string?> environment, bool background = false,
+        Action<string>? progress = null)
     {
         var entry = EntryAssembly ?? Path.Combine(AppContext.BaseDirectory, "SaliencyService.Api.dll");
         if (!File.Exists(entry)) throw new InvalidOperationException($"The service binary {entry} is not there to run isolated work in.");
@@ -200,7 +209,7 @@ public static class ChildProcess
             else start.Environment[name] = value;
         // The child's own logging and hosting are not started; it only answers on its standard output.
         var process = Process.Start(start) ?? throw new InvalidOperationException("The child process could not be started.");
-        var started = new Started(process, process.StandardError.ReadToEndAsync());
+        var started = new Started(process, process.StandardError.ReadToEndAsync()) { Progress = progress };
         started.Output = ReadOutputAsync(process.StandardOutput, started);
         return started;
     }
