@@ -16,7 +16,7 @@ public static class ExplanationWriter
         var methodName = map.Method.Name;
         if (format == "npy") return TypedResults.Bytes(Npy.Write(map.Map, map.MapShape), "application/x-npy", $"{name}.{methodName}.npy");
 
-        var p = model.Preprocessing;
+        var p = SizedTo(model.Preprocessing, explanation.Input.Tensor.Shape);
         using var reconstructed = explanation.Input.Images is null ? InputPicture.FromTensor(explanation.Input.Tensor.Data, p) : null;
         var background = explanation.Input.Images?[0] ?? reconstructed!;
         var png = SaliencyRenderer.Png(map, p, rendering, background);
@@ -32,4 +32,9 @@ public static class ExplanationWriter
         return TypedResults.Ok(new ExplainResponse(name, methodName, map.Target, label, map.Score, Predictor.Top(map.Outputs, 5, labels),
             parameters, background.Width, background.Height, Convert.ToBase64String(png)));
     }
+
+    /// <summary>The preprocessing at the input's own size: a model with free image sizes takes tensors of other sizes than its images'.</summary>
+    private static Preprocessing SizedTo(Preprocessing p, long[] shape) => shape.Length != 4 ? p
+        : p.Layout == "NHWC" ? p with { Height = (int)shape[1], Width = (int)shape[2] }
+        : p with { Height = (int)shape[2], Width = (int)shape[3] };
 }

@@ -1,3 +1,4 @@
+using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain;
 
 namespace SaliencyService.Api.Errors;
@@ -15,6 +16,10 @@ public static class Problems
         InputTooLargeException e => new(StatusCodes.Status413PayloadTooLarge, "Payload too large", e.Message),
         UnsupportedFormatException e => new(StatusCodes.Status415UnsupportedMediaType, "Unsupported media type", e.Message),
         UnsupportedModelException e => new(StatusCodes.Status422UnprocessableEntity, "Unprocessable model or request", e.Message),
+        // A served model passed its import's run on a valid input: one that fails now fails on what it was given
+        // (a free image size too small for its strided layers, a value its graph cannot take).
+        OnnxRuntimeException e => new(StatusCodes.Status422UnprocessableEntity, "Unprocessable model or request",
+            "The model cannot run on this input: " + e.Message.Split('\n')[0]),
         BadHttpRequestException b => new(b.StatusCode, b.StatusCode == StatusCodes.Status413PayloadTooLarge ? "Payload too large" : "Bad request", b.Message),
         InvalidDataException i => new(StatusCodes.Status400BadRequest, "Bad request", "Malformed request body: " + i.Message),
         _ => new(StatusCodes.Status500InternalServerError, "Internal server error", "An unexpected error occurred; it has been logged.", Expected: false),

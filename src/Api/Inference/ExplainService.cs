@@ -1,5 +1,7 @@
 using SaliencyService.Api.Errors;
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Options;
+using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Inputs;
 using SaliencyService.Api.Models;
@@ -7,6 +9,7 @@ using SaliencyService.Contracts;
 using SaliencyService.Api.Observability;
 using SaliencyService.Explain;
 using SaliencyService.Explain.Attribution;
+using SaliencyService.Explain.Engine;
 
 namespace SaliencyService.Api.Inference;
 
@@ -38,6 +41,38 @@ public sealed class ExplainService(ModelStore store, InferenceQueues queues, Ser
     /// <summary>Reads a request's input once its model is leased: the model's descriptor says what the input must be.</summary>
     public delegate Task<ModelInput> InputSource(ModelDescriptor model, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// The map. A native failure of libtorch's mirror on this input (a free image size too small for
+    /// the model's kernels) is the input's where the served model cannot run on it either: then a
+    /// 422, as ONNX Runtime's own failures are (<see cref="Problems"/>); otherwise a fault of ours.
+    /// </summary>
+    private static AttributionMap Explain(ServedModel model, ModelExplainer explainer, ModelInput input, ExplainRequest request,
+        CancellationToken cancellationToken)
+    {
+        try
+        {
+            return Explainer.Explain(explainer, input.Tensor, request, model.Descriptor.Labels, model.Preprocessing.Layout, cancellationToken);
+        }
+        catch (ExternalException e) when (!cancellationToken.IsCancellationRequested && !Runs(model, input))
+        {
+            throw new UnsupportedModelException("The model cannot run on this input: " + e.Message.Split('\n')[0]);
+        }
+    }
+
+    /// <summary>Whether the served model runs on the input.</summary>
+    private static bool Runs(ServedModel model, ModelInput input)
+    {
+        try
+        {
+            Predictor.Scores(model, input.Tensor);
+            return true;
+        }
+        catch (OnnxRuntimeException)
+        {
+            return false;
+        }
+    }
+
     /// <param name="readInput">The request's one sample (a multipart upload, a v2 tensor, ...), read under the request's time limit.</param>
     public async Task<Explanation> ExplainAsync(string name, InputSource readInput, ExplainRequest explainRequest,
         CancellationToken cancellationToken)
@@ -68,7 +103,7 @@ public sealed class ExplainService(ModelStore store, InferenceQueues queues, Ser
 
                 var engine = $"explain:{explainer.Engine.Name}:{explainRequest.Method.Name}";
                 map = await deadline.RunAsync(token => queues.Explain.RunAsync(t => metrics.Measure(engine, name,
-                    () => Explainer.Explain(explainer, input.Tensor, explainRequest, model.Descriptor.Labels, model.Preprocessing.Layout, t)), token));
+                    () => Explain(model, explainer, input, explainRequest, t)), token));
                 NonFinite.Check(map.Outputs, "output");
                 NonFinite.Check(map.Map, $"{explainRequest.Method.Name} map");
                 cache.Add(key, map);

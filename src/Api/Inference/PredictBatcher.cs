@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Models;
 using SaliencyService.Api.Observability;
@@ -120,6 +121,11 @@ public sealed class PredictBatcher
                 pending.Result.TrySetResult(outputs.Select(o => o.Slice(offset, count)).ToArray());
                 offset += count;
             }
+        }
+        catch (OnnxRuntimeException) when (batch.Count > 1)
+        {
+            // One request's input the model cannot take fails the whole batch: each runs alone, so only it fails.
+            foreach (var pending in batch) Run([pending]);
         }
         catch (Exception e)
         {

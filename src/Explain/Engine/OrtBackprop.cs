@@ -68,6 +68,16 @@ public sealed class OrtBackprop : IDisposable
     /// </summary>
     public IReadOnlyDictionary<string, TensorInfo> Shapes => _shapes;
 
+    /// <summary>
+    /// Whether the backward was written for inputs of <paramref name="shape"/>: any batch where the
+    /// model takes batches, the probe's other sizes (a model with free image sizes takes others too).
+    /// </summary>
+    public bool Takes(long[] shape)
+    {
+        var written = _shapes[_mirror.InputName].Shape;
+        return written.Length == shape.Length && written.Zip(shape).All(d => d.First < 0 || d.First == d.Second);
+    }
+
     /// <summary>How many forward values the first rule's backward reads.</summary>
     public int RecordedCount => PassFor(_firstRule).Reads.Length;
 

@@ -8,8 +8,8 @@ namespace SaliencyService.Explain.Engine;
 /// <summary>
 /// Gradients on ONNX Runtime (<see cref="OrtBackprop"/>): one pass computes the forward, chooses
 /// the target and back-propagates it. Grad-CAM's layer gradients come from the backward stopped at
-/// the layer, built on first use; a layer whose backward cannot be written falls back to
-/// <paramref name="fallback"/>.
+/// the layer, built on first use; a layer whose backward cannot be written, and an input of
+/// another shape than the backward was written for, fall back to <paramref name="fallback"/>.
 /// </summary>
 /// <param name="building">
 /// The backward, which may still be building when the model is served (an import answers once its
@@ -28,14 +28,17 @@ public sealed class OrtGradientEngine(Task<OrtBackprop> building, IGradientEngin
     /// <summary>The value shapes the backward was written for (<see cref="OrtBackprop.Shapes"/>).</summary>
     public IReadOnlyDictionary<string, TensorInfo> Shapes => Backprop().Shapes;
 
-    public ForwardResult Forward(Tensor input, CancellationToken cancellationToken) => Backprop(cancellationToken).Forward(input, cancellationToken);
+    public ForwardResult Forward(Tensor input, CancellationToken cancellationToken) =>
+        Takes(input, cancellationToken) is { } backprop ? backprop.Forward(input, cancellationToken) : fallback.Forward(input, cancellationToken);
 
     public Tensor InputGradients(Tensor inputs, TargetChoice target, RectifierRule rule, bool releaseMemory, CancellationToken cancellationToken) =>
-        Pass(Backprop(cancellationToken), inputs, target, rule, releaseMemory, cancellationToken).Gradient;
+        Takes(inputs, cancellationToken) is { } backprop
+            ? Pass(backprop, inputs, target, rule, releaseMemory, cancellationToken).Gradient
+            : fallback.InputGradients(inputs, target, rule, releaseMemory, cancellationToken);
 
     public (Tensor Activation, Tensor Gradient) LayerGradient(Tensor input, string layer, TargetChoice target, CancellationToken cancellationToken)
     {
-        Backprop(cancellationToken);
+        if (Takes(input, cancellationToken) is null) return fallback.LayerGradient(input, layer, target, cancellationToken);
         using var lease = LayerBackprop(layer);
         if (lease is null) return fallback.LayerGradient(input, layer, target, cancellationToken);
         var pass = Pass(lease.Backprop, input, target, RectifierRule.Gradient, false, cancellationToken);
@@ -98,6 +101,13 @@ public sealed class OrtGradientEngine(Task<OrtBackprop> building, IGradientEngin
             throw new InvalidOperationException("Building this model's ONNX Runtime backward failed after its import: " + e.InnerException?.Message, e.InnerException);
         }
     }
+
+    /// <summary>
+    /// The backward where it was written for inputs of this one's shape; null for others (a model
+    /// with free image sizes, given another size than its probe's): libtorch autograd takes those.
+    /// </summary>
+    private OrtBackprop? Takes(Tensor input, CancellationToken cancellationToken) =>
+        Backprop(cancellationToken) is var backprop && backprop.Takes(input.shape) ? backprop : null;
 
     /// <summary>
     /// A pass for the target the graph is told to expect; run again in the rare case the caller

@@ -104,8 +104,10 @@ public sealed class OnnxTestModel
     private static ValueInfoProto ValueInfo(string name, TensorProto.Types.DataType type, long[] shape)
     {
         var tensorType = new TypeProto.Types.Tensor { ElemType = (int)type, Shape = new TensorShapeProto() };
-        foreach (var dim in shape)
-            tensorType.Shape.Dim.Add(dim >= 0 ? new TensorShapeProto.Types.Dimension { DimValue = dim } : new TensorShapeProto.Types.Dimension { DimParam = "batch" });
+        // Free dimensions: the first is the batch, each other one free of its own (an image's height and width).
+        for (var d = 0; d < shape.Length; d++)
+            tensorType.Shape.Dim.Add(shape[d] >= 0 ? new TensorShapeProto.Types.Dimension { DimValue = shape[d] }
+                : new TensorShapeProto.Types.Dimension { DimParam = d == 0 ? "batch" : $"size{d}" });
         return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = tensorType } };
     }
 }
