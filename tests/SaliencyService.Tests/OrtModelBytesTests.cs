@@ -47,7 +47,7 @@ public sealed class OrtModelBytesTests : IDisposable
         // External data in a subfolder: ONNX Runtime reads a session's references from one folder,
         // the first mapped weight's; the others' stay in the bytes.
         var whole = OnnxFile.Load(TestPaths.Fixture("mini_resnet", "model.onnx"));
-        var moved = whole.Graph.Initializer.First(t => t.RawData.Length > 0);
+        var moved = whole.Graph.Initializer.First(t => t.RawData.Length >= OrtModelBytes.InlineBelowBytes);
         Directory.CreateDirectory(Path.Combine(_folder, "weights"));
         File.WriteAllBytes(Path.Combine(_folder, "weights", "w.bin"), moved.RawData.ToByteArray());
         moved.RawData = ByteString.Empty;
@@ -60,6 +60,49 @@ public sealed class OrtModelBytesTests : IDisposable
 
         Assert.Equal(Path.Combine(_folder, "weights"), folder);
         Assert.Equal(Outputs(new InferenceSession(TestPaths.Fixture("mini_resnet", "model.onnx"))), Outputs(Session(bytes, folder)));
+    }
+
+    [Fact]
+    public void Values_that_shape_inference_reads_stay_in_the_bytes()
+    {
+        // A Pad's pads as an initializer (as tf2onnx writes them): ONNX Runtime infers shapes as it
+        // loads the graph and cannot read that from external data. The weights still go as references.
+        var path = Path.Combine(_folder, "padded.onnx");
+        var model = new Ops.OnnxTestModel(13, [1, 3, 6, 6])
+            .Initializer("pads", [0L, 0, 0, 0, 0, 0, 1, 1], 8)
+            .Initializer("w", Ops.Parity.RandomInput([64 * 3 * 9], 5, -1, 1), 64, 3, 3, 3)
+            .Node("Pad", ["x", "pads"], ["p"])
+            .Node("Conv", ["p", "w"], ["y"])
+            .Output("y").Model();
+        foreach (var tensor in model.Graph.Initializer) AsRawData(tensor); // as exporters write them, and as a mapped file shares them
+        File.WriteAllBytes(path, model.ToByteArray());
+
+        var (bytes, folder) = OrtModelBytes.Of(OnnxFile.Map(path));
+
+        Assert.Equal(_folder, folder);
+        var input = Ops.Parity.RandomInput([1, 3, 6, 6], 6, -1, 1);
+        Assert.Equal(Run(new InferenceSession(path), input), Run(Session(bytes, folder), input));
+    }
+
+    private static void AsRawData(TensorProto tensor)
+    {
+        var bytes = tensor.FloatData.Count > 0
+            ? tensor.FloatData.SelectMany(BitConverter.GetBytes).ToArray()
+            : tensor.Int64Data.SelectMany(BitConverter.GetBytes).ToArray();
+        tensor.FloatData.Clear();
+        tensor.Int64Data.Clear();
+        tensor.RawData = ByteString.CopyFrom(bytes);
+    }
+
+    private static float[] Run(InferenceSession session, float[] input)
+    {
+        using (session)
+        {
+            using var value = OrtValue.CreateTensorValueFromMemory(input, [1, 3, 6, 6]);
+            using var runOptions = new RunOptions();
+            using var outputs = session.Run(runOptions, [session.InputNames[0]], [value], session.OutputNames);
+            return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        }
     }
 
     private static InferenceSession Session(byte[] bytes, string? folder)

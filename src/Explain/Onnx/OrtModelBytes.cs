@@ -25,7 +25,7 @@ public static class OrtModelBytes
         string? folder = null;
         for (var i = 0; i < initializers.Count; i++)
         {
-            if (FileOf(initializers[i]) is not var (file, offset, length)) continue;
+            if (FileOf(initializers[i]) is not var (file, offset, length) || length < InlineBelowBytes) continue;
             var directory = Path.GetDirectoryName(file)!;
             folder ??= directory;
             if (directory != folder) continue; // one folder a session: the rest stay in the bytes
@@ -39,6 +39,13 @@ public static class OrtModelBytes
         }
         return (referring.ToByteArray(), folder);
     }
+
+    /// <summary>
+    /// Small tensors stay in the bytes: ONNX Runtime's shape inference cannot read external data,
+    /// and the values it reads (a Pad's pads, a Reshape's shape, a Resize's scales, as tf2onnx
+    /// writes them as initializers) are small. Weights are not.
+    /// </summary>
+    public const int InlineBelowBytes = 4096;
 
     /// <summary>The mapped file a tensor's raw data is a view of, and where in it; null if it is not one.</summary>
     private static (string File, int Offset, int Length)? FileOf(TensorProto tensor) =>
