@@ -47,6 +47,48 @@ internal static class ActivationOps
         return (x, _) => [nn.functional.leaky_relu(x[0]!, alpha)];
     }
 
+    /// <summary>1 above 0, alpha at and below (as PyTorch's backward): a plain non-linearity, not a rectifier gate.</summary>
+    [OnnxGradient("LeakyRelu")]
+    private static GradientRule LeakyReluGradient(OpContext node)
+    {
+        var alpha = node.Attributes.Float("alpha", 0.01f);
+        return new((graph, n) =>
+        {
+            var g = n.OutputGradients[0]!;
+            return [graph.Node("Where", [graph.Node("Greater", [graph.Recorded(n.Inputs[0]), graph.Scalar(0)]), g, graph.Node("Mul", [g, graph.Scalar(alpha)])])];
+        });
+    }
+
+    /// <summary>Elu: 1 above 0, alpha·eˣ at and below; Selu: gamma times the same with its own alpha.</summary>
+    [OnnxGradient("Elu")]
+    [OnnxGradient("Selu")]
+    private static GradientRule ExponentialUnitGradient(OpContext node)
+    {
+        var selu = node.OpType == "Selu";
+        var alpha = node.Attributes.Float("alpha", selu ? 1.67326319217681884765625f : 1f);
+        var gamma = selu ? node.Attributes.Float("gamma", 1.05070102214813232421875f) : 1f;
+        return new((graph, n) =>
+        {
+            var x = graph.Recorded(n.Inputs[0]);
+            var below = graph.Node("Mul", [graph.Node("Exp", [x]), graph.Scalar(alpha * gamma)]);
+            var slope = graph.Node("Where", [graph.Node("Greater", [x, graph.Scalar(0)]), graph.Scalar(gamma), below]);
+            return [graph.Node("Mul", [n.OutputGradients[0]!, slope])];
+        });
+    }
+
+    /// <summary>softplus'(x) = σ(x).</summary>
+    [OnnxGradient("Softplus")]
+    private static GradientRule SoftplusGradient(OpContext node) => new((graph, n) =>
+        [graph.Node("Mul", [n.OutputGradients[0]!, graph.Node("Sigmoid", [graph.Recorded(n.Inputs[0])])])]);
+
+    /// <summary>softsign'(x) = 1 / (1 + |x|)².</summary>
+    [OnnxGradient("Softsign")]
+    private static GradientRule SoftsignGradient(OpContext node) => new((graph, n) =>
+    {
+        var denominator = graph.Node("Add", [graph.Scalar(1), graph.Node("Abs", [graph.Recorded(n.Inputs[0])])]);
+        return [graph.Node("Div", [n.OutputGradients[0]!, graph.Node("Mul", [denominator, denominator])])];
+    });
+
     /// <summary>Slope broadcasts unidirectionally (NumPy rules) onto x.</summary>
     [OnnxOp("PRelu")]
     private static OpKernel PRelu(OpContext node) => (x, _) => [torch.where(x[0]!.lt(0), x[0]! * x[1]!, x[0]!)];

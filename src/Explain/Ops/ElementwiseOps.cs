@@ -86,6 +86,16 @@ internal static class ElementwiseOps
         return [graph.Node("Neg", [graph.Node("Mul", [n.OutputGradients[0]!, graph.Node("Mul", [y, y])])])];
     });
 
+    /// <summary>sign(x) (0 at 0, as PyTorch's).</summary>
+    [OnnxGradient("Abs")]
+    private static GradientRule AbsGradient(OpContext node) => new((graph, n) =>
+        [graph.Node("Mul", [n.OutputGradients[0]!, graph.Node("Sign", [graph.Recorded(n.Inputs[0])])])]);
+
+    /// <summary>1 / x.</summary>
+    [OnnxGradient("Log")]
+    private static GradientRule LogGradient(OpContext node) => new((graph, n) =>
+        [graph.Node("Div", [n.OutputGradients[0]!, graph.Recorded(n.Inputs[0])])]);
+
     [OnnxGradient("Neg")]
     private static GradientRule NegGradient(OpContext node) => new((graph, n) => [graph.Node("Neg", [n.OutputGradients[0]!])]);
 

@@ -238,6 +238,32 @@ public sealed class GradientRuleTests
         // x · f(x) keeps every input's gradient alive (SiLU and squeeze-excitation have this shape).
         Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4, 4]).Node(op, ["x"], ["f"]).Node("Mul", ["x", "f"], ["y"]).Output("y"), label: op);
 
+    [Theory]
+    [InlineData("LeakyRelu", 0.2f)]
+    [InlineData("LeakyRelu", null)]
+    [InlineData("Elu", 0.5f)]
+    [InlineData("Elu", null)]
+    [InlineData("Selu", null)]
+    [InlineData("Softplus", null)]
+    [InlineData("Softsign", null)]
+    [InlineData("Abs", null)]
+    public void Pointwise_non_linearity_between_convolutions(string op, float? alpha)
+    {
+        // Between two convolutions, so that the gradient reaching it and leaving it varies per cell.
+        var node = alpha is { } a ? Float("alpha", a) : null;
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 5, 5])
+            .Initializer("w1", Weights(4 * 3 * 9, 21), 4, 3, 3, 3)
+            .Initializer("w2", Weights(2 * 4 * 9, 22), 2, 4, 3, 3)
+            .Node("Conv", ["x", "w1"], ["c"], Ints("pads", 1, 1, 1, 1))
+            .Node(op, ["c"], ["f"], node is null ? [] : [node])
+            .Node("Conv", ["f", "w2"], ["y"])
+            .Output("y"), label: op);
+    }
+
+    [Fact]
+    public void Log_of_a_positive_input() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4, 4]).Node("Log", ["x"], ["l"]).Node("Mul", ["l", "x"], ["y"]).Output("y"), low: 0.25f, high: 3);
+
     [Fact]
     public void Hard_swish_and_gelu_around_their_kinks() =>
         Parity.CheckGradients(new OnnxTestModel(20, [2, 3, 5, 5])
