@@ -93,6 +93,15 @@ internal static class ActivationOps
     [OnnxOp("PRelu")]
     private static OpKernel PRelu(OpContext node) => (x, _) => [torch.where(x[0]!.lt(0), x[0]! * x[1]!, x[0]!)];
 
+    /// <summary>The slope below 0, 1 at and above (as the kernel above); for a constant slope (a learned one is a weight).</summary>
+    [OnnxGradient("PRelu")]
+    private static GradientRule? PReluGradient(OpContext node) => node.Constant(1) is null ? null : new((graph, n) =>
+    {
+        var g = n.OutputGradients[0]!;
+        var below = graph.Node("Mul", [g, graph.Constant(n.Constants[1]!)]);
+        return [graph.Node("Where", [graph.Node("Less", [graph.Recorded(n.Inputs[0]), graph.Scalar(0)]), below, g]), null];
+    });
+
     [OnnxOp("Elu")]
     private static OpKernel Elu(OpContext node)
     {

@@ -261,6 +261,17 @@ public sealed class GradientRuleTests
     }
 
     [Fact]
+    public void Prelu_with_a_slope_per_channel() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 5, 5])
+            .Initializer("w1", Weights(4 * 3 * 9, 23), 4, 3, 3, 3)
+            .Initializer("slope", Weights(4, 24), 4, 1, 1)
+            .Initializer("w2", Weights(2 * 4 * 9, 25), 2, 4, 3, 3)
+            .Node("Conv", ["x", "w1"], ["c"], Ints("pads", 1, 1, 1, 1))
+            .Node("PRelu", ["c", "slope"], ["f"])
+            .Node("Conv", ["f", "w2"], ["y"])
+            .Output("y"));
+
+    [Fact]
     public void Log_of_a_positive_input() =>
         Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4, 4]).Node("Log", ["x"], ["l"]).Node("Mul", ["l", "x"], ["y"]).Output("y"), low: 0.25f, high: 3);
 
