@@ -136,6 +136,22 @@ internal static class PoolOps
     private static OpKernel GlobalMaxPool(OpContext node) => (x, _) =>
         [x[0]!.amax(Enumerable.Range(2, (int)x[0]!.dim() - 2).Select(d => (long)d).ToArray(), keepdim: true)];
 
+    [OnnxGradient("GlobalMaxPool")]
+    private static GradientRule GlobalMaxPoolGradient(OpContext node) => new((graph, n) =>
+        [ExtremeGradient(graph, n, Enumerable.Range(2, n.InputShapes[0]!.Length - 2).Select(d => (long)d).ToArray(), keep: true)]);
+
+    /// <summary>
+    /// A max (min) reduction's input gradient: G on the cells equal to the recorded result, shared
+    /// equally where several tie (libtorch's amax and amin, the mirror's kernels), 0 elsewhere.
+    /// </summary>
+    internal static string ExtremeGradient(BackwardGraph graph, GradientNode n, long[] reduced, bool keep)
+    {
+        string Kept(string value) => keep ? value : graph.Node("Unsqueeze", [value, graph.Ints(reduced)]);
+        var hit = graph.Node("Where", [graph.Node("Equal", [graph.Recorded(n.Inputs[0]), Kept(graph.Recorded(n.Outputs[0]))]), graph.Scalar(1), graph.Scalar(0)]);
+        var ties = graph.Node("ReduceSum", [hit, graph.Ints(reduced)], BackwardGraph.Attribute("keepdims", 1));
+        return graph.Node("Mul", [hit, graph.Node("Div", [Kept(n.OutputGradients[0]!), ties])]);
+    }
+
     /// <summary>Max or sum over windows of an already padded input (1-D runs as 2-D).</summary>
     private static Tensor Pool(Tensor x, Window w, bool max)
     {

@@ -271,6 +271,29 @@ public sealed class GradientRuleTests
             .Node("Conv", ["f", "w2"], ["y"])
             .Output("y"));
 
+    /// <summary>
+    /// Max and min reductions, after a rectifier where its zeros tie: the gradient is shared among
+    /// the tied cells as libtorch's amax and amin share it (a channel that is all zeros ties everywhere).
+    /// </summary>
+    [Theory]
+    [InlineData("GlobalMaxPool", null, 1, "r")]
+    [InlineData("ReduceMax", new long[] { 2, 3 }, 1, "r")] // a Keras global max pool, in NCHW
+    [InlineData("ReduceMax", new long[] { 1 }, 1, "r")]    // over channels, as CBAM's spatial attention
+    [InlineData("ReduceMin", new long[] { 1 }, 0, "c")]
+    public void Max_and_min_reductions_share_ties(string op, long[]? axes, long keep, string input)
+    {
+        var attributes = op == "GlobalMaxPool" ? [] : new[] { Ints("axes", axes!), Int("keepdims", keep) };
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 5, 5])
+            .Initializer("w1", Weights(4 * 3 * 9, 26), 4, 3, 3, 3)
+            .Node("Conv", ["x", "w1"], ["c"], Ints("pads", 1, 1, 1, 1))
+            .Node("Relu", ["c"], ["r"])
+            .Initializer("rest", [1L], 1)
+            .Node(op, [input], ["m"], attributes)
+            .Node("Flatten", ["m"], ["f"])
+            .Node("ReduceSum", ["f", "rest"], ["y"]) // every cell in the score: tied zeros pass a gradient too
+            .Output("y"), label: op);
+    }
+
     [Fact]
     public void Log_of_a_positive_input() =>
         Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4, 4]).Node("Log", ["x"], ["l"]).Node("Mul", ["l", "x"], ["y"]).Output("y"), low: 0.25f, high: 3);
