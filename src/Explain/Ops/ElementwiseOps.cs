@@ -19,6 +19,14 @@ internal static class ElementwiseOps
     private static GradientRule AddGradient(OpContext node) => new((graph, n) =>
         n.InputShapes.Select((shape, i) => n.Wanted[i] ? graph.SumToShape(n.OutputGradients[0]!, n.OutputShapes[0]!, shape!) : null).ToArray());
 
+    /// <summary>Each operand gets the gradient over their count, summed over the axes it was broadcast along.</summary>
+    [OnnxGradient("Mean")]
+    private static GradientRule MeanGradient(OpContext node) => new((graph, n) =>
+    {
+        var share = graph.Node("Mul", [n.OutputGradients[0]!, graph.Scalar(1f / n.InputShapes.Length)]);
+        return n.InputShapes.Select((shape, i) => n.Wanted[i] ? graph.SumToShape(share, n.OutputShapes[0]!, shape!) : null).ToArray();
+    });
+
     [OnnxGradient("Sub")]
     private static GradientRule SubGradient(OpContext node) => new((graph, n) =>
     [

@@ -295,6 +295,16 @@ public sealed class GradientRuleTests
     }
 
     [Fact]
+    public void Mean_of_three_operands_one_broadcast() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4, 4])
+            .Initializer("w1", Weights(3 * 3 * 9, 27), 3, 3, 3, 3)
+            .Node("Conv", ["x", "w1"], ["c"], Ints("pads", 1, 1, 1, 1))
+            .Node("ReduceMean", ["c"], ["row"], Ints("axes", 2), Int("keepdims", 1)) // [2, 3, 1, 4], broadcast back over rows
+            .Node("Mean", ["x", "c", "row"], ["m"])
+            .Node("Mul", ["m", "x"], ["y"])
+            .Output("y"));
+
+    [Fact]
     public void Log_of_a_positive_input() =>
         Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4, 4]).Node("Log", ["x"], ["l"]).Node("Mul", ["l", "x"], ["y"]).Output("y"), low: 0.25f, high: 3);
 
