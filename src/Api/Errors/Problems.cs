@@ -19,9 +19,12 @@ public static class Problems
         // A served model passed its import's run on a valid input: one that fails now fails on what it was given
         // (a free image size too small for its strided layers, a value its graph cannot take).
         OnnxRuntimeException e => new(StatusCodes.Status422UnprocessableEntity, "Unprocessable model or request",
-            "The model cannot run on this input: " + e.Message.Split('\n')[0]),
+            CannotRun(e)),
         BadHttpRequestException b => new(b.StatusCode, b.StatusCode == StatusCodes.Status413PayloadTooLarge ? "Payload too large" : "Bad request", b.Message),
         InvalidDataException i => new(StatusCodes.Status400BadRequest, "Bad request", "Malformed request body: " + i.Message),
         _ => new(StatusCodes.Status500InternalServerError, "Internal server error", "An unexpected error occurred; it has been logged.", Expected: false),
     };
+
+    /// <summary>What a client is told when the model fails on its input: the native library's first line.</summary>
+    public static string CannotRun(Exception e) => "The model cannot run on this input: " + e.Message.Split('\n')[0];
 }

@@ -55,7 +55,7 @@ public sealed class ExplainService(ModelStore store, InferenceQueues queues, Ser
         }
         catch (ExternalException e) when (!cancellationToken.IsCancellationRequested && !Runs(model, input))
         {
-            throw new UnsupportedModelException("The model cannot run on this input: " + e.Message.Split('\n')[0]);
+            throw new UnsupportedModelException(Problems.CannotRun(e));
         }
     }
 

@@ -54,8 +54,10 @@ public static class ChildProcess
     /// process's (a null value removes a variable), and waits for it at most
     /// <paramref name="timeout"/> (then it is killed: signal 9).
     /// </summary>
-    public static ChildResult Run(string verb, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string?> environment, TimeSpan timeout) =>
-        Wait(Start([verb, .. arguments], environment), timeout);
+    /// <param name="progress">Hears each step the child reports passing (<see cref="WriteProgress"/>), from its first.</param>
+    public static ChildResult Run(string verb, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string?> environment, TimeSpan timeout,
+        Action<string>? progress = null) =>
+        Wait(Start([verb, .. arguments], environment, progress: progress), timeout);
 
     /// <summary>
     /// Runs <paramref name="verb"/> in a spare child started ahead of need, with this process's
@@ -78,7 +80,7 @@ public static class ChildProcess
             // None waits (serving has not paused since the last one was used): a child for this work
             // alone, at the service's priority and without a spare's warm-up. Under load a spare's
             // low priority made resnet18's import take 53 s instead of ~6.
-            return Wait(Start([verb, .. arguments], new Dictionary<string, string?>(), progress: progress), timeout);
+            return Run(verb, arguments, new Dictionary<string, string?>(), timeout, progress);
         }
         spare.Progress = progress;
         try
