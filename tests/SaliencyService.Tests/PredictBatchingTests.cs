@@ -1,4 +1,8 @@
+using System.Net;
 using System.Text.RegularExpressions;
+using SaliencyService.Explain.Onnx.Proto;
+using SaliencyService.Explain.Tensors;
+using SaliencyService.Tests.Ops;
 using SaliencyService.Contracts;
 using SaliencyService.Tests.Support;
 using Xunit;
@@ -80,6 +84,46 @@ public sealed class PredictBatchingTests
         var (batches, samples) = await BatchCountersAsync(client);
         Assert.Equal(stems.Length, samples);
         Assert.True(batches < stems.Length, $"{stems.Length} concurrent v1 and v2 requests ran as {batches} batches: none was shared");
+    }
+
+    [Fact]
+    public async Task A_request_the_model_cannot_run_fails_alone_and_its_batch_neighbours_get_their_scores()
+    {
+        // A model that fails on its input's values, not its shape: each channel's mean indexes a
+        // table of 4 scores, so a channel averaging 100 is an index out of range in ONNX Runtime's
+        // Gather. Held open by the queue delay, the three requests run as one batch first.
+        var table = new[] { 0.5f, 1.5f, 2.5f, 3.5f };
+        var model = new OnnxTestModel(13, [-1, 3, 4, 4])
+            .Initializer("table", table, 4)
+            .Node("GlobalAveragePool", ["x"], ["g"])
+            .Node("Flatten", ["g"], ["f"])
+            .Node("Cast", ["f"], ["i"], OnnxTestModel.Int("to", (long)TensorProto.Types.DataType.Int64))
+            .Node("Gather", ["table", "i"], ["y"])
+            .Output("y").Bytes();
+        using var factory = new ServiceFactory(settings: new() { ["Saliency:Predict:MaxQueueDelayMilliseconds"] = "300" });
+        using var client = factory.CreateClient();
+        using (var form = Http.ModelForm(model, "lookup"))
+        {
+            var imported = await client.PostAsync("/v1/models", form);
+            Assert.True(imported.StatusCode == HttpStatusCode.Created, await imported.Content.ReadAsStringAsync());
+        }
+
+        float[] means = [1, 100, 2]; // every channel of a request has this mean; 100 is out of the table
+        var responses = await Task.WhenAll(means.Select(async mean =>
+        {
+            using var form = Http.TensorForm(Npy.Write(Enumerable.Repeat(mean, 3 * 4 * 4).ToArray(), [1, 3, 4, 4]));
+            return await client.PostAsync("/v1/models/lookup/predict?topK=3", form);
+        }));
+
+        var detail = await Http.AssertProblemAsync(responses[1], HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("cannot run on this input", detail);
+        foreach (var (response, mean) in new[] { (responses[0], 1), (responses[2], 2) })
+        {
+            var result = await Http.ReadAsync<PredictResponse>(response);
+            var scores = Assert.Single(result.Predictions).Top;
+            Assert.Equal(3, scores.Count);
+            Assert.All(scores, s => Assert.Equal(table[mean], s.Score));
+        }
     }
 
     /// <summary>
