@@ -226,6 +226,16 @@ internal static class ActivationOps
     [OnnxOp("Mish", 18)]
     private static OpKernel Mish(OpContext node) => (x, _) => [x[0]! * nn.functional.softplus(x[0]!).tanh()];
 
+    /// <summary>mish'(x) = t + x·(1 − t²)·σ(x), t = tanh(softplus(x)), from the recorded input.</summary>
+    [OnnxGradient("Mish")]
+    private static GradientRule MishGradient(OpContext node) => new((graph, n) =>
+    {
+        var x = graph.Recorded(n.Inputs[0]);
+        var t = graph.Node("Tanh", [graph.Node("Softplus", [x])]);
+        var slope = graph.Node("Mul", [graph.Node("Mul", [x, graph.Node("Sigmoid", [x])]), graph.Node("Sub", [graph.Scalar(1), graph.Node("Mul", [t, t])])]);
+        return [graph.Node("Mul", [n.OutputGradients[0]!, graph.Node("Add", [t, slope])])];
+    });
+
     [OnnxOp("Gelu", 20)]
     private static OpKernel Gelu(OpContext node)
     {

@@ -27,6 +27,31 @@ internal static class ElementwiseOps
         return n.InputShapes.Select((shape, i) => n.Wanted[i] ? graph.SumToShape(share, n.OutputShapes[0]!, shape!) : null).ToArray();
     });
 
+    /// <summary>
+    /// Max or Min of one operand passes the gradient through; of two, the winner takes it and a tie
+    /// halves it, as libtorch's maximum and minimum do. Of more, libtorch chains the pairs, whose
+    /// ties split unevenly: no rule.
+    /// </summary>
+    [OnnxGradient("Max")]
+    [OnnxGradient("Min")]
+    private static GradientRule? ExtremumGradient(OpContext node) => node.Node.Input.Count switch
+    {
+        1 => new((graph, n) => [n.OutputGradients[0]]),
+        2 => new((graph, n) =>
+        {
+            string Operand(int i) => n.Constants[i] is not null ? graph.ConstantInput(n, i) : graph.Recorded(n.Inputs[i]);
+            var (a, b, g) = (Operand(0), Operand(1), n.OutputGradients[0]!);
+            var tie = graph.Node("Where", [graph.Node("Equal", [a, b]), graph.Node("Mul", [g, graph.Scalar(0.5f)]), graph.Scalar(0)]);
+            var first = graph.Node("Where", [graph.Node(node.OpType == "Max" ? "Greater" : "Less", [a, b]), g, tie]);
+            return
+            [
+                n.Wanted[0] ? graph.SumToShape(first, n.OutputShapes[0]!, n.InputShapes[0]!) : null,
+                n.Wanted[1] ? graph.SumToShape(graph.Node("Sub", [g, first]), n.OutputShapes[0]!, n.InputShapes[1]!) : null,
+            ];
+        }),
+        _ => null,
+    };
+
     [OnnxGradient("Sub")]
     private static GradientRule SubGradient(OpContext node) => new((graph, n) =>
     [

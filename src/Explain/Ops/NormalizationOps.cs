@@ -92,10 +92,7 @@ internal static class NormalizationOps
         };
     }
 
-    /// <summary>
-    /// With a constant scale γ: ∂x = (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) / σ over the normalised axes,
-    /// ĝ = G·γ, x̂ and σ recomputed from the recorded input.
-    /// </summary>
+    /// <summary>With a constant scale γ, over the normalised axes (<see cref="StandardisedGradient"/>).</summary>
     [OnnxGradient("LayerNormalization")]
     private static GradientRule? LayerNormalizationGradient(OpContext node)
     {
@@ -105,20 +102,44 @@ internal static class NormalizationOps
         return new((graph, n) =>
         {
             var rank = n.InputShapes[0]!.Length;
-            var first = OpHelpers.Axis(axis, rank);
-            var axes = graph.Ints(Enumerable.Range((int)first, (int)(rank - first)).Select(d => (long)d).ToArray());
-            var count = n.InputShapes[0]![(int)first..].Aggregate(1L, (product, d) => product * d);
-            if (count <= 0) throw new NotSupportedException("it normalises over the batch dimension");
-            // A sum and a scale, not ReduceMean, whose axes move from an attribute to an input at opset 18.
-            string Mean(string value) => graph.Node("Mul", [graph.Node("ReduceSum", [value, axes], BackwardGraph.Attribute("keepdims", 1)), graph.Scalar(1f / count)]);
-            var x = graph.Recorded(n.Inputs[0]);
-            var centred = graph.Node("Sub", [x, Mean(x)]);
-            var inverse = graph.Node("Reciprocal", [graph.Node("Sqrt", [graph.Node("Add", [Mean(graph.Node("Mul", [centred, centred])), graph.Scalar(epsilon)])])]);
-            var normalised = graph.Node("Mul", [centred, inverse]);
-            var scaled = graph.Node("Mul", [n.OutputGradients[0]!, graph.ConstantInput(n, 1)]);
-            var inner = graph.Node("Sub", [graph.Node("Sub", [scaled, Mean(scaled)]), graph.Node("Mul", [normalised, Mean(graph.Node("Mul", [scaled, normalised]))])]);
-            return [graph.Node("Mul", [inner, inverse]), null, null];
+            var first = (int)OpHelpers.Axis(axis, rank);
+            return [StandardisedGradient(graph, n, Enumerable.Range(first, rank - first).ToArray(), graph.ConstantInput(n, 1), epsilon), null, null];
         });
+    }
+
+    /// <summary>LayerNormalization's over each sample's channel's cells, with a constant scale per channel.</summary>
+    [OnnxGradient("InstanceNormalization")]
+    private static GradientRule? InstanceNormalizationGradient(OpContext node)
+    {
+        if (node.Constant(1) is not { } scale) return null;
+        var epsilon = node.Attributes.Float("epsilon", 1e-5f);
+        return new((graph, n) =>
+        {
+            var rank = n.InputShapes[0]!.Length;
+            using var shaped = scale.reshape([-1, .. Enumerable.Repeat(1L, rank - 2)]);
+            var perChannel = graph.Constant(shaped);
+            return [StandardisedGradient(graph, n, Enumerable.Range(2, rank - 2).ToArray(), perChannel, epsilon), null, null];
+        });
+    }
+
+    /// <summary>
+    /// The input gradient of (x − mean) / σ · γ over <paramref name="axes"/>:
+    /// (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) / σ, ĝ = G·γ, x̂ and σ recomputed from the recorded input.
+    /// </summary>
+    private static string StandardisedGradient(BackwardGraph graph, GradientNode n, int[] axes, string scale, float epsilon)
+    {
+        var count = axes.Aggregate(1L, (product, d) => product * n.InputShapes[0]![d]);
+        if (count <= 0) throw new NotSupportedException("it normalises over the batch dimension");
+        var reduced = graph.Ints(axes.Select(d => (long)d).ToArray());
+        // A sum and a scale, not ReduceMean, whose axes move from an attribute to an input at opset 18.
+        string Mean(string value) => graph.Node("Mul", [graph.Node("ReduceSum", [value, reduced], BackwardGraph.Attribute("keepdims", 1)), graph.Scalar(1f / count)]);
+        var x = graph.Recorded(n.Inputs[0]);
+        var centred = graph.Node("Sub", [x, Mean(x)]);
+        var inverse = graph.Node("Reciprocal", [graph.Node("Sqrt", [graph.Node("Add", [Mean(graph.Node("Mul", [centred, centred])), graph.Scalar(epsilon)])])]);
+        var normalised = graph.Node("Mul", [centred, inverse]);
+        var scaled = graph.Node("Mul", [n.OutputGradients[0]!, scale]);
+        var inner = graph.Node("Sub", [graph.Node("Sub", [scaled, Mean(scaled)]), graph.Node("Mul", [normalised, Mean(graph.Node("Mul", [scaled, normalised]))])]);
+        return graph.Node("Mul", [inner, inverse]);
     }
 
     /// <summary>

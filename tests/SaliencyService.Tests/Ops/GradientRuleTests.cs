@@ -1,4 +1,7 @@
+using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Serving;
+using SaliencyService.Tests.Support;
 using Xunit;
 using static SaliencyService.Tests.Ops.OnnxTestModel;
 
@@ -305,6 +308,29 @@ public sealed class GradientRuleTests
             .Output("y"));
 
     [Fact]
+    public void Max_against_a_broadcast_constant_then_min_of_two_computed_operands() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4, 4])
+            .Initializer("w1", Weights(3 * 3 * 9, 31), 3, 3, 3, 3)
+            .Initializer("floor", Weights(3, 32), 3, 1, 1) // a floor per channel, the first operand
+            .Node("Conv", ["x", "w1"], ["c"], Ints("pads", 1, 1, 1, 1))
+            .Node("Max", ["floor", "c"], ["m"])
+            .Node("Min", ["m", "x"], ["n"])
+            .Node("Max", ["n"], ["one"]) // a single operand passes through
+            .Node("Mul", ["one", "x"], ["y"])
+            .Output("y"), backwardUses: "Greater");
+
+    [Fact]
+    public void Max_of_three_operands_has_no_rule()
+    {
+        // libtorch chains the pairs, so a three-way tie splits the gradient 1/4, 1/4, 1/2: its autograd takes the model.
+        var model = new OnnxTestModel(13, [2, 3, 4, 4]).Node("Neg", ["x"], ["n"]).Node("Abs", ["x"], ["a"])
+            .Node("Max", ["x", "n", "a"], ["y"]).Output("y").Model();
+        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+        var error = Assert.Throws<NotSupportedException>(() => OrtBackprop.Create(model, mirror, [2, 3, 4, 4], batched: true, TestSessions.Open));
+        Assert.Contains("Max", error.Message);
+    }
+
+    [Fact]
     public void Log_of_a_positive_input() =>
         Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4, 4]).Node("Log", ["x"], ["l"]).Node("Mul", ["l", "x"], ["y"]).Output("y"), low: 0.25f, high: 3);
 
@@ -355,6 +381,25 @@ public sealed class GradientRuleTests
             .Node("Div", ["centred", "deviation"], ["normalised"])
             .Node("Mul", ["normalised", "scale"], ["y"]).Output("y"), label: "decomposed");
     }
+
+    [Fact]
+    public void Instance_normalization_over_planes_and_sequences()
+    {
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 5, 5])
+            .Initializer("w1", Weights(4 * 3 * 9, 41), 4, 3, 3, 3).Initializer("scale", Weights(4, 42), 4).Initializer("bias", Weights(4, 43), 4)
+            .Node("Conv", ["x", "w1"], ["c"], Ints("pads", 1, 1, 1, 1))
+            .Node("InstanceNormalization", ["c", "scale", "bias"], ["n"], Float("epsilon", 1e-3f))
+            .Node("Relu", ["n"], ["r"])
+            .Node("Mul", ["r", "c"], ["y"]).Output("y"), label: "2-D");
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 4, 6])
+            .Initializer("scale", Weights(4, 44), 4).Initializer("bias", Weights(4, 45), 4)
+            .Node("InstanceNormalization", ["x", "scale", "bias"], ["n"])
+            .Node("Mul", ["n", "x"], ["y"]).Output("y"), label: "1-D");
+    }
+
+    [Fact]
+    public void Mish_over_its_whole_curve() =>
+        Parity.CheckGradients(new OnnxTestModel(18, [2, 3, 4, 4]).Node("Mish", ["x"], ["m"]).Node("Mul", ["m", "x"], ["y"]).Output("y"), low: -6, high: 6);
 
     [Fact]
     public void Self_attention_with_batched_matmuls() =>
