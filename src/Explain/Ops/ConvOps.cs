@@ -95,23 +95,7 @@ internal static class ConvOps
                 2 => F.conv_transpose2d(input, w, null, strides, zeros, zeros, dilations, group),
                 _ => F.conv_transpose3d(input, w, null, strides, zeros, zeros, dilations, group),
             };
-            var begin = new long[spatial];
-            var end = new long[spatial];
-            for (var i = 0; i < spatial; i++)
-            {
-                var size = full.shape[2 + i] + outputPadding[i];
-                long total;
-                if (outputShape is not null || autoPad is "SAME_UPPER" or "SAME_LOWER")
-                {
-                    var wanted = outputShape is not null ? outputShape[^spatial..][i] : input.shape[2 + i] * strides[i];
-                    total = size - wanted;
-                    (begin[i], end[i]) = autoPad == "SAME_UPPER" ? (total / 2, total - total / 2) : (total - total / 2, total / 2);
-                }
-                else if (autoPad != "VALID")
-                {
-                    (begin[i], end[i]) = (pads[i], pads[spatial + i]);
-                }
-            }
+            var (begin, end) = TransposedCrop(autoPad, pads, strides, outputPadding, outputShape, input.shape[2..], full.shape[2..]);
             var result = F.pad(full, Padding.TorchOrder(zeros, outputPadding));
             for (var i = 0; i < spatial; i++)
                 result = result.narrow(2 + i, begin[i], result.shape[2 + i] - begin[i] - end[i]);
@@ -119,6 +103,62 @@ internal static class ConvOps
                 result = result + bias.reshape([1, -1, .. Ones(spatial)]);
             return [result];
         };
+    }
+
+    /// <summary>
+    /// With a constant kernel, ∂input is the convolution of the output's gradient with the same
+    /// kernel, over the full transposed output: the crop is padded back, the output_padding cells
+    /// (no input reached them) cut off.
+    /// </summary>
+    [OnnxGradient("ConvTranspose")]
+    private static GradientRule? ConvTransposeGradient(OpContext node)
+    {
+        if (node.Constant(1) is null) return null;
+        var (spatial, strides, dilations, pads, autoPad, group) = ConvAttributes.From(node);
+        var outputPadding = node.Attributes.Ints("output_padding") ?? new long[spatial];
+        var outputShape = node.Attributes.Ints("output_shape");
+        return new((graph, n) =>
+        {
+            var kernel = n.Constants[1]!.shape[2..];
+            var input = n.InputShapes[0]![2..];
+            var full = Enumerable.Range(0, spatial).Select(i => strides[i] * (input[i] - 1) + dilations[i] * (kernel[i] - 1) + 1).ToArray();
+            var (begin, end) = TransposedCrop(autoPad, pads, strides, outputPadding, outputShape, input, full);
+            var after = end.Zip(outputPadding, (e, p) => e - p).ToArray();
+            var gradient = n.OutputGradients[0]!;
+            long[] convPads = [.. begin, .. after];
+            if (convPads.Any(p => p < 0))
+            {
+                gradient = graph.Node("Pad", [gradient, graph.Ints([0, 0, .. begin, 0, 0, .. after])]);
+                convPads = new long[2 * spatial];
+            }
+            return [graph.Node("Conv", [gradient, graph.ConstantInput(n, 1)], BackwardGraph.Attribute("group", group),
+                BackwardGraph.Attribute("dilations", dilations), BackwardGraph.Attribute("kernel_shape", kernel),
+                BackwardGraph.Attribute("strides", strides), BackwardGraph.Attribute("pads", convPads)), null, null];
+        });
+    }
+
+    /// <summary>The cells cut from each end of the full transposed output once output_padding extended it.</summary>
+    private static (long[] Begin, long[] End) TransposedCrop(string autoPad, long[] pads, long[] strides, long[] outputPadding, long[]? outputShape,
+        long[] input, long[] full)
+    {
+        var spatial = input.Length;
+        var begin = new long[spatial];
+        var end = new long[spatial];
+        for (var i = 0; i < spatial; i++)
+        {
+            var size = full[i] + outputPadding[i];
+            if (outputShape is not null || autoPad is "SAME_UPPER" or "SAME_LOWER")
+            {
+                var wanted = outputShape is not null ? outputShape[^spatial..][i] : input[i] * strides[i];
+                var total = size - wanted;
+                (begin[i], end[i]) = autoPad == "SAME_UPPER" ? (total / 2, total - total / 2) : (total - total / 2, total / 2);
+            }
+            else if (autoPad != "VALID")
+            {
+                (begin[i], end[i]) = (pads[i], pads[spatial + i]);
+            }
+        }
+        return (begin, end);
     }
 
     private static long[] Ones(int count) => Enumerable.Repeat(1L, count).ToArray();

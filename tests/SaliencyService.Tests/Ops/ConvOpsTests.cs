@@ -59,21 +59,25 @@ public sealed class ConvOpsTests
         { [2, 3], [0, 1, 2, 0], [0, 0], null, 1 },
         { [2, 2], [0, 0, 0, 0], [0, 0], [11, 13], 1 },
         { [2, 2], [1, 1, 1, 1], [0, 0], null, 2 },
+        { [2, 2], [0, 0, 0, 0], [1, 1], null, 1 }, // output_padding past the pads: its gradient crops
     };
 
     [Theory]
     [MemberData(nameof(Transposed))]
-    public void ConvTranspose_matches_onnx_runtime(long[] strides, long[] pads, long[] outputPadding, long[]? outputShape, long group)
+    public void ConvTranspose_matches_onnx_runtime(long[] strides, long[] pads, long[] outputPadding, long[]? outputShape, long group) =>
+        Parity.Check(ConvTranspose(strides, pads, outputPadding, outputShape, group, "y").Output("y"));
+
+    /// <summary>A 3×3 ConvTranspose of x [1, 4, 5, 6] into 6 channels, with a bias, to <paramref name="output"/>.</summary>
+    public static OnnxTestModel ConvTranspose(long[] strides, long[] pads, long[] outputPadding, long[]? outputShape, long group, string output)
     {
         var attributes = new List<Explain.Onnx.Proto.AttributeProto>
         {
             Ints("strides", strides), Ints("output_padding", outputPadding), Int("group", group), Ints("kernel_shape", 3, 3),
         };
         attributes.Add(outputShape is null ? Ints("pads", pads) : Ints("output_shape", outputShape));
-        Parity.Check(new OnnxTestModel(13, [1, 4, 5, 6])
+        return new OnnxTestModel(13, [1, 4, 5, 6])
             .Initializer("w", Weights(4 * (6 / (int)group) * 9, 6), 4, 6 / group, 3, 3)
             .Initializer("b", Weights(6, 7), 6)
-            .Node("ConvTranspose", ["x", "w", "b"], ["y"], attributes.ToArray())
-            .Output("y"));
+            .Node("ConvTranspose", ["x", "w", "b"], [output], attributes.ToArray());
     }
 }

@@ -319,6 +319,20 @@ public sealed class GradientRuleTests
             .Node("Mul", ["one", "x"], ["y"])
             .Output("y"), backwardUses: "Greater");
 
+    [Theory]
+    [MemberData(nameof(ConvOpsTests.Transposed), MemberType = typeof(ConvOpsTests))]
+    public void ConvTranspose_then_relu(long[] strides, long[] pads, long[] outputPadding, long[]? outputShape, long group) =>
+        Parity.CheckGradients(ConvOpsTests.ConvTranspose(strides, pads, outputPadding, outputShape, group, "c").Node("Relu", ["c"], ["y"]).Output("y"),
+            label: $"strides {string.Join('×', strides)}, pads {string.Join(',', pads)}, output_padding {string.Join(',', outputPadding)}, group {group}",
+            backwardUses: "Conv");
+
+    [Fact]
+    public void ConvTranspose_padded_the_same_and_dilated() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 7])
+            .Initializer("w", Weights(3 * 4 * 3, 46), 3, 4, 3)
+            .Node("ConvTranspose", ["x", "w"], ["c"], Ints("strides", 2), Ints("dilations", 2), String("auto_pad", "SAME_UPPER"))
+            .Node("Relu", ["c"], ["y"]).Output("y"));
+
     [Fact]
     public void Max_of_three_operands_has_no_rule()
     {
