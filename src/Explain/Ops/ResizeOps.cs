@@ -11,61 +11,88 @@ namespace SaliencyService.Explain.Ops;
 /// </summary>
 internal static class ResizeOps
 {
-    /// <summary>Opsets 7–8: scales attribute; asymmetric coordinates; nearest rounds down.</summary>
+    /// <summary>
+    /// Upsample: opsets 7–8 take the scales as an attribute, 9 as an input; asymmetric
+    /// coordinates, nearest rounds down (as Resize 10).
+    /// </summary>
     [OnnxOp("Upsample", 7)]
-    private static OpKernel UpsampleAttribute(OpContext node)
-    {
-        var scales = node.Attributes.Floats("scales") ?? throw node.Unsupported("missing scales");
-        var spec = new Spec(Mode(node), "asymmetric", "floor", -0.75, false);
-        return (x, _) => [Resize(x[0]!, scales.Select(s => (double)s).ToArray(), null, spec)];
-    }
-
     [OnnxOp("Upsample", 9)]
-    private static OpKernel UpsampleInput(OpContext node)
-    {
-        var spec = new Spec(Mode(node), "asymmetric", "floor", -0.75, false);
-        return (x, _) => [Resize(x[0]!, OpHelpers.Doubles(x[1]!), null, spec)];
-    }
-
     [OnnxOp("Resize", 10)]
-    private static OpKernel Resize10(OpContext node)
+    private static OpKernel Resize(OpContext node)
     {
-        var spec = new Spec(Mode(node), "asymmetric", "floor", -0.75, false);
-        return (x, _) => [Resize(x[0]!, OpHelpers.Doubles(x[1]!), null, spec)];
+        var spec = SpecOf(node);
+        return (x, _) => [Resize(x[0]!, Targets(node, x, x[0]!.shape), spec)];
     }
 
     /// <summary>Inputs X, roi, scales, sizes (either scales or sizes); opset 18 adds axes.</summary>
     [OnnxOp("Resize", 11)]
-    private static OpKernel Resize11(OpContext node)
+    private static OpKernel Resize11(OpContext node) => Resize(node);
+
+    /// <summary>
+    /// Each resized axis's gather, transposed: the matrix of its taps' weights (output index by
+    /// input index) applied to the gradient along that axis by MatMul, ∂x = Aᵀ·G. For constant
+    /// scales or sizes (or ones made from shapes) that keep the batch axis.
+    /// </summary>
+    [OnnxGradient("Resize")]
+    [OnnxGradient("Upsample")]
+    private static GradientRule? ResizeGradient(OpContext node)
     {
+        Spec spec;
+        try
+        {
+            spec = SpecOf(node);
+        }
+        catch (UnsupportedOperatorException)
+        {
+            return null;
+        }
+        return new((graph, n) =>
+        {
+            var shape = n.InputShapes[0]!;
+            var rank = shape.Length;
+            var targets = Targets(node, n.Constants, shape);
+            if (targets.Scales is null && targets.Sizes is null) throw new NotSupportedException("its scales or sizes are computed from the input's values");
+            var gradient = n.OutputGradients[0]!;
+            foreach (var (axis, length, outLength, scale) in Steps(shape, targets))
+            {
+                // Sizes name the batch as the import ran it; were it resized, the import's check against autograd would refuse this backward.
+                if (length < 0 && targets.Sizes is not null) continue;
+                if (length < 0) throw new NotSupportedException("it resizes the batch dimension");
+                var (indices, weights) = Taps(length, outLength, scale, spec);
+                var matrix = new float[outLength * length];
+                for (var t = 0; t < indices.Length; t++)
+                for (var i = 0; i < outLength; i++)
+                    matrix[i * length + indices[t][i]] += weights[t][i];
+                using var values = tensor(matrix, [outLength, length]);
+                gradient = AlongAxis(graph, gradient, graph.Constant(values), axis, rank);
+            }
+            return [gradient, .. new string?[n.Inputs.Length - 1]];
+        });
+    }
+
+    /// <summary>G·A along the last axis, Aᵀ·G along the one before; other axes moved last and back.</summary>
+    private static string AlongAxis(BackwardGraph graph, string gradient, string matrix, int axis, int rank)
+    {
+        if (axis == rank - 1) return graph.Node("MatMul", [gradient, matrix]);
+        if (axis == rank - 2) return graph.Node("MatMul", [graph.Node("Transpose", [matrix]), gradient]);
+        var perm = Enumerable.Range(0, rank).Select(d => (long)(d == axis ? rank - 1 : d == rank - 1 ? axis : d)).ToArray();
+        var moved = graph.Node("Transpose", [gradient], BackwardGraph.Attribute("perm", perm));
+        return graph.Node("Transpose", [graph.Node("MatMul", [moved, matrix])], BackwardGraph.Attribute("perm", perm));
+    }
+
+    private sealed record Spec(string Mode, string Transform, string NearestMode, double CubicA, bool ExcludeOutside);
+
+    /// <summary>Upsample and Resize before 11: asymmetric coordinates, nearest rounds down; from 11 the attributes say. Checked when the node is built.</summary>
+    private static Spec SpecOf(OpContext node)
+    {
+        if (node.OpType == "Upsample" && node.Opset < 9 && node.Attributes.Floats("scales") is null) throw node.Unsupported("missing scales");
+        if (node.OpType == "Upsample" || node.Opset < 11) return new Spec(Mode(node), "asymmetric", "floor", -0.75, false);
         var a = node.Attributes;
         var transform = a.String("coordinate_transformation_mode", "half_pixel");
         if (transform is "tf_crop_and_resize" or "half_pixel_symmetric") throw node.Unsupported($"coordinate_transformation_mode '{transform}'");
         if (a.Int("antialias", 0) != 0) throw node.Unsupported("antialias = 1");
         if (a.String("keep_aspect_ratio_policy", "stretch") != "stretch") throw node.Unsupported("keep_aspect_ratio_policy other than stretch");
-        var axes = a.Ints("axes");
-        var spec = new Spec(Mode(node), transform, a.String("nearest_mode", "round_prefer_floor"),
-            a.Float("cubic_coeff_a", -0.75f), a.Int("exclude_outside", 0) != 0);
-        return (x, _) =>
-        {
-            var input = x[0]!;
-            var scales = x.Length > 2 && x[2] is { NumberOfElements: > 0 } s ? OpHelpers.Doubles(s) : null;
-            var sizes = x.Length > 3 && x[3] is { NumberOfElements: > 0 } z ? OpHelpers.Longs(z) : null;
-            if (axes is not null)
-            {
-                var rank = (int)input.dim();
-                var fullScales = scales is null ? null : Enumerable.Repeat(1.0, rank).ToArray();
-                var fullSizes = sizes is null ? null : input.shape.ToArray();
-                for (var i = 0; i < axes.Length; i++)
-                {
-                    var axis = OpHelpers.Axis(axes[i], rank);
-                    if (fullScales is not null) fullScales[axis] = scales![i];
-                    if (fullSizes is not null) fullSizes[axis] = sizes![i];
-                }
-                (scales, sizes) = (fullScales, fullSizes);
-            }
-            return [Resize(input, scales, sizes, spec)];
-        };
+        return new Spec(Mode(node), transform, a.String("nearest_mode", "round_prefer_floor"), a.Float("cubic_coeff_a", -0.75f), a.Int("exclude_outside", 0) != 0);
     }
 
     private static string Mode(OpContext node) => node.Attributes.String("mode", "nearest") switch
@@ -76,25 +103,67 @@ internal static class ResizeOps
         var other => throw node.Unsupported($"mode '{other}'"),
     };
 
-    private sealed record Spec(string Mode, string Transform, string NearestMode, double CubicA, bool ExcludeOutside);
-
-    private static Tensor Resize(Tensor input, double[]? scales, long[]? sizes, Spec spec)
+    /// <summary>
+    /// Scales or sizes for every axis, from the node's inputs (the runtime values, or the
+    /// backward's constants: both null where they are not constant).
+    /// </summary>
+    private static (double[]? Scales, long[]? Sizes) Targets(OpContext node, Tensor?[] x, long[] shape)
     {
-        var result = input;
-        for (var axis = 0; axis < input.dim(); axis++)
+        if (node.OpType == "Upsample" && node.Opset < 9)
+            return (node.Attributes.Floats("scales")!.Select(s => (double)s).ToArray(), null);
+        if (node.OpType == "Upsample" || node.Opset < 11)
+            return (x.Length > 1 && x[1] is { } legacy ? OpHelpers.Doubles(legacy) : null, null);
+        var scales = x.Length > 2 && x[2] is { NumberOfElements: > 0 } s ? OpHelpers.Doubles(s) : null;
+        var sizes = x.Length > 3 && x[3] is { NumberOfElements: > 0 } z ? OpHelpers.Longs(z) : null;
+        if (node.Attributes.Ints("axes") is not { } axes) return (scales, sizes);
+        var fullScales = scales is null ? null : Enumerable.Repeat(1.0, shape.Length).ToArray();
+        var fullSizes = sizes is null ? null : shape.ToArray();
+        for (var i = 0; i < axes.Length; i++)
         {
-            var length = input.shape[axis];
+            var axis = OpHelpers.Axis(axes[i], shape.Length);
+            if (fullScales is not null) fullScales[axis] = scales![i];
+            if (fullSizes is not null) fullSizes[axis] = sizes![i];
+        }
+        return (fullScales, fullSizes);
+    }
+
+    /// <summary>The axes that change: each one's length before and after, and its scale.</summary>
+    private static IEnumerable<(int Axis, long Length, long OutLength, double Scale)> Steps(long[] shape, (double[]? Scales, long[]? Sizes) targets)
+    {
+        var (scales, sizes) = targets;
+        for (var axis = 0; axis < shape.Length; axis++)
+        {
+            var length = shape[axis];
             var (outLength, scale) = sizes is not null
                 ? (sizes[axis], (double)sizes[axis] / length)
                 : ((long)Math.Floor(length * scales![axis]), scales[axis]);
             if (outLength == length && scale == 1) continue;
-            result = ResizeAxis(result, axis, length, outLength, scale, spec);
+            yield return (axis, length, outLength, scale);
+        }
+    }
+
+    private static Tensor Resize(Tensor input, (double[]? Scales, long[]? Sizes) targets, Spec spec)
+    {
+        var result = input;
+        foreach (var (axis, length, outLength, scale) in Steps(input.shape, targets))
+        {
+            var (indices, weights) = Taps(length, outLength, scale, spec);
+            var shape = Enumerable.Repeat(1L, (int)input.dim()).ToArray();
+            shape[axis] = outLength;
+            Tensor? resized = null;
+            for (var t = 0; t < indices.Length; t++)
+            {
+                var gathered = result.index_select(axis, tensor(indices[t]));
+                var term = spec.Mode == "nearest" ? gathered : gathered * tensor(weights[t]).reshape(shape).to_type(input.dtype);
+                resized = resized is null ? term : resized + term;
+            }
+            result = resized!;
         }
         return result;
     }
 
-    /// <summary>Output index i reads Σ_t weight[i,t] · input[index[i,t]] along <paramref name="axis"/>.</summary>
-    private static Tensor ResizeAxis(Tensor input, int axis, long length, long outLength, double scale, Spec spec)
+    /// <summary>Output index i reads Σ_t weights[t][i] · input[indices[t][i]] along one axis.</summary>
+    private static (long[][] Indices, float[][] Weights) Taps(long length, long outLength, double scale, Spec spec)
     {
         var taps = spec.Mode switch { "nearest" => 1, "linear" => 2, _ => 4 };
         var indices = new long[taps][];
@@ -139,16 +208,7 @@ internal static class ResizeOps
             }
         }
 
-        var shape = Enumerable.Repeat(1L, (int)input.dim()).ToArray();
-        shape[axis] = outLength;
-        Tensor? result = null;
-        for (var t = 0; t < taps; t++)
-        {
-            var gathered = input.index_select(axis, tensor(indices[t]));
-            var term = spec.Mode == "nearest" ? gathered : gathered * tensor(weights[t]).reshape(shape).to_type(input.dtype);
-            result = result is null ? term : result + term;
-        }
-        return result!;
+        return (indices, weights);
     }
 
     private static double Source(long i, long length, long outLength, double scale, string transform) => transform switch

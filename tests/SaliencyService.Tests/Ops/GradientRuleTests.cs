@@ -333,6 +333,36 @@ public sealed class GradientRuleTests
             .Node("ConvTranspose", ["x", "w"], ["c"], Ints("strides", 2), Ints("dilations", 2), String("auto_pad", "SAME_UPPER"))
             .Node("Relu", ["c"], ["y"]).Output("y"));
 
+    [Theory]
+    [MemberData(nameof(ResizeOpsTests.Modes), MemberType = typeof(ResizeOpsTests))]
+    public void Resize_by_scales_and_by_sizes_then_conv(string mode, string transform, string nearest)
+    {
+        var attributes = new[] { String("mode", mode), String("coordinate_transformation_mode", transform), String("nearest_mode", nearest) };
+        OnnxTestModel Resized(int opset, Func<OnnxTestModel, OnnxTestModel> resize) => resize(new OnnxTestModel(opset, [2, 2, 5, 6]))
+            .Initializer("w", Weights(3 * 2 * 9, 47), 3, 2, 3, 3)
+            .Node("Conv", ["r", "w"], ["y"], Ints("pads", 1, 1, 1, 1)).Output("y");
+        Parity.CheckGradients(Resized(13, m => m.Initializer("scales", [1f, 1f, 2f, 1.5f], 4).Node("Resize", ["x", "", "scales"], ["r"], attributes)),
+            label: $"{mode} {transform} {nearest}, scales", backwardUses: "MatMul");
+        // Sizes for the image axes alone (opset 18): sizes read from a batched input's shape differ with the batch, so are no constants (autograd takes those).
+        Parity.CheckGradients(Resized(18, m => m.Initializer("sizes", [3L, 13L], 2)
+                .Node("Resize", ["x", "", "", "sizes"], ["r"], [.. attributes, Ints("axes", 2, 3)])),
+            label: $"{mode} {transform} {nearest}, sizes", backwardUses: "MatMul");
+    }
+
+    [Fact]
+    public void Upsample_resize_10_and_resize_along_the_channels_and_given_axes()
+    {
+        Parity.CheckGradients(new OnnxTestModel(9, [2, 2, 3, 4]).Initializer("scales", [1f, 1f, 2f, 3f], 4)
+            .Node("Upsample", ["x", "scales"], ["u"], String("mode", "linear")).Node("Mul", ["u", "u"], ["y"]).Output("y"), label: "Upsample 9");
+        Parity.CheckGradients(new OnnxTestModel(7, [2, 2, 3, 4])
+            .Node("Upsample", ["x"], ["u"], String("mode", "nearest"), Floats("scales", 1f, 1f, 2f, 2f)).Node("Mul", ["u", "u"], ["y"]).Output("y"), label: "Upsample 7");
+        Parity.CheckGradients(new OnnxTestModel(10, [2, 2, 3, 4]).Initializer("scales", [1f, 3f, 2f, 1f], 4)
+            .Node("Resize", ["x", "scales"], ["u"], String("mode", "linear")).Node("Mul", ["u", "u"], ["y"]).Output("y"), label: "Resize 10, channels too");
+        Parity.CheckGradients(new OnnxTestModel(18, [2, 2, 5, 6]).Initializer("sizes", [7L, 4L], 2)
+            .Node("Resize", ["x", "", "", "sizes"], ["u"], String("mode", "cubic"), Ints("axes", 3, 2), Int("exclude_outside", 1))
+            .Node("Mul", ["u", "u"], ["y"]).Output("y"), label: "Resize 18, axes");
+    }
+
     [Fact]
     public void Max_of_three_operands_has_no_rule()
     {
