@@ -380,6 +380,22 @@ internal static class ShapeOps
     [OnnxOp("Tile", 6)]
     private static OpKernel Tile(OpContext node) => (x, _) => [x[0]!.tile(OpHelpers.Longs(x[1]!))];
 
+    /// <summary>
+    /// Each axis's copies summed: the gradient reshaped to [r₀, d₀, r₁, d₁, ...] (copy k of axis i
+    /// holds cells k·dᵢ to (k+1)·dᵢ − 1), then summed over the copies' axes. Constant repeats; the
+    /// batch axis not repeated.
+    /// </summary>
+    [OnnxGradient("Tile")]
+    private static GradientRule TileGradient(OpContext node) => new((graph, n) =>
+    {
+        var repeats = n.Constants[1] is { } r ? OpHelpers.Longs(r) : throw new NotSupportedException("its repeats are computed from the input's values");
+        var shape = n.InputShapes[0]!;
+        if (shape.Where((d, i) => d < 0 && repeats[i] != 1).Any()) throw new NotSupportedException("it repeats the batch dimension");
+        var split = graph.Node("Reshape", [n.OutputGradients[0]!, graph.Ints([.. shape.Zip(repeats).SelectMany(p => new[] { p.Second, p.First })])]);
+        var copies = graph.Ints([.. Enumerable.Range(0, shape.Length).Select(i => 2L * i)]);
+        return [graph.Node("ReduceSum", [split, copies], BackwardGraph.Attribute("keepdims", 0)), null];
+    });
+
     /// <summary>fmod = 0: the remainder takes the divisor's sign (integers); fmod = 1: the dividend's, as C's fmod.</summary>
     [OnnxOp("Mod", 10)]
     private static OpKernel Mod(OpContext node)

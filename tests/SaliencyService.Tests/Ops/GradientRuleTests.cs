@@ -364,6 +364,13 @@ public sealed class GradientRuleTests
     }
 
     [Fact]
+    public void Tile_along_the_image_axes() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4, 5]).Initializer("repeats", [1L, 2L, 3L, 1L], 4)
+            .Initializer("w", Weights(6 * 2 * 9, 48), 2, 6, 3, 3)
+            .Node("Tile", ["x", "repeats"], ["t"])
+            .Node("Conv", ["t", "w"], ["y"], Ints("pads", 1, 1, 1, 1)).Output("y"), backwardUses: "ReduceSum");
+
+    [Fact]
     public void Max_of_three_operands_has_no_rule()
     {
         // libtorch chains the pairs, so a three-way tie splits the gradient 1/4, 1/4, 1/2: its autograd takes the model.
