@@ -164,4 +164,41 @@ internal static class NormalizationOps
             return [input / divisor];
         };
     }
+
+    /// <summary>
+    /// With s = bias + α/size · Σ_window x² and y = x · s^−β:
+    /// ∂x = G · s^−β − 2αβ/size · x · Σ_{windows holding the channel} G·x·s^(−β−1). Each windowed
+    /// channel sum is a 1×1 convolution with a band of ones, symmetric at the odd sizes ONNX Runtime
+    /// runs, so the windows holding a channel are the channel's own window.
+    /// </summary>
+    [OnnxGradient("LRN")]
+    private static GradientRule LrnGradient(OpContext node)
+    {
+        var size = node.Attributes.Int("size", 0);
+        var alpha = node.Attributes.Float("alpha", 1e-4f);
+        var beta = node.Attributes.Float("beta", 0.75f);
+        var bias = node.Attributes.Float("bias", 1f);
+        return new((graph, n) =>
+        {
+            var shape = n.InputShapes[0]!;
+            var channels = shape[1];
+            if (channels < 0) throw new NotSupportedException("its channels follow the batch size");
+            if (size % 2 == 0) throw new NotSupportedException("an even size (ONNX Runtime runs odd ones only)");
+            var band = new float[channels * channels];
+            for (var c = 0; c < channels; c++)
+            for (var k = Math.Max(0, c - size / 2); k <= Math.Min(channels - 1, c + size / 2); k++)
+                band[c * channels + k] = 1;
+            using var weights = tensor(band, [channels, channels, .. Enumerable.Repeat(1L, shape.Length - 2)]);
+            var window = graph.Constant(weights);
+            string WindowSum(string value) => graph.Node("Conv", [value, window]);
+            var x = graph.Recorded(n.Inputs[0]);
+            var s = graph.Node("Add", [graph.Node("Mul", [WindowSum(graph.Node("Mul", [x, x])), graph.Scalar(alpha / size)]), graph.Scalar(bias)]);
+            var scale = graph.Node("Pow", [s, graph.Scalar(-beta)]);
+            var g = n.OutputGradients[0]!;
+            var direct = graph.Node("Mul", [g, scale]);
+            var through = graph.Node("Div", [graph.Node("Mul", [direct, x]), s]);
+            var spread = graph.Node("Mul", [graph.Node("Mul", [WindowSum(through), x]), graph.Scalar(2 * alpha * beta / size)]);
+            return [graph.Node("Sub", [direct, spread])];
+        });
+    }
 }

@@ -448,6 +448,16 @@ public sealed class GradientRuleTests
             .Node("Mul", ["n", "x"], ["y"]).Output("y"), label: "1-D");
     }
 
+    [Theory]
+    [InlineData(3)]
+    [InlineData(5)] // ONNX Runtime takes odd sizes only
+    public void Local_response_normalization_after_a_conv(long size) =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4, 5])
+            .Initializer("w", Weights(7 * 3 * 9, 49), 7, 3, 3, 3)
+            .Node("Conv", ["x", "w"], ["c"], Ints("pads", 1, 1, 1, 1))
+            .Node("LRN", ["c"], ["y"], Int("size", size), Float("alpha", 0.5f), Float("beta", 0.75f), Float("bias", 1.5f)).Output("y"),
+            label: $"size {size}");
+
     [Fact]
     public void Mish_over_its_whole_curve() =>
         Parity.CheckGradients(new OnnxTestModel(18, [2, 3, 4, 4]).Node("Mish", ["x"], ["m"]).Node("Mul", ["m", "x"], ["y"]).Output("y"), low: -6, high: 6);
