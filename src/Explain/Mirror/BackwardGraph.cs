@@ -170,6 +170,19 @@ public sealed class BackwardGraph
         return node.Output.ToArray();
     }
 
+    /// <summary>The most values a matrix a rule makes up may hold (64 MB of float32); beyond, autograd takes the model.</summary>
+    public const long MaxMadeMatrixValues = 1L << 24;
+
+    /// <summary>
+    /// A zeroed rows × columns matrix for a rule to fill (a resize's interpolation, LRN's channel
+    /// band), refused where an untrusted model's sizes would make it larger than <see cref="MaxMadeMatrixValues"/>.
+    /// </summary>
+    /// <exception cref="NotSupportedException">It would be larger.</exception>
+    public static float[] NewMatrix(long rows, long columns, string what) =>
+        rows > 0 && columns > 0 && rows <= MaxMadeMatrixValues / columns
+            ? new float[rows * columns]
+            : throw new NotSupportedException($"{what} would be a {rows}×{columns} matrix");
+
     /// <summary>A float32 scalar constant (one initializer per value).</summary>
     public string Scalar(float value) => _scalars.TryGetValue(value, out var name) ? name : _scalars[value] = Constant(tensor(value));
 

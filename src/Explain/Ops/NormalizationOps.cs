@@ -184,7 +184,7 @@ internal static class NormalizationOps
             var channels = shape[1];
             if (channels < 0) throw new NotSupportedException("its channels follow the batch size");
             if (size % 2 == 0) throw new NotSupportedException("an even size (ONNX Runtime runs odd ones only)");
-            var band = new float[channels * channels];
+            var band = BackwardGraph.NewMatrix(channels, channels, "its channel band");
             for (var c = 0; c < channels; c++)
             for (var k = Math.Max(0, c - size / 2); k <= Math.Min(channels - 1, c + size / 2); k++)
                 band[c * channels + k] = 1;

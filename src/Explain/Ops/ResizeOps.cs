@@ -59,7 +59,7 @@ internal static class ResizeOps
                 if (length < 0 && targets.Sizes is not null) continue;
                 if (length < 0) throw new NotSupportedException("it resizes the batch dimension");
                 var (indices, weights) = Taps(length, outLength, scale, spec);
-                var matrix = new float[outLength * length];
+                var matrix = BackwardGraph.NewMatrix(outLength, length, "its interpolation");
                 for (var t = 0; t < indices.Length; t++)
                 for (var i = 0; i < outLength; i++)
                     matrix[i * length + indices[t][i]] += weights[t][i];

@@ -371,14 +371,26 @@ public sealed class GradientRuleTests
             .Node("Conv", ["t", "w"], ["y"], Ints("pads", 1, 1, 1, 1)).Output("y"), backwardUses: "ReduceSum");
 
     [Fact]
-    public void Max_of_three_operands_has_no_rule()
-    {
+    public void Max_of_three_operands_has_no_rule() =>
         // libtorch chains the pairs, so a three-way tie splits the gradient 1/4, 1/4, 1/2: its autograd takes the model.
-        var model = new OnnxTestModel(13, [2, 3, 4, 4]).Node("Neg", ["x"], ["n"]).Node("Abs", ["x"], ["a"])
-            .Node("Max", ["x", "n", "a"], ["y"]).Output("y").Model();
-        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
-        var error = Assert.Throws<NotSupportedException>(() => OrtBackprop.Create(model, mirror, [2, 3, 4, 4], batched: true, TestSessions.Open));
-        Assert.Contains("Max", error.Message);
+        AssertNoRule(new OnnxTestModel(13, [2, 3, 4, 4]).Node("Neg", ["x"], ["n"]).Node("Abs", ["x"], ["a"])
+            .Node("Max", ["x", "n", "a"], ["y"]).Output("y"), "Max");
+
+    [Fact]
+    public void A_resize_or_lrn_whose_matrix_would_be_huge_has_no_rule()
+    {
+        // An untrusted model's sizes must not make the backward's writer allocate gigabytes.
+        AssertNoRule(new OnnxTestModel(18, [2, 1, 1, 5000]).Initializer("sizes", [4000L], 1)
+            .Node("Resize", ["x", "", "", "sizes"], ["y"], Ints("axes", 3)).Output("y"), "4000×5000");
+        AssertNoRule(new OnnxTestModel(13, [2, 5000, 1, 1]).Node("LRN", ["x"], ["y"], Int("size", 3)).Output("y"), "5000×5000");
+    }
+
+    private static void AssertNoRule(OnnxTestModel builder, string reason)
+    {
+        var model = builder.Model();
+        using var mirror = GraphMirror.Build(model, "x", model.Graph.Output[0].Name).Mirror!;
+        var error = Assert.Throws<NotSupportedException>(() => OrtBackprop.Create(model, mirror, builder.InputShape, batched: true, TestSessions.Open));
+        Assert.Contains(reason, error.Message);
     }
 
     [Fact]
