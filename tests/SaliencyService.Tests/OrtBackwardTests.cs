@@ -5,6 +5,7 @@ using Google.Protobuf;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx;
+using SaliencyService.Explain.Onnx.Proto;
 using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Tensors;
 using SaliencyService.Tests.Ops;
@@ -158,6 +159,48 @@ public sealed class OrtBackwardTests
             var input = new FloatTensor(Parity.RandomInput([1, 3, 6, 6], 4, -1, 1), [1, 3, 6, 6]);
             var map = Explainer.Explain(model, input, new ExplainRequest(AttributionMethods.Get("smoothgrad"), Samples: 4), null, "NCHW");
             Assert.Contains(map.Map, v => v != 0);
+        });
+    }
+
+    [Fact]
+    public void A_model_that_branches_on_a_shape_is_explained_through_the_branch_taken()
+    {
+        // PyTorch exports squeeze(dim) of a dimension it cannot size as an If on Shape: squeeze
+        // when it is 1. The other branch negates, so a wrong choice flips the map's sign. The
+        // branches read "m" and "axis" from the enclosing graph.
+        var weights = Parity.RandomInput([18], 5, 0.5f, 1.5f);
+        static GraphProto Branch(string name, string opType, string[] inputs)
+        {
+            var graph = new GraphProto { Name = name };
+            graph.Node.Add(new NodeProto { OpType = opType, Name = name + "_node", Input = { inputs }, Output = { name + "_out" } });
+            graph.Output.Add(new ValueInfoProto { Name = name + "_out", Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } } });
+            return graph;
+        }
+        var builder = new OnnxTestModel(13, [-1, 3, 6, 6])
+            .Initializer("axis", [2L], 1).Initializer("one", [1L]).Initializer("w", weights, 1, 18)
+            .Node("ReduceMean", ["x"], ["m"], Ints("axes", 2), Int("keepdims", 1))
+            .Node("Shape", ["m"], ["shape"]).Node("Gather", ["shape", "axis"], ["rows"]).Node("Equal", ["rows", "one"], ["single"])
+            .Node("Squeeze", ["single"], ["condition"])
+            .Node("If", ["condition"], ["s"],
+                new AttributeProto { Name = "then_branch", Type = AttributeProto.Types.AttributeType.Graph, G = Branch("then", "Squeeze", ["m", "axis"]) },
+                new AttributeProto { Name = "else_branch", Type = AttributeProto.Types.AttributeType.Graph, G = Branch("else", "Neg", ["m"]) })
+            .Node("Flatten", ["s"], ["f"])
+            .Node("Mul", ["f", "w"], ["y"])
+            .Output("y");
+        WithModelFile(builder, path =>
+        {
+            var (explainer, descriptor, onnx, _) = FixtureExplainers.Analyse(path, true, SixBySix);
+            using var owned = onnx;
+            using var model = explainer ?? throw new InvalidOperationException(descriptor.Reason);
+            Assert.Equal(GradientEngines.LibTorch, descriptor.GradientEngine);
+            Assert.Contains("If", descriptor.GradientEngineReason);
+            var input = new FloatTensor(Parity.RandomInput([1, 3, 6, 6], 6, -1, 1), [1, 3, 6, 6]);
+            var map = Explainer.Explain(model, input, new ExplainRequest(AttributionMethods.Get("gradient"), Target: "7"), null, "NCHW");
+            // y[7] = w[7] · mean over the rows of x[1, :, 1]: each of those six cells gets w[7] / 6, every other 0.
+            for (var c = 0; c < 3; c++)
+            for (var h = 0; h < 6; h++)
+            for (var j = 0; j < 6; j++)
+                Assert.Equal(c == 1 && j == 1 ? weights[7] / 6 : 0, map.Map[(c * 6 + h) * 6 + j], 6);
         });
     }
 

@@ -61,7 +61,15 @@ public sealed partial class GraphMirror : IDisposable
         ScalarType? roundTo = null)
     {
         var values = new Dictionary<string, Tensor>(_constants, StringComparer.Ordinal) { [InputName] = input };
-        foreach (var step in _steps)
+        Run(_steps, values, rule, cancellationToken, roundTo is { } type ? value => value.is_floating_point() ? value.to_type(type).to_type(FloatType) : value : null);
+        return values;
+    }
+
+    /// <summary>Runs <paramref name="steps"/> in order over <paramref name="values"/>, adding each step's outputs (through <paramref name="round"/>).</summary>
+    private static void Run(IReadOnlyList<Step> steps, Dictionary<string, Tensor> values, RectifierRule rule, CancellationToken cancellationToken,
+        Func<Tensor, Tensor>? round = null)
+    {
+        foreach (var step in steps)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var inputs = new Tensor?[step.Inputs.Length];
@@ -70,9 +78,8 @@ public sealed partial class GraphMirror : IDisposable
             var outputs = step.Kernel(inputs, rule);
             for (var o = 0; o < step.Outputs.Length && o < outputs.Length; o++)
                 if (step.Outputs[o].Length > 0)
-                    values[step.Outputs[o]] = roundTo is { } type && outputs[o].is_floating_point() ? outputs[o].to_type(type).to_type(FloatType) : outputs[o];
+                    values[step.Outputs[o]] = round is null ? outputs[o] : round(outputs[o]);
         }
-        return values;
     }
 
     /// <summary>
@@ -142,45 +149,9 @@ public sealed partial class GraphMirror : IDisposable
             foreach (var extra in graph.Input.Where(i => !available.Contains(i.Name)))
                 unsupported.Add($"graph input '{extra.Name}' (only single-input models are explained)");
 
+            var build = new NodeBuild(opset, floatType, constants, owned, unsupported);
             foreach (var node in TopologicalOrder(graph, available))
-            {
-                if (node.Domain is not ("" or "ai.onnx"))
-                {
-                    unsupported.Add($"{node.Domain}:{node.OpType}");
-                    continue;
-                }
-                var convert = OpRegistry.Find(node.OpType, opset);
-                if (convert is null)
-                {
-                    unsupported.Add($"{node.OpType} (opset {opset})");
-                    continue;
-                }
-                try
-                {
-                    var constantInputs = node.Input.Select(name => constants.GetValueOrDefault(name)).ToArray();
-                    var context = new OpContext(node, opset, constantInputs, owned, floatType);
-                    var kernel = convert(context);
-                    if (Rectifier.UpperBound(context) is not null) rectifiers.Add(node.Output[0]);
-
-                    var foldable = node.Input.All(name => name.Length == 0 || constants.ContainsKey(name));
-                    if (foldable)
-                    {
-                        var outputs = kernel(constantInputs, RectifierRule.Gradient);
-                        for (var o = 0; o < node.Output.Count && o < outputs.Length; o++)
-                            if (node.Output[o].Length > 0) constants[node.Output[o]] = Keep(outputs[o], floatType);
-                    }
-                    else steps.Add(new Step(node.OpType, node.Input.ToArray(), node.Output.ToArray(), kernel, OpRegistry.Gradient(context)));
-                }
-                catch (UnsupportedOperatorException e)
-                {
-                    unsupported.Add($"{node.OpType}: {e.Reason}");
-                }
-                catch (Exception e) when (e is not OutOfMemoryException)
-                {
-                    // A node libtorch refuses while folding (odd shapes, types) makes the model unexplainable, not the import fail.
-                    unsupported.Add($"{node.OpType}: {e.GetType().Name}: {e.Message.Split('\n')[0]}");
-                }
-            }
+                build.Add(node, steps, rectifiers);
         }
         catch (UnsupportedOperatorException e)
         {
@@ -219,10 +190,10 @@ public sealed partial class GraphMirror : IDisposable
         var known = new HashSet<string>(available, StringComparer.Ordinal);
         while (pending.Count > 0)
         {
-            var ready = pending.Where(n => n.Input.All(known.Contains)).ToList();
+            var ready = pending.Where(n => Reads(n).All(known.Contains)).ToList();
             if (ready.Count == 0)
             {
-                var missing = pending.SelectMany(n => n.Input).First(i => !known.Contains(i));
+                var missing = pending.SelectMany(Reads).First(i => !known.Contains(i));
                 throw new UnsupportedOperatorException("(graph)", 0, $"tensor '{missing}' is never produced (a cycle or a missing input)");
             }
             foreach (var node in ready)
