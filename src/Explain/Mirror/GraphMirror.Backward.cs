@@ -113,7 +113,8 @@ public sealed partial class GraphMirror
             var node = new GradientNode(step.Inputs, step.Outputs, outputGradients, wanted,
                 step.Inputs.Select(name => ShapeOf(name, shapes)).ToArray(),
                 step.Outputs.Select(name => ShapeOf(name, shapes)).ToArray(),
-                step.Inputs.Select(name => fromValues.Contains(name) ? null : ConstantOf(name, shapes)).ToArray());
+                step.Inputs.Select(name => fromValues.Contains(name) ? null : ConstantOf(name, shapes)).ToArray(),
+                step.Inputs.Select(fromValues.Contains).ToArray());
             string?[] inputGradients;
             try
             {

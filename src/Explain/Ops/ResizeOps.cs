@@ -30,8 +30,8 @@ internal static class ResizeOps
 
     /// <summary>
     /// Each resized axis's gather, transposed: the matrix of its taps' weights (output index by
-    /// input index) applied to the gradient along that axis by MatMul, ∂x = Aᵀ·G. For constant
-    /// scales or sizes (or ones made from shapes) that keep the batch axis.
+    /// input index) applied to the gradient along that axis by MatMul, ∂x = Aᵀ·G. For scales or
+    /// sizes that are constant or made from shapes, keeping the batch axis.
     /// </summary>
     [OnnxGradient("Resize")]
     [OnnxGradient("Upsample")]
@@ -51,7 +51,10 @@ internal static class ResizeOps
             var shape = n.InputShapes[0]!;
             var rank = shape.Length;
             var targets = Targets(node, n.Constants, shape);
-            if (targets.Scales is null && targets.Sizes is null) throw new NotSupportedException("its scales or sizes are computed from the input's values");
+            // Sizes made from shapes that follow the batch (PyTorch's interpolate(size=...)) are no constants, but the output's shape says them.
+            if (targets is (null, null) && node.OpType == "Resize" && node.Opset >= 11 && node.HasInput(3) && !n.FromValues[3])
+                targets = (null, n.OutputShapes[0]);
+            if (targets is (null, null)) throw new NotSupportedException("its scales or sizes are computed from the input's values");
             var gradient = n.OutputGradients[0]!;
             foreach (var (axis, length, outLength, scale) in Steps(shape, targets))
             {

@@ -343,10 +343,15 @@ public sealed class GradientRuleTests
             .Node("Conv", ["r", "w"], ["y"], Ints("pads", 1, 1, 1, 1)).Output("y");
         Parity.CheckGradients(Resized(13, m => m.Initializer("scales", [1f, 1f, 2f, 1.5f], 4).Node("Resize", ["x", "", "scales"], ["r"], attributes)),
             label: $"{mode} {transform} {nearest}, scales", backwardUses: "MatMul");
-        // Sizes for the image axes alone (opset 18): sizes read from a batched input's shape differ with the batch, so are no constants (autograd takes those).
         Parity.CheckGradients(Resized(18, m => m.Initializer("sizes", [3L, 13L], 2)
                 .Node("Resize", ["x", "", "", "sizes"], ["r"], [.. attributes, Ints("axes", 2, 3)])),
-            label: $"{mode} {transform} {nearest}, sizes", backwardUses: "MatMul");
+            label: $"{mode} {transform} {nearest}, sizes of the image axes", backwardUses: "MatMul");
+        // As PyTorch exports interpolate(size=...): the batch and channels read from the input's
+        // shape, so the sizes change with the batch and are no constants; the output's shape says them.
+        Parity.CheckGradients(Resized(13, m => m.Initializer("zero", [0L], 1).Initializer("two", [2L], 1).Initializer("size", [3L, 13L], 2)
+                .Node("Shape", ["x"], ["shape"]).Node("Slice", ["shape", "zero", "two"], ["kept"]).Node("Concat", ["kept", "size"], ["sizes"], Int("axis", 0))
+                .Node("Resize", ["x", "", "", "sizes"], ["r"], attributes)),
+            label: $"{mode} {transform} {nearest}, sizes from the shape", backwardUses: "MatMul");
     }
 
     [Fact]
@@ -384,6 +389,16 @@ public sealed class GradientRuleTests
             .Node("Resize", ["x", "", "", "sizes"], ["y"], Ints("axes", 3)).Output("y"), "4000×5000");
         AssertNoRule(new OnnxTestModel(13, [2, 5000, 1, 1]).Node("LRN", ["x"], ["y"], Int("size", 3)).Output("y"), "5000×5000");
     }
+
+    [Fact]
+    public void A_resize_whose_sizes_come_from_the_input_values_has_no_rule() =>
+        AssertNoRule(new OnnxTestModel(13, [2, 1, 4, 4]).Initializer("base", [2L, 1L, 4L], 3)
+            .Node("ReduceMax", ["x"], ["peak"], Int("keepdims", 0))
+            .Node("Cast", ["peak"], ["width"], Int("to", (long)SaliencyService.Explain.Onnx.Proto.TensorProto.Types.DataType.Int64))
+            .Node("Unsqueeze", ["width", "zero"], ["wide"])
+            .Initializer("zero", [0L], 1)
+            .Node("Concat", ["base", "wide"], ["sizes"], Int("axis", 0))
+            .Node("Resize", ["x", "", "", "sizes"], ["y"]).Output("y"), "computed from the input's values");
 
     private static void AssertNoRule(OnnxTestModel builder, string reason)
     {
