@@ -12,21 +12,19 @@ namespace SaliencyService.Explain.Ops;
 internal static class ResizeOps
 {
     /// <summary>
-    /// Upsample: opsets 7–8 take the scales as an attribute, 9 as an input; asymmetric
-    /// coordinates, nearest rounds down (as Resize 10).
+    /// Upsample takes its scales as an attribute (opsets 7–8) or an input (9), Resize 10 as an
+    /// input, both with asymmetric coordinates where nearest rounds down; Resize 11 takes roi,
+    /// scales or sizes, and from opset 18 axes, with its coordinates and rounding as attributes.
     /// </summary>
     [OnnxOp("Upsample", 7)]
     [OnnxOp("Upsample", 9)]
     [OnnxOp("Resize", 10)]
+    [OnnxOp("Resize", 11)]
     private static OpKernel Resize(OpContext node)
     {
         var spec = SpecOf(node);
         return (x, _) => [Resize(x[0]!, Targets(node, x, x[0]!.shape), spec)];
     }
-
-    /// <summary>Inputs X, roi, scales, sizes (either scales or sizes); opset 18 adds axes.</summary>
-    [OnnxOp("Resize", 11)]
-    private static OpKernel Resize11(OpContext node) => Resize(node);
 
     /// <summary>
     /// Each resized axis's gather, transposed: the matrix of its taps' weights (output index by
