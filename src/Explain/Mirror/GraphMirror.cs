@@ -182,26 +182,40 @@ public sealed partial class GraphMirror : IDisposable
         return producer?.OpType is "Softmax" or "LogSoftmax" ? producer.Input[0] : outputName;
     }
 
-    /// <summary>Kahn's order; a node whose inputs never become available makes the graph unsupported.</summary>
+    /// <summary>
+    /// Kahn's order, level by level and in file order within a level; a node whose inputs never
+    /// become available makes the graph unsupported. Linear in the graph's size: an untrusted
+    /// model may have hundreds of thousands of nodes in a chain.
+    /// </summary>
     private static List<NodeProto> TopologicalOrder(GraphProto graph, HashSet<string> available)
     {
-        var pending = graph.Node.ToList();
-        var ordered = new List<NodeProto>(pending.Count);
+        var nodes = graph.Node;
+        var reads = nodes.Select(n => Reads(n).Where(name => !available.Contains(name)).Distinct(StringComparer.Ordinal).ToArray()).ToArray();
+        var waiting = reads.Select(r => r.Length).ToArray();
+        var readers = new Dictionary<string, List<int>>(StringComparer.Ordinal);
+        for (var i = 0; i < nodes.Count; i++)
+            foreach (var name in reads[i])
+                (readers.TryGetValue(name, out var list) ? list : readers[name] = []).Add(i);
         var known = new HashSet<string>(available, StringComparer.Ordinal);
-        while (pending.Count > 0)
+        var ordered = new List<NodeProto>(nodes.Count);
+        var level = Enumerable.Range(0, nodes.Count).Where(i => waiting[i] == 0).ToList();
+        while (level.Count > 0)
         {
-            var ready = pending.Where(n => Reads(n).All(known.Contains)).ToList();
-            if (ready.Count == 0)
+            var next = new List<int>();
+            foreach (var i in level)
             {
-                var missing = pending.SelectMany(Reads).First(i => !known.Contains(i));
-                throw new UnsupportedOperatorException("(graph)", 0, $"tensor '{missing}' is never produced (a cycle or a missing input)");
+                ordered.Add(nodes[i]);
+                foreach (var output in nodes[i].Output)
+                    if (known.Add(output) && readers.TryGetValue(output, out var waitingFor))
+                        next.AddRange(waitingFor.Where(j => --waiting[j] == 0));
             }
-            foreach (var node in ready)
-            {
-                ordered.Add(node);
-                foreach (var output in node.Output) known.Add(output);
-            }
-            pending.RemoveAll(ready.Contains);
+            next.Sort();
+            level = next;
+        }
+        if (ordered.Count < nodes.Count)
+        {
+            var missing = Enumerable.Range(0, nodes.Count).Where(i => waiting[i] > 0).SelectMany(i => reads[i]).First(name => !known.Contains(name));
+            throw new UnsupportedOperatorException("(graph)", 0, $"tensor '{missing}' is never produced (a cycle or a missing input)");
         }
         return ordered;
     }
