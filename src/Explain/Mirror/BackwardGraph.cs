@@ -170,6 +170,13 @@ public sealed class BackwardGraph
         return node.Output.ToArray();
     }
 
+    /// <summary>
+    /// The most nodes a backward may have. The largest real ones are ~1,500 (Swin-T, EfficientNet-V2-S);
+    /// an untrusted model's chain of 8,000 nodes wrote 12,000, whose sessions took ONNX Runtime ~50 s
+    /// to load. Larger models go to autograd, which is linear in their size.
+    /// </summary>
+    public const int MaxNodes = 10_000;
+
     /// <summary>The most values a matrix a rule makes up may hold (64 MB of float32); beyond, autograd takes the model.</summary>
     public const long MaxMadeMatrixValues = 1L << 24;
 
@@ -307,11 +314,14 @@ public sealed class BackwardGraph
     /// the input (or to the layer the backward stops at). Nodes and recorded values the output does
     /// not need are dropped, so a backward that stops at a layer reads and computes only its part.
     /// </summary>
+    /// <exception cref="NotSupportedException">It would have more than <see cref="MaxNodes"/> nodes.</exception>
     public ModelProto ToModel(IReadOnlyList<string> gradients, long[] shape)
     {
         var sum = Sum(gradients);
         Output(sum, InputGradient, DataType.Float, shape);
         Prune();
+        if (_graph.Node.Count > MaxNodes)
+            throw new NotSupportedException($"its backward would have {_graph.Node.Count} nodes (at most {MaxNodes}: the time ONNX Runtime takes to load a graph grows with the square of its size)");
         var model = new ModelProto { IrVersion = 8, ProducerName = "SaliencyService backward", Graph = _graph };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
         if (_graph.Node.Any(n => n.Domain == NativeOps.Domain)) model.OpsetImport.Add(new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 });

@@ -400,6 +400,20 @@ public sealed class GradientRuleTests
             .Node("Concat", ["base", "wide"], ["sizes"], Int("axis", 0))
             .Node("Resize", ["x", "", "", "sizes"], ["y"]).Output("y"), "computed from the input's values");
 
+    [Fact]
+    public void A_backward_of_more_than_MaxNodes_nodes_is_left_to_autograd()
+    {
+        // An untrusted chain of element-wise nodes: ONNX Runtime would take minutes to load its backward.
+        var builder = new OnnxTestModel(13, [2, 4]);
+        var previous = "x";
+        for (var i = 0; i < BackwardGraph.MaxNodes; i++)
+        {
+            builder.Node(i % 2 == 0 ? "Neg" : "Relu", [previous], [$"v{i}"]);
+            previous = $"v{i}";
+        }
+        AssertNoRule(builder.Node("Identity", [previous], ["y"]).Output("y"), $"at most {BackwardGraph.MaxNodes}");
+    }
+
     private static void AssertNoRule(OnnxTestModel builder, string reason)
     {
         var model = builder.Model();
