@@ -225,6 +225,10 @@ public sealed class BackwardGraph
         return name;
     }
 
+    /// <summary>A node's input as the backward reads it: its constant (<see cref="ConstantInput"/>), or its value recorded in the forward.</summary>
+    public string Operand(GradientNode node, int input) =>
+        node.Constants[input] is not null ? ConstantInput(node, input) : Recorded(node.Inputs[input]);
+
     /// <summary>Whether <paramref name="weight"/> holds exactly <paramref name="value"/>'s float32 values, bit for bit (compared in place, no copy).</summary>
     private static bool Holds(TensorProto weight, Tensor value)
     {

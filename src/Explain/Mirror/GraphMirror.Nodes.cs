@@ -105,7 +105,10 @@ public sealed partial class GraphMirror
             var build = new NodeBuild(opset, floatType, local, owned, unsupported, ownsFolded: true);
             // ONNX keeps a graph's nodes in an order that runs.
             foreach (var node in graph.Node) build.Add(node, steps, null);
-            return new IfBranch(local, steps, graph.Output.Select(o => o.Name).ToArray());
+            var outputs = graph.Output.Select(o => o.Name).ToArray();
+            // Each run starts from the constants the branch reads, not every one the model has.
+            var read = steps.SelectMany(s => s.Inputs).Concat(outputs).ToHashSet(StringComparer.Ordinal);
+            return new IfBranch(local.Where(c => read.Contains(c.Key)).ToDictionary(StringComparer.Ordinal), steps, outputs);
         }
     }
 

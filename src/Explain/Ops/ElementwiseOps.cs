@@ -39,8 +39,7 @@ internal static class ElementwiseOps
         1 => new((graph, n) => [n.OutputGradients[0]]),
         2 => new((graph, n) =>
         {
-            string Operand(int i) => n.Constants[i] is not null ? graph.ConstantInput(n, i) : graph.Recorded(n.Inputs[i]);
-            var (a, b, g) = (Operand(0), Operand(1), n.OutputGradients[0]!);
+            var (a, b, g) = (graph.Operand(n, 0), graph.Operand(n, 1), n.OutputGradients[0]!);
             var tie = graph.Node("Where", [graph.Node("Equal", [a, b]), graph.Node("Mul", [g, graph.Scalar(0.5f)]), graph.Scalar(0)]);
             var first = graph.Node("Where", [graph.Node(node.OpType == "Max" ? "Greater" : "Less", [a, b]), g, tie]);
             return
@@ -62,18 +61,15 @@ internal static class ElementwiseOps
     /// <summary>∂a = G·b, ∂b = G·a (each summed back to its shape); a computed factor is recorded.</summary>
     [OnnxGradient("Mul")]
     private static GradientRule MulGradient(OpContext node) => new((graph, n) =>
-    {
-        string Factor(int i) => n.Constants[i] is not null ? graph.ConstantInput(n, i) : graph.Recorded(n.Inputs[i]);
-        return [.. Enumerable.Range(0, 2).Select(i => n.Wanted[i]
-            ? graph.SumToShape(graph.Node("Mul", [n.OutputGradients[0]!, Factor(1 - i)]), n.OutputShapes[0]!, n.InputShapes[i]!)
-            : null)];
-    });
+        [.. Enumerable.Range(0, 2).Select(i => n.Wanted[i]
+            ? graph.SumToShape(graph.Node("Mul", [n.OutputGradients[0]!, graph.Operand(n, 1 - i)]), n.OutputShapes[0]!, n.InputShapes[i]!)
+            : null)]);
 
     /// <summary>∂a = G / b, ∂b = −G·y / b (y = a / b), each summed back to its shape; a constant b is folded in.</summary>
     [OnnxGradient("Div")]
     private static GradientRule DivGradient(OpContext node) => new((graph, n) =>
     {
-        var b = n.Constants[1] is not null ? graph.ConstantInput(n, 1) : graph.Recorded(n.Inputs[1]);
+        var b = graph.Operand(n, 1);
         var g = n.OutputGradients[0]!;
         return
         [

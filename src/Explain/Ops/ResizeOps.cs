@@ -33,17 +33,9 @@ internal static class ResizeOps
     /// </summary>
     [OnnxGradient("Resize")]
     [OnnxGradient("Upsample")]
-    private static GradientRule? ResizeGradient(OpContext node)
+    private static GradientRule ResizeGradient(OpContext node)
     {
-        Spec spec;
-        try
-        {
-            spec = SpecOf(node);
-        }
-        catch (UnsupportedOperatorException)
-        {
-            return null;
-        }
+        var spec = SpecOf(node); // the kernel's build has refused the specs it cannot run
         return new((graph, n) =>
         {
             var shape = n.InputShapes[0]!;
