@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using Google.Protobuf;
 using SaliencyService.Explain.Onnx.Proto;
 using SaliencyService.Explain.Serving;
+using SaliencyService.Explain.Torch;
 using static TorchSharp.torch;
 using DataType = SaliencyService.Explain.Onnx.Proto.TensorProto.Types.DataType;
 
@@ -74,7 +75,7 @@ public sealed class BackwardGraph
         Output(chosen, Chosen, DataType.Int64, [1]);
         // Compared elementwise (scores > scores is false everywhere, NaN included), so that ONNX
         // Runtime's shape inference knows the seed's shape, and from it every gradient's.
-        var isChosen = Node("Equal", [Constant(arange(classes).reshape(1, classes)), chosen]);
+        var isChosen = Node("Equal", [Constant(Scalars.Range(classes, ScalarType.Int64).reshape(1, classes)), chosen]);
         var seed = Node("Cast", [Node("Or", [Node("Greater", [perSample, perSample]), isChosen])], Attribute("to", (long)DataType.Float));
         return Reshape(seed, perSampleShape, info.Shape);
     }

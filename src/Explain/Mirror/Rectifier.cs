@@ -1,3 +1,4 @@
+using SaliencyService.Explain.Torch;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -112,7 +113,7 @@ public static class Rectifier
     /// <summary>clip(weight·y + bias, 0, 1) per channel, as a depthwise 1×1 convolution and a Clip.</summary>
     private static string ClippedScale(BackwardGraph graph, string y, long channels, float weight, float bias)
     {
-        var scaled = graph.Node("Conv", [y, graph.Constant(full(channels, 1, 1, 1, weight)), graph.Constant(full(channels, bias))],
+        var scaled = graph.Node("Conv", [y, graph.Constant(Scalars.With(weight, w => full(channels, 1, 1, 1, w))), graph.Constant(Scalars.With(bias, b => full(channels, b)))],
             BackwardGraph.Attribute("group", channels));
         return graph.Node("Clip", [scaled, graph.Scalar(0f), graph.Scalar(1f)]);
     }
@@ -123,7 +124,7 @@ public static class Rectifier
     /// <summary>ONNX Runtime's blocked (NCHWc) kernels take channel counts in blocks of 16 (AVX-512; 8 with AVX2).</summary>
     private const long BlockChannels = 16;
 
-    private static Tensor Rectify(Tensor x, double upper) => double.IsPositiveInfinity(upper) ? x.relu() : x.clamp(0, upper);
+    private static Tensor Rectify(Tensor x, double upper) => double.IsPositiveInfinity(upper) ? x.relu() : x.Clamp(0, upper);
 
     /// <summary>Identity forward; backward keeps only the positive part of the gradient (a singleton: it has no state).</summary>
     private sealed class PositiveGradient : autograd.SingleTensorFunction<PositiveGradient>
@@ -132,7 +133,7 @@ public static class Rectifier
 
         public override Tensor forward(autograd.AutogradContext ctx, params object[] vars) => ((Tensor)vars[0]).alias();
 
-        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) => [gradOutput.clamp_min(0)];
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) => [gradOutput.clamp_min(Scalars.Zero)];
     }
 
     /// <summary>The rectifier forward; backward passes the positive part of the gradient ungated.</summary>
@@ -142,6 +143,6 @@ public static class Rectifier
 
         public override Tensor forward(autograd.AutogradContext ctx, params object[] vars) => Rectify((Tensor)vars[0], (double)vars[1]);
 
-        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) => [gradOutput.clamp_min(0), null!];
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) => [gradOutput.clamp_min(Scalars.Zero), null!];
     }
 }

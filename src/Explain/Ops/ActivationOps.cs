@@ -1,4 +1,5 @@
 using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Torch;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -23,7 +24,7 @@ internal static class ActivationOps
         if (upper is { } bound) return (x, rule) => [Rectifier.Apply(x[0]!, bound, rule)];
         var min = node.Attributes.Float("min", float.NegativeInfinity);
         var max = node.Attributes.Float("max", float.PositiveInfinity);
-        return (x, _) => [x[0]!.clamp(min, max)];
+        return (x, _) => [x[0]!.Clamp(min, max)];
     }
 
     [OnnxOp("Clip", 11)]
@@ -44,7 +45,7 @@ internal static class ActivationOps
     private static OpKernel LeakyRelu(OpContext node)
     {
         var alpha = node.Attributes.Float("alpha", 0.01f);
-        return (x, _) => [nn.functional.leaky_relu(x[0]!, alpha)];
+        return (x, _) => [Scalars.With(alpha, slope => x[0]!.leaky_relu(slope))];
     }
 
     /// <summary>1 above 0, alpha at and below (as PyTorch's backward): a plain non-linearity, not a rectifier gate.</summary>
@@ -91,7 +92,7 @@ internal static class ActivationOps
 
     /// <summary>Slope broadcasts unidirectionally (NumPy rules) onto x.</summary>
     [OnnxOp("PRelu")]
-    private static OpKernel PRelu(OpContext node) => (x, _) => [torch.where(x[0]!.lt(0), x[0]! * x[1]!, x[0]!)];
+    private static OpKernel PRelu(OpContext node) => (x, _) => [torch.where(x[0]!.lt(Scalars.Zero), x[0]! * x[1]!, x[0]!)];
 
     /// <summary>The slope below 0, 1 at and above (as the kernel above); for a constant slope (a learned one is a weight).</summary>
     [OnnxGradient("PRelu")]
@@ -106,7 +107,7 @@ internal static class ActivationOps
     private static OpKernel Elu(OpContext node)
     {
         var alpha = node.Attributes.Float("alpha", 1f);
-        return (x, _) => [nn.functional.elu(x[0]!, alpha)];
+        return (x, _) => [Scalars.With(alpha, a => x[0]!.elu(a, Scalars.One, Scalars.One))];
     }
 
     [OnnxOp("Selu")]
@@ -114,7 +115,7 @@ internal static class ActivationOps
     {
         var alpha = node.Attributes.Float("alpha", 1.67326319217681884765625f);
         var gamma = node.Attributes.Float("gamma", 1.05070102214813232421875f);
-        return (x, _) => [gamma * torch.where(x[0]!.gt(0), x[0]!, alpha * (x[0]!.exp() - 1))];
+        return (x, _) => [torch.where(x[0]!.gt(Scalars.Zero), x[0]!, x[0]!.expm1().Times(alpha)).Times(gamma)];
     }
 
     [OnnxOp("Sigmoid")]
@@ -205,10 +206,13 @@ internal static class ActivationOps
     private static OpKernel Tanh(OpContext node) => (x, _) => [x[0]!.tanh()];
 
     [OnnxOp("Softplus")]
-    private static OpKernel Softplus(OpContext node) => (x, _) => [nn.functional.softplus(x[0]!)];
+    private static OpKernel Softplus(OpContext node) => (x, _) => [SoftplusOf(x[0]!)];
+
+    /// <summary>log(1 + eˣ), as max(x, 0) + log(1 + e^−|x|) so that eˣ never overflows.</summary>
+    private static Tensor SoftplusOf(Tensor x) => x.clamp_min(Scalars.Zero).Plus(x.abs().neg().exp().log1p());
 
     [OnnxOp("Softsign")]
-    private static OpKernel Softsign(OpContext node) => (x, _) => [x[0]! / (x[0]!.abs() + 1)];
+    private static OpKernel Softsign(OpContext node) => (x, _) => [x[0]! / x[0]!.abs().Plus(1)];
 
     /// <summary>max(0, min(1, alpha·x + beta)).</summary>
     [OnnxOp("HardSigmoid")]
@@ -216,15 +220,15 @@ internal static class ActivationOps
     {
         var alpha = node.Attributes.Float("alpha", 0.2f);
         var beta = node.Attributes.Float("beta", 0.5f);
-        return (x, _) => [(x[0]! * alpha + beta).clamp(0, 1)];
+        return (x, _) => [x[0]!.Times(alpha).Plus(beta).Clamp(0, 1)];
     }
 
     /// <summary>x · max(0, min(1, x/6 + 1/2)).</summary>
     [OnnxOp("HardSwish", 14)]
-    private static OpKernel HardSwish(OpContext node) => (x, _) => [x[0]! * (x[0]! / 6 + 0.5).clamp(0, 1)];
+    private static OpKernel HardSwish(OpContext node) => (x, _) => [x[0]! * x[0]!.Over(6).Plus(0.5).Clamp(0, 1)];
 
     [OnnxOp("Mish", 18)]
-    private static OpKernel Mish(OpContext node) => (x, _) => [x[0]! * nn.functional.softplus(x[0]!).tanh()];
+    private static OpKernel Mish(OpContext node) => (x, _) => [x[0]! * SoftplusOf(x[0]!).tanh()];
 
     /// <summary>mish'(x) = t + x·(1 − t²)·σ(x), t = tanh(softplus(x)), from the recorded input.</summary>
     [OnnxGradient("Mish")]
@@ -240,9 +244,9 @@ internal static class ActivationOps
     private static OpKernel Gelu(OpContext node)
     {
         var tanh = node.Attributes.String("approximate", "none") == "tanh";
-        return (x, _) => [tanh
-            ? 0.5 * x[0]! * (1 + (Math.Sqrt(2 / Math.PI) * (x[0]! + 0.044715 * x[0]!.pow(3))).tanh())
-            : 0.5 * x[0]! * (1 + (x[0]! / Math.Sqrt(2)).erf())];
+        return (x, _) => [x[0]!.Times(0.5) * (tanh
+            ? x[0]!.Plus((x[0]! * x[0]! * x[0]!).Times(0.044715)).Times(Math.Sqrt(2 / Math.PI)).tanh()
+            : x[0]!.Over(Math.Sqrt(2)).erf()).Plus(1)];
     }
 
     /// <summary>Before opset 13 the input is coerced to 2-D at <c>axis</c> (default 1).</summary>

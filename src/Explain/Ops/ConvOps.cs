@@ -1,4 +1,5 @@
 using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Torch;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -100,7 +101,7 @@ internal static class ConvOps
             for (var i = 0; i < spatial; i++)
                 result = result.narrow(2 + i, begin[i], result.shape[2 + i] - begin[i] - end[i]);
             if (x.Length > 2 && x[2] is { } bias)
-                result = result + bias.reshape([1, -1, .. Ones(spatial)]);
+                result = result.Plus(bias.reshape([1, -1, .. Ones(spatial)]));
             return [result];
         };
     }

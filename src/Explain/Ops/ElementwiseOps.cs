@@ -1,4 +1,5 @@
 using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Torch;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -8,7 +9,7 @@ namespace SaliencyService.Explain.Ops;
 internal static class ElementwiseOps
 {
     [OnnxOp("Add", 7)]
-    private static OpKernel Add(OpContext node) => (x, _) => [x[0]! + x[1]!];
+    private static OpKernel Add(OpContext node) => (x, _) => [x[0]!.Plus(x[1]!)];
 
     [OnnxOp("Sub", 7)]
     private static OpKernel Sub(OpContext node) => (x, _) => [x[0]! - x[1]!];
@@ -156,10 +157,10 @@ internal static class ElementwiseOps
     private static OpKernel Pow(OpContext node) => (x, _) => [x[0]!.pow(x[1]!).to_type(x[0]!.dtype)];
 
     [OnnxOp("Sum", 8)]
-    private static OpKernel Sum(OpContext node) => (x, _) => [x.Skip(1).Aggregate(x[0]!, (a, b) => a + b!)];
+    private static OpKernel Sum(OpContext node) => (x, _) => [x.Skip(1).Aggregate(x[0]!, (a, b) => a.Plus(b!))];
 
     [OnnxOp("Mean", 8)]
-    private static OpKernel Mean(OpContext node) => (x, _) => [x.Skip(1).Aggregate(x[0]!, (a, b) => a + b!) / x.Length];
+    private static OpKernel Mean(OpContext node) => (x, _) => [x.Skip(1).Aggregate(x[0]!, (a, b) => a.Plus(b!)).Over(x.Length)];
 
     [OnnxOp("Max", 8)]
     private static OpKernel Max(OpContext node) => (x, _) => [x.Skip(1).Aggregate(x[0]!, (a, b) => maximum(a, b!))];

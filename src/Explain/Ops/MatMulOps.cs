@@ -1,4 +1,5 @@
 using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Torch;
 using static TorchSharp.torch;
 
 namespace SaliencyService.Explain.Ops;
@@ -60,8 +61,8 @@ internal static class MatMulOps
             var a = transA ? x[0]!.t() : x[0]!;
             var b = transB ? x[1]!.t() : x[1]!;
             var y = a.matmul(b);
-            if (alpha != 1f) y = y * alpha;
-            if (x.Length > 2 && x[2] is { } c) y = y + (beta == 1f ? c : c * beta);
+            if (alpha != 1f) y = y.Times(alpha);
+            if (x.Length > 2 && x[2] is { } c) y = y.Plus(beta == 1f ? c : c.Times(beta));
             return [y];
         };
     }

@@ -1,4 +1,5 @@
 using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Torch;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -20,7 +21,7 @@ internal static class NormalizationOps
         var spatial = node.Opset >= 9 || node.Attributes.Int("spatial", 1) != 0;
         return new((graph, n) =>
         {
-            var a = n.Constants[1]! / (n.Constants[4]! + epsilon).sqrt();
+            var a = n.Constants[1]! / n.Constants[4]!.Plus(epsilon).sqrt();
             var rank = n.InputShapes[0]!.Length;
             var shaped = spatial ? a.reshape([1, -1, .. Enumerable.Repeat(1L, rank - 2)]) : a.unsqueeze(0);
             return [graph.Node("Mul", [n.OutputGradients[0]!, graph.Constant(shaped)]), null, null, null, null];
@@ -37,7 +38,7 @@ internal static class NormalizationOps
 
         (Tensor A, Tensor B) Fold(Tensor scale, Tensor bias, Tensor mean, Tensor variance)
         {
-            var a = scale / (variance + epsilon).sqrt();
+            var a = scale / variance.Plus(epsilon).sqrt();
             return (a, bias - mean * a);
         }
 
@@ -49,12 +50,12 @@ internal static class NormalizationOps
         {
             var (a, b) = Fold(node.Constant(1)!, node.Constant(2)!, node.Constant(3)!, node.Constant(4)!);
             var (ownedA, ownedB) = (node.Own(a), node.Own(b));
-            return (x, _) => [x[0]! * Shaped(ownedA, x[0]!) + Shaped(ownedB, x[0]!)];
+            return (x, _) => [(x[0]! * Shaped(ownedA, x[0]!)).Plus(Shaped(ownedB, x[0]!))];
         }
         return (x, _) =>
         {
             var (a, b) = Fold(x[1]!, x[2]!, x[3]!, x[4]!);
-            return [x[0]! * Shaped(a, x[0]!) + Shaped(b, x[0]!)];
+            return [(x[0]! * Shaped(a, x[0]!)).Plus(Shaped(b, x[0]!))];
         };
     }
 
@@ -67,10 +68,10 @@ internal static class NormalizationOps
         {
             var input = x[0]!;
             var axes = Enumerable.Range(2, (int)input.dim() - 2).Select(d => (long)d).ToArray();
-            var mean = input.mean(axes, keepdim: true);
-            var variance = (input - mean).pow(2).mean(axes, keepdim: true);
+            var centred = input - input.mean(axes, keepdim: true);
+            var variance = (centred * centred).mean(axes, keepdim: true);
             var shape = new long[] { 1, -1 }.Concat(Enumerable.Repeat(1L, (int)input.dim() - 2)).ToArray();
-            return [(input - mean) / (variance + epsilon).sqrt() * x[1]!.reshape(shape) + x[2]!.reshape(shape)];
+            return [(centred / variance.Plus(epsilon).sqrt() * x[1]!.reshape(shape)).Plus(x[2]!.reshape(shape))];
         };
     }
 
@@ -85,10 +86,10 @@ internal static class NormalizationOps
             var input = x[0]!;
             var first = OpHelpers.Axis(axis, input.dim());
             var axes = Enumerable.Range((int)first, (int)(input.dim() - first)).Select(d => (long)d).ToArray();
-            var mean = input.mean(axes, keepdim: true);
-            var variance = (input - mean).pow(2).mean(axes, keepdim: true);
-            var y = (input - mean) / (variance + epsilon).sqrt() * x[1]!;
-            return [x.Length > 2 && x[2] is { } bias ? y + bias : y];
+            var centred = input - input.mean(axes, keepdim: true);
+            var variance = (centred * centred).mean(axes, keepdim: true);
+            var y = centred / variance.Plus(epsilon).sqrt() * x[1]!;
+            return [x.Length > 2 && x[2] is { } bias ? y.Plus(bias) : y];
         };
     }
 
@@ -157,10 +158,10 @@ internal static class NormalizationOps
         return (x, _) =>
         {
             var input = x[0]!;
-            var squares = input.pow(2).reshape(input.shape[0], 1, input.shape[1], -1, 1);
+            var squares = (input * input).reshape(input.shape[0], 1, input.shape[1], -1, 1);
             var padded = F.pad(squares, [0, 0, 0, 0, (size - 1) / 2, size / 2]);
-            var sums = F.avg_pool3d(padded, [size, 1, 1], [1, 1, 1]) * size;
-            var divisor = (sums.reshape(input.shape) * (alpha / size) + bias).pow(beta);
+            var sums = F.avg_pool3d(padded, [size, 1, 1], [1, 1, 1]).Times(size);
+            var divisor = Scalars.With(beta, power => sums.reshape(input.shape).Times(alpha / size).Plus(bias).pow(power));
             return [input / divisor];
         };
     }

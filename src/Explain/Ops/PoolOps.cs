@@ -1,5 +1,6 @@
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Serving;
+using SaliencyService.Explain.Torch;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -124,7 +125,7 @@ internal static class PoolOps
     private static GradientRule GlobalAveragePoolGradient(OpContext node) => new((graph, n) =>
     {
         var spatial = n.InputShapes[0]![2..];
-        var share = full([1, 1, .. spatial], 1.0 / spatial.Aggregate(1L, (p, d) => p * d), ScalarType.Float32);
+        var share = Scalars.With(1.0 / spatial.Aggregate(1L, (p, d) => p * d), value => full([1, 1, .. spatial], value, ScalarType.Float32));
         return [graph.Node("Mul", [n.OutputGradients[0]!, graph.Constant(share)])];
     });
 
@@ -161,8 +162,8 @@ internal static class PoolOps
         return k.Length switch
         {
             1 => Pool(x.unsqueeze(2), w with { Kernel = [1, .. k], Strides = [1, .. w.Strides], Dilations = [1, .. w.Dilations] }, max).squeeze(2),
-            2 => max ? F.max_pool2d(x, k, w.Strides, zeros, w.Dilations) : F.avg_pool2d(x, k, w.Strides, zeros) * area,
-            3 => max ? F.max_pool3d(x, k, w.Strides, zeros, w.Dilations) : F.avg_pool3d(x, k, w.Strides, zeros) * area,
+            2 => max ? F.max_pool2d(x, k, w.Strides, zeros, w.Dilations) : F.avg_pool2d(x, k, w.Strides, zeros).Times(area),
+            3 => max ? F.max_pool3d(x, k, w.Strides, zeros, w.Dilations) : F.avg_pool3d(x, k, w.Strides, zeros).Times(area),
             _ => throw new UnsupportedOperatorException("Pool", 0, $"{k.Length}-D pooling"),
         };
     }

@@ -1,4 +1,5 @@
 using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Torch;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -148,7 +149,7 @@ internal static class ResizeOps
             {
                 var gathered = result.index_select(axis, tensor(indices[t]));
                 var term = spec.Mode == "nearest" ? gathered : gathered * tensor(weights[t]).reshape(shape).to_type(input.dtype);
-                resized = resized is null ? term : resized + term;
+                resized = resized is null ? term : resized.Plus(term);
             }
             result = resized!;
         }

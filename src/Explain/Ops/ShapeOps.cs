@@ -1,5 +1,6 @@
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx;
+using SaliencyService.Explain.Torch;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -277,7 +278,7 @@ internal static class ShapeOps
                 start = Math.Clamp(start, -1, size - 1);
                 end = Math.Clamp(end, -1, size - 1);
                 var count = start > end ? (start - end - 1) / -step + 1 : 0;
-                var indices = arange(start, start + count * step, step, ScalarType.Int64);
+                var indices = Scalars.Range(start, start + count * step, step, ScalarType.Int64);
                 result = result.index_select(axis, indices);
             }
         }
@@ -357,7 +358,7 @@ internal static class ShapeOps
             var data = x[0]!;
             var a = OpHelpers.Axis(axis, data.dim());
             var indices = x[1]!.to_type(ScalarType.Int64);
-            indices = where(indices.lt(0), indices + data.shape[a], indices);
+            indices = where(indices.lt(Scalars.Zero), indices.Plus(data.shape[a]), indices);
             var picked = data.index_select(a, indices.flatten());
             long[] shape = [.. data.shape[..(int)a], .. indices.shape, .. data.shape[(int)(a + 1)..]];
             return [picked.reshape(shape)];
@@ -417,7 +418,7 @@ internal static class ShapeOps
             var rest = data.shape[(int)depth..];
             var dims = tensor(data.shape[..(int)depth]);
             var flat = indices.reshape(-1, depth);
-            flat = where(flat.lt(0), flat + dims, flat);
+            flat = where(flat.lt(Scalars.Zero), flat.Plus(dims), flat);
             var strides = data.shape[..(int)depth].Select((_, i) => data.shape[(i + 1)..(int)depth].Aggregate(1L, (p, d) => p * d)).ToArray();
             var linear = (flat * tensor(strides)).sum(1);
             var result = data.clone().reshape([-1, .. rest]);
@@ -431,6 +432,6 @@ internal static class ShapeOps
     {
         var type = x[0]!.dtype;
         var (start, limit, delta) = (OpHelpers.Doubles(x[0]!)[0], OpHelpers.Doubles(x[1]!)[0], OpHelpers.Doubles(x[2]!)[0]);
-        return [arange(start, limit, delta, ScalarType.Float64).to_type(type)];
+        return [Scalars.Range(start, limit, delta, ScalarType.Float64).to_type(type)];
     };
 }

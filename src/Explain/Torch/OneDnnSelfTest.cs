@@ -51,7 +51,7 @@ public static class OneDnnSelfTest
         var x = input.detach().requires_grad_();
         var output = test.Forward(x);
         // A fixed, non-uniform upstream gradient: every output element matters.
-        var upstream = arange(output.NumberOfElements, output.dtype).reshape(output.shape).sin();
+        var upstream = Scalars.Range(output.NumberOfElements, output.dtype).reshape(output.shape).sin();
         (output * upstream).sum().backward();
         return (output.detach(), x.grad!.detach());
     }
@@ -62,7 +62,7 @@ public static class OneDnnSelfTest
         static Tensor W(long[] shape, Tensor like)
         {
             using var generator = new TorchSharp.torch.Generator(7);
-            return randn(shape, ScalarType.Float64, generator: generator).to_type(like.dtype) * 0.3;
+            return randn(shape, ScalarType.Float64, generator: generator).to_type(like.dtype).Times(0.3);
         }
 
         yield return new("conv3x3 relu, batch 2, 3→4 channels", [2, 3, 9, 10],
@@ -78,7 +78,7 @@ public static class OneDnnSelfTest
         yield return new("conv_transpose stride 2, batch 2, 3→2 channels", [2, 3, 5, 6],
             x => F.conv_transpose2d(x, W([3, 2, 3, 3], x), null, [2, 2], [1, 1], [1, 1]), 8);
         yield return new("max and average pooling, batch 2", [2, 3, 9, 10],
-            x => F.max_pool2d(x, [3, 3], [2, 2], [1, 1]) + F.avg_pool2d(x, [3, 3], [2, 2], [1, 1]), 8);
+            x => F.max_pool2d(x, [3, 3], [2, 2], [1, 1]).Plus(F.avg_pool2d(x, [3, 3], [2, 2], [1, 1])), 8);
         // ResNet-50's projection shortcuts: 1×1, stride 2, many channels.
         yield return new("conv1x1 stride 2 projection, batch 2, 64→128 channels", [2, 64, 14, 14],
             x => F.conv2d(x, W([128, 64, 1, 1], x), strides: [2, 2]), 2);

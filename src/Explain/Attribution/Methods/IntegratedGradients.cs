@@ -1,4 +1,5 @@
 using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Torch;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -27,7 +28,7 @@ public sealed class IntegratedGradients : AttributionMethod
     public override Attributions Attribute(ExplainContext context, Tensor inputs)
     {
         var steps = context.Request.Steps;
-        var alphas = arange(steps, ScalarType.Float32).add(0.5).div(steps);
+        var alphas = Scalars.Range(steps, ScalarType.Float32).Plus(0.5).Over(steps);
         var shape = Enumerable.Repeat(1L, (int)inputs.dim()).ToArray();
         shape[0] = steps;
         // One sample's path at a time: a batch of noisy samples (SmoothGrad) times the steps would not fit.

@@ -1,4 +1,5 @@
 using SaliencyService.Explain.Rendering;
+using SaliencyService.Explain.Torch;
 using static TorchSharp.torch;
 
 namespace SaliencyService.Explain.Attribution.Methods;
@@ -54,7 +55,7 @@ public sealed class NoiseTunnel : AttributionMethod
             var sigma = request.Noise * (x.max().item<float>() - x.min().item<float>());
             var gaussian = new float[request.Samples * x.NumberOfElements];
             FillNormal(gaussian, sigma, random);
-            var noisy = x + tensor(gaussian).reshape([request.Samples, .. x.shape[1..]]);
+            var noisy = x.Plus(tensor(gaussian).reshape([request.Samples, .. x.shape[1..]]));
             var smoothed = baseMethod.Attribute(context, noisy);
             baseParameters = smoothed.Parameters;
             maps.Add(smoothed.Maps.mean([0], keepdim: true));
