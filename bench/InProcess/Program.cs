@@ -6,6 +6,7 @@ using SaliencyService.Bench;
 //   mirror MODEL.onnx INPUT.npy REPEATS METHOD[,...]        the explain engine (mirror build + parity, then methods)
 //   stages MODEL.onnx INPUT.npy REPEATS                     served forward, recording forward and backward graph apart
 //   paired MODEL.onnx INPUT.npy MODEL_URL ROUNDS            ORT Run, HTTP predict and HTTP explain side by side
+//   scalar-race SECONDS                                     tensor + tensor under a collecting thread, TorchSharp's against Scalars'
 // Each prints one JSON line per measurement.
 // libtorch's oneDNN self-test (and any isolated check) runs in child processes of this binary.
 SaliencyService.Explain.Isolation.ChildProcess.EntryAssembly = typeof(Report).Assembly.Location;
@@ -20,6 +21,7 @@ return args switch
     ["mirror", var model, var input, var repeats, var methods] => MirrorBaseline.Run(model, input, int.Parse(repeats), methods.Split(',')),
     ["stages", var model, var input, var repeats] => StagesBaseline.Run(model, input, int.Parse(repeats)),
     ["paired", var model, var input, var url, var rounds] => PairedBaseline.Run(model, input, url, int.Parse(rounds)),
+    ["scalar-race", var seconds] => ScalarRace.Run(double.Parse(seconds, System.Globalization.CultureInfo.InvariantCulture)),
     _ => Usage(),
 };
 
