@@ -66,6 +66,20 @@ public sealed class ShapeOpsTests
             .Node("Slice", ["x", "starts", "ends"], ["y"]).Output("y"));
     }
 
+    /// <summary>A float step that does not divide the span (4 values), a negative integer step.</summary>
+    [Fact]
+    public void Range_of_float_and_negative_integer_steps()
+    {
+        Parity.Check(new OnnxTestModel(11, [2, 4])
+            .Initializer("start", [0.5f]).Initializer("limit", [5.5f]).Initializer("delta", [1.3f])
+            .Node("Range", ["start", "limit", "delta"], ["r"]).Node("Add", ["x", "r"], ["y"]).Output("y"));
+        Parity.Check(new OnnxTestModel(11, [2, 3])
+            .Initializer("start", [10L]).Initializer("limit", [2L]).Initializer("delta", [-3L])
+            .Node("Range", ["start", "limit", "delta"], ["r"])
+            .Node("Cast", ["r"], ["f"], Int("to", (long)TensorProto.Types.DataType.Float))
+            .Node("Add", ["x", "f"], ["y"]).Output("y"));
+    }
+
     [Fact]
     public void Squeeze_and_unsqueeze_in_both_forms()
     {
