@@ -405,6 +405,19 @@ internal static class ShapeOps
         return (x, _) => [fmod ? x[0]!.fmod(x[1]!) : x[0]!.remainder(x[1]!)];
     }
 
+    /// <summary>
+    /// The updates take the gradient where they were written (GatherND of it); the data takes it
+    /// everywhere else (the same scatter, of zeros). ONNX leaves duplicate indices undefined.
+    /// </summary>
+    [OnnxGradient("ScatterND")]
+    private static GradientRule ScatterNdGradient(OpContext node) => new((graph, n) =>
+    {
+        var (g, indices) = (n.OutputGradients[0]!, graph.Operand(n, 1));
+        var updates = graph.Node("GatherND", [g, indices]);
+        var zeros = graph.Node("ConstantOfShape", [graph.Node("Shape", [updates])]);
+        return [n.Wanted[0] ? graph.Node("ScatterND", [g, indices, zeros]) : null, null, n.Wanted[2] ? updates : null];
+    });
+
     /// <summary>A copy of the data with the slices the last index axis names replaced by the updates (no reduction).</summary>
     [OnnxOp("ScatterND", 11)]
     private static OpKernel ScatterNd(OpContext node)

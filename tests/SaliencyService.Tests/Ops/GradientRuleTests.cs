@@ -375,6 +375,21 @@ public sealed class GradientRuleTests
             .Node("Tile", ["x", "repeats"], ["t"])
             .Node("Conv", ["t", "w"], ["y"], Ints("pads", 1, 1, 1, 1)).Output("y"), backwardUses: "ReduceSum");
 
+    /// <summary>
+    /// Two rows of the channels replaced by a function of the input (PyTorch's <c>x[:, i] = ...</c>):
+    /// the batch on the second axis, negative and positive indices.
+    /// </summary>
+    [Fact]
+    public void ScatterND_of_computed_updates_into_computed_data() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4, 4])
+            .Initializer("rows", [-1L, 0L], 2, 1).Initializer("start", [0L], 1).Initializer("end", [2L], 1).Initializer("axis", [1L], 1)
+            .Node("Tanh", ["x"], ["t"]).Node("Transpose", ["t"], ["data"], Ints("perm", 1, 0, 2, 3))
+            .Node("Slice", ["x", "start", "end", "axis"], ["first"]).Node("Sigmoid", ["first"], ["s"])
+            .Node("Transpose", ["s"], ["updates"], Ints("perm", 1, 0, 2, 3))
+            .Node("ScatterND", ["data", "rows", "updates"], ["scattered"])
+            .Node("Transpose", ["scattered"], ["back"], Ints("perm", 1, 0, 2, 3))
+            .Node("Mul", ["back", "x"], ["y"]).Output("y"), backwardUses: "GatherND");
+
     [Fact]
     public void Max_of_three_operands_has_no_rule() =>
         // libtorch chains the pairs, so a three-way tie splits the gradient 1/4, 1/4, 1/2: its autograd takes the model.
