@@ -29,28 +29,33 @@ internal static class ElementwiseOps
     });
 
     /// <summary>
-    /// Max or Min of one operand passes the gradient through; of two, the winner takes it and a tie
-    /// halves it, as libtorch's maximum and minimum do. Of more, libtorch chains the pairs, whose
-    /// ties split unevenly: no rule.
+    /// Max or Min as libtorch's autograd differentiates the mirror's forward, which chains the
+    /// operands pairwise: each pair's winner takes the gradient, a tie halves it (so a three-way tie
+    /// gives ¼, ¼, ½). The partial results are recomputed from the operands; every pair works at the
+    /// output's shape, and each operand's gradient is summed back to its own.
     /// </summary>
     [OnnxGradient("Max")]
     [OnnxGradient("Min")]
-    private static GradientRule? ExtremumGradient(OpContext node) => node.Node.Input.Count switch
+    private static GradientRule ExtremumGradient(OpContext node) => new((graph, n) =>
     {
-        1 => new((graph, n) => [n.OutputGradients[0]]),
-        2 => new((graph, n) =>
+        if (n.Inputs.Length == 1) return [n.OutputGradients[0]];
+        var operands = Enumerable.Range(0, n.Inputs.Length).Select(i => graph.Operand(n, i)).ToArray();
+        var partial = new string[operands.Length - 1];
+        partial[0] = operands[0];
+        for (var j = 1; j < partial.Length; j++) partial[j] = graph.Node(node.OpType, [partial[j - 1], operands[j]]);
+        var gradients = new string[operands.Length];
+        var g = n.OutputGradients[0]!;
+        for (var j = operands.Length - 1; j >= 1; j--)
         {
-            var (a, b, g) = (graph.Operand(n, 0), graph.Operand(n, 1), n.OutputGradients[0]!);
+            var (a, b) = (partial[j - 1], operands[j]);
             var tie = graph.Node("Where", [graph.Node("Equal", [a, b]), graph.Node("Mul", [g, graph.Scalar(0.5f)]), graph.Scalar(0)]);
             var first = graph.Node("Where", [graph.Node(node.OpType == "Max" ? "Greater" : "Less", [a, b]), g, tie]);
-            return
-            [
-                n.Wanted[0] ? graph.SumToShape(first, n.OutputShapes[0]!, n.InputShapes[0]!) : null,
-                n.Wanted[1] ? graph.SumToShape(graph.Node("Sub", [g, first]), n.OutputShapes[0]!, n.InputShapes[1]!) : null,
-            ];
-        }),
-        _ => null,
-    };
+            gradients[j] = graph.Node("Sub", [g, first]);
+            g = first;
+        }
+        gradients[0] = g;
+        return [.. gradients.Select((gradient, i) => n.Wanted[i] ? graph.SumToShape(gradient, n.OutputShapes[0]!, n.InputShapes[i]!) : null)];
+    });
 
     [OnnxGradient("Sub")]
     private static GradientRule SubGradient(OpContext node) => new((graph, n) =>

@@ -390,11 +390,23 @@ public sealed class GradientRuleTests
             .Node("Transpose", ["scattered"], ["back"], Ints("perm", 1, 0, 2, 3))
             .Node("Mul", ["back", "x"], ["y"]).Output("y"), backwardUses: "GatherND");
 
-    [Fact]
-    public void Max_of_three_operands_has_no_rule() =>
-        // libtorch chains the pairs, so a three-way tie splits the gradient 1/4, 1/4, 1/2: its autograd takes the model.
-        AssertNoRule(new OnnxTestModel(13, [2, 3, 4, 4]).Node("Neg", ["x"], ["n"]).Node("Abs", ["x"], ["a"])
-            .Node("Max", ["x", "n", "a"], ["y"]).Output("y"), "Max");
+    /// <summary>
+    /// Of three and four operands, broadcast. x ties relu(x) wherever x > 0 (−relu(−x) wherever
+    /// x &lt; 0), and there their gradients differ under the guided and deconvnet rules where the
+    /// gradient is negative (weights of both signs), so how the chained pairs split a tie (½ each,
+    /// as libtorch's) shows in the input's gradient. The third operand loses to the pair.
+    /// </summary>
+    [Theory]
+    [InlineData("Max", "relu", "tanh")]
+    [InlineData("Min", "negative_part", "exp")]
+    public void Max_and_min_of_several_operands_chain_the_pairs(string op, string tie, string third) =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4, 4]).Initializer("c", [0.5f, -0.25f, 1f, 0f], 4)
+            .Initializer("w", Weights(16, 49), 4, 4)
+            .Node("Relu", ["x"], ["relu"]).Node("Neg", ["x"], ["n"]).Node("Relu", ["n"], ["rn"]).Node("Neg", ["rn"], ["negative_part"])
+            .Node("Tanh", ["x"], ["tanh"]).Node("Exp", ["x"], ["exp"])
+            .Node(op, ["x", tie, third], ["three"]).Node(op, [third, "c", "three", "x"], ["four"])
+            .Node("Add", ["three", "four"], ["sum"]).Node("Mul", ["sum", "w"], ["m"])
+            .Node("GlobalAveragePool", ["m"], ["g"]).Node("Flatten", ["g"], ["y"]).Output("y"));
 
     [Fact]
     public void A_resize_or_lrn_whose_matrix_would_be_huge_has_no_rule()
