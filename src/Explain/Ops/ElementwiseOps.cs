@@ -226,4 +226,9 @@ internal static class ElementwiseOps
 
     [OnnxOp("Ceil")]
     private static OpKernel Ceil(OpContext node) => (x, _) => [x[0]!.ceil()];
+
+    /// <summary>Steps: zero almost everywhere, as libtorch's (no gradient flows through them).</summary>
+    [OnnxGradient("Floor")]
+    [OnnxGradient("Ceil")]
+    private static GradientRule StepGradient(OpContext node) => new((graph, n) => [null]);
 }

@@ -418,6 +418,28 @@ internal static class ShapeOps
         return [n.Wanted[0] ? graph.Node("ScatterND", [g, indices, zeros]) : null, null, n.Wanted[2] ? updates : null];
     });
 
+    /// <summary>
+    /// a − q·b with q = a / b rounded toward zero (fmod = 1) or down: ∂a = G, ∂b = −G·q, as
+    /// libtorch's fmod and remainder; each summed back to its shape.
+    /// </summary>
+    [OnnxGradient("Mod")]
+    private static GradientRule ModGradient(OpContext node)
+    {
+        var fmod = node.Attributes.Int("fmod", 0) != 0;
+        return new((graph, n) =>
+        {
+            var g = n.OutputGradients[0]!;
+            string? divisor = null;
+            if (n.Wanted[1])
+            {
+                var ratio = graph.Node("Div", [graph.Operand(n, 0), graph.Operand(n, 1)]);
+                var q = fmod ? graph.Node("Mul", [graph.Node("Sign", [ratio]), graph.Node("Floor", [graph.Node("Abs", [ratio])])]) : graph.Node("Floor", [ratio]);
+                divisor = graph.SumToShape(graph.Node("Neg", [graph.Node("Mul", [g, q])]), n.OutputShapes[0]!, n.InputShapes[1]!);
+            }
+            return [n.Wanted[0] ? graph.SumToShape(g, n.OutputShapes[0]!, n.InputShapes[0]!) : null, divisor];
+        });
+    }
+
     /// <summary>A copy of the data with the slices the last index axis names replaced by the updates (no reduction).</summary>
     [OnnxOp("ScatterND", 11)]
     private static OpKernel ScatterNd(OpContext node)

@@ -391,6 +391,18 @@ public sealed class GradientRuleTests
             .Node("Mul", ["back", "x"], ["y"]).Output("y"), backwardUses: "GatherND");
 
     /// <summary>
+    /// C's fmod of a computed dividend by a constant and by a computed divisor (∂b = −G·trunc(a/b)),
+    /// and steps (Floor, Ceil) beside the identity, through which no gradient flows.
+    /// </summary>
+    [Fact]
+    public void Mod_floor_and_ceil() =>
+        Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4, 4]).Initializer("three", [3f]).Initializer("c", [0.7f, -0.9f, 1.3f, 0.6f], 4)
+            .Node("Mul", ["x", "three"], ["a"]).Node("Mod", ["a", "c"], ["m"], Int("fmod", 1))
+            .Node("Exp", ["x"], ["e"]).Node("Abs", ["x"], ["ax"]).Node("Add", ["ax", "c"], ["b"]).Node("Mod", ["e", "b"], ["k"], Int("fmod", 1))
+            .Node("Floor", ["a"], ["f"]).Node("Ceil", ["e"], ["u"])
+            .Node("Sum", ["m", "k", "f", "u", "x"], ["y"]).Output("y"), backwardUses: "Sign");
+
+    /// <summary>
     /// Of three and four operands, broadcast. x ties relu(x) wherever x > 0 (−relu(−x) wherever
     /// x &lt; 0), and there their gradients differ under the guided and deconvnet rules where the
     /// gradient is negative (weights of both signs), so how the chained pairs split a tie (½ each,
