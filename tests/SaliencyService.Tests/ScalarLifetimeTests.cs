@@ -21,7 +21,6 @@ public sealed class ScalarLifetimeTests
     {
         using var resolver = new DefaultAssemblyResolver();
         resolver.AddSearchDirectory(AppContext.BaseDirectory);
-        var reading = new ReaderParameters { AssemblyResolver = resolver, ReadSymbols = true };
         using var torchSharp = ModuleDefinition.ReadModule(typeof(TorchSharp.Scalar).Assembly.Location, new() { AssemblyResolver = resolver });
         var makers = MethodsThatMakeAScalar(torchSharp);
         // The scan sees what it guards against: TorchSharp's tensor + tensor makes its alpha.
@@ -30,7 +29,10 @@ public sealed class ScalarLifetimeTests
         var offenders = new List<string>();
         foreach (var name in Assemblies)
         {
-            using var module = ModuleDefinition.ReadModule(Path.Combine(AppContext.BaseDirectory, name + ".dll"), reading);
+            var path = Path.Combine(AppContext.BaseDirectory, name + ".dll");
+            // The symbols, where the build wrote them, name each offender's file and line.
+            using var module = ModuleDefinition.ReadModule(path,
+                new ReaderParameters { AssemblyResolver = resolver, ReadSymbols = File.Exists(Path.ChangeExtension(path, ".pdb")) });
             foreach (var method in AllMethods(module))
             {
                 var inScalars = Outermost(method.DeclaringType).FullName == typeof(Scalars).FullName;
