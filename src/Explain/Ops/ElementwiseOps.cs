@@ -86,13 +86,32 @@ internal static class ElementwiseOps
         ];
     });
 
-    /// <summary>∂x = G · p · x^(p−1) for a constant exponent p.</summary>
+    /// <summary>
+    /// ∂a = G·b·a^(b−1); a computed exponent also takes ∂b = G·y·ln a, 0 where a = 0 and b ≥ 0
+    /// (as libtorch's). The exponent is read as float (an integer one too).
+    /// </summary>
     [OnnxGradient("Pow")]
-    private static GradientRule? PowGradient(OpContext node) => node.Constant(1) is not { } exponent ? null : new((graph, n) =>
+    private static GradientRule PowGradient(OpContext node) => new((graph, n) =>
     {
-        var p = graph.Constant(exponent.to_type(ScalarType.Float32));
-        var slope = graph.Node("Mul", [p, graph.Node("Pow", [graph.Recorded(n.Inputs[0]), graph.Node("Sub", [p, graph.Scalar(1)])])]);
-        return [graph.SumToShape(graph.Node("Mul", [n.OutputGradients[0]!, slope]), n.OutputShapes[0]!, n.InputShapes[0]!), null];
+        var g = n.OutputGradients[0]!;
+        var a = graph.Operand(n, 0);
+        var b = n.Constants[1] is { } exponent
+            ? graph.Constant(exponent.to_type(ScalarType.Float32))
+            : graph.Node("Cast", [graph.Recorded(n.Inputs[1])], BackwardGraph.Attribute("to", (long)Onnx.Proto.TensorProto.Types.DataType.Float));
+        string? dA = null, dB = null;
+        if (n.Wanted[0])
+        {
+            var slope = graph.Node("Mul", [b, graph.Node("Pow", [a, graph.Node("Sub", [b, graph.Scalar(1)])])]);
+            dA = graph.SumToShape(graph.Node("Mul", [g, slope]), n.OutputShapes[0]!, n.InputShapes[0]!);
+        }
+        if (n.Wanted[1])
+        {
+            var zero = graph.Scalar(0);
+            var flat = graph.Node("And", [graph.Node("Equal", [a, zero]), graph.Node("GreaterOrEqual", [b, zero])]);
+            var slope = graph.Node("Where", [flat, zero, graph.Node("Mul", [graph.Recorded(n.Outputs[0]), graph.Node("Log", [a])])]);
+            dB = graph.SumToShape(graph.Node("Mul", [g, slope]), n.OutputShapes[0]!, n.InputShapes[1]!);
+        }
+        return [dA, dB];
     });
 
     /// <summary>erf'(x) = 2/√π · exp(−x²).</summary>
