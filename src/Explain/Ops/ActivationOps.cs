@@ -208,8 +208,13 @@ internal static class ActivationOps
     [OnnxOp("Softplus")]
     private static OpKernel Softplus(OpContext node) => (x, _) => [SoftplusOf(x[0]!)];
 
-    /// <summary>log(1 + eˣ), as max(x, 0) + log(1 + e^−|x|) so that eˣ never overflows.</summary>
-    private static Tensor SoftplusOf(Tensor x) => x.clamp_min(Scalars.Zero).Plus(x.abs().neg().exp().log1p());
+    /// <summary>
+    /// log(1 + eˣ), and x itself above 20, as libtorch's softplus (whose TorchSharp call makes
+    /// Scalars nothing holds). Smooth where autograd differentiates it: σ(0) = ½ at 0, and eˣ never
+    /// overflows in the branch not taken (its gradient would be NaN).
+    /// </summary>
+    private static Tensor SoftplusOf(Tensor x) => Scalars.With(20.0, threshold =>
+        torch.where(x.gt(threshold), x, x.clamp_max(threshold).exp().log1p()));
 
     [OnnxOp("Softsign")]
     private static OpKernel Softsign(OpContext node) => (x, _) => [x[0]! / x[0]!.abs().Plus(1)];

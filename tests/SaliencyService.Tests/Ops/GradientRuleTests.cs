@@ -551,6 +551,20 @@ public sealed class GradientRuleTests
             .Node("LRN", ["c"], ["y"], Int("size", size), Float("alpha", 0.5f), Float("beta", 0.75f), Float("bias", 1.5f)).Output("y"),
             label: $"size {size}");
 
+    /// <summary>
+    /// At an input of exactly 0 (a black pixel), where a formula with |x| or max(x, 0) would give
+    /// autograd a kink: softplus' = σ(0) = ½, mish' = tanh(ln 2) + 0. And far out, where eˣ
+    /// overflows float32 (above 88): no NaN from the branch the mirror's softplus does not take.
+    /// </summary>
+    [Theory]
+    [InlineData("Softplus", 13, 0f, 0f)]
+    [InlineData("Mish", 18, 0f, 0f)]
+    [InlineData("Softplus", 13, -120f, 120f)]
+    [InlineData("Mish", 18, -120f, 120f)]
+    public void Softplus_and_mish_at_zero_and_far_out(string op, int opset, float low, float high) =>
+        Parity.CheckGradients(new OnnxTestModel(opset, [2, 3, 4, 4]).Initializer("w", Weights(16, 50), 4, 4)
+            .Node(op, ["x"], ["f"]).Node("Mul", ["f", "w"], ["y"]).Output("y"), low: low, high: high);
+
     [Fact]
     public void Mish_over_its_whole_curve() =>
         Parity.CheckGradients(new OnnxTestModel(18, [2, 3, 4, 4]).Node("Mish", ["x"], ["m"]).Node("Mul", ["m", "x"], ["y"]).Output("y"), low: -6, high: 6);
