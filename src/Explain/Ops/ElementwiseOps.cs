@@ -95,9 +95,7 @@ internal static class ElementwiseOps
     {
         var g = n.OutputGradients[0]!;
         var a = graph.Operand(n, 0);
-        var b = n.Constants[1] is { } exponent
-            ? graph.Constant(exponent.to_type(ScalarType.Float32))
-            : graph.Node("Cast", [graph.Recorded(n.Inputs[1])], BackwardGraph.Attribute("to", (long)Onnx.Proto.TensorProto.Types.DataType.Float));
+        var b = graph.Node("Cast", [graph.Operand(n, 1)], BackwardGraph.Attribute("to", (long)Onnx.Proto.TensorProto.Types.DataType.Float));
         string? dA = null, dB = null;
         if (n.Wanted[0])
         {

@@ -483,16 +483,19 @@ public sealed class GradientRuleTests
 
     /// <summary>
     /// Computed exponents: of a positive base, of a constant base (2ˣ), and of a base that is 0
-    /// where the exponent is ≥ 0 (whose ∂b is 0 there, as libtorch's, not 0·ln 0).
+    /// where the exponent is ≥ 0 (whose ∂b is 0 there, as libtorch's, not 0·ln 0); and a constant
+    /// integer exponent, which the backward reads as float.
     /// </summary>
     [Fact]
     public void Pow_of_computed_exponents() =>
         Parity.CheckGradients(new OnnxTestModel(13, [2, 3, 4, 4]).Initializer("half", [0.5f]).Initializer("two", [2f]).Initializer("one", [1f])
+            .Initializer("cube", [3L])
             .Node("Sigmoid", ["x"], ["s"]).Node("Add", ["s", "half"], ["base"]).Node("Tanh", ["x"], ["t"])
             .Node("Pow", ["base", "t"], ["p"])
             .Node("Pow", ["two", "t"], ["q"])
             .Node("Relu", ["x"], ["r"]).Node("Add", ["s", "one"], ["e"]).Node("Pow", ["r", "e"], ["z"])
-            .Node("Sum", ["p", "q", "z"], ["y"]).Output("y"));
+            .Node("Pow", ["x", "cube"], ["c"])
+            .Node("Sum", ["p", "q", "z", "c"], ["y"]).Output("y"));
 
     [Theory]
     [InlineData(13, -1L)]
