@@ -92,13 +92,15 @@ for arch in "${archs[@]}"; do
     "${engine_env[@]}" $in_process stages "$models/model.onnx" "$models/input.npy" "$(scale 20)" > "$raw/stages.$arch.$r.jsonl"
     # paired rounds: in-process ORT / HTTP predict / HTTP explain, and PyTorch / HTTP explain, back to back
     $in_process paired "$models/model.onnx" "$models/input.npy" "$base/v1/models/$arch" "$(scale 40)" > "$raw/paired_ort.$arch.$r.jsonl"
-    # The issue's own method, paired by blocks: sequences of keep-alive requests (hey -c 1) and the bare
-    # session's loop (a default session, all cores), back to back, each side warm within its block
+    # The issue's own method, paired by blocks: sequences of keep-alive requests (hey -c 1), the bare
+    # session's loop (a default session, all cores) and PyTorch's guided backprop loop, back to back,
+    # each side warm within its block
     if [[ $arch != resnet50 ]]; then
       for ((b = 1; b <= $(scale 5); b++)); do
         hey_run block_predict.$arch.$r.$b "$(scale 100)" 1 "$tensor" "/v1/models/$arch/predict"
         hey_run block_guided_backprop.$arch.$r.$b "$(scale 40)" 1 "$tensor" "/v1/models/$arch/explain?format=npy"
         $in_process bare "$models/model.onnx" "$models/input.npy" 2 1 > "$raw/block_bare.$arch.$r.$b.jsonl"
+        $python bench/torch_baseline.py --block "$work/models" "$(scale 40)" "$threads" "$arch" > "$raw/block_torch.$arch.$r.$b.json" 2>/dev/null
       done
     fi
     latency_only=(); [[ $arch == resnet50 ]] && latency_only=(--latency-only)

@@ -25,6 +25,11 @@ Paired mode: torch_baseline.py --paired SERVICE_URL OUT_DIR ROUNDS THREADS [--la
   gradients (a tenth as many rounds, at least 3). This machine's speed drifts within a minute, so
   only figures taken back to back compare fairly. Reads the upload from OUT_DIR/ARCH/tensor.body
   (bench/run.sh writes it with bench/multipart.sh); writes OUT_DIR/ARCH/paired.json.
+
+Block mode: torch_baseline.py --block OUT_DIR REPEATS THREADS ARCH
+  Guided backprop alone on the exported input, REPEATS calls after 10 warm-up ones, as one JSON
+  line on stdout: the PyTorch side of bench/run.sh's blocks (a hey -c 1 sequence of the service's
+  maps, then this loop in its own process, each side warm within its block: the issue's method).
 """
 import http.client
 import json
@@ -220,8 +225,18 @@ def paired(service, out, rounds, threads, archs, latency_only):
                                for k, v in result.items()}, flush=True)
 
 
+def block(out, repeats, threads, arch):
+    torch.set_num_threads(threads)
+    model = build(arch)
+    x = torch.from_numpy(np.load(os.path.join(out, arch, "input.npy")))
+    ms = timed(lambda: guided_backprop(model, x), repeats, warmup=10)
+    print(json.dumps({"arch": arch, "threads": torch.get_num_threads(), "guided_backprop_ms": ms}), flush=True)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "--paired":
+    if sys.argv[1] == "--block":
+        block(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    elif sys.argv[1] == "--paired":
         latency_only = sys.argv[6] == "--latency-only"
         paired(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6 + latency_only:], latency_only)
     else:

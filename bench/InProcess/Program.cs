@@ -27,6 +27,13 @@ return args switch
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: in-process ort MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]\n       in-process mirror MODEL.onnx INPUT.npy REPEATS METHOD[,...]\n       in-process paired MODEL.onnx INPUT.npy MODEL_URL ROUNDS");
+    Console.Error.WriteLine("""
+        usage: in-process ort MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]
+               in-process bare MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]
+               in-process mirror MODEL.onnx INPUT.npy REPEATS METHOD[,...]
+               in-process stages MODEL.onnx INPUT.npy REPEATS
+               in-process paired MODEL.onnx INPUT.npy MODEL_URL ROUNDS
+               in-process scalar-race SECONDS
+        """);
     return 2;
 }
