@@ -19,7 +19,11 @@ repeats=${1:-3}; port=${PORT:-5098}; base="http://127.0.0.1:$port"
 quick=${QUICK:-0}; scale() { if ((quick)); then echo $(( $1 / 5 > 3 ? $1 / 5 : 3 )); else echo "$1"; fi; }
 threads=$(nproc)
 work=$(mktemp -d); raw=bench/results/last-run; rm -rf "$raw"; mkdir -p "$raw" # raw outputs, kept (git-ignored)
-python=/usr/bin/python3
+# OpenBLAS (below) keeps a pool of its own threads spinning for a while after each call, taking a core
+# from PyTorch's OpenMP threads: resnet18's guided backprop took 57-125 ms, by turns within one
+# process, against a steady 52-56 ms with OpenBLAS on the calling thread; ViT-B/16's forward 708-770
+# against 522-574 ms. So PyTorch's BLAS runs on its caller, its best here.
+python="env OPENBLAS_NUM_THREADS=1 /usr/bin/python3"
 
 need=()
 $python -c "import torch, torchvision, onnx" 2>/dev/null || need+=(python3-torch python3-torchvision python3-onnx)
