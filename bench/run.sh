@@ -19,14 +19,9 @@ repeats=${1:-3}; port=${PORT:-5098}; base="http://127.0.0.1:$port"
 quick=${QUICK:-0}; scale() { if ((quick)); then echo $(( $1 / 5 > 3 ? $1 / 5 : 3 )); else echo "$1"; fi; }
 threads=$(nproc)
 work=$(mktemp -d); raw=bench/results/last-run; rm -rf "$raw"; mkdir -p "$raw" # raw outputs, kept (git-ignored)
-# OpenBLAS (below) keeps a pool of its own threads spinning for a while after each call, taking a core
-# from PyTorch's OpenMP threads: resnet18's guided backprop took 57-125 ms, by turns within one
-# process, against a steady 52-56 ms with OpenBLAS on the calling thread; ViT-B/16's forward 708-770
-# against 522-574 ms. So PyTorch's BLAS runs on its caller, its best here.
-python="env OPENBLAS_NUM_THREADS=1 /usr/bin/python3"
 
 need=()
-$python -c "import torch, torchvision, onnx" 2>/dev/null || need+=(python3-torch python3-torchvision python3-onnx)
+/usr/bin/python3 -c "import torch, torchvision, onnx" 2>/dev/null || need+=(python3-torch python3-torchvision python3-onnx)
 command -v hey >/dev/null || need+=(hey)
 # Debian's PyTorch calls the system BLAS for its linear layers; the reference BLAS would make every
 # transformer baseline 50x slower than it need be, so OpenBLAS is the one installed (and chosen).
@@ -34,6 +29,12 @@ command -v hey >/dev/null || need+=(hey)
 tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 [[ -e $tcmalloc ]] || need+=(libtcmalloc-minimal4)
 if ((${#need[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; fi
+# PyTorch at its best here, given what the service gets: tcmalloc, as the service runs (glibc's
+# malloc gave PyTorch runs of page faults: resnet18's guided backprop 42-98 ms by turns within one
+# process, 44-48 ms steady with tcmalloc), and its BLAS on the calling thread (OpenBLAS's own pool
+# keeps spinning after a call, taking a core from PyTorch's OpenMP threads: ViT-B/16's forward
+# 708 ms against 380 ms with both).
+python="env OPENBLAS_NUM_THREADS=1 LD_PRELOAD=$tcmalloc /usr/bin/python3"
 
 echo "== building (Release)"
 dotnet build src/Api -c Release -v quiet -nologo >/dev/null

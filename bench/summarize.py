@@ -236,7 +236,7 @@ w(f"Machine: {cpu}, {os.cpu_count()} cores, {mem_gib} GiB, {platform.platform()}
   f"SaliencyService Release build (ONNX Runtime 1.31.0 CPU provider, TorchSharp 0.107.0 on libtorch 2.10.0), "
   f"service defaults except the explanation cache (off, so every explain is computed) and the rate limit (off), "
   f"run as the container image runs it (tcmalloc preloaded, `MALLOC_ARENA_MAX=2`). "
-  f"PyTorch {torch_info['torch']} (Debian), {torch_info['threads']} threads, its BLAS (OpenBLAS) on the calling thread (OpenBLAS's own spinning threads took a core from PyTorch's). "
+  f"PyTorch {torch_info['torch']} (Debian), {torch_info['threads']} threads, with tcmalloc preloaded as the service and its BLAS (OpenBLAS) on the calling thread: PyTorch's best here (`bench/run.sh` says why). "
   "Models: torchvision architectures with random seeded weights, exported to ONNX (opset 13, dynamic batch) by "
   "`bench/torch_baseline.py`; inputs 1×3×224×224 float32.")
 w("")
