@@ -1,39 +1,37 @@
+using System.Globalization;
 using SaliencyService.Bench;
 
-// In-process baselines for bench/run.sh, on the service's own engine code without HTTP:
-//   ort    MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]   ONNX Runtime Run by N threads at once (the service's session options)
-//   bare   MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]   the same on a default session (spinning on), all cores
-//   mirror MODEL.onnx INPUT.npy REPEATS METHOD[,...]        the explain engine (mirror build + parity, then methods)
-//   stages MODEL.onnx INPUT.npy REPEATS                     served forward, recording forward and backward graph apart
-//   paired MODEL.onnx INPUT.npy MODEL_URL ROUNDS            ORT Run, HTTP predict and HTTP explain side by side
-//   scalar-race SECONDS                                     tensor + tensor under a collecting thread, TorchSharp's against Scalars'
-// Each prints one JSON line per measurement.
+// In-process baselines for bench/run.sh, on the service's own engine code without HTTP; the modes
+// are listed by Usage below. Each prints one JSON line per measurement.
 // libtorch's oneDNN self-test (and any isolated check) runs in child processes of this binary.
 SaliencyService.Explain.Isolation.ChildProcess.EntryAssembly = typeof(Report).Assembly.Location;
 if (SaliencyService.Explain.Isolation.ChildCommands.TryRun(args, out var childExitCode)) return childExitCode;
 
 return args switch
 {
-    ["ort", var model, var input, var seconds, var levels] => OrtBaseline.Run(model, input, double.Parse(seconds, System.Globalization.CultureInfo.InvariantCulture),
-        levels.Split(',').Select(int.Parse).ToArray()),
-    ["bare", var model, var input, var seconds, var levels] => OrtBaseline.Run(model, input, double.Parse(seconds, System.Globalization.CultureInfo.InvariantCulture),
-        levels.Split(',').Select(int.Parse).ToArray(), bare: true),
+    ["ort", var model, var input, var seconds, var levels] => OrtBaseline.Run(model, input, Number(seconds), Levels(levels)),
+    ["bare", var model, var input, var seconds, var levels] => OrtBaseline.Run(model, input, Number(seconds), Levels(levels), bare: true),
     ["mirror", var model, var input, var repeats, var methods] => MirrorBaseline.Run(model, input, int.Parse(repeats), methods.Split(',')),
     ["stages", var model, var input, var repeats] => StagesBaseline.Run(model, input, int.Parse(repeats)),
     ["paired", var model, var input, var url, var rounds] => PairedBaseline.Run(model, input, url, int.Parse(rounds)),
-    ["scalar-race", var seconds] => ScalarRace.Run(double.Parse(seconds, System.Globalization.CultureInfo.InvariantCulture)),
+    ["scalar-race", var seconds] => ScalarRace.Run(Number(seconds)),
     _ => Usage(),
 };
+
+static double Number(string text) => double.Parse(text, CultureInfo.InvariantCulture);
+
+static int[] Levels(string text) => [.. text.Split(',').Select(int.Parse)];
 
 static int Usage()
 {
     Console.Error.WriteLine("""
-        usage: in-process ort MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]
-               in-process bare MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]
-               in-process mirror MODEL.onnx INPUT.npy REPEATS METHOD[,...]
-               in-process stages MODEL.onnx INPUT.npy REPEATS
-               in-process paired MODEL.onnx INPUT.npy MODEL_URL ROUNDS
-               in-process scalar-race SECONDS
+        usage: in-process MODE ARGS...
+          ort    MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]   ONNX Runtime Run by N threads at once (the service's session options)
+          bare   MODEL.onnx INPUT.npy SECONDS CONCURRENCY[,...]   the same on a default session (spinning on), all cores
+          mirror MODEL.onnx INPUT.npy REPEATS METHOD[,...]        the explain engine (mirror build + parity, then methods)
+          stages MODEL.onnx INPUT.npy REPEATS                     served forward, recording forward and backward graph apart
+          paired MODEL.onnx INPUT.npy MODEL_URL ROUNDS            ORT Run, HTTP predict and HTTP explain side by side
+          scalar-race SECONDS                                     tensor + tensor under a collecting thread, TorchSharp's against Scalars'
         """);
     return 2;
 }
