@@ -41,7 +41,7 @@ public sealed class GradientEngineContractTests
         {
             ForwardResult? seen = null;
             var gradient = fixture.Engine.InputGradients(input, new TargetChoice(-1, forward => { seen = forward; return forward.Scores[1].argmax().item<long>(); }),
-                rule, releaseMemory: false, CancellationToken.None);
+                rule, CancellationToken.None);
             Assert.NotNull(seen);
             Assert.Equal([2L, 4L], seen!.Scores.shape);
             var target = seen.Scores[1].argmax().item<long>();

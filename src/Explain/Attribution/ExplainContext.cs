@@ -56,7 +56,7 @@ public sealed class ExplainContext(ModelExplainer model, ExplainRequest request,
     public Tensor Gradients(Tensor inputs, RectifierRule rule)
     {
         if (ReferenceEquals(inputs, Input))
-            return Model.Engine.InputGradients(Input, InputTarget, rule, releaseMemory: false, CancellationToken);
+            return Model.Engine.InputGradients(Input, InputTarget, rule, CancellationToken);
         try
         {
             return GradientsInBatches(inputs, rule);
@@ -109,7 +109,7 @@ public sealed class ExplainContext(ModelExplainer model, ExplainRequest request,
             var size = Math.Min(MaxBatch, count - start);
             try
             {
-                parts.Add(GradientsOf(inputs.narrow(0, start, size), rule, last: start + size >= count));
+                parts.Add(GradientsOf(inputs.narrow(0, start, size), rule));
                 start += size;
             }
             catch (Exception e) when (size > 1 && e is System.Runtime.InteropServices.ExternalException or ArgumentException
@@ -121,13 +121,12 @@ public sealed class ExplainContext(ModelExplainer model, ExplainRequest request,
         return parts.Count == 1 ? parts[0] : cat(parts, 0);
     }
 
-    /// <param name="last">The request's last pass: ONNX Runtime hands back the working memory of its batches after it.</param>
-    private Tensor GradientsOf(Tensor batch, RectifierRule rule, bool last)
+    private Tensor GradientsOf(Tensor batch, RectifierRule rule)
     {
         // A pass's activations die with the pass, so the next chunk reuses their memory instead
         // of every chunk's activations living until the request ends.
         using var pass = NewDisposeScope();
-        return Model.Engine.InputGradients(batch, TargetChoice.Fixed(Target), rule, releaseMemory: last && batch.shape[0] > 1, CancellationToken)
+        return Model.Engine.InputGradients(batch, TargetChoice.Fixed(Target), rule, CancellationToken)
             .MoveToOuterDisposeScope();
     }
 }

@@ -15,8 +15,7 @@ public sealed class AutogradEngine(GraphMirror mirror) : IGradientEngine
         return Result(mirror.Forward(input, RectifierRule.Gradient, cancellationToken), input.shape[0]);
     }
 
-    public Tensor InputGradients(Tensor inputs, TargetChoice target, RectifierRule rule, bool releaseMemory,
-        CancellationToken cancellationToken) =>
+    public Tensor InputGradients(Tensor inputs, TargetChoice target, RectifierRule rule, CancellationToken cancellationToken) =>
         // The forward handed to target belongs to the caller's scope, as ONNX Runtime's recorded values do.
         mirror.InputGradients(inputs, values => target.Choose(Kept(Result(values, inputs.shape[0]))), rule, cancellationToken);
 

