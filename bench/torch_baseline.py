@@ -22,9 +22,10 @@ Writes OUT_DIR/ARCH/{model.onnx,model.json,input.npy} and OUT_DIR/ARCH/torch.jso
 Paired mode: torch_baseline.py --paired SERVICE_URL OUT_DIR ROUNDS THREADS [--latency-only] ARCH [ARCH ...]
   Each round times PyTorch and the running service (model ARCH, the exported input as a tensor
   upload) side by side: guided backprop and gradient, and unless --latency-only integrated
-  gradients (a tenth as many rounds, at least 3). This machine's speed drifts within a minute, so
-  only figures taken back to back compare fairly. Reads the upload from OUT_DIR/ARCH/tensor.body
-  (bench/run.sh writes it with bench/multipart.sh); writes OUT_DIR/ARCH/paired.json.
+  gradients and SmoothGrad (25 guided samples; each a tenth as many rounds, at least 3). This
+  machine's speed drifts within a minute, so only figures taken back to back compare fairly.
+  Reads the upload from OUT_DIR/ARCH/tensor.body (bench/run.sh writes it with bench/multipart.sh);
+  writes OUT_DIR/ARCH/paired.json.
 
 Block mode: torch_baseline.py --block OUT_DIR REPEATS THREADS ARCH
   Guided backprop alone on the exported input, REPEATS calls after 10 warm-up ones, as one JSON
@@ -209,6 +210,13 @@ def paired(service, out, rounds, threads, archs, latency_only):
             pairs["ig50"] = (lambda: min(once(lambda: integrated_gradients(model, x, 50, 16))(),
                                          once(lambda: integrated_gradients(model, x, 50, 50))()),
                              post("method=integrated-gradients&steps=50&format=npy"), max(3, rounds // 10))
+            # SmoothGrad over guided backprop, 25 samples: PyTorch's faster of 16 per batch and all 25
+            # in one (Captum's NoiseTunnel default) each round.
+            sigma = 0.15 * float(x.max() - x.min())
+            pairs["smoothgrad25"] = (lambda: min(once(lambda: smoothgrad(model, x, 25, 16, sigma))(),
+                                                 once(lambda: smoothgrad(model, x, 25, 25, sigma))()),
+                                     post("method=smoothgrad&base=guided-backprop&samples=25&noise=0.15&seed=1&format=npy"),
+                                     max(3, rounds // 10))
         result = {}
         for name, (theirs, ours, count) in pairs.items():
             torch_ms, http_ms = [], []
