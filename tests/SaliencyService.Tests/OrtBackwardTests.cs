@@ -70,7 +70,7 @@ public sealed class OrtBackwardTests
             .Node("GlobalAveragePool", ["r"], ["g"])
             .Node("Flatten", ["g"], ["y"])
             .Output("y");
-        WithModelFile(builder, path =>
+        builder.WithFile(path =>
         {
             var (explainer, descriptor, onnx, _) = FixtureExplainers.Analyse(path, true, SixBySix);
             using var owned = onnx;
@@ -99,7 +99,7 @@ public sealed class OrtBackwardTests
             .Node("Flatten", ["g"], ["f"])
             .Node("Transpose", ["f"], ["y"], Ints("perm", 1, 0))
             .Output("y");
-        WithModelFile(builder, path =>
+        builder.WithFile(path =>
         {
             var (session, provider) = FixtureExplainers.Sessions.Create(path);
             using var onnx = new OnnxModel(session, provider);
@@ -125,7 +125,7 @@ public sealed class OrtBackwardTests
             .Node("MatMul", ["flat", "w"], ["m"])
             .Node("Reshape", ["m", "rows"], ["y"])
             .Output("y");
-        WithModelFile(builder, path =>
+        builder.WithFile(path =>
         {
             var (explainer, descriptor, onnx, _) = FixtureExplainers.Analyse(path, true, new Preprocessing("x", "NCHW", 1, 1, "RGB", 1, [0, 0, 0], [1, 1, 1]));
             using var owned = onnx;
@@ -149,7 +149,7 @@ public sealed class OrtBackwardTests
             .Node("GlobalAveragePool", ["m"], ["g"])
             .Node("Flatten", ["g"], ["y"])
             .Output("y");
-        WithModelFile(builder, path =>
+        builder.WithFile(path =>
         {
             var (explainer, descriptor, onnx, _) = FixtureExplainers.Analyse(path, true, SixBySix);
             using var owned = onnx;
@@ -189,7 +189,7 @@ public sealed class OrtBackwardTests
             .Node("Flatten", ["s"], ["f"])
             .Node("Mul", ["f", "w"], ["y"])
             .Output("y");
-        WithModelFile(builder, path =>
+        builder.WithFile(path =>
         {
             var (explainer, descriptor, onnx, _) = FixtureExplainers.Analyse(path, true, SixBySix);
             using var owned = onnx;
@@ -226,19 +226,4 @@ public sealed class OrtBackwardTests
     }
 
     private static readonly Preprocessing SixBySix = new("x", "NCHW", 6, 6, "RGB", 1, [0, 0, 0], [1, 1, 1]);
-
-    /// <summary>Runs <paramref name="use"/> on the model written to a temporary file, deleted after.</summary>
-    private static void WithModelFile(OnnxTestModel builder, Action<string> use)
-    {
-        var path = Path.Combine(Path.GetTempPath(), $"model-{Guid.NewGuid():N}.onnx");
-        File.WriteAllBytes(path, builder.Bytes());
-        try
-        {
-            use(path);
-        }
-        finally
-        {
-            File.Delete(path);
-        }
-    }
 }

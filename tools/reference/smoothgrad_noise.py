@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import torch
 
-SEED, SAMPLES, NOISE = 11, 3, 0.15
+SEED, SAMPLES, NOISE = 11, 25, 0.15
 
 
 def main(out):

@@ -1,5 +1,6 @@
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Torch;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -49,24 +50,41 @@ public sealed class ExplainContext(ModelExplainer model, ExplainRequest request,
     /// <summary>
     /// ∂score[target]/∂input for every sample of <paramref name="inputs"/> ([n, ...]), under the
     /// rectifier rule. The input itself takes one pass that also resolves the target. Other
-    /// samples are independent, so one backward of the summed scores gives them all; batches are
-    /// chunked by <see cref="MaxBatch"/>, and a graph that cannot take a batch (a Reshape with the
-    /// batch size baked in) falls back to one sample at a time.
+    /// samples are independent, so one backward of the summed scores gives them all, a batch at
+    /// a time (<see cref="InBatches"/>).
     /// </summary>
     public Tensor Gradients(Tensor inputs, RectifierRule rule)
     {
         if (ReferenceEquals(inputs, Input))
             return Model.Engine.InputGradients(Input, InputTarget, rule, CancellationToken);
-        try
+        var parts = new List<Tensor>();
+        InBatches(inputs.shape[0], (start, size) =>
         {
-            return GradientsInBatches(inputs, rule);
-        }
-        finally
+            // A pass's activations die with the pass, so the next batch reuses their memory instead
+            // of every batch's activations living until the request ends.
+            using var pass = NewDisposeScope();
+            parts.Add(BatchGradients(inputs.narrow(0, start, size), rule).MoveToOuterDisposeScope());
+        });
+        return parts.Count == 1 ? parts[0] : cat(parts, 0);
+    }
+
+    /// <summary>
+    /// The mean of ∂score[target]/∂input ([1, ...]) over <paramref name="count"/> inputs that
+    /// <paramref name="batch"/> makes a batch at a time (from the first one's index and the batch
+    /// size, [size, ...]): a request holds one batch's inputs and gradients however many it asks
+    /// for (1,024 integrated-gradients steps of a 1024² input would be 12 GB of path at once).
+    /// </summary>
+    public Tensor MeanGradient(long count, Func<long, long, Tensor> batch, RectifierRule rule)
+    {
+        Tensor? sum = null;
+        InBatches(count, (start, size) =>
         {
-            // Batched passes leave hundreds of freed megabytes in the native heap: kept while such
-            // requests follow each other (their pages are reused), handed back once they pause.
-            Torch.NativeHeap.TrimWhenBatchesPause();
-        }
+            using var pass = NewDisposeScope();
+            var part = BatchGradients(batch(start, size), rule).sum([0], keepdim: true);
+            if (sum is null) sum = part.MoveToOuterDisposeScope();
+            else sum.add_(part, Scalars.One);
+        });
+        return sum!.Over(count);
     }
 
     /// <summary>A layer's value and ∂score[target]/∂layer for one sample ([1, ...]) (Grad-CAM).</summary>
@@ -99,34 +117,39 @@ public sealed class ExplainContext(ModelExplainer model, ExplainRequest request,
         return _target.Value;
     }
 
-    private Tensor GradientsInBatches(Tensor inputs, RectifierRule rule)
+    /// <summary>
+    /// Runs <paramref name="pass"/> on (first index, size) for every batch of <paramref name="count"/>
+    /// samples, <see cref="MaxBatch"/> at a time, once the target is resolved; a graph that cannot
+    /// take a batch (a Reshape with the batch size baked in) falls back to one sample at a time.
+    /// </summary>
+    private void InBatches(long count, Action<long, long> pass)
     {
         ResolveTarget();
-        var count = inputs.shape[0];
-        var parts = new List<Tensor>();
-        for (long start = 0; start < count;)
+        try
         {
-            var size = Math.Min(MaxBatch, count - start);
-            try
+            for (long start = 0; start < count;)
             {
-                parts.Add(GradientsOf(inputs.narrow(0, start, size), rule));
-                start += size;
-            }
-            catch (Exception e) when (size > 1 && e is System.Runtime.InteropServices.ExternalException or ArgumentException
-                                          or Microsoft.ML.OnnxRuntime.OnnxRuntimeException)
-            {
-                MaxBatch = 1;
+                var size = Math.Min(MaxBatch, count - start);
+                try
+                {
+                    pass(start, size);
+                    start += size;
+                }
+                catch (Exception e) when (size > 1 && e is System.Runtime.InteropServices.ExternalException or ArgumentException
+                                              or Microsoft.ML.OnnxRuntime.OnnxRuntimeException)
+                {
+                    MaxBatch = 1;
+                }
             }
         }
-        return parts.Count == 1 ? parts[0] : cat(parts, 0);
+        finally
+        {
+            // Batched passes leave hundreds of freed megabytes in the native heap: kept while such
+            // requests follow each other (their pages are reused), handed back once they pause.
+            NativeHeap.TrimWhenBatchesPause();
+        }
     }
 
-    private Tensor GradientsOf(Tensor batch, RectifierRule rule)
-    {
-        // A pass's activations die with the pass, so the next chunk reuses their memory instead
-        // of every chunk's activations living until the request ends.
-        using var pass = NewDisposeScope();
-        return Model.Engine.InputGradients(batch, TargetChoice.Fixed(Target), rule, CancellationToken)
-            .MoveToOuterDisposeScope();
-    }
+    private Tensor BatchGradients(Tensor batch, RectifierRule rule) =>
+        Model.Engine.InputGradients(batch, TargetChoice.Fixed(Target), rule, CancellationToken);
 }

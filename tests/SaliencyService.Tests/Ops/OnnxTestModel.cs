@@ -77,6 +77,21 @@ public sealed class OnnxTestModel
 
     public byte[] Bytes() => Model().ToByteArray();
 
+    /// <summary>Runs <paramref name="use"/> on the model written to a temporary file, deleted after.</summary>
+    public void WithFile(Action<string> use)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"model-{Guid.NewGuid():N}.onnx");
+        File.WriteAllBytes(path, Bytes());
+        try
+        {
+            use(path);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     public static AttributeProto Int(string name, long value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
 
     public static AttributeProto Float(string name, float value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };

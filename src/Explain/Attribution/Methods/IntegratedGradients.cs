@@ -8,7 +8,7 @@ namespace SaliencyService.Explain.Attribution.Methods;
 /// <summary>
 /// (x − baseline) × the mean gradient along the straight path from a zero baseline (in model-input
 /// space) to x, by the Riemann midpoint rule; each sample's steps go through the engine as batches,
-/// not one pass per step.
+/// not one pass per step, and only one batch of the path exists at a time.
 /// </summary>
 public sealed class IntegratedGradients : AttributionMethod
 {
@@ -30,13 +30,11 @@ public sealed class IntegratedGradients : AttributionMethod
         var steps = context.Request.Steps;
         var alphas = Scalars.Range(steps, ScalarType.Float32).Plus(0.5).Over(steps);
         var shape = Enumerable.Repeat(1L, (int)inputs.dim()).ToArray();
-        shape[0] = steps;
-        // One sample's path at a time: a batch of noisy samples (SmoothGrad) times the steps would not fit.
+        shape[0] = -1;
+        // One sample's path at a time, made a batch of steps at a time (baseline 0 + α·(x − 0)):
+        // the whole path of a large input would not fit, let alone a SmoothGrad batch of them.
         var maps = ExplainContext.Samples(inputs).Select(x =>
-        {
-            var path = x * alphas.reshape(shape); // baseline 0 + α·(x − 0)
-            return x * context.Gradients(path, RectifierRule.Gradient).mean([0], keepdim: true);
-        }).ToList();
+            x * context.MeanGradient(steps, (start, size) => x * alphas.narrow(0, start, size).reshape(shape), RectifierRule.Gradient)).ToList();
         return new(cat(maps, 0), new Dictionary<string, object> { ["steps"] = steps, ["baseline"] = "zero" });
     }
 }

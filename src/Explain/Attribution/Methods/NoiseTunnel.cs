@@ -51,12 +51,24 @@ public sealed class NoiseTunnel : AttributionMethod
         using var generator = new Generator(unchecked((ulong)usedSeed));
         IReadOnlyDictionary<string, object> baseParameters = new Dictionary<string, object>();
         var maps = new List<Tensor>();
+        var chunk = NoiseChunk(context.MaxBatch);
         foreach (var x in ExplainContext.Samples(inputs))
         {
             var sigma = request.Noise * (x.max().item<float>() - x.min().item<float>());
-            var smoothed = baseMethod.Attribute(context, NoisyCopies(x, request.Samples, sigma, generator));
-            baseParameters = smoothed.Parameters;
-            maps.Add(smoothed.Maps.mean([0], keepdim: true));
+            // The noisy samples' maps are summed a chunk at a time: the request holds one chunk of
+            // them (512 samples of a 1024² input would be 6 GB of noise at once).
+            var perChunk = x.NumberOfElements < 16 ? request.Samples : chunk;
+            Tensor? sum = null;
+            for (var start = 0; start < request.Samples; start += perChunk)
+            {
+                using var scope = NewDisposeScope();
+                var smoothed = baseMethod.Attribute(context, NoisyCopies(x, Math.Min(perChunk, request.Samples - start), sigma, generator));
+                baseParameters = smoothed.Parameters;
+                var part = smoothed.Maps.sum([0], keepdim: true);
+                if (sum is null) sum = part.MoveToOuterDisposeScope();
+                else sum.add_(part, Scalars.One);
+            }
+            maps.Add(sum!.Over(request.Samples));
         }
         var parameters = new Dictionary<string, object>(baseParameters)
         {
@@ -64,6 +76,14 @@ public sealed class NoiseTunnel : AttributionMethod
         };
         return new(cat(maps, 0), parameters);
     }
+
+    /// <summary>
+    /// Samples drawn at a time: a multiple of 16 at least a batch. PyTorch's <c>normal_</c> fills 16
+    /// values at a time and redraws the last 16 of a fill whose size is not a multiple of 16, so
+    /// fills of 16·k samples each (and a last one of 16 values or more) draw what one fill of all the
+    /// samples would. Inputs of fewer than 16 values are drawn in one fill.
+    /// </summary>
+    private static int NoiseChunk(int maxBatch) => (maxBatch + 15) / 16 * 16;
 
     /// <summary>
     /// <paramref name="count"/> copies of the sample <paramref name="x"/> ([1, ...]) plus N(0, σ²)
