@@ -29,7 +29,7 @@ public sealed class NativeHeapTests
         Assert.StartsWith(preloaded ? "native heap: tcmalloc" : "native heap: glibc malloc", NativeHeap.Configure());
 
         NativeHeap.Trim();
-        var baseline = Resident();
+        var baseline = ProcStat.Resident();
         var ones = Enumerable.Repeat((byte)1, BlockBytes).ToArray();
         var blocks = Enumerable.Range(0, Blocks).Select(_ =>
         {
@@ -37,11 +37,11 @@ public sealed class NativeHeapTests
             Marshal.Copy(ones, 0, block, BlockBytes);     // touch every page
             return block;
         }).ToArray();
-        var allocated = Resident();
+        var allocated = ProcStat.Resident();
         foreach (var block in blocks) Marshal.FreeHGlobal(block);
-        var freed = Resident();
+        var freed = ProcStat.Resident();
         NativeHeap.Trim();
-        var trimmed = Resident();
+        var trimmed = ProcStat.Resident();
 
         var report = $"RSS MiB: baseline {baseline >> 20}, allocated {allocated >> 20}, freed {freed >> 20}, trimmed {trimmed >> 20}";
         Assert.True(allocated - baseline >= Margin, report);
@@ -55,9 +55,9 @@ public sealed class NativeHeapTests
     public void A_reserve_leaves_resident_pages_that_the_next_allocations_take_without_faulting()
     {
         NativeHeap.Trim();
-        var baseline = Resident();
+        var baseline = ProcStat.Resident();
         NativeHeap.Reserve((long)BlockBytes * Blocks);
-        var reserved = Resident();
+        var reserved = ProcStat.Resident();
 
         var ones = Enumerable.Repeat((byte)1, BlockBytes).ToArray();
         var faults = MinorFaults();
@@ -84,10 +84,10 @@ public sealed class NativeHeapTests
     public void A_reserve_stops_when_work_comes()
     {
         NativeHeap.Trim();
-        var baseline = Resident();
+        var baseline = ProcStat.Resident();
         var asked = 0;
         NativeHeap.Reserve((long)BlockBytes * Blocks, stop: () => ++asked > 2); // two blocks, then work came
-        var reserved = Resident();
+        var reserved = ProcStat.Resident();
         NativeHeap.Trim();
         Assert.Equal(3, asked);
         Assert.True(reserved - baseline < Margin / 2, $"RSS MiB: baseline {baseline >> 20}, after a stopped reserve {reserved >> 20}");
@@ -106,8 +106,8 @@ public sealed class NativeHeapTests
             try
             {
                 nice = ThreadNice();
-                if (++asked == 1) before = Resident();
-                reserved = Resident();
+                if (++asked == 1) before = ProcStat.Resident();
+                reserved = ProcStat.Resident();
                 return asked > 8; // eight blocks (128 MiB of the 256), then an import began
             }
             catch (Exception e)
@@ -159,14 +159,14 @@ public sealed class NativeHeapTests
 
         Pass(1);
         NativeHeap.Trim();
-        var baseline = Resident();
+        var baseline = ProcStat.Resident();
         Pass(batch);
         Pass(batch); // ONNX Runtime plans a shape's memory on its first run and holds the plan's block from the second
-        var kept = Resident();
+        var kept = ProcStat.Resident();
         Pass(batch);
-        var again = Resident();
+        var again = ProcStat.Resident();
         NativeHeap.Trim();
-        var trimmed = Resident();
+        var trimmed = ProcStat.Resident();
 
         var report = $"RSS MiB: one sample {baseline >> 20}, after two batches {kept >> 20}, after a third {again >> 20}, trimmed {trimmed >> 20}";
         Assert.True(kept - baseline >= Margin, report);
@@ -183,7 +183,4 @@ public sealed class NativeHeapTests
     /// <summary>This thread's own (the test's allocations are made on it): other tests' threads fault pages meanwhile (a CI-like run counted 16,389 against a 16,384 floor).</summary>
     private static long MinorFaults() =>
         long.Parse(ProcStat.Fields(File.ReadAllText("/proc/thread-self/stat"))[7]);
-
-    private static long Resident() =>
-        long.Parse(File.ReadAllText("/proc/self/statm").Split(' ')[1]) * Environment.SystemPageSize;
 }
