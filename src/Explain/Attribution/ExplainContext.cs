@@ -76,15 +76,13 @@ public sealed class ExplainContext(ModelExplainer model, ExplainRequest request,
     /// </summary>
     public Tensor MeanGradient(long count, Func<long, long, Tensor> batch, RectifierRule rule)
     {
-        Tensor? sum = null;
+        var mean = new SampleMean();
         InBatches(count, (start, size) =>
         {
             using var pass = NewDisposeScope();
-            var part = BatchGradients(batch(start, size), rule).sum([0], keepdim: true);
-            if (sum is null) sum = part.MoveToOuterDisposeScope();
-            else sum.add_(part, Scalars.One);
+            mean.Add(BatchGradients(batch(start, size), rule));
         });
-        return sum!.Over(count);
+        return mean.Value;
     }
 
     /// <summary>A layer's value and ∂score[target]/∂layer for one sample ([1, ...]) (Grad-CAM).</summary>

@@ -51,24 +51,21 @@ public sealed class NoiseTunnel : AttributionMethod
         using var generator = new Generator(unchecked((ulong)usedSeed));
         IReadOnlyDictionary<string, object> baseParameters = new Dictionary<string, object>();
         var maps = new List<Tensor>();
-        var chunk = NoiseChunk(context.MaxBatch);
         foreach (var x in ExplainContext.Samples(inputs))
         {
             var sigma = request.Noise * (x.max().item<float>() - x.min().item<float>());
-            // The noisy samples' maps are summed a chunk at a time: the request holds one chunk of
+            // The noisy samples' maps are averaged a chunk at a time: the request holds one chunk of
             // them (512 samples of a 1024² input would be 6 GB of noise at once).
-            var perChunk = x.NumberOfElements < 16 ? request.Samples : chunk;
-            Tensor? sum = null;
-            for (var start = 0; start < request.Samples; start += perChunk)
+            var chunk = NoiseChunk(context.MaxBatch, x.NumberOfElements, request.Samples);
+            var mean = new SampleMean();
+            for (var start = 0; start < request.Samples; start += chunk)
             {
                 using var scope = NewDisposeScope();
-                var smoothed = baseMethod.Attribute(context, NoisyCopies(x, Math.Min(perChunk, request.Samples - start), sigma, generator));
+                var smoothed = baseMethod.Attribute(context, NoisyCopies(x, Math.Min(chunk, request.Samples - start), sigma, generator));
                 baseParameters = smoothed.Parameters;
-                var part = smoothed.Maps.sum([0], keepdim: true);
-                if (sum is null) sum = part.MoveToOuterDisposeScope();
-                else sum.add_(part, Scalars.One);
+                mean.Add(smoothed.Maps);
             }
-            maps.Add(sum!.Over(request.Samples));
+            maps.Add(mean.Value);
         }
         var parameters = new Dictionary<string, object>(baseParameters)
         {
@@ -81,9 +78,10 @@ public sealed class NoiseTunnel : AttributionMethod
     /// Samples drawn at a time: a multiple of 16 at least a batch. PyTorch's <c>normal_</c> fills 16
     /// values at a time and redraws the last 16 of a fill whose size is not a multiple of 16, so
     /// fills of 16·k samples each (and a last one of 16 values or more) draw what one fill of all the
-    /// samples would. Inputs of fewer than 16 values are drawn in one fill.
+    /// samples would. Samples of fewer than 16 values are drawn in one fill.
     /// </summary>
-    private static int NoiseChunk(int maxBatch) => (maxBatch + 15) / 16 * 16;
+    private static int NoiseChunk(int maxBatch, long valuesPerSample, int samples) =>
+        valuesPerSample < 16 ? samples : (maxBatch + 15) / 16 * 16;
 
     /// <summary>
     /// <paramref name="count"/> copies of the sample <paramref name="x"/> ([1, ...]) plus N(0, σ²)
