@@ -9,9 +9,8 @@ using static TorchSharp.torch;
 namespace SaliencyService.Bench;
 
 /// <summary>
-/// Where a gradient map's time goes on ONNX Runtime: the served forward alone, the backprop's
-/// forward alone (merged: its whole pass), the forward the engine chooses a target with, and one
-/// whole pass (forward, target, backward) per rule, each timed
+/// Where a gradient map's time goes on ONNX Runtime: the served forward alone, the explain
+/// engine's forward alone, and one whole pass (forward, target, backward) per rule, each timed
 /// REPEATS times; with PROFILE_DIR set, ONNX Runtime's profiler writes one JSON trace per session
 /// there (per-operator times).
 /// </summary>
@@ -39,14 +38,6 @@ public static class StagesBaseline
         Report.Line(("stage", "served forward (ORT Run)"), ("p50_ms", Median(() => OrtBaseline.TimedRun(session, input))));
         Report.Line(("stage", "forward alone"), ("merged", backprop.Merged), ("recorded", backprop.RecordedCount),
             ("p50_ms", Median(() => backprop.Forward(x))));
-        // What the engine runs to choose a target where the passes are merged (ONNX Runtime runs a
-        // whole session whatever it is asked for): the pass of a backward stopped at the last
-        // feature map, as Grad-CAM's default layer is warmed at import.
-        if (backprop.Merged && mirror.RectifierOutputs.LastOrDefault(n => backprop.Shapes[n].Shape.Length == 4) is { } layer)
-        {
-            using var layerBackprop = backprop.ForLayer(layer);
-            Report.Line(("stage", "forward for a target"), ("layer", layer), ("p50_ms", Median(() => layerBackprop.Forward(x))));
-        }
         foreach (var rule in new[] { RectifierRule.Gradient, RectifierRule.GuidedBackprop })
             Report.Line(("stage", "forward and backward, " + rule), ("merged", backprop.Merged), ("p50_ms", Median(() => backprop.Run(x, -1, rule))));
         return 0;
