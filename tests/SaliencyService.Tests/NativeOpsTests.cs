@@ -124,6 +124,66 @@ public sealed class NativeOpsTests
         }
     }
 
+    /// <summary>
+    /// MaxPoolGrad against a reference written here: each window's gradient to its first strict
+    /// maximum in window order (rows, then columns; padding never wins), then the rectifier's gate.
+    /// Inputs take five values only, so most windows tie; rows of 8 pooled columns and more run the
+    /// kernel's vector loops and their tails (GradientRuleTests' small images run the tails alone).
+    /// </summary>
+    [Theory]
+    [InlineData(3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 23, 37, 0)] // ResNet's stem pool, 19 columns
+    [InlineData(3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 16, 32, 2)] // guided backprop's gate, 16 columns (no tail)
+    [InlineData(3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 9, 21, 1)]  // stride 1, 21 columns, the gradient's gate
+    [InlineData(2, 3, 1, 2, 2, 1, 0, 2, 1, 0, 12, 29, 2)] // dilated rows, uneven pads
+    [InlineData(3, 2, 2, 3, 1, 1, 1, 0, 1, 1, 10, 40, 0)] // column stride 3: one window at a time
+    public void MaxPoolGrad_sends_each_gradient_to_its_first_maximum(long kh, long kw, long sh, long sw, long dh, long dw, long top, long left,
+        long bottom, long right, long height, long width, long rectify)
+    {
+        const int samples = 2, channels = 3;
+        const float upper = 3.5f; // some inputs (4) saturate where the gate closes above
+        var rows = (height + top + bottom - ((kh - 1) * dh + 1)) / sh + 1;
+        var columns = (width + left + right - ((kw - 1) * dw + 1)) / sw + 1;
+        var random = new Random((int)(height * 100 + width));
+        var x = Enumerable.Range(0, (int)(samples * channels * height * width)).Select(_ => (float)random.Next(-1, 4 + 1)).ToArray();
+        var gradient = Parity.RandomInput([samples * channels * rows * columns], 34, -1, 1);
+        var model = new OnnxTestModel(13, [-1, channels, height, width]).Input("dy", TensorProto.Types.DataType.Float, -1, channels, rows, columns)
+            .Node(NativeOps.MaxPoolGrad, ["x", "dy"], ["dx"], OnnxTestModel.Ints("kernel_shape", kh, kw), OnnxTestModel.Ints("strides", sh, sw),
+                OnnxTestModel.Ints("pads", top, left, bottom, right), OnnxTestModel.Ints("dilations", dh, dw), OnnxTestModel.Int("rectify", rectify),
+                OnnxTestModel.Float("upper", upper))
+            .Output("dx").Model();
+        model.Graph.Node[0].Domain = NativeOps.Domain;
+        model.OpsetImport.Add(new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 });
+
+        var expected = new double[x.Length];
+        for (var plane = 0; plane < samples * channels; plane++)
+        for (var i = 0; i < rows; i++)
+        for (var j = 0; j < columns; j++)
+        {
+            var (best, at) = (double.NegativeInfinity, -1L);
+            for (var a = 0; a < kh; a++)
+            for (var b = 0; b < kw; b++)
+            {
+                var (y, c) = (i * sh - top + a * dh, j * sw - left + b * dw);
+                if (y < 0 || y >= height || c < 0 || c >= width) continue;
+                var cell = (plane * height + y) * width + c;
+                if (x[cell] > best) (best, at) = (x[cell], cell);
+            }
+            if (at >= 0) expected[at] += gradient[(plane * rows + i) * columns + j];
+        }
+        for (var k = 0; k < x.Length && rectify != 0; k++)
+            expected[k] = x[k] > 0 && x[k] < upper ? rectify == 2 ? Math.Max(expected[k], 0) : expected[k] : 0;
+
+        using var session = TestSessions.Open(model);
+        using var xValue = OrtValue.CreateTensorValueFromMemory(x, [samples, channels, height, width]);
+        using var dyValue = OrtValue.CreateTensorValueFromMemory(gradient, [samples, channels, rows, columns]);
+        using var runOptions = new RunOptions();
+        using var results = session.Run(runOptions, ["x", "dy"], [xValue, dyValue], ["dx"]);
+        var actual = results[0].GetTensorDataAsSpan<float>().ToArray();
+        Assert.Equal(expected.Length, actual.Length);
+        for (var k = 0; k < actual.Length; k++)
+            Assert.True(Math.Abs(expected[k] - actual[k]) <= 1e-5, $"cell {k}: {actual[k]} against {expected[k]}");
+    }
+
     /// <summary>The Keras CNN's seven MaxPools, their backward by Indices and a scatter, against PyTorch's float64 map.</summary>
     [Fact]
     public async Task Without_them_guided_backprop_matches_the_reference()
