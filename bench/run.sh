@@ -28,6 +28,7 @@ command -v hey >/dev/null || need+=(hey)
 [[ -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ]] || need+=(libopenblas0-pthread)
 tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 [[ -e $tcmalloc ]] || need+=(libtcmalloc-minimal4)
+command -v gcc >/dev/null || need+=(gcc)
 if ((${#need[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; fi
 # PyTorch at its best here, given what the service gets: tcmalloc, as the service runs (glibc's
 # malloc gave PyTorch runs of page faults: resnet18's guided backprop 42-98 ms by turns within one
@@ -40,6 +41,12 @@ echo "== building (Release)"
 dotnet build src/Api -c Release -v quiet -nologo >/dev/null
 dotnet build bench/InProcess -c Release -v quiet -nologo >/dev/null
 in_process="dotnet bench/InProcess/bin/Release/net10.0/in-process.dll"
+
+# The host's float32 peak, on a quiet machine before anything else runs: the report gives each
+# pass's rate against it (a pass's floating-point operations from the model's multiply-adds).
+echo "== float32 peak"
+gcc -O3 -pthread bench/fma_peak.c -o "$work/fma_peak"
+"$work/fma_peak" > "$raw/fma_peak.jsonl"
 engine_env=(env LD_PRELOAD=$tcmalloc MALLOC_ARENA_MAX=2) # the explain engine, in-process or served, as the image runs it
 
 archs=(resnet18 mobilenet_v2 resnet50)

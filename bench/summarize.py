@@ -222,6 +222,19 @@ cpu = lscpu.get("Model name", platform.processor()).strip()
 cpu += f" (family {lscpu.get('CPU family', '?').strip()}, model {lscpu.get('Model', '?').strip()}; " \
        f"{'AVX-512' if 'avx512f' in lscpu.get('Flags', '') else 'AVX2' if 'avx2' in lscpu.get('Flags', '') else 'no AVX2'})"
 mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
+# bench/fma_peak.c on every core, with the widest vectors the CPU has
+peak = max((row for row in read_json("fma_peak.jsonl") if row["threads"] == os.cpu_count()), key=lambda row: row["gflops"], default=None) \
+    if exists("fma_peak.jsonl") else None
+
+
+def rate(arch, passes, ms):
+    """GFLOPS of `passes` times the model's convolution multiply-adds (a forward: 1; a forward and
+    an input gradient: 2) in `ms`, and its share of the peak; "–" where either is unknown."""
+    multiply_adds = read_json(f"torch.{arch}.1.json").get("multiply_adds") if exists(f"torch.{arch}.1.json") else None
+    if not multiply_adds or not ms:
+        return "–"
+    gflops = 2 * passes * multiply_adds / ms / 1e6
+    return f"{gflops:.0f}" + (f" ({gflops / peak['gflops']:.0%})" if peak else "")
 torch_info = read_json("torch.resnet18.1.json")
 
 out = []
@@ -232,7 +245,8 @@ w("Produced by `bench/run.sh " + str(repeats) + "` (the whole comparison in one 
   "`bench/results/raw.json`). Each figure: the median over " + str(repeats) + " runs, with (min–max) of the runs; "
   "latencies are p50 of sequential requests (hey, concurrency 1) or of in-process calls.")
 w("")
-w(f"Machine: {cpu}, {os.cpu_count()} cores, {mem_gib} GiB, {platform.platform()}. "
+w(f"Machine: {cpu}, {os.cpu_count()} cores, {mem_gib} GiB, {platform.platform()}"
+  + (f"; float32 peak {peak['gflops']:.0f} GFLOPS on {peak['threads']} cores ({peak['isa'].upper()} fused multiply-adds alone, `bench/fma_peak.c`)" if peak else "") + ". "
   f"SaliencyService Release build (ONNX Runtime 1.31.0 CPU provider, TorchSharp 0.107.0 on libtorch 2.10.0), "
   f"service defaults except the explanation cache (off, so every explain is computed) and the rate limit (off), "
   f"run as the container image runs it (tcmalloc preloaded, `MALLOC_ARENA_MAX=2`). "
@@ -335,13 +349,17 @@ if f"{a}.stage_forward_and_backward_guidedbackprop_ms" in figures:
     w("Where a gradient map's time goes on ONNX Runtime (`in-process stages`, no HTTP): the served forward alone, and one pass "
       "(forward, target chosen, backward: one session per rule where the model's opset allows, else the recording forward and the backward graph) per rule.")
     w("")
-    w("| model | served forward (ms) | pass, gradient (ms) | pass, guided (ms) | guided pass ÷ served |")
-    w("|---|---|---|---|---|")
+    w("The rates are floating-point operations per second: a forward's are its convolutions' and linear layers' multiply-adds "
+      "(counted by `bench/torch_baseline.py`) times 2, a pass's twice a forward's (an input gradient repeats each convolution's "
+      "multiply-adds), against the float32 peak above.")
+    w("")
+    w("| model | served forward (ms) | pass, gradient (ms) | pass, guided (ms) | guided pass ÷ served | served forward, GFLOPS | guided pass, GFLOPS |")
+    w("|---|---|---|---|---|---|---|")
     for m in archs:
         if f"{m}.stage_served_forward_ms" in figures:
-            total = med(f"{m}.stage_forward_and_backward_guidedbackprop_ms") / med(f"{m}.stage_served_forward_ms")
+            served, guided = med(f"{m}.stage_served_forward_ms"), med(f"{m}.stage_forward_and_backward_guidedbackprop_ms")
             w(f"| {m} | {show(m + '.stage_served_forward_ms')} | {show(m + '.stage_forward_and_backward_gradient_ms')} | "
-              f"{show(m + '.stage_forward_and_backward_guidedbackprop_ms')} | {total:.2f}× |")
+              f"{show(m + '.stage_forward_and_backward_guidedbackprop_ms')} | {guided / served:.2f}× | {rate(m, 1, served)} | {rate(m, 2, guided)} |")
     w("")
 w("Side by side on the other models (same method):")
 w("")

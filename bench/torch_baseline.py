@@ -65,6 +65,25 @@ def build(arch):
     return model
 
 
+def multiply_adds(model, x):
+    """The multiply-adds of one forward's convolutions and linear layers (a CNN's all; not a
+    transformer's attention products). An input gradient repeats each convolution's once."""
+    total = [0]
+
+    def count(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            total[0] += output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        else:
+            total[0] += output.numel() * module.in_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return total[0]
+
+
 def export(model, folder, x):
     os.makedirs(folder, exist_ok=True)
     # With frozen parameters, eval-mode attention takes PyTorch's fused fast path, which has no
@@ -169,7 +188,8 @@ def main(out, repeats, threads, archs, latency_only):
             timings["ig50_b16"] = timed(lambda: integrated_gradients(model, x, 50, 16), 3, warmup=1)
             timings["ig50_b50"] = timed(lambda: integrated_gradients(model, x, 50, 50), 3, warmup=1)
             timings["smoothgrad25_b16"] = timed(lambda: smoothgrad(model, x, 25, 16, sigma), 3, warmup=1)
-        info = {"arch": arch, "torch": torch.__version__, "threads": torch.get_num_threads(), "ms": timings}
+        info = {"arch": arch, "torch": torch.__version__, "threads": torch.get_num_threads(), "ms": timings,
+                "multiply_adds": multiply_adds(model, x)}
         with open(os.path.join(folder, "torch.json"), "w") as f:
             json.dump(info, f)
         print(arch, {k: round(float(np.median(v)), 1) for k, v in timings.items()}, flush=True)
