@@ -6,7 +6,6 @@
 //
 // AVX2 (8 lanes) always; AVX-512 (16 lanes) too where the CPU has it. Twelve chains per thread
 // cover the FMA units' latency (4–5 cycles, two units), so the units, not the chains, set the rate.
-#include <immintrin.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,25 +28,23 @@ static double Now(void) {
   return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-__attribute__((target("avx2,fma"))) static float Avx2Block(float seed) {
-  __m256 a[CHAINS], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-  for (int i = 0; i < CHAINS; i++) a[i] = _mm256_set1_ps(seed + i);
-  for (long n = 0; n < BLOCK; n++)
-    for (int i = 0; i < CHAINS; i++) a[i] = _mm256_fmadd_ps(a[i], m, c);
-  float s = 0;
-  for (int i = 0; i < CHAINS; i++) s += a[i][0];
-  return s;
-}
+// BLOCK multiply-adds on each of CHAINS vectors of `lanes` floats (GCC's vector types, contracted
+// to fused multiply-adds), built for one ISA.
+#define FMA_BLOCK(name, isa, lanes)                                        \
+  __attribute__((target(isa))) static float name(float seed) {            \
+    typedef float Vector __attribute__((vector_size(lanes * 4)));         \
+    Vector a[CHAINS];                                                     \
+    const Vector m = (Vector){0} + 0.999999f, c = (Vector){0} + 1e-7f;    \
+    for (int i = 0; i < CHAINS; i++) a[i] = (Vector){0} + (seed + i);     \
+    for (long n = 0; n < BLOCK; n++)                                      \
+      for (int i = 0; i < CHAINS; i++) a[i] = a[i] * m + c;               \
+    float s = 0;                                                          \
+    for (int i = 0; i < CHAINS; i++) s += a[i][0];                        \
+    return s;                                                             \
+  }
 
-__attribute__((target("avx512f"))) static float Avx512Block(float seed) {
-  __m512 a[CHAINS], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-  for (int i = 0; i < CHAINS; i++) a[i] = _mm512_set1_ps(seed + i);
-  for (long n = 0; n < BLOCK; n++)
-    for (int i = 0; i < CHAINS; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
-  float s = 0;
-  for (int i = 0; i < CHAINS; i++) s += a[i][0];
-  return s;
-}
+FMA_BLOCK(Avx2Block, "avx2,fma", 8)
+FMA_BLOCK(Avx512Block, "avx512f", 16)
 
 static void* Run(void* argument) {
   Work* w = argument;
