@@ -11,7 +11,7 @@
 # (every run's figure).
 #
 # Usage: bench/run.sh [REPEATS=3]
-#   Installs Debian's python3-torch, python3-torchvision, python3-onnx, OpenBLAS, hey and tcmalloc when missing.
+#   Installs Debian's python3-torch, python3-torchvision, python3-onnx, OpenBLAS, hey, tcmalloc and gcc when missing.
 #   QUICK=1 shortens every measurement (for trying the script, not for numbers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
