@@ -38,12 +38,12 @@ public sealed class NativeOpsTests
     public void Col2Im_adds_every_block_where_it_lands(long kh, long kw, long sh, long sw, long dh, long dw, long top, long left, long bottom, long right, long height, long width)
     {
         const int samples = 2, channels = 3;
-        var w = new ScatterWindow(kh, kw, sh, sw, dh, dw, top, left, bottom, right, height, width);
+        var w = new KernelWindow(kh, kw, sh, sw, dh, dw, top, left, bottom, right, height, width);
         var cells = channels * kh * kw;
         var cols = Parity.RandomInput([samples * cells * w.Rows * w.Columns], 31, -1, 1);
         var model = w.Node(new OnnxTestModel(13, [-1, cells, w.Rows * w.Columns]), NativeOps.Col2Im, ["x"]);
         var expected = w.Scatter(samples, channels, (n, c, a, b, i, j) => cols[((n * cells + (c * kh + a) * kw + b) * w.Rows + i) * w.Columns + j]);
-        w.AssertComputes(model, cols, [samples, cells, w.Rows * w.Columns], expected, channels);
+        w.AssertComputes(model, expected, channels, ("x", cols, [samples, cells, w.Rows * w.Columns]));
     }
 
     /// <summary>
@@ -60,32 +60,27 @@ public sealed class NativeOpsTests
     public void DepthwiseCol2Im_adds_every_tap_times_its_weight(long kh, long kw, long sh, long sw, long dh, long dw, long top, long left, long bottom, long right, long height, long width)
     {
         const int samples = 2, channels = 5;
-        var w = new ScatterWindow(kh, kw, sh, sw, dh, dw, top, left, bottom, right, height, width);
+        var w = new KernelWindow(kh, kw, sh, sw, dh, dw, top, left, bottom, right, height, width);
         var gradient = Parity.RandomInput([samples * channels * w.Rows * w.Columns], 32, -1, 1);
         var weights = Parity.RandomInput([channels * kh * kw], 33, -1, 1);
         var model = w.Node(new OnnxTestModel(13, [-1, channels, w.Rows, w.Columns]).Initializer("w", weights, channels, 1, kh, kw),
             NativeOps.DepthwiseCol2Im, ["x", "w"]);
         var expected = w.Scatter(samples, channels, (n, c, a, b, i, j) =>
             (double)weights[(c * kh + a) * kw + b] * gradient[((n * channels + c) * w.Rows + i) * w.Columns + j]);
-        w.AssertComputes(model, gradient, [samples, channels, w.Rows, w.Columns], expected, channels);
+        w.AssertComputes(model, expected, channels, ("x", gradient, [samples, channels, w.Rows, w.Columns]));
     }
 
-    /// <summary>A scatter's window (the kernels' attributes) over an image, and what both scatter tests check with it.</summary>
-    private sealed record ScatterWindow(long Kh, long Kw, long Sh, long Sw, long Dh, long Dw, long Top, long Left, long Bottom, long Right, long Height, long Width)
+    /// <summary>A window (the kernels' attributes) over an image, and what the kernels' tests check with it.</summary>
+    private sealed record KernelWindow(long Kh, long Kw, long Sh, long Sw, long Dh, long Dw, long Top, long Left, long Bottom, long Right, long Height, long Width)
     {
         public long Rows => (Height + Top + Bottom - ((Kh - 1) * Dh + 1)) / Sh + 1;
         public long Columns => (Width + Left + Right - ((Kw - 1) * Dw + 1)) / Sw + 1;
 
         /// <summary>The model with the kernel <paramref name="op"/> as its one node, output y.</summary>
-        public ModelProto Node(OnnxTestModel model, string op, string[] inputs)
-        {
-            var proto = model.Node(op, inputs, ["y"], OnnxTestModel.Ints("image_shape", Height, Width), OnnxTestModel.Ints("block_shape", Kh, Kw),
+        public ModelProto Node(OnnxTestModel model, string op, string[] inputs) =>
+            InNativeDomain(model.Node(op, inputs, ["y"], OnnxTestModel.Ints("image_shape", Height, Width), OnnxTestModel.Ints("block_shape", Kh, Kw),
                 OnnxTestModel.Ints("strides", Sh, Sw), OnnxTestModel.Ints("pads", Top, Left, Bottom, Right), OnnxTestModel.Ints("dilations", Dh, Dw))
-                .Output("y").Model();
-            proto.Graph.Node[0].Domain = NativeOps.Domain;
-            proto.OpsetImport.Add(new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 });
-            return proto;
-        }
+                .Output("y").Model());
 
         /// <summary>The float64 image: cell (a, b) of block (i, j) of channel c of sample n added where it lands.</summary>
         public double[] Scatter(int samples, int channels, Func<long, long, long, long, long, long, double> cell)
@@ -109,26 +104,41 @@ public sealed class NativeOpsTests
         /// ONNX Runtime knows the output's shape before it runs, the batch's symbol kept (its
         /// blocked layout needs it, BlockedLayoutTests), and the kernel computes <paramref name="expected"/>.
         /// </summary>
-        public void AssertComputes(ModelProto model, float[] input, long[] shape, double[] expected, int channels)
+        public void AssertComputes(ModelProto model, double[] expected, int channels, params (string Name, float[] Data, long[] Shape)[] inputs)
         {
             using var session = TestSessions.Open(model);
             var output = session.OutputMetadata["y"];
             Assert.Equal(new[] { -1, channels, (int)Height, (int)Width }, output.Dimensions);
             Assert.Equal("batch", output.SymbolicDimensions[0]);
-            using var value = OrtValue.CreateTensorValueFromMemory(input, shape);
-            using var runOptions = new RunOptions();
-            using var results = session.Run(runOptions, ["x"], [value], ["y"]);
-            var actual = results[0].GetTensorDataAsSpan<float>().ToArray();
-            Assert.Equal(expected.Length, actual.Length);
-            Assert.All(expected.Zip(actual), p => Assert.True(Math.Abs(p.First - p.Second) <= 1e-5, $"{p.Second} against {p.First}"));
+            var values = inputs.Select(i => OrtValue.CreateTensorValueFromMemory(i.Data, i.Shape)).ToArray();
+            try
+            {
+                using var runOptions = new RunOptions();
+                using var results = session.Run(runOptions, inputs.Select(i => i.Name).ToArray(), values, ["y"]);
+                var actual = results[0].GetTensorDataAsSpan<float>().ToArray();
+                Assert.Equal(expected.Length, actual.Length);
+                Assert.All(expected.Zip(actual), p => Assert.True(Math.Abs(p.First - p.Second) <= 1e-5, $"{p.Second} against {p.First}"));
+            }
+            finally
+            {
+                foreach (var value in values) value.Dispose();
+            }
         }
+    }
+
+    /// <summary>The model's one node as the engine's own kernel (domain <see cref="NativeOps.Domain"/>).</summary>
+    private static ModelProto InNativeDomain(ModelProto proto)
+    {
+        proto.Graph.Node[0].Domain = NativeOps.Domain;
+        proto.OpsetImport.Add(new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 });
+        return proto;
     }
 
     /// <summary>
     /// MaxPoolGrad against a reference written here: each window's gradient to its first strict
     /// maximum in window order (rows, then columns; padding never wins), then the rectifier's gate.
     /// Inputs take five values only, so most windows tie; rows of 8 pooled columns and more run the
-    /// kernel's vector loops and their tails (GradientRuleTests' small images run the tails alone).
+    /// kernel's vector loops and their tails (GradientRuleTests' random inputs never tie).
     /// </summary>
     [Theory]
     [InlineData(3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 23, 37, 0)] // ResNet's stem pool, 19 columns
@@ -141,18 +151,16 @@ public sealed class NativeOpsTests
     {
         const int samples = 2, channels = 3;
         const float upper = 3.5f; // some inputs (4) saturate where the gate closes above
-        var rows = (height + top + bottom - ((kh - 1) * dh + 1)) / sh + 1;
-        var columns = (width + left + right - ((kw - 1) * dw + 1)) / sw + 1;
+        var w = new KernelWindow(kh, kw, sh, sw, dh, dw, top, left, bottom, right, height, width);
+        var (rows, columns) = (w.Rows, w.Columns);
         var random = new Random((int)(height * 100 + width));
         var x = Enumerable.Range(0, (int)(samples * channels * height * width)).Select(_ => (float)random.Next(-1, 4 + 1)).ToArray();
         var gradient = Parity.RandomInput([samples * channels * rows * columns], 34, -1, 1);
-        var model = new OnnxTestModel(13, [-1, channels, height, width]).Input("dy", TensorProto.Types.DataType.Float, -1, channels, rows, columns)
-            .Node(NativeOps.MaxPoolGrad, ["x", "dy"], ["dx"], OnnxTestModel.Ints("kernel_shape", kh, kw), OnnxTestModel.Ints("strides", sh, sw),
+        var model = InNativeDomain(new OnnxTestModel(13, [-1, channels, height, width]).Input("dy", TensorProto.Types.DataType.Float, -1, channels, rows, columns)
+            .Node(NativeOps.MaxPoolGrad, ["x", "dy"], ["y"], OnnxTestModel.Ints("kernel_shape", kh, kw), OnnxTestModel.Ints("strides", sh, sw),
                 OnnxTestModel.Ints("pads", top, left, bottom, right), OnnxTestModel.Ints("dilations", dh, dw), OnnxTestModel.Int("rectify", rectify),
                 OnnxTestModel.Float("upper", upper))
-            .Output("dx").Model();
-        model.Graph.Node[0].Domain = NativeOps.Domain;
-        model.OpsetImport.Add(new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 });
+            .Output("y").Model());
 
         var expected = new double[x.Length];
         for (var plane = 0; plane < samples * channels; plane++)
@@ -173,15 +181,7 @@ public sealed class NativeOpsTests
         for (var k = 0; k < x.Length && rectify != 0; k++)
             expected[k] = x[k] > 0 && x[k] < upper ? rectify == 2 ? Math.Max(expected[k], 0) : expected[k] : 0;
 
-        using var session = TestSessions.Open(model);
-        using var xValue = OrtValue.CreateTensorValueFromMemory(x, [samples, channels, height, width]);
-        using var dyValue = OrtValue.CreateTensorValueFromMemory(gradient, [samples, channels, rows, columns]);
-        using var runOptions = new RunOptions();
-        using var results = session.Run(runOptions, ["x", "dy"], [xValue, dyValue], ["dx"]);
-        var actual = results[0].GetTensorDataAsSpan<float>().ToArray();
-        Assert.Equal(expected.Length, actual.Length);
-        for (var k = 0; k < actual.Length; k++)
-            Assert.True(Math.Abs(expected[k] - actual[k]) <= 1e-5, $"cell {k}: {actual[k]} against {expected[k]}");
+        w.AssertComputes(model, expected, channels, ("x", x, [samples, channels, height, width]), ("dy", gradient, [samples, channels, rows, columns]));
     }
 
     /// <summary>The Keras CNN's seven MaxPools, their backward by Indices and a scatter, against PyTorch's float64 map.</summary>
