@@ -10,7 +10,8 @@ namespace SaliencyService.Bench;
 
 /// <summary>
 /// Where a gradient map's time goes on ONNX Runtime: the served forward alone, the explain
-/// engine's forward alone, and one whole pass (forward, target, backward) per rule, each timed
+/// engine's forward alone, and one whole pass (forward, target, backward) per rule (with a batch,
+/// also the pass that sums the batch's gradients), each timed
 /// REPEATS times; with PROFILE_DIR set, ONNX Runtime's profiler writes one JSON trace per session
 /// there (per-operator times).
 /// </summary>
@@ -39,7 +40,13 @@ public static class StagesBaseline
         Report.Line(("stage", "forward alone"), ("merged", backprop.Merged), ("recorded", backprop.RecordedCount),
             ("p50_ms", Median(() => backprop.Forward(x))));
         foreach (var rule in new[] { RectifierRule.Gradient, RectifierRule.GuidedBackprop })
+        {
             Report.Line(("stage", "forward and backward, " + rule), ("merged", backprop.Merged), ("p50_ms", Median(() => backprop.Run(x, -1, rule))));
+            // Integrated gradients' and SmoothGrad's passes: a batch's gradients summed.
+            if (input.Shape[0] > 1)
+                Report.Line(("stage", "forward and backward summed over the batch, " + rule), ("merged", backprop.Merged),
+                    ("p50_ms", Median(() => backprop.Run(x, -1, rule, summed: true))));
+        }
         return 0;
     }
 }

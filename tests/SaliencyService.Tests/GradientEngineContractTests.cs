@@ -11,8 +11,8 @@ namespace SaliencyService.Tests;
 
 /// <summary>
 /// The contract every <see cref="IGradientEngine"/> keeps, run against each: one forward per call,
-/// handed to the target callback; input gradients of a batch under every rectifier rule and a
-/// layer's gradient equal to libtorch autograd through a float64 mirror.
+/// handed to the target callback; input gradients of a batch under every rectifier rule, their sum
+/// over the batch, and a layer's gradient equal to libtorch autograd through a float64 mirror.
 /// </summary>
 public sealed class GradientEngineContractTests
 {
@@ -46,6 +46,20 @@ public sealed class GradientEngineContractTests
             Assert.Equal([2L, 4L], seen!.Scores.shape);
             var target = seen.Scores[1].argmax().item<long>();
             Parity.AssertEqualsFloat64(fixture.Reference.InputGradients(input, target, rule), gradient, $"{name}, {rule}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void Summed_input_gradients_equal_the_float64_sum_over_the_batch(string name)
+    {
+        using var fixture = new EngineFixture(name, batch: 3);
+        using var scope = NewDisposeScope();
+        var input = tensor(Parity.RandomInput([3, 3, 8, 8], 6, -1, 1), [3, 3, 8, 8]);
+        foreach (var rule in Enum.GetValues<RectifierRule>())
+        {
+            var sum = fixture.Engine.SummedInputGradients(input, TargetChoice.Fixed(2), rule, CancellationToken.None);
+            Parity.AssertEqualsFloat64(fixture.Reference.InputGradients(input, 2, rule).sum([0], keepdim: true), sum, $"{name}, {rule}");
         }
     }
 

@@ -110,20 +110,47 @@ public sealed class NativeOpsTests
             var output = session.OutputMetadata["y"];
             Assert.Equal(new[] { -1, channels, (int)Height, (int)Width }, output.Dimensions);
             Assert.Equal("batch", output.SymbolicDimensions[0]);
-            var values = inputs.Select(i => OrtValue.CreateTensorValueFromMemory(i.Data, i.Shape)).ToArray();
-            try
-            {
-                using var runOptions = new RunOptions();
-                using var results = session.Run(runOptions, inputs.Select(i => i.Name).ToArray(), values, ["y"]);
-                var actual = results[0].GetTensorDataAsSpan<float>().ToArray();
-                Assert.Equal(expected.Length, actual.Length);
-                Assert.All(expected.Zip(actual), p => Assert.True(Math.Abs(p.First - p.Second) <= 1e-5, $"{p.Second} against {p.First}"));
-            }
-            finally
-            {
-                foreach (var value in values) value.Dispose();
-            }
+            AssertRuns(session, expected, inputs);
         }
+    }
+
+    /// <summary>The session's output y, run on <paramref name="inputs"/>, is <paramref name="expected"/> within float32's rounding.</summary>
+    private static void AssertRuns(InferenceSession session, double[] expected, params (string Name, float[] Data, long[] Shape)[] inputs)
+    {
+        var values = inputs.Select(i => OrtValue.CreateTensorValueFromMemory(i.Data, i.Shape)).ToArray();
+        try
+        {
+            using var runOptions = new RunOptions();
+            using var results = session.Run(runOptions, inputs.Select(i => i.Name).ToArray(), values, ["y"]);
+            var actual = results[0].GetTensorDataAsSpan<float>().ToArray();
+            Assert.Equal(expected.Length, actual.Length);
+            Assert.All(expected.Zip(actual), p => Assert.True(Math.Abs(p.First - p.Second) <= 1e-5, $"{p.Second} against {p.First}"));
+        }
+        finally
+        {
+            foreach (var value in values) value.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// SampleSum against a float64 sum over the first axis: one sample and several, samples that
+    /// are not a whole number of a task's block (4,096 values) or of a vector, and a batch of 16.
+    /// ONNX Runtime knows the output's shape, [1, ...], before it runs.
+    /// </summary>
+    [Theory]
+    [InlineData(1, new long[] { 3, 5, 7 })]
+    [InlineData(5, new long[] { 5, 37, 41 })] // 7,585 values a sample: one block and most of another
+    [InlineData(16, new long[] { 64, 8, 8 })]
+    [InlineData(3, new long[] { 7 })]
+    public void SampleSum_adds_every_sample(int samples, long[] sample)
+    {
+        var size = (int)sample.Aggregate(1L, (product, d) => product * d);
+        var x = Parity.RandomInput([samples * size], 41, -1, 1);
+        var model = InNativeDomain(new OnnxTestModel(13, [-1, .. sample]).Node(NativeOps.SampleSum, ["x"], ["y"]).Output("y").Model());
+        using var session = TestSessions.Open(model);
+        Assert.Equal([1, .. sample.Select(d => (int)d)], session.OutputMetadata["y"].Dimensions);
+        var expected = Enumerable.Range(0, size).Select(i => Enumerable.Range(0, samples).Sum(n => (double)x[n * size + i])).ToArray();
+        AssertRuns(session, expected, ("x", x, [samples, .. sample]));
     }
 
     /// <summary>The model's one node as the engine's own kernel (domain <see cref="NativeOps.Domain"/>).</summary>

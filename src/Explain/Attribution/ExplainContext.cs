@@ -74,15 +74,25 @@ public sealed class ExplainContext(ModelExplainer model, ExplainRequest request,
     /// size, [size, ...]): a request holds one batch's inputs and gradients however many it asks
     /// for (1,024 integrated-gradients steps of a 1024² input would be 12 GB of path at once).
     /// </summary>
-    public Tensor MeanGradient(long count, Func<long, long, Tensor> batch, RectifierRule rule)
+    public Tensor MeanGradient(long count, Func<long, long, Tensor> batch, RectifierRule rule) => GradientSum(count, batch, rule).Value;
+
+    /// <summary>The sum of ∂score[target]/∂input ([1, ...]) over the samples of <paramref name="inputs"/> ([n, ...]), a batch at a time.</summary>
+    public Tensor SummedGradient(Tensor inputs, RectifierRule rule) =>
+        GradientSum(inputs.shape[0], (start, size) => inputs.narrow(0, start, size), rule).Sum;
+
+    /// <summary>
+    /// The gradients of <paramref name="count"/> samples summed a batch at a time, each batch's
+    /// summed by the engine (<see cref="IGradientEngine.SummedInputGradients"/>).
+    /// </summary>
+    private SampleMean GradientSum(long count, Func<long, long, Tensor> batch, RectifierRule rule)
     {
         var mean = new SampleMean();
         InBatches(count, (start, size) =>
         {
             using var pass = NewDisposeScope();
-            mean.Add(BatchGradients(batch(start, size), rule));
+            mean.AddSum(Model.Engine.SummedInputGradients(batch(start, size), TargetChoice.Fixed(Target), rule, CancellationToken), size);
         });
-        return mean.Value;
+        return mean;
     }
 
     /// <summary>A layer's value and ∂score[target]/∂layer for one sample ([1, ...]) (Grad-CAM).</summary>

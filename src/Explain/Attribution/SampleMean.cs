@@ -14,13 +14,18 @@ public sealed class SampleMean
     private long _count;
 
     /// <summary>Adds a batch's samples; call inside the batch's own dispose scope.</summary>
-    public void Add(Tensor batch)
+    public void Add(Tensor batch) => AddSum(batch.sum([0], keepdim: true), batch.shape[0]);
+
+    /// <summary>Adds the sum ([1, ...]) of <paramref name="count"/> samples; call inside their batch's own dispose scope.</summary>
+    public void AddSum(Tensor sum, long count)
     {
-        var sum = batch.sum([0], keepdim: true);
         if (_sum is null) _sum = sum.MoveToOuterDisposeScope();
         else _sum.add_(sum, Scalars.One);
-        _count += batch.shape[0];
+        _count += count;
     }
+
+    /// <summary>The sum of the samples added ([1, ...]), in the enclosing scope.</summary>
+    public Tensor Sum => _sum ?? throw new InvalidOperationException("No samples were added.");
 
     /// <summary>The mean of the samples added ([1, ...]), in the enclosing scope.</summary>
     public Tensor Value => _sum?.Over(_count) ?? throw new InvalidOperationException("No samples were added.");

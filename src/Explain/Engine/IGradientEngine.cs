@@ -35,6 +35,13 @@ public interface IGradientEngine : IDisposable
     /// <summary>∂score[target]/∂input for every sample of <paramref name="inputs"/> ([n, ...]) under the rectifier rule.</summary>
     Tensor InputGradients(Tensor inputs, TargetChoice target, RectifierRule rule, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// The sum over the samples of <paramref name="inputs"/> of <see cref="InputGradients"/> ([1, ...]):
+    /// all that a mean over samples needs, which an engine may compute in less work than each sample's.
+    /// </summary>
+    Tensor SummedInputGradients(Tensor inputs, TargetChoice target, RectifierRule rule, CancellationToken cancellationToken) =>
+        InputGradients(inputs, target, rule, cancellationToken).sum([0], keepdim: true);
+
     /// <summary>A layer's value and ∂score[target]/∂layer (Grad-CAM), for one sample.</summary>
     (Tensor Activation, Tensor Gradient) LayerGradient(Tensor input, string layer, TargetChoice target, CancellationToken cancellationToken);
 }

@@ -12,7 +12,7 @@ using TensorElementType = Microsoft.ML.OnnxRuntime.Tensors.TensorElementType;
 
 namespace SaliencyService.Explain.Engine;
 
-/// <summary>What one backprop pass gives: the forward's result, the layer's value (with a layer), the gradient, the index explained.</summary>
+/// <summary>What one backprop pass gives: the forward's result, the layer's value (with a layer), the gradient (or its sum over the batch), the index explained.</summary>
 public sealed record BackpropPass(ForwardResult Result, Tensor? Layer, Tensor Gradient, long Target);
 
 /// <summary>
@@ -31,8 +31,11 @@ public sealed class OrtBackprop : IDisposable
     /// </summary>
     public const RectifierRule FirstRule = RectifierRule.GuidedBackprop;
 
-    /// <summary>One rule's session and the forward values its backward reads (merged: inside the session).</summary>
-    private sealed record Pass(InferenceSession Session, string[] Reads);
+    /// <summary>One rule's session, the forward values its backward reads (merged: inside the session), and whether it sums the batch's gradients.</summary>
+    private sealed record Pass(InferenceSession Session, string[] Reads, bool Summed = false);
+
+    /// <summary>Which pass: a rule's, per sample or summed over the batch (<see cref="BackwardGraph.SumsBeforeProducts"/>).</summary>
+    private readonly record struct PassKind(RectifierRule Rule, bool Summed);
 
     private readonly ModelProto _model;
     private readonly GraphMirror _mirror;
@@ -43,11 +46,11 @@ public sealed class OrtBackprop : IDisposable
     private readonly bool _ownsForward;
     /// <summary>What the forward hands out: merged, the score, output and layer; else also every value a backward reads.</summary>
     private readonly string[] _recorded;
-    private readonly ConcurrentDictionary<RectifierRule, Lazy<Pass>> _passes = new();
+    private readonly ConcurrentDictionary<PassKind, Lazy<Pass>> _passes = new();
     /// <summary>The rule whose pass was built with this backprop.</summary>
     private readonly RectifierRule _firstRule;
-    /// <summary>The rules whose sessions ran batches since their arenas were last shrunk.</summary>
-    private readonly ConcurrentDictionary<RectifierRule, bool> _batched = new();
+    /// <summary>The passes whose sessions ran batches since their arenas were last shrunk.</summary>
+    private readonly ConcurrentDictionary<PassKind, bool> _batched = new();
     /// <summary>Keeps a release run off disposed sessions.</summary>
     private readonly Lock _lifetime = new();
     private bool _disposed;
@@ -58,7 +61,7 @@ public sealed class OrtBackprop : IDisposable
         (_model, _mirror, _shapes, _open, _forward, _ownsForward, _recorded) = (model, mirror, shapes, open, forward, ownsForward, recorded);
         Layer = layer;
         _firstRule = rule;
-        _passes[rule] = new Lazy<Pass>(first);
+        _passes[new PassKind(rule, false)] = new Lazy<Pass>(first);
     }
 
     /// <summary>The layer whose gradient a pass gives (and whose value it returns); null: the input.</summary>
@@ -85,7 +88,7 @@ public sealed class OrtBackprop : IDisposable
     }
 
     /// <summary>How many forward values the first rule's backward reads.</summary>
-    public int RecordedCount => PassFor(_firstRule).Reads.Length;
+    public int RecordedCount => PassFor(new PassKind(_firstRule, false)).Reads.Length;
 
     /// <param name="model">The served model, kept to build other rules' passes.</param>
     /// <param name="sampleShape">The input's shape (its first, batch, dimension does not matter).</param>
@@ -163,15 +166,20 @@ public sealed class OrtBackprop : IDisposable
         }
     }
 
-    /// <summary>The pass written for <paramref name="rule"/>, built on its first use.</summary>
-    private Pass PassFor(RectifierRule rule) =>
-        _passes.GetOrAdd(rule, r => new Lazy<Pass>(() =>
+    /// <summary>
+    /// The pass of this kind, built on its first use. A summed one whose backward could not sum
+    /// before any product is the rule's own pass (its gradients are summed after the run): a
+    /// session of its own would only hold memory.
+    /// </summary>
+    private Pass PassFor(PassKind kind) =>
+        _passes.GetOrAdd(kind, k => new Lazy<Pass>(() =>
         {
-            var (backward, graph) = _mirror.WriteBackward(_model, _shapes, r, Layer);
-            if (Merged) return new Pass(_open(BackwardMerge.Merge(_model, backward, graph, _recorded, _shapes)), graph.ForwardInputs);
+            var (backward, graph) = _mirror.WriteBackward(_model, _shapes, k.Rule, Layer, k.Summed);
+            if (k.Summed && !graph.SumsBeforeProducts) return PassFor(k with { Summed = false });
+            if (Merged) return new Pass(_open(BackwardMerge.Merge(_model, backward, graph, _recorded, _shapes)), graph.ForwardInputs, k.Summed);
             if (graph.ForwardInputs.FirstOrDefault(n => n != _mirror.InputName && !_recorded.Contains(n)) is { } missing)
-                throw new InvalidOperationException($"The {r} backward reads '{missing}', which the forward does not record.");
-            return new Pass(_open(backward), graph.ForwardInputs);
+                throw new InvalidOperationException($"The {k.Rule} backward reads '{missing}', which the forward does not record.");
+            return new Pass(_open(backward), graph.ForwardInputs, k.Summed);
         })).Value;
 
     /// <summary>
@@ -184,9 +192,14 @@ public sealed class OrtBackprop : IDisposable
 
     /// <summary>
     /// One pass on <paramref name="input"/> ([n, ...], float32): the forward, and ∂score[target]/∂input
-    /// (or ∂/∂<see cref="Layer"/>) for every sample. Call inside a dispose scope.
+    /// (or ∂/∂<see cref="Layer"/>) for every sample, or their sum ([1, ...]). Call inside a dispose scope.
     /// </summary>
     /// <param name="target">The index explained; −1 (or no index of the score): the first sample's top score.</param>
+    /// <param name="summed">
+    /// Whether only the sum of the samples' input gradients is wanted (integrated gradients,
+    /// SmoothGrad): a batch's then runs the backward's last linear ops once, on the sum, where the
+    /// model's batch dimension is free (<see cref="BackwardGraph.SumsBeforeProducts"/>).
+    /// </param>
     /// <remarks>
     /// A batch's working memory (hundreds of MB) stays in the sessions' arenas for the next batch
     /// and the next batched request, and goes back once batched work pauses
@@ -194,21 +207,22 @@ public sealed class OrtBackprop : IDisposable
     /// each request instead cost a third of integrated gradients' time under glibc (resnet18: 1.6–1.8 s
     /// against 1.05–1.2 s), which then faulted the batch's pages in again.
     /// </remarks>
-    public BackpropPass Run(Tensor input, long target, RectifierRule rule, CancellationToken cancellationToken = default)
+    public BackpropPass Run(Tensor input, long target, RectifierRule rule, bool summed = false, CancellationToken cancellationToken = default)
     {
+        var kind = new PassKind(rule, summed && Layer is null && input.shape[0] > 1 && _shapes[_mirror.InputName].Shape[0] < 0);
         if (input.shape[0] > 1)
         {
-            _batched[rule] = true;
+            _batched[kind] = true;
             NativeHeap.TrimWhenBatchesPause(this, ReleaseBatchMemory);
         }
-        return Run(input, target, rule, shrinkArenas: false, cancellationToken);
+        var pass = Run(input, target, PassFor(kind), shrinkArenas: false, cancellationToken);
+        return summed && pass.Gradient.shape[0] > 1 ? pass with { Gradient = pass.Gradient.sum([0], keepdim: true) } : pass;
     }
 
-    private BackpropPass Run(Tensor input, long target, RectifierRule rule, bool shrinkArenas, CancellationToken cancellationToken)
+    private BackpropPass Run(Tensor input, long target, Pass pass, bool shrinkArenas, CancellationToken cancellationToken)
     {
-        var pass = PassFor(rule);
         var samples = input.shape[0];
-        var gradient = Layer is null ? empty(input.shape) : Allocate(Layer, samples);
+        var gradient = Layer is not null ? Allocate(Layer, samples) : empty(pass.Summed ? [1, .. input.shape[1..]] : input.shape);
         var chosen = empty(1, ScalarType.Int64);
         var targetIndex = tensor(new[] { target });
         Dictionary<string, Tensor> values;
@@ -230,7 +244,7 @@ public sealed class OrtBackprop : IDisposable
     }
 
     /// <summary>
-    /// Hands back what batches left in the arenas of the rules that ran them. ONNX Runtime shrinks
+    /// Hands back what batches left in the arenas of the passes that ran them. ONNX Runtime shrinks
     /// an arena only as a run ends, so each such rule runs one sample of zeros asking for it.
     /// </summary>
     private void ReleaseBatchMemory()
@@ -238,11 +252,11 @@ public sealed class OrtBackprop : IDisposable
         lock (_lifetime)
         {
             if (_disposed) return;
-            foreach (var rule in _batched.Keys)
+            foreach (var kind in _batched.Keys)
             {
-                _batched.TryRemove(rule, out _);
+                _batched.TryRemove(kind, out _);
                 using var scope = NewDisposeScope();
-                Run(Allocate(_mirror.InputName, 1).zero_(), -1, rule, shrinkArenas: true, CancellationToken.None);
+                Run(Allocate(_mirror.InputName, 1).zero_(), -1, PassFor(kind), shrinkArenas: true, CancellationToken.None);
             }
         }
     }
@@ -254,7 +268,8 @@ public sealed class OrtBackprop : IDisposable
         {
             _disposed = true;
             if (_ownsForward) _forward!.Dispose();
-            foreach (var pass in _passes.Values.Where(p => p.IsValueCreated)) pass.Value.Session.Dispose();
+            // A summed kind may hold its rule's own pass (PassFor).
+            foreach (var session in _passes.Values.Where(p => p.IsValueCreated).Select(p => p.Value.Session).Distinct()) session.Dispose();
         }
     }
 

@@ -46,15 +46,20 @@ public sealed class OrtGradientEngine(Task<OrtBackprop> building, IGradientEngin
 
     public Tensor InputGradients(Tensor inputs, TargetChoice target, RectifierRule rule, CancellationToken cancellationToken) =>
         Takes(inputs, cancellationToken) is { } backprop
-            ? Pass(backprop, inputs, target, rule, cancellationToken).Gradient
+            ? Pass(backprop, inputs, target, rule, summed: false, cancellationToken).Gradient
             : fallback.InputGradients(inputs, target, rule, cancellationToken);
+
+    public Tensor SummedInputGradients(Tensor inputs, TargetChoice target, RectifierRule rule, CancellationToken cancellationToken) =>
+        Takes(inputs, cancellationToken) is { } backprop
+            ? Pass(backprop, inputs, target, rule, summed: true, cancellationToken).Gradient
+            : fallback.SummedInputGradients(inputs, target, rule, cancellationToken);
 
     public (Tensor Activation, Tensor Gradient) LayerGradient(Tensor input, string layer, TargetChoice target, CancellationToken cancellationToken)
     {
         if (Takes(input, cancellationToken) is null) return fallback.LayerGradient(input, layer, target, cancellationToken);
         using var lease = LayerBackprop(layer);
         if (lease is null) return fallback.LayerGradient(input, layer, target, cancellationToken);
-        var pass = Pass(lease.Backprop, input, target, RectifierRule.Gradient, cancellationToken);
+        var pass = Pass(lease.Backprop, input, target, RectifierRule.Gradient, summed: false, cancellationToken);
         return (pass.Layer!, pass.Gradient);
     }
 
@@ -130,11 +135,11 @@ public sealed class OrtGradientEngine(Task<OrtBackprop> building, IGradientEngin
     /// A pass for the target the graph is told to expect; run again in the rare case the caller
     /// then chooses another (scores that tie, or NaN, ranked differently).
     /// </summary>
-    private static BackpropPass Pass(OrtBackprop backprop, Tensor inputs, TargetChoice target, RectifierRule rule, CancellationToken cancellationToken)
+    private static BackpropPass Pass(OrtBackprop backprop, Tensor inputs, TargetChoice target, RectifierRule rule, bool summed, CancellationToken cancellationToken)
     {
-        var pass = backprop.Run(inputs, target.Expected, rule, cancellationToken);
+        var pass = backprop.Run(inputs, target.Expected, rule, summed, cancellationToken);
         var chosen = target.Choose(pass.Result);
-        return chosen == pass.Target ? pass : backprop.Run(inputs, chosen, rule, cancellationToken);
+        return chosen == pass.Target ? pass : backprop.Run(inputs, chosen, rule, summed, cancellationToken);
     }
 
     private OrtBackprop? TryBuild(string layer)

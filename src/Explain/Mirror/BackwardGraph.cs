@@ -17,7 +17,7 @@ namespace SaliencyService.Explain.Mirror;
 /// (<see cref="Rule"/>), so a rectifier's backward is only the ops its rule needs. Rules add nodes
 /// through this class, with ops whose signatures hold from opset 13 on.
 /// </summary>
-public sealed class BackwardGraph
+public sealed partial class BackwardGraph
 {
     public const int Opset = 17;
     public const string Prefix = "backward::";
@@ -319,10 +319,17 @@ public sealed class BackwardGraph
     /// the input (or to the layer the backward stops at). Nodes and recorded values the output does
     /// not need are dropped, so a backward that stops at a layer reads and computes only its part.
     /// </summary>
+    /// <param name="summed">Whether the output is summed over the batch ([1, ...]; <see cref="SummedOverSamples"/>), for a free batch dimension only.</param>
     /// <exception cref="NotSupportedException">It would have more than <see cref="MaxNodes"/> nodes.</exception>
-    public ModelProto ToModel(IReadOnlyList<string> gradients, long[] shape)
+    public ModelProto ToModel(IReadOnlyList<string> gradients, long[] shape, bool summed = false)
     {
         var sum = Sum(gradients);
+        if (summed)
+        {
+            if (shape is not [< 0, ..]) throw new ArgumentException("Only a free batch dimension can be summed.", nameof(summed));
+            sum = SummedOverSamples(sum, new Dictionary<string, string>(StringComparer.Ordinal), Constants());
+            shape = [1, .. shape[1..]];
+        }
         Output(sum, InputGradient, DataType.Float, shape);
         Prune();
         if (_graph.Node.Count > MaxNodes)

@@ -87,7 +87,9 @@ public sealed partial class GraphMirror
     /// </summary>
     /// <exception cref="NotSupportedException">A node on the path to the score has no backward rule.</exception>
     /// <param name="model">The model the mirror was built from: the backward shares its weights (<see cref="BackwardGraph.ConstantInput"/>).</param>
-    public (ModelProto Model, BackwardGraph Graph) WriteBackward(ModelProto model, IReadOnlyDictionary<string, TensorInfo> shapes, RectifierRule rule, string? layer = null)
+    /// <param name="summed">Whether the input gradient is summed over the batch (a free one; <see cref="BackwardGraph.ToModel"/>).</param>
+    public (ModelProto Model, BackwardGraph Graph) WriteBackward(ModelProto model, IReadOnlyDictionary<string, TensorInfo> shapes, RectifierRule rule,
+        string? layer = null, bool summed = false)
     {
         // The tensors rules make on the way (pooling counts, gate weights) are copied into the
         // graph's initializers and die with this scope.
@@ -134,7 +136,7 @@ public sealed partial class GraphMirror
         if (layer is not null) throw new NotSupportedException($"'{layer}' is not computed from the input");
         if (!contributions.TryGetValue(InputName, out var input))
             throw new NotSupportedException("the score does not depend on the input");
-        return (graph.ToModel(input, shapes[InputName].Shape), graph);
+        return (graph.ToModel(input, shapes[InputName].Shape, summed), graph);
     }
 
     /// <summary>

@@ -31,6 +31,9 @@ public static class NativeOps
     /// </summary>
     public const string DepthwiseCol2Im = "DepthwiseCol2Im";
 
+    /// <summary>SampleSum(X [N, ...]) → [1, ...]: X summed over its first axis (the batch's gradients, <see cref="Mirror.BackwardGraph.SumsBeforeProducts"/>).</summary>
+    public const string SampleSum = "SampleSum";
+
     private static readonly string? Library = Find();
 
     /// <summary>The library is beside the assemblies (and not switched off by <c>SALIENCY_NATIVE_OPS=0</c>).</summary>

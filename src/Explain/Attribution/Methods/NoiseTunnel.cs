@@ -61,9 +61,10 @@ public sealed class NoiseTunnel : AttributionMethod
             for (var start = 0; start < request.Samples; start += chunk)
             {
                 using var scope = NewDisposeScope();
-                var smoothed = baseMethod.Attribute(context, NoisyCopies(x, Math.Min(chunk, request.Samples - start), sigma, generator));
+                var count = Math.Min(chunk, request.Samples - start);
+                var smoothed = baseMethod.SummedAttribute(context, NoisyCopies(x, count, sigma, generator));
                 baseParameters = smoothed.Parameters;
-                mean.Add(smoothed.Maps);
+                mean.AddSum(smoothed.Maps, count);
             }
             maps.Add(mean.Value);
         }

@@ -13,8 +13,11 @@ public abstract class RectifiedGradient(RectifierRule rule) : AttributionMethod
 {
     public RectifierRule Rule { get; } = rule;
 
-    public override Attributions Attribute(ExplainContext context, Tensor inputs) =>
-        new(context.Gradients(inputs, Rule), Rule == RectifierRule.Gradient ? new Dictionary<string, object>() : RuleReport(context));
+    public override Attributions Attribute(ExplainContext context, Tensor inputs) => new(context.Gradients(inputs, Rule), Report(context));
+
+    public override Attributions SummedAttribute(ExplainContext context, Tensor inputs) => new(context.SummedGradient(inputs, Rule), Report(context));
+
+    private Dictionary<string, object> Report(ExplainContext context) => Rule == RectifierRule.Gradient ? [] : RuleReport(context);
 
     /// <summary>
     /// How many rectifiers the rule acts on; in a model without any (GELU transformers, SiLU
