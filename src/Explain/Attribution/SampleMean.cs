@@ -4,17 +4,14 @@ using static TorchSharp.torch;
 namespace SaliencyService.Explain.Attribution;
 
 /// <summary>
-/// The mean over samples that arrive a batch at a time ([k, ...] each, made in a dispose scope that
-/// ends before the next batch's): only their running sum is kept, in the scope enclosing the
-/// batches', so a request holds one batch however many samples it averages.
+/// The mean over samples whose sums arrive a batch at a time ([1, ...] each, made in a dispose
+/// scope that ends before the next batch's): only the running sum is kept, in the scope enclosing
+/// the batches', so a request holds one batch however many samples it averages.
 /// </summary>
 public sealed class SampleMean
 {
     private Tensor? _sum;
     private long _count;
-
-    /// <summary>Adds a batch's samples; call inside the batch's own dispose scope.</summary>
-    public void Add(Tensor batch) => AddSum(batch.sum([0], keepdim: true), batch.shape[0]);
 
     /// <summary>Adds the sum ([1, ...]) of <paramref name="count"/> samples; call inside their batch's own dispose scope.</summary>
     public void AddSum(Tensor sum, long count)
