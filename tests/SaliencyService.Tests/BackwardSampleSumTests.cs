@@ -1,3 +1,4 @@
+using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx.Proto;
@@ -47,6 +48,25 @@ public sealed class BackwardSampleSumTests
             // The same pass per sample still gives each sample's gradient.
             Parity.AssertEqualsFloat64(reference.InputGradients(input, 3, rule), backprop.Run(input, 3, rule).Gradient, $"{rule}, per sample");
         }
+    }
+
+    [Fact]
+    public void A_summed_backward_that_cannot_be_built_leaves_the_sum_to_the_rules_own_pass()
+    {
+        TorchNativeLoader.EnsureLoaded();
+        var model = ConvolutionFirst(13).Model();
+        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+        using var reference = GraphMirror.Build(model, "x", "y", ScalarType.Float64).Mirror!;
+        var refused = 0;
+        InferenceSession Open(ModelProto graph) =>
+            graph.Graph.Node.Any(IsSampleSum) ? throw new NotSupportedException($"refused ({++refused})") : TestSessions.Open(graph);
+        using var backprop = OrtBackprop.Create(model, mirror, [1, 3, 8, 8], batched: true, Open);
+        using var scope = NewDisposeScope();
+        var input = tensor(Parity.RandomInput([4, 3, 8, 8], 12, -1, 1), [4, 3, 8, 8]);
+        var pass = backprop.Run(input, 1, RectifierRule.Gradient, summed: true);
+        Assert.Equal(1, refused);
+        Assert.Equal([1L, 3, 8, 8], pass.Gradient.shape);
+        Parity.AssertEqualsFloat64(reference.InputGradients(input, 1, RectifierRule.Gradient).sum([0], keepdim: true), pass.Gradient, "summed after the run");
     }
 
     [Fact]

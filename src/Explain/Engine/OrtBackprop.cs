@@ -166,21 +166,37 @@ public sealed class OrtBackprop : IDisposable
         }
     }
 
-    /// <summary>
-    /// The pass of this kind, built on its first use. A summed one whose backward could not sum
-    /// before any product is the rule's own pass (its gradients are summed after the run): a
-    /// session of its own would only hold memory.
-    /// </summary>
+    /// <summary>The pass of this kind, built on its first use.</summary>
     private Pass PassFor(PassKind kind) =>
-        _passes.GetOrAdd(kind, k => new Lazy<Pass>(() =>
+        _passes.GetOrAdd(kind, k => new Lazy<Pass>(() => k.Summed ? SummedPass(k.Rule) : Build(k.Rule, summed: false)!)).Value;
+
+    /// <summary>
+    /// The rule's summed pass; the rule's own pass (its gradients summed after the run) where the
+    /// sum moves no product, so that a session of its own would only hold memory, or where the
+    /// summed graph cannot be built (an untrusted model at the backward's node limit).
+    /// </summary>
+    private Pass SummedPass(RectifierRule rule)
+    {
+        try
         {
-            var (backward, graph) = _mirror.WriteBackward(_model, _shapes, k.Rule, Layer, k.Summed);
-            if (k.Summed && !graph.SumsBeforeProducts) return PassFor(k with { Summed = false });
-            if (Merged) return new Pass(_open(BackwardMerge.Merge(_model, backward, graph, _recorded, _shapes)), graph.ForwardInputs, k.Summed);
-            if (graph.ForwardInputs.FirstOrDefault(n => n != _mirror.InputName && !_recorded.Contains(n)) is { } missing)
-                throw new InvalidOperationException($"The {k.Rule} backward reads '{missing}', which the forward does not record.");
-            return new Pass(_open(backward), graph.ForwardInputs, k.Summed);
-        })).Value;
+            return Build(rule, summed: true) ?? PassFor(new PassKind(rule, false));
+        }
+        catch (Exception e) when (e is NotSupportedException or OnnxRuntimeException)
+        {
+            return PassFor(new PassKind(rule, false));
+        }
+    }
+
+    /// <summary>The rule's backward written and opened; null for a summed one that sums before no product.</summary>
+    private Pass? Build(RectifierRule rule, bool summed)
+    {
+        var (backward, graph) = _mirror.WriteBackward(_model, _shapes, rule, Layer, summed);
+        if (summed && !graph.SumsBeforeProducts) return null;
+        if (Merged) return new Pass(_open(BackwardMerge.Merge(_model, backward, graph, _recorded, _shapes)), graph.ForwardInputs, summed);
+        if (graph.ForwardInputs.FirstOrDefault(n => n != _mirror.InputName && !_recorded.Contains(n)) is { } missing)
+            throw new InvalidOperationException($"The {rule} backward reads '{missing}', which the forward does not record.");
+        return new Pass(_open(backward), graph.ForwardInputs, summed);
+    }
 
     /// <summary>
     /// The served model's forward alone on <paramref name="input"/> ([n, ...], float32), for a
