@@ -268,11 +268,13 @@ public sealed class OrtBackprop : IDisposable
         lock (_lifetime)
         {
             if (_disposed) return;
-            foreach (var kind in _batched.Keys)
+            var kinds = _batched.Keys.ToArray();
+            foreach (var kind in kinds) _batched.TryRemove(kind, out _);
+            // A summed kind may hold its rule's own pass (PassFor): each session shrinks once.
+            foreach (var pass in kinds.Select(PassFor).Distinct())
             {
-                _batched.TryRemove(kind, out _);
                 using var scope = NewDisposeScope();
-                Run(Allocate(_mirror.InputName, 1).zero_(), -1, PassFor(kind), shrinkArenas: true, CancellationToken.None);
+                Run(Allocate(_mirror.InputName, 1).zero_(), -1, pass, shrinkArenas: true, CancellationToken.None);
             }
         }
     }
