@@ -32,7 +32,7 @@ public sealed class RendererTests
         var p = new Preprocessing("x", layout, Height, Width, channels, 1, [0, 0, 0], [1, 1, 1]);
         var map = new AttributionMap(AttributionMethods.Default, RedOnTheLeft(p), [], 0, 0, [], new Dictionary<string, object>());
         using var background = new Image<Rgb24>(Width * 10, Height * 10);
-        using var png = Image.Load<Rgb24>(SaliencyRenderer.Png(map, p, AttributionMethods.Default.RenderDefaults, background));
+        using var png = Image.Load<Rgb24>(SaliencyRenderer.Png(map, p, AttributionMethods.Default.RenderDefaults, background.Width, background.Height, () => InputPicture.Pixels(background)));
 
         Assert.Equal((Width * 10, Height * 10), (png.Width, png.Height));
         var left = png[2, 10];
@@ -49,7 +49,7 @@ public sealed class RendererTests
         cam[Width - 1] = cam[2 * Width - 1] = 1; // hot on the right column
         var map = new AttributionMap(AttributionMethods.Get("grad-cam"), cam, [Height, Width], 0, 0, [], new Dictionary<string, object>());
         using var background = new Image<Rgb24>(40, 20, new Rgb24(0, 0, 0));
-        using var png = Image.Load<Rgb24>(SaliencyRenderer.Png(map, p, AttributionMethods.Get("grad-cam").RenderDefaults, background));
+        using var png = Image.Load<Rgb24>(SaliencyRenderer.Png(map, p, AttributionMethods.Get("grad-cam").RenderDefaults, background.Width, background.Height, () => InputPicture.Pixels(background)));
         var hot = png[39, 10];
         var cold = png[0, 10];
         Assert.True(hot.R > 50 && hot.G < 20 && hot.B < 20, $"hot {hot}"); // jet's dark red, half-blended over black

@@ -17,9 +17,10 @@ public static class ExplanationWriter
         if (format == "npy") return TypedResults.Bytes(Npy.Write(map.Map, map.MapShape), "application/x-npy", $"{name}.{methodName}.npy");
 
         var p = SizedTo(model.Preprocessing, explanation.Input.Tensor.Shape);
-        using var reconstructed = explanation.Input.Images is null ? InputPicture.FromTensor(explanation.Input.Tensor.Data, p) : null;
-        var background = explanation.Input.Images?[0] ?? reconstructed!;
-        var png = SaliencyRenderer.Png(map, p, rendering, background);
+        var picture = explanation.Input.Images?[0];
+        var (width, height) = picture is null ? (p.Width, p.Height) : (picture.Width, picture.Height);
+        var png = SaliencyRenderer.Png(map, p, rendering, width, height,
+            () => picture is null ? InputPicture.Pixels(explanation.Input.Tensor.Data, p) : InputPicture.Pixels(picture));
         if (format == "png") return TypedResults.Bytes(png, "image/png");
 
         var labels = model.Descriptor.Labels;
@@ -30,7 +31,7 @@ public static class ExplanationWriter
             ["clip"] = rendering.ClipPercentile, ["alpha"] = rendering.Alpha,
         };
         return TypedResults.Ok(new ExplainResponse(name, methodName, map.Target, label, map.Score, Predictor.Top(map.Outputs, 5, labels),
-            parameters, background.Width, background.Height, Convert.ToBase64String(png)));
+            parameters, width, height, Convert.ToBase64String(png)));
     }
 
     /// <summary>The preprocessing at the input's own size: a model with free image sizes takes tensors of other sizes than its images'.</summary>

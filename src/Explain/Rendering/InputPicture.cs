@@ -4,44 +4,53 @@ using SixLabors.ImageSharp.PixelFormats;
 
 namespace SaliencyService.Explain.Rendering;
 
-/// <summary>
-/// The picture a tensor input stands for: preprocessing inverted, pixel = (v·std[c] + mean[c]) / scale,
-/// so maps of tensor uploads can be overlaid too.
-/// </summary>
+/// <summary>An input's picture as 8-bit RGB pixels, rows top to bottom, for overlays.</summary>
 public static class InputPicture
 {
-    public static Image<Rgb24> FromTensor(float[] sample, Preprocessing p)
+    /// <summary>An uploaded image's pixels.</summary>
+    public static byte[] Pixels(Image<Rgb24> image)
     {
-        var image = new Image<Rgb24>(p.Width, p.Height);
-        for (var y = 0; y < p.Height; y++)
-        for (var x = 0; x < p.Width; x++)
+        var pixels = new byte[image.Width * image.Height * 3];
+        image.CopyPixelDataTo(pixels);
+        return pixels;
+    }
+
+    /// <summary>The picture a tensor input stands for: preprocessing inverted, pixel = (v·std[c] + mean[c]) / scale.</summary>
+    public static byte[] Pixels(float[] sample, Preprocessing p)
+    {
+        var layout = MapLayout.Of(p);
+        var count = p.Width * p.Height;
+        var pixels = new byte[count * 3];
+        int[] colours = [layout.Red, layout.Green, layout.Blue];
+        for (var colour = 0; colour < 3; colour++)
         {
-            double Value(int c) => (MapLayout.At(sample, p, x, y, c) * p.Std[c] + p.Mean[c]) / p.Scale;
-            byte Byte(double v) => (byte)Math.Clamp(Math.Round(v), 0, 255);
-            image[x, y] = p.Channels switch
-            {
-                "RGB" => new Rgb24(Byte(Value(0)), Byte(Value(1)), Byte(Value(2))),
-                "BGR" => new Rgb24(Byte(Value(2)), Byte(Value(1)), Byte(Value(0))),
-                _ => new Rgb24(Byte(Value(0)), Byte(Value(0)), Byte(Value(0))),
-            };
+            var c = colours[colour];
+            var (std, mean, scale) = (p.Std[c], p.Mean[c], p.Scale);
+            for (var i = 0; i < count; i++)
+                pixels[3 * i + colour] = (byte)Math.Clamp(Math.Round((layout.At(sample, i, c) * std + mean) / scale), 0, 255);
         }
-        return image;
+        return pixels;
     }
 }
 
-/// <summary>Reads a sample in the model's layout by pixel and channel.</summary>
-public static class MapLayout
+/// <summary>
+/// Where a sample's values are in the model's layout: channel c of pixel i (row-major) at
+/// c·<see cref="ChannelStep"/> + i·<see cref="PixelStep"/>; <see cref="Red"/>, <see cref="Green"/>
+/// and <see cref="Blue"/> are the model's channels for each colour (gray: 0 for all).
+/// </summary>
+public readonly record struct MapLayout(int ChannelStep, int PixelStep, int Red, int Green, int Blue)
 {
-    public static float At(float[] sample, Preprocessing p, int x, int y, int c) =>
-        p.Layout == "NCHW" ? sample[c * p.Width * p.Height + y * p.Width + x] : sample[(y * p.Width + x) * Channels(p) + c];
+    public static MapLayout Of(Preprocessing p)
+    {
+        var nchw = p.Layout == "NCHW";
+        var (red, green, blue) = p.Channels switch { "RGB" => (0, 1, 2), "BGR" => (2, 1, 0), _ => (0, 0, 0) };
+        return new(nchw ? p.Width * p.Height : 1, nchw ? 1 : Channels(p), red, green, blue);
+    }
 
     public static int Channels(Preprocessing p) => p.Channels == "GRAY" ? 1 : 3;
 
-    /// <summary>The sample at (x, y) in RGB order (gray repeated).</summary>
-    public static (float R, float G, float B) Rgb(float[] sample, Preprocessing p, int x, int y) => p.Channels switch
-    {
-        "RGB" => (At(sample, p, x, y, 0), At(sample, p, x, y, 1), At(sample, p, x, y, 2)),
-        "BGR" => (At(sample, p, x, y, 2), At(sample, p, x, y, 1), At(sample, p, x, y, 0)),
-        _ => (At(sample, p, x, y, 0), At(sample, p, x, y, 0), At(sample, p, x, y, 0)),
-    };
+    public float At(float[] sample, int pixel, int channel) => sample[channel * ChannelStep + pixel * PixelStep];
+
+    /// <summary>The sample at pixel i in RGB order (gray repeated).</summary>
+    public (float R, float G, float B) Rgb(float[] sample, int pixel) => (At(sample, pixel, Red), At(sample, pixel, Green), At(sample, pixel, Blue));
 }

@@ -6,89 +6,92 @@ using SixLabors.ImageSharp.Processing;
 
 namespace SaliencyService.Explain.Rendering;
 
-/// <summary>Draws an attribution map as a PNG the size of the uploaded image (see <see cref="RenderOptions"/>).</summary>
+/// <summary>
+/// Draws an attribution map as a PNG the size of the uploaded image (see <see cref="RenderOptions"/>),
+/// as 8-bit RGB pixels throughout: drawn at the map's size, stretched to the picture's, blended
+/// over it for an overlay, written by <see cref="PngWriter"/>.
+/// </summary>
 public static class SaliencyRenderer
 {
-    /// <param name="background">The input picture at its uploaded size, for overlays.</param>
-    public static byte[] Png(AttributionMap attribution, Preprocessing p, RenderOptions options, Image<Rgb24> background)
+    /// <param name="width">The uploaded picture's width (the model input's for a tensor).</param>
+    /// <param name="height">Its height.</param>
+    /// <param name="background">The picture's pixels, width × height RGB; asked for by overlays only.</param>
+    public static byte[] Png(AttributionMap attribution, Preprocessing p, RenderOptions options, int width, int height, Func<byte[]> background)
     {
-        using var picture = Draw(attribution, p, options);
-        Resize(picture, background.Width, background.Height);
-        if (options.View == "overlay")
-        {
-            var alpha = (float)options.Alpha;
-            for (var y = 0; y < picture.Height; y++)
-            for (var x = 0; x < picture.Width; x++)
-            {
-                var (h, b) = (picture[x, y], background[x, y]);
-                byte Mix(byte heat, byte image) => (byte)Math.Round(alpha * heat + (1 - alpha) * image);
-                picture[x, y] = new Rgb24(Mix(h.R, b.R), Mix(h.G, b.G), Mix(h.B, b.B));
-            }
-        }
-        using var stream = new MemoryStream();
-        picture.SaveAsPng(stream);
-        return stream.ToArray();
+        var pixels = Resized(Draw(attribution, p, options), p.Width, p.Height, width, height);
+        if (options.View == "overlay") Blend(pixels, background(), (float)options.Alpha);
+        return PngWriter.Encode(pixels, width, height);
     }
 
-    private static Image<Rgb24> Draw(AttributionMap attribution, Preprocessing p, RenderOptions options)
+    private static byte[] Draw(AttributionMap attribution, Preprocessing p, RenderOptions options)
     {
         // One value per pixel ([H, W]): Grad-CAM's, or SmoothGrad's over it.
         var cam = attribution.MapShape.Length == 2;
         var colour = !cam && MapLayout.Channels(p) == 3;
-        if (options.View == "rgb" && colour) return Standardised(attribution.Map, p);
+        var layout = MapLayout.Of(p);
+        if (options.View == "rgb" && colour) return Standardised(attribution.Map, layout, p.Width * p.Height);
 
         // One value per pixel: channels summed (as Captum does), then the sign rule.
-        var values = new double[p.Width * p.Height];
-        for (var y = 0; y < p.Height; y++)
-        for (var x = 0; x < p.Width; x++)
+        Func<double, double> signRule = options.Sign switch
         {
-            var (r, g, b) = cam ? (attribution.Map[y * p.Width + x], 0f, 0f) : MapLayout.Rgb(attribution.Map, p, x, y);
-            var sum = cam || !colour ? r : r + g + b;
-            values[y * p.Width + x] = options.Sign switch
-            {
-                "absolute" => Math.Abs(sum),
-                "positive" => Math.Max(sum, 0),
-                "negative" => Math.Max(-sum, 0),
-                _ => sum,
-            };
+            "absolute" => Math.Abs,
+            "positive" => v => Math.Max(v, 0),
+            "negative" => v => Math.Max(-v, 0),
+            _ => v => v,
+        };
+        var values = new double[p.Width * p.Height];
+        for (var i = 0; i < values.Length; i++)
+        {
+            var (r, g, b) = cam ? (attribution.Map[i], 0f, 0f) : layout.Rgb(attribution.Map, i);
+            values[i] = signRule(cam || !colour ? r : r + g + b);
         }
-        var clip = Percentile(values.Select(Math.Abs).ToArray(), options.ClipPercentile);
+        var clip = Percentile([.. values.Select(Math.Abs)], options.ClipPercentile);
         var colormap = Colormaps.Get(options.View == "gray" || options.View == "rgb" ? "gray" : options.Colormap);
-        var image = new Image<Rgb24>(p.Width, p.Height);
+        var diverging = options.Sign == "diverging";
+        var pixels = new byte[values.Length * 3];
         for (var i = 0; i < values.Length; i++)
         {
             var normalised = clip > 0 ? Math.Clamp(values[i] / clip, -1, 1) : 0;
-            var (r, g, b) = colormap(options.Sign == "diverging" ? (normalised + 1) / 2 : normalised);
-            image[i % p.Width, i / p.Width] = new Rgb24(r, g, b);
+            (pixels[3 * i], pixels[3 * i + 1], pixels[3 * i + 2]) = colormap(diverging ? (normalised + 1) / 2 : normalised);
         }
-        return image;
+        return pixels;
     }
 
     /// <summary>The classic guided-backprop picture: (v − mean) / std · 0.1 + 0.5 per image, clipped to [0, 1].</summary>
-    private static Image<Rgb24> Standardised(float[] map, Preprocessing p)
+    private static byte[] Standardised(float[] map, MapLayout layout, int count)
     {
-        var mean = map.Average();
-        var std = Math.Sqrt(map.Select(v => (v - mean) * (v - mean)).Average());
+        double total = 0;
+        foreach (var v in map) total += v;
+        var mean = (float)(total / map.Length);
+        double squares = 0;
+        foreach (var v in map) squares += (v - mean) * (v - mean);
+        var std = Math.Sqrt((float)(squares / map.Length));
         byte Scale(float v) => (byte)Math.Round(255 * Math.Clamp((v - mean) / (std + 1e-5) * 0.1 + 0.5, 0, 1));
-        var image = new Image<Rgb24>(p.Width, p.Height);
-        for (var y = 0; y < p.Height; y++)
-        for (var x = 0; x < p.Width; x++)
+        var pixels = new byte[count * 3];
+        for (var i = 0; i < count; i++)
         {
-            var (r, g, b) = MapLayout.Rgb(map, p, x, y);
-            image[x, y] = new Rgb24(Scale(r), Scale(g), Scale(b));
+            var (r, g, b) = layout.Rgb(map, i);
+            (pixels[3 * i], pixels[3 * i + 1], pixels[3 * i + 2]) = (Scale(r), Scale(g), Scale(b));
         }
-        return image;
+        return pixels;
     }
 
-    private static double Percentile(double[] values, double percentile)
+    /// <summary>The value at <paramref name="percentile"/> of the sorted values (reorders them).</summary>
+    private static double Percentile(double[] values, double percentile) =>
+        values.Length == 0 ? 0 : Selection.Smallest(values, (int)Math.Round(percentile / 100 * (values.Length - 1)));
+
+    /// <summary>Stretched to width × height by a triangle (bilinear) filter, as the picture it is drawn for.</summary>
+    private static byte[] Resized(byte[] pixels, int fromWidth, int fromHeight, int width, int height)
     {
-        Array.Sort(values);
-        return values.Length == 0 ? 0 : values[(int)Math.Round(percentile / 100 * (values.Length - 1))];
+        if (fromWidth == width && fromHeight == height) return pixels;
+        using var image = Image.LoadPixelData<Rgb24>(pixels, fromWidth, fromHeight);
+        image.Mutate(x => x.Resize(new ResizeOptions { Size = new Size(width, height), Mode = ResizeMode.Stretch, Sampler = KnownResamplers.Triangle }));
+        return InputPicture.Pixels(image);
     }
 
-    private static void Resize(Image<Rgb24> image, int width, int height)
+    /// <summary>alpha · heat + (1 − alpha) · picture, per channel.</summary>
+    private static void Blend(byte[] heat, byte[] picture, float alpha)
     {
-        if (image.Width != width || image.Height != height)
-            image.Mutate(x => x.Resize(new ResizeOptions { Size = new Size(width, height), Mode = ResizeMode.Stretch, Sampler = KnownResamplers.Triangle }));
+        for (var i = 0; i < heat.Length; i++) heat[i] = (byte)Math.Round(alpha * heat[i] + (1 - alpha) * picture[i]);
     }
 }
