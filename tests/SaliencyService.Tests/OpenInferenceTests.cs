@@ -162,6 +162,7 @@ public sealed class OpenInferenceTests(FixtureModelsService service) : IClassFix
     [InlineData("""{"inputs": [{"name": "INPUT", "shape": [1, 3, 32, 32], "datatype": "FP32"}]}""", "data")]
     [InlineData("""{"inputs": [{"name": "INPUT", "shape": [1, 3, 32, 32], "datatype": "STRING", "data": [1]}]}""", "datatype")]
     [InlineData("""{"inputs": [{"name": "INPUT", "shape": [99999999999, 99999999999], "datatype": "FP32", "data": [1]}]}""", "shape")]
+    [InlineData("""{"inputs": [{"name": "INPUT", "shape": [-1, 3, 32, 32], "datatype": "FP32", "data": [1]}]}""", "every dimension's size")]
     [InlineData("""{"inputs": [{"name": "INPUT", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": [1]}], "outputs": [{"name": "nope"}]}""", "Unknown output")]
     [InlineData("""{"inputs": [{"name": "INPUT", "shape": [1, 3, 32, 32], "datatype": "FP32", "parameters": {"binary_data_size": 12}}]}""", "binary")]
     public async Task Bad_requests_are_400_with_the_protocols_error(string body, string mentions)

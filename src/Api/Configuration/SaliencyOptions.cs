@@ -99,10 +99,14 @@ public sealed class RateLimitOptions
     public int Burst { get; set; } = 100;
 }
 
-/// <summary>The Open Inference Protocol over gRPC, on its own h2c port; off while no port is set.</summary>
+/// <summary>The Open Inference Protocol over gRPC, on its own h2c port (<see cref="OpenInference.GrpcEndpoint.Port"/>).</summary>
 public sealed class GrpcOptions
 {
-    public int? Port { get; set; }
+    /// <summary>Where the setting is absent, as Triton's gRPC port is on by default.</summary>
+    public const int DefaultPort = 5081;
+
+    /// <summary>Empty or not positive: off.</summary>
+    public int? Port { get; set; } = DefaultPort;
 }
 
 /// <summary>OpenTelemetry tracing; off while no OTLP endpoint is set.</summary>

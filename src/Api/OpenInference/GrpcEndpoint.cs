@@ -1,19 +1,37 @@
 using System.Net;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using SaliencyService.Api.Configuration;
 using SaliencyService.Api.OpenInference.Grpc;
 
 namespace SaliencyService.Api.OpenInference;
 
 /// <summary>
-/// gRPC's own cleartext HTTP/2 (h2c) port beside the REST addresses (<c>Saliency:Grpc:Port</c>;
-/// off when unset). Kestrel takes explicit endpoints or URLs, not both, so with a gRPC port the
-/// REST URLs are listened on explicitly too.
+/// gRPC's own cleartext HTTP/2 (h2c) port beside the REST addresses (<see cref="Port"/>). Kestrel
+/// takes explicit endpoints or URLs, not both, so with a gRPC port the REST URLs are listened on
+/// explicitly too.
 /// </summary>
 public static class GrpcEndpoint
 {
+    private const string Setting = "Saliency:Grpc:Port";
+
+    /// <summary>
+    /// <c>Saliency:Grpc:Port</c>; <see cref="GrpcOptions.DefaultPort"/> where the setting is absent,
+    /// so the port does not depend on whether <c>appsettings.json</c> lies in the working directory
+    /// (the content root); null (off) where it is empty or not positive.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The setting is not a number.</exception>
+    public static int? Port(IConfiguration configuration)
+    {
+        var value = configuration[Setting];
+        if (value is null) return GrpcOptions.DefaultPort;
+        if (value.Trim().Length == 0) return null;
+        var port = configuration.GetValue<int>(Setting);
+        return port > 0 ? port : null;
+    }
+
     public static void Listen(WebApplicationBuilder builder)
     {
-        if (builder.Configuration.GetValue<int?>("Saliency:Grpc:Port") is not { } port || port <= 0) return;
+        if (Port(builder.Configuration) is not { } port) return;
         var urls = (builder.Configuration["urls"] ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(BindingAddress.Parse).ToArray();
         var ports = (builder.Configuration["http_ports"] ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -32,7 +50,7 @@ public static class GrpcEndpoint
     /// <summary>The gRPC service, answering on its port only.</summary>
     public static void Map(WebApplication app)
     {
-        if (app.Configuration.GetValue<int?>("Saliency:Grpc:Port") is { } port && port > 0)
+        if (Port(app.Configuration) is { } port)
             app.MapGrpcService<OpenInferenceGrpcService>().RequireHost($"*:{port}");
     }
 

@@ -25,7 +25,9 @@ public static class V2Inputs
         var modelType = model.Onnx.ElementTypes[name];
         if (type != modelType) throw new InvalidArgumentException($"Input '{name}' is {datatype}; the model takes {V2DataTypes.Name(modelType)}.");
         if (shape is null) throw new InvalidArgumentException($"Input '{name}' needs a shape.");
-        if (shape.Count != descriptor.Shape.Count || shape.Where((d, i) => d < 0 || (descriptor.Shape[i] >= 0 && d != descriptor.Shape[i])).Any())
+        if (shape.Any(d => d < 0))
+            throw new InvalidArgumentException($"Input '{name}' has shape [{string.Join(", ", shape)}]; a request gives every dimension's size (0 or more).");
+        if (shape.Count != descriptor.Shape.Count || shape.Where((d, i) => descriptor.Shape[i] >= 0 && d != descriptor.Shape[i]).Any())
             throw new InvalidArgumentException(
                 $"Input '{name}' has shape [{string.Join(", ", shape)}]; the model takes [{string.Join(", ", descriptor.Shape)}] (-1 = any size).");
         long count;
