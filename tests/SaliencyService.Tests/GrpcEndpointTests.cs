@@ -1,12 +1,16 @@
+using System.Net;
+using System.Net.Sockets;
 using Microsoft.Extensions.Configuration;
 using SaliencyService.Api.OpenInference;
+using SaliencyService.Tests.Support;
 using Xunit;
 
 namespace SaliencyService.Tests;
 
 /// <summary>
 /// The gRPC port as configuration gives it: on at 5081 where the setting is absent (a binary run
-/// from a folder without its appsettings.json), off where it is empty or not positive.
+/// from a folder without its appsettings.json), off where it is empty or not positive; a second
+/// instance on the same host, whose gRPC port is taken, still starts and serves REST.
 /// </summary>
 public sealed class GrpcEndpointTests
 {
@@ -27,4 +31,24 @@ public sealed class GrpcEndpointTests
     [Fact]
     public void A_port_that_is_not_a_number_stops_the_start() =>
         Assert.Throws<InvalidOperationException>(() => GrpcEndpoint.Port(With("grpc")));
+
+    [Fact]
+    public async Task A_service_whose_grpc_port_is_taken_starts_without_grpc_and_says_so()
+    {
+        using var taken = new TcpListener(IPAddress.IPv6Any, 0) { Server = { DualMode = true } };
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+        var store = ServiceFactory.NewStoreDirectory();
+        try
+        {
+            using var service = await ServiceProcess.StartAsync(store, new Dictionary<string, string> { ["Saliency__Grpc__Port"] = port.ToString() });
+            Assert.Equal(HttpStatusCode.OK, (await service.Client.GetAsync("/v2/health/ready")).StatusCode);
+            Assert.Contains($"The gRPC port {port} is in use", service.Output);
+            Assert.False(service.HasExited);
+        }
+        finally
+        {
+            if (Directory.Exists(store)) Directory.Delete(store, recursive: true);
+        }
+    }
 }

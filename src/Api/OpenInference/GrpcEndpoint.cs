@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Api.OpenInference.Grpc;
@@ -43,8 +44,36 @@ public static class GrpcEndpoint
             foreach (var url in urls) Listen(kestrel, url.Host, url.Port, HttpProtocols.Http1);
             foreach (var http in ports) kestrel.ListenAnyIP(int.Parse(http));
             var local = urls.Length > 0 && urls.All(u => u.Host == "localhost");
+            if (InUse(port, local))
+            {
+                // A second instance on the same host: it serves REST (and /v2 over it) instead of failing to start.
+                kestrel.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(GrpcEndpoint))
+                    .LogWarning("The gRPC port {Port} is in use by another process: gRPC is off in this one (set Saliency:Grpc:Port to a free port, or 0).", port);
+                return;
+            }
             Listen(kestrel, local ? "localhost" : "*", port, HttpProtocols.Http2);
         });
+    }
+
+    /// <summary>Whether another socket listens on the port where gRPC would (probed by binding it for a moment).</summary>
+    private static bool InUse(int port, bool local)
+    {
+        try
+        {
+            using var socket = local
+                ? new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)
+                : new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp) { DualMode = true };
+            socket.Bind(new IPEndPoint(local ? IPAddress.Loopback : IPAddress.IPv6Any, port));
+            return false;
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.AddressAlreadyInUse)
+        {
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false; // no IPv6 here, say: Kestrel binds as it can and reports what it cannot
+        }
     }
 
     /// <summary>The gRPC service, answering on its port only.</summary>
