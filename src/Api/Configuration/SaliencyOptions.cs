@@ -102,11 +102,8 @@ public sealed class RateLimitOptions
 /// <summary>The Open Inference Protocol over gRPC, on its own h2c port (<see cref="OpenInference.GrpcEndpoint.Port"/>).</summary>
 public sealed class GrpcOptions
 {
-    /// <summary>Where the setting is absent, as Triton's gRPC port is on by default.</summary>
-    public const int DefaultPort = 5081;
-
-    /// <summary>Empty or not positive: off.</summary>
-    public int? Port { get; set; } = DefaultPort;
+    /// <summary>5081 where the setting is absent, as Triton's gRPC port is on by default; empty or not positive: off.</summary>
+    public int? Port { get; set; } = 5081;
 }
 
 /// <summary>OpenTelemetry tracing; off while no OTLP endpoint is set.</summary>

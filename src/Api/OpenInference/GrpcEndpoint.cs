@@ -13,21 +13,18 @@ namespace SaliencyService.Api.OpenInference;
 /// </summary>
 public static class GrpcEndpoint
 {
-    private const string Setting = "Saliency:Grpc:Port";
-
     /// <summary>
-    /// <c>Saliency:Grpc:Port</c>; <see cref="GrpcOptions.DefaultPort"/> where the setting is absent,
-    /// so the port does not depend on whether <c>appsettings.json</c> lies in the working directory
-    /// (the content root); null (off) where it is empty or not positive.
+    /// <c>Saliency:Grpc:Port</c> as <see cref="GrpcOptions"/> binds it (its default where the setting
+    /// is absent, so the port does not depend on whether <c>appsettings.json</c> lies in the working
+    /// directory, the content root); null (off) where it is empty or not positive. Read before the
+    /// service's options exist: Kestrel's endpoints are set while the host is built.
     /// </summary>
     /// <exception cref="InvalidOperationException">The setting is not a number.</exception>
     public static int? Port(IConfiguration configuration)
     {
-        var value = configuration[Setting];
-        if (value is null) return GrpcOptions.DefaultPort;
-        if (value.Trim().Length == 0) return null;
-        var port = configuration.GetValue<int>(Setting);
-        return port > 0 ? port : null;
+        var section = configuration.GetSection(SaliencyOptions.Section).GetSection(nameof(SaliencyOptions.Grpc));
+        if (section[nameof(GrpcOptions.Port)] is { } value && value.Trim().Length == 0) return null; // set empty: off
+        return (section.Get<GrpcOptions>() ?? new GrpcOptions()).Port is { } port && port > 0 ? port : null;
     }
 
     public static void Listen(WebApplicationBuilder builder)
