@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Http.Json;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Microsoft.OpenApi;
 using SaliencyService.Api.Configuration;
@@ -7,6 +8,7 @@ using SaliencyService.Api.Inputs;
 using SaliencyService.Api.Models;
 using SaliencyService.Api.Observability;
 using SaliencyService.Api.OpenInference;
+using SaliencyService.Api.OpenInference.Grpc;
 using SaliencyService.Api.Security;
 using SaliencyService.Api.Swagger;
 using SaliencyService.Explain.Engine;
@@ -60,6 +62,16 @@ public static class ServiceRegistration
             g.MaxSendMessageSize = null;
             g.IgnoreUnknownServices = true; // no catch-all gRPC routes over the REST ones (they would turn a 405 into a 404)
         });
+        // The gRPC health protocol (grpc.health.v1), which gRPC load balancers and Kubernetes' grpc
+        // probes call: the server ("") and the inference service are ready as /health/ready is,
+        // "live" answers as /health/live does.
+        services.AddGrpcHealthChecks(h =>
+        {
+            h.Services.Map("", check => check.Tags.Contains(Readiness.Tag));
+            h.Services.Map(GRPCInferenceService.Descriptor.FullName, check => check.Tags.Contains(Readiness.Tag));
+            h.Services.Map("live", check => check.Tags.Contains(Readiness.LiveTag));
+        });
+        services.AddGrpcReflection(); // grpcurl and Postman list the services and their messages
         services.AddSingleton<ModelStore>();
         services.AddSingleton<DemoModelSeeder>();
         services.AddSingleton<ModelInputReader>();
@@ -70,8 +82,10 @@ public static class ServiceRegistration
 
         services.AddPerClientRateLimiter(options.RateLimit);
         services.AddOptionalTracing(options.Tracing.OtlpEndpoint);
-        services.AddHealthChecks().AddCheck<StoreReadyCheck>("model-store", tags: ["ready"])
-            .AddCheck<ExplainEngineCheck>("explain-engine", tags: ["ready"]);
+        services.AddHealthChecks()
+            .AddCheck("process", () => HealthCheckResult.Healthy("answering"), tags: [Readiness.LiveTag])
+            .AddCheck<StoreReadyCheck>("model-store", tags: [Readiness.Tag])
+            .AddCheck<ExplainEngineCheck>("explain-engine", tags: [Readiness.Tag]);
 
         services.AddEndpointsApiExplorer();
         services.AddSwaggerGen(c =>

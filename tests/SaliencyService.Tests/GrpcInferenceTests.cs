@@ -1,5 +1,7 @@
 using Google.Protobuf;
 using Grpc.Core;
+using Grpc.Health.V1;
+using Grpc.Reflection.V1Alpha;
 using Grpc.Net.Client;
 using SaliencyService.Api.OpenInference.Grpc;
 using SaliencyService.Explain.Tensors;
@@ -11,7 +13,7 @@ namespace SaliencyService.Tests;
 /// <summary>
 /// The Open Inference Protocol's GRPCInferenceService, called through gRPC's generated client:
 /// metadata, readiness, ModelInfer with typed and raw contents against PyTorch's outputs, and the
-/// protocol's status codes.
+/// protocol's status codes; beside it gRPC's health protocol and server reflection.
 /// </summary>
 public sealed class GrpcInferenceTests(FixtureModelsService service) : IClassFixture<FixtureModelsService>, IDisposable
 {
@@ -40,6 +42,34 @@ public sealed class GrpcInferenceTests(FixtureModelsService service) : IClassFix
         Assert.Equal(StatusCode.NotFound, missing.StatusCode);
         var version = await Assert.ThrowsAsync<RpcException>(() => Client.ModelReadyAsync(new ModelReadyRequest { Name = "mini_resnet", Version = "7" }).ResponseAsync);
         Assert.Equal(StatusCode.NotFound, version.StatusCode);
+    }
+
+    [Fact]
+    public async Task The_grpc_health_service_says_serving_for_the_server_the_inference_service_and_liveness()
+    {
+        var health = new Health.HealthClient(_channel);
+        foreach (var name in new[] { "", "inference.GRPCInferenceService", "live" })
+            Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, (await health.CheckAsync(new HealthCheckRequest { Service = name })).Status);
+
+        var unknown = await Assert.ThrowsAsync<RpcException>(() => health.CheckAsync(new HealthCheckRequest { Service = "no.Such" }).ResponseAsync);
+        Assert.Equal(StatusCode.NotFound, unknown.StatusCode); // as the health protocol asks
+
+        using var watch = health.Watch(new HealthCheckRequest());
+        Assert.True(await watch.ResponseStream.MoveNext(CancellationToken.None));
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, watch.ResponseStream.Current.Status);
+    }
+
+    [Fact]
+    public async Task Reflection_lists_the_inference_and_health_services()
+    {
+        var reflection = new ServerReflection.ServerReflectionClient(_channel);
+        using var call = reflection.ServerReflectionInfo();
+        await call.RequestStream.WriteAsync(new ServerReflectionRequest { ListServices = "" });
+        await call.RequestStream.CompleteAsync();
+        Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+        var services = call.ResponseStream.Current.ListServicesResponse.Service.Select(s => s.Name).ToList();
+        Assert.Contains("inference.GRPCInferenceService", services);
+        Assert.Contains("grpc.health.v1.Health", services);
     }
 
     public static IEnumerable<object[]> Cases => ReferenceCases.AsTheoryData();

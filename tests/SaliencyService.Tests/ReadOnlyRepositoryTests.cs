@@ -2,6 +2,8 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json.Nodes;
+using Grpc.Health.V1;
+using Grpc.Net.Client;
 using SaliencyService.Contracts;
 using SaliencyService.Tests.Support;
 using Xunit;
@@ -74,6 +76,13 @@ public sealed class ReadOnlyRepositoryTests : IDisposable
         Assert.Equal(HttpStatusCode.ServiceUnavailable, (await client.GetAsync("/health/ready")).StatusCode);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, (await client.GetAsync("/v2/health/ready")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode);
+
+        using var channel = GrpcChannel.ForAddress("http://localhost:5081", new GrpcChannelOptions { HttpHandler = factory.Server.CreateHandler() });
+        var health = new Health.HealthClient(channel);
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.NotServing, (await health.CheckAsync(new HealthCheckRequest())).Status);
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.NotServing,
+            (await health.CheckAsync(new HealthCheckRequest { Service = "inference.GRPCInferenceService" })).Status);
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, (await health.CheckAsync(new HealthCheckRequest { Service = "live" })).Status);
     }
 
     private ServiceFactory ReadOnly(string modelName) => new(_root, new Dictionary<string, string?>

@@ -27,7 +27,7 @@ public static class OperationsApi
     public static async Task<Results<Ok<HealthReportResponse>, JsonHttpResult<HealthReportResponse>>> Ready(
         HealthCheckService health, CancellationToken cancellationToken)
     {
-        var report = await health.CheckHealthAsync(check => check.Tags.Contains("ready"), cancellationToken);
+        var report = await Readiness.CheckAsync(health, cancellationToken);
         var body = new HealthReportResponse(
             report.Status.ToString(),
             report.Entries.ToDictionary(e => e.Key, e => e.Value.Description ?? e.Value.Status.ToString()));

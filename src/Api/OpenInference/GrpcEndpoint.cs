@@ -73,11 +73,14 @@ public static class GrpcEndpoint
         }
     }
 
-    /// <summary>The gRPC service, answering on its port only.</summary>
+    /// <summary>The gRPC services (inference, health, reflection), answering on their port only.</summary>
     public static void Map(WebApplication app)
     {
-        if (Port(app.Configuration) is { } port)
-            app.MapGrpcService<OpenInferenceGrpcService>().RequireHost($"*:{port}");
+        if (Port(app.Configuration) is not { } port) return;
+        var host = $"*:{port}";
+        app.MapGrpcService<OpenInferenceGrpcService>().RequireHost(host);
+        app.MapGrpcHealthChecksService().RequireHost(host);
+        app.MapGrpcReflectionService().RequireHost(host);
     }
 
     private static void Listen(KestrelServerOptions kestrel, string host, int port, HttpProtocols protocols)

@@ -80,7 +80,7 @@ public static class OpenInferenceApi
 
     public static async Task<IResult> Ready(HealthCheckService health, CancellationToken cancellationToken)
     {
-        var ready = (await health.CheckHealthAsync(check => check.Tags.Contains("ready"), cancellationToken)).Status == HealthStatus.Healthy;
+        var ready = await Readiness.IsReadyAsync(health, cancellationToken);
         return TypedResults.Json(new { ready }, statusCode: ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
     }
 

@@ -6,6 +6,7 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Inference;
 using SaliencyService.Api.Models;
+using SaliencyService.Api.Observability;
 using SaliencyService.Api.OpenInference;
 using SaliencyService.Contracts;
 using SaliencyService.Explain;
@@ -25,7 +26,7 @@ public sealed class OpenInferenceGrpcService(ModelStore store, OpenInferenceRunn
         Task.FromResult(new ServerLiveResponse { Live = true });
 
     public override async Task<ServerReadyResponse> ServerReady(ServerReadyRequest request, ServerCallContext context) =>
-        new() { Ready = (await health.CheckHealthAsync(c => c.Tags.Contains("ready"), context.CancellationToken)).Status == HealthStatus.Healthy };
+        new() { Ready = await Readiness.IsReadyAsync(health, context.CancellationToken) };
 
     public override Task<ModelReadyResponse> ModelReady(ModelReadyRequest request, ServerCallContext context)
     {
