@@ -255,7 +255,12 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         _writes.Dispose();
     }
 
-    /// <summary>Loads a model folder; a failure is logged, remembered for that version, and counted, never thrown.</summary>
+    /// <summary>
+    /// Loads a model folder; a failure is logged, remembered for that version, and counted, never
+    /// thrown. A load whose folder another replica replaced or removed meanwhile failed on files
+    /// that went away, not on that version: nothing is remembered, and the next pass takes what
+    /// follows.
+    /// </summary>
     /// <param name="untrusted">As for <see cref="ModelLoader.Open"/>.</param>
     /// <param name="version">The folder's version, read before the load.</param>
     private ServedModel? TryOpen(string name, ModelVersion? version, bool untrusted)
@@ -266,6 +271,11 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         }
         catch (Exception e) when (e is ProblemException or ClientInputException or IOException or UnauthorizedAccessException)
         {
+            if (version is not null && ModelVersion.Read(Layout.ModelDirectory(name)) != version)
+            {
+                logger.LogInformation("Model folder {Model} changed while it loaded; the next pass loads what is there then", name);
+                return null;
+            }
             if (version is not null) _failed[name] = (version, e.Message);
             Count("failure");
             logger.LogError("Model folder {Model} is not served: {Reason}", name, e.Message);

@@ -23,6 +23,7 @@ public sealed class StoreLayout : IDisposable
 
     private readonly string _owner = Guid.NewGuid().ToString("N");
     private FileStream? _lock;
+    private readonly Lock _claim = new();
 
     public StoreLayout(string root, ModelStoreOptions? options = null)
     {
@@ -201,12 +202,34 @@ public sealed class StoreLayout : IDisposable
         }
     }
 
-    /// <summary>Creates this process's staging folder and holds its lock (an exclusive open: flock on Linux).</summary>
+    /// <summary>
+    /// Creates this process's staging folder and holds its lock (an exclusive open: flock on Linux),
+    /// once for the uploads that start together. Claimed again where the lock file is gone: another
+    /// replica's <see cref="Recover"/> removes a folder it finds unlocked, and it may have looked
+    /// between this folder's creation and its lock (or held the lock a moment for its probe).
+    /// </summary>
     private void ClaimOwnStaging()
     {
-        if (_lock is not null) return;
-        Directory.CreateDirectory(OwnStaging);
-        _lock = new FileStream(Path.Combine(OwnStaging, LockFile), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        var lockPath = Path.Combine(OwnStaging, LockFile);
+        lock (_claim)
+        {
+            if (_lock is not null && File.Exists(lockPath)) return;
+            _lock?.Dispose();
+            _lock = null;
+            for (var attempt = 1; ; attempt++)
+            {
+                try
+                {
+                    Directory.CreateDirectory(OwnStaging);
+                    _lock = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+                    return;
+                }
+                catch (IOException) when (attempt < 5)
+                {
+                    Thread.Sleep(10);
+                }
+            }
+        }
     }
 
     /// <summary>Whether the process that owns <c>.staging/{owner}</c> still runs: it holds the lock.</summary>
