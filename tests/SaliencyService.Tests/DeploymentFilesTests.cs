@@ -65,6 +65,12 @@ public sealed class DeploymentFilesTests
         foreach (var route in new[] { "location /v1/", "location /v2", "location /swagger", "location /health/", "location = /v1/models",
                      "location = /metrics { return 404; }", "location / { proxy_pass" })
             Assert.Contains(route, nginx);
+        // gRPC through the gateway: its own HTTP/2 listener, passed to the service's gRPC port.
+        Assert.Contains("5081", ((YamlSequenceNode)At(service, "expose")).Select(Text));
+        Assert.Contains("server saliency:5081", nginx);
+        Assert.Contains("listen 8081 http2;", nginx);
+        Assert.Contains("grpc_pass grpc://saliency_grpc;", nginx);
+        Assert.Contains("8081:8081", ((YamlSequenceNode)At(compose, "services", "gateway", "ports")).Select(Text));
         Assert.Contains("saliency:8080", File.ReadAllText(Deployment("deploy", "prometheus", "prometheus.yml")));
     }
 

@@ -59,6 +59,17 @@ public sealed class GrpcInferenceTests(FixtureModelsService service) : IClassFix
         Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, watch.ResponseStream.Current.Status);
     }
 
+    [Theory]
+    [InlineData("http://gateway.example:8081")] // through a gateway (deploy/nginx listens on 8081)
+    [InlineData("http://localhost:9000")]       // a port-forward, or the container's port published as another
+    [InlineData("http://saliency.models.example.com")]
+    public async Task Calls_are_answered_whatever_port_the_client_names(string address)
+    {
+        using var channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions { HttpHandler = service.Factory.Server.CreateHandler() });
+        Assert.True((await new GRPCInferenceService.GRPCInferenceServiceClient(channel).ModelReadyAsync(new ModelReadyRequest { Name = "mini_resnet" })).Ready);
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, (await new Health.HealthClient(channel).CheckAsync(new HealthCheckRequest())).Status);
+    }
+
     [Fact]
     public async Task Reflection_lists_the_inference_and_health_services()
     {

@@ -73,14 +73,18 @@ public static class GrpcEndpoint
         }
     }
 
-    /// <summary>The gRPC services (inference, health, reflection), answering on their port only.</summary>
+    /// <summary>
+    /// The gRPC services (inference, health, reflection). Not bound to the port's number in the
+    /// request's authority: behind a gateway, a port-forward or a container's published port, the
+    /// client names another. Only the gRPC port speaks HTTP/2, which gRPC needs; the REST ports
+    /// answer a gRPC call with 426.
+    /// </summary>
     public static void Map(WebApplication app)
     {
-        if (Port(app.Configuration) is not { } port) return;
-        var host = $"*:{port}";
-        app.MapGrpcService<OpenInferenceGrpcService>().RequireHost(host);
-        app.MapGrpcHealthChecksService().RequireHost(host);
-        app.MapGrpcReflectionService().RequireHost(host);
+        if (Port(app.Configuration) is null) return;
+        app.MapGrpcService<OpenInferenceGrpcService>();
+        app.MapGrpcHealthChecksService();
+        app.MapGrpcReflectionService();
     }
 
     private static void Listen(KestrelServerOptions kestrel, string host, int port, HttpProtocols protocols)
