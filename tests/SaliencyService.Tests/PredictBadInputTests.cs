@@ -23,6 +23,26 @@ public sealed class PredictBadInputTests(FixtureModelsService service) : IClassF
         await Http.AssertProblemAsync(await Client.PostAsync("/v1/models/no-such-model/predict", form), HttpStatusCode.NotFound);
     }
 
+    [Theory]
+    [InlineData("/v1/models/seed_cnn/predict")]
+    [InlineData("/v1/models/seed_cnn/explain")]
+    [InlineData("/v1/models")]
+    public async Task A_compressed_body_is_a_415_naming_its_content_encoding(string path)
+    {
+        // A gzip-compressed form (what a client with request compression on sends): read as it is, its
+        // bytes are no multipart.
+        using var form = Http.ImageForm(TestPaths.Fixture("seed_cnn", "input0.png"));
+        var plain = await form.ReadAsByteArrayAsync();
+        using var packed = new MemoryStream();
+        using (var gzip = new System.IO.Compression.GZipStream(packed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+            gzip.Write(plain);
+        using var body = new ByteArrayContent(packed.ToArray());
+        body.Headers.ContentType = form.Headers.ContentType;
+        body.Headers.ContentEncoding.Add("gzip");
+        var detail = await Http.AssertProblemAsync(await Client.PostAsync(path, body), HttpStatusCode.UnsupportedMediaType);
+        Assert.Contains("Content-Encoding 'gzip'", detail);
+    }
+
     public static IEnumerable<object[]> UndecodableImages =>
     [
         ["truncated png", File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.png"))[..200], HttpStatusCode.BadRequest],

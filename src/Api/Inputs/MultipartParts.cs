@@ -26,6 +26,7 @@ public sealed class MultipartParts
     /// </param>
     public static MultipartParts Of(HttpRequest request, string expected, int bufferSize = 4096)
     {
+        ContentCoding.EnsureIdentity(request);
         if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var mediaType)
             || !mediaType.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase))
             throw ProblemException.UnsupportedMedia(expected);
