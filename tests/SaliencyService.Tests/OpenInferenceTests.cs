@@ -240,12 +240,7 @@ public sealed class OpenInferenceTests(FixtureModelsService service) : IClassFix
     public async Task A_compressed_body_is_a_415_naming_its_content_encoding(string verb)
     {
         var plain = Encoding.UTF8.GetBytes("""{"inputs": [{"name": "image_input", "shape": [1, 1, 1, 3], "datatype": "FP32", "data": [0, 0, 0]}]}""");
-        using var packed = new MemoryStream();
-        using (var gzip = new System.IO.Compression.GZipStream(packed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
-            gzip.Write(plain);
-        using var body = new ByteArrayContent(packed.ToArray());
-        body.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-        body.Headers.ContentEncoding.Add("gzip");
+        using var body = Http.Gzipped(plain, new MediaTypeHeaderValue("application/json"));
         var error = await AssertErrorAsync(await Client.PostAsync($"/v2/models/seed_cnn/{verb}", body), HttpStatusCode.UnsupportedMediaType);
         Assert.Contains("Content-Encoding 'gzip'", error);
     }

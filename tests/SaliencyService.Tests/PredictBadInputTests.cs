@@ -32,13 +32,7 @@ public sealed class PredictBadInputTests(FixtureModelsService service) : IClassF
         // A gzip-compressed form (what a client with request compression on sends): read as it is, its
         // bytes are no multipart.
         using var form = Http.ImageForm(TestPaths.Fixture("seed_cnn", "input0.png"));
-        var plain = await form.ReadAsByteArrayAsync();
-        using var packed = new MemoryStream();
-        using (var gzip = new System.IO.Compression.GZipStream(packed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
-            gzip.Write(plain);
-        using var body = new ByteArrayContent(packed.ToArray());
-        body.Headers.ContentType = form.Headers.ContentType;
-        body.Headers.ContentEncoding.Add("gzip");
+        using var body = Http.Gzipped(await form.ReadAsByteArrayAsync(), form.Headers.ContentType);
         var detail = await Http.AssertProblemAsync(await Client.PostAsync(path, body), HttpStatusCode.UnsupportedMediaType);
         Assert.Contains("Content-Encoding 'gzip'", detail);
     }

@@ -47,6 +47,18 @@ public static class Http
         return form;
     }
 
+    /// <summary><paramref name="plain"/> gzip-compressed, sent as <c>Content-Encoding: gzip</c> (a client's request compression).</summary>
+    public static ByteArrayContent Gzipped(byte[] plain, MediaTypeHeaderValue? contentType)
+    {
+        using var packed = new MemoryStream();
+        using (var gzip = new System.IO.Compression.GZipStream(packed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+            gzip.Write(plain);
+        var content = new ByteArrayContent(packed.ToArray());
+        content.Headers.ContentType = contentType;
+        content.Headers.ContentEncoding.Add("gzip");
+        return content;
+    }
+
     public static async Task<T> ReadAsync<T>(HttpResponseMessage response)
     {
         var body = await response.Content.ReadAsStringAsync();
