@@ -33,6 +33,27 @@ public sealed class GrpcEndpointTests
         Assert.Throws<InvalidOperationException>(() => GrpcEndpoint.Port(With("grpc")));
 
     [Fact]
+    public async Task A_service_addressed_as_the_container_image_addresses_it_starts_and_serves_both_ports()
+    {
+        // Both settings name one port; the URL wins, as ASP.NET Core's precedence has it. Listening on
+        // both aborted the image's start ("address already in use").
+        var store = ServiceFactory.NewStoreDirectory();
+        try
+        {
+            using var service = await ServiceProcess.StartAsync(store, likeTheImage: true);
+            Assert.Equal(HttpStatusCode.OK, (await service.Client.GetAsync("/v2/health/ready")).StatusCode);
+            using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(service.GrpcAddress);
+            var health = await new Grpc.Health.V1.Health.HealthClient(channel).CheckAsync(new Grpc.Health.V1.HealthCheckRequest());
+            Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, health.Status);
+            Assert.DoesNotContain("Overriding", service.Output);
+        }
+        finally
+        {
+            if (Directory.Exists(store)) Directory.Delete(store, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task A_service_whose_grpc_port_is_taken_starts_without_grpc_and_says_so()
     {
         using var taken = new TcpListener(IPAddress.IPv6Any, 0) { Server = { DualMode = true } };

@@ -160,7 +160,11 @@ public sealed class GrpcInferenceTests(FixtureModelsService service) : IClassFix
         Assert.Equal(StatusCode.InvalidArgument, await Fails(nan));
     }
 
-    /// <summary>The real server: Kestrel's h2c port beside the REST one, both answering.</summary>
+    /// <summary>
+    /// The real server: Kestrel's h2c port beside the REST one, both answering, gRPC's health through
+    /// the port, and no warning at start (Kestrel warned that it overrode the URLs when the ports were
+    /// explicit endpoints).
+    /// </summary>
     [Fact]
     public async Task A_real_process_serves_grpc_on_its_own_h2c_port()
     {
@@ -173,6 +177,8 @@ public sealed class GrpcInferenceTests(FixtureModelsService service) : IClassFix
             Assert.True((await client.ServerReadyAsync(new ServerReadyRequest())).Ready);
             Assert.Equal("saliency-service", (await client.ServerMetadataAsync(new ServerMetadataRequest())).Name);
             Assert.Equal(System.Net.HttpStatusCode.OK, (await process.Client.GetAsync("/v2/health/live")).StatusCode);
+            Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, (await new Health.HealthClient(channel).CheckAsync(new HealthCheckRequest())).Status);
+            Assert.DoesNotContain("Overriding address", process.Output);
         }
         finally
         {

@@ -7,9 +7,10 @@ using SaliencyService.Api.OpenInference.Grpc;
 namespace SaliencyService.Api.OpenInference;
 
 /// <summary>
-/// gRPC's own cleartext HTTP/2 (h2c) port beside the REST addresses (<see cref="Port"/>). Kestrel
-/// takes explicit endpoints or URLs, not both, so with a gRPC port the REST URLs are listened on
-/// explicitly too.
+/// gRPC's own cleartext HTTP/2 (h2c) port beside the REST addresses (<see cref="Port"/>): one more
+/// URL, the only one whose endpoint speaks HTTP/2 (cleartext HTTP/2 is prior knowledge only, so the
+/// REST ports keep HTTP/1.1). URLs rather than explicit endpoints: Kestrel takes one or the other,
+/// and warned at every start that it overrode the URLs.
 /// </summary>
 public static class GrpcEndpoint
 {
@@ -30,27 +31,28 @@ public static class GrpcEndpoint
     public static void Listen(WebApplicationBuilder builder)
     {
         if (Port(builder.Configuration) is not { } port) return;
-        var urls = (builder.Configuration["urls"] ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(BindingAddress.Parse).ToArray();
-        var ports = (builder.Configuration["http_ports"] ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        if (urls.Any(u => u.Scheme == "https"))
+        // ASP.NET Core's precedence: URLs, else HTTP ports (the .NET container images set
+        // ASPNETCORE_HTTP_PORTS=8080; this service's image sets ASPNETCORE_URLS as well).
+        var urls = Split(builder.Configuration["urls"]);
+        if (urls.Length == 0) urls = Split(builder.Configuration["http_ports"]).Select(p => $"http://*:{p}").ToArray();
+        if (urls.Any(u => BindingAddress.Parse(u).Scheme == "https"))
             throw new InvalidOperationException("Saliency:Grpc:Port serves h2c beside plain HTTP; terminate TLS at the gateway, not with https:// URLs.");
-        builder.WebHost.UseUrls(); // the URLs are listened on below
+        var local = urls.Length > 0 && urls.All(u => BindingAddress.Parse(u).Host == "localhost");
+        // A second instance on the same host serves REST (and /v2 over it) instead of failing to start.
+        var taken = InUse(port, local);
+        builder.WebHost.UseUrls(taken ? urls : [..urls, $"http://{(local ? "localhost" : "*")}:{port}"]);
+        builder.WebHost.UseSetting(WebHostDefaults.HttpPortsKey, ""); // now among the URLs
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
-            foreach (var url in urls) Listen(kestrel, url.Host, url.Port, HttpProtocols.Http1);
-            foreach (var http in ports) kestrel.ListenAnyIP(int.Parse(http));
-            var local = urls.Length > 0 && urls.All(u => u.Host == "localhost");
-            if (InUse(port, local))
-            {
-                // A second instance on the same host: it serves REST (and /v2 over it) instead of failing to start.
+            kestrel.ConfigureEndpointDefaults(endpoint => endpoint.Protocols = !taken && endpoint.IPEndPoint?.Port == port ? HttpProtocols.Http2 : HttpProtocols.Http1);
+            if (taken)
                 kestrel.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(GrpcEndpoint))
                     .LogWarning("The gRPC port {Port} is in use by another process: gRPC is off in this one (set Saliency:Grpc:Port to a free port, or 0).", port);
-                return;
-            }
-            Listen(kestrel, local ? "localhost" : "*", port, HttpProtocols.Http2);
         });
     }
+
+    private static string[] Split(string? list) =>
+        (list ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     /// <summary>Whether another socket listens on the port where gRPC would (probed by binding it for a moment).</summary>
     private static bool InUse(int port, bool local)
@@ -85,14 +87,5 @@ public static class GrpcEndpoint
         app.MapGrpcService<OpenInferenceGrpcService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
-    }
-
-    private static void Listen(KestrelServerOptions kestrel, string host, int port, HttpProtocols protocols)
-    {
-        Action<ListenOptions> configure = o => o.Protocols = protocols;
-        if (host == "localhost") kestrel.ListenLocalhost(port, configure);
-        else if (IPAddress.TryParse(host.Trim('[', ']'), out var address) && !address.Equals(IPAddress.Any) && !address.Equals(IPAddress.IPv6Any))
-            kestrel.Listen(address, port, configure);
-        else kestrel.ListenAnyIP(port, configure); // +, *, 0.0.0.0, [::] or a host name
     }
 }

@@ -27,7 +27,11 @@ public sealed class ServiceProcess : IDisposable
     public Uri GrpcAddress { get; }
 
     /// <param name="environment">Added to the service's environment (settings, test hooks).</param>
-    public static async Task<ServiceProcess> StartAsync(string store, IReadOnlyDictionary<string, string>? environment = null)
+    /// <param name="likeTheImage">
+    /// Addressed as the container image addresses it: its <c>ASPNETCORE_URLS=http://+:{port}</c> over
+    /// the .NET base image's <c>ASPNETCORE_HTTP_PORTS={port}</c>.
+    /// </param>
+    public static async Task<ServiceProcess> StartAsync(string store, IReadOnlyDictionary<string, string>? environment = null, bool likeTheImage = false)
     {
         var address = new Uri($"http://127.0.0.1:{FreePort()}");
         var start = new ProcessStartInfo("dotnet", Path.Combine(AppContext.BaseDirectory, "SaliencyService.Api.dll"))
@@ -37,7 +41,8 @@ public sealed class ServiceProcess : IDisposable
             RedirectStandardError = true,
         };
         var grpcAddress = new Uri($"http://127.0.0.1:{FreePort()}");
-        start.Environment["ASPNETCORE_URLS"] = address.ToString();
+        start.Environment["ASPNETCORE_URLS"] = likeTheImage ? $"http://+:{address.Port}" : address.ToString();
+        if (likeTheImage) start.Environment["ASPNETCORE_HTTP_PORTS"] = address.Port.ToString();
         start.Environment["Saliency__Grpc__Port"] = grpcAddress.Port.ToString();
         start.Environment["Saliency__ModelStore"] = store;
         start.Environment["Saliency__SeedDemoModels"] = "false";
