@@ -95,7 +95,7 @@ public sealed class DeploymentFilesTests
         // The oneDNN guard's verdict, the libstdc++ shim and the import checks' children need a writable /tmp.
         Assert.Equal("auto", Text(At(config, "Saliency__Explain__OneDnnMaxIsa")));
         Assert.True(double.Parse(Text(At(config, "Saliency__ModelStore__PollSeconds")), System.Globalization.CultureInfo.InvariantCulture) is > 0 and <= 5);
-        Assert.Contains((YamlSequenceNode)At(container, "volumeMounts"), m => Text(At(m, "mountPath")) == "/tmp");
+        AssertWritableTmp(container, At(manifests["deployment.yaml"], "spec", "template", "spec"));
         AssertKnownSettings(config.Children.Keys.Select(Text));
         Assert.Equal("saliency", Text(At(manifests["hpa.yaml"], "spec", "scaleTargetRef", "name")));
     }
@@ -120,6 +120,7 @@ public sealed class DeploymentFilesTests
         Assert.Equal("true", env["Saliency__ModelStore__ReadOnly"]);
         Assert.Equal("{{.Name}}", env["Saliency__ModelStore__ModelName"]);
         AssertKnownSettings(env.Keys);
+        AssertWritableTmp(container, At(runtime, "spec"));
 
         var service = Yaml(Deployment("deploy", "kserve", "inferenceservice.yaml"));
         Assert.Equal("InferenceService", Text(At(service, "kind")));
@@ -128,6 +129,19 @@ public sealed class DeploymentFilesTests
         Assert.Equal("onnx", Text(At(model, "modelFormat", "name")));
         Assert.Equal("v2", Text(At(model, "protocolVersion")));
         Assert.NotEmpty(Text(At(model, "storageUri")));
+    }
+
+    /// <summary>
+    /// A read-only root file system with /tmp mounted from the pod's emptyDir: the oneDNN guard's
+    /// verdict and the libstdc++ shim are written there (without it, libtorch could not load on an
+    /// older host, and each start ran the self-test).
+    /// </summary>
+    private static void AssertWritableTmp(YamlNode container, YamlNode podSpec)
+    {
+        Assert.Equal("true", Text(At(container, "securityContext", "readOnlyRootFilesystem")));
+        var mount = ((YamlSequenceNode)At(container, "volumeMounts")).Single(m => Text(At(m, "mountPath")) == "/tmp");
+        var volume = ((YamlSequenceNode)At(podSpec, "volumes")).Single(v => Text(At(v, "name")) == Text(At(mount, "name")));
+        Assert.NotNull(At(volume, "emptyDir"));
     }
 
     /// <summary>

@@ -74,9 +74,19 @@ public static class TorchNativeLoader
 
         var original = FindNativeLibrary();
         var cache = Path.Combine(Path.GetTempPath(), "saliency-torchsharp-compat", Hash(original)[..16]);
-        Directory.CreateDirectory(cache);
-        var shim = EnsureFile(Path.Combine(cache, "libiosinit.so"), target => CompileShim(cache, target));
-        var patched = EnsureFile(Path.Combine(cache, LibraryFile), target => WritePatchedCopy(original, target));
+        string shim, patched;
+        try
+        {
+            Directory.CreateDirectory(cache);
+            shim = EnsureFile(Path.Combine(cache, "libiosinit.so"), target => CompileShim(cache, target));
+            patched = EnsureFile(Path.Combine(cache, LibraryFile), target => WritePatchedCopy(original, target));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A read-only root file system without a writable /tmp: the service predicts, and says why it cannot explain.
+            throw new InvalidOperationException($"This host's libstdc++ lacks {MissingVersion}, and the compatibility shim cannot be written to {cache} " +
+                $"({e.Message}). Give the service a writable temp folder (TMPDIR, or an emptyDir at /tmp where the root file system is read-only).", e);
+        }
 
         // The copy lives outside the package folder, so its $ORIGIN runpath no longer finds
         // libtorch: load libtorch first from where it is, so the copy's needs bind by soname.
