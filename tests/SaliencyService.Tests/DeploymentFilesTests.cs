@@ -57,6 +57,10 @@ public sealed class DeploymentFilesTests
         Assert.Equal("/data/models", Text(At(service, "environment", "Saliency__ModelStore")));
         Assert.Contains("models:/data/models", ((YamlSequenceNode)At(service, "volumes")).Select(Text));
         Assert.Contains("8080", ((YamlSequenceNode)At(service, "expose")).Select(Text));
+        // Forwarded headers are trusted from anyone, so only the gateway may reach the service.
+        Assert.Equal("true", Text(At(service, "environment", "ASPNETCORE_FORWARDEDHEADERS_ENABLED")));
+        Assert.False(((YamlMappingNode)service).Children.ContainsKey("ports"));
+        Assert.Contains("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;", File.ReadAllText(Deployment("deploy", "nginx", "nginx.conf")));
         Assert.Equal("true", Text(At(service, "read_only")));
         AssertKnownSettings(((YamlMappingNode)At(service, "environment")).Children.Keys.Select(Text));
 

@@ -75,4 +75,29 @@ public sealed class SecurityTests
         Assert.NotNull(limited!.Headers.RetryAfter);
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode); // probes are never limited
     }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Behind_a_gateway_each_forwarded_client_has_its_own_rate(bool forwardedHeaders)
+    {
+        // The compose stack turns forwarded headers on (only its gateway reaches the service): the
+        // limit then falls on each client the gateway names, not on the gateway as one client.
+        using var factory = new ServiceFactory(settings: new()
+        {
+            ["Saliency:RateLimit:PermitsPerSecond"] = "1",
+            ["Saliency:RateLimit:Burst"] = "2",
+            ["FORWARDEDHEADERS_ENABLED"] = forwardedHeaders ? "true" : "false", // ASPNETCORE_FORWARDEDHEADERS_ENABLED
+        });
+        using var client = factory.CreateClient();
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 6; i++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/models");
+            request.Headers.Add("X-Forwarded-For", $"203.0.113.{i}"); // nginx's $proxy_add_x_forwarded_for, one client each
+            statuses.Add((await client.SendAsync(request)).StatusCode);
+        }
+        if (forwardedHeaders) Assert.All(statuses, s => Assert.Equal(HttpStatusCode.OK, s));
+        else Assert.Contains(HttpStatusCode.TooManyRequests, statuses);
+    }
 }
