@@ -67,7 +67,8 @@ public static class InferenceApi
         var batcher = batchers.For(model);
         var scores = await deadline.RunAsync(token => batcher is not null
             ? Predictor.ScoresAsync(batcher, model, input.Tensor, token)
-            : queues.Predict.RunAsync(t => metrics.Measure("onnxruntime", name, () => Predictor.Scores(model, input.Tensor, t)), token));
+            : queues.Predict.RunAsync(t => metrics.Measure("onnxruntime", name,
+                () => model.Statistics.RecordAlone(input.Tensor.Shape[0], () => Predictor.Scores(model, input.Tensor, t))), token));
         return TypedResults.Ok(Predictor.Rank(model.Descriptor, scores, topK));
     }
 }

@@ -53,7 +53,17 @@ public sealed class PredictBatcher
         }
         if (startDrain) _ = Task.Run(DrainAsync, CancellationToken.None);
         await using var withdraw = cancellationToken.Register(() => Withdraw(pending));
-        var outputs = await pending.Result.Task;
+        NamedTensor[] outputs;
+        try
+        {
+            outputs = await pending.Result.Task;
+        }
+        catch
+        {
+            _model.Statistics.RecordRequest(false, Stopwatch.GetElapsedTime(pending.Enqueued), pending.Queued, default);
+            throw;
+        }
+        _model.Statistics.RecordRequest(true, Stopwatch.GetElapsedTime(pending.Enqueued), pending.Queued, pending.Compute);
         // Back on the request's own flow (the batch ran on whichever request's drain took it).
         ServerTiming.Current?.Record("queue", pending.Queued);
         ServerTiming.Current?.Record("predict", pending.Ran, $"batch of {pending.BatchSamples}");
@@ -104,7 +114,9 @@ public sealed class PredictBatcher
             var work = batch[0].Work;
             var inputs = work.Inputs.Select((_, i) => Concatenate(batch, i)).ToArray();
             var total = inputs[0].Shape[0];
+            var assembled = Stopwatch.GetTimestamp();
             var outputs = _metrics.Measure("onnxruntime", _model.Name, () => _model.Onnx.Run(inputs, work.Outputs, cancel.Token));
+            var inferred = Stopwatch.GetTimestamp();
             _metrics.RecordBatch((int)total);
             if (batch.Count > 1 && outputs.Any(o => o.Shape is [] || o.Shape[0] != total))
             {
@@ -113,13 +125,20 @@ public sealed class PredictBatcher
                 return;
             }
             long offset = 0;
-            var ran = Stopwatch.GetElapsedTime(started);
-            foreach (var pending in batch)
+            var results = new NamedTensor[batch.Count][];
+            for (var i = 0; i < batch.Count; i++)
             {
-                (pending.Ran, pending.BatchSamples) = (ran, total);
-                var count = pending.Work.Samples;
-                pending.Result.TrySetResult(outputs.Select(o => o.Slice(offset, count)).ToArray());
+                var count = batch[i].Work.Samples;
+                results[i] = outputs.Select(o => o.Slice(offset, count)).ToArray();
                 offset += count;
+            }
+            var compute = new ComputeTimes(Stopwatch.GetElapsedTime(started, assembled), Stopwatch.GetElapsedTime(assembled, inferred), Stopwatch.GetElapsedTime(inferred));
+            _model.Statistics.RecordExecution(total, compute);
+            var ran = Stopwatch.GetElapsedTime(started);
+            for (var i = 0; i < batch.Count; i++)
+            {
+                (batch[i].Ran, batch[i].BatchSamples, batch[i].Compute) = (ran, total, compute);
+                batch[i].Result.TrySetResult(results[i]);
             }
         }
         catch (OnnxRuntimeException) when (batch.Count > 1)
@@ -238,6 +257,7 @@ public sealed class PredictBatcher
         public TimeSpan Queued { get; set; }
         public TimeSpan Ran { get; set; }
         public long BatchSamples { get; set; }
+        public ComputeTimes Compute { get; set; }
     }
 }
 

@@ -29,6 +29,9 @@ public sealed class ServedModel
 
     /// <summary>The mirror that explains this version; null when the model cannot be explained.</summary>
     public ModelExplainer? Explainer { get; }
+
+    /// <summary>What this version has predicted (Triton's statistics extension).</summary>
+    public Inference.ModelStatistics Statistics { get; } = new();
     public string Name => Descriptor.Name;
     public Preprocessing Preprocessing => Descriptor.Preprocessing;
 

@@ -28,7 +28,7 @@ public static class OpenInferenceApi
 {
     public const string Platform = "onnxruntime_onnx";
     public const string AttributionsOutput = "attributions";
-    public static readonly string[] Extensions = ["binary_tensor_data", "explain"];
+    public static readonly string[] Extensions = ["binary_tensor_data", "explain", .. TritonExtensions.Names];
 
     public static IEndpointRouteBuilder MapOpenInference(this IEndpointRouteBuilder app)
     {
@@ -38,6 +38,8 @@ public static class OpenInferenceApi
         v2.MapGet("/health/live", Live).WithName("V2ServerLive").WithSummary("Server liveness");
         v2.MapGet("/health/ready", Ready).WithName("V2ServerReady").WithSummary("Server readiness: the model store is loaded");
 
+        TritonExtensions.MapServer(v2);
+
         var inference = v2.MapGroup("").RequireRateLimiting(RateLimiting.Policy)
             .AddEndpointFilter(ActivatorUtilities.CreateInstance<ApiKeyFilter>(app.ServiceProvider, true));
         foreach (var model in new[] { "/models/{name}", "/models/{name}/versions/{version}" })
@@ -46,6 +48,7 @@ public static class OpenInferenceApi
             v2.MapGet(model, ModelMetadata).WithName("V2ModelMetadata" + suffix).WithSummary("Model metadata: versions, platform, inputs, outputs")
                 .ProducesV2Errors();
             v2.MapGet(model + "/ready", ModelReady).WithName("V2ModelReady" + suffix).WithSummary("Model readiness").ProducesV2Errors();
+            TritonExtensions.MapModel(v2, model, suffix);
             inference.MapPost(model + "/infer", Infer).WithName("V2Infer" + suffix)
                 .WithSummary("Run the model: JSON or the binary tensor extension")
                 .WithDescription("Inputs {name, shape, datatype, data}; data flat or nested row-major, or raw bytes after a JSON header of " +
@@ -88,11 +91,14 @@ public static class OpenInferenceApi
     {
         using var lease = Lease(store, name, version);
         var model = lease.Model;
-        MetadataTensor Tensor(TensorDescriptor t) =>
-            new(t.Name, model.Onnx.ElementTypes.TryGetValue(t.Name, out var type) ? V2DataTypes.Name(type) : t.DataType.ToUpperInvariant(), t.Shape);
+        MetadataTensor Tensor(TensorDescriptor t) => new(t.Name, DataType(model, t), t.Shape);
         return TypedResults.Ok(new ModelMetadataResponse(name, [model.Version.Generation], Platform,
             model.Descriptor.Inputs.Select(Tensor).ToArray(), model.Descriptor.Outputs.Select(Tensor).ToArray()));
     }
+
+    /// <summary>The protocol's datatype of one of the model's tensors (FP32, INT64, ...).</summary>
+    public static string DataType(ServedModel model, TensorDescriptor tensor) =>
+        model.Onnx.ElementTypes.TryGetValue(tensor.Name, out var type) ? V2DataTypes.Name(type) : tensor.DataType.ToUpperInvariant();
 
     public static IResult ModelReady(string name, string? version, ModelStore store)
     {

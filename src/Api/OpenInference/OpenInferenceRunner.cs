@@ -19,6 +19,7 @@ public sealed class OpenInferenceRunner(InferenceQueues queues, PredictBatchers 
         var batcher = V2Inputs.Batchable(work.Inputs) ? batchers.For(model) : null;
         return await deadline.RunAsync(token => batcher is not null
             ? batcher.RunAsync(work, token)
-            : queues.Predict.RunAsync(t => metrics.Measure("onnxruntime", model.Name, () => model.Onnx.Run(work.Inputs, work.Outputs, t)), token));
+            : queues.Predict.RunAsync(t => metrics.Measure("onnxruntime", model.Name,
+                () => model.Statistics.RecordAlone(work.Samples, () => model.Onnx.Run(work.Inputs, work.Outputs, t))), token));
     }
 }
