@@ -15,7 +15,13 @@ namespace SaliencyService.Api.OpenInference;
 /// </summary>
 public static class TritonExtensions
 {
-    public static readonly string[] Names = ["model_configuration", "statistics"];
+    /// <summary>
+    /// The extensions the server metadata lists. Statistics are served but not listed: perf_analyzer
+    /// collects them only from servers that list them, and then reads each model's version as an
+    /// integer (<c>std::stoll</c>), which a generation here is not; unlisted, it profiles from its own
+    /// side, as against any v2 server.
+    /// </summary>
+    public static readonly string[] Names = ["model_configuration"];
 
     /// <summary><c>GET /v2/models/stats</c>: every served model's statistics.</summary>
     public static void MapServer(RouteGroupBuilder v2) =>
