@@ -71,6 +71,26 @@ public sealed class GrpcInferenceTests(FixtureModelsService service) : IClassFix
     }
 
     [Fact]
+    public async Task ModelConfig_gives_Tritons_configuration_as_the_REST_route_does()
+    {
+        var config = (await Client.ModelConfigAsync(new ModelConfigRequest { Name = "mini_resnet" })).Config;
+        var metadata = await Client.ModelMetadataAsync(new ModelMetadataRequest { Name = "mini_resnet" });
+        Assert.Equal(16, config.MaxBatchSize);
+        Assert.NotNull(config.DynamicBatching);
+        Assert.Equal(metadata.Inputs.Select(i => i.Name), config.Input.Select(i => i.Name));
+        Assert.Equal(metadata.Inputs[0].Shape.Skip(1), config.Input[0].Dims);
+        Assert.Equal(DataType.TypeFp32, config.Input[0].DataType);
+        Assert.Equal(metadata.Outputs[0].Shape.Skip(1), config.Output[0].Dims);
+
+        var rest = System.Text.Json.Nodes.JsonNode.Parse(await service.Client.GetStringAsync("/v2/models/mini_resnet/config"))!;
+        Assert.Equal(config.MaxBatchSize, (int)rest["max_batch_size"]!);
+        Assert.Equal("TYPE_FP32", (string)rest["input"]![0]!["data_type"]!);
+
+        var missing = await Assert.ThrowsAsync<RpcException>(() => Client.ModelConfigAsync(new ModelConfigRequest { Name = "no-such-model" }).ResponseAsync);
+        Assert.Equal(StatusCode.NotFound, missing.StatusCode);
+    }
+
+    [Fact]
     public async Task Reflection_lists_the_inference_and_health_services()
     {
         var reflection = new ServerReflection.ServerReflectionClient(_channel);

@@ -19,7 +19,8 @@ namespace SaliencyService.Api.OpenInference.Grpc;
 /// checks, batcher and queues as REST. Inputs come as typed contents or <c>raw_input_contents</c>;
 /// outputs go back as <c>raw_output_contents</c>, as Triton answers.
 /// </summary>
-public sealed class OpenInferenceGrpcService(ModelStore store, OpenInferenceRunner runner, HealthCheckService health, IOptions<SaliencyOptions> options)
+public sealed class OpenInferenceGrpcService(ModelStore store, OpenInferenceRunner runner, HealthCheckService health, PredictBatchers batchers,
+    IOptions<SaliencyOptions> options)
     : GRPCInferenceService.GRPCInferenceServiceBase
 {
     public override Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context) =>
@@ -32,6 +33,12 @@ public sealed class OpenInferenceGrpcService(ModelStore store, OpenInferenceRunn
     {
         using var lease = OpenInferenceApi.Lease(store, request.Name, request.Version);
         return Task.FromResult(new ModelReadyResponse { Ready = true });
+    }
+
+    public override Task<ModelConfigResponse> ModelConfig(ModelConfigRequest request, ServerCallContext context)
+    {
+        using var lease = OpenInferenceApi.Lease(store, request.Name, request.Version);
+        return Task.FromResult(new ModelConfigResponse { Config = TritonExtensions.Config(lease.Model, batchers, options.Value.Predict) });
     }
 
     public override Task<ServerMetadataResponse> ServerMetadata(ServerMetadataRequest request, ServerCallContext context)

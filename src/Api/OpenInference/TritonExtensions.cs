@@ -1,17 +1,19 @@
+using Google.Protobuf;
 using Microsoft.Extensions.Options;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Inference;
 using SaliencyService.Api.Models;
+using SaliencyService.Api.OpenInference.Grpc;
 using SaliencyService.Contracts;
 
 namespace SaliencyService.Api.OpenInference;
 
 /// <summary>
-/// Two of Triton's HTTP extensions beside the Open Inference Protocol, which Triton's clients
+/// Two of Triton's extensions beside the Open Inference Protocol, which Triton's clients
 /// (<c>get_model_config</c>, <c>get_inference_statistics</c>) and its load generator perf_analyzer
 /// read before they send a request: the model configuration (<c>max_batch_size</c> and the
-/// per-sample dims where the dynamic batcher takes the model, its inputs and outputs) and the
-/// per-version statistics of <see cref="ModelStatistics"/>.
+/// per-sample dims where the dynamic batcher takes the model, its inputs and outputs; over REST and
+/// gRPC's <c>ModelConfig</c>) and the per-version statistics of <see cref="ModelStatistics"/> (REST).
 /// </summary>
 public static class TritonExtensions
 {
@@ -38,29 +40,47 @@ public static class TritonExtensions
     public static IResult ModelConfig(string name, string? version, ModelStore store, PredictBatchers batchers, IOptions<SaliencyOptions> options)
     {
         using var lease = OpenInferenceApi.Lease(store, name, version);
-        var model = lease.Model;
-        // Batched as Triton batches: every tensor's first dimension is the batch, and dims are per sample.
-        var batched = batchers.For(model) is not null && model.Descriptor.Outputs.All(o => o.Shape is [-1, ..]);
-        Dictionary<string, object> Tensor(TensorDescriptor t) => new()
-        {
-            ["name"] = t.Name,
-            ["data_type"] = "TYPE_" + OpenInferenceApi.DataType(model, t),
-            ["dims"] = t.Shape.Skip(batched ? 1 : 0).ToArray(),
-        };
-        var config = new Dictionary<string, object>
-        {
-            ["name"] = name,
-            ["platform"] = OpenInferenceApi.Platform,
-            ["backend"] = "onnxruntime",
-            ["version_policy"] = new { latest = new { num_versions = 1 } },
-            ["max_batch_size"] = batched ? options.Value.Predict.MaxBatchSize : 0,
-            ["input"] = model.Descriptor.Inputs.Select(Tensor).ToArray(),
-            ["output"] = model.Descriptor.Outputs.Select(Tensor).ToArray(),
-            ["instance_group"] = new[] { new { name, kind = model.Onnx.ExecutionProvider == "CUDA" ? "KIND_GPU" : "KIND_CPU", count = 1 } },
-        };
-        if (batched) config["dynamic_batching"] = new { max_queue_delay_microseconds = options.Value.Predict.MaxQueueDelayMilliseconds * 1000L };
-        return TypedResults.Json(config);
+        // As Triton writes it: protobuf's JSON with the proto's field names (int64 dims as strings).
+        return TypedResults.Text(Json.Format(Config(lease.Model, batchers, options.Value.Predict)), "application/json");
     }
+
+    private static readonly JsonFormatter Json = new(JsonFormatter.Settings.Default.WithPreserveProtoFieldNames(true).WithFormatDefaultValues(true));
+
+    /// <summary>
+    /// The model's configuration as Triton states it: batched (<c>max_batch_size</c> &gt; 0, dims per
+    /// sample) where the dynamic batcher takes the model and every output's first dimension is the
+    /// batch too; else <c>max_batch_size</c> 0 and whole shapes.
+    /// </summary>
+    public static ModelConfig Config(ServedModel model, PredictBatchers batchers, PredictOptions options)
+    {
+        var batched = batchers.For(model) is not null && model.Descriptor.Outputs.All(o => o.Shape is [-1, ..]);
+        var skip = batched ? 1 : 0;
+        var config = new ModelConfig
+        {
+            Name = model.Name,
+            Platform = OpenInferenceApi.Platform,
+            Backend = "onnxruntime",
+            MaxBatchSize = batched ? options.MaxBatchSize : 0,
+            Input = { model.Descriptor.Inputs.Select(t => new ModelInput { Name = t.Name, DataType = DataType(model, t), Dims = { t.Shape.Skip(skip) } }) },
+            Output = { model.Descriptor.Outputs.Select(t => new ModelOutput { Name = t.Name, DataType = DataType(model, t), Dims = { t.Shape.Skip(skip) } }) },
+            InstanceGroup =
+            {
+                new ModelInstanceGroup
+                {
+                    Name = model.Name, Count = 1,
+                    Kind = model.Onnx.ExecutionProvider == "CUDA" ? ModelInstanceGroup.Types.Kind.Gpu : ModelInstanceGroup.Types.Kind.Cpu,
+                },
+            },
+        };
+        if (batched) config.DynamicBatching = new ModelDynamicBatching { MaxQueueDelayMicroseconds = (ulong)options.MaxQueueDelayMilliseconds * 1000 };
+        return config;
+    }
+
+    private static DataType DataType(ServedModel model, TensorDescriptor tensor) =>
+        DataTypes.FindValueByName("TYPE_" + OpenInferenceApi.DataType(model, tensor)) is { } value ? (DataType)value.Number : Grpc.DataType.TypeInvalid;
+
+    private static readonly Google.Protobuf.Reflection.EnumDescriptor DataTypes =
+        GrpcPredictV2Reflection.Descriptor.EnumTypes.Single(e => e.Name == nameof(Grpc.DataType));
 
     public static IResult ModelStatistics(string name, string? version, ModelStore store)
     {
