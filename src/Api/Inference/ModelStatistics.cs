@@ -4,7 +4,10 @@ using System.Diagnostics;
 namespace SaliencyService.Api.Inference;
 
 /// <summary>The time one run of a model spent assembling its batch's inputs, in ONNX Runtime, and splitting its outputs.</summary>
-public readonly record struct ComputeTimes(TimeSpan Input, TimeSpan Infer, TimeSpan Output);
+public readonly record struct ComputeTimes(TimeSpan Input, TimeSpan Infer, TimeSpan Output)
+{
+    public TimeSpan Total => Input + Infer + Output;
+}
 
 /// <summary>
 /// What one model version has served, as Triton's statistics extension counts it
@@ -77,8 +80,8 @@ public sealed class ModelStatistics
             compute_input = _input.ToTriton(),
             compute_infer = _infer.ToTriton(),
             compute_output = _output.ToTriton(),
-            cache_hit = new Counter().ToTriton(),
-            cache_miss = new Counter().ToTriton(),
+            cache_hit = NotCounted,
+            cache_miss = NotCounted,
         },
         batch_stats = _batches.OrderBy(b => b.Key).Select(b => new
         {
@@ -88,6 +91,9 @@ public sealed class ModelStatistics
             compute_output = b.Value.Output.ToTriton(),
         }).ToArray(),
     };
+
+    /// <summary>Predictions are not cached (the explanation cache is not Triton's response cache).</summary>
+    private static readonly object NotCounted = new { count = 0L, ns = 0L };
 
     /// <summary>A count and the nanoseconds they took (Triton's <c>StatisticDuration</c>).</summary>
     private sealed class Counter

@@ -66,7 +66,7 @@ public sealed class PredictBatcher
         _model.Statistics.RecordRequest(true, Stopwatch.GetElapsedTime(pending.Enqueued), pending.Queued, pending.Compute);
         // Back on the request's own flow (the batch ran on whichever request's drain took it).
         ServerTiming.Current?.Record("queue", pending.Queued);
-        ServerTiming.Current?.Record("predict", pending.Ran, $"batch of {pending.BatchSamples}");
+        ServerTiming.Current?.Record("predict", pending.Compute.Total, $"batch of {pending.BatchSamples}");
         return outputs;
     }
 
@@ -134,10 +134,9 @@ public sealed class PredictBatcher
             }
             var compute = new ComputeTimes(Stopwatch.GetElapsedTime(started, assembled), Stopwatch.GetElapsedTime(assembled, inferred), Stopwatch.GetElapsedTime(inferred));
             _model.Statistics.RecordExecution(total, compute);
-            var ran = Stopwatch.GetElapsedTime(started);
             for (var i = 0; i < batch.Count; i++)
             {
-                (batch[i].Ran, batch[i].BatchSamples, batch[i].Compute) = (ran, total, compute);
+                (batch[i].BatchSamples, batch[i].Compute) = (total, compute);
                 batch[i].Result.TrySetResult(results[i]);
             }
         }
@@ -255,7 +254,6 @@ public sealed class PredictBatcher
         // Where its time went (Server-Timing): set by the batch's run, read by the request after it.
         public long Enqueued { get; } = Stopwatch.GetTimestamp();
         public TimeSpan Queued { get; set; }
-        public TimeSpan Ran { get; set; }
         public long BatchSamples { get; set; }
         public ComputeTimes Compute { get; set; }
     }
@@ -267,10 +265,10 @@ public sealed class PredictBatchers(InferenceQueues queues, Microsoft.Extensions
     private readonly ConditionalWeakTable<ServedModel, PredictBatcher> _batchers = new();
     private readonly PredictOptions _options = options.Value.Predict;
 
-    /// <summary>The model's batcher; null when batching is off or the model's batch dimension is fixed.</summary>
-    public PredictBatcher? For(ServedModel model)
-    {
-        if (_options.MaxBatchSize <= 1 || model.Descriptor.Inputs.Any(i => i.Shape is not [-1, ..])) return null;
-        return _batchers.GetValue(model, m => new PredictBatcher(m, queues.Predict, _options, metrics));
-    }
+    /// <summary>The model's batcher; null where it does not batch (<see cref="Batches"/>).</summary>
+    public PredictBatcher? For(ServedModel model) =>
+        Batches(model) ? _batchers.GetValue(model, m => new PredictBatcher(m, queues.Predict, _options, metrics)) : null;
+
+    /// <summary>Whether requests to the model are batched: batching is on and every input's batch dimension is free.</summary>
+    public bool Batches(ServedModel model) => _options.MaxBatchSize > 1 && model.Descriptor.Inputs.All(i => i.Shape is [-1, ..]);
 }

@@ -35,9 +35,10 @@ public static class GrpcEndpoint
         // ASPNETCORE_HTTP_PORTS=8080; this service's image sets ASPNETCORE_URLS as well).
         var urls = Split(builder.Configuration["urls"]);
         if (urls.Length == 0) urls = Split(builder.Configuration["http_ports"]).Select(p => $"http://*:{p}").ToArray();
-        if (urls.Any(u => BindingAddress.Parse(u).Scheme == "https"))
+        var addresses = urls.Select(BindingAddress.Parse).ToArray();
+        if (addresses.Any(a => a.Scheme == "https"))
             throw new InvalidOperationException("Saliency:Grpc:Port serves h2c beside plain HTTP; terminate TLS at the gateway, not with https:// URLs.");
-        var local = urls.Length > 0 && urls.All(u => BindingAddress.Parse(u).Host == "localhost");
+        var local = addresses.Length > 0 && addresses.All(a => a.Host == "localhost");
         // A second instance on the same host serves REST (and /v2 over it) instead of failing to start.
         var taken = InUse(port, local);
         builder.WebHost.UseUrls(taken ? urls : [..urls, $"http://{(local ? "localhost" : "*")}:{port}"]);

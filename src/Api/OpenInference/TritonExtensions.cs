@@ -53,7 +53,7 @@ public static class TritonExtensions
     /// </summary>
     public static ModelConfig Config(ServedModel model, PredictBatchers batchers, PredictOptions options)
     {
-        var batched = batchers.For(model) is not null && model.Descriptor.Outputs.All(o => o.Shape is [-1, ..]);
+        var batched = batchers.Batches(model) && model.Descriptor.Outputs.All(o => o.Shape is [-1, ..]);
         var skip = batched ? 1 : 0;
         var config = new ModelConfig
         {
