@@ -28,6 +28,29 @@ public sealed class NativeHeapTests
         var preloaded = Environment.GetEnvironmentVariable("LD_PRELOAD")?.Contains("libtcmalloc") == true;
         Assert.StartsWith(preloaded ? "native heap: tcmalloc" : "native heap: glibc malloc", NativeHeap.Configure());
 
+        // RSS is the whole process's: memory the runtime or another thread gives back or takes meanwhile
+        // moves it too (a fresh-clone CI run saw the 256 MiB allocation raise it by 191.9 MiB). So the
+        // measurement runs up to three times and must hold entirely in one; a heap that gave freed
+        // blocks back at once, or kept them through a trim, fails every time.
+        var reports = new List<string>();
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            var (baseline, allocated, freed, trimmed) = MeasureAllocateFreeTrim();
+            reports.Add($"RSS MiB: baseline {baseline >> 20}, allocated {allocated >> 20}, freed {freed >> 20}, trimmed {trimmed >> 20}");
+            if (allocated - baseline >= Margin
+                // Freed blocks stay in the heap, so the next batched pass reuses warm pages instead of faulting fresh ones in.
+                && freed - baseline >= Margin
+                // A trim hands them back, so RSS does not stay at the largest batch ever run.
+                && freed - trimmed >= Margin)
+                return;
+        }
+        Assert.Fail(string.Join("; ", reports));
+    }
+
+    private static (long Baseline, long Allocated, long Freed, long Trimmed) MeasureAllocateFreeTrim()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
         NativeHeap.Trim();
         var baseline = ProcStat.Resident();
         var ones = Enumerable.Repeat((byte)1, BlockBytes).ToArray();
@@ -41,14 +64,7 @@ public sealed class NativeHeapTests
         foreach (var block in blocks) Marshal.FreeHGlobal(block);
         var freed = ProcStat.Resident();
         NativeHeap.Trim();
-        var trimmed = ProcStat.Resident();
-
-        var report = $"RSS MiB: baseline {baseline >> 20}, allocated {allocated >> 20}, freed {freed >> 20}, trimmed {trimmed >> 20}";
-        Assert.True(allocated - baseline >= Margin, report);
-        // Freed blocks stay in the heap, so the next batched pass reuses warm pages instead of faulting fresh ones in.
-        Assert.True(freed - baseline >= Margin, report);
-        // A trim hands them back, so RSS does not stay at the largest batch ever run.
-        Assert.True(freed - trimmed >= Margin, report);
+        return (baseline, allocated, freed, ProcStat.Resident());
     }
 
     [Fact]
