@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using Triton = SaliencyService.Api.OpenInference.Grpc;
 
 namespace SaliencyService.Api.Inference;
 
@@ -64,36 +65,36 @@ public sealed class ModelStatistics
         }
     }
 
-    /// <summary>Triton's <c>ModelStatistics</c> object for this version.</summary>
-    public object ToTriton(string name, string version) => new
+    /// <summary>Triton's <c>ModelStatistics</c> message for this version (gRPC, and REST as its JSON).</summary>
+    public Triton.ModelStatistics ToTriton(string name, string version) => new()
     {
-        name,
-        version,
-        last_inference = Interlocked.Read(ref _lastInferenceMs),
-        inference_count = Interlocked.Read(ref _inferences),
-        execution_count = Interlocked.Read(ref _executions),
-        inference_stats = new
+        Name = name,
+        Version = version,
+        LastInference = (ulong)Interlocked.Read(ref _lastInferenceMs),
+        InferenceCount = (ulong)Interlocked.Read(ref _inferences),
+        ExecutionCount = (ulong)Interlocked.Read(ref _executions),
+        InferenceStats = new Triton.InferStatistics
         {
-            success = _success.ToTriton(),
-            fail = _fail.ToTriton(),
-            queue = _queue.ToTriton(),
-            compute_input = _input.ToTriton(),
-            compute_infer = _infer.ToTriton(),
-            compute_output = _output.ToTriton(),
-            cache_hit = NotCounted,
-            cache_miss = NotCounted,
+            Success = _success.ToTriton(),
+            Fail = _fail.ToTriton(),
+            Queue = _queue.ToTriton(),
+            ComputeInput = _input.ToTriton(),
+            ComputeInfer = _infer.ToTriton(),
+            ComputeOutput = _output.ToTriton(),
+            CacheHit = new Triton.StatisticDuration(), // predictions are not cached (the explanation cache is not Triton's response cache)
+            CacheMiss = new Triton.StatisticDuration(),
         },
-        batch_stats = _batches.OrderBy(b => b.Key).Select(b => new
+        BatchStats =
         {
-            batch_size = b.Key,
-            compute_input = b.Value.Input.ToTriton(),
-            compute_infer = b.Value.Infer.ToTriton(),
-            compute_output = b.Value.Output.ToTriton(),
-        }).ToArray(),
+            _batches.OrderBy(b => b.Key).Select(b => new Triton.InferBatchStatistics
+            {
+                BatchSize = (ulong)b.Key,
+                ComputeInput = b.Value.Input.ToTriton(),
+                ComputeInfer = b.Value.Infer.ToTriton(),
+                ComputeOutput = b.Value.Output.ToTriton(),
+            }),
+        },
     };
-
-    /// <summary>Predictions are not cached (the explanation cache is not Triton's response cache).</summary>
-    private static readonly object NotCounted = new { count = 0L, ns = 0L };
 
     /// <summary>A count and the nanoseconds they took (Triton's <c>StatisticDuration</c>).</summary>
     private sealed class Counter
@@ -106,6 +107,6 @@ public sealed class ModelStatistics
             Interlocked.Add(ref _ticks, duration.Ticks);
         }
 
-        public object ToTriton() => new { count = Interlocked.Read(ref _count), ns = Interlocked.Read(ref _ticks) * 100 };
+        public Triton.StatisticDuration ToTriton() => new() { Count = (ulong)Interlocked.Read(ref _count), Ns = (ulong)Interlocked.Read(ref _ticks) * 100 };
     }
 }

@@ -199,7 +199,8 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         // On disk before the publish rename makes it visible, as the staged JSON files are; flushed
         // while the model is checked, not before (a 46 MB model's fsync took ~35 ms).
         var flushed = Task.Run(() => FlushToDisk(modelFile), CancellationToken.None);
-        await ModelVersion.New(sha256 ?? await Sha256Async(modelFile, cancellationToken)).WriteAsync(stagingDirectory, manifest, cancellationToken);
+        var version = ModelVersion.New(sha256 ?? await Sha256Async(modelFile, cancellationToken), ModelVersion.Read(Layout.ModelDirectory(name)));
+        await version.WriteAsync(stagingDirectory, manifest, cancellationToken);
         var model = loader.Open(stagingDirectory, name, untrusted: true);
         try
         {

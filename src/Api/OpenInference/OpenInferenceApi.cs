@@ -92,7 +92,7 @@ public static class OpenInferenceApi
         using var lease = Lease(store, name, version);
         var model = lease.Model;
         MetadataTensor Tensor(TensorDescriptor t) => new(t.Name, DataType(model, t), t.Shape);
-        return TypedResults.Ok(new ModelMetadataResponse(name, [model.Version.Generation], Platform,
+        return TypedResults.Ok(new ModelMetadataResponse(name, [model.Version.Name], Platform,
             model.Descriptor.Inputs.Select(Tensor).ToArray(), model.Descriptor.Outputs.Select(Tensor).ToArray()));
     }
 
@@ -113,7 +113,7 @@ public static class OpenInferenceApi
         var model = lease.Model;
         var call = await V2Call.ReadAsync(request, model, options.Value, cancellationToken);
         var outputs = await runner.RunAsync(model, new InferWork(call.Inputs, call.Outputs), cancellationToken);
-        return V2Response.Write(name, model.Version.Generation, call.Request.Id, call.Request.Parameters?.ToDictionary(p => p.Key, p => (object?)p.Value),
+        return V2Response.Write(name, model.Version.Name, call.Request.Id, call.Request.Parameters?.ToDictionary(p => p.Key, p => (object?)p.Value),
             outputs, call.BinaryOutputs);
     }
 
@@ -140,15 +140,15 @@ public static class OpenInferenceApi
             ["label"] = labels is not null && map.Target < labels.Count ? labels[map.Target] : null,
         };
         var attributions = new NamedTensor(AttributionsOutput, TensorElementType.Float, map.MapShape, map.Map);
-        return V2Response.Write(name, model.Version.Generation, call.Request.Id, parameters, [attributions], call.BinaryOutputs);
+        return V2Response.Write(name, model.Version.Name, call.Request.Id, parameters, [attributions], call.BinaryOutputs);
     }
 
     /// <summary>The model, at the version asked for (404 for another; none or empty: the one served).</summary>
     public static ModelLease Lease(ModelStore store, string name, string? version)
     {
         var lease = store.Lease(name);
-        if (string.IsNullOrEmpty(version) || version == lease.Model.Version.Generation) return lease;
+        if (string.IsNullOrEmpty(version) || lease.Model.Version.IsNamed(version)) return lease;
         lease.Dispose();
-        throw ProblemException.NotFound($"Model '{name}' has no version '{version}'; it serves version '{lease.Model.Version.Generation}'.");
+        throw ProblemException.NotFound($"Model '{name}' has no version '{version}'; it serves version '{lease.Model.Version.Name}'.");
     }
 }

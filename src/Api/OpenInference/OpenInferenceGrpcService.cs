@@ -41,6 +41,9 @@ public sealed class OpenInferenceGrpcService(ModelStore store, OpenInferenceRunn
         return Task.FromResult(new ModelConfigResponse { Config = TritonExtensions.Config(lease.Model, batchers, options.Value.Predict) });
     }
 
+    public override Task<ModelStatisticsResponse> ModelStatistics(ModelStatisticsRequest request, ServerCallContext context) =>
+        Task.FromResult(TritonExtensions.Statistics(store, request.Name, request.Version));
+
     public override Task<ServerMetadataResponse> ServerMetadata(ServerMetadataRequest request, ServerCallContext context)
     {
         var metadata = OpenInferenceApi.ServerMetadata().Value!;
@@ -69,7 +72,7 @@ public sealed class OpenInferenceGrpcService(ModelStore store, OpenInferenceRunn
             throw new InvalidArgumentException($"Unknown output '{name}'; the outputs are: {string.Join(", ", available)}.");
 
         var results = await runner.RunAsync(model, new InferWork(inputs, outputs), context.CancellationToken);
-        var response = new ModelInferResponse { ModelName = request.ModelName, ModelVersion = model.Version.Generation, Id = request.Id };
+        var response = new ModelInferResponse { ModelName = request.ModelName, ModelVersion = model.Version.Name, Id = request.Id };
         foreach (var output in results)
         {
             response.Outputs.Add(new ModelInferResponse.Types.InferOutputTensor { Name = output.Name, Datatype = V2DataTypes.Name(output.Type), Shape = { output.Shape } });

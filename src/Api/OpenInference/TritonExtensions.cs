@@ -11,19 +11,15 @@ namespace SaliencyService.Api.OpenInference;
 /// <summary>
 /// Two of Triton's extensions beside the Open Inference Protocol, which Triton's clients
 /// (<c>get_model_config</c>, <c>get_inference_statistics</c>) and its load generator perf_analyzer
-/// read before they send a request: the model configuration (<c>max_batch_size</c> and the
-/// per-sample dims where the dynamic batcher takes the model, its inputs and outputs; over REST and
-/// gRPC's <c>ModelConfig</c>) and the per-version statistics of <see cref="ModelStatistics"/> (REST).
+/// read before they send a request and while they profile: the model configuration
+/// (<c>max_batch_size</c> and the per-sample dims where the dynamic batcher takes the model, its
+/// inputs and outputs) and the per-version statistics of <see cref="Inference.ModelStatistics"/>;
+/// over REST and gRPC (<c>ModelConfig</c>, <c>ModelStatistics</c>).
 /// </summary>
 public static class TritonExtensions
 {
-    /// <summary>
-    /// The extensions the server metadata lists. Statistics are served but not listed: perf_analyzer
-    /// collects them only from servers that list them, and then reads each model's version as an
-    /// integer (<c>std::stoll</c>), which a generation here is not; unlisted, it profiles from its own
-    /// side, as against any v2 server.
-    /// </summary>
-    public static readonly string[] Names = ["model_configuration"];
+    /// <summary>The extensions the server metadata lists; perf_analyzer reads statistics only from servers that list them.</summary>
+    public static readonly string[] Names = ["model_configuration", "statistics"];
 
     /// <summary><c>GET /v2/models/stats</c>: every served model's statistics.</summary>
     public static void MapServer(RouteGroupBuilder v2) =>
@@ -82,26 +78,31 @@ public static class TritonExtensions
     private static readonly Google.Protobuf.Reflection.EnumDescriptor DataTypes =
         GrpcPredictV2Reflection.Descriptor.EnumTypes.Single(e => e.Name == nameof(Grpc.DataType));
 
-    public static IResult ModelStatistics(string name, string? version, ModelStore store)
-    {
-        using var lease = OpenInferenceApi.Lease(store, name, version);
-        return TypedResults.Json(new { model_stats = new[] { Of(lease.Model) } });
-    }
+    public static IResult ModelStatistics(string name, string? version, ModelStore store) =>
+        TypedResults.Json(TritonJson.Of(Statistics(store, name, version)));
 
-    public static IResult AllStatistics(ModelStore store)
+    public static IResult AllStatistics(ModelStore store) => TypedResults.Json(TritonJson.Of(Statistics(store, "", null)));
+
+    /// <summary>The statistics of one model at the version asked for, or of every served model where no name is given.</summary>
+    public static ModelStatisticsResponse Statistics(ModelStore store, string name, string? version)
     {
-        var stats = new List<object>();
+        if (name.Length > 0)
+        {
+            using var lease = OpenInferenceApi.Lease(store, name, version);
+            return new ModelStatisticsResponse { ModelStats = { Of(lease.Model) } };
+        }
+        var all = new ModelStatisticsResponse();
         foreach (var descriptor in store.List())
         {
             try
             {
                 using var lease = store.Lease(descriptor.Name);
-                stats.Add(Of(lease.Model));
+                all.ModelStats.Add(Of(lease.Model));
             }
             catch (Errors.ProblemException) { } // deleted since the list was taken
         }
-        return TypedResults.Json(new { model_stats = stats });
+        return all;
     }
 
-    private static object Of(ServedModel model) => model.Statistics.ToTriton(model.Name, model.Version.Generation);
+    private static Grpc.ModelStatistics Of(ServedModel model) => model.Statistics.ToTriton(model.Name, model.Version.Name);
 }
