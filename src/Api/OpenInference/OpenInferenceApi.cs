@@ -28,7 +28,7 @@ public static class OpenInferenceApi
 {
     public const string Platform = "onnxruntime_onnx";
     public const string AttributionsOutput = "attributions";
-    public static readonly string[] Extensions = ["binary_tensor_data", "explain", .. TritonExtensions.Names];
+    public static readonly string[] Extensions = ["binary_tensor_data", "explain", "classification", .. TritonExtensions.Names];
 
     public static IEndpointRouteBuilder MapOpenInference(this IEndpointRouteBuilder app)
     {
@@ -107,14 +107,14 @@ public static class OpenInferenceApi
     }
 
     public static async Task<IResult> Infer(string name, string? version, HttpRequest request, ModelStore store, OpenInferenceRunner runner,
-        IOptions<SaliencyOptions> options, CancellationToken cancellationToken)
+        PredictBatchers batchers, IOptions<SaliencyOptions> options, CancellationToken cancellationToken)
     {
         using var lease = Lease(store, name, version);
         var model = lease.Model;
         var call = await V2Call.ReadAsync(request, model, options.Value, cancellationToken);
         var outputs = await runner.RunAsync(model, new InferWork(call.Inputs, call.Outputs), cancellationToken);
         return V2Response.Write(name, model.Version.Name, call.Request.Id, call.Request.Parameters?.ToDictionary(p => p.Key, p => (object?)p.Value),
-            outputs, call.BinaryOutputs);
+            Classification.Apply(outputs, call.Classifications, model, TritonExtensions.Batched(model, batchers)), call.BinaryOutputs);
     }
 
     public static async Task<IResult> Explain(string name, string? version, HttpRequest request, ModelStore store, ExplainService service,
@@ -123,6 +123,7 @@ public static class OpenInferenceApi
         using var lease = Lease(store, name, version);
         var model = lease.Model;
         var call = await V2Call.ReadAsync(request, model, options.Value, cancellationToken, outputNames: [AttributionsOutput]);
+        if (call.Classifications.Count > 0) throw new InvalidArgumentException($"'{Classification.Parameter}' applies to infer's outputs, not to attributions.");
         var imageInput = model.Preprocessing.Input;
         if (call.Inputs is not [{ Type: TensorElementType.Float } only] || only.Name != imageInput)
             throw new InvalidArgumentException($"Explain takes one FP32 input, '{imageInput}'.");

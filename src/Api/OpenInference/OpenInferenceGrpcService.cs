@@ -70,13 +70,17 @@ public sealed class OpenInferenceGrpcService(ModelStore store, OpenInferenceRunn
         var outputs = request.Outputs.Count == 0 ? available : request.Outputs.Select(o => o.Name).ToArray();
         foreach (var name in outputs.Where(n => !available.Contains(n)))
             throw new InvalidArgumentException($"Unknown output '{name}'; the outputs are: {string.Join(", ", available)}.");
+        var classifications = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var output in request.Outputs)
+            if (Classification.Count(output.Parameters, output.Name) is { } classes) classifications[output.Name] = classes;
 
-        var results = await runner.RunAsync(model, new InferWork(inputs, outputs), context.CancellationToken);
+        var results = Classification.Apply(await runner.RunAsync(model, new InferWork(inputs, outputs), context.CancellationToken),
+            classifications, model, TritonExtensions.Batched(model, batchers));
         var response = new ModelInferResponse { ModelName = request.ModelName, ModelVersion = model.Version.Name, Id = request.Id };
         foreach (var output in results)
         {
             response.Outputs.Add(new ModelInferResponse.Types.InferOutputTensor { Name = output.Name, Datatype = V2DataTypes.Name(output.Type), Shape = { output.Shape } });
-            response.RawOutputContents.Add(ByteString.CopyFrom(output.Bytes));
+            response.RawOutputContents.Add(ByteString.CopyFrom(V2TensorData.Raw(output)));
         }
         return response;
     }

@@ -49,7 +49,7 @@ public static class TritonExtensions
     /// </summary>
     public static ModelConfig Config(ServedModel model, PredictBatchers batchers, PredictOptions options)
     {
-        var batched = batchers.Batches(model) && model.Descriptor.Outputs.All(o => o.Shape is [-1, ..]);
+        var batched = Batched(model, batchers);
         var skip = batched ? 1 : 0;
         var config = new ModelConfig
         {
@@ -57,7 +57,13 @@ public static class TritonExtensions
             Platform = OpenInferenceApi.Platform,
             Backend = "onnxruntime",
             MaxBatchSize = batched ? options.MaxBatchSize : 0,
-            Input = { model.Descriptor.Inputs.Select(t => new ModelInput { Name = t.Name, DataType = DataType(model, t), Dims = { t.Shape.Skip(skip) } }) },
+            Input =
+            {
+                model.Descriptor.Inputs.Select(t => new ModelInput
+                {
+                    Name = t.Name, DataType = DataType(model, t), Dims = { t.Shape.Skip(skip) }, Format = Format(model, t, t.Shape.Count - skip),
+                }),
+            },
             Output = { model.Descriptor.Outputs.Select(t => new ModelOutput { Name = t.Name, DataType = DataType(model, t), Dims = { t.Shape.Skip(skip) } }) },
             InstanceGroup =
             {
@@ -71,6 +77,18 @@ public static class TritonExtensions
         if (batched) config.DynamicBatching = new ModelDynamicBatching { MaxQueueDelayMicroseconds = (ulong)options.MaxQueueDelayMilliseconds * 1000 };
         return config;
     }
+
+    /// <summary>
+    /// The image input's layout, where it is one image a sample (three dims), as Triton states it
+    /// and its image_client reads it to lay out what it sends; other inputs have none.
+    /// </summary>
+    private static ModelInput.Types.Format Format(ServedModel model, TensorDescriptor tensor, int dims) =>
+        tensor.Name != model.Preprocessing.Input || dims != 3 ? ModelInput.Types.Format.None
+        : model.Preprocessing.Layout == "NHWC" ? ModelInput.Types.Format.Nhwc : ModelInput.Types.Format.Nchw;
+
+    /// <summary>Whether Triton's clients see the model as batching (<c>max_batch_size</c> &gt; 0): the batcher takes it and every output's first dimension is the batch.</summary>
+    public static bool Batched(ServedModel model, PredictBatchers batchers) =>
+        batchers.Batches(model) && model.Descriptor.Outputs.All(o => o.Shape is [-1, ..]);
 
     private static DataType DataType(ServedModel model, TensorDescriptor tensor) =>
         DataTypes.FindValueByName("TYPE_" + OpenInferenceApi.DataType(model, tensor)) is { } value ? (DataType)value.Number : Grpc.DataType.TypeInvalid;

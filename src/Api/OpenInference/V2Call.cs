@@ -14,7 +14,9 @@ namespace SaliencyService.Api.OpenInference;
 /// <c>parameters.binary_data_size</c> as raw little-endian bytes, in order). Every input is checked
 /// against the model: known name, its datatype, its shape, as many elements as the shape holds.
 /// </summary>
-public sealed record V2Call(InferRequest Request, IReadOnlyList<NamedTensor> Inputs, IReadOnlyList<string> Outputs, IReadOnlySet<string> BinaryOutputs)
+/// <param name="Classifications">The outputs asked for as classifications, with the number of classes (<see cref="Classification"/>).</param>
+public sealed record V2Call(InferRequest Request, IReadOnlyList<NamedTensor> Inputs, IReadOnlyList<string> Outputs, IReadOnlySet<string> BinaryOutputs,
+    IReadOnlyDictionary<string, int> Classifications)
 {
     public const string HeaderLength = "Inference-Header-Content-Length";
     public const string BinaryDataSize = "binary_data_size";
@@ -48,19 +50,21 @@ public sealed record V2Call(InferRequest Request, IReadOnlyList<NamedTensor> Inp
         var requested = request.Outputs is { Count: > 0 } outputs ? outputs : available.Select(n => new RequestOutput(n, null)).ToArray();
         var names = new List<string>();
         var binaryOutputs = new HashSet<string>(StringComparer.Ordinal);
+        var classifications = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var output in requested)
         {
             if (output.Name is null || !available.Contains(output.Name))
                 throw new InvalidArgumentException($"Unknown output '{output.Name}'; the outputs are: {string.Join(", ", available)}.");
             names.Add(output.Name);
             if (allBinary || Flag(output.Parameters, "binary_data")) binaryOutputs.Add(output.Name);
+            if (Classification.Count(output.Parameters, output.Name) is { } classes) classifications[output.Name] = classes;
         }
 
         var binary = new ReadOnlyMemory<byte>(body, headerLength, body.Length - headerLength);
         var inputs = ReadInputs(request, model, options.MaxTensorElements, ref binary);
         if (!binary.IsEmpty) throw new InvalidArgumentException($"{binary.Length} bytes of binary data follow the inputs that declare theirs.");
         Observability.ServerTiming.Add("read", started);
-        return new V2Call(request, inputs, names, binaryOutputs);
+        return new V2Call(request, inputs, names, binaryOutputs, classifications);
     }
 
     private static List<NamedTensor> ReadInputs(InferRequest request, ServedModel model, long maxElements, ref ReadOnlyMemory<byte> binary)

@@ -17,8 +17,9 @@ public static class V2DataTypes
         ["FP32"] = TensorElementType.Float, ["FP64"] = TensorElementType.Double,
     };
 
+    /// <summary>The datatype's name; strings (a classification's answer) are BYTES, which no input here takes.</summary>
     public static string Name(TensorElementType type) =>
-        ByName.FirstOrDefault(p => p.Value == type).Key ?? type.ToString().ToUpperInvariant();
+        type == TensorElementType.String ? "BYTES" : ByName.FirstOrDefault(p => p.Value == type).Key ?? type.ToString().ToUpperInvariant();
 
     /// <summary>The element type of a datatype name; an unknown one is an <see cref="InvalidArgumentException"/>.</summary>
     public static TensorElementType Parse(string? name, string input) =>

@@ -18,19 +18,20 @@ public static class V2Response
         IReadOnlyList<NamedTensor> outputs, IReadOnlySet<string> binaryOutputs)
     {
         var described = outputs.Select(o => binaryOutputs.Contains(o.Name)
-            ? new ResponseOutput(o.Name, o.Shape, V2DataTypes.Name(o.Type), new Dictionary<string, object> { [V2Call.BinaryDataSize] = o.Bytes.Length }, null)
+            ? new ResponseOutput(o.Name, o.Shape, V2DataTypes.Name(o.Type), new Dictionary<string, object> { [V2Call.BinaryDataSize] = V2TensorData.Raw(o).Length }, null)
             : new ResponseOutput(o.Name, o.Shape, V2DataTypes.Name(o.Type), null, Finite(o))).ToArray();
         var header = JsonSerializer.SerializeToUtf8Bytes(new InferResponse(model, version, id, parameters, described), Json);
         var binary = outputs.Where(o => binaryOutputs.Contains(o.Name)).ToArray();
         if (binary.Length == 0) return TypedResults.Bytes(header, "application/json");
 
-        var body = new byte[header.Length + binary.Sum(o => o.Bytes.Length)];
+        var body = new byte[header.Length + binary.Sum(o => V2TensorData.Raw(o).Length)];
         header.CopyTo(body, 0);
         var offset = header.Length;
         foreach (var output in binary)
         {
-            output.Bytes.CopyTo(body.AsSpan(offset));
-            offset += output.Bytes.Length;
+            var raw = V2TensorData.Raw(output);
+            raw.CopyTo(body.AsSpan(offset));
+            offset += raw.Length;
         }
         return new BinaryResult(body, header.Length);
     }

@@ -19,7 +19,26 @@ public static class V2TensorData
         return values;
     }
 
-    /// <summary>The elements as JSON writes them: numbers (float16 and bfloat16 widened to float) or booleans.</summary>
+    /// <summary>
+    /// The elements as the binary extension and gRPC's raw contents carry them: little-endian values,
+    /// or for BYTES each element's length (4 bytes, little-endian) and then its UTF-8 bytes.
+    /// </summary>
+    public static ReadOnlySpan<byte> Raw(NamedTensor tensor)
+    {
+        if (tensor.Type != TensorElementType.String) return tensor.Bytes;
+        var strings = ((string[])tensor.Data).Select(System.Text.Encoding.UTF8.GetBytes).ToArray();
+        var raw = new byte[strings.Sum(s => 4 + s.Length)];
+        var offset = 0;
+        foreach (var s in strings)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(raw.AsSpan(offset), s.Length);
+            s.CopyTo(raw, offset + 4);
+            offset += 4 + s.Length;
+        }
+        return raw;
+    }
+
+    /// <summary>The elements as JSON writes them: numbers (float16 and bfloat16 widened to float), booleans or strings.</summary>
     public static Array Writable(NamedTensor tensor) => tensor.Type switch
     {
         TensorElementType.Bool => ((byte[])tensor.Data).Select(b => b != 0).ToArray(),
