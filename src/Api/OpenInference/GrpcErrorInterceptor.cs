@@ -8,27 +8,57 @@ using SaliencyService.Api.Security;
 namespace SaliencyService.Api.OpenInference;
 
 /// <summary>
-/// The API key for inference (metadata <c>x-api-key</c>, as the header on REST), and every gRPC
-/// failure as a status with the detail the one table (<see cref="Problems"/>) gives it.
+/// The API key for inference (metadata <c>x-api-key</c>, as the header on REST) on the inference
+/// service's calls (health and reflection stay open, as REST's probes are, for gRPC probes and load
+/// balancers), and every gRPC failure as a status with the detail the one table
+/// (<see cref="Problems"/>) gives it.
 /// </summary>
 public sealed class GrpcErrorInterceptor(IOptions<SaliencyOptions> options, ILogger<GrpcErrorInterceptor> logger) : Interceptor
 {
+    private static readonly string InferenceMethods = "/" + Grpc.GRPCInferenceService.Descriptor.FullName + "/";
+
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context,
         UnaryServerMethod<TRequest, TResponse> continuation)
     {
         try
         {
-            ApiKeyFilter.Check(context.RequestHeaders.GetValue(ApiKeyFilter.Header.ToLowerInvariant()), options.Value, inference: true);
+            CheckKey(context);
             return await continuation(request, context);
         }
         catch (Exception e) when (e is not RpcException)
         {
-            if (e is OperationCanceledException && context.CancellationToken.IsCancellationRequested) throw new RpcException(new Status(StatusCode.Cancelled, "Cancelled by the client."));
-            if (e is OverflowException) throw new RpcException(new Status(StatusCode.InvalidArgument, "A value is out of its datatype's range."));
-            var problem = Problems.Describe(e);
-            if (!problem.Expected) logger.LogError(e, "Unhandled error in {Method}", context.Method);
-            throw new RpcException(new Status(Code(problem.Status), problem.Detail));
+            throw new RpcException(StatusOf(e, context, logger));
         }
+    }
+
+    public override async Task DuplexStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream,
+        IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            CheckKey(context);
+            await continuation(requestStream, responseStream, context);
+        }
+        catch (Exception e) when (e is not RpcException)
+        {
+            throw new RpcException(StatusOf(e, context, logger));
+        }
+    }
+
+    private void CheckKey(ServerCallContext context)
+    {
+        if (context.Method.StartsWith(InferenceMethods, StringComparison.Ordinal))
+            ApiKeyFilter.Check(context.RequestHeaders.GetValue(ApiKeyFilter.Header.ToLowerInvariant()), options.Value, inference: true);
+    }
+
+    /// <summary>The status a failure answers, its detail from the one table; an unexpected one is logged.</summary>
+    public static Status StatusOf(Exception e, ServerCallContext context, ILogger logger)
+    {
+        if (e is OperationCanceledException && context.CancellationToken.IsCancellationRequested) return new Status(StatusCode.Cancelled, "Cancelled by the client.");
+        if (e is OverflowException) return new Status(StatusCode.InvalidArgument, "A value is out of its datatype's range.");
+        var problem = Problems.Describe(e);
+        if (!problem.Expected) logger.LogError(e, "Unhandled error in {Method}", context.Method);
+        return new Status(Code(problem.Status), problem.Detail);
     }
 
     private static StatusCode Code(int status) => status switch

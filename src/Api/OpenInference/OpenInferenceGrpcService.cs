@@ -20,7 +20,7 @@ namespace SaliencyService.Api.OpenInference.Grpc;
 /// outputs go back as <c>raw_output_contents</c>, as Triton answers.
 /// </summary>
 public sealed class OpenInferenceGrpcService(ModelStore store, OpenInferenceRunner runner, HealthCheckService health, PredictBatchers batchers,
-    IOptions<SaliencyOptions> options)
+    IOptions<SaliencyOptions> options, ILogger<OpenInferenceGrpcService> logger)
     : GRPCInferenceService.GRPCInferenceServiceBase
 {
     public override Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context) =>
@@ -83,6 +83,51 @@ public sealed class OpenInferenceGrpcService(ModelStore store, OpenInferenceRunn
             response.RawOutputContents.Add(ByteString.CopyFrom(V2TensorData.Raw(output)));
         }
         return response;
+    }
+
+    /// <summary>
+    /// Each request on the stream runs as it arrives, as Triton runs them, and is answered as it
+    /// completes (its id says which); a request that fails is answered with its error and the stream
+    /// goes on. The stream ends once the client has closed its side and every answer is written.
+    /// </summary>
+    public override async Task ModelStreamInfer(IAsyncStreamReader<ModelInferRequest> requestStream, IServerStreamWriter<ModelStreamInferResponse> responseStream,
+        ServerCallContext context)
+    {
+        using var writes = new SemaphoreSlim(1);
+        var running = new List<Task>();
+        while (await requestStream.MoveNext(context.CancellationToken))
+        {
+            running.RemoveAll(t => t.IsCompletedSuccessfully); // a long stream keeps only what is in flight
+            running.Add(AnswerAsync(requestStream.Current));
+        }
+        await Task.WhenAll(running);
+
+        async Task AnswerAsync(ModelInferRequest request)
+        {
+            ModelStreamInferResponse answer;
+            try
+            {
+                answer = new() { InferResponse = await ModelInfer(request, context) };
+            }
+            catch (Exception e) when (!context.CancellationToken.IsCancellationRequested)
+            {
+                var status = e is RpcException rpc ? rpc.Status : GrpcErrorInterceptor.StatusOf(e, context, logger);
+                answer = new()
+                {
+                    ErrorMessage = status.Detail,
+                    InferResponse = new ModelInferResponse { ModelName = request.ModelName, ModelVersion = request.ModelVersion, Id = request.Id },
+                };
+            }
+            await writes.WaitAsync(context.CancellationToken);
+            try
+            {
+                await responseStream.WriteAsync(answer, context.CancellationToken);
+            }
+            finally
+            {
+                writes.Release();
+            }
+        }
     }
 
     private List<NamedTensor> Inputs(ModelInferRequest request, ServedModel model)

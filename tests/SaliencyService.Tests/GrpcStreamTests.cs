@@ -1,0 +1,107 @@
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Health.V1;
+using Grpc.Net.Client;
+using SaliencyService.Api.OpenInference.Grpc;
+using SaliencyService.Explain.Tensors;
+using SaliencyService.Tests.Support;
+using Xunit;
+
+namespace SaliencyService.Tests;
+
+/// <summary>
+/// Triton's ModelStreamInfer, as tritonclient's start_stream and perf_analyzer --streaming call it:
+/// every request on the stream answered (matched by id, with PyTorch's outputs), a failing one by
+/// its error message without ending the stream; and the API key on inference calls only, so gRPC
+/// health probes need none.
+/// </summary>
+public sealed class GrpcStreamTests(FixtureModelsService service) : IClassFixture<FixtureModelsService>
+{
+    [Fact]
+    public async Task Each_request_is_answered_and_a_failure_does_not_end_the_stream()
+    {
+        using var channel = Channel(service.Factory);
+        var client = new GRPCInferenceService.GRPCInferenceServiceClient(channel);
+        var requests = new Dictionary<string, (string Model, string Stem)>();
+        using var call = client.ModelStreamInfer();
+        for (var i = 0; i < 12; i++)
+        {
+            var (model, stem) = i % 2 == 0 ? ("mini_resnet", "input0") : ("mini_mobilenet", "input1");
+            var request = await RequestAsync(client, model, stem);
+            request.Id = $"r{i}";
+            if (i == 5) request.ModelName = "no-such-model";
+            requests[request.Id] = (request.ModelName, stem);
+            await call.RequestStream.WriteAsync(request);
+        }
+        await call.RequestStream.CompleteAsync();
+
+        var answered = new HashSet<string>();
+        await foreach (var answer in call.ResponseStream.ReadAllAsync())
+        {
+            var id = answer.InferResponse.Id;
+            Assert.True(answered.Add(id), $"{id} answered twice");
+            var (model, stem) = requests[id];
+            if (model == "no-such-model")
+            {
+                Assert.Contains("no-such-model", answer.ErrorMessage);
+                continue;
+            }
+            Assert.Equal("", answer.ErrorMessage);
+            var expected = ReferenceCases.Get(model, stem).Outputs;
+            var values = new float[answer.InferResponse.RawOutputContents[0].Length / 4];
+            Buffer.BlockCopy(answer.InferResponse.RawOutputContents[0].ToByteArray(), 0, values, 0, values.Length * 4);
+            Assert.Equal(expected.Length, values.Length);
+            Assert.True(expected.Zip(values, (e, a) => Math.Abs(e - a)).Max() <= 1e-4 * Math.Max(1e-6, expected.Max(Math.Abs)));
+        }
+        Assert.Equal(requests.Keys.Order(), answered.Order());
+    }
+
+    [Fact]
+    public async Task The_inference_key_guards_inference_calls_and_streams_but_not_health()
+    {
+        using var factory = new ServiceFactory(settings: new() { ["Saliency:ApiKey"] = "k", ["Saliency:ApiKeyForInference"] = "true" });
+        using var http = factory.CreateClient();
+        http.DefaultRequestHeaders.Add("X-Api-Key", "k");
+        await Http.ImportFixtureAsync(http, "mini_resnet");
+        using var channel = Channel(factory);
+        var client = new GRPCInferenceService.GRPCInferenceServiceClient(channel);
+
+        // A Kubernetes grpc probe or a load balancer's health check sends no metadata.
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, (await new Health.HealthClient(channel).CheckAsync(new HealthCheckRequest())).Status);
+
+        var request = await RequestAsync(client, "mini_resnet", "input0", new Metadata { { "x-api-key", "k" } });
+        var unary = await Assert.ThrowsAsync<RpcException>(() => client.ModelInferAsync(request).ResponseAsync);
+        Assert.Equal(StatusCode.Unauthenticated, unary.StatusCode);
+        using (var stream = client.ModelStreamInfer())
+        {
+            var refused = await Assert.ThrowsAsync<RpcException>(async () =>
+            {
+                await stream.RequestStream.WriteAsync(request);
+                await stream.RequestStream.CompleteAsync();
+                await stream.ResponseStream.MoveNext(CancellationToken.None);
+            });
+            Assert.Equal(StatusCode.Unauthenticated, refused.StatusCode);
+        }
+
+        var key = new Metadata { { "x-api-key", "k" } };
+        Assert.NotEmpty((await client.ModelInferAsync(request, key)).RawOutputContents);
+        using var keyed = client.ModelStreamInfer(key);
+        await keyed.RequestStream.WriteAsync(request);
+        await keyed.RequestStream.CompleteAsync();
+        Assert.True(await keyed.ResponseStream.MoveNext(CancellationToken.None));
+        Assert.Equal("", keyed.ResponseStream.Current.ErrorMessage);
+    }
+
+    private static GrpcChannel Channel(ServiceFactory factory) =>
+        GrpcChannel.ForAddress("http://localhost:5081", new GrpcChannelOptions { HttpHandler = factory.Server.CreateHandler() });
+
+    private static async Task<ModelInferRequest> RequestAsync(GRPCInferenceService.GRPCInferenceServiceClient client, string model, string stem, Metadata? headers = null)
+    {
+        var tensor = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(model, stem + ".tensor.npy")), long.MaxValue);
+        var metadata = await client.ModelMetadataAsync(new ModelMetadataRequest { Name = model }, headers);
+        var request = new ModelInferRequest { ModelName = model };
+        request.Inputs.Add(new ModelInferRequest.Types.InferInputTensor { Name = metadata.Inputs[0].Name, Datatype = "FP32", Shape = { tensor.Shape } });
+        request.RawInputContents.Add(ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(tensor.Data.AsSpan())));
+        return request;
+    }
+}
