@@ -12,8 +12,8 @@ namespace SaliencyService.Tests;
 /// <summary>
 /// Triton's ModelStreamInfer, as tritonclient's start_stream and perf_analyzer --streaming call it:
 /// every request on the stream answered (matched by id, with PyTorch's outputs), a failing one by
-/// its error message without ending the stream; and the API key on inference calls only, so gRPC
-/// health probes need none.
+/// its error message without ending the stream; and the API key on the calls that run a model only,
+/// so gRPC health probes need none.
 /// </summary>
 public sealed class GrpcStreamTests(FixtureModelsService service) : IClassFixture<FixtureModelsService>
 {
@@ -66,10 +66,11 @@ public sealed class GrpcStreamTests(FixtureModelsService service) : IClassFixtur
         using var channel = Channel(factory);
         var client = new GRPCInferenceService.GRPCInferenceServiceClient(channel);
 
-        // A Kubernetes grpc probe or a load balancer's health check sends no metadata.
+        // A Kubernetes grpc probe or a load balancer's health check sends no metadata; readiness and metadata are open, as on REST.
         Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, (await new Health.HealthClient(channel).CheckAsync(new HealthCheckRequest())).Status);
+        Assert.True((await client.ServerReadyAsync(new ServerReadyRequest())).Ready);
 
-        var request = await RequestAsync(client, "mini_resnet", "input0", new Metadata { { "x-api-key", "k" } });
+        var request = await RequestAsync(client, "mini_resnet", "input0");
         var unary = await Assert.ThrowsAsync<RpcException>(() => client.ModelInferAsync(request).ResponseAsync);
         Assert.Equal(StatusCode.Unauthenticated, unary.StatusCode);
         using (var stream = client.ModelStreamInfer())
@@ -95,10 +96,10 @@ public sealed class GrpcStreamTests(FixtureModelsService service) : IClassFixtur
     private static GrpcChannel Channel(ServiceFactory factory) =>
         GrpcChannel.ForAddress("http://localhost:5081", new GrpcChannelOptions { HttpHandler = factory.Server.CreateHandler() });
 
-    private static async Task<ModelInferRequest> RequestAsync(GRPCInferenceService.GRPCInferenceServiceClient client, string model, string stem, Metadata? headers = null)
+    private static async Task<ModelInferRequest> RequestAsync(GRPCInferenceService.GRPCInferenceServiceClient client, string model, string stem)
     {
         var tensor = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(model, stem + ".tensor.npy")), long.MaxValue);
-        var metadata = await client.ModelMetadataAsync(new ModelMetadataRequest { Name = model }, headers);
+        var metadata = await client.ModelMetadataAsync(new ModelMetadataRequest { Name = model });
         var request = new ModelInferRequest { ModelName = model };
         request.Inputs.Add(new ModelInferRequest.Types.InferInputTensor { Name = metadata.Inputs[0].Name, Datatype = "FP32", Shape = { tensor.Shape } });
         request.RawInputContents.Add(ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(tensor.Data.AsSpan())));

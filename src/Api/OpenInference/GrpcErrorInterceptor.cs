@@ -8,14 +8,16 @@ using SaliencyService.Api.Security;
 namespace SaliencyService.Api.OpenInference;
 
 /// <summary>
-/// The API key for inference (metadata <c>x-api-key</c>, as the header on REST) on the inference
-/// service's calls (health and reflection stay open, as REST's probes are, for gRPC probes and load
-/// balancers), and every gRPC failure as a status with the detail the one table
+/// The API key for inference (metadata <c>x-api-key</c>, as the header on REST) on the calls that run
+/// a model (health, reflection, metadata and readiness stay open, as on REST, for gRPC probes and
+/// load balancers), and every gRPC failure as a status with the detail the one table
 /// (<see cref="Problems"/>) gives it.
 /// </summary>
 public sealed class GrpcErrorInterceptor(IOptions<SaliencyOptions> options, ILogger<GrpcErrorInterceptor> logger) : Interceptor
 {
-    private static readonly string InferenceMethods = "/" + Grpc.GRPCInferenceService.Descriptor.FullName + "/";
+    /// <summary>The calls that run a model, as REST's infer and explain: metadata, readiness and statistics stay open there too.</summary>
+    private static readonly HashSet<string> GuardedMethods =
+        new[] { "ModelInfer", "ModelStreamInfer" }.Select(m => $"/{Grpc.GRPCInferenceService.Descriptor.FullName}/{m}").ToHashSet(StringComparer.Ordinal);
 
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context,
         UnaryServerMethod<TRequest, TResponse> continuation)
@@ -47,7 +49,7 @@ public sealed class GrpcErrorInterceptor(IOptions<SaliencyOptions> options, ILog
 
     private void CheckKey(ServerCallContext context)
     {
-        if (context.Method.StartsWith(InferenceMethods, StringComparison.Ordinal))
+        if (GuardedMethods.Contains(context.Method))
             ApiKeyFilter.Check(context.RequestHeaders.GetValue(ApiKeyFilter.Header.ToLowerInvariant()), options.Value, inference: true);
     }
 
