@@ -73,28 +73,7 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
             if (version is null) continue; // being removed or replaced right now: the next pass sees what follows
             if (_models.TryGetValue(name, out var served) && served.Version == version) continue;
             if (_failed.TryGetValue(name, out var failed) && failed.Version == version) continue;
-            // Built as the importer's stored verdict says; without one, checked in a child like an upload.
-            if (TryOpen(name, version, untrusted: true) is not { } model) continue;
-            await _writes.WaitAsync(CancellationToken.None);
-            try
-            {
-                _models.TryGetValue(name, out var current);
-                if (current?.Version == model.Version || ModelVersion.Read(Layout.ModelDirectory(name)) != model.Version)
-                {
-                    model.Retire(); // this replica changed it meanwhile, or yet another version landed
-                    continue;
-                }
-                // Counted before the change shows: whoever sees it sees it counted.
-                Count(current is null ? "import" : "replace");
-                _models[name] = model;
-                current?.Retire();
-                logger.LogInformation("{Action} model {Model} from the store (sha256 {Sha}; gradients: {Engine})", current is null ? "Loaded new" : "Reloaded changed",
-                    name, model.Descriptor.Sha256, GradientsOf(model.Descriptor));
-            }
-            finally
-            {
-                _writes.Release();
-            }
+            await LoadVersionAsync(name, version);
         }
 
         foreach (var name in _failed.Keys.Where(n => !onDisk.ContainsKey(n))) _failed.TryRemove(name, out _);
@@ -118,6 +97,59 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
             _writes.Release();
         }
     }
+
+    /// <summary>
+    /// Loads the version in <paramref name="name"/>'s folder and serves it, unless this replica changed
+    /// the model meanwhile or yet another version landed. One that fails to load is remembered in
+    /// <see cref="Failed"/>.
+    /// </summary>
+    private async Task LoadVersionAsync(string name, ModelVersion version)
+    {
+        // Built as the importer's stored verdict says; without one, checked in a child like an upload.
+        if (TryOpen(name, version, untrusted: true) is not { } model) return;
+        await _writes.WaitAsync(CancellationToken.None);
+        try
+        {
+            _models.TryGetValue(name, out var current);
+            if (current?.Version == model.Version || ModelVersion.Read(Layout.ModelDirectory(name)) != model.Version)
+            {
+                model.Retire(); // this replica changed it meanwhile, or yet another version landed
+                return;
+            }
+            // Counted before the change shows: whoever sees it sees it counted.
+            Count(current is null ? "import" : "replace");
+            _models[name] = model;
+            current?.Retire();
+            logger.LogInformation("{Action} model {Model} from the store (sha256 {Sha}; gradients: {Engine})", current is null ? "Loaded new" : "Reloaded changed",
+                name, model.Descriptor.Sha256, GradientsOf(model.Descriptor));
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    /// <summary>
+    /// Loads a model's folder now rather than at the next poll (Triton's repository load): a version
+    /// another replica published, or the same version again after it failed to load here.
+    /// </summary>
+    /// <exception cref="ProblemException">400 when the store has no such folder, or its version fails to load.</exception>
+    public async Task LoadAsync(string name)
+    {
+        if (!ModelNames.IsValid(name) || ModelVersion.Read(Layout.ModelDirectory(name)) is not { } version)
+            throw ProblemException.BadRequest($"No model named '{name}' is in the store.");
+        if (_models.TryGetValue(name, out var served) && served.Version == version) return;
+        _failed.TryRemove(name, out _);
+        await LoadVersionAsync(name, version);
+        if (_failed.TryGetValue(name, out var failed) && failed.Version == version)
+            throw ProblemException.BadRequest($"Model '{name}' failed to load: {failed.Reason}");
+    }
+
+    /// <summary>Every version this replica knows of: those it serves, and those that failed to load here, with the reason.</summary>
+    public IReadOnlyList<(string Name, ModelVersion Version, string? Reason)> Index() =>
+        _models.Select(m => (m.Key, m.Value.Version, (string?)null))
+            .Concat(_failed.Select(f => (f.Key, f.Value.Version, (string?)f.Value.Reason)))
+            .OrderBy(e => e.Item1, StringComparer.Ordinal).ThenBy(e => e.Version.Number).ToArray();
 
     private int _importsBegun;
 

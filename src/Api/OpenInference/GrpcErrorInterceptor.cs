@@ -8,16 +8,21 @@ using SaliencyService.Api.Security;
 namespace SaliencyService.Api.OpenInference;
 
 /// <summary>
-/// The API key for inference (metadata <c>x-api-key</c>, as the header on REST) on the calls that run
-/// a model (health, reflection, metadata and readiness stay open, as on REST, for gRPC probes and
-/// load balancers), and every gRPC failure as a status with the detail the one table
+/// The API key (metadata <c>x-api-key</c>, as the header on REST) on the calls REST guards (health,
+/// reflection, metadata and readiness stay open, for gRPC probes and load balancers), and every gRPC failure as a status with the detail the one table
 /// (<see cref="Problems"/>) gives it.
 /// </summary>
 public sealed class GrpcErrorInterceptor(IOptions<SaliencyOptions> options, ILogger<GrpcErrorInterceptor> logger) : Interceptor
 {
-    /// <summary>The calls that run a model, as REST's infer and explain: metadata, readiness and statistics stay open there too.</summary>
-    private static readonly HashSet<string> GuardedMethods =
-        new[] { "ModelInfer", "ModelStreamInfer" }.Select(m => $"/{Grpc.GRPCInferenceService.Descriptor.FullName}/{m}").ToHashSet(StringComparer.Ordinal);
+    /// <summary>
+    /// The calls the key guards, as on REST: those that run a model (with the inference key) and those
+    /// that change what is served (with the key whenever one is set). Metadata, readiness and
+    /// statistics stay open, as on <c>/v2</c>.
+    /// </summary>
+    private static readonly Dictionary<string, bool> Guarded = new Dictionary<string, bool>
+    {
+        ["ModelInfer"] = true, ["ModelStreamInfer"] = true, ["RepositoryModelLoad"] = false, ["RepositoryModelUnload"] = false,
+    }.ToDictionary(p => $"/{Grpc.GRPCInferenceService.Descriptor.FullName}/{p.Key}", p => p.Value, StringComparer.Ordinal);
 
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context,
         UnaryServerMethod<TRequest, TResponse> continuation)
@@ -49,8 +54,8 @@ public sealed class GrpcErrorInterceptor(IOptions<SaliencyOptions> options, ILog
 
     private void CheckKey(ServerCallContext context)
     {
-        if (GuardedMethods.Contains(context.Method))
-            ApiKeyFilter.Check(context.RequestHeaders.GetValue(ApiKeyFilter.Header.ToLowerInvariant()), options.Value, inference: true);
+        if (Guarded.TryGetValue(context.Method, out var inference))
+            ApiKeyFilter.Check(context.RequestHeaders.GetValue(ApiKeyFilter.Header.ToLowerInvariant()), options.Value, inference);
     }
 
     /// <summary>The status a failure answers, its detail from the one table; an unexpected one is logged.</summary>

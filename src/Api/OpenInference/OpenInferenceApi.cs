@@ -39,6 +39,7 @@ public static class OpenInferenceApi
         v2.MapGet("/health/ready", Ready).WithName("V2ServerReady").WithSummary("Server readiness: the model store is loaded");
 
         TritonExtensions.MapServer(v2);
+        RepositoryExtension.Map(v2, app.ServiceProvider);
 
         var inference = v2.MapGroup("").RequireRateLimiting(RateLimiting.Policy)
             .AddEndpointFilter(ActivatorUtilities.CreateInstance<ApiKeyFilter>(app.ServiceProvider, true));

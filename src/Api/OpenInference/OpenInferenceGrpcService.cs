@@ -44,6 +44,18 @@ public sealed class OpenInferenceGrpcService(ModelStore store, OpenInferenceRunn
     public override Task<ModelStatisticsResponse> ModelStatistics(ModelStatisticsRequest request, ServerCallContext context) =>
         Task.FromResult(TritonExtensions.Statistics(store, request.Name, request.Version));
 
+    public override Task<RepositoryIndexResponse> RepositoryIndex(RepositoryIndexRequest request, ServerCallContext context) =>
+        Task.FromResult(RepositoryExtension.Index(store, request.Ready));
+
+    public override async Task<RepositoryModelLoadResponse> RepositoryModelLoad(RepositoryModelLoadRequest request, ServerCallContext context)
+    {
+        await RepositoryExtension.LoadAsync(store, request.ModelName, request.Parameters.Keys);
+        return new RepositoryModelLoadResponse();
+    }
+
+    public override Task<RepositoryModelUnloadResponse> RepositoryModelUnload(RepositoryModelUnloadRequest request, ServerCallContext context) =>
+        throw RepositoryExtension.UnloadRefused(request.ModelName);
+
     public override Task<ServerMetadataResponse> ServerMetadata(ServerMetadataRequest request, ServerCallContext context)
     {
         var metadata = OpenInferenceApi.ServerMetadata().Value!;
