@@ -107,12 +107,23 @@ public sealed class OpenInferenceGrpcService(ModelStore store, OpenInferenceRunn
     {
         using var writes = new SemaphoreSlim(1);
         var running = new List<Task>();
-        while (await requestStream.MoveNext(context.CancellationToken))
+        try
         {
-            running.RemoveAll(t => t.IsCompletedSuccessfully); // a long stream keeps only what is in flight
-            running.Add(AnswerAsync(requestStream.Current));
+            while (await requestStream.MoveNext(context.CancellationToken))
+            {
+                running.RemoveAll(t => t.IsCompletedSuccessfully); // a long stream keeps only what is in flight
+                running.Add(AnswerAsync(requestStream.Current));
+            }
         }
-        await Task.WhenAll(running);
+        finally
+        {
+            // No answer outlives the call: each is written, or dropped with a cancelled call.
+            try
+            {
+                await Task.WhenAll(running);
+            }
+            catch (Exception) when (context.CancellationToken.IsCancellationRequested) { }
+        }
 
         async Task AnswerAsync(ModelInferRequest request)
         {
