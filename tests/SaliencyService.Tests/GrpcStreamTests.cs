@@ -93,6 +93,41 @@ public sealed class GrpcStreamTests(FixtureModelsService service) : IClassFixtur
         Assert.Equal("", keyed.ResponseStream.Current.ErrorMessage);
     }
 
+    [Fact]
+    public async Task A_stream_the_client_cancels_mid_way_is_no_error_and_the_next_one_is_answered()
+    {
+        // Kestrel itself: a reset HTTP/2 stream surfaces there as an IOException on the next read.
+        var store = ServiceFactory.NewStoreDirectory();
+        try
+        {
+            using var process = await ServiceProcess.StartAsync(store);
+            await Http.ImportFixtureAsync(process.Client, "mini_resnet");
+            using var channel = GrpcChannel.ForAddress(process.GrpcAddress);
+            var client = new GRPCInferenceService.GRPCInferenceServiceClient(channel);
+            var request = await RequestAsync(client, "mini_resnet", "input0");
+            using (var cancel = new CancellationTokenSource())
+            using (var call = client.ModelStreamInfer(cancellationToken: cancel.Token))
+            {
+                for (var i = 0; i < 8; i++) await call.RequestStream.WriteAsync(request);
+                Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+                cancel.Cancel(); // still sending: the request side is reset, not completed
+                var cancelled = await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(CancellationToken.None));
+                Assert.Equal(StatusCode.Cancelled, cancelled.StatusCode);
+            }
+
+            using var next = client.ModelStreamInfer();
+            await next.RequestStream.WriteAsync(request);
+            await next.RequestStream.CompleteAsync();
+            Assert.Equal(1, await next.ResponseStream.ReadAllAsync().CountAsync());
+            for (var wait = 0; wait < 10 && !process.Output.Contains("Unhandled error"); wait++) await Task.Delay(200);
+            Assert.DoesNotContain("Unhandled error", process.Output);
+        }
+        finally
+        {
+            if (Directory.Exists(store)) Directory.Delete(store, recursive: true);
+        }
+    }
+
     private static GrpcChannel Channel(ServiceFactory factory) =>
         GrpcChannel.ForAddress("http://localhost:5081", new GrpcChannelOptions { HttpHandler = factory.Server.CreateHandler() });
 

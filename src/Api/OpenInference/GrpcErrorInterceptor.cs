@@ -61,7 +61,8 @@ public sealed class GrpcErrorInterceptor(IOptions<SaliencyOptions> options, ILog
     /// <summary>The status a failure answers, its detail from the one table; an unexpected one is logged.</summary>
     public static Status StatusOf(Exception e, ServerCallContext context, ILogger logger)
     {
-        if (e is OperationCanceledException && context.CancellationToken.IsCancellationRequested) return new Status(StatusCode.Cancelled, "Cancelled by the client.");
+        // The client cancelled, or reset a stream it was still sending on: nothing failed here.
+        if (e is OperationCanceledException or IOException && context.CancellationToken.IsCancellationRequested) return new Status(StatusCode.Cancelled, "Cancelled by the client.");
         if (e is OverflowException) return new Status(StatusCode.InvalidArgument, "A value is out of its datatype's range.");
         var problem = Problems.Describe(e);
         if (!problem.Expected) logger.LogError(e, "Unhandled error in {Method}", context.Method);
