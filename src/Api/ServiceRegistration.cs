@@ -34,6 +34,7 @@ public static class ServiceRegistration
 
         // On SIGTERM, stop accepting and let in-flight requests finish (up to the request time limit).
         services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(options.RequestTimeoutSeconds + 5));
+        services.AddSingleton<IProblemDetailsWriter, V2ProblemWriter>(); // before the default writer: the first that can write does
         services.AddProblemDetails();
         services.AddExceptionHandler<ProblemExceptionHandler>();
 

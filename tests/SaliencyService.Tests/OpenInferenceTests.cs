@@ -187,6 +187,16 @@ public sealed class OpenInferenceTests(FixtureModelsService service) : IClassFix
         await Http.AssertProblemAsync(await Client.PostAsync("/v1/models/mini_resnet/predict", form), HttpStatusCode.BadRequest);
     }
 
+    [Fact]
+    public async Task Routes_and_methods_that_do_not_exist_answer_the_protocols_error_on_v2_and_problem_json_on_v1()
+    {
+        var missing = await AssertErrorAsync(await Client.GetAsync("/v2/models/mini_resnet/no-such-route"), HttpStatusCode.NotFound);
+        Assert.Contains("/v2/models/mini_resnet/no-such-route", missing);
+        await AssertErrorAsync(await Client.GetAsync("/v2/models/mini_resnet/infer"), HttpStatusCode.MethodNotAllowed);
+        await AssertErrorAsync(await Client.DeleteAsync("/v2/models/mini_resnet"), HttpStatusCode.MethodNotAllowed);
+        await Http.AssertProblemAsync(await Client.GetAsync("/v1/models/mini_resnet/no-such-route"), HttpStatusCode.NotFound);
+    }
+
     [Theory]
     [InlineData("guided-backprop", "guided_backprop")]
     [InlineData("grad-cam", "grad_cam")]

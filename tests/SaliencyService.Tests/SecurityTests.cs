@@ -76,6 +76,24 @@ public sealed class SecurityTests
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode); // probes are never limited
     }
 
+    [Fact]
+    public async Task Over_its_rate_on_v2_a_client_gets_the_protocols_error_with_retry_after()
+    {
+        using var factory = new ServiceFactory(settings: new() { ["Saliency:RateLimit:PermitsPerSecond"] = "1", ["Saliency:RateLimit:Burst"] = "2" });
+        using var client = factory.CreateClient();
+        HttpResponseMessage? limited = null;
+        for (var i = 0; i < 5 && limited is null; i++)
+        {
+            using var content = new StringContent("""{"inputs": []}""", System.Text.Encoding.UTF8, "application/json");
+            var response = await client.PostAsync("/v2/models/any/infer", content);
+            if (response.StatusCode == HttpStatusCode.TooManyRequests) limited = response;
+        }
+        Assert.NotNull(limited);
+        Assert.Equal("application/json", limited!.Content.Headers.ContentType?.MediaType);
+        Assert.Contains("Rate limit", (string)System.Text.Json.Nodes.JsonNode.Parse(await limited.Content.ReadAsStringAsync())!["error"]!);
+        Assert.NotNull(limited.Headers.RetryAfter);
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]

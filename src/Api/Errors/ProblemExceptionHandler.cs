@@ -4,8 +4,9 @@ using Microsoft.AspNetCore.Mvc;
 namespace SaliencyService.Api.Errors;
 
 /// <summary>
-/// Turns every exception into RFC 9457 problem+json: the client's mistakes keep their 4xx status
-/// and message; anything unexpected is logged and answered as a bare 500.
+/// Turns every exception into RFC 9457 problem+json (under /v2 the protocol's error, written by
+/// <see cref="OpenInference.V2ProblemWriter"/>): the client's mistakes keep their 4xx status and
+/// message; anything unexpected is logged and answered as a bare 500.
 /// </summary>
 public sealed class ProblemExceptionHandler(IProblemDetailsService problems, ILogger<ProblemExceptionHandler> logger) : IExceptionHandler
 {

@@ -7,8 +7,8 @@ using SaliencyService.Api.Configuration;
 namespace SaliencyService.Api.Security;
 
 /// <summary>
-/// A token bucket per client (its API key when it sends one, else its address) on the /v1 API:
-/// 429 problem+json with Retry-After when a client outruns it.
+/// A token bucket per client (its API key when it sends one, else its address) on the APIs: 429
+/// with Retry-After when a client outruns it (problem+json on /v1, the protocol's error on /v2).
 /// </summary>
 public static class RateLimiting
 {
