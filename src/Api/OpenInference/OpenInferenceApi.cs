@@ -54,7 +54,8 @@ public static class OpenInferenceApi
                 .WithSummary("Run the model: JSON or the binary tensor extension")
                 .WithDescription("Inputs {name, shape, datatype, data}; data flat or nested row-major, or raw bytes after a JSON header of " +
                                  "Inference-Header-Content-Length bytes with parameters.binary_data_size. Outputs asked for with " +
-                                 "parameters.binary_data (or binary_data_output for all) come back as raw bytes the same way.")
+                                 "parameters.binary_data (or binary_data_output for all) come back as raw bytes the same way; with " +
+                                 "parameters.classification N an output comes back as BYTES, each sample's top N as \"value:index:label\".")
                 .Accepts<InferRequest>("application/json", "application/octet-stream", "*/*")
                 .Produces<InferResponse>(StatusCodes.Status200OK, "application/json", "application/octet-stream")
                 .ProducesV2Errors()
