@@ -57,6 +57,31 @@ public sealed class GrpcStreamTests(FixtureModelsService service) : IClassFixtur
     }
 
     [Fact]
+    public async Task A_stream_of_more_requests_than_the_queue_holds_is_answered_without_a_refusal()
+    {
+        using var channel = Channel(service.Factory);
+        var client = new GRPCInferenceService.GRPCInferenceServiceClient(channel);
+        var request = await RequestAsync(client, "mini_resnet", "input0");
+        using var call = client.ModelStreamInfer();
+        const int Count = 300; // Saliency:Predict:MaxQueued is 64: all at once, most would be refused
+        var sending = Task.Run(async () =>
+        {
+            for (var i = 0; i < Count; i++) await call.RequestStream.WriteAsync(request);
+            await call.RequestStream.CompleteAsync();
+        });
+        var errors = new List<string>();
+        var answered = 0;
+        await foreach (var answer in call.ResponseStream.ReadAllAsync())
+        {
+            answered++;
+            if (answer.ErrorMessage.Length > 0) errors.Add(answer.ErrorMessage);
+        }
+        await sending;
+        Assert.Empty(errors);
+        Assert.Equal(Count, answered);
+    }
+
+    [Fact]
     public async Task The_inference_key_guards_inference_calls_and_streams_but_not_health()
     {
         using var factory = new ServiceFactory(settings: new() { ["Saliency:ApiKey"] = "k", ["Saliency:ApiKeyForInference"] = "true" });

@@ -98,19 +98,24 @@ public sealed class OpenInferenceGrpcService(ModelStore store, OpenInferenceRunn
     }
 
     /// <summary>
-    /// Each request on the stream runs as it arrives, as Triton runs them, and is answered as it
-    /// completes (its id says which); a request that fails is answered with its error and the stream
-    /// goes on. The stream ends once the client has closed its side and every answer is written.
+    /// The requests on a stream run side by side, as Triton runs them, up to a full batch of them at
+    /// a time; the stream is read on as they complete, so a client that sends hundreds at once is
+    /// slowed down rather than refused by the shared queue. Each is answered as it completes (its id
+    /// says which); one that fails is answered with its error and the stream goes on. The stream ends
+    /// once the client has closed its side and every answer is written.
     /// </summary>
     public override async Task ModelStreamInfer(IAsyncStreamReader<ModelInferRequest> requestStream, IServerStreamWriter<ModelStreamInferResponse> responseStream,
         ServerCallContext context)
     {
         using var writes = new SemaphoreSlim(1);
+        using var slots = new SemaphoreSlim(Math.Max(1, options.Value.Predict.MaxBatchSize));
         var running = new List<Task>();
         try
         {
-            while (await requestStream.MoveNext(context.CancellationToken))
+            while (true)
             {
+                await slots.WaitAsync(context.CancellationToken);
+                if (!await requestStream.MoveNext(context.CancellationToken)) break;
                 running.RemoveAll(t => t.IsCompletedSuccessfully); // a long stream keeps only what is in flight
                 running.Add(AnswerAsync(requestStream.Current));
             }
@@ -149,6 +154,7 @@ public sealed class OpenInferenceGrpcService(ModelStore store, OpenInferenceRunn
             finally
             {
                 writes.Release();
+                slots.Release();
             }
         }
     }
