@@ -70,6 +70,8 @@ public sealed class RepositoryExtensionTests : IDisposable
         Assert.Contains("DELETE /v1/models/steady", await unload.Content.ReadAsStringAsync());
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v2/models/steady/ready")).StatusCode); // still served
         Assert.Equal(HttpStatusCode.BadRequest, (await client.PostAsync("/v2/repository/models/no-such-model/load", null)).StatusCode);
+        // Whatever content type a client labels its JSON with (tritonclient sets none of its own).
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/v2/repository/models/steady/load", new StringContent("""{"parameters": {}}"""))).StatusCode);
         Assert.Equal(HttpStatusCode.BadRequest, (await client.PostAsync("/v2/repository/index", new StringContent("{not json"))).StatusCode);
 
         using var anonymous = Client(key: false);

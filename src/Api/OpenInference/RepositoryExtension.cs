@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using SaliencyService.Api.Errors;
 using SaliencyService.Api.Models;
 using SaliencyService.Api.OpenInference.Grpc;
@@ -22,14 +23,25 @@ public static class RepositoryExtension
     public static void Map(RouteGroupBuilder v2, IServiceProvider services)
     {
         v2.MapPost("/repository/index", IndexRouteAsync).WithName("V2RepositoryIndex")
-            .WithSummary("Index of the models and their states (Triton's model repository extension); body {\"ready\": true} for the ready ones only");
+            .WithSummary("Index of the models and their states (Triton's model repository extension); body {\"ready\": true} for the ready ones only")
+            .Produces<IndexEntry[]>().Produces<V2Error>(StatusCodes.Status400BadRequest);
         var writes = v2.MapGroup("/repository/models/{name}").RequireRateLimiting(RateLimiting.Policy)
             .AddEndpointFilter(ActivatorUtilities.CreateInstance<ApiKeyFilter>(services, false));
         writes.MapPost("/load", LoadRouteAsync).WithName("V2RepositoryLoad")
-            .WithSummary("Load the model's folder now (a version another replica published, or again after a failed load)");
+            .WithSummary("Load the model's folder now (a version another replica published, or again after a failed load); " +
+                         "optional body {\"parameters\": {...}}, without file or config overrides")
+            .Produces(StatusCodes.Status200OK).Produces<V2Error>(StatusCodes.Status400BadRequest);
         writes.MapPost("/unload", UnloadRoute).WithName("V2RepositoryUnload")
-            .WithSummary("Not offered: a model stops being served when it is deleted (DELETE /v1/models/{name})");
+            .WithSummary("Not offered: a model stops being served when it is deleted (DELETE /v1/models/{name})")
+            .Produces<V2Error>(StatusCodes.Status400BadRequest);
     }
+
+    /// <summary>One model version in the REST index, as Triton writes it.</summary>
+    public sealed record IndexEntry(
+        [property: JsonPropertyName("name")] string Name,
+        [property: JsonPropertyName("version")] string Version,
+        [property: JsonPropertyName("state")] string State,
+        [property: JsonPropertyName("reason")] string Reason);
 
     /// <summary>The index, ready versions only where <paramref name="readyOnly"/>.</summary>
     public static RepositoryIndexResponse Index(ModelStore store, bool readyOnly) => new()
@@ -58,7 +70,7 @@ public static class RepositoryExtension
         var readyOnly = (await BodyAsync(request, cancellationToken)) is { ValueKind: JsonValueKind.Object } body
                         && body.TryGetProperty("ready", out var ready) && ready.ValueKind == JsonValueKind.True;
         // Triton's REST index is a bare array of {name, version, state, reason}.
-        return TypedResults.Json(Index(store, readyOnly).Models.Select(m => new { name = m.Name, version = m.Version, state = m.State, reason = m.Reason }));
+        return TypedResults.Json(Index(store, readyOnly).Models.Select(m => new IndexEntry(m.Name, m.Version, m.State, m.Reason)).ToArray());
     }
 
     private static async Task<IResult> LoadRouteAsync(string name, HttpRequest request, ModelStore store, CancellationToken cancellationToken)
