@@ -244,17 +244,6 @@ public sealed class OpenInferenceTests(FixtureModelsService service) : IClassFix
         Assert.True(expected.Zip(actual, (e, a) => Math.Abs(e - a)).Max() <= 1e-3 * expected.Max(Math.Abs));
     }
 
-    [Theory]
-    [InlineData("infer")]
-    [InlineData("explain")]
-    public async Task A_compressed_body_is_a_415_naming_its_content_encoding(string verb)
-    {
-        var plain = Encoding.UTF8.GetBytes("""{"inputs": [{"name": "image_input", "shape": [1, 1, 1, 3], "datatype": "FP32", "data": [0, 0, 0]}]}""");
-        using var body = Http.Gzipped(plain, new MediaTypeHeaderValue("application/json"));
-        var error = await AssertErrorAsync(await Client.PostAsync($"/v2/models/seed_cnn/{verb}", body), HttpStatusCode.UnsupportedMediaType);
-        Assert.Contains("Content-Encoding 'gzip'", error);
-    }
-
     [Fact]
     public async Task Infer_follows_the_inference_api_key_rule()
     {

@@ -23,20 +23,6 @@ public sealed class PredictBadInputTests(FixtureModelsService service) : IClassF
         await Http.AssertProblemAsync(await Client.PostAsync("/v1/models/no-such-model/predict", form), HttpStatusCode.NotFound);
     }
 
-    [Theory]
-    [InlineData("/v1/models/seed_cnn/predict")]
-    [InlineData("/v1/models/seed_cnn/explain")]
-    [InlineData("/v1/models")]
-    public async Task A_compressed_body_is_a_415_naming_its_content_encoding(string path)
-    {
-        // A gzip-compressed form (what a client with request compression on sends): read as it is, its
-        // bytes are no multipart.
-        using var form = Http.ImageForm(TestPaths.Fixture("seed_cnn", "input0.png"));
-        using var body = Http.Gzipped(await form.ReadAsByteArrayAsync(), form.Headers.ContentType);
-        var detail = await Http.AssertProblemAsync(await Client.PostAsync(path, body), HttpStatusCode.UnsupportedMediaType);
-        Assert.Contains("Content-Encoding 'gzip'", detail);
-    }
-
     public static IEnumerable<object[]> UndecodableImages =>
     [
         ["truncated png", File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "input0.png"))[..200], HttpStatusCode.BadRequest],

@@ -88,8 +88,9 @@ public static class RepositoryExtension
     /// <summary>The optional JSON body of a repository call; none is null.</summary>
     private static async Task<JsonElement?> BodyAsync(HttpRequest request, CancellationToken cancellationToken)
     {
-        Inputs.RequestBodyLimit.Apply(request, 64 * 1024);
-        Inputs.ContentCoding.EnsureIdentity(request);
+        const long Limit = 64 * 1024;
+        Inputs.RequestBodyLimit.Apply(request, Limit);
+        Inputs.ContentCoding.Decode(request, Limit);
         using var buffer = new MemoryStream();
         await request.Body.CopyToAsync(buffer, cancellationToken);
         if (buffer.Length == 0) return null; // tritonclient sends none for an index without "ready", or a plain load

@@ -100,7 +100,7 @@ public sealed record V2Call(InferRequest Request, IReadOnlyList<NamedTensor> Inp
     private static async Task<byte[]> ReadBodyAsync(HttpRequest http, long limit, CancellationToken cancellationToken)
     {
         RequestBodyLimit.Apply(http, limit);
-        ContentCoding.EnsureIdentity(http);
+        ContentCoding.Decode(http, limit);
         using var buffer = new MemoryStream();
         try
         {

@@ -48,14 +48,21 @@ public static class Http
     }
 
     /// <summary><paramref name="plain"/> gzip-compressed, sent as <c>Content-Encoding: gzip</c> (a client's request compression).</summary>
-    public static ByteArrayContent Gzipped(byte[] plain, MediaTypeHeaderValue? contentType)
+    /// <summary>A body compressed with <paramref name="coding"/> (gzip, deflate: zlib, br), as a client with request compression sends it.</summary>
+    public static ByteArrayContent Compressed(byte[] plain, MediaTypeHeaderValue? contentType, string coding = "gzip")
     {
         using var packed = new MemoryStream();
-        using (var gzip = new System.IO.Compression.GZipStream(packed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
-            gzip.Write(plain);
+        using (Stream compressor = coding switch
+               {
+                   "gzip" => new System.IO.Compression.GZipStream(packed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true),
+                   "deflate" => new System.IO.Compression.ZLibStream(packed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true),
+                   "br" => new System.IO.Compression.BrotliStream(packed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true),
+                   _ => throw new ArgumentException(coding),
+               })
+            compressor.Write(plain);
         var content = new ByteArrayContent(packed.ToArray());
         content.Headers.ContentType = contentType;
-        content.Headers.ContentEncoding.Add("gzip");
+        content.Headers.ContentEncoding.Add(coding);
         return content;
     }
 
