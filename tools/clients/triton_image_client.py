@@ -8,7 +8,7 @@
 # Usage: tools/clients/triton_image_client.py MODEL IMAGE [CLASSES] [BASE_URL] [GRPC_ADDRESS]
 #   (Debian's python3-numpy, python3-pil, python3-grpcio, python3-grpc-tools; defaults: 2,
 #   http://127.0.0.1:5080, localhost:5081)
-import json, os, struct, subprocess, sys, tempfile, urllib.request
+import json, struct, sys, urllib.request
 import numpy as np
 from PIL import Image
 import grpc
@@ -18,12 +18,8 @@ classes = int(sys.argv[3]) if len(sys.argv) > 3 else 2
 base = sys.argv[4] if len(sys.argv) > 4 else "http://127.0.0.1:5080"
 address = sys.argv[5] if len(sys.argv) > 5 else "localhost:5081"
 
-protos = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src", "Api", "Protos")
-stubs = tempfile.mkdtemp()
-subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", protos, f"--python_out={stubs}", f"--grpc_python_out={stubs}",
-                os.path.join(protos, "grpc_predict_v2.proto")], check=True)
-sys.path.insert(0, stubs)
-import grpc_predict_v2_pb2 as pb, grpc_predict_v2_pb2_grpc as rpc
+import oip_stubs
+pb, rpc = oip_stubs.load()
 
 get = lambda path: json.load(urllib.request.urlopen(base + path))
 metadata, config = get(f"/v2/models/{model}"), get(f"/v2/models/{model}/config")

@@ -5,19 +5,16 @@
 # refusal is "queue is full" (gRPC error_message / UNAVAILABLE, REST 503), never anything else.
 # Usage: tools/stress/grpc_mixed_load.py MODEL N [BASE_URL] [GRPC_ADDRESS]
 #   (Debian's python3-numpy, python3-grpcio, python3-grpc-tools; defaults http://127.0.0.1:5080, localhost:5081)
-import collections, json, os, subprocess, sys, tempfile, threading, time, urllib.error, urllib.request
+import collections, json, os, sys, threading, time, urllib.error, urllib.request
 import numpy as np
 import grpc
 
 model, n = sys.argv[1], int(sys.argv[2])
 base = sys.argv[3] if len(sys.argv) > 3 else "http://127.0.0.1:5080"
 address = sys.argv[4] if len(sys.argv) > 4 else "localhost:5081"
-protos = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src", "Api", "Protos")
-stubs = tempfile.mkdtemp()
-subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", protos, f"--python_out={stubs}", f"--grpc_python_out={stubs}",
-                os.path.join(protos, "grpc_predict_v2.proto")], check=True)
-sys.path.insert(0, stubs)
-import grpc_predict_v2_pb2 as pb, grpc_predict_v2_pb2_grpc as rpc
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "clients"))
+import oip_stubs
+pb, rpc = oip_stubs.load()
 
 stub = rpc.GRPCInferenceServiceStub(grpc.insecure_channel(address))
 metadata = stub.ModelMetadata(pb.ModelMetadataRequest(name=model))
