@@ -56,8 +56,8 @@ public static class InferenceApi
     /// <param name="name">The model.</param>
     /// <param name="topK">How many of the highest scores to return per input (1–1000).</param>
     public static async Task<Ok<PredictResponse>> Predict(
-        string name, HttpRequest request, ModelStore store, ModelInputReader inputs, InferenceQueues queues, PredictBatchers batchers,
-        ServiceMetrics metrics, IOptions<SaliencyOptions> options, int topK = 5, CancellationToken cancellationToken = default)
+        string name, HttpRequest request, ModelStore store, ModelInputReader inputs, PredictBatchers batchers,
+        IOptions<SaliencyOptions> options, int topK = 5, CancellationToken cancellationToken = default)
     {
         Predictor.CheckTopK(topK);
         using var lease = store.Lease(name);
@@ -67,8 +67,7 @@ public static class InferenceApi
         var batcher = batchers.For(model);
         var scores = await deadline.RunAsync(token => batcher is not null
             ? Predictor.ScoresAsync(batcher, model, input.Tensor, token)
-            : queues.Predict.RunAsync(t => metrics.Measure("onnxruntime", name,
-                () => model.Statistics.RecordAlone(input.Tensor.Shape[0], () => Predictor.Scores(model, input.Tensor, t))), token));
+            : batchers.RunAloneAsync(model, input.Tensor.Shape[0], t => Predictor.Scores(model, input.Tensor, t), token));
         return TypedResults.Ok(Predictor.Rank(model.Descriptor, scores, topK));
     }
 }

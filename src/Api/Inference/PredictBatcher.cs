@@ -269,6 +269,13 @@ public sealed class PredictBatchers(InferenceQueues queues, Microsoft.Extensions
     public PredictBatcher? For(ServedModel model) =>
         Batches(model) ? _batchers.GetValue(model, m => new PredictBatcher(m, queues.Predict, _options, metrics)) : null;
 
+    /// <summary>
+    /// A run that joins no batch (the model does not batch, or its inputs cannot): on the predict
+    /// queue, measured as a batch's run is, for Prometheus and for Triton's statistics.
+    /// </summary>
+    public Task<T> RunAloneAsync<T>(ServedModel model, long samples, Func<CancellationToken, T> run, CancellationToken cancellationToken) =>
+        queues.Predict.RunAsync(t => metrics.Measure("onnxruntime", model.Name, () => model.Statistics.RecordAlone(samples, () => run(t))), cancellationToken);
+
     /// <summary>Whether requests to the model are batched: batching is on and every input's batch dimension is free.</summary>
     public bool Batches(ServedModel model) => _options.MaxBatchSize > 1 && model.Descriptor.Inputs.All(i => i.Shape is [-1, ..]);
 }

@@ -40,7 +40,17 @@ public static class ContentCoding
         public override long Length => throw new NotSupportedException();
         public override long Position { get => _read; set => throw new NotSupportedException(); }
 
-        public override int Read(byte[] buffer, int offset, int count) => Counted(Decoded(() => decoded.Read(buffer, offset, count)));
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            try
+            {
+                return Counted(decoded.Read(buffer, offset, count));
+            }
+            catch (InvalidDataException e)
+            {
+                throw Corrupt(e);
+            }
+        }
 
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
@@ -56,18 +66,6 @@ public static class ContentCoding
 
         public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
             ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-        private int Decoded(Func<int> read)
-        {
-            try
-            {
-                return read();
-            }
-            catch (InvalidDataException e)
-            {
-                throw Corrupt(e);
-            }
-        }
 
         private int Counted(int read)
         {

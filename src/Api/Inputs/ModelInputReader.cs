@@ -22,7 +22,7 @@ public sealed class ModelInputReader(IOptions<SaliencyOptions> options)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         RequestBodyLimit.Apply(request, _options.MaxRequestBodyBytes);
-        var parts = MultipartParts.Of(request, "Send multipart/form-data with an 'image' or a 'tensor' part.", _options.MaxRequestBodyBytes);
+        var parts = MultipartParts.Of(request, "Send multipart/form-data with an 'image' or a 'tensor' part.");
         // Each part is decoded as it arrives: a tensor straight into the model input, without a
         // buffered copy of the body (for a 224² float tensor that copy cost more than reading it).
         var images = new List<ReadOnlyMemory<byte>>();

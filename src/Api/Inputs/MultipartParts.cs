@@ -24,10 +24,8 @@ public sealed class MultipartParts
     /// The most a read of a part returns (ASP.NET Core's default: 4 KiB). A model upload reads in
     /// larger blocks: at 4 KiB, hashing and writing a 46 MB model took ~11k rounds.
     /// </param>
-    /// <param name="limit">The most the body may hold once decoded, where it comes compressed (<see cref="ContentCoding"/>).</param>
-    public static MultipartParts Of(HttpRequest request, string expected, long limit, int bufferSize = 4096)
+    public static MultipartParts Of(HttpRequest request, string expected, int bufferSize = 4096)
     {
-        ContentCoding.Decode(request, limit);
         if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var mediaType)
             || !mediaType.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase))
             throw ProblemException.UnsupportedMedia(expected);

@@ -3,15 +3,39 @@ using SaliencyService.Api.Errors;
 
 namespace SaliencyService.Api.Inputs;
 
-/// <summary>The predict/explain body limit (<c>Saliency:MaxRequestBodyBytes</c>) on one request: /v1's multipart and /v2's bodies alike.</summary>
+/// <summary>
+/// A body limit on one request (<c>Saliency:MaxRequestBodyBytes</c> for predict and explain, the
+/// model's for an import): /v1's multipart and /v2's bodies alike, as sent and, where the body comes
+/// compressed, as decoded (<see cref="ContentCoding"/>).
+/// </summary>
 public static class RequestBodyLimit
 {
-    /// <summary>Caps what Kestrel reads of this body, and refuses a declared length over the limit at once (413).</summary>
+    /// <summary>
+    /// Caps what Kestrel reads of this body, refuses a declared length over the limit at once (413),
+    /// and decodes a compressed body under the same limit.
+    /// </summary>
     public static void Apply(HttpRequest request, long limit)
     {
         var feature = request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>();
         if (feature is { IsReadOnly: false }) feature.MaxRequestBodySize = limit;
         if (request.ContentLength > limit) throw TooLarge(limit);
+        ContentCoding.Decode(request, limit);
+    }
+
+    /// <summary>The whole body under the limit (/v2's JSON and binary calls, whose header says where the tensors start).</summary>
+    public static async Task<byte[]> ReadAllAsync(HttpRequest request, long limit, CancellationToken cancellationToken)
+    {
+        Apply(request, limit);
+        using var buffer = new MemoryStream();
+        try
+        {
+            await request.Body.CopyToAsync(buffer, cancellationToken);
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            throw TooLarge(limit);
+        }
+        return buffer.ToArray();
     }
 
     public static ProblemException TooLarge(long limit) => ProblemException.TooLarge($"The request body exceeds {limit} bytes.");

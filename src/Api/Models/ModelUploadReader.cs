@@ -23,8 +23,9 @@ public static class ModelUploadReader
     /// <summary>Reads the form, the model into <paramref name="staging"/> (which its caller owns and cleans up).</summary>
     public static async Task<ModelUpload> ReadAsync(HttpRequest request, string staging, long maxModelBytes, CancellationToken cancellationToken)
     {
-        // Decoded, the form holds the model and a few small fields: the model's limit and a block of slack.
-        var parts = MultipartParts.Of(request, "Upload the model as multipart/form-data with a 'file' part.", maxModelBytes + MaxFieldBytes, Block);
+        // The form holds the model and a few small fields: the model's limit and a field's worth of slack.
+        RequestBodyLimit.Apply(request, maxModelBytes + MaxFieldBytes);
+        var parts = MultipartParts.Of(request, "Upload the model as multipart/form-data with a 'file' part.", Block);
         string? fileName = null, name = null, manifest = null, sha256 = null;
         while (await parts.NextAsync(cancellationToken) is { } part)
         {

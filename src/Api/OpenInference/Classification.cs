@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using SaliencyService.Api.Inference;
 using SaliencyService.Api.Models;
 using SaliencyService.Explain;
 using SaliencyService.Explain.Serving;
@@ -35,10 +36,13 @@ public static class Classification
         ? (int)count
         : throw new InvalidArgumentException($"Output '{output}': '{Parameter}' must be at least 1; it is {count}.");
 
-    /// <summary>The outputs, those named in <paramref name="counts"/> replaced by their classifications.</summary>
-    public static IReadOnlyList<NamedTensor> Apply(IReadOnlyList<NamedTensor> outputs, IReadOnlyDictionary<string, int> counts, ServedModel model, bool batched) =>
-        counts.Count == 0 ? outputs
-            : outputs.Select(o => counts.TryGetValue(o.Name, out var n) ? Of(o, n, batched, model.Descriptor.Labels) : o).ToArray();
+    /// <summary>The outputs, those named in <paramref name="counts"/> replaced by their classifications (per sample where the model batches).</summary>
+    public static IReadOnlyList<NamedTensor> Apply(IReadOnlyList<NamedTensor> outputs, IReadOnlyDictionary<string, int> counts, ServedModel model, PredictBatchers batchers)
+    {
+        if (counts.Count == 0) return outputs;
+        var batched = TritonExtensions.Batched(model, batchers);
+        return outputs.Select(o => counts.TryGetValue(o.Name, out var n) ? Of(o, n, batched, model.Descriptor.Labels) : o).ToArray();
+    }
 
     public static NamedTensor Of(NamedTensor output, int count, bool batched, IReadOnlyList<string>? labels)
     {

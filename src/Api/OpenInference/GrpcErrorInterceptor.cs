@@ -9,8 +9,8 @@ namespace SaliencyService.Api.OpenInference;
 
 /// <summary>
 /// The API key (metadata <c>x-api-key</c>, as the header on REST) on the calls REST guards (health,
-/// reflection, metadata and readiness stay open, for gRPC probes and load balancers), and every gRPC failure as a status with the detail the one table
-/// (<see cref="Problems"/>) gives it.
+/// reflection, metadata and readiness stay open, for gRPC probes and load balancers), and every
+/// gRPC failure as a status with the detail the one table (<see cref="Problems"/>) gives it.
 /// </summary>
 public sealed class GrpcErrorInterceptor(IOptions<SaliencyOptions> options, ILogger<GrpcErrorInterceptor> logger) : Interceptor
 {

@@ -116,7 +116,7 @@ public static class OpenInferenceApi
         var call = await V2Call.ReadAsync(request, model, options.Value, cancellationToken);
         var outputs = await runner.RunAsync(model, new InferWork(call.Inputs, call.Outputs), cancellationToken);
         return V2Response.Write(name, model.Version.Name, call.Request.Id, call.Request.Parameters?.ToDictionary(p => p.Key, p => (object?)p.Value),
-            Classification.Apply(outputs, call.Classifications, model, TritonExtensions.Batched(model, batchers)), call.BinaryOutputs);
+            Classification.Apply(outputs, call.Classifications, model, batchers), call.BinaryOutputs);
     }
 
     public static async Task<IResult> Explain(string name, string? version, HttpRequest request, ModelStore store, ExplainService service,

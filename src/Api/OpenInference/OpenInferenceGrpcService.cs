@@ -87,7 +87,7 @@ public sealed class OpenInferenceGrpcService(ModelStore store, OpenInferenceRunn
             if (Classification.Count(output.Parameters, output.Name) is { } classes) classifications[output.Name] = classes;
 
         var results = Classification.Apply(await runner.RunAsync(model, new InferWork(inputs, outputs), context.CancellationToken),
-            classifications, model, TritonExtensions.Batched(model, batchers));
+            classifications, model, batchers);
         var response = new ModelInferResponse { ModelName = request.ModelName, ModelVersion = model.Version.Name, Id = request.Id };
         foreach (var output in results)
         {

@@ -2,7 +2,6 @@ using Microsoft.Extensions.Options;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Inference;
 using SaliencyService.Api.Models;
-using SaliencyService.Api.Observability;
 using SaliencyService.Explain.Serving;
 
 namespace SaliencyService.Api.OpenInference;
@@ -11,7 +10,7 @@ namespace SaliencyService.Api.OpenInference;
 /// Runs one v2 inference, REST or gRPC: through the model's dynamic batcher where the inputs can
 /// join a batch, else on the predict queue; both under the request time limit, as /v1's predict.
 /// </summary>
-public sealed class OpenInferenceRunner(InferenceQueues queues, PredictBatchers batchers, ServiceMetrics metrics, IOptions<SaliencyOptions> options)
+public sealed class OpenInferenceRunner(PredictBatchers batchers, IOptions<SaliencyOptions> options)
 {
     public async Task<NamedTensor[]> RunAsync(ServedModel model, InferWork work, CancellationToken cancellationToken)
     {
@@ -19,7 +18,6 @@ public sealed class OpenInferenceRunner(InferenceQueues queues, PredictBatchers 
         var batcher = V2Inputs.Batchable(work.Inputs) ? batchers.For(model) : null;
         return await deadline.RunAsync(token => batcher is not null
             ? batcher.RunAsync(work, token)
-            : queues.Predict.RunAsync(t => metrics.Measure("onnxruntime", model.Name,
-                () => model.Statistics.RecordAlone(work.Samples, () => model.Onnx.Run(work.Inputs, work.Outputs, t))), token));
+            : batchers.RunAloneAsync(model, work.Samples, t => model.Onnx.Run(work.Inputs, work.Outputs, t), token));
     }
 }

@@ -88,15 +88,11 @@ public static class RepositoryExtension
     /// <summary>The optional JSON body of a repository call; none is null.</summary>
     private static async Task<JsonElement?> BodyAsync(HttpRequest request, CancellationToken cancellationToken)
     {
-        const long Limit = 64 * 1024;
-        Inputs.RequestBodyLimit.Apply(request, Limit);
-        Inputs.ContentCoding.Decode(request, Limit);
-        using var buffer = new MemoryStream();
-        await request.Body.CopyToAsync(buffer, cancellationToken);
-        if (buffer.Length == 0) return null; // tritonclient sends none for an index without "ready", or a plain load
+        var body = await Inputs.RequestBodyLimit.ReadAllAsync(request, 64 * 1024, cancellationToken);
+        if (body.Length == 0) return null; // tritonclient sends none for an index without "ready", or a plain load
         try
         {
-            using var document = JsonDocument.Parse(buffer.GetBuffer().AsMemory(0, (int)buffer.Length));
+            using var document = JsonDocument.Parse(body);
             return document.RootElement.Clone();
         }
         catch (JsonException e)

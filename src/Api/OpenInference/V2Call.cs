@@ -27,7 +27,7 @@ public sealed record V2Call(InferRequest Request, IReadOnlyList<NamedTensor> Inp
         IReadOnlyList<string>? outputNames = null)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        var body = await ReadBodyAsync(http, options.MaxRequestBodyBytes, cancellationToken);
+        var body = await RequestBodyLimit.ReadAllAsync(http, options.MaxRequestBodyBytes, cancellationToken);
         var headerLength = body.Length;
         if (http.Headers.TryGetValue(HeaderLength, out var declared))
         {
@@ -96,20 +96,4 @@ public sealed record V2Call(InferRequest Request, IReadOnlyList<NamedTensor> Inp
 
     private static bool Flag(Dictionary<string, JsonElement>? parameters, string name) =>
         parameters?.TryGetValue(name, out var value) == true && value.ValueKind == JsonValueKind.True;
-
-    private static async Task<byte[]> ReadBodyAsync(HttpRequest http, long limit, CancellationToken cancellationToken)
-    {
-        RequestBodyLimit.Apply(http, limit);
-        ContentCoding.Decode(http, limit);
-        using var buffer = new MemoryStream();
-        try
-        {
-            await http.Body.CopyToAsync(buffer, cancellationToken);
-        }
-        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            throw RequestBodyLimit.TooLarge(limit);
-        }
-        return buffer.ToArray();
-    }
 }
