@@ -2,6 +2,7 @@ using System.Reflection;
 using System.Text.RegularExpressions;
 using SaliencyService.Api.Configuration;
 using SaliencyService.Api.Models;
+using SaliencyService.Tests.Support;
 using Xunit;
 using YamlDotNet.RepresentationModel;
 
@@ -119,7 +120,7 @@ public sealed class DeploymentFilesTests
         Assert.Equal("8080", Text(At(((YamlSequenceNode)At(container, "ports"))[0], "containerPort")));
         Assert.Equal("/v2/health/ready", Text(At(container, "readinessProbe", "httpGet", "path")));
         Assert.Equal("/v2/health/live", Text(At(container, "livenessProbe", "httpGet", "path")));
-        var env = ((YamlSequenceNode)At(container, "env")).ToDictionary(e => Text(At(e, "name")), e => Text(At(e, "value")));
+        var env = RuntimeEnvironment(runtime);
         Assert.Equal("/mnt/models", env["Saliency__ModelStore"]);
         Assert.Equal("true", env["Saliency__ModelStore__ReadOnly"]);
         Assert.Equal("{{.Name}}", env["Saliency__ModelStore__ModelName"]);
@@ -134,6 +135,84 @@ public sealed class DeploymentFilesTests
         Assert.Equal("v2", Text(At(model, "protocolVersion")));
         Assert.NotEmpty(Text(At(model, "storageUri")));
     }
+
+    [Fact]
+    public void The_kserve_grpc_runtime_is_the_rest_one_on_its_h2c_port_with_grpc_probes()
+    {
+        var runtime = Yaml(Deployment("deploy", "kserve", "servingruntime-grpc.yaml"));
+        Assert.Equal("ServingRuntime", Text(At(runtime, "kind")));
+        Assert.Equal(["grpc-v2"], ((YamlSequenceNode)At(runtime, "spec", "protocolVersions")).Select(Text));
+        Assert.Equal("onnx", Text(At(((YamlSequenceNode)At(runtime, "spec", "supportedModelFormats"))[0], "name")));
+
+        // Knative routes one port a container, and speaks HTTP/2 cleartext to a port named h2c.
+        var container = (YamlMappingNode)((YamlSequenceNode)At(runtime, "spec", "containers"))[0];
+        var port = Assert.Single((YamlSequenceNode)At(container, "ports"));
+        Assert.Equal("h2c", Text(At(port, "name")));
+        var number = Text(At(port, "containerPort"));
+        var env = RuntimeEnvironment(runtime);
+        Assert.Equal(number, env["Saliency__Grpc__Port"]);
+        Assert.Equal(number, Text(At(container, "readinessProbe", "grpc", "port")));
+        Assert.False(((YamlMappingNode)At(container, "readinessProbe", "grpc")).Children.ContainsKey("service")); // "": ready
+        Assert.Equal(number, Text(At(container, "livenessProbe", "grpc", "port")));
+        Assert.Equal("live", Text(At(container, "livenessProbe", "grpc", "service")));
+        AssertKnownSettings(env.Keys);
+        AssertWritableTmp(container, At(runtime, "spec"));
+
+        // It serves the storage initializer's folder as the REST runtime does.
+        var rest = (YamlMappingNode)((YamlSequenceNode)At(Yaml(Deployment("deploy", "kserve", "servingruntime.yaml")), "spec", "containers"))[0];
+        foreach (var setting in (YamlSequenceNode)At(rest, "env"))
+            Assert.Equal(Text(At(setting, "value")), env[Text(At(setting, "name"))]);
+
+        var service = Yaml(Deployment("deploy", "kserve", "inferenceservice-grpc.yaml"));
+        var model = At(service, "spec", "predictor", "model");
+        Assert.Equal(Text(At(runtime, "metadata", "name")), Text(At(model, "runtime")));
+        Assert.Equal("grpc-v2", Text(At(model, "protocolVersion")));
+    }
+
+    [Fact]
+    public async Task A_service_set_up_as_the_kserve_grpc_runtime_answers_knatives_probes_and_clients_on_its_h2c_port()
+    {
+        var name = Text(At(Yaml(Deployment("deploy", "kserve", "inferenceservice-grpc.yaml")), "metadata", "name"));
+        var mnt = Directory.CreateDirectory(ServiceFactory.NewStoreDirectory()).FullName; // /mnt/models as the storage initializer leaves a bare model
+        File.Copy(TestPaths.Fixture("mini_resnet", "model.onnx"), Path.Combine(mnt, "model.onnx"));
+        File.Copy(TestPaths.Fixture("mini_resnet", "model.json"), Path.Combine(mnt, "model.json"));
+        var runtime = Yaml(Deployment("deploy", "kserve", "servingruntime-grpc.yaml"));
+        var container = (YamlMappingNode)((YamlSequenceNode)At(runtime, "spec", "containers"))[0];
+        var probed = new[] { "readinessProbe", "livenessProbe" }.Select(probe => (YamlMappingNode)At(container, probe, "grpc"))
+            .Select(grpc => grpc.Children.TryGetValue(new YamlScalarNode("service"), out var service) ? Text(service) : "");
+        var environment = RuntimeEnvironment(runtime)
+            .Where(e => e.Key != "Saliency__Grpc__Port") // a free port of the test's instead
+            .ToDictionary(e => e.Key, e => e.Value.Replace("/mnt/models", mnt).Replace("{{.Name}}", name));
+        try
+        {
+            using var service = await ServiceProcess.StartAsync(mnt, environment);
+            using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(service.GrpcAddress);
+            // Knative's gRPC probes, as the runtime writes them.
+            var health = new Grpc.Health.V1.Health.HealthClient(channel);
+            foreach (var probe in probed)
+                Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving,
+                    (await health.CheckAsync(new Grpc.Health.V1.HealthCheckRequest { Service = probe })).Status);
+            // Open Inference gRPC clients through the InferenceService.
+            var inference = new SaliencyService.Api.OpenInference.Grpc.GRPCInferenceService.GRPCInferenceServiceClient(channel);
+            Assert.True((await inference.ModelReadyAsync(new() { Name = name })).Ready);
+            Assert.Equal(name, (await inference.ModelMetadataAsync(new() { Name = name })).Name);
+            // Knative's HTTP probe tries HTTP/2 cleartext first, and its proxy speaks it to an h2c port:
+            // the REST routes answer there too.
+            using var http2 = new HttpClient { BaseAddress = service.GrpcAddress, DefaultRequestVersion = System.Net.HttpVersion.Version20,
+                DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
+            Assert.Equal(System.Net.HttpStatusCode.OK, (await http2.GetAsync("/v2/health/ready")).StatusCode);
+            Assert.Contains($"\"name\":\"{name}\"", await http2.GetStringAsync($"/v2/models/{name}"));
+        }
+        finally
+        {
+            Directory.Delete(mnt, recursive: true);
+        }
+    }
+
+    /// <summary>A serving runtime's container's environment (a KServe runtime has one container).</summary>
+    private static Dictionary<string, string> RuntimeEnvironment(YamlNode runtime) =>
+        ((YamlSequenceNode)At(((YamlSequenceNode)At(runtime, "spec", "containers"))[0], "env"))
+        .ToDictionary(e => Text(At(e, "name")), e => Text(At(e, "value")));
 
     /// <summary>
     /// A read-only root file system with /tmp mounted from the pod's emptyDir: the oneDNN guard's
