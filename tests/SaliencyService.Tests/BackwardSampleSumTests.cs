@@ -86,6 +86,27 @@ public sealed class BackwardSampleSumTests
         Assert.Equal([1L, 3, 8, 8], backward.Graph.Output.Single(o => o.Name == BackwardGraph.InputGradient).Type.TensorType.Shape.Dim.Select(d => d.DimValue));
     }
 
+    /// <summary>
+    /// A summed backward runs its stride-1 3×3 convolutions' input gradients by Winograd's kernel
+    /// (where the kernels are built), a per-sample one by ONNX Runtime's Conv; the float64 sums
+    /// above judge what it computes.
+    /// </summary>
+    [Fact]
+    public void A_summed_backward_takes_its_padded_3x3_input_gradients_by_winograd()
+    {
+        TorchNativeLoader.EnsureLoaded();
+        var model = ConvolutionFirst(13).Model();
+        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+        var shapes = mirror.BatchShapes([1, 3, 8, 8], batched: true);
+        var (summed, _) = mirror.WriteBackward(model, shapes, RectifierRule.Gradient, summed: true);
+        var (perSample, _) = mirror.WriteBackward(model, shapes, RectifierRule.Gradient);
+        // The strided convolution's gradient is a Col2Im in both; only the stride-1 one changes.
+        Assert.Equal(NativeOps.Available ? 1 : 0, summed.Graph.Node.Count(n => n.OpType == NativeOps.WinogradConv));
+        Assert.DoesNotContain(perSample.Graph.Node, n => n.OpType == NativeOps.WinogradConv);
+        Assert.Equal(NativeOps.Available ? 0 : 1, summed.Graph.Node.Count(n => n.OpType == "Conv"));
+        Assert.Equal(1, perSample.Graph.Node.Count(n => n.OpType == "Conv"));
+    }
+
     [Fact]
     public void A_backward_that_meets_a_rectifier_first_only_sums_its_output()
     {

@@ -153,6 +153,64 @@ public sealed class NativeOpsTests
         AssertRuns(session, expected, ("x", x, [samples, .. sample]));
     }
 
+    /// <summary>
+    /// WinogradConv against a float64 direct convolution (3×3, stride 1, one cell of zero padding):
+    /// odd and even sizes, a 1×1 image, rows of tiles shorter and longer than a block (16 tiles),
+    /// output channels not a multiple of six (a task's group), few blocks (the input transformed
+    /// first) and many (each block whole), weights constant (transformed once) or fed per run.
+    /// </summary>
+    [Theory]
+    [InlineData(2, 3, 7, 9, 11, true)]
+    [InlineData(1, 5, 13, 40, 37, false)] // 19 tiles a row: a whole block and three tiles
+    [InlineData(3, 17, 6, 1, 1, true)]
+    [InlineData(1, 5, 13, 3, 5, false)]   // one block
+    [InlineData(4, 4, 7, 64, 64, true)]   // 256 blocks
+    public void WinogradConv_computes_a_padded_3x3_convolution(int samples, int channels, int outputs, int height, int width, bool constantWeights)
+    {
+        var x = Parity.RandomInput([samples * channels * height * width], 42, -1, 1);
+        var w = Parity.RandomInput([outputs * channels * 9], 43, -0.5f, 0.5f);
+        var model = new OnnxTestModel(13, [-1, channels, height, width]);
+        model = constantWeights ? model.Initializer("w", w, outputs, channels, 3, 3) : model.Input("w", TensorProto.Types.DataType.Float, outputs, channels, 3, 3);
+        using var session = TestSessions.Open(InNativeDomain(model.Node(NativeOps.WinogradConv, ["x", "w"], ["y"]).Output("y").Model()));
+        Assert.Equal(new[] { -1, outputs, height, width }, session.OutputMetadata["y"].Dimensions);
+
+        var expected = new double[samples * outputs * height * width];
+        for (var n = 0; n < samples; n++)
+        for (var k = 0; k < outputs; k++)
+        for (var i = 0; i < height; i++)
+        for (var j = 0; j < width; j++)
+        {
+            double sum = 0;
+            for (var c = 0; c < channels; c++)
+            for (var a = 0; a < 3; a++)
+            for (var b = 0; b < 3; b++)
+            {
+                var (y, z) = (i + a - 1, j + b - 1);
+                if (y >= 0 && y < height && z >= 0 && z < width)
+                    sum += (double)x[((n * channels + c) * height + y) * width + z] * w[((k * channels + c) * 3 + a) * 3 + b];
+            }
+            expected[((n * outputs + k) * height + i) * width + j] = sum;
+        }
+        (string, float[], long[])[] inputs = constantWeights
+            ? [("x", x, [samples, channels, height, width])]
+            : [("x", x, [samples, channels, height, width]), ("w", w, [outputs, channels, 3, 3])];
+        AssertRuns(session, expected, inputs);
+    }
+
+    /// <summary>Weights fed at run time that are not [K, C, 3, 3] for X's C are an error, never a read out of range.</summary>
+    [Theory]
+    [InlineData(4, 3, 3)] // C of 4 for X's 3
+    [InlineData(3, 5, 5)] // a 5×5 kernel
+    public void WinogradConv_refuses_weights_that_do_not_fit(int channels, int kh, int kw)
+    {
+        var model = InNativeDomain(new OnnxTestModel(13, [-1, 3, 6, 6]).Input("w", TensorProto.Types.DataType.Float, -1, -1, -1, -1)
+            .Node(NativeOps.WinogradConv, ["x", "w"], ["y"]).Output("y").Model());
+        using var session = TestSessions.Open(model);
+        var error = Assert.Throws<OnnxRuntimeException>(() => AssertRuns(session, [],
+            ("x", new float[2 * 3 * 36], [2, 3, 6, 6]), ("w", new float[2 * channels * kh * kw], [2, channels, kh, kw])));
+        Assert.Contains("WinogradConv: X must be [N, C, H, W] and W [K, C, 3, 3]", error.Message);
+    }
+
     /// <summary>The model's one node as the engine's own kernel (domain <see cref="NativeOps.Domain"/>).</summary>
     private static ModelProto InNativeDomain(ModelProto proto)
     {

@@ -35,7 +35,7 @@ public sealed partial class BackwardGraph
             var inputs = node.Input.Select(input => constants.Contains(input) ? input : SummedOverSamples(input, summed, constants, depth + 1)).ToArray();
             sum = Node(node.OpType, inputs, [.. node.Attribute]);
             _graph.Node[^1].Domain = node.Domain;
-            SumsBeforeProducts |= node.OpType is "Conv" or "ConvTranspose" or "MatMul" or NativeOps.Col2Im or NativeOps.DepthwiseCol2Im;
+            SumsBeforeProducts |= node.OpType is "Conv" or "ConvTranspose" or "MatMul" or NativeOps.Col2Im or NativeOps.DepthwiseCol2Im or NativeOps.WinogradConv;
         }
         else
             sum = NativeOps.Available ? NativeNode(NativeOps.SampleSum, [gradient]) : Node("ReduceSum", [gradient, Ints(0)], Attribute("keepdims", 1));
@@ -55,7 +55,7 @@ public sealed partial class BackwardGraph
         if (constant.All(c => c)) return false;
         if (node.Domain == NativeOps.Domain)
             return node.OpType == NativeOps.Col2Im && node.Input.Count == 1
-                   || node.OpType == NativeOps.DepthwiseCol2Im && node.Input.Count == 2 && !constant[0] && constant[1];
+                   || node.OpType is NativeOps.DepthwiseCol2Im or NativeOps.WinogradConv && node.Input.Count == 2 && !constant[0] && constant[1];
         if (node.Domain is not ("" or "ai.onnx")) return false;
         return node.OpType switch
         {

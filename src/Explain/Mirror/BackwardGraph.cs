@@ -139,6 +139,15 @@ public sealed partial class BackwardGraph
     }
 
     /// <summary>
+    /// Whether its stride-1 3×3 convolutions run as <see cref="NativeOps.WinogradConv"/>: set for the
+    /// backwards that sum a batch (integrated gradients', SmoothGrad's) where the kernels are loaded.
+    /// There it takes ResNet-18's pass for 16 samples 8% faster on an AVX2 host, 0-10% by run on an
+    /// AVX-512 one; for one sample the reorders it costs out of and into ONNX Runtime's blocked
+    /// layout take back what it saves (bench/analysis.md).
+    /// </summary>
+    public bool Winograd { get; init; }
+
+    /// <summary>
     /// Whether ONNX Runtime's CPU provider will hold <paramref name="value"/> in its blocked (NCHWc)
     /// layout: a convolution's output, or a rectifier, product or sum of such values only (its
     /// layout transformer takes an elementwise op only when every operand is blocked, and a value

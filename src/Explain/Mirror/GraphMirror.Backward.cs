@@ -1,4 +1,5 @@
 using SaliencyService.Explain.Onnx.Proto;
+using SaliencyService.Explain.Serving;
 using static TorchSharp.torch;
 
 namespace SaliencyService.Explain.Mirror;
@@ -94,7 +95,7 @@ public sealed partial class GraphMirror
         // The tensors rules make on the way (pooling counts, gate weights) are copied into the
         // graph's initializers and die with this scope.
         using var scope = NewDisposeScope();
-        var graph = new BackwardGraph(shapes, InputName, ScoreName, rule, model.Graph.Initializer);
+        var graph = new BackwardGraph(shapes, InputName, ScoreName, rule, model.Graph.Initializer) { Winograd = summed && NativeOps.Available };
         var fromInput = InputDependent(shapes);
         var fromValues = ValueDependent();
         var contributions = new Dictionary<string, List<string>>(StringComparer.Ordinal) { [ScoreName] = [graph.Seed] };

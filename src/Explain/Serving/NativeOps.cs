@@ -34,6 +34,12 @@ public static class NativeOps
     /// <summary>SampleSum(X [N, ...]) → [1, ...]: X summed over its first axis (the batch's gradients, <see cref="Mirror.BackwardGraph.SumsBeforeProducts"/>).</summary>
     public const string SampleSum = "SampleSum";
 
+    /// <summary>
+    /// WinogradConv(X [N, C, H, W], W [K, C, 3, 3]) → Y [N, K, H, W]: a 3×3 convolution with stride
+    /// 1, dilation 1, one group and one cell of zero padding on every side, by Winograd's F(2×2, 3×3).
+    /// </summary>
+    public const string WinogradConv = "WinogradConv";
+
     private static readonly string? Library = Find();
 
     /// <summary>The library is beside the assemblies (and not switched off by <c>SALIENCY_NATIVE_OPS=0</c>).</summary>
