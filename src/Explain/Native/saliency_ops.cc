@@ -840,17 +840,23 @@ struct WinogradConv {
     }
   }
 
-  static float* Scratch(size_t size) {
+  // A block's transformed input: kept by the thread for the next block up to 1 MB (ResNet's
+  // largest, 512 channels, is 512 KB); a larger one, from a model with more channels, lives for
+  // the block only, so no pool thread keeps it.
+  static float* Scratch(size_t size, std::vector<float>& once) {
+    constexpr size_t kept = (1 << 20) / sizeof(float);
     thread_local std::vector<float> scratch;
-    if (scratch.size() < size) scratch.resize(size);
-    return scratch.data();
+    std::vector<float>& buffer = size <= kept ? scratch : once;
+    if (buffer.size() < size) buffer.resize(size);
+    return buffer.data();
   }
 
   WIDEST_VECTORS
   static void Whole(void* data, size_t index) {
     Job& job = *static_cast<Job*>(data);
     try {
-      float* v = Scratch(static_cast<size_t>(job.BlockSize()));
+      std::vector<float> once;
+      float* v = Scratch(static_cast<size_t>(job.BlockSize()), once);
       const int64_t block = static_cast<int64_t>(index);
       TransformInput(job, block, 0, job.c, v);
       Multiply(job, block, 0, job.groups, v);
