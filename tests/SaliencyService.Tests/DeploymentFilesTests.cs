@@ -115,7 +115,7 @@ public sealed class DeploymentFilesTests
         Assert.Equal("onnx", Text(At(format, "name")));
         Assert.Equal(["v2"], ((YamlSequenceNode)At(runtime, "spec", "protocolVersions")).Select(Text));
 
-        var container = (YamlMappingNode)((YamlSequenceNode)At(runtime, "spec", "containers"))[0];
+        var container = RuntimeContainer(runtime);
         Assert.Equal("kserve-container", Text(At(container, "name")));
         Assert.Equal("8080", Text(At(((YamlSequenceNode)At(container, "ports"))[0], "containerPort")));
         Assert.Equal("/v2/health/ready", Text(At(container, "readinessProbe", "httpGet", "path")));
@@ -145,7 +145,7 @@ public sealed class DeploymentFilesTests
         Assert.Equal("onnx", Text(At(((YamlSequenceNode)At(runtime, "spec", "supportedModelFormats"))[0], "name")));
 
         // Knative routes one port a container, and speaks HTTP/2 cleartext to a port named h2c.
-        var container = (YamlMappingNode)((YamlSequenceNode)At(runtime, "spec", "containers"))[0];
+        var container = RuntimeContainer(runtime);
         var port = Assert.Single((YamlSequenceNode)At(container, "ports"));
         Assert.Equal("h2c", Text(At(port, "name")));
         var number = Text(At(port, "containerPort"));
@@ -159,9 +159,8 @@ public sealed class DeploymentFilesTests
         AssertWritableTmp(container, At(runtime, "spec"));
 
         // It serves the storage initializer's folder as the REST runtime does.
-        var rest = (YamlMappingNode)((YamlSequenceNode)At(Yaml(Deployment("deploy", "kserve", "servingruntime.yaml")), "spec", "containers"))[0];
-        foreach (var setting in (YamlSequenceNode)At(rest, "env"))
-            Assert.Equal(Text(At(setting, "value")), env[Text(At(setting, "name"))]);
+        foreach (var (setting, value) in RuntimeEnvironment(Yaml(Deployment("deploy", "kserve", "servingruntime.yaml"))))
+            Assert.Equal(value, env[setting]);
 
         var service = Yaml(Deployment("deploy", "kserve", "inferenceservice-grpc.yaml"));
         var model = At(service, "spec", "predictor", "model");
@@ -177,7 +176,7 @@ public sealed class DeploymentFilesTests
         File.Copy(TestPaths.Fixture("mini_resnet", "model.onnx"), Path.Combine(mnt, "model.onnx"));
         File.Copy(TestPaths.Fixture("mini_resnet", "model.json"), Path.Combine(mnt, "model.json"));
         var runtime = Yaml(Deployment("deploy", "kserve", "servingruntime-grpc.yaml"));
-        var container = (YamlMappingNode)((YamlSequenceNode)At(runtime, "spec", "containers"))[0];
+        var container = RuntimeContainer(runtime);
         var probed = new[] { "readinessProbe", "livenessProbe" }.Select(probe => (YamlMappingNode)At(container, probe, "grpc"))
             .Select(grpc => grpc.Children.TryGetValue(new YamlScalarNode("service"), out var service) ? Text(service) : "");
         var environment = RuntimeEnvironment(runtime)
@@ -209,10 +208,12 @@ public sealed class DeploymentFilesTests
         }
     }
 
-    /// <summary>A serving runtime's container's environment (a KServe runtime has one container).</summary>
+    /// <summary>A serving runtime's container (a KServe runtime has one).</summary>
+    private static YamlMappingNode RuntimeContainer(YamlNode runtime) => (YamlMappingNode)((YamlSequenceNode)At(runtime, "spec", "containers"))[0];
+
+    /// <summary>A serving runtime's container's environment.</summary>
     private static Dictionary<string, string> RuntimeEnvironment(YamlNode runtime) =>
-        ((YamlSequenceNode)At(((YamlSequenceNode)At(runtime, "spec", "containers"))[0], "env"))
-        .ToDictionary(e => Text(At(e, "name")), e => Text(At(e, "value")));
+        ((YamlSequenceNode)At(RuntimeContainer(runtime), "env")).ToDictionary(e => Text(At(e, "name")), e => Text(At(e, "value")));
 
     /// <summary>
     /// A read-only root file system with /tmp mounted from the pod's emptyDir: the oneDNN guard's

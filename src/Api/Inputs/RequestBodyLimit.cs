@@ -26,7 +26,9 @@ public static class RequestBodyLimit
     public static async Task<byte[]> ReadAllAsync(HttpRequest request, long limit, CancellationToken cancellationToken)
     {
         Apply(request, limit);
-        using var buffer = new MemoryStream();
+        // Sized from the declared length (none once a compressed body is decoded), so a plain body is
+        // read into its array once instead of through a doubling buffer and a last copy.
+        using var buffer = new MemoryStream((int)Math.Min(request.ContentLength ?? 0, Array.MaxLength));
         try
         {
             await request.Body.CopyToAsync(buffer, cancellationToken);
@@ -35,7 +37,7 @@ public static class RequestBodyLimit
         {
             throw TooLarge(limit);
         }
-        return buffer.ToArray();
+        return buffer.Length == buffer.Capacity ? buffer.GetBuffer() : buffer.ToArray();
     }
 
     public static ProblemException TooLarge(long limit) => ProblemException.TooLarge($"The request body exceeds {limit} bytes.");

@@ -47,7 +47,6 @@ public static class Http
         return form;
     }
 
-    /// <summary><paramref name="plain"/> gzip-compressed, sent as <c>Content-Encoding: gzip</c> (a client's request compression).</summary>
     /// <summary>A body compressed with <paramref name="coding"/> (gzip, deflate: zlib, br), as a client with request compression sends it.</summary>
     public static ByteArrayContent Compressed(byte[] plain, MediaTypeHeaderValue? contentType, string coding = "gzip")
     {
