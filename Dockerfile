@@ -45,9 +45,10 @@ RUN rm -f /app/libonnxruntime_providers_cuda.so /app/libonnxruntime_providers_te
 USER app
 ENTRYPOINT ["dotnet", "SaliencyService.Api.dll"]
 
-# GPU: the same application on a CUDA 12 + cuDNN 9 base; ONNX Runtime picks the CUDA provider
-# when a GPU is visible (docker run --gpus all). TorchSharp (the explain mirror) stays on CPU.
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS gpu
+# GPU: the same application on a CUDA 13 + cuDNN 9 base, what ONNX Runtime 1.31's CUDA provider
+# links (libcudart.so.13; host driver 580 or newer); it picks the CUDA provider when a GPU is
+# visible (docker run --gpus all). TorchSharp (the explain mirror) stays on CPU.
+FROM nvidia/cuda:13.0.0-cudnn-runtime-ubuntu24.04 AS gpu
 COPY --from=mcr.microsoft.com/dotnet/aspnet:10.0 /usr/share/dotnet /usr/share/dotnet
 RUN ln -s /usr/share/dotnet/dotnet /usr/bin/dotnet \
  && apt-get update \

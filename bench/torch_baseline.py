@@ -27,6 +27,12 @@ Paired mode: torch_baseline.py --paired SERVICE_URL OUT_DIR ROUNDS THREADS [--la
   Reads the upload from OUT_DIR/ARCH/tensor.body (bench/run.sh writes it with bench/multipart.sh);
   writes OUT_DIR/ARCH/paired.json.
 
+GPU mode: torch_baseline.py --cuda REPEATS ARCH [ARCH ...]
+  predict, guided backprop, ig50_b16, ig50_b50 and smoothgrad25_b16 on the GPU, each result copied
+  back to the host (as a service answers), cudnn.benchmark on (as ONNX Runtime's exhaustive search),
+  once with cuDNN's TF32 off (float32, as the service's CUDA sessions) and once on (PyTorch's
+  default): one JSON line per architecture and setting.
+
 Block mode: torch_baseline.py --block OUT_DIR REPEATS THREADS ARCH
   Guided backprop alone on the exported input, REPEATS calls after 10 warm-up ones, as one JSON
   line on stdout: the PyTorch side of bench/run.sh's blocks (a hey -c 1 sequence of the service's
@@ -121,7 +127,7 @@ def input_gradient(model, x, target=None):
 
 def integrated_gradients(model, x, steps, batch):
     target = model(x).argmax(1)
-    alphas = (torch.arange(steps, dtype=x.dtype) + 0.5) / steps
+    alphas = (torch.arange(steps, dtype=x.dtype, device=x.device) + 0.5) / steps
     total = torch.zeros_like(x)
     for start in range(0, steps, batch):
         a = alphas[start:start + batch].view(-1, 1, 1, 1)
@@ -138,7 +144,7 @@ def smoothgrad(model, x, samples, batch, sigma):
         generator = torch.Generator().manual_seed(0)
         for start in range(0, samples, batch):
             n = min(batch, samples - start)
-            noisy = x + sigma * torch.randn((n, *x.shape[1:]), generator=generator)
+            noisy = x + sigma * torch.randn((n, *x.shape[1:]), generator=generator).to(x.device)
             total += input_gradient(model, noisy, target.expand(n)).sum(0, keepdim=True)
         return total / samples
     finally:
@@ -261,8 +267,35 @@ def block(out, repeats, threads, arch):
     print(json.dumps({"arch": arch, "threads": torch.get_num_threads(), "guided_backprop_ms": ms}), flush=True)
 
 
+def on_gpu(repeats, archs):
+    torch.backends.cudnn.benchmark = True
+    for tf32 in (False, True):
+        torch.backends.cudnn.allow_tf32 = tf32
+        for arch in archs:
+            model = build(arch).cuda()
+            x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1)).cuda()
+            sigma = 0.15 * float(x.max() - x.min())
+
+            def predict():
+                with torch.no_grad():
+                    return model(x)
+
+            calls = {
+                "predict": predict,
+                "guided_backprop": lambda: guided_backprop(model, x),
+                "ig50_b16": lambda: integrated_gradients(model, x, 50, 16),
+                "ig50_b50": lambda: integrated_gradients(model, x, 50, 50),
+                "smoothgrad25_b16": lambda: smoothgrad(model, x, 25, 16, sigma),
+            }
+            ms = {name: timed(lambda: call().cpu(), repeats, warmup=10) for name, call in calls.items()}
+            print(json.dumps({"arch": arch, "torch": torch.__version__, "device": torch.cuda.get_device_name(), "tf32": tf32,
+                              "p50_ms": {k: round(float(np.median(v)), 3) for k, v in ms.items()}}), flush=True)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "--block":
+    if sys.argv[1] == "--cuda":
+        on_gpu(int(sys.argv[2]), sys.argv[3:])
+    elif sys.argv[1] == "--block":
         block(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     elif sys.argv[1] == "--paired":
         latency_only = sys.argv[6] == "--latency-only"

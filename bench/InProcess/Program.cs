@@ -14,6 +14,7 @@ return args switch
     ["mirror", var model, var input, var repeats, var methods] => MirrorBaseline.Run(model, input, int.Parse(repeats), methods.Split(',')),
     ["stages", var model, var input, var repeats] => StagesBaseline.Run(model, input, int.Parse(repeats)),
     ["paired", var model, var input, var url, var rounds] => PairedBaseline.Run(model, input, url, int.Parse(rounds)),
+    ["gpu-graphs", var model, var input, var folder] => GpuGraphs.Run(model, input, folder),
     ["render", var input, var repeats] => RenderBaseline.Run(input, int.Parse(repeats)),
     ["scalar-race", var seconds] => ScalarRace.Run(Number(seconds)),
     _ => Usage(),
@@ -32,6 +33,7 @@ static int Usage()
           mirror MODEL.onnx INPUT.npy REPEATS METHOD[,...]        the explain engine (mirror build + parity, then methods)
           stages MODEL.onnx INPUT.npy REPEATS                     served forward, recording forward and backward graph apart
           paired MODEL.onnx INPUT.npy MODEL_URL ROUNDS            ORT Run, HTTP predict and HTTP explain side by side
+          gpu-graphs MODEL.onnx INPUT.npy FOLDER                  the graphs a CUDA host runs (forward, guided pass, summed pass), for bench/gpu
           render INPUT.npy REPEATS                                PNG answers: the input picture, each method's default drawing and encoding
           scalar-race SECONDS                                     tensor + tensor under a collecting thread, TorchSharp's against Scalars'
         """);

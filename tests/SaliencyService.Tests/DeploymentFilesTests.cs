@@ -42,6 +42,18 @@ public sealed class DeploymentFilesTests
     }
 
     [Fact]
+    public void The_GPU_image_has_the_CUDA_and_cuDNN_that_ONNX_Runtimes_CUDA_provider_loads()
+    {
+        // The provider links its CUDA runtime by major version and loads cuDNN 9 (ONNX Runtime's requirements).
+        var provider = Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", "libonnxruntime_providers_cuda.so");
+        var cudart = Assert.Single(ElfLibraries.Needed(provider), name => name.StartsWith("libcudart.so.", StringComparison.Ordinal));
+        var docker = File.ReadAllText(Deployment("Dockerfile"));
+        var gpu = Regex.Match(docker, @"(?m)^FROM nvidia/cuda:(\d+)\.\d+\.\d+-cudnn-runtime-ubuntu\S+ AS gpu$");
+        Assert.True(gpu.Success, "the gpu stage is not built FROM an nvidia/cuda cudnn-runtime image");
+        Assert.Equal(cudart["libcudart.so.".Length..], gpu.Groups[1].Value);
+    }
+
+    [Fact]
     public void Both_images_preload_the_tcmalloc_they_install()
     {
         // Ubuntu 24.04's package of tcmalloc (t64 ABI name) and the file it installs on x86-64.

@@ -41,6 +41,8 @@ public sealed class OrtBackprop : IDisposable
     private readonly GraphMirror _mirror;
     private readonly Dictionary<string, TensorInfo> _shapes;
     private readonly Func<ModelProto, InferenceSession> _open;
+    /// <summary>Whether the sessions run on CPU (<see cref="GraphMirror.WriteBackward"/>'s onCpu).</summary>
+    private readonly bool _onCpu;
     /// <summary>The recording forward that feeds every rule's backward; null where each rule's session is merged.</summary>
     private readonly InferenceSession? _forward;
     private readonly bool _ownsForward;
@@ -55,10 +57,10 @@ public sealed class OrtBackprop : IDisposable
     private readonly Lock _lifetime = new();
     private bool _disposed;
 
-    private OrtBackprop(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer, Func<ModelProto, InferenceSession> open,
+    private OrtBackprop(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer, Func<ModelProto, InferenceSession> open, bool onCpu,
         InferenceSession? forward, bool ownsForward, string[] recorded, RectifierRule rule, Pass first)
     {
-        (_model, _mirror, _shapes, _open, _forward, _ownsForward, _recorded) = (model, mirror, shapes, open, forward, ownsForward, recorded);
+        (_model, _mirror, _shapes, _open, _onCpu, _forward, _ownsForward, _recorded) = (model, mirror, shapes, open, onCpu, forward, ownsForward, recorded);
         Layer = layer;
         _firstRule = rule;
         _passes[new PassKind(rule, false)] = new Lazy<Pass>(first);
@@ -94,13 +96,14 @@ public sealed class OrtBackprop : IDisposable
     /// <param name="sampleShape">The input's shape (its first, batch, dimension does not matter).</param>
     /// <param name="batched">Whether the model takes batches (its first input dimension is free).</param>
     /// <param name="open">Creates a session with the served session's options.</param>
+    /// <param name="onCpu">Whether <paramref name="open"/>'s sessions run on CPU (<see cref="OnnxSessionFactory.RunsOnCpu"/>): only there may the backward use the engine's own kernels.</param>
     /// <exception cref="NotSupportedException">The backward cannot be written for this model.</exception>
-    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, long[] sampleShape, bool batched, Func<ModelProto, InferenceSession> open) =>
-        Create(model, mirror, mirror.BatchShapes(sampleShape, batched), null, open, FirstRule);
+    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, long[] sampleShape, bool batched, Func<ModelProto, InferenceSession> open, bool onCpu = true) =>
+        Create(model, mirror, mirror.BatchShapes(sampleShape, batched), null, open, onCpu, FirstRule);
 
     /// <summary>As above, for value shapes already known (<see cref="GraphMirror.BatchShapes(long[], bool)"/>'s, or an import check's <see cref="Shapes"/>).</summary>
-    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, IReadOnlyDictionary<string, TensorInfo> shapes, Func<ModelProto, InferenceSession> open) =>
-        Create(model, mirror, new Dictionary<string, TensorInfo>(shapes, StringComparer.Ordinal), null, open, FirstRule);
+    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, IReadOnlyDictionary<string, TensorInfo> shapes, Func<ModelProto, InferenceSession> open, bool onCpu = true) =>
+        Create(model, mirror, new Dictionary<string, TensorInfo>(shapes, StringComparer.Ordinal), null, open, onCpu, FirstRule);
 
     /// <summary>
     /// The same model's backward of true gradients stopped at <paramref name="layer"/>: a pass
@@ -110,19 +113,19 @@ public sealed class OrtBackprop : IDisposable
     /// </summary>
     /// <exception cref="NotSupportedException">The backward to that layer cannot be written.</exception>
     public OrtBackprop ForLayer(string layer) =>
-        Create(_model, _mirror, new Dictionary<string, TensorInfo>(_shapes, StringComparer.Ordinal), layer, _open, RectifierRule.Gradient, this);
+        Create(_model, _mirror, new Dictionary<string, TensorInfo>(_shapes, StringComparer.Ordinal), layer, _open, _onCpu, RectifierRule.Gradient, this);
 
     private static OrtBackprop Create(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer,
-        Func<ModelProto, InferenceSession> open, RectifierRule rule, OrtBackprop? full = null)
+        Func<ModelProto, InferenceSession> open, bool onCpu, RectifierRule rule, OrtBackprop? full = null)
     {
-        var (backwardModel, graph) = mirror.WriteBackward(model, shapes, rule, layer);
+        var (backwardModel, graph) = mirror.WriteBackward(model, shapes, rule, layer, onCpu: onCpu);
         foreach (var output in graph.MaxPoolIndices)
             shapes[BackwardGraph.IndicesOf(output)] = new TensorInfo(shapes[output].Shape, ScalarType.Int64);
         // What a pass hands back from the forward: the scores, the served output and the layer.
         string[] fetched = [.. new[] { mirror.ScoreName, mirror.OutputName, layer }.OfType<string>().Distinct()];
         if (BackwardMerge.Allowed(model) && BackwardMerge.Fits(model, backwardModel)
             && TryOpen(open, BackwardMerge.Merge(model, backwardModel, graph, fetched, shapes)) is { } merged)
-            return new OrtBackprop(model, mirror, shapes, layer, open, null, false, fetched, rule, new Pass(merged, graph.ForwardInputs));
+            return new OrtBackprop(model, mirror, shapes, layer, open, onCpu, null, false, fetched, rule, new Pass(merged, graph.ForwardInputs));
 
         // ONNX Runtime builds a session on one thread: the backward's is built beside the forward's.
         var openingBackward = Task.Run(() => open(backwardModel));
@@ -135,8 +138,8 @@ public sealed class OrtBackprop : IDisposable
             if (!shared) forward = open(BackwardMerge.Recording(model, graph, recorded, shapes));
             var first = new Pass(openingBackward.GetAwaiter().GetResult(), graph.ForwardInputs);
             return shared
-                ? new OrtBackprop(model, mirror, shapes, layer, open, full!._forward, false, full._recorded, rule, first)
-                : new OrtBackprop(model, mirror, shapes, layer, open, forward, true, recorded, rule, first);
+                ? new OrtBackprop(model, mirror, shapes, layer, open, onCpu, full!._forward, false, full._recorded, rule, first)
+                : new OrtBackprop(model, mirror, shapes, layer, open, onCpu, forward, true, recorded, rule, first);
         }
         catch
         {
@@ -190,7 +193,7 @@ public sealed class OrtBackprop : IDisposable
     /// <summary>The rule's backward written and opened; null for a summed one that sums before no product.</summary>
     private Pass? Build(RectifierRule rule, bool summed)
     {
-        var (backward, graph) = _mirror.WriteBackward(_model, _shapes, rule, Layer, summed);
+        var (backward, graph) = _mirror.WriteBackward(_model, _shapes, rule, Layer, summed, _onCpu);
         if (summed && !graph.SumsBeforeProducts) return null;
         if (Merged) return new Pass(_open(BackwardMerge.Merge(_model, backward, graph, _recorded, _shapes)), graph.ForwardInputs, summed);
         if (graph.ForwardInputs.FirstOrDefault(n => n != _mirror.InputName && !_recorded.Contains(n)) is { } missing)

@@ -38,7 +38,7 @@ public sealed partial class BackwardGraph
             SumsBeforeProducts |= node.OpType is "Conv" or "ConvTranspose" or "MatMul" or NativeOps.Col2Im or NativeOps.DepthwiseCol2Im or NativeOps.WinogradConv;
         }
         else
-            sum = NativeOps.Available ? NativeNode(NativeOps.SampleSum, [gradient]) : Node("ReduceSum", [gradient, Ints(0)], Attribute("keepdims", 1));
+            sum = NativeKernels ? NativeNode(NativeOps.SampleSum, [gradient]) : Node("ReduceSum", [gradient, Ints(0)], Attribute("keepdims", 1));
         return summed[gradient] = sum;
     }
 

@@ -139,8 +139,15 @@ public sealed partial class BackwardGraph
     }
 
     /// <summary>
+    /// Whether its nodes may be the engine's own kernels (<see cref="NativeOps"/>): set where they
+    /// are loaded and the backward runs on CPU, their only provider. A backward for CUDA is standard
+    /// ONNX, so that none of its nodes runs on CPU between copies to and from the GPU.
+    /// </summary>
+    public bool NativeKernels { get; init; }
+
+    /// <summary>
     /// Whether its stride-1 3×3 convolutions run as <see cref="NativeOps.WinogradConv"/>: set for the
-    /// backwards that sum a batch (integrated gradients', SmoothGrad's) where the kernels are loaded.
+    /// backwards that sum a batch (integrated gradients', SmoothGrad's) where it has <see cref="NativeKernels"/>.
     /// There it takes ResNet-18's pass for 16 samples 8% faster on an AVX2 host, 0-10% by run on an
     /// AVX-512 one; for one sample the reorders it costs out of and into ONNX Runtime's blocked
     /// layout take back what it saves (bench/analysis.md).

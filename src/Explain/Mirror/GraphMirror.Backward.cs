@@ -89,13 +89,15 @@ public sealed partial class GraphMirror
     /// <exception cref="NotSupportedException">A node on the path to the score has no backward rule.</exception>
     /// <param name="model">The model the mirror was built from: the backward shares its weights (<see cref="BackwardGraph.ConstantInput"/>).</param>
     /// <param name="summed">Whether the input gradient is summed over the batch (a free one; <see cref="BackwardGraph.ToModel"/>).</param>
+    /// <param name="onCpu">Whether the backward runs on CPU, so that it may use the engine's own kernels (<see cref="BackwardGraph.NativeKernels"/>).</param>
     public (ModelProto Model, BackwardGraph Graph) WriteBackward(ModelProto model, IReadOnlyDictionary<string, TensorInfo> shapes, RectifierRule rule,
-        string? layer = null, bool summed = false)
+        string? layer = null, bool summed = false, bool onCpu = true)
     {
         // The tensors rules make on the way (pooling counts, gate weights) are copied into the
         // graph's initializers and die with this scope.
         using var scope = NewDisposeScope();
-        var graph = new BackwardGraph(shapes, InputName, ScoreName, rule, model.Graph.Initializer) { Winograd = summed && NativeOps.Available };
+        var native = onCpu && NativeOps.Available;
+        var graph = new BackwardGraph(shapes, InputName, ScoreName, rule, model.Graph.Initializer) { NativeKernels = native, Winograd = summed && native };
         var fromInput = InputDependent(shapes);
         var fromValues = ValueDependent();
         var contributions = new Dictionary<string, List<string>>(StringComparer.Ordinal) { [ScoreName] = [graph.Seed] };

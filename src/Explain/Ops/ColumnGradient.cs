@@ -15,7 +15,7 @@ namespace SaliencyService.Explain.Ops;
 internal static class ColumnGradient
 {
     /// <summary>Whether this form is written for a strided convolution with this kernel: a 1×1 one's ConvTranspose is as fast.</summary>
-    public static bool Applies(int spatial, long group, long[] kernel) => NativeOps.Available && spatial == 2 && group == 1 && kernel[0] * kernel[1] > 1;
+    public static bool Applies(BackwardGraph graph, int spatial, long group, long[] kernel) => graph.NativeKernels && spatial == 2 && group == 1 && kernel[0] * kernel[1] > 1;
 
     /// <summary>
     /// Whether a depthwise convolution's (one input and one output channel a group, <paramref name="shape"/>
@@ -24,8 +24,8 @@ internal static class ColumnGradient
     /// ConvTranspose with groups runs a product and a scalar scatter per channel: MobileNetV2's
     /// strided depthwise layers 0.3–1.9 ms each (bench/analysis.md).
     /// </summary>
-    public static bool AppliesDepthwise(int spatial, long group, long[] shape) =>
-        NativeOps.Available && spatial == 2 && group > 1 && shape[0] == group && shape[1] == 1 && shape[2] * shape[3] > 1;
+    public static bool AppliesDepthwise(BackwardGraph graph, int spatial, long group, long[] shape) =>
+        graph.NativeKernels && spatial == 2 && group > 1 && shape[0] == group && shape[1] == 1 && shape[2] * shape[3] > 1;
 
     /// <summary>∂input of <c>Conv(x, w)</c>, where <see cref="Applies"/>, from the output's gradient.</summary>
     /// <param name="weight">The kernel's value in the graph, [C_out, C_in, kh, kw] (<paramref name="shape"/>).</param>

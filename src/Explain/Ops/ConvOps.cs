@@ -66,9 +66,9 @@ internal static class ConvOps
                     return [graph.NativeNode(NativeOps.WinogradConv, [gradient, flipped]), null, null];
                 return [graph.Node("Conv", [gradient, flipped], [.. common, BackwardGraph.Attribute("pads", flippedPads)]), null, null];
             }
-            if (ColumnGradient.Applies(spatial, group, kernel))
+            if (ColumnGradient.Applies(graph, spatial, group, kernel))
                 return [ColumnGradient.InputGradient(graph, gradient, graph.ConstantInput(n, 1), w.shape, input, output, strides, dilations, begin, end), null, null];
-            if (ColumnGradient.AppliesDepthwise(spatial, group, w.shape))
+            if (ColumnGradient.AppliesDepthwise(graph, spatial, group, w.shape))
                 return [ColumnGradient.DepthwiseInputGradient(graph, gradient, graph.ConstantInput(n, 1), w.shape, input, strides, dilations, begin, end), null, null];
             var outputPadding = Enumerable.Range(0, spatial)
                 .Select(i => input[2 + i] - ((output[2 + i] - 1) * strides[i] - begin[i] - end[i] + reach[i] + 1)).ToArray();

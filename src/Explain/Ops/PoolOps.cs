@@ -43,7 +43,7 @@ internal static class PoolOps
         {
             var input = n.InputShapes[0]!;
             var gradient = n.OutputGradients[0]!;
-            if (NativeOps.Available && input.Length == 4)
+            if (graph.NativeKernels && input.Length == 4)
             {
                 var (begin, end) = window.Pads(input[2..]);
                 return [graph.NativeNode(NativeOps.MaxPoolGrad, [graph.Recorded(n.Inputs[0]), gradient],

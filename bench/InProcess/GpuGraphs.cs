@@ -1,0 +1,53 @@
+using Microsoft.ML.OnnxRuntime;
+using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Onnx;
+using SaliencyService.Explain.Onnx.Proto;
+using SaliencyService.Explain.Serving;
+using SaliencyService.Explain.Tensors;
+using static TorchSharp.torch;
+
+namespace SaliencyService.Bench;
+
+/// <summary>
+/// Writes the graphs a CUDA host runs for one model (standard ONNX, no engine kernels), for
+/// bench/gpu/ort_cuda_bench to time where a GPU is: the served forward, the merged guided
+/// backprop pass (one sample) and the merged pass that sums a batch's plain gradients
+/// (integrated gradients', SmoothGrad's). Their inputs are the image and the target
+/// (<see cref="BackwardGraph.Target"/>, −1: the top class); the batch dimension is free.
+/// </summary>
+public static class GpuGraphs
+{
+    public static int Run(string modelPath, string inputPath, string folder)
+    {
+        Directory.CreateDirectory(folder);
+        var sessions = new OnnxSessionFactory(new OnnxRuntimeOptions { ExecutionProvider = "cpu" });
+        var (session, provider) = sessions.Create(modelPath);
+        using var onnx = new OnnxModel(session, provider);
+        var input = Npy.Read(File.ReadAllBytes(inputPath), long.MaxValue);
+        var model = OnnxFile.Load(modelPath);
+        using var mirror = GraphMirror.Build(model, onnx.Inputs[0].Name, onnx.Outputs[0].Name).Mirror ?? throw new InvalidOperationException("no mirror");
+        string? next = "guided";
+        InferenceSession Save(ModelProto graph)
+        {
+            var (bytes, externalFolder) = OrtModelBytes.Of(graph);
+            if (externalFolder is not null) throw new NotSupportedException("a model with external weights: write it with its weights inline");
+            if (next is not null) File.WriteAllBytes(Path.Combine(folder, next + ".onnx"), bytes);
+            next = null;
+            return sessions.Create(graph).Session;
+        }
+        using var backprop = OrtBackprop.Create(model, mirror, input.Shape, batched: true, Save, onCpu: false);
+        if (!backprop.Merged) throw new NotSupportedException("the model's opset keeps forward and backward apart: this tool writes merged passes only");
+        using var scope = NewDisposeScope();
+        next = "summed";
+        backprop.Run(tensor(input.Data, input.Shape), -1, RectifierRule.Gradient, summed: true);
+        File.Copy(modelPath, Path.Combine(folder, "forward.onnx"), overwrite: true);
+        foreach (var file in Directory.GetFiles(folder, "*.onnx").Order())
+        {
+            var written = OnnxFile.Load(file);
+            Report.Line(("graph", Path.GetFileName(file)), ("nodes", written.Graph.Node.Count),
+                ("engine_kernels", written.Graph.Node.Count(n => n.Domain == NativeOps.Domain)));
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,81 @@
+using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Serving;
+using SaliencyService.Explain.Torch;
+using SaliencyService.Tests.Ops;
+using SaliencyService.Tests.Support;
+using Xunit;
+using static SaliencyService.Tests.Ops.OnnxTestModel;
+using static TorchSharp.torch;
+
+namespace SaliencyService.Tests;
+
+/// <summary>
+/// A backward for sessions that do not run on CPU (the CUDA provider's) is standard ONNX: the
+/// engine's own kernels run on CPU only, so each would put copies to and from the GPU around it.
+/// Judged by the float64 mirror, here on the CPU provider (docs/performance.md's GPU section
+/// has the same graphs on an H200).
+/// </summary>
+public sealed class StandardOnnxBackwardTests
+{
+    private const int Classes = 5;
+
+    /// <summary>A stem as ResNet's (7×7/2, max pool 3/2), a padded 3×3 (Winograd's in a summed pass) and a strided depthwise convolution.</summary>
+    private static OnnxTestModel EveryKernelsCase() => new OnnxTestModel(13, [-1, 3, 16, 16])
+        .Initializer("stem", Parity.RandomInput([4 * 3 * 49], 21, -0.3f, 0.3f), 4, 3, 7, 7)
+        .Initializer("w", Parity.RandomInput([4 * 4 * 9], 22, -0.4f, 0.4f), 4, 4, 3, 3)
+        .Initializer("dw", Parity.RandomInput([4 * 9], 23, -0.6f, 0.6f), 4, 1, 3, 3)
+        .Initializer("fc", Parity.RandomInput([Classes * 4], 24, -0.5f, 0.5f), Classes, 4)
+        .Node("Conv", ["x", "stem"], ["s"], Ints("strides", 2, 2), Ints("pads", 3, 3, 3, 3))
+        .Node("Relu", ["s"], ["r1"])
+        .Node("MaxPool", ["r1"], ["m"], Ints("kernel_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1))
+        .Node("Conv", ["m", "w"], ["c"], Ints("pads", 1, 1, 1, 1))
+        .Node("Relu", ["c"], ["r2"])
+        .Node("Conv", ["r2", "dw"], ["d"], Int("group", 4), Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1))
+        .Node("Relu", ["d"], ["r3"])
+        .Node("GlobalAveragePool", ["r3"], ["g"])
+        .Node("Flatten", ["g"], ["f"])
+        .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1))
+        .Output("y");
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_backward_off_CPU_holds_no_engine_kernel(bool summed)
+    {
+        TorchNativeLoader.EnsureLoaded();
+        var model = EveryKernelsCase().Model();
+        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+        var shapes = mirror.BatchShapes([1, 3, 16, 16], batched: true);
+        foreach (var rule in Enum.GetValues<RectifierRule>())
+        {
+            var (standard, graph) = mirror.WriteBackward(model, shapes, rule, summed: summed, onCpu: false);
+            Assert.False(graph.NativeKernels);
+            Assert.DoesNotContain(standard.Graph.Node, n => n.Domain == NativeOps.Domain);
+            Assert.DoesNotContain(standard.OpsetImport, o => o.Domain == NativeOps.Domain);
+            // The same model on CPU uses them, so the case covers every kernel a backward may hold.
+            var (onCpu, _) = mirror.WriteBackward(model, shapes, rule, summed: summed);
+            var expected = new[] { NativeOps.MaxPoolGrad, NativeOps.Col2Im, NativeOps.DepthwiseCol2Im }
+                .Concat(summed ? [NativeOps.SampleSum, NativeOps.WinogradConv] : []);
+            Assert.All(expected, kernel => Assert.Equal(NativeOps.Available, onCpu.Graph.Node.Any(n => n.OpType == kernel && n.Domain == NativeOps.Domain)));
+        }
+    }
+
+    [Fact]
+    public void A_backward_off_CPU_gives_the_float64_gradients()
+    {
+        TorchNativeLoader.EnsureLoaded();
+        var model = EveryKernelsCase().Model();
+        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+        using var reference = GraphMirror.Build(model, "x", "y", ScalarType.Float64).Mirror!;
+        using var backprop = OrtBackprop.Create(model, mirror, [1, 3, 16, 16], batched: true, TestSessions.Open, onCpu: false);
+        using var scope = NewDisposeScope();
+        var input = tensor(Parity.RandomInput([4, 3, 16, 16], 25, -1, 1), [4, 3, 16, 16]);
+        foreach (var rule in Enum.GetValues<RectifierRule>())
+        {
+            var expected = reference.InputGradients(input, 2, rule);
+            Parity.AssertEqualsFloat64(expected, backprop.Run(input, 2, rule).Gradient, $"{rule}, per sample");
+            Parity.AssertEqualsFloat64(expected.sum([0], keepdim: true), backprop.Run(input, 2, rule, summed: true).Gradient, $"{rule}, summed");
+        }
+    }
+}
