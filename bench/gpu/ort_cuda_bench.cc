@@ -139,7 +139,7 @@ double RelativeDifference(const Outputs& a, const Outputs& b) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: ort_cuda_bench DIR REPEATS [PROFILE_DIR]\n");
+    std::fprintf(stderr, "usage: ort_cuda_bench DIR REPEATS [PROFILE_DIR|-] [GRAPH:BATCH,...]\n");
     return 2;
   }
   const std::string folder = argv[1];
