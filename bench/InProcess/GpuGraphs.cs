@@ -21,33 +21,33 @@ public static class GpuGraphs
     public static int Run(string modelPath, string inputPath, string folder)
     {
         Directory.CreateDirectory(folder);
-        var sessions = new OnnxSessionFactory(new OnnxRuntimeOptions { ExecutionProvider = "cpu" });
-        var (session, provider) = sessions.Create(modelPath);
+        var (session, provider) = OrtBaseline.CpuSession(modelPath);
         using var onnx = new OnnxModel(session, provider);
         var input = Npy.Read(File.ReadAllBytes(inputPath), long.MaxValue);
         var model = OnnxFile.Load(modelPath);
         using var mirror = GraphMirror.Build(model, onnx.Inputs[0].Name, onnx.Outputs[0].Name).Mirror ?? throw new InvalidOperationException("no mirror");
-        string? next = "guided";
-        InferenceSession Save(ModelProto graph)
+        File.Copy(modelPath, Path.Combine(folder, "forward.onnx"), overwrite: true);
+        var written = new List<(string File, ModelProto Graph)> { ("forward.onnx", model) };
+        // The name the next graph opened is written under; the passes' sessions open from the files written.
+        string? next = "guided.onnx";
+        InferenceSession Open(ModelProto graph)
         {
+            if (next is null) return OrtBaseline.CpuSessions.Create(graph).Session;
             var (bytes, externalFolder) = OrtModelBytes.Of(graph);
             if (externalFolder is not null) throw new NotSupportedException("a model with external weights: write it with its weights inline");
-            if (next is not null) File.WriteAllBytes(Path.Combine(folder, next + ".onnx"), bytes);
+            var path = Path.Combine(folder, next);
+            File.WriteAllBytes(path, bytes);
+            written.Add((next, graph));
             next = null;
-            return sessions.Create(graph).Session;
+            return OrtBaseline.CpuSession(path).Session;
         }
-        using var backprop = OrtBackprop.Create(model, mirror, input.Shape, batched: true, Save, onCpu: false);
+        using var backprop = OrtBackprop.Create(model, mirror, input.Shape, batched: true, Open, onCpu: false);
         if (!backprop.Merged) throw new NotSupportedException("the model's opset keeps forward and backward apart: this tool writes merged passes only");
         using var scope = NewDisposeScope();
-        next = "summed";
+        next = "summed.onnx";
         backprop.Run(tensor(input.Data, input.Shape), -1, RectifierRule.Gradient, summed: true);
-        File.Copy(modelPath, Path.Combine(folder, "forward.onnx"), overwrite: true);
-        foreach (var file in Directory.GetFiles(folder, "*.onnx").Order())
-        {
-            var written = OnnxFile.Load(file);
-            Report.Line(("graph", Path.GetFileName(file)), ("nodes", written.Graph.Node.Count),
-                ("engine_kernels", written.Graph.Node.Count(n => n.Domain == NativeOps.Domain)));
-        }
+        foreach (var (file, graph) in written)
+            Report.Line(("graph", file), ("nodes", graph.Graph.Node.Count), ("engine_kernels", graph.Graph.Node.Count(n => n.Domain == NativeOps.Domain)));
         return 0;
     }
 }

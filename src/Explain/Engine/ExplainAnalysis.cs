@@ -106,8 +106,8 @@ public sealed class ExplainAnalysis
             {
                 if (verdict.GradientEngine == GradientEngines.OnnxRuntime)
                     backprop = shapes is null
-                        ? OrtBackprop.Create(model, mirror, ModelProbe.Shape(onnx, preprocessing), batched, Open, _sessions.RunsOnCpu)
-                        : OrtBackprop.Create(model, mirror, shapes, Open, _sessions.RunsOnCpu);
+                        ? Backprop(model, mirror, mirror.BatchShapes(ModelProbe.Shape(onnx, preprocessing), batched))
+                        : Backprop(model, mirror, shapes);
                 return (Explainer(mirror, verdict.Layers, verdict.DefaultLayer, Built(backprop), maxBatch), verdict);
             }
 
@@ -118,7 +118,7 @@ public sealed class ExplainAnalysis
             var shapesOfTwo = batched && _options.OrtBackward ? OrtShapes(model, mirror, truth!.Input) : null;
             // Where ONNX Runtime infers the probe's shapes too, the backward is built while the truth's forward runs.
             var inferred = _options.OrtBackward ? InferredShapes(model, mirror, input.Shape) : null;
-            early = inferred is null ? null : EarlyBackward.Start(model, mirror, truth!, inferred, shapesOfTwo, Open, _sessions.RunsOnCpu);
+            early = inferred is null ? null : EarlyBackward.Start(mirror, truth!, inferred, shapesOfTwo, valueShapes => Backprop(model, mirror, valueShapes));
             // The truth's forward on the probe: the output for parity, the grids for Grad-CAM, the shapes for the backward.
             var (probeShapes, actual) = truth!.Forward.GetAwaiter().GetResult();
             if (inferred is not null && !SameShapes(inferred, probeShapes))
@@ -152,7 +152,7 @@ public sealed class ExplainAnalysis
             // The import's probe passes leave freed native memory behind: handed back once imports pause.
             Torch.NativeHeap.TrimWhenBatchesPause();
             var chosen = GradientEngineCheck.Choose(mirror, _options.OrtBackward, truth,
-                () => early?.Take() ?? OrtBackprop.Create(model, mirror, BackwardShapes(mirror, truth, probeShapes, shapesOfTwo), Open, _sessions.RunsOnCpu),
+                () => early?.Take() ?? Backprop(model, mirror, BackwardShapes(mirror, truth, probeShapes, shapesOfTwo)),
                 opened => BackwardOpened?.Invoke(new BackwardPlan(preprocessing.Input, outputName, opened.Shapes.ToDictionary())));
             backprop = chosen.Backprop;
             if (chosen.Engine is null)
@@ -183,7 +183,7 @@ public sealed class ExplainAnalysis
         var mirror = Task.Run(async () => GraphMirror.Build(await parsed, plan.Input, plan.Output).Mirror
                                           ?? throw new NotSupportedException(UnsupportedOperators));
         // (The mirror's build has awaited the parse.)
-        return new PreparedBackward(plan, mirror, built => OrtBackprop.Create(parsed.Result, built, plan.Shapes, Open, _sessions.RunsOnCpu));
+        return new PreparedBackward(plan, mirror, built => Backprop(parsed.Result, built, plan.Shapes));
     }
 
     /// <summary>
@@ -212,6 +212,10 @@ public sealed class ExplainAnalysis
     private const string UnsupportedOperators = "The model uses operators the explainer does not support.";
 
     private InferenceSession Open(Onnx.Proto.ModelProto model) => _sessions.Create(model).Session;
+
+    /// <summary>ONNX Runtime's backward of the model, its sessions (and so its kernels) those of the served model's provider.</summary>
+    private OrtBackprop Backprop(Onnx.Proto.ModelProto model, GraphMirror mirror, IReadOnlyDictionary<string, TensorInfo> shapes) =>
+        OrtBackprop.Create(model, mirror, shapes, Open, _sessions.RunsOnCpu);
 
     /// <summary>ONNX Runtime's shapes of the mirror's values on <paramref name="input"/> (<see cref="OrtValueShapes"/>): inferred where they can be, else from a run; null where it cannot tell them.</summary>
     private Dictionary<string, TensorInfo>? OrtShapes(Onnx.Proto.ModelProto model, GraphMirror mirror, Tensor input)
@@ -259,11 +263,11 @@ public sealed class ExplainAnalysis
         private EarlyBackward(Task<OrtBackprop> building) => _building = building;
 
         /// <summary>The build started, or null where the model takes batches and the batch of two's shapes are not known (then the truth's forward tells them).</summary>
-        public static EarlyBackward? Start(Onnx.Proto.ModelProto model, GraphMirror mirror, FloatTruth truth, IReadOnlyDictionary<string, TensorInfo> probe,
-            IReadOnlyDictionary<string, TensorInfo>? shapesOfTwo, Func<Onnx.Proto.ModelProto, InferenceSession> open, bool onCpu)
+        public static EarlyBackward? Start(GraphMirror mirror, FloatTruth truth, IReadOnlyDictionary<string, TensorInfo> probe,
+            IReadOnlyDictionary<string, TensorInfo>? shapesOfTwo, Func<IReadOnlyDictionary<string, TensorInfo>, OrtBackprop> build)
         {
             if (truth.Batched && shapesOfTwo is null) return null;
-            return new EarlyBackward(Task.Run(() => OrtBackprop.Create(model, mirror, BackwardShapes(mirror, truth, probe, shapesOfTwo), open, onCpu)));
+            return new EarlyBackward(Task.Run(() => build(BackwardShapes(mirror, truth, probe, shapesOfTwo))));
         }
 
         /// <summary>The backward, once built; what its build failed with otherwise.</summary>
