@@ -1,6 +1,7 @@
 using System.Net;
 using Google.Protobuf;
 using SaliencyService.Explain.Onnx.Proto;
+using SaliencyService.Explain.Serving;
 using SaliencyService.Tests.Ops;
 using SaliencyService.Tests.Support;
 using Xunit;
@@ -28,37 +29,13 @@ public sealed class HostileModelTests : IDisposable
         yield return ["external data outside the folder", WithExternal(Relu().Model(), "../../../../etc/passwd").ToByteArray(), "ONNX Runtime cannot load"];
         yield return ["external data at an absolute path", WithExternal(Relu().Model(), "/etc/passwd").ToByteArray(), "ONNX Runtime cannot load"];
         yield return ["no graph", new ModelProto { IrVersion = 8 }.ToByteArray(), "ONNX Runtime cannot load"];
-        // The engine's own kernels are registered with every session: a model may call them itself.
-        yield return ["its own call of MaxPoolGrad with a gradient of the wrong size", WithDomain(new OnnxTestModel(13, [1, 1, 4, 4])
-            .Node("MaxPoolGrad", ["x", "x"], ["y"], Ints("kernel_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
-            .Output("y").Model(), "ai.saliency").ToByteArray(), "pooled size"];
-        yield return ["its own call of MaxPoolGrad with an unknown rectify", WithDomain(new OnnxTestModel(13, [1, 1, 4, 4])
-            .Node("MaxPoolGrad", ["x", "x"], ["y"], Ints("kernel_shape", 1, 1), Ints("strides", 1, 1), Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1),
-                Int("rectify", 5))
-            .Output("y").Model(), "ai.saliency").ToByteArray(), "rectify"];
-        yield return ["its own call of MaxPoolGrad without attributes", WithDomain(new OnnxTestModel(13, [1, 1, 4, 4])
-            .Node("MaxPoolGrad", ["x", "x"], ["y"]).Output("y").Model(), "ai.saliency").ToByteArray(), "MaxPoolGrad"];
-        yield return ["its own call of Col2Im with columns that are not the image's blocks", WithDomain(new OnnxTestModel(13, [1, 9, 4])
-            .Node("Col2Im", ["x"], ["y"], Ints("image_shape", 5, 5), Ints("block_shape", 3, 3), Ints("strides", 1, 1), Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
-            .Output("y").Model(), "ai.saliency").ToByteArray(), "blocks"];
-        yield return ["its own call of Col2Im into an image of 2^80 cells", WithDomain(new OnnxTestModel(13, [1, 1, 1])
-            .Node("Col2Im", ["x"], ["y"], Ints("image_shape", 1L << 40, 1L << 40), Ints("block_shape", 1, 1), Ints("strides", 1L << 40, 1L << 40),
-                Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
-            .Output("y").Model(), "ai.saliency").ToByteArray(), "ONNX Runtime"];
-        yield return ["its own call of Col2Im with overflowing pads", WithDomain(new OnnxTestModel(13, [1, 1, 1])
-            .Node("Col2Im", ["x"], ["y"], Ints("image_shape", 2, 2), Ints("block_shape", 1, 1), Ints("strides", 1, 1),
-                Ints("pads", long.MaxValue, long.MaxValue, long.MaxValue, long.MaxValue), Ints("dilations", 1, 1))
-            .Output("y").Model(), "ai.saliency").ToByteArray(), "Col2Im"];
-        yield return ["its own call of DepthwiseCol2Im with a kernel of another shape", WithDomain(new OnnxTestModel(13, [1, 3, 2, 2])
-            .Initializer("w", new float[27], 3, 1, 3, 3)
-            .Node("DepthwiseCol2Im", ["x", "w"], ["y"], Ints("image_shape", 4, 4), Ints("block_shape", 2, 2), Ints("strides", 2, 2),
-                Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
-            .Output("y").Model(), "ai.saliency").ToByteArray(), "DepthwiseCol2Im"];
-        yield return ["its own call of DepthwiseCol2Im with a gradient that is not the image's blocks", WithDomain(new OnnxTestModel(13, [1, 3, 3, 3])
-            .Initializer("w", new float[12], 3, 1, 2, 2)
-            .Node("DepthwiseCol2Im", ["x", "w"], ["y"], Ints("image_shape", 4, 4), Ints("block_shape", 2, 2), Ints("strides", 2, 2),
-                Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
-            .Output("y").Model(), "ai.saliency").ToByteArray(), "DepthwiseCol2Im"];
+        // The engine's own kernels are registered only with the graphs the service writes: a model that
+        // calls them is one of an unknown domain (NativeOpsTests has what each kernel refuses itself).
+        // An input left empty there crashed the import check's child in ONNX Runtime's wrapper, before any check of ours ran.
+        foreach (var (name, inputs) in new (string, string[])[] { ("MaxPoolGrad", ["x", ""]), ("Col2Im", ["x"]), ("DepthwiseCol2Im", ["x", "x"]),
+                     ("SampleSum", ["x"]), ("WinogradConv", ["x", "x", "", "x"]) })
+            yield return [$"its own call of {name}", WithDomain(new OnnxTestModel(13, [1, 1, 4, 4]).Node(name, inputs, ["y"]).Output("y").Model(),
+                NativeOps.Domain).ToByteArray(), NativeOps.Domain + ":" + name];
         yield return ["a ConstantOfShape of 10^12 x 10^12 elements", new OnnxTestModel(13, [1, 3])
             .Initializer("shape", [1_000_000_000_000L, 1_000_000_000_000L], 2)
             .Node("ConstantOfShape", ["shape"], ["huge"])

@@ -1,4 +1,5 @@
 using System.Net;
+using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Onnx.Proto;
 using SaliencyService.Tests.Ops;
@@ -177,6 +178,70 @@ public sealed class NativeOpsTests
         using var session = TestSessions.Open(InNativeDomain(model.Node(NativeOps.WinogradConv, ["x", "w"], ["y"]).Output("y").Model()));
         Assert.Equal(new[] { -1, outputs, height, width }, session.OutputMetadata["y"].Dimensions);
 
+        var expected = Convolution3x3(x, w, samples, channels, outputs, height, width);
+        (string, float[], long[])[] inputs = constantWeights
+            ? [("x", x, [samples, channels, height, width])]
+            : [("x", x, [samples, channels, height, width]), ("w", w, [outputs, channels, 3, 3])];
+        AssertRuns(session, expected, inputs);
+    }
+
+    /// <summary>
+    /// A forward's fused WinogradConv: max(convolution + B + R, 0) against float64, with the bias
+    /// and the residual, the bias alone and neither (only a last input may be left out); rows written
+    /// a block at a time (40 columns) and tile by tile (7×7, several samples to a block).
+    /// </summary>
+    [Theory]
+    [InlineData(2, 5, 7, 9, 40, true, true, true)]
+    [InlineData(3, 6, 8, 7, 7, true, true, true)]
+    [InlineData(2, 4, 5, 6, 33, true, false, true)]
+    [InlineData(2, 4, 5, 6, 6, false, false, true)]
+    public void WinogradConv_adds_the_bias_and_the_residual_then_rectifies(int samples, int channels, int outputs, int height, int width,
+        bool withBias, bool withResidual, bool relu)
+    {
+        var x = Parity.RandomInput([samples * channels * height * width], 52, -1, 1);
+        var w = Parity.RandomInput([outputs * channels * 9], 53, -0.5f, 0.5f);
+        var bias = Parity.RandomInput([outputs], 54, -1, 1);
+        var residual = Parity.RandomInput([samples * outputs * height * width], 55, -1, 1);
+        var model = new OnnxTestModel(13, [-1, channels, height, width]).Initializer("w", w, outputs, channels, 3, 3)
+            .Initializer("b", bias, outputs).Input("r", TensorProto.Types.DataType.Float, -1, outputs, height, width)
+            .Node(NativeOps.WinogradConv, ["x", "w", .. withBias || withResidual ? ["b"] : Array.Empty<string>(), .. withResidual ? ["r"] : Array.Empty<string>()],
+                ["y"], OnnxTestModel.Int("relu", relu ? 1 : 0))
+            .Output("y").Model();
+        using var session = TestSessions.Open(InNativeDomain(model));
+
+        var expected = Convolution3x3(x, w, samples, channels, outputs, height, width);
+        var plane = height * width;
+        for (var i = 0; i < expected.Length; i++)
+        {
+            var value = expected[i] + (withBias ? bias[i / plane % outputs] : 0) + (withResidual ? residual[i] : 0);
+            expected[i] = relu ? Math.Max(value, 0) : value;
+        }
+        if (relu) Assert.Contains(expected, v => v == 0); // the rectifier closes some cells
+        (string, float[], long[])[] inputs = withResidual
+            ? [("x", x, [samples, channels, height, width]), ("r", residual, [samples, outputs, height, width])]
+            : [("x", x, [samples, channels, height, width])];
+        AssertRuns(session, expected, inputs);
+    }
+
+    /// <summary>A bias or a residual of the wrong shape is an error, never a read out of range.</summary>
+    [Theory]
+    [InlineData(new long[] { 4 }, new long[] { 2, 5, 6, 6 })]
+    [InlineData(new long[] { 5 }, new long[] { 2, 5, 6, 5 })]
+    [InlineData(new long[] { 5 }, new long[] { 1, 5, 6, 6 })]
+    public void WinogradConv_refuses_a_bias_or_residual_that_does_not_fit(long[] biasShape, long[] residualShape)
+    {
+        var model = InNativeDomain(new OnnxTestModel(13, [-1, 3, 6, 6]).Initializer("w", new float[5 * 3 * 9], 5, 3, 3, 3)
+            .Input("b", TensorProto.Types.DataType.Float, -1).Input("r", TensorProto.Types.DataType.Float, -1, -1, -1, -1)
+            .Node(NativeOps.WinogradConv, ["x", "w", "b", "r"], ["y"]).Output("y").Model());
+        using var session = TestSessions.Open(model);
+        var error = Assert.Throws<OnnxRuntimeException>(() => AssertRuns(session, [], ("x", new float[2 * 3 * 36], [2, 3, 6, 6]),
+            ("b", new float[biasShape[0]], biasShape), ("r", new float[residualShape.Aggregate(1L, (a, b) => a * b)], residualShape)));
+        Assert.Contains(biasShape[0] != 5 ? "WinogradConv: B must be [K]" : "WinogradConv: R must be Y's shape", error.Message);
+    }
+
+    /// <summary>A float64 3×3 convolution, stride 1, one cell of zero padding.</summary>
+    private static double[] Convolution3x3(float[] x, float[] w, int samples, int channels, int outputs, int height, int width)
+    {
         var expected = new double[samples * outputs * height * width];
         for (var n = 0; n < samples; n++)
         for (var k = 0; k < outputs; k++)
@@ -194,10 +259,7 @@ public sealed class NativeOpsTests
             }
             expected[((n * outputs + k) * height + i) * width + j] = sum;
         }
-        (string, float[], long[])[] inputs = constantWeights
-            ? [("x", x, [samples, channels, height, width])]
-            : [("x", x, [samples, channels, height, width]), ("w", w, [outputs, channels, 3, 3])];
-        AssertRuns(session, expected, inputs);
+        return expected;
     }
 
     /// <summary>Weights fed at run time that are not [K, C, 3, 3] for X's C are an error, never a read out of range.</summary>
@@ -212,6 +274,59 @@ public sealed class NativeOpsTests
         var error = Assert.Throws<OnnxRuntimeException>(() => AssertRuns(session, [],
             ("x", new float[2 * 3 * 36], [2, 3, 6, 6]), ("w", new float[2 * channels * kh * kw], [2, channels, kh, kw])));
         Assert.Contains("WinogradConv: X must be [N, C, H, W] and W [K, C, 3, 3]", error.Message);
+    }
+
+    /// <summary>Calls of the kernels that do not fit, and a word each refusal must give.</summary>
+    public static IEnumerable<object[]> Misfits()
+    {
+        yield return ["MaxPoolGrad with a gradient of the wrong size", InNativeDomain(new OnnxTestModel(13, [1, 1, 4, 4])
+            .Node("MaxPoolGrad", ["x", "x"], ["y"], OnnxTestModel.Ints("kernel_shape", 3, 3), OnnxTestModel.Ints("strides", 2, 2), OnnxTestModel.Ints("pads", 0, 0, 0, 0), OnnxTestModel.Ints("dilations", 1, 1))
+            .Output("y").Model()).ToByteArray(), "pooled size"];
+        yield return ["MaxPoolGrad with an unknown rectify", InNativeDomain(new OnnxTestModel(13, [1, 1, 4, 4])
+            .Node("MaxPoolGrad", ["x", "x"], ["y"], OnnxTestModel.Ints("kernel_shape", 1, 1), OnnxTestModel.Ints("strides", 1, 1), OnnxTestModel.Ints("pads", 0, 0, 0, 0), OnnxTestModel.Ints("dilations", 1, 1),
+                OnnxTestModel.Int("rectify", 5))
+            .Output("y").Model()).ToByteArray(), "rectify"];
+        yield return ["MaxPoolGrad without attributes", InNativeDomain(new OnnxTestModel(13, [1, 1, 4, 4])
+            .Node("MaxPoolGrad", ["x", "x"], ["y"]).Output("y").Model()).ToByteArray(), "MaxPoolGrad"];
+        yield return ["Col2Im with columns that are not the image's blocks", InNativeDomain(new OnnxTestModel(13, [1, 9, 4])
+            .Node("Col2Im", ["x"], ["y"], OnnxTestModel.Ints("image_shape", 5, 5), OnnxTestModel.Ints("block_shape", 3, 3), OnnxTestModel.Ints("strides", 1, 1), OnnxTestModel.Ints("pads", 0, 0, 0, 0), OnnxTestModel.Ints("dilations", 1, 1))
+            .Output("y").Model()).ToByteArray(), "blocks"];
+        yield return ["Col2Im into an image of 2^80 cells", InNativeDomain(new OnnxTestModel(13, [1, 1, 1])
+            .Node("Col2Im", ["x"], ["y"], OnnxTestModel.Ints("image_shape", 1L << 40, 1L << 40), OnnxTestModel.Ints("block_shape", 1, 1), OnnxTestModel.Ints("strides", 1L << 40, 1L << 40),
+                OnnxTestModel.Ints("pads", 0, 0, 0, 0), OnnxTestModel.Ints("dilations", 1, 1))
+            .Output("y").Model()).ToByteArray(), "overflow"];
+        yield return ["Col2Im with overflowing pads", InNativeDomain(new OnnxTestModel(13, [1, 1, 1])
+            .Node("Col2Im", ["x"], ["y"], OnnxTestModel.Ints("image_shape", 2, 2), OnnxTestModel.Ints("block_shape", 1, 1), OnnxTestModel.Ints("strides", 1, 1),
+                OnnxTestModel.Ints("pads", long.MaxValue, long.MaxValue, long.MaxValue, long.MaxValue), OnnxTestModel.Ints("dilations", 1, 1))
+            .Output("y").Model()).ToByteArray(), "Col2Im"];
+        yield return ["DepthwiseCol2Im with a kernel of another shape", InNativeDomain(new OnnxTestModel(13, [1, 3, 2, 2])
+            .Initializer("w", new float[27], 3, 1, 3, 3)
+            .Node("DepthwiseCol2Im", ["x", "w"], ["y"], OnnxTestModel.Ints("image_shape", 4, 4), OnnxTestModel.Ints("block_shape", 2, 2), OnnxTestModel.Ints("strides", 2, 2),
+                OnnxTestModel.Ints("pads", 0, 0, 0, 0), OnnxTestModel.Ints("dilations", 1, 1))
+            .Output("y").Model()).ToByteArray(), "DepthwiseCol2Im"];
+        yield return ["DepthwiseCol2Im with a gradient that is not the image's blocks", InNativeDomain(new OnnxTestModel(13, [1, 3, 3, 3])
+            .Initializer("w", new float[12], 3, 1, 2, 2)
+            .Node("DepthwiseCol2Im", ["x", "w"], ["y"], OnnxTestModel.Ints("image_shape", 4, 4), OnnxTestModel.Ints("block_shape", 2, 2), OnnxTestModel.Ints("strides", 2, 2),
+                OnnxTestModel.Ints("pads", 0, 0, 0, 0), OnnxTestModel.Ints("dilations", 1, 1))
+            .Output("y").Model()).ToByteArray(), "DepthwiseCol2Im"];
+    }
+
+    /// <summary>
+    /// Each kernel checks its call before it touches memory: a call that does not fit is an error
+    /// (when the session is made or when it runs), never a read out of range.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Misfits))]
+    public void A_call_that_does_not_fit_is_refused(string what, byte[] onnx, string reason)
+    {
+        var model = ModelProto.Parser.ParseFrom(onnx);
+        var shape = model.Graph.Input[0].Type.TensorType.Shape.Dim.Select(d => d.DimValue).ToArray();
+        var error = Assert.Throws<OnnxRuntimeException>(() =>
+        {
+            using var session = TestSessions.Open(model);
+            AssertRuns(session, [], ("x", new float[shape.Aggregate(1L, (a, b) => a * b)], shape));
+        });
+        Assert.True(error.Message.Contains(reason, StringComparison.OrdinalIgnoreCase), $"{what}: '{reason}' not in: {error.Message}");
     }
 
     /// <summary>The model's one node as the engine's own kernel (domain <see cref="NativeOps.Domain"/>).</summary>

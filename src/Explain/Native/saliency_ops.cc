@@ -17,20 +17,23 @@
 // DepthwiseCol2Im(dY, W) -> dX is the same scatter for a depthwise convolution's input gradient,
 // whose columns W[c, tap]·dY[n, c] are scaled as they are added, never written.
 //
-// WinogradConv(X, W) -> Y: a 3×3 convolution with stride 1, one cell of zero padding on every side,
-// one group, 2-D NCHW, by Winograd's F(2×2, 3×3) (Lavin and Gray, 2016): each output 2×2 tile is 16
-// products of a transformed 4×4 input tile with the transformed filter instead of 36 multiply-adds.
+// WinogradConv(X, W, B?, R?) -> Y: a 3×3 convolution with stride 1, one cell of zero padding on every
+// side, one group, 2-D NCHW, by Winograd's F(2×2, 3×3) (Lavin and Gray, 2016): each output 2×2 tile is
+// 16 products of a transformed 4×4 input tile with the transformed filter instead of 36 multiply-adds.
+// A forward's bias B [K], residual R (Y's shape) and, with relu = 1, max(·, 0) are applied as each
+// row is written, as ONNX Runtime's fused convolution applies them.
 // Alone it runs ResNet's 3×3 convolutions 1.1-1.3× faster than ONNX Runtime's direct kernel; the
-// backwards that sum a batch (integrated gradients, SmoothGrad) use it for their stride-1 input
-// gradients (bench/analysis.md). Each task transforms a row of 16 tiles of every input channel,
-// multiplies while the transform is in cache and transforms the products back, so nothing the size
-// of the activation is written between the steps.
+// passes that sum a batch (integrated gradients, SmoothGrad) use it for their stride-1 input
+// gradients and their forward's 128- and 256-channel convolutions (bench/analysis.md). Each task
+// transforms a row of 16 tiles of every input channel, multiplies while the transform is in cache
+// and transforms the products back, so nothing the size of the activation is written between the steps.
 //
 // Every shape is checked against the attributes before any memory is touched: a mismatch is an
 // error status, never a read out of bounds.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <optional>
 #include <limits>
 #include <string>
 #include <thread>
@@ -566,6 +569,11 @@ struct SampleSum {
 // weights are), else on every call.
 struct WinogradConv {
   WinogradConv(const OrtApi* api, const OrtKernelInfo* info) : api_(api) {
+    try {
+      relu_ = Ort::ConstKernelInfo(info).GetAttribute<int64_t>("relu") != 0;
+    } catch (const Ort::Exception&) {
+      relu_ = false; // absent: no rectifier
+    }
     int constant = 0;
     const OrtValue* w = nullptr;
     OrtStatus* status = api->KernelInfoGetConstantInput_tensor(info, 1, &constant, &w);
@@ -596,15 +604,26 @@ struct WinogradConv {
     return true;
   }
 
-  Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& x, const Ort::Custom::Tensor<float>& w, Ort::Custom::Tensor<float>& y) {
+  Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& x, const Ort::Custom::Tensor<float>& w,
+                      std::optional<const Ort::Custom::Tensor<float>*> b, std::optional<const Ort::Custom::Tensor<float>*> r,
+                      Ort::Custom::Tensor<float>& y) {
     try {
       const auto& xs = x.Shape();
       const auto& ws = w.Shape();
       if (xs.size() != 4 || !FilterShape(ws) || ws[1] != xs[1])
         return Ort::Status("WinogradConv: X must be [N, C, H, W] and W [K, C, 3, 3]", ORT_INVALID_ARGUMENT);
-      Job job{x.Data(), nullptr, y.Allocate({xs[0], ws[0], xs[2], xs[3]}), xs[0], xs[1], ws[0], xs[2], xs[3]};
+      const std::vector<int64_t> ys{xs[0], ws[0], xs[2], xs[3]};
+      if (b.has_value() && *b && (*b)->Shape() != std::vector<int64_t>{ws[0]})
+        return Ort::Status("WinogradConv: B must be [K]", ORT_INVALID_ARGUMENT);
+      if (r.has_value() && *r && (*r)->Shape() != ys)
+        return Ort::Status("WinogradConv: R must be Y's shape [N, K, H, W]", ORT_INVALID_ARGUMENT);
+      Job job{x.Data(), nullptr, y.Allocate(ys), xs[0], xs[1], ws[0], xs[2], xs[3]};
+      job.bias = b.has_value() && *b ? (*b)->Data() : nullptr;
+      job.residual = r.has_value() && *r ? (*r)->Data() : nullptr;
+      job.relu = relu_;
       if (job.n == 0 || job.c == 0 || job.k == 0 || job.h == 0 || job.w == 0) {
-        if (job.c == 0) std::fill_n(job.y, job.n * job.k * job.h * job.w, 0.0f);
+        if (job.c == 0)
+          for (int64_t i = 0, plane = job.h * job.w; i < job.n * job.k * plane; ++i) job.y[i] = job.Finish(0.0f, i / plane % job.k, i);
         return Ort::Status{nullptr};
       }
       std::vector<float> local;
@@ -670,6 +689,11 @@ struct WinogradConv {
     int64_t n, c, k, h, w;
     int64_t tileRows = 0, tileColumns = 0, blocksPerRow = 0, blocks = 0, groups = 0;
     float* v = nullptr; // the transformed input of every block, where it is transformed first
+    // What follows the convolution in a forward, fused so that Y is written once: a bias per
+    // output channel, a residual of Y's shape added, then max(·, 0).
+    const float* bias = nullptr;
+    const float* residual = nullptr;
+    bool relu = false;
     int64_t channelParts = 1, outputParts = 1;
     std::atomic<bool> failed{false};
 
@@ -702,6 +726,13 @@ struct WinogradConv {
       return true;
     }
     int64_t BlockSize() const { return 16 * c * Tiles; } // [16][C][Tiles]
+
+    // Y's cell at offset at (of output channel channel) from the convolution's sum there.
+    float Finish(float sum, int64_t channel, int64_t at) const {
+      if (bias) sum += bias[channel];
+      if (residual) sum += residual[at];
+      return relu ? std::max(sum, 0.0f) : sum;
+    }
 
     // Cells x0 .. x0 + Tiles·2 + 1 of row yy of the plane at offset plane, zeros outside the image.
     __attribute__((always_inline)) inline void Row(int64_t plane, int64_t yy, int64_t x0, float* cells) const {
@@ -826,14 +857,21 @@ struct WinogradConv {
               cells[2 * j] = even[j];
               cells[2 * j + 1] = odd[j];
             }
-            std::memcpy(job.y + ((s0 * job.k + channel) * job.h + yy) * job.w + x0, cells, static_cast<size_t>(width) * sizeof(float));
+            const int64_t row = ((s0 * job.k + channel) * job.h + yy) * job.w + x0;
+            if (job.bias)
+              for (int64_t i = 0; i < width; ++i) cells[i] += job.bias[channel];
+            if (job.residual)
+              for (int64_t i = 0; i < width; ++i) cells[i] += job.residual[row + i];
+            if (job.relu)
+              for (int64_t i = 0; i < width; ++i) cells[i] = std::max(cells[i], 0.0f);
+            std::memcpy(job.y + row, cells, static_cast<size_t>(width) * sizeof(float));
             continue;
           }
           for (int j = 0; j < Tiles; ++j) {
             if (!tiles.valid[j] || tiles.ty[j] * 2 + a >= job.h) continue;
-            float* out = job.y + ((tiles.s[j] * job.k + channel) * job.h + tiles.ty[j] * 2 + a) * job.w + tiles.tx[j] * 2;
-            out[0] = even[j];
-            if (tiles.tx[j] * 2 + 1 < job.w) out[1] = odd[j];
+            const int64_t at = ((tiles.s[j] * job.k + channel) * job.h + tiles.ty[j] * 2 + a) * job.w + tiles.tx[j] * 2;
+            job.y[at] = job.Finish(even[j], channel, at);
+            if (tiles.tx[j] * 2 + 1 < job.w) job.y[at + 1] = job.Finish(odd[j], channel, at + 1);
           }
         }
       }
@@ -883,6 +921,7 @@ struct WinogradConv {
   const OrtApi* api_;
   std::vector<float> filter_;
   int64_t outputs_ = -1, inputs_ = -1;
+  bool relu_ = false;
 };
 
 // Op's output shape as ONNX Runtime's graph transforms see it (its blocked layout takes an

@@ -40,9 +40,14 @@ public sealed class OnnxSessionFactory
     /// </summary>
     public bool RunsOnCpu => PreferredProvider.Provider == Cpu;
 
-    /// <summary>Creates a session; ONNX Runtime's own message explains a model it refuses.</summary>
+    /// <summary>
+    /// Creates a session on a model file (an uploaded model); ONNX Runtime's own message explains a
+    /// model it refuses. The engine's own kernels are not registered: they are for the graphs the
+    /// service writes, and a model that names them is refused as one of an unknown domain.
+    /// </summary>
     /// <exception cref="OnnxRuntimeException">The file is not a model this runtime can run.</exception>
-    public (InferenceSession Session, string Provider) Create(string modelPath) => Create(options => new InferenceSession(modelPath, options));
+    public (InferenceSession Session, string Provider) Create(string modelPath) =>
+        Create(options => new InferenceSession(modelPath, options), nativeOps: false);
 
     /// <summary>
     /// Creates a session on a model held in memory (one the service wrote), as <see cref="Create(string)"/>
@@ -51,7 +56,7 @@ public sealed class OnnxSessionFactory
     public (InferenceSession Session, string Provider) Create(ModelProto model)
     {
         var bytes = OrtModelBytes.Of(model); // once, whichever provider takes it
-        return Create(options => FromMemory(bytes, options));
+        return Create(options => FromMemory(bytes, options), nativeOps: true);
     }
 
     /// <summary>
@@ -67,7 +72,6 @@ public sealed class OnnxSessionFactory
             IntraOpNumThreads = 1,
             InterOpNumThreads = 1,
         };
-        NativeOps.Register(options);
         return FromMemory(OrtModelBytes.Of(model), options);
     }
 
@@ -78,13 +82,13 @@ public sealed class OnnxSessionFactory
         return new InferenceSession(model.Bytes, options);
     }
 
-    private (InferenceSession Session, string Provider) Create(Func<SessionOptions, InferenceSession> open)
+    private (InferenceSession Session, string Provider) Create(Func<SessionOptions, InferenceSession> open, bool nativeOps)
     {
         if (PreferredProvider.Provider == Cuda)
         {
             try
             {
-                using var cudaOptions = Options(cuda: true);
+                using var cudaOptions = Options(cuda: true, nativeOps);
                 return (open(cudaOptions), Cuda);
             }
             catch (OnnxRuntimeException) when (!_options.ExecutionProvider.Equals("cuda", StringComparison.OrdinalIgnoreCase))
@@ -93,11 +97,11 @@ public sealed class OnnxSessionFactory
             }
         }
         // ONNX Runtime copies the options into the session: they are released once it is made.
-        using var options = Options(cuda: false);
+        using var options = Options(cuda: false, nativeOps);
         return (open(options), Cpu);
     }
 
-    private SessionOptions Options(bool cuda)
+    private SessionOptions Options(bool cuda, bool nativeOps)
     {
         var options = new SessionOptions
         {
@@ -108,7 +112,7 @@ public sealed class OnnxSessionFactory
         };
         options.AddSessionConfigEntry("session.intra_op.allow_spinning", _options.AllowSpinning ? "1" : "0");
         options.AddSessionConfigEntry("session.force_spinning_stop", "1"); // no spinning once a run ends
-        NativeOps.Register(options); // backward graphs may hold its kernels
+        if (nativeOps) NativeOps.Register(options); // backward graphs may hold its kernels
         if (_options.ProfilePrefix is { } prefix)
         {
             options.ProfileOutputPathPrefix = prefix; // read when profiling is switched on

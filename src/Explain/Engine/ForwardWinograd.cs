@@ -1,0 +1,121 @@
+using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Onnx.Proto;
+using SaliencyService.Explain.Serving;
+
+namespace SaliencyService.Explain.Engine;
+
+/// <summary>
+/// A merged pass's stride-1 3×3 convolutions as <see cref="NativeOps.WinogradConv"/>, each with the
+/// residual <c>Add</c> and the <c>Relu</c> that follow it fused where nothing else reads their inputs.
+/// Only for the passes that sum a batch (<see cref="BackwardGraph.Winograd"/>): there the kernel's
+/// 2.25× fewer products outweigh leaving ONNX Runtime's blocked layout; in a one-sample pass they do
+/// not (bench/analysis.md). Fused, each output is written once, as ONNX Runtime's own fused
+/// convolution writes it.
+/// </summary>
+public static class ForwardWinograd
+{
+    /// <summary>
+    /// Output × input channels below which a forward convolution stays ONNX Runtime's: resnet18's
+    /// 64-channel ones gained too little to pay for the reorders out of and back into its blocked
+    /// layout around them (the summed pass 2% slower with them fused than without; bench/analysis.md).
+    /// </summary>
+    public const long MinimumProducts = 128 * 128;
+
+    /// <summary>Rewrites <paramref name="model"/>'s graph in place; returns how many convolutions it took.</summary>
+    /// <param name="shapes">The value shapes the pass was written for: a residual is fused only where it has the output's shape (no broadcast).</param>
+    public static int Rewrite(ModelProto model, IReadOnlyDictionary<string, TensorInfo> shapes)
+    {
+        var graph = model.Graph;
+        var constants = graph.Initializer.ToDictionary(i => i.Name, StringComparer.Ordinal);
+        var outputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var readers = new Dictionary<string, List<NodeProto>>(StringComparer.Ordinal);
+        foreach (var node in graph.Node)
+        foreach (var input in node.Input.Where(i => i.Length > 0).Distinct())
+            (readers.TryGetValue(input, out var list) ? list : readers[input] = []).Add(node);
+
+        // The one node reading a value nothing else reads (no graph output either), if of that type.
+        NodeProto? SoleReader(string value, string opType) =>
+            !outputs.Contains(value) && readers.TryGetValue(value, out var list) && list is [var only] && only.OpType == opType && only.Domain is "" or "ai.onnx"
+                ? only : null;
+
+        var replaced = new Dictionary<NodeProto, NodeProto?>(); // a fused node: at its last node's place; the others go
+        foreach (var conv in graph.Node.Where(n => Takes(n, constants)))
+        {
+            var output = conv.Output[0];
+            var last = conv;
+            string residual = "";
+            if (SoleReader(output, "Add") is { } add && !replaced.ContainsKey(add) && add.Input.Count == 2 && add.Input[0] != add.Input[1])
+            {
+                var other = add.Input[0] == output ? add.Input[1] : add.Input[0];
+                if (SameShape(other, output, shapes))
+                {
+                    residual = other;
+                    replaced[add] = null;
+                    last = add;
+                }
+            }
+            var relu = SoleReader(last.Output[0], "Relu");
+            if (relu is not null)
+            {
+                replaced[relu] = null;
+                last = relu;
+            }
+            var fused = new NodeProto { OpType = NativeOps.WinogradConv, Domain = NativeOps.Domain, Name = (conv.Name.Length > 0 ? conv.Name : output) + "/winograd" };
+            // Only a last input may be left out of a kernel of ours (ONNX Runtime's lite kernels read
+            // every input up to the last given): a convolution without a bias that takes a residual gets zeros.
+            var bias = conv.Input.Count > 2 ? conv.Input[2] : "";
+            if (bias.Length == 0 && residual.Length > 0) graph.Initializer.Add(ZeroBias(bias = output + "/zero_bias", constants[conv.Input[1]].Dims[0]));
+            fused.Input.AddRange([conv.Input[0], conv.Input[1], .. bias.Length > 0 ? [bias] : Array.Empty<string>(), .. residual.Length > 0 ? [residual] : Array.Empty<string>()]);
+            fused.Output.Add(last.Output[0]);
+            if (relu is not null) fused.Attribute.Add(new AttributeProto { Name = "relu", Type = AttributeProto.Types.AttributeType.Int, I = 1 });
+            replaced[conv] = null;
+            replaced[last] = fused;
+        }
+        if (replaced.Count == 0) return 0;
+        var nodes = graph.Node.Select(n => replaced.TryGetValue(n, out var fused) ? fused : n).Where(n => n is not null).ToList();
+        graph.Node.Clear();
+        graph.Node.AddRange(nodes);
+        if (!model.OpsetImport.Any(o => o.Domain == NativeOps.Domain))
+            model.OpsetImport.Add(new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 });
+        return replaced.Values.Count(v => v is not null);
+    }
+
+    /// <summary>
+    /// A 2-D convolution the kernel computes: float weights [K, C, 3, 3] and bias [K] that are
+    /// constants, stride 1, dilation 1, one group and one cell of padding on every side.
+    /// </summary>
+    private static bool Takes(NodeProto node, IReadOnlyDictionary<string, TensorProto> constants)
+    {
+        if (node.OpType != "Conv" || node.Domain is not ("" or "ai.onnx") || node.Input.Count is < 2 or > 3) return false;
+        if (!constants.TryGetValue(node.Input[1], out var w) || w.DataType != (int)TensorProto.Types.DataType.Float || w.Dims is not [var k, var c, 3, 3]
+            || !NativeOps.WinogradPays(k, c) || k * c < MinimumProducts) return false;
+        if (node.Input.Count == 3 && node.Input[2].Length > 0
+            && (!constants.TryGetValue(node.Input[2], out var b) || b.DataType != (int)TensorProto.Types.DataType.Float || b.Dims.Count != 1 || b.Dims[0] != w.Dims[0]))
+            return false;
+        foreach (var a in node.Attribute)
+        {
+            var ok = a.Name switch
+            {
+                "pads" => a.Ints is [1, 1, 1, 1],
+                "strides" or "dilations" => a.Ints is [1, 1],
+                "kernel_shape" => a.Ints is [3, 3],
+                "group" => a.I == 1,
+                "auto_pad" => a.S.ToStringUtf8() == "NOTSET",
+                _ => false,
+            };
+            if (!ok) return false;
+        }
+        return node.Attribute.Any(a => a.Name == "pads");
+    }
+
+    private static TensorProto ZeroBias(string name, long outputs)
+    {
+        var zeros = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
+        zeros.Dims.Add(outputs);
+        zeros.FloatData.AddRange(new float[outputs]);
+        return zeros;
+    }
+
+    private static bool SameShape(string a, string b, IReadOnlyDictionary<string, TensorInfo> shapes) =>
+        shapes.TryGetValue(a, out var x) && shapes.TryGetValue(b, out var y) && x.Type == y.Type && x.Shape.SequenceEqual(y.Shape);
+}

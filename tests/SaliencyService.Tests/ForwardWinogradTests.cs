@@ -1,0 +1,135 @@
+using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Mirror;
+using SaliencyService.Explain.Onnx.Proto;
+using SaliencyService.Explain.Serving;
+using SaliencyService.Explain.Torch;
+using SaliencyService.Tests.Ops;
+using SaliencyService.Tests.Support;
+using Xunit;
+using static SaliencyService.Tests.Ops.OnnxTestModel;
+using static TorchSharp.torch;
+
+namespace SaliencyService.Tests;
+
+/// <summary>
+/// A merged pass that sums a batch runs its forward's 128- and 256-channel 3×3 convolutions as
+/// <see cref="NativeOps.WinogradConv"/>, with the bias, a residual Add and the Relu that follow fused
+/// (<see cref="ForwardWinograd"/>). Judged by the float64 mirror: the scores and the summed gradients.
+/// </summary>
+public sealed class ForwardWinogradTests
+{
+    private const int Classes = 5, Width = 128;
+
+    [Fact]
+    public void A_summed_pass_with_its_forward_fused_gives_the_float64_scores_and_gradients()
+    {
+        TorchNativeLoader.EnsureLoaded();
+        var model = ResidualBlock().Model();
+        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+        using var reference = GraphMirror.Build(model, "x", "y", ScalarType.Float64).Mirror!;
+        using var backprop = OrtBackprop.Create(model, mirror, [1, 3, 6, 6], batched: true, TestSessions.Open);
+        Assert.True(backprop.Merged);
+        using var scope = NewDisposeScope();
+        var input = tensor(Parity.RandomInput([4, 3, 6, 6], 21, -1, 1), [4, 3, 6, 6]);
+        foreach (var rule in Enum.GetValues<RectifierRule>())
+        {
+            var pass = backprop.Run(input, 2, rule, summed: true);
+            Parity.AssertEqualsFloat64(reference.Forward(input.to_type(ScalarType.Float64), rule)["y"], pass.Result.Scores, $"{rule}, scores");
+            Parity.AssertEqualsFloat64(reference.InputGradients(input, 2, rule).sum([0], keepdim: true), pass.Gradient, $"{rule}, summed");
+        }
+    }
+
+    [Fact]
+    public void The_wide_convolutions_are_fused_with_what_only_they_feed()
+    {
+        var merged = MergedSummed(ResidualBlock());
+        var winograd = merged.Graph.Node.Where(n => n.OpType == NativeOps.WinogradConv && !n.Name.StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal)).ToList();
+        if (!NativeOps.Available)
+        {
+            Assert.Empty(winograd);
+            return;
+        }
+        // The 3-channel convolution stays ONNX Runtime's; the first wide one takes its Relu, the second its residual Add and Relu.
+        Assert.Single(merged.Graph.Node, n => n.OpType == "Conv" && n.Input[1] == "w0");
+        Assert.Equal(2, winograd.Count);
+        Assert.Equal(["r0", "w1", "b1"], winograd[0].Input);
+        Assert.Equal(["r1"], winograd[0].Output);
+        // Without a bias of its own, the second gets zeros: only a last input may be left out of the kernel.
+        Assert.Equal(["r1", "w2", "c2/zero_bias", "r1"], winograd[1].Input);
+        Assert.All(merged.Graph.Initializer.Single(i => i.Name == "c2/zero_bias").FloatData, v => Assert.Equal(0, v));
+        Assert.Equal(["r2"], winograd[1].Output);
+        Assert.All(winograd, n => Assert.Equal(1, n.Attribute.Single(a => a.Name == "relu").I));
+        Assert.DoesNotContain(merged.Graph.Node, n => n.Output.Contains("c1") || n.Output.Contains("c2") || n.Output.Contains("s2"));
+        Assert.Equal(NativeOps.Domain, winograd[0].Domain);
+    }
+
+    [Fact]
+    public void A_value_read_elsewhere_a_broadcast_residual_a_stride_or_narrow_channels_keep_onnx_runtimes_nodes()
+    {
+        var model = new OnnxTestModel(13, [-1, Width, 6, 6])
+            .Initializer("w1", Weights(Width * Width * 9, 1), Width, Width, 3, 3)
+            .Initializer("w2", Weights(Width * Width * 9, 2), Width, Width, 3, 3)
+            .Initializer("w3", Weights(Width * Width * 9, 3), Width, Width, 3, 3)
+            .Initializer("w4", Weights(64 * Width * 9, 4), 64, Width, 3, 3)
+            .Initializer("shift", Weights(Width, 5), Width, 1, 1)
+            .Initializer("fc", Weights(Classes * (3 * Width + 64), 6), Classes, 3 * Width + 64)
+            // c1 is read by its Relu and by the output's concatenation: the Relu is not fused.
+            .Node("Conv", ["x", "w1"], ["c1"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c1"], ["r1"])
+            // The Add broadcasts a [K, 1, 1] shift: not a residual.
+            .Node("Conv", ["r1", "w2"], ["c2"], Ints("pads", 1, 1, 1, 1)).Node("Add", ["c2", "shift"], ["s2"])
+            // Stride 2: not the kernel's.
+            .Node("Conv", ["x", "w3"], ["c3"], Ints("pads", 1, 1, 1, 1), Ints("strides", 2, 2))
+            // 64 × 128 channels: below the forward's minimum.
+            .Node("Conv", ["x", "w4"], ["c4"], Ints("pads", 1, 1, 1, 1))
+            .Node("GlobalAveragePool", ["c1"], ["g1"]).Node("GlobalAveragePool", ["s2"], ["g2"])
+            .Node("GlobalAveragePool", ["c3"], ["g3"]).Node("GlobalAveragePool", ["c4"], ["g4"])
+            .Node("Concat", ["g1", "g2", "g3", "g4"], ["g"], Int("axis", 1)).Node("Flatten", ["g"], ["f"])
+            .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y");
+        var merged = MergedSummed(model, [1, Width, 6, 6]);
+        var forward = merged.Graph.Node.Where(n => !n.Name.StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal)).ToList();
+        var winograd = forward.Where(n => n.OpType == NativeOps.WinogradConv).ToList();
+        if (!NativeOps.Available)
+        {
+            Assert.Empty(winograd);
+            return;
+        }
+        Assert.Equal(2, winograd.Count);
+        Assert.All(winograd, n => Assert.Empty(n.Attribute));
+        Assert.Equal(["c1", "c2"], winograd.SelectMany(n => n.Output));
+        Assert.Contains(forward, n => n.OpType == "Relu" && n.Input[0] == "c1");
+        Assert.Contains(forward, n => n.OpType == "Add" && n.Output[0] == "s2");
+        Assert.Equal(["c3", "c4"], forward.Where(n => n.OpType == "Conv").SelectMany(n => n.Output));
+    }
+
+    /// <summary>
+    /// A 3-channel convolution and rectifier, then a 128-channel residual block (convolution with a
+    /// bias, rectifier, convolution without one, the block's input added, rectifier), global pooling
+    /// and a linear layer; any batch.
+    /// </summary>
+    private static OnnxTestModel ResidualBlock() => new OnnxTestModel(13, [-1, 3, 6, 6])
+        .Initializer("w0", Weights(Width * 3 * 9, 1), Width, 3, 3, 3)
+        .Initializer("w1", Weights(Width * Width * 9, 2), Width, Width, 3, 3)
+        .Initializer("b1", Weights(Width, 3), Width)
+        .Initializer("w2", Weights(Width * Width * 9, 4), Width, Width, 3, 3)
+        .Initializer("fc", Weights(Classes * Width, 6), Classes, Width)
+        .Node("Conv", ["x", "w0"], ["c0"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c0"], ["r0"])
+        .Node("Conv", ["r0", "w1", "b1"], ["c1"], Ints("pads", 1, 1, 1, 1), Ints("strides", 1, 1), Ints("kernel_shape", 3, 3)).Node("Relu", ["c1"], ["r1"])
+        .Node("Conv", ["r1", "w2"], ["c2"], Ints("pads", 1, 1, 1, 1), Ints("dilations", 1, 1), Int("group", 1))
+        .Node("Add", ["c2", "r1"], ["s2"]).Node("Relu", ["s2"], ["r2"])
+        .Node("GlobalAveragePool", ["r2"], ["g"]).Node("Flatten", ["g"], ["f"])
+        .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y");
+
+    /// <summary>Weights that keep each layer's outputs about the size of its inputs.</summary>
+    private static float[] Weights(int count, int seed) => Parity.RandomInput([count], seed, -0.05f, 0.05f);
+
+    private static ModelProto MergedSummed(OnnxTestModel builder, long[]? sampleShape = null)
+    {
+        TorchNativeLoader.EnsureLoaded();
+        var model = builder.Model();
+        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+        var shapes = mirror.BatchShapes(sampleShape ?? [1, 3, 6, 6], batched: true);
+        var (backward, graph) = mirror.WriteBackward(model, shapes, RectifierRule.Gradient, summed: true);
+        Assert.Equal(NativeOps.Available, graph.Winograd);
+        return BackwardMerge.Merge(model, backward, graph, [mirror.ScoreName], shapes);
+    }
+}
