@@ -21,9 +21,9 @@ public static class ForwardWinograd
     /// </summary>
     public const long MinimumProducts = 128 * 128;
 
-    /// <summary>Rewrites <paramref name="model"/>'s graph in place; returns how many convolutions it took.</summary>
+    /// <summary>Rewrites <paramref name="model"/>'s graph in place.</summary>
     /// <param name="shapes">The value shapes the pass was written for: a residual is fused only where it has the output's shape (no broadcast).</param>
-    public static int Rewrite(ModelProto model, IReadOnlyDictionary<string, TensorInfo> shapes)
+    public static void Rewrite(ModelProto model, IReadOnlyDictionary<string, TensorInfo> shapes)
     {
         var graph = model.Graph;
         var constants = graph.Initializer.ToDictionary(i => i.Name, StringComparer.Ordinal);
@@ -65,19 +65,20 @@ public static class ForwardWinograd
             // every input up to the last given): a convolution without a bias that takes a residual gets zeros.
             var bias = conv.Input.Count > 2 ? conv.Input[2] : "";
             if (bias.Length == 0 && residual.Length > 0) graph.Initializer.Add(ZeroBias(bias = output + "/zero_bias", constants[conv.Input[1]].Dims[0]));
-            fused.Input.AddRange([conv.Input[0], conv.Input[1], .. bias.Length > 0 ? [bias] : Array.Empty<string>(), .. residual.Length > 0 ? [residual] : Array.Empty<string>()]);
+            fused.Input.AddRange([conv.Input[0], conv.Input[1]]);
+            if (bias.Length > 0) fused.Input.Add(bias);
+            if (residual.Length > 0) fused.Input.Add(residual);
             fused.Output.Add(last.Output[0]);
-            if (relu is not null) fused.Attribute.Add(new AttributeProto { Name = "relu", Type = AttributeProto.Types.AttributeType.Int, I = 1 });
+            if (relu is not null) fused.Attribute.Add(BackwardGraph.Attribute("relu", 1));
             replaced[conv] = null;
             replaced[last] = fused;
         }
-        if (replaced.Count == 0) return 0;
+        if (replaced.Count == 0) return;
         var nodes = graph.Node.Select(n => replaced.TryGetValue(n, out var fused) ? fused : n).Where(n => n is not null).ToList();
         graph.Node.Clear();
         graph.Node.AddRange(nodes);
         if (!model.OpsetImport.Any(o => o.Domain == NativeOps.Domain))
             model.OpsetImport.Add(new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 });
-        return replaced.Values.Count(v => v is not null);
     }
 
     /// <summary>

@@ -33,8 +33,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <optional>
 #include <limits>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -81,6 +81,16 @@ int64_t CeilDiv(int64_t a, int64_t b) { return a > 0 ? (a - 1) / b + 1 : 0; }
 
 // ⌊a / b⌋ for b > 0.
 int64_t FloorDiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// An attribute's value, or fallback where it is absent or not of this type.
+template <typename T>
+T Optional(const Ort::ConstKernelInfo& attributes, const char* name, T fallback) {
+  try {
+    return attributes.GetAttribute<T>(name);
+  } catch (const Ort::Exception&) {
+    return fallback;
+  }
+}
 
 // A 2-D window's attributes, as MaxPool and Col2Im name them: the kernel's (block's) shape,
 // strides, pads (begins, then ends) and dilations.
@@ -325,15 +335,6 @@ struct MaxPoolGrad {
 
   static bool Open(float x, float upper) { return (x > 0.0f) & (x < upper); }
 
-  template <typename T>
-  static T Optional(const Ort::ConstKernelInfo& attributes, const char* name, T fallback) {
-    try {
-      return attributes.GetAttribute<T>(name);
-    } catch (const Ort::Exception&) {
-      return fallback; // absent, or not of this type
-    }
-  }
-
   const OrtApi* api_;
   Window window_;
   int64_t rectify_ = 0;
@@ -569,11 +570,7 @@ struct SampleSum {
 // weights are), else on every call.
 struct WinogradConv {
   WinogradConv(const OrtApi* api, const OrtKernelInfo* info) : api_(api) {
-    try {
-      relu_ = Ort::ConstKernelInfo(info).GetAttribute<int64_t>("relu") != 0;
-    } catch (const Ort::Exception&) {
-      relu_ = false; // absent: no rectifier
-    }
+    relu_ = Optional<int64_t>(Ort::ConstKernelInfo(info), "relu", 0) != 0;
     int constant = 0;
     const OrtValue* w = nullptr;
     OrtStatus* status = api->KernelInfoGetConstantInput_tensor(info, 1, &constant, &w);
@@ -613,13 +610,13 @@ struct WinogradConv {
       if (xs.size() != 4 || !FilterShape(ws) || ws[1] != xs[1])
         return Ort::Status("WinogradConv: X must be [N, C, H, W] and W [K, C, 3, 3]", ORT_INVALID_ARGUMENT);
       const std::vector<int64_t> ys{xs[0], ws[0], xs[2], xs[3]};
-      if (b.has_value() && *b && (*b)->Shape() != std::vector<int64_t>{ws[0]})
-        return Ort::Status("WinogradConv: B must be [K]", ORT_INVALID_ARGUMENT);
-      if (r.has_value() && *r && (*r)->Shape() != ys)
-        return Ort::Status("WinogradConv: R must be Y's shape [N, K, H, W]", ORT_INVALID_ARGUMENT);
+      const Ort::Custom::Tensor<float>* bias = b.value_or(nullptr);
+      const Ort::Custom::Tensor<float>* residual = r.value_or(nullptr);
+      if (bias && bias->Shape() != std::vector<int64_t>{ws[0]}) return Ort::Status("WinogradConv: B must be [K]", ORT_INVALID_ARGUMENT);
+      if (residual && residual->Shape() != ys) return Ort::Status("WinogradConv: R must be Y's shape [N, K, H, W]", ORT_INVALID_ARGUMENT);
       Job job{x.Data(), nullptr, y.Allocate(ys), xs[0], xs[1], ws[0], xs[2], xs[3]};
-      job.bias = b.has_value() && *b ? (*b)->Data() : nullptr;
-      job.residual = r.has_value() && *r ? (*r)->Data() : nullptr;
+      job.bias = bias ? bias->Data() : nullptr;
+      job.residual = residual ? residual->Data() : nullptr;
       job.relu = relu_;
       if (job.n == 0 || job.c == 0 || job.k == 0 || job.h == 0 || job.w == 0) {
         if (job.c == 0)
@@ -732,6 +729,16 @@ struct WinogradConv {
       if (bias) sum += bias[channel];
       if (residual) sum += residual[at];
       return relu ? std::max(sum, 0.0f) : sum;
+    }
+
+    // Finish over count cells of a row from offset at: a loop per step, so that each is vectorised.
+    __attribute__((always_inline)) inline void FinishRow(float* cells, int64_t count, int64_t channel, int64_t at) const {
+      if (bias)
+        for (int64_t i = 0; i < count; ++i) cells[i] += bias[channel];
+      if (residual)
+        for (int64_t i = 0; i < count; ++i) cells[i] += residual[at + i];
+      if (relu)
+        for (int64_t i = 0; i < count; ++i) cells[i] = std::max(cells[i], 0.0f);
     }
 
     // Cells x0 .. x0 + Tiles·2 + 1 of row yy of the plane at offset plane, zeros outside the image.
@@ -858,12 +865,7 @@ struct WinogradConv {
               cells[2 * j + 1] = odd[j];
             }
             const int64_t row = ((s0 * job.k + channel) * job.h + yy) * job.w + x0;
-            if (job.bias)
-              for (int64_t i = 0; i < width; ++i) cells[i] += job.bias[channel];
-            if (job.residual)
-              for (int64_t i = 0; i < width; ++i) cells[i] += job.residual[row + i];
-            if (job.relu)
-              for (int64_t i = 0; i < width; ++i) cells[i] = std::max(cells[i], 0.0f);
+            job.FinishRow(cells, width, channel, row);
             std::memcpy(job.y + row, cells, static_cast<size_t>(width) * sizeof(float));
             continue;
           }
