@@ -13,6 +13,7 @@ public sealed class ServiceProcess : IDisposable
 {
     private readonly Process _process;
     private readonly System.Collections.Concurrent.ConcurrentQueue<string> _output = new();
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> _errors = new();
 
     private ServiceProcess(Process process, Uri address, Uri grpcAddress)
     {
@@ -32,6 +33,28 @@ public sealed class ServiceProcess : IDisposable
     /// the .NET base image's <c>ASPNETCORE_HTTP_PORTS={port}</c>.
     /// </param>
     public static async Task<ServiceProcess> StartAsync(string store, IReadOnlyDictionary<string, string>? environment = null, bool likeTheImage = false)
+    {
+        // FreePort's ports are released before the service binds them, so another test's process
+        // (or an outgoing connection's local port) may take one meanwhile: the service then stops
+        // ("address already in use") or serves without gRPC. Started again on new ports, unless the
+        // caller chose the gRPC port itself.
+        const int attempts = 3;
+        for (var attempt = 1; ; attempt++)
+        {
+            var service = await StartOnceAsync(store, environment, likeTheImage);
+            var portTaken = service.HasExited
+                ? service._errors.Concat(service._output).Any(line => line.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+                : environment?.ContainsKey("Saliency__Grpc__Port") != true && service.Output.Contains($"The gRPC port {service.GrpcAddress.Port} is in use");
+            if (!service.HasExited && !portTaken) return service;
+            var exitCode = service.HasExited ? service._process.ExitCode : 0;
+            service.Dispose();
+            if (!portTaken || attempt == attempts)
+                throw new InvalidOperationException(exitCode != 0 ? $"The service exited with code {exitCode}." : "A port the service was given was taken.");
+        }
+    }
+
+    /// <summary>The service started, ready or exited.</summary>
+    private static async Task<ServiceProcess> StartOnceAsync(string store, IReadOnlyDictionary<string, string>? environment, bool likeTheImage)
     {
         var address = new Uri($"http://127.0.0.1:{FreePort()}");
         var start = new ProcessStartInfo("dotnet", Path.Combine(AppContext.BaseDirectory, "SaliencyService.Api.dll"))
@@ -55,13 +78,17 @@ public sealed class ServiceProcess : IDisposable
         var process = Process.Start(start)!;
         var service = new ServiceProcess(process, address, grpcAddress);
         process.OutputDataReceived += (_, line) => { if (line.Data is not null) service._output.Enqueue(line.Data); };
-        process.ErrorDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, line) => { if (line.Data is not null) service._errors.Enqueue(line.Data); };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
 
         for (var attempt = 0; attempt < 600; attempt++)
         {
-            if (process.HasExited) throw new InvalidOperationException($"The service exited with code {process.ExitCode}.");
+            if (process.HasExited)
+            {
+                process.WaitForExit(); // its output read to the end
+                return service;
+            }
             try
             {
                 if ((await service.Client.GetAsync("/health/ready")).StatusCode == HttpStatusCode.OK) return service;
