@@ -4,6 +4,8 @@
                              4,096 elements or more in DST/weights.bin, one copy of each
   weights.py random DST      DST/weights.bin made of seeded random values (He-scaled by fan-in),
                              for a host that was sent no weights: timings do not depend on them
+  weights.py inline DST      each graph of DST saved with its weights inside it (a model file the
+                             service can import), DST/weights.bin removed
 """
 import hashlib
 import os
@@ -61,5 +63,14 @@ def random(target):
     print(f"{len(spans)} tensors, {end >> 20} MiB of random weights")
 
 
+def inline(target):
+    for name in os.listdir(target):
+        if name.endswith(".onnx"):
+            path = os.path.join(target, name)
+            onnx.save(onnx.load(path), path)
+    os.remove(os.path.join(target, "weights.bin"))
+
+
 if __name__ == "__main__":
-    {"split": lambda: split(sys.argv[2], sys.argv[3]), "random": lambda: random(sys.argv[2])}[sys.argv[1]]()
+    {"split": lambda: split(sys.argv[2], sys.argv[3]), "random": lambda: random(sys.argv[2]),
+     "inline": lambda: inline(sys.argv[2])}[sys.argv[1]]()

@@ -61,6 +61,33 @@ public sealed class StandardOnnxBackwardTests
         }
     }
 
+    /// <summary>
+    /// Off CPU each batch size runs on a session of its own (the CUDA provider plans a session's
+    /// convolutions again whenever a dimension changes): sizes taken in turn open one session each,
+    /// and every pass still gives the float64 gradients. On CPU one session takes every size.
+    /// </summary>
+    [Theory]
+    [InlineData(false, 3)]
+    [InlineData(true, 1)]
+    public void Off_CPU_each_batch_size_has_a_session_of_its_own(bool onCpu, int sessions)
+    {
+        TorchNativeLoader.EnsureLoaded();
+        var model = EveryKernelsCase().Model();
+        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+        using var reference = GraphMirror.Build(model, "x", "y", ScalarType.Float64).Mirror!;
+        var opened = 0;
+        using var backprop = OrtBackprop.Create(model, mirror, [1, 3, 16, 16], batched: true,
+            m => { Interlocked.Increment(ref opened); return TestSessions.Open(m); }, onCpu);
+        using var scope = NewDisposeScope();
+        foreach (var samples in new long[] { 1, 4, 2, 4, 1 })
+        {
+            var input = tensor(Parity.RandomInput([samples * 3 * 16 * 16], 26 + (int)samples, -1, 1), [samples, 3, 16, 16]);
+            Parity.AssertEqualsFloat64(reference.InputGradients(input, 1, RectifierRule.GuidedBackprop),
+                backprop.Run(input, 1, RectifierRule.GuidedBackprop).Gradient, $"{samples} samples");
+        }
+        Assert.Equal(sessions, opened);
+    }
+
     [Fact]
     public void A_backward_off_CPU_gives_the_float64_gradients()
     {

@@ -127,7 +127,7 @@ public sealed class ExplainContext(ModelExplainer model, ExplainRequest request,
 
     /// <summary>
     /// Runs <paramref name="pass"/> on (first index, size) for every batch of <paramref name="count"/>
-    /// samples, <see cref="MaxBatch"/> at a time, once the target is resolved; a graph that cannot
+    /// samples, <see cref="MaxBatch"/> at a time (<see cref="BatchSize"/>), once the target is resolved; a graph that cannot
     /// take a batch (a Reshape with the batch size baked in) falls back to one sample at a time.
     /// </summary>
     private void InBatches(long count, Action<long, long> pass)
@@ -137,7 +137,7 @@ public sealed class ExplainContext(ModelExplainer model, ExplainRequest request,
         {
             for (long start = 0; start < count;)
             {
-                var size = Math.Min(MaxBatch, count - start);
+                var size = BatchSize(count - start);
                 try
                 {
                     pass(start, size);
@@ -157,6 +157,10 @@ public sealed class ExplainContext(ModelExplainer model, ExplainRequest request,
             NativeHeap.TrimWhenBatchesPause();
         }
     }
+
+    /// <summary>The next batch's size, with <paramref name="left"/> samples to go.</summary>
+    private long BatchSize(long left) =>
+        left >= MaxBatch ? MaxBatch : Model.PowerOfTwoBatches ? 1L << System.Numerics.BitOperations.Log2((ulong)left) : left;
 
     private Tensor BatchGradients(Tensor batch, RectifierRule rule) =>
         Model.Engine.InputGradients(batch, TargetChoice.Fixed(Target), rule, CancellationToken);

@@ -353,7 +353,7 @@ public sealed class ExplainAnalysis
         if (backprop is null) return new ModelExplainer(mirror, layers, defaultLayer, autograd, maxBatch);
         var ort = new OrtGradientEngine(backprop, autograd);
         if (defaultLayer is not null && !CheckOnly) ort.Warm(defaultLayer);
-        return new ModelExplainer(mirror, layers, defaultLayer, ort, maxBatch);
+        return new ModelExplainer(mirror, layers, defaultLayer, ort, maxBatch, powerOfTwoBatches: !_sessions.RunsOnCpu);
     }
 
     private (bool, string) LoadEngine()

@@ -31,8 +31,8 @@ public sealed class OrtBackprop : IDisposable
     /// </summary>
     public const RectifierRule FirstRule = RectifierRule.GuidedBackprop;
 
-    /// <summary>One rule's session, the forward values its backward reads (merged: inside the session), and whether it sums the batch's gradients.</summary>
-    private sealed record Pass(InferenceSession Session, string[] Reads, bool Summed = false);
+    /// <summary>One rule's sessions, the forward values its backward reads (merged: inside the session), and whether it sums the batch's gradients.</summary>
+    private sealed record Pass(PassSessions Sessions, string[] Reads, bool Summed = false);
 
     /// <summary>Which pass: a rule's, per sample or summed over the batch (<see cref="BackwardGraph.SumsBeforeProducts"/>).</summary>
     private readonly record struct PassKind(RectifierRule Rule, bool Summed);
@@ -124,8 +124,9 @@ public sealed class OrtBackprop : IDisposable
         // What a pass hands back from the forward: the scores, the served output and the layer.
         string[] fetched = [.. new[] { mirror.ScoreName, mirror.OutputName, layer }.OfType<string>().Distinct()];
         if (BackwardMerge.Allowed(model) && BackwardMerge.Fits(model, backwardModel)
-            && TryOpen(open, BackwardMerge.Merge(model, backwardModel, graph, fetched, shapes)) is { } merged)
-            return new OrtBackprop(model, mirror, shapes, layer, open, onCpu, null, false, fetched, rule, new Pass(merged, graph.ForwardInputs));
+            && BackwardMerge.Merge(model, backwardModel, graph, fetched, shapes) is var mergedModel && TryOpen(open, mergedModel) is { } merged)
+            return new OrtBackprop(model, mirror, shapes, layer, open, onCpu, null, false, fetched, rule,
+                new Pass(Sessions(open, mergedModel, onCpu, merged), graph.ForwardInputs));
 
         // ONNX Runtime builds a session on one thread: the backward's is built beside the forward's.
         var openingBackward = Task.Run(() => open(backwardModel));
@@ -136,7 +137,7 @@ public sealed class OrtBackprop : IDisposable
             var recorded = graph.ForwardInputs.Where(n => n != mirror.InputName).Concat(fetched).Distinct().ToArray();
             var shared = full is { Merged: false } && recorded.All(full._recorded.Contains);
             if (!shared) forward = open(BackwardMerge.Recording(model, graph, recorded, shapes));
-            var first = new Pass(openingBackward.GetAwaiter().GetResult(), graph.ForwardInputs);
+            var first = new Pass(Sessions(open, backwardModel, onCpu, openingBackward.GetAwaiter().GetResult()), graph.ForwardInputs);
             return shared
                 ? new OrtBackprop(model, mirror, shapes, layer, open, onCpu, full!._forward, false, full._recorded, rule, first)
                 : new OrtBackprop(model, mirror, shapes, layer, open, onCpu, forward, true, recorded, rule, first);
@@ -154,6 +155,16 @@ public sealed class OrtBackprop : IDisposable
             }
             throw;
         }
+    }
+
+    /// <summary>
+    /// A pass's sessions of <paramref name="graph"/>, <paramref name="opened"/> the first: off CPU one
+    /// per batch size (<see cref="PassSessions"/>), the graph kept to open the others.
+    /// </summary>
+    private static PassSessions Sessions(Func<ModelProto, InferenceSession> open, ModelProto graph, bool onCpu, InferenceSession? opened = null)
+    {
+        var first = opened ?? open(graph);
+        return onCpu ? new PassSessions(first) : PassSessions.PerBatchSize(first, () => open(graph));
     }
 
     /// <summary>The merged session, or null where ONNX Runtime refuses it (the separate sessions are tried next).</summary>
@@ -195,10 +206,10 @@ public sealed class OrtBackprop : IDisposable
     {
         var (backward, graph) = _mirror.WriteBackward(_model, _shapes, rule, Layer, summed, _onCpu);
         if (summed && !graph.SumsBeforeProducts) return null;
-        if (Merged) return new Pass(_open(BackwardMerge.Merge(_model, backward, graph, _recorded, _shapes)), graph.ForwardInputs, summed);
+        if (Merged) return new Pass(Sessions(_open, BackwardMerge.Merge(_model, backward, graph, _recorded, _shapes), _onCpu), graph.ForwardInputs, summed);
         if (graph.ForwardInputs.FirstOrDefault(n => n != _mirror.InputName && !_recorded.Contains(n)) is { } missing)
             throw new InvalidOperationException($"The {rule} backward reads '{missing}', which the forward does not record.");
-        return new Pass(_open(backward), graph.ForwardInputs, summed);
+        return new Pass(Sessions(_open, backward, _onCpu), graph.ForwardInputs, summed);
     }
 
     /// <summary>
@@ -229,7 +240,9 @@ public sealed class OrtBackprop : IDisposable
     public BackpropPass Run(Tensor input, long target, RectifierRule rule, bool summed = false, CancellationToken cancellationToken = default)
     {
         var kind = new PassKind(rule, summed && Layer is null && input.shape[0] > 1 && _shapes[_mirror.InputName].Shape[0] < 0);
-        if (input.shape[0] > 1)
+        // Off CPU a batch's memory is in the device's arena, which the release does not shrink, and
+        // its one-sample run would open a session of that size (PassSessions).
+        if (input.shape[0] > 1 && _onCpu)
         {
             _batched[kind] = true;
             NativeHeap.TrimWhenBatchesPause(this, ReleaseBatchMemory);
@@ -248,14 +261,14 @@ public sealed class OrtBackprop : IDisposable
         if (Merged)
         {
             values = AllocateRecorded(samples);
-            Run(pass.Session, [_mirror.InputName, BackwardGraph.Target], [input.contiguous(), targetIndex],
+            Run(pass.Sessions.For(samples), [_mirror.InputName, BackwardGraph.Target], [input.contiguous(), targetIndex],
                 [.. _recorded, BackwardGraph.InputGradient, BackwardGraph.Chosen], [.. _recorded.Select(n => values[n]), gradient, chosen],
                 shrinkArenas, cancellationToken);
         }
         else
         {
             values = Record(input, shrinkArenas, cancellationToken);
-            Run(pass.Session, [.. pass.Reads, BackwardGraph.Target],
+            Run(pass.Sessions.For(samples), [.. pass.Reads, BackwardGraph.Target],
                 [.. pass.Reads.Select(n => n == _mirror.InputName ? input.contiguous() : values[n]), targetIndex],
                 [BackwardGraph.InputGradient, BackwardGraph.Chosen], [gradient, chosen], shrinkArenas, cancellationToken);
         }
@@ -290,7 +303,7 @@ public sealed class OrtBackprop : IDisposable
             _disposed = true;
             if (_ownsForward) _forward!.Dispose();
             // A summed kind may hold its rule's own pass (PassFor).
-            foreach (var session in _passes.Values.Where(p => p.IsValueCreated).Select(p => p.Value.Session).Distinct()) session.Dispose();
+            foreach (var pass in _passes.Values.Where(p => p.IsValueCreated).Select(p => p.Value).Distinct()) pass.Sessions.Dispose();
         }
     }
 

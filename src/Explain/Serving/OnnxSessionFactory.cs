@@ -135,6 +135,7 @@ public sealed class OnnxSessionFactory
         {
             ["device_id"] = _options.CudaDeviceId.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["use_tf32"] = "0",
+            ["cudnn_conv_algo_search"] = _options.CudnnConvAlgoSearch,
         });
         options.AppendExecutionProvider_CUDA(cuda);
     }
