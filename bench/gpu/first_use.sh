@@ -8,24 +8,10 @@
 # Usage: bench/gpu/first_use.sh APP MODELS OUT   (as bench/gpu/service.sh; OUT gets one .txt per service)
 set -uo pipefail
 app=$1 models=$2 out=$3
-base=http://127.0.0.1:5099
+source "$(dirname "$0")/serving.sh"
 mkdir -p "$out"; work=$(mktemp -d)
-pid=
-trap 'kill $pid 2> /dev/null; rm -rf "$work"' EXIT
+trap 'stop; rm -rf "$work"' EXIT
 
-start() { # NAME [VAR=VALUE ...]
-  local name=$1; shift
-  env "$@" ASPNETCORE_URLS=$base Saliency__ModelStore="$work/store.$name" Saliency__SeedDemoModels=false \
-    Saliency__RateLimit__PermitsPerSecond=0 Saliency__Explain__CacheMegabytes=0 Logging__LogLevel__Microsoft.AspNetCore=Warning \
-    dotnet "$app/SaliencyService.Api.dll" > "$out/log.$name" 2>&1 &
-  pid=$!
-  for _ in $(seq 240); do
-    curl -sf "$base/health/ready" > /dev/null && return 0
-    kill -0 "$pid" 2> /dev/null || { echo "service $name exited"; tail -5 "$out/log.$name"; return 1; }
-    sleep 0.5
-  done
-  echo "service $name not ready"; return 1
-}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 request() { # ARCH QUERY
   local before; before=$(cpu_ticks)
@@ -43,9 +29,9 @@ each_model() {
   done
 }
 measure() { # NAME [VAR=VALUE ...]
-  local name=$1
-  start "$@" && each_model > "$out/$name.txt"
-  kill "$pid"; wait "$pid" 2> /dev/null
+  local name=$1; shift
+  start "$name" "$out/log.$name" "$work/store.$name" "$@" && each_model > "$out/$name.txt"
+  stop
 }
 measure cuda-exhaustive Saliency__OnnxRuntime__ExecutionProvider=cuda Saliency__OnnxRuntime__CudnnConvAlgoSearch=EXHAUSTIVE
 measure cuda-heuristic Saliency__OnnxRuntime__ExecutionProvider=cuda Saliency__OnnxRuntime__CudnnConvAlgoSearch=HEURISTIC

@@ -16,25 +16,9 @@ app=$1 models=$2 out=$3
 gpu_ep=${GPU_EP:-cuda}
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../multipart.sh"
+source "$here/serving.sh"
 work=$(mktemp -d); mkdir -p "$out"
-base=http://127.0.0.1:5099
-pid=
 
-start() { # NAME PROVIDER [VAR=VALUE ...]: a fresh service with its own store
-  local name=$1 provider=$2; shift 2
-  env "$@" ASPNETCORE_URLS=$base Saliency__ModelStore="$work/store.$name" Saliency__SeedDemoModels=false \
-    Saliency__RateLimit__PermitsPerSecond=0 Saliency__Explain__CacheMegabytes=0 \
-    Saliency__OnnxRuntime__ExecutionProvider="$provider" Logging__LogLevel__Microsoft.AspNetCore=Warning \
-    dotnet "$app/SaliencyService.Api.dll" > "$out/service.$name.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 240); do
-    curl -sf "$base/health/ready" > /dev/null && return 0
-    kill -0 "$pid" 2> /dev/null || { echo "service $name exited"; tail -40 "$out/service.$name.log"; return 1; }
-    sleep 0.5
-  done
-  echo "service $name not ready"; return 1
-}
-stop() { kill "$pid" 2> /dev/null; wait "$pid" 2> /dev/null; }
 trap 'stop; rm -rf "$work"' EXIT
 
 timed() { # SERVICE ARCH CASE N QUERY: N keep-alive requests, p10/p50/p90 in ms to results.jsonl
@@ -56,8 +40,8 @@ methods=("guided-backprop" "gradient" "deconvnet" "input-x-gradient" "grad-cam" 
   "integrated-gradients&steps=50" "smoothgrad&base=guided-backprop&samples=25&noise=0.15&seed=1")
 
 serve() { # NAME PROVIDER [VAR=VALUE ...]
-  local name=$1
-  start "$@" || return 1
+  local name=$1 provider=$2; shift 2
+  start "$name" "$out/service.$name.log" "$work/store.$name" Saliency__OnnxRuntime__ExecutionProvider="$provider" "$@" || return 1
   for folder in "$models"/*/; do
     local arch; arch=$(basename "$folder")
     body tensor "$folder/input.npy" "$work/$arch.body"
