@@ -6,6 +6,7 @@ using SaliencyService.Tests.Ops;
 using SaliencyService.Explain.Serving;
 using SaliencyService.Tests.Support;
 using Xunit;
+using static SaliencyService.Tests.Ops.OnnxTestModel;
 
 namespace SaliencyService.Tests;
 
@@ -79,8 +80,8 @@ public sealed class NativeOpsTests
 
         /// <summary>The model with the kernel <paramref name="op"/> as its one node, output y.</summary>
         public ModelProto Node(OnnxTestModel model, string op, string[] inputs) =>
-            InNativeDomain(model.Node(op, inputs, ["y"], OnnxTestModel.Ints("image_shape", Height, Width), OnnxTestModel.Ints("block_shape", Kh, Kw),
-                OnnxTestModel.Ints("strides", Sh, Sw), OnnxTestModel.Ints("pads", Top, Left, Bottom, Right), OnnxTestModel.Ints("dilations", Dh, Dw))
+            InNativeDomain(model.Node(op, inputs, ["y"], Ints("image_shape", Height, Width), Ints("block_shape", Kh, Kw),
+                Ints("strides", Sh, Sw), Ints("pads", Top, Left, Bottom, Right), Ints("dilations", Dh, Dw))
                 .Output("y").Model());
 
         /// <summary>The float64 image: cell (a, b) of block (i, j) of channel c of sample n added where it lands.</summary>
@@ -205,7 +206,7 @@ public sealed class NativeOpsTests
         var model = new OnnxTestModel(13, [-1, channels, height, width]).Initializer("w", w, outputs, channels, 3, 3)
             .Initializer("b", bias, outputs).Input("r", TensorProto.Types.DataType.Float, -1, outputs, height, width)
             .Node(NativeOps.WinogradConv, ["x", "w", .. withBias || withResidual ? ["b"] : Array.Empty<string>(), .. withResidual ? ["r"] : Array.Empty<string>()],
-                ["y"], OnnxTestModel.Int("relu", relu ? 1 : 0))
+                ["y"], Int("relu", relu ? 1 : 0))
             .Output("y").Model();
         using var session = TestSessions.Open(InNativeDomain(model));
 
@@ -280,34 +281,34 @@ public sealed class NativeOpsTests
     public static IEnumerable<object[]> Misfits()
     {
         yield return ["MaxPoolGrad with a gradient of the wrong size", InNativeDomain(new OnnxTestModel(13, [1, 1, 4, 4])
-            .Node("MaxPoolGrad", ["x", "x"], ["y"], OnnxTestModel.Ints("kernel_shape", 3, 3), OnnxTestModel.Ints("strides", 2, 2), OnnxTestModel.Ints("pads", 0, 0, 0, 0), OnnxTestModel.Ints("dilations", 1, 1))
+            .Node("MaxPoolGrad", ["x", "x"], ["y"], Ints("kernel_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
             .Output("y").Model()).ToByteArray(), "pooled size"];
         yield return ["MaxPoolGrad with an unknown rectify", InNativeDomain(new OnnxTestModel(13, [1, 1, 4, 4])
-            .Node("MaxPoolGrad", ["x", "x"], ["y"], OnnxTestModel.Ints("kernel_shape", 1, 1), OnnxTestModel.Ints("strides", 1, 1), OnnxTestModel.Ints("pads", 0, 0, 0, 0), OnnxTestModel.Ints("dilations", 1, 1),
-                OnnxTestModel.Int("rectify", 5))
+            .Node("MaxPoolGrad", ["x", "x"], ["y"], Ints("kernel_shape", 1, 1), Ints("strides", 1, 1), Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1),
+                Int("rectify", 5))
             .Output("y").Model()).ToByteArray(), "rectify"];
         yield return ["MaxPoolGrad without attributes", InNativeDomain(new OnnxTestModel(13, [1, 1, 4, 4])
             .Node("MaxPoolGrad", ["x", "x"], ["y"]).Output("y").Model()).ToByteArray(), "MaxPoolGrad"];
         yield return ["Col2Im with columns that are not the image's blocks", InNativeDomain(new OnnxTestModel(13, [1, 9, 4])
-            .Node("Col2Im", ["x"], ["y"], OnnxTestModel.Ints("image_shape", 5, 5), OnnxTestModel.Ints("block_shape", 3, 3), OnnxTestModel.Ints("strides", 1, 1), OnnxTestModel.Ints("pads", 0, 0, 0, 0), OnnxTestModel.Ints("dilations", 1, 1))
+            .Node("Col2Im", ["x"], ["y"], Ints("image_shape", 5, 5), Ints("block_shape", 3, 3), Ints("strides", 1, 1), Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
             .Output("y").Model()).ToByteArray(), "blocks"];
         yield return ["Col2Im into an image of 2^80 cells", InNativeDomain(new OnnxTestModel(13, [1, 1, 1])
-            .Node("Col2Im", ["x"], ["y"], OnnxTestModel.Ints("image_shape", 1L << 40, 1L << 40), OnnxTestModel.Ints("block_shape", 1, 1), OnnxTestModel.Ints("strides", 1L << 40, 1L << 40),
-                OnnxTestModel.Ints("pads", 0, 0, 0, 0), OnnxTestModel.Ints("dilations", 1, 1))
+            .Node("Col2Im", ["x"], ["y"], Ints("image_shape", 1L << 40, 1L << 40), Ints("block_shape", 1, 1), Ints("strides", 1L << 40, 1L << 40),
+                Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
             .Output("y").Model()).ToByteArray(), "overflow"];
         yield return ["Col2Im with overflowing pads", InNativeDomain(new OnnxTestModel(13, [1, 1, 1])
-            .Node("Col2Im", ["x"], ["y"], OnnxTestModel.Ints("image_shape", 2, 2), OnnxTestModel.Ints("block_shape", 1, 1), OnnxTestModel.Ints("strides", 1, 1),
-                OnnxTestModel.Ints("pads", long.MaxValue, long.MaxValue, long.MaxValue, long.MaxValue), OnnxTestModel.Ints("dilations", 1, 1))
+            .Node("Col2Im", ["x"], ["y"], Ints("image_shape", 2, 2), Ints("block_shape", 1, 1), Ints("strides", 1, 1),
+                Ints("pads", long.MaxValue, long.MaxValue, long.MaxValue, long.MaxValue), Ints("dilations", 1, 1))
             .Output("y").Model()).ToByteArray(), "Col2Im"];
         yield return ["DepthwiseCol2Im with a kernel of another shape", InNativeDomain(new OnnxTestModel(13, [1, 3, 2, 2])
             .Initializer("w", new float[27], 3, 1, 3, 3)
-            .Node("DepthwiseCol2Im", ["x", "w"], ["y"], OnnxTestModel.Ints("image_shape", 4, 4), OnnxTestModel.Ints("block_shape", 2, 2), OnnxTestModel.Ints("strides", 2, 2),
-                OnnxTestModel.Ints("pads", 0, 0, 0, 0), OnnxTestModel.Ints("dilations", 1, 1))
+            .Node("DepthwiseCol2Im", ["x", "w"], ["y"], Ints("image_shape", 4, 4), Ints("block_shape", 2, 2), Ints("strides", 2, 2),
+                Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
             .Output("y").Model()).ToByteArray(), "DepthwiseCol2Im"];
         yield return ["DepthwiseCol2Im with a gradient that is not the image's blocks", InNativeDomain(new OnnxTestModel(13, [1, 3, 3, 3])
             .Initializer("w", new float[12], 3, 1, 2, 2)
-            .Node("DepthwiseCol2Im", ["x", "w"], ["y"], OnnxTestModel.Ints("image_shape", 4, 4), OnnxTestModel.Ints("block_shape", 2, 2), OnnxTestModel.Ints("strides", 2, 2),
-                OnnxTestModel.Ints("pads", 0, 0, 0, 0), OnnxTestModel.Ints("dilations", 1, 1))
+            .Node("DepthwiseCol2Im", ["x", "w"], ["y"], Ints("image_shape", 4, 4), Ints("block_shape", 2, 2), Ints("strides", 2, 2),
+                Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
             .Output("y").Model()).ToByteArray(), "DepthwiseCol2Im"];
     }
 
@@ -360,8 +361,8 @@ public sealed class NativeOpsTests
         var x = Enumerable.Range(0, (int)(samples * channels * height * width)).Select(_ => (float)random.Next(-1, 4 + 1)).ToArray();
         var gradient = Parity.RandomInput([samples * channels * rows * columns], 34, -1, 1);
         var model = InNativeDomain(new OnnxTestModel(13, [-1, channels, height, width]).Input("dy", TensorProto.Types.DataType.Float, -1, channels, rows, columns)
-            .Node(NativeOps.MaxPoolGrad, ["x", "dy"], ["y"], OnnxTestModel.Ints("kernel_shape", kh, kw), OnnxTestModel.Ints("strides", sh, sw),
-                OnnxTestModel.Ints("pads", top, left, bottom, right), OnnxTestModel.Ints("dilations", dh, dw), OnnxTestModel.Int("rectify", rectify),
+            .Node(NativeOps.MaxPoolGrad, ["x", "dy"], ["y"], Ints("kernel_shape", kh, kw), Ints("strides", sh, sw),
+                Ints("pads", top, left, bottom, right), Ints("dilations", dh, dw), Int("rectify", rectify),
                 OnnxTestModel.Float("upper", upper))
             .Output("y").Model());
 

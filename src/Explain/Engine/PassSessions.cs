@@ -37,10 +37,10 @@ internal sealed class PassSessions : IDisposable
     public InferenceSession For(long samples) =>
         _open is null
             ? _first
-            : _bySize.GetOrAdd(samples, _ => new Lazy<InferenceSession>(() => Interlocked.Exchange(ref _unclaimed, null) ?? _open())).Value;
+            : _bySize.GetOrAdd(samples, static (_, self) => new Lazy<InferenceSession>(self.Claim), this).Value;
 
-    /// <summary>The batch sizes with a session of their own so far.</summary>
-    public IReadOnlyCollection<long> Sizes => [.. _bySize.Where(s => s.Value.IsValueCreated).Select(s => s.Key)];
+    /// <summary>The first session, to the first size that asks; a new one to every other.</summary>
+    private InferenceSession Claim() => Interlocked.Exchange(ref _unclaimed, null) ?? _open!();
 
     public void Dispose()
     {
