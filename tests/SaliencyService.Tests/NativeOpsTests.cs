@@ -160,7 +160,8 @@ public sealed class NativeOpsTests
     /// odd and even sizes, a 1×1 image, rows of tiles shorter and longer than a block (16 tiles),
     /// output channels not a multiple of six (a task's group), few blocks (the input transformed
     /// first) and many (each block whole), more channels than a thread keeps a block's transform
-    /// for, weights constant (transformed once) or fed per run.
+    /// for, a transformed filter too large for every block to read (the products made element by
+    /// element for chunks of blocks), weights constant (transformed once) or fed per run.
     /// </summary>
     [Theory]
     [InlineData(2, 3, 7, 9, 11, true)]
@@ -169,6 +170,8 @@ public sealed class NativeOpsTests
     [InlineData(1, 5, 13, 3, 5, false)]   // one block
     [InlineData(4, 4, 7, 64, 64, true)]   // 256 blocks
     [InlineData(2, 1100, 2, 64, 32, true)] // a block's transform over 1 MB: not kept by the thread
+    [InlineData(3, 300, 260, 7, 7, true)]   // a filter over 4 MiB: multiplied element by element, tile by tile
+    [InlineData(2, 1100, 64, 9, 40, false)] // the same, rows of tiles, in chunks of three blocks (the last of two)
     public void WinogradConv_computes_a_padded_3x3_convolution(int samples, int channels, int outputs, int height, int width, bool constantWeights)
     {
         var x = Parity.RandomInput([samples * channels * height * width], 42, -1, 1);
@@ -196,11 +199,13 @@ public sealed class NativeOpsTests
     [InlineData(3, 6, 8, 7, 7, true, true, true)]
     [InlineData(2, 4, 5, 6, 33, true, false, true)]
     [InlineData(2, 4, 5, 6, 6, false, false, true)]
+    [InlineData(2, 300, 230, 7, 7, true, true, true)] // a filter over 4 MiB: products made element by element
     public void WinogradConv_adds_the_bias_and_the_residual_then_rectifies(int samples, int channels, int outputs, int height, int width,
         bool withBias, bool withResidual, bool relu)
     {
         var x = Parity.RandomInput([samples * channels * height * width], 52, -1, 1);
-        var w = Parity.RandomInput([outputs * channels * 9], 53, -0.5f, 0.5f);
+        var scale = MathF.Min(0.5f, 1.5f / MathF.Sqrt(channels * 9)); // sums of about one, within float32's rounding of 1e-5
+        var w = Parity.RandomInput([outputs * channels * 9], 53, -scale, scale);
         var bias = Parity.RandomInput([outputs], 54, -1, 1);
         var residual = Parity.RandomInput([samples * outputs * height * width], 55, -1, 1);
         var model = new OnnxTestModel(13, [-1, channels, height, width]).Initializer("w", w, outputs, channels, 3, 3)

@@ -89,7 +89,7 @@ public static class ForwardWinograd
     {
         if (node.OpType != "Conv" || node.Domain is not ("" or "ai.onnx") || node.Input.Count is < 2 or > 3) return false;
         if (!constants.TryGetValue(node.Input[1], out var w) || w.DataType != (int)TensorProto.Types.DataType.Float || w.Dims is not [var k, var c, 3, 3]
-            || !NativeOps.WinogradPays(k, c) || k * c < MinimumProducts) return false;
+            || k * c < MinimumProducts) return false;
         if (node.Input.Count == 3 && node.Input[2].Length > 0
             && (!constants.TryGetValue(node.Input[2], out var b) || b.DataType != (int)TensorProto.Types.DataType.Float || b.Dims.Count != 1 || b.Dims[0] != w.Dims[0]))
             return false;

@@ -631,16 +631,25 @@ struct WinogradConv {
         job.u = local.data();
       }
       job.Plan();
-      // Two blocks or more for each of the host's threads: each task does a block whole. Else the
-      // input is transformed first, split by channels, and the products split by output channels.
+      // Two blocks or more for each of the host's threads, and a filter that stays in cache: each
+      // task does a block whole. Else the input is transformed first, split by channels; then the
+      // products are split by output channels, or, for a filter too large to read again for each
+      // block, by element (ElementProducts).
       static const int64_t threads = std::max(1u, std::thread::hardware_concurrency());
-      if (job.blocks >= 2 * threads) return Run(context, &Whole, static_cast<size_t>(job.blocks), job);
+      const bool largeFilter = LargeFilter(job.k, job.c);
+      if (job.blocks >= 2 * threads && !largeFilter) return Run(context, &Whole, static_cast<size_t>(job.blocks), job);
       std::vector<float> transformed(static_cast<size_t>(job.blocks * job.BlockSize()));
       job.v = transformed.data();
       job.channelParts = std::min<int64_t>(job.c, 8);
-      job.outputParts = std::min(CeilDiv(job.k, Rows), CeilDiv(16, job.blocks));
+      job.outputParts = std::min(job.groups, CeilDiv(16, job.blocks));
       Ort::Status status = Run(context, &TransformPart, static_cast<size_t>(job.blocks * job.channelParts), job);
-      return status.IsOK() ? Run(context, &ProductPart, static_cast<size_t>(job.blocks * job.outputParts), job) : std::move(status);
+      if (!status.IsOK()) return status;
+      if (!largeFilter) return Run(context, &ProductPart, static_cast<size_t>(job.blocks * job.outputParts), job);
+      std::vector<float> products(static_cast<size_t>(job.blocks * job.groups * ProductsSize));
+      job.m = products.data();
+      job.chunkBlocks = std::max<int64_t>(1, ChunkBytes / (job.c * Tiles * static_cast<int64_t>(sizeof(float))));
+      status = Run(context, &ElementProducts, static_cast<size_t>(16 * CeilDiv(job.blocks, job.chunkBlocks)), job);
+      return status.IsOK() ? Run(context, &WritePart, static_cast<size_t>(job.blocks * job.outputParts), job) : std::move(status);
     } catch (const std::exception& e) {
       return Ort::Status(e.what(), ORT_FAIL);
     }
@@ -653,10 +662,22 @@ struct WinogradConv {
   // fit AVX2's 16 registers; GCC's 16-wide vectors went through the stack there).
   typedef float Lanes __attribute__((vector_size(8 * sizeof(float)), aligned(sizeof(float))));
   static constexpr int Halves = Tiles / 8;
+  static constexpr int64_t ProductsSize = Rows * 16 * Tiles; // a block's products for one group of output channels
+  // The transformed inputs an ElementProducts task multiplies while they stay in the second-level cache.
+  static constexpr int64_t ChunkBytes = 256 << 10;
+
+  // Whether the transformed filter (16·K·C floats) is too large for each block to read it whole:
+  // beyond 4 MiB (ResNet's 512 × 512 channels: 16 MiB) it comes from memory block after block, so
+  // it is multiplied element by element instead (ElementProducts), each part of it read once for
+  // many blocks. Within it, a block whole is faster (256 × 256 channels, bench/analysis.md).
+  static bool LargeFilter(int64_t k, int64_t c) { return k * c > 256 * 256; }
 
   // Eight floats at p as one vector (by reference: a vector passed by value differs between the clones' ABIs).
   static const Lanes& At(const float* p) { return *reinterpret_cast<const Lanes*>(p); }
   static Lanes& At(float* p) { return *reinterpret_cast<Lanes*>(p); }
+  typedef float Wide __attribute__((vector_size(Tiles * sizeof(float)), aligned(sizeof(float)))); // a block's 16 tiles
+  static const Wide& WideAt(const float* p) { return *reinterpret_cast<const Wide*>(p); }
+  static Wide& WideAt(float* p) { return *reinterpret_cast<Wide*>(p); }
 
   static bool FilterShape(const std::vector<int64_t>& w) { return w.size() == 4 && w[0] >= 0 && w[1] >= 0 && w[2] == 3 && w[3] == 3; }
 
@@ -692,6 +713,8 @@ struct WinogradConv {
     const float* residual = nullptr;
     bool relu = false;
     int64_t channelParts = 1, outputParts = 1;
+    float* m = nullptr;      // every block's products [blocks][groups][Rows][16][Tiles], where they are made by element
+    int64_t chunkBlocks = 1; // blocks an ElementProducts task multiplies
     std::atomic<bool> failed{false};
 
     // A block is 16 tiles of one row of tiles where a row has that many; else 16 tiles in a row
@@ -773,7 +796,16 @@ struct WinogradConv {
   // read zeros too and are never written back.
   __attribute__((always_inline)) static inline void TransformInput(const Job& job, int64_t block, int64_t c0, int64_t c1, float* v) {
     const BlockTiles tiles(job, block);
-    const int64_t s0 = tiles.s[0], ty0 = tiles.ty[0], stride = job.c * Tiles, x0 = tiles.tx[0] * 2 - 1;
+    const int64_t s0 = tiles.s[0], ty0 = tiles.ty[0], stride = job.c * Tiles, x0 = tiles.tx[0] * 2 - 1, area = job.h * job.w;
+    // Where tiles are gathered one by one: each tile's top-left cell in its sample's first plane,
+    // and whether its 4×4 cells all lie inside the image (most do: no cell then needs a check).
+    int64_t origin[Tiles];
+    bool inside[Tiles];
+    for (int j = 0; j < Tiles; ++j) {
+      const int64_t yy = tiles.ty[j] * 2 - 1, xx = tiles.tx[j] * 2 - 1;
+      inside[j] = tiles.valid[j] && yy >= 0 && yy + 3 < job.h && xx >= 0 && xx + 3 < job.w;
+      origin[j] = tiles.s[j] * job.c * area + yy * job.w + xx;
+    }
     for (int64_t ch = c0; ch < c1; ++ch) {
       float d[4][4][Tiles]; // [tile row][tile column][tile]
       if (job.rowBlocks) {
@@ -787,7 +819,13 @@ struct WinogradConv {
         }
       } else {
         for (int j = 0; j < Tiles; ++j) {
-          const int64_t plane = (tiles.s[j] * job.c + ch) * job.h * job.w;
+          if (inside[j]) {
+            const float* cells = job.x + origin[j] + ch * area;
+            for (int a = 0; a < 4; ++a)
+              for (int b = 0; b < 4; ++b) d[a][b][j] = cells[a * job.w + b];
+            continue;
+          }
+          const int64_t plane = (tiles.s[j] * job.c + ch) * area;
           for (int a = 0; a < 4; ++a)
             for (int b = 0; b < 4; ++b) {
               const int64_t yy = tiles.ty[j] * 2 - 1 + a, xx = tiles.tx[j] * 2 - 1 + b;
@@ -819,61 +857,124 @@ struct WinogradConv {
   // channel, then Aᵀ m A into the output's 2×2 tiles.
   __attribute__((always_inline)) static inline void Multiply(const Job& job, int64_t block, int64_t g0, int64_t g1, const float* v) {
     const BlockTiles tiles(job, block);
-    const int64_t s0 = tiles.s[0], ty0 = tiles.ty[0], x0 = tiles.tx[0] * 2, width = std::min(2 * Tiles, job.w - x0);
     for (int64_t g = g0; g < g1; ++g) {
       float m[Rows][16][Tiles];
-      for (int xi = 0; xi < 16; ++xi) {
-        const float* vx = v + xi * job.c * Tiles;
-        const float* ux = job.u + (xi * job.groups + g) * job.c * Rows;
-        // Twelve accumulators named one by one: as arrays GCC split the loop by half, loading each
-        // filter value twice.
-        Lanes a0 = {}, b0 = {}, a1 = {}, b1 = {}, a2 = {}, b2 = {}, a3 = {}, b3 = {}, a4 = {}, b4 = {}, a5 = {}, b5 = {};
-        for (int64_t ch = 0; ch < job.c; ++ch) {
-          const Lanes low = At(vx + ch * Tiles), high = At(vx + ch * Tiles + 8);
-          const float* f = ux + ch * Rows;
-          a0 += f[0] * low, b0 += f[0] * high;
-          a1 += f[1] * low, b1 += f[1] * high;
-          a2 += f[2] * low, b2 += f[2] * high;
-          a3 += f[3] * low, b3 += f[3] * high;
-          a4 += f[4] * low, b4 += f[4] * high;
-          a5 += f[5] * low, b5 += f[5] * high;
+      for (int xi = 0; xi < 16; ++xi) Products(job, v, xi, g, &m[0][0][0]);
+      WriteTiles(job, tiles, g, m);
+    }
+  }
+
+  // Element xi of a block's 16 products for output channels [6·g, 6·g + 6): the sums over every input
+  // channel of the transformed input v [16][C][Tiles] times the transformed filter, into
+  // m[r][xi][tile] (m: [Rows][16][Tiles]).
+  __attribute__((always_inline)) static inline void Products(const Job& job, const float* v, int xi, int64_t g, float* m) {
+    if (WideVectors()) return WideProducts(job, v, xi, g, m);
+    const float* vx = v + xi * job.c * Tiles;
+    const float* ux = job.u + (xi * job.groups + g) * job.c * Rows;
+    // Twelve accumulators named one by one: as arrays GCC split the loop by half, loading each
+    // filter value twice.
+    Lanes a0 = {}, b0 = {}, a1 = {}, b1 = {}, a2 = {}, b2 = {}, a3 = {}, b3 = {}, a4 = {}, b4 = {}, a5 = {}, b5 = {};
+    for (int64_t ch = 0; ch < job.c; ++ch) {
+      const Lanes low = At(vx + ch * Tiles), high = At(vx + ch * Tiles + 8);
+      const float* f = ux + ch * Rows;
+      a0 += f[0] * low, b0 += f[0] * high;
+      a1 += f[1] * low, b1 += f[1] * high;
+      a2 += f[2] * low, b2 += f[2] * high;
+      a3 += f[3] * low, b3 += f[3] * high;
+      a4 += f[4] * low, b4 += f[4] * high;
+      a5 += f[5] * low, b5 += f[5] * high;
+    }
+    const Lanes sums[Rows][Halves] = {{a0, b0}, {a1, b1}, {a2, b2}, {a3, b3}, {a4, b4}, {a5, b5}};
+    for (int r = 0; r < Rows; ++r)
+      for (int half = 0; half < Halves; ++half) At(m + (r * 16 + xi) * Tiles + 8 * half) = sums[r][half];
+  }
+
+  // Products with 16-float vectors, one for the block's 16 tiles, where the library runs its
+  // AVX-512 clone: hosts with two full-width units per core (Intel's servers, AMD's Zen 5) do
+  // twice the multiply-adds of 8-float vectors, as ONNX Runtime's own kernels do there (Zen 4
+  // splits them in two: no faster, no slower). Even and odd input channels add into two sets of
+  // six sums, so that twelve are in flight, as in Products.
+  __attribute__((always_inline)) static inline void WideProducts(const Job& job, const float* v, int xi, int64_t g, float* m) {
+    const float* vx = v + xi * job.c * Tiles;
+    const float* ux = job.u + (xi * job.groups + g) * job.c * Rows;
+    Wide a0 = {}, b0 = {}, a1 = {}, b1 = {}, a2 = {}, b2 = {}, a3 = {}, b3 = {}, a4 = {}, b4 = {}, a5 = {}, b5 = {};
+    int64_t ch = 0;
+    for (; ch + 1 < job.c; ch += 2) {
+      const Wide even = WideAt(vx + ch * Tiles), odd = WideAt(vx + (ch + 1) * Tiles);
+      const float* f = ux + ch * Rows; // six filter values of channel ch, then six of ch + 1
+      a0 += f[0] * even, b0 += f[6] * odd;
+      a1 += f[1] * even, b1 += f[7] * odd;
+      a2 += f[2] * even, b2 += f[8] * odd;
+      a3 += f[3] * even, b3 += f[9] * odd;
+      a4 += f[4] * even, b4 += f[10] * odd;
+      a5 += f[5] * even, b5 += f[11] * odd;
+    }
+    if (ch < job.c) {
+      const Wide last = WideAt(vx + ch * Tiles);
+      const float* f = ux + ch * Rows;
+      a0 += f[0] * last, a1 += f[1] * last, a2 += f[2] * last, a3 += f[3] * last, a4 += f[4] * last, a5 += f[5] * last;
+    }
+    WideAt(m + (0 * 16 + xi) * Tiles) = a0 + b0;
+    WideAt(m + (1 * 16 + xi) * Tiles) = a1 + b1;
+    WideAt(m + (2 * 16 + xi) * Tiles) = a2 + b2;
+    WideAt(m + (3 * 16 + xi) * Tiles) = a3 + b3;
+    WideAt(m + (4 * 16 + xi) * Tiles) = a4 + b4;
+    WideAt(m + (5 * 16 + xi) * Tiles) = a5 + b5;
+  }
+
+  // Whether the CPU runs the library's AVX-512 clone (GCC picks it where all of x86-64-v4's
+  // extensions are there), where WideProducts compiles to 16-float registers; elsewhere its code
+  // is built but never run.
+  static bool WideVectors() {
+    static const bool wide = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+                             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd");
+    return wide;
+  }
+
+  // Aᵀ m A of output channels [6·g, 6·g + 6) of a block's tiles, finished (bias, residual, max) into Y.
+  __attribute__((always_inline)) static inline void WriteTiles(const Job& job, const BlockTiles& tiles, int64_t g, const float (&m)[Rows][16][Tiles]) {
+    const int64_t s0 = tiles.s[0], ty0 = tiles.ty[0], x0 = tiles.tx[0] * 2, width = std::min(2 * Tiles, job.w - x0);
+    for (int r = 0; r < Rows && g * Rows + r < job.k; ++r) {
+      const int64_t channel = g * Rows + r;
+      for (int a = 0; a < 2; ++a) {
+        float even[Tiles], odd[Tiles]; // the tiles' left and right cells of their row a
+        for (int half = 0; half < Halves; ++half) {
+          Lanes o[4];
+          for (int b = 0; b < 4; ++b) {
+            const Lanes m0 = At(m[r][b] + 8 * half), m1 = At(m[r][4 + b] + 8 * half), m2 = At(m[r][8 + b] + 8 * half),
+                        m3 = At(m[r][12 + b] + 8 * half);
+            o[b] = a == 0 ? m0 + m1 + m2 : m1 - m2 - m3;
+          }
+          At(even + 8 * half) = o[0] + o[1] + o[2];
+          At(odd + 8 * half) = o[1] - o[2] - o[3];
         }
-        const Lanes sums[Rows][Halves] = {{a0, b0}, {a1, b1}, {a2, b2}, {a3, b3}, {a4, b4}, {a5, b5}};
-        for (int r = 0; r < Rows; ++r)
-          for (int half = 0; half < Halves; ++half) At(m[r][xi] + 8 * half) = sums[r][half];
-      }
-      for (int r = 0; r < Rows && g * Rows + r < job.k; ++r) {
-        const int64_t channel = g * Rows + r;
-        for (int a = 0; a < 2; ++a) {
-          float even[Tiles], odd[Tiles]; // the tiles' left and right cells of their row a
-          for (int half = 0; half < Halves; ++half) {
-            Lanes o[4];
-            for (int b = 0; b < 4; ++b) {
-              const Lanes m0 = At(m[r][b] + 8 * half), m1 = At(m[r][4 + b] + 8 * half), m2 = At(m[r][8 + b] + 8 * half),
-                          m3 = At(m[r][12 + b] + 8 * half);
-              o[b] = a == 0 ? m0 + m1 + m2 : m1 - m2 - m3;
-            }
-            At(even + 8 * half) = o[0] + o[1] + o[2];
-            At(odd + 8 * half) = o[1] - o[2] - o[3];
-          }
-          if (job.rowBlocks) {
-            const int64_t yy = ty0 * 2 + a;
-            if (yy >= job.h) break;
-            float cells[2 * Tiles];
-            for (int j = 0; j < Tiles; ++j) {
-              cells[2 * j] = even[j];
-              cells[2 * j + 1] = odd[j];
-            }
-            const int64_t row = ((s0 * job.k + channel) * job.h + yy) * job.w + x0;
-            job.FinishRow(cells, width, channel, row);
-            std::memcpy(job.y + row, cells, static_cast<size_t>(width) * sizeof(float));
-            continue;
-          }
+        if (job.rowBlocks) {
+          const int64_t yy = ty0 * 2 + a;
+          if (yy >= job.h) break;
+          float cells[2 * Tiles];
           for (int j = 0; j < Tiles; ++j) {
-            if (!tiles.valid[j] || tiles.ty[j] * 2 + a >= job.h) continue;
-            const int64_t at = ((tiles.s[j] * job.k + channel) * job.h + tiles.ty[j] * 2 + a) * job.w + tiles.tx[j] * 2;
-            job.y[at] = job.Finish(even[j], channel, at);
-            if (tiles.tx[j] * 2 + 1 < job.w) job.y[at + 1] = job.Finish(odd[j], channel, at + 1);
+            cells[2 * j] = even[j];
+            cells[2 * j + 1] = odd[j];
+          }
+          const int64_t row = ((s0 * job.k + channel) * job.h + yy) * job.w + x0;
+          job.FinishRow(cells, width, channel, row);
+          std::memcpy(job.y + row, cells, static_cast<size_t>(width) * sizeof(float));
+          continue;
+        }
+        // Tile by tile: the row's two cells, finished as FinishRow does (the job's fields read
+        // once, not per cell).
+        const float bias = job.bias ? job.bias[channel] : 0.0f;
+        const float* residual = job.residual;
+        const bool relu = job.relu;
+        for (int j = 0; j < Tiles; ++j) {
+          if (!tiles.valid[j] || tiles.ty[j] * 2 + a >= job.h) continue;
+          const int64_t at = ((tiles.s[j] * job.k + channel) * job.h + tiles.ty[j] * 2 + a) * job.w + tiles.tx[j] * 2;
+          const int count = tiles.tx[j] * 2 + 1 < job.w ? 2 : 1;
+          const float sums[2] = {even[j], odd[j]};
+          for (int i = 0; i < count; ++i) {
+            float cell = sums[i] + bias;
+            if (residual) cell += residual[at + i];
+            job.y[at + i] = relu ? std::max(cell, 0.0f) : cell;
           }
         }
       }
@@ -918,6 +1019,28 @@ struct WinogradConv {
     const Job& job = *static_cast<const Job*>(data);
     const int64_t block = static_cast<int64_t>(index) / job.outputParts, part = static_cast<int64_t>(index) % job.outputParts;
     Multiply(job, block, part * job.groups / job.outputParts, (part + 1) * job.groups / job.outputParts, job.v + block * job.BlockSize());
+  }
+
+  // Element xi of the products of a chunk of blocks, for every group of output channels: the
+  // filter's element xi for a group (6·C floats) is read once for the chunk, whose transformed
+  // inputs stay in cache.
+  WIDEST_VECTORS
+  static void ElementProducts(void* data, size_t index) {
+    const Job& job = *static_cast<const Job*>(data);
+    const int xi = static_cast<int>(index % 16);
+    const int64_t first = static_cast<int64_t>(index / 16) * job.chunkBlocks, last = std::min(job.blocks, first + job.chunkBlocks);
+    for (int64_t g = 0; g < job.groups; ++g)
+      for (int64_t block = first; block < last; ++block)
+        Products(job, job.v + block * job.BlockSize(), xi, g, job.m + (block * job.groups + g) * ProductsSize);
+  }
+
+  WIDEST_VECTORS
+  static void WritePart(void* data, size_t index) {
+    const Job& job = *static_cast<const Job*>(data);
+    const int64_t block = static_cast<int64_t>(index) / job.outputParts, part = static_cast<int64_t>(index) % job.outputParts;
+    const BlockTiles tiles(job, block);
+    for (int64_t g = part * job.groups / job.outputParts; g < (part + 1) * job.groups / job.outputParts; ++g)
+      WriteTiles(job, tiles, g, *reinterpret_cast<const float(*)[Rows][16][Tiles]>(job.m + (block * job.groups + g) * ProductsSize));
   }
 
   const OrtApi* api_;

@@ -42,15 +42,6 @@ public static class NativeOps
     /// </summary>
     public const string WinogradConv = "WinogradConv";
 
-    /// <summary>
-    /// Whether <see cref="WinogradConv"/> beats ONNX Runtime's convolution for K output and C input
-    /// channels: where its transformed filter (16·K·C floats) stays within 4 MiB. Each block of
-    /// tiles reads all of it, so a larger one is read from memory block after block: resnet18's
-    /// 512-channel convolutions took 23–24 ms in a batch of 16 against ONNX Runtime's 20–21, its
-    /// 256-channel ones 13–14.5 against 19 (Zen 4; bench/analysis.md).
-    /// </summary>
-    public static bool WinogradPays(long outputs, long inputs) => outputs * inputs <= 256 * 256;
-
     private static readonly string? Library = Find();
 
     /// <summary>The library is beside the assemblies (and not switched off by <c>SALIENCY_NATIVE_OPS=0</c>).</summary>

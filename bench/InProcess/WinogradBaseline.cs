@@ -1,0 +1,70 @@
+using Google.Protobuf;
+using Microsoft.ML.OnnxRuntime;
+using SaliencyService.Explain.Onnx.Proto;
+using SaliencyService.Explain.Serving;
+
+namespace SaliencyService.Bench;
+
+/// <summary>
+/// The engine's Winograd kernel (<see cref="NativeOps.WinogradConv"/>) against ONNX Runtime's
+/// <c>Conv</c> on ResNet's four 3×3 shapes (64 channels at 56², 128 at 28², 256 at 14², 512 at 7²),
+/// a batch of BATCH: one single-node session each, constant random weights, the same input, run in
+/// turn REPEATS times (the order turning each round); the p50s and the median of the rounds' ratios.
+/// </summary>
+public static class WinogradBaseline
+{
+    public static int Run(int batch, int repeats)
+    {
+        if (!NativeOps.Available) throw new InvalidOperationException("the engine's kernels (libsaliency_ops.so) are not built");
+        var sessions = new OnnxSessionFactory(new OnnxRuntimeOptions { ExecutionProvider = "cpu" });
+        var random = new Random(1);
+        foreach (var (channels, size) in new[] { (64, 56), (128, 28), (256, 14), (512, 7) })
+        {
+            long[] shape = [batch, channels, size, size];
+            var weights = Enumerable.Range(0, channels * channels * 9).Select(_ => (float)(random.NextDouble() - 0.5) / channels).ToArray();
+            var input = Enumerable.Range(0, batch * channels * size * size).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
+            using var ort = sessions.Create(Model(shape, weights, new NodeProto { OpType = "Conv", Input = { "x", "w" }, Output = { "y" },
+                Attribute = { new AttributeProto { Name = "pads", Type = AttributeProto.Types.AttributeType.Ints, Ints = { 1, 1, 1, 1 } } } })).Session;
+            using var winograd = sessions.Create(Model(shape, weights,
+                new NodeProto { OpType = NativeOps.WinogradConv, Domain = NativeOps.Domain, Input = { "x", "w" }, Output = { "y" } })).Session;
+            using var x = OrtValue.CreateTensorValueFromMemory(input, shape);
+            using var runOptions = new RunOptions();
+            double Time(InferenceSession session) => Report.Milliseconds(() => session.Run(runOptions, ["x"], [x], ["y"]).Dispose());
+            for (var i = 0; i < 3; i++) { Time(ort); Time(winograd); }
+            var pairs = Enumerable.Range(0, repeats).Select(round =>
+            {
+                if (round % 2 == 0) return (Ort: Time(ort), Winograd: Time(winograd));
+                var second = Time(winograd);
+                return (Ort: Time(ort), Winograd: second);
+            }).ToArray();
+            Report.Line(("winograd", $"{channels}x{size}x{size}"), ("batch", batch),
+                ("ort_p50_ms", Report.Percentile([.. pairs.Select(p => p.Ort).Order()], 0.5)),
+                ("winograd_p50_ms", Report.Percentile([.. pairs.Select(p => p.Winograd).Order()], 0.5)),
+                ("ratio", Report.Percentile([.. pairs.Select(p => p.Winograd / p.Ort).Order()], 0.5)));
+        }
+        return 0;
+    }
+
+    private static ModelProto Model(long[] shape, float[] weights, NodeProto node)
+    {
+        TypeProto Float(params long[] dims) => new() { TensorType = new TypeProto.Types.Tensor
+        {
+            ElemType = (int)TensorProto.Types.DataType.Float,
+            Shape = new TensorShapeProto { Dim = { dims.Select(d => new TensorShapeProto.Types.Dimension { DimValue = d }) } },
+        } };
+        var channels = shape[1];
+        var w = new TensorProto { Name = "w", DataType = (int)TensorProto.Types.DataType.Float, Dims = { channels, channels, 3, 3 },
+            RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(weights.AsSpan())) };
+        return new ModelProto
+        {
+            IrVersion = 8,
+            OpsetImport = { new OperatorSetIdProto { Version = 13 }, new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 } },
+            Graph = new GraphProto
+            {
+                Name = "winograd", Node = { node }, Initializer = { w },
+                Input = { new ValueInfoProto { Name = "x", Type = Float(shape) } },
+                Output = { new ValueInfoProto { Name = "y", Type = Float(shape) } },
+            },
+        };
+    }
+}
