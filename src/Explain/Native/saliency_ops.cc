@@ -22,11 +22,14 @@
 // 16 products of a transformed 4×4 input tile with the transformed filter instead of 36 multiply-adds.
 // A forward's bias B [K], residual R (Y's shape) and, with relu = 1, max(·, 0) are applied as each
 // row is written, as ONNX Runtime's fused convolution applies them.
-// Alone it runs ResNet's 3×3 convolutions 1.1-1.3× faster than ONNX Runtime's direct kernel; the
-// passes that sum a batch (integrated gradients, SmoothGrad) use it for their stride-1 input
-// gradients and their forward's 128- and 256-channel convolutions (bench/analysis.md). Each task
-// transforms a row of 16 tiles of every input channel, multiplies while the transform is in cache
-// and transforms the products back, so nothing the size of the activation is written between the steps.
+// In a batch of 16 it takes 0.6-0.9× ONNX Runtime's direct kernel's time on ResNet's 3×3 shapes
+// (`in-process winograd`); the passes that sum a batch (integrated gradients, SmoothGrad) use it
+// for their stride-1 input gradients and their forward's convolutions of 128 channels and more
+// (bench/analysis.md). Each task transforms a row of 16 tiles of every input channel, multiplies
+// while the transform is in cache and transforms the products back, so nothing the size of the
+// activation is written between the steps; a filter too large to be read for every block (over
+// 4 MiB transformed) is multiplied element by element for chunks of blocks instead. The products
+// use 16-float vectors where the AVX-512 clone runs, 8-float ones elsewhere.
 //
 // Every shape is checked against the attributes before any memory is touched: a mismatch is an
 // error status, never a read out of bounds.
@@ -638,15 +641,18 @@ struct WinogradConv {
       static const int64_t threads = std::max(1u, std::thread::hardware_concurrency());
       const bool largeFilter = LargeFilter(job.k, job.c);
       if (job.blocks >= 2 * threads && !largeFilter) return Run(context, &Whole, static_cast<size_t>(job.blocks), job);
-      std::vector<float> transformed(static_cast<size_t>(job.blocks * job.BlockSize()));
-      job.v = transformed.data();
+      // Scratch from the session's allocator: its arena keeps the pages from run to run, where a
+      // fresh allocation of this size (megabytes) is faulted in and zeroed by the kernel each call.
+      Ort::Allocator allocator = Ort::KernelContext(context).GetAllocator(*Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault));
+      Ort::MemoryAllocation transformed = allocator.GetAllocation(static_cast<size_t>(job.blocks * job.BlockSize()) * sizeof(float));
+      job.v = static_cast<float*>(transformed.get());
       job.channelParts = std::min<int64_t>(job.c, 8);
       job.outputParts = std::min(job.groups, CeilDiv(16, job.blocks));
       Ort::Status status = Run(context, &TransformPart, static_cast<size_t>(job.blocks * job.channelParts), job);
       if (!status.IsOK()) return status;
       if (!largeFilter) return Run(context, &ProductPart, static_cast<size_t>(job.blocks * job.outputParts), job);
-      std::vector<float> products(static_cast<size_t>(job.blocks * job.groups * ProductsSize));
-      job.m = products.data();
+      Ort::MemoryAllocation products = allocator.GetAllocation(static_cast<size_t>(job.blocks * job.groups * ProductsSize) * sizeof(float));
+      job.m = static_cast<float*>(products.get());
       job.chunkBlocks = std::max<int64_t>(1, ChunkBytes / (job.c * Tiles * static_cast<int64_t>(sizeof(float))));
       status = Run(context, &ElementProducts, static_cast<size_t>(16 * CeilDiv(job.blocks, job.chunkBlocks)), job);
       return status.IsOK() ? Run(context, &WritePart, static_cast<size_t>(job.blocks * job.outputParts), job) : std::move(status);
