@@ -623,7 +623,10 @@ struct WinogradConv {
       job.relu = relu_;
       if (job.n == 0 || job.c == 0 || job.k == 0 || job.h == 0 || job.w == 0) {
         if (job.c == 0)
-          for (int64_t i = 0, plane = job.h * job.w; i < job.n * job.k * plane; ++i) job.y[i] = job.Finish(0.0f, i / plane % job.k, i);
+          for (int64_t i = 0, plane = job.h * job.w; i < job.n * job.k; ++i) {
+            std::fill(job.y + i * plane, job.y + (i + 1) * plane, 0.0f);
+            job.Finish(job.y + i * plane, plane, i % job.k, i * plane);
+          }
         return Ort::Status{nullptr};
       }
       std::vector<float> local;
@@ -753,15 +756,9 @@ struct WinogradConv {
     }
     int64_t BlockSize() const { return 16 * c * Tiles; } // [16][C][Tiles]
 
-    // Y's cell at offset at (of output channel channel) from the convolution's sum there.
-    float Finish(float sum, int64_t channel, int64_t at) const {
-      if (bias) sum += bias[channel];
-      if (residual) sum += residual[at];
-      return relu ? std::max(sum, 0.0f) : sum;
-    }
-
-    // Finish over count cells of a row from offset at: a loop per step, so that each is vectorised.
-    __attribute__((always_inline)) inline void FinishRow(float* cells, int64_t count, int64_t channel, int64_t at) const {
+    // Y's count cells from offset at (of output channel channel) from the convolution's sums
+    // there: a loop per step, so that each is vectorised.
+    __attribute__((always_inline)) inline void Finish(float* cells, int64_t count, int64_t channel, int64_t at) const {
       if (bias)
         for (int64_t i = 0; i < count; ++i) cells[i] += bias[channel];
       if (residual)
@@ -963,25 +960,18 @@ struct WinogradConv {
             cells[2 * j + 1] = odd[j];
           }
           const int64_t row = ((s0 * job.k + channel) * job.h + yy) * job.w + x0;
-          job.FinishRow(cells, width, channel, row);
+          job.Finish(cells, width, channel, row);
           std::memcpy(job.y + row, cells, static_cast<size_t>(width) * sizeof(float));
           continue;
         }
-        // Tile by tile: the row's two cells, finished as FinishRow does (the job's fields read
-        // once, not per cell).
-        const float bias = job.bias ? job.bias[channel] : 0.0f;
-        const float* residual = job.residual;
-        const bool relu = job.relu;
+        // Tile by tile: the row's two cells (one where the row ends).
         for (int j = 0; j < Tiles; ++j) {
           if (!tiles.valid[j] || tiles.ty[j] * 2 + a >= job.h) continue;
           const int64_t at = ((tiles.s[j] * job.k + channel) * job.h + tiles.ty[j] * 2 + a) * job.w + tiles.tx[j] * 2;
-          const int count = tiles.tx[j] * 2 + 1 < job.w ? 2 : 1;
-          const float sums[2] = {even[j], odd[j]};
-          for (int i = 0; i < count; ++i) {
-            float cell = sums[i] + bias;
-            if (residual) cell += residual[at + i];
-            job.y[at + i] = relu ? std::max(cell, 0.0f) : cell;
-          }
+          const int64_t count = tiles.tx[j] * 2 + 1 < job.w ? 2 : 1;
+          float cells[2] = {even[j], odd[j]};
+          job.Finish(cells, count, channel, at);
+          std::memcpy(job.y + at, cells, static_cast<size_t>(count) * sizeof(float));
         }
       }
     }
