@@ -8,8 +8,9 @@ namespace SaliencyService.Bench;
 /// <summary>
 /// The engine's Winograd kernel (<see cref="NativeOps.WinogradConv"/>) against ONNX Runtime's
 /// <c>Conv</c> on ResNet's four 3×3 shapes (64 channels at 56², 128 at 28², 256 at 14², 512 at 7²),
-/// a batch of BATCH: one single-node session each, constant random weights, the same input, run in
-/// turn REPEATS times (the order turning each round); the p50s and the median of the rounds' ratios.
+/// a batch of BATCH: one single-node session each (ONNX Runtime's, the kernel's F(2×2) and its
+/// F(4×4) tiles), constant random weights, the same input, run in turn REPEATS times (the order
+/// turning each round); the p50s and the median of the rounds' ratios to ONNX Runtime's.
 /// </summary>
 public static class WinogradBaseline
 {
@@ -25,22 +26,27 @@ public static class WinogradBaseline
             var input = Enumerable.Range(0, batch * channels * size * size).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
             using var ort = sessions.Create(Model(shape, weights, new NodeProto { OpType = "Conv", Input = { "x", "w" }, Output = { "y" },
                 Attribute = { new AttributeProto { Name = "pads", Type = AttributeProto.Types.AttributeType.Ints, Ints = { 1, 1, 1, 1 } } } })).Session;
-            using var winograd = sessions.Create(Model(shape, weights,
-                new NodeProto { OpType = NativeOps.WinogradConv, Domain = NativeOps.Domain, Input = { "x", "w" }, Output = { "y" } })).Session;
+            InferenceSession Kernel(int tile) => sessions.Create(Model(shape, weights, new NodeProto
+            {
+                OpType = NativeOps.WinogradConv, Domain = NativeOps.Domain, Input = { "x", "w" }, Output = { "y" },
+                Attribute = { new AttributeProto { Name = "tile", Type = AttributeProto.Types.AttributeType.Int, I = tile } },
+            })).Session;
+            using var winograd = Kernel(2);
+            using var winograd4 = Kernel(4);
             using var x = OrtValue.CreateTensorValueFromMemory(input, shape);
             using var runOptions = new RunOptions();
             double Time(InferenceSession session) => Report.Milliseconds(() => session.Run(runOptions, ["x"], [x], ["y"]).Dispose());
-            for (var i = 0; i < 3; i++) { Time(ort); Time(winograd); }
-            var pairs = Enumerable.Range(0, repeats).Select(round =>
+            for (var i = 0; i < 3; i++) { Time(ort); Time(winograd); Time(winograd4); }
+            var rounds = Enumerable.Range(0, repeats).Select(round =>
             {
-                if (round % 2 == 0) return (Ort: Time(ort), Winograd: Time(winograd));
-                var second = Time(winograd);
-                return (Ort: Time(ort), Winograd: second);
+                if (round % 2 == 0) return (Ort: Time(ort), Winograd: Time(winograd), Winograd4: Time(winograd4));
+                var (four, two) = (Time(winograd4), Time(winograd));
+                return (Ort: Time(ort), Winograd: two, Winograd4: four);
             }).ToArray();
-            Report.Line(("winograd", $"{channels}x{size}x{size}"), ("batch", batch),
-                ("ort_p50_ms", Report.Percentile([.. pairs.Select(p => p.Ort).Order()], 0.5)),
-                ("winograd_p50_ms", Report.Percentile([.. pairs.Select(p => p.Winograd).Order()], 0.5)),
-                ("ratio", Report.Percentile([.. pairs.Select(p => p.Winograd / p.Ort).Order()], 0.5)));
+            double P50(Func<(double Ort, double Winograd, double Winograd4), double> of) => Report.Percentile([.. rounds.Select(of).Order()], 0.5);
+            Report.Line(("winograd", $"{channels}x{size}x{size}"), ("batch", batch), ("ort_p50_ms", P50(r => r.Ort)),
+                ("tile2_p50_ms", P50(r => r.Winograd)), ("tile2_ratio", P50(r => r.Winograd / r.Ort)),
+                ("tile4_p50_ms", P50(r => r.Winograd4)), ("tile4_ratio", P50(r => r.Winograd4 / r.Ort)));
         }
         return 0;
     }

@@ -12,16 +12,18 @@ using static TorchSharp.torch;
 namespace SaliencyService.Tests;
 
 /// <summary>
-/// A merged pass that sums a batch runs its forward's 128- and 256-channel 3×3 convolutions as
-/// <see cref="NativeOps.WinogradConv"/>, with the bias, a residual Add and the Relu that follow fused
-/// (<see cref="ForwardWinograd"/>). Judged by the float64 mirror: the scores and the summed gradients.
+/// A merged pass runs its forward's stride-1 3×3 convolutions that <see cref="WinogradConvolutions"/>
+/// takes as <see cref="NativeOps.WinogradConv"/> (F(2×2) tiles), with the bias, a residual Add and the
+/// Relu that follow fused (<see cref="ForwardWinograd"/>), and its backward's (F(4×4)): every one where
+/// the pass sums a batch, up to 128 × 128 channels for one sample. Judged by the float64 mirror:
+/// the scores, the summed gradients and one sample's.
 /// </summary>
 public sealed class ForwardWinogradTests
 {
     private const int Classes = 5, Width = 128;
 
     [Fact]
-    public void A_summed_pass_with_its_forward_fused_gives_the_float64_scores_and_gradients()
+    public void Passes_with_their_convolutions_by_winograd_give_the_float64_scores_and_gradients()
     {
         TorchNativeLoader.EnsureLoaded();
         var model = ResidualBlock().Model();
@@ -36,6 +38,10 @@ public sealed class ForwardWinogradTests
             var pass = backprop.Run(input, 2, rule, summed: true);
             Parity.AssertEqualsFloat64(reference.Forward(input.to_type(ScalarType.Float64), rule)["y"], pass.Result.Scores, $"{rule}, scores");
             Parity.AssertEqualsFloat64(reference.InputGradients(input, 2, rule).sum([0], keepdim: true), pass.Gradient, $"{rule}, summed");
+            var sample = input[..1];
+            var single = backprop.Run(sample, 2, rule);
+            Parity.AssertEqualsFloat64(reference.Forward(sample.to_type(ScalarType.Float64), rule)["y"], single.Result.Scores, $"{rule}, one sample's scores");
+            Parity.AssertEqualsFloat64(reference.InputGradients(sample, 2, rule), single.Gradient, $"{rule}, one sample");
         }
     }
 
@@ -70,16 +76,16 @@ public sealed class ForwardWinogradTests
             .Initializer("w1", Weights(Width * Width * 9, 1), Width, Width, 3, 3)
             .Initializer("w2", Weights(Width * Width * 9, 2), Width, Width, 3, 3)
             .Initializer("w3", Weights(Width * Width * 9, 3), Width, Width, 3, 3)
-            .Initializer("w4", Weights(64 * Width * 9, 4), 64, Width, 3, 3)
+            .Initializer("w4", Weights(8 * Width * 9, 4), 8, Width, 3, 3)
             .Initializer("shift", Weights(Width, 5), Width, 1, 1)
-            .Initializer("fc", Weights(Classes * (3 * Width + 64), 6), Classes, 3 * Width + 64)
+            .Initializer("fc", Weights(Classes * (3 * Width + 8), 6), Classes, 3 * Width + 8)
             // c1 is read by its Relu and by the output's concatenation: the Relu is not fused.
             .Node("Conv", ["x", "w1"], ["c1"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c1"], ["r1"])
             // The Add broadcasts a [K, 1, 1] shift: not a residual.
             .Node("Conv", ["r1", "w2"], ["c2"], Ints("pads", 1, 1, 1, 1)).Node("Add", ["c2", "shift"], ["s2"])
             // Stride 2: not the kernel's.
             .Node("Conv", ["x", "w3"], ["c3"], Ints("pads", 1, 1, 1, 1), Ints("strides", 2, 2))
-            // 64 × 128 channels: below the forward's minimum.
+            // 8 output channels: below the kernel's minimum.
             .Node("Conv", ["x", "w4"], ["c4"], Ints("pads", 1, 1, 1, 1))
             .Node("GlobalAveragePool", ["c1"], ["g1"]).Node("GlobalAveragePool", ["s2"], ["g2"])
             .Node("GlobalAveragePool", ["c3"], ["g3"]).Node("GlobalAveragePool", ["c4"], ["g4"])
@@ -94,11 +100,44 @@ public sealed class ForwardWinogradTests
             return;
         }
         Assert.Equal(2, winograd.Count);
-        Assert.All(winograd, n => Assert.Empty(n.Attribute));
+        Assert.All(winograd, n => Assert.Equal(("tile", WinogradConvolutions.ForwardTile), n.Attribute.Select(a => (a.Name, a.I)).Single()));
         Assert.Equal(["c1", "c2"], winograd.SelectMany(n => n.Output));
         Assert.Contains(forward, n => n.OpType == "Relu" && n.Input[0] == "c1");
         Assert.Contains(forward, n => n.OpType == "Add" && n.Output[0] == "s2");
         Assert.Equal(["c3", "c4"], forward.Where(n => n.OpType == "Conv").SelectMany(n => n.Output));
+    }
+
+    [Fact]
+    public void A_one_sample_pass_takes_the_convolutions_up_to_128_by_128_channels()
+    {
+        const int wide = 2 * Width;
+        var model = new OnnxTestModel(13, [-1, Width, 6, 6])
+            .Initializer("w1", Weights(Width * Width * 9, 1), Width, Width, 3, 3)
+            .Initializer("w2", Weights(wide * Width * 9, 2), wide, Width, 3, 3)
+            .Initializer("fc", Weights(Classes * wide, 3), Classes, wide)
+            .Node("Conv", ["x", "w1"], ["c1"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c1"], ["r1"])
+            .Node("Conv", ["r1", "w2"], ["c2"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c2"], ["r2"])
+            .Node("GlobalAveragePool", ["r2"], ["g"]).Node("Flatten", ["g"], ["f"])
+            .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y").Model();
+        TorchNativeLoader.EnsureLoaded();
+        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+        var shapes = mirror.BatchShapes([1, Width, 6, 6], batched: true);
+        var (backward, graph) = mirror.WriteBackward(model, shapes, RectifierRule.GuidedBackprop);
+        var merged = BackwardMerge.Merge(model, backward, graph, [mirror.ScoreName], shapes);
+        var kernels = merged.Graph.Node.Where(n => n.OpType == NativeOps.WinogradConv).ToList();
+        if (!NativeOps.Available)
+        {
+            Assert.Equal(WinogradConvolutions.None, graph.Winograd);
+            Assert.Empty(kernels);
+            return;
+        }
+        Assert.Equal(WinogradConvolutions.OneSample, graph.Winograd);
+        // w1 (128 × 128) forward and backward; w2 (256 × 128) neither, nor w1's forward's input gradient's
+        // counterpart in w2's backward (its flipped kernel is 128 × 256).
+        Assert.Equal(2, kernels.Count);
+        Assert.Contains(kernels, n => n.Input[1] == "w1" && n.Output[0] == "r1");
+        Assert.Single(kernels, n => n.Name.StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal) || n.Output[0].StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal));
+        Assert.Single(merged.Graph.Node, n => n.OpType == "Conv" && n.Input[1] == "w2");
     }
 
     /// <summary>
@@ -129,7 +168,7 @@ public sealed class ForwardWinogradTests
         using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
         var shapes = mirror.BatchShapes(sampleShape ?? [1, 3, 6, 6], batched: true);
         var (backward, graph) = mirror.WriteBackward(model, shapes, RectifierRule.Gradient, summed: true);
-        Assert.Equal(NativeOps.Available, graph.Winograd);
+        Assert.Equal(NativeOps.Available ? WinogradConvolutions.Summed : WinogradConvolutions.None, graph.Winograd);
         return BackwardMerge.Merge(model, backward, graph, [mirror.ScoreName], shapes);
     }
 }

@@ -80,7 +80,7 @@ public static class BackwardMerge
         opset.Version = Math.Max(opset.Version, backwardModel.OpsetImport.First(o => o.Domain == "").Version);
         merged.OpsetImport.AddRange(backwardModel.OpsetImport.Where(o => o.Domain == NativeOps.Domain));
         merged.IrVersion = Math.Max(merged.IrVersion, backwardModel.IrVersion);
-        if (backward.Winograd) ForwardWinograd.Rewrite(merged, shapes);
+        ForwardWinograd.Rewrite(merged, shapes, backward.Winograd);
         return merged;
     }
 }

@@ -5,25 +5,17 @@ using SaliencyService.Explain.Serving;
 namespace SaliencyService.Explain.Engine;
 
 /// <summary>
-/// A merged pass's stride-1 3×3 convolutions as <see cref="NativeOps.WinogradConv"/>, each with the
-/// residual <c>Add</c> and the <c>Relu</c> that follow it fused where nothing else reads their inputs.
-/// Only for the passes that sum a batch (<see cref="BackwardGraph.Winograd"/>): there the kernel's
-/// 2.25× fewer products outweigh leaving ONNX Runtime's blocked layout; in a one-sample pass they do
-/// not (bench/analysis.md). Fused, each output is written once, as ONNX Runtime's own fused
-/// convolution writes it.
+/// A merged pass's stride-1 3×3 convolutions that <see cref="WinogradConvolutions"/> takes, as
+/// <see cref="NativeOps.WinogradConv"/>, each with the residual <c>Add</c> and the <c>Relu</c> that
+/// follow it fused where nothing else reads their inputs. Fused, each output is written once, as
+/// ONNX Runtime's own fused convolution writes it.
 /// </summary>
 public static class ForwardWinograd
 {
-    /// <summary>
-    /// Output × input channels below which a forward convolution stays ONNX Runtime's: resnet18's
-    /// 64-channel ones gained too little to pay for the reorders out of and back into its blocked
-    /// layout around them (the summed pass 2% slower with them fused than without; bench/analysis.md).
-    /// </summary>
-    public const long MinimumProducts = 128 * 128;
-
     /// <summary>Rewrites <paramref name="model"/>'s graph in place.</summary>
     /// <param name="shapes">The value shapes the pass was written for: a residual is fused only where it has the output's shape (no broadcast).</param>
-    public static void Rewrite(ModelProto model, IReadOnlyDictionary<string, TensorInfo> shapes)
+    /// <param name="winograd">The convolutions the pass runs as the kernel (its backward's, <see cref="BackwardGraph.Winograd"/>).</param>
+    public static void Rewrite(ModelProto model, IReadOnlyDictionary<string, TensorInfo> shapes, WinogradConvolutions winograd)
     {
         var graph = model.Graph;
         var constants = graph.Initializer.ToDictionary(i => i.Name, StringComparer.Ordinal);
@@ -39,7 +31,7 @@ public static class ForwardWinograd
                 ? only : null;
 
         var replaced = new Dictionary<NodeProto, NodeProto?>(); // a fused node: at its last node's place; the others go
-        foreach (var conv in graph.Node.Where(n => Takes(n, constants)))
+        foreach (var conv in graph.Node.Where(n => Takes(n, constants, winograd)))
         {
             var output = conv.Output[0];
             var last = conv;
@@ -70,6 +62,7 @@ public static class ForwardWinograd
             if (residual.Length > 0) fused.Input.Add(residual);
             fused.Output.Add(last.Output[0]);
             if (relu is not null) fused.Attribute.Add(BackwardGraph.Attribute("relu", 1));
+            fused.Attribute.Add(BackwardGraph.Attribute("tile", WinogradConvolutions.ForwardTile));
             replaced[conv] = null;
             replaced[last] = fused;
         }
@@ -82,14 +75,15 @@ public static class ForwardWinograd
     }
 
     /// <summary>
-    /// A 2-D convolution the kernel computes: float weights [K, C, 3, 3] and bias [K] that are
-    /// constants, stride 1, dilation 1, one group and one cell of padding on every side.
+    /// A 2-D convolution the kernel computes and <paramref name="winograd"/> takes: float weights
+    /// [K, C, 3, 3] and bias [K] that are constants, stride 1, dilation 1, one group and one cell of
+    /// padding on every side.
     /// </summary>
-    private static bool Takes(NodeProto node, IReadOnlyDictionary<string, TensorProto> constants)
+    private static bool Takes(NodeProto node, IReadOnlyDictionary<string, TensorProto> constants, WinogradConvolutions winograd)
     {
         if (node.OpType != "Conv" || node.Domain is not ("" or "ai.onnx") || node.Input.Count is < 2 or > 3) return false;
         if (!constants.TryGetValue(node.Input[1], out var w) || w.DataType != (int)TensorProto.Types.DataType.Float || w.Dims is not [var k, var c, 3, 3]
-            || k * c < MinimumProducts) return false;
+            || !winograd.Takes(k, c)) return false;
         if (node.Input.Count == 3 && node.Input[2].Length > 0
             && (!constants.TryGetValue(node.Input[2], out var b) || b.DataType != (int)TensorProto.Types.DataType.Float || b.Dims.Count != 1 || b.Dims[0] != w.Dims[0]))
             return false;

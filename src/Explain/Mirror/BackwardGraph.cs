@@ -145,15 +145,8 @@ public sealed partial class BackwardGraph
     /// </summary>
     public bool NativeKernels { get; init; }
 
-    /// <summary>
-    /// Whether its stride-1 3×3 convolutions run as <see cref="NativeOps.WinogradConv"/>, and so,
-    /// merged, its forward's (<see cref="Engine.ForwardWinograd"/>): set for the backwards that sum a
-    /// batch (integrated gradients', SmoothGrad's) where it has <see cref="NativeKernels"/>. There
-    /// each such convolution of ResNet-18's pass for 16 samples takes 0.6–0.8× ONNX Runtime's
-    /// (AVX-512, Zen 4); for one sample the reorders it costs out of and into ONNX Runtime's blocked
-    /// layout take back what it saves (bench/analysis.md).
-    /// </summary>
-    public bool Winograd { get; init; }
+    /// <summary>Which of its stride-1 3×3 convolutions run as <see cref="NativeOps.WinogradConv"/>, and so, merged, its forward's.</summary>
+    public WinogradConvolutions Winograd { get; init; } = WinogradConvolutions.None;
 
     /// <summary>
     /// Whether ONNX Runtime's CPU provider will hold <paramref name="value"/> in its blocked (NCHWc)

@@ -18,18 +18,20 @@
 // whose columns W[c, tap]·dY[n, c] are scaled as they are added, never written.
 //
 // WinogradConv(X, W, B?, R?) -> Y: a 3×3 convolution with stride 1, one cell of zero padding on every
-// side, one group, 2-D NCHW, by Winograd's F(2×2, 3×3) (Lavin and Gray, 2016): each output 2×2 tile is
-// 16 products of a transformed 4×4 input tile with the transformed filter instead of 36 multiply-adds.
+// side, one group, 2-D NCHW, by Winograd's F(2×2, 3×3) or, with tile = 4, F(4×4, 3×3) (Lavin and
+// Gray, 2016): each output M×M tile is (M + 2)² products of a transformed input tile with the
+// transformed filter instead of 9·M² multiply-adds (16 for 36; 36 for 144). F(4×4) rounds about ten
+// times more (its transforms' coefficients reach 8): ~2e-5 of outputs of about one at 1,100 channels.
 // A forward's bias B [K], residual R (Y's shape) and, with relu = 1, max(·, 0) are applied as each
 // row is written, as ONNX Runtime's fused convolution applies them.
-// In a batch of 16 it takes 0.6-0.9× ONNX Runtime's direct kernel's time on ResNet's 3×3 shapes
-// (`in-process winograd`); the passes that sum a batch (integrated gradients, SmoothGrad) use it
-// for their stride-1 input gradients and their forward's convolutions of 128 channels and more
-// (bench/analysis.md). Each task transforms a row of 16 tiles of every input channel, multiplies
-// while the transform is in cache and transforms the products back, so nothing the size of the
-// activation is written between the steps; a filter too large to be read for every block (over
-// 4 MiB transformed) is multiplied element by element for chunks of blocks instead. The products
-// use 16-float vectors where the AVX-512 clone runs, 8-float ones elsewhere.
+// With F(4×4) tiles it takes 0.47-0.64× ONNX Runtime's direct kernel's time on ResNet's 3×3 shapes
+// in a batch of 16 and 0.61-0.65× on the 64- and 128-channel ones for one sample
+// (`in-process winograd`); the engine's passes use it as src/Explain/Mirror/WinogradConvolutions.cs
+// says (bench/analysis.md). Each task transforms a row of 16 tiles of every input channel,
+// multiplies while the transform is in cache and transforms the products back, so nothing the size
+// of the activation is written between the steps; a filter too large to be read for every block
+// (over 4 MiB transformed) is multiplied element by element for chunks of blocks instead. The
+// products use 16-float vectors where the AVX-512 clone runs, 8-float ones elsewhere.
 //
 // Every shape is checked against the attributes before any memory is touched: a mismatch is an
 // error status, never a read out of bounds.
@@ -569,117 +571,40 @@ struct SampleSum {
   const OrtApi* api_;
 };
 
-// See the file's head. W is transformed once where it is a constant (the backward's flipped
-// weights are), else on every call.
-struct WinogradConv {
-  WinogradConv(const OrtApi* api, const OrtKernelInfo* info) : api_(api) {
-    relu_ = Optional<int64_t>(Ort::ConstKernelInfo(info), "relu", 0) != 0;
-    int constant = 0;
-    const OrtValue* w = nullptr;
-    OrtStatus* status = api->KernelInfoGetConstantInput_tensor(info, 1, &constant, &w);
-    if (status) {
-      api->ReleaseStatus(status);
-      return;
-    }
-    if (!constant || !w) return;
-    try {
-      Ort::ConstValue value(w);
-      const auto shape = value.GetTensorTypeAndShapeInfo().GetShape();
-      if (!FilterShape(shape)) return;
-      filter_ = Transform(value.GetTensorData<float>(), shape[0], shape[1]);
-      outputs_ = shape[0];
-      inputs_ = shape[1];
-    } catch (const std::exception&) {
-      filter_.clear(); // transformed on each call instead
-    }
-  }
+// Whether the CPU runs the library's AVX-512 clone (GCC picks it where all of x86-64-v4's
+// extensions are there), where WideProducts compiles to 16-float registers; elsewhere its code
+// is built but never run.
+bool WideVectors() {
+  static const bool wide = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+                           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd");
+  return wide;
+}
 
-  // [N, K, H, W] for X [N, C, H, W] and W [K, C, 3, 3].
-  static bool OutputShape(Ort::ShapeInferContext& context, Shape& shape) {
-    if (context.GetInputCount() < 2) return false;
-    const auto& x = context.GetInputShape(0);
-    const auto& w = context.GetInputShape(1);
-    if (x.size() != 4 || w.size() != 4 || !w[0].IsInt()) return false;
-    shape = {x[0], w[0], x[2], x[3]};
-    return true;
-  }
-
-  Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& x, const Ort::Custom::Tensor<float>& w,
-                      std::optional<const Ort::Custom::Tensor<float>*> b, std::optional<const Ort::Custom::Tensor<float>*> r,
-                      Ort::Custom::Tensor<float>& y) {
-    try {
-      const auto& xs = x.Shape();
-      const auto& ws = w.Shape();
-      if (xs.size() != 4 || !FilterShape(ws) || ws[1] != xs[1])
-        return Ort::Status("WinogradConv: X must be [N, C, H, W] and W [K, C, 3, 3]", ORT_INVALID_ARGUMENT);
-      const std::vector<int64_t> ys{xs[0], ws[0], xs[2], xs[3]};
-      const Ort::Custom::Tensor<float>* bias = b.value_or(nullptr);
-      const Ort::Custom::Tensor<float>* residual = r.value_or(nullptr);
-      if (bias && bias->Shape() != std::vector<int64_t>{ws[0]}) return Ort::Status("WinogradConv: B must be [K]", ORT_INVALID_ARGUMENT);
-      if (residual && residual->Shape() != ys) return Ort::Status("WinogradConv: R must be Y's shape [N, K, H, W]", ORT_INVALID_ARGUMENT);
-      Job job{x.Data(), nullptr, y.Allocate(ys), xs[0], xs[1], ws[0], xs[2], xs[3]};
-      job.bias = bias ? bias->Data() : nullptr;
-      job.residual = residual ? residual->Data() : nullptr;
-      job.relu = relu_;
-      if (job.n == 0 || job.c == 0 || job.k == 0 || job.h == 0 || job.w == 0) {
-        if (job.c == 0)
-          for (int64_t i = 0, plane = job.h * job.w; i < job.n * job.k; ++i) {
-            std::fill(job.y + i * plane, job.y + (i + 1) * plane, 0.0f);
-            job.Finish(job.y + i * plane, plane, i % job.k, i * plane);
-          }
-        return Ort::Status{nullptr};
-      }
-      std::vector<float> local;
-      if (!filter_.empty() && outputs_ == ws[0] && inputs_ == ws[1]) {
-        job.u = filter_.data();
-      } else {
-        local = Transform(w.Data(), ws[0], ws[1]);
-        job.u = local.data();
-      }
-      job.Plan();
-      // Two blocks or more for each of the host's threads, and a filter that stays in cache: each
-      // task does a block whole. Else the input is transformed first, split by channels; then the
-      // products are split by output channels, or, for a filter too large to read again for each
-      // block, by element (ElementProducts).
-      static const int64_t threads = std::max(1u, std::thread::hardware_concurrency());
-      const bool largeFilter = LargeFilter(job.k, job.c);
-      if (job.blocks >= 2 * threads && !largeFilter) return Run(context, &Whole, static_cast<size_t>(job.blocks), job);
-      // Scratch from the session's allocator: its arena keeps the pages from run to run, where a
-      // fresh allocation of this size (megabytes) is faulted in and zeroed by the kernel each call.
-      Ort::Allocator allocator = Ort::KernelContext(context).GetAllocator(*Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault));
-      Ort::MemoryAllocation transformed = allocator.GetAllocation(static_cast<size_t>(job.blocks * job.BlockSize()) * sizeof(float));
-      job.v = static_cast<float*>(transformed.get());
-      job.channelParts = std::min<int64_t>(job.c, 8);
-      job.outputParts = std::min(job.groups, CeilDiv(16, job.blocks));
-      Ort::Status status = Run(context, &TransformPart, static_cast<size_t>(job.blocks * job.channelParts), job);
-      if (!status.IsOK()) return status;
-      if (!largeFilter) return Run(context, &ProductPart, static_cast<size_t>(job.blocks * job.outputParts), job);
-      Ort::MemoryAllocation products = allocator.GetAllocation(static_cast<size_t>(job.blocks * job.groups * ProductsSize) * sizeof(float));
-      job.m = static_cast<float*>(products.get());
-      job.chunkBlocks = std::max<int64_t>(1, ChunkBytes / (job.c * Tiles * static_cast<int64_t>(sizeof(float))));
-      status = Run(context, &ElementProducts, static_cast<size_t>(16 * CeilDiv(job.blocks, job.chunkBlocks)), job);
-      return status.IsOK() ? Run(context, &WritePart, static_cast<size_t>(job.blocks * job.outputParts), job) : std::move(status);
-    } catch (const std::exception& e) {
-      return Ort::Status(e.what(), ORT_FAIL);
-    }
-  }
-
- private:
+// Winograd's F(M×M, 3×3), M = 2 or 4: the transforms and the tasks that run them. A tile is M×M
+// outputs from a T×T patch of the input (T = M + 2), whose transform has E = T² elements; a
+// block is 16 tiles, one vector's lanes. F(2×2) takes 16 products where a direct convolution
+// takes 36 multiply-adds, F(4×4) 36 where it takes 144; F(4×4)'s transforms cost more and its
+// sums are rounded more (its transform's coefficients reach 8, against 1).
+template <int M>
+struct Winograd {
+  static_assert(M == 2 || M == 4, "F(2x2, 3x3) or F(4x4, 3x3)");
+  static constexpr int T = M + 2;
+  static constexpr int E = T * T;
   static constexpr int64_t Tiles = 16; // a block: 16 tiles along a row of tiles
-  static constexpr int64_t Rows = 6;   // output channels whose products a task keeps in registers (Multiply's twelve sums)
+  static constexpr int64_t Rows = 6;   // output channels whose products a task keeps in registers (Products' twelve sums)
   // Eight tiles' values: a block is two of them (the products of six output channels, 12 vectors,
   // fit AVX2's 16 registers; GCC's 16-wide vectors went through the stack there).
   typedef float Lanes __attribute__((vector_size(8 * sizeof(float)), aligned(sizeof(float))));
   static constexpr int Halves = Tiles / 8;
-  static constexpr int64_t ProductsSize = Rows * 16 * Tiles; // a block's products for one group of output channels
+  static constexpr int64_t ProductsSize = Rows * E * Tiles; // a block's products for one group of output channels
   // The transformed inputs an ElementProducts task multiplies while they stay in the second-level cache.
   static constexpr int64_t ChunkBytes = 256 << 10;
 
-  // Whether the transformed filter (16·K·C floats) is too large for each block to read it whole:
-  // beyond 4 MiB (ResNet's 512 × 512 channels: 16 MiB) it comes from memory block after block, so
-  // it is multiplied element by element instead (ElementProducts), each part of it read once for
-  // many blocks. Within it, a block whole is faster (256 × 256 channels, bench/analysis.md).
-  static bool LargeFilter(int64_t k, int64_t c) { return k * c > 256 * 256; }
+  // Whether the transformed filter (E·K·C floats) is too large for each block to read it whole:
+  // beyond 4 MiB (ResNet's 512 × 512 channels: 16 MiB for F(2×2)) it comes from memory block
+  // after block, so it is multiplied element by element instead (ElementProducts), each part of
+  // it read once for many blocks. Within it, a block whole is faster (bench/analysis.md).
+  static bool LargeFilter(int64_t k, int64_t c) { return E * k * c > (int64_t{1} << 20); }
 
   // Eight floats at p as one vector (by reference: a vector passed by value differs between the clones' ABIs).
   static const Lanes& At(const float* p) { return *reinterpret_cast<const Lanes*>(p); }
@@ -688,23 +613,57 @@ struct WinogradConv {
   static const Wide& WideAt(const float* p) { return *reinterpret_cast<const Wide*>(p); }
   static Wide& WideAt(float* p) { return *reinterpret_cast<Wide*>(p); }
 
-  static bool FilterShape(const std::vector<int64_t>& w) { return w.size() == 4 && w[0] >= 0 && w[1] >= 0 && w[2] == 3 && w[3] == 3; }
+  // Bᵀ along one axis of a patch: T cells → T elements.
+  __attribute__((always_inline)) static inline void InputAxis(const Lanes (&d)[T], Lanes (&o)[T]) {
+    if constexpr (M == 2) {
+      o[0] = d[0] - d[2];
+      o[1] = d[1] + d[2];
+      o[2] = d[2] - d[1];
+      o[3] = d[1] - d[3];
+    } else {
+      const Lanes p = d[4] - d[2], q = d[3] - d[1];
+      o[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+      o[1] = d[3] + d[4] - 4.0f * (d[1] + d[2]);
+      o[2] = d[4] - d[3] + 4.0f * (d[1] - d[2]);
+      o[3] = p + 2.0f * q;
+      o[4] = p - 2.0f * q;
+      o[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+    }
+  }
 
-  // U = G g Gᵀ per (k, c), laid out [16][⌈K/6⌉][C][6] (zeros past K): a product block's six
-  // filter values per channel lie together.
+  // Aᵀ along one axis of a tile's products: T elements → M outputs.
+  __attribute__((always_inline)) static inline void OutputAxis(const Lanes (&m)[T], Lanes (&o)[M]) {
+    if constexpr (M == 2) {
+      o[0] = m[0] + m[1] + m[2];
+      o[1] = m[1] - m[2] - m[3];
+    } else {
+      const Lanes sum = m[1] + m[2], difference = m[1] - m[2], sum34 = m[3] + m[4], difference34 = m[3] - m[4];
+      o[0] = m[0] + sum + sum34;
+      o[1] = difference + 2.0f * difference34;
+      o[2] = sum + 4.0f * sum34;
+      o[3] = difference + 8.0f * difference34 + m[5];
+    }
+  }
+
+  // U = G g Gᵀ per (k, c), laid out [E][⌈K/6⌉][C][6] (zeros past K): a product block's six
+  // filter values per channel lie together. Worked in double, rounded once.
   static std::vector<float> Transform(const float* w, int64_t k, int64_t c) {
-    const float g[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
+    static constexpr double g2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+    static constexpr double g4[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                        {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+    const auto& g = *reinterpret_cast<const double(*)[T][3]>(M == 2 ? &g2[0][0] : &g4[0][0]);
     const int64_t groups = CeilDiv(k, Rows);
-    std::vector<float> u(static_cast<size_t>(16 * groups * Rows * c), 0.0f);
+    std::vector<float> u(static_cast<size_t>(E * groups * Rows * c), 0.0f);
     for (int64_t o = 0; o < k; ++o)
       for (int64_t i = 0; i < c; ++i) {
         const float* f = w + (o * c + i) * 9;
-        float t[4][3];
-        for (int a = 0; a < 4; ++a)
+        double t[T][3];
+        for (int a = 0; a < T; ++a)
           for (int b = 0; b < 3; ++b) t[a][b] = g[a][0] * f[b] + g[a][1] * f[3 + b] + g[a][2] * f[6 + b];
-        for (int a = 0; a < 4; ++a)
-          for (int b = 0; b < 4; ++b)
-            u[static_cast<size_t>((((a * 4 + b) * groups + o / Rows) * c + i) * Rows + o % Rows)] = t[a][0] * g[b][0] + t[a][1] * g[b][1] + t[a][2] * g[b][2];
+        for (int a = 0; a < T; ++a)
+          for (int b = 0; b < T; ++b)
+            u[static_cast<size_t>((((a * T + b) * groups + o / Rows) * c + i) * Rows + o % Rows)] =
+                static_cast<float>(t[a][0] * g[b][0] + t[a][1] * g[b][1] + t[a][2] * g[b][2]);
       }
     return u;
   }
@@ -722,7 +681,7 @@ struct WinogradConv {
     const float* residual = nullptr;
     bool relu = false;
     int64_t channelParts = 1, outputParts = 1;
-    float* m = nullptr;      // every block's products [blocks][groups][Rows][16][Tiles], where they are made by element
+    float* m = nullptr;      // every block's products [blocks][groups][Rows][E][Tiles], where they are made by element
     int64_t chunkBlocks = 1; // blocks an ElementProducts task multiplies
     std::atomic<bool> failed{false};
 
@@ -731,8 +690,8 @@ struct WinogradConv {
     bool rowBlocks = false;
 
     void Plan() {
-      tileRows = CeilDiv(h, 2);
-      tileColumns = CeilDiv(w, 2);
+      tileRows = CeilDiv(h, M);
+      tileColumns = CeilDiv(w, M);
       rowBlocks = tileColumns >= Tiles;
       blocksPerRow = CeilDiv(tileColumns, Tiles);
       blocks = rowBlocks ? n * tileRows * blocksPerRow : CeilDiv(n * tileRows * tileColumns, Tiles);
@@ -754,7 +713,7 @@ struct WinogradConv {
       tx = q % tileColumns;
       return true;
     }
-    int64_t BlockSize() const { return 16 * c * Tiles; } // [16][C][Tiles]
+    int64_t BlockSize() const { return E * c * Tiles; } // [E][C][Tiles]
 
     // Y's count cells from offset at (of output channel channel) from the convolution's sums
     // there: a loop per step, so that each is vectorised.
@@ -767,9 +726,9 @@ struct WinogradConv {
         for (int64_t i = 0; i < count; ++i) cells[i] = std::max(cells[i], 0.0f);
     }
 
-    // Cells x0 .. x0 + Tiles·2 + 1 of row yy of the plane at offset plane, zeros outside the image.
+    // Cells x0 .. x0 + Tiles·M + 1 of row yy of the plane at offset plane, zeros outside the image.
     __attribute__((always_inline)) inline void Row(int64_t plane, int64_t yy, int64_t x0, float* cells) const {
-      constexpr int64_t count = 2 * Tiles + 2;
+      constexpr int64_t count = M * Tiles + 2;
       const int64_t at = plane + yy * w + x0;
       const bool inside = yy >= 0 && yy < h;
       const int64_t begin = inside ? std::clamp<int64_t>(-x0, 0, count) : count, end = inside ? std::clamp<int64_t>(w - x0, begin, count) : count;
@@ -788,88 +747,78 @@ struct WinogradConv {
     }
   };
 
-  Ort::Status Run(OrtKernelContext* context, void (*task)(void*, size_t), size_t tasks, Job& job) const {
-    Ort::Status status(api_->KernelContext_ParallelFor(context, task, tasks, 0, &job));
-    if (status.IsOK() && job.failed) return Ort::Status("WinogradConv: out of memory", ORT_FAIL);
-    return status;
-  }
-
   // Bᵀ d B of channels [c0, c1) of a block's 16 tiles (tile row ty of sample s, tiles from x0) into
-  // v: [16][C][Tiles]. Cells outside the image are zeros (the padding); tiles past the row's end
+  // v: [E][C][Tiles]. Cells outside the image are zeros (the padding); tiles past the row's end
   // read zeros too and are never written back.
   __attribute__((always_inline)) static inline void TransformInput(const Job& job, int64_t block, int64_t c0, int64_t c1, float* v) {
     const BlockTiles tiles(job, block);
-    const int64_t s0 = tiles.s[0], ty0 = tiles.ty[0], stride = job.c * Tiles, x0 = tiles.tx[0] * 2 - 1, area = job.h * job.w;
+    const int64_t s0 = tiles.s[0], ty0 = tiles.ty[0], x0 = tiles.tx[0] * M - 1, area = job.h * job.w;
     // Where tiles are gathered one by one: each tile's top-left cell in its sample's first plane,
-    // and whether its 4×4 cells all lie inside the image (most do: no cell then needs a check).
+    // and whether its T×T cells all lie inside the image (most do: no cell then needs a check).
     int64_t origin[Tiles];
     bool inside[Tiles];
     for (int j = 0; j < Tiles; ++j) {
-      const int64_t yy = tiles.ty[j] * 2 - 1, xx = tiles.tx[j] * 2 - 1;
-      inside[j] = tiles.valid[j] && yy >= 0 && yy + 3 < job.h && xx >= 0 && xx + 3 < job.w;
+      const int64_t yy = tiles.ty[j] * M - 1, xx = tiles.tx[j] * M - 1;
+      inside[j] = tiles.valid[j] && yy >= 0 && yy + T - 1 < job.h && xx >= 0 && xx + T - 1 < job.w;
       origin[j] = tiles.s[j] * job.c * area + yy * job.w + xx;
     }
     for (int64_t ch = c0; ch < c1; ++ch) {
-      float d[4][4][Tiles]; // [tile row][tile column][tile]
+      float d[T][T][Tiles]; // [patch row][patch column][tile]
       if (job.rowBlocks) {
-        const int64_t plane = (s0 * job.c + ch) * job.h * job.w;
-        for (int a = 0; a < 4; ++a) {
-          const int64_t yy = ty0 * 2 - 1 + a;
-          float cells[2 * Tiles + 2];
-          job.Row(plane, yy, x0, cells);
-          for (int b = 0; b < 4; ++b)
-            for (int j = 0; j < Tiles; ++j) d[a][b][j] = cells[2 * j + b];
+        const int64_t plane = (s0 * job.c + ch) * area;
+        for (int a = 0; a < T; ++a) {
+          float cells[M * Tiles + 2];
+          job.Row(plane, ty0 * M - 1 + a, x0, cells);
+          for (int b = 0; b < T; ++b)
+            for (int j = 0; j < Tiles; ++j) d[a][b][j] = cells[M * j + b];
         }
       } else {
         for (int j = 0; j < Tiles; ++j) {
           if (inside[j]) {
             const float* cells = job.x + origin[j] + ch * area;
-            for (int a = 0; a < 4; ++a)
-              for (int b = 0; b < 4; ++b) d[a][b][j] = cells[a * job.w + b];
+            for (int a = 0; a < T; ++a)
+              for (int b = 0; b < T; ++b) d[a][b][j] = cells[a * job.w + b];
             continue;
           }
           const int64_t plane = (tiles.s[j] * job.c + ch) * area;
-          for (int a = 0; a < 4; ++a)
-            for (int b = 0; b < 4; ++b) {
-              const int64_t yy = tiles.ty[j] * 2 - 1 + a, xx = tiles.tx[j] * 2 - 1 + b;
+          for (int a = 0; a < T; ++a)
+            for (int b = 0; b < T; ++b) {
+              const int64_t yy = tiles.ty[j] * M - 1 + a, xx = tiles.tx[j] * M - 1 + b;
               d[a][b][j] = tiles.valid[j] && yy >= 0 && yy < job.h && xx >= 0 && xx < job.w ? job.x[plane + yy * job.w + xx] : 0.0f;
             }
         }
       }
       for (int half = 0; half < Halves; ++half) {
-        Lanes t[4][4];
-        for (int b = 0; b < 4; ++b) {
-          const Lanes d0 = At(d[0][b] + 8 * half), d1 = At(d[1][b] + 8 * half), d2 = At(d[2][b] + 8 * half), d3 = At(d[3][b] + 8 * half);
-          t[0][b] = d0 - d2;
-          t[1][b] = d1 + d2;
-          t[2][b] = d2 - d1;
-          t[3][b] = d1 - d3;
+        Lanes t[T][T]; // Bᵀ d: [element row][patch column]
+        for (int b = 0; b < T; ++b) {
+          Lanes column[T], o[T];
+          for (int a = 0; a < T; ++a) column[a] = At(d[a][b] + 8 * half);
+          InputAxis(column, o);
+          for (int a = 0; a < T; ++a) t[a][b] = o[a];
         }
-        for (int a = 0; a < 4; ++a) {
-          float* out = v + (a * 4 * job.c + ch) * Tiles + 8 * half;
-          At(out) = t[a][0] - t[a][2];
-          At(out + stride) = t[a][1] + t[a][2];
-          At(out + 2 * stride) = t[a][2] - t[a][1];
-          At(out + 3 * stride) = t[a][1] - t[a][3];
+        for (int a = 0; a < T; ++a) {
+          Lanes o[T];
+          InputAxis(t[a], o);
+          for (int b = 0; b < T; ++b) At(v + ((a * T + b) * job.c + ch) * Tiles + 8 * half) = o[b];
         }
       }
     }
   }
 
-  // Output channels [6·g0, 6·g1) of a block: per group of six, the 16 products over every input
-  // channel, then Aᵀ m A into the output's 2×2 tiles.
+  // Output channels [6·g0, 6·g1) of a block: per group of six, the E products over every input
+  // channel, then Aᵀ m A into the output's M×M tiles.
   __attribute__((always_inline)) static inline void Multiply(const Job& job, int64_t block, int64_t g0, int64_t g1, const float* v) {
     const BlockTiles tiles(job, block);
     for (int64_t g = g0; g < g1; ++g) {
-      float m[Rows][16][Tiles];
-      for (int xi = 0; xi < 16; ++xi) Products(job, v, xi, g, &m[0][0][0]);
+      float m[Rows][E][Tiles];
+      for (int xi = 0; xi < E; ++xi) Products(job, v, xi, g, &m[0][0][0]);
       WriteTiles(job, tiles, g, m);
     }
   }
 
-  // Element xi of a block's 16 products for output channels [6·g, 6·g + 6): the sums over every input
-  // channel of the transformed input v [16][C][Tiles] times the transformed filter, into
-  // m[r][xi][tile] (m: [Rows][16][Tiles]).
+  // Element xi of a block's E products for output channels [6·g, 6·g + 6): the sums over every input
+  // channel of the transformed input v [E][C][Tiles] times the transformed filter, into
+  // m[r][xi][tile] (m: [Rows][E][Tiles]).
   __attribute__((always_inline)) static inline void Products(const Job& job, const float* v, int xi, int64_t g, float* m) {
     if (WideVectors()) return WideProducts(job, v, xi, g, m);
     const float* vx = v + xi * job.c * Tiles;
@@ -889,7 +838,7 @@ struct WinogradConv {
     }
     const Lanes sums[Rows][Halves] = {{a0, b0}, {a1, b1}, {a2, b2}, {a3, b3}, {a4, b4}, {a5, b5}};
     for (int r = 0; r < Rows; ++r)
-      for (int half = 0; half < Halves; ++half) At(m + (r * 16 + xi) * Tiles + 8 * half) = sums[r][half];
+      for (int half = 0; half < Halves; ++half) At(m + (r * E + xi) * Tiles + 8 * half) = sums[r][half];
   }
 
   // Products with 16-float vectors, one for the block's 16 tiles, where the library runs its
@@ -917,59 +866,53 @@ struct WinogradConv {
       const float* f = ux + ch * Rows;
       a0 += f[0] * last, a1 += f[1] * last, a2 += f[2] * last, a3 += f[3] * last, a4 += f[4] * last, a5 += f[5] * last;
     }
-    WideAt(m + (0 * 16 + xi) * Tiles) = a0 + b0;
-    WideAt(m + (1 * 16 + xi) * Tiles) = a1 + b1;
-    WideAt(m + (2 * 16 + xi) * Tiles) = a2 + b2;
-    WideAt(m + (3 * 16 + xi) * Tiles) = a3 + b3;
-    WideAt(m + (4 * 16 + xi) * Tiles) = a4 + b4;
-    WideAt(m + (5 * 16 + xi) * Tiles) = a5 + b5;
-  }
-
-  // Whether the CPU runs the library's AVX-512 clone (GCC picks it where all of x86-64-v4's
-  // extensions are there), where WideProducts compiles to 16-float registers; elsewhere its code
-  // is built but never run.
-  static bool WideVectors() {
-    static const bool wide = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
-                             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd");
-    return wide;
+    WideAt(m + (0 * E + xi) * Tiles) = a0 + b0;
+    WideAt(m + (1 * E + xi) * Tiles) = a1 + b1;
+    WideAt(m + (2 * E + xi) * Tiles) = a2 + b2;
+    WideAt(m + (3 * E + xi) * Tiles) = a3 + b3;
+    WideAt(m + (4 * E + xi) * Tiles) = a4 + b4;
+    WideAt(m + (5 * E + xi) * Tiles) = a5 + b5;
   }
 
   // Aᵀ m A of output channels [6·g, 6·g + 6) of a block's tiles, finished (bias, residual, max) into Y.
-  __attribute__((always_inline)) static inline void WriteTiles(const Job& job, const BlockTiles& tiles, int64_t g, const float (&m)[Rows][16][Tiles]) {
-    const int64_t s0 = tiles.s[0], ty0 = tiles.ty[0], x0 = tiles.tx[0] * 2, width = std::min(2 * Tiles, job.w - x0);
+  __attribute__((always_inline)) static inline void WriteTiles(const Job& job, const BlockTiles& tiles, int64_t g, const float (&m)[Rows][E][Tiles]) {
+    const int64_t s0 = tiles.s[0], ty0 = tiles.ty[0], x0 = tiles.tx[0] * M, width = std::min(M * Tiles, job.w - x0);
     for (int r = 0; r < Rows && g * Rows + r < job.k; ++r) {
       const int64_t channel = g * Rows + r;
-      for (int a = 0; a < 2; ++a) {
-        float even[Tiles], odd[Tiles]; // the tiles' left and right cells of their row a
-        for (int half = 0; half < Halves; ++half) {
-          Lanes o[4];
-          for (int b = 0; b < 4; ++b) {
-            const Lanes m0 = At(m[r][b] + 8 * half), m1 = At(m[r][4 + b] + 8 * half), m2 = At(m[r][8 + b] + 8 * half),
-                        m3 = At(m[r][12 + b] + 8 * half);
-            o[b] = a == 0 ? m0 + m1 + m2 : m1 - m2 - m3;
-          }
-          At(even + 8 * half) = o[0] + o[1] + o[2];
-          At(odd + 8 * half) = o[1] - o[2] - o[3];
+      float out[M][M][Tiles]; // [tile row][tile column][tile]
+      for (int half = 0; half < Halves; ++half) {
+        Lanes t[M][T]; // Aᵀ m: [tile row][element column]
+        for (int b = 0; b < T; ++b) {
+          Lanes column[T], o[M];
+          for (int a = 0; a < T; ++a) column[a] = At(m[r][a * T + b] + 8 * half);
+          OutputAxis(column, o);
+          for (int a = 0; a < M; ++a) t[a][b] = o[a];
         }
+        for (int a = 0; a < M; ++a) {
+          Lanes o[M];
+          OutputAxis(t[a], o);
+          for (int i = 0; i < M; ++i) At(out[a][i] + 8 * half) = o[i];
+        }
+      }
+      for (int a = 0; a < M; ++a) {
         if (job.rowBlocks) {
-          const int64_t yy = ty0 * 2 + a;
+          const int64_t yy = ty0 * M + a;
           if (yy >= job.h) break;
-          float cells[2 * Tiles];
-          for (int j = 0; j < Tiles; ++j) {
-            cells[2 * j] = even[j];
-            cells[2 * j + 1] = odd[j];
-          }
+          float cells[M * Tiles];
+          for (int j = 0; j < Tiles; ++j)
+            for (int i = 0; i < M; ++i) cells[M * j + i] = out[a][i][j];
           const int64_t row = ((s0 * job.k + channel) * job.h + yy) * job.w + x0;
           job.Finish(cells, width, channel, row);
           std::memcpy(job.y + row, cells, static_cast<size_t>(width) * sizeof(float));
           continue;
         }
-        // Tile by tile: the row's two cells (one where the row ends).
+        // Tile by tile: the row's M cells (fewer where the row ends).
         for (int j = 0; j < Tiles; ++j) {
-          if (!tiles.valid[j] || tiles.ty[j] * 2 + a >= job.h) continue;
-          const int64_t at = ((tiles.s[j] * job.k + channel) * job.h + tiles.ty[j] * 2 + a) * job.w + tiles.tx[j] * 2;
-          const int64_t count = tiles.tx[j] * 2 + 1 < job.w ? 2 : 1;
-          float cells[2] = {even[j], odd[j]};
+          if (!tiles.valid[j] || tiles.ty[j] * M + a >= job.h) continue;
+          const int64_t at = ((tiles.s[j] * job.k + channel) * job.h + tiles.ty[j] * M + a) * job.w + tiles.tx[j] * M;
+          const int64_t count = std::min<int64_t>(M, job.w - tiles.tx[j] * M);
+          float cells[M];
+          for (int i = 0; i < M; ++i) cells[i] = out[a][i][j];
           job.Finish(cells, count, channel, at);
           std::memcpy(job.y + at, cells, static_cast<size_t>(count) * sizeof(float));
         }
@@ -977,11 +920,11 @@ struct WinogradConv {
     }
   }
 
-  // A block's transformed input: kept by the thread for the next block up to 1 MB (ResNet's
-  // largest, 512 channels, is 512 KB); a larger one, from a model with more channels, lives for
-  // the block only, so no pool thread keeps it.
+  // A block's transformed input: kept by the thread for the next block up to 2 MB (ResNet's
+  // largest, 512 channels, is 512 KB for F(2×2), 1.1 MB for F(4×4)); a larger one, from a model
+  // with more channels, lives for the block only, so no pool thread keeps it.
   static float* Scratch(size_t size, std::vector<float>& once) {
-    constexpr size_t kept = (1 << 20) / sizeof(float);
+    constexpr size_t kept = (2 << 20) / sizeof(float);
     thread_local std::vector<float> scratch;
     std::vector<float>& buffer = size <= kept ? scratch : once;
     if (buffer.size() < size) buffer.resize(size);
@@ -1023,8 +966,8 @@ struct WinogradConv {
   WIDEST_VECTORS
   static void ElementProducts(void* data, size_t index) {
     const Job& job = *static_cast<const Job*>(data);
-    const int xi = static_cast<int>(index % 16);
-    const int64_t first = static_cast<int64_t>(index / 16) * job.chunkBlocks, last = std::min(job.blocks, first + job.chunkBlocks);
+    const int xi = static_cast<int>(index % E);
+    const int64_t first = static_cast<int64_t>(index / E) * job.chunkBlocks, last = std::min(job.blocks, first + job.chunkBlocks);
     for (int64_t g = 0; g < job.groups; ++g)
       for (int64_t block = first; block < last; ++block)
         Products(job, job.v + block * job.BlockSize(), xi, g, job.m + (block * job.groups + g) * ProductsSize);
@@ -1036,12 +979,140 @@ struct WinogradConv {
     const int64_t block = static_cast<int64_t>(index) / job.outputParts, part = static_cast<int64_t>(index) % job.outputParts;
     const BlockTiles tiles(job, block);
     for (int64_t g = part * job.groups / job.outputParts; g < (part + 1) * job.groups / job.outputParts; ++g)
-      WriteTiles(job, tiles, g, *reinterpret_cast<const float(*)[Rows][16][Tiles]>(job.m + (block * job.groups + g) * ProductsSize));
+      WriteTiles(job, tiles, g, *reinterpret_cast<const float(*)[Rows][E][Tiles]>(job.m + (block * job.groups + g) * ProductsSize));
+  }
+
+  // The convolution of X by the transformed filter u into y (shapes checked by the caller).
+  static Ort::Status Run(const OrtApi* api, OrtKernelContext* context, Job& job) {
+    auto run = [&](void (*task)(void*, size_t), int64_t tasks) {
+      Ort::Status status(api->KernelContext_ParallelFor(context, task, static_cast<size_t>(tasks), 0, &job));
+      if (status.IsOK() && job.failed) return Ort::Status("WinogradConv: out of memory", ORT_FAIL);
+      return status;
+    };
+    job.Plan();
+    // Two blocks or more for each of the host's threads, and a filter that stays in cache: each
+    // task does a block whole. Else the input is transformed first, split by channels; then the
+    // products are split by output channels, or, for a filter too large to read again for each
+    // block, by element (ElementProducts).
+    static const int64_t threads = std::max(1u, std::thread::hardware_concurrency());
+    const bool largeFilter = LargeFilter(job.k, job.c);
+    if (job.blocks >= 2 * threads && !largeFilter) return run(&Whole, job.blocks);
+    // Scratch from the session's allocator: its arena keeps the pages from run to run, where a
+    // fresh allocation of this size (megabytes) is faulted in and zeroed by the kernel each call.
+    Ort::Allocator allocator = Ort::KernelContext(context).GetAllocator(*Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault));
+    Ort::MemoryAllocation transformed = allocator.GetAllocation(static_cast<size_t>(job.blocks * job.BlockSize()) * sizeof(float));
+    job.v = static_cast<float*>(transformed.get());
+    job.channelParts = std::min<int64_t>(job.c, 8);
+    job.outputParts = std::min(job.groups, CeilDiv(16, job.blocks));
+    Ort::Status status = run(&TransformPart, job.blocks * job.channelParts);
+    if (!status.IsOK()) return status;
+    if (!largeFilter) return run(&ProductPart, job.blocks * job.outputParts);
+    Ort::MemoryAllocation products = allocator.GetAllocation(static_cast<size_t>(job.blocks * job.groups * ProductsSize) * sizeof(float));
+    job.m = static_cast<float*>(products.get());
+    job.chunkBlocks = std::max<int64_t>(1, ChunkBytes / (job.c * Tiles * static_cast<int64_t>(sizeof(float))));
+    status = run(&ElementProducts, E * CeilDiv(job.blocks, job.chunkBlocks));
+    return status.IsOK() ? run(&WritePart, job.blocks * job.outputParts) : std::move(status);
+  }
+};
+
+// See the file's head. W is transformed once where it is a constant (the backward's flipped
+// weights are), else on every call.
+struct WinogradConv {
+  WinogradConv(const OrtApi* api, const OrtKernelInfo* info) : api_(api) {
+    Ort::ConstKernelInfo attributes(info);
+    relu_ = Optional<int64_t>(attributes, "relu", 0) != 0;
+    tile_ = Optional<int64_t>(attributes, "tile", 2);
+    int constant = 0;
+    const OrtValue* w = nullptr;
+    OrtStatus* status = api->KernelInfoGetConstantInput_tensor(info, 1, &constant, &w);
+    if (status) {
+      api->ReleaseStatus(status);
+      return;
+    }
+    if (!constant || !w || (tile_ != 2 && tile_ != 4)) return;
+    try {
+      Ort::ConstValue value(w);
+      const auto shape = value.GetTensorTypeAndShapeInfo().GetShape();
+      if (!FilterShape(shape)) return;
+      filter_ = Transform(value.GetTensorData<float>(), shape[0], shape[1]);
+      outputs_ = shape[0];
+      inputs_ = shape[1];
+    } catch (const std::exception&) {
+      filter_.clear(); // transformed on each call instead
+    }
+  }
+
+  // [N, K, H, W] for X [N, C, H, W] and W [K, C, 3, 3].
+  static bool OutputShape(Ort::ShapeInferContext& context, Shape& shape) {
+    if (context.GetInputCount() < 2) return false;
+    const auto& x = context.GetInputShape(0);
+    const auto& w = context.GetInputShape(1);
+    if (x.size() != 4 || w.size() != 4 || !w[0].IsInt()) return false;
+    shape = {x[0], w[0], x[2], x[3]};
+    return true;
+  }
+
+  Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& x, const Ort::Custom::Tensor<float>& w,
+                      std::optional<const Ort::Custom::Tensor<float>*> b, std::optional<const Ort::Custom::Tensor<float>*> r,
+                      Ort::Custom::Tensor<float>& y) {
+    try {
+      if (tile_ != 2 && tile_ != 4) return Ort::Status("WinogradConv: tile must be 2 or 4", ORT_INVALID_ARGUMENT);
+      const auto& xs = x.Shape();
+      const auto& ws = w.Shape();
+      if (xs.size() != 4 || !FilterShape(ws) || ws[1] != xs[1])
+        return Ort::Status("WinogradConv: X must be [N, C, H, W] and W [K, C, 3, 3]", ORT_INVALID_ARGUMENT);
+      const std::vector<int64_t> ys{xs[0], ws[0], xs[2], xs[3]};
+      const Ort::Custom::Tensor<float>* bias = b.value_or(nullptr);
+      const Ort::Custom::Tensor<float>* residual = r.value_or(nullptr);
+      if (bias && bias->Shape() != std::vector<int64_t>{ws[0]}) return Ort::Status("WinogradConv: B must be [K]", ORT_INVALID_ARGUMENT);
+      if (residual && residual->Shape() != ys) return Ort::Status("WinogradConv: R must be Y's shape [N, K, H, W]", ORT_INVALID_ARGUMENT);
+      float* out = y.Allocate(ys);
+      const float* biasData = bias ? bias->Data() : nullptr;
+      const float* residualData = residual ? residual->Data() : nullptr;
+      if (xs[0] == 0 || xs[1] == 0 || ws[0] == 0 || xs[2] == 0 || xs[3] == 0) {
+        // No products: Y is the bias and the residual alone (then rectified), or empty.
+        Winograd<2>::Job job{x.Data(), nullptr, out, xs[0], xs[1], ws[0], xs[2], xs[3]};
+        job.bias = biasData;
+        job.residual = residualData;
+        job.relu = relu_;
+        if (job.c == 0)
+          for (int64_t i = 0, plane = job.h * job.w; i < job.n * job.k; ++i) {
+            std::fill(out + i * plane, out + (i + 1) * plane, 0.0f);
+            job.Finish(out + i * plane, plane, i % job.k, i * plane);
+          }
+        return Ort::Status{nullptr};
+      }
+      std::vector<float> local;
+      const float* u = filter_.data();
+      if (filter_.empty() || outputs_ != ws[0] || inputs_ != ws[1]) {
+        local = Transform(w.Data(), ws[0], ws[1]);
+        u = local.data();
+      }
+      auto run = [&](auto winograd) {
+        using F = decltype(winograd);
+        typename F::Job job{x.Data(), u, out, xs[0], xs[1], ws[0], xs[2], xs[3]};
+        job.bias = biasData;
+        job.residual = residualData;
+        job.relu = relu_;
+        return F::Run(api_, context, job);
+      };
+      return tile_ == 4 ? run(Winograd<4>{}) : run(Winograd<2>{});
+    } catch (const std::exception& e) {
+      return Ort::Status(e.what(), ORT_FAIL);
+    }
+  }
+
+ private:
+  static bool FilterShape(const std::vector<int64_t>& w) { return w.size() == 4 && w[0] >= 0 && w[1] >= 0 && w[2] == 3 && w[3] == 3; }
+
+  std::vector<float> Transform(const float* w, int64_t k, int64_t c) const {
+    return tile_ == 4 ? Winograd<4>::Transform(w, k, c) : Winograd<2>::Transform(w, k, c);
   }
 
   const OrtApi* api_;
   std::vector<float> filter_;
   int64_t outputs_ = -1, inputs_ = -1;
+  int64_t tile_ = 2;
   bool relu_ = false;
 };
 

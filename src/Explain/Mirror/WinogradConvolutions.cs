@@ -1,0 +1,50 @@
+using SaliencyService.Explain.Serving;
+
+namespace SaliencyService.Explain.Mirror;
+
+/// <summary>
+/// Which stride-1 3×3 convolutions of a pass run as <see cref="NativeOps.WinogradConv"/>: the
+/// backward's input gradients with F(4×4) tiles and, merged, the forward's with F(2×2) tiles
+/// (<see cref="Engine.ForwardWinograd"/>). F(4×4) takes 36 products for 144 multiply-adds; on Zen 4
+/// (<c>in-process winograd</c>) it ran ResNet's 3×3 shapes in 0.47–0.64× ONNX Runtime's time for a
+/// batch of 16, and the 64- and 128-channel ones in 0.61–0.65× for one sample (bench/analysis.md).
+/// </summary>
+/// <param name="MaxProducts">The most output × input channels a convolution may have.</param>
+public sealed record WinogradConvolutions(long MaxProducts)
+{
+    /// <summary>None: the backward runs off CPU, or without the engine's kernels.</summary>
+    public static readonly WinogradConvolutions None = new(0);
+
+    /// <summary>Every one, in the passes that sum a batch (integrated gradients, SmoothGrad).</summary>
+    public static readonly WinogradConvolutions Summed = new(long.MaxValue);
+
+    /// <summary>
+    /// Up to 128 × 128 channels in a one-sample pass. A wider one's transformed filter (36·K·C
+    /// floats, 9 MiB at 256 × 256) is read for few tiles (a 14² image has 16), so it is bound by
+    /// memory: 0.98× ONNX Runtime's time at 256 channels and 2.2× at 512, where 64 and 128 channels
+    /// take 0.61–0.65×.
+    /// </summary>
+    public static readonly WinogradConvolutions OneSample = new(128 * 128);
+
+    /// <summary>
+    /// Fewer input or output channels keep ONNX Runtime's convolution: the tile's transforms are
+    /// shared by too few products (and a group of six output channels is half idle at three).
+    /// </summary>
+    public const long MinimumChannels = 16;
+
+    /// <summary>The kernel's <c>tile</c> attribute for a backward's input gradients: F(4×4, 3×3).</summary>
+    public const long BackwardTile = 4;
+
+    /// <summary>
+    /// The kernel's <c>tile</c> attribute for a forward's convolutions: F(2×2, 3×3). A rectified
+    /// activation is all of one sign, so F(4×4)'s transforms cancel large terms and round ten times
+    /// more than F(2×2)'s, and the forward's errors reach the scores and the rectifiers' gates: with
+    /// F(4×4) there the Keras fixture's maps were 1–4% off its float64 ones (2% allowed).
+    /// </summary>
+    public const long ForwardTile = 2;
+
+    public static WinogradConvolutions For(bool nativeKernels, bool summed) => !nativeKernels ? None : summed ? Summed : OneSample;
+
+    /// <summary>Whether a stride-1 3×3 convolution of <paramref name="outputs"/> × <paramref name="inputs"/> channels runs as the kernel.</summary>
+    public bool Takes(long outputs, long inputs) => Math.Min(outputs, inputs) >= MinimumChannels && outputs * inputs <= MaxProducts;
+}
