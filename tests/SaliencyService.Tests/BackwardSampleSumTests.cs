@@ -88,11 +88,11 @@ public sealed class BackwardSampleSumTests
 
     /// <summary>
     /// A summed backward runs its stride-1 3×3 convolutions' input gradients by Winograd's kernel
-    /// (where the kernels are built), a per-sample one by ONNX Runtime's Conv; the float64 sums
-    /// above judge what it computes.
+    /// (where the kernels are built), and so does a per-sample one for convolutions up to 128 × 128
+    /// channels; the float64 sums above and ForwardWinogradTests judge what they compute.
     /// </summary>
     [Fact]
-    public void A_summed_backward_takes_its_padded_3x3_input_gradients_by_winograd()
+    public void Both_backwards_take_their_padded_3x3_input_gradients_by_winograd()
     {
         TorchNativeLoader.EnsureLoaded();
         var model = ConvolutionFirst(13).Model();
@@ -100,11 +100,16 @@ public sealed class BackwardSampleSumTests
         var shapes = mirror.BatchShapes([1, 3, 8, 8], batched: true);
         var (summed, _) = mirror.WriteBackward(model, shapes, RectifierRule.Gradient, summed: true);
         var (perSample, _) = mirror.WriteBackward(model, shapes, RectifierRule.Gradient);
-        // The strided convolution's gradient is a Col2Im in both; only the stride-1 one changes.
-        Assert.Equal(NativeOps.Available ? 1 : 0, summed.Graph.Node.Count(n => n.OpType == NativeOps.WinogradConv));
-        Assert.DoesNotContain(perSample.Graph.Node, n => n.OpType == NativeOps.WinogradConv);
-        Assert.Equal(NativeOps.Available ? 0 : 1, summed.Graph.Node.Count(n => n.OpType == "Conv"));
-        Assert.Equal(1, perSample.Graph.Node.Count(n => n.OpType == "Conv"));
+        // The strided convolution's gradient is a Col2Im in both; the stride-1 one (16 × 16 channels,
+        // within WinogradConvolutions.OneSample) is the kernel's in both, with F(4×4) tiles.
+        foreach (var backward in new[] { summed, perSample })
+        {
+            var kernels = backward.Graph.Node.Where(n => n.OpType == NativeOps.WinogradConv).ToList();
+            Assert.Equal(NativeOps.Available ? 1 : 0, kernels.Count);
+            Assert.All(kernels, k => Assert.Equal(WinogradConvolutions.BackwardTile, k.Attribute.Single(a => a.Name == "tile").I));
+            // (The rectifiers' gates are per-channel 1×1 convolutions: groups, not counted.)
+            Assert.Equal(NativeOps.Available ? 0 : 1, backward.Graph.Node.Count(n => n.OpType == "Conv" && !n.Attribute.Any(a => a.Name == "group" && a.I > 1)));
+        }
     }
 
     [Fact]
@@ -132,9 +137,9 @@ public sealed class BackwardSampleSumTests
     private static OnnxTestModel ConvolutionFirst(int opset) => new OnnxTestModel(opset, [-1, 3, 8, 8])
         .Initializer("mean", [0.4f, 0.5f, 0.6f], 1, 3, 1, 1)
         .Initializer("std", [0.2f, 0.25f, 0.3f], 1, 3, 1, 1)
-        .Initializer("w1", Parity.RandomInput([4 * 3 * 9], 3, -0.5f, 0.5f), 4, 3, 3, 3)
-        .Initializer("w2", Parity.RandomInput([4 * 4 * 9], 4, -0.5f, 0.5f), 4, 4, 3, 3)
-        .Initializer("fc", Parity.RandomInput([Classes * 16], 5, -0.5f, 0.5f), Classes, 16)
+        .Initializer("w1", Parity.RandomInput([16 * 3 * 9], 3, -0.5f, 0.5f), 16, 3, 3, 3)
+        .Initializer("w2", Parity.RandomInput([16 * 16 * 9], 4, -0.2f, 0.2f), 16, 16, 3, 3)
+        .Initializer("fc", Parity.RandomInput([Classes * 64], 5, -0.25f, 0.25f), Classes, 64)
         .Node("Sub", ["x", "mean"], ["centred"])
         .Node("Div", ["centred", "std"], ["normalised"])
         .Node("Conv", ["normalised", "w1"], ["c1"], Ints("pads", 1, 1, 1, 1), Ints("strides", 2, 2))
