@@ -201,10 +201,11 @@ public sealed class NativeOpsTests
 
     /// <summary>
     /// The largest error against float64 for outputs of about one: float32's rounding of the sums
-    /// for F(2×2); F(4×4)'s transforms (coefficients up to 8) round about ten times more (1.5e-5
-    /// measured at 1,100 channels), still far below what the engine's checks allow (2%).
+    /// for F(2×2); F(4×4)'s transforms (coefficients up to 8) round several times more (at 1,100
+    /// channels 2.5e-5 with 16-float vectors, 5.2e-5 with 8-float ones, whose sums over the
+    /// channels are one chain), still far below what the engine's checks allow (2%).
     /// </summary>
-    private static double Tolerance(int tile) => tile == 4 ? 5e-5 : 1e-5;
+    private static double Tolerance(int tile) => tile == 4 ? 1e-4 : 1e-5;
 
     /// <summary>
     /// A forward's fused WinogradConv: max(convolution + B + R, 0) against float64, with the bias

@@ -37,7 +37,7 @@ public sealed record WinogradConvolutions(long MaxProducts)
 
     /// <summary>
     /// The kernel's <c>tile</c> attribute for a forward's convolutions: F(2×2, 3×3). A rectified
-    /// activation is all of one sign, so F(4×4)'s transforms cancel large terms and round ten times
+    /// activation is all of one sign, so F(4×4)'s transforms cancel large terms and round several times
     /// more than F(2×2)'s, and the forward's errors reach the scores and the rectifiers' gates: with
     /// F(4×4) there the Keras fixture's maps were 1–4% off its float64 ones (2% allowed).
     /// </summary>

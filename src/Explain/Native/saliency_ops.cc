@@ -20,8 +20,8 @@
 // WinogradConv(X, W, B?, R?) -> Y: a 3×3 convolution with stride 1, one cell of zero padding on every
 // side, one group, 2-D NCHW, by Winograd's F(2×2, 3×3) or, with tile = 4, F(4×4, 3×3) (Lavin and
 // Gray, 2016): each output M×M tile is (M + 2)² products of a transformed input tile with the
-// transformed filter instead of 9·M² multiply-adds (16 for 36; 36 for 144). F(4×4) rounds about ten
-// times more (its transforms' coefficients reach 8): ~2e-5 of outputs of about one at 1,100 channels.
+// transformed filter instead of 9·M² multiply-adds (16 for 36; 36 for 144). F(4×4) rounds several
+// times more (its transforms' coefficients reach 8): 2.5-5e-5 of outputs of about one at 1,100 channels.
 // A forward's bias B [K], residual R (Y's shape) and, with relu = 1, max(·, 0) are applied as each
 // row is written, as ONNX Runtime's fused convolution applies them.
 // With F(4×4) tiles it takes 0.47-0.64× ONNX Runtime's direct kernel's time on ResNet's 3×3 shapes

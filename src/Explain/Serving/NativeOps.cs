@@ -38,7 +38,7 @@ public static class NativeOps
     /// WinogradConv(X [N, C, H, W], W [K, C, 3, 3], B [K]?, R [N, K, H, W]?) → Y [N, K, H, W]: a 3×3
     /// convolution with stride 1, dilation 1, one group and one cell of zero padding on every side,
     /// by Winograd's F(2×2, 3×3), or F(4×4, 3×3) with the attribute tile = 4 (fewer products,
-    /// about ten times float32's rounding); then the bias B and the residual R added and, with the
+    /// several times float32's rounding); then the bias B and the residual R added and, with the
     /// attribute relu = 1, max(·, 0).
     /// </summary>
     public const string WinogradConv = "WinogradConv";
