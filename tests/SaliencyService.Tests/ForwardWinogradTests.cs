@@ -132,8 +132,8 @@ public sealed class ForwardWinogradTests
             return;
         }
         Assert.Equal(WinogradConvolutions.OneSample, graph.Winograd);
-        // w1 (128 × 128) forward and backward; w2 (256 × 128) neither, nor w1's forward's input gradient's
-        // counterpart in w2's backward (its flipped kernel is 128 × 256).
+        // w1 (128 × 128) in the forward and the backward; w2 (256 × 128) in neither (its flipped kernel
+        // in the backward is 128 × 256).
         Assert.Equal(2, kernels.Count);
         Assert.Contains(kernels, n => n.Input[1] == "w1" && n.Output[0] == "r1");
         Assert.Single(kernels, n => n.Name.StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal) || n.Output[0].StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal));

@@ -17,6 +17,7 @@ public static class ForwardWinograd
     /// <param name="winograd">The convolutions the pass runs as the kernel (its backward's, <see cref="BackwardGraph.Winograd"/>).</param>
     public static void Rewrite(ModelProto model, IReadOnlyDictionary<string, TensorInfo> shapes, WinogradConvolutions winograd)
     {
+        if (winograd == WinogradConvolutions.None) return;
         var graph = model.Graph;
         var constants = graph.Initializer.ToDictionary(i => i.Name, StringComparer.Ordinal);
         var outputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);

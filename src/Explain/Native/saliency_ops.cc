@@ -984,6 +984,15 @@ struct Winograd {
 
   // The convolution of X by the transformed filter u into y (shapes checked by the caller).
   static Ort::Status Run(const OrtApi* api, OrtKernelContext* context, Job& job) {
+    if (job.n == 0 || job.c == 0 || job.k == 0 || job.h == 0 || job.w == 0) {
+      // No products: Y is the bias and the residual alone (then rectified), or empty.
+      if (job.c == 0)
+        for (int64_t i = 0, plane = job.h * job.w; i < job.n * job.k; ++i) {
+          std::fill(job.y + i * plane, job.y + (i + 1) * plane, 0.0f);
+          job.Finish(job.y + i * plane, plane, i % job.k, i * plane);
+        }
+      return Ort::Status{nullptr};
+    }
     auto run = [&](void (*task)(void*, size_t), int64_t tasks) {
       Ort::Status status(api->KernelContext_ParallelFor(context, task, static_cast<size_t>(tasks), 0, &job));
       if (status.IsOK() && job.failed) return Ort::Status("WinogradConv: out of memory", ORT_FAIL);
@@ -1067,21 +1076,6 @@ struct WinogradConv {
       if (bias && bias->Shape() != std::vector<int64_t>{ws[0]}) return Ort::Status("WinogradConv: B must be [K]", ORT_INVALID_ARGUMENT);
       if (residual && residual->Shape() != ys) return Ort::Status("WinogradConv: R must be Y's shape [N, K, H, W]", ORT_INVALID_ARGUMENT);
       float* out = y.Allocate(ys);
-      const float* biasData = bias ? bias->Data() : nullptr;
-      const float* residualData = residual ? residual->Data() : nullptr;
-      if (xs[0] == 0 || xs[1] == 0 || ws[0] == 0 || xs[2] == 0 || xs[3] == 0) {
-        // No products: Y is the bias and the residual alone (then rectified), or empty.
-        Winograd<2>::Job job{x.Data(), nullptr, out, xs[0], xs[1], ws[0], xs[2], xs[3]};
-        job.bias = biasData;
-        job.residual = residualData;
-        job.relu = relu_;
-        if (job.c == 0)
-          for (int64_t i = 0, plane = job.h * job.w; i < job.n * job.k; ++i) {
-            std::fill(out + i * plane, out + (i + 1) * plane, 0.0f);
-            job.Finish(out + i * plane, plane, i % job.k, i * plane);
-          }
-        return Ort::Status{nullptr};
-      }
       std::vector<float> local;
       const float* u = filter_.data();
       if (filter_.empty() || outputs_ != ws[0] || inputs_ != ws[1]) {
@@ -1091,8 +1085,8 @@ struct WinogradConv {
       auto run = [&](auto winograd) {
         using F = decltype(winograd);
         typename F::Job job{x.Data(), u, out, xs[0], xs[1], ws[0], xs[2], xs[3]};
-        job.bias = biasData;
-        job.residual = residualData;
+        job.bias = bias ? bias->Data() : nullptr;
+        job.residual = residual ? residual->Data() : nullptr;
         job.relu = relu_;
         return F::Run(api_, context, job);
       };
