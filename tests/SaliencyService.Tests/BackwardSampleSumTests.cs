@@ -88,7 +88,7 @@ public sealed class BackwardSampleSumTests
 
     /// <summary>
     /// A summed backward runs its stride-1 3×3 convolutions' input gradients by Winograd's kernel
-    /// (where the kernels are built), and so does a per-sample one for convolutions up to 128 × 128
+    /// (where the kernels are built), and so does a per-sample one for convolutions up to 256 × 256
     /// channels; the float64 sums above and ForwardWinogradTests judge what they compute.
     /// </summary>
     [Fact]

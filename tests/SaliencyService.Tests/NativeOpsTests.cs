@@ -251,6 +251,54 @@ public sealed class NativeOpsTests
         }
     }
 
+    /// <summary>
+    /// A backward's fused WinogradConv: convolution + R, gated by the rectifier output G (each cell
+    /// where 0 &lt; G &lt; upper, its positive part for rectify = 2, else 0) against float64; B and
+    /// R left out as tensors of no elements; G at exactly 0 and at upper closes its cell. Rows
+    /// written a block at a time (40 columns) and run by run (7×7 and 14×14: several rows of tiles
+    /// to a block), with both tile sizes.
+    /// </summary>
+    [Theory]
+    [InlineData(2, 5, 7, 9, 40, true, 2, float.PositiveInfinity)]
+    [InlineData(2, 5, 7, 9, 40, false, 1, float.PositiveInfinity)]
+    [InlineData(3, 6, 8, 7, 7, true, 2, 1.5f)]
+    [InlineData(2, 16, 16, 14, 14, true, 1, 1.5f)]
+    [InlineData(1, 4, 5, 14, 14, false, 2, float.PositiveInfinity)]
+    public void WinogradConv_adds_the_residual_then_gates_by_the_rectifier(int samples, int channels, int outputs, int height, int width,
+        bool withResidual, int rectify, float upper)
+    {
+        var x = Parity.RandomInput([samples * channels * height * width], 62, -1, 1);
+        var scale = MathF.Min(0.5f, 1.5f / MathF.Sqrt(channels * 9));
+        var w = Parity.RandomInput([outputs * channels * 9], 63, -scale, scale);
+        var residual = Parity.RandomInput([samples * outputs * height * width], 64, -1, 1);
+        var gate = Parity.RandomInput([samples * outputs * height * width], 65, -1, 2);
+        for (var i = 0; i < gate.Length; i += 7) gate[i] = 0;
+        if (float.IsFinite(upper))
+            for (var i = 3; i < gate.Length; i += 11) gate[i] = upper;
+
+        var expected = Convolution3x3(x, w, samples, channels, outputs, height, width);
+        for (var i = 0; i < expected.Length; i++)
+        {
+            var value = expected[i] + (withResidual ? residual[i] : 0);
+            expected[i] = gate[i] > 0 && gate[i] < upper ? rectify == 2 ? Math.Max(value, 0) : value : 0;
+        }
+        Assert.Contains(expected, v => rectify == 1 ? v < 0 : v > 0); // the gradient's gate passes negative cells too
+        (string, float[], long[])[] inputs = withResidual
+            ? [("x", x, [samples, channels, height, width]), ("r", residual, [samples, outputs, height, width]), ("g", gate, [samples, outputs, height, width])]
+            : [("x", x, [samples, channels, height, width]), ("g", gate, [samples, outputs, height, width])];
+        foreach (var tile in Tiles)
+        {
+            var model = new OnnxTestModel(13, [-1, channels, height, width]).Initializer("w", w, outputs, channels, 3, 3)
+                .Initializer("none", Array.Empty<float>(), 0).Input("r", TensorProto.Types.DataType.Float, -1, outputs, height, width)
+                .Input("g", TensorProto.Types.DataType.Float, -1, outputs, height, width)
+                .Node(NativeOps.WinogradConv, ["x", "w", "none", withResidual ? "r" : "none", "g"], ["y"], Int("tile", tile), Int("rectify", rectify),
+                    OnnxTestModel.Float("upper", upper))
+                .Output("y").Model();
+            using var session = TestSessions.Open(InNativeDomain(model));
+            AssertRuns(session, expected, Tolerance(tile), inputs);
+        }
+    }
+
     /// <summary>A bias or a residual of the wrong shape is an error, never a read out of range.</summary>
     [Theory]
     [InlineData(new long[] { 4 }, new long[] { 2, 5, 6, 6 })]
@@ -316,6 +364,17 @@ public sealed class NativeOpsTests
             .Output("y").Model()).ToByteArray(), "rectify"];
         yield return ["MaxPoolGrad without attributes", InNativeDomain(new OnnxTestModel(13, [1, 1, 4, 4])
             .Node("MaxPoolGrad", ["x", "x"], ["y"]).Output("y").Model()).ToByteArray(), "MaxPoolGrad"];
+        yield return ["WinogradConv with a gate and no rectify", InNativeDomain(new OnnxTestModel(13, [1, 2, 4, 4]).Initializer("w", new float[18], 1, 2, 3, 3)
+            .Initializer("none", Array.Empty<float>(), 0).Initializer("g", new float[16], 1, 1, 4, 4)
+            .Node("WinogradConv", ["x", "w", "none", "none", "g"], ["y"]).Output("y").Model()).ToByteArray(), "gate"];
+        yield return ["WinogradConv with rectify and no gate", InNativeDomain(new OnnxTestModel(13, [1, 2, 4, 4]).Initializer("w", new float[18], 1, 2, 3, 3)
+            .Node("WinogradConv", ["x", "w"], ["y"], Int("rectify", 2)).Output("y").Model()).ToByteArray(), "gate"];
+        yield return ["WinogradConv with a gate of another shape", InNativeDomain(new OnnxTestModel(13, [1, 2, 4, 4]).Initializer("w", new float[18], 1, 2, 3, 3)
+            .Initializer("none", Array.Empty<float>(), 0).Initializer("g", new float[15], 1, 1, 3, 5)
+            .Node("WinogradConv", ["x", "w", "none", "none", "g"], ["y"], Int("rectify", 1)).Output("y").Model()).ToByteArray(), "G must be Y's shape"];
+        yield return ["WinogradConv with an unknown rectify", InNativeDomain(new OnnxTestModel(13, [1, 2, 4, 4]).Initializer("w", new float[18], 1, 2, 3, 3)
+            .Initializer("none", Array.Empty<float>(), 0).Initializer("g", new float[16], 1, 1, 4, 4)
+            .Node("WinogradConv", ["x", "w", "none", "none", "g"], ["y"], Int("rectify", 3)).Output("y").Model()).ToByteArray(), "rectify"];
         yield return ["Col2Im with columns that are not the image's blocks", InNativeDomain(new OnnxTestModel(13, [1, 9, 4])
             .Node("Col2Im", ["x"], ["y"], Ints("image_shape", 5, 5), Ints("block_shape", 3, 3), Ints("strides", 1, 1), Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
             .Output("y").Model()).ToByteArray(), "blocks"];

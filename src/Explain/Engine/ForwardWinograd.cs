@@ -54,10 +54,9 @@ public static class ForwardWinograd
                 last = relu;
             }
             var fused = new NodeProto { OpType = NativeOps.WinogradConv, Domain = NativeOps.Domain, Name = (conv.Name.Length > 0 ? conv.Name : output) + "/winograd" };
-            // Only a last input may be left out of a kernel of ours (ONNX Runtime's lite kernels read
-            // every input up to the last given): a convolution without a bias that takes a residual gets zeros.
+            // A convolution without a bias that takes a residual leaves the bias out as no elements.
             var bias = conv.Input.Count > 2 ? conv.Input[2] : "";
-            if (bias.Length == 0 && residual.Length > 0) graph.Initializer.Add(ZeroBias(bias = output + "/zero_bias", constants[conv.Input[1]].Dims[0]));
+            if (bias.Length == 0 && residual.Length > 0) graph.Initializer.Add(NativeOps.NoInput(bias = output + "/no_bias"));
             fused.Input.AddRange([conv.Input[0], conv.Input[1]]);
             if (bias.Length > 0) fused.Input.Add(bias);
             if (residual.Length > 0) fused.Input.Add(residual);
@@ -102,14 +101,6 @@ public static class ForwardWinograd
             if (!ok) return false;
         }
         return node.Attribute.Any(a => a.Name == "pads");
-    }
-
-    private static TensorProto ZeroBias(string name, long outputs)
-    {
-        var zeros = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
-        zeros.Dims.Add(outputs);
-        zeros.FloatData.AddRange(new float[outputs]);
-        return zeros;
     }
 
     private static bool SameShape(string a, string b, IReadOnlyDictionary<string, TensorInfo> shapes) =>

@@ -35,6 +35,8 @@ public sealed partial class BackwardGraph
     private readonly HashSet<string> _shared = new(StringComparer.Ordinal);
     private readonly HashSet<string> _blocked = new(StringComparer.Ordinal);
     private readonly Dictionary<string, NodeProto> _producers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _contributions = new(StringComparer.Ordinal);
+    private string? _empty;
     private int _next;
 
     /// <param name="shapes">Every forward tensor's shape (−1 marks the batch dimension) and type.</param>
@@ -122,20 +124,71 @@ public sealed partial class BackwardGraph
     }
 
     /// <summary>
-    /// Folds a rectifier's backward into the <see cref="NativeOps.MaxPoolGrad"/> that computed its
-    /// whole gradient from the rectifier's own output <paramref name="y"/> (a rectifier read by a
-    /// max pool only: ResNet's and VGG's): the kernel gates the gradient (its positive part where
-    /// <paramref name="positive"/>) by 0 &lt; y &lt; <paramref name="upper"/> while the plane is
-    /// in cache. False where the gradient came otherwise.
+    /// Folds a rectifier's backward into the engine's kernel (<see cref="NativeOps"/>) that computed
+    /// its whole <paramref name="gradient"/>: the kernel gates it (its positive part where
+    /// <paramref name="positive"/>) by 0 &lt; y &lt; <paramref name="upper"/> for the rectifier's
+    /// output <paramref name="y"/> as it writes it, where the graph would read the gradient and y
+    /// once more (and ONNX Runtime reorder both into its blocked layout). The kernels:
+    /// <list type="bullet">
+    /// <item>a <see cref="NativeOps.MaxPoolGrad"/> from y itself (a rectifier read by a max pool only: ResNet's and VGG's stem);</item>
+    /// <item>a <see cref="NativeOps.WinogradConv"/> input gradient, alone or summed with one other
+    /// gradient (a residual block's skip), which it then adds as its residual.</item>
+    /// </list>
+    /// Returns the gated gradient, or null where it came otherwise.
     /// </summary>
-    public bool RectifyInMaxPoolGrad(string gradient, string y, double upper, bool positive)
+    public string? FoldedRectifier(string gradient, string y, double upper, bool positive)
     {
-        if (!_producers.TryGetValue(gradient, out var node) || node.Domain != NativeOps.Domain || node.OpType != NativeOps.MaxPoolGrad
-            || node.Input[0] != y || node.Attribute.Any(a => a.Name == "rectify"))
-            return false;
-        node.Attribute.Add(Attribute("rectify", positive ? 2 : 1));
-        if (!double.IsPositiveInfinity(upper)) node.Attribute.Add(Attribute("upper", (float)upper));
-        return true;
+        if (!_producers.TryGetValue(gradient, out var node)) return null;
+        AttributeProto[] gate = double.IsPositiveInfinity(upper)
+            ? [Attribute("rectify", positive ? 2 : 1)]
+            : [Attribute("rectify", positive ? 2 : 1), Attribute("upper", (float)upper)];
+        if (node.Domain == NativeOps.Domain && node.OpType == NativeOps.MaxPoolGrad)
+        {
+            if (node.Input[0] != y || node.Attribute.Any(a => a.Name == "rectify") || _contributions.GetValueOrDefault(gradient) != 1) return null;
+            node.Attribute.AddRange(gate);
+            return gradient;
+        }
+        var (conv, residual) = (OwnInputGradient(gradient), (string?)null);
+        if (conv is null)
+        {
+            // The tensor's own sum of two contributions, one of them such a convolution's.
+            if (node is not { OpType: "Sum", Domain: "" } || _contributions.ContainsKey(gradient) || node.Input.Count != 2 || node.Input[0] == node.Input[1])
+                return null;
+            for (var i = 0; i < 2 && conv is null; i++)
+                if ((conv = OwnInputGradient(node.Input[i])) is not null) residual = node.Input[1 - i];
+            if (conv is null) return null;
+            // The convolution takes the sum's place, after the residual's producer; the sum goes.
+            _graph.Node.Remove(conv);
+            _graph.Node[_graph.Node.IndexOf(node)] = conv;
+            _producers.Remove(gradient);
+        }
+        conv.Input.AddRange([Empty, residual ?? Empty, y]);
+        conv.Attribute.AddRange(gate);
+        return conv.Output[0];
+    }
+
+    /// <summary>
+    /// The <see cref="NativeOps.WinogradConv"/> that computed <paramref name="value"/>, an input
+    /// gradient with nothing fused yet and contributed to one tensor's gradient only (no rule passed
+    /// it on to another), so that no other node reads it; else null.
+    /// </summary>
+    private NodeProto? OwnInputGradient(string value) =>
+        _producers.TryGetValue(value, out var node) && node.Domain == NativeOps.Domain && node.OpType == NativeOps.WinogradConv
+        && node.Input.Count == 2 && _contributions.GetValueOrDefault(value) == 1
+            ? node
+            : null;
+
+    /// <summary>Records that <paramref name="gradient"/> is a contribution to a tensor's gradient (see <see cref="FoldedRectifier"/>).</summary>
+    public void Contributed(string gradient) => _contributions[gradient] = _contributions.GetValueOrDefault(gradient) + 1;
+
+    /// <summary>An optional input of the engine's kernels left out (<see cref="NativeOps.NoInput"/>).</summary>
+    private string Empty
+    {
+        get
+        {
+            if (_empty is null) _graph.Initializer.Add(NativeOps.NoInput(_empty = $"{Prefix}no_input"));
+            return _empty;
+        }
     }
 
     /// <summary>

@@ -134,6 +134,7 @@ public sealed partial class GraphMirror
                 if (!wanted[i] || inputGradients[i] is not { } gradient) continue;
                 if (!contributions.TryGetValue(step.Inputs[i], out var parts)) contributions[step.Inputs[i]] = parts = [];
                 parts.Add(gradient);
+                graph.Contributed(gradient);
             }
         }
         if (layer is not null) throw new NotSupportedException($"'{layer}' is not computed from the input");

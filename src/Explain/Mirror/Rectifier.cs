@@ -56,7 +56,7 @@ public static class Rectifier
     /// gate that is 1 where the recorded output y ∈ [0, upper] has 0 &lt; y &lt; upper (libtorch's
     /// relu and hardtanh backward gate the same way) and 0 elsewhere; deconvnet's positive part
     /// everywhere, ungated. Where a max pool's own kernel computed the whole gradient from y, that
-    /// kernel gates it (<see cref="BackwardGraph.RectifyInMaxPoolGrad"/>).
+    /// kernel gates it (<see cref="BackwardGraph.FoldedRectifier"/>).
     /// </summary>
     public static GradientRule Gradient(double upper) => new((graph, node) =>
     {
@@ -64,7 +64,7 @@ public static class Rectifier
         if (graph.Rule == RectifierRule.Deconvnet) return [graph.Node("Relu", [gradient])];
         var y = graph.Recorded(node.Outputs[0]);
         var guided = graph.Rule == RectifierRule.GuidedBackprop;
-        if (graph.RectifyInMaxPoolGrad(gradient, y, upper, guided)) return [gradient];
+        if (graph.FoldedRectifier(gradient, y, upper, guided) is { } folded) return [folded];
         string Gated(string incoming, string gate) => graph.Node("Mul", [guided ? graph.Node("Relu", [incoming]) : incoming, gate]);
         if (node.OutputShapes[0] is not [_, var channels, _, _] || channels % BlockChannels != 0) return [Gated(gradient, Gate(graph, y, upper))];
         return [Gated(graph.Blocked(gradient) ? gradient : BlockedCopy(graph, gradient, channels), BlockedGate(graph, y, channels, upper))];

@@ -19,12 +19,13 @@ public sealed record WinogradConvolutions(long MaxProducts)
     public static readonly WinogradConvolutions Summed = new(long.MaxValue);
 
     /// <summary>
-    /// Up to 128 × 128 channels in a one-sample pass. A wider one's transformed filter (36·K·C
-    /// floats, 9 MiB at 256 × 256) is read for few tiles (a 14² image has 16), so it is bound by
-    /// memory: 0.98× ONNX Runtime's time at 256 channels and 2.2× at 512, where 64 and 128 channels
-    /// take 0.61–0.65×.
+    /// Up to 256 × 256 channels in a one-sample pass. A wider one's transformed filter (36·K·C
+    /// floats, 36 MiB at 512 × 512) is read for few tiles (a 7² image has four), so it is bound by
+    /// memory: 2.2× ONNX Runtime's time at 512 channels. In resnet18's guided pass (ONNX Runtime's
+    /// profile) the 256-channel input gradients took 0.61–0.67 ms against ONNX Runtime's 1.04–1.09,
+    /// the 256-channel forwards 1.02–1.04 against 1.03–1.04 (bench/analysis.md).
     /// </summary>
-    public static readonly WinogradConvolutions OneSample = new(128 * 128);
+    public static readonly WinogradConvolutions OneSample = new(256 * 256);
 
     /// <summary>
     /// Fewer input or output channels keep ONNX Runtime's convolution: the tile's transforms are

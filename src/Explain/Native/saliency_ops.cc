@@ -17,13 +17,15 @@
 // DepthwiseCol2Im(dY, W) -> dX is the same scatter for a depthwise convolution's input gradient,
 // whose columns W[c, tap]·dY[n, c] are scaled as they are added, never written.
 //
-// WinogradConv(X, W, B?, R?) -> Y: a 3×3 convolution with stride 1, one cell of zero padding on every
+// WinogradConv(X, W, B?, R?, G?) -> Y: a 3×3 convolution with stride 1, one cell of zero padding on every
 // side, one group, 2-D NCHW, by Winograd's F(2×2, 3×3) or, with tile = 4, F(4×4, 3×3) (Lavin and
 // Gray, 2016): each output M×M tile is (M + 2)² products of a transformed input tile with the
 // transformed filter instead of 9·M² multiply-adds (16 for 36; 36 for 144). F(4×4) rounds several
 // times more (its transforms' coefficients reach 8): 2.5-5e-5 of outputs of about one at 1,100 channels.
 // A forward's bias B [K], residual R (Y's shape) and, with relu = 1, max(·, 0) are applied as each
-// row is written, as ONNX Runtime's fused convolution applies them.
+// row is written, as ONNX Runtime's fused convolution applies them; in a backward, the residual
+// (the other gradients of the same value) and, with rectify = 1 or 2, the backward of the rectifier
+// whose output is G, as MaxPoolGrad's. B or R left out before G is a tensor of no elements.
 // With F(4×4) tiles it takes 0.47-0.64× ONNX Runtime's direct kernel's time on ResNet's 3×3 shapes
 // in a batch of 16 and 0.61-0.65× on the 64- and 128-channel ones for one sample
 // (`in-process winograd`); the engine's passes use it as src/Explain/Mirror/WinogradConvolutions.cs
@@ -97,6 +99,38 @@ T Optional(const Ort::ConstKernelInfo& attributes, const char* name, T fallback)
   }
 }
 
+// A rectifier's backward fused into a kernel of ours (attributes rectify and upper): for the
+// rectifier's output y = clamp(·, 0, upper), each gradient cell where 0 < y < upper (its positive
+// part for rectify = 2, guided backprop), else 0, as libtorch's relu and hardtanh backward gate it.
+struct RectifierGate {
+  int64_t rectify = 0; // 0: none, 1: the gradient's gate, 2: guided backprop's
+  float upper = std::numeric_limits<float>::infinity();
+
+  void Read(const Ort::ConstKernelInfo& attributes) {
+    rectify = Optional<int64_t>(attributes, "rectify", 0);
+    upper = Optional<float>(attributes, "upper", std::numeric_limits<float>::infinity());
+  }
+  bool Valid() const { return rectify >= 0 && rectify <= 2 && upper > 0; }
+
+  static bool Open(float y, float upper) { return (y > 0.0f) & (y < upper); }
+
+  // g[i] gated by y[i], i < count: a loop of selects for each mode, so that each is vectorised
+  // (a branch per cell is mispredicted on the half of a rectifier's outputs that are 0).
+  __attribute__((always_inline)) inline void Apply(const float* __restrict y, float* __restrict g, int64_t count) const {
+    const float top = upper;
+    if (rectify == 2)
+      for (int64_t i = 0; i < count; ++i) {
+        const float kept = std::max(g[i], 0.0f);
+        g[i] = Open(y[i], top) ? kept : 0.0f;
+      }
+    else
+      for (int64_t i = 0; i < count; ++i) {
+        const float kept = g[i];
+        g[i] = Open(y[i], top) ? kept : 0.0f;
+      }
+  }
+};
+
 // A 2-D window's attributes, as MaxPool and Col2Im name them: the kernel's (block's) shape,
 // strides, pads (begins, then ends) and dilations.
 struct Window {
@@ -132,12 +166,11 @@ struct MaxPoolGrad {
     try {
       Ort::ConstKernelInfo attributes(info);
       window_.Read(attributes, "kernel_shape");
-      rectify_ = Optional<int64_t>(attributes, "rectify", 0);
-      upper_ = Optional<float>(attributes, "upper", std::numeric_limits<float>::infinity());
+      gate_.Read(attributes);
     } catch (const std::exception& e) {
       error_ = std::string("MaxPoolGrad: ") + e.what();
     }
-    if (error_.empty() && (rectify_ < 0 || rectify_ > 2 || !(upper_ > 0))) error_ = "MaxPoolGrad: rectify must be 0, 1 or 2 and upper above 0";
+    if (error_.empty() && !gate_.Valid()) error_ = "MaxPoolGrad: rectify must be 0, 1 or 2 and upper above 0";
     if (error_.empty() && !window_.Valid()) error_ = "MaxPoolGrad: needs 2-D kernel_shape, strides and dilations (> 0) and four pads (>= 0)";
   }
 
@@ -193,19 +226,14 @@ struct MaxPoolGrad {
     if (separable && w.strides[1] == 2) Separable<2>(job, x, dy, dx);
     else if (separable && w.strides[1] == 1) Separable<1>(job, x, dy, dx);
     else Windows(job, x, dy, dx);
-    if (op.rectify_ != 0) Gate(x, dx, area, op.upper_, op.rectify_ == 2);
+    if (op.gate_.rectify != 0) Gate(op.gate_, x, dx, area);
   }
 
   // The rectifier's backward on one plane. Vectorised selects (the library is built with -O3): at
   // -O2 g++ left a branch per cell, mispredicted on the half of a rectifier's outputs that are 0
   // (ResNet-18's stem: 3.3 ms against 1.1 at -O3).
   WIDEST_VECTORS
-  static void Gate(const float* __restrict x, float* __restrict dx, int64_t area, float upper, bool positive) {
-    if (positive)
-      for (int64_t k = 0; k < area; ++k) dx[k] = Open(x[k], upper) ? std::max(dx[k], 0.0f) : 0.0f;
-    else
-      for (int64_t k = 0; k < area; ++k) dx[k] = Open(x[k], upper) ? dx[k] : 0.0f;
-  }
+  static void Gate(const RectifierGate& gate, const float* __restrict x, float* __restrict dx, int64_t area) { gate.Apply(x, dx, area); }
 
   // The columns a window reaches past its first, and the left pad, up to which the separable
   // search runs (its row buffers grow with them).
@@ -338,12 +366,9 @@ struct MaxPoolGrad {
     }
   }
 
-  static bool Open(float x, float upper) { return (x > 0.0f) & (x < upper); }
-
   const OrtApi* api_;
   Window window_;
-  int64_t rectify_ = 0;
-  float upper_ = std::numeric_limits<float>::infinity();
+  RectifierGate gate_;
   std::string error_;
 };
 
@@ -675,11 +700,14 @@ struct Winograd {
     int64_t n, c, k, h, w;
     int64_t tileRows = 0, tileColumns = 0, blocksPerRow = 0, blocks = 0, groups = 0;
     float* v = nullptr; // the transformed input of every block, where it is transformed first
-    // What follows the convolution in a forward, fused so that Y is written once: a bias per
-    // output channel, a residual of Y's shape added, then max(·, 0).
+    // What follows the convolution, fused so that Y is written once: in a forward a bias per output
+    // channel, a residual of Y's shape added, then max(·, 0); in a backward a residual (the other
+    // gradients of the same value), then the gate of the rectifier whose output is gate.
     const float* bias = nullptr;
     const float* residual = nullptr;
     bool relu = false;
+    const float* gate = nullptr;
+    RectifierGate rectifier;
     int64_t channelParts = 1, outputParts = 1;
     float* m = nullptr;      // every block's products [blocks][groups][Rows][E][Tiles], where they are made by element
     int64_t chunkBlocks = 1; // blocks an ElementProducts task multiplies
@@ -724,6 +752,7 @@ struct Winograd {
         for (int64_t i = 0; i < count; ++i) cells[i] += residual[at + i];
       if (relu)
         for (int64_t i = 0; i < count; ++i) cells[i] = std::max(cells[i], 0.0f);
+      if (gate) rectifier.Apply(gate + at, cells, count);
     }
 
     // Cells x0 .. x0 + Tiles·M + 1 of row yy of the plane at offset plane, zeros outside the image.
@@ -906,13 +935,17 @@ struct Winograd {
           std::memcpy(job.y + row, cells, static_cast<size_t>(width) * sizeof(float));
           continue;
         }
-        // Tile by tile: the row's M cells (fewer where the row ends).
-        for (int j = 0; j < Tiles; ++j) {
+        // Run by run: the tiles of one tile row are side by side in the block, so each run's row
+        // of cells is finished and written whole (the row's end may cut its last tile).
+        for (int j = 0, e; j < Tiles; j = e) {
+          e = j + 1;
           if (!tiles.valid[j] || tiles.ty[j] * M + a >= job.h) continue;
+          while (e < Tiles && tiles.valid[e] && tiles.s[e] == tiles.s[j] && tiles.ty[e] == tiles.ty[j]) ++e;
           const int64_t at = ((tiles.s[j] * job.k + channel) * job.h + tiles.ty[j] * M + a) * job.w + tiles.tx[j] * M;
-          const int64_t count = std::min<int64_t>(M, job.w - tiles.tx[j] * M);
-          float cells[M];
-          for (int i = 0; i < M; ++i) cells[i] = out[a][i][j];
+          const int64_t count = std::min<int64_t>((e - j) * M, job.w - tiles.tx[j] * M);
+          float cells[M * Tiles];
+          for (int t = j; t < e; ++t)
+            for (int i = 0; i < M; ++i) cells[M * (t - j) + i] = out[a][i][t];
           job.Finish(cells, count, channel, at);
           std::memcpy(job.y + at, cells, static_cast<size_t>(count) * sizeof(float));
         }
@@ -985,7 +1018,7 @@ struct Winograd {
   // The convolution of X by the transformed filter u into y (shapes checked by the caller).
   static Ort::Status Run(const OrtApi* api, OrtKernelContext* context, Job& job) {
     if (job.n == 0 || job.c == 0 || job.k == 0 || job.h == 0 || job.w == 0) {
-      // No products: Y is the bias and the residual alone (then rectified), or empty.
+      // No products: Y is the bias and the residual alone (then rectified or gated), or empty.
       if (job.c == 0)
         for (int64_t i = 0, plane = job.h * job.w; i < job.n * job.k; ++i) {
           std::fill(job.y + i * plane, job.y + (i + 1) * plane, 0.0f);
@@ -1031,6 +1064,7 @@ struct WinogradConv {
     Ort::ConstKernelInfo attributes(info);
     relu_ = Optional<int64_t>(attributes, "relu", 0) != 0;
     tile_ = Optional<int64_t>(attributes, "tile", 2);
+    gate_.Read(attributes);
     int constant = 0;
     const OrtValue* w = nullptr;
     OrtStatus* status = api->KernelInfoGetConstantInput_tensor(info, 1, &constant, &w);
@@ -1063,18 +1097,23 @@ struct WinogradConv {
 
   Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& x, const Ort::Custom::Tensor<float>& w,
                       std::optional<const Ort::Custom::Tensor<float>*> b, std::optional<const Ort::Custom::Tensor<float>*> r,
-                      Ort::Custom::Tensor<float>& y) {
+                      std::optional<const Ort::Custom::Tensor<float>*> g, Ort::Custom::Tensor<float>& y) {
     try {
       if (tile_ != 2 && tile_ != 4) return Ort::Status("WinogradConv: tile must be 2 or 4", ORT_INVALID_ARGUMENT);
+      if (!gate_.Valid()) return Ort::Status("WinogradConv: rectify must be 0, 1 or 2 and upper above 0", ORT_INVALID_ARGUMENT);
       const auto& xs = x.Shape();
       const auto& ws = w.Shape();
       if (xs.size() != 4 || !FilterShape(ws) || ws[1] != xs[1])
         return Ort::Status("WinogradConv: X must be [N, C, H, W] and W [K, C, 3, 3]", ORT_INVALID_ARGUMENT);
       const std::vector<int64_t> ys{xs[0], ws[0], xs[2], xs[3]};
-      const Ort::Custom::Tensor<float>* bias = b.value_or(nullptr);
-      const Ort::Custom::Tensor<float>* residual = r.value_or(nullptr);
-      if (bias && bias->Shape() != std::vector<int64_t>{ws[0]}) return Ort::Status("WinogradConv: B must be [K]", ORT_INVALID_ARGUMENT);
-      if (residual && residual->Shape() != ys) return Ort::Status("WinogradConv: R must be Y's shape [N, K, H, W]", ORT_INVALID_ARGUMENT);
+      const Ort::Custom::Tensor<float>* bias = Given(b);
+      const Ort::Custom::Tensor<float>* residual = Given(r);
+      const Ort::Custom::Tensor<float>* gate = g.value_or(nullptr); // the last input: never left out as empty
+      if (bias && bias->Shape() != std::vector<int64_t>{ws[0]}) return Ort::Status("WinogradConv: B must be [K] or empty", ORT_INVALID_ARGUMENT);
+      if (residual && residual->Shape() != ys) return Ort::Status("WinogradConv: R must be Y's shape [N, K, H, W] or empty", ORT_INVALID_ARGUMENT);
+      if ((gate != nullptr) != (gate_.rectify != 0))
+        return Ort::Status("WinogradConv: a gate G takes rectify 1 or 2, and rectify 1 or 2 a gate", ORT_INVALID_ARGUMENT);
+      if (gate && gate->Shape() != ys) return Ort::Status("WinogradConv: G must be Y's shape [N, K, H, W]", ORT_INVALID_ARGUMENT);
       float* out = y.Allocate(ys);
       std::vector<float> local;
       const float* u = filter_.data();
@@ -1088,6 +1127,8 @@ struct WinogradConv {
         job.bias = bias ? bias->Data() : nullptr;
         job.residual = residual ? residual->Data() : nullptr;
         job.relu = relu_;
+        job.gate = gate ? gate->Data() : nullptr;
+        job.rectifier = gate_;
         return F::Run(api_, context, job);
       };
       return tile_ == 4 ? run(Winograd<4>{}) : run(Winograd<2>{});
@@ -1097,6 +1138,13 @@ struct WinogradConv {
   }
 
  private:
+  // An optional input that is given and not empty: ONNX Runtime's lite kernels read every input up
+  // to the last given, so a node leaves out a middle one (B, R) as a tensor of no elements.
+  static const Ort::Custom::Tensor<float>* Given(std::optional<const Ort::Custom::Tensor<float>*> input) {
+    const Ort::Custom::Tensor<float>* tensor = input.value_or(nullptr);
+    return tensor && tensor->NumberOfElement() > 0 ? tensor : nullptr;
+  }
+
   static bool FilterShape(const std::vector<int64_t>& w) { return w.size() == 4 && w[0] >= 0 && w[1] >= 0 && w[2] == 3 && w[3] == 3; }
 
   std::vector<float> Transform(const float* w, int64_t k, int64_t c) const {
@@ -1108,6 +1156,7 @@ struct WinogradConv {
   int64_t outputs_ = -1, inputs_ = -1;
   int64_t tile_ = 2;
   bool relu_ = false;
+  RectifierGate gate_;
 };
 
 // Op's output shape as ONNX Runtime's graph transforms see it (its blocked layout takes an

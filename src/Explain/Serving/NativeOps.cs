@@ -1,4 +1,5 @@
 using Microsoft.ML.OnnxRuntime;
+using SaliencyService.Explain.Onnx.Proto;
 
 namespace SaliencyService.Explain.Serving;
 
@@ -35,13 +36,26 @@ public static class NativeOps
     public const string SampleSum = "SampleSum";
 
     /// <summary>
-    /// WinogradConv(X [N, C, H, W], W [K, C, 3, 3], B [K]?, R [N, K, H, W]?) → Y [N, K, H, W]: a 3×3
-    /// convolution with stride 1, dilation 1, one group and one cell of zero padding on every side,
-    /// by Winograd's F(2×2, 3×3), or F(4×4, 3×3) with the attribute tile = 4 (fewer products,
-    /// several times float32's rounding); then the bias B and the residual R added and, with the
-    /// attribute relu = 1, max(·, 0).
+    /// WinogradConv(X [N, C, H, W], W [K, C, 3, 3], B [K]?, R [N, K, H, W]?, G [N, K, H, W]?) → Y [N, K, H, W]:
+    /// a 3×3 convolution with stride 1, dilation 1, one group and one cell of zero padding on every
+    /// side, by Winograd's F(2×2, 3×3), or F(4×4, 3×3) with the attribute tile = 4 (fewer products,
+    /// several times float32's rounding); then the bias B and the residual R added; with the
+    /// attribute relu = 1, max(·, 0); with rectify = 1 or 2 (and upper, default ∞), the backward of
+    /// the rectifier whose output is G, as <see cref="MaxPoolGrad"/>'s. B and R may be left out as
+    /// <see cref="NoInput"/>.
     /// </summary>
     public const string WinogradConv = "WinogradConv";
+
+    /// <summary>
+    /// A float32 tensor of no elements: how a node of these kernels leaves out an optional input
+    /// before the last one it gives (ONNX Runtime's lite kernels read every input up to the last given).
+    /// </summary>
+    public static TensorProto NoInput(string name)
+    {
+        var none = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
+        none.Dims.Add(0);
+        return none;
+    }
 
     private static readonly string? Library = Find();
 

@@ -16,7 +16,7 @@ namespace SaliencyService.Tests.Ops;
 /// average pool, classifier) whose backward ONNX Runtime runs in its blocked (NCHWc) layout: the
 /// gradients that arrive from a transposed convolution, the max pool or the classifier are taken
 /// into it (Rectifier's blocked copy), so the residual sums and guided Relus fuse into the
-/// backward's convolutions. Its channels (144, 160) are past what a one-sample pass runs by
+/// backward's convolutions. Its channels (272, 288) are past what a one-sample pass runs by
 /// Winograd's kernel (<see cref="WinogradConvolutions.OneSample"/>), so every convolution is ONNX
 /// Runtime's.
 /// </summary>
@@ -24,7 +24,7 @@ public sealed class BlockedLayoutTests
 {
     private static OnnxTestModel ResidualNetwork()
     {
-        const int narrow = 144, wide = 160;
+        const int narrow = 272, wide = 288;
         var seed = 20;
         // Weights that keep each layer's outputs about the size of its inputs.
         OnnxTestModel Weight(OnnxTestModel m, string name, params long[] shape)
