@@ -162,7 +162,7 @@ public sealed partial class BackwardGraph
             _graph.Node[_graph.Node.IndexOf(node)] = conv;
             _producers.Remove(gradient);
         }
-        conv.Input.AddRange([Empty, residual ?? Empty, y]);
+        conv.Input.AddRange([LeftOut, residual ?? LeftOut, y]);
         conv.Attribute.AddRange(gate);
         return conv.Output[0];
     }
@@ -182,7 +182,7 @@ public sealed partial class BackwardGraph
     public void Contributed(string gradient) => _contributions[gradient] = _contributions.GetValueOrDefault(gradient) + 1;
 
     /// <summary>An optional input of the engine's kernels left out (<see cref="NativeOps.NoInput"/>).</summary>
-    private string Empty
+    private string LeftOut
     {
         get
         {
