@@ -67,13 +67,7 @@ public sealed class FoldedRectifierTests
     [Fact]
     public void Each_rectifier_after_a_convolutions_input_gradient_folds_into_it()
     {
-        var nodes = GuidedBackward(ResidualNetwork());
-        var kernels = nodes.Where(n => n.OpType == NativeOps.WinogradConv).ToList();
-        if (!NativeOps.Available)
-        {
-            Assert.Empty(kernels);
-            return;
-        }
+        if (GuidedBackward(ResidualNetwork()) is not var (nodes, kernels)) return;
         // c3's, c2's and c1's input gradients (the stem's 3 channels stay ONNX Runtime's), each
         // gated by the rectifier whose output it is the gradient of: r2, r1, then r0 with the skip's
         // gradient (r2's gated one, which the block's Add passed on) as its residual.
@@ -90,13 +84,7 @@ public sealed class FoldedRectifierTests
     [Fact]
     public void A_gradient_passed_on_to_another_tensor_is_not_gated_in_place()
     {
-        var nodes = GuidedBackward(BranchesAdded());
-        var kernels = nodes.Where(n => n.OpType == NativeOps.WinogradConv).ToList();
-        if (!NativeOps.Available)
-        {
-            Assert.Empty(kernels);
-            return;
-        }
+        if (GuidedBackward(BranchesAdded()) is not var (nodes, kernels)) return;
         // cc's input gradient is the sum's, which goes to a's rectifier and to b's convolution
         // alike: it stays ungated, read by both. wa's and wb's input gradients both reach r0: one
         // folds r0's rectifier, the other is its residual.
@@ -108,15 +96,21 @@ public sealed class FoldedRectifierTests
         Assert.Contains(kernels, k => k != shared && k.Input.Count == 2 && k.Output[0] == folded.Input[3]);
     }
 
-    /// <summary>The nodes of the guided backward of a batch of one sample at a time (the engine's one-sample pass).</summary>
-    private static List<NodeProto> GuidedBackward(OnnxTestModel builder)
+    /// <summary>
+    /// The nodes of the guided backward of a one-sample pass and its WinogradConv nodes; null
+    /// without the engine's kernels, whose backward then has none.
+    /// </summary>
+    private static (List<NodeProto> Nodes, List<NodeProto> Kernels)? GuidedBackward(OnnxTestModel builder)
     {
         TorchNativeLoader.EnsureLoaded();
         var model = builder.Model();
         using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
         var shapes = mirror.BatchShapes(builder.InputShape, batched: true);
         var (backward, _) = mirror.WriteBackward(model, shapes, RectifierRule.GuidedBackprop);
-        return [.. backward.Graph.Node];
+        var kernels = backward.Graph.Node.Where(n => n.OpType == NativeOps.WinogradConv).ToList();
+        if (NativeOps.Available) return ([.. backward.Graph.Node], kernels);
+        Assert.Empty(kernels);
+        return null;
     }
 
     /// <summary>Weights that keep each layer's outputs about the size of its inputs.</summary>
