@@ -117,7 +117,7 @@ struct RectifierGate {
   // g[i] gated by y[i], i < count: a loop of selects for each mode, so that each is vectorised
   // (a branch per cell is mispredicted on the half of a rectifier's outputs that are 0).
   __attribute__((always_inline)) inline void Apply(const float* __restrict y, float* __restrict g, int64_t count) const {
-    const float top = upper;
+    const float top = upper; // a local: stores to g could change a member for all the compiler knows
     if (rectify == 2)
       for (int64_t i = 0; i < count; ++i) {
         const float kept = std::max(g[i], 0.0f);
