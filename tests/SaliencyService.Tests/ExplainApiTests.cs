@@ -34,7 +34,12 @@ public sealed class ExplainApiTests(FixtureModelsService service) : IClassFixtur
         var response = await Client.PostAsync($"/v1/models/{model}/explain?method={method}&format=npy", form);
         Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
 
-        ReferenceMaps.AssertMatches(model, $"{stem}.{reference}.npy", await response.Content.ReadAsByteArrayAsync());
+        var body = await response.Content.ReadAsByteArrayAsync();
+        ReferenceMaps.AssertMatches(model, $"{stem}.{reference}.npy", body);
+        Assert.Equal("application/x-npy", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(body.Length, response.Content.Headers.ContentLength);
+        Assert.Equal("attachment", response.Content.Headers.ContentDisposition?.DispositionType);
+        Assert.Equal($"{model}.{method}.npy", response.Content.Headers.ContentDisposition?.FileNameStar);
 
         var c = ReferenceCases.Get(model, stem);
         Assert.Equal(c.Target.ToString(CultureInfo.InvariantCulture), response.Headers.GetValues("X-Explain-Target").Single());

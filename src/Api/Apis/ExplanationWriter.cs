@@ -2,7 +2,6 @@ using SaliencyService.Api.Inference;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Attribution;
 using SaliencyService.Explain.Rendering;
-using SaliencyService.Explain.Tensors;
 
 namespace SaliencyService.Api.Apis;
 
@@ -14,7 +13,7 @@ public static class ExplanationWriter
         var (map, model) = (explanation.Map, explanation.Model);
         var name = model.Name;
         var methodName = map.Method.Name;
-        if (format == "npy") return TypedResults.Bytes(Npy.Write(map.Map, map.MapShape), "application/x-npy", $"{name}.{methodName}.npy");
+        if (format == "npy") return new NpyFile(map.Map, map.MapShape, $"{name}.{methodName}.npy");
 
         var p = SizedTo(model.Preprocessing, explanation.Input.Tensor.Shape);
         var picture = explanation.Input.Images?[0];

@@ -122,21 +122,30 @@ public static partial class Npy
     /// <summary>Writes a float32 array as a version 1.0 <c>.npy</c> file.</summary>
     public static byte[] Write(ReadOnlySpan<float> data, IReadOnlyList<long> shape)
     {
+        var header = Header(shape);
+        var result = new byte[header.Length + data.Length * sizeof(float)];
+        header.CopyTo(result, 0);
+        MemoryMarshal.AsBytes(data).CopyTo(result.AsSpan(header.Length));
+        return result;
+    }
+
+    /// <summary>
+    /// The bytes of a version 1.0 <c>.npy</c> file before its float32 data of <paramref name="shape"/>:
+    /// magic, version, length and the header's dict, padded to a multiple of 64 bytes.
+    /// </summary>
+    public static byte[] Header(IReadOnlyList<long> shape)
+    {
         var dims = shape.Count == 1 ? $"{shape[0]}," : string.Join(", ", shape);
         var dict = $"{{'descr': '<f4', 'fortran_order': False, 'shape': ({dims}), }}";
-        // Header (magic + version + length + dict + '\n') is padded to a multiple of 64 bytes.
         var unpadded = 10 + dict.Length + 1;
-        var header = dict + new string(' ', (64 - unpadded % 64) % 64) + "\n";
-
-        var payload = MemoryMarshal.AsBytes(data);
-        var result = new byte[10 + header.Length + payload.Length];
-        Magic.CopyTo(result, 0);
-        result[6] = 1;
-        result[7] = 0;
-        BinaryPrimitives.WriteUInt16LittleEndian(result.AsSpan(8), (ushort)header.Length);
-        Encoding.Latin1.GetBytes(header, result.AsSpan(10));
-        payload.CopyTo(result.AsSpan(10 + header.Length));
-        return result;
+        var text = dict + new string(' ', (64 - unpadded % 64) % 64) + "\n";
+        var header = new byte[10 + text.Length];
+        Magic.CopyTo(header, 0);
+        header[6] = 1;
+        header[7] = 0;
+        BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(8), (ushort)text.Length);
+        Encoding.Latin1.GetBytes(text, header.AsSpan(10));
+        return header;
     }
 
     private static long[] ParseShape(string tuple)
