@@ -6,6 +6,7 @@ using SaliencyService.Contracts;
 using SaliencyService.Explain;
 using SaliencyService.Explain.Attribution;
 using SaliencyService.Explain.Rendering;
+using SaliencyService.Explain.Tensors;
 
 namespace SaliencyService.Api.Apis;
 
@@ -26,7 +27,7 @@ public static class ExplainApi
                              "X-Explain-Score carry the target and score. 422 when the model cannot be explained " +
                              "(its descriptor's explain section says why); 503 + Retry-After when every explain slot is busy.")
             // One 200 with three media types; BinaryResponseFilter marks the PNG and .npy ones binary.
-            .Produces<ExplainResponse>(StatusCodes.Status200OK, "image/png", "application/json", "application/x-npy")
+            .Produces<ExplainResponse>(StatusCodes.Status200OK, "image/png", "application/json", Npy.MediaType)
             .AcceptsModelInputs();
 
         return app;

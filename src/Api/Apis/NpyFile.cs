@@ -13,13 +13,11 @@ namespace SaliencyService.Api.Apis;
 /// </summary>
 public sealed class NpyFile(float[] data, IReadOnlyList<long> shape, string fileName) : IResult
 {
-    public const string ContentType = "application/x-npy";
-
     public async Task ExecuteAsync(HttpContext context)
     {
         var header = Npy.Header(shape);
         var response = context.Response;
-        response.ContentType = ContentType;
+        response.ContentType = Npy.MediaType;
         response.ContentLength = header.Length + (long)data.Length * sizeof(float);
         response.Headers.ContentDisposition = new ContentDispositionHeaderValue("attachment") { FileName = fileName, FileNameStar = fileName }.ToString();
         Write(response.BodyWriter, header, data);

@@ -1,4 +1,5 @@
 using Microsoft.OpenApi;
+using SaliencyService.Explain.Tensors;
 using Swashbuckle.AspNetCore.SwaggerGen;
 
 namespace SaliencyService.Api.Swagger;
@@ -6,7 +7,7 @@ namespace SaliencyService.Api.Swagger;
 /// <summary>Marks image and NumPy response bodies as binary so Swagger UI offers a download.</summary>
 public sealed class BinaryResponseFilter : IOperationFilter
 {
-    private static readonly string[] BinaryTypes = ["image/png", "application/octet-stream", "application/x-npy"];
+    private static readonly string[] BinaryTypes = ["image/png", "application/octet-stream", Npy.MediaType];
 
     public void Apply(OpenApiOperation operation, OperationFilterContext context)
     {

@@ -36,7 +36,7 @@ public sealed partial class BackwardGraph
     private readonly HashSet<string> _blocked = new(StringComparer.Ordinal);
     private readonly Dictionary<string, NodeProto> _producers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _contributions = new(StringComparer.Ordinal);
-    private string? _empty;
+    private string? _leftOut;
     private int _next;
 
     /// <param name="shapes">Every forward tensor's shape (−1 marks the batch dimension) and type.</param>
@@ -144,7 +144,7 @@ public sealed partial class BackwardGraph
             : [Attribute("rectify", positive ? 2 : 1), Attribute("upper", (float)upper)];
         if (node.Domain == NativeOps.Domain && node.OpType == NativeOps.MaxPoolGrad)
         {
-            if (node.Input[0] != y || node.Attribute.Any(a => a.Name == "rectify") || _contributions.GetValueOrDefault(gradient) != 1) return null;
+            if (node.Input[0] != y || node.Attribute.Any(a => a.Name == "rectify") || !SoleContribution(gradient)) return null;
             node.Attribute.AddRange(gate);
             return gradient;
         }
@@ -167,16 +167,19 @@ public sealed partial class BackwardGraph
         return conv.Output[0];
     }
 
-    /// <summary>
-    /// The <see cref="NativeOps.WinogradConv"/> that computed <paramref name="value"/>, an input
-    /// gradient with nothing fused yet and contributed to one tensor's gradient only (no rule passed
-    /// it on to another), so that no other node reads it; else null.
-    /// </summary>
+    /// <summary>The <see cref="NativeOps.WinogradConv"/> that computed <paramref name="value"/>, an input gradient with nothing fused yet that is a <see cref="SoleContribution"/>; else null.</summary>
     private NodeProto? OwnInputGradient(string value) =>
         _producers.TryGetValue(value, out var node) && node.Domain == NativeOps.Domain && node.OpType == NativeOps.WinogradConv
-        && node.Input.Count == 2 && _contributions.GetValueOrDefault(value) == 1
+        && node.Input.Count == 2 && SoleContribution(value)
             ? node
             : null;
+
+    /// <summary>
+    /// Whether <paramref name="value"/> is a contribution to one tensor's gradient only (no rule
+    /// passed it on to another, as an Add's passes its gradient to both inputs), so that no node
+    /// but that tensor's sum or rule reads it, and a kernel may change what it holds.
+    /// </summary>
+    private bool SoleContribution(string value) => _contributions.GetValueOrDefault(value) == 1;
 
     /// <summary>Records that <paramref name="gradient"/> is a contribution to a tensor's gradient (see <see cref="FoldedRectifier"/>).</summary>
     public void Contributed(string gradient) => _contributions[gradient] = _contributions.GetValueOrDefault(gradient) + 1;
@@ -186,8 +189,8 @@ public sealed partial class BackwardGraph
     {
         get
         {
-            if (_empty is null) _graph.Initializer.Add(NativeOps.NoInput(_empty = $"{Prefix}no_input"));
-            return _empty;
+            if (_leftOut is null) _graph.Initializer.Add(NativeOps.NoInput(_leftOut = $"{Prefix}no_input"));
+            return _leftOut;
         }
     }
 

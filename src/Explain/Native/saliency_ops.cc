@@ -111,6 +111,7 @@ struct RectifierGate {
     upper = Optional<float>(attributes, "upper", std::numeric_limits<float>::infinity());
   }
   bool Valid() const { return rectify >= 0 && rectify <= 2 && upper > 0; }
+  static constexpr const char* Requirement = "rectify must be 0, 1 or 2 and upper above 0";
 
   static bool Open(float y, float upper) { return (y > 0.0f) & (y < upper); }
 
@@ -170,7 +171,7 @@ struct MaxPoolGrad {
     } catch (const std::exception& e) {
       error_ = std::string("MaxPoolGrad: ") + e.what();
     }
-    if (error_.empty() && !gate_.Valid()) error_ = "MaxPoolGrad: rectify must be 0, 1 or 2 and upper above 0";
+    if (error_.empty() && !gate_.Valid()) error_ = std::string("MaxPoolGrad: ") + RectifierGate::Requirement;
     if (error_.empty() && !window_.Valid()) error_ = "MaxPoolGrad: needs 2-D kernel_shape, strides and dilations (> 0) and four pads (>= 0)";
   }
 
@@ -1100,7 +1101,7 @@ struct WinogradConv {
                       std::optional<const Ort::Custom::Tensor<float>*> g, Ort::Custom::Tensor<float>& y) {
     try {
       if (tile_ != 2 && tile_ != 4) return Ort::Status("WinogradConv: tile must be 2 or 4", ORT_INVALID_ARGUMENT);
-      if (!gate_.Valid()) return Ort::Status("WinogradConv: rectify must be 0, 1 or 2 and upper above 0", ORT_INVALID_ARGUMENT);
+      if (!gate_.Valid()) return Ort::Status((std::string("WinogradConv: ") + RectifierGate::Requirement).c_str(), ORT_INVALID_ARGUMENT);
       const auto& xs = x.Shape();
       const auto& ws = w.Shape();
       if (xs.size() != 4 || !FilterShape(ws) || ws[1] != xs[1])

@@ -15,6 +15,9 @@ public static partial class Npy
 {
     private static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 
+    /// <summary>The media type of a <c>.npy</c> body.</summary>
+    public const string MediaType = "application/x-npy";
+
     /// <summary>Parses a float32 array; anything else is a 400 naming what is wrong.</summary>
     public static FloatTensor Read(ReadOnlySpan<byte> bytes, long maxElements)
     {
