@@ -9,11 +9,13 @@ using static SaliencyService.Tests.Ops.OnnxTestModel;
 namespace SaliencyService.Tests;
 
 /// <summary>
-/// A rectifier's backward folds into the <see cref="NativeOps.WinogradConv"/> input gradient that
-/// computed its whole gradient, alone or summed with one other (then the kernel's residual), and
-/// never into one that a rule passed on to another tensor as well (an Add's gradient goes to both
-/// its inputs): <see cref="BackwardGraph.FoldedRectifier"/>. Judged by float64 autograd under every
-/// rule, and by the guided backward's nodes.
+/// A rectifier's backward folds into the kernel of ours that computed its whole gradient — a
+/// <see cref="NativeOps.WinogradConv"/>, a strided convolution's <see cref="NativeOps.Col2Im"/> or
+/// a strided depthwise one's <see cref="NativeOps.DepthwiseCol2Im"/> — alone or summed with one
+/// other gradient (then the kernel's residual, <see cref="BackwardGraph.Sum"/>), and never into one
+/// that a rule passed on to another tensor as well (an Add's gradient goes to both its inputs):
+/// <see cref="BackwardGraph.FoldedRectifier"/>. Judged by float64 autograd under every rule, and by
+/// the guided backward's nodes.
 /// </summary>
 public sealed class FoldedRectifierTests
 {
@@ -56,6 +58,47 @@ public sealed class FoldedRectifierTests
         .Node("GlobalAveragePool", ["rc"], ["g"]).Node("Flatten", ["g"], ["f"])
         .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y");
 
+    /// <summary>
+    /// A stem, a max pool, a residual block, then a strided block with a strided 1×1 shortcut, as
+    /// ResNet's: the strided 3×3 convolution's input gradient (a scatter of columns) and the
+    /// shortcut's meet at r2's rectifier; the block's skip gradient and c1's input gradient at the
+    /// max pool.
+    /// </summary>
+    private static OnnxTestModel StridedNetwork() => new OnnxTestModel(13, [2, 3, 16, 16])
+        .Initializer("w0", Weights(Width * 3 * 9, 21), Width, 3, 3, 3)
+        .Initializer("w1", Weights(Width * Width * 9, 22), Width, Width, 3, 3)
+        .Initializer("w2", Weights(Width * Width * 9, 23), Width, Width, 3, 3)
+        .Initializer("w3", Weights(Width * Width * 9, 24), Width, Width, 3, 3)
+        .Initializer("w4", Weights(Width * Width * 9, 25), Width, Width, 3, 3)
+        .Initializer("wd", Weights(Width * Width, 26), Width, Width, 1, 1)
+        .Initializer("fc", Weights(Classes * Width, 27), Classes, Width)
+        .Node("Conv", ["x", "w0"], ["c0"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c0"], ["r0"])
+        .Node("MaxPool", ["r0"], ["m"], Ints("kernel_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1))
+        .Node("Conv", ["m", "w1"], ["c1"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c1"], ["r1"])
+        .Node("Conv", ["r1", "w2"], ["c2"], Ints("pads", 1, 1, 1, 1)).Node("Add", ["c2", "m"], ["s2"]).Node("Relu", ["s2"], ["r2"])
+        .Node("Conv", ["r2", "w3"], ["c3"], Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c3"], ["r3"])
+        .Node("Conv", ["r3", "w4"], ["c4"], Ints("pads", 1, 1, 1, 1))
+        .Node("Conv", ["r2", "wd"], ["d"], Ints("strides", 2, 2)).Node("Add", ["c4", "d"], ["s4"]).Node("Relu", ["s4"], ["r4"])
+        .Node("GlobalAveragePool", ["r4"], ["g"]).Node("Flatten", ["g"], ["f"])
+        .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y");
+
+    /// <summary>
+    /// MobileNet's pattern: a ReLU6 (Clip to [0, 6]) before a strided depthwise convolution, whose
+    /// input gradient alone is that rectifier's gradient, then another ReLU6 and a 1×1 convolution.
+    /// </summary>
+    private static OnnxTestModel DepthwiseNetwork() => new OnnxTestModel(13, [2, 3, 12, 12])
+        .Initializer("w0", Weights(Width * 3 * 9, 31, 0.4f), Width, 3, 3, 3)
+        .Initializer("dw", Weights(Width * 9, 32, 0.4f), Width, 1, 3, 3)
+        .Initializer("w2", Weights(16 * Width, 33, 0.4f), 16, Width, 1, 1)
+        .Initializer("fc", Weights(Classes * 16, 34), Classes, 16)
+        .Initializer("low", [0f]).Initializer("high", [6f])
+        .Node("Conv", ["x", "w0"], ["c0"], Ints("pads", 1, 1, 1, 1)).Node("Clip", ["c0", "low", "high"], ["r0"])
+        .Node("Conv", ["r0", "dw"], ["c1"], Int("group", Width), Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1))
+        .Node("Clip", ["c1", "low", "high"], ["r1"])
+        .Node("Conv", ["r1", "w2"], ["c2"])
+        .Node("GlobalAveragePool", ["c2"], ["g"]).Node("Flatten", ["g"], ["f"])
+        .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y");
+
     [Fact]
     public void A_residual_network_with_folded_rectifiers_gives_the_float64_gradients() =>
         Parity.CheckGradients(ResidualNetwork(), low: -1, high: 1);
@@ -63,6 +106,14 @@ public sealed class FoldedRectifierTests
     [Fact]
     public void Branches_whose_sum_is_convolved_give_the_float64_gradients() =>
         Parity.CheckGradients(BranchesAdded(), low: -1, high: 1);
+
+    [Fact]
+    public void A_strided_network_with_folded_sums_and_rectifiers_gives_the_float64_gradients() =>
+        Parity.CheckGradients(StridedNetwork(), low: -1, high: 1);
+
+    [Fact]
+    public void A_depthwise_network_with_a_folded_relu6_gives_the_float64_gradients() =>
+        Parity.CheckGradients(DepthwiseNetwork(), low: -1, high: 1);
 
     [Fact]
     public void Each_rectifier_after_a_convolutions_input_gradient_folds_into_it()
@@ -96,6 +147,47 @@ public sealed class FoldedRectifierTests
         Assert.Contains(kernels, k => k != shared && k.Input.Count == 2 && k.Output[0] == folded.Input[3]);
     }
 
+    [Fact]
+    public void Sums_and_rectifiers_after_a_strided_convolutions_input_gradient_fold_into_its_scatter()
+    {
+        if (GuidedBackward(StridedNetwork()) is not var (nodes, _)) return;
+        var producers = nodes.ToDictionary(n => n.Output[0]);
+        // r2's gradient: the strided c3's scatter of columns adds the shortcut's transposed
+        // convolution as its residual and gates by r2.
+        var scatter = Assert.Single(nodes, n => n.OpType == NativeOps.Col2Im && n.Input.Count > 1);
+        Assert.Equal("ConvTranspose", producers[scatter.Input[1]].OpType);
+        Assert.Equal("r2", scatter.Input[2]);
+        Assert.Equal(2, scatter.Attribute.Single(a => a.Name == "rectify").I);
+        // m's gradient: c1's input gradient adds the skip's (that gated scatter, which the block's
+        // Add passed on to c2's input gradient too) as its residual; the max pool's kernel reads
+        // it and gates by r0. No sum is written anywhere.
+        var maxPool = Assert.Single(nodes, n => n.OpType == NativeOps.MaxPoolGrad);
+        var c1 = producers[maxPool.Input[1]];
+        Assert.Equal(NativeOps.WinogradConv, c1.OpType);
+        Assert.Equal(scatter.Output[0], c1.Input[3]);
+        Assert.Equal(4, c1.Input.Count);
+        Assert.Contains(nodes, n => n.OpType == NativeOps.WinogradConv && n.Input[0] == scatter.Output[0]);
+        Assert.DoesNotContain(nodes, n => n.OpType == "Sum");
+        // Every node comes after the producers of its inputs.
+        var made = nodes.SelectMany(n => n.Input).Where(i => !producers.ContainsKey(i)).ToHashSet();
+        foreach (var node in nodes)
+        {
+            Assert.All(node.Input, i => Assert.Contains(i, made));
+            made.Add(node.Output[0]);
+        }
+    }
+
+    [Fact]
+    public void A_relu6_before_a_strided_depthwise_convolution_folds_into_its_scatter()
+    {
+        if (GuidedBackward(DepthwiseNetwork()) is not var (nodes, _)) return;
+        var scatter = Assert.Single(nodes, n => n.OpType == NativeOps.DepthwiseCol2Im);
+        Assert.Equal(["r0"], scatter.Input.Skip(3));
+        Assert.Equal(2, scatter.Attribute.Single(a => a.Name == "rectify").I);
+        Assert.Equal(6f, scatter.Attribute.Single(a => a.Name == "upper").F);
+        Assert.DoesNotContain(nodes, n => n.Input.Contains("r0") && n != scatter);
+    }
+
     /// <summary>
     /// The nodes of the guided backward of a one-sample pass and its WinogradConv nodes; null
     /// without the engine's kernels, whose backward then has none.
@@ -114,5 +206,5 @@ public sealed class FoldedRectifierTests
     }
 
     /// <summary>Weights that keep each layer's outputs about the size of its inputs.</summary>
-    private static float[] Weights(int count, int seed) => Parity.RandomInput([count], seed, -0.1f, 0.1f);
+    private static float[] Weights(int count, int seed, float bound = 0.1f) => Parity.RandomInput([count], seed, -bound, bound);
 }

@@ -72,6 +72,61 @@ public sealed class NativeOpsTests
         w.AssertComputes(model, expected, channels, ("x", gradient, [samples, channels, w.Rows, w.Columns]));
     }
 
+    /// <summary>
+    /// Col2Im and DepthwiseCol2Im as a strided convolution's input gradient in a backward: the
+    /// scatter + R, gated by the rectifier output G (each cell where 0 &lt; G &lt; upper, its positive
+    /// part for rectify = 2, else 0), against float64; R left out as a tensor of no elements; G at
+    /// exactly 0 and at upper closes its cell.
+    /// </summary>
+    [Theory]
+    [InlineData(false, true, 2, float.PositiveInfinity)]
+    [InlineData(false, false, 1, 6f)]
+    [InlineData(true, true, 1, float.PositiveInfinity)]
+    [InlineData(true, false, 2, 6f)]
+    public void Col2Im_adds_the_residual_then_gates_by_the_rectifier(bool depthwise, bool withResidual, int rectify, float upper)
+    {
+        const int samples = 2, channels = 3, height = 16, width = 15;
+        var w = new KernelWindow(3, 3, 2, 2, 1, 1, 1, 1, 1, 1, height, width);
+        long[] image = [samples, channels, height, width];
+        var residual = Parity.RandomInput(image, 41, -1, 1);
+        var gate = Parity.RandomInput(image, 42, -1, 8);
+        for (var i = 0; i < gate.Length; i += 7) gate[i] = 0;
+        if (float.IsFinite(upper))
+            for (var i = 3; i < gate.Length; i += 11) gate[i] = upper;
+
+        var builder = new OnnxTestModel(13, depthwise ? [-1, channels, w.Rows, w.Columns] : [-1, channels * 9, w.Rows * w.Columns])
+            .Initializer("none", Array.Empty<float>(), 0)
+            .Input("r", TensorProto.Types.DataType.Float, -1, channels, height, width).Input("g", TensorProto.Types.DataType.Float, -1, channels, height, width);
+        (string, float[], long[]) x;
+        double[] expected;
+        string[] inputs = [withResidual ? "r" : "none", "g"];
+        if (depthwise)
+        {
+            var gradient = Parity.RandomInput([samples, channels, w.Rows, w.Columns], 43, -1, 1);
+            var weights = Parity.RandomInput([channels * 9], 44, -1, 1);
+            builder = builder.Initializer("w", weights, channels, 1, 3, 3);
+            inputs = ["x", "w", .. inputs];
+            x = ("x", gradient, [samples, channels, w.Rows, w.Columns]);
+            expected = w.Scatter(samples, channels, (n, c, a, b, i, j) =>
+                (double)weights[(c * 3 + a) * 3 + b] * gradient[((n * channels + c) * w.Rows + i) * w.Columns + j]);
+        }
+        else
+        {
+            var cols = Parity.RandomInput([samples, channels * 9, w.Rows * w.Columns], 45, -1, 1);
+            inputs = ["x", .. inputs];
+            x = ("x", cols, [samples, channels * 9, w.Rows * w.Columns]);
+            expected = w.Scatter(samples, channels, (n, c, a, b, i, j) => cols[((n * channels * 9 + c * 9 + a * 3 + b) * w.Rows + i) * w.Columns + j]);
+        }
+        for (var i = 0; i < expected.Length; i++)
+        {
+            var value = expected[i] + (withResidual ? residual[i] : 0);
+            expected[i] = gate[i] > 0 && gate[i] < upper ? rectify == 2 ? Math.Max(value, 0) : value : 0;
+        }
+        Assert.Contains(expected, v => rectify == 1 ? v < 0 : v > 0); // the gradient's gate passes negative cells too
+        var model = w.Node(builder, depthwise ? NativeOps.DepthwiseCol2Im : NativeOps.Col2Im, inputs, Int("rectify", rectify), OnnxTestModel.Float("upper", upper));
+        w.AssertComputes(model, expected, channels, withResidual ? [x, ("r", residual, image), ("g", gate, image)] : [x, ("g", gate, image)]);
+    }
+
     /// <summary>A window (the kernels' attributes) over an image, and what the kernels' tests check with it.</summary>
     private sealed record KernelWindow(long Kh, long Kw, long Sh, long Sw, long Dh, long Dw, long Top, long Left, long Bottom, long Right, long Height, long Width)
     {
@@ -79,9 +134,9 @@ public sealed class NativeOpsTests
         public long Columns => (Width + Left + Right - ((Kw - 1) * Dw + 1)) / Sw + 1;
 
         /// <summary>The model with the kernel <paramref name="op"/> as its one node, output y.</summary>
-        public ModelProto Node(OnnxTestModel model, string op, string[] inputs) =>
-            InNativeDomain(model.Node(op, inputs, ["y"], Ints("image_shape", Height, Width), Ints("block_shape", Kh, Kw),
-                Ints("strides", Sh, Sw), Ints("pads", Top, Left, Bottom, Right), Ints("dilations", Dh, Dw))
+        public ModelProto Node(OnnxTestModel model, string op, string[] inputs, params AttributeProto[] more) =>
+            InNativeDomain(model.Node(op, inputs, ["y"], [Ints("image_shape", Height, Width), Ints("block_shape", Kh, Kw),
+                Ints("strides", Sh, Sw), Ints("pads", Top, Left, Bottom, Right), Ints("dilations", Dh, Dw), .. more])
                 .Output("y").Model());
 
         /// <summary>The float64 image: cell (a, b) of block (i, j) of channel c of sample n added where it lands.</summary>
@@ -375,6 +430,19 @@ public sealed class NativeOpsTests
         yield return ["WinogradConv with an unknown rectify", InNativeDomain(new OnnxTestModel(13, [1, 2, 4, 4]).Initializer("w", new float[18], 1, 2, 3, 3)
             .Initializer("none", Array.Empty<float>(), 0).Initializer("g", new float[16], 1, 1, 4, 4)
             .Node("WinogradConv", ["x", "w", "none", "none", "g"], ["y"], Int("rectify", 3)).Output("y").Model()).ToByteArray(), "rectify"];
+        OnnxTestModel Scatter(params long[] gateShape) => new OnnxTestModel(13, [1, 9, 4]).Initializer("none", Array.Empty<float>(), 0)
+            .Initializer("g", new float[gateShape.Aggregate(1L, (a, b) => a * b)], gateShape);
+        AttributeProto[] window = [Ints("image_shape", 4, 4), Ints("block_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1), Ints("dilations", 1, 1)];
+        yield return ["Col2Im with a gate and no rectify", InNativeDomain(Scatter(1, 1, 4, 4).Node("Col2Im", ["x", "none", "g"], ["y"], window)
+            .Output("y").Model()).ToByteArray(), "gate"];
+        yield return ["Col2Im with rectify and no gate", InNativeDomain(Scatter(1, 1, 4, 4).Node("Col2Im", ["x"], ["y"], [.. window, Int("rectify", 1)])
+            .Output("y").Model()).ToByteArray(), "gate"];
+        yield return ["Col2Im with a gate of another shape", InNativeDomain(Scatter(1, 1, 4, 5).Node("Col2Im", ["x", "none", "g"], ["y"], [.. window, Int("rectify", 2)])
+            .Output("y").Model()).ToByteArray(), "the image's shape"];
+        yield return ["Col2Im with a residual of another shape", InNativeDomain(Scatter(1, 1, 5, 4).Node("Col2Im", ["x", "g"], ["y"], [.. window])
+            .Output("y").Model()).ToByteArray(), "the image's shape"];
+        yield return ["Col2Im with an unknown rectify", InNativeDomain(Scatter(1, 1, 4, 4).Node("Col2Im", ["x", "none", "g"], ["y"], [.. window, Int("rectify", 3)])
+            .Output("y").Model()).ToByteArray(), "rectify"];
         yield return ["Col2Im with columns that are not the image's blocks", InNativeDomain(new OnnxTestModel(13, [1, 9, 4])
             .Node("Col2Im", ["x"], ["y"], Ints("image_shape", 5, 5), Ints("block_shape", 3, 3), Ints("strides", 1, 1), Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
             .Output("y").Model()).ToByteArray(), "blocks"];

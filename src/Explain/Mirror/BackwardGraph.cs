@@ -131,8 +131,9 @@ public sealed partial class BackwardGraph
     /// once more (and ONNX Runtime reorder both into its blocked layout). The kernels:
     /// <list type="bullet">
     /// <item>a <see cref="NativeOps.MaxPoolGrad"/> from y itself (a rectifier read by a max pool only: ResNet's and VGG's stem);</item>
-    /// <item>a <see cref="NativeOps.WinogradConv"/> input gradient, alone or summed with one other
-    /// gradient (a residual block's skip), which it then adds as its residual.</item>
+    /// <item>an input gradient of a <see cref="NativeOps.WinogradConv"/>, or of a strided convolution
+    /// (<see cref="NativeOps.Col2Im"/>, <see cref="NativeOps.DepthwiseCol2Im"/>), alone or with the
+    /// residual that <see cref="Sum"/> gave it (a residual block's skip).</item>
     /// </list>
     /// Returns the gated gradient, or null where it came otherwise.
     /// </summary>
@@ -148,31 +149,39 @@ public sealed partial class BackwardGraph
             node.Attribute.AddRange(gate);
             return gradient;
         }
-        var (conv, residual) = (OwnInputGradient(gradient), (string?)null);
-        if (conv is null)
-        {
-            // The tensor's own sum of two contributions, one of them such a convolution's.
-            if (node is not { OpType: "Sum", Domain: "" } || _contributions.ContainsKey(gradient) || node.Input.Count != 2 || node.Input[0] == node.Input[1])
-                return null;
-            for (var i = 0; i < 2 && conv is null; i++)
-                if ((conv = OwnInputGradient(node.Input[i])) is not null) residual = node.Input[1 - i];
-            if (conv is null) return null;
-            // The convolution takes the sum's place, after the residual's producer; the sum goes.
-            _graph.Node.Remove(conv);
-            _graph.Node[_graph.Node.IndexOf(node)] = conv;
-            _producers.Remove(gradient);
-        }
-        conv.Input.AddRange([LeftOut, residual ?? LeftOut, y]);
-        conv.Attribute.AddRange(gate);
-        return conv.Output[0];
+        var (own, residual) = FusedInputs(node.OpType);
+        if (node.Domain != NativeOps.Domain || own == 0 || node.Input.Count != own && node.Input.Count != residual + 1
+            || node.Attribute.Any(a => a.Name == "rectify") || !SoleContribution(gradient))
+            return null;
+        // Left out before the gate where not given: a WinogradConv's bias, the residual.
+        while (node.Input.Count <= residual) node.Input.Add(LeftOut);
+        node.Input.Add(y);
+        node.Attribute.AddRange(gate);
+        return gradient;
     }
 
-    /// <summary>The <see cref="NativeOps.WinogradConv"/> that computed <paramref name="value"/>, an input gradient with nothing fused yet that is a <see cref="SoleContribution"/>; else null.</summary>
+    /// <summary>
+    /// The kernel of ours that computed <paramref name="value"/>, an input gradient with nothing fused
+    /// yet that is a <see cref="SoleContribution"/>; else null.
+    /// </summary>
     private NodeProto? OwnInputGradient(string value) =>
-        _producers.TryGetValue(value, out var node) && node.Domain == NativeOps.Domain && node.OpType == NativeOps.WinogradConv
-        && node.Input.Count == 2 && SoleContribution(value)
+        _producers.TryGetValue(value, out var node) && node.Domain == NativeOps.Domain && FusedInputs(node.OpType).Own is > 0 and var own
+        && node.Input.Count == own && SoleContribution(value)
             ? node
             : null;
+
+    /// <summary>
+    /// For a kernel of ours that may add a residual R and then gate by a rectifier's output G (the
+    /// input after R): how many inputs of its own come first, and R's index (a WinogradConv's bias B
+    /// comes between); zeros for the others.
+    /// </summary>
+    private static (int Own, int Residual) FusedInputs(string opType) => opType switch
+    {
+        NativeOps.WinogradConv => (2, 3),
+        NativeOps.DepthwiseCol2Im => (2, 2),
+        NativeOps.Col2Im => (1, 1),
+        _ => (0, 0),
+    };
 
     /// <summary>
     /// Whether <paramref name="value"/> is a contribution to one tensor's gradient only (no rule
@@ -260,8 +269,26 @@ public sealed partial class BackwardGraph
     /// <summary>A float32 scalar constant (one initializer per value).</summary>
     public string Scalar(float value) => _scalars.TryGetValue(value, out var name) ? name : _scalars[value] = Constant(tensor(value));
 
-    /// <summary>The sum of gradient contributions (one needs no node).</summary>
-    public string Sum(IReadOnlyList<string> parts) => parts.Count == 1 ? parts[0] : Node("Sum", parts);
+    /// <summary>
+    /// The sum of gradient contributions (one needs no node). Of two, where one is an input gradient
+    /// a kernel of ours computed (<see cref="OwnInputGradient"/>), that kernel adds the other as its
+    /// residual while it writes, and no sum is written: it moves after the other's producer.
+    /// </summary>
+    public string Sum(IReadOnlyList<string> parts)
+    {
+        if (parts.Count == 1) return parts[0];
+        if (parts.Count == 2 && parts[0] != parts[1])
+            for (var i = 0; i < 2; i++)
+                if (OwnInputGradient(parts[i]) is { } kernel)
+                {
+                    while (kernel.Input.Count < FusedInputs(kernel.OpType).Residual) kernel.Input.Add(LeftOut); // a WinogradConv's bias
+                    kernel.Input.Add(parts[1 - i]);
+                    _graph.Node.Remove(kernel);
+                    _graph.Node.Add(kernel);
+                    return kernel.Output[0];
+                }
+        return Node("Sum", parts);
+    }
 
     /// <summary>A float32 or int64 constant.</summary>
     public string Constant(Tensor value)

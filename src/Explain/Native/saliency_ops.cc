@@ -15,7 +15,10 @@
 // overlapping blocks add. A strided convolution's input gradient is MatMul(Wᵀ, dY) then this: ONNX
 // Runtime's ConvTranspose does the same product, then a scalar scatter several times slower.
 // DepthwiseCol2Im(dY, W) -> dX is the same scatter for a depthwise convolution's input gradient,
-// whose columns W[c, tap]·dY[n, c] are scaled as they are added, never written.
+// whose columns W[c, tap]·dY[n, c] are scaled as they are added, never written. Both take
+// WinogradConv's optional residual R and rectifier gate G (below) after their own inputs: in a
+// backward the strided block's other gradient and the rectifier before it, applied to each band
+// of rows while it is in cache.
 //
 // WinogradConv(X, W, B?, R?, G?) -> Y: a 3×3 convolution with stride 1, one cell of zero padding on every
 // side, one group, 2-D NCHW, by Winograd's F(2×2, 3×3) or, with tile = 4, F(4×4, 3×3) (Lavin and
@@ -97,6 +100,13 @@ T Optional(const Ort::ConstKernelInfo& attributes, const char* name, T fallback)
   } catch (const Ort::Exception&) {
     return fallback;
   }
+}
+
+// An optional input that is given and not empty: ONNX Runtime's lite kernels read every input up
+// to the last given, so a node leaves out a middle one (B, R) as a tensor of no elements.
+const Ort::Custom::Tensor<float>* Given(std::optional<const Ort::Custom::Tensor<float>*> input) {
+  const Ort::Custom::Tensor<float>* tensor = input.value_or(nullptr);
+  return tensor && tensor->NumberOfElement() > 0 ? tensor : nullptr;
 }
 
 // A rectifier's backward fused into a kernel of ours (attributes rectify and upper): for the
@@ -379,12 +389,14 @@ struct Col2Im {
       Ort::ConstKernelInfo attributes(info);
       image_ = attributes.GetAttributes<int64_t>("image_shape");
       window_.Read(attributes, "block_shape");
+      gate_.Read(attributes);
     } catch (const std::exception& e) {
       error_ = name_ + ": " + e.what();
     }
     bool valid = image_.size() == 2 && window_.Valid() && !__builtin_mul_overflow(window_.kernel[0], window_.kernel[1], &cells_);
     for (size_t d = 0; valid && d < 2; ++d) valid = image_[d] > 0 && (blocks_[d] = window_.Count(d, image_[d])) > 0;
     if (error_.empty() && !valid) error_ = name_ + ": needs 2-D image_shape, block_shape, strides and dilations (> 0), four pads (>= 0) and a block that fits";
+    if (error_.empty() && !gate_.Valid()) error_ = name_ + ": " + RectifierGate::Requirement;
   }
 
   // [N, C, H, W] with the columns' own N.
@@ -400,15 +412,16 @@ struct Col2Im {
     return true;
   }
 
-  Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& cols, Ort::Custom::Tensor<float>& image) {
+  Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& cols, std::optional<const Ort::Custom::Tensor<float>*> r,
+                      std::optional<const Ort::Custom::Tensor<float>*> g, Ort::Custom::Tensor<float>& image) {
     try {
       if (!error_.empty()) return Ort::Status(error_.c_str(), ORT_INVALID_ARGUMENT);
       const auto& cs = cols.Shape();
       if (cs.size() != 3 || cs[1] % cells_ != 0 || cs[2] % blocks_[0] != 0 || cs[2] / blocks_[0] != blocks_[1])
         return Ort::Status("Col2Im: cols must be [N, C * kh * kw, L] with L the image's blocks", ORT_INVALID_ARGUMENT);
       const int64_t channels = cs[1] / cells_;
-      Job job{cols.Data(), nullptr, channels, image.Allocate({cs[0], channels, image_[0], image_[1]}), this};
-      return Scatter(context, job, cs[0]);
+      Job job{cols.Data(), nullptr, channels};
+      return Scatter(context, job, {cs[0], channels, image_[0], image_[1]}, r, g, image);
     } catch (const std::exception& e) {
       return Ort::Status(e.what(), ORT_FAIL);
     }
@@ -419,13 +432,29 @@ struct Col2Im {
     const float* cols;    // plain: [N, C·kh·kw, L]; weighted: the gradient [N, C, L], each tap's column a multiple of it
     const float* weights; // null, or [C, kh·kw]: column (c, tap) = weights[c, tap] · cols[n, c]
     int64_t channels;
-    float* image;
-    const Col2Im* op;
+    float* image = nullptr;
+    const Col2Im* op = nullptr;
+    // Added as each row is written: a residual (the other gradients of the same value), then the
+    // gate of the rectifier whose output is gate, as WinogradConv's.
+    const float* residual = nullptr;
+    const float* gate = nullptr;
     std::atomic<bool> failed{false};
   };
 
-  Ort::Status Scatter(OrtKernelContext* context, Job& job, int64_t samples) const {
-    const size_t tasks = static_cast<size_t>(samples * job.channels * CeilDiv(image_[0], BandOf(image_[1])));
+  // The image of the given shape [N, C, H, W] from job's columns, plus R and gated by G where given.
+  Ort::Status Scatter(OrtKernelContext* context, Job& job, const std::vector<int64_t>& shape, std::optional<const Ort::Custom::Tensor<float>*> r,
+                      std::optional<const Ort::Custom::Tensor<float>*> g, Ort::Custom::Tensor<float>& image) const {
+    const Ort::Custom::Tensor<float>* residual = Given(r);
+    const Ort::Custom::Tensor<float>* gate = g.value_or(nullptr); // the last input: never left out as empty
+    if ((gate != nullptr) != (gate_.rectify != 0))
+      return Ort::Status((name_ + ": a gate G takes rectify 1 or 2, and rectify 1 or 2 a gate").c_str(), ORT_INVALID_ARGUMENT);
+    if ((residual && residual->Shape() != shape) || (gate && gate->Shape() != shape))
+      return Ort::Status((name_ + ": R and G must be the image's shape [N, C, H, W]").c_str(), ORT_INVALID_ARGUMENT);
+    job.image = image.Allocate(shape);
+    job.op = this;
+    job.residual = residual ? residual->Data() : nullptr;
+    job.gate = gate ? gate->Data() : nullptr;
+    const size_t tasks = static_cast<size_t>(shape[0] * job.channels * CeilDiv(image_[0], BandOf(image_[1])));
     Ort::Status status(api_->KernelContext_ParallelFor(context, &Rows, tasks, 0, &job));
     if (status.IsOK() && job.failed) return Ort::Status((name_ + ": out of memory").c_str(), ORT_FAIL);
     return status;
@@ -498,6 +527,13 @@ struct Col2Im {
       for (int64_t r = 0; r < residues; ++r)
         for (int64_t k = 0, count = CeilDiv(width - r, sw); k < count; ++k) out[k * sw + r] = row[r * stride + k];
     }
+    const int64_t at = (plane * height + y0) * width, cells = (y1 - y0) * width;
+    if (job.residual) {
+      const float* __restrict residual = job.residual + at;
+      float* __restrict out = job.image + at;
+      for (int64_t i = 0; i < cells; ++i) out[i] += residual[i];
+    }
+    if (job.gate) op.gate_.Apply(job.gate + at, job.image + at, cells);
   }
 
   const OrtApi* api_;
@@ -505,6 +541,7 @@ struct Col2Im {
   std::vector<int64_t> image_;
   Window window_;
   int64_t cells_ = 0, blocks_[2] = {0, 0};
+  RectifierGate gate_;
   std::string error_;
 };
 
@@ -525,6 +562,7 @@ struct DepthwiseCol2Im : Col2Im {
   }
 
   Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& dy, const Ort::Custom::Tensor<float>& w,
+                      std::optional<const Ort::Custom::Tensor<float>*> r, std::optional<const Ort::Custom::Tensor<float>*> g,
                       Ort::Custom::Tensor<float>& dx) {
     try {
       if (!error_.empty()) return Ort::Status(error_.c_str(), ORT_INVALID_ARGUMENT);
@@ -533,8 +571,8 @@ struct DepthwiseCol2Im : Col2Im {
       if (ys.size() != 4 || ys[2] != blocks_[0] || ys[3] != blocks_[1] || ws.size() != 4 || ws[0] != ys[1] || ws[1] != 1 ||
           ws[2] != window_.kernel[0] || ws[3] != window_.kernel[1])
         return Ort::Status("DepthwiseCol2Im: dY must be [N, C, oh, ow] with the image's blocks and W [C, 1, kh, kw]", ORT_INVALID_ARGUMENT);
-      Job job{dy.Data(), w.Data(), ys[1], dx.Allocate({ys[0], ys[1], image_[0], image_[1]}), this};
-      return Scatter(context, job, ys[0]);
+      Job job{dy.Data(), w.Data(), ys[1]};
+      return Scatter(context, job, {ys[0], ys[1], image_[0], image_[1]}, r, g, dx);
     } catch (const std::exception& e) {
       return Ort::Status(e.what(), ORT_FAIL);
     }
@@ -1139,13 +1177,6 @@ struct WinogradConv {
   }
 
  private:
-  // An optional input that is given and not empty: ONNX Runtime's lite kernels read every input up
-  // to the last given, so a node leaves out a middle one (B, R) as a tensor of no elements.
-  static const Ort::Custom::Tensor<float>* Given(std::optional<const Ort::Custom::Tensor<float>*> input) {
-    const Ort::Custom::Tensor<float>* tensor = input.value_or(nullptr);
-    return tensor && tensor->NumberOfElement() > 0 ? tensor : nullptr;
-  }
-
   static bool FilterShape(const std::vector<int64_t>& w) { return w.size() == 4 && w[0] >= 0 && w[1] >= 0 && w[2] == 3 && w[3] == 3; }
 
   std::vector<float> Transform(const float* w, int64_t k, int64_t c) const {

@@ -20,15 +20,17 @@ public static class NativeOps
     public const string MaxPoolGrad = "MaxPoolGrad";
 
     /// <summary>
-    /// Col2Im(columns [N, C·kh·kw, L]) → image [N, C, H, W]: ONNX's Col2Im (opset 18) with
-    /// <c>image_shape</c> and <c>block_shape</c> as attributes; the cells of overlapping blocks add.
+    /// Col2Im(columns [N, C·kh·kw, L], R [N, C, H, W]?, G [N, C, H, W]?) → image [N, C, H, W]: ONNX's
+    /// Col2Im (opset 18) with <c>image_shape</c> and <c>block_shape</c> as attributes; the cells of
+    /// overlapping blocks add. Then the residual R added and, with <c>rectify</c> and G, the
+    /// rectifier's backward, as <see cref="WinogradConv"/>'s; R may be left out as <see cref="NoInput"/>.
     /// </summary>
     public const string Col2Im = "Col2Im";
 
     /// <summary>
-    /// DepthwiseCol2Im(dY [N, C, oh, ow], W [C, 1, kh, kw]) → dX [N, C, H, W]: the input gradient of
+    /// DepthwiseCol2Im(dY [N, C, oh, ow], W [C, 1, kh, kw], R?, G?) → dX [N, C, H, W]: the input gradient of
     /// a depthwise convolution with kernel W, as Col2Im of the columns W[c, tap]·dY[n, c] (never
-    /// written); same attributes as <see cref="Col2Im"/>.
+    /// written); same attributes and optional inputs as <see cref="Col2Im"/>.
     /// </summary>
     public const string DepthwiseCol2Im = "DepthwiseCol2Im";
 

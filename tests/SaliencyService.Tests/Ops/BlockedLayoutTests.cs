@@ -58,10 +58,11 @@ public sealed class BlockedLayoutTests
 
     /// <summary>
     /// In the session ONNX Runtime optimises from the guided backward, no Relu runs on its own and
-    /// no sum or gate product reads a value reordered out of the blocked layout: each is fused into
-    /// a convolution, or runs blocked. (The sum of the strided block's two input gradients stays in
-    /// the plain layout, which their transposed convolution and scatter of columns give; the
-    /// gate after it knows that sum's shape only where the native kernels tell their output's.)
+    /// no gate product reads a value reordered out of the blocked layout: each is fused into a
+    /// convolution, or runs blocked. The strided block's two input gradients meet in the plain
+    /// layout, in the engine's scatter of columns, which adds the shortcut's as its residual and
+    /// gates by r2 (<see cref="BackwardGraph.FoldedRectifier"/>); the one sum left, the max pool's
+    /// gradient, adds that scatter's output (the skip's gradient) to c1's input gradient.
     /// </summary>
     [Fact]
     public void Guided_backward_runs_in_the_blocked_layout()
@@ -92,9 +93,11 @@ public sealed class BlockedLayoutTests
         var guided = sessions.Single(m => m.Graph.Node.Any(n => n.Name.StartsWith(BackwardGraph.Prefix + "Relu", StringComparison.Ordinal)));
         var producers = guided.Graph.Node.SelectMany(n => n.Output.Select(o => (o, n.OpType))).ToDictionary(p => p.o, p => p.OpType);
         Assert.DoesNotContain(guided.Graph.Node, n => n.OpType == "Relu");
-        var sums = guided.Graph.Node.Where(n => n.OpType is "Sum" or "Add").ToList();
-        Assert.All(sums, s => Assert.All(s.Input, i => Assert.NotEqual("ReorderOutput", producers.GetValueOrDefault(i))));
-        Assert.All(sums, s => Assert.All(s.Input, i => Assert.Contains(producers.GetValueOrDefault(i), new[] { "ConvTranspose", NativeOps.Col2Im })));
+        var scatter = Assert.Single(guided.Graph.Node, n => n.OpType == NativeOps.Col2Im);
+        Assert.Equal("ConvTranspose", producers.GetValueOrDefault(scatter.Input[1]));
+        Assert.Equal("r2", scatter.Input[2]);
+        var sum = Assert.Single(guided.Graph.Node, n => n.OpType is "Sum" or "Add");
+        Assert.Contains(scatter.Output[0], sum.Input);
         var gates = guided.Graph.Node.Where(n => n.OpType == "Mul" && n.Name.StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal)).ToList();
         Assert.NotEmpty(gates);
         Assert.All(gates, g => Assert.All(g.Input, i => Assert.NotEqual("ReorderOutput", producers.GetValueOrDefault(i))));
