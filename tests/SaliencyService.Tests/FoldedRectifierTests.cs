@@ -58,29 +58,15 @@ public sealed class FoldedRectifierTests
         .Node("GlobalAveragePool", ["rc"], ["g"]).Node("Flatten", ["g"], ["f"])
         .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y");
 
-    /// <summary>
-    /// A stem, a max pool, a residual block, then a strided block with a strided 1×1 shortcut, as
-    /// ResNet's: the strided 3×3 convolution's input gradient (a scatter of columns) and the
-    /// shortcut's meet at r2's rectifier; the block's skip gradient and c1's input gradient at the
-    /// max pool.
-    /// </summary>
-    private static OnnxTestModel StridedNetwork() => new OnnxTestModel(13, [2, 3, 16, 16])
+    /// <summary><see cref="StridedResidualNetwork"/> at 32 channels (its 3×3 convolutions within a one-sample pass's Winograd ones).</summary>
+    private static OnnxTestModel StridedNetwork() => StridedResidualNetwork.Nodes(new OnnxTestModel(13, [2, 3, 16, 16])
         .Initializer("w0", Weights(Width * 3 * 9, 21), Width, 3, 3, 3)
         .Initializer("w1", Weights(Width * Width * 9, 22), Width, Width, 3, 3)
         .Initializer("w2", Weights(Width * Width * 9, 23), Width, Width, 3, 3)
         .Initializer("w3", Weights(Width * Width * 9, 24), Width, Width, 3, 3)
         .Initializer("w4", Weights(Width * Width * 9, 25), Width, Width, 3, 3)
         .Initializer("wd", Weights(Width * Width, 26), Width, Width, 1, 1)
-        .Initializer("fc", Weights(Classes * Width, 27), Classes, Width)
-        .Node("Conv", ["x", "w0"], ["c0"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c0"], ["r0"])
-        .Node("MaxPool", ["r0"], ["m"], Ints("kernel_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1))
-        .Node("Conv", ["m", "w1"], ["c1"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c1"], ["r1"])
-        .Node("Conv", ["r1", "w2"], ["c2"], Ints("pads", 1, 1, 1, 1)).Node("Add", ["c2", "m"], ["s2"]).Node("Relu", ["s2"], ["r2"])
-        .Node("Conv", ["r2", "w3"], ["c3"], Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c3"], ["r3"])
-        .Node("Conv", ["r3", "w4"], ["c4"], Ints("pads", 1, 1, 1, 1))
-        .Node("Conv", ["r2", "wd"], ["d"], Ints("strides", 2, 2)).Node("Add", ["c4", "d"], ["s4"]).Node("Relu", ["s4"], ["r4"])
-        .Node("GlobalAveragePool", ["r4"], ["g"]).Node("Flatten", ["g"], ["f"])
-        .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y");
+        .Initializer("fc", Weights(Classes * Width, 27), Classes, Width));
 
     /// <summary>
     /// MobileNet's pattern: a ReLU6 (Clip to [0, 6]) before a strided depthwise convolution, whose

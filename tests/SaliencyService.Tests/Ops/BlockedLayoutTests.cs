@@ -40,16 +40,7 @@ public sealed class BlockedLayoutTests
         model = Weight(model, "w4", wide, wide, 3, 3);
         model = Weight(model, "wd", wide, narrow, 1, 1);
         model = Weight(model, "fc", 5, wide);
-        return model
-            .Node("Conv", ["x", "w0"], ["c0"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c0"], ["r0"])
-            .Node("MaxPool", ["r0"], ["m"], Ints("kernel_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1))
-            .Node("Conv", ["m", "w1"], ["c1"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c1"], ["r1"])
-            .Node("Conv", ["r1", "w2"], ["c2"], Ints("pads", 1, 1, 1, 1)).Node("Add", ["c2", "m"], ["s2"]).Node("Relu", ["s2"], ["r2"])
-            .Node("Conv", ["r2", "w3"], ["c3"], Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c3"], ["r3"])
-            .Node("Conv", ["r3", "w4"], ["c4"], Ints("pads", 1, 1, 1, 1))
-            .Node("Conv", ["r2", "wd"], ["d"], Ints("strides", 2, 2)).Node("Add", ["c4", "d"], ["s4"]).Node("Relu", ["s4"], ["r4"])
-            .Node("GlobalAveragePool", ["r4"], ["g"]).Node("Flatten", ["g"], ["f"])
-            .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y");
+        return StridedResidualNetwork.Nodes(model);
     }
 
     [Fact]
