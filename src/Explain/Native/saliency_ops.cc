@@ -123,6 +123,10 @@ struct RectifierGate {
   bool Valid() const { return rectify >= 0 && rectify <= 2 && upper > 0; }
   static constexpr const char* Requirement = "rectify must be 0, 1 or 2 and upper above 0";
 
+  // Whether a kernel's gate input G is given exactly where rectify asks for one.
+  bool Fits(const Ort::Custom::Tensor<float>* gate) const { return (gate != nullptr) == (rectify != 0); }
+  static constexpr const char* GateRequirement = "a gate G takes rectify 1 or 2, and rectify 1 or 2 a gate";
+
   static bool Open(float y, float upper) { return (y > 0.0f) & (y < upper); }
 
   // g[i] gated by y[i], i < count: a loop of selects for each mode, so that each is vectorised
@@ -446,8 +450,7 @@ struct Col2Im {
                       std::optional<const Ort::Custom::Tensor<float>*> g, Ort::Custom::Tensor<float>& image) const {
     const Ort::Custom::Tensor<float>* residual = Given(r);
     const Ort::Custom::Tensor<float>* gate = g.value_or(nullptr); // the last input: never left out as empty
-    if ((gate != nullptr) != (gate_.rectify != 0))
-      return Ort::Status((name_ + ": a gate G takes rectify 1 or 2, and rectify 1 or 2 a gate").c_str(), ORT_INVALID_ARGUMENT);
+    if (!gate_.Fits(gate)) return Ort::Status((name_ + ": " + RectifierGate::GateRequirement).c_str(), ORT_INVALID_ARGUMENT);
     if ((residual && residual->Shape() != shape) || (gate && gate->Shape() != shape))
       return Ort::Status((name_ + ": R and G must be the image's shape [N, C, H, W]").c_str(), ORT_INVALID_ARGUMENT);
     job.image = image.Allocate(shape);
@@ -1150,8 +1153,7 @@ struct WinogradConv {
       const Ort::Custom::Tensor<float>* gate = g.value_or(nullptr); // the last input: never left out as empty
       if (bias && bias->Shape() != std::vector<int64_t>{ws[0]}) return Ort::Status("WinogradConv: B must be [K] or empty", ORT_INVALID_ARGUMENT);
       if (residual && residual->Shape() != ys) return Ort::Status("WinogradConv: R must be Y's shape [N, K, H, W] or empty", ORT_INVALID_ARGUMENT);
-      if ((gate != nullptr) != (gate_.rectify != 0))
-        return Ort::Status("WinogradConv: a gate G takes rectify 1 or 2, and rectify 1 or 2 a gate", ORT_INVALID_ARGUMENT);
+      if (!gate_.Fits(gate)) return Ort::Status((std::string("WinogradConv: ") + RectifierGate::GateRequirement).c_str(), ORT_INVALID_ARGUMENT);
       if (gate && gate->Shape() != ys) return Ort::Status("WinogradConv: G must be Y's shape [N, K, H, W]", ORT_INVALID_ARGUMENT);
       float* out = y.Allocate(ys);
       std::vector<float> local;
