@@ -139,25 +139,30 @@ public sealed partial class BackwardGraph
     /// </summary>
     public string? FoldedRectifier(string gradient, string y, double upper, bool positive)
     {
-        if (!_producers.TryGetValue(gradient, out var node)) return null;
-        AttributeProto[] gate = double.IsPositiveInfinity(upper)
-            ? [Attribute("rectify", positive ? 2 : 1)]
-            : [Attribute("rectify", positive ? 2 : 1), Attribute("upper", (float)upper)];
-        if (node.Domain == NativeOps.Domain && node.OpType == NativeOps.MaxPoolGrad)
-        {
-            if (node.Input[0] != y || node.Attribute.Any(a => a.Name == "rectify") || !SoleContribution(gradient)) return null;
-            node.Attribute.AddRange(gate);
-            return gradient;
-        }
-        var (own, residual) = FusedInputs(node.OpType);
-        if (node.Domain != NativeOps.Domain || own == 0 || node.Input.Count != own && node.Input.Count != residual + 1
-            || node.Attribute.Any(a => a.Name == "rectify") || !SoleContribution(gradient))
+        if (!_producers.TryGetValue(gradient, out var node) || node.Domain != NativeOps.Domain || node.Attribute.Any(a => a.Name == "rectify")
+            || !SoleContribution(gradient))
             return null;
-        // Left out before the gate where not given: a WinogradConv's bias, the residual.
-        while (node.Input.Count <= residual) node.Input.Add(LeftOut);
-        node.Input.Add(y);
-        node.Attribute.AddRange(gate);
+        if (node.OpType == NativeOps.MaxPoolGrad)
+        {
+            if (node.Input[0] != y) return null; // it gates by its own input X
+        }
+        else
+        {
+            // Alone, or with Sum's residual: the gate G follows R.
+            var (own, residual) = FusedInputs(node.OpType);
+            if (own == 0 || node.Input.Count != own && node.Input.Count != residual + 1) return null;
+            AddFusedInput(node, residual + 1, y);
+        }
+        node.Attribute.Add(Attribute("rectify", positive ? 2 : 1));
+        if (!double.IsPositiveInfinity(upper)) node.Attribute.Add(Attribute("upper", (float)upper));
         return gradient;
+    }
+
+    /// <summary>A kernel's optional input at <paramref name="index"/>, the ones before it that are not given left out.</summary>
+    private void AddFusedInput(NodeProto kernel, int index, string input)
+    {
+        while (kernel.Input.Count < index) kernel.Input.Add(LeftOut);
+        kernel.Input.Add(input);
     }
 
     /// <summary>
@@ -281,8 +286,7 @@ public sealed partial class BackwardGraph
             for (var i = 0; i < 2; i++)
                 if (OwnInputGradient(parts[i]) is { } kernel)
                 {
-                    while (kernel.Input.Count < FusedInputs(kernel.OpType).Residual) kernel.Input.Add(LeftOut); // a WinogradConv's bias
-                    kernel.Input.Add(parts[1 - i]);
+                    AddFusedInput(kernel, FusedInputs(kernel.OpType).Residual, parts[1 - i]);
                     _graph.Node.Remove(kernel);
                     _graph.Node.Add(kernel);
                     return kernel.Output[0];
