@@ -73,6 +73,38 @@ public sealed class NativeOpsTests
     }
 
     /// <summary>
+    /// SparseConvTranspose against a float64 scatter of every cell's Σ_k W[k, c, a, b]·dY[n, k, i, j],
+    /// on a batch of two whose gradient is five-sixths zeros, as a strided max pool's leaves it
+    /// (the cells that are not zero scattered, the others skipped): ResNet's stem smaller, AlexNet's
+    /// 11×11/4, channels across two of the kernel's groups of 32, dilations and uneven pads, an image
+    /// of several of the kernel's bands of rows, and attributes near INT64_MAX. Its output's shape is
+    /// known before it runs, as Col2Im's.
+    /// </summary>
+    [Theory]
+    [InlineData(7, 7, 2, 2, 1, 1, 3, 3, 3, 3, 16, 15, 3, 20)]
+    [InlineData(11, 11, 4, 4, 1, 1, 2, 2, 2, 2, 35, 33, 3, 9)]
+    [InlineData(3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 9, 10, 1, 40)]
+    [InlineData(5, 3, 3, 1, 2, 2, 2, 0, 1, 1, 13, 8, 5, 7)]
+    [InlineData(3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 50, 300, 12, 33)]
+    [InlineData(1, 1, 1L << 62, 1L << 62, 1L << 62, 1L << 62, 0, 0, 0, 0, 2, 3, 2, 3)]
+    [InlineData(1, 1, 1L << 62, 1L << 62, 1, 1, 1L << 61, 1L << 61, 0, 0, 2, 3, 2, 3)]
+    public void SparseConvTranspose_adds_each_cell_s_weights_where_they_land(long kh, long kw, long sh, long sw, long dh, long dw,
+        long top, long left, long bottom, long right, long height, long width, int channels, int kernels)
+    {
+        const int samples = 2;
+        var w = new KernelWindow(kh, kw, sh, sw, dh, dw, top, left, bottom, right, height, width);
+        var gradient = Parity.RandomInput([samples * kernels * w.Rows * w.Columns], 34, -1, 1);
+        for (var i = 0; i < gradient.Length; i++)
+            if (i % 6 != 0) gradient[i] = 0;
+        var weights = Parity.RandomInput([kernels * channels * kh * kw], 35, -1, 1);
+        var model = w.Node(new OnnxTestModel(13, [-1, kernels, w.Rows, w.Columns]).Initializer("w", weights, kernels, channels, kh, kw),
+            NativeOps.SparseConvTranspose, ["x", "w"]);
+        var expected = w.Scatter(samples, channels, (n, c, a, b, i, j) => Enumerable.Range(0, kernels).Sum(k =>
+            (double)weights[((k * channels + c) * kh + a) * kw + b] * gradient[((n * kernels + k) * w.Rows + i) * w.Columns + j]));
+        w.AssertComputes(model, expected, channels, ("x", gradient, [samples, kernels, w.Rows, w.Columns]));
+    }
+
+    /// <summary>
     /// Col2Im and DepthwiseCol2Im as a strided convolution's input gradient in a backward: the
     /// scatter + R, gated by the rectifier output G (each cell where 0 &lt; G &lt; upper, its positive
     /// part for rectify = 2, else 0), against float64; R left out as a tensor of no elements; G at
@@ -464,6 +496,21 @@ public sealed class NativeOpsTests
             .Node("DepthwiseCol2Im", ["x", "w"], ["y"], Ints("image_shape", 4, 4), Ints("block_shape", 2, 2), Ints("strides", 2, 2),
                 Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
             .Output("y").Model()).ToByteArray(), "DepthwiseCol2Im"];
+        yield return ["SparseConvTranspose with a kernel of another shape", InNativeDomain(new OnnxTestModel(13, [1, 3, 2, 2])
+            .Initializer("w", new float[54], 3, 2, 3, 3)
+            .Node("SparseConvTranspose", ["x", "w"], ["y"], Ints("image_shape", 4, 4), Ints("block_shape", 2, 2), Ints("strides", 2, 2),
+                Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
+            .Output("y").Model()).ToByteArray(), "SparseConvTranspose"];
+        yield return ["SparseConvTranspose with a gradient that is not the image's blocks", InNativeDomain(new OnnxTestModel(13, [1, 3, 3, 3])
+            .Initializer("w", new float[24], 3, 2, 2, 2)
+            .Node("SparseConvTranspose", ["x", "w"], ["y"], Ints("image_shape", 4, 4), Ints("block_shape", 2, 2), Ints("strides", 2, 2),
+                Ints("pads", 0, 0, 0, 0), Ints("dilations", 1, 1))
+            .Output("y").Model()).ToByteArray(), "SparseConvTranspose"];
+        yield return ["SparseConvTranspose with a kernel row dilated past 2^20 cells", InNativeDomain(new OnnxTestModel(13, [1, 1, 1, 1])
+            .Initializer("w", new float[2], 1, 1, 1, 2)
+            .Node("SparseConvTranspose", ["x", "w"], ["y"], Ints("image_shape", 1, 1L << 21), Ints("block_shape", 1, 2), Ints("strides", 1, 1),
+                Ints("pads", 0, 0, 0, 1L << 21), Ints("dilations", 1, 1L << 21))
+            .Output("y").Model()).ToByteArray(), "2^20"];
     }
 
     /// <summary>

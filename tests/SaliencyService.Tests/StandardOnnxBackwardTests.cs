@@ -53,10 +53,11 @@ public sealed class StandardOnnxBackwardTests
             Assert.False(graph.NativeKernels);
             Assert.DoesNotContain(standard.Graph.Node, n => n.Domain == NativeOps.Domain);
             Assert.DoesNotContain(standard.OpsetImport, o => o.Domain == NativeOps.Domain);
-            // The same model on CPU uses them, so the case covers every kernel a backward may hold.
+            // The same model on CPU uses them, so the case covers every kernel a backward may hold
+            // (the stem's input gradient: scattered from the max pool's non-zero cells per sample, columns summed).
             var (onCpu, _) = mirror.WriteBackward(model, shapes, rule, summed: summed);
-            var expected = new[] { NativeOps.MaxPoolGrad, NativeOps.Col2Im, NativeOps.DepthwiseCol2Im, NativeOps.WinogradConv }
-                .Concat(summed ? [NativeOps.SampleSum] : []);
+            var expected = new[] { NativeOps.MaxPoolGrad, NativeOps.DepthwiseCol2Im, NativeOps.WinogradConv }
+                .Concat(summed ? [NativeOps.Col2Im, NativeOps.SampleSum] : [NativeOps.SparseConvTranspose]);
             Assert.All(expected, kernel => Assert.Equal(NativeOps.Available, onCpu.Graph.Node.Any(n => n.OpType == kernel && n.Domain == NativeOps.Domain)));
         }
     }

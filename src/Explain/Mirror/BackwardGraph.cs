@@ -215,6 +215,28 @@ public sealed partial class BackwardGraph
     /// </summary>
     public bool NativeKernels { get; init; }
 
+    /// <summary>Whether its output will be summed over the batch (<see cref="ToModel"/>'s <c>summed</c>).</summary>
+    public bool SumsSamples { get; init; }
+
+    /// <summary>
+    /// Whether <paramref name="gradient"/> is at most a quarter non-zero in each sample of this
+    /// backward: a max pool's (<see cref="NativeOps.MaxPoolGrad"/>) with strides of 2 × 2 or more,
+    /// which sends each window's gradient to one cell, or a rectifier's gate or deconvnet rule over
+    /// one (they keep zeros zero); in a backward whose samples are not summed (their sum's non-zero
+    /// cells are the union of theirs).
+    /// </summary>
+    public bool Sparse(string gradient) => !SumsSamples && FromStridedMaxPool(gradient, depth: 0);
+
+    private bool FromStridedMaxPool(string value, int depth) =>
+        depth < 4 && _producers.TryGetValue(value, out var node) && node.OpType switch
+        {
+            NativeOps.MaxPoolGrad => node.Domain == NativeOps.Domain
+                                     && node.Attribute.FirstOrDefault(a => a.Name == "strides") is { Ints: [var rows, var columns] } && rows * columns >= 4,
+            "Relu" => FromStridedMaxPool(node.Input[0], depth + 1),
+            "Mul" => node.Input.Any(input => FromStridedMaxPool(input, depth + 1)),
+            _ => false,
+        };
+
     /// <summary>Which of its stride-1 3×3 convolutions run as <see cref="NativeOps.WinogradConv"/>, and so, merged, its forward's.</summary>
     public WinogradConvolutions Winograd { get; init; } = WinogradConvolutions.None;
 

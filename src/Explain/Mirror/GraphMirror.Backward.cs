@@ -97,7 +97,10 @@ public sealed partial class GraphMirror
         // graph's initializers and die with this scope.
         using var scope = NewDisposeScope();
         var native = onCpu && NativeOps.Available;
-        var graph = new BackwardGraph(shapes, InputName, ScoreName, rule, model.Graph.Initializer) { NativeKernels = native, Winograd = WinogradConvolutions.For(native, summed) };
+        var graph = new BackwardGraph(shapes, InputName, ScoreName, rule, model.Graph.Initializer)
+        {
+            NativeKernels = native, Winograd = WinogradConvolutions.For(native, summed), SumsSamples = summed,
+        };
         var fromInput = InputDependent(shapes);
         var fromValues = ValueDependent();
         var contributions = new Dictionary<string, List<string>>(StringComparer.Ordinal) { [ScoreName] = [graph.Seed] };

@@ -20,6 +20,10 @@
 // backward the strided block's other gradient and the rectifier before it, applied to each band
 // of rows while it is in cache.
 //
+// SparseConvTranspose(dY, W) -> dX: the same input gradient from dY's non-zero cells only, for a
+// dY that is mostly zeros (a strided max pool's gradient: ResNet's stem), where the product
+// multiplies every cell.
+//
 // WinogradConv(X, W, B?, R?, G?) -> Y: a 3×3 convolution with stride 1, one cell of zero padding on every
 // side, one group, 2-D NCHW, by Winograd's F(2×2, 3×3) or, with tile = 4, F(4×4, 3×3) (Lavin and
 // Gray, 2016): each output M×M tile is (M + 2)² products of a transformed input tile with the
@@ -580,6 +584,214 @@ struct DepthwiseCol2Im : Col2Im {
       return Ort::Status(e.what(), ORT_FAIL);
     }
   }
+};
+
+// SparseConvTranspose(dY [N, K, oh, ow], W [K, C, kh, kw]) -> dX [N, C, H, W]: a convolution's
+// input gradient (the transposed convolution of dY with the convolution's own kernel W, one
+// group; Col2Im's attributes) as a scatter of dY's non-zero cells only, each adding
+// dY[n, k, i, j]·W[k] over its window. Where dY is a max pool's gradient with strides of 2 × 2 or
+// more, at most a quarter of its cells are non-zero (in a guided pass about an eighth): ResNet's
+// 7×7/2 stem, where MatMul(Wᵀ, dY) and Col2Im multiply and add every cell.
+struct SparseConvTranspose {
+  SparseConvTranspose(const OrtApi* api, const OrtKernelInfo* info) : api_(api) {
+    try {
+      Ort::ConstKernelInfo attributes(info);
+      image_ = attributes.GetAttributes<int64_t>("image_shape");
+      window_.Read(attributes, "block_shape");
+    } catch (const std::exception& e) {
+      error_ = std::string("SparseConvTranspose: ") + e.what();
+    }
+    bool valid = image_.size() == 2 && window_.Valid();
+    for (size_t d = 0; valid && d < 2; ++d) valid = image_[d] > 0 && (blocks_[d] = window_.Count(d, image_[d])) > 0;
+    // A tap row's run in the scatter's buffer ((kw − 1)·dw + 1 cells of C) is bounded here, and C·run below.
+    valid = valid && !__builtin_mul_overflow(window_.kernel[1] - 1, window_.dilations[1], &span_) && span_ < MaxRun;
+    span_ += 1;
+    if (error_.empty() && !valid)
+      error_ = "SparseConvTranspose: needs 2-D image_shape, block_shape, strides and dilations (> 0), four pads (>= 0), a block that fits and rows of at most 2^20 cells";
+  }
+
+  // [N, C, H, W]: dY's N, W's C, image_shape's H and W.
+  static bool OutputShape(Ort::ShapeInferContext& context, Shape& shape) {
+    const auto image = context.GetAttrInts("image_shape");
+    const auto& dy = context.GetInputShape(0);
+    const auto& w = context.GetInputShape(1);
+    if (image.size() != 2 || dy.size() != 4 || w.size() != 4 || !w[1].IsInt() || image[0] <= 0 || image[1] <= 0) return false;
+    shape = {dy[0], w[1], image[0], image[1]};
+    return true;
+  }
+
+  Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& dy, const Ort::Custom::Tensor<float>& w, Ort::Custom::Tensor<float>& dx) {
+    try {
+      if (!error_.empty()) return Ort::Status(error_.c_str(), ORT_INVALID_ARGUMENT);
+      const auto& ys = dy.Shape();
+      const auto& ws = w.Shape();
+      if (ys.size() != 4 || ys[2] != blocks_[0] || ys[3] != blocks_[1] || ws.size() != 4 || ws[0] != ys[1] || ws[1] < 1 ||
+          ws[2] != window_.kernel[0] || ws[3] != window_.kernel[1])
+        return Ort::Status("SparseConvTranspose: dY must be [N, K, oh, ow] with the image's blocks and W [K, C, kh, kw]", ORT_INVALID_ARGUMENT);
+      Job job{dy.Data(), nullptr, ys[0], ys[1], ws[1], 0, 0, nullptr, this};
+      // Tap row (k, a) as one run of the buffer's layout (cell x, then channel c), zeros between
+      // dilated taps, padded to whole vectors: a non-zero cell's row is then vector multiply-adds.
+      if (__builtin_mul_overflow(span_, job.channels, &job.run) || job.run > MaxRun)
+        return Ort::Status("SparseConvTranspose: a tap row of C channels must be at most 2^20 values", ORT_INVALID_ARGUMENT);
+      job.run = CeilDiv(job.run, Lanes) * Lanes;
+      job.cells = CeilDiv(job.run, job.channels);
+      const int64_t kh = window_.kernel[0], kw = window_.kernel[1], dw = window_.dilations[1];
+      std::vector<float> runs(static_cast<size_t>(job.kernels * kh * job.run), 0.0f);
+      const float* weights = w.Data();
+      for (int64_t k = 0; k < job.kernels; ++k)
+        for (int64_t c = 0; c < job.channels; ++c)
+          for (int64_t a = 0; a < kh; ++a)
+            for (int64_t b = 0; b < kw; ++b)
+              runs[static_cast<size_t>((k * kh + a) * job.run + b * dw * job.channels + c)] = weights[((k * job.channels + c) * kh + a) * kw + b];
+      job.runs = runs.data();
+      job.dx = dx.Allocate({ys[0], job.channels, image_[0], image_[1]});
+      const size_t tasks = static_cast<size_t>(ys[0] * CeilDiv(image_[0], BandOf(image_[1])));
+      Ort::Status status(api_->KernelContext_ParallelFor(context, &Band, tasks, 0, &job));
+      if (status.IsOK() && job.failed) return Ort::Status("SparseConvTranspose: out of memory", ORT_FAIL);
+      return status;
+    } catch (const std::exception& e) {
+      return Ort::Status(e.what(), ORT_FAIL);
+    }
+  }
+
+ private:
+  static constexpr int64_t MaxRun = int64_t{1} << 20;
+  static constexpr int64_t Lanes = 8;
+
+  struct Job {
+    const float* dy;
+    float* dx;
+    int64_t samples, kernels, channels;
+    int64_t run, cells; // a tap row's floats (whole vectors) and the cells they cover
+    const float* runs;  // [K, kh, run]
+    const SparseConvTranspose* op;
+    std::atomic<bool> failed{false};
+  };
+
+  // Rows a task writes: at least 16 and ~4k cells, so that the rows of dY whose windows reach
+  // two bands ((kh − 1)·dh / sh of them) are read again seldom.
+  static int64_t BandOf(int64_t width) { return std::max<int64_t>(16, CeilDiv(4096, width)); }
+
+  typedef float Floats __attribute__((vector_size(Lanes * sizeof(float)), aligned(sizeof(float))));
+  typedef uint32_t Bits __attribute__((vector_size(Lanes * sizeof(uint32_t))));
+
+  // Rows [y0, y1) of one sample. For each cell (i, j) of dY whose window reaches them, the
+  // non-zero channels k are listed (a bit per channel, eight cells at a time), each tap row a of
+  // the window is summed over them in registers, Σ_k dY[n, k, i, j]·W[k, ·, a, ·], and added once
+  // into a buffer of the band's rows (cell x, then channel c, a run's width of margin on each side
+  // so that no run is cut), which is then written out channel by channel. Adding each non-zero
+  // cell's weights into memory instead took five times as long (ResNet-18's stem).
+  WIDEST_VECTORS
+  static void Band(void* data, size_t index) {
+    Job& job = *static_cast<Job*>(data);
+    const SparseConvTranspose& op = *job.op;
+    const Window& w = op.window_;
+    const int64_t height = op.image_[0], width = op.image_[1], rows = op.blocks_[0], columns = op.blocks_[1];
+    const int64_t kh = w.kernel[0], sh = w.strides[0], sw = w.strides[1], dh = w.dilations[0], ph = w.pads[0], pw = w.pads[1];
+    const int64_t band = BandOf(width), bands = CeilDiv(height, band);
+    const int64_t n = static_cast<int64_t>(index) / bands, y0 = static_cast<int64_t>(index) % bands * band;
+    const int64_t y1 = std::min(height, y0 + band);
+    const int64_t kernels = job.kernels, channels = job.channels, run = job.run, margin = job.cells * channels;
+    const int64_t line = (width + 2 * job.cells) * channels, area = rows * columns;
+    thread_local std::vector<float> sums, values;
+    thread_local std::vector<int32_t> listed;
+    try {
+      sums.assign(static_cast<size_t>((y1 - y0) * line), 0.0f);
+      listed.resize(static_cast<size_t>(Lanes * kernels));
+      values.resize(static_cast<size_t>(Lanes * kernels));
+    } catch (const std::exception&) {
+      job.failed = true; // no exception may leave a thread-pool task
+      return;
+    }
+    const float* sample = job.dy + n * kernels * area;
+    // Block rows i whose taps reach [y0, y1): y = i·sh − ph + a·dh for some tap a.
+    const int64_t i0 = CeilDiv(y0 + ph - (kh - 1) * dh, sh), i1 = std::min(rows, FloorDiv(y1 - 1 + ph, sh) + 1);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t top = i * sh - ph;
+      const int64_t a0 = CeilDiv(y0 - top, dh), a1 = std::min(kh, CeilDiv(y1 - top, dh));
+      if (a0 >= a1) continue;
+      for (int64_t j0 = 0; j0 < columns; j0 += Lanes) {
+        const int64_t lanes = std::min(Lanes, columns - j0);
+        int64_t count[Lanes] = {};
+        for (int64_t k0 = 0; k0 < kernels; k0 += 32) {
+          Bits found = {};
+          for (int64_t k = k0; k < std::min(kernels, k0 + 32); ++k) {
+            const float* cells = sample + k * area + i * columns + j0;
+            Floats v = {};
+            if (lanes == Lanes) v = Load(cells); // a whole vector's load (a copy of fewer bytes went through the stack)
+            else
+              for (int64_t l = 0; l < lanes; ++l) v[l] = cells[l];
+            found |= (v != 0.0f) & (1u << (k - k0)); // NaN counts: it is not zero
+          }
+          for (int64_t l = 0; l < lanes; ++l)
+            for (uint32_t bits = found[l]; bits; bits &= bits - 1) {
+              const int64_t k = k0 + __builtin_ctz(bits);
+              listed[l * kernels + count[l]] = static_cast<int32_t>(k);
+              values[l * kernels + count[l]++] = sample[k * area + i * columns + j0 + l];
+            }
+        }
+        for (int64_t l = 0; l < lanes; ++l) {
+          const int64_t left = (j0 + l) * sw - pw;
+          if (count[l] == 0 || left >= width || left + job.cells <= 0) continue; // nothing, or all of it in the pads
+          float* at = sums.data() + margin + left * channels + (top + a0 * dh - y0) * line;
+          AddWindow(at, dh * line, job.runs, kh, a0, a1, run, listed.data() + l * kernels, values.data() + l * kernels, count[l]);
+        }
+      }
+    }
+    for (int64_t y = y0; y < y1; ++y)
+      for (int64_t c = 0; c < channels; ++c) {
+        const float* __restrict from = sums.data() + (y - y0) * line + margin + c;
+        float* __restrict out = job.dx + ((n * channels + c) * height + y) * width;
+        for (int64_t x = 0; x < width; ++x) out[x] = from[x * channels];
+      }
+  }
+
+  // Tap rows [a0, a1) of one cell's window, at `to` (row a0; rows dh·line apart): each row a gets
+  // Σ_t g[t]·weights[k[t], a] over the cell's non-zero channels, four rows and up to four vectors
+  // of a row at a time.
+  __attribute__((always_inline)) static inline void AddWindow(float* to, int64_t apart, const float* weights, int64_t kh, int64_t a0, int64_t a1,
+                                                              int64_t run, const int32_t* k, const float* g, int64_t count) {
+    for (int64_t a = a0; a < a1; a += 4)
+      for (int64_t q = 0; q < run; q += 4 * Lanes) {
+        float* rows = to + (a - a0) * apart + q;
+        const float* taps = weights + a * run + q;
+        const int64_t n = std::min<int64_t>(4, a1 - a);
+        switch (std::min<int64_t>(4, (run - q) / Lanes)) {
+          case 4: AddRows<4>(rows, apart, taps, kh * run, run, n, k, g, count); break;
+          case 3: AddRows<3>(rows, apart, taps, kh * run, run, n, k, g, count); break;
+          case 2: AddRows<2>(rows, apart, taps, kh * run, run, n, k, g, count); break;
+          default: AddRows<1>(rows, apart, taps, kh * run, run, n, k, g, count); break;
+        }
+      }
+  }
+
+  // Rows u < n (n <= 4), R vectors of each: to[u·apart, + R·8) += Σ_t g[t]·taps[k[t]·stride + u·run, + R·8),
+  // the 4·R sums in registers, independent of each other so that as many multiply-adds are in
+  // flight (GCC's vector type, so that each clone of the caller gets its ISA's multiply-adds).
+  template <int R>
+  __attribute__((always_inline)) static inline void AddRows(float* to, int64_t apart, const float* taps, int64_t stride, int64_t run, int64_t n,
+                                                            const int32_t* k, const float* g, int64_t count) {
+    Floats s[4][R] = {};
+    for (int64_t t = 0; t < count; ++t) {
+      const float* from = taps + k[t] * stride;
+      for (int u = 0; u < 4; ++u)
+        if (u < n)
+          for (int r = 0; r < R; ++r) s[u][r] += g[t] * Load(from + u * run + r * Lanes);
+    }
+    for (int u = 0; u < 4; ++u)
+      if (u < n)
+        for (int r = 0; r < R; ++r) Store(to + u * apart + r * Lanes) += s[u][r];
+  }
+
+  // Eight floats at p as one vector (by reference: a vector passed by value differs between the clones' ABIs).
+  static const Floats& Load(const float* p) { return *reinterpret_cast<const Floats*>(p); }
+  static Floats& Store(float* p) { return *reinterpret_cast<Floats*>(p); }
+
+  const OrtApi* api_;
+  std::vector<int64_t> image_;
+  Window window_;
+  int64_t blocks_[2] = {0, 0}, span_ = 0;
+  std::string error_;
 };
 
 // SampleSum(X [N, ...]) -> Y [1, ...]: X summed over its first axis, where a backward sums a batch's
@@ -1223,6 +1435,7 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
     static std::unique_ptr<Ort::Custom::OrtLiteCustomOp> max_pool_grad = Kernel<MaxPoolGrad>("MaxPoolGrad");
     static std::unique_ptr<Ort::Custom::OrtLiteCustomOp> col2im = Kernel<Col2Im>("Col2Im");
     static std::unique_ptr<Ort::Custom::OrtLiteCustomOp> depthwise_col2im = Kernel<DepthwiseCol2Im>("DepthwiseCol2Im");
+    static std::unique_ptr<Ort::Custom::OrtLiteCustomOp> sparse_conv_transpose = Kernel<SparseConvTranspose>("SparseConvTranspose");
     static std::unique_ptr<Ort::Custom::OrtLiteCustomOp> sample_sum = Kernel<SampleSum>("SampleSum");
     static std::unique_ptr<Ort::Custom::OrtLiteCustomOp> winograd_conv = Kernel<WinogradConv>("WinogradConv");
     static Ort::CustomOpDomain domain = [] {
@@ -1230,6 +1443,7 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
       d.Add(max_pool_grad.get());
       d.Add(col2im.get());
       d.Add(depthwise_col2im.get());
+      d.Add(sparse_conv_transpose.get());
       d.Add(sample_sum.get());
       d.Add(winograd_conv.get());
       return d;

@@ -10,7 +10,9 @@ namespace SaliencyService.Explain.Ops;
 /// kh·kw cells per input channel for every output cell), then the columns added into the image
 /// (<see cref="NativeOps.Col2Im"/>). The engine's own scatter adds contiguous runs as vectors where
 /// ConvTranspose adds one cell at a time: ResNet-18's 7×7/2 stem 1.81 → 1.27 ms, its 3×3/2 layers
-/// 0.65 → 0.55 ms or the same (a Zen 5 host, bench/analysis.md).
+/// 0.65 → 0.55 ms or the same (a Zen 5 host, bench/analysis.md). A gradient that is mostly zeros
+/// (<see cref="BackwardGraph.Sparse"/>: the stem's, from its max pool) is scattered cell by non-zero
+/// cell instead (<see cref="NativeOps.SparseConvTranspose"/>), where the product multiplies every cell.
 /// </summary>
 internal static class ColumnGradient
 {
@@ -34,6 +36,8 @@ internal static class ColumnGradient
     public static string InputGradient(BackwardGraph graph, string gradient, string weight, long[] shape, long[] input, long[] output,
         long[] strides, long[] dilations, long[] begin, long[] end)
     {
+        if (graph.Sparse(gradient))
+            return graph.NativeNode(NativeOps.SparseConvTranspose, [gradient, weight], Window(shape, input, strides, dilations, begin, end));
         // Wᵀ as [C_in·kh·kw, C_out], row (c, a, b) tap (a, b) of input channel c (constant: folded when the session loads).
         var transposed = graph.Node("Reshape", [graph.Node("Transpose", [weight], BackwardGraph.Attribute("perm", [1, 2, 3, 0])), graph.Ints(-1, shape[0])]);
         var cells = graph.Reshape(gradient, output, [output[0], output[1], output[2] * output[3]]);

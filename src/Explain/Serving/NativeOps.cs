@@ -34,6 +34,13 @@ public static class NativeOps
     /// </summary>
     public const string DepthwiseCol2Im = "DepthwiseCol2Im";
 
+    /// <summary>
+    /// SparseConvTranspose(dY [N, K, oh, ow], W [K, C, kh, kw]) → dX [N, C, H, W]: the input gradient of
+    /// a convolution with kernel W (one group), <see cref="Col2Im"/>'s attributes, computed from dY's
+    /// non-zero cells only: for a gradient that is mostly zeros (a strided max pool's).
+    /// </summary>
+    public const string SparseConvTranspose = "SparseConvTranspose";
+
     /// <summary>SampleSum(X [N, ...]) → [1, ...]: X summed over its first axis (the batch's gradients, <see cref="Mirror.BackwardGraph.SumsBeforeProducts"/>).</summary>
     public const string SampleSum = "SampleSum";
 
