@@ -64,6 +64,30 @@ public sealed class SparseStemTests
         Assert.Contains(summed.Graph.Node, n => n.OpType == NativeOps.Col2Im);
     }
 
+    /// <summary>
+    /// A convolution with more weights than <see cref="NativeOps.MaxSparseWeights"/> keeps the
+    /// product and Col2Im even from a max pool's gradient: each non-zero cell would read them anew.
+    /// </summary>
+    [Fact]
+    public void A_convolution_whose_weights_leave_the_cache_keeps_the_product()
+    {
+        TorchNativeLoader.EnsureLoaded();
+        const int inputs = 64, outputs = 128;
+        Assert.True(inputs * outputs * 9 > NativeOps.MaxSparseWeights);
+        var model = new OnnxTestModel(13, [-1, inputs, 9, 9])
+            .Initializer("w1", Parity.RandomInput([outputs * inputs * 9], 26, -0.1f, 0.1f), outputs, inputs, 3, 3)
+            .Initializer("fc", Parity.RandomInput([Classes * outputs], 27, -0.5f, 0.5f), Classes, outputs)
+            .Node("Conv", ["x", "w1"], ["c1"], Ints("pads", 1, 1, 1, 1), Ints("strides", 2, 2))
+            .Node("Relu", ["c1"], ["r1"])
+            .Node("MaxPool", ["r1"], ["p"], Ints("kernel_shape", 2, 2), Ints("strides", 2, 2))
+            .Node("GlobalAveragePool", ["p"], ["g"]).Node("Flatten", ["g"], ["f"])
+            .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y").Model();
+        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+        var (backward, _) = mirror.WriteBackward(model, mirror.BatchShapes([1, inputs, 9, 9], batched: true), RectifierRule.GuidedBackprop);
+        Assert.DoesNotContain(backward.Graph.Node, n => n.OpType == NativeOps.SparseConvTranspose);
+        Assert.Equal(NativeOps.Available, backward.Graph.Node.Any(n => n.OpType == NativeOps.Col2Im));
+    }
+
     /// <summary>An odd-sized input (31 × 29): the stem's windows and the pool's reach past its edges.</summary>
     private static OnnxTestModel Stem() => new OnnxTestModel(13, [-1, 3, 31, 29])
         .Initializer("w1", Parity.RandomInput([8 * 3 * 49], 22, -0.3f, 0.3f), 8, 3, 7, 7)
