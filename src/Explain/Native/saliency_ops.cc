@@ -180,6 +180,18 @@ struct Window {
   }
 };
 
+// Task `index` of those that split planes of `height` rows each into bands of `band` rows (the
+// scatters' tasks, which each write their own rows): its plane and its rows [y0, y1).
+struct RowBand {
+  int64_t plane, y0, y1;
+  RowBand(size_t index, int64_t height, int64_t band) {
+    const int64_t bands = CeilDiv(height, band);
+    plane = static_cast<int64_t>(index) / bands;
+    y0 = static_cast<int64_t>(index) % bands * band;
+    y1 = std::min(height, y0 + band);
+  }
+};
+
 struct MaxPoolGrad {
   MaxPoolGrad(const OrtApi* api, const OrtKernelInfo* info) : api_(api) {
     try {
@@ -484,9 +496,8 @@ struct Col2Im {
     const int64_t height = op.image_[0], width = op.image_[1], rows = op.blocks_[0], columns = op.blocks_[1];
     const int64_t kh = w.kernel[0], kw = w.kernel[1], sh = w.strides[0], sw = w.strides[1];
     const int64_t dh = w.dilations[0], dw = w.dilations[1], ph = w.pads[0], pw = w.pads[1];
-    const int64_t band = BandOf(width), bands = CeilDiv(height, band);
-    const int64_t plane = static_cast<int64_t>(index) / bands, y0 = static_cast<int64_t>(index) % bands * band;
-    const int64_t y1 = std::min(height, y0 + band);
+    const RowBand task(index, height, BandOf(width));
+    const int64_t plane = task.plane, y0 = task.y0, y1 = task.y1;
     // Sample and channel: kh·kw rows of L, or (weighted) one row of L that every tap scales.
     const int64_t taps = job.weights ? 0 : rows * columns;
     const float* cols = job.cols + plane * (job.weights ? 1 : kh * kw) * rows * columns;
@@ -688,9 +699,8 @@ struct SparseConvTranspose {
     const Window& w = op.window_;
     const int64_t height = op.image_[0], width = op.image_[1], rows = op.blocks_[0], columns = op.blocks_[1];
     const int64_t kh = w.kernel[0], sh = w.strides[0], sw = w.strides[1], dh = w.dilations[0], ph = w.pads[0], pw = w.pads[1];
-    const int64_t band = BandOf(width), bands = CeilDiv(height, band);
-    const int64_t n = static_cast<int64_t>(index) / bands, y0 = static_cast<int64_t>(index) % bands * band;
-    const int64_t y1 = std::min(height, y0 + band);
+    const RowBand task(index, height, BandOf(width));
+    const int64_t n = task.plane, y0 = task.y0, y1 = task.y1;
     const int64_t kernels = job.kernels, channels = job.channels, run = job.run, margin = job.cells * channels;
     const int64_t line = (width + 2 * job.cells) * channels, area = rows * columns;
     thread_local std::vector<float> sums, values;
