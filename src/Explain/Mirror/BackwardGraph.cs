@@ -215,7 +215,7 @@ public sealed partial class BackwardGraph
     /// </summary>
     public bool NativeKernels { get; init; }
 
-    /// <summary>Whether its output will be summed over the batch (<see cref="ToModel"/>'s <c>summed</c>).</summary>
+    /// <summary>Whether it is written for a pass that sums its samples' gradients (<see cref="GraphMirror.WriteBackward"/>'s <c>summed</c>).</summary>
     public bool SumsSamples { get; init; }
 
     /// <summary>
