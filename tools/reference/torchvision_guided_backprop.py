@@ -150,33 +150,39 @@ def grad_cam(model, x, arch):
 
 def main(out, archs, opset):
     for arch in archs:
-        folder = os.path.join(out, arch)
-        os.makedirs(folder, exist_ok=True)
-        model = build(arch)
         size = SIZE.get(arch, 224)
         x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
-        torch.onnx.export(model, x, os.path.join(folder, "model.onnx"), opset_version=opset,
-                          input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-        # float32 maps too: how far PyTorch's own float32 lands from the float64 truth is the
-        # noise floor a float32 implementation can expect on this architecture.
-        guided32, _, _ = attribution(model, x, guided=True)
-        gradient32, _, _ = attribution(model, x, guided=False)
-        cam32 = grad_cam(model, x, arch)
-        model64 = model.double()
-        guided, target, score = attribution(model64, x.double(), guided=True)
-        gradient, _, _ = attribution(model64, x.double(), guided=False)
-        cam = grad_cam(model64, x.double(), arch)
-        floor = {"guided_backprop_f32_rel_max": rel(guided32, guided), "gradient_f32_rel_max": rel(gradient32, gradient)}
-        if cam is not None:
-            np.save(os.path.join(folder, "grad_cam.npy"), cam)
-            floor["grad_cam_f32_rel_max"] = rel(cam32, cam)
-        np.save(os.path.join(folder, "input.npy"), x.numpy())
-        np.save(os.path.join(folder, "guided_backprop.npy"), guided)
-        np.save(os.path.join(folder, "gradient.npy"), gradient)
-        with open(os.path.join(folder, "meta.json"), "w") as f:
-            json.dump({"arch": arch, "opset": opset, "target": target, "score": score, **floor}, f)
-        print(arch, "target", target, "score", round(score, 4), floor, flush=True)
+        write_reference(os.path.join(out, arch), arch, build(arch), x, opset)
+
+
+def write_reference(folder, arch, model, x, opset, rewrite=None):
+    """Exports model to folder/model.onnx (then rewrite(path), where given) and writes beside it the
+    input, PyTorch's float64 guided-backprop, gradient and Grad-CAM maps and meta.json."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "model.onnx")
+    torch.onnx.export(model, x, path, opset_version=opset, input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    if rewrite is not None:
+        rewrite(path)
+    # float32 maps too: how far PyTorch's own float32 lands from the float64 truth is the
+    # noise floor a float32 implementation can expect on this architecture.
+    guided32, _, _ = attribution(model, x, guided=True)
+    gradient32, _, _ = attribution(model, x, guided=False)
+    cam32 = grad_cam(model, x, arch)
+    model64 = model.double()
+    guided, target, score = attribution(model64, x.double(), guided=True)
+    gradient, _, _ = attribution(model64, x.double(), guided=False)
+    cam = grad_cam(model64, x.double(), arch)
+    floor = {"guided_backprop_f32_rel_max": rel(guided32, guided), "gradient_f32_rel_max": rel(gradient32, gradient)}
+    if cam is not None:
+        np.save(os.path.join(folder, "grad_cam.npy"), cam)
+        floor["grad_cam_f32_rel_max"] = rel(cam32, cam)
+    np.save(os.path.join(folder, "input.npy"), x.numpy())
+    np.save(os.path.join(folder, "guided_backprop.npy"), guided)
+    np.save(os.path.join(folder, "gradient.npy"), gradient)
+    with open(os.path.join(folder, "meta.json"), "w") as f:
+        json.dump({"arch": arch, "opset": opset, "target": target, "score": score, **floor}, f)
+    print(arch, "target", target, "score", round(score, 4), floor, flush=True)
 
 
 def rel(a, b):

@@ -9,11 +9,9 @@ backward) meet there the edges and strides real models rarely give them.
 Usage: /usr/bin/python3 unusual_architectures.py OUT_DIR   (needs Debian's python3-torch, python3-onnx;
 then tools/reference/check_torchvision.sh OUT_DIR against a running service)
 """
-import json
 import os
 import sys
 
-import numpy as np
 import onnx
 import torch
 import torch.nn as nn
@@ -147,35 +145,14 @@ def fold_pads(path, pads):
 
 def main(out):
     for name, (cls, shape) in MODELS.items():
-        folder = os.path.join(out, name)
-        os.makedirs(folder, exist_ok=True)
         torch.manual_seed(0)
         model = cls().eval()
         for module in model.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.uniform_(module.bias, -0.1, 0.1)
         x = torch.randn(1, *shape, generator=torch.Generator().manual_seed(1))
-        path = os.path.join(folder, "model.onnx")
-        torch.onnx.export(model, x, path, opset_version=13, input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-        if cls is TfSame:
-            fold_pads(path, TfSame.PADS)
-        guided32, _, _ = ref.attribution(model, x, guided=True)
-        gradient32, _, _ = ref.attribution(model, x, guided=False)
-        cam32 = ref.grad_cam(model, x, name)
-        model64 = model.double()
-        guided, target, score = ref.attribution(model64, x.double(), guided=True)
-        gradient, _, _ = ref.attribution(model64, x.double(), guided=False)
-        cam = ref.grad_cam(model64, x.double(), name)
-        floor = {"guided_backprop_f32_rel_max": ref.rel(guided32, guided), "gradient_f32_rel_max": ref.rel(gradient32, gradient),
-                 "grad_cam_f32_rel_max": ref.rel(cam32, cam)}
-        np.save(os.path.join(folder, "input.npy"), x.numpy())
-        np.save(os.path.join(folder, "guided_backprop.npy"), guided)
-        np.save(os.path.join(folder, "gradient.npy"), gradient)
-        np.save(os.path.join(folder, "grad_cam.npy"), cam)
-        with open(os.path.join(folder, "meta.json"), "w") as f:
-            json.dump({"arch": name, "opset": 13, "target": target, "score": score, **floor}, f)
-        print(name, "target", target, "score", round(score, 4), floor, flush=True)
+        rewrite = (lambda path: fold_pads(path, TfSame.PADS)) if cls is TfSame else None
+        ref.write_reference(os.path.join(out, name), name, model, x, 13, rewrite)
 
 
 if __name__ == "__main__":
