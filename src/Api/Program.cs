@@ -12,7 +12,7 @@ ChildProcess.EntryAssembly = typeof(Program).Assembly.Location;
 ChildCommands.WarmUpModel = Path.Combine(SaliencyService.Api.Models.DemoModelSeeder.DemoDirectory, "seed-cnn");
 if (ChildCommands.TryRun(args, out var childExitCode)) return childExitCode;
 
-var builder = WebApplication.CreateBuilder(args);
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = ContentRoot(args) });
 if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["http_ports"]))
     builder.WebHost.UseUrls("http://localhost:5080"); // the contract's default address
 builder.AddSaliencyService();
@@ -40,6 +40,18 @@ GrpcEndpoint.Map(app);
 
 app.Run();
 return 0;
+
+// The settings (appsettings.json) ship beside the binary, and ASP.NET Core reads them from the
+// content root, by default the current directory: a service started elsewhere (`dotnet
+// path/to/SaliencyService.Api.dll`) ran on code defaults, logging every request. Then the binary's
+// folder is the content root, unless one was given.
+static string? ContentRoot(string[] args) =>
+    File.Exists("appsettings.json")
+    || args.Any(a => a.Contains("contentRoot", StringComparison.OrdinalIgnoreCase))
+    || Environment.GetEnvironmentVariable("ASPNETCORE_CONTENTROOT") is not null
+    || Environment.GetEnvironmentVariable("DOTNET_CONTENTROOT") is not null
+        ? null
+        : AppContext.BaseDirectory;
 
 /// <summary>Entry point, visible to WebApplicationFactory in the tests.</summary>
 public partial class Program;

@@ -220,6 +220,28 @@ public sealed class DeploymentFilesTests
         }
     }
 
+    [Fact]
+    public async Task The_binary_reads_the_settings_beside_it_wherever_it_is_started()
+    {
+        // `dotnet path/to/SaliencyService.Api.dll` from a folder without the service's appsettings.json.
+        var elsewhere = Directory.CreateDirectory(ServiceFactory.NewStoreDirectory()).FullName;
+        var store = Path.Combine(elsewhere, "models");
+        try
+        {
+            using var service = await ServiceProcess.StartAsync(store, workingDirectory: elsewhere);
+            Assert.Equal(System.Net.HttpStatusCode.OK, (await service.Client.GetAsync("/v1/models")).StatusCode);
+            // The request is logged (or not) on the console logger's own thread: give it time to show.
+            for (var wait = 0; wait < 20 && !service.Output.Contains("Request finished"); wait++) await Task.Delay(100);
+            Assert.Contains($"Content root path: {AppContext.BaseDirectory.TrimEnd('/')}", service.Output);
+            // appsettings.json quiets ASP.NET Core's per-request lines ("Microsoft.AspNetCore": "Warning").
+            Assert.DoesNotContain("Request finished", service.Output);
+        }
+        finally
+        {
+            Directory.Delete(elsewhere, recursive: true);
+        }
+    }
+
     /// <summary>A serving runtime's container (a KServe runtime has one).</summary>
     private static YamlMappingNode RuntimeContainer(YamlNode runtime) => (YamlMappingNode)((YamlSequenceNode)At(runtime, "spec", "containers"))[0];
 

@@ -32,7 +32,9 @@ public sealed class ServiceProcess : IDisposable
     /// Addressed as the container image addresses it: its <c>ASPNETCORE_URLS=http://+:{port}</c> over
     /// the .NET base image's <c>ASPNETCORE_HTTP_PORTS={port}</c>.
     /// </param>
-    public static async Task<ServiceProcess> StartAsync(string store, IReadOnlyDictionary<string, string>? environment = null, bool likeTheImage = false)
+    /// <param name="workingDirectory">Where it starts; by default the folder of its binary, as in the image.</param>
+    public static async Task<ServiceProcess> StartAsync(string store, IReadOnlyDictionary<string, string>? environment = null, bool likeTheImage = false,
+        string? workingDirectory = null)
     {
         // FreePort's ports are released before the service binds them, so another test's process
         // (or an outgoing connection's local port) may take one meanwhile: the service then stops
@@ -41,7 +43,7 @@ public sealed class ServiceProcess : IDisposable
         const int attempts = 3;
         for (var attempt = 1; ; attempt++)
         {
-            var service = await StartOnceAsync(store, environment, likeTheImage);
+            var service = await StartOnceAsync(store, environment, likeTheImage, workingDirectory ?? AppContext.BaseDirectory);
             var portTaken = service.HasExited
                 ? service._errors.Concat(service._output).Any(line => line.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
                 : environment?.ContainsKey("Saliency__Grpc__Port") != true && service.Output.Contains($"The gRPC port {service.GrpcAddress.Port} is in use");
@@ -54,12 +56,13 @@ public sealed class ServiceProcess : IDisposable
     }
 
     /// <summary>The service started, ready or exited.</summary>
-    private static async Task<ServiceProcess> StartOnceAsync(string store, IReadOnlyDictionary<string, string>? environment, bool likeTheImage)
+    private static async Task<ServiceProcess> StartOnceAsync(string store, IReadOnlyDictionary<string, string>? environment, bool likeTheImage,
+        string workingDirectory)
     {
         var address = new Uri($"http://127.0.0.1:{FreePort()}");
         var start = new ProcessStartInfo("dotnet", Path.Combine(AppContext.BaseDirectory, "SaliencyService.Api.dll"))
         {
-            WorkingDirectory = AppContext.BaseDirectory,
+            WorkingDirectory = workingDirectory,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
