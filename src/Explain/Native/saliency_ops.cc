@@ -178,6 +178,14 @@ struct Window {
       return 0;
     return (span - reach - 1) / strides[d] + 1;
   }
+
+  // Whether this window is valid over a 2-D `image` of positive sizes and fits it along both
+  // axes; `blocks` gets the windows along each.
+  bool Blocks(const std::vector<int64_t>& image, int64_t blocks[2]) const {
+    bool valid = image.size() == 2 && Valid();
+    for (size_t d = 0; valid && d < 2; ++d) valid = image[d] > 0 && (blocks[d] = Count(d, image[d])) > 0;
+    return valid;
+  }
 };
 
 // Task `index` of those that split planes of `height` rows each into bands of `band` rows (the
@@ -190,6 +198,9 @@ struct RowBand {
     y0 = static_cast<int64_t>(index) % bands * band;
     y1 = std::min(height, y0 + band);
   }
+
+  // The tasks that split `planes` such planes.
+  static size_t Tasks(int64_t planes, int64_t height, int64_t band) { return static_cast<size_t>(planes * CeilDiv(height, band)); }
 };
 
 struct MaxPoolGrad {
@@ -413,8 +424,7 @@ struct Col2Im {
     } catch (const std::exception& e) {
       error_ = name_ + ": " + e.what();
     }
-    bool valid = image_.size() == 2 && window_.Valid() && !__builtin_mul_overflow(window_.kernel[0], window_.kernel[1], &cells_);
-    for (size_t d = 0; valid && d < 2; ++d) valid = image_[d] > 0 && (blocks_[d] = window_.Count(d, image_[d])) > 0;
+    const bool valid = window_.Blocks(image_, blocks_) && !__builtin_mul_overflow(window_.kernel[0], window_.kernel[1], &cells_);
     if (error_.empty() && !valid) error_ = name_ + ": needs 2-D image_shape, block_shape, strides and dilations (> 0), four pads (>= 0) and a block that fits";
     if (error_.empty() && !gate_.Valid()) error_ = name_ + ": " + RectifierGate::Requirement;
   }
@@ -473,7 +483,7 @@ struct Col2Im {
     job.op = this;
     job.residual = residual ? residual->Data() : nullptr;
     job.gate = gate ? gate->Data() : nullptr;
-    const size_t tasks = static_cast<size_t>(shape[0] * job.channels * CeilDiv(image_[0], BandOf(image_[1])));
+    const size_t tasks = RowBand::Tasks(shape[0] * job.channels, image_[0], BandOf(image_[1]));
     Ort::Status status(api_->KernelContext_ParallelFor(context, &Rows, tasks, 0, &job));
     if (status.IsOK() && job.failed) return Ort::Status((name_ + ": out of memory").c_str(), ORT_FAIL);
     return status;
@@ -612,8 +622,7 @@ struct SparseConvTranspose {
     } catch (const std::exception& e) {
       error_ = std::string("SparseConvTranspose: ") + e.what();
     }
-    bool valid = image_.size() == 2 && window_.Valid();
-    for (size_t d = 0; valid && d < 2; ++d) valid = image_[d] > 0 && (blocks_[d] = window_.Count(d, image_[d])) > 0;
+    bool valid = window_.Blocks(image_, blocks_);
     // A tap row's run in the scatter's buffer ((kw − 1)·dw + 1 cells of C) is bounded here, and C·run below.
     valid = valid && !__builtin_mul_overflow(window_.kernel[1] - 1, window_.dilations[1], &span_) && span_ < MaxRun;
     span_ += 1;
@@ -656,7 +665,7 @@ struct SparseConvTranspose {
               runs[static_cast<size_t>((k * kh + a) * job.run + b * dw * job.channels + c)] = weights[((k * job.channels + c) * kh + a) * kw + b];
       job.runs = runs.data();
       job.dx = dx.Allocate({ys[0], job.channels, image_[0], image_[1]});
-      const size_t tasks = static_cast<size_t>(ys[0] * CeilDiv(image_[0], BandOf(image_[1])));
+      const size_t tasks = RowBand::Tasks(ys[0], image_[0], BandOf(image_[1]));
       Ort::Status status(api_->KernelContext_ParallelFor(context, &Band, tasks, 0, &job));
       if (status.IsOK() && job.failed) return Ort::Status("SparseConvTranspose: out of memory", ORT_FAIL);
       return status;

@@ -1,6 +1,7 @@
 using SaliencyService.Explain.Onnx.Proto;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Serving;
+using SaliencyService.Explain.Tensors;
 
 namespace SaliencyService.Explain.Ops;
 
@@ -36,7 +37,7 @@ internal static class ColumnGradient
     public static string InputGradient(BackwardGraph graph, string gradient, string weight, long[] shape, long[] input, long[] output,
         long[] strides, long[] dilations, long[] begin, long[] end)
     {
-        if (graph.Sparse(gradient) && shape.Aggregate(1L, (product, d) => product * d) <= NativeOps.MaxSparseWeights)
+        if (graph.Sparse(gradient) && FloatTensor.ElementCount(shape) <= NativeOps.MaxSparseWeights)
             return graph.NativeNode(NativeOps.SparseConvTranspose, [gradient, weight], Window(shape, input, strides, dilations, begin, end));
         // Wᵀ as [C_in·kh·kw, C_out], row (c, a, b) tap (a, b) of input channel c (constant: folded when the session loads).
         var transposed = graph.Node("Reshape", [graph.Node("Transpose", [weight], BackwardGraph.Attribute("perm", [1, 2, 3, 0])), graph.Ints(-1, shape[0])]);

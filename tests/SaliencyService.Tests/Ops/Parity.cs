@@ -140,6 +140,28 @@ public static class Parity
         return build.Mirror!;
     }
 
+    /// <summary>
+    /// Every rule's input gradients of score <paramref name="target"/> on a seeded random batch of
+    /// <paramref name="batchShape"/>, by ONNX Runtime's pass per sample and summed over the batch,
+    /// against the float64 mirror's (summed).
+    /// </summary>
+    public static void CheckPerSampleAndSummed(SaliencyService.Explain.Onnx.Proto.ModelProto model, long[] batchShape, int seed, long target,
+        bool onCpu = true)
+    {
+        SaliencyService.Explain.Torch.TorchNativeLoader.EnsureLoaded();
+        using var mirror = Mirror(model);
+        using var reference = Mirror(model, ScalarType.Float64);
+        using var backprop = OrtBackprop.Create(model, mirror, [1, .. batchShape[1..]], batched: true, TestSessions.Open, onCpu);
+        using var scope = NewDisposeScope();
+        var input = tensor(RandomInput(batchShape, seed, -1, 1), batchShape);
+        foreach (var rule in Enum.GetValues<RectifierRule>())
+        {
+            var expected = reference.InputGradients(input, target, rule);
+            AssertEqualsFloat64(expected, backprop.Run(input, target, rule).Gradient, $"{rule}, per sample");
+            AssertEqualsFloat64(expected.sum([0], keepdim: true), backprop.Run(input, target, rule, summed: true).Gradient, $"{rule}, summed");
+        }
+    }
+
     /// <summary>A float32 engine's tensor against a float64 reference: equal shapes, within <see cref="GradientTolerance"/> of its scale, which is not zero.</summary>
     public static void AssertEqualsFloat64(torch.Tensor expected, torch.Tensor actual, string what)
     {
