@@ -47,6 +47,9 @@ public static class StagesBaseline
                 Report.Line(("stage", "forward and backward summed over the batch, " + rule), ("merged", backprop.Merged),
                     ("p50_ms", Median(() => backprop.Run(x, -1, rule, summed: true))));
         }
+        foreach (var (shape, outcome) in WinogradRace.Raced)
+            Report.Line(("winograd_race", $"{shape.Outputs}x{shape.Inputs}x{shape.Height}x{shape.Width}"), ("tile2_ratio", Math.Round(outcome.Tile2, 3)),
+                ("tile4_ratio", Math.Round(outcome.Tile4, 3)));
         return 0;
     }
 }

@@ -1,6 +1,6 @@
-using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Onnx.Proto;
+using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Serving;
 
 namespace SaliencyService.Bench;
@@ -24,13 +24,10 @@ public static class WinogradBaseline
             long[] shape = [batch, channels, size, size];
             var weights = Enumerable.Range(0, channels * channels * 9).Select(_ => (float)(random.NextDouble() - 0.5) / channels).ToArray();
             var input = Enumerable.Range(0, batch * channels * size * size).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
-            using var ort = sessions.Create(Model(shape, weights, new NodeProto { OpType = "Conv", Input = { "x", "w" }, Output = { "y" },
-                Attribute = { new AttributeProto { Name = "pads", Type = AttributeProto.Types.AttributeType.Ints, Ints = { 1, 1, 1, 1 } } } })).Session;
-            InferenceSession Kernel(int tile) => sessions.Create(Model(shape, weights, new NodeProto
-            {
-                OpType = NativeOps.WinogradConv, Domain = NativeOps.Domain, Input = { "x", "w" }, Output = { "y" },
-                Attribute = { new AttributeProto { Name = "tile", Type = AttributeProto.Types.AttributeType.Int, I = tile } },
-            })).Session;
+            using var ort = sessions.Create(WinogradRace.Model(shape, channels, weights, "Conv", "",
+                new AttributeProto { Name = "pads", Type = AttributeProto.Types.AttributeType.Ints, Ints = { 1, 1, 1, 1 } })).Session;
+            InferenceSession Kernel(int tile) => sessions.Create(WinogradRace.Model(shape, channels, weights, NativeOps.WinogradConv, NativeOps.Domain,
+                new AttributeProto { Name = "tile", Type = AttributeProto.Types.AttributeType.Int, I = tile })).Session;
             using var tile2 = Kernel(2);
             using var tile4 = Kernel(4);
             using var x = OrtValue.CreateTensorValueFromMemory(input, shape);
@@ -51,28 +48,5 @@ public static class WinogradBaseline
                 ("tile4_p50_ms", P50(t => t[2])), ("tile4_ratio", P50(t => t[2] / t[0])));
         }
         return 0;
-    }
-
-    private static ModelProto Model(long[] shape, float[] weights, NodeProto node)
-    {
-        TypeProto Float(params long[] dims) => new() { TensorType = new TypeProto.Types.Tensor
-        {
-            ElemType = (int)TensorProto.Types.DataType.Float,
-            Shape = new TensorShapeProto { Dim = { dims.Select(d => new TensorShapeProto.Types.Dimension { DimValue = d }) } },
-        } };
-        var channels = shape[1];
-        var w = new TensorProto { Name = "w", DataType = (int)TensorProto.Types.DataType.Float, Dims = { channels, channels, 3, 3 },
-            RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(weights.AsSpan())) };
-        return new ModelProto
-        {
-            IrVersion = 8,
-            OpsetImport = { new OperatorSetIdProto { Version = 13 }, new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 } },
-            Graph = new GraphProto
-            {
-                Name = "winograd", Node = { node }, Initializer = { w },
-                Input = { new ValueInfoProto { Name = "x", Type = Float(shape) } },
-                Output = { new ValueInfoProto { Name = "y", Type = Float(shape) } },
-            },
-        };
     }
 }

@@ -1,3 +1,5 @@
+using Google.Protobuf;
+using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx.Proto;
@@ -138,6 +140,59 @@ public sealed class ForwardWinogradTests
         Assert.Contains(kernels, n => n.Input[1] == "w1" && n.Output[0] == "r1");
         Assert.Single(kernels, n => n.Name.StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal) || n.Output[0].StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal));
         Assert.Single(merged.Graph.Node, n => n.OpType == "Conv" && n.Input[1] == "w2");
+    }
+
+    [Fact]
+    public void A_raced_pass_takes_a_convolution_where_the_kernel_won_the_race_on_this_host()
+    {
+        // 32 → 48 → 48 channels at 12²: two shapes forward, two backward (the first convolution's input gradient is not needed).
+        const int narrow = 32, wide = 48;
+        var model = new OnnxTestModel(13, [-1, narrow, 12, 12])
+            .Initializer("w1", Weights(wide * narrow * 9, 1), wide, narrow, 3, 3)
+            .Initializer("w2", Weights(wide * wide * 9, 2), wide, wide, 3, 3)
+            .Initializer("fc", Weights(Classes * wide, 3), Classes, wide)
+            .Node("Conv", ["x", "w1"], ["c1"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c1"], ["r1"])
+            .Node("Conv", ["r1", "w2"], ["c2"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c2"], ["r2"])
+            .Node("GlobalAveragePool", ["r2"], ["g"]).Node("Flatten", ["g"], ["f"])
+            .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y").Model();
+        TorchNativeLoader.EnsureLoaded();
+        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+        var shapes = mirror.BatchShapes([1, narrow, 12, 12], batched: true);
+        var race = new WinogradRace(TestSessions.Open);
+        var (backward, graph) = mirror.WriteBackward(model, shapes, RectifierRule.GuidedBackprop, race: race);
+        var merged = BackwardMerge.Merge(model, backward, graph, [mirror.ScoreName], shapes);
+        var kernels = merged.Graph.Node.Where(n => n.OpType == NativeOps.WinogradConv).ToList();
+        if (!NativeOps.Available)
+        {
+            Assert.Empty(kernels);
+            return;
+        }
+        Assert.Same(race, graph.Winograd.Race);
+        // Each race ran (both tiles timed against ONNX Runtime's convolution) and decided its convolution.
+        foreach (var (outputs, inputs) in new[] { (wide, narrow), (wide, wide) })
+        {
+            var outcome = race.Race(outputs, inputs, 12, 12);
+            Assert.True(double.IsFinite(outcome.Tile2) && outcome.Tile2 > 0 && double.IsFinite(outcome.Tile4) && outcome.Tile4 > 0, $"{outcome}");
+        }
+        bool Forward(string weights) => kernels.Any(n => n.Input[1] == weights && !n.Name.StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal));
+        Assert.Equal(race.Faster(wide, narrow, 12, 12, WinogradConvolutions.ForwardTile), Forward("w1"));
+        Assert.Equal(race.Faster(wide, wide, 12, 12, WinogradConvolutions.ForwardTile), Forward("w2"));
+        // The backward's one input gradient, of w2: its flipped kernel maps 48 channels to 48.
+        var backwardKernels = kernels.Count(n => n.Name.StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal) || n.Output[0].StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal));
+        Assert.Equal(race.Faster(wide, wide, 12, 12, WinogradConvolutions.BackwardTile) ? 1 : 0, backwardKernels);
+    }
+
+    [Fact]
+    public void A_race_whose_kernel_cannot_run_keeps_onnx_runtimes_convolution()
+    {
+        // Sessions without the engine's kernels registered: the kernel's side of the race fails to open.
+        // (A shape of its own: races are kept for the process, by shape.)
+        var race = new WinogradRace(model => new InferenceSession(model.ToByteArray()));
+        var outcome = race.Race(23, 21, 5, 7);
+        Assert.Equal(double.PositiveInfinity, outcome.Tile2);
+        Assert.False(race.Faster(23, 21, 5, 7, WinogradConvolutions.BackwardTile));
+        Assert.False(WinogradConvolutions.For(nativeKernels: true, summed: false, race).Takes(23, 21, 5, 7, WinogradConvolutions.ForwardTile));
+        Assert.True(WinogradConvolutions.For(nativeKernels: true, summed: false).Takes(23, 21, 5, 7, WinogradConvolutions.ForwardTile));
     }
 
     /// <summary>

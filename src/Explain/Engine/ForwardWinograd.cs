@@ -32,7 +32,7 @@ public static class ForwardWinograd
                 ? only : null;
 
         var replaced = new Dictionary<NodeProto, NodeProto?>(); // a fused node: at its last node's place; the others go
-        foreach (var conv in graph.Node.Where(n => Takes(n, constants, winograd)))
+        foreach (var conv in graph.Node.Where(n => Takes(n, constants, shapes, winograd)))
         {
             var output = conv.Output[0];
             var last = conv;
@@ -79,11 +79,11 @@ public static class ForwardWinograd
     /// [K, C, 3, 3] and bias [K] that are constants, stride 1, dilation 1, one group and one cell of
     /// padding on every side.
     /// </summary>
-    private static bool Takes(NodeProto node, IReadOnlyDictionary<string, TensorProto> constants, WinogradConvolutions winograd)
+    private static bool Takes(NodeProto node, IReadOnlyDictionary<string, TensorProto> constants, IReadOnlyDictionary<string, TensorInfo> shapes,
+        WinogradConvolutions winograd)
     {
         if (node.OpType != "Conv" || node.Domain is not ("" or "ai.onnx") || node.Input.Count is < 2 or > 3) return false;
-        if (!constants.TryGetValue(node.Input[1], out var w) || w.DataType != (int)TensorProto.Types.DataType.Float || w.Dims is not [var k, var c, 3, 3]
-            || !winograd.Takes(k, c)) return false;
+        if (!constants.TryGetValue(node.Input[1], out var w) || w.DataType != (int)TensorProto.Types.DataType.Float || w.Dims is not [var k, var c, 3, 3]) return false;
         if (node.Input.Count == 3 && node.Input[2].Length > 0
             && (!constants.TryGetValue(node.Input[2], out var b) || b.DataType != (int)TensorProto.Types.DataType.Float || b.Dims.Count != 1 || b.Dims[0] != w.Dims[0]))
             return false;
@@ -100,7 +100,10 @@ public static class ForwardWinograd
             };
             if (!ok) return false;
         }
-        return node.Attribute.Any(a => a.Name == "pads");
+        if (!node.Attribute.Any(a => a.Name == "pads")) return false;
+        // Last, as it may race the kernel on this shape (ONNX Runtime's convolution keeps the image's size).
+        var image = shapes.TryGetValue(node.Input[0], out var x) && x.Shape.Length == 4 ? x.Shape : [-1, c, -1, -1];
+        return winograd.Takes(k, c, image[2], image[3], WinogradConvolutions.ForwardTile);
     }
 
     private static bool SameShape(string a, string b, IReadOnlyDictionary<string, TensorInfo> shapes) =>

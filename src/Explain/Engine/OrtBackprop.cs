@@ -118,7 +118,7 @@ public sealed class OrtBackprop : IDisposable
     private static OrtBackprop Create(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer,
         Func<ModelProto, InferenceSession> open, bool onCpu, RectifierRule rule, OrtBackprop? full = null)
     {
-        var (backwardModel, graph) = mirror.WriteBackward(model, shapes, rule, layer, onCpu: onCpu);
+        var (backwardModel, graph) = mirror.WriteBackward(model, shapes, rule, layer, onCpu: onCpu, race: new WinogradRace(open));
         foreach (var output in graph.MaxPoolIndices)
             shapes[BackwardGraph.IndicesOf(output)] = new TensorInfo(shapes[output].Shape, ScalarType.Int64);
         // What a pass hands back from the forward: the scores, the served output and the layer.
@@ -204,7 +204,7 @@ public sealed class OrtBackprop : IDisposable
     /// <summary>The rule's backward written and opened; null for a summed one that sums before no product.</summary>
     private Pass? Build(RectifierRule rule, bool summed)
     {
-        var (backward, graph) = _mirror.WriteBackward(_model, _shapes, rule, Layer, summed, _onCpu);
+        var (backward, graph) = _mirror.WriteBackward(_model, _shapes, rule, Layer, summed, _onCpu, new WinogradRace(_open));
         if (summed && !graph.SumsBeforeProducts) return null;
         if (Merged) return new Pass(Sessions(_open, BackwardMerge.Merge(_model, backward, graph, _recorded, _shapes), _onCpu), graph.ForwardInputs, summed);
         if (graph.ForwardInputs.FirstOrDefault(n => n != _mirror.InputName && !_recorded.Contains(n)) is { } missing)

@@ -90,8 +90,9 @@ public sealed partial class GraphMirror
     /// <param name="model">The model the mirror was built from: the backward shares its weights (<see cref="BackwardGraph.ConstantInput"/>).</param>
     /// <param name="summed">Whether the input gradient is summed over the batch (a free one; <see cref="BackwardGraph.ToModel"/>).</param>
     /// <param name="onCpu">Whether the backward runs on CPU, so that it may use the engine's own kernels (<see cref="BackwardGraph.NativeKernels"/>).</param>
+    /// <param name="race">Where given, a one-sample pass's 3×3 convolutions run as the engine's Winograd kernel only where it is faster on this host (<see cref="WinogradConvolutions.Race"/>).</param>
     public (ModelProto Model, BackwardGraph Graph) WriteBackward(ModelProto model, IReadOnlyDictionary<string, TensorInfo> shapes, RectifierRule rule,
-        string? layer = null, bool summed = false, bool onCpu = true)
+        string? layer = null, bool summed = false, bool onCpu = true, WinogradRace? race = null)
     {
         // The tensors rules make on the way (pooling counts, gate weights) are copied into the
         // graph's initializers and die with this scope.
@@ -99,7 +100,7 @@ public sealed partial class GraphMirror
         var native = onCpu && NativeOps.Available;
         var graph = new BackwardGraph(shapes, InputName, ScoreName, rule, model.Graph.Initializer)
         {
-            NativeKernels = native, Winograd = WinogradConvolutions.For(native, summed), SumsSamples = summed,
+            NativeKernels = native, Winograd = WinogradConvolutions.For(native, summed, race), SumsSamples = summed,
         };
         var fromInput = InputDependent(shapes);
         var fromValues = ValueDependent();

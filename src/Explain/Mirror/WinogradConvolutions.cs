@@ -10,7 +10,11 @@ namespace SaliencyService.Explain.Mirror;
 /// batch of 16, and the 64- and 128-channel ones in 0.61–0.65× for one sample (bench/analysis.md).
 /// </summary>
 /// <param name="MaxProducts">The most output × input channels a convolution may have.</param>
-public sealed record WinogradConvolutions(long MaxProducts)
+/// <param name="Race">
+/// Where given, a one-sample convolution runs as the kernel only where it beats ONNX Runtime's on
+/// this host (<see cref="WinogradRace"/>): on Zen 5 it seldom does.
+/// </param>
+public sealed record WinogradConvolutions(long MaxProducts, WinogradRace? Race = null)
 {
     /// <summary>None: the backward runs off CPU, or without the engine's kernels.</summary>
     public static readonly WinogradConvolutions None = new(0);
@@ -44,8 +48,16 @@ public sealed record WinogradConvolutions(long MaxProducts)
     /// </summary>
     public const long ForwardTile = 2;
 
-    public static WinogradConvolutions For(bool nativeKernels, bool summed) => !nativeKernels ? None : summed ? Summed : OneSample;
+    /// <summary>The convolutions a pass runs as the kernel; a one-sample pass's raced where <paramref name="race"/> is given.</summary>
+    public static WinogradConvolutions For(bool nativeKernels, bool summed, WinogradRace? race = null) =>
+        !nativeKernels ? None : summed ? Summed : race is null ? OneSample : OneSample with { Race = race };
 
-    /// <summary>Whether a stride-1 3×3 convolution of <paramref name="outputs"/> × <paramref name="inputs"/> channels runs as the kernel.</summary>
-    public bool Takes(long outputs, long inputs) => Math.Min(outputs, inputs) >= MinimumChannels && outputs * inputs <= MaxProducts;
+    /// <summary>
+    /// Whether a stride-1 3×3 convolution of <paramref name="inputs"/> channels of
+    /// <paramref name="height"/> × <paramref name="width"/> (≤ 0: not known) into
+    /// <paramref name="outputs"/> runs as the kernel with <paramref name="tile"/>.
+    /// </summary>
+    public bool Takes(long outputs, long inputs, long height, long width, long tile) =>
+        Math.Min(outputs, inputs) >= MinimumChannels && outputs * inputs <= MaxProducts
+        && (Race is null || Race.Faster(outputs, inputs, height > 0 ? height : WinogradRace.MaxSide, width > 0 ? width : WinogradRace.MaxSide, tile));
 }

@@ -63,7 +63,8 @@ internal static class ConvOps
                 var flipped = graph.FlippedKernel(graph.ConstantInput(n, 1), w.shape, group);
                 long[] flippedPads = [.. reach.Zip(begin, (r, b) => r - b), .. reach.Zip(end, (r, e) => r - e)];
                 // The flipped kernel's outputs are the forward's inputs, and its inputs the forward's outputs.
-                if (graph.Winograd.Takes(w.shape[1], w.shape[0]) && group == 1 && kernel is [3, 3] && dilations.All(d => d == 1) && flippedPads.All(p => p == 1))
+                if (group == 1 && kernel is [3, 3] && dilations.All(d => d == 1) && flippedPads.All(p => p == 1)
+                    && graph.Winograd.Takes(w.shape[1], w.shape[0], input[2], input[3], WinogradConvolutions.BackwardTile))
                     return [graph.NativeNode(NativeOps.WinogradConv, [gradient, flipped], BackwardGraph.Attribute("tile", WinogradConvolutions.BackwardTile)), null, null];
                 return [graph.Node("Conv", [gradient, flipped], [.. common, BackwardGraph.Attribute("pads", flippedPads)]), null, null];
             }

@@ -1,0 +1,141 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Google.Protobuf;
+using Microsoft.ML.OnnxRuntime;
+using SaliencyService.Explain.Onnx.Proto;
+using SaliencyService.Explain.Serving;
+
+namespace SaliencyService.Explain.Mirror;
+
+/// <summary>
+/// Whether <see cref="NativeOps.WinogradConv"/> beats ONNX Runtime's own <c>Conv</c> on this host
+/// for a one-sample convolution, measured once per process and shape. Which one wins depends on
+/// the CPU: on Zen 4, whose AVX-512 runs at AVX2's rate, F(4×4) took 0.61–0.65× ONNX Runtime's time
+/// on ResNet's 64- and 128-channel shapes; on Zen 5, whose AVX-512 runs at twice that rate, ONNX
+/// Runtime's direct convolution was faster on all but the 256-channel F(4×4), and a guided pass on
+/// resnet18 took 25–28 ms with the kernel's every shape against 22–23 without (bench/analysis.md).
+/// </summary>
+/// <param name="open">Opens a session as the passes' sessions are opened (the same threads).</param>
+public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
+{
+    /// <summary>The kernel is taken where its time is at most this share of ONNX Runtime's: a tie keeps ONNX Runtime's convolution, whose sums are rounded less.</summary>
+    public const double Margin = 0.9;
+
+    /// <summary>
+    /// Image sides beyond this are raced at this side: the time per cell barely changes past it,
+    /// and a race on 224² would cost a large model's import tens of milliseconds a shape.
+    /// </summary>
+    public const long MaxSide = 56;
+
+    private const int WarmUps = 2, Rounds = 7;
+
+    private static readonly ConcurrentDictionary<(long Outputs, long Inputs, long Height, long Width), Lazy<Outcome>> Outcomes = new();
+
+    /// <summary>The median ratios of the kernel's time to ONNX Runtime's, F(2×2) and F(4×4) tiles (∞ where the race failed).</summary>
+    public readonly record struct Outcome(double Tile2, double Tile4);
+
+    /// <summary>The races run so far in this process, by shape (outputs, inputs, height, width).</summary>
+    public static IEnumerable<((long Outputs, long Inputs, long Height, long Width) Shape, Outcome Outcome)> Raced =>
+        Outcomes.Where(p => p.Value.IsValueCreated).Select(p => (p.Key, p.Value.Value));
+
+    /// <summary>
+    /// Whether the kernel with <paramref name="tile"/> (2 or 4) is faster here on a sample of
+    /// <paramref name="inputs"/> × <paramref name="height"/> × <paramref name="width"/> into
+    /// <paramref name="outputs"/> channels.
+    /// </summary>
+    public bool Faster(long outputs, long inputs, long height, long width, long tile)
+    {
+        var outcome = Race(outputs, inputs, height, width);
+        return (tile == 2 ? outcome.Tile2 : outcome.Tile4) <= Margin;
+    }
+
+    /// <summary>The race for a shape (run on first asking; sides beyond <see cref="MaxSide"/> raced at it).</summary>
+    public Outcome Race(long outputs, long inputs, long height, long width)
+    {
+        var key = (outputs, inputs, Math.Min(height, MaxSide), Math.Min(width, MaxSide));
+        return Outcomes.GetOrAdd(key, k => new Lazy<Outcome>(() => Run(k.Outputs, k.Inputs, k.Height, k.Width))).Value;
+    }
+
+    private Outcome Run(long outputs, long inputs, long height, long width)
+    {
+        long[] shape = [1, inputs, height, width];
+        var random = new Random(1);
+        var weights = new float[outputs * inputs * 9];
+        foreach (ref var w in weights.AsSpan()) w = (float)(random.NextDouble() - 0.5) / inputs;
+        var input = new float[inputs * height * width];
+        foreach (ref var x in input.AsSpan()) x = (float)random.NextDouble() - 0.5f;
+        try
+        {
+            using var ort = open(Model(shape, outputs, weights, "Conv", "", BackwardGraph.Attribute("pads", [1, 1, 1, 1])));
+            using var tile2 = open(Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", 2)));
+            using var tile4 = open(Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", 4)));
+            using var x = OrtValue.CreateTensorValueFromMemory(input, shape);
+            using var runOptions = new RunOptions();
+            InferenceSession[] sides = [ort, tile2, tile4];
+            double Time(InferenceSession session)
+            {
+                var start = Stopwatch.GetTimestamp();
+                session.Run(runOptions, ["x"], [x], ["y"]).Dispose();
+                return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            }
+            for (var i = 0; i < WarmUps; i++) foreach (var side in sides) Time(side);
+            // Each round times the three in turn, one way then the other: the host's drift falls on all three.
+            var ratios = new double[2][];
+            ratios[0] = new double[Rounds];
+            ratios[1] = new double[Rounds];
+            var times = new double[3];
+            for (var round = 0; round < Rounds; round++)
+            {
+                for (var i = 0; i < 3; i++)
+                {
+                    var side = round % 2 == 0 ? i : 2 - i;
+                    times[side] = Time(sides[side]);
+                }
+                ratios[0][round] = times[1] / times[0];
+                ratios[1][round] = times[2] / times[0];
+            }
+            return new Outcome(Median(ratios[0]), Median(ratios[1]));
+        }
+        catch (OnnxRuntimeException)
+        {
+            return new Outcome(double.PositiveInfinity, double.PositiveInfinity);
+        }
+    }
+
+    private static double Median(double[] values)
+    {
+        Array.Sort(values);
+        return values[values.Length / 2];
+    }
+
+    /// <summary>One padded 3×3 convolution of <paramref name="shape"/>'s input into <paramref name="outputs"/> channels, its weights constant.</summary>
+    public static ModelProto Model(long[] shape, long outputs, float[] weights, string opType, string domain, AttributeProto attribute)
+    {
+        TypeProto Float(params long[] dims) => new()
+        {
+            TensorType = new TypeProto.Types.Tensor
+            {
+                ElemType = (int)TensorProto.Types.DataType.Float,
+                Shape = new TensorShapeProto { Dim = { dims.Select(d => new TensorShapeProto.Types.Dimension { DimValue = d }) } },
+            },
+        };
+        var w = new TensorProto
+        {
+            Name = "w", DataType = (int)TensorProto.Types.DataType.Float, Dims = { outputs, shape[1], 3, 3 },
+            RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(weights.AsSpan())),
+        };
+        return new ModelProto
+        {
+            IrVersion = 8,
+            OpsetImport = { new OperatorSetIdProto { Version = 13 }, new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 } },
+            Graph = new GraphProto
+            {
+                Name = "winograd_race",
+                Node = { new NodeProto { OpType = opType, Domain = domain, Input = { "x", "w" }, Output = { "y" }, Attribute = { attribute } } },
+                Initializer = { w },
+                Input = { new ValueInfoProto { Name = "x", Type = Float(shape) } },
+                Output = { new ValueInfoProto { Name = "y", Type = Float([shape[0], outputs, shape[2], shape[3]]) } },
+            },
+        };
+    }
+}
