@@ -112,7 +112,7 @@ for a in modern:
         add(f"{a}.torch_{key}_ms", [torch_ms(a, r, key) for r in runs])
 for a in archs:
     if exists(f"stages.{a}.1.jsonl"):
-        for row in read_json(f"stages.{a}.1.jsonl"):
+        for row in (x for x in read_json(f"stages.{a}.1.jsonl") if "stage" in x):
             key = row["stage"].split(" (")[0].replace(", ", "_").replace(" ", "_").lower()
             add(f"{a}.stage_{key}_ms", [next(x["p50_ms"] for x in read_json(f"stages.{a}.{r}.jsonl") if x["stage"] == row["stage"]) for r in runs])
     add(f"{a}.import_s", [float(open(os.path.join(raw, f"import.{a}.{r}.txt")).read()) for r in runs])
@@ -361,6 +361,13 @@ if f"{a}.stage_forward_and_backward_guidedbackprop_ms" in figures:
             w(f"| {m} | {show(m + '.stage_served_forward_ms')} | {show(m + '.stage_forward_and_backward_gradient_ms')} | "
               f"{show(m + '.stage_forward_and_backward_guidedbackprop_ms')} | {guided / served:.2f}× | {rate(m, 1, served)} | {rate(m, 2, guided)} |")
     w("")
+    # The one-sample pass's 3×3 convolutions run as the engine's Winograd kernel only where it won its race against ONNX Runtime's Conv here.
+    races = [(m, x) for m in archs if exists(f"stages.{m}.1.jsonl") for x in read_json(f"stages.{m}.1.jsonl") if "winograd_race" in x]
+    if races:
+        w("The Winograd kernel's races on this host (`WinogradRace`, the first run's `stages` process; the kernel's time ÷ ONNX Runtime's Conv, "
+          f"taken at ≤ 0.9: F(2×2) for a forward, F(4×4) for an input gradient), outputs×inputs×height×width: "
+          + "; ".join(f"{m} {x['winograd_race']} F(2×2) {x['tile2_ratio']:.2f}, F(4×4) {x['tile4_ratio']:.2f}" for m, x in races) + ".")
+        w("")
 w("Side by side on the other models (same method):")
 w("")
 w("| model | predict ÷ bare ORT | predict ÷ ORT (service options) | guided backprop ÷ PyTorch | gradient ÷ PyTorch | IG(50) ÷ PyTorch | SmoothGrad(25) ÷ PyTorch | guided backprop ÷ predict | Grad-CAM ÷ predict |")

@@ -27,6 +27,9 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
     /// </summary>
     public const long MaxSide = 56;
 
+    /// <summary>The graph name of the race's own single-node models (not a pass's sessions).</summary>
+    public const string GraphName = "winograd_race";
+
     private const int WarmUps = 2, Rounds = 7;
 
     private static readonly ConcurrentDictionary<(long Outputs, long Inputs, long Height, long Width), Lazy<Outcome>> Outcomes = new();
@@ -130,7 +133,7 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
             OpsetImport = { new OperatorSetIdProto { Version = 13 }, new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 } },
             Graph = new GraphProto
             {
-                Name = "winograd_race",
+                Name = GraphName,
                 Node = { new NodeProto { OpType = opType, Domain = domain, Input = { "x", "w" }, Output = { "y" }, Attribute = { attribute } } },
                 Initializer = { w },
                 Input = { new ValueInfoProto { Name = "x", Type = Float(shape) } },
