@@ -113,19 +113,7 @@ public sealed class ForwardWinogradTests
     public void A_one_sample_pass_takes_the_convolutions_up_to_256_by_256_channels()
     {
         const int wide = 6 * Width; // 768 × 128 channels: more products than 256 × 256
-        var model = new OnnxTestModel(13, [-1, Width, 6, 6])
-            .Initializer("w1", Weights(Width * Width * 9, 1), Width, Width, 3, 3)
-            .Initializer("w2", Weights(wide * Width * 9, 2), wide, Width, 3, 3)
-            .Initializer("fc", Weights(Classes * wide, 3), Classes, wide)
-            .Node("Conv", ["x", "w1"], ["c1"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c1"], ["r1"])
-            .Node("Conv", ["r1", "w2"], ["c2"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c2"], ["r2"])
-            .Node("GlobalAveragePool", ["r2"], ["g"]).Node("Flatten", ["g"], ["f"])
-            .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y").Model();
-        TorchNativeLoader.EnsureLoaded();
-        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
-        var shapes = mirror.BatchShapes([1, Width, 6, 6], batched: true);
-        var (backward, graph) = mirror.WriteBackward(model, shapes, RectifierRule.GuidedBackprop);
-        var merged = BackwardMerge.Merge(model, backward, graph, [mirror.ScoreName], shapes);
+        var (merged, graph) = OneSamplePass(TwoConvolutions(Width, Width, wide, 6));
         var kernels = merged.Graph.Node.Where(n => n.OpType == NativeOps.WinogradConv).ToList();
         if (!NativeOps.Available)
         {
@@ -147,20 +135,8 @@ public sealed class ForwardWinogradTests
     {
         // 32 → 48 → 48 channels at 12²: two shapes forward, two backward (the first convolution's input gradient is not needed).
         const int narrow = 32, wide = 48;
-        var model = new OnnxTestModel(13, [-1, narrow, 12, 12])
-            .Initializer("w1", Weights(wide * narrow * 9, 1), wide, narrow, 3, 3)
-            .Initializer("w2", Weights(wide * wide * 9, 2), wide, wide, 3, 3)
-            .Initializer("fc", Weights(Classes * wide, 3), Classes, wide)
-            .Node("Conv", ["x", "w1"], ["c1"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c1"], ["r1"])
-            .Node("Conv", ["r1", "w2"], ["c2"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c2"], ["r2"])
-            .Node("GlobalAveragePool", ["r2"], ["g"]).Node("Flatten", ["g"], ["f"])
-            .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y").Model();
-        TorchNativeLoader.EnsureLoaded();
-        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
-        var shapes = mirror.BatchShapes([1, narrow, 12, 12], batched: true);
         var race = new WinogradRace(TestSessions.Open);
-        var (backward, graph) = mirror.WriteBackward(model, shapes, RectifierRule.GuidedBackprop, race: race);
-        var merged = BackwardMerge.Merge(model, backward, graph, [mirror.ScoreName], shapes);
+        var (merged, graph) = OneSamplePass(TwoConvolutions(narrow, wide, wide, 12), race);
         var kernels = merged.Graph.Node.Where(n => n.OpType == NativeOps.WinogradConv).ToList();
         if (!NativeOps.Available)
         {
@@ -212,6 +188,30 @@ public sealed class ForwardWinogradTests
         .Node("Add", ["c2", "r1"], ["s2"]).Node("Relu", ["s2"], ["r2"])
         .Node("GlobalAveragePool", ["r2"], ["g"]).Node("Flatten", ["g"], ["f"])
         .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y");
+
+    /// <summary>
+    /// Two padded 3×3 convolutions with rectifiers, <paramref name="inputs"/> → <paramref name="middle"/> →
+    /// <paramref name="outputs"/> channels at <paramref name="side"/>², global pooling and a linear layer; any batch.
+    /// </summary>
+    private static ModelProto TwoConvolutions(int inputs, int middle, int outputs, int side) => new OnnxTestModel(13, [-1, inputs, side, side])
+        .Initializer("w1", Weights(middle * inputs * 9, 1), middle, inputs, 3, 3)
+        .Initializer("w2", Weights(outputs * middle * 9, 2), outputs, middle, 3, 3)
+        .Initializer("fc", Weights(Classes * outputs, 3), Classes, outputs)
+        .Node("Conv", ["x", "w1"], ["c1"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c1"], ["r1"])
+        .Node("Conv", ["r1", "w2"], ["c2"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c2"], ["r2"])
+        .Node("GlobalAveragePool", ["r2"], ["g"]).Node("Flatten", ["g"], ["f"])
+        .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y").Model();
+
+    /// <summary>A one-sample guided pass of <paramref name="model"/>, merged with its forward; its convolutions raced where <paramref name="race"/> is given.</summary>
+    private static (ModelProto Merged, BackwardGraph Graph) OneSamplePass(ModelProto model, WinogradRace? race = null)
+    {
+        TorchNativeLoader.EnsureLoaded();
+        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+        var input = model.Graph.Input[0].Type.TensorType.Shape.Dim.Select(d => d.DimValue).ToArray();
+        var shapes = mirror.BatchShapes([1, .. input[1..]], batched: true);
+        var (backward, graph) = mirror.WriteBackward(model, shapes, RectifierRule.GuidedBackprop, race: race);
+        return (BackwardMerge.Merge(model, backward, graph, [mirror.ScoreName], shapes), graph);
+    }
 
     /// <summary>Weights that keep each layer's outputs about the size of its inputs.</summary>
     private static float[] Weights(int count, int seed) => Parity.RandomInput([count], seed, -0.05f, 0.05f);
