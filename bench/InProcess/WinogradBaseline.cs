@@ -1,5 +1,4 @@
 using Microsoft.ML.OnnxRuntime;
-using SaliencyService.Explain.Onnx.Proto;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Serving;
 
@@ -24,10 +23,9 @@ public static class WinogradBaseline
             long[] shape = [batch, channels, size, size];
             var weights = Enumerable.Range(0, channels * channels * 9).Select(_ => (float)(random.NextDouble() - 0.5) / channels).ToArray();
             var input = Enumerable.Range(0, batch * channels * size * size).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
-            using var ort = sessions.Create(WinogradRace.Model(shape, channels, weights, "Conv", "",
-                new AttributeProto { Name = "pads", Type = AttributeProto.Types.AttributeType.Ints, Ints = { 1, 1, 1, 1 } })).Session;
+            using var ort = sessions.Create(WinogradRace.Model(shape, channels, weights, "Conv", "", BackwardGraph.Attribute("pads", [1, 1, 1, 1]))).Session;
             InferenceSession Kernel(int tile) => sessions.Create(WinogradRace.Model(shape, channels, weights, NativeOps.WinogradConv, NativeOps.Domain,
-                new AttributeProto { Name = "tile", Type = AttributeProto.Types.AttributeType.Int, I = tile })).Session;
+                BackwardGraph.Attribute("tile", tile))).Session;
             using var tile2 = Kernel(2);
             using var tile4 = Kernel(4);
             using var x = OrtValue.CreateTensorValueFromMemory(input, shape);

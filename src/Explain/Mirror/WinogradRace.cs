@@ -83,21 +83,18 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
             }
             for (var i = 0; i < WarmUps; i++) foreach (var side in sides) Time(side);
             // Each round times the three in turn, one way then the other: the host's drift falls on all three.
-            var ratios = new double[2][];
-            ratios[0] = new double[Rounds];
-            ratios[1] = new double[Rounds];
-            var times = new double[3];
+            var (tile2Ratios, tile4Ratios) = (new double[Rounds], new double[Rounds]);
+            var times = new double[sides.Length];
             for (var round = 0; round < Rounds; round++)
             {
-                for (var i = 0; i < 3; i++)
+                for (var i = 0; i < sides.Length; i++)
                 {
-                    var side = round % 2 == 0 ? i : 2 - i;
+                    var side = round % 2 == 0 ? i : sides.Length - 1 - i;
                     times[side] = Time(sides[side]);
                 }
-                ratios[0][round] = times[1] / times[0];
-                ratios[1][round] = times[2] / times[0];
+                (tile2Ratios[round], tile4Ratios[round]) = (times[1] / times[0], times[2] / times[0]);
             }
-            return new Outcome(Median(ratios[0]), Median(ratios[1]));
+            return new Outcome(Median(tile2Ratios), Median(tile4Ratios));
         }
         catch (OnnxRuntimeException)
         {
