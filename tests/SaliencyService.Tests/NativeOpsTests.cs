@@ -251,8 +251,8 @@ public sealed class NativeOpsTests
     /// output channels not a multiple of six (a task's group), few blocks (the input transformed
     /// first) and many (each block whole), more channels than a thread keeps a block's transform
     /// for, a transformed filter too large for every block to read (the products made element by
-    /// element for chunks of blocks), weights constant (transformed once) or fed per run; each
-    /// with both tile sizes.
+    /// element for chunks of blocks), weights constant (transformed once) or fed per run, four
+    /// groups of output channels multiplied at once; each with both tile sizes.
     /// </summary>
     [Theory]
     [InlineData(2, 3, 7, 9, 11, true)]
@@ -264,6 +264,7 @@ public sealed class NativeOpsTests
     [InlineData(2, 1100, 2, 64, 32, true)] // F(4×4): a block's transform over 2 MB, not kept by the thread
     [InlineData(3, 300, 260, 7, 7, true)]   // a filter over 4 MiB: multiplied element by element, tile by tile
     [InlineData(2, 1100, 64, 9, 40, false)] // the same, rows of tiles, in chunks of three blocks (the last of two)
+    [InlineData(3, 8, 24, 5, 6, true)]      // four groups of six at once; blocks that span samples (gathered across planes)
     public void WinogradConv_computes_a_padded_3x3_convolution(int samples, int channels, int outputs, int height, int width, bool constantWeights)
     {
         var x = Parity.RandomInput([samples * channels * height * width], 42, -1, 1);
