@@ -7,6 +7,11 @@
 # large blocks back to the kernel, so the next pass page-faults them in again; tcmalloc keeps them
 # for reuse (integrated gradients and SmoothGrad 10-45% faster, docs/performance.md). The service
 # detects it and trims its free memory once batched explanations pause.
+# Both set the garbage collector's young-generation budget (DOTNET_GCgen0size, 32 MiB; the GC reads
+# it only from the environment). Left to the runtime, it is sized from the last-level cache the
+# host reports, and a VM that reports a 508 MiB one (Firecracker on Zen 5) got a budget whose
+# memory the GC handed back and faulted in again: ~90 page faults a guided map at 11 us each, none
+# with this (bench/analysis.md, forty-fourth pass).
 
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 # g++ builds the engine's own ONNX Runtime kernels (src/Explain/Native) into the publish output.
@@ -31,6 +36,7 @@ ENV ASPNETCORE_URLS=http://+:8080 \
     MALLOC_ARENA_MAX=2 \
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \
     TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD=17179869184 \
+    DOTNET_GCgen0size=0x2000000 \
     TMPDIR=/tmp
 WORKDIR /app
 VOLUME /data/models
@@ -61,7 +67,8 @@ ENV ASPNETCORE_URLS=http://+:8080 \
     Logging__Console__FormatterName=json \
     MALLOC_ARENA_MAX=2 \
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \
-    TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD=17179869184
+    TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD=17179869184 \
+    DOTNET_GCgen0size=0x2000000
 COPY --from=build /app /app
 WORKDIR /app
 VOLUME /data/models

@@ -6,7 +6,8 @@
 # Every figure is measured REPEATS times; the report gives the median of the runs with min/max.
 # The target ratios come from paired rounds (each round times both sides back to back), because
 # this machine's speed drifts by tens of percent within a minute.
-# The service runs as the container image runs it: tcmalloc preloaded, MALLOC_ARENA_MAX=2.
+# The service runs as the container image runs it: tcmalloc preloaded, MALLOC_ARENA_MAX=2, the GC's
+# young-generation budget at 32 MiB.
 # Writes docs/performance.md (tables, ratios against the targets) and bench/results/raw.json
 # (every run's figure).
 #
@@ -47,7 +48,7 @@ in_process="dotnet bench/InProcess/bin/Release/net10.0/in-process.dll"
 echo "== float32 peak"
 gcc -O3 -pthread bench/fma_peak.c -o "$work/fma_peak"
 "$work/fma_peak" > "$raw/fma_peak.jsonl"
-engine_env=(env LD_PRELOAD=$tcmalloc MALLOC_ARENA_MAX=2) # the explain engine, in-process or served, as the image runs it
+engine_env=(env LD_PRELOAD=$tcmalloc MALLOC_ARENA_MAX=2 DOTNET_GCgen0size=0x2000000) # the explain engine, in-process or served, as the image runs it
 
 archs=(resnet18 mobilenet_v2 resnet50)
 echo "== PyTorch $($python -c 'import torch; print(torch.__version__)'): export and time (${threads} threads)"

@@ -63,6 +63,20 @@ public sealed class DeploymentFilesTests
     }
 
     [Fact]
+    public void Both_images_and_the_bench_give_the_garbage_collector_one_young_generation_budget()
+    {
+        // The GC reads its gen0 budget only from the environment (bench/analysis.md, forty-fourth pass).
+        var docker = File.ReadAllText(Deployment("Dockerfile"));
+        var budgets = Regex.Matches(docker, @"\bDOTNET_GCgen0size=(0x[0-9a-fA-F]+)\b").Select(m => m.Groups[1].Value).ToArray();
+        Assert.Equal(2, budgets.Length);
+        Assert.Single(budgets.Distinct());
+        var bench = File.ReadAllText(Deployment(Path.Combine("bench", "run.sh")));
+        Assert.Matches(@"engine_env=\(env [^)]*\bDOTNET_GCgen0size=" + budgets[0] + @"\b", bench);
+        var launch = File.ReadAllText(Deployment(Path.Combine("src", "Api", "Properties", "launchSettings.json")));
+        Assert.Contains($"\"DOTNET_GCgen0size\": \"{budgets[0]}\"", launch);
+    }
+
+    [Fact]
     public void The_compose_stack_routes_the_gateway_to_the_service()
     {
         var compose = Yaml(Deployment("docker-compose.yml"));
