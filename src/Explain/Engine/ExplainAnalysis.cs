@@ -213,9 +213,14 @@ public sealed class ExplainAnalysis
 
     private InferenceSession Open(Onnx.Proto.ModelProto model) => _sessions.Create(model).Session;
 
-    /// <summary>ONNX Runtime's backward of the model, its sessions (and so its kernels) those of the served model's provider.</summary>
+    /// <summary>
+    /// ONNX Runtime's backward of the model, its sessions (and so its kernels) those of the served
+    /// model's provider. The check's has every convolution the Winograd kernel may take, the most
+    /// rounding the service's raced passes can have, and spends no time racing (its one-thread
+    /// sessions would not time the service's passes anyway).
+    /// </summary>
     private OrtBackprop Backprop(Onnx.Proto.ModelProto model, GraphMirror mirror, IReadOnlyDictionary<string, TensorInfo> shapes) =>
-        OrtBackprop.Create(model, mirror, shapes, Open, _sessions.RunsOnCpu);
+        OrtBackprop.Create(model, mirror, shapes, Open, _sessions.RunsOnCpu, race: !CheckOnly);
 
     /// <summary>ONNX Runtime's shapes of the mirror's values on <paramref name="input"/> (<see cref="OrtValueShapes"/>): inferred where they can be, else from a run; null where it cannot tell them.</summary>
     private Dictionary<string, TensorInfo>? OrtShapes(Onnx.Proto.ModelProto model, GraphMirror mirror, Tensor input)

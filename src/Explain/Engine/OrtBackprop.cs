@@ -43,6 +43,8 @@ public sealed class OrtBackprop : IDisposable
     private readonly Func<ModelProto, InferenceSession> _open;
     /// <summary>Whether the sessions run on CPU (<see cref="GraphMirror.WriteBackward"/>'s onCpu).</summary>
     private readonly bool _onCpu;
+    /// <summary>Which one-sample convolutions run as the Winograd kernel: raced on this host, or null for every one it may take.</summary>
+    private readonly WinogradRace? _race;
     /// <summary>The recording forward that feeds every rule's backward; null where each rule's session is merged.</summary>
     private readonly InferenceSession? _forward;
     private readonly bool _ownsForward;
@@ -58,9 +60,9 @@ public sealed class OrtBackprop : IDisposable
     private bool _disposed;
 
     private OrtBackprop(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer, Func<ModelProto, InferenceSession> open, bool onCpu,
-        InferenceSession? forward, bool ownsForward, string[] recorded, RectifierRule rule, Pass first)
+        WinogradRace? race, InferenceSession? forward, bool ownsForward, string[] recorded, RectifierRule rule, Pass first)
     {
-        (_model, _mirror, _shapes, _open, _onCpu, _forward, _ownsForward, _recorded) = (model, mirror, shapes, open, onCpu, forward, ownsForward, recorded);
+        (_model, _mirror, _shapes, _open, _onCpu, _race, _forward, _ownsForward, _recorded) = (model, mirror, shapes, open, onCpu, race, forward, ownsForward, recorded);
         Layer = layer;
         _firstRule = rule;
         _passes[new PassKind(rule, false)] = new Lazy<Pass>(first);
@@ -97,13 +99,20 @@ public sealed class OrtBackprop : IDisposable
     /// <param name="batched">Whether the model takes batches (its first input dimension is free).</param>
     /// <param name="open">Creates a session with the served session's options.</param>
     /// <param name="onCpu">Whether <paramref name="open"/>'s sessions run on CPU (<see cref="OnnxSessionFactory.RunsOnCpu"/>): only there may the backward use the engine's own kernels.</param>
+    /// <param name="race">
+    /// Whether a one-sample pass's convolutions run as the Winograd kernel only where it wins a race on
+    /// this host (<see cref="WinogradRace"/>: the service's passes); without, every one it may take,
+    /// the most rounding a pass can have (the isolated import check judges that one).
+    /// </param>
     /// <exception cref="NotSupportedException">The backward cannot be written for this model.</exception>
-    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, long[] sampleShape, bool batched, Func<ModelProto, InferenceSession> open, bool onCpu = true) =>
-        Create(model, mirror, mirror.BatchShapes(sampleShape, batched), null, open, onCpu, FirstRule);
+    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, long[] sampleShape, bool batched, Func<ModelProto, InferenceSession> open, bool onCpu = true,
+        bool race = true) =>
+        Create(model, mirror, mirror.BatchShapes(sampleShape, batched), null, open, onCpu, race ? new WinogradRace(open) : null, FirstRule);
 
     /// <summary>As above, for value shapes already known (<see cref="GraphMirror.BatchShapes(long[], bool)"/>'s, or an import check's <see cref="Shapes"/>).</summary>
-    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, IReadOnlyDictionary<string, TensorInfo> shapes, Func<ModelProto, InferenceSession> open, bool onCpu = true) =>
-        Create(model, mirror, new Dictionary<string, TensorInfo>(shapes, StringComparer.Ordinal), null, open, onCpu, FirstRule);
+    public static OrtBackprop Create(ModelProto model, GraphMirror mirror, IReadOnlyDictionary<string, TensorInfo> shapes, Func<ModelProto, InferenceSession> open,
+        bool onCpu = true, bool race = true) =>
+        Create(model, mirror, new Dictionary<string, TensorInfo>(shapes, StringComparer.Ordinal), null, open, onCpu, race ? new WinogradRace(open) : null, FirstRule);
 
     /// <summary>
     /// The same model's backward of true gradients stopped at <paramref name="layer"/>: a pass
@@ -113,19 +122,19 @@ public sealed class OrtBackprop : IDisposable
     /// </summary>
     /// <exception cref="NotSupportedException">The backward to that layer cannot be written.</exception>
     public OrtBackprop ForLayer(string layer) =>
-        Create(_model, _mirror, new Dictionary<string, TensorInfo>(_shapes, StringComparer.Ordinal), layer, _open, _onCpu, RectifierRule.Gradient, this);
+        Create(_model, _mirror, new Dictionary<string, TensorInfo>(_shapes, StringComparer.Ordinal), layer, _open, _onCpu, _race, RectifierRule.Gradient, this);
 
     private static OrtBackprop Create(ModelProto model, GraphMirror mirror, Dictionary<string, TensorInfo> shapes, string? layer,
-        Func<ModelProto, InferenceSession> open, bool onCpu, RectifierRule rule, OrtBackprop? full = null)
+        Func<ModelProto, InferenceSession> open, bool onCpu, WinogradRace? race, RectifierRule rule, OrtBackprop? full = null)
     {
-        var (backwardModel, graph) = mirror.WriteBackward(model, shapes, rule, layer, onCpu: onCpu, race: new WinogradRace(open));
+        var (backwardModel, graph) = mirror.WriteBackward(model, shapes, rule, layer, onCpu: onCpu, race: race);
         foreach (var output in graph.MaxPoolIndices)
             shapes[BackwardGraph.IndicesOf(output)] = new TensorInfo(shapes[output].Shape, ScalarType.Int64);
         // What a pass hands back from the forward: the scores, the served output and the layer.
         string[] fetched = [.. new[] { mirror.ScoreName, mirror.OutputName, layer }.OfType<string>().Distinct()];
         if (BackwardMerge.Allowed(model) && BackwardMerge.Fits(model, backwardModel)
             && BackwardMerge.Merge(model, backwardModel, graph, fetched, shapes) is var mergedModel && TryOpen(open, mergedModel) is { } merged)
-            return new OrtBackprop(model, mirror, shapes, layer, open, onCpu, null, false, fetched, rule,
+            return new OrtBackprop(model, mirror, shapes, layer, open, onCpu, race, null, false, fetched, rule,
                 new Pass(Sessions(open, mergedModel, onCpu, merged), graph.ForwardInputs));
 
         // ONNX Runtime builds a session on one thread: the backward's is built beside the forward's.
@@ -139,8 +148,8 @@ public sealed class OrtBackprop : IDisposable
             if (!shared) forward = open(BackwardMerge.Recording(model, graph, recorded, shapes));
             var first = new Pass(Sessions(open, backwardModel, onCpu, openingBackward.GetAwaiter().GetResult()), graph.ForwardInputs);
             return shared
-                ? new OrtBackprop(model, mirror, shapes, layer, open, onCpu, full!._forward, false, full._recorded, rule, first)
-                : new OrtBackprop(model, mirror, shapes, layer, open, onCpu, forward, true, recorded, rule, first);
+                ? new OrtBackprop(model, mirror, shapes, layer, open, onCpu, race, full!._forward, false, full._recorded, rule, first)
+                : new OrtBackprop(model, mirror, shapes, layer, open, onCpu, race, forward, true, recorded, rule, first);
         }
         catch
         {
@@ -204,7 +213,7 @@ public sealed class OrtBackprop : IDisposable
     /// <summary>The rule's backward written and opened; null for a summed one that sums before no product.</summary>
     private Pass? Build(RectifierRule rule, bool summed)
     {
-        var (backward, graph) = _mirror.WriteBackward(_model, _shapes, rule, Layer, summed, _onCpu, new WinogradRace(_open));
+        var (backward, graph) = _mirror.WriteBackward(_model, _shapes, rule, Layer, summed, _onCpu, _race);
         if (summed && !graph.SumsBeforeProducts) return null;
         if (Merged) return new Pass(Sessions(_open, BackwardMerge.Merge(_model, backward, graph, _recorded, _shapes), _onCpu), graph.ForwardInputs, summed);
         if (graph.ForwardInputs.FirstOrDefault(n => n != _mirror.InputName && !_recorded.Contains(n)) is { } missing)
