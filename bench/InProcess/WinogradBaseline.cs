@@ -9,7 +9,9 @@ namespace SaliencyService.Bench;
 /// <c>Conv</c> on ResNet's four 3×3 shapes (64 channels at 56², 128 at 28², 256 at 14², 512 at 7²),
 /// a batch of BATCH: one single-node session each (ONNX Runtime's, the kernel's F(2×2) and its
 /// F(4×4) tiles), constant random weights, the same input, run in turn REPEATS times (the order
-/// turning each round); the p50s and the median of the rounds' ratios to ONNX Runtime's.
+/// turning each round); the p50s and the median of the rounds' ratios to ONNX Runtime's. ONNX
+/// Runtime's single node includes the reorders into and out of its blocked layout, which the
+/// service's race (<see cref="WinogradRace"/>, printed by <c>stages</c>) charges to the kernel instead.
 /// </summary>
 public static class WinogradBaseline
 {

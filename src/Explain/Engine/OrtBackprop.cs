@@ -107,7 +107,7 @@ public sealed class OrtBackprop : IDisposable
     /// <exception cref="NotSupportedException">The backward cannot be written for this model.</exception>
     public static OrtBackprop Create(ModelProto model, GraphMirror mirror, long[] sampleShape, bool batched, Func<ModelProto, InferenceSession> open, bool onCpu = true,
         bool race = true) =>
-        Create(model, mirror, mirror.BatchShapes(sampleShape, batched), null, open, onCpu, race ? new WinogradRace(open) : null, FirstRule);
+        Create(model, mirror, mirror.BatchShapes(sampleShape, batched), open, onCpu, race);
 
     /// <summary>As above, for value shapes already known (<see cref="GraphMirror.BatchShapes(long[], bool)"/>'s, or an import check's <see cref="Shapes"/>).</summary>
     public static OrtBackprop Create(ModelProto model, GraphMirror mirror, IReadOnlyDictionary<string, TensorInfo> shapes, Func<ModelProto, InferenceSession> open,

@@ -91,7 +91,7 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
                 return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
             }
             for (var i = 0; i < WarmUps; i++) foreach (var side in sides) Time(side);
-            // Each round times the three in turn, one way then the other: the host's drift falls on all three.
+            // Each round times the four in turn, one way then the other: the host's drift falls on all of them.
             var (tile2Ratios, tile4Ratios) = (new double[Rounds], new double[Rounds]);
             var times = new double[sides.Length];
             for (var round = 0; round < Rounds; round++)

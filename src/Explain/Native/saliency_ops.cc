@@ -1085,11 +1085,10 @@ struct Winograd {
     }
     const __m512i y0 = _mm512_load_si512(top), x0 = _mm512_load_si512(left), origin = _mm512_load_si512(offset);
     __mmask16 rows[T], columns[T];
-    for (int a = 0; a < T; ++a) {
-      const __m512i y = _mm512_add_epi32(y0, _mm512_set1_epi32(a));
-      rows[a] = _mm512_cmpge_epi32_mask(y, _mm512_setzero_si512()) & _mm512_cmplt_epi32_mask(y, _mm512_set1_epi32(static_cast<int32_t>(job.h)));
-      const __m512i x = _mm512_add_epi32(x0, _mm512_set1_epi32(a));
-      columns[a] = _mm512_cmpge_epi32_mask(x, _mm512_setzero_si512()) & _mm512_cmplt_epi32_mask(x, _mm512_set1_epi32(static_cast<int32_t>(job.w)));
+    for (int i = 0; i < T; ++i) { // which tiles' patch row i and patch column i lie inside the image
+      const __m512i y = _mm512_add_epi32(y0, _mm512_set1_epi32(i)), x = _mm512_add_epi32(x0, _mm512_set1_epi32(i));
+      rows[i] = _mm512_cmpge_epi32_mask(y, _mm512_setzero_si512()) & _mm512_cmplt_epi32_mask(y, _mm512_set1_epi32(static_cast<int32_t>(job.h)));
+      columns[i] = _mm512_cmpge_epi32_mask(x, _mm512_setzero_si512()) & _mm512_cmplt_epi32_mask(x, _mm512_set1_epi32(static_cast<int32_t>(job.w)));
     }
     for (int64_t ch = c0; ch < c1; ++ch) {
       const float* plane = job.x + (s0 * job.c + ch) * area;
