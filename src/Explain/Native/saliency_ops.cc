@@ -50,6 +50,7 @@
 #include <atomic>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <optional>
 #include <string>
 #include <thread>
@@ -99,6 +100,23 @@ int64_t CeilDiv(int64_t a, int64_t b) { return a > 0 ? (a - 1) / b + 1 : 0; }
 
 // ⌊a / b⌋ for b > 0.
 int64_t FloorDiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// Float buffers that start on a cache line: a 64-byte vector load or store across two lines costs
+// two, and glibc's malloc puts large blocks 16 bytes past a line's start (tcmalloc happens not to).
+template <typename T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <typename U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  template <typename U>
+  bool operator==(const CacheLineAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const CacheLineAllocator<U>&) const { return false; }
+};
+using FloatBuffer = std::vector<float, CacheLineAllocator<float>>;
 
 // An attribute's value, or fallback where it is absent or not of this type.
 template <typename T>
@@ -332,7 +350,7 @@ struct MaxPoolGrad {
     // off_b − q_b·S, q_b = ⌊off_b / S⌋. Each half is padded with `lowest`, which never wins.
     const int64_t before = -FloorDiv(-pw, S), after = std::max<int64_t>(0, FloorDiv((kw - 1) * dw - pw, S));
     const int64_t span = before + std::max(CeilDiv(width, S), columns + after);
-    thread_local std::vector<float> halves, row_maxima, window_maxima;
+    thread_local FloatBuffer halves, row_maxima, window_maxima;
     thread_local std::vector<int32_t> row_columns, window_cells;
     try {
       halves.resize(static_cast<size_t>(S * span));
@@ -518,7 +536,7 @@ struct Col2Im {
     const float* weights = job.weights ? job.weights + plane % job.channels * kh * kw : nullptr;
     const int64_t residues = std::min(sw, width), stride = CeilDiv(width, sw); // residue r holds x = k·sw + r
     const int64_t line = residues * stride;                                     // one image row, by residue
-    thread_local std::vector<float> sums;
+    thread_local FloatBuffer sums;
     try {
       sums.assign(static_cast<size_t>((y1 - y0) * line), 0.0f);
     } catch (const std::exception&) {
@@ -660,7 +678,7 @@ struct SparseConvTranspose {
       job.run = CeilDiv(job.run, Lanes) * Lanes;
       job.cells = CeilDiv(job.run, job.channels);
       const int64_t kh = window_.kernel[0], kw = window_.kernel[1], dw = window_.dilations[1];
-      std::vector<float> runs(static_cast<size_t>(job.kernels * kh * job.run), 0.0f);
+      FloatBuffer runs(static_cast<size_t>(job.kernels * kh * job.run), 0.0f);
       const float* weights = w.Data();
       for (int64_t k = 0; k < job.kernels; ++k)
         for (int64_t c = 0; c < job.channels; ++c)
@@ -717,7 +735,7 @@ struct SparseConvTranspose {
     const int64_t n = task.plane, y0 = task.y0, y1 = task.y1;
     const int64_t kernels = job.kernels, channels = job.channels, run = job.run, margin = job.cells * channels;
     const int64_t line = (width + 2 * job.cells) * channels, area = rows * columns;
-    thread_local std::vector<float> sums, values;
+    thread_local FloatBuffer sums, values;
     thread_local std::vector<int32_t> listed;
     thread_local std::vector<int64_t> count;
     thread_local std::vector<uint32_t> found; // a Bits per eight cells
@@ -961,13 +979,13 @@ struct Winograd {
 
   // U = G g Gᵀ per (k, c), laid out [E][⌈K/6⌉][C][6] (zeros past K): a product block's six
   // filter values per channel lie together. Worked in double, rounded once.
-  static std::vector<float> Transform(const float* w, int64_t k, int64_t c) {
+  static FloatBuffer Transform(const float* w, int64_t k, int64_t c) {
     static constexpr double g2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
     static constexpr double g4[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
                                         {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
     const auto& g = *reinterpret_cast<const double(*)[T][3]>(M == 2 ? &g2[0][0] : &g4[0][0]);
     const int64_t groups = CeilDiv(k, Rows);
-    std::vector<float> u(static_cast<size_t>(E * groups * Rows * c), 0.0f);
+    FloatBuffer u(static_cast<size_t>(E * groups * Rows * c), 0.0f);
     for (int64_t o = 0; o < k; ++o)
       for (int64_t i = 0; i < c; ++i) {
         const float* f = w + (o * c + i) * 9;
@@ -1328,10 +1346,10 @@ struct Winograd {
   // A block's transformed input: kept by the thread for the next block up to 2 MB (ResNet's
   // largest, 512 channels, is 512 KB for F(2×2), 1.1 MB for F(4×4)); a larger one, from a model
   // with more channels, lives for the block only, so no pool thread keeps it.
-  static float* Scratch(size_t size, std::vector<float>& once) {
+  static float* Scratch(size_t size, FloatBuffer& once) {
     constexpr size_t kept = (2 << 20) / sizeof(float);
-    thread_local std::vector<float> scratch;
-    std::vector<float>& buffer = size <= kept ? scratch : once;
+    thread_local FloatBuffer scratch;
+    FloatBuffer& buffer = size <= kept ? scratch : once;
     if (buffer.size() < size) buffer.resize(size);
     return buffer.data();
   }
@@ -1340,7 +1358,7 @@ struct Winograd {
   static void Whole(void* data, size_t index) {
     Job& job = *static_cast<Job*>(data);
     try {
-      std::vector<float> once;
+      FloatBuffer once;
       float* v = Scratch(static_cast<size_t>(job.BlockSize()), once);
       const int64_t block = static_cast<int64_t>(index);
       TransformInput(job, block, 0, job.c, v);
@@ -1486,7 +1504,7 @@ struct WinogradConv {
       if (!gate_.Fits(gate)) return Ort::Status((std::string("WinogradConv: ") + RectifierGate::GateRequirement).c_str(), ORT_INVALID_ARGUMENT);
       if (gate && gate->Shape() != ys) return Ort::Status("WinogradConv: G must be Y's shape [N, K, H, W]", ORT_INVALID_ARGUMENT);
       float* out = y.Allocate(ys);
-      std::vector<float> local;
+      FloatBuffer local;
       const float* u = filter_.data();
       if (filter_.empty() || outputs_ != ws[0] || inputs_ != ws[1]) {
         local = Transform(w.Data(), ws[0], ws[1]);
@@ -1511,12 +1529,12 @@ struct WinogradConv {
  private:
   static bool FilterShape(const std::vector<int64_t>& w) { return w.size() == 4 && w[0] >= 0 && w[1] >= 0 && w[2] == 3 && w[3] == 3; }
 
-  std::vector<float> Transform(const float* w, int64_t k, int64_t c) const {
+  FloatBuffer Transform(const float* w, int64_t k, int64_t c) const {
     return tile_ == 4 ? Winograd<4>::Transform(w, k, c) : Winograd<2>::Transform(w, k, c);
   }
 
   const OrtApi* api_;
-  std::vector<float> filter_;
+  FloatBuffer filter_;
   int64_t outputs_ = -1, inputs_ = -1;
   int64_t tile_ = 2;
   bool relu_ = false;
