@@ -34,12 +34,14 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
     /// <summary>The graph name of the race's own single-node models (not a pass's sessions).</summary>
     public const string GraphName = "winograd_race";
 
-    private const int WarmUps = 2, Rounds = 7;
+    // A single run of ~0.5 ms varies by half or more on a shared two-core VM (one round's ratio
+    // came out at 0.6 and the next at 11), so each side's time is the median of its rounds.
+    private const int WarmUps = 2, Rounds = 11;
 
     private static readonly ConcurrentDictionary<(long Outputs, long Inputs, long Height, long Width), Lazy<Outcome>> Outcomes = new();
 
     /// <summary>
-    /// The median ratios of the kernel's time, with the layout reorders it costs a pass, to ONNX
+    /// The ratios of the kernel's median time, with the layout reorders it costs a pass, to ONNX
     /// Runtime's convolution in its blocked layout, F(2×2) and F(4×4) tiles (∞ where the race failed).
     /// </summary>
     public readonly record struct Outcome(double Tile2, double Tile4);
@@ -92,23 +94,21 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
             }
             for (var i = 0; i < WarmUps; i++) foreach (var side in sides) Time(side);
             // Each round times the four in turn, one way then the other: the host's drift falls on all of them.
-            var (tile2Ratios, tile4Ratios) = (new double[Rounds], new double[Rounds]);
-            var times = new double[sides.Length];
+            var times = new double[sides.Length][];
+            for (var i = 0; i < sides.Length; i++) times[i] = new double[Rounds];
             for (var round = 0; round < Rounds; round++)
-            {
                 for (var i = 0; i < sides.Length; i++)
                 {
                     var side = round % 2 == 0 ? i : sides.Length - 1 - i;
-                    times[side] = Time(sides[side]);
+                    times[side][round] = Time(sides[side]);
                 }
-                // ONNX Runtime's convolution in its blocked layout is what the second costs; its
-                // single-node run adds the layout's reorders, which a kernel between blocked
-                // neighbours pays instead, so they go to the kernel's side.
-                var convolution = Math.Max(times[1] - times[0], 1e-3);
-                var reorders = Math.Max(times[0] - convolution, 0);
-                (tile2Ratios[round], tile4Ratios[round]) = ((times[2] + reorders) / convolution, (times[3] + reorders) / convolution);
-            }
-            return new Outcome(Median(tile2Ratios), Median(tile4Ratios));
+            var (alone, two, kernel2, kernel4) = (Median(times[0]), Median(times[1]), Median(times[2]), Median(times[3]));
+            // ONNX Runtime's convolution in its blocked layout is what the second costs; its
+            // single-node run adds the layout's reorders, which a kernel between blocked
+            // neighbours pays instead, so they go to the kernel's side.
+            var convolution = Math.Max(two - alone, 1e-3);
+            var reorders = Math.Max(alone - convolution, 0);
+            return new Outcome((kernel2 + reorders) / convolution, (kernel4 + reorders) / convolution);
         }
         catch (OnnxRuntimeException)
         {

@@ -1127,6 +1127,81 @@ struct Winograd {
     }
     return true;
   }
+  // TransformInput on the AVX-512 clone's hosts where the block's tiles lie in few runs along
+  // tile rows (ResNet's 56², 28², 14² and 7² images): a run's T patch rows are four aligned loads
+  // each, and cell (a, b) of its tiles is every M-th float of them (two permutes), where a gather
+  // costs ~20 cycles here (Zen 5). False (nothing done) for more runs than that, or a run wider
+  // than four vectors (16 tiles of F(4×4)).
+  __attribute__((target("arch=x86-64-v4"), noinline)) static bool RowTransform(const Job& job, int64_t block, int64_t c0, int64_t c1, float* v) {
+    constexpr int MaxRuns = 4;
+    const BlockTiles tiles(job, block);
+    struct Run {
+      int64_t offset;        // the run's first cell (its first tile's, column M·x - 1) from the sample's plane start
+      __mmask16 lanes;       // the block's lanes the run fills
+      __mmask16 rows;        // patch rows inside the image (bit a)
+      int vectors;           // vectors a patch row of the run spans (16 floats each)
+      __mmask16 inside[4];   // per vector: its cells inside the image's row
+      __m512i at[T];         // per patch column b: each lane's cell from the run's first (M·tile + b)
+      __mmask16 upper[T];    // per patch column b: the lanes whose cell lies in the third or fourth vector
+    } runs[MaxRuns];
+    int count = 0;
+    const int64_t area = job.h * job.w;
+    for (int j = 0, e; j < Tiles; j = e) {
+      e = j + 1;
+      if (!tiles.valid[j]) continue;
+      while (e < Tiles && tiles.valid[e] && tiles.s[e] == tiles.s[j] && tiles.ty[e] == tiles.ty[j]) ++e;
+      const int64_t span = M * (e - j - 1) + T;
+      if (count == MaxRuns || span > 64) return false;
+      Run& run = runs[count++];
+      const int64_t y0 = tiles.ty[j] * M - 1, x0 = tiles.tx[j] * M - 1;
+      run.offset = tiles.s[j] * job.c * area + y0 * job.w + x0;
+      run.lanes = static_cast<__mmask16>(((1u << (e - j)) - 1) << j);
+      run.vectors = static_cast<int>(CeilDiv(span, 16));
+      run.rows = 0;
+      for (int a = 0; a < T; ++a)
+        if (y0 + a >= 0 && y0 + a < job.h) run.rows |= static_cast<__mmask16>(1u << a);
+      for (int q = 0; q < 4; ++q) {
+        uint32_t bits = 0;
+        for (int i = 0; i < 16; ++i) {
+          const int64_t x = x0 + 16 * q + i;
+          if (x >= 0 && x < job.w && 16 * q + i < span) bits |= 1u << i;
+        }
+        run.inside[q] = static_cast<__mmask16>(bits);
+      }
+      alignas(64) int32_t first[Tiles] = {};
+      for (int t = j; t < e; ++t) first[t] = static_cast<int32_t>(M * (t - j));
+      for (int b = 0; b < T; ++b) {
+        run.at[b] = _mm512_add_epi32(_mm512_load_si512(first), _mm512_set1_epi32(b));
+        run.upper[b] = _mm512_mask_cmpge_epi32_mask(run.lanes, run.at[b], _mm512_set1_epi32(32));
+      }
+    }
+    for (int64_t ch = c0; ch < c1; ++ch) {
+      Wide h[T][T]; // the patch rows transformed along their columns: [patch row][element column]
+      for (int a = 0; a < T; ++a) {
+        Wide d[T] = {}; // cell (a, b) of every tile of the block
+        for (int r = 0; r < count; ++r) {
+          const Run& run = runs[r];
+          if (!(run.rows >> a & 1)) continue; // a padding row: zeros
+          const float* row = job.x + run.offset + ch * area + a * job.w;
+          __m512 cells[4];
+          for (int q = 0; q < 4; ++q) cells[q] = q < run.vectors ? _mm512_maskz_loadu_ps(run.inside[q], row + 16 * q) : _mm512_setzero_ps();
+          for (int b = 0; b < T; ++b) { // a permute reads an index's low five bits: the cell within its pair of vectors
+            __m512 cell = _mm512_mask_mov_ps((__m512)d[b], run.lanes, _mm512_permutex2var_ps(cells[0], run.at[b], cells[1]));
+            if (run.upper[b]) cell = _mm512_mask_mov_ps(cell, run.upper[b], _mm512_permutex2var_ps(cells[2], run.at[b], cells[3]));
+            d[b] = (Wide)cell;
+          }
+        }
+        InputAxis(d, h[a]);
+      }
+      for (int b = 0; b < T; ++b) {
+        Wide column[T], o[T];
+        for (int a = 0; a < T; ++a) column[a] = h[a][b];
+        InputAxis(column, o);
+        for (int a = 0; a < T; ++a) WideAt(v + ((a * T + b) * job.c + ch) * Tiles) = o[a];
+      }
+    }
+    return true;
+  }
 #endif
 
   // Bᵀ d B of channels [c0, c1) of a block's 16 tiles (tile row ty of sample s, tiles from x0) into
@@ -1134,7 +1209,7 @@ struct Winograd {
   // read zeros too and are never written back.
   __attribute__((always_inline)) static inline void TransformInput(const Job& job, int64_t block, int64_t c0, int64_t c1, float* v) {
 #ifdef AVX512_GATHERS
-    if (WideVectors() && GatherTransform(job, block, c0, c1, v)) return;
+    if (WideVectors() && (RowTransform(job, block, c0, c1, v) || GatherTransform(job, block, c0, c1, v))) return;
 #endif
     const BlockTiles tiles(job, block);
     const int64_t s0 = tiles.s[0], ty0 = tiles.ty[0], x0 = tiles.tx[0] * M - 1, area = job.h * job.w;
