@@ -15,9 +15,13 @@ namespace SaliencyService.Explain.Mirror;
 /// Runtime's direct convolution was faster on all but the 256-channel F(4×4), and a guided pass on
 /// resnet18 took 25–28 ms with the kernel's every shape against 22–23 without (bench/analysis.md).
 /// ONNX Runtime's side is its convolution as a pass runs it, in its blocked layout (the second of
-/// two convolutions of one input); the reorders into and out of that layout, which its single-node
-/// run adds, go to the kernel's side, since a kernel between blocked neighbours pays them: timed
-/// alone, the race had taken the kernel for shapes that then made resnet18's pass slower.
+/// two convolutions of one input). The reorders into and out of that layout, which its single-node
+/// run adds, go to the kernel's side where the kernel sits between blocked neighbours: a forward's
+/// F(2×2) between ONNX Runtime's convolutions (timed alone, the race had taken the kernel for shapes
+/// that then made resnet18's pass slower). A backward's F(4×4) sits between the engine's own kernels,
+/// which read and write the plain layout, and is charged none: charged them, resnet18's guided pass
+/// kept ONNX Runtime's convolutions at 64 and 128 channels and took 21.4–21.9 ms, against 21.1–21.3
+/// with the kernel for all of them (bench/analysis.md, forty-fifth pass).
 /// </summary>
 /// <param name="open">Opens a session as the passes' sessions are opened (the same threads).</param>
 public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
@@ -41,8 +45,8 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
     private static readonly ConcurrentDictionary<(long Outputs, long Inputs, long Height, long Width), Lazy<Outcome>> Outcomes = new();
 
     /// <summary>
-    /// The ratios of the kernel's median time, with the layout reorders it costs a pass, to ONNX
-    /// Runtime's convolution in its blocked layout, F(2×2) and F(4×4) tiles (∞ where the race failed).
+    /// The ratios of the kernel's median time to ONNX Runtime's convolution in its blocked layout:
+    /// F(2×2), a forward's, with the layout's reorders; F(4×4), a backward's, without (∞ where the race failed).
     /// </summary>
     public readonly record struct Outcome(double Tile2, double Tile4);
 
@@ -104,11 +108,11 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
                 }
             var (alone, two, kernel2, kernel4) = (Median(times[0]), Median(times[1]), Median(times[2]), Median(times[3]));
             // ONNX Runtime's convolution in its blocked layout is what the second costs; its
-            // single-node run adds the layout's reorders, which a kernel between blocked
-            // neighbours pays instead, so they go to the kernel's side.
+            // single-node run adds the layout's reorders, which a forward's kernel between blocked
+            // neighbours pays instead.
             var convolution = Math.Max(two - alone, 1e-3);
             var reorders = Math.Max(alone - convolution, 0);
-            return new Outcome((kernel2 + reorders) / convolution, (kernel4 + reorders) / convolution);
+            return new Outcome((kernel2 + reorders) / convolution, kernel4 / convolution);
         }
         catch (OnnxRuntimeException)
         {
