@@ -64,7 +64,7 @@
 // the widest the CPU has is picked when the library loads (GCC's function multi-versioning).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
 #define WIDEST_VECTORS __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define AVX512_GATHERS 1
+#define AVX512_INTRINSICS 1
 #include <immintrin.h>
 #else
 #define WIDEST_VECTORS
@@ -1083,11 +1083,12 @@ struct Winograd {
     }
   };
 
-#ifdef AVX512_GATHERS
-  // TransformInput on the AVX-512 clone's hosts: each of a patch's T² cells for the block's 16
-  // tiles is one masked gather (cells outside the image, and tiles past the last, read as 0), and
-  // the transform runs on 16-float vectors, so the patches never go through memory cell by cell.
-  // False (nothing done) where the block's tiles lie too far apart for 32-bit offsets.
+#ifdef AVX512_INTRINSICS
+  // TransformInput on the AVX-512 clone's hosts where RowTransform (below) does not apply: each of
+  // a patch's T² cells for the block's 16 tiles is one masked gather (cells outside the image, and
+  // tiles past the last, read as 0), and the transform runs on 16-float vectors, so the patches
+  // never go through memory cell by cell. False (nothing done) where the block's tiles lie too far
+  // apart for 32-bit offsets.
   __attribute__((target("arch=x86-64-v4"), noinline)) static bool GatherTransform(const Job& job, int64_t block, int64_t c0, int64_t c1, float* v) {
     const BlockTiles tiles(job, block);
     const int64_t area = job.h * job.w, s0 = tiles.s[0];
@@ -1127,11 +1128,12 @@ struct Winograd {
     }
     return true;
   }
-  // TransformInput on the AVX-512 clone's hosts where the block's tiles lie in few runs along
-  // tile rows (ResNet's 56², 28², 14² and 7² images): a run's T patch rows are four aligned loads
-  // each, and cell (a, b) of its tiles is every M-th float of them (two permutes), where a gather
-  // costs ~20 cycles here (Zen 5). False (nothing done) for more runs than that, or a run wider
-  // than four vectors (16 tiles of F(4×4)).
+
+  // TransformInput on the AVX-512 clone's hosts where the block's tiles lie in at most four runs
+  // along rows of tiles (every F(2×2) block; F(4×4)'s on ResNet's 56², 28², 14² and 7² images):
+  // each patch row of a run is up to four masked loads, and cell (a, b) of its tiles every M-th
+  // float of them from column b (two permutes), where a gather costs ~20 cycles (Zen 5). False
+  // (nothing done) for more runs, or a run wider than four vectors (16 tiles of F(4×4)).
   __attribute__((target("arch=x86-64-v4"), noinline)) static bool RowTransform(const Job& job, int64_t block, int64_t c0, int64_t c1, float* v) {
     constexpr int MaxRuns = 4;
     const BlockTiles tiles(job, block);
@@ -1208,7 +1210,7 @@ struct Winograd {
   // v: [E][C][Tiles]. Cells outside the image are zeros (the padding); tiles past the row's end
   // read zeros too and are never written back.
   __attribute__((always_inline)) static inline void TransformInput(const Job& job, int64_t block, int64_t c0, int64_t c1, float* v) {
-#ifdef AVX512_GATHERS
+#ifdef AVX512_INTRINSICS
     if (WideVectors() && (RowTransform(job, block, c0, c1, v) || GatherTransform(job, block, c0, c1, v))) return;
 #endif
     const BlockTiles tiles(job, block);
