@@ -1130,10 +1130,10 @@ struct Winograd {
   }
 
   // TransformInput on the AVX-512 clone's hosts where the block's tiles lie in at most four runs
-  // along rows of tiles (every F(2×2) block; F(4×4)'s on ResNet's 56², 28², 14² and 7² images):
-  // each patch row of a run is up to four masked loads, and cell (a, b) of its tiles every M-th
-  // float of them from column b (two permutes), where a gather costs ~20 cycles (Zen 5). False
-  // (nothing done) for more runs, or a run wider than four vectors (16 tiles of F(4×4)).
+  // along rows of tiles, none of F(4×4) over 15 tiles (F(2×2) on images from 7 cells wide, F(4×4)
+  // from 13 to 60: ResNet's 56², 28² and 14², and one sample's 7²): each patch row of a run is up
+  // to four masked loads, and cell (a, b) of its tiles every M-th float of them from column b (two
+  // permutes), where a gather costs ~20 cycles (Zen 5). False (nothing done) for other blocks.
   __attribute__((target("arch=x86-64-v4"), noinline)) static bool RowTransform(const Job& job, int64_t block, int64_t c0, int64_t c1, float* v) {
     constexpr int MaxRuns = 4;
     const BlockTiles tiles(job, block);
