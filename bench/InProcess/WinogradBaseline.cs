@@ -11,7 +11,8 @@ namespace SaliencyService.Bench;
 /// F(4×4) tiles), constant random weights, the same input, run in turn REPEATS times (the order
 /// turning each round); the p50s and the median of the rounds' ratios to ONNX Runtime's. ONNX
 /// Runtime's single node includes the reorders into and out of its blocked layout, which the
-/// service's race (<see cref="WinogradRace"/>, printed by <c>stages</c>) charges to the kernel instead.
+/// service's race (<see cref="WinogradRace"/>, printed by <c>stages</c>) leaves out of ONNX Runtime's
+/// side and charges to a forward's F(2×2) kernel.
 /// </summary>
 public static class WinogradBaseline
 {

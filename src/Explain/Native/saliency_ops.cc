@@ -1081,6 +1081,12 @@ struct Winograd {
     BlockTiles(const Job& job, int64_t block) {
       for (int64_t j = 0; j < Tiles; ++j) valid[j] = job.Tile(block, j, s[j], ty[j], tx[j]);
     }
+    // Past the last of the tiles from valid tile j on that tile's row of tiles: they lie side by side.
+    int RunEnd(int j) const {
+      int e = j + 1;
+      while (e < Tiles && valid[e] && s[e] == s[j] && ty[e] == ty[j]) ++e;
+      return e;
+    }
   };
 
 #ifdef AVX512_INTRINSICS
@@ -1089,8 +1095,7 @@ struct Winograd {
   // tiles past the last, read as 0), and the transform runs on 16-float vectors, so the patches
   // never go through memory cell by cell. False (nothing done) where the block's tiles lie too far
   // apart for 32-bit offsets.
-  __attribute__((target("arch=x86-64-v4"), noinline)) static bool GatherTransform(const Job& job, int64_t block, int64_t c0, int64_t c1, float* v) {
-    const BlockTiles tiles(job, block);
+  __attribute__((target("arch=x86-64-v4"), noinline)) static bool GatherTransform(const Job& job, const BlockTiles& tiles, int64_t c0, int64_t c1, float* v) {
     const int64_t area = job.h * job.w, s0 = tiles.s[0];
     int64_t last = s0;
     for (int j = 0; j < Tiles; ++j)
@@ -1134,9 +1139,8 @@ struct Winograd {
   // from 13 to 60: ResNet's 56², 28² and 14², and one sample's 7²): each patch row of a run is up
   // to four masked loads, and cell (a, b) of its tiles every M-th float of them from column b (two
   // permutes), where a gather costs ~20 cycles (Zen 5). False (nothing done) for other blocks.
-  __attribute__((target("arch=x86-64-v4"), noinline)) static bool RowTransform(const Job& job, int64_t block, int64_t c0, int64_t c1, float* v) {
+  __attribute__((target("arch=x86-64-v4"), noinline)) static bool RowTransform(const Job& job, const BlockTiles& tiles, int64_t c0, int64_t c1, float* v) {
     constexpr int MaxRuns = 4;
-    const BlockTiles tiles(job, block);
     struct Run {
       int64_t offset;        // the run's first cell (its first tile's, column M·x - 1) from the sample's plane start
       __mmask16 lanes;       // the block's lanes the run fills
@@ -1151,7 +1155,7 @@ struct Winograd {
     for (int j = 0, e; j < Tiles; j = e) {
       e = j + 1;
       if (!tiles.valid[j]) continue;
-      while (e < Tiles && tiles.valid[e] && tiles.s[e] == tiles.s[j] && tiles.ty[e] == tiles.ty[j]) ++e;
+      e = tiles.RunEnd(j);
       const int64_t span = M * (e - j - 1) + T;
       if (count == MaxRuns || span > 64) return false;
       Run& run = runs[count++];
@@ -1210,10 +1214,10 @@ struct Winograd {
   // v: [E][C][Tiles]. Cells outside the image are zeros (the padding); tiles past the row's end
   // read zeros too and are never written back.
   __attribute__((always_inline)) static inline void TransformInput(const Job& job, int64_t block, int64_t c0, int64_t c1, float* v) {
-#ifdef AVX512_INTRINSICS
-    if (WideVectors() && (RowTransform(job, block, c0, c1, v) || GatherTransform(job, block, c0, c1, v))) return;
-#endif
     const BlockTiles tiles(job, block);
+#ifdef AVX512_INTRINSICS
+    if (WideVectors() && (RowTransform(job, tiles, c0, c1, v) || GatherTransform(job, tiles, c0, c1, v))) return;
+#endif
     const int64_t s0 = tiles.s[0], ty0 = tiles.ty[0], x0 = tiles.tx[0] * M - 1, area = job.h * job.w;
     // Where tiles are gathered one by one: each tile's top-left cell in its sample's first plane,
     // and whether its T×T cells all lie inside the image (most do: no cell then needs a check).
@@ -1407,7 +1411,7 @@ struct Winograd {
         for (int j = 0, e; j < Tiles; j = e) {
           e = j + 1;
           if (!tiles.valid[j] || tiles.ty[j] * M + a >= job.h) continue;
-          while (e < Tiles && tiles.valid[e] && tiles.s[e] == tiles.s[j] && tiles.ty[e] == tiles.ty[j]) ++e;
+          e = tiles.RunEnd(j);
           const int64_t at = ((tiles.s[j] * job.k + channel) * job.h + tiles.ty[j] * M + a) * job.w + tiles.tx[j] * M;
           const int64_t count = std::min<int64_t>((e - j) * M, job.w - tiles.tx[j] * M);
           float cells[M * Tiles];
