@@ -5,7 +5,10 @@ using static TorchSharp.torch;
 
 namespace SaliencyService.Tests;
 
-/// <summary>A libtorch tensor's values copied out in one block: row-major, float32, whatever its layout and type.</summary>
+/// <summary>
+/// A libtorch tensor's values copied out in one block: row-major, float32, whatever its layout and
+/// type; and a managed sample's values copied into a libtorch tensor of its own.
+/// </summary>
 public sealed class TensorCopyTests
 {
     [Fact]
@@ -22,5 +25,28 @@ public sealed class TensorCopyTests
                     expected[(a * 2 + b) * 3 + c] = (float)values[(b * 3 + c) * 4 + a];
         Assert.Equal(expected, TensorCopy.Floats(transposed));
         Assert.Equal(ScalarType.Float64, transposed.dtype); // (the tensor itself is left as it was)
+    }
+
+    [Fact]
+    public void A_sample_goes_into_a_tensor_of_its_own_shape_and_values()
+    {
+        TorchNativeLoader.EnsureLoaded();
+        using var scope = NewDisposeScope();
+        float[] values = [.. Enumerable.Range(0, 24).Select(i => i * 0.25f - 2)];
+        var sample = new FloatTensor(values, [1, 2, 3, 4]);
+        var copy = TensorCopy.ToTensor(sample);
+        Assert.Equal([1L, 2, 3, 4], copy.shape);
+        Assert.Equal(values, TensorCopy.Floats(copy));
+        values[5] = 100; // the tensor keeps its own copy
+        Assert.Equal(-0.75f, copy[0, 0, 1, 1].item<float>());
+    }
+
+    [Fact]
+    public void A_sample_whose_shape_does_not_hold_its_values_is_refused()
+    {
+        TorchNativeLoader.EnsureLoaded();
+        using var scope = NewDisposeScope();
+        Assert.Throws<ArgumentException>(() => TensorCopy.ToTensor(new FloatTensor(new float[10], [1, 3, 2, 2])));
+        Assert.Throws<ArgumentException>(() => TensorCopy.ToTensor(new FloatTensor(new float[12], [1, 2, 2, 2])));
     }
 }

@@ -14,7 +14,7 @@ public static class Explainer
     {
         request.Validate();
         using var scope = NewDisposeScope();
-        var context = new ExplainContext(model, request, tensor(input.Data, input.Shape), layout == "NHWC", labels, cancellationToken);
+        var context = new ExplainContext(model, request, Tensors.TensorCopy.ToTensor(input), layout == "NHWC", labels, cancellationToken);
         var (maps, parameters) = request.Method.Attribute(context, context.Input);
         var map = maps[0];
         return new AttributionMap(request.Method, Tensors.TensorCopy.Floats(map), map.shape, context.Target, context.Score,

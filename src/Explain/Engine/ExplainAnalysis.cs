@@ -85,7 +85,7 @@ public sealed class ExplainAnalysis
                 probe ??= ModelProbe.Run(onnx, preprocessing, outputName);
                 // The checks' longest step, started first: it builds its own float64 mirror.
                 using var start = NewDisposeScope();
-                truth = FloatTruth.Start(model, preprocessing.Input, outputName, tensor(probe.Input.Data, probe.Input.Shape), batched);
+                truth = FloatTruth.Start(model, preprocessing.Input, outputName, Tensors.TensorCopy.ToTensor(probe.Input), batched);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
