@@ -13,11 +13,10 @@ public static class TensorCopy
     /// </summary>
     public static Tensor ToTensor(FloatTensor input)
     {
-        var tensor = empty(input.Shape, ScalarType.Float32);
-        var values = MemoryMarshal.Cast<byte, float>(tensor.bytes);
-        if (values.Length != input.Data.Length)
+        if (FloatTensor.ElementCount(input.Shape) != input.Data.Length)
             throw new ArgumentException($"The shape [{string.Join(", ", input.Shape)}] does not hold {input.Data.Length} values.", nameof(input));
-        input.Data.AsSpan().CopyTo(values);
+        var tensor = empty(input.Shape, ScalarType.Float32);
+        input.Data.AsSpan().CopyTo(MemoryMarshal.Cast<byte, float>(tensor.bytes));
         return tensor;
     }
 
