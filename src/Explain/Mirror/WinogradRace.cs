@@ -39,13 +39,16 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
     public const string GraphName = "winograd_race";
 
     // A single run of ~0.5 ms varies by half or more on a shared two-core VM (one round's ratio
-    // came out at 0.6 and the next at 11), so each side's time is the median of its rounds.
+    // came out at 0.6 and the next at 11), and what slows a run only adds to its time, so each
+    // side's time is the fastest of its rounds. Not the median: a race runs while the import's
+    // check works in its child process, and where half the rounds share the cores with it a
+    // median falls on either side of the gap (bench/analysis.md, the forty-seventh pass).
     private const int WarmUps = 2, Rounds = 11;
 
     private static readonly ConcurrentDictionary<(long Outputs, long Inputs, long Height, long Width), Lazy<Outcome>> Outcomes = new();
 
     /// <summary>
-    /// The ratios of the kernel's median time to ONNX Runtime's convolution in its blocked layout:
+    /// The ratios of the kernel's fastest time to ONNX Runtime's convolution in its blocked layout:
     /// F(2×2), a forward's, with the layout's reorders; F(4×4), a backward's, without (∞ where the race failed).
     /// </summary>
     public readonly record struct Outcome(double Tile2, double Tile4);
@@ -106,7 +109,7 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
                     var side = round % 2 == 0 ? i : sides.Length - 1 - i;
                     times[side][round] = Time(sides[side]);
                 }
-            var (alone, two, kernel2, kernel4) = (Median(times[0]), Median(times[1]), Median(times[2]), Median(times[3]));
+            var (alone, two, kernel2, kernel4) = (times[0].Min(), times[1].Min(), times[2].Min(), times[3].Min());
             // ONNX Runtime's convolution in its blocked layout is what the second costs; its
             // single-node run adds the layout's reorders, which a forward's kernel between blocked
             // neighbours pays instead.
@@ -118,12 +121,6 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
         {
             return new Outcome(double.PositiveInfinity, double.PositiveInfinity);
         }
-    }
-
-    private static double Median(double[] values)
-    {
-        Array.Sort(values);
-        return values[values.Length / 2];
     }
 
     /// <summary>
