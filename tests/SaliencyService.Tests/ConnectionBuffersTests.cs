@@ -50,7 +50,7 @@ public sealed class ConnectionBuffersTests
         }
         finally
         {
-            if (Directory.Exists(store)) Directory.Delete(store, recursive: true);
+            ServiceFactory.DeleteStore(store);
         }
     }
 }

@@ -103,7 +103,7 @@ public sealed class FuzzTests(FixtureModelsService service) : IClassFixture<Fixt
         }
         finally
         {
-            if (Directory.Exists(store)) Directory.Delete(store, recursive: true);
+            ServiceFactory.DeleteStore(store);
         }
     }
 }

@@ -49,7 +49,7 @@ public sealed class GrpcEndpointTests
         }
         finally
         {
-            if (Directory.Exists(store)) Directory.Delete(store, recursive: true);
+            ServiceFactory.DeleteStore(store);
         }
     }
 
@@ -69,7 +69,7 @@ public sealed class GrpcEndpointTests
         }
         finally
         {
-            if (Directory.Exists(store)) Directory.Delete(store, recursive: true);
+            ServiceFactory.DeleteStore(store);
         }
     }
 }

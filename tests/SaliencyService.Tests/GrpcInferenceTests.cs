@@ -202,7 +202,7 @@ public sealed class GrpcInferenceTests(FixtureModelsService service) : IClassFix
         }
         finally
         {
-            Directory.Delete(store, recursive: true);
+            ServiceFactory.DeleteStore(store);
         }
     }
 

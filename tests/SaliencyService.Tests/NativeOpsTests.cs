@@ -609,7 +609,7 @@ public sealed class NativeOpsTests
         }
         finally
         {
-            if (Directory.Exists(store)) Directory.Delete(store, recursive: true);
+            ServiceFactory.DeleteStore(store);
         }
     }
 }

@@ -14,7 +14,7 @@ public sealed class StoreDurabilityTests : IDisposable
 
     public void Dispose()
     {
-        if (Directory.Exists(_store)) Directory.Delete(_store, recursive: true);
+        ServiceFactory.DeleteStore(_store);
     }
 
     [Fact]

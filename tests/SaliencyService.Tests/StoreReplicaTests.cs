@@ -33,7 +33,7 @@ public sealed class StoreReplicaTests : IAsyncLifetime
     {
         _a.Dispose();
         _b.Dispose();
-        if (Directory.Exists(_store)) Directory.Delete(_store, recursive: true);
+        ServiceFactory.DeleteStore(_store);
         return Task.CompletedTask;
     }
 

@@ -19,7 +19,7 @@ public sealed class StoreSyncRaceTests : IDisposable
 
     public void Dispose()
     {
-        if (Directory.Exists(_store)) Directory.Delete(_store, recursive: true);
+        ServiceFactory.DeleteStore(_store);
     }
 
     [Fact]

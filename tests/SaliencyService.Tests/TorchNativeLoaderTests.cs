@@ -32,7 +32,7 @@ public sealed class UnwritableTempTests : IDisposable
     public void Dispose()
     {
         File.Delete(_notAFolder);
-        if (Directory.Exists(_store)) Directory.Delete(_store, recursive: true);
+        Support.ServiceFactory.DeleteStore(_store);
     }
 
     [Fact]

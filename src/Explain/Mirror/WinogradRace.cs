@@ -38,11 +38,6 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
     /// <summary>The graph name of the race's own single-node models (not a pass's sessions).</summary>
     public const string GraphName = "winograd_race";
 
-    // A single run of ~0.5 ms varies by half or more on a shared two-core VM (one round's ratio
-    // came out at 0.6 and the next at 11), and what slows a run only adds to its time, so each
-    // side's time is the fastest of its rounds. Not the median: a race runs while the import's
-    // check works in its child process, and where half the rounds share the cores with it a
-    // median falls on either side of the gap (bench/analysis.md, the forty-seventh pass).
     private const int WarmUps = 2, Rounds = 11;
 
     private static readonly ConcurrentDictionary<(long Outputs, long Inputs, long Height, long Width), Lazy<Outcome>> Outcomes = new();
@@ -109,18 +104,34 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
                     var side = round % 2 == 0 ? i : sides.Length - 1 - i;
                     times[side][round] = Time(sides[side]);
                 }
-            var (alone, two, kernel2, kernel4) = (times[0].Min(), times[1].Min(), times[2].Min(), times[3].Min());
-            // ONNX Runtime's convolution in its blocked layout is what the second costs; its
-            // single-node run adds the layout's reorders, which a forward's kernel between blocked
-            // neighbours pays instead.
-            var convolution = Math.Max(two - alone, 1e-3);
-            var reorders = Math.Max(alone - convolution, 0);
-            return new Outcome((kernel2 + reorders) / convolution, kernel4 / convolution);
+            return FromRounds(times[0], times[1], times[2], times[3]);
         }
         catch (OnnxRuntimeException)
         {
             return new Outcome(double.PositiveInfinity, double.PositiveInfinity);
         }
+    }
+
+    /// <summary>
+    /// The outcome from each side's rounds (ms): ONNX Runtime's convolution alone and twice, the
+    /// kernel with F(2×2) and with F(4×4).
+    /// </summary>
+    /// <remarks>
+    /// A single run of ~0.5 ms varies by half or more on a shared two-core VM (one round's ratio
+    /// came out at 0.6 and the next at 11), and what slows a run only adds to its time, so each
+    /// side's time is the fastest of its rounds. Not the median: a race runs while the import's
+    /// check works in its child process, and where part of the rounds share the cores with it a
+    /// median falls on either side of the gap (bench/analysis.md, the forty-seventh pass).
+    /// </remarks>
+    public static Outcome FromRounds(double[] alone, double[] twice, double[] tile2, double[] tile4)
+    {
+        var (one, two, kernel2, kernel4) = (alone.Min(), twice.Min(), tile2.Min(), tile4.Min());
+        // ONNX Runtime's convolution in its blocked layout is what the second costs; its
+        // single-node run adds the layout's reorders, which a forward's kernel between blocked
+        // neighbours pays instead.
+        var convolution = Math.Max(two - one, 1e-3);
+        var reorders = Math.Max(one - convolution, 0);
+        return new Outcome((kernel2 + reorders) / convolution, kernel4 / convolution);
     }
 
     /// <summary>

@@ -51,6 +51,6 @@ public sealed class BrowserPage : Xunit.IAsyncLifetime
         if (Browser is not null) await Browser.DisposeAsync();
         _playwright?.Dispose();
         Service?.Dispose();
-        if (Directory.Exists(_store)) Directory.Delete(_store, recursive: true);
+        ServiceFactory.DeleteStore(_store);
     }
 }

@@ -44,21 +44,22 @@ public sealed class ServiceFactory : WebApplicationFactory<Program>
     protected override void Dispose(bool disposing)
     {
         base.Dispose(disposing);
-        if (disposing && _ownsStore) DeleteStore();
+        if (disposing && _ownsStore) DeleteStore(Store);
     }
 
     /// <summary>
-    /// The app's own host is disposed on its entry point's thread, which may still be removing its
-    /// staging folder (and waiting for a model's backward still building) while this deletes the
-    /// store: a folder gone meanwhile is fine, and the delete is tried again until nothing is left.
+    /// Deletes a store that a service used. The app's own host is disposed on its entry point's
+    /// thread, which may still be removing its staging folder (and waiting for a model's backward
+    /// still building) while this deletes the store: a folder gone meanwhile is fine, and the
+    /// delete is tried again until nothing is left.
     /// </summary>
-    private void DeleteStore()
+    public static void DeleteStore(string store)
     {
-        for (var attempt = 1; Directory.Exists(Store); attempt++)
+        for (var attempt = 1; Directory.Exists(store); attempt++)
         {
             try
             {
-                Directory.Delete(Store, recursive: true);
+                Directory.Delete(store, recursive: true);
             }
             catch (IOException) when (attempt < 20)
             {
