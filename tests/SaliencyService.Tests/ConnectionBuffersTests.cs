@@ -50,7 +50,7 @@ public sealed class ConnectionBuffersTests
         }
         finally
         {
-            ServiceFactory.DeleteStore(store);
+            ServiceFactory.DeleteServiceFolder(store);
         }
     }
 }

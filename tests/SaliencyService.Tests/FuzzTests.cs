@@ -103,7 +103,7 @@ public sealed class FuzzTests(FixtureModelsService service) : IClassFixture<Fixt
         }
         finally
         {
-            ServiceFactory.DeleteStore(store);
+            ServiceFactory.DeleteServiceFolder(store);
         }
     }
 }

@@ -49,7 +49,7 @@ public sealed class GrpcEndpointTests
         }
         finally
         {
-            ServiceFactory.DeleteStore(store);
+            ServiceFactory.DeleteServiceFolder(store);
         }
     }
 
@@ -69,7 +69,7 @@ public sealed class GrpcEndpointTests
         }
         finally
         {
-            ServiceFactory.DeleteStore(store);
+            ServiceFactory.DeleteServiceFolder(store);
         }
     }
 }

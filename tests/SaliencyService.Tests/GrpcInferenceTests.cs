@@ -202,7 +202,7 @@ public sealed class GrpcInferenceTests(FixtureModelsService service) : IClassFix
         }
         finally
         {
-            ServiceFactory.DeleteStore(store);
+            ServiceFactory.DeleteServiceFolder(store);
         }
     }
 

@@ -25,7 +25,7 @@ public sealed class NativeIsolationTests : IDisposable
     public void Dispose()
     {
         foreach (var directory in new[] { _store, _temp })
-            ServiceFactory.DeleteStore(directory);
+            ServiceFactory.DeleteServiceFolder(directory);
     }
 
     /// <summary>

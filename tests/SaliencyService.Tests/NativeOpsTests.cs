@@ -609,7 +609,7 @@ public sealed class NativeOpsTests
         }
         finally
         {
-            ServiceFactory.DeleteStore(store);
+            ServiceFactory.DeleteServiceFolder(store);
         }
     }
 }

@@ -14,7 +14,7 @@ public sealed class StoreDurabilityTests : IDisposable
 
     public void Dispose()
     {
-        ServiceFactory.DeleteStore(_store);
+        ServiceFactory.DeleteServiceFolder(_store);
     }
 
     [Fact]

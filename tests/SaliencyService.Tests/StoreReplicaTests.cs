@@ -33,7 +33,7 @@ public sealed class StoreReplicaTests : IAsyncLifetime
     {
         _a.Dispose();
         _b.Dispose();
-        ServiceFactory.DeleteStore(_store);
+        ServiceFactory.DeleteServiceFolder(_store);
         return Task.CompletedTask;
     }
 

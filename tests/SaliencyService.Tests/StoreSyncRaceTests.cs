@@ -19,7 +19,7 @@ public sealed class StoreSyncRaceTests : IDisposable
 
     public void Dispose()
     {
-        ServiceFactory.DeleteStore(_store);
+        ServiceFactory.DeleteServiceFolder(_store);
     }
 
     [Fact]

@@ -32,7 +32,7 @@ public sealed class UnwritableTempTests : IDisposable
     public void Dispose()
     {
         File.Delete(_notAFolder);
-        Support.ServiceFactory.DeleteStore(_store);
+        Support.ServiceFactory.DeleteServiceFolder(_store);
     }
 
     [Fact]

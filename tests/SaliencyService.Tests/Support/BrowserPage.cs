@@ -51,6 +51,6 @@ public sealed class BrowserPage : Xunit.IAsyncLifetime
         if (Browser is not null) await Browser.DisposeAsync();
         _playwright?.Dispose();
         Service?.Dispose();
-        ServiceFactory.DeleteStore(_store);
+        ServiceFactory.DeleteServiceFolder(_store);
     }
 }

@@ -44,22 +44,22 @@ public sealed class ServiceFactory : WebApplicationFactory<Program>
     protected override void Dispose(bool disposing)
     {
         base.Dispose(disposing);
-        if (disposing && _ownsStore) DeleteStore(Store);
+        if (disposing && _ownsStore) DeleteServiceFolder(Store);
     }
 
     /// <summary>
-    /// Deletes a store that a service used. The app's own host is disposed on its entry point's
-    /// thread, which may still be removing its staging folder (and waiting for a model's backward
-    /// still building) while this deletes the store: a folder gone meanwhile is fine, and the
-    /// delete is tried again until nothing is left.
+    /// Deletes a folder that a service used: its store, or its temp folder. The app's own host is
+    /// disposed on its entry point's thread, which may still be removing its staging folder (and
+    /// waiting for a model's backward still building) while this deletes the store: a folder gone
+    /// meanwhile is fine, and the delete is tried again until nothing is left.
     /// </summary>
-    public static void DeleteStore(string store)
+    public static void DeleteServiceFolder(string folder)
     {
-        for (var attempt = 1; Directory.Exists(store); attempt++)
+        for (var attempt = 1; Directory.Exists(folder); attempt++)
         {
             try
             {
-                Directory.Delete(store, recursive: true);
+                Directory.Delete(folder, recursive: true);
             }
             catch (IOException) when (attempt < 20)
             {
