@@ -930,6 +930,12 @@ struct Winograd {
   static constexpr int64_t ProductsSize = Rows * E * Tiles; // a block's products for one group of output channels
   // The transformed inputs an ElementProducts task multiplies while they stay in the second-level cache.
   static constexpr int64_t ChunkBytes = 256 << 10;
+  // How many channels ahead a transform asks for the input rows it reads next (into the second-level
+  // cache). A block's rows of one channel are a few cache lines in a plane of their own, too short
+  // a run for the hardware's prefetchers, and in a pass the input comes from memory: with the
+  // caches flushed between calls, resnet18's F(4×4) input gradients took 0.65–0.78× ONNX Runtime's
+  // time with it and 0.74–0.95× without (bench/analysis.md, forty-eighth pass).
+  static constexpr int64_t PrefetchAhead = 2;
 
   // Whether the transformed filter (E·K·C floats) is too large for each block to read it whole:
   // beyond 4 MiB (ResNet's 512 × 512 channels: 16 MiB for F(2×2)) it comes from memory block
@@ -1049,7 +1055,12 @@ struct Winograd {
       tx = q % tileColumns;
       return true;
     }
-    int64_t BlockSize() const { return E * c * Tiles; } // [E][C][Tiles]
+    // Floats from one element's transformed inputs [C][Tiles] to the next's: one cache line more
+    // than C·Tiles, which is a multiple of 4 KiB for C a multiple of 64, where every element of a
+    // channel would fall in one set of the first-level cache and the transform's E stores for a
+    // channel evict each other (F(4×4)'s transform took 2.6–2.8× as long, F(2×2)'s 1.3–1.5×).
+    int64_t ElementStride() const { return c * Tiles + Tiles; }
+    int64_t BlockSize() const { return E * ElementStride(); } // [E][C][Tiles], elements ElementStride apart
 
     // Y's count cells from offset at (of output channel channel) from the convolution's sums
     // there: a loop per step, so that each is vectorised.
@@ -1129,7 +1140,7 @@ struct Winograd {
       for (int a = 0; a < T; ++a) {
         Wide o[T];
         InputAxis(t[a], o);
-        for (int b = 0; b < T; ++b) WideAt(v + ((a * T + b) * job.c + ch) * Tiles) = o[b];
+        for (int b = 0; b < T; ++b) WideAt(v + (a * T + b) * job.ElementStride() + ch * Tiles) = o[b];
       }
     }
     return true;
@@ -1190,6 +1201,8 @@ struct Winograd {
           const Run& run = runs[r];
           if (!(run.rows >> a & 1)) continue; // a padding row: zeros
           const float* row = job.x + run.offset + ch * area + a * job.w;
+          if (ch + PrefetchAhead < c1)
+            for (int q = 0; q < run.vectors; ++q) _mm_prefetch(reinterpret_cast<const char*>(row + PrefetchAhead * area + 16 * q), _MM_HINT_T1);
           __m512 cells[4];
           for (int q = 0; q < 4; ++q) cells[q] = q < run.vectors ? _mm512_maskz_loadu_ps(run.inside[q], row + 16 * q) : _mm512_setzero_ps();
           for (int b = 0; b < T; ++b) { // a permute reads an index's low five bits: the cell within its pair of vectors
@@ -1204,7 +1217,7 @@ struct Winograd {
         Wide column[T], o[T];
         for (int a = 0; a < T; ++a) column[a] = h[a][b];
         InputAxis(column, o);
-        for (int a = 0; a < T; ++a) WideAt(v + ((a * T + b) * job.c + ch) * Tiles) = o[a];
+        for (int a = 0; a < T; ++a) WideAt(v + (a * T + b) * job.ElementStride() + ch * Tiles) = o[a];
       }
     }
     return true;
@@ -1234,8 +1247,12 @@ struct Winograd {
       if (job.rowBlocks) {
         const int64_t plane = (s0 * job.c + ch) * area;
         for (int a = 0; a < T; ++a) {
+          const int64_t yy = ty0 * M - 1 + a;
+          if (ch + PrefetchAhead < c1 && yy >= 0 && yy < job.h)
+            for (int64_t q = std::max<int64_t>(x0, 0); q < std::min(x0 + M * Tiles + 2, job.w); q += 16)
+              __builtin_prefetch(job.x + plane + PrefetchAhead * area + yy * job.w + q, 0, 2);
           float cells[M * Tiles + 2];
-          job.Row(plane, ty0 * M - 1 + a, x0, cells);
+          job.Row(plane, yy, x0, cells);
           for (int b = 0; b < T; ++b)
             for (int j = 0; j < Tiles; ++j) d[a][b][j] = cells[M * j + b];
         }
@@ -1266,7 +1283,7 @@ struct Winograd {
         for (int a = 0; a < T; ++a) {
           Lanes o[T];
           InputAxis(t[a], o);
-          for (int b = 0; b < T; ++b) At(v + ((a * T + b) * job.c + ch) * Tiles + 8 * half) = o[b];
+          for (int b = 0; b < T; ++b) At(v + (a * T + b) * job.ElementStride() + ch * Tiles + 8 * half) = o[b];
         }
       }
     }
@@ -1308,7 +1325,7 @@ struct Winograd {
   // m[r][xi][tile] (m: [Rows][E][Tiles]).
   __attribute__((always_inline)) static inline void Products(const Job& job, const float* v, int xi, int64_t g, float* m) {
     if (WideVectors()) return WideProducts(job, v, xi, g, m);
-    const float* vx = v + xi * job.c * Tiles;
+    const float* vx = v + xi * job.ElementStride();
     const float* ux = FilterOf(job, g, xi);
     // Twelve accumulators named one by one: as arrays GCC split the loop by half, loading each
     // filter value twice.
@@ -1334,7 +1351,7 @@ struct Winograd {
   // splits them in two: no faster, no slower). Even and odd input channels add into two sets of
   // six sums, so that twelve are in flight, as in Products.
   __attribute__((always_inline)) static inline void WideProducts(const Job& job, const float* v, int xi, int64_t g, float* m) {
-    const float* vx = v + xi * job.c * Tiles;
+    const float* vx = v + xi * job.ElementStride();
     const float* ux = FilterOf(job, g, xi);
     Wide a0 = {}, b0 = {}, a1 = {}, b1 = {}, a2 = {}, b2 = {}, a3 = {}, b3 = {}, a4 = {}, b4 = {}, a5 = {}, b5 = {};
     int64_t ch = 0;
@@ -1365,7 +1382,7 @@ struct Winograd {
   // [Rows][E][Tiles] blocks: each input channel's 16 tiles are loaded once for 24 multiply-adds
   // instead of 6 (24 sums in AVX-512's 32 registers): 5–10% off the kernel's time on Zen 5.
   __attribute__((always_inline)) static inline void FourGroupProducts(const Job& job, const float* v, int xi, int64_t g, float* m) {
-    const float* vx = v + xi * job.c * Tiles;
+    const float* vx = v + xi * job.ElementStride();
     const float* f0 = FilterOf(job, g, xi);
     const int64_t apart = FilterOf(job, g + 1, xi) - f0; // a group's filter values from the next's
     const float *f1 = f0 + apart, *f2 = f1 + apart, *f3 = f2 + apart;
@@ -1391,6 +1408,16 @@ struct Winograd {
     const int64_t s0 = tiles.s[0], ty0 = tiles.ty[0], x0 = tiles.tx[0] * M, width = std::min(M * Tiles, job.w - x0);
     for (int r = 0; r < Rows && g * Rows + r < job.k; ++r) {
       const int64_t channel = g * Rows + r;
+      // The next channel's rows of the residual and the gate, which Finish reads (a backward's
+      // two more inputs from memory, row by row of planes apart, as the transform's input).
+      if (job.rowBlocks && channel + 1 < job.k && (job.residual || job.gate))
+        for (int a = 0; a < M && ty0 * M + a < job.h; ++a) {
+          const int64_t next = ((s0 * job.k + channel + 1) * job.h + ty0 * M + a) * job.w + x0;
+          for (int64_t q = 0; q < width; q += 16) {
+            if (job.residual) __builtin_prefetch(job.residual + next + q, 0, 2);
+            if (job.gate) __builtin_prefetch(job.gate + next + q, 0, 2);
+          }
+        }
       float out[M][M][Tiles]; // [tile row][tile column][tile]
       for (int half = 0; half < Halves; ++half) {
         Lanes t[M][T]; // Aᵀ m: [tile row][element column]
