@@ -933,8 +933,8 @@ struct Winograd {
   // How many channels ahead a transform asks for the input rows it reads next (into the second-level
   // cache). A block's rows of one channel are a few cache lines in a plane of their own, too short
   // a run for the hardware's prefetchers, and in a pass the input comes from memory: with the
-  // caches flushed between calls, resnet18's F(4×4) input gradients took 0.65–0.78× ONNX Runtime's
-  // time with it and 0.74–0.95× without (bench/analysis.md, forty-eighth pass).
+  // caches flushed between calls, resnet18's three F(4×4) input gradients took 0.67–0.80× ONNX
+  // Runtime's time with it, 0.70–0.89× without (medians; bench/analysis.md, forty-eighth pass).
   static constexpr int64_t PrefetchAhead = 2;
 
   // Whether the transformed filter (E·K·C floats) is too large for each block to read it whole:
@@ -1058,7 +1058,7 @@ struct Winograd {
     // Floats from one element's transformed inputs [C][Tiles] to the next's: one cache line more
     // than C·Tiles, which is a multiple of 4 KiB for C a multiple of 64, where every element of a
     // channel would fall in one set of the first-level cache and the transform's E stores for a
-    // channel evict each other (F(4×4)'s transform took 2.6–2.8× as long, F(2×2)'s 1.3–1.5×).
+    // channel evict each other (F(4×4)'s transform took 2.6–2.8× as long, F(2×2)'s 1.25–1.5×).
     int64_t ElementStride() const { return c * Tiles + Tiles; }
     int64_t BlockSize() const { return E * ElementStride(); } // [E][C][Tiles], elements ElementStride apart
 
