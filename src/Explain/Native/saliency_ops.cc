@@ -937,6 +937,12 @@ struct Winograd {
   // Runtime's time with it, 0.70–0.89× without (medians; bench/analysis.md, forty-eighth pass).
   static constexpr int64_t PrefetchAhead = 2;
 
+  // Asks for count floats from p into the second-level cache (a hint: nothing is read into
+  // registers, and an address past the tensor does not fault).
+  __attribute__((always_inline)) static inline void Prefetch(const float* p, int64_t count) {
+    for (int64_t i = 0; i < count; i += 16) __builtin_prefetch(p + i, 0, 2);
+  }
+
   // Whether the transformed filter (E·K·C floats) is too large for each block to read it whole:
   // beyond 4 MiB (ResNet's 512 × 512 channels: 16 MiB for F(2×2)) it comes from memory block
   // after block, so it is multiplied element by element instead (ElementProducts), each part of
@@ -1201,8 +1207,7 @@ struct Winograd {
           const Run& run = runs[r];
           if (!(run.rows >> a & 1)) continue; // a padding row: zeros
           const float* row = job.x + run.offset + ch * area + a * job.w;
-          if (ch + PrefetchAhead < c1)
-            for (int q = 0; q < run.vectors; ++q) _mm_prefetch(reinterpret_cast<const char*>(row + PrefetchAhead * area + 16 * q), _MM_HINT_T1);
+          if (ch + PrefetchAhead < c1) Prefetch(row + PrefetchAhead * area, 16 * run.vectors);
           __m512 cells[4];
           for (int q = 0; q < 4; ++q) cells[q] = q < run.vectors ? _mm512_maskz_loadu_ps(run.inside[q], row + 16 * q) : _mm512_setzero_ps();
           for (int b = 0; b < T; ++b) { // a permute reads an index's low five bits: the cell within its pair of vectors
@@ -1248,9 +1253,10 @@ struct Winograd {
         const int64_t plane = (s0 * job.c + ch) * area;
         for (int a = 0; a < T; ++a) {
           const int64_t yy = ty0 * M - 1 + a;
-          if (ch + PrefetchAhead < c1 && yy >= 0 && yy < job.h)
-            for (int64_t q = std::max<int64_t>(x0, 0); q < std::min(x0 + M * Tiles + 2, job.w); q += 16)
-              __builtin_prefetch(job.x + plane + PrefetchAhead * area + yy * job.w + q, 0, 2);
+          if (ch + PrefetchAhead < c1 && yy >= 0 && yy < job.h) {
+            const int64_t begin = std::max<int64_t>(x0, 0), end = std::min(x0 + M * Tiles + 2, job.w);
+            Prefetch(job.x + plane + PrefetchAhead * area + yy * job.w + begin, end - begin);
+          }
           float cells[M * Tiles + 2];
           job.Row(plane, yy, x0, cells);
           for (int b = 0; b < T; ++b)
@@ -1413,10 +1419,8 @@ struct Winograd {
       if (job.rowBlocks && channel + 1 < job.k && (job.residual || job.gate))
         for (int a = 0; a < M && ty0 * M + a < job.h; ++a) {
           const int64_t next = ((s0 * job.k + channel + 1) * job.h + ty0 * M + a) * job.w + x0;
-          for (int64_t q = 0; q < width; q += 16) {
-            if (job.residual) __builtin_prefetch(job.residual + next + q, 0, 2);
-            if (job.gate) __builtin_prefetch(job.gate + next + q, 0, 2);
-          }
+          if (job.residual) Prefetch(job.residual + next, width);
+          if (job.gate) Prefetch(job.gate + next, width);
         }
       float out[M][M][Tiles]; // [tile row][tile column][tile]
       for (int half = 0; half < Halves; ++half) {
