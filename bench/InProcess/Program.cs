@@ -16,7 +16,8 @@ return args switch
     ["paired", var model, var input, var url, var rounds] => PairedBaseline.Run(model, input, url, int.Parse(rounds)),
     ["gpu-graphs", var model, var input, var folder] => GpuGraphs.Run(model, input, folder),
     ["render", var input, var repeats] => RenderBaseline.Run(input, int.Parse(repeats)),
-    ["winograd", var batch, var repeats] => WinogradBaseline.Run(int.Parse(batch), int.Parse(repeats)),
+    ["winograd", var batch, var repeats] => WinogradBaseline.Run(int.Parse(batch), int.Parse(repeats), 0),
+    ["winograd", var batch, var repeats, var flushMb] => WinogradBaseline.Run(int.Parse(batch), int.Parse(repeats), int.Parse(flushMb)),
     ["scalar-race", var seconds] => ScalarRace.Run(Number(seconds)),
     _ => Usage(),
 };
@@ -36,7 +37,8 @@ static int Usage()
           paired MODEL.onnx INPUT.npy MODEL_URL ROUNDS            ORT Run, HTTP predict and HTTP explain side by side
           gpu-graphs MODEL.onnx INPUT.npy FOLDER                  the graphs a CUDA host runs (forward, guided pass, summed pass), for bench/gpu
           render INPUT.npy REPEATS                                PNG answers: the input picture, each method's default drawing and encoding
-          winograd BATCH REPEATS                                  the engine's Winograd kernel against ONNX Runtime's Conv, ResNet's 3×3 shapes
+          winograd BATCH REPEATS [FLUSH_MB]                       the engine's Winograd kernel against ONNX Runtime's Conv, ResNet's 3×3 shapes
+                                                                  (with FLUSH_MB, that much memory touched before each call: caches as cold as in a pass)
           scalar-race SECONDS                                     tensor + tensor under a collecting thread, TorchSharp's against Scalars'
         """);
     return 2;

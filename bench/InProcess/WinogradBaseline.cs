@@ -12,11 +12,13 @@ namespace SaliencyService.Bench;
 /// turning each round); the p50s and the median of the rounds' ratios to ONNX Runtime's. ONNX
 /// Runtime's single node includes the reorders into and out of its blocked layout, which the
 /// service's race (<see cref="WinogradRace"/>, printed by <c>stages</c>) leaves out of ONNX Runtime's
-/// side and charges to a forward's F(2×2) kernel.
+/// side and charges to a forward's F(2×2) kernel. With <c>flushMb</c> above zero, every core touches
+/// its share of that many megabytes before each call: in a pass each node's operands have left the
+/// caches by the time it runs again (bench/analysis.md, forty-eighth pass).
 /// </summary>
 public static class WinogradBaseline
 {
-    public static int Run(int batch, int repeats)
+    public static int Run(int batch, int repeats, int flushMb)
     {
         if (!NativeOps.Available) throw new InvalidOperationException("the engine's kernels (libsaliency_ops.so) are not built");
         var sessions = new OnnxSessionFactory(new OnnxRuntimeOptions { ExecutionProvider = "cpu" });
@@ -34,7 +36,11 @@ public static class WinogradBaseline
             using var x = OrtValue.CreateTensorValueFromMemory(input, shape);
             using var runOptions = new RunOptions();
             InferenceSession[] sides = [ort, tile2, tile4];
-            double Time(InferenceSession session) => Report.Milliseconds(() => session.Run(runOptions, ["x"], [x], ["y"]).Dispose());
+            double Time(InferenceSession session)
+            {
+                Flush(flushMb);
+                return Report.Milliseconds(() => session.Run(runOptions, ["x"], [x], ["y"]).Dispose());
+            }
             for (var i = 0; i < 3; i++) foreach (var side in sides) Time(side);
             // Each round times the three sides, in turn one way then the other.
             var times = Enumerable.Range(0, repeats).Select(round =>
@@ -49,5 +55,20 @@ public static class WinogradBaseline
                 ("tile4_p50_ms", P50(t => t[2])), ("tile4_ratio", P50(t => t[2] / t[0])));
         }
         return 0;
+    }
+
+    private static byte[] flushed = [];
+
+    // Writes a byte of every cache line of flushMb megabytes, the cores sharing the work.
+    private static void Flush(int flushMb)
+    {
+        if (flushMb <= 0) return;
+        if (flushed.Length != flushMb << 20) flushed = new byte[flushMb << 20];
+        var parts = Environment.ProcessorCount;
+        Parallel.For(0, parts, part =>
+        {
+            var share = flushed.AsSpan(part * (flushed.Length / parts), flushed.Length / parts);
+            for (var i = 0; i < share.Length; i += 64) share[i]++;
+        });
     }
 }

@@ -936,6 +936,13 @@ struct Winograd {
   // caches flushed between calls, resnet18's three F(4×4) input gradients took 0.67–0.80× ONNX
   // Runtime's time with it, 0.70–0.89× without (medians; bench/analysis.md, forty-eighth pass).
   static constexpr int64_t PrefetchAhead = 2;
+  // How far ahead (floats, 2 KiB) the products ask for the transformed filter they read next, a
+  // hint per two input channels (a group's 2 × 6 values, most of a cache line). In a pass the
+  // filter comes from memory, a stream per group of output channels that the hardware's
+  // prefetchers alone left waiting: with the caches flushed between calls, F(4×4) at 64 channels
+  // took 0.68× ONNX Runtime's time with it, 0.72× without, F(2×2) at 512 channels 0.84× against
+  // 1.09× (medians; bench/analysis.md, forty-ninth pass).
+  static constexpr int64_t FilterAhead = 512;
 
   // Asks for count floats from p into the second-level cache (a hint: nothing is read into
   // registers, and an address past the tensor does not fault).
@@ -1339,6 +1346,7 @@ struct Winograd {
     for (int64_t ch = 0; ch < job.c; ++ch) {
       const Lanes low = At(vx + ch * Tiles), high = At(vx + ch * Tiles + 8);
       const float* f = ux + ch * Rows;
+      if ((ch & 1) == 0) Prefetch(f + FilterAhead, 1);
       a0 += f[0] * low, b0 += f[0] * high;
       a1 += f[1] * low, b1 += f[1] * high;
       a2 += f[2] * low, b2 += f[2] * high;
@@ -1364,6 +1372,7 @@ struct Winograd {
     for (; ch + 1 < job.c; ch += 2) {
       const Wide even = WideAt(vx + ch * Tiles), odd = WideAt(vx + (ch + 1) * Tiles);
       const float* f = ux + ch * Rows; // six filter values of channel ch, then six of ch + 1
+      Prefetch(f + FilterAhead, 1);
       a0 += f[0] * even, b0 += f[6] * odd;
       a1 += f[1] * even, b1 += f[7] * odd;
       a2 += f[2] * even, b2 += f[8] * odd;
@@ -1395,6 +1404,8 @@ struct Winograd {
     Wide s[FourGroups * Rows] = {};
     for (int64_t ch = 0; ch < job.c; ++ch, f0 += Rows, f1 += Rows, f2 += Rows, f3 += Rows) {
       const Wide x = WideAt(vx + ch * Tiles);
+      if ((ch & 1) == 0)
+        for (const float* f : {f0, f1, f2, f3}) Prefetch(f + FilterAhead, 1);
 #pragma GCC unroll 6
       for (int r = 0; r < Rows; ++r) {
         s[r] += f0[r] * x;
