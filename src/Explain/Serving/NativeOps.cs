@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Onnx.Proto;
 
@@ -82,7 +83,51 @@ public static class NativeOps
     /// <summary>Lets sessions made with <paramref name="options"/> run the kernels; ONNX Runtime keeps the library loaded while they live.</summary>
     public static void Register(SessionOptions options)
     {
-        if (Library is not null) options.RegisterCustomOpLibrary(Library);
+        if (Library is null) return;
+        AddDomainOnce();
+        options.RegisterCustomOpLibrary(Library);
+    }
+
+    private static readonly Lock DomainLock = new();
+    private static volatile bool domainAdded;
+
+    /// <summary>
+    /// Makes the first session with the library alone. Making a session, ONNX Runtime adds each of
+    /// its custom domains to ONNX's process-wide table of domains if it is not there yet, without a
+    /// lock: two first sessions made at once could both add <see cref="Domain"/>, and one of them
+    /// failed ("the domain is already exist"; 19 of 60 fresh processes making 16 sessions at once)
+    /// or, worse, both wrote the table. After this one, sessions only find it there. Not a
+    /// <see cref="Lazy{T}"/>: one that failed would fail every later session, where this tries again.
+    /// </summary>
+    private static void AddDomainOnce()
+    {
+        if (domainAdded) return;
+        lock (DomainLock)
+        {
+            if (domainAdded) return;
+            using var options = new SessionOptions();
+            options.RegisterCustomOpLibrary(Library!);
+            using var session = new InferenceSession(Identity().ToByteArray(), options);
+            domainAdded = true;
+        }
+    }
+
+    // y = x, one float: the least a session needs.
+    private static ModelProto Identity()
+    {
+        var scalar = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = new TensorShapeProto() } };
+        return new ModelProto
+        {
+            IrVersion = 8,
+            OpsetImport = { new OperatorSetIdProto { Version = 13 } },
+            Graph = new GraphProto
+            {
+                Name = "native_ops_domain",
+                Node = { new NodeProto { OpType = "Identity", Input = { "x" }, Output = { "y" } } },
+                Input = { new ValueInfoProto { Name = "x", Type = scalar } },
+                Output = { new ValueInfoProto { Name = "y", Type = scalar } },
+            },
+        };
     }
 
     private static string? Find()
