@@ -941,7 +941,7 @@ struct Winograd {
   // filter comes from memory, a stream per group of output channels that the hardware's
   // prefetchers alone left waiting: with the caches flushed between calls, F(4×4) at 64 channels
   // took 0.68× ONNX Runtime's time with it, 0.72× without, F(2×2) at 512 channels 0.84× against
-  // 1.09× (medians; bench/analysis.md, forty-ninth pass).
+  // 1.10× (medians; bench/analysis.md, forty-ninth pass).
   static constexpr int64_t FilterAhead = 512;
 
   // Asks for count floats from p into the second-level cache (a hint: nothing is read into
