@@ -23,6 +23,7 @@ public static class WinogradBaseline
         if (!NativeOps.Available) throw new InvalidOperationException("the engine's kernels (libsaliency_ops.so) are not built");
         var sessions = new OnnxSessionFactory(new OnnxRuntimeOptions { ExecutionProvider = "cpu" });
         var random = new Random(1);
+        var flushed = new byte[(long)Math.Max(flushMb, 0) << 20];
         foreach (var (channels, size) in new[] { (64, 56), (128, 28), (256, 14), (512, 7) })
         {
             long[] shape = [batch, channels, size, size];
@@ -38,7 +39,7 @@ public static class WinogradBaseline
             InferenceSession[] sides = [ort, tile2, tile4];
             double Time(InferenceSession session)
             {
-                Flush(flushMb);
+                Flush(flushed);
                 return Report.Milliseconds(() => session.Run(runOptions, ["x"], [x], ["y"]).Dispose());
             }
             for (var i = 0; i < 3; i++) foreach (var side in sides) Time(side);
@@ -57,13 +58,10 @@ public static class WinogradBaseline
         return 0;
     }
 
-    private static byte[] flushed = [];
-
-    // Writes a byte of every cache line of flushMb megabytes, the cores sharing the work.
-    private static void Flush(int flushMb)
+    // Writes a byte of every cache line of flushed (if any), the cores sharing the work.
+    private static void Flush(byte[] flushed)
     {
-        if (flushMb <= 0) return;
-        if (flushed.Length != flushMb << 20) flushed = new byte[flushMb << 20];
+        if (flushed.Length == 0) return;
         var parts = Environment.ProcessorCount;
         Parallel.For(0, parts, part =>
         {

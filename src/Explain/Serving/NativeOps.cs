@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
+using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx.Proto;
 
 namespace SaliencyService.Explain.Serving;
@@ -105,7 +106,7 @@ public static class NativeOps
         lock (DomainLock)
         {
             if (domainAdded) return;
-            using var options = new SessionOptions();
+            using var options = new SessionOptions { IntraOpNumThreads = 1 }; // no pool threads for a session never run
             options.RegisterCustomOpLibrary(Library!);
             using var session = new InferenceSession(Identity().ToByteArray(), options);
             domainAdded = true;
@@ -115,7 +116,6 @@ public static class NativeOps
     // y = x, one float: the least a session needs.
     private static ModelProto Identity()
     {
-        var scalar = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = new TensorShapeProto() } };
         return new ModelProto
         {
             IrVersion = 8,
@@ -124,8 +124,8 @@ public static class NativeOps
             {
                 Name = "native_ops_domain",
                 Node = { new NodeProto { OpType = "Identity", Input = { "x" }, Output = { "y" } } },
-                Input = { new ValueInfoProto { Name = "x", Type = scalar } },
-                Output = { new ValueInfoProto { Name = "y", Type = scalar } },
+                Input = { BackwardGraph.ValueInfo("x", TensorProto.Types.DataType.Float, []) },
+                Output = { BackwardGraph.ValueInfo("y", TensorProto.Types.DataType.Float, []) },
             },
         };
     }
