@@ -48,8 +48,14 @@ public static class StagesBaseline
                     ("p50_ms", Median(() => backprop.Run(x, -1, rule, summed: true))));
         }
         foreach (var (shape, outcome) in WinogradRace.Raced)
-            Report.Line(("winograd_race", $"{shape.Outputs}x{shape.Inputs}x{shape.Height}x{shape.Width}"), ("tile2_ratio", Math.Round(outcome.Tile2, 3)),
-                ("tile4_ratio", Math.Round(outcome.Tile4, 3)));
+            Report.Line(("winograd_race", $"{shape.Outputs}x{shape.Inputs}x{shape.Height}x{shape.Width}"),
+                ("forward_tile2_ratio", Ratio(outcome, WinogradConvolutions.SmallTile, forward: true)),
+                ("backward_tile2_ratio", Ratio(outcome, WinogradConvolutions.SmallTile, forward: false)),
+                ("backward_tile4_ratio", Ratio(outcome, WinogradConvolutions.LargeTile, forward: false)));
         return 0;
     }
+
+    /// <summary>A race's ratio, or "none" where its side failed or was not raced.</summary>
+    private static object Ratio(WinogradRace.Outcome outcome, long tile, bool forward) =>
+        outcome.Ratio(tile, forward) is var ratio && double.IsFinite(ratio) ? Math.Round(ratio, 3) : "none";
 }

@@ -101,12 +101,12 @@ public sealed class BackwardSampleSumTests
         var (summed, _) = mirror.WriteBackward(model, shapes, RectifierRule.Gradient, summed: true);
         var (perSample, _) = mirror.WriteBackward(model, shapes, RectifierRule.Gradient);
         // The strided convolution's gradient is a Col2Im in both; the stride-1 one (16 × 16 channels,
-        // within WinogradConvolutions.OneSample) is the kernel's in both, with F(4×4) tiles.
+        // within WinogradConvolutions.OneSampleLargeTileProducts) is the kernel's in both, with F(4×4) tiles.
         foreach (var backward in new[] { summed, perSample })
         {
             var kernels = backward.Graph.Node.Where(n => n.OpType == NativeOps.WinogradConv).ToList();
             Assert.Equal(NativeOps.Available ? 1 : 0, kernels.Count);
-            Assert.All(kernels, k => Assert.Equal(WinogradConvolutions.BackwardTile, k.Attribute.Single(a => a.Name == "tile").I));
+            Assert.All(kernels, k => Assert.Equal(WinogradConvolutions.LargeTile, k.Attribute.Single(a => a.Name == "tile").I));
             // (The rectifiers' gates are per-channel 1×1 convolutions: groups, not counted.)
             Assert.Equal(NativeOps.Available ? 0 : 1, backward.Graph.Node.Count(n => n.OpType == "Conv" && !n.Attribute.Any(a => a.Name == "group" && a.I > 1)));
         }

@@ -102,7 +102,7 @@ public sealed class ForwardWinogradTests
             return;
         }
         Assert.Equal(2, winograd.Count);
-        Assert.All(winograd, n => Assert.Equal(("tile", WinogradConvolutions.ForwardTile), n.Attribute.Select(a => (a.Name, a.I)).Single()));
+        Assert.All(winograd, n => Assert.Equal(("tile", WinogradConvolutions.SmallTile), n.Attribute.Select(a => (a.Name, a.I)).Single()));
         Assert.Equal(["c1", "c2"], winograd.SelectMany(n => n.Output));
         Assert.Contains(forward, n => n.OpType == "Relu" && n.Input[0] == "c1");
         Assert.Contains(forward, n => n.OpType == "Add" && n.Output[0] == "s2");
@@ -110,7 +110,7 @@ public sealed class ForwardWinogradTests
     }
 
     [Fact]
-    public void A_one_sample_pass_takes_the_convolutions_up_to_256_by_256_channels()
+    public void A_one_sample_pass_takes_F4x4_up_to_256_by_256_channels_and_F2x2_beyond()
     {
         const int wide = 6 * Width; // 768 × 128 channels: more products than 256 × 256
         var (merged, graph) = OneSamplePass(TwoConvolutions(Width, Width, wide, 6));
@@ -122,13 +122,20 @@ public sealed class ForwardWinogradTests
             return;
         }
         Assert.Equal(WinogradConvolutions.OneSample, graph.Winograd);
-        // w1 (128 × 128) in the forward and the backward; w2 (768 × 128) in neither (its flipped kernel
-        // in the backward is 128 × 768).
-        Assert.Equal(2, kernels.Count);
-        Assert.Contains(kernels, n => n.Input[1] == "w1" && n.Output[0] == "r1");
-        Assert.Single(kernels, n => n.Name.StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal) || n.Output[0].StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal));
-        Assert.Single(merged.Graph.Node, n => n.OpType == "Conv" && n.Input[1] == "w2");
+        var producers = merged.Graph.Node.SelectMany(n => n.Output.Select(o => (Output: o, Node: n))).ToDictionary(p => p.Output, p => p.Node);
+        // A backward's kernel takes the forward's weights transposed and flipped (Slice of Transpose).
+        string Weights(NodeProto kernel) => producers.TryGetValue(kernel.Input[1], out var slice) ? producers[slice.Input[0]].Input[0] : kernel.Input[1];
+        static long Tile(NodeProto kernel) => kernel.Attribute.Single(a => a.Name == "tile").I;
+        var forward = kernels.Where(n => !IsBackward(n)).ToDictionary(n => n.Input[1], Tile);
+        var backward = kernels.Where(IsBackward).ToDictionary(Weights, Tile);
+        // Forward: both with F(2×2). Backward: w1's input gradient (128 × 128) with F(4×4), w2's (128 × 768) with F(2×2).
+        Assert.Equal(new Dictionary<string, long> { ["w1"] = WinogradConvolutions.SmallTile, ["w2"] = WinogradConvolutions.SmallTile }, forward);
+        Assert.Equal(new Dictionary<string, long> { ["w1"] = WinogradConvolutions.LargeTile, ["w2"] = WinogradConvolutions.SmallTile }, backward);
+        Assert.DoesNotContain(merged.Graph.Node, n => n.OpType == "Conv" && n.Attribute.All(a => a.Name != "group" || a.I == 1));
     }
+
+    private static bool IsBackward(NodeProto node) =>
+        node.Name.StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal) || node.Output[0].StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal);
 
     [Fact]
     public void A_raced_pass_takes_a_convolution_where_the_kernel_won_the_race_on_this_host()
@@ -148,14 +155,13 @@ public sealed class ForwardWinogradTests
         foreach (var (outputs, inputs) in new[] { (wide, narrow), (wide, wide) })
         {
             var outcome = race.Race(outputs, inputs, 12, 12);
-            Assert.True(double.IsFinite(outcome.Tile2) && outcome.Tile2 > 0 && double.IsFinite(outcome.Tile4) && outcome.Tile4 > 0, $"{outcome}");
+            Assert.True(new[] { outcome.Convolution, outcome.Kernel2, outcome.Kernel4 }.All(t => double.IsFinite(t) && t > 0) && outcome.Reorders >= 0, $"{outcome}");
         }
         bool Forward(string weights) => kernels.Any(n => n.Input[1] == weights && !n.Name.StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal));
-        Assert.Equal(race.Faster(wide, narrow, 12, 12, WinogradConvolutions.ForwardTile), Forward("w1"));
-        Assert.Equal(race.Faster(wide, wide, 12, 12, WinogradConvolutions.ForwardTile), Forward("w2"));
+        Assert.Equal(race.Faster(wide, narrow, 12, 12, WinogradConvolutions.SmallTile, forward: true), Forward("w1"));
+        Assert.Equal(race.Faster(wide, wide, 12, 12, WinogradConvolutions.SmallTile, forward: true), Forward("w2"));
         // The backward's one input gradient, of w2: its flipped kernel maps 48 channels to 48.
-        var backwardKernels = kernels.Count(n => n.Name.StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal) || n.Output[0].StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal));
-        Assert.Equal(race.Faster(wide, wide, 12, 12, WinogradConvolutions.BackwardTile) ? 1 : 0, backwardKernels);
+        Assert.Equal(race.Faster(wide, wide, 12, 12, WinogradConvolutions.LargeTile, forward: false) ? 1 : 0, kernels.Count(IsBackward));
     }
 
     [Fact]
@@ -165,10 +171,10 @@ public sealed class ForwardWinogradTests
         // (A shape of its own: races are kept for the process, by shape.)
         var race = new WinogradRace(model => new InferenceSession(model.ToByteArray()));
         var outcome = race.Race(23, 21, 5, 7);
-        Assert.Equal(double.PositiveInfinity, outcome.Tile2);
-        Assert.False(race.Faster(23, 21, 5, 7, WinogradConvolutions.BackwardTile));
-        Assert.False(WinogradConvolutions.For(nativeKernels: true, summed: false, race).Takes(23, 21, 5, 7, WinogradConvolutions.ForwardTile));
-        Assert.True(WinogradConvolutions.For(nativeKernels: true, summed: false).Takes(23, 21, 5, 7, WinogradConvolutions.ForwardTile));
+        Assert.Equal(double.PositiveInfinity, outcome.Ratio(WinogradConvolutions.SmallTile, forward: true));
+        Assert.False(race.Faster(23, 21, 5, 7, WinogradConvolutions.LargeTile, forward: false));
+        Assert.Null(WinogradConvolutions.For(nativeKernels: true, summed: false, race).ForwardTile(23, 21, 5, 7));
+        Assert.Equal(WinogradConvolutions.SmallTile, WinogradConvolutions.For(nativeKernels: true, summed: false).ForwardTile(23, 21, 5, 7));
     }
 
     /// <summary>

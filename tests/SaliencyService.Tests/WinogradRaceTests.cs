@@ -30,9 +30,12 @@ public class WinogradRaceTests
 
         // Each side's fastest round is its own time plus at most Jitter, so the convolution (twice −
         // alone) is read within Jitter of its own, and the reorders (alone − convolution) within 2·Jitter.
-        Assert.InRange(outcome.Tile2, (Kernel2 + Reorders - Jitter) / (Convolution + Jitter), (Kernel2 + Reorders + 3 * Jitter) / (Convolution - Jitter));
-        Assert.InRange(outcome.Tile4, Kernel4 / (Convolution + Jitter), (Kernel4 + Jitter) / (Convolution - Jitter));
-        Assert.True(outcome.Tile4 <= WinogradRace.Margin && outcome.Tile2 > WinogradRace.Margin, $"{outcome}");
+        var (forward2, backward2, backward4) = Ratios(outcome);
+        Assert.InRange(forward2, (Kernel2 + Reorders - Jitter) / (Convolution + Jitter), (Kernel2 + Reorders + 3 * Jitter) / (Convolution - Jitter));
+        Assert.InRange(backward2, Kernel2 / (Convolution + Jitter), (Kernel2 + Jitter) / (Convolution - Jitter));
+        Assert.InRange(backward4, Kernel4 / (Convolution + Jitter), (Kernel4 + Jitter) / (Convolution - Jitter));
+        // A backward's F(4×4) wins, a forward's F(2×2), which pays the reorders, loses, and a backward's F(2×2) ties (0.94).
+        Assert.True(backward4 <= WinogradRace.Margin && forward2 > WinogradRace.Margin && backward2 > WinogradRace.Margin, $"{outcome}");
 
         // The same rounds read by their medians: ONNX Runtime's convolution would seem to cost almost nothing.
         static double Median(double[] values) => values.Order().ElementAt(values.Length / 2);
@@ -44,7 +47,23 @@ public class WinogradRaceTests
     {
         double[] Same(double own) => [.. Enumerable.Repeat(own, 11)];
         var outcome = WinogradRace.FromRounds(Same(Convolution + Reorders), Same(2 * Convolution + Reorders), Same(Kernel2), Same(Kernel4));
-        Assert.Equal((Kernel2 + Reorders) / Convolution, outcome.Tile2, 12);
-        Assert.Equal(Kernel4 / Convolution, outcome.Tile4, 12);
+        var (forward2, backward2, backward4) = Ratios(outcome);
+        Assert.Equal((Kernel2 + Reorders) / Convolution, forward2, 12);
+        Assert.Equal(Kernel2 / Convolution, backward2, 12);
+        Assert.Equal(Kernel4 / Convolution, backward4, 12);
     }
+
+    [Fact]
+    public void A_side_that_was_not_raced_never_wins()
+    {
+        double[] Same(double own) => [.. Enumerable.Repeat(own, 11)];
+        var outcome = WinogradRace.FromRounds(Same(Convolution + Reorders), Same(2 * Convolution + Reorders), Same(Kernel2), Same(double.PositiveInfinity));
+        Assert.Equal(double.PositiveInfinity, outcome.Ratio(WinogradConvolutions.LargeTile, forward: false));
+        Assert.Equal(Kernel2 / Convolution, outcome.Ratio(WinogradConvolutions.SmallTile, forward: false), 12);
+    }
+
+    private static (double Forward2, double Backward2, double Backward4) Ratios(WinogradRace.Outcome outcome) => (
+        outcome.Ratio(WinogradConvolutions.SmallTile, forward: true),
+        outcome.Ratio(WinogradConvolutions.SmallTile, forward: false),
+        outcome.Ratio(WinogradConvolutions.LargeTile, forward: false));
 }

@@ -32,7 +32,7 @@ public static class ForwardWinograd
                 ? only : null;
 
         var replaced = new Dictionary<NodeProto, NodeProto?>(); // a fused node: at its last node's place; the others go
-        foreach (var conv in graph.Node.Where(n => Takes(n, constants, shapes, winograd)))
+        foreach (var (conv, tile) in graph.Node.Select(n => (Node: n, Tile: Tile(n, constants, shapes, winograd))).Where(c => c.Tile is not null))
         {
             var output = conv.Output[0];
             var last = conv;
@@ -62,7 +62,7 @@ public static class ForwardWinograd
             if (residual.Length > 0) fused.Input.Add(residual);
             fused.Output.Add(last.Output[0]);
             if (relu is not null) fused.Attribute.Add(BackwardGraph.Attribute("relu", 1));
-            fused.Attribute.Add(BackwardGraph.Attribute("tile", WinogradConvolutions.ForwardTile));
+            fused.Attribute.Add(BackwardGraph.Attribute("tile", tile!.Value));
             replaced[conv] = null;
             replaced[last] = fused;
         }
@@ -75,18 +75,18 @@ public static class ForwardWinograd
     }
 
     /// <summary>
-    /// A 2-D convolution the kernel computes and <paramref name="winograd"/> takes: float weights
-    /// [K, C, 3, 3] and bias [K] that are constants, stride 1, dilation 1, one group and one cell of
-    /// padding on every side.
+    /// The tile of a 2-D convolution the kernel computes and <paramref name="winograd"/> takes (float
+    /// weights [K, C, 3, 3] and bias [K] that are constants, stride 1, dilation 1, one group and one
+    /// cell of padding on every side), or null.
     /// </summary>
-    private static bool Takes(NodeProto node, IReadOnlyDictionary<string, TensorProto> constants, IReadOnlyDictionary<string, TensorInfo> shapes,
+    private static long? Tile(NodeProto node, IReadOnlyDictionary<string, TensorProto> constants, IReadOnlyDictionary<string, TensorInfo> shapes,
         WinogradConvolutions winograd)
     {
-        if (node.OpType != "Conv" || node.Domain is not ("" or "ai.onnx") || node.Input.Count is < 2 or > 3) return false;
-        if (!constants.TryGetValue(node.Input[1], out var w) || w.DataType != (int)TensorProto.Types.DataType.Float || w.Dims is not [var k, var c, 3, 3]) return false;
+        if (node.OpType != "Conv" || node.Domain is not ("" or "ai.onnx") || node.Input.Count is < 2 or > 3) return null;
+        if (!constants.TryGetValue(node.Input[1], out var w) || w.DataType != (int)TensorProto.Types.DataType.Float || w.Dims is not [var k, var c, 3, 3]) return null;
         if (node.Input.Count == 3 && node.Input[2].Length > 0
             && (!constants.TryGetValue(node.Input[2], out var b) || b.DataType != (int)TensorProto.Types.DataType.Float || b.Dims.Count != 1 || b.Dims[0] != w.Dims[0]))
-            return false;
+            return null;
         foreach (var a in node.Attribute)
         {
             var ok = a.Name switch
@@ -98,12 +98,12 @@ public static class ForwardWinograd
                 "auto_pad" => a.S.ToStringUtf8() == "NOTSET",
                 _ => false,
             };
-            if (!ok) return false;
+            if (!ok) return null;
         }
-        if (!node.Attribute.Any(a => a.Name == "pads")) return false;
+        if (!node.Attribute.Any(a => a.Name == "pads")) return null;
         // Last, as it may race the kernel on this shape (ONNX Runtime's convolution keeps the image's size).
         var image = shapes.TryGetValue(node.Input[0], out var x) && x.Shape.Length == 4 ? x.Shape : [-1, c, -1, -1];
-        return winograd.Takes(k, c, image[2], image[3], WinogradConvolutions.ForwardTile);
+        return winograd.ForwardTile(k, c, image[2], image[3]);
     }
 
     private static bool SameShape(string a, string b, IReadOnlyDictionary<string, TensorInfo> shapes) =>

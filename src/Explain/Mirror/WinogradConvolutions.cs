@@ -3,33 +3,38 @@ using SaliencyService.Explain.Serving;
 namespace SaliencyService.Explain.Mirror;
 
 /// <summary>
-/// Which stride-1 3×3 convolutions of a pass run as <see cref="NativeOps.WinogradConv"/>: the
-/// backward's input gradients with F(4×4) tiles and, merged, the forward's with F(2×2) tiles
-/// (<see cref="Engine.ForwardWinograd"/>). F(4×4) takes 36 products for 144 multiply-adds; on Zen 4
-/// (<c>in-process winograd</c>) it ran ResNet's 3×3 shapes in 0.47–0.64× ONNX Runtime's time for a
-/// batch of 16, and the 64- and 128-channel ones in 0.61–0.65× for one sample (bench/analysis.md).
+/// Which stride-1 3×3 convolutions of a pass run as <see cref="NativeOps.WinogradConv"/>, and with
+/// which tiles: the backward's input gradients with F(4×4) (F(2×2) past <see cref="MaxLargeTileProducts"/>)
+/// and, merged, the forward's with F(2×2) (<see cref="Engine.ForwardWinograd"/>). F(4×4) takes 36
+/// products for 144 multiply-adds; on Zen 4 (<c>in-process winograd</c>) it ran ResNet's 3×3 shapes
+/// in 0.47–0.64× ONNX Runtime's time for a batch of 16, and the 64- and 128-channel ones in
+/// 0.61–0.65× for one sample (bench/analysis.md).
 /// </summary>
-/// <param name="MaxProducts">The most output × input channels a convolution may have.</param>
+/// <param name="Enabled">Whether any convolution runs as the kernel.</param>
+/// <param name="MaxLargeTileProducts">The most output × input channels a backward's F(4×4) may have; wider ones take F(2×2).</param>
 /// <param name="Race">
 /// Where given, a one-sample convolution runs as the kernel only where it beats ONNX Runtime's on
 /// this host (<see cref="WinogradRace"/>): on Zen 5 a backward's F(4×4) does, a forward's F(2×2) seldom.
 /// </param>
-public sealed record WinogradConvolutions(long MaxProducts, WinogradRace? Race = null)
+public sealed record WinogradConvolutions(bool Enabled, long MaxLargeTileProducts, WinogradRace? Race = null)
 {
     /// <summary>None: the backward runs off CPU, or without the engine's kernels.</summary>
-    public static readonly WinogradConvolutions None = new(0);
+    public static readonly WinogradConvolutions None = new(false, 0);
 
-    /// <summary>Every one, in the passes that sum a batch (integrated gradients, SmoothGrad).</summary>
-    public static readonly WinogradConvolutions Summed = new(long.MaxValue);
+    /// <summary>Every one, the backward's with F(4×4), in the passes that sum a batch (integrated gradients, SmoothGrad).</summary>
+    public static readonly WinogradConvolutions Summed = new(true, long.MaxValue);
 
     /// <summary>
-    /// Up to 256 × 256 channels in a one-sample pass. A wider one's transformed filter (36·K·C
+    /// A one-sample pass: F(4×4) up to 256 × 256 channels. A wider one's F(4×4) filter (36·K·C
     /// floats, 36 MiB at 512 × 512) is read for few tiles (a 7² image has four), so it is bound by
-    /// memory: 2.2× ONNX Runtime's time at 512 channels. In resnet18's guided pass (ONNX Runtime's
-    /// profile) the 256-channel input gradients took 0.61–0.67 ms against ONNX Runtime's 1.04–1.09,
-    /// the 256-channel forwards 1.02–1.04 against 1.03–1.04 (bench/analysis.md).
+    /// memory: 1.7× ONNX Runtime's time at 512 channels. F(2×2)'s, 16 MiB there, is read ahead of
+    /// its products, and in a pass, where each weight comes from memory, it took 0.79–0.89× ONNX
+    /// Runtime's time (bench/analysis.md, fiftieth pass).
     /// </summary>
-    public static readonly WinogradConvolutions OneSample = new(256 * 256);
+    public static readonly WinogradConvolutions OneSample = new(true, OneSampleLargeTileProducts);
+
+    /// <summary>The most output × input channels a one-sample pass's F(4×4) may have (<see cref="OneSample"/>).</summary>
+    public const long OneSampleLargeTileProducts = 256 * 256;
 
     /// <summary>
     /// Fewer input or output channels keep ONNX Runtime's convolution: the tile's transforms are
@@ -37,27 +42,38 @@ public sealed record WinogradConvolutions(long MaxProducts, WinogradRace? Race =
     /// </summary>
     public const long MinimumChannels = 16;
 
-    /// <summary>The kernel's <c>tile</c> attribute for a backward's input gradients: F(4×4, 3×3).</summary>
-    public const long BackwardTile = 4;
+    /// <summary>The kernel's <c>tile</c> attribute for F(4×4, 3×3): a backward's input gradients.</summary>
+    public const long LargeTile = 4;
 
     /// <summary>
-    /// The kernel's <c>tile</c> attribute for a forward's convolutions: F(2×2, 3×3). A rectified
-    /// activation is all of one sign, so F(4×4)'s transforms cancel large terms and round several times
-    /// more than F(2×2)'s, and the forward's errors reach the scores and the rectifiers' gates: with
-    /// F(4×4) there the Keras fixture's maps were 1–4% off its float64 ones (2% allowed).
+    /// The kernel's <c>tile</c> attribute for F(2×2, 3×3): a forward's convolutions, and a backward's
+    /// past <see cref="MaxLargeTileProducts"/>. A rectified activation is all of one sign, so F(4×4)'s
+    /// transforms cancel large terms and round several times more than F(2×2)'s, and the forward's
+    /// errors reach the scores and the rectifiers' gates: with F(4×4) there the Keras fixture's maps
+    /// were 1–4% off its float64 ones (2% allowed).
     /// </summary>
-    public const long ForwardTile = 2;
+    public const long SmallTile = 2;
 
-    /// <summary>The convolutions a pass runs as the kernel; a one-sample pass's raced where <paramref name="race"/> is given.</summary>
+    /// <summary>A one-sample pass's convolutions, raced where <paramref name="race"/> is given.</summary>
     public static WinogradConvolutions For(bool nativeKernels, bool summed, WinogradRace? race = null) =>
         !nativeKernels ? None : summed ? Summed : race is null ? OneSample : OneSample with { Race = race };
 
     /// <summary>
-    /// Whether a stride-1 3×3 convolution of <paramref name="inputs"/> channels of
+    /// The tile a forward's stride-1 3×3 convolution of <paramref name="inputs"/> channels of
     /// <paramref name="height"/> × <paramref name="width"/> (≤ 0: not known) into
-    /// <paramref name="outputs"/> runs as the kernel with <paramref name="tile"/>.
+    /// <paramref name="outputs"/> runs with as the kernel, or null: ONNX Runtime's convolution.
     /// </summary>
-    public bool Takes(long outputs, long inputs, long height, long width, long tile) =>
-        Math.Min(outputs, inputs) >= MinimumChannels && outputs * inputs <= MaxProducts
-        && (Race is null || Race.Faster(outputs, inputs, height > 0 ? height : WinogradRace.MaxSide, width > 0 ? width : WinogradRace.MaxSide, tile));
+    public long? ForwardTile(long outputs, long inputs, long height, long width) =>
+        Takes(outputs, inputs, height, width, SmallTile, forward: true) ? SmallTile : null;
+
+    /// <summary>As <see cref="ForwardTile"/>, for a backward's input gradient (a convolution by the flipped kernel).</summary>
+    public long? BackwardTile(long outputs, long inputs, long height, long width)
+    {
+        var tile = outputs * inputs <= MaxLargeTileProducts ? LargeTile : SmallTile;
+        return Takes(outputs, inputs, height, width, tile, forward: false) ? tile : null;
+    }
+
+    private bool Takes(long outputs, long inputs, long height, long width, long tile, bool forward) =>
+        Enabled && Math.Min(outputs, inputs) >= MinimumChannels
+        && (Race is null || Race.Faster(outputs, inputs, height > 0 ? height : WinogradRace.MaxSide, width > 0 ? width : WinogradRace.MaxSide, tile, forward));
 }

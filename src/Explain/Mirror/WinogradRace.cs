@@ -18,7 +18,7 @@ namespace SaliencyService.Explain.Mirror;
 /// two convolutions of one input). The reorders into and out of that layout, which its single-node
 /// run adds, go to the kernel's side where the kernel sits between blocked neighbours: a forward's
 /// F(2×2) between ONNX Runtime's convolutions (timed alone, the race had taken the kernel for shapes
-/// that then made resnet18's pass slower). A backward's F(4×4) sits between the engine's own kernels,
+/// that then made resnet18's pass slower). A backward's kernel sits between the engine's own kernels,
 /// which read and write the plain layout, and is charged none: charged them, resnet18's guided pass
 /// kept ONNX Runtime's convolutions at 64 and 128 channels and took 21.4–21.9 ms, against 21.1–21.3
 /// with the kernel for all of them (bench/analysis.md, forty-fifth pass).
@@ -43,10 +43,20 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
     private static readonly ConcurrentDictionary<(long Outputs, long Inputs, long Height, long Width), Lazy<Outcome>> Outcomes = new();
 
     /// <summary>
-    /// The ratios of the kernel's fastest time to ONNX Runtime's convolution in its blocked layout:
-    /// F(2×2), a forward's, with the layout's reorders; F(4×4), a backward's, without (∞ where the race failed).
+    /// A race's times (ms, each side's fastest round): ONNX Runtime's convolution in its blocked
+    /// layout, the reorders into and out of that layout its single-node run adds, and the kernel's
+    /// with F(2×2) and F(4×4) tiles (∞ where the race failed, or F(4×4) was not raced).
     /// </summary>
-    public readonly record struct Outcome(double Tile2, double Tile4);
+    public readonly record struct Outcome(double Convolution, double Reorders, double Kernel2, double Kernel4)
+    {
+        /// <summary>
+        /// The kernel's time with <paramref name="tile"/> over ONNX Runtime's convolution's: a
+        /// forward's kernel sits between ONNX Runtime's blocked convolutions and is charged the
+        /// layout's reorders; a backward's sits between the engine's own kernels, which read and
+        /// write the plain layout, and is charged none.
+        /// </summary>
+        public double Ratio(long tile, bool forward) => ((tile == WinogradConvolutions.SmallTile ? Kernel2 : Kernel4) + (forward ? Reorders : 0)) / Convolution;
+    }
 
     /// <summary>The races run so far in this process, by shape (outputs, inputs, height, width).</summary>
     public static IEnumerable<((long Outputs, long Inputs, long Height, long Width) Shape, Outcome Outcome)> Raced =>
@@ -55,13 +65,10 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
     /// <summary>
     /// Whether the kernel with <paramref name="tile"/> (2 or 4) is faster here on a sample of
     /// <paramref name="inputs"/> × <paramref name="height"/> × <paramref name="width"/> into
-    /// <paramref name="outputs"/> channels.
+    /// <paramref name="outputs"/> channels, in a forward or in a backward (<see cref="Outcome.Ratio"/>).
     /// </summary>
-    public bool Faster(long outputs, long inputs, long height, long width, long tile)
-    {
-        var outcome = Race(outputs, inputs, height, width);
-        return (tile == 2 ? outcome.Tile2 : outcome.Tile4) <= Margin;
-    }
+    public bool Faster(long outputs, long inputs, long height, long width, long tile, bool forward) =>
+        Race(outputs, inputs, height, width).Ratio(tile, forward) <= Margin;
 
     /// <summary>The race for a shape (run on first asking; sides beyond <see cref="MaxSide"/> raced at it).</summary>
     public Outcome Race(long outputs, long inputs, long height, long width)
@@ -83,11 +90,14 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
             var pads = BackwardGraph.Attribute("pads", [1, 1, 1, 1]);
             using var ort = open(Model(shape, outputs, weights, "Conv", "", pads));
             using var ortTwice = open(Model(shape, outputs, weights, "Conv", "", pads, twice: true));
-            using var tile2 = open(Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", 2)));
-            using var tile4 = open(Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", 4)));
+            using var tile2 = open(Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", WinogradConvolutions.SmallTile)));
+            // F(4×4) only where a one-sample pass may take it: a wider filter's session alone transforms 36 MiB.
+            using var tile4 = outputs * inputs <= WinogradConvolutions.OneSampleLargeTileProducts
+                ? open(Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", WinogradConvolutions.LargeTile)))
+                : null;
             using var x = OrtValue.CreateTensorValueFromMemory(input, shape);
             using var runOptions = new RunOptions();
-            InferenceSession[] sides = [ort, ortTwice, tile2, tile4];
+            InferenceSession[] sides = tile4 is null ? [ort, ortTwice, tile2] : [ort, ortTwice, tile2, tile4];
             double Time(InferenceSession session)
             {
                 var start = Stopwatch.GetTimestamp();
@@ -95,20 +105,22 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
                 return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
             }
             for (var i = 0; i < WarmUps; i++) foreach (var side in sides) Time(side);
-            // Each round times the four in turn, one way then the other: the host's drift falls on all of them.
-            var times = new double[sides.Length][];
-            for (var i = 0; i < sides.Length; i++) times[i] = new double[Rounds];
+            // Each round times the sides in turn, starting one further along: the host's drift falls on
+            // all of them, and no side runs twice in a row, so that a wide filter has left the caches
+            // by its next run, as in a pass, where each node's weights come from memory.
+            var times = new double[4][];
+            for (var i = 0; i < times.Length; i++) times[i] = [.. Enumerable.Repeat(double.PositiveInfinity, Rounds)];
             for (var round = 0; round < Rounds; round++)
                 for (var i = 0; i < sides.Length; i++)
                 {
-                    var side = round % 2 == 0 ? i : sides.Length - 1 - i;
+                    var side = (round + i) % sides.Length;
                     times[side][round] = Time(sides[side]);
                 }
             return FromRounds(times[0], times[1], times[2], times[3]);
         }
         catch (OnnxRuntimeException)
         {
-            return new Outcome(double.PositiveInfinity, double.PositiveInfinity);
+            return new Outcome(1, 0, double.PositiveInfinity, double.PositiveInfinity);
         }
     }
 
@@ -125,13 +137,11 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
     /// </remarks>
     public static Outcome FromRounds(double[] alone, double[] twice, double[] tile2, double[] tile4)
     {
-        var (one, two, kernel2, kernel4) = (alone.Min(), twice.Min(), tile2.Min(), tile4.Min());
+        var (one, two) = (alone.Min(), twice.Min());
         // ONNX Runtime's convolution in its blocked layout is what the second costs; its
-        // single-node run adds the layout's reorders, which a forward's kernel between blocked
-        // neighbours pays instead.
+        // single-node run adds the layout's reorders.
         var convolution = Math.Max(two - one, 1e-3);
-        var reorders = Math.Max(one - convolution, 0);
-        return new Outcome((kernel2 + reorders) / convolution, kernel4 / convolution);
+        return new Outcome(convolution, Math.Max(one - convolution, 0), tile2.Min(), tile4.Min());
     }
 
     /// <summary>

@@ -64,8 +64,8 @@ internal static class ConvOps
                 long[] flippedPads = [.. reach.Zip(begin, (r, b) => r - b), .. reach.Zip(end, (r, e) => r - e)];
                 // The flipped kernel's outputs are the forward's inputs, and its inputs the forward's outputs.
                 if (group == 1 && kernel is [3, 3] && dilations.All(d => d == 1) && flippedPads.All(p => p == 1)
-                    && graph.Winograd.Takes(w.shape[1], w.shape[0], input[2], input[3], WinogradConvolutions.BackwardTile))
-                    return [graph.NativeNode(NativeOps.WinogradConv, [gradient, flipped], BackwardGraph.Attribute("tile", WinogradConvolutions.BackwardTile)), null, null];
+                    && graph.Winograd.BackwardTile(w.shape[1], w.shape[0], input[2], input[3]) is long tile)
+                    return [graph.NativeNode(NativeOps.WinogradConv, [gradient, flipped], BackwardGraph.Attribute("tile", tile)), null, null];
                 return [graph.Node("Conv", [gradient, flipped], [.. common, BackwardGraph.Attribute("pads", flippedPads)]), null, null];
             }
             if (ColumnGradient.Applies(graph, spatial, group, kernel))

@@ -1,3 +1,5 @@
+using Google.Protobuf;
+using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx;
@@ -16,15 +18,24 @@ namespace SaliencyService.Tests.Ops;
 /// average pool, classifier) whose backward ONNX Runtime runs in its blocked (NCHWc) layout: the
 /// gradients that arrive from a transposed convolution, the max pool or the classifier are taken
 /// into it (Rectifier's blocked copy), so the residual sums and guided Relus fuse into the
-/// backward's convolutions. Its channels (272, 288) are past what a one-sample pass runs by
-/// Winograd's kernel (<see cref="WinogradConvolutions.OneSample"/>), so every convolution is ONNX
-/// Runtime's.
+/// backward's convolutions. Every convolution is ONNX Runtime's: at the network's 3×3 shapes
+/// (272 channels at 7², 288 at 4²) the Winograd kernel has lost this process's race
+/// (<see cref="WinogradRace"/>, kept for the process by shape), run by sessions that cannot open it.
 /// </summary>
 public sealed class BlockedLayoutTests
 {
+    private const int Narrow = 272, Wide = 288;
+
+    public BlockedLayoutTests()
+    {
+        var kernelCannotRun = new WinogradRace(model => new InferenceSession(model.ToByteArray()));
+        foreach (var (channels, side) in new[] { (Narrow, 7), (Wide, 4) })
+            Assert.Equal(double.PositiveInfinity, kernelCannotRun.Race(channels, channels, side, side).Kernel2);
+    }
+
     private static OnnxTestModel ResidualNetwork()
     {
-        const int narrow = 272, wide = 288;
+        const int narrow = Narrow, wide = Wide;
         var seed = 20;
         // Weights that keep each layer's outputs about the size of its inputs.
         OnnxTestModel Weight(OnnxTestModel m, string name, params long[] shape)
