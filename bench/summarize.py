@@ -364,9 +364,12 @@ if f"{a}.stage_forward_and_backward_guidedbackprop_ms" in figures:
     # The one-sample pass's 3×3 convolutions run as the engine's Winograd kernel only where it won its race against ONNX Runtime's Conv here.
     races = [(m, x) for m in archs if exists(f"stages.{m}.1.jsonl") for x in read_json(f"stages.{m}.1.jsonl") if "winograd_race" in x]
     if races:
+        def race_ratio(value):
+            return f"{value:.2f}" if isinstance(value, (int, float)) else "not raced"
         w("The Winograd kernel's races on this host (`WinogradRace`, the first run's `stages` process; the kernel's time ÷ ONNX Runtime's Conv, "
-          f"taken at ≤ 0.9: F(2×2) for a forward, F(4×4) for an input gradient), outputs×inputs×height×width: "
-          + "; ".join(f"{m} {x['winograd_race']} F(2×2) {x['tile2_ratio']:.2f}, F(4×4) {x['tile4_ratio']:.2f}" for m, x in races) + ".")
+          f"taken at ≤ 0.9: F(2×2) for a forward; F(4×4) for an input gradient up to 256×256 channels, F(2×2) past them), outputs×inputs×height×width: "
+          + "; ".join(f"{m} {x['winograd_race']} forward F(2×2) {race_ratio(x['forward_tile2_ratio'])}, backward F(2×2) {race_ratio(x['backward_tile2_ratio'])}, "
+                      f"F(4×4) {race_ratio(x['backward_tile4_ratio'])}" for m, x in races) + ".")
         w("")
 w("Side by side on the other models (same method):")
 w("")
