@@ -157,7 +157,7 @@ public sealed class ForwardWinogradTests
             var outcome = race.Race(outputs, inputs, 12, 12);
             Assert.True(new[] { outcome.Convolution, outcome.Kernel2, outcome.Kernel4 }.All(t => double.IsFinite(t) && t > 0) && outcome.Reorders >= 0, $"{outcome}");
         }
-        bool Forward(string weights) => kernels.Any(n => n.Input[1] == weights && !n.Name.StartsWith(BackwardGraph.Prefix, StringComparison.Ordinal));
+        bool Forward(string weights) => kernels.Any(n => n.Input[1] == weights && !IsBackward(n));
         Assert.Equal(race.Faster(wide, narrow, 12, 12, WinogradConvolutions.SmallTile, forward: true), Forward("w1"));
         Assert.Equal(race.Faster(wide, wide, 12, 12, WinogradConvolutions.SmallTile, forward: true), Forward("w2"));
         // The backward's one input gradient, of w2: its flipped kernel maps 48 channels to 48.

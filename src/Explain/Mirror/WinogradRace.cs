@@ -56,6 +56,9 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
         /// write the plain layout, and is charged none.
         /// </summary>
         public double Ratio(long tile, bool forward) => ((tile == WinogradConvolutions.SmallTile ? Kernel2 : Kernel4) + (forward ? Reorders : 0)) / Convolution;
+
+        /// <summary>A race that failed (a session would not open or run): the kernel never wins.</summary>
+        public static Outcome Failed => new(1, 0, double.PositiveInfinity, double.PositiveInfinity);
     }
 
     /// <summary>The races run so far in this process, by shape (outputs, inputs, height, width).</summary>
@@ -120,7 +123,7 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
         }
         catch (OnnxRuntimeException)
         {
-            return new Outcome(1, 0, double.PositiveInfinity, double.PositiveInfinity);
+            return Outcome.Failed;
         }
     }
 
