@@ -114,7 +114,8 @@ for a in archs:
     if exists(f"stages.{a}.1.jsonl"):
         for row in (x for x in read_json(f"stages.{a}.1.jsonl") if "stage" in x):
             key = row["stage"].split(" (")[0].replace(", ", "_").replace(" ", "_").lower()
-            add(f"{a}.stage_{key}_ms", [next(x["p50_ms"] for x in read_json(f"stages.{a}.{r}.jsonl") if x["stage"] == row["stage"]) for r in runs])
+            # (a stage a run may leave out: Winograd predictions where the kernel won no convolution)
+            add(f"{a}.stage_{key}_ms", [next((x["p50_ms"] for x in read_json(f"stages.{a}.{r}.jsonl") if x.get("stage") == row["stage"]), None) for r in runs])
     add(f"{a}.import_s", [float(open(os.path.join(raw, f"import.{a}.{r}.txt")).read()) for r in runs])
     for stage in ["upload", "check", "build"]:
         add(f"{a}.import_{stage}_ms", [import_stage(a, r, stage) for r in runs])
@@ -353,12 +354,22 @@ if f"{a}.stage_forward_and_backward_guidedbackprop_ms" in figures:
       "(counted by `bench/torch_baseline.py`) times 2, a pass's twice a forward's (an input gradient repeats each convolution's "
       "multiply-adds), against the float32 peak above.")
     w("")
-    w("| model | served forward (ms) | pass, gradient (ms) | pass, guided (ms) | guided pass ÷ served | served forward, GFLOPS | guided pass, GFLOPS |")
-    w("|---|---|---|---|---|---|---|")
+    # The served forward with Winograd predictions (off by default): a column where the run measured it.
+    winograd = any(figures.get(f"{m}.stage_served_forward_winograd_predictions_ms") for m in archs)
+    if winograd:
+        w("With `Saliency:OnnxRuntime:WinogradPredictions` (off by default) the served forward runs the stride-1 3×3 convolutions "
+          "that the Winograd kernel wins here as the kernel (\"–\": it won none).")
+        w("")
+    w("| model | served forward (ms) | " + ("with Winograd predictions (ms) | " if winograd else "")
+      + "pass, gradient (ms) | pass, guided (ms) | guided pass ÷ served | served forward, GFLOPS | guided pass, GFLOPS |")
+    w("|---|---|---|---|---|---|---|" + ("---|" if winograd else ""))
     for m in archs:
         if f"{m}.stage_served_forward_ms" in figures:
             served, guided = med(f"{m}.stage_served_forward_ms"), med(f"{m}.stage_forward_and_backward_guidedbackprop_ms")
-            w(f"| {m} | {show(m + '.stage_served_forward_ms')} | {show(m + '.stage_forward_and_backward_gradient_ms')} | "
+            kernel = f"{m}.stage_served_forward_winograd_predictions_ms"
+            w(f"| {m} | {show(m + '.stage_served_forward_ms')} | "
+              + (f"{show(kernel) if figures.get(kernel) else '–'} | " if winograd else "")
+              + f"{show(m + '.stage_forward_and_backward_gradient_ms')} | "
               f"{show(m + '.stage_forward_and_backward_guidedbackprop_ms')} | {guided / served:.2f}× | {rate(m, 1, served)} | {rate(m, 2, guided)} |")
     w("")
     # The one-sample pass's 3×3 convolutions run as the engine's Winograd kernel only where it won its race against ONNX Runtime's Conv here.

@@ -1,5 +1,6 @@
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Imaging;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx;
 using SaliencyService.Explain.Serving;
@@ -9,7 +10,8 @@ using static TorchSharp.torch;
 namespace SaliencyService.Bench;
 
 /// <summary>
-/// Where a gradient map's time goes on ONNX Runtime: the served forward alone, the explain
+/// Where a gradient map's time goes on ONNX Runtime: the served forward alone (and with
+/// <see cref="WinogradPredictions"/>, where the kernel wins a convolution here), the explain
 /// engine's forward alone, and one whole pass (forward, target, backward) per rule (with a batch,
 /// also the pass that sums the batch's gradients), each timed
 /// REPEATS times; with PROFILE_DIR set, ONNX Runtime's profiler writes one JSON trace per session
@@ -37,6 +39,15 @@ public static class StagesBaseline
             pass();
         }, warmUp: 20), 0.5);
         Report.Line(("stage", "served forward (ORT Run)"), ("p50_ms", Median(() => OrtBaseline.TimedRun(session, input))));
+        // Predictions with Saliency:OnnxRuntime:WinogradPredictions: the convolutions the kernel wins here as the kernel.
+        using (var winograd = new OnnxModel(sessions.Create(modelPath).Session, provider))
+        {
+            var preprocessing = PreprocessingResolver.Resolve(new ModelManifest(), winograd.Inputs);
+            var outcome = WinogradPredictions.Build(winograd, model, backprop.Shapes, preprocessing, onnx.Outputs[0].Name, sessions);
+            if (outcome.Kernels > 0)
+                Report.Line(("stage", "served forward, Winograd predictions"), ("kernels", outcome.Kernels),
+                    ("p50_ms", Median(() => winograd.Run(onnx.Inputs[0].Name, input, onnx.Outputs[0].Name))));
+        }
         Report.Line(("stage", "forward alone"), ("merged", backprop.Merged), ("recorded", backprop.RecordedCount),
             ("p50_ms", Median(() => backprop.Forward(x))));
         foreach (var rule in new[] { RectifierRule.Gradient, RectifierRule.GuidedBackprop })

@@ -9,7 +9,7 @@ using SaliencyService.Explain.Serving;
 namespace SaliencyService.Api.Models;
 
 /// <summary>Opens one model folder: validates it with ONNX Runtime and describes it.</summary>
-public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis analysis, ServingActivity serving)
+public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis analysis, ServingActivity serving, ILogger<ModelLoader> logger)
 {
     /// <summary>
     /// Loads <c>model.onnx</c> and <c>model.json</c> from <paramref name="directory"/>.
@@ -71,7 +71,9 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
                 model.Manifest.Labels,
                 model.Onnx.ExecutionProvider,
                 model.Explain);
-            return new ServedModel(descriptor, model.Onnx, model.Explainer, version);
+            var served = new ServedModel(descriptor, model.Onnx, model.Explainer, version);
+            if (sessions.Settings.WinogradPredictions && model.Explainer?.Engine is OrtGradientEngine engine) SpeedUp(served, engine);
+            return served;
         }
         catch
         {
@@ -79,6 +81,29 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
             model.Explainer?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Swaps the Winograd kernel's session in for predictions once it is built and checked
+    /// (<see cref="WinogradPredictions"/>), holding the version meanwhile (a replace or delete
+    /// disposes it after the build).
+    /// </summary>
+    private void SpeedUp(ServedModel model, OrtGradientEngine engine)
+    {
+        if (!model.TryAcquire()) return;
+        WinogradPredictions.Start(model.Onnx, engine, model.Preprocessing, model.Explainer!.Mirror.OutputName, sessions).ContinueWith(built =>
+        {
+            model.Release();
+            if (built.IsFaulted)
+                logger.LogWarning("Predictions of {Model} keep ONNX Runtime's convolutions: {Reason}", model.Name, built.Exception!.InnerException!.Message);
+            else if (built.Result.Kernels > 0)
+            {
+                logger.LogInformation("Predictions of {Model} run {Kernels} convolutions as the Winograd kernel (probe's largest difference {Difference:G3})",
+                    model.Name, built.Result.Kernels, built.Result.Difference);
+                // The session it replaced is let go: its memory goes back to the system with the next trim.
+                SaliencyService.Explain.Torch.NativeHeap.TrimWhenBatchesPause();
+            }
+        }, TaskScheduler.Default);
     }
 
     /// <summary>How long serving pauses before the next spare starts: longer than the gaps between one client's requests.</summary>

@@ -11,7 +11,7 @@ namespace SaliencyService.Api.Models;
 /// </summary>
 public sealed class ServedModel
 {
-    private int _references = 1; // the store's own reference, dropped by Retire()
+    private readonly Holders _holders = new(); // the store's own hold, dropped by Retire()
 
     public ServedModel(ModelDescriptor descriptor, OnnxModel onnx, ModelExplainer? explainer, ModelVersion version)
     {
@@ -36,19 +36,11 @@ public sealed class ServedModel
     public Preprocessing Preprocessing => Descriptor.Preprocessing;
 
     /// <summary>Takes a lease unless the model has already been retired and released.</summary>
-    public bool TryAcquire()
-    {
-        while (true)
-        {
-            var current = Volatile.Read(ref _references);
-            if (current == 0) return false;
-            if (Interlocked.CompareExchange(ref _references, current + 1, current) == current) return true;
-        }
-    }
+    public bool TryAcquire() => _holders.TryAcquire();
 
     public void Release()
     {
-        if (Interlocked.Decrement(ref _references) != 0) return;
+        if (!_holders.Release()) return;
         Onnx.Dispose();
         Explainer?.Dispose();
         // A retired version's sessions, mirror and backward graphs free hundreds of MB at once (5×

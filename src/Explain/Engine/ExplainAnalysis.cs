@@ -130,10 +130,8 @@ public sealed class ExplainAnalysis
                 early = null;
                 shapesOfTwo = null;
             }
-            var difference = actual.Length == expected.Data.Length
-                ? expected.Data.Zip(actual, (e, a) => (double)Math.Abs(e - a)).DefaultIfEmpty(0).Max()
-                : double.PositiveInfinity;
-            var scale = expected.Data.Select(v => (double)Math.Abs(v)).DefaultIfEmpty(0).Max();
+            var parity = ModelProbe.Compare(expected.Data, actual);
+            var (difference, scale) = parity;
             var layers = mirror.ActivationNames
                 // One grid per sample: not the windows Swin folds into the batch dimension.
                 .Where(name => probeShapes.TryGetValue(name, out var t) && is_floating_point(t.Type) && CamLayouts.Of(t.Shape) is not null && t.Shape[0] == input.Shape[0])
@@ -142,7 +140,7 @@ public sealed class ExplainAnalysis
             var cnnLayers = layers.Where(l => l.Layout == CamLayouts.ChannelsFirst).Select(l => l.Name).ToHashSet();
             var defaultLayer = mirror.RectifierOutputs.LastOrDefault(cnnLayers.Contains) ?? LastInformativeLayer(mirror, truth.Probe, layers);
 
-            if (!(difference <= _options.ParityTolerance * scale + 1e-6))
+            if (!ModelProbe.Agree(parity, _options.ParityTolerance))
             {
                 early?.Dispose(); // before the mirror it is written from
                 mirror.Dispose();

@@ -60,6 +60,19 @@ public static class ModelProbe
     }
 
     /// <summary>
+    /// How far <paramref name="actual"/> scores are from <paramref name="expected"/> ones at most
+    /// (infinite where their counts differ), and the largest expected score: a difference within
+    /// a tolerance of that scale (<see cref="Agree"/>) is a run of the same model.
+    /// </summary>
+    public static (double Difference, double Scale) Compare(float[] expected, float[] actual) =>
+        (actual.Length == expected.Length ? expected.Zip(actual, (e, a) => (double)Math.Abs(e - a)).DefaultIfEmpty(0).Max() : double.PositiveInfinity,
+         expected.Select(v => (double)Math.Abs(v)).DefaultIfEmpty(0).Max());
+
+    /// <summary>Whether a difference is within <paramref name="tolerance"/> of the scale (and 1e-6, for scores that are all near zero).</summary>
+    public static bool Agree((double Difference, double Scale) comparison, double tolerance) =>
+        comparison.Difference <= tolerance * comparison.Scale + 1e-6;
+
+    /// <summary>
     /// The served model's output on the probe. A model ONNX Runtime cannot run on a valid input
     /// (a shape that can never be allocated, an op that fails at run time) can never predict: 422.
     /// </summary>

@@ -29,6 +29,9 @@ public sealed class OrtGradientEngine(Task<OrtBackprop> building, IGradientEngin
     /// <summary>The value shapes the backward was written for (<see cref="OrtBackprop.Shapes"/>).</summary>
     public IReadOnlyDictionary<string, TensorInfo> Shapes => Backprop().Shapes;
 
+    /// <summary>The model the backward was written for (<see cref="OrtBackprop.Model"/>).</summary>
+    public Onnx.Proto.ModelProto Model => Backprop().Model;
+
     /// <remarks>
     /// ONNX Runtime runs every node of a session whatever outputs are asked for, so a merged
     /// session's forward costs its whole backward too. Where the warmed layer's backward is built

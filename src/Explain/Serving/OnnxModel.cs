@@ -7,15 +7,19 @@ using SaliencyService.Explain.Tensors;
 namespace SaliencyService.Explain.Serving;
 
 /// <summary>
-/// One ONNX Runtime session, created once and run concurrently by every request on the model.
+/// One ONNX Runtime session, run concurrently by every request on the model. It may be replaced by
+/// a session of the same graph that runs faster (<see cref="Replace"/>): runs already under way
+/// finish on the old one, which is disposed after the last of them.
 /// </summary>
 public sealed class OnnxModel : IDisposable
 {
-    private readonly InferenceSession _session;
+    private readonly object _swap = new();
+    private SessionLease _current;
+    private bool _disposed;
 
     public OnnxModel(InferenceSession session, string executionProvider)
     {
-        _session = session;
+        _current = new SessionLease(session);
         ExecutionProvider = executionProvider;
         Inputs = session.InputNames.Select(n => Describe(n, session.InputMetadata[n])).ToArray();
         Outputs = session.OutputNames.Select(n => Describe(n, session.OutputMetadata[n])).ToArray();
@@ -32,12 +36,49 @@ public sealed class OnnxModel : IDisposable
     public IReadOnlyList<TensorDescriptor> Outputs { get; }
     public string? Producer { get; }
 
+    /// <summary>Whether the session it was made with has been replaced (<see cref="Replace"/>).</summary>
+    public bool Replaced { get; private set; }
+
+    /// <summary>
+    /// Runs go to <paramref name="session"/> from now on; it must have the same inputs and outputs.
+    /// False where this model is disposed already: the caller keeps the session.
+    /// </summary>
+    public bool Replace(InferenceSession session)
+    {
+        if (!session.InputNames.SequenceEqual(Inputs.Select(i => i.Name)) || !session.OutputNames.SequenceEqual(Outputs.Select(o => o.Name)))
+            throw new ArgumentException("A replacing session must have the same inputs and outputs.", nameof(session));
+        lock (_swap)
+        {
+            if (_disposed) return false;
+            var old = _current;
+            Volatile.Write(ref _current, new SessionLease(session));
+            Replaced = true;
+            old.Release();
+            return true;
+        }
+    }
+
     /// <summary>
     /// Feeds named inputs of any element type and returns the named outputs. Inputs are pinned,
     /// not copied. Cancelling sets the run's terminate flag, so ONNX Runtime stops mid-graph and
     /// this throws <see cref="OperationCanceledException"/>.
     /// </summary>
     public NamedTensor[] Run(IReadOnlyList<NamedTensor> inputs, IReadOnlyList<string> outputNames, CancellationToken cancellationToken = default)
+    {
+        var lease = Acquire();
+        try
+        {
+            return Run(lease.Session, inputs, outputNames, cancellationToken);
+        }
+        finally
+        {
+            lease.Release();
+        }
+    }
+
+    /// <summary>As above, on a session of one's own (one not yet given to <see cref="Replace"/>).</summary>
+    internal static NamedTensor[] Run(InferenceSession session, IReadOnlyList<NamedTensor> inputs, IReadOnlyList<string> outputNames,
+        CancellationToken cancellationToken = default)
     {
         var pins = new List<GCHandle>();
         var values = new List<OrtValue>();
@@ -50,7 +91,7 @@ public sealed class OnnxModel : IDisposable
                 values.Add(OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, input.Type, input.Shape, pin.AddrOfPinnedObject(),
                     input.ElementCount * NamedTensor.ElementSize(input.Type)));
             }
-            using var results = Cancellable(runOptions => _session.Run(runOptions, inputs.Select(i => i.Name).ToArray(), values, outputNames),
+            using var results = Cancellable(runOptions => session.Run(runOptions, inputs.Select(i => i.Name).ToArray(), values, outputNames),
                 cancellationToken);
             return results.Select((output, i) =>
             {
@@ -93,7 +134,42 @@ public sealed class OnnxModel : IDisposable
         }
     }
 
-    public void Dispose() => _session.Dispose();
+    public void Dispose()
+    {
+        lock (_swap)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _current.Release();
+        }
+    }
+
+    /// <summary>A hold on the current session for one run.</summary>
+    private SessionLease Acquire()
+    {
+        while (true)
+        {
+            var lease = Volatile.Read(ref _current);
+            if (lease.TryAcquire()) return lease;
+            // Released and not replaced since: this model is disposed.
+            if (ReferenceEquals(lease, Volatile.Read(ref _current))) throw new ObjectDisposedException(nameof(OnnxModel));
+        }
+    }
+
+    /// <summary>A session and the runs holding it, plus the model's own hold until it is replaced or disposed; the last to let go disposes it.</summary>
+    private sealed class SessionLease(InferenceSession session)
+    {
+        private readonly Holders _holders = new();
+
+        public InferenceSession Session { get; } = session;
+
+        public bool TryAcquire() => _holders.TryAcquire();
+
+        public void Release()
+        {
+            if (_holders.Release()) Session.Dispose();
+        }
+    }
 
     private static TensorDescriptor Describe(string name, NodeMetadata metadata)
     {

@@ -25,6 +25,15 @@ public sealed class OnnxRuntimeOptions
     /// </summary>
     public string? ProfilePrefix { get; set; }
 
+    /// <summary>
+    /// Whether predictions run the model's stride-1 3×3 convolutions as the engine's Winograd kernel
+    /// (F(2×2) tiles) where it beats ONNX Runtime's convolution on this host, as a map's pass does:
+    /// on CPU, for models whose maps run on ONNX Runtime's backward, swapped in after the import
+    /// once the probe's scores agree (<see cref="Engine.WinogradPredictions"/>). Off by default, as
+    /// oneDNN and cuDNN keep Winograd a choice: its sums are rounded differently from ONNX Runtime's.
+    /// </summary>
+    public bool WinogradPredictions { get; set; }
+
     /// <summary>CUDA device ordinal when the CUDA provider is used.</summary>
     public int CudaDeviceId { get; set; }
 
