@@ -42,7 +42,8 @@ public static class WinogradPredictions
     public static Outcome Build(OnnxModel onnx, ModelProto model, IReadOnlyDictionary<string, TensorInfo> shapes, Preprocessing preprocessing, string output,
         OnnxSessionFactory sessions, bool race = true)
     {
-        if (!sessions.RunsOnCpu || !NativeOps.Available || onnx.ExecutionProvider != OnnxSessionFactory.Cpu) return default;
+        // Only where the probe is a valid input by construction, so that a disagreement is the kernel's.
+        if (!sessions.RunsOnCpu || !NativeOps.Available || onnx.ExecutionProvider != OnnxSessionFactory.Cpu || !ModelProbe.IsValidInput(onnx)) return default;
         model = model.Clone();
         var convolutions = WinogradConvolutions.For(nativeKernels: true, summed: false, race ? new WinogradRace(m => sessions.Create(m).Session) : null);
         ForwardWinograd.Rewrite(model, shapes, convolutions);
