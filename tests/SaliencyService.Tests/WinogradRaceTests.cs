@@ -45,7 +45,6 @@ public class WinogradRaceTests
     [Fact]
     public void Quiet_rounds_give_the_ratios_of_the_times_themselves()
     {
-        double[] Same(double own) => [.. Enumerable.Repeat(own, 11)];
         var outcome = WinogradRace.FromRounds(Same(Convolution + Reorders), Same(2 * Convolution + Reorders), Same(Kernel2), Same(Kernel4));
         var (forward2, backward2, backward4) = Ratios(outcome);
         Assert.Equal((Kernel2 + Reorders) / Convolution, forward2, 12);
@@ -56,11 +55,13 @@ public class WinogradRaceTests
     [Fact]
     public void A_side_that_was_not_raced_never_wins()
     {
-        double[] Same(double own) => [.. Enumerable.Repeat(own, 11)];
         var outcome = WinogradRace.FromRounds(Same(Convolution + Reorders), Same(2 * Convolution + Reorders), Same(Kernel2), Same(double.PositiveInfinity));
         Assert.Equal(double.PositiveInfinity, outcome.Ratio(WinogradConvolutions.LargeTile, forward: false));
         Assert.Equal(Kernel2 / Convolution, outcome.Ratio(WinogradConvolutions.SmallTile, forward: false), 12);
     }
+
+    /// <summary>Eleven rounds of one time.</summary>
+    private static double[] Same(double own) => [.. Enumerable.Repeat(own, 11)];
 
     private static (double Forward2, double Backward2, double Backward4) Ratios(WinogradRace.Outcome outcome) => (
         outcome.Ratio(WinogradConvolutions.SmallTile, forward: true),

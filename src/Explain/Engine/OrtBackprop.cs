@@ -79,10 +79,10 @@ public sealed class OrtBackprop : IDisposable
     /// was written for them: an import check hands them to the service's own build, which then
     /// need not run the model twice to learn them again.
     /// </summary>
+    public IReadOnlyDictionary<string, TensorInfo> Shapes => _shapes;
+
     /// <summary>The model it was written for, as parsed (not to be changed: its passes are written from it).</summary>
     public ModelProto Model => _model;
-
-    public IReadOnlyDictionary<string, TensorInfo> Shapes => _shapes;
 
     /// <summary>
     /// Whether the backward was written for inputs of <paramref name="shape"/>: any batch where the

@@ -35,7 +35,6 @@ public sealed class BlockedLayoutTests
 
     private static OnnxTestModel ResidualNetwork()
     {
-        const int narrow = Narrow, wide = Wide;
         var seed = 20;
         // Weights that keep each layer's outputs about the size of its inputs.
         OnnxTestModel Weight(OnnxTestModel m, string name, params long[] shape)
@@ -44,13 +43,13 @@ public sealed class BlockedLayoutTests
             return m.Initializer(name, Parity.RandomInput([shape.Aggregate(1L, (p, d) => p * d)], seed++, -bound, bound), shape);
         }
         var model = new OnnxTestModel(13, [2, 3, 14, 14]);
-        model = Weight(model, "w0", narrow, 3, 3, 3);
-        model = Weight(model, "w1", narrow, narrow, 3, 3);
-        model = Weight(model, "w2", narrow, narrow, 3, 3);
-        model = Weight(model, "w3", wide, narrow, 3, 3);
-        model = Weight(model, "w4", wide, wide, 3, 3);
-        model = Weight(model, "wd", wide, narrow, 1, 1);
-        model = Weight(model, "fc", 5, wide);
+        model = Weight(model, "w0", Narrow, 3, 3, 3);
+        model = Weight(model, "w1", Narrow, Narrow, 3, 3);
+        model = Weight(model, "w2", Narrow, Narrow, 3, 3);
+        model = Weight(model, "w3", Wide, Narrow, 3, 3);
+        model = Weight(model, "w4", Wide, Wide, 3, 3);
+        model = Weight(model, "wd", Wide, Narrow, 1, 1);
+        model = Weight(model, "fc", 5, Wide);
         return StridedResidualNetwork.Nodes(model);
     }
 
