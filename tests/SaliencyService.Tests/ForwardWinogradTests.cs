@@ -122,16 +122,20 @@ public sealed class ForwardWinogradTests
             return;
         }
         Assert.Equal(WinogradConvolutions.OneSample, graph.Winograd);
-        var producers = merged.Graph.Node.SelectMany(n => n.Output.Select(o => (Output: o, Node: n))).ToDictionary(p => p.Output, p => p.Node);
-        // A backward's kernel takes the forward's weights transposed and flipped (Slice of Transpose).
-        string Weights(NodeProto kernel) => producers.TryGetValue(kernel.Input[1], out var slice) ? producers[slice.Input[0]].Input[0] : kernel.Input[1];
         static long Tile(NodeProto kernel) => kernel.Attribute.Single(a => a.Name == "tile").I;
         var forward = kernels.Where(n => !IsBackward(n)).ToDictionary(n => n.Input[1], Tile);
-        var backward = kernels.Where(IsBackward).ToDictionary(Weights, Tile);
+        var backward = kernels.Where(IsBackward).ToDictionary(k => ForwardWeights(merged, k), Tile);
         // Forward: both with F(2×2). Backward: w1's input gradient (128 × 128) with F(4×4), w2's (128 × 768) with F(2×2).
         Assert.Equal(new Dictionary<string, long> { ["w1"] = WinogradConvolutions.SmallTile, ["w2"] = WinogradConvolutions.SmallTile }, forward);
         Assert.Equal(new Dictionary<string, long> { ["w1"] = WinogradConvolutions.LargeTile, ["w2"] = WinogradConvolutions.SmallTile }, backward);
         Assert.DoesNotContain(merged.Graph.Node, n => n.OpType == "Conv" && n.Attribute.All(a => a.Name != "group" || a.I == 1));
+    }
+
+    /// <summary>The forward weights a kernel reads: a backward's takes them transposed and flipped (Slice of Transpose).</summary>
+    private static string ForwardWeights(ModelProto merged, NodeProto kernel)
+    {
+        var producers = merged.Graph.Node.SelectMany(n => n.Output.Select(o => (Output: o, Node: n))).ToDictionary(p => p.Output, p => p.Node);
+        return producers.TryGetValue(kernel.Input[1], out var slice) ? producers[slice.Input[0]].Input[0] : kernel.Input[1];
     }
 
     private static bool IsBackward(NodeProto node) =>
@@ -140,7 +144,7 @@ public sealed class ForwardWinogradTests
     [Fact]
     public void A_raced_pass_takes_a_convolution_where_the_kernel_won_the_race_on_this_host()
     {
-        // 32 → 48 → 48 channels at 12²: two shapes forward, two backward (the first convolution's input gradient is not needed).
+        // 32 → 48 → 48 channels at 12²: two shapes forward (48 × 32, 48 × 48), two backward (the input gradients' 48 × 48 and 32 × 48).
         const int narrow = 32, wide = 48;
         var race = new WinogradRace(TestSessions.Open);
         var (merged, graph) = OneSamplePass(TwoConvolutions(narrow, wide, wide, 12), race);
@@ -152,7 +156,7 @@ public sealed class ForwardWinogradTests
         }
         Assert.Same(race, graph.Winograd.Race);
         // Each race ran (both tiles timed against ONNX Runtime's convolution) and decided its convolution.
-        foreach (var (outputs, inputs) in new[] { (wide, narrow), (wide, wide) })
+        foreach (var (outputs, inputs) in new[] { (wide, narrow), (wide, wide), (narrow, wide) })
         {
             var outcome = race.Race(outputs, inputs, 12, 12);
             Assert.True(new[] { outcome.Convolution, outcome.Kernel2, outcome.Kernel4 }.All(t => double.IsFinite(t) && t > 0) && outcome.Reorders >= 0, $"{outcome}");
@@ -160,8 +164,11 @@ public sealed class ForwardWinogradTests
         bool Forward(string weights) => kernels.Any(n => n.Input[1] == weights && !IsBackward(n));
         Assert.Equal(race.Faster(wide, narrow, 12, 12, WinogradConvolutions.SmallTile, forward: true), Forward("w1"));
         Assert.Equal(race.Faster(wide, wide, 12, 12, WinogradConvolutions.SmallTile, forward: true), Forward("w2"));
-        // The backward's one input gradient, of w2: its flipped kernel maps 48 channels to 48.
-        Assert.Equal(race.Faster(wide, wide, 12, 12, WinogradConvolutions.LargeTile, forward: false) ? 1 : 0, kernels.Count(IsBackward));
+        // The backward's input gradients: w2's flipped kernel maps 48 channels to 48, w1's 48 to 32.
+        var backward = kernels.Where(IsBackward).Select(k => ForwardWeights(merged, k)).ToList();
+        Assert.Equal(race.Faster(wide, wide, 12, 12, WinogradConvolutions.LargeTile, forward: false) ? 1 : 0, backward.Count(w => w == "w2"));
+        Assert.Equal(race.Faster(narrow, wide, 12, 12, WinogradConvolutions.LargeTile, forward: false) ? 1 : 0, backward.Count(w => w == "w1"));
+        Assert.Equal(backward.Count, backward.Count(w => w is "w1" or "w2"));
     }
 
     [Fact]
