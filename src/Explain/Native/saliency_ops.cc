@@ -28,7 +28,8 @@
 // side, one group, 2-D NCHW, by Winograd's F(2×2, 3×3) or, with tile = 4, F(4×4, 3×3) (Lavin and
 // Gray, 2016): each output M×M tile is (M + 2)² products of a transformed input tile with the
 // transformed filter instead of 9·M² multiply-adds (16 for 36; 36 for 144). F(4×4) rounds several
-// times more (its transforms' coefficients reach 8): 2.5-5e-5 of outputs of about one at 1,100 channels.
+// times more (its transforms' coefficients reach 8): 1-2e-5 of outputs of about one at 1,100
+// channels, with the interpolation points below (2.7-5e-5 with Lavin's).
 // A forward's bias B [K], residual R (Y's shape) and, with relu = 1, max(·, 0) are applied as each
 // row is written, as ONNX Runtime's fused convolution applies them; in a backward, the residual
 // (the other gradients of the same value) and, with rectify = 1 or 2, the backward of the rectifier
@@ -914,7 +915,11 @@ bool WideVectors() {
 // outputs from a T×T patch of the input (T = M + 2), whose transform has E = T² elements; a
 // block is 16 tiles, one vector's lanes. F(2×2) takes 16 products where a direct convolution
 // takes 36 multiply-adds, F(4×4) 36 where it takes 144; F(4×4)'s transforms cost more and its
-// sums are rounded more (its transform's coefficients reach 8, against 1).
+// sums are rounded more (its transform's coefficients reach 8, against 1). F(4×4)'s points are 0,
+// ±1, 1/2, -2 and ∞ (Barabasz et al., 2020, found such points round less than Lavin's ±2), each
+// transform scaled to small integers; its sums round 2-3× less than with Lavin's (NativeOpsTests'
+// largest error against float64 at 1,100 channels: 1.05e-5 against 2.7e-5 with 16-float vectors,
+// 1.8e-5 against 5.2e-5 with 8-float ones).
 template <int M>
 struct Winograd {
   static_assert(M == 2 || M == 4, "F(2x2, 3x3) or F(4x4, 3x3)");
@@ -963,7 +968,8 @@ struct Winograd {
   static const Wide& WideAt(const float* p) { return *reinterpret_cast<const Wide*>(p); }
   static Wide& WideAt(float* p) { return *reinterpret_cast<Wide*>(p); }
 
-  // Bᵀ along one axis of a patch: T cells → T elements.
+  // Bᵀ along one axis of a patch: T cells → T elements (for F(4×4), rows scaled by 2, 6, 6, 15/16,
+  // 30 and 2 from the points' own, so that each is small integers; G's rows carry the inverse).
   template <typename V>
   __attribute__((always_inline)) static inline void InputAxis(const V (&d)[T], V (&o)[T]) {
     if constexpr (M == 2) {
@@ -972,27 +978,28 @@ struct Winograd {
       o[2] = d[2] - d[1];
       o[3] = d[1] - d[3];
     } else {
-      const V p = d[4] - d[2], q = d[3] - d[1];
-      o[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
-      o[1] = d[3] + d[4] - 4.0f * (d[1] + d[2]);
-      o[2] = d[4] - d[3] + 4.0f * (d[1] - d[2]);
-      o[3] = p + 2.0f * q;
+      const V p = d[1] - d[3], q = d[2] - d[4];
+      o[0] = 2.0f * (d[0] + d[4]) - 3.0f * p - 4.0f * d[2];
+      o[1] = d[2] + 5.0f * d[3] + 2.0f * (d[4] - d[1]);
+      o[2] = 5.0f * d[2] - d[3] - 2.0f * (d[1] + d[4]);
+      o[3] = 2.0f * p + q;
       o[4] = p - 2.0f * q;
-      o[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+      o[5] = 2.0f * (d[1] + d[5]) - 3.0f * q - 4.0f * d[3];
     }
   }
 
-  // Aᵀ along one axis of a tile's products: T elements → M outputs.
+  // Aᵀ along one axis of a tile's products: T elements → M outputs (for F(4×4), the point 1/2's
+  // column scaled by 8: its powers 1, 1/2, 1/4, 1/8 as 8, 4, 2, 1).
   __attribute__((always_inline)) static inline void OutputAxis(const Lanes (&m)[T], Lanes (&o)[M]) {
     if constexpr (M == 2) {
       o[0] = m[0] + m[1] + m[2];
       o[1] = m[1] - m[2] - m[3];
     } else {
-      const Lanes sum = m[1] + m[2], difference = m[1] - m[2], sum34 = m[3] + m[4], difference34 = m[3] - m[4];
-      o[0] = m[0] + sum + sum34;
-      o[1] = difference + 2.0f * difference34;
-      o[2] = sum + 4.0f * sum34;
-      o[3] = difference + 8.0f * difference34 + m[5];
+      const Lanes sum = m[1] + m[2], difference = m[1] - m[2];
+      o[0] = m[0] + sum + 8.0f * m[3] + m[4];
+      o[1] = difference + 4.0f * m[3] - 2.0f * m[4];
+      o[2] = sum + 2.0f * m[3] + 4.0f * m[4];
+      o[3] = difference + m[3] - 8.0f * m[4] + m[5];
     }
   }
 
@@ -1001,8 +1008,8 @@ struct Winograd {
   // The [C][6] parts are laid out in the order the products read them (FilterOffset).
   static FloatBuffer Transform(const float* w, int64_t k, int64_t c) {
     static constexpr double g2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-    static constexpr double g4[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                        {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+    static constexpr double g4[6][3] = {{1.0 / 2, 0, 0},           {1.0 / 6, 1.0 / 6, 1.0 / 6},    {1.0 / 6, -1.0 / 6, 1.0 / 6},
+                                        {2.0 / 15, 1.0 / 15, 1.0 / 30}, {1.0 / 30, -1.0 / 15, 2.0 / 15}, {0, 0, 1.0 / 2}};
     const auto& g = *reinterpret_cast<const double(*)[T][3]>(M == 2 ? &g2[0][0] : &g4[0][0]);
     const int64_t groups = CeilDiv(k, Rows);
     FloatBuffer u(static_cast<size_t>(E * groups * Rows * c), 0.0f);
@@ -1041,15 +1048,20 @@ struct Winograd {
     std::atomic<bool> failed{false};
 
     // A block is 16 tiles of one row of tiles where a row has that many; else 16 tiles in a row
-    // of the [N, tile rows, tile columns] order (a row of 7×7's four tiles would leave 12 lanes idle).
+    // of the [N, tile rows, tile columns] order (a row of 7×7's four tiles would leave 12 lanes
+    // idle). F(2×2) where the AVX-512 clone runs takes the second order also where it needs fewer
+    // blocks, as RowTransform reads a block's runs on two rows as fast: 56² has rows of 28 tiles, 56
+    // blocks by rows (4 lanes of 16 idle in every other), 49 across them (`in-process winograd 1 150`,
+    // 64 channels: 0.685-0.697 → 0.653-0.661 ms).
     bool rowBlocks = false;
 
     void Plan() {
       tileRows = CeilDiv(h, M);
       tileColumns = CeilDiv(w, M);
-      rowBlocks = tileColumns >= Tiles;
       blocksPerRow = CeilDiv(tileColumns, Tiles);
-      blocks = rowBlocks ? n * tileRows * blocksPerRow : CeilDiv(n * tileRows * tileColumns, Tiles);
+      const int64_t flatBlocks = CeilDiv(n * tileRows * tileColumns, Tiles);
+      rowBlocks = tileColumns >= Tiles && !(M == 2 && WideVectors() && flatBlocks < n * tileRows * blocksPerRow);
+      blocks = rowBlocks ? n * tileRows * blocksPerRow : flatBlocks;
       groups = CeilDiv(k, Rows);
     }
 
@@ -1420,19 +1432,29 @@ struct Winograd {
       for (int r = 0; r < Rows; ++r) WideAt(m + q * ProductsSize + (r * E + xi) * Tiles) = s[q * Rows + r];
   }
 
+  // Asks for a channel's rows of the residual and the gate under a block's tiles, run by run,
+  // which Finish reads next (a backward's two more inputs from memory, row by row of planes apart,
+  // as the transform's input).
+  __attribute__((always_inline)) static inline void PrefetchFinish(const Job& job, const BlockTiles& tiles, int64_t channel) {
+    for (int j = 0, e; j < Tiles; j = e) {
+      e = j + 1;
+      if (!tiles.valid[j]) continue;
+      e = tiles.RunEnd(j);
+      const int64_t count = std::min<int64_t>((e - j) * M, job.w - tiles.tx[j] * M);
+      for (int a = 0; a < M && tiles.ty[j] * M + a < job.h; ++a) {
+        const int64_t at = ((tiles.s[j] * job.k + channel) * job.h + tiles.ty[j] * M + a) * job.w + tiles.tx[j] * M;
+        if (job.residual) Prefetch(job.residual + at, count);
+        if (job.gate) Prefetch(job.gate + at, count);
+      }
+    }
+  }
+
   // Aᵀ m A of output channels [6·g, 6·g + 6) of a block's tiles, finished (bias, residual, max) into Y.
   __attribute__((always_inline)) static inline void WriteTiles(const Job& job, const BlockTiles& tiles, int64_t g, const float (&m)[Rows][E][Tiles]) {
     const int64_t s0 = tiles.s[0], ty0 = tiles.ty[0], x0 = tiles.tx[0] * M, width = std::min(M * Tiles, job.w - x0);
     for (int r = 0; r < Rows && g * Rows + r < job.k; ++r) {
       const int64_t channel = g * Rows + r;
-      // The next channel's rows of the residual and the gate, which Finish reads (a backward's
-      // two more inputs from memory, row by row of planes apart, as the transform's input).
-      if (job.rowBlocks && channel + 1 < job.k && (job.residual || job.gate))
-        for (int a = 0; a < M && ty0 * M + a < job.h; ++a) {
-          const int64_t next = ((s0 * job.k + channel + 1) * job.h + ty0 * M + a) * job.w + x0;
-          if (job.residual) Prefetch(job.residual + next, width);
-          if (job.gate) Prefetch(job.gate + next, width);
-        }
+      if (channel + 1 < job.k && (job.residual || job.gate)) PrefetchFinish(job, tiles, channel + 1);
       float out[M][M][Tiles]; // [tile row][tile column][tile]
       for (int half = 0; half < Halves; ++half) {
         Lanes t[M][T]; // Aᵀ m: [tile row][element column]
