@@ -54,6 +54,30 @@ public sealed class GrpcEndpointTests
     }
 
     [Fact]
+    public async Task A_grpc_port_taken_after_the_service_found_it_free_is_given_up_not_fatal()
+    {
+        // A service on localhost finds the port free on IPv4's loopback, then Kestrel binds both
+        // loopbacks: IPv6's is taken, as when a second instance starts at the same moment and binds
+        // first. The service starts again without gRPC, where it exited ("address already in use").
+        using var taken = new TcpListener(IPAddress.IPv6Loopback, 0);
+        taken.Server.DualMode = false;
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+        var store = ServiceFactory.NewStoreDirectory();
+        try
+        {
+            using var service = await ServiceProcess.StartAsync(store, new Dictionary<string, string> { ["Saliency__Grpc__Port"] = port.ToString() }, localhost: true);
+            Assert.Equal(HttpStatusCode.OK, (await service.Client.GetAsync("/v2/health/ready")).StatusCode);
+            Assert.Contains($"The gRPC port {port} is in use", service.Output);
+            Assert.False(service.HasExited);
+        }
+        finally
+        {
+            ServiceFactory.DeleteServiceFolder(store);
+        }
+    }
+
+    [Fact]
     public async Task A_service_whose_grpc_port_is_taken_starts_without_grpc_and_says_so()
     {
         using var taken = new TcpListener(IPAddress.IPv6Any, 0) { Server = { DualMode = true } };

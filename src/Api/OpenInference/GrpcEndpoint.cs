@@ -28,7 +28,11 @@ public static class GrpcEndpoint
         return (section.Get<GrpcOptions>() ?? new GrpcOptions()).Port is { } port && port > 0 ? port : null;
     }
 
-    public static void Listen(WebApplicationBuilder builder)
+    /// <param name="free">
+    /// False where the port was found free but taken before Kestrel bound it (<see cref="Lost"/>):
+    /// this start goes without it.
+    /// </param>
+    public static void Listen(WebApplicationBuilder builder, bool free = true)
     {
         if (Port(builder.Configuration) is not { } port) return;
         // ASP.NET Core's precedence: URLs, else HTTP ports (the .NET container images set
@@ -40,7 +44,7 @@ public static class GrpcEndpoint
             throw new InvalidOperationException("Saliency:Grpc:Port serves h2c beside plain HTTP; terminate TLS at the gateway, not with https:// URLs.");
         var local = addresses.Length > 0 && addresses.All(a => a.Host == "localhost");
         // A second instance on the same host serves REST (and /v2 over it) instead of failing to start.
-        var taken = InUse(port, local);
+        var taken = !free || InUse(port, local);
         builder.WebHost.UseUrls(taken ? urls : [..urls, $"http://{(local ? "localhost" : "*")}:{port}"]);
         builder.WebHost.UseSetting(WebHostDefaults.HttpPortsKey, ""); // now among the URLs
         builder.WebHost.ConfigureKestrel(kestrel =>
@@ -51,6 +55,15 @@ public static class GrpcEndpoint
                     .LogWarning("The gRPC port {Port} is in use by another process: gRPC is off in this one (set Saliency:Grpc:Port to a free port, or 0).", port);
         });
     }
+
+    /// <summary>
+    /// Whether a start failed because Kestrel could not bind the gRPC port: another process took it
+    /// after <see cref="Listen"/> found it free (two instances started at once on one host), so the
+    /// service starts again without it. Any other address failing still stops the start.
+    /// </summary>
+    public static bool Lost(IConfiguration configuration, IOException e) =>
+        Port(configuration) is { } port && e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException
+        && e.Message.Contains($":{port}:", StringComparison.Ordinal);
 
     private static string[] Split(string? list) =>
         (list ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);

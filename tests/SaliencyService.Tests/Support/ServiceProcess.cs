@@ -33,20 +33,23 @@ public sealed class ServiceProcess : IDisposable
     /// the .NET base image's <c>ASPNETCORE_HTTP_PORTS={port}</c>.
     /// </param>
     /// <param name="workingDirectory">Where it starts; by default the folder of its binary, as in the image.</param>
+    /// <param name="localhost">Addressed as <c>http://localhost:{port}</c>: both loopbacks, IPv4's and IPv6's.</param>
     public static async Task<ServiceProcess> StartAsync(string store, IReadOnlyDictionary<string, string>? environment = null, bool likeTheImage = false,
-        string? workingDirectory = null)
+        string? workingDirectory = null, bool localhost = false)
     {
         // FreePort's ports are released before the service binds them, so another test's process
         // (or an outgoing connection's local port) may take one meanwhile: the service then stops
         // ("address already in use") or serves without gRPC. Started again on new ports, unless the
-        // caller chose the gRPC port itself.
+        // caller chose the gRPC port itself: the service gives that one up rather than exit.
         const int attempts = 3;
+        var chosenGrpcPort = environment?.GetValueOrDefault("Saliency__Grpc__Port");
         for (var attempt = 1; ; attempt++)
         {
-            var service = await StartOnceAsync(store, environment, likeTheImage, workingDirectory ?? AppContext.BaseDirectory);
+            var service = await StartOnceAsync(store, environment, likeTheImage, workingDirectory ?? AppContext.BaseDirectory, localhost);
             var portTaken = service.HasExited
-                ? service._errors.Concat(service._output).Any(line => line.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
-                : environment?.ContainsKey("Saliency__Grpc__Port") != true && service.Output.Contains($"The gRPC port {service.GrpcAddress.Port} is in use");
+                ? service._errors.Concat(service._output).Any(line => line.Contains("address already in use", StringComparison.OrdinalIgnoreCase)
+                    && (chosenGrpcPort is null || !line.Contains($":{chosenGrpcPort}:", StringComparison.Ordinal)))
+                : chosenGrpcPort is null && service.Output.Contains($"The gRPC port {service.GrpcAddress.Port} is in use");
             if (!service.HasExited && !portTaken) return service;
             var exitCode = service.HasExited ? service._process.ExitCode : 0;
             service.Dispose();
@@ -57,7 +60,7 @@ public sealed class ServiceProcess : IDisposable
 
     /// <summary>The service started, ready or exited.</summary>
     private static async Task<ServiceProcess> StartOnceAsync(string store, IReadOnlyDictionary<string, string>? environment, bool likeTheImage,
-        string workingDirectory)
+        string workingDirectory, bool localhost)
     {
         var address = new Uri($"http://127.0.0.1:{FreePort()}");
         var start = new ProcessStartInfo("dotnet", Path.Combine(AppContext.BaseDirectory, "SaliencyService.Api.dll"))
@@ -67,7 +70,7 @@ public sealed class ServiceProcess : IDisposable
             RedirectStandardError = true,
         };
         var grpcAddress = new Uri($"http://127.0.0.1:{FreePort()}");
-        start.Environment["ASPNETCORE_URLS"] = likeTheImage ? $"http://+:{address.Port}" : address.ToString();
+        start.Environment["ASPNETCORE_URLS"] = likeTheImage ? $"http://+:{address.Port}" : localhost ? $"http://localhost:{address.Port}" : address.ToString();
         if (likeTheImage) start.Environment["ASPNETCORE_HTTP_PORTS"] = address.Port.ToString();
         start.Environment["Saliency__Grpc__Port"] = grpcAddress.Port.ToString();
         start.Environment["Saliency__ModelStore"] = store;
