@@ -1111,18 +1111,22 @@ struct Winograd {
     }
   };
 
-  // A block's tiles, worked out once per task.
+  // A block's tiles, worked out once per task, and its runs: valid tiles side by side on one row
+  // of tiles, each read and written as one row of cells.
   struct BlockTiles {
     int64_t s[Tiles] = {}, ty[Tiles] = {}, tx[Tiles] = {};
     bool valid[Tiles];
+    int runCount = 0;
+    int runFirst[Tiles], runEnd[Tiles]; // run r's tiles [runFirst[r], runEnd[r])
     BlockTiles(const Job& job, int64_t block) {
       for (int64_t j = 0; j < Tiles; ++j) valid[j] = job.Tile(block, j, s[j], ty[j], tx[j]);
-    }
-    // Past the last of the tiles from valid tile j on that tile's row of tiles: they lie side by side.
-    int RunEnd(int j) const {
-      int e = j + 1;
-      while (e < Tiles && valid[e] && s[e] == s[j] && ty[e] == ty[j]) ++e;
-      return e;
+      for (int j = 0, e; j < Tiles; j = e) {
+        e = j + 1;
+        if (!valid[j]) continue;
+        while (e < Tiles && valid[e] && s[e] == s[j] && ty[e] == ty[j]) ++e;
+        runFirst[runCount] = j;
+        runEnd[runCount++] = e;
+      }
     }
   };
 
@@ -1189,10 +1193,8 @@ struct Winograd {
     } runs[MaxRuns];
     int count = 0;
     const int64_t area = job.h * job.w;
-    for (int j = 0, e; j < Tiles; j = e) {
-      e = j + 1;
-      if (!tiles.valid[j]) continue;
-      e = tiles.RunEnd(j);
+    for (int r = 0; r < tiles.runCount; ++r) {
+      const int j = tiles.runFirst[r], e = tiles.runEnd[r];
       const int64_t span = M * (e - j - 1) + T;
       if (count == MaxRuns || span > 64) return false;
       Run& run = runs[count++];
@@ -1436,10 +1438,8 @@ struct Winograd {
   // which Finish reads next (a backward's two more inputs from memory, row by row of planes apart,
   // as the transform's input).
   __attribute__((always_inline)) static inline void PrefetchFinish(const Job& job, const BlockTiles& tiles, int64_t channel) {
-    for (int j = 0, e; j < Tiles; j = e) {
-      e = j + 1;
-      if (!tiles.valid[j]) continue;
-      e = tiles.RunEnd(j);
+    for (int q = 0; q < tiles.runCount; ++q) {
+      const int j = tiles.runFirst[q], e = tiles.runEnd[q];
       const int64_t count = std::min<int64_t>((e - j) * M, job.w - tiles.tx[j] * M);
       for (int a = 0; a < M && tiles.ty[j] * M + a < job.h; ++a) {
         const int64_t at = ((tiles.s[j] * job.k + channel) * job.h + tiles.ty[j] * M + a) * job.w + tiles.tx[j] * M;
@@ -1484,10 +1484,9 @@ struct Winograd {
         }
         // Run by run: the tiles of one tile row are side by side in the block, so each run's row
         // of cells is finished and written whole (the row's end may cut its last tile).
-        for (int j = 0, e; j < Tiles; j = e) {
-          e = j + 1;
-          if (!tiles.valid[j] || tiles.ty[j] * M + a >= job.h) continue;
-          e = tiles.RunEnd(j);
+        for (int q = 0; q < tiles.runCount; ++q) {
+          const int j = tiles.runFirst[q], e = tiles.runEnd[q];
+          if (tiles.ty[j] * M + a >= job.h) continue;
           const int64_t at = ((tiles.s[j] * job.k + channel) * job.h + tiles.ty[j] * M + a) * job.w + tiles.tx[j] * M;
           const int64_t count = std::min<int64_t>((e - j) * M, job.w - tiles.tx[j] * M);
           float cells[M * Tiles];

@@ -39,8 +39,9 @@ public sealed class ServiceProcess : IDisposable
     {
         // FreePort's ports are released before the service binds them, so another test's process
         // (or an outgoing connection's local port) may take one meanwhile: the service then stops
-        // ("address already in use") or serves without gRPC. Started again on new ports, unless the
-        // caller chose the gRPC port itself: the service gives that one up rather than exit.
+        // ("address already in use", its REST port) or serves without gRPC (its gRPC port, which
+        // it gives up rather than exit). Started again on new ports, unless the caller chose the
+        // gRPC port itself.
         const int attempts = 3;
         var chosenGrpcPort = environment?.GetValueOrDefault("Saliency__Grpc__Port");
         for (var attempt = 1; ; attempt++)
