@@ -42,6 +42,53 @@ public sealed class NpyTests
         Assert.Contains("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", header);
     }
 
+    // Headers as NumPy 1.24's np.load judged them when these tests were written: it reads every
+    // one of these as shape (2, 3)...
+    [Theory]
+    [InlineData("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }")]
+    [InlineData("{'shape': (2, 3), 'fortran_order': False, 'descr': '<f4'}")]
+    [InlineData("{\"descr\": \"<f4\", \"fortran_order\": False, \"shape\": (2,3)}")]
+    [InlineData("{ 'descr' :'<f4' ,\t'fortran_order':False,'shape':( 2 , 3 , ) }")]
+    [InlineData("{'descr': '<f4', 'fortran_order': False, 'shape': (2L, 3L), }")]
+    public void Reads_every_header_numpy_reads(string dict)
+    {
+        var tensor = Npy.Read(WithHeader(dict, [0f, 1, 2, 3, 4, 5]), long.MaxValue);
+        Assert.Equal([2L, 3], tensor.Shape);
+        Assert.Equal([0f, 1, 2, 3, 4, 5], tensor.Data);
+    }
+
+    // ... and refuses each of these but the last (its messages in the comments), as the service must, with
+    // a 400 that says why. The last is a structured array, which NumPy reads and the service, float32 only, refuses.
+    [Theory]
+    [InlineData("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'x': 1}", "key 'x'")] // does not contain the correct keys
+    [InlineData("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'x': __import__('os')}", "key 'x'")] // malformed node
+    [InlineData("{'descr': '<f4', 'shape': (2, 3)}", "needs the keys")] // does not contain the correct keys
+    [InlineData("{'descr': '<f4', 'fortran_order': False, 'shape': (6)}", "'(n,)'")] // shape is not valid: 6
+    [InlineData("{'descr': '<f4', 'fortran_order': False, 'shape': (2, -3)}", "non-negative integer")] // negative dimensions
+    [InlineData("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3.0)}", "')' expected")] // shape is not valid
+    [InlineData("{'descr': '<f4', 'fortran_order': False, 'shape': [2, 3]}", "'(' expected")] // shape is not valid
+    [InlineData("{'descr': '<f4', 'fortran_order': 0, 'shape': (2, 3)}", "True or False")] // not a valid bool: 0
+    [InlineData("{'descr': '<f4', 'fortran_order': Falsey, 'shape': (2, 3)}", "True or False")] // malformed node
+    [InlineData("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3)} x", "text after the dict")] // cannot parse header
+    [InlineData("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3)", "'}' expected")] // EOF in multi-line statement
+    [InlineData("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3),, }", "quoted string expected")] // cannot parse header
+    [InlineData("{'descr': '<f4', 'fortran_order': False, 'shape': (2,, 3)}", "non-negative integer")] // cannot parse header
+    [InlineData("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2, 3)}", "structured dtype")]
+    public void Refuses_every_header_numpy_refuses_saying_why(string dict, string says)
+    {
+        var e = Assert.Throws<InvalidArgumentException>(() => Npy.Read(WithHeader(dict, [0f, 1, 2, 3, 4, 5]), long.MaxValue));
+        Assert.Contains(says, e.Message);
+        Assert.Equal(400, Problems.Describe(e).Status);
+    }
+
+    /// <summary>A version 1.0 file of <paramref name="dict"/>, padded as NumPy pads it, and <paramref name="data"/>.</summary>
+    private static byte[] WithHeader(string dict, float[] data)
+    {
+        var text = dict + new string(' ', (64 - (10 + dict.Length + 1) % 64) % 64) + "\n";
+        return [0x93, .. "NUMPY"u8, 1, 0, .. BitConverter.GetBytes((ushort)text.Length), .. System.Text.Encoding.Latin1.GetBytes(text),
+            .. System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan())];
+    }
+
     [Fact]
     public void Refuses_more_elements_than_the_limit_with_a_413()
     {

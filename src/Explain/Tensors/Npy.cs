@@ -1,9 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
-using System.Text.RegularExpressions;
 
 namespace SaliencyService.Explain.Tensors;
 
@@ -11,7 +9,7 @@ namespace SaliencyService.Explain.Tensors;
 /// Reads and writes NumPy's <c>.npy</c> format (versions 1–3) for little-endian float32,
 /// C-ordered arrays: the one dtype the service exchanges.
 /// </summary>
-public static partial class Npy
+public static class Npy
 {
     private static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 
@@ -96,18 +94,13 @@ public static partial class Npy
     /// <summary>The shape and element count a whole header (prefix included) declares, checked against the limit.</summary>
     private static (long[] Shape, long Count) ParseHeader(ReadOnlySpan<byte> header, long maxElements)
     {
-        var text = Encoding.Latin1.GetString(header[(header[6] == 1 ? 10 : 12)..]);
-        var descr = DescrPattern().Match(text);
-        var fortran = FortranPattern().Match(text);
-        var shapeMatch = ShapePattern().Match(text);
-        if (!descr.Success || !fortran.Success || !shapeMatch.Success)
-            throw new InvalidArgumentException("The .npy header is malformed.");
-        if (descr.Groups[1].Value is not ("<f4" or "=f4"))
-            throw new InvalidArgumentException($"The tensor must be float32 ('<f4'), not '{descr.Groups[1].Value}'.");
-        if (fortran.Groups[1].Value == "True")
+        var parsed = NpyHeader.Parse(Encoding.Latin1.GetString(header[(header[6] == 1 ? 10 : 12)..]));
+        if (parsed.Descr is not ("<f4" or "=f4"))
+            throw new InvalidArgumentException($"The tensor must be float32 ('<f4'), not {(parsed.Descr is null ? "a structured dtype" : $"'{parsed.Descr}'")}.");
+        if (parsed.FortranOrder)
             throw new InvalidArgumentException("Fortran-ordered .npy arrays are not supported; save a C-ordered array.");
 
-        var shape = ParseShape(shapeMatch.Groups[1].Value);
+        var shape = parsed.Shape;
         long count;
         try { count = FloatTensor.ElementCount(shape); }
         catch (OverflowException) { throw new InputTooLargeException("The tensor's shape is absurdly large."); }
@@ -150,25 +143,4 @@ public static partial class Npy
         Encoding.Latin1.GetBytes(text, header.AsSpan(10));
         return header;
     }
-
-    private static long[] ParseShape(string tuple)
-    {
-        var parts = tuple.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        var shape = new long[parts.Length];
-        for (var i = 0; i < parts.Length; i++)
-        {
-            if (!long.TryParse(parts[i].TrimEnd('L'), NumberStyles.None, CultureInfo.InvariantCulture, out shape[i]))
-                throw new InvalidArgumentException($"The .npy shape '({tuple})' is malformed.");
-        }
-        return shape;
-    }
-
-    [GeneratedRegex(@"'descr'\s*:\s*'([^']*)'")]
-    private static partial Regex DescrPattern();
-
-    [GeneratedRegex(@"'fortran_order'\s*:\s*(True|False)")]
-    private static partial Regex FortranPattern();
-
-    [GeneratedRegex(@"'shape'\s*:\s*\(([^)]*)\)")]
-    private static partial Regex ShapePattern();
 }
