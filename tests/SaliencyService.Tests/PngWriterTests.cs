@@ -38,6 +38,34 @@ public sealed class PngWriterTests
         Assert.True(png.Length < width * height * 3 / 20, $"{pattern}: {png.Length} bytes");
     }
 
+    /// <summary>
+    /// The image data is one zlib stream, deflated in pieces: the runtime's zlib, which checks the
+    /// stream's Adler-32, inflates it to the filtered rows (a filter byte and the row's bytes each),
+    /// and refuses it with one bit of that checksum flipped.
+    /// </summary>
+    [Theory]
+    [InlineData(224, 224)]
+    [InlineData(300, 20)]
+    [InlineData(11, 7)]
+    public void The_image_data_is_one_zlib_stream_whose_checksum_holds(int width, int height)
+    {
+        var png = PngWriter.Encode(Pixels(width, height, "noise"), width, height);
+        var idat = 8 + 12 + 13; // after the signature and IHDR
+        Assert.Equal("IDAT"u8.ToArray(), png[(idat + 4)..(idat + 8)]);
+        var length = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(idat));
+        long Inflated()
+        {
+            using var zlib = new System.IO.Compression.ZLibStream(new MemoryStream(png, idat + 8, length), System.IO.Compression.CompressionMode.Decompress);
+            var rows = new MemoryStream();
+            zlib.CopyTo(rows);
+            return rows.Length;
+        }
+
+        Assert.Equal((width * 3 + 1) * height, Inflated());
+        png[idat + 8 + length - 1] ^= 1;
+        Assert.Throws<InvalidDataException>(() => Inflated());
+    }
+
     [Fact]
     public void Pixels_of_the_wrong_size_are_refused()
     {

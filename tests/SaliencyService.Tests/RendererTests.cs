@@ -55,4 +55,57 @@ public sealed class RendererTests
         Assert.True(hot.R > 50 && hot.G < 20 && hot.B < 20, $"hot {hot}"); // jet's dark red, half-blended over black
         Assert.True(cold.B > 50 && cold.R < 20, $"cold {cold}"); // jet's blue
     }
+
+    /// <summary>A tensor made from pixels by the model's preprocessing pictures those very pixels, whatever its layout and channel order.</summary>
+    [Theory]
+    [InlineData("NCHW", "RGB")]
+    [InlineData("NCHW", "BGR")]
+    [InlineData("NHWC", "RGB")]
+    [InlineData("NHWC", "BGR")]
+    public void A_tensor_input_pictures_the_pixels_it_was_made_from(string layout, string channels)
+    {
+        var (height, width) = (5, 7);
+        var p = new Preprocessing("x", layout, height, width, channels, 1 / 255.0, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
+        var pixels = new byte[height * width * 3];
+        new Random(3).NextBytes(pixels);
+        var tensor = new float[pixels.Length];
+        for (var i = 0; i < height * width; i++)
+        for (var colour = 0; colour < 3; colour++)
+        {
+            var c = channels == "BGR" ? 2 - colour : colour; // the model's channel
+            tensor[layout == "NCHW" ? c * height * width + i : i * 3 + c] = (float)((pixels[i * 3 + colour] * p.Scale - p.Mean[c]) / p.Std[c]);
+        }
+        Assert.Equal(pixels, InputPicture.Pixels(tensor, p));
+    }
+
+    /// <summary>Each byte is the nearest level to round(clamp(v · scale + offset, 0, 255)) worked in double; NaN is 0.</summary>
+    [Fact]
+    public void Affine_bytes_are_the_nearest_levels()
+    {
+        var random = new Random(5);
+        var values = Enumerable.Range(0, 1001).Select(_ => (float)(random.NextDouble() * 4 - 2)).Append(float.NaN).ToArray();
+        var (scale, offset) = (97.3f, 121.1f);
+        var bytes = new byte[values.Length * 3];
+        PixelBytes.Affine(values, 1, scale, offset, bytes.AsSpan(1), 3, values.Length);
+        for (var i = 0; i < values.Length - 1; i++)
+            Assert.InRange(bytes[3 * i + 1], Math.Clamp((double)values[i] * scale + offset, 0, 255) - 0.5001, Math.Clamp((double)values[i] * scale + offset, 0, 255) + 0.5001);
+        Assert.Equal(0, bytes[^2]);
+        Assert.All(Enumerable.Range(0, values.Length), i => Assert.Equal(0, bytes[3 * i] | bytes[3 * i + 2])); // the other colours untouched
+    }
+
+    /// <summary>The vector sums against a plain two-pass loop in double, on lengths with and without a tail.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(37)]
+    [InlineData(150528)]
+    public void Mean_and_deviation_are_those_of_a_plain_double_loop(int count)
+    {
+        var random = new Random(count);
+        var values = Enumerable.Range(0, count).Select(_ => (float)(random.NextDouble() * 1e-3 + 5e-4)).ToArray();
+        var mean = values.Sum(v => (double)v) / count;
+        var deviation = Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / count);
+        var (m, d) = PixelBytes.MeanAndDeviation(values);
+        Assert.Equal(mean, m, mean * 1e-12);
+        Assert.Equal(deviation, d, Math.Max(deviation * 1e-9, 1e-18));
+    }
 }

@@ -23,9 +23,20 @@ public static class Colormaps
 
     public static IEnumerable<string> Names => Maps.Keys;
 
-    public static Func<double, (byte R, byte G, byte B)> Get(string name) => Maps[name];
+    /// <summary>
+    /// How many colours <see cref="Table"/> holds: finer than a byte's steps on every map here (jet,
+    /// the steepest, moves a channel by 4 × 255 over [0, 1]), as matplotlib draws from 256.
+    /// </summary>
+    public const int Levels = 1024;
 
-    public static (byte R, byte G, byte B) Jet(double v)
+    private static readonly Dictionary<string, byte[]> Tables = Maps.ToDictionary(map => map.Key, map =>
+        Enumerable.Range(0, Levels).SelectMany(level => { var (r, g, b) = map.Value(level / (double)(Levels - 1)); return new[] { r, g, b }; }).ToArray(),
+        StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>The map at <see cref="Levels"/> even steps over [0, 1], three bytes (RGB) each: a lookup per pixel.</summary>
+    public static byte[] Table(string name) => Tables[name];
+
+    private static (byte R, byte G, byte B) Jet(double v)
     {
         v = Math.Clamp(v, 0, 1);
         static byte Channel(double x) => Byte(1.5 - Math.Abs(4 * x));

@@ -25,9 +25,7 @@ public static class InputPicture
         for (var colour = 0; colour < 3; colour++)
         {
             var c = colours[colour];
-            var (std, mean, scale) = (p.Std[c], p.Mean[c], p.Scale);
-            for (var i = 0; i < count; i++)
-                pixels[3 * i + colour] = (byte)Math.Clamp(Math.Round((layout.At(sample, i, c) * std + mean) / scale), 0, 255);
+            PixelBytes.Affine(layout.Plane(sample, c), layout.PixelStep, (float)(p.Std[c] / p.Scale), (float)(p.Mean[c] / p.Scale), pixels.AsSpan(colour), 3, count);
         }
         return pixels;
     }
@@ -50,6 +48,9 @@ public readonly record struct MapLayout(int ChannelStep, int PixelStep, int Red,
     public static int Channels(Preprocessing p) => p.Channels == "GRAY" ? 1 : 3;
 
     public float At(float[] sample, int pixel, int channel) => sample[channel * ChannelStep + pixel * PixelStep];
+
+    /// <summary>Channel <paramref name="channel"/> of the sample from its first pixel on, a pixel every <see cref="PixelStep"/> values.</summary>
+    public ReadOnlySpan<float> Plane(float[] sample, int channel) => sample.AsSpan(channel * ChannelStep);
 
     /// <summary>The sample at pixel i in RGB order (gray repeated).</summary>
     public (float R, float G, float B) Rgb(float[] sample, int pixel) => (At(sample, pixel, Red), At(sample, pixel, Green), At(sample, pixel, Blue));

@@ -32,27 +32,26 @@ public static class SaliencyRenderer
         if (options.View == "rgb" && colour) return Standardised(attribution.Map, layout, p.Width * p.Height);
 
         // One value per pixel: channels summed (as Captum does), then the sign rule.
-        Func<double, double> signRule = options.Sign switch
-        {
-            "absolute" => Math.Abs,
-            "positive" => v => Math.Max(v, 0),
-            "negative" => v => Math.Max(-v, 0),
-            _ => v => v,
-        };
+        var map = attribution.Map;
         var values = new double[p.Width * p.Height];
+        var rule = Array.IndexOf(RenderOptions.Signs, options.Sign);
         for (var i = 0; i < values.Length; i++)
         {
-            var (r, g, b) = cam ? (attribution.Map[i], 0f, 0f) : layout.Rgb(attribution.Map, i);
-            values[i] = signRule(cam || !colour ? r : r + g + b);
+            double value = cam ? map[i] : colour ? layout.At(map, i, layout.Red) + layout.At(map, i, layout.Green) + layout.At(map, i, layout.Blue) : layout.At(map, i, layout.Red);
+            values[i] = rule switch { 0 => Math.Abs(value), 1 => Math.Max(value, 0), 2 => Math.Max(-value, 0), _ => value };
         }
-        var clip = Percentile([.. values.Select(Math.Abs)], options.ClipPercentile);
-        var colormap = Colormaps.Get(options.View == "gray" || options.View == "rgb" ? "gray" : options.Colormap);
+        var magnitudes = new double[values.Length];
+        for (var i = 0; i < values.Length; i++) magnitudes[i] = Math.Abs(values[i]);
+        var clip = Percentile(magnitudes, options.ClipPercentile);
+
+        var colours = Colormaps.Table(options.View == "gray" || options.View == "rgb" ? "gray" : options.Colormap);
         var diverging = options.Sign == "diverging";
         var pixels = new byte[values.Length * 3];
         for (var i = 0; i < values.Length; i++)
         {
             var normalised = clip > 0 ? Math.Clamp(values[i] / clip, -1, 1) : 0;
-            (pixels[3 * i], pixels[3 * i + 1], pixels[3 * i + 2]) = colormap(diverging ? (normalised + 1) / 2 : normalised);
+            var level = 3 * (int)Math.Round((diverging ? (normalised + 1) / 2 : normalised) * (Colormaps.Levels - 1)); // NaN: 0
+            colours.AsSpan(level, 3).CopyTo(pixels.AsSpan(3 * i));
         }
         return pixels;
     }
@@ -60,19 +59,12 @@ public static class SaliencyRenderer
     /// <summary>The classic guided-backprop picture: (v − mean) / std · 0.1 + 0.5 per image, clipped to [0, 1].</summary>
     private static byte[] Standardised(float[] map, MapLayout layout, int count)
     {
-        double total = 0;
-        foreach (var v in map) total += v;
-        var mean = (float)(total / map.Length);
-        double squares = 0;
-        foreach (var v in map) squares += (v - mean) * (v - mean);
-        var std = Math.Sqrt((float)(squares / map.Length));
-        byte Scale(float v) => (byte)Math.Round(255 * Math.Clamp((v - mean) / (std + 1e-5) * 0.1 + 0.5, 0, 1));
+        var (mean, std) = PixelBytes.MeanAndDeviation(map);
+        var scale = 255 * 0.1 / (std + 1e-5);
         var pixels = new byte[count * 3];
-        for (var i = 0; i < count; i++)
-        {
-            var (r, g, b) = layout.Rgb(map, i);
-            (pixels[3 * i], pixels[3 * i + 1], pixels[3 * i + 2]) = (Scale(r), Scale(g), Scale(b));
-        }
+        int[] colours = [layout.Red, layout.Green, layout.Blue];
+        for (var colour = 0; colour < 3; colour++)
+            PixelBytes.Affine(layout.Plane(map, colours[colour]), layout.PixelStep, (float)scale, (float)(255 * 0.5 - mean * scale), pixels.AsSpan(colour), 3, count);
         return pixels;
     }
 
