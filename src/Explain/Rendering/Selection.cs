@@ -12,6 +12,7 @@ public static class Selection
     {
         ArgumentOutOfRangeException.ThrowIfNegative(k);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(k, values.Length);
+        if (k == values.Length - 1) return Largest(values); // a clip at the 100th percentile (Grad-CAM's overlay)
         int low = 0, high = values.Length - 1;
         while (low < high)
         {
@@ -32,6 +33,14 @@ public static class Selection
             else return values[k];
         }
         return values[k];
+    }
+
+    private static double Largest(double[] values)
+    {
+        var largest = values[0];
+        foreach (var v in values)
+            if (v.CompareTo(largest) > 0) largest = v;
+        return largest;
     }
 
     private static double MedianOfThree(double a, double b, double c) =>
