@@ -70,7 +70,7 @@ public sealed class PngWriterTests
     public void Pixels_of_the_wrong_size_are_refused()
     {
         Assert.Throws<ArgumentException>(() => PngWriter.Encode(new byte[11], 2, 2));
-        Assert.Throws<ArgumentOutOfRangeException>(() => PngWriter.Encode([], 0, 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => PngWriter.Encode(Array.Empty<byte>(), 0, 1));
     }
 
     /// <summary>

@@ -3,6 +3,7 @@ using SaliencyService.Explain.Attribution;
 using SaliencyService.Explain.Rendering;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
+using SixLabors.ImageSharp.Processing;
 using Xunit;
 
 namespace SaliencyService.Tests;
@@ -107,5 +108,42 @@ public sealed class RendererTests
         var (m, d) = PixelBytes.MeanAndDeviation(values);
         Assert.Equal(mean, m, mean * 1e-12);
         Assert.Equal(deviation, d, Math.Max(deviation * 1e-9, 1e-18));
+    }
+
+    /// <summary>The vector blend gives the bytes the plain float formula gives, ties (alpha 0.5) to even, on lengths with a tail.</summary>
+    [Theory]
+    [InlineData(0.5f, 1001)]
+    [InlineData(0.3f, 77)]
+    [InlineData(1f, 64)]
+    [InlineData(0f, 5)]
+    public void An_overlay_blends_as_the_plain_formula_does(float alpha, int length)
+    {
+        var random = new Random(length);
+        var (heat, picture) = (new byte[length], new byte[length]);
+        random.NextBytes(heat);
+        random.NextBytes(picture);
+        var expected = heat.Select((h, i) => (byte)Math.Round(alpha * h + (1 - alpha) * picture[i], MidpointRounding.ToEven)).ToArray();
+        PixelBytes.Blend(heat, picture, alpha);
+        Assert.Equal(expected, heat);
+    }
+
+    /// <summary>A map's picture upscaled to a photo's size is ImageSharp's triangle (bilinear) resize, within a level.</summary>
+    [Theory]
+    [InlineData(7, 5, 7, 5)]
+    [InlineData(7, 5, 20, 9)]
+    [InlineData(224, 224, 512, 512)]
+    [InlineData(224, 224, 640, 427)]
+    [InlineData(3, 2, 301, 199)]
+    public void Upscaling_is_imagesharps_bilinear_within_a_level(int fromWidth, int fromHeight, int width, int height)
+    {
+        var pixels = new byte[fromWidth * fromHeight * 3];
+        new Random(width).NextBytes(pixels);
+        using var image = Image.LoadPixelData<Rgb24>(pixels, fromWidth, fromHeight);
+        image.Mutate(x => x.Resize(new ResizeOptions { Size = new Size(width, height), Mode = ResizeMode.Stretch, Sampler = KnownResamplers.Triangle }));
+        var expected = InputPicture.Pixels(image);
+
+        var upscaled = Upscaling.Bilinear(pixels, fromWidth, fromHeight, width, height);
+        Assert.Equal(expected.Length, upscaled.Length);
+        Assert.InRange(expected.Zip(upscaled, (a, b) => Math.Abs(a - b)).Max(), 0, 1);
     }
 }

@@ -16,6 +16,34 @@ public static class PixelBytes
             target[t] = (byte)MathF.Round(Math.Clamp(source[s] * scale + offset, 0f, 255f));
     }
 
+    /// <summary>
+    /// <paramref name="heat"/>[i] = round(alpha · heat[i] + (1 − alpha) · picture[i]) in float, ties to
+    /// even: an overlay, a vector of bytes at a time (a photo's overlay is tens of millions).
+    /// </summary>
+    public static void Blend(Span<byte> heat, ReadOnlySpan<byte> picture, float alpha)
+    {
+        if (picture.Length != heat.Length) throw new ArgumentException("The picture and the heatmap differ in size.", nameof(picture));
+        var (a, b) = (new Vector<float>(alpha), new Vector<float>(1 - alpha));
+        var at = 0;
+        for (; at + Vector<byte>.Count <= heat.Length; at += Vector<byte>.Count)
+        {
+            Vector.Widen(new Vector<byte>(heat[at..]), out var heatLow, out var heatHigh);
+            Vector.Widen(new Vector<byte>(picture[at..]), out var pictureLow, out var pictureHigh);
+            Vector.Narrow(Blend(heatLow, pictureLow, a, b), Blend(heatHigh, pictureHigh, a, b)).CopyTo(heat[at..]);
+        }
+        for (; at < heat.Length; at++) heat[at] = (byte)MathF.Round(alpha * heat[at] + (1 - alpha) * picture[at]);
+    }
+
+    private static Vector<ushort> Blend(Vector<ushort> heat, Vector<ushort> picture, Vector<float> a, Vector<float> b)
+    {
+        Vector.Widen(heat, out var heatLow, out var heatHigh);
+        Vector.Widen(picture, out var pictureLow, out var pictureHigh);
+        return Vector.Narrow(Mix(heatLow, pictureLow, a, b), Mix(heatHigh, pictureHigh, a, b));
+    }
+
+    private static Vector<uint> Mix(Vector<uint> heat, Vector<uint> picture, Vector<float> a, Vector<float> b) =>
+        Vector.AsVectorUInt32(Vector.ConvertToInt32(Vector.Round(a * Vector.ConvertToSingle(Vector.AsVectorInt32(heat)) + b * Vector.ConvertToSingle(Vector.AsVectorInt32(picture)))));
+
     /// <summary>The mean and the standard deviation (of the population) of <paramref name="values"/>, summed in double.</summary>
     public static (double Mean, double Deviation) MeanAndDeviation(ReadOnlySpan<float> values)
     {

@@ -31,7 +31,7 @@ public static class PngWriter
     private static ReadOnlySpan<byte> Signature => [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
 
     /// <param name="rgb">Rows of <paramref name="width"/> pixels, top to bottom, three bytes each.</param>
-    public static byte[] Encode(ReadOnlySpan<byte> rgb, int width, int height)
+    public static byte[] Encode(ReadOnlyMemory<byte> rgb, int width, int height)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(width, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(height, 1);
@@ -43,16 +43,17 @@ public static class PngWriter
         Deflated? top = null, bottom = null;
         try
         {
-            var rows = new Rows(stride);
-            for (var y = 0; y < height; y++)
-                rows.Filter(rgb.Slice(y * stride, stride), y == 0 ? default : rgb.Slice((y - 1) * stride, stride), filtered.AsSpan(y * (stride + 1), stride + 1));
-
-            // pigz's way: the two halves deflated on two threads, the first ended by a sync flush
-            // (a byte-aligned, non-final block), so that the second's blocks follow it as one stream.
-            var split = length >= ParallelBytes ? height / 2 * (stride + 1) : length;
-            Parallel.Invoke(
-                () => top = Deflated.From(filtered.AsSpan(0, split), last: split == length),
-                () => bottom = split == length ? null : Deflated.From(filtered.AsSpan(split, length - split), last: true));
+            // pigz's way: the two halves filtered and deflated on two threads, the first ended by a
+            // sync flush (a byte-aligned, non-final block), so that the second's blocks follow it as one stream.
+            var half = length >= ParallelBytes ? height / 2 : height;
+            Deflated Piece(int first, int end)
+            {
+                var rows = new Rows(stride);
+                for (var y = first; y < end; y++)
+                    rows.Filter(rgb.Span.Slice(y * stride, stride), y == 0 ? default : rgb.Span.Slice((y - 1) * stride, stride), filtered.AsSpan(y * (stride + 1), stride + 1));
+                return Deflated.From(filtered.AsSpan(first * (stride + 1), (end - first) * (stride + 1)), last: end == height);
+            }
+            Parallel.Invoke(() => top = Piece(0, half), () => bottom = half == height ? null : Piece(half, height));
             var adler = Adler32.HashToUInt32(filtered.AsSpan(0, length));
             return Assemble(width, height, top!.Bytes, bottom is null ? [] : bottom.Bytes, adler);
         }

@@ -19,7 +19,7 @@ public static class SaliencyRenderer
     public static byte[] Png(AttributionMap attribution, Preprocessing p, RenderOptions options, int width, int height, Func<byte[]> background)
     {
         var pixels = Resized(Draw(attribution, p, options), p.Width, p.Height, width, height);
-        if (options.View == "overlay") Blend(pixels, background(), (float)options.Alpha);
+        if (options.View == "overlay") PixelBytes.Blend(pixels, background(), (float)options.Alpha);
         return PngWriter.Encode(pixels, width, height);
     }
 
@@ -76,14 +76,9 @@ public static class SaliencyRenderer
     private static byte[] Resized(byte[] pixels, int fromWidth, int fromHeight, int width, int height)
     {
         if (fromWidth == width && fromHeight == height) return pixels;
+        if (width >= fromWidth && height >= fromHeight) return Upscaling.Bilinear(pixels, fromWidth, fromHeight, width, height);
         using var image = Image.LoadPixelData<Rgb24>(pixels, fromWidth, fromHeight);
         image.Mutate(x => x.Resize(new ResizeOptions { Size = new Size(width, height), Mode = ResizeMode.Stretch, Sampler = KnownResamplers.Triangle }));
         return InputPicture.Pixels(image);
-    }
-
-    /// <summary>alpha · heat + (1 − alpha) · picture, per channel.</summary>
-    private static void Blend(byte[] heat, byte[] picture, float alpha)
-    {
-        for (var i = 0; i < heat.Length; i++) heat[i] = (byte)Math.Round(alpha * heat[i] + (1 - alpha) * picture[i]);
     }
 }
