@@ -69,42 +69,36 @@ public static class PngWriter
     private static byte[] Assemble(int width, int height, ReadOnlySpan<byte> top, ReadOnlySpan<byte> bottom, uint adler)
     {
         ReadOnlySpan<byte> zlibHeader = [0x78, 0x01]; // deflate, 32 KiB window, no dictionary (its check bits: 0x7801 % 31 == 0)
-        var data = zlibHeader.Length + top.Length + bottom.Length + 4;
-        var png = new byte[Signature.Length + (12 + 13) + (12 + data) + 12];
-        var at = 0;
-        void Put(ReadOnlySpan<byte> bytes) { bytes.CopyTo(png.AsSpan(at)); at += bytes.Length; }
+        var length = zlibHeader.Length + top.Length + bottom.Length + 4;
+        var png = new byte[Signature.Length + (12 + 13) + (12 + length) + 12];
+        Signature.CopyTo(png);
+        var at = Signature.Length;
 
-        Put(Signature);
-        Span<byte> header = stackalloc byte[13];
+        var header = png.AsSpan(at + 8, 13);
         BinaryPrimitives.WriteInt32BigEndian(header, width);
         BinaryPrimitives.WriteInt32BigEndian(header[4..], height);
         header[8] = 8; // bits per channel
         header[9] = 2; // truecolour; compression, filter and interlace methods 0
-        WriteChunk(png, ref at, "IHDR"u8, header);
+        Chunk(png, ref at, "IHDR"u8, header.Length);
 
-        BinaryPrimitives.WriteInt32BigEndian(png.AsSpan(at), data);
-        var chunk = at + 4;
-        at += 4;
-        Put("IDAT"u8);
-        Put(zlibHeader);
-        Put(top);
-        Put(bottom);
-        BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(at), adler);
-        at += 4;
-        BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(at), Crc32.HashToUInt32(png.AsSpan(chunk, at - chunk)));
-        at += 4;
+        var data = png.AsSpan(at + 8, length);
+        zlibHeader.CopyTo(data);
+        top.CopyTo(data[zlibHeader.Length..]);
+        bottom.CopyTo(data[(zlibHeader.Length + top.Length)..]);
+        BinaryPrimitives.WriteUInt32BigEndian(data[^4..], adler);
+        Chunk(png, ref at, "IDAT"u8, length);
 
-        WriteChunk(png, ref at, "IEND"u8, []);
+        Chunk(png, ref at, "IEND"u8, 0);
         return png;
     }
 
-    private static void WriteChunk(byte[] png, ref int at, ReadOnlySpan<byte> type, ReadOnlySpan<byte> data)
+    /// <summary>Writes a chunk's length, type and CRC around its data, already in place after them.</summary>
+    private static void Chunk(byte[] png, ref int at, ReadOnlySpan<byte> type, int length)
     {
-        BinaryPrimitives.WriteInt32BigEndian(png.AsSpan(at), data.Length);
+        BinaryPrimitives.WriteInt32BigEndian(png.AsSpan(at), length);
         type.CopyTo(png.AsSpan(at + 4));
-        data.CopyTo(png.AsSpan(at + 8));
-        BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(at + 8 + data.Length), Crc32.HashToUInt32(png.AsSpan(at + 4, 4 + data.Length)));
-        at += 12 + data.Length;
+        BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(at + 8 + length), Crc32.HashToUInt32(png.AsSpan(at + 4, 4 + length)));
+        at += 12 + length;
     }
 
     /// <summary>A piece of the stream, raw deflate in a pooled buffer.</summary>
