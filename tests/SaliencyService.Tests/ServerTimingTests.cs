@@ -36,6 +36,16 @@ public sealed class ServerTimingTests(FixtureModelsService service) : IClassFixt
         Assert.Equal("hit", repeat[1].Description);
     }
 
+    [Theory]
+    [InlineData("png", 0)]
+    [InlineData("json", 1)]
+    public async Task A_picture_reports_its_drawing_after_the_engine(string format, int target)
+    {
+        var (stages, clientMs) = await PostAsync($"/v1/models/seed_cnn/explain?format={format}&target={target}&method=gradient");
+        Assert.Equal(["read", "queue", "explain", "render"], stages.Select(s => s.Name));
+        Assert.True(stages.Sum(s => s.Ms) <= clientMs, $"stages sum to {stages.Sum(s => s.Ms)} ms, the client saw {clientMs} ms");
+    }
+
     [Fact]
     public async Task An_open_inference_protocol_infer_reports_the_same_stages()
     {

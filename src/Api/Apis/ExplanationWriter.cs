@@ -1,4 +1,5 @@
 using SaliencyService.Api.Inference;
+using SaliencyService.Api.Observability;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Attribution;
 using SaliencyService.Explain.Rendering;
@@ -15,11 +16,13 @@ public static class ExplanationWriter
         var methodName = map.Method.Name;
         if (format == "npy") return new NpyFile(map.Map, map.MapShape, $"{name}.{methodName}.npy");
 
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var p = SizedTo(model.Preprocessing, explanation.Input.Tensor.Shape);
         var picture = explanation.Input.Images?[0];
         var (width, height) = picture is null ? (p.Width, p.Height) : (picture.Width, picture.Height);
         var png = SaliencyRenderer.Png(map, p, rendering, width, height,
             () => picture is null ? InputPicture.Pixels(explanation.Input.Tensor.Data, p) : InputPicture.Pixels(picture));
+        ServerTiming.Add("render", started); // the picture drawn and deflated: a photo's size, not the map's, sets it
         if (format == "png") return TypedResults.Bytes(png, "image/png");
 
         var labels = model.Descriptor.Labels;
