@@ -51,7 +51,4 @@ public readonly record struct MapLayout(int ChannelStep, int PixelStep, int Red,
 
     /// <summary>Channel <paramref name="channel"/> of the sample from its first pixel on, a pixel every <see cref="PixelStep"/> values.</summary>
     public ReadOnlySpan<float> Plane(float[] sample, int channel) => sample.AsSpan(channel * ChannelStep);
-
-    /// <summary>The sample at pixel i in RGB order (gray repeated).</summary>
-    public (float R, float G, float B) Rgb(float[] sample, int pixel) => (At(sample, pixel, Red), At(sample, pixel, Green), At(sample, pixel, Blue));
 }

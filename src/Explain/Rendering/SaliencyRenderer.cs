@@ -34,11 +34,13 @@ public static class SaliencyRenderer
         // One value per pixel: channels summed (as Captum does), then the sign rule.
         var map = attribution.Map;
         var values = new double[p.Width * p.Height];
-        var rule = Array.IndexOf(RenderOptions.Signs, options.Sign);
         for (var i = 0; i < values.Length; i++)
+            values[i] = cam ? map[i] : colour ? layout.At(map, i, layout.Red) + layout.At(map, i, layout.Green) + layout.At(map, i, layout.Blue) : layout.At(map, i, layout.Red);
+        switch (options.Sign)
         {
-            double value = cam ? map[i] : colour ? layout.At(map, i, layout.Red) + layout.At(map, i, layout.Green) + layout.At(map, i, layout.Blue) : layout.At(map, i, layout.Red);
-            values[i] = rule switch { 0 => Math.Abs(value), 1 => Math.Max(value, 0), 2 => Math.Max(-value, 0), _ => value };
+            case "absolute": foreach (ref var v in values.AsSpan()) v = Math.Abs(v); break;
+            case "positive": foreach (ref var v in values.AsSpan()) v = Math.Max(v, 0); break;
+            case "negative": foreach (ref var v in values.AsSpan()) v = Math.Max(-v, 0); break;
         }
         var magnitudes = new double[values.Length];
         for (var i = 0; i < values.Length; i++) magnitudes[i] = Math.Abs(values[i]);
