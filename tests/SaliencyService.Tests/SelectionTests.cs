@@ -25,6 +25,18 @@ public sealed class SelectionTests
             Assert.Equal(sorted[k], Selection.Smallest(values.ToArray(), k));
     }
 
+    /// <summary>A map's size, with ties and NaN, at the clips a picture uses (the 99.5th percentile, the 100th) and next to them.</summary>
+    [Fact]
+    public void The_percentiles_near_the_top_of_a_map_are_the_sorted_ones()
+    {
+        var random = new Random(9);
+        var values = Enumerable.Range(0, 50_176).Select(_ => random.Next(50) == 0 ? double.NaN : Math.Round(random.NextDouble() * 1e3) / 7).ToArray();
+        var sorted = values.ToArray();
+        Array.Sort(sorted);
+        foreach (var k in new[] { values.Length - 1, values.Length - 2, (int)Math.Round(0.995 * (values.Length - 1)), values.Length / 2 })
+            Assert.Equal(sorted[k], Selection.Smallest(values.ToArray(), k));
+    }
+
     [Fact]
     public void Sorted_and_reversed_inputs_select_in_order()
     {
