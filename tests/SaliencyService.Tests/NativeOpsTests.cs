@@ -288,15 +288,11 @@ public sealed class NativeOpsTests
     private static readonly int[] Tiles = [2, 4];
 
     /// <summary>
-    /// The largest error against float64 for outputs of about one: float32's rounding of the sums
-    /// for F(2×2); F(4×4)'s transforms (coefficients up to 8) round several times more (at 1,100
-    /// channels 2.5e-5 with 16-float vectors, 5.2e-5 with 8-float ones, whose sums over the
-    /// channels are one chain), still far below what the engine's checks allow (2%).
-    /// </summary>
-    /// <summary>
-    /// The largest error against float64 each tile may have on these outputs of about one: F(4×4)'s
-    /// was 1.05e-5 at 1,100 channels with 16-float vectors and 1.8e-5 with 8-float ones (Lavin's
-    /// interpolation points: 2.7e-5 and 5.2e-5), F(2×2)'s 2.6e-6.
+    /// The largest error against float64 each tile may have on these outputs of about one: float32's
+    /// rounding of the sums for F(2×2) (2.6e-6); F(4×4)'s transforms round more, 1.05e-5 at 1,100
+    /// channels with 16-float vectors and 1.8e-5 with 8-float ones, whose sums over the channels are
+    /// one chain (Lavin's interpolation points: 2.7e-5 and 5.2e-5), still far below what the
+    /// engine's checks allow (2%).
     /// </summary>
     private static double Tolerance(int tile) => tile == 4 ? 3e-5 : 1e-5;
 

@@ -8,9 +8,10 @@ namespace SaliencyService.Api.Observability;
 /// (W3C Server Timing, shown by browsers' developer tools): <c>read</c> (the body received and
 /// decoded), <c>queue</c> (waiting for a slot or for the batch to run), <c>predict</c> or
 /// <c>explain</c> (the engine's work; a batched prediction says how many samples shared its run),
-/// <c>cache</c> on a cached map and <c>render</c> (a PNG or JSON answer's picture drawn); an import reports <c>upload</c> (the model received, hashed and
-/// written), <c>check</c> (its checks, in an isolated child process or here) and <c>build</c> (what the
-/// service serves it with, built as the check's verdict says). What a client measures beyond their
+/// <c>cache</c> on a cached map and <c>render</c> (a PNG or JSON answer's picture drawn); an import
+/// reports <c>upload</c> (the model received, hashed and written), <c>check</c> (its checks, in an
+/// isolated child process or here) and <c>build</c> (what the service serves it with, built as the
+/// check's verdict says). What a client measures beyond their
 /// sum is HTTP, routing and writing the answer. Timed per request through an async-local, so any
 /// stage on the request's own flow can add itself without being handed the request.
 /// </summary>

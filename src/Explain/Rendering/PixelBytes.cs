@@ -42,7 +42,10 @@ public static class PixelBytes
     }
 
     private static Vector<uint> Mix(Vector<uint> heat, Vector<uint> picture, Vector<float> a, Vector<float> b) =>
-        Vector.AsVectorUInt32(Vector.ConvertToInt32(Vector.Round(a * Vector.ConvertToSingle(Vector.AsVectorInt32(heat)) + b * Vector.ConvertToSingle(Vector.AsVectorInt32(picture)))));
+        Rounded(a * Vector.ConvertToSingle(Vector.AsVectorInt32(heat)) + b * Vector.ConvertToSingle(Vector.AsVectorInt32(picture)));
+
+    /// <summary>Levels in [0, 255] rounded (ties to even) to whole numbers, ready to narrow to bytes.</summary>
+    internal static Vector<uint> Rounded(Vector<float> levels) => Vector.AsVectorUInt32(Vector.ConvertToInt32(Vector.Round(levels)));
 
     /// <summary>The mean and the standard deviation (of the population) of <paramref name="values"/>, summed in double.</summary>
     public static (double Mean, double Deviation) MeanAndDeviation(ReadOnlySpan<float> values)

@@ -40,7 +40,7 @@ public static class Upscaling
             for (var y = 0; y < height; y++)
             {
                 int top = rows[y], bottom = Math.Min(rows[y] + 1, fromHeight - 1);
-                Blend(stretched.AsSpan(top * length, length), stretched.AsSpan(bottom * length, length), rowWeights[y], pixels.AsSpan(y * length, length));
+                Interpolate(stretched.AsSpan(top * length, length), stretched.AsSpan(bottom * length, length), rowWeights[y], pixels.AsSpan(y * length, length));
             }
             return pixels;
         }
@@ -64,7 +64,7 @@ public static class Upscaling
     }
 
     /// <summary>output = round(top + w · (bottom − top)), a vector of bytes at a time.</summary>
-    private static void Blend(ReadOnlySpan<float> top, ReadOnlySpan<float> bottom, float w, Span<byte> output)
+    private static void Interpolate(ReadOnlySpan<float> top, ReadOnlySpan<float> bottom, float w, Span<byte> output)
     {
         var weight = new Vector<float>(w);
         var at = 0;
@@ -81,6 +81,6 @@ public static class Upscaling
     private static Vector<uint> Level(ReadOnlySpan<float> top, ReadOnlySpan<float> bottom, int at, Vector<float> weight)
     {
         var (t, b) = (new Vector<float>(top[at..]), new Vector<float>(bottom[at..]));
-        return Vector.AsVectorUInt32(Vector.ConvertToInt32(Vector.Round(t + weight * (b - t))));
+        return PixelBytes.Rounded(t + weight * (b - t));
     }
 }

@@ -19,7 +19,7 @@ internal sealed record NpyHeader(string? Descr, bool FortranOrder, long[] Shape)
         string? descr = null;
         bool? fortran = null;
         long[]? shape = null;
-        var structured = false;
+        var hasDescr = false;
         reader.Expect('{');
         while (!reader.TakeIf('}'))
         {
@@ -27,9 +27,9 @@ internal sealed record NpyHeader(string? Descr, bool FortranOrder, long[] Shape)
             reader.Expect(':');
             switch (key)
             {
-                case "descr" when descr is null && !structured:
-                    structured = reader.SkipList();
-                    if (!structured) descr = reader.String();
+                case "descr" when !hasDescr:
+                    hasDescr = true;
+                    descr = reader.SkipList() ? null : reader.String(); // a list: a structured dtype
                     break;
                 case "fortran_order" when fortran is null:
                     fortran = reader.Boolean();
@@ -43,7 +43,7 @@ internal sealed record NpyHeader(string? Descr, bool FortranOrder, long[] Shape)
             if (!reader.TakeIf(',')) { reader.Expect('}'); break; }
         }
         reader.ExpectEnd();
-        if ((descr is null && !structured) || fortran is null || shape is null)
+        if (!hasDescr || fortran is null || shape is null)
             throw Malformed("it needs the keys 'descr', 'fortran_order' and 'shape'");
         return new NpyHeader(descr, fortran.Value, shape);
     }
