@@ -184,6 +184,25 @@ public sealed class ForwardWinogradTests
         Assert.Equal(WinogradConvolutions.SmallTile, WinogradConvolutions.For(nativeKernels: true, summed: false).ForwardTile(23, 21, 5, 7));
     }
 
+    [Fact]
+    public void A_race_where_onnx_runtime_has_no_blocked_layout_charges_no_reorders()
+    {
+        // ONNX Runtime builds without the blocked layout have no reorder operators: here they are made
+        // unknown, so the reorders' sessions fail to open. (A shape of its own: races are kept by shape.)
+        var race = new WinogradRace(model =>
+        {
+            foreach (var node in model.Graph.Node.Where(n => n.Domain == "com.microsoft.nchwc")) node.Domain = "com.example.none";
+            return TestSessions.Open(model);
+        });
+        var outcome = race.Race(29, 27, 6, 5);
+        Assert.Equal(0, outcome.Reorders);
+        if (NativeOps.Available)
+            Assert.True(new[] { outcome.Convolution, outcome.Kernel2, outcome.Kernel4 }.All(t => double.IsFinite(t) && t > 0), $"{outcome}");
+        // With the layout (ONNX Runtime's x64 builds, on AVX2 and later), the reorders are timed: more than nothing.
+        if (System.Runtime.Intrinsics.X86.Avx2.IsSupported)
+            Assert.True(new WinogradRace(TestSessions.Open).Race(48, 32, 7, 6).Reorders > 0);
+    }
+
     /// <summary>
     /// A 3-channel convolution and rectifier, then a 128-channel residual block (convolution with a
     /// bias, rectifier, convolution without one, the block's input added, rectifier), global pooling

@@ -14,9 +14,8 @@ namespace SaliencyService.Explain.Mirror;
 /// on ResNet's 64- and 128-channel shapes; on Zen 5, whose AVX-512 runs at twice that rate, ONNX
 /// Runtime's direct convolution was faster on all but the 256-channel F(4×4), and a guided pass on
 /// resnet18 took 25–28 ms with the kernel's every shape against 22–23 without (bench/analysis.md).
-/// ONNX Runtime's side is its convolution as a pass runs it, in its blocked layout (the second of
-/// two convolutions of one input). The reorders into and out of that layout, which its single-node
-/// run adds, go to the kernel's side where the kernel sits between blocked neighbours: a forward's
+/// ONNX Runtime's side is its convolution as a pass runs it, in its blocked layout: its single-node
+/// run less the reorders into and out of that layout, timed on their own. The reorders go to the kernel's side where the kernel sits between blocked neighbours: a forward's
 /// F(2×2) between ONNX Runtime's convolutions (timed alone, the race had taken the kernel for shapes
 /// that then made resnet18's pass slower). A backward's kernel sits between the engine's own kernels,
 /// which read and write the plain layout, and is charged none: charged them, resnet18's guided pass
@@ -88,73 +87,150 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
         foreach (ref var w in weights.AsSpan()) w = (float)(random.NextDouble() - 0.5) / inputs;
         var input = new float[inputs * height * width];
         foreach (ref var x in input.AsSpan()) x = (float)random.NextDouble() - 0.5f;
+        var sessions = new List<InferenceSession>();
         try
         {
-            var pads = BackwardGraph.Attribute("pads", [1, 1, 1, 1]);
-            using var ort = open(Model(shape, outputs, weights, "Conv", "", pads));
-            using var ortTwice = open(Model(shape, outputs, weights, "Conv", "", pads, twice: true));
-            using var tile2 = open(Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", WinogradConvolutions.SmallTile)));
-            // F(4×4) only where a one-sample pass may take it: a wider filter's session alone transforms 36 MiB.
-            using var tile4 = outputs * inputs <= WinogradConvolutions.OneSampleLargeTileProducts
-                ? open(Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", WinogradConvolutions.LargeTile)))
-                : null;
+            // Each side runs on two sessions of its own, the rounds alternating between them: now and
+            // then one session's runs all take twice their time for tens of milliseconds, one of its two
+            // threads never getting a core (bench/analysis.md, fifty-fourth pass), which its fastest
+            // round cannot undo.
+            InferenceSession[]? Side(ModelProto? model)
+            {
+                if (model is null) return null;
+                InferenceSession[] instances = [open(model), open(model)];
+                sessions.AddRange(instances);
+                return instances;
+            }
             using var x = OrtValue.CreateTensorValueFromMemory(input, shape);
             using var runOptions = new RunOptions();
-            InferenceSession[] sides = tile4 is null ? [ort, ortTwice, tile2] : [ort, ortTwice, tile2, tile4];
+            var pads = BackwardGraph.Attribute("pads", [1, 1, 1, 1]);
+            var ort = Side(Model(shape, outputs, weights, "Conv", "", pads))!;
+            var reorders = ReorderSide(x, shape, runOptions, sessions);
+            var tile2 = Side(Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", WinogradConvolutions.SmallTile)))!;
+            // F(4×4) only where a one-sample pass may take it: a wider filter's session alone transforms 36 MiB.
+            var tile4 = Side(outputs * inputs <= WinogradConvolutions.OneSampleLargeTileProducts
+                ? Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", WinogradConvolutions.LargeTile))
+                : null);
+            InferenceSession[]?[] sides = [ort, reorders, tile2, tile4];
             double Time(InferenceSession session)
             {
                 var start = Stopwatch.GetTimestamp();
                 session.Run(runOptions, ["x"], [x], ["y"]).Dispose();
                 return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
             }
-            for (var i = 0; i < WarmUps; i++) foreach (var side in sides) Time(side);
+            for (var i = 0; i < WarmUps; i++)
+                foreach (var session in sessions) Time(session);
             // Each round times the sides in turn, starting one further along: the host's drift falls on
             // all of them, and no side runs twice in a row, so that a wide filter has left the caches
             // by its next run, as in a pass, where each node's weights come from memory.
-            var times = new double[4][];
-            for (var i = 0; i < times.Length; i++) times[i] = [.. Enumerable.Repeat(double.PositiveInfinity, Rounds)];
+            var times = sides.Select(_ => Enumerable.Repeat(double.PositiveInfinity, Rounds).ToArray()).ToArray();
             for (var round = 0; round < Rounds; round++)
                 for (var i = 0; i < sides.Length; i++)
                 {
                     var side = (round + i) % sides.Length;
-                    times[side][round] = Time(sides[side]);
+                    if (sides[side] is { } instances) times[side][round] = Time(instances[round % 2]);
                 }
-            return FromRounds(times[0], times[1], times[2], times[3]);
+            // The reorder side moves the input's channels in and out; a convolution's reorders, its
+            // input's in and its output's out. Without a blocked layout there is nothing to reorder.
+            var share = (inputs + outputs) / (2.0 * inputs);
+            return FromRounds(times[0], reorders is null ? [0] : [.. times[1].Select(t => t * share)], times[2], times[3]);
         }
         catch (OnnxRuntimeException)
         {
             return Outcome.Failed;
         }
+        finally
+        {
+            foreach (var session in sessions) session.Dispose();
+        }
     }
 
     /// <summary>
-    /// The outcome from each side's rounds (ms): ONNX Runtime's convolution alone and twice, the
-    /// kernel with F(2×2) and with F(4×4).
+    /// Two sessions that reorder <paramref name="x"/> into ONNX Runtime's blocked layout and back, as
+    /// its single-node convolution does around the convolution; null where this host's ONNX Runtime
+    /// has no blocked layout or will not reorder this many channels (its convolution then reorders nothing).
+    /// </summary>
+    private InferenceSession[]? ReorderSide(OrtValue x, long[] shape, RunOptions runOptions, List<InferenceSession> sessions)
+    {
+        var opened = new List<InferenceSession>();
+        try
+        {
+            for (var i = 0; i < 2; i++)
+            {
+                opened.Add(open(ReorderModel(shape)));
+                opened[^1].Run(runOptions, ["x"], [x], ["y"]).Dispose();
+            }
+            sessions.AddRange(opened);
+            return [.. opened];
+        }
+        catch (OnnxRuntimeException)
+        {
+            foreach (var session in opened) session.Dispose();
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The outcome from each side's rounds (ms): ONNX Runtime's single convolution, the reorders into
+    /// and out of its blocked layout (0 where it has none), the kernel with F(2×2) and with F(4×4).
     /// </summary>
     /// <remarks>
     /// A single run of ~0.5 ms varies by half or more on a shared two-core VM (one round's ratio
     /// came out at 0.6 and the next at 11), and what slows a run only adds to its time, so each
     /// side's time is the fastest of its rounds. Not the median: a race runs while the import's
     /// check works in its child process, and where part of the rounds share the cores with it a
-    /// median falls on either side of the gap (bench/analysis.md, the forty-seventh pass).
+    /// median falls on either side of the gap (bench/analysis.md, the forty-seventh pass). The
+    /// reorders are timed on their own, a twentieth of the convolution's time: taken as the
+    /// difference of two convolutions' time and one's, two fastest rounds of ~1 and ~2 ms, they
+    /// came out anywhere from 0 to a fifth of it (fifty-fourth pass).
     /// </remarks>
-    public static Outcome FromRounds(double[] alone, double[] twice, double[] tile2, double[] tile4)
+    public static Outcome FromRounds(double[] alone, double[] reorders, double[] tile2, double[] tile4)
     {
-        var (one, two) = (alone.Min(), twice.Min());
-        // ONNX Runtime's convolution in its blocked layout is what the second costs; its
-        // single-node run adds the layout's reorders.
-        var convolution = Math.Max(two - one, 1e-3);
-        return new Outcome(convolution, Math.Max(one - convolution, 0), tile2.Min(), tile4.Min());
+        var (one, reordering) = (alone.Min(), reorders.Min());
+        // ONNX Runtime's convolution in its blocked layout is its single-node run less the reorders.
+        return new Outcome(Math.Max(one - reordering, 1e-3), reordering, tile2.Min(), tile4.Min());
     }
 
     /// <summary>
     /// One padded 3×3 convolution of <paramref name="shape"/>'s input into <paramref name="outputs"/>
-    /// channels, its weights constant; <paramref name="twice"/>, the sum of two of the same input
-    /// (other weights, so that ONNX Runtime cannot merge them), whose second costs only the convolution.
+    /// channels, its weights constant.
     /// </summary>
-    public static ModelProto Model(long[] shape, long outputs, float[] weights, string opType, string domain, AttributeProto attribute, bool twice = false)
+    public static ModelProto Model(long[] shape, long outputs, float[] weights, string opType, string domain, AttributeProto attribute) => Graph(
+        new GraphProto
+        {
+            Initializer =
+            {
+                new TensorProto
+                {
+                    Name = "w", DataType = (int)TensorProto.Types.DataType.Float, Dims = { outputs, shape[1], 3, 3 },
+                    RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(weights.AsSpan())),
+                },
+            },
+            Node = { new NodeProto { OpType = opType, Domain = domain, Input = { "x", "w" }, Output = { "y" }, Attribute = { attribute } } },
+        },
+        shape, [shape[0], outputs, shape[2], shape[3]], new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 });
+
+    /// <summary>
+    /// <paramref name="shape"/>'s input into ONNX Runtime's blocked layout and back (its
+    /// <c>com.microsoft.nchwc</c> operators, which its layout transformer puts around a convolution).
+    /// </summary>
+    public static ModelProto ReorderModel(long[] shape) => Graph(
+        new GraphProto
+        {
+            Node =
+            {
+                new NodeProto { OpType = "ReorderInput", Domain = BlockedDomain, Input = { "x" }, Output = { "blocked" } },
+                new NodeProto { OpType = "ReorderOutput", Domain = BlockedDomain, Input = { "blocked" }, Output = { "y" }, Attribute = { BackwardGraph.Attribute("channels", shape[1]) } },
+            },
+        },
+        shape, shape, new OperatorSetIdProto { Domain = BlockedDomain, Version = 1 });
+
+    private const string BlockedDomain = "com.microsoft.nchwc";
+
+    /// <summary><paramref name="graph"/>'s nodes from input <c>x</c> to output <c>y</c>, as a model.</summary>
+    private static ModelProto Graph(GraphProto graph, long[] input, long[] output, OperatorSetIdProto domain)
     {
-        TypeProto Float(params long[] dims) => new()
+        TypeProto Float(long[] dims) => new()
         {
             TensorType = new TypeProto.Types.Tensor
             {
@@ -162,30 +238,9 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
                 Shape = new TensorShapeProto { Dim = { dims.Select(d => new TensorShapeProto.Types.Dimension { DimValue = d }) } },
             },
         };
-        TensorProto Weights(string name, float[] values) => new()
-        {
-            Name = name, DataType = (int)TensorProto.Types.DataType.Float, Dims = { outputs, shape[1], 3, 3 },
-            RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan())),
-        };
-        NodeProto Convolution(string w, string y) => new() { OpType = opType, Domain = domain, Input = { "x", w }, Output = { y }, Attribute = { attribute } };
-        var graph = new GraphProto
-        {
-            Name = GraphName,
-            Initializer = { Weights("w", weights) },
-            Input = { new ValueInfoProto { Name = "x", Type = Float(shape) } },
-            Output = { new ValueInfoProto { Name = "y", Type = Float([shape[0], outputs, shape[2], shape[3]]) } },
-        };
-        if (twice)
-        {
-            graph.Initializer.Add(Weights("w2", [.. weights.Select(w => -w)]));
-            graph.Node.Add([Convolution("w", "a"), Convolution("w2", "b"), new NodeProto { OpType = "Add", Input = { "a", "b" }, Output = { "y" } }]);
-        }
-        else graph.Node.Add(Convolution("w", "y"));
-        return new ModelProto
-        {
-            IrVersion = 8,
-            OpsetImport = { new OperatorSetIdProto { Version = 13 }, new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 } },
-            Graph = graph,
-        };
+        graph.Name = GraphName;
+        graph.Input.Add(new ValueInfoProto { Name = "x", Type = Float(input) });
+        graph.Output.Add(new ValueInfoProto { Name = "y", Type = Float(output) });
+        return new ModelProto { IrVersion = 8, OpsetImport = { new OperatorSetIdProto { Version = 13 }, domain }, Graph = graph };
     }
 }
