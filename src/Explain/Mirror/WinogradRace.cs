@@ -88,30 +88,26 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
         var input = new float[inputs * height * width];
         foreach (ref var x in input.AsSpan()) x = (float)random.NextDouble() - 0.5f;
         var sessions = new List<InferenceSession>();
+        InferenceSession? Open(ModelProto? model)
+        {
+            if (model is null) return null;
+            sessions.Add(open(model));
+            return sessions[^1];
+        }
         try
         {
-            // Each side runs on two sessions of its own, the rounds alternating between them: now and
-            // then one session's runs all take twice their time for tens of milliseconds, one of its two
-            // threads never getting a core (bench/analysis.md, fifty-fourth pass), which its fastest
-            // round cannot undo.
-            InferenceSession[]? Side(ModelProto? model)
-            {
-                if (model is null) return null;
-                InferenceSession[] instances = [open(model), open(model)];
-                sessions.AddRange(instances);
-                return instances;
-            }
             using var x = OrtValue.CreateTensorValueFromMemory(input, shape);
             using var runOptions = new RunOptions();
             var pads = BackwardGraph.Attribute("pads", [1, 1, 1, 1]);
-            var ort = Side(Model(shape, outputs, weights, "Conv", "", pads))!;
-            var reorders = ReorderSide(x, shape, runOptions, sessions);
-            var tile2 = Side(Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", WinogradConvolutions.SmallTile)))!;
+            var ort = Open(Model(shape, outputs, weights, "Conv", "", pads));
+            var reorders = ReorderSession(x, shape, runOptions);
+            if (reorders is not null) sessions.Add(reorders);
+            var tile2 = Open(Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", WinogradConvolutions.SmallTile)));
             // F(4×4) only where a one-sample pass may take it: a wider filter's session alone transforms 36 MiB.
-            var tile4 = Side(outputs * inputs <= WinogradConvolutions.OneSampleLargeTileProducts
+            var tile4 = Open(outputs * inputs <= WinogradConvolutions.OneSampleLargeTileProducts
                 ? Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", WinogradConvolutions.LargeTile))
                 : null);
-            InferenceSession[]?[] sides = [ort, reorders, tile2, tile4];
+            InferenceSession?[] sides = [ort, reorders, tile2, tile4];
             double Time(InferenceSession session)
             {
                 var start = Stopwatch.GetTimestamp();
@@ -128,7 +124,7 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
                 for (var i = 0; i < sides.Length; i++)
                 {
                     var side = (round + i) % sides.Length;
-                    if (sides[side] is { } instances) times[side][round] = Time(instances[round % 2]);
+                    if (sides[side] is { } session) times[side][round] = Time(session);
                 }
             // The reorder side moves the input's channels in and out; a convolution's reorders, its
             // input's in and its output's out. Without a blocked layout there is nothing to reorder.
@@ -146,26 +142,22 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
     }
 
     /// <summary>
-    /// Two sessions that reorder <paramref name="x"/> into ONNX Runtime's blocked layout and back, as
+    /// A session that reorders <paramref name="x"/> into ONNX Runtime's blocked layout and back, as
     /// its single-node convolution does around the convolution; null where this host's ONNX Runtime
     /// has no blocked layout or will not reorder this many channels (its convolution then reorders nothing).
     /// </summary>
-    private InferenceSession[]? ReorderSide(OrtValue x, long[] shape, RunOptions runOptions, List<InferenceSession> sessions)
+    private InferenceSession? ReorderSession(OrtValue x, long[] shape, RunOptions runOptions)
     {
-        var opened = new List<InferenceSession>();
+        InferenceSession? session = null;
         try
         {
-            for (var i = 0; i < 2; i++)
-            {
-                opened.Add(open(ReorderModel(shape)));
-                opened[^1].Run(runOptions, ["x"], [x], ["y"]).Dispose();
-            }
-            sessions.AddRange(opened);
-            return [.. opened];
+            session = open(ReorderModel(shape));
+            session.Run(runOptions, ["x"], [x], ["y"]).Dispose();
+            return session;
         }
         catch (OnnxRuntimeException)
         {
-            foreach (var session in opened) session.Dispose();
+            session?.Dispose();
             return null;
         }
     }
@@ -180,9 +172,10 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
     /// side's time is the fastest of its rounds. Not the median: a race runs while the import's
     /// check works in its child process, and where part of the rounds share the cores with it a
     /// median falls on either side of the gap (bench/analysis.md, the forty-seventh pass). The
-    /// reorders are timed on their own, a twentieth of the convolution's time: taken as the
+    /// reorders are timed on their own, a twentieth of the convolution's time or less: taken as the
     /// difference of two convolutions' time and one's, two fastest rounds of ~1 and ~2 ms, they
-    /// came out anywhere from 0 to a fifth of it (fifty-fourth pass).
+    /// came out anywhere from 0 to a fifth of it, and the forward's F(2×2) lost 12% of its races at
+    /// 64 and 256 channels that it wins (fifty-fourth pass).
     /// </remarks>
     public static Outcome FromRounds(double[] alone, double[] reorders, double[] tile2, double[] tile4)
     {
