@@ -15,10 +15,11 @@ namespace SaliencyService.Explain.Mirror;
 /// Runtime's direct convolution was faster on all but the 256-channel F(4×4), and a guided pass on
 /// resnet18 took 25–28 ms with the kernel's every shape against 22–23 without (bench/analysis.md).
 /// ONNX Runtime's side is its convolution as a pass runs it, in its blocked layout: its single-node
-/// run less the reorders into and out of that layout, timed on their own. The reorders go to the kernel's side where the kernel sits between blocked neighbours: a forward's
-/// F(2×2) between ONNX Runtime's convolutions (timed alone, the race had taken the kernel for shapes
-/// that then made resnet18's pass slower). A backward's kernel sits between the engine's own kernels,
-/// which read and write the plain layout, and is charged none: charged them, resnet18's guided pass
+/// run less the reorders into and out of that layout, timed on their own. The reorders go to the
+/// kernel's side where the kernel sits between blocked neighbours: a forward's F(2×2) between ONNX
+/// Runtime's convolutions (timed alone, the race had taken the kernel for shapes that then made
+/// resnet18's pass slower). A backward's kernel sits between the engine's own kernels, which read
+/// and write the plain layout, and is charged none: charged them, resnet18's guided pass
 /// kept ONNX Runtime's convolutions at 64 and 128 channels and took 21.4–21.9 ms, against 21.1–21.3
 /// with the kernel for all of them (bench/analysis.md, forty-fifth pass).
 /// </summary>
