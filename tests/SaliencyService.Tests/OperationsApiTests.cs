@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using SaliencyService.Explain.Mirror;
 using SaliencyService.Tests.Support;
 using Xunit;
 
@@ -95,6 +96,22 @@ public sealed class OperationsApiTests : IDisposable
         Assert.Contains("saliency_engine_duration_seconds_count{engine=\"explain:onnxruntime:gradient\"} 1", text); // seed_cnn's gradients run on ONNX Runtime
         Assert.Contains("saliency_queue_requests{queue=\"explain\"} 0", text);
         Assert.Contains("saliency_models_loaded{explainable=\"true\"} 1", text);
+    }
+
+    [Fact]
+    public async Task Metrics_report_each_winograd_race_of_the_process_by_shape_and_side()
+    {
+        // A race of a shape of its own (races are kept for the process, by shape).
+        var outcome = new WinogradRace(TestSessions.Open).Race(40, 24, 5, 6);
+        var text = await _client.GetStringAsync("/metrics");
+        Assert.Contains("# TYPE saliency_winograd_race_milliseconds gauge", text);
+        foreach (var (side, milliseconds) in new[] { ("onnxruntime", outcome.Convolution), ("reorders", outcome.Reorders), ("f2x2", outcome.Kernel2), ("f4x4", outcome.Kernel4) })
+        {
+            var line = $"saliency_winograd_race_milliseconds{{shape=\"40x24x5x6\",side=\"{side}\"}} ";
+            // A side that failed or was not raced (no engine kernels built here) has no line.
+            if (double.IsFinite(milliseconds)) Assert.Contains(line + milliseconds.ToString("G4", System.Globalization.CultureInfo.InvariantCulture) + "\n", text);
+            else Assert.DoesNotContain(line, text);
+        }
     }
 
     [Fact]

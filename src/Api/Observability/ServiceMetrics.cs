@@ -4,6 +4,7 @@ using System.Text;
 using SaliencyService.Api.Inference;
 using SaliencyService.Api.Models;
 using SaliencyService.Explain.Engine;
+using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Torch;
 
 namespace SaliencyService.Api.Observability;
@@ -83,6 +84,12 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
             text.AppendLine($"saliency_store_sync_events_total{{kind=\"{kind}\"}} {store.SyncEvents.GetValueOrDefault(kind)}");
         Header(text, "saliency_models_failed", "gauge", "Model folders in the store that failed to load on this replica.");
         text.AppendLine($"saliency_models_failed {store.Failed.Count}");
+
+        Header(text, "saliency_winograd_race_milliseconds", "gauge", "The Winograd kernel's races in this process, by shape (output and input channels, height and width raced): each side's fastest run. A forward's F(2x2) is taken at (f2x2 + reorders) <= 0.9 onnxruntime, a backward's kernel at f4x4 (or f2x2 past 256x256 channels) <= 0.9 onnxruntime.");
+        foreach (var ((outputs, inputs, height, width), outcome) in WinogradRace.Raced.OrderBy(r => r.Shape))
+            foreach (var (side, milliseconds) in new[] { ("onnxruntime", outcome.Convolution), ("reorders", outcome.Reorders), ("f2x2", outcome.Kernel2), ("f4x4", outcome.Kernel4) })
+                if (double.IsFinite(milliseconds))
+                    text.AppendLine($"saliency_winograd_race_milliseconds{{shape=\"{outputs}x{inputs}x{height}x{width}\",side=\"{side}\"}} {milliseconds.ToString("G4", CultureInfo.InvariantCulture)}");
 
         if (TorchNativeLoader.OneDnn is { } oneDnn)
         {
