@@ -4,6 +4,7 @@ run's figures. A figure is the median of its runs, shown with the runs' min and 
 
 Usage: summarize.py RAW_DIR REPEATS RAW_JSON_OUT
 """
+import collections
 import functools
 import glob
 import json
@@ -381,6 +382,19 @@ if f"{a}.stage_forward_and_backward_guidedbackprop_ms" in figures:
           f"taken at ≤ 0.9: F(2×2) for a forward; F(4×4) for an input gradient up to 256×256 channels, F(2×2) past them), outputs×inputs×height×width: "
           + "; ".join(f"{m} {x['winograd_race']} forward F(2×2) {race_ratio(x['forward_tile2_ratio'])}, backward F(2×2) {race_ratio(x['backward_tile2_ratio'])}, "
                       f"F(4×4) {race_ratio(x['backward_tile4_ratio'])}" for m, x in races) + ".")
+        w("")
+    # The service's own races: its /metrics at the end of the run (the races of its imports, after each answer).
+    served = collections.defaultdict(dict)
+    for shape, side, ms in re.findall(r'^saliency_winograd_race_milliseconds\{shape="([^"]+)",side="([^"]+)"\} (\S+)', metrics, re.M):
+        served[shape][side] = float(ms)
+    if served:
+        def decided(shape, t):
+            outputs, inputs = (int(n) for n in shape.split("x")[:2])
+            backward = t.get("f4x4" if outputs * inputs <= 256 * 256 else "f2x2", float("inf")) / t["onnxruntime"]
+            forward = (t.get("f2x2", float("inf")) + t["reorders"]) / t["onnxruntime"]
+            return f"{shape} forward {forward:.2f}, backward {backward:.2f}"
+        w("The service's own races (its `/metrics`, `saliency_winograd_race_milliseconds`, at the end of the run; the kernel's time ÷ ONNX Runtime's "
+          "as the race decides, the forward's charged the reorders): " + "; ".join(decided(k, v) for k, v in sorted(served.items()) if "onnxruntime" in v) + ".")
         w("")
 w("Side by side on the other models (same method):")
 w("")
