@@ -387,12 +387,15 @@ if f"{a}.stage_forward_and_backward_guidedbackprop_ms" in figures:
     served = collections.defaultdict(dict)
     for shape, side, ms in re.findall(r'^saliency_winograd_race_milliseconds\{shape="([^"]+)",side="([^"]+)"\} (\S+)', metrics, re.M):
         served[shape][side] = float(ms)
+    for shape, rounds in re.findall(r'^saliency_winograd_race_rounds_alone\{shape="([^"]+)"\} (\S+)', metrics, re.M):
+        served[shape]["alone"] = int(rounds)
     if served:
         def decided(shape, t):
             outputs, inputs = (int(n) for n in shape.split("x")[:2])
             backward = t.get("f4x4" if outputs * inputs <= 256 * 256 else "f2x2", float("inf")) / t["onnxruntime"]
             forward = (t.get("f2x2", float("inf")) + t["reorders"]) / t["onnxruntime"]
-            return f"{shape} forward {forward:.2f}, backward {backward:.2f}"
+            alone = f" ({t['alone']} of 11 rounds alone)" if "alone" in t else ""
+            return f"{shape} forward {forward:.2f}, backward {backward:.2f}{alone}"
         w("The service's own races (its `/metrics`, `saliency_winograd_race_milliseconds`, at the end of the run; the kernel's time ÷ ONNX Runtime's "
           "as the race decides, the forward's charged the reorders): " + "; ".join(decided(k, v) for k, v in sorted(served.items()) if "onnxruntime" in v) + ".")
         w("")

@@ -112,6 +112,7 @@ public sealed class OperationsApiTests : IDisposable
             if (double.IsFinite(milliseconds)) Assert.Contains(line + milliseconds.ToString("G4", System.Globalization.CultureInfo.InvariantCulture) + "\n", text);
             else Assert.DoesNotContain(line, text);
         }
+        Assert.Contains($"saliency_winograd_race_rounds_alone{{shape=\"40x24x5x6\"}} {outcome.RoundsAlone}\n", text);
     }
 
     [Fact]

@@ -85,11 +85,15 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
         Header(text, "saliency_models_failed", "gauge", "Model folders in the store that failed to load on this replica.");
         text.AppendLine($"saliency_models_failed {store.Failed.Count}");
 
+        var races = WinogradRace.Raced.OrderBy(r => r.Shape).Select(r => (Shape: $"{r.Shape.Outputs}x{r.Shape.Inputs}x{r.Shape.Height}x{r.Shape.Width}", r.Outcome)).ToArray();
         Header(text, "saliency_winograd_race_milliseconds", "gauge", "The Winograd kernel's races in this process, by shape (output and input channels, height and width raced): each side's fastest run. A forward's F(2x2) is taken at (f2x2 + reorders) <= 0.9 onnxruntime, a backward's kernel at f4x4 (or f2x2 past 256x256 channels) <= 0.9 onnxruntime.");
-        foreach (var ((outputs, inputs, height, width), outcome) in WinogradRace.Raced.OrderBy(r => r.Shape))
+        foreach (var (shape, outcome) in races)
             foreach (var (side, milliseconds) in new[] { ("onnxruntime", outcome.Convolution), ("reorders", outcome.Reorders), ("f2x2", outcome.Kernel2), ("f4x4", outcome.Kernel4) })
                 if (double.IsFinite(milliseconds))
-                    text.AppendLine($"saliency_winograd_race_milliseconds{{shape=\"{outputs}x{inputs}x{height}x{width}\",side=\"{side}\"}} {milliseconds.ToString("G4", CultureInfo.InvariantCulture)}");
+                    text.AppendLine($"saliency_winograd_race_milliseconds{{shape=\"{shape}\",side=\"{side}\"}} {milliseconds.ToString("G4", CultureInfo.InvariantCulture)}");
+        Header(text, "saliency_winograd_race_rounds_alone", "gauge", $"Of each race's {WinogradRace.Rounds} rounds, those that held this process's own ONNX Runtime runs off; the others waited {WinogradRace.Patience.TotalMilliseconds} ms for them to pause, then timed among them.");
+        foreach (var (shape, outcome) in races)
+            text.AppendLine($"saliency_winograd_race_rounds_alone{{shape=\"{shape}\"}} {outcome.RoundsAlone}");
 
         if (TorchNativeLoader.OneDnn is { } oneDnn)
         {

@@ -118,6 +118,7 @@ public sealed class OnnxModel : IDisposable
     /// <summary>
     /// Runs <paramref name="run"/> with options whose terminate flag a cancellation sets, so ONNX
     /// Runtime stops mid-graph; a run stopped that way throws <see cref="OperationCanceledException"/>.
+    /// It holds <see cref="OrtRunGate.Run"/>: every serving run comes through here.
     /// </summary>
     internal static T Cancellable<T>(Func<RunOptions, T> run, CancellationToken cancellationToken)
     {
@@ -126,6 +127,7 @@ public sealed class OnnxModel : IDisposable
         cancellationToken.ThrowIfCancellationRequested();
         try
         {
+            using var gate = OrtRunGate.Run();
             return run(runOptions);
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
