@@ -3,10 +3,11 @@ namespace SaliencyService.Explain.Serving;
 /// <summary>
 /// Keeps this process's own ONNX Runtime runs (predictions, maps' passes) out of a measurement's
 /// way: a <see cref="Mirror.WinogradRace"/> round is a few milliseconds on every core, run once an
-/// import has answered, as its first predictions come. Sharing the cores with them, its ONNX Runtime
-/// side read up to twice its time in 9 of 16 races, and the forward's F(2×2) lost races it wins
-/// (bench/analysis.md, fifty-fourth and fifty-fifth passes). A measurement waits for a moment when no run is in flight
-/// and holds it for one round; runs that come meanwhile wait for that round, never for a run.
+/// import has answered, as its first predictions come. Sharing the cores with them, its ONNX
+/// Runtime side read up to twice its time in 9 of 16 races, and the forward's F(2×2) lost races it
+/// wins (bench/analysis.md, fifty-fourth and fifty-fifth passes). A measurement waits for a moment
+/// when no run is in flight and holds it for one round; runs that come meanwhile wait for that
+/// round, never for a run.
 /// </summary>
 public static class OrtRunGate
 {
