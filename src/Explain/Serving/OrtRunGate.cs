@@ -64,7 +64,7 @@ public static class OrtRunGate
             {
                 var left = deadline - Environment.TickCount64;
                 if (left <= 0) return default;
-                Monitor.Wait(Sync, (int)left);
+                Monitor.Wait(Sync, (int)Math.Min(left, int.MaxValue));
             }
             _measuring = true;
         }
