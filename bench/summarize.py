@@ -4,7 +4,6 @@ run's figures. A figure is the median of its runs, shown with the runs' min and 
 
 Usage: summarize.py RAW_DIR REPEATS RAW_JSON_OUT
 """
-import collections
 import functools
 import glob
 import json
@@ -14,6 +13,8 @@ import re
 import statistics
 import subprocess
 import sys
+
+import service_races
 
 raw, repeats, raw_out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 runs = range(1, repeats + 1)
@@ -384,20 +385,10 @@ if f"{a}.stage_forward_and_backward_guidedbackprop_ms" in figures:
                       f"F(4×4) {race_ratio(x['backward_tile4_ratio'])}" for m, x in races) + ".")
         w("")
     # The service's own races: its /metrics at the end of the run (the races of its imports, after each answer).
-    served = collections.defaultdict(dict)
-    for shape, side, ms in re.findall(r'^saliency_winograd_race_milliseconds\{shape="([^"]+)",side="([^"]+)"\} (\S+)', metrics, re.M):
-        served[shape][side] = float(ms)
-    for shape, rounds in re.findall(r'^saliency_winograd_race_rounds_alone\{shape="([^"]+)"\} (\S+)', metrics, re.M):
-        served[shape]["alone"] = int(rounds)
+    served = service_races.decisions(metrics)
     if served:
-        def decided(shape, t):
-            outputs, inputs = (int(n) for n in shape.split("x")[:2])
-            backward = t.get("f4x4" if outputs * inputs <= 256 * 256 else "f2x2", float("inf")) / t["onnxruntime"]
-            forward = (t.get("f2x2", float("inf")) + t["reorders"]) / t["onnxruntime"]
-            alone = f" ({t['alone']} of 11 rounds alone)" if "alone" in t else ""
-            return f"{shape} forward {forward:.2f}, backward {backward:.2f}{alone}"
         w("The service's own races (its `/metrics`, `saliency_winograd_race_milliseconds`, at the end of the run; the kernel's time ÷ ONNX Runtime's "
-          "as the race decides, the forward's charged the reorders): " + "; ".join(decided(k, v) for k, v in sorted(served.items()) if "onnxruntime" in v) + ".")
+          "as the race decides, the forward's charged the reorders): " + "; ".join(served) + ".")
         w("")
 w("Side by side on the other models (same method):")
 w("")
