@@ -10,9 +10,11 @@ namespace SaliencyService.Tests;
 /// <summary>
 /// <see cref="OrtRunGate"/>: a measurement (a Winograd race's round) waits for the process's own
 /// runs to pause and holds new ones off for its round; past its patience it holds nothing. The gate
-/// is the process's: other tests' runs may come and go meanwhile, so each wait here is generous and
-/// only its direction is asserted.
+/// is the process's, so these run after the parallel tests; what those left running (a backward
+/// built after a test's import) may still come and go, so each wait here is generous and only its
+/// direction is asserted.
 /// </summary>
+[Collection(nameof(AloneInTheProcess))]
 public class OrtRunGateTests
 {
     private static readonly TimeSpan Generous = TimeSpan.FromSeconds(60), Blocked = TimeSpan.FromMilliseconds(300);
