@@ -18,22 +18,27 @@ public static class OrtRunGate
     /// <summary>A hold on the gate, let go by disposing it (<c>default</c>: none).</summary>
     public readonly struct Hold : IDisposable
     {
-        private readonly bool _run, _measure;
+        private enum Kind : byte { None, Run, Measurement }
 
-        internal Hold(bool measure) => (_run, _measure) = (!measure, measure);
+        private readonly Kind _kind;
+
+        private Hold(Kind kind) => _kind = kind;
+
+        internal static Hold OfRun => new(Kind.Run);
+        internal static Hold OfMeasurement => new(Kind.Measurement);
 
         /// <summary>Whether this is a measurement's hold (false: a run's, or none).</summary>
-        public bool Alone => _measure;
+        public bool Alone => _kind == Kind.Measurement;
 
         public void Dispose()
         {
-            if (!_run && !_measure) return;
+            if (_kind == Kind.None) return;
             lock (Sync)
             {
-                if (_measure) _measuring = false;
+                if (Alone) _measuring = false;
                 else _running--;
                 // A round's end lets the waiting runs go; the last run's end, a waiting measurement.
-                if (_measure || _running == 0) Monitor.PulseAll(Sync);
+                if (Alone || _running == 0) Monitor.PulseAll(Sync);
             }
         }
     }
@@ -46,7 +51,7 @@ public static class OrtRunGate
             while (_measuring) Monitor.Wait(Sync);
             _running++;
         }
-        return new Hold(measure: false);
+        return Hold.OfRun;
     }
 
     /// <summary>
@@ -68,6 +73,6 @@ public static class OrtRunGate
             }
             _measuring = true;
         }
-        return new Hold(measure: true);
+        return Hold.OfMeasurement;
     }
 }
