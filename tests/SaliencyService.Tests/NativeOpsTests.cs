@@ -251,7 +251,8 @@ public sealed class NativeOpsTests
     /// output channels not a multiple of six (a task's group), few blocks (the input transformed
     /// first) and many (each block whole), more channels than a thread keeps a block's transform
     /// for, a transformed filter too large for every block to read (the products made element by
-    /// element for chunks of blocks), weights constant (transformed once) or fed per run, four
+    /// element for chunks of blocks, or, F(2×2)'s one block, by four groups of output channels a
+    /// task), weights constant (transformed once) or fed per run, four
     /// groups of output channels multiplied at once; each with both tile sizes.
     /// </summary>
     [Theory]
@@ -264,6 +265,7 @@ public sealed class NativeOpsTests
     [InlineData(2, 1100, 2, 64, 32, true)] // F(4×4): a block's transform over 2 MB, not kept by the thread
     [InlineData(3, 300, 260, 7, 7, true)]   // a filter over 4 MiB: multiplied element by element, tile by tile
     [InlineData(2, 1100, 64, 9, 40, false)] // the same, rows of tiles, in chunks of three blocks (the last of two)
+    [InlineData(1, 300, 230, 7, 7, false)]  // the same, one block: F(2×2)'s split by four groups of output channels (the last of three)
     [InlineData(3, 8, 24, 5, 6, true)]      // four groups of six at once; blocks that span samples (gathered across planes)
     public void WinogradConv_computes_a_padded_3x3_convolution(int samples, int channels, int outputs, int height, int width, bool constantWeights)
     {
@@ -310,6 +312,7 @@ public sealed class NativeOpsTests
     [InlineData(2, 4, 5, 6, 33, true, false, true)]
     [InlineData(2, 4, 5, 6, 6, false, false, true)]
     [InlineData(2, 300, 230, 7, 7, true, true, true)] // a filter over 4 MiB: products made element by element
+    [InlineData(1, 300, 220, 7, 7, true, true, true)] // the same, one block: F(2×2)'s written by each four groups' task
     public void WinogradConv_adds_the_bias_and_the_residual_then_rectifies(int samples, int channels, int outputs, int height, int width,
         bool withBias, bool withResidual, bool relu)
     {
@@ -356,6 +359,7 @@ public sealed class NativeOpsTests
     [InlineData(3, 6, 8, 7, 7, true, 2, 1.5f)]
     [InlineData(2, 16, 16, 14, 14, true, 1, 1.5f)]
     [InlineData(1, 4, 5, 14, 14, false, 2, float.PositiveInfinity)]
+    [InlineData(1, 300, 230, 7, 7, true, 2, 1.5f)] // a filter over 4 MiB, one block
     public void WinogradConv_adds_the_residual_then_gates_by_the_rectifier(int samples, int channels, int outputs, int height, int width,
         bool withResidual, int rectify, float upper)
     {
