@@ -22,12 +22,15 @@ def races(metrics):
 
 
 def decisions(metrics):
-    """One line per raced shape: 'SHAPE forward R, backward R (N of 11 rounds alone)'."""
+    """One line per raced shape: 'SHAPE forward R, backward R (N of M rounds alone)'."""
+    # A race's rounds, as the gauge's help says them (WinogradRace.Rounds).
+    rounds = re.search(r"^# HELP saliency_winograd_race_rounds_alone Of each race's (\d+) rounds", metrics, re.M)
+
     def decided(shape, t):
         outputs, inputs = (int(n) for n in shape.split("x")[:2])
         backward = t.get("f4x4" if outputs * inputs <= 256 * 256 else "f2x2", float("inf")) / t["onnxruntime"]
         forward = (t.get("f2x2", float("inf")) + t["reorders"]) / t["onnxruntime"]
-        alone = f" ({t['alone']} of 11 rounds alone)" if "alone" in t else ""
+        alone = f" ({t['alone']} of {rounds.group(1)} rounds alone)" if "alone" in t and rounds else ""
         return f"{shape} forward {forward:.2f}, backward {backward:.2f}{alone}"
     return [decided(k, v) for k, v in sorted(races(metrics).items()) if "onnxruntime" in v]
 
