@@ -22,7 +22,8 @@ Writes OUT_DIR/ARCH/{model.onnx,model.json,input.npy} and OUT_DIR/ARCH/torch.jso
 Paired mode: torch_baseline.py --paired SERVICE_URL OUT_DIR ROUNDS THREADS [--latency-only] ARCH [ARCH ...]
   Each round times PyTorch and the running service (model ARCH, the exported input as a tensor
   upload) side by side: guided backprop and gradient, and unless --latency-only integrated
-  gradients and SmoothGrad (25 guided samples; each a tenth as many rounds, at least 3). This
+  gradients and SmoothGrad (25 guided samples; each a tenth as many rounds, at least 3), each
+  timed call 50 ms after the last one ended, so that neither side's threads are still spinning. This
   machine's speed drifts within a minute, so only figures taken back to back compare fairly.
   Reads the upload from OUT_DIR/ARCH/tensor.body (bench/run.sh writes it with bench/multipart.sh);
   writes OUT_DIR/ARCH/paired.json.
@@ -50,6 +51,7 @@ import torch
 import torchvision.models as models
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+SETTLE_S = 0.05  # paired rounds: the pause before each timed call (see paired's once)
 
 
 def build(arch):
@@ -215,7 +217,14 @@ def paired(service, out, rounds, threads, archs, latency_only):
         content_type = "multipart/form-data; boundary=" + body.split(b"\r\n", 1)[0][2:].decode()
 
         def once(fn):
-            return lambda: timed(fn, 1, warmup=0)[0]
+            def settled():
+                # PyTorch's OpenMP threads (libgomp) spin for a few milliseconds after each parallel
+                # region, on this process's own cores: a request sent right away shares them (the
+                # service's guided map of resnet18 29.4 → 34.7 ms sent at once, 34.7 → 39.0 in a
+                # second run; 5 ms later as 50). Each side starts from idle threads.
+                time.sleep(SETTLE_S)
+                return timed(fn, 1, warmup=0)[0]
+            return settled
 
         def post(query):
             def request():
