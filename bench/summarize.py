@@ -281,7 +281,9 @@ w("Each ratio is measured side by side: every round times both sides back to bac
   "Two kinds of rounds: *blocks*, the issue's own method (a sequence of keep-alive requests, `hey -c 1`, 100 predictions "
   "and 40 guided maps, then the bare session's loop for 2 s and PyTorch's guided backprop 40 times, each in its own process; five blocks a run), where each side is warm within its block; "
   "and *single requests in turn* (one bare run, one prediction, one map, ... each round), where each request follows "
-  "another kind of work that has taken the caches: harsher, and what the bench measured first.")
+  "another kind of work that has taken the caches: harsher, and what the bench measured first. "
+  "Against PyTorch each call in turn starts 50 ms after the last one ended: PyTorch's OpenMP threads spin for a few "
+  "milliseconds after its call, and a map sent at once shared the two cores with them (15% slower).")
 w("")
 w("| target | side by side, p50 | ratio |")
 w("|---|---|---|")
