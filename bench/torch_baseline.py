@@ -220,8 +220,8 @@ def paired(service, out, rounds, threads, archs, latency_only):
             def settled():
                 # PyTorch's OpenMP threads (libgomp) spin for a few milliseconds after each parallel
                 # region, on this process's own cores: a request sent right away shares them (the
-                # service's guided map of resnet18 29.4 → 34.7 ms sent at once, 34.7 → 39.0 in a
-                # second run; 5 ms later as 50). Each side starts from idle threads.
+                # service's guided map of resnet18 34.7 → 39.0 ms sent at once, 29.4 → 34.7 in a
+                # second run; 5 ms later as 50 ms later). Each side starts from idle threads.
                 time.sleep(SETTLE_S)
                 return timed(fn, 1, warmup=0)[0]
             return settled
