@@ -18,6 +18,8 @@ return args switch
     ["render", var input, var repeats] => RenderBaseline.Run(input, int.Parse(repeats)),
     ["winograd", var batch, var repeats] => WinogradBaseline.Run(int.Parse(batch), int.Parse(repeats), 0),
     ["winograd", var batch, var repeats, var flushMb] => WinogradBaseline.Run(int.Parse(batch), int.Parse(repeats), int.Parse(flushMb)),
+    ["strided", var batch, var repeats] => StridedBaseline.Run(int.Parse(batch), int.Parse(repeats), 0),
+    ["strided", var batch, var repeats, var flushMb] => StridedBaseline.Run(int.Parse(batch), int.Parse(repeats), int.Parse(flushMb)),
     ["scalar-race", var seconds] => ScalarRace.Run(Number(seconds)),
     _ => Usage(),
 };
@@ -39,6 +41,7 @@ static int Usage()
           render INPUT.npy REPEATS                                PNG answers: the input picture, each method's default drawing and encoding
           winograd BATCH REPEATS [FLUSH_MB]                       the engine's Winograd kernel against ONNX Runtime's Conv, ResNet's 3×3 shapes
                                                                   (with FLUSH_MB, that much memory touched before each call: caches as cold as in a pass)
+          strided BATCH REPEATS [FLUSH_MB]                        the kernel's stride-2 forms against ONNX Runtime's Conv and ConvTranspose, ResNet's downsampling 3×3 shapes
           scalar-race SECONDS                                     tensor + tensor under a collecting thread, TorchSharp's against Scalars'
         """);
     return 2;

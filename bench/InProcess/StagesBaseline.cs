@@ -63,6 +63,9 @@ public static class StagesBaseline
                 ("forward_tile2_ratio", Ratio(outcome, WinogradConvolutions.SmallTile, forward: true)),
                 ("backward_tile2_ratio", Ratio(outcome, WinogradConvolutions.SmallTile, forward: false)),
                 ("backward_tile4_ratio", Ratio(outcome, WinogradConvolutions.LargeTile, forward: false)));
+        foreach (var (shape, outcome) in WinogradRace.RacedStrided)
+            Report.Line(("strided_race", $"{shape.Outputs}x{shape.Inputs}x{shape.Height}x{shape.Width}"),
+                ("forward_ratio", Math.Round(outcome.Ratio(forward: true), 3)), ("backward_ratio", Math.Round(outcome.Ratio(forward: false), 3)));
         return 0;
     }
 

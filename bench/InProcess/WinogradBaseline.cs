@@ -59,7 +59,7 @@ public static class WinogradBaseline
     }
 
     // Writes a byte of every cache line of flushed (if any), the cores sharing the work.
-    private static void Flush(byte[] flushed)
+    public static void Flush(byte[] flushed)
     {
         if (flushed.Length == 0) return;
         var parts = Environment.ProcessorCount;

@@ -59,14 +59,14 @@ public sealed class FoldedRectifierTests
         .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y");
 
     /// <summary><see cref="StridedResidualNetwork"/> at 32 channels (its 3×3 convolutions within a one-sample pass's Winograd ones).</summary>
-    private static OnnxTestModel StridedNetwork() => StridedResidualNetwork.Nodes(new OnnxTestModel(13, [2, 3, 16, 16])
+    private static OnnxTestModel StridedNetwork(int side = 3) => StridedResidualNetwork.Nodes(new OnnxTestModel(13, [2, 3, 16, 16])
         .Initializer("w0", Weights(Width * 3 * 9, 21), Width, 3, 3, 3)
         .Initializer("w1", Weights(Width * Width * 9, 22), Width, Width, 3, 3)
         .Initializer("w2", Weights(Width * Width * 9, 23), Width, Width, 3, 3)
-        .Initializer("w3", Weights(Width * Width * 9, 24), Width, Width, 3, 3)
+        .Initializer("w3", Weights(Width * Width * side * side, 24), Width, Width, side, side)
         .Initializer("w4", Weights(Width * Width * 9, 25), Width, Width, 3, 3)
         .Initializer("wd", Weights(Width * Width, 26), Width, Width, 1, 1)
-        .Initializer("fc", Weights(Classes * Width, 27), Classes, Width));
+        .Initializer("fc", Weights(Classes * Width, 27), Classes, Width), side);
 
     /// <summary>
     /// MobileNet's pattern: a ReLU6 (Clip to [0, 6]) before a strided depthwise convolution, whose
@@ -93,9 +93,11 @@ public sealed class FoldedRectifierTests
     public void Branches_whose_sum_is_convolved_give_the_float64_gradients() =>
         Parity.CheckGradients(BranchesAdded(), low: -1, high: 1);
 
-    [Fact]
-    public void A_strided_network_with_folded_sums_and_rectifiers_gives_the_float64_gradients() =>
-        Parity.CheckGradients(StridedNetwork(), low: -1, high: 1);
+    [Theory]
+    [InlineData(3)]
+    [InlineData(5)]
+    public void A_strided_network_with_folded_sums_and_rectifiers_gives_the_float64_gradients(int side) =>
+        Parity.CheckGradients(StridedNetwork(side), low: -1, high: 1);
 
     [Fact]
     public void A_depthwise_network_with_a_folded_relu6_gives_the_float64_gradients() =>
@@ -133,16 +135,22 @@ public sealed class FoldedRectifierTests
         Assert.Contains(kernels, k => k != shared && k.Input.Count == 2 && k.Output[0] == folded.Input[3]);
     }
 
-    [Fact]
-    public void Sums_and_rectifiers_after_a_strided_convolutions_input_gradient_fold_into_its_scatter()
+    /// <summary>
+    /// The strided c3's input gradient, 3×3 by the kernel's transposed stride-2 form, 5×5 as a
+    /// product and the scatter of its columns, takes r2's sum and rectifier.
+    /// </summary>
+    [Theory]
+    [InlineData(3, NativeOps.WinogradConv, 3)]
+    [InlineData(5, NativeOps.Col2Im, 1)]
+    public void Sums_and_rectifiers_after_a_strided_convolutions_input_gradient_fold_into_it(int side, string kernel, int residual)
     {
-        if (GuidedBackward(StridedNetwork()) is not var (nodes, _)) return;
+        if (GuidedBackward(StridedNetwork(side)) is not var (nodes, _)) return;
         var producers = nodes.ToDictionary(n => n.Output[0]);
-        // r2's gradient: the strided c3's scatter of columns adds the shortcut's transposed
-        // convolution as its residual and gates by r2.
-        var scatter = Assert.Single(nodes, n => n.OpType == NativeOps.Col2Im && n.Input.Count > 1);
-        Assert.Equal("ConvTranspose", producers[scatter.Input[1]].OpType);
-        Assert.Equal("r2", scatter.Input[2]);
+        // r2's gradient: c3's input gradient adds the shortcut's transposed convolution as its
+        // residual and gates by r2.
+        var scatter = Assert.Single(nodes, n => n.OpType == kernel && n.Input.Count > residual && (kernel == NativeOps.Col2Im || n.Attribute.Any(a => a.Name == "transposed")));
+        Assert.Equal("ConvTranspose", producers[scatter.Input[residual]].OpType);
+        Assert.Equal("r2", scatter.Input[residual + 1]);
         Assert.Equal(2, scatter.Attribute.Single(a => a.Name == "rectify").I);
         // m's gradient: c1's input gradient adds the skip's (that gated scatter, which the block's
         // Add passed on to c2's input gradient too) as its residual; the max pool's kernel reads

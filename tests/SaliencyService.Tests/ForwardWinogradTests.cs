@@ -48,6 +48,53 @@ public sealed class ForwardWinogradTests
     }
 
     [Fact]
+    public void Passes_with_their_stride_2_convolutions_by_the_kernel_give_the_float64_scores_and_gradients()
+    {
+        TorchNativeLoader.EnsureLoaded();
+        var model = Downsampling().Model();
+        using var mirror = GraphMirror.Build(model, "x", "y").Mirror!;
+        using var reference = GraphMirror.Build(model, "x", "y", ScalarType.Float64).Mirror!;
+        using var backprop = OrtBackprop.Create(model, mirror, [1, 16, 9, 11], batched: true, TestSessions.Open);
+        using var scope = NewDisposeScope();
+        var input = tensor(Parity.RandomInput([3, 16, 9, 11], 22, -1, 1), [3, 16, 9, 11]);
+        foreach (var rule in Enum.GetValues<RectifierRule>())
+        {
+            var pass = backprop.Run(input, 1, rule, summed: true);
+            Parity.AssertEqualsFloat64(reference.Forward(input.to_type(ScalarType.Float64), rule)["y"], pass.Result.Scores, $"{rule}, scores");
+            Parity.AssertEqualsFloat64(reference.InputGradients(input, 1, rule).sum([0], keepdim: true), pass.Gradient, $"{rule}, summed");
+            var sample = input[..1];
+            Parity.AssertEqualsFloat64(reference.InputGradients(sample, 1, rule), backprop.Run(sample, 1, rule).Gradient, $"{rule}, one sample");
+        }
+    }
+
+    [Fact]
+    public void Stride_2_convolutions_and_their_input_gradients_run_as_the_kernels_stride_2_forms()
+    {
+        var (merged, graph) = OneSamplePass(Downsampling().Model());
+        var kernels = merged.Graph.Node.Where(n => n.OpType == NativeOps.WinogradConv).ToList();
+        if (!NativeOps.Available)
+        {
+            Assert.Empty(kernels);
+            return;
+        }
+        Assert.Equal(WinogradConvolutions.OneSample, graph.Winograd);
+        long Attribute(NodeProto node, string name) => node.Attribute.SingleOrDefault(a => a.Name == name)?.I ?? 0;
+        // Forward: both, each with its bias and rectifier fused.
+        var forward = kernels.Where(n => !IsBackward(n)).ToList();
+        Assert.Equal(["w1", "w2"], forward.Select(n => n.Input[1]));
+        Assert.All(forward, n => Assert.Equal((2L, 0L, 1L), (Attribute(n, "stride"), Attribute(n, "transposed"), Attribute(n, "relu"))));
+        // Backward: both input gradients, transposed, on the forward's own weights; 9 × 11 → 5 × 6 needs no
+        // output padding, 5 × 6 → 3 × 3 one column; w2's gradient gated by the rectifier after w1.
+        var backward = kernels.Where(IsBackward).ToDictionary(n => n.Input[1]);
+        Assert.Equal(["w1", "w2"], backward.Keys.Order());
+        Assert.All(backward.Values, n => Assert.Equal((2L, 1L), (Attribute(n, "stride"), Attribute(n, "transposed"))));
+        Assert.Equal([0L, 0L], backward["w1"].Attribute.Single(a => a.Name == "output_padding").Ints);
+        Assert.Equal([0L, 1L], backward["w2"].Attribute.Single(a => a.Name == "output_padding").Ints);
+        Assert.Equal(2, Attribute(backward["w2"], "rectify"));
+        Assert.DoesNotContain(merged.Graph.Node, n => n.OpType is "MatMul" or "Col2Im" or "ConvTranspose" || n.OpType == "Conv" && n.Input[1] is "w1" or "w2");
+    }
+
+    [Fact]
     public void The_wide_convolutions_are_fused_with_what_only_they_feed()
     {
         var merged = MergedSummed(ResidualBlock());
@@ -85,8 +132,8 @@ public sealed class ForwardWinogradTests
             .Node("Conv", ["x", "w1"], ["c1"], Ints("pads", 1, 1, 1, 1)).Node("Relu", ["c1"], ["r1"])
             // The Add broadcasts a [K, 1, 1] shift: not a residual.
             .Node("Conv", ["r1", "w2"], ["c2"], Ints("pads", 1, 1, 1, 1)).Node("Add", ["c2", "shift"], ["s2"])
-            // Stride 2: not the kernel's.
-            .Node("Conv", ["x", "w3"], ["c3"], Ints("pads", 1, 1, 1, 1), Ints("strides", 2, 2))
+            // Strides of 2 and 1: not the kernel's.
+            .Node("Conv", ["x", "w3"], ["c3"], Ints("pads", 1, 1, 1, 1), Ints("strides", 2, 1))
             // 8 output channels: below the kernel's minimum.
             .Node("Conv", ["x", "w4"], ["c4"], Ints("pads", 1, 1, 1, 1))
             .Node("GlobalAveragePool", ["c1"], ["g1"]).Node("GlobalAveragePool", ["s2"], ["g2"])
@@ -172,6 +219,27 @@ public sealed class ForwardWinogradTests
     }
 
     [Fact]
+    public void A_raced_pass_takes_a_stride_2_form_where_it_won_the_race_on_this_host()
+    {
+        var race = new WinogradRace(TestSessions.Open);
+        var (merged, _) = OneSamplePass(Downsampling().Model(), race);
+        var kernels = merged.Graph.Node.Where(n => n.OpType == NativeOps.WinogradConv).ToList();
+        if (!NativeOps.Available)
+        {
+            Assert.Empty(kernels);
+            return;
+        }
+        // Each race ran (four sides timed) and decided its convolution, forward and backward.
+        foreach (var (weights, outputs, inputs, height, width) in new[] { ("w1", 24L, 16L, 9L, 11L), ("w2", 32L, 24L, 5L, 6L) })
+        {
+            var outcome = race.RaceStrided(outputs, inputs, height, width);
+            Assert.True(new[] { outcome.Convolution, outcome.Kernel, outcome.Columns, outcome.Transposed }.All(t => double.IsFinite(t) && t > 0), $"{outcome}");
+            Assert.Equal(race.FasterStrided(outputs, inputs, height, width, forward: true), kernels.Any(n => n.Input[1] == weights && !IsBackward(n)));
+            Assert.Equal(race.FasterStrided(outputs, inputs, height, width, forward: false), kernels.Any(n => n.Input[1] == weights && IsBackward(n)));
+        }
+    }
+
+    [Fact]
     public void A_race_whose_kernel_cannot_run_keeps_onnx_runtimes_convolution()
     {
         // Sessions without the engine's kernels registered: the kernel's side of the race fails to open.
@@ -181,6 +249,8 @@ public sealed class ForwardWinogradTests
         Assert.Equal(double.PositiveInfinity, outcome.Ratio(WinogradConvolutions.SmallTile, forward: true));
         Assert.False(race.Faster(23, 21, 5, 7, WinogradConvolutions.LargeTile, forward: false));
         Assert.Null(WinogradConvolutions.For(nativeKernels: true, summed: false, race).ForwardTile(23, 21, 5, 7));
+        Assert.Equal(double.PositiveInfinity, race.RaceStrided(23, 21, 5, 7).Ratio(forward: false));
+        Assert.False(WinogradConvolutions.For(nativeKernels: true, summed: false, race).TakesStrided(23, 21, 5, 7, forward: true));
         Assert.Equal(WinogradConvolutions.SmallTile, WinogradConvolutions.For(nativeKernels: true, summed: false).ForwardTile(23, 21, 5, 7));
     }
 
@@ -218,6 +288,19 @@ public sealed class ForwardWinogradTests
         .Node("Conv", ["r0", "w1", "b1"], ["c1"], Ints("pads", 1, 1, 1, 1), Ints("strides", 1, 1), Ints("kernel_shape", 3, 3)).Node("Relu", ["c1"], ["r1"])
         .Node("Conv", ["r1", "w2"], ["c2"], Ints("pads", 1, 1, 1, 1), Ints("dilations", 1, 1), Int("group", 1))
         .Node("Add", ["c2", "r1"], ["s2"]).Node("Relu", ["s2"], ["r2"])
+        .Node("GlobalAveragePool", ["r2"], ["g"]).Node("Flatten", ["g"], ["f"])
+        .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y");
+
+    /// <summary>
+    /// Two padded 3×3 convolutions of stride 2 with biases and rectifiers, 16 → 24 → 32 channels from
+    /// 9 × 11 (odd: 5 × 6, then 3 × 3), global pooling and a linear layer; any batch.
+    /// </summary>
+    private static OnnxTestModel Downsampling() => new OnnxTestModel(13, [-1, 16, 9, 11])
+        .Initializer("w1", Weights(24 * 16 * 9, 7), 24, 16, 3, 3).Initializer("b1", Weights(24, 8), 24)
+        .Initializer("w2", Weights(32 * 24 * 9, 9), 32, 24, 3, 3).Initializer("b2", Weights(32, 10), 32)
+        .Initializer("fc", Weights(Classes * 32, 11), Classes, 32)
+        .Node("Conv", ["x", "w1", "b1"], ["c1"], Ints("pads", 1, 1, 1, 1), Ints("strides", 2, 2)).Node("Relu", ["c1"], ["r1"])
+        .Node("Conv", ["r1", "w2", "b2"], ["c2"], Ints("pads", 1, 1, 1, 1), Ints("strides", 2, 2), Ints("kernel_shape", 3, 3)).Node("Relu", ["c2"], ["r2"])
         .Node("GlobalAveragePool", ["r2"], ["g"]).Node("Flatten", ["g"], ["f"])
         .Node("Gemm", ["f", "fc"], ["y"], Int("transB", 1)).Output("y");
 

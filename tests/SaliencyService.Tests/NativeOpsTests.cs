@@ -16,7 +16,7 @@ namespace SaliencyService.Tests;
 /// results are checked against libtorch's float64 autograd in GradientRuleTests and against the
 /// PyTorch fixtures in ExplainApiTests.
 /// </summary>
-public sealed class NativeOpsTests
+public sealed partial class NativeOpsTests
 {
     [Fact]
     public void The_kernels_are_built_beside_the_assemblies() =>
@@ -471,6 +471,17 @@ public sealed class NativeOpsTests
         yield return ["WinogradConv with an unknown rectify", InNativeDomain(new OnnxTestModel(13, [1, 2, 4, 4]).Initializer("w", new float[18], 1, 2, 3, 3)
             .Initializer("none", Array.Empty<float>(), 0).Initializer("g", new float[16], 1, 1, 4, 4)
             .Node("WinogradConv", ["x", "w", "none", "none", "g"], ["y"], Int("rectify", 3)).Output("y").Model()).ToByteArray(), "rectify"];
+        OnnxTestModel Kernel() => new OnnxTestModel(13, [1, 2, 4, 4]).Initializer("w", new float[18], 1, 2, 3, 3);
+        yield return ["WinogradConv with stride 3", InNativeDomain(Kernel().Node("WinogradConv", ["x", "w"], ["y"], Int("stride", 3)).Output("y").Model()).ToByteArray(), "stride"];
+        yield return ["WinogradConv transposed with stride 1", InNativeDomain(Kernel().Node("WinogradConv", ["x", "w"], ["y"], Int("transposed", 1))
+            .Output("y").Model()).ToByteArray(), "transposed"];
+        yield return ["WinogradConv transposed with an output padding of 2", InNativeDomain(Kernel()
+            .Node("WinogradConv", ["x", "w"], ["y"], Int("stride", 2), Int("transposed", 1), Ints("output_padding", 0, 2)).Output("y").Model()).ToByteArray(), "output_padding"];
+        yield return ["WinogradConv transposed with a kernel of another shape", InNativeDomain(Kernel()
+            .Node("WinogradConv", ["x", "w"], ["y"], Int("stride", 2), Int("transposed", 1)).Output("y").Model()).ToByteArray(), "W [C, K, 3, 3]"];
+        yield return ["WinogradConv transposed with a residual of another shape", InNativeDomain(new OnnxTestModel(13, [1, 2, 4, 4])
+            .Initializer("w", new float[18], 2, 1, 3, 3).Initializer("none", Array.Empty<float>(), 0).Initializer("r", new float[64], 1, 1, 8, 8)
+            .Node("WinogradConv", ["x", "w", "none", "r"], ["y"], Int("stride", 2), Int("transposed", 1)).Output("y").Model()).ToByteArray(), "R must be Y's shape"];
         OnnxTestModel Scatter(params long[] gateShape) => new OnnxTestModel(13, [1, 9, 4]).Initializer("none", Array.Empty<float>(), 0)
             .Initializer("g", new float[gateShape.Aggregate(1L, (a, b) => a * b)], gateShape);
         AttributeProto[] window = [Ints("image_shape", 4, 4), Ints("block_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1), Ints("dilations", 1, 1)];

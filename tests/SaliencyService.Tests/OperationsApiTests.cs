@@ -116,6 +116,21 @@ public sealed class OperationsApiTests : IDisposable
     }
 
     [Fact]
+    public async Task Metrics_report_each_stride_2_race_of_the_process_by_shape_and_side()
+    {
+        var outcome = new WinogradRace(TestSessions.Open).RaceStrided(40, 24, 9, 6);
+        var text = await _client.GetStringAsync("/metrics");
+        Assert.Contains("# TYPE saliency_winograd_stride2_race_milliseconds gauge", text);
+        foreach (var (side, milliseconds) in new[] { ("onnxruntime", outcome.Convolution), ("stride2", outcome.Kernel), ("columns", outcome.Columns), ("transposed", outcome.Transposed) })
+        {
+            var line = $"saliency_winograd_stride2_race_milliseconds{{shape=\"40x24x9x6\",side=\"{side}\"}} ";
+            if (double.IsFinite(milliseconds)) Assert.Contains(line + milliseconds.ToString("G4", System.Globalization.CultureInfo.InvariantCulture) + "\n", text);
+            else Assert.DoesNotContain(line, text);
+        }
+        Assert.Contains($"saliency_winograd_race_rounds_alone{{shape=\"40x24x9x6\",stride=\"2\"}} {outcome.RoundsAlone}\n", text);
+    }
+
+    [Fact]
     public async Task Tracing_to_an_unreachable_collector_never_disturbs_requests()
     {
         using var traced = new ServiceFactory(settings: new() { ["Saliency:Tracing:OtlpEndpoint"] = "http://127.0.0.1:9/" });

@@ -57,11 +57,12 @@ public sealed class SparseStemTests
     {
         TorchNativeLoader.EnsureLoaded();
         const int inputs = 64, outputs = 128;
-        Assert.True(inputs * outputs * 9 > NativeOps.MaxSparseWeights);
+        Assert.True(inputs * outputs * 25 > NativeOps.MaxSparseWeights);
+        // 5×5: a 3×3 one's input gradient would be the kernel's transposed stride-2 form.
         var model = new OnnxTestModel(13, [-1, inputs, 9, 9])
-            .Initializer("w1", Parity.RandomInput([outputs * inputs * 9], 26, -0.1f, 0.1f), outputs, inputs, 3, 3)
+            .Initializer("w1", Parity.RandomInput([outputs * inputs * 25], 26, -0.1f, 0.1f), outputs, inputs, 5, 5)
             .Initializer("fc", Parity.RandomInput([Classes * outputs], 27, -0.5f, 0.5f), Classes, outputs)
-            .Node("Conv", ["x", "w1"], ["c1"], Ints("pads", 1, 1, 1, 1), Ints("strides", 2, 2))
+            .Node("Conv", ["x", "w1"], ["c1"], Ints("pads", 2, 2, 2, 2), Ints("strides", 2, 2))
             .Node("Relu", ["c1"], ["r1"])
             .Node("MaxPool", ["r1"], ["p"], Ints("kernel_shape", 2, 2), Ints("strides", 2, 2))
             .Node("GlobalAveragePool", ["p"], ["g"]).Node("Flatten", ["g"], ["f"])

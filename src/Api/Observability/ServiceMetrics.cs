@@ -91,9 +91,17 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
             foreach (var (side, milliseconds) in new[] { ("onnxruntime", outcome.Convolution), ("reorders", outcome.Reorders), ("f2x2", outcome.Kernel2), ("f4x4", outcome.Kernel4) })
                 if (double.IsFinite(milliseconds))
                     text.AppendLine($"saliency_winograd_race_milliseconds{{shape=\"{shape}\",side=\"{side}\"}} {milliseconds.ToString("G4", CultureInfo.InvariantCulture)}");
+        var strided = WinogradRace.RacedStrided.OrderBy(r => r.Shape).Select(r => (Shape: $"{r.Shape.Outputs}x{r.Shape.Inputs}x{r.Shape.Height}x{r.Shape.Width}", r.Outcome)).ToArray();
+        Header(text, "saliency_winograd_stride2_race_milliseconds", "gauge", "The kernel's stride-2 races in this process, by shape (output and input channels, the input's height and width raced): each side's fastest run. A forward's stride-2 form is taken at stride2 <= 0.9 onnxruntime, a backward's transposed form at transposed <= columns (the product and scatter it replaces).");
+        foreach (var (shape, outcome) in strided)
+            foreach (var (side, milliseconds) in new[] { ("onnxruntime", outcome.Convolution), ("stride2", outcome.Kernel), ("columns", outcome.Columns), ("transposed", outcome.Transposed) })
+                if (double.IsFinite(milliseconds))
+                    text.AppendLine($"saliency_winograd_stride2_race_milliseconds{{shape=\"{shape}\",side=\"{side}\"}} {milliseconds.ToString("G4", CultureInfo.InvariantCulture)}");
         Header(text, "saliency_winograd_race_rounds_alone", "gauge", $"Of each race's {WinogradRace.Rounds} rounds, those that held this process's own ONNX Runtime runs off; the others waited {WinogradRace.Patience.TotalMilliseconds} ms for them to pause, then timed among them.");
         foreach (var (shape, outcome) in races)
             text.AppendLine($"saliency_winograd_race_rounds_alone{{shape=\"{shape}\"}} {outcome.RoundsAlone}");
+        foreach (var (shape, outcome) in strided)
+            text.AppendLine($"saliency_winograd_race_rounds_alone{{shape=\"{shape}\",stride=\"2\"}} {outcome.RoundsAlone}");
 
         if (TorchNativeLoader.OneDnn is { } oneDnn)
         {

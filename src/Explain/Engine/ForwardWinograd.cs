@@ -5,7 +5,7 @@ using SaliencyService.Explain.Serving;
 namespace SaliencyService.Explain.Engine;
 
 /// <summary>
-/// A merged pass's stride-1 3×3 convolutions that <see cref="WinogradConvolutions"/> takes, as
+/// A merged pass's 3×3 convolutions of stride 1 or 2 that <see cref="WinogradConvolutions"/> takes, as
 /// <see cref="NativeOps.WinogradConv"/>, each with the residual <c>Add</c> and the <c>Relu</c> that
 /// follow it fused where nothing else reads their inputs. Fused, each output is written once, as
 /// ONNX Runtime's own fused convolution writes it.
@@ -32,7 +32,7 @@ public static class ForwardWinograd
                 ? only : null;
 
         var replaced = new Dictionary<NodeProto, NodeProto?>(); // a fused node: at its last node's place; the others go
-        foreach (var (conv, tile) in graph.Node.Select(n => (Node: n, Tile: Tile(n, constants, shapes, winograd))).Where(c => c.Tile is not null))
+        foreach (var (conv, form) in graph.Node.Select(n => (Node: n, Form: Form(n, constants, shapes, winograd))).Where(c => c.Form is not null))
         {
             var output = conv.Output[0];
             var last = conv;
@@ -62,7 +62,7 @@ public static class ForwardWinograd
             if (residual.Length > 0) fused.Input.Add(residual);
             fused.Output.Add(last.Output[0]);
             if (relu is not null) fused.Attribute.Add(BackwardGraph.Attribute("relu", 1));
-            fused.Attribute.Add(BackwardGraph.Attribute("tile", tile!.Value));
+            fused.Attribute.Add(form!);
             replaced[conv] = null;
             replaced[last] = fused;
         }
@@ -75,11 +75,12 @@ public static class ForwardWinograd
     }
 
     /// <summary>
-    /// The tile of a 2-D convolution the kernel computes and <paramref name="winograd"/> takes (float
-    /// weights [K, C, 3, 3] and bias [K] that are constants, stride 1, dilation 1, one group and one
-    /// cell of padding on every side), or null.
+    /// The attribute that picks the kernel's form for a 2-D convolution the kernel computes and
+    /// <paramref name="winograd"/> takes (float weights [K, C, 3, 3] and bias [K] that are constants,
+    /// stride 1 or 2, dilation 1, one group and one cell of padding on every side): its tile at stride
+    /// 1, stride 2 otherwise; or null.
     /// </summary>
-    private static long? Tile(NodeProto node, IReadOnlyDictionary<string, TensorProto> constants, IReadOnlyDictionary<string, TensorInfo> shapes,
+    private static AttributeProto? Form(NodeProto node, IReadOnlyDictionary<string, TensorProto> constants, IReadOnlyDictionary<string, TensorInfo> shapes,
         WinogradConvolutions winograd)
     {
         if (node.OpType != "Conv" || node.Domain is not ("" or "ai.onnx") || node.Input.Count is < 2 or > 3) return null;
@@ -92,7 +93,8 @@ public static class ForwardWinograd
             var ok = a.Name switch
             {
                 "pads" => a.Ints is [1, 1, 1, 1],
-                "strides" or "dilations" => a.Ints is [1, 1],
+                "strides" => a.Ints is [1, 1] or [2, 2],
+                "dilations" => a.Ints is [1, 1],
                 "kernel_shape" => a.Ints is [3, 3],
                 "group" => a.I == 1,
                 "auto_pad" => a.S.ToStringUtf8() == "NOTSET",
@@ -103,7 +105,9 @@ public static class ForwardWinograd
         if (!node.Attribute.Any(a => a.Name == "pads")) return null;
         // Last, as it may race the kernel on this shape (ONNX Runtime's convolution keeps the image's size).
         var image = shapes.TryGetValue(node.Input[0], out var x) && x.Shape.Length == 4 ? x.Shape : [-1, c, -1, -1];
-        return winograd.ForwardTile(k, c, image[2], image[3]);
+        if (node.Attribute.Any(a => a.Name == "strides" && a.Ints is [2, 2]))
+            return winograd.TakesStrided(k, c, image[2], image[3], forward: true) ? BackwardGraph.Attribute("stride", 2) : null;
+        return winograd.ForwardTile(k, c, image[2], image[3]) is long tile ? BackwardGraph.Attribute("tile", tile) : null;
     }
 
     private static bool SameShape(string a, string b, IReadOnlyDictionary<string, TensorInfo> shapes) =>

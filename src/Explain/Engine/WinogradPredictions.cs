@@ -9,8 +9,8 @@ namespace SaliencyService.Explain.Engine;
 
 /// <summary>
 /// Predictions with the engine's Winograd kernel (<see cref="OnnxRuntimeOptions.WinogradPredictions"/>):
-/// the model's graph as a map's pass runs its forward (<see cref="ForwardWinograd"/>: the stride-1
-/// 3×3 convolutions where the kernel wins this host's race, F(2×2) tiles, each with the residual and
+/// the model's graph as a map's pass runs its forward (<see cref="ForwardWinograd"/>: the 3×3
+/// convolutions where the kernel wins this host's race, F(2×2) tiles at stride 1, each with the residual and
 /// Relu after it fused), opened after the import, checked on the probe against the session it
 /// replaces, then swapped in.
 /// </summary>

@@ -237,7 +237,7 @@ public sealed partial class BackwardGraph
             _ => false,
         };
 
-    /// <summary>Which of its stride-1 3×3 convolutions run as <see cref="NativeOps.WinogradConv"/>, and so, merged, its forward's.</summary>
+    /// <summary>Which of its 3×3 convolutions (stride 1 or 2) run as <see cref="NativeOps.WinogradConv"/>, and so, merged, its forward's.</summary>
     public WinogradConvolutions Winograd { get; init; } = WinogradConvolutions.None;
 
     /// <summary>

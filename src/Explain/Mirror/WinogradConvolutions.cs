@@ -3,9 +3,10 @@ using SaliencyService.Explain.Serving;
 namespace SaliencyService.Explain.Mirror;
 
 /// <summary>
-/// Which stride-1 3×3 convolutions of a pass run as <see cref="NativeOps.WinogradConv"/>, and with
-/// which tiles: the backward's input gradients with F(4×4) (F(2×2) past <see cref="MaxLargeTileProducts"/>)
-/// and, merged, the forward's with F(2×2) (<see cref="Engine.ForwardWinograd"/>). F(4×4) takes 36
+/// Which 3×3 convolutions of a pass run as <see cref="NativeOps.WinogradConv"/>, and with which
+/// tiles: at stride 1 the backward's input gradients with F(4×4) (F(2×2) past <see cref="MaxLargeTileProducts"/>)
+/// and, merged, the forward's with F(2×2) (<see cref="Engine.ForwardWinograd"/>); at stride 2 the
+/// kernel's stride-2 forms (<see cref="TakesStrided"/>). F(4×4) takes 36
 /// products for 144 multiply-adds; on Zen 4 (<c>in-process winograd</c>) it ran ResNet's 3×3 shapes
 /// in 0.47–0.64× ONNX Runtime's time for a batch of 16, and the 64- and 128-channel ones in
 /// 0.61–0.65× for one sample (bench/analysis.md).
@@ -74,6 +75,17 @@ public sealed record WinogradConvolutions(bool Enabled, long MaxLargeTileProduct
         var tile = outputs * inputs <= MaxLargeTileProducts ? LargeTile : SmallTile;
         return Takes(outputs, inputs, height, width, tile, forward: false) ? tile : null;
     }
+
+    /// <summary>
+    /// Whether a stride-2 3×3 convolution with one cell of padding of <paramref name="inputs"/>
+    /// channels of <paramref name="height"/> × <paramref name="width"/> (≤ 0: not known) into
+    /// <paramref name="outputs"/> runs as the kernel's stride-2 form in a forward, or its input
+    /// gradient as the transposed form in a backward (the five-product algorithm: 25 products for 36
+    /// multiply-adds), raced where <see cref="Race"/> is given.
+    /// </summary>
+    public bool TakesStrided(long outputs, long inputs, long height, long width, bool forward) =>
+        Enabled && Math.Min(outputs, inputs) >= MinimumChannels
+        && (Race is null || Race.FasterStrided(outputs, inputs, height > 0 ? height : WinogradRace.MaxSide, width > 0 ? width : WinogradRace.MaxSide, forward));
 
     private bool Takes(long outputs, long inputs, long height, long width, long tile, bool forward) =>
         Enabled && Math.Min(outputs, inputs) >= MinimumChannels

@@ -24,7 +24,7 @@ namespace SaliencyService.Explain.Mirror;
 /// with the kernel for all of them (bench/analysis.md, forty-fifth pass).
 /// </summary>
 /// <param name="open">Opens a session as the passes' sessions are opened (the same threads).</param>
-public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
+public sealed partial class WinogradRace(Func<ModelProto, InferenceSession> open)
 {
     /// <summary>The kernel is taken where its time is at most this share of ONNX Runtime's: a tie keeps ONNX Runtime's convolution, whose sums are rounded less.</summary>
     public const double Margin = 0.9;
@@ -120,34 +120,7 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
             var tile4 = Open(outputs * inputs <= WinogradConvolutions.OneSampleLargeTileProducts
                 ? Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", WinogradConvolutions.LargeTile))
                 : null);
-            InferenceSession?[] sides = [ort, reorders, tile2, tile4];
-            double Time(InferenceSession session)
-            {
-                var start = Stopwatch.GetTimestamp();
-                session.Run(runOptions, ["x"], [x], ["y"]).Dispose();
-                return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            }
-            for (var i = 0; i < WarmUps; i++)
-                foreach (var session in sessions) Time(session);
-            // Each round times the sides in turn, starting one further along: the host's drift falls on
-            // all of them, and no side runs twice in a row, so that a wide filter has left the caches
-            // by its next run, as in a pass, where each node's weights come from memory. A round holds
-            // the process's own runs off where they pause within its patience, and as they flush the
-            // caches, first runs its first side untimed: timed cold, the 64-channel forward's F(2×2)
-            // still lost 2 of 15 races beside predictions, warmed 0 of 11 (fifty-fifth pass).
-            var times = sides.Select(_ => Enumerable.Repeat(double.PositiveInfinity, Rounds).ToArray()).ToArray();
-            var roundsAlone = 0;
-            for (var round = 0; round < Rounds; round++)
-            {
-                using var gate = OrtRunGate.Measure(Patience);
-                if (gate.Alone) roundsAlone++;
-                if (sides[round % sides.Length] is { } first) Time(first);
-                for (var i = 0; i < sides.Length; i++)
-                {
-                    var side = (round + i) % sides.Length;
-                    if (sides[side] is { } session) times[side][round] = Time(session);
-                }
-            }
+            var (times, roundsAlone) = TimeInTurn([(ort, x), (reorders, x), (tile2, x), (tile4, x)], runOptions);
             // The reorder side moves the input's channels in and out; a convolution's reorders, its
             // input's in and its output's out. Without a blocked layout there is nothing to reorder.
             var share = (inputs + outputs) / (2.0 * inputs);
@@ -161,6 +134,42 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
         {
             foreach (var session in sessions) session.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Each side's time in each of <see cref="Rounds"/> rounds (ms; ∞ for a side that is null), and
+    /// how many rounds held the process's own runs off.
+    /// </summary>
+    private static (double[][] Times, int RoundsAlone) TimeInTurn((InferenceSession? Session, OrtValue Input)[] sides, RunOptions runOptions)
+    {
+        double Time((InferenceSession? Session, OrtValue Input) side)
+        {
+            var start = Stopwatch.GetTimestamp();
+            side.Session!.Run(runOptions, ["x"], [side.Input], ["y"]).Dispose();
+            return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+        for (var i = 0; i < WarmUps; i++)
+            foreach (var side in sides.Where(s => s.Session is not null)) Time(side);
+        // Each round times the sides in turn, starting one further along: the host's drift falls on
+        // all of them, and no side runs twice in a row, so that a wide filter has left the caches
+        // by its next run, as in a pass, where each node's weights come from memory. A round holds
+        // the process's own runs off where they pause within its patience, and as they flush the
+        // caches, first runs its first side untimed: timed cold, the 64-channel forward's F(2×2)
+        // still lost 2 of 15 races beside predictions, warmed 0 of 11 (fifty-fifth pass).
+        var times = sides.Select(_ => Enumerable.Repeat(double.PositiveInfinity, Rounds).ToArray()).ToArray();
+        var roundsAlone = 0;
+        for (var round = 0; round < Rounds; round++)
+        {
+            using var gate = OrtRunGate.Measure(Patience);
+            if (gate.Alone) roundsAlone++;
+            if (sides[round % sides.Length].Session is not null) Time(sides[round % sides.Length]);
+            for (var i = 0; i < sides.Length; i++)
+            {
+                var side = (round + i) % sides.Length;
+                if (sides[side].Session is not null) times[side][round] = Time(sides[side]);
+            }
+        }
+        return (times, roundsAlone);
     }
 
     /// <summary>
@@ -210,20 +219,25 @@ public sealed class WinogradRace(Func<ModelProto, InferenceSession> open)
     /// One padded 3×3 convolution of <paramref name="shape"/>'s input into <paramref name="outputs"/>
     /// channels, its weights constant.
     /// </summary>
-    public static ModelProto Model(long[] shape, long outputs, float[] weights, string opType, string domain, AttributeProto attribute) => Graph(
+    public static ModelProto Model(long[] shape, long outputs, float[] weights, string opType, string domain, AttributeProto attribute) =>
+        Model(shape, [shape[0], outputs, shape[2], shape[3]], [outputs, shape[1], 3, 3], weights, opType, domain, attribute);
+
+    /// <summary>One node from input <c>x</c> of <paramref name="input"/>'s shape and constant weights <c>w</c> to output <c>y</c>.</summary>
+    public static ModelProto Model(long[] input, long[] output, long[] weightShape, float[] weights, string opType, string domain,
+        params AttributeProto[] attributes) => Graph(
         new GraphProto
         {
             Initializer =
             {
                 new TensorProto
                 {
-                    Name = "w", DataType = (int)TensorProto.Types.DataType.Float, Dims = { outputs, shape[1], 3, 3 },
+                    Name = "w", DataType = (int)TensorProto.Types.DataType.Float, Dims = { weightShape },
                     RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(weights.AsSpan())),
                 },
             },
-            Node = { new NodeProto { OpType = opType, Domain = domain, Input = { "x", "w" }, Output = { "y" }, Attribute = { attribute } } },
+            Node = { new NodeProto { OpType = opType, Domain = domain, Input = { "x", "w" }, Output = { "y" }, Attribute = { attributes } } },
         },
-        shape, [shape[0], outputs, shape[2], shape[3]], new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 });
+        input, output, new OperatorSetIdProto { Domain = NativeOps.Domain, Version = 1 });
 
     /// <summary>
     /// <paramref name="shape"/>'s input into ONNX Runtime's blocked layout and back (its

@@ -30,6 +30,10 @@
 // transformed filter instead of 9·M² multiply-adds (16 for 36; 36 for 144). F(4×4) rounds several
 // times more (its transforms' coefficients reach 8): 1-2e-5 of outputs of about one at 1,100
 // channels, with the interpolation points below (2.7-5e-5 with Lavin's).
+// With stride = 2 it is a stride-2 3×3 convolution with one cell of padding (Y ⌈H/2⌉ × ⌈W/2⌉), and
+// with transposed = 1 as well, that convolution's transpose (its input gradient: W its own weights
+// [C, K, 3, 3] for X [N, C, H, W], Y 2H - 1 + output_padding high, likewise wide), both by a
+// separable five-product algorithm (Winograd below: 25 products for 36 multiply-adds).
 // A forward's bias B [K], residual R (Y's shape) and, with relu = 1, max(·, 0) are applied as each
 // row is written, as ONNX Runtime's fused convolution applies them; in a backward, the residual
 // (the other gradients of the same value) and, with rectify = 1 or 2, the backward of the rectifier
@@ -912,20 +916,37 @@ bool WideVectors() {
   return wide;
 }
 
-// Winograd's F(M×M, 3×3), M = 2 or 4: the transforms and the tasks that run them. A tile is M×M
-// outputs from a T×T patch of the input (T = M + 2), whose transform has E = T² elements; a
-// block is 16 tiles, one vector's lanes. F(2×2) takes 16 products where a direct convolution
+// Winograd's F(M×M, 3×3), M = 2 or 4, and the stride-2 forms (Sampling): the transforms and the
+// tasks that run them. A tile is M×M outputs from a T×T patch of the input (T = M + 2 at stride
+// 1), whose transform has E = P² elements (P = T at stride 1, 5 for the stride-2 forms); a block is
+// 16 tiles, one vector's lanes. F(2×2) takes 16 products where a direct convolution
 // takes 36 multiply-adds, F(4×4) 36 where it takes 144; F(4×4)'s transforms cost more and its
 // sums are rounded more (its transform's coefficients reach 8, against 1). F(4×4)'s points are 0,
 // ±1, 1/2, -2 and ∞ (Barabasz et al., 2020, found such points round less than Lavin's ±2), each
 // transform scaled to small integers; its sums round 2-3× less than with Lavin's (NativeOpsTests'
 // largest error against float64 at 1,100 channels: 1.05e-5 against 2.7e-5 with 16-float vectors,
 // 1.8e-5 against 5.2e-5 with 8-float ones).
-template <int M>
+// How a convolution's output cells lie over its input's: a stride-1 convolution's over the same
+// cells; a stride-2 one's over every other cell (Down); its transpose's, a stride-2 convolution's
+// input gradient, two for each (Up).
+enum class Sampling { Same, Down, Up };
+
+// The stride-2 kinds (Down with M = 2, Up with M = 4) take the separable five-product algorithm
+// instead of Winograd's: along an axis, two outputs of a stride-2 convolution from the cells c0..c4
+// under them, by taps g0..g2, are e0 + e1 + e3 and e1 + e2 + e4 of the products e0 = (c0 - c2)·g0,
+// e1 = c2·(g0 + g2), e2 = (c4 - c2)·g2, e3 = c1·g1, e4 = c3·g1; four cells of its transpose from
+// the cells d0..d2 over them are e3, e0 + e1, e4 and e1 + e2 of e0 = (d0 - d1)·g2, e1 = d1·(g0 +
+// g2), e2 = (d2 - d1)·g0, e3 = d0·g1, e4 = d1·g1. A tile takes 25 products where a direct
+// convolution takes 36 multiply-adds, and its transforms only add (they round as F(2×2)'s).
+template <int M, Sampling S = Sampling::Same>
 struct Winograd {
-  static_assert(M == 2 || M == 4, "F(2x2, 3x3) or F(4x4, 3x3)");
-  static constexpr int T = M + 2;
-  static constexpr int E = T * T;
+  static_assert(S == Sampling::Same ? M == 2 || M == 4 : M == (S == Sampling::Down ? 2 : 4),
+                "F(2x2, 3x3), F(4x4, 3x3), or the five-product stride-2 forms");
+  static constexpr int T = S == Sampling::Same ? M + 2 : S == Sampling::Down ? 2 * M + 1 : M / 2 + 1; // patch cells along an axis
+  static constexpr int P = S == Sampling::Same ? T : 5;                                           // elements along an axis
+  static constexpr int E = P * P;
+  static constexpr int64_t Step = S == Sampling::Same ? M : S == Sampling::Down ? 2 * M : M / 2; // input cells from tile to tile
+  static constexpr int64_t Origin = S == Sampling::Up ? 0 : -1;                                  // a tile's first input cell from Step·tile
   static constexpr int64_t Tiles = 16; // a block: 16 tiles along a row of tiles
   static constexpr int64_t Rows = 6;   // output channels whose products a task keeps in registers (Products' twelve sums)
   static constexpr int FourGroups = 4; // groups of Rows that FourGroupProducts multiplies at once
@@ -972,8 +993,20 @@ struct Winograd {
   // Bᵀ along one axis of a patch: T cells → T elements (for F(4×4), rows scaled by 2, 6, 6, 15/16,
   // 30 and 2 from the points' own, so that each is small integers; G's rows carry the inverse).
   template <typename V>
-  __attribute__((always_inline)) static inline void InputAxis(const V (&d)[T], V (&o)[T]) {
-    if constexpr (M == 2) {
+  __attribute__((always_inline)) static inline void InputAxis(const V (&d)[T], V (&o)[P]) {
+    if constexpr (S == Sampling::Down) {
+      o[0] = d[0] - d[2];
+      o[1] = d[2];
+      o[2] = d[4] - d[2];
+      o[3] = d[1];
+      o[4] = d[3];
+    } else if constexpr (S == Sampling::Up) {
+      o[0] = d[0] - d[1];
+      o[1] = d[1];
+      o[2] = d[2] - d[1];
+      o[3] = d[0];
+      o[4] = d[1];
+    } else if constexpr (M == 2) {
       o[0] = d[0] - d[2];
       o[1] = d[1] + d[2];
       o[2] = d[2] - d[1];
@@ -991,8 +1024,16 @@ struct Winograd {
 
   // Aᵀ along one axis of a tile's products: T elements → M outputs (for F(4×4), the point 1/2's
   // column scaled by 8: its powers 1, 1/2, 1/4, 1/8 as 8, 4, 2, 1).
-  __attribute__((always_inline)) static inline void OutputAxis(const Lanes (&m)[T], Lanes (&o)[M]) {
-    if constexpr (M == 2) {
+  __attribute__((always_inline)) static inline void OutputAxis(const Lanes (&m)[P], Lanes (&o)[M]) {
+    if constexpr (S == Sampling::Down) {
+      o[0] = m[0] + m[1] + m[3];
+      o[1] = m[1] + m[2] + m[4];
+    } else if constexpr (S == Sampling::Up) {
+      o[0] = m[3];
+      o[1] = m[0] + m[1];
+      o[2] = m[4];
+      o[3] = m[1] + m[2];
+    } else if constexpr (M == 2) {
       o[0] = m[0] + m[1] + m[2];
       o[1] = m[1] - m[2] - m[3];
     } else {
@@ -1007,22 +1048,26 @@ struct Winograd {
   // U = G g Gᵀ per (k, c), [C][6] for each element and group of six output channels (zeros past
   // K): a product block's six filter values per channel lie together. Worked in double, rounded once.
   // The [C][6] parts are laid out in the order the products read them (FilterOffset).
+  // Up's W is a transposed convolution's, [C, K, 3, 3] (the stride-2 convolution's own weights).
   static FloatBuffer Transform(const float* w, int64_t k, int64_t c) {
     static constexpr double g2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
     static constexpr double g4[6][3] = {{1.0 / 2, 0, 0},           {1.0 / 6, 1.0 / 6, 1.0 / 6},    {1.0 / 6, -1.0 / 6, 1.0 / 6},
                                         {2.0 / 15, 1.0 / 15, 1.0 / 30}, {1.0 / 30, -1.0 / 15, 2.0 / 15}, {0, 0, 1.0 / 2}};
-    const auto& g = *reinterpret_cast<const double(*)[T][3]>(M == 2 ? &g2[0][0] : &g4[0][0]);
+    static constexpr double down[5][3] = {{1, 0, 0}, {1, 0, 1}, {0, 0, 1}, {0, 1, 0}, {0, 1, 0}};
+    static constexpr double up[5][3] = {{0, 0, 1}, {1, 0, 1}, {1, 0, 0}, {0, 1, 0}, {0, 1, 0}};
+    const double* rows = S == Sampling::Down ? &down[0][0] : S == Sampling::Up ? &up[0][0] : M == 2 ? &g2[0][0] : &g4[0][0];
+    const auto& g = *reinterpret_cast<const double(*)[P][3]>(rows);
     const int64_t groups = CeilDiv(k, Rows);
     FloatBuffer u(static_cast<size_t>(E * groups * Rows * c), 0.0f);
     for (int64_t o = 0; o < k; ++o)
       for (int64_t i = 0; i < c; ++i) {
-        const float* f = w + (o * c + i) * 9;
-        double t[T][3];
-        for (int a = 0; a < T; ++a)
+        const float* f = w + (S == Sampling::Up ? i * k + o : o * c + i) * 9;
+        double t[P][3];
+        for (int a = 0; a < P; ++a)
           for (int b = 0; b < 3; ++b) t[a][b] = g[a][0] * f[b] + g[a][1] * f[3 + b] + g[a][2] * f[6 + b];
-        for (int a = 0; a < T; ++a)
-          for (int b = 0; b < T; ++b)
-            u[static_cast<size_t>(FilterOffset(k, c, o / Rows, a * T + b) + i * Rows + o % Rows)] =
+        for (int a = 0; a < P; ++a)
+          for (int b = 0; b < P; ++b)
+            u[static_cast<size_t>(FilterOffset(k, c, o / Rows, a * P + b) + i * Rows + o % Rows)] =
                 static_cast<float>(t[a][0] * g[b][0] + t[a][1] * g[b][1] + t[a][2] * g[b][2]);
       }
     return u;
@@ -1032,7 +1077,8 @@ struct Winograd {
     const float* x;
     const float* u;
     float* y;
-    int64_t n, c, k, h, w;
+    int64_t n, c, k, h, w; // X's [N, C, H, W] and Y's channels
+    int64_t oh, ow;        // Y's height and width
     int64_t tileRows = 0, tileColumns = 0, blocksPerRow = 0, blocks = 0, groups = 0;
     float* v = nullptr; // the transformed input of every block, where it is transformed first
     // What follows the convolution, fused so that Y is written once: in a forward a bias per output
@@ -1057,8 +1103,8 @@ struct Winograd {
     bool rowBlocks = false;
 
     void Plan() {
-      tileRows = CeilDiv(h, M);
-      tileColumns = CeilDiv(w, M);
+      tileRows = CeilDiv(oh, M);
+      tileColumns = CeilDiv(ow, M);
       blocksPerRow = CeilDiv(tileColumns, Tiles);
       const int64_t flatBlocks = CeilDiv(n * tileRows * tileColumns, Tiles);
       rowBlocks = tileColumns >= Tiles && !(M == 2 && WideVectors() && flatBlocks < n * tileRows * blocksPerRow);
@@ -1100,9 +1146,12 @@ struct Winograd {
       if (gate) rectifier.Apply(gate + at, cells, count);
     }
 
-    // Cells x0 .. x0 + Tiles·M + 1 of row yy of the plane at offset plane, zeros outside the image.
+    // The cells a row of a block's tiles reads, from a patch's first.
+    static constexpr int64_t RowCells = Step * (Tiles - 1) + T;
+
+    // Cells x0 .. x0 + RowCells - 1 of row yy of the plane at offset plane, zeros outside the image.
     __attribute__((always_inline)) inline void Row(int64_t plane, int64_t yy, int64_t x0, float* cells) const {
-      constexpr int64_t count = M * Tiles + 2;
+      constexpr int64_t count = RowCells;
       const int64_t at = plane + yy * w + x0;
       const bool inside = yy >= 0 && yy < h;
       const int64_t begin = inside ? std::clamp<int64_t>(-x0, 0, count) : count, end = inside ? std::clamp<int64_t>(w - x0, begin, count) : count;
@@ -1145,9 +1194,9 @@ struct Winograd {
     if ((last - s0 + 1) * job.c * area + T * (job.w + 1) > std::numeric_limits<int32_t>::max()) return false;
     alignas(64) int32_t top[Tiles], left[Tiles], offset[Tiles];
     for (int j = 0; j < Tiles; ++j) {
-      top[j] = tiles.valid[j] ? static_cast<int32_t>(tiles.ty[j] * M - 1) : std::numeric_limits<int32_t>::min() / 2;
-      left[j] = static_cast<int32_t>(tiles.tx[j] * M - 1);
-      offset[j] = tiles.valid[j] ? static_cast<int32_t>((tiles.s[j] - s0) * job.c * area + (tiles.ty[j] * M - 1) * job.w + tiles.tx[j] * M - 1) : 0;
+      top[j] = tiles.valid[j] ? static_cast<int32_t>(tiles.ty[j] * Step + Origin) : std::numeric_limits<int32_t>::min() / 2;
+      left[j] = static_cast<int32_t>(tiles.tx[j] * Step + Origin);
+      offset[j] = tiles.valid[j] ? static_cast<int32_t>((tiles.s[j] - s0) * job.c * area + (tiles.ty[j] * Step + Origin) * job.w + tiles.tx[j] * Step + Origin) : 0;
     }
     const __m512i y0 = _mm512_load_si512(top), x0 = _mm512_load_si512(left), origin = _mm512_load_si512(offset);
     __mmask16 rows[T], columns[T];
@@ -1158,19 +1207,19 @@ struct Winograd {
     }
     for (int64_t ch = c0; ch < c1; ++ch) {
       const float* plane = job.x + (s0 * job.c + ch) * area;
-      Wide t[T][T]; // Bᵀ d: [element row][patch column]
+      Wide t[P][T]; // Bᵀ d: [element row][patch column]
       for (int b = 0; b < T; ++b) {
-        Wide column[T], o[T];
+        Wide column[T], o[P];
         for (int a = 0; a < T; ++a)
           column[a] = (Wide)_mm512_mask_i32gather_ps(_mm512_setzero_ps(), rows[a] & columns[b],
                                                       _mm512_add_epi32(origin, _mm512_set1_epi32(static_cast<int32_t>(a * job.w + b))), plane, 4);
         InputAxis(column, o);
-        for (int a = 0; a < T; ++a) t[a][b] = o[a];
+        for (int a = 0; a < P; ++a) t[a][b] = o[a];
       }
-      for (int a = 0; a < T; ++a) {
-        Wide o[T];
+      for (int a = 0; a < P; ++a) {
+        Wide o[P];
         InputAxis(t[a], o);
-        for (int b = 0; b < T; ++b) WideAt(v + (a * T + b) * job.ElementStride() + ch * Tiles) = o[b];
+        for (int b = 0; b < P; ++b) WideAt(v + (a * P + b) * job.ElementStride() + ch * Tiles) = o[b];
       }
     }
     return true;
@@ -1179,27 +1228,27 @@ struct Winograd {
   // TransformInput on the AVX-512 clone's hosts where the block's tiles lie in at most four runs
   // along rows of tiles, none of F(4×4) over 15 tiles (F(2×2) on images from 7 cells wide, F(4×4)
   // from 13 to 60: ResNet's 56², 28² and 14², and one sample's 7²): each patch row of a run is up
-  // to four masked loads, and cell (a, b) of its tiles every M-th float of them from column b (two
+  // to four masked loads, and cell (a, b) of its tiles every Step-th float of them from column b (two
   // permutes), where a gather costs ~20 cycles (Zen 5). False (nothing done) for other blocks.
   __attribute__((target("arch=x86-64-v4"), noinline)) static bool RowTransform(const Job& job, const BlockTiles& tiles, int64_t c0, int64_t c1, float* v) {
     constexpr int MaxRuns = 4;
     struct Run {
-      int64_t offset;        // the run's first cell (its first tile's, column M·x - 1) from the sample's plane start
+      int64_t offset;        // the run's first cell (its first tile's, column Step·x + Origin) from the sample's plane start
       __mmask16 lanes;       // the block's lanes the run fills
       __mmask16 rows;        // patch rows inside the image (bit a)
       int vectors;           // vectors a patch row of the run spans (16 floats each)
       __mmask16 inside[4];   // per vector: its cells inside the image's row
-      __m512i at[T];         // per patch column b: each lane's cell from the run's first (M·tile + b)
+      __m512i at[T];         // per patch column b: each lane's cell from the run's first (Step·tile + b)
       __mmask16 upper[T];    // per patch column b: the lanes whose cell lies in the third or fourth vector
     } runs[MaxRuns];
     int count = 0;
     const int64_t area = job.h * job.w;
     for (int r = 0; r < tiles.runCount; ++r) {
       const int j = tiles.runFirst[r], e = tiles.runEnd[r];
-      const int64_t span = M * (e - j - 1) + T;
+      const int64_t span = Step * (e - j - 1) + T;
       if (count == MaxRuns || span > 64) return false;
       Run& run = runs[count++];
-      const int64_t y0 = tiles.ty[j] * M - 1, x0 = tiles.tx[j] * M - 1;
+      const int64_t y0 = tiles.ty[j] * Step + Origin, x0 = tiles.tx[j] * Step + Origin;
       run.offset = tiles.s[j] * job.c * area + y0 * job.w + x0;
       run.lanes = static_cast<__mmask16>(((1u << (e - j)) - 1) << j);
       run.vectors = static_cast<int>(CeilDiv(span, 16));
@@ -1215,14 +1264,14 @@ struct Winograd {
         run.inside[q] = static_cast<__mmask16>(bits);
       }
       alignas(64) int32_t first[Tiles] = {};
-      for (int t = j; t < e; ++t) first[t] = static_cast<int32_t>(M * (t - j));
+      for (int t = j; t < e; ++t) first[t] = static_cast<int32_t>(Step * (t - j));
       for (int b = 0; b < T; ++b) {
         run.at[b] = _mm512_add_epi32(_mm512_load_si512(first), _mm512_set1_epi32(b));
         run.upper[b] = _mm512_mask_cmpge_epi32_mask(run.lanes, run.at[b], _mm512_set1_epi32(32));
       }
     }
     for (int64_t ch = c0; ch < c1; ++ch) {
-      Wide h[T][T]; // the patch rows transformed along their columns: [patch row][element column]
+      Wide h[T][P]; // the patch rows transformed along their columns: [patch row][element column]
       for (int a = 0; a < T; ++a) {
         Wide d[T] = {}; // cell (a, b) of every tile of the block
         for (int r = 0; r < count; ++r) {
@@ -1240,11 +1289,11 @@ struct Winograd {
         }
         InputAxis(d, h[a]);
       }
-      for (int b = 0; b < T; ++b) {
-        Wide column[T], o[T];
+      for (int b = 0; b < P; ++b) {
+        Wide column[T], o[P];
         for (int a = 0; a < T; ++a) column[a] = h[a][b];
         InputAxis(column, o);
-        for (int a = 0; a < T; ++a) WideAt(v + (a * T + b) * job.ElementStride() + ch * Tiles) = o[a];
+        for (int a = 0; a < P; ++a) WideAt(v + (a * P + b) * job.ElementStride() + ch * Tiles) = o[a];
       }
     }
     return true;
@@ -1259,13 +1308,13 @@ struct Winograd {
 #ifdef AVX512_INTRINSICS
     if (WideVectors() && (RowTransform(job, tiles, c0, c1, v) || GatherTransform(job, tiles, c0, c1, v))) return;
 #endif
-    const int64_t s0 = tiles.s[0], ty0 = tiles.ty[0], x0 = tiles.tx[0] * M - 1, area = job.h * job.w;
+    const int64_t s0 = tiles.s[0], ty0 = tiles.ty[0], x0 = tiles.tx[0] * Step + Origin, area = job.h * job.w;
     // Where tiles are gathered one by one: each tile's top-left cell in its sample's first plane,
     // and whether its T×T cells all lie inside the image (most do: no cell then needs a check).
     int64_t origin[Tiles];
     bool inside[Tiles];
     for (int j = 0; j < Tiles; ++j) {
-      const int64_t yy = tiles.ty[j] * M - 1, xx = tiles.tx[j] * M - 1;
+      const int64_t yy = tiles.ty[j] * Step + Origin, xx = tiles.tx[j] * Step + Origin;
       inside[j] = tiles.valid[j] && yy >= 0 && yy + T - 1 < job.h && xx >= 0 && xx + T - 1 < job.w;
       origin[j] = tiles.s[j] * job.c * area + yy * job.w + xx;
     }
@@ -1274,15 +1323,15 @@ struct Winograd {
       if (job.rowBlocks) {
         const int64_t plane = (s0 * job.c + ch) * area;
         for (int a = 0; a < T; ++a) {
-          const int64_t yy = ty0 * M - 1 + a;
+          const int64_t yy = ty0 * Step + Origin + a;
           if (ch + PrefetchAhead < c1 && yy >= 0 && yy < job.h) {
-            const int64_t begin = std::max<int64_t>(x0, 0), end = std::min(x0 + M * Tiles + 2, job.w);
+            const int64_t begin = std::max<int64_t>(x0, 0), end = std::min(x0 + Job::RowCells, job.w);
             Prefetch(job.x + plane + PrefetchAhead * area + yy * job.w + begin, end - begin);
           }
-          float cells[M * Tiles + 2];
+          float cells[Job::RowCells];
           job.Row(plane, yy, x0, cells);
           for (int b = 0; b < T; ++b)
-            for (int j = 0; j < Tiles; ++j) d[a][b][j] = cells[M * j + b];
+            for (int j = 0; j < Tiles; ++j) d[a][b][j] = cells[Step * j + b];
         }
       } else {
         for (int j = 0; j < Tiles; ++j) {
@@ -1295,23 +1344,23 @@ struct Winograd {
           const int64_t plane = (tiles.s[j] * job.c + ch) * area;
           for (int a = 0; a < T; ++a)
             for (int b = 0; b < T; ++b) {
-              const int64_t yy = tiles.ty[j] * M - 1 + a, xx = tiles.tx[j] * M - 1 + b;
+              const int64_t yy = tiles.ty[j] * Step + Origin + a, xx = tiles.tx[j] * Step + Origin + b;
               d[a][b][j] = tiles.valid[j] && yy >= 0 && yy < job.h && xx >= 0 && xx < job.w ? job.x[plane + yy * job.w + xx] : 0.0f;
             }
         }
       }
       for (int half = 0; half < Halves; ++half) {
-        Lanes t[T][T]; // Bᵀ d: [element row][patch column]
+        Lanes t[P][T]; // Bᵀ d: [element row][patch column]
         for (int b = 0; b < T; ++b) {
-          Lanes column[T], o[T];
+          Lanes column[T], o[P];
           for (int a = 0; a < T; ++a) column[a] = At(d[a][b] + 8 * half);
           InputAxis(column, o);
-          for (int a = 0; a < T; ++a) t[a][b] = o[a];
+          for (int a = 0; a < P; ++a) t[a][b] = o[a];
         }
-        for (int a = 0; a < T; ++a) {
-          Lanes o[T];
+        for (int a = 0; a < P; ++a) {
+          Lanes o[P];
           InputAxis(t[a], o);
-          for (int b = 0; b < T; ++b) At(v + (a * T + b) * job.ElementStride() + ch * Tiles + 8 * half) = o[b];
+          for (int b = 0; b < P; ++b) At(v + (a * P + b) * job.ElementStride() + ch * Tiles + 8 * half) = o[b];
         }
       }
     }
@@ -1441,9 +1490,9 @@ struct Winograd {
   __attribute__((always_inline)) static inline void PrefetchFinish(const Job& job, const BlockTiles& tiles, int64_t channel) {
     for (int q = 0; q < tiles.runCount; ++q) {
       const int j = tiles.runFirst[q], e = tiles.runEnd[q];
-      const int64_t count = std::min<int64_t>((e - j) * M, job.w - tiles.tx[j] * M);
-      for (int a = 0; a < M && tiles.ty[j] * M + a < job.h; ++a) {
-        const int64_t at = ((tiles.s[j] * job.k + channel) * job.h + tiles.ty[j] * M + a) * job.w + tiles.tx[j] * M;
+      const int64_t count = std::min<int64_t>((e - j) * M, job.ow - tiles.tx[j] * M);
+      for (int a = 0; a < M && tiles.ty[j] * M + a < job.oh; ++a) {
+        const int64_t at = ((tiles.s[j] * job.k + channel) * job.oh + tiles.ty[j] * M + a) * job.ow + tiles.tx[j] * M;
         if (job.residual) Prefetch(job.residual + at, count);
         if (job.gate) Prefetch(job.gate + at, count);
       }
@@ -1452,16 +1501,16 @@ struct Winograd {
 
   // Aᵀ m A of output channels [6·g, 6·g + 6) of a block's tiles, finished (bias, residual, max) into Y.
   __attribute__((always_inline)) static inline void WriteTiles(const Job& job, const BlockTiles& tiles, int64_t g, const float (&m)[Rows][E][Tiles]) {
-    const int64_t s0 = tiles.s[0], ty0 = tiles.ty[0], x0 = tiles.tx[0] * M, width = std::min(M * Tiles, job.w - x0);
+    const int64_t s0 = tiles.s[0], ty0 = tiles.ty[0], x0 = tiles.tx[0] * M, width = std::min(M * Tiles, job.ow - x0);
     for (int r = 0; r < Rows && g * Rows + r < job.k; ++r) {
       const int64_t channel = g * Rows + r;
       if (channel + 1 < job.k && (job.residual || job.gate)) PrefetchFinish(job, tiles, channel + 1);
       float out[M][M][Tiles]; // [tile row][tile column][tile]
       for (int half = 0; half < Halves; ++half) {
-        Lanes t[M][T]; // Aᵀ m: [tile row][element column]
-        for (int b = 0; b < T; ++b) {
-          Lanes column[T], o[M];
-          for (int a = 0; a < T; ++a) column[a] = At(m[r][a * T + b] + 8 * half);
+        Lanes t[M][P]; // Aᵀ m: [tile row][element column]
+        for (int b = 0; b < P; ++b) {
+          Lanes column[P], o[M];
+          for (int a = 0; a < P; ++a) column[a] = At(m[r][a * P + b] + 8 * half);
           OutputAxis(column, o);
           for (int a = 0; a < M; ++a) t[a][b] = o[a];
         }
@@ -1474,11 +1523,11 @@ struct Winograd {
       for (int a = 0; a < M; ++a) {
         if (job.rowBlocks) {
           const int64_t yy = ty0 * M + a;
-          if (yy >= job.h) break;
+          if (yy >= job.oh) break;
           float cells[M * Tiles];
           for (int j = 0; j < Tiles; ++j)
             for (int i = 0; i < M; ++i) cells[M * j + i] = out[a][i][j];
-          const int64_t row = ((s0 * job.k + channel) * job.h + yy) * job.w + x0;
+          const int64_t row = ((s0 * job.k + channel) * job.oh + yy) * job.ow + x0;
           job.Finish(cells, width, channel, row);
           std::memcpy(job.y + row, cells, static_cast<size_t>(width) * sizeof(float));
           continue;
@@ -1487,9 +1536,9 @@ struct Winograd {
         // of cells is finished and written whole (the row's end may cut its last tile).
         for (int q = 0; q < tiles.runCount; ++q) {
           const int j = tiles.runFirst[q], e = tiles.runEnd[q];
-          if (tiles.ty[j] * M + a >= job.h) continue;
-          const int64_t at = ((tiles.s[j] * job.k + channel) * job.h + tiles.ty[j] * M + a) * job.w + tiles.tx[j] * M;
-          const int64_t count = std::min<int64_t>((e - j) * M, job.w - tiles.tx[j] * M);
+          if (tiles.ty[j] * M + a >= job.oh) continue;
+          const int64_t at = ((tiles.s[j] * job.k + channel) * job.oh + tiles.ty[j] * M + a) * job.ow + tiles.tx[j] * M;
+          const int64_t count = std::min<int64_t>((e - j) * M, job.ow - tiles.tx[j] * M);
           float cells[M * Tiles];
           for (int t = j; t < e; ++t)
             for (int i = 0; i < M; ++i) cells[M * (t - j) + i] = out[a][i][t];
@@ -1572,10 +1621,10 @@ struct Winograd {
 
   // The convolution of X by the transformed filter u into y (shapes checked by the caller).
   static Ort::Status Run(const OrtApi* api, OrtKernelContext* context, Job& job) {
-    if (job.n == 0 || job.c == 0 || job.k == 0 || job.h == 0 || job.w == 0) {
+    if (job.n == 0 || job.c == 0 || job.k == 0 || job.h == 0 || job.w == 0 || job.oh == 0 || job.ow == 0) {
       // No products: Y is the bias and the residual alone (then rectified or gated), or empty.
       if (job.c == 0)
-        for (int64_t i = 0, plane = job.h * job.w; i < job.n * job.k; ++i) {
+        for (int64_t i = 0, plane = job.oh * job.ow; i < job.n * job.k; ++i) {
           std::fill(job.y + i * plane, job.y + (i + 1) * plane, 0.0f);
           job.Finish(job.y + i * plane, plane, i % job.k, i * plane);
         }
@@ -1621,10 +1670,29 @@ struct Winograd {
 // See the file's head. W is transformed once where it is a constant (the backward's flipped
 // weights are), else on every call.
 struct WinogradConv {
+  // Which form the attributes ask for: stride 1 with tile 2 or 4, stride 2 (tile 2), or with
+  // transposed = 1 a stride-2 convolution's transpose (tile 4); Invalid for anything else.
+  enum class Form { Invalid, Tile2, Tile4, Down, Up };
+
+  static Form FormOf(int64_t stride, int64_t tile, int64_t transposed) {
+    if (stride == 1 && transposed == 0) return tile == 2 ? Form::Tile2 : tile == 4 ? Form::Tile4 : Form::Invalid;
+    if (stride == 2) return transposed == 0 ? Form::Down : transposed == 1 ? Form::Up : Form::Invalid;
+    return Form::Invalid;
+  }
+  static constexpr const char* FormRequirement =
+      "WinogradConv: tile must be 2 or 4 with stride 1, stride 1 or 2, transposed 0 or 1 (with stride 2), "
+      "and output_padding two of 0 or 1 (with transposed 1)";
+
   WinogradConv(const OrtApi* api, const OrtKernelInfo* info) : api_(api) {
     Ort::ConstKernelInfo attributes(info);
     relu_ = Optional<int64_t>(attributes, "relu", 0) != 0;
-    tile_ = Optional<int64_t>(attributes, "tile", 2);
+    form_ = FormOf(Optional<int64_t>(attributes, "stride", 1), Optional<int64_t>(attributes, "tile", 2), Optional<int64_t>(attributes, "transposed", 0));
+    try {
+      padding_ = attributes.GetAttributes<int64_t>("output_padding");
+    } catch (const Ort::Exception&) {
+      padding_ = {0, 0};
+    }
+    if (!ValidPadding(padding_)) form_ = Form::Invalid;
     gate_.Read(attributes);
     int constant = 0;
     const OrtValue* w = nullptr;
@@ -1633,26 +1701,52 @@ struct WinogradConv {
       api->ReleaseStatus(status);
       return;
     }
-    if (!constant || !w || (tile_ != 2 && tile_ != 4)) return;
+    if (!constant || !w || form_ == Form::Invalid) return;
     try {
       Ort::ConstValue value(w);
       const auto shape = value.GetTensorTypeAndShapeInfo().GetShape();
       if (!FilterShape(shape)) return;
-      filter_ = Transform(value.GetTensorData<float>(), shape[0], shape[1]);
-      outputs_ = shape[0];
-      inputs_ = shape[1];
+      outputs_ = Outputs(form_, shape);
+      inputs_ = Inputs(form_, shape);
+      filter_ = Transform(value.GetTensorData<float>(), outputs_, inputs_);
     } catch (const std::exception&) {
       filter_.clear(); // transformed on each call instead
     }
   }
 
-  // [N, K, H, W] for X [N, C, H, W] and W [K, C, 3, 3].
+  // Y's [N, K, ·, ·] for X [N, C, H, W] and W [K, C, 3, 3] ([C, K, 3, 3] transposed): H × W with
+  // stride 1, ⌈H/2⌉ × ⌈W/2⌉ with stride 2, 2H - 1 + output_padding transposed.
   static bool OutputShape(Ort::ShapeInferContext& context, Shape& shape) {
     if (context.GetInputCount() < 2) return false;
     const auto& x = context.GetInputShape(0);
     const auto& w = context.GetInputShape(1);
-    if (x.size() != 4 || w.size() != 4 || !w[0].IsInt()) return false;
-    shape = {x[0], w[0], x[2], x[3]};
+    auto attribute = [&](const char* name, int64_t fallback) {
+      try {
+        return context.GetAttrInt(name);
+      } catch (const std::exception&) {
+        return fallback;
+      }
+    };
+    const Form form = FormOf(attribute("stride", 1), attribute("tile", 2), attribute("transposed", 0));
+    if (x.size() != 4 || w.size() != 4 || form == Form::Invalid) return false;
+    const auto& k = form == Form::Up ? w[1] : w[0];
+    if (!k.IsInt()) return false;
+    if (form == Form::Tile2 || form == Form::Tile4) {
+      shape = {x[0], k, x[2], x[3]};
+      return true;
+    }
+    if (!x[2].IsInt() || !x[3].IsInt()) return false;
+    std::vector<int64_t> padding{0, 0};
+    if (form == Form::Up) {
+      try {
+        padding = context.GetAttrInts("output_padding");
+      } catch (const std::exception&) {
+      }
+      if (!ValidPadding(padding)) return false;
+    }
+    const int64_t ys[2] = {Sized(form, x[2].AsInt(), padding[0]), Sized(form, x[3].AsInt(), padding[1])};
+    if (ys[0] < 0 || ys[1] < 0) return false;
+    shape = {x[0], k, ys[0], ys[1]};
     return true;
   }
 
@@ -1660,30 +1754,33 @@ struct WinogradConv {
                       std::optional<const Ort::Custom::Tensor<float>*> b, std::optional<const Ort::Custom::Tensor<float>*> r,
                       std::optional<const Ort::Custom::Tensor<float>*> g, Ort::Custom::Tensor<float>& y) {
     try {
-      if (tile_ != 2 && tile_ != 4) return Ort::Status("WinogradConv: tile must be 2 or 4", ORT_INVALID_ARGUMENT);
+      if (form_ == Form::Invalid) return Ort::Status(FormRequirement, ORT_INVALID_ARGUMENT);
       if (!gate_.Valid()) return Ort::Status((std::string("WinogradConv: ") + RectifierGate::Requirement).c_str(), ORT_INVALID_ARGUMENT);
       const auto& xs = x.Shape();
       const auto& ws = w.Shape();
-      if (xs.size() != 4 || !FilterShape(ws) || ws[1] != xs[1])
-        return Ort::Status("WinogradConv: X must be [N, C, H, W] and W [K, C, 3, 3]", ORT_INVALID_ARGUMENT);
-      const std::vector<int64_t> ys{xs[0], ws[0], xs[2], xs[3]};
+      if (xs.size() != 4 || !FilterShape(ws) || Inputs(form_, ws) != xs[1])
+        return Ort::Status(form_ == Form::Up ? "WinogradConv: X must be [N, C, H, W] and W [C, K, 3, 3]" : "WinogradConv: X must be [N, C, H, W] and W [K, C, 3, 3]",
+                           ORT_INVALID_ARGUMENT);
+      const int64_t k = Outputs(form_, ws);
+      const std::vector<int64_t> ys{xs[0], k, Sized(form_, xs[2], padding_[0]), Sized(form_, xs[3], padding_[1])};
+      if (ys[2] < 0 || ys[3] < 0) return Ort::Status("WinogradConv: a transposed X must be at least one cell high and wide", ORT_INVALID_ARGUMENT);
       const Ort::Custom::Tensor<float>* bias = Given(b);
       const Ort::Custom::Tensor<float>* residual = Given(r);
       const Ort::Custom::Tensor<float>* gate = g.value_or(nullptr); // the last input: never left out as empty
-      if (bias && bias->Shape() != std::vector<int64_t>{ws[0]}) return Ort::Status("WinogradConv: B must be [K] or empty", ORT_INVALID_ARGUMENT);
-      if (residual && residual->Shape() != ys) return Ort::Status("WinogradConv: R must be Y's shape [N, K, H, W] or empty", ORT_INVALID_ARGUMENT);
+      if (bias && bias->Shape() != std::vector<int64_t>{k}) return Ort::Status("WinogradConv: B must be [K] or empty", ORT_INVALID_ARGUMENT);
+      if (residual && residual->Shape() != ys) return Ort::Status("WinogradConv: R must be Y's shape [N, K, ·, ·] or empty", ORT_INVALID_ARGUMENT);
       if (!gate_.Fits(gate)) return Ort::Status((std::string("WinogradConv: ") + RectifierGate::GateRequirement).c_str(), ORT_INVALID_ARGUMENT);
-      if (gate && gate->Shape() != ys) return Ort::Status("WinogradConv: G must be Y's shape [N, K, H, W]", ORT_INVALID_ARGUMENT);
+      if (gate && gate->Shape() != ys) return Ort::Status("WinogradConv: G must be Y's shape [N, K, ·, ·]", ORT_INVALID_ARGUMENT);
       float* out = y.Allocate(ys);
       FloatBuffer local;
       const float* u = filter_.data();
-      if (filter_.empty() || outputs_ != ws[0] || inputs_ != ws[1]) {
-        local = Transform(w.Data(), ws[0], ws[1]);
+      if (filter_.empty() || outputs_ != k || inputs_ != xs[1]) {
+        local = Transform(w.Data(), k, xs[1]);
         u = local.data();
       }
       auto run = [&](auto winograd) {
         using F = decltype(winograd);
-        typename F::Job job{x.Data(), u, out, xs[0], xs[1], ws[0], xs[2], xs[3]};
+        typename F::Job job{x.Data(), u, out, xs[0], xs[1], k, xs[2], xs[3], ys[2], ys[3]};
         job.bias = bias ? bias->Data() : nullptr;
         job.residual = residual ? residual->Data() : nullptr;
         job.relu = relu_;
@@ -1691,7 +1788,12 @@ struct WinogradConv {
         job.rectifier = gate_;
         return F::Run(api_, context, job);
       };
-      return tile_ == 4 ? run(Winograd<4>{}) : run(Winograd<2>{});
+      switch (form_) {
+        case Form::Tile4: return run(Winograd<4>{});
+        case Form::Down: return run(Winograd<2, Sampling::Down>{});
+        case Form::Up: return run(Winograd<4, Sampling::Up>{});
+        default: return run(Winograd<2>{});
+      }
     } catch (const std::exception& e) {
       return Ort::Status(e.what(), ORT_FAIL);
     }
@@ -1699,15 +1801,31 @@ struct WinogradConv {
 
  private:
   static bool FilterShape(const std::vector<int64_t>& w) { return w.size() == 4 && w[0] >= 0 && w[1] >= 0 && w[2] == 3 && w[3] == 3; }
+  static bool ValidPadding(const std::vector<int64_t>& p) { return p.size() == 2 && p[0] >= 0 && p[0] <= 1 && p[1] >= 0 && p[1] <= 1; }
+
+  // Y's channels and X's from W's shape.
+  static int64_t Outputs(Form form, const std::vector<int64_t>& w) { return form == Form::Up ? w[1] : w[0]; }
+  static int64_t Inputs(Form form, const std::vector<int64_t>& w) { return form == Form::Up ? w[0] : w[1]; }
+
+  // Y's size along an axis of `size` input cells (padding: the transpose's output_padding there).
+  static int64_t Sized(Form form, int64_t size, int64_t padding) {
+    return form == Form::Down ? CeilDiv(size, 2) : form == Form::Up ? 2 * size - 1 + padding : size;
+  }
 
   FloatBuffer Transform(const float* w, int64_t k, int64_t c) const {
-    return tile_ == 4 ? Winograd<4>::Transform(w, k, c) : Winograd<2>::Transform(w, k, c);
+    switch (form_) {
+      case Form::Tile4: return Winograd<4>::Transform(w, k, c);
+      case Form::Down: return Winograd<2, Sampling::Down>::Transform(w, k, c);
+      case Form::Up: return Winograd<4, Sampling::Up>::Transform(w, k, c);
+      default: return Winograd<2>::Transform(w, k, c);
+    }
   }
 
   const OrtApi* api_;
   FloatBuffer filter_;
   int64_t outputs_ = -1, inputs_ = -1;
-  int64_t tile_ = 2;
+  Form form_ = Form::Tile2;
+  std::vector<int64_t> padding_{0, 0};
   bool relu_ = false;
   RectifierGate gate_;
 };

@@ -30,6 +30,13 @@ internal static class ColumnGradient
     public static bool AppliesDepthwise(BackwardGraph graph, int spatial, long group, long[] shape) =>
         graph.NativeKernels && spatial == 2 && group > 1 && shape[0] == group && shape[1] == 1 && shape[2] * shape[3] > 1;
 
+    /// <summary>
+    /// Whether <paramref name="gradient"/> is scattered cell by non-zero cell (<see cref="NativeOps.SparseConvTranspose"/>):
+    /// it is mostly zeros (<see cref="BackwardGraph.Sparse"/>) and the kernel's weights (<paramref name="shape"/>) stay in cache.
+    /// </summary>
+    public static bool SparseApplies(BackwardGraph graph, string gradient, long[] shape) =>
+        graph.Sparse(gradient) && FloatTensor.ElementCount(shape) <= NativeOps.MaxSparseWeights;
+
     /// <summary>∂input of <c>Conv(x, w)</c>, where <see cref="Applies"/>, from the output's gradient.</summary>
     /// <param name="weight">The kernel's value in the graph, [C_out, C_in, kh, kw] (<paramref name="shape"/>).</param>
     /// <param name="input">The convolution's input shape (−1: the batch dimension).</param>
@@ -37,7 +44,7 @@ internal static class ColumnGradient
     public static string InputGradient(BackwardGraph graph, string gradient, string weight, long[] shape, long[] input, long[] output,
         long[] strides, long[] dilations, long[] begin, long[] end)
     {
-        if (graph.Sparse(gradient) && FloatTensor.ElementCount(shape) <= NativeOps.MaxSparseWeights)
+        if (SparseApplies(graph, gradient, shape))
             return graph.NativeNode(NativeOps.SparseConvTranspose, [gradient, weight], Window(shape, input, strides, dilations, begin, end));
         // Wᵀ as [C_in·kh·kw, C_out], row (c, a, b) tap (a, b) of input channel c (constant: folded when the session loads).
         var transposed = graph.Node("Reshape", [graph.Node("Transpose", [weight], BackwardGraph.Attribute("perm", [1, 2, 3, 0])), graph.Ints(-1, shape[0])]);
