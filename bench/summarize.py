@@ -386,6 +386,12 @@ if f"{a}.stage_forward_and_backward_guidedbackprop_ms" in figures:
           + "; ".join(f"{m} {x['winograd_race']} forward F(2×2) {race_ratio(x['forward_tile2_ratio'])}, backward F(2×2) {race_ratio(x['backward_tile2_ratio'])}, "
                       f"F(4×4) {race_ratio(x['backward_tile4_ratio'])}" for m, x in races) + ".")
         w("")
+    strided = [(m, x) for m in archs if exists(f"stages.{m}.1.jsonl") for x in read_json(f"stages.{m}.1.jsonl") if "strided_race" in x]
+    if strided:
+        w("The stride-2 forms' races (`WinogradRace.RaceStrided`, the same process; outputs×inputs×height×width of the convolution's input): "
+          "the forward's time ÷ ONNX Runtime's strided Conv, taken at ≤ 0.9, and the transposed input gradient's ÷ the product and Col2Im it replaces, "
+          "taken at ≤ 1: " + "; ".join(f"{m} {x['strided_race']} forward {x['forward_ratio']:.2f}, backward {x['backward_ratio']:.2f}" for m, x in strided) + ".")
+        w("")
     # The service's own races: its /metrics at the end of the run (the races of its imports, after each answer).
     served = service_races.decisions(metrics)
     if served:
