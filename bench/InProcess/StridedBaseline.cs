@@ -38,21 +38,10 @@ public static class StridedBaseline
             using var transpose = Open(narrow, wide, "ConvTranspose", "", pads, strides, BackwardGraph.Attribute("output_padding", [1, 1]));
             using var up = Open(narrow, wide, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("stride", 2),
                 BackwardGraph.Attribute("transposed", 1), BackwardGraph.Attribute("output_padding", [1, 1]));
-            (InferenceSession Session, OrtValue Input)[] sides = [(conv, x), (down, x), (transpose, dy), (up, dy)];
             using var runOptions = new RunOptions();
-            double Time((InferenceSession Session, OrtValue Input) side)
-            {
-                WinogradBaseline.Flush(flushed);
-                return Report.Milliseconds(() => side.Session.Run(runOptions, ["x"], [side.Input], ["y"]).Dispose());
-            }
-            for (var i = 0; i < 3; i++) foreach (var side in sides) Time(side);
-            var times = Enumerable.Range(0, repeats).Select(round =>
-            {
-                var order = round % 2 == 0 ? sides : sides.Reverse();
-                var measured = order.ToDictionary(side => side.Session, Time);
-                return sides.Select(side => measured[side.Session]).ToArray();
-            }).ToArray();
-            double P50(Func<double[], double> of) => Report.Percentile([.. times.Select(of).Order()], 0.5);
+            Action Side(InferenceSession session, OrtValue input) => () => session.Run(runOptions, ["x"], [input], ["y"]).Dispose();
+            var times = Report.InTurn([Side(conv, x), Side(down, x), Side(transpose, dy), Side(up, dy)], repeats, () => WinogradBaseline.Flush(flushed));
+            double P50(Func<double[], double> of) => Report.P50(times, of);
             Report.Line(("strided", $"{channels}x{size}x{size}"), ("batch", batch), ("conv_p50_ms", P50(t => t[0])), ("down_p50_ms", P50(t => t[1])),
                 ("down_ratio", P50(t => t[1] / t[0])), ("conv_transpose_p50_ms", P50(t => t[2])), ("up_p50_ms", P50(t => t[3])),
                 ("up_ratio", P50(t => t[3] / t[2])));

@@ -36,21 +36,9 @@ public static class WinogradBaseline
             using var tile4 = Kernel(4);
             using var x = OrtValue.CreateTensorValueFromMemory(input, shape);
             using var runOptions = new RunOptions();
-            InferenceSession[] sides = [ort, tile2, tile4];
-            double Time(InferenceSession session)
-            {
-                Flush(flushed);
-                return Report.Milliseconds(() => session.Run(runOptions, ["x"], [x], ["y"]).Dispose());
-            }
-            for (var i = 0; i < 3; i++) foreach (var side in sides) Time(side);
-            // Each round times the three sides, in turn one way then the other.
-            var times = Enumerable.Range(0, repeats).Select(round =>
-            {
-                var order = round % 2 == 0 ? sides : sides.Reverse();
-                var measured = order.ToDictionary(side => side, Time);
-                return sides.Select(side => measured[side]).ToArray();
-            }).ToArray();
-            double P50(Func<double[], double> of) => Report.Percentile([.. times.Select(of).Order()], 0.5);
+            Action Side(InferenceSession session) => () => session.Run(runOptions, ["x"], [x], ["y"]).Dispose();
+            var times = Report.InTurn([Side(ort), Side(tile2), Side(tile4)], repeats, () => Flush(flushed));
+            double P50(Func<double[], double> of) => Report.P50(times, of);
             Report.Line(("winograd", $"{channels}x{size}x{size}"), ("batch", batch), ("ort_p50_ms", P50(t => t[0])),
                 ("tile2_p50_ms", P50(t => t[1])), ("tile2_ratio", P50(t => t[1] / t[0])),
                 ("tile4_p50_ms", P50(t => t[2])), ("tile4_ratio", P50(t => t[2] / t[0])));

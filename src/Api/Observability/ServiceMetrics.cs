@@ -85,23 +85,16 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
         Header(text, "saliency_models_failed", "gauge", "Model folders in the store that failed to load on this replica.");
         text.AppendLine($"saliency_models_failed {store.Failed.Count}");
 
-        var races = WinogradRace.Raced.OrderBy(r => r.Shape).Select(r => (Shape: $"{r.Shape.Outputs}x{r.Shape.Inputs}x{r.Shape.Height}x{r.Shape.Width}", r.Outcome)).ToArray();
-        Header(text, "saliency_winograd_race_milliseconds", "gauge", "The Winograd kernel's races in this process, by shape (output and input channels, height and width raced): each side's fastest run. A forward's F(2x2) is taken at (f2x2 + reorders) <= 0.9 onnxruntime, a backward's kernel at f4x4 (or f2x2 past 256x256 channels) <= 0.9 onnxruntime.");
-        foreach (var (shape, outcome) in races)
-            foreach (var (side, milliseconds) in new[] { ("onnxruntime", outcome.Convolution), ("reorders", outcome.Reorders), ("f2x2", outcome.Kernel2), ("f4x4", outcome.Kernel4) })
-                if (double.IsFinite(milliseconds))
-                    text.AppendLine($"saliency_winograd_race_milliseconds{{shape=\"{shape}\",side=\"{side}\"}} {milliseconds.ToString("G4", CultureInfo.InvariantCulture)}");
-        var strided = WinogradRace.RacedStrided.OrderBy(r => r.Shape).Select(r => (Shape: $"{r.Shape.Outputs}x{r.Shape.Inputs}x{r.Shape.Height}x{r.Shape.Width}", r.Outcome)).ToArray();
-        Header(text, "saliency_winograd_stride2_race_milliseconds", "gauge", "The kernel's stride-2 races in this process, by shape (output and input channels, the input's height and width raced): each side's fastest run. A forward's stride-2 form is taken at stride2 <= 0.9 onnxruntime, a backward's transposed form at transposed <= columns (the product and scatter it replaces).");
-        foreach (var (shape, outcome) in strided)
-            foreach (var (side, milliseconds) in new[] { ("onnxruntime", outcome.Convolution), ("stride2", outcome.Kernel), ("columns", outcome.Columns), ("transposed", outcome.Transposed) })
-                if (double.IsFinite(milliseconds))
-                    text.AppendLine($"saliency_winograd_stride2_race_milliseconds{{shape=\"{shape}\",side=\"{side}\"}} {milliseconds.ToString("G4", CultureInfo.InvariantCulture)}");
+        static string Shape((long Outputs, long Inputs, long Height, long Width) s) => $"{s.Outputs}x{s.Inputs}x{s.Height}x{s.Width}";
+        var races = WinogradRace.Raced.OrderBy(r => r.Shape).Select(r => (Shape: Shape(r.Shape), Label: "", r.Outcome.RoundsAlone, Sides: new[]
+            { ("onnxruntime", r.Outcome.Convolution), ("reorders", r.Outcome.Reorders), ("f2x2", r.Outcome.Kernel2), ("f4x4", r.Outcome.Kernel4) })).ToArray();
+        var strided = WinogradRace.RacedStrided.OrderBy(r => r.Shape).Select(r => (Shape: Shape(r.Shape), Label: ",stride=\"2\"", r.Outcome.RoundsAlone, Sides: new[]
+            { ("onnxruntime", r.Outcome.Convolution), ("stride2", r.Outcome.Kernel), ("columns", r.Outcome.Columns), ("transposed", r.Outcome.Transposed) })).ToArray();
+        WriteRaces(text, "saliency_winograd_race_milliseconds", "The Winograd kernel's races in this process, by shape (output and input channels, height and width raced): each side's fastest run. A forward's F(2x2) is taken at (f2x2 + reorders) <= 0.9 onnxruntime, a backward's kernel at f4x4 (or f2x2 past 256x256 channels) <= 0.9 onnxruntime.", races);
+        WriteRaces(text, "saliency_winograd_stride2_race_milliseconds", "The kernel's stride-2 races in this process, by shape (output and input channels, the input's height and width raced): each side's fastest run. A forward's stride-2 form is taken at stride2 <= 0.9 onnxruntime, a backward's transposed form at transposed <= columns (the product and scatter it replaces).", strided);
         Header(text, "saliency_winograd_race_rounds_alone", "gauge", $"Of each race's {WinogradRace.Rounds} rounds, those that held this process's own ONNX Runtime runs off; the others waited {WinogradRace.Patience.TotalMilliseconds} ms for them to pause, then timed among them.");
-        foreach (var (shape, outcome) in races)
-            text.AppendLine($"saliency_winograd_race_rounds_alone{{shape=\"{shape}\"}} {outcome.RoundsAlone}");
-        foreach (var (shape, outcome) in strided)
-            text.AppendLine($"saliency_winograd_race_rounds_alone{{shape=\"{shape}\",stride=\"2\"}} {outcome.RoundsAlone}");
+        foreach (var (shape, label, roundsAlone, _) in races.Concat(strided))
+            text.AppendLine($"saliency_winograd_race_rounds_alone{{shape=\"{shape}\"{label}}} {roundsAlone}");
 
         if (TorchNativeLoader.OneDnn is { } oneDnn)
         {
@@ -109,6 +102,15 @@ public sealed class ServiceMetrics(ModelStore store, InferenceQueues queues)
             text.AppendLine($"saliency_onednn_info{{max_isa=\"{Escape(oneDnn.MaxIsa)}\",setting=\"{Escape(oneDnn.Setting)}\"}} 1");
         }
         return text.ToString();
+    }
+
+    /// <summary>Each race's sides by shape, in ms; a side that failed or was not raced has no line.</summary>
+    private static void WriteRaces(StringBuilder text, string name, string help, IEnumerable<(string Shape, string Label, int RoundsAlone, (string Side, double Milliseconds)[] Sides)> races)
+    {
+        Header(text, name, "gauge", help);
+        foreach (var (shape, _, _, sides) in races)
+            foreach (var (side, milliseconds) in sides.Where(s => double.IsFinite(s.Milliseconds)))
+                text.AppendLine($"{name}{{shape=\"{shape}\",side=\"{side}\"}} {milliseconds.ToString("G4", CultureInfo.InvariantCulture)}");
     }
 
     private static void WriteHistograms(StringBuilder text, string name, string help, IEnumerable<(string Labels, Histogram Histogram)> series)
