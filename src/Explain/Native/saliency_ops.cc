@@ -931,7 +931,7 @@ bool WideVectors() {
 // input gradient, two for each (Up).
 enum class Sampling { Same, Down, Up };
 
-// The stride-2 kinds (Down with M = 2, Up with M = 4) take the separable five-product algorithm
+// The stride-2 forms (Down with M = 2, Up with M = 4) take the separable five-product algorithm
 // instead of Winograd's: along an axis, two outputs of a stride-2 convolution from the cells c0..c4
 // under them, by taps g0..g2, are e0 + e1 + e3 and e1 + e2 + e4 of the products e0 = (c0 - c2)·g0,
 // e1 = c2·(g0 + g2), e2 = (c4 - c2)·g2, e3 = c1·g1, e4 = c3·g1; four cells of its transpose from
@@ -990,7 +990,7 @@ struct Winograd {
   static const Wide& WideAt(const float* p) { return *reinterpret_cast<const Wide*>(p); }
   static Wide& WideAt(float* p) { return *reinterpret_cast<Wide*>(p); }
 
-  // Bᵀ along one axis of a patch: T cells → T elements (for F(4×4), rows scaled by 2, 6, 6, 15/16,
+  // Bᵀ along one axis of a patch: T cells → P elements (for F(4×4), rows scaled by 2, 6, 6, 15/16,
   // 30 and 2 from the points' own, so that each is small integers; G's rows carry the inverse).
   template <typename V>
   __attribute__((always_inline)) static inline void InputAxis(const V (&d)[T], V (&o)[P]) {
@@ -1022,7 +1022,7 @@ struct Winograd {
     }
   }
 
-  // Aᵀ along one axis of a tile's products: T elements → M outputs (for F(4×4), the point 1/2's
+  // Aᵀ along one axis of a tile's products: P elements → M outputs (for F(4×4), the point 1/2's
   // column scaled by 8: its powers 1, 1/2, 1/4, 1/8 as 8, 4, 2, 1).
   __attribute__((always_inline)) static inline void OutputAxis(const Lanes (&m)[P], Lanes (&o)[M]) {
     if constexpr (S == Sampling::Down) {
