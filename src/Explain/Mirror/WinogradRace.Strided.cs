@@ -69,14 +69,8 @@ public sealed partial class WinogradRace
         var (halfHeight, halfWidth) = ((height + 1) / 2, (width + 1) / 2);
         long[] input = [1, inputs, height, width], output = [1, outputs, halfHeight, halfWidth], weightShape = [outputs, inputs, 3, 3];
         var random = new Random(1);
-        var weights = new float[outputs * inputs * 9];
-        foreach (ref var w in weights.AsSpan()) w = (float)(random.NextDouble() - 0.5) / inputs;
-        var sessions = new List<InferenceSession>();
-        InferenceSession Open(ModelProto model)
-        {
-            sessions.Add(open(model));
-            return sessions[^1];
-        }
+        var weights = Weights(random, outputs, inputs);
+        using var sessions = new RaceSessions(open);
         try
         {
             using var x = OrtValue.CreateTensorValueFromMemory(Noise(random, inputs * height * width), input);
@@ -84,10 +78,10 @@ public sealed partial class WinogradRace
             using var runOptions = new RunOptions();
             var (pads, strides) = (BackwardGraph.Attribute("pads", [1, 1, 1, 1]), BackwardGraph.Attribute("strides", [2, 2]));
             var stride = BackwardGraph.Attribute("stride", 2);
-            var conv = Open(Model(input, output, weightShape, weights, "Conv", "", pads, strides));
-            var kernel = Open(Model(input, output, weightShape, weights, NativeOps.WinogradConv, NativeOps.Domain, stride));
-            var columns = Open(ColumnsModel(output, input, weights));
-            var transposed = Open(Model(output, input, weightShape, weights, NativeOps.WinogradConv, NativeOps.Domain, stride,
+            var conv = sessions.Open(Model(input, output, weightShape, weights, "Conv", "", pads, strides));
+            var kernel = sessions.Open(Model(input, output, weightShape, weights, NativeOps.WinogradConv, NativeOps.Domain, stride));
+            var columns = sessions.Open(ColumnsModel(output, input, weights));
+            var transposed = sessions.Open(Model(output, input, weightShape, weights, NativeOps.WinogradConv, NativeOps.Domain, stride,
                 BackwardGraph.Attribute("transposed", 1), BackwardGraph.Attribute("output_padding", [height - (2 * halfHeight - 1), width - (2 * halfWidth - 1)])));
             var (times, roundsAlone) = TimeInTurn([(conv, x), (kernel, x), (columns, gradient), (transposed, gradient)], runOptions);
             return new StridedOutcome(times[0].Min(), times[1].Min(), times[2].Min(), times[3].Min()) { RoundsAlone = roundsAlone };
@@ -96,17 +90,6 @@ public sealed partial class WinogradRace
         {
             return StridedOutcome.Failed;
         }
-        finally
-        {
-            foreach (var session in sessions) session.Dispose();
-        }
-    }
-
-    private static float[] Noise(Random random, long count)
-    {
-        var values = new float[count];
-        foreach (ref var v in values.AsSpan()) v = (float)random.NextDouble() - 0.5f;
-        return values;
     }
 
     /// <summary>

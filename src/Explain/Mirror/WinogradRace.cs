@@ -96,28 +96,18 @@ public sealed partial class WinogradRace(Func<ModelProto, InferenceSession> open
     {
         long[] shape = [1, inputs, height, width];
         var random = new Random(1);
-        var weights = new float[outputs * inputs * 9];
-        foreach (ref var w in weights.AsSpan()) w = (float)(random.NextDouble() - 0.5) / inputs;
-        var input = new float[inputs * height * width];
-        foreach (ref var x in input.AsSpan()) x = (float)random.NextDouble() - 0.5f;
-        var sessions = new List<InferenceSession>();
-        InferenceSession? Open(ModelProto? model)
-        {
-            if (model is null) return null;
-            sessions.Add(open(model));
-            return sessions[^1];
-        }
+        var weights = Weights(random, outputs, inputs);
+        using var sessions = new RaceSessions(open);
         try
         {
-            using var x = OrtValue.CreateTensorValueFromMemory(input, shape);
+            using var x = OrtValue.CreateTensorValueFromMemory(Noise(random, inputs * height * width), shape);
             using var runOptions = new RunOptions();
             var pads = BackwardGraph.Attribute("pads", [1, 1, 1, 1]);
-            var ort = Open(Model(shape, outputs, weights, "Conv", "", pads));
-            var reorders = ReorderSession(x, shape, runOptions);
-            if (reorders is not null) sessions.Add(reorders);
-            var tile2 = Open(Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", WinogradConvolutions.SmallTile)));
+            var ort = sessions.Open(Model(shape, outputs, weights, "Conv", "", pads));
+            var reorders = sessions.Add(ReorderSession(x, shape, runOptions));
+            var tile2 = sessions.Open(Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", WinogradConvolutions.SmallTile)));
             // F(4×4) only where a one-sample pass may take it: a wider filter's session alone transforms 36 MiB.
-            var tile4 = Open(outputs * inputs <= WinogradConvolutions.OneSampleLargeTileProducts
+            var tile4 = sessions.Open(outputs * inputs <= WinogradConvolutions.OneSampleLargeTileProducts
                 ? Model(shape, outputs, weights, NativeOps.WinogradConv, NativeOps.Domain, BackwardGraph.Attribute("tile", WinogradConvolutions.LargeTile))
                 : null);
             var (times, roundsAlone) = TimeInTurn([(ort, x), (reorders, x), (tile2, x), (tile4, x)], runOptions);
@@ -130,9 +120,42 @@ public sealed partial class WinogradRace(Func<ModelProto, InferenceSession> open
         {
             return Outcome.Failed;
         }
-        finally
+    }
+
+    /// <summary>Random weights of a 3×3 convolution [outputs, inputs, 3, 3], its outputs of about its inputs' size.</summary>
+    private static float[] Weights(Random random, long outputs, long inputs)
+    {
+        var weights = new float[outputs * inputs * 9];
+        foreach (ref var w in weights.AsSpan()) w = (float)(random.NextDouble() - 0.5) / inputs;
+        return weights;
+    }
+
+    /// <summary>Random values in [-0.5, 0.5): a race's input.</summary>
+    private static float[] Noise(Random random, long count)
+    {
+        var values = new float[count];
+        foreach (ref var v in values.AsSpan()) v = (float)random.NextDouble() - 0.5f;
+        return values;
+    }
+
+    /// <summary>The sessions of one race, disposed with it.</summary>
+    private sealed class RaceSessions(Func<ModelProto, InferenceSession> open) : IDisposable
+    {
+        private readonly List<InferenceSession> _sessions = [];
+
+        /// <summary>A session of <paramref name="model"/> (null: none).</summary>
+        public InferenceSession? Open(ModelProto? model) => model is null ? null : Add(open(model));
+
+        /// <summary>Owns <paramref name="session"/> from now on (null: none).</summary>
+        public InferenceSession? Add(InferenceSession? session)
         {
-            foreach (var session in sessions) session.Dispose();
+            if (session is not null) _sessions.Add(session);
+            return session;
+        }
+
+        public void Dispose()
+        {
+            foreach (var session in _sessions) session.Dispose();
         }
     }
 

@@ -40,10 +40,9 @@ internal static class ConvOps
     /// <summary>
     /// With constant weights, ∂input is the transposed convolution of the output's gradient. At
     /// stride 1 it is written as a plain convolution with the kernel flipped and its channel axes
-    /// swapped (ONNX Runtime's fastest kernels); a stride-2 3×3 one with one cell of padding as the
-    /// kernel's transposed form where <see cref="WinogradConvolutions.TakesStrided"/>; another strided
-    /// 2-D one (or one padded past its kernel) as a matrix product and the engine's own scatter of
-    /// its columns (<see cref="ColumnGradient"/>);
+    /// swapped (ONNX Runtime's fastest kernels); a strided 2-D one (or one padded past its kernel)
+    /// as the engine's own kernels write it (<see cref="ColumnGradient"/>: a product and the scatter
+    /// of its columns, or a stride-2 3×3 one as the Winograd kernel's transposed form);
     /// otherwise as ConvTranspose, whose output_padding restores the rows the stride dropped.
     /// </summary>
     [OnnxGradient("Conv")]
@@ -70,10 +69,6 @@ internal static class ConvOps
                     return [graph.NativeNode(NativeOps.WinogradConv, [gradient, flipped], BackwardGraph.Attribute("tile", tile)), null, null];
                 return [graph.Node("Conv", [gradient, flipped], [.. common, BackwardGraph.Attribute("pads", flippedPads)]), null, null];
             }
-            if (group == 1 && kernel is [3, 3] && strides is [2, 2] && dilations.All(d => d == 1) && begin is [1, 1] && end is [1, 1]
-                && input[2] > 0 && input[3] > 0 && !ColumnGradient.SparseApplies(graph, gradient, w.shape) && graph.Winograd.TakesStrided(w.shape[0], w.shape[1], input[2], input[3], forward: false))
-                return [graph.NativeNode(NativeOps.WinogradConv, [gradient, graph.ConstantInput(n, 1)], BackwardGraph.Attribute("stride", 2),
-                    BackwardGraph.Attribute("transposed", 1), BackwardGraph.Attribute("output_padding", [input[2] - (2 * output[2] - 1), input[3] - (2 * output[3] - 1)])), null, null];
             if (ColumnGradient.Applies(graph, spatial, group, kernel))
                 return [ColumnGradient.InputGradient(graph, gradient, graph.ConstantInput(n, 1), w.shape, input, output, strides, dilations, begin, end), null, null];
             if (ColumnGradient.AppliesDepthwise(graph, spatial, group, w.shape))
