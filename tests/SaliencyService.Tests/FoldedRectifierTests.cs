@@ -148,7 +148,7 @@ public sealed class FoldedRectifierTests
         var producers = nodes.ToDictionary(n => n.Output[0]);
         // r2's gradient: c3's input gradient adds the shortcut's transposed convolution as its
         // residual and gates by r2.
-        var scatter = Assert.Single(nodes, n => n.OpType == kernel && n.Input.Count > residual && (kernel == NativeOps.Col2Im || n.Attribute.Any(a => a.Name == "transposed")));
+        var scatter = Assert.Single(nodes, n => n.OpType == kernel && n.Input.Count > residual && (kernel == NativeOps.Col2Im || n.Attribute.Any(a => a is { Name: "stride", I: 2 })));
         Assert.Equal("ConvTranspose", producers[scatter.Input[residual]].OpType);
         Assert.Equal("r2", scatter.Input[residual + 1]);
         Assert.Equal(2, scatter.Attribute.Single(a => a.Name == "rectify").I);

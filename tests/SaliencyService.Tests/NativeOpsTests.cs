@@ -473,8 +473,10 @@ public sealed partial class NativeOpsTests
             .Node("WinogradConv", ["x", "w", "none", "none", "g"], ["y"], Int("rectify", 3)).Output("y").Model()).ToByteArray(), "rectify"];
         OnnxTestModel Kernel() => new OnnxTestModel(13, [1, 2, 4, 4]).Initializer("w", new float[18], 1, 2, 3, 3);
         yield return ["WinogradConv with stride 3", InNativeDomain(Kernel().Node("WinogradConv", ["x", "w"], ["y"], Int("stride", 3)).Output("y").Model()).ToByteArray(), "stride"];
-        yield return ["WinogradConv transposed with stride 1", InNativeDomain(Kernel().Node("WinogradConv", ["x", "w"], ["y"], Int("transposed", 1))
+        yield return ["WinogradConv with transposed 2", InNativeDomain(Kernel().Node("WinogradConv", ["x", "w"], ["y"], Int("transposed", 2))
             .Output("y").Model()).ToByteArray(), "transposed"];
+        yield return ["WinogradConv transposed at stride 1 with a kernel of another shape", InNativeDomain(Kernel()
+            .Node("WinogradConv", ["x", "w"], ["y"], Int("transposed", 1)).Output("y").Model()).ToByteArray(), "W [C, K, 3, 3]"];
         yield return ["WinogradConv transposed with an output padding of 2", InNativeDomain(Kernel()
             .Node("WinogradConv", ["x", "w"], ["y"], Int("stride", 2), Int("transposed", 1), Ints("output_padding", 0, 2)).Output("y").Model()).ToByteArray(), "output_padding"];
         yield return ["WinogradConv transposed with a kernel of another shape", InNativeDomain(Kernel()

@@ -29,7 +29,9 @@
 // Gray, 2016): each output M×M tile is (M + 2)² products of a transformed input tile with the
 // transformed filter instead of 9·M² multiply-adds (16 for 36; 36 for 144). F(4×4) rounds several
 // times more (its transforms' coefficients reach 8): 1-2e-5 of outputs of about one at 1,100
-// channels, with the interpolation points below (2.7-5e-5 with Lavin's).
+// channels, with the interpolation points below (2.7-5e-5 with Lavin's). With transposed = 1 it is
+// that convolution's transpose, its input gradient: W its own weights [C, K, 3, 3] for X
+// [N, C, H, W], read with the kernel flipped and the channel axes swapped as they are transformed.
 // With stride = 2 it is a stride-2 3×3 convolution with one cell of padding (Y ⌈H/2⌉ × ⌈W/2⌉), and
 // with transposed = 1 as well, that convolution's transpose (its input gradient: W its own weights
 // [C, K, 3, 3] for X [N, C, H, W], Y 2H - 1 + output_padding high, likewise wide), both by a
@@ -1048,8 +1050,10 @@ struct Winograd {
   // U = G g Gᵀ per (k, c), [C][6] for each element and group of six output channels (zeros past
   // K): a product block's six filter values per channel lie together. Worked in double, rounded once.
   // The [C][6] parts are laid out in the order the products read them (FilterOffset).
-  // Up's W is a transposed convolution's, [C, K, 3, 3] (the stride-2 convolution's own weights).
-  static FloatBuffer Transform(const float* w, int64_t k, int64_t c) {
+  // Up's W is a transposed convolution's, [C, K, 3, 3] (the stride-2 convolution's own weights); so
+  // is a flipped one's (a stride-1 convolution's own weights for its input gradient), each kernel
+  // read reversed: the input gradient is the convolution by the flipped kernel.
+  static FloatBuffer Transform(const float* w, int64_t k, int64_t c, bool flipped = false) {
     static constexpr double g2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
     static constexpr double g4[6][3] = {{1.0 / 2, 0, 0},           {1.0 / 6, 1.0 / 6, 1.0 / 6},    {1.0 / 6, -1.0 / 6, 1.0 / 6},
                                         {2.0 / 15, 1.0 / 15, 1.0 / 30}, {1.0 / 30, -1.0 / 15, 2.0 / 15}, {0, 0, 1.0 / 2}};
@@ -1061,7 +1065,9 @@ struct Winograd {
     FloatBuffer u(static_cast<size_t>(E * groups * Rows * c), 0.0f);
     for (int64_t o = 0; o < k; ++o)
       for (int64_t i = 0; i < c; ++i) {
-        const float* f = w + (S == Sampling::Up ? i * k + o : o * c + i) * 9;
+        const float* read = w + (S == Sampling::Up || flipped ? i * k + o : o * c + i) * 9;
+        float f[9];
+        for (int j = 0; j < 9; ++j) f[j] = read[flipped ? 8 - j : j];
         double t[P][3];
         for (int a = 0; a < P; ++a)
           for (int b = 0; b < 3; ++b) t[a][b] = g[a][0] * f[b] + g[a][1] * f[3 + b] + g[a][2] * f[6 + b];
@@ -1667,26 +1673,29 @@ struct Winograd {
   }
 };
 
-// See the file's head. W is transformed once where it is a constant (the backward's flipped
-// weights are), else on every call.
+// See the file's head. W is transformed once where it is a constant (a backward's, the forward's
+// own weights read flipped, are), else on every call.
 struct WinogradConv {
   // Which form the attributes ask for: stride 1 with tile 2 or 4, stride 2 (tile 2), or with
-  // transposed = 1 a stride-2 convolution's transpose (tile 4); Invalid for anything else.
+  // transposed = 1 a stride-2 convolution's transpose (tile 4); Invalid for anything else. A
+  // stride-1 transpose is a stride-1 form whose W is read flipped (swapped_).
   enum class Form { Invalid, Tile2, Tile4, Down, Up };
 
   static Form FormOf(int64_t stride, int64_t tile, int64_t transposed) {
-    if (stride == 1 && transposed == 0) return tile == 2 ? Form::Tile2 : tile == 4 ? Form::Tile4 : Form::Invalid;
+    if (stride == 1 && (transposed == 0 || transposed == 1)) return tile == 2 ? Form::Tile2 : tile == 4 ? Form::Tile4 : Form::Invalid;
     if (stride == 2) return transposed == 0 ? Form::Down : transposed == 1 ? Form::Up : Form::Invalid;
     return Form::Invalid;
   }
   static constexpr const char* FormRequirement =
-      "WinogradConv: tile must be 2 or 4 with stride 1, stride 1 or 2, transposed 0 or 1 (with stride 2), "
+      "WinogradConv: tile must be 2 or 4 with stride 1, stride 1 or 2, transposed 0 or 1, "
       "and output_padding two of 0 or 1 (with transposed 1)";
 
   WinogradConv(const OrtApi* api, const OrtKernelInfo* info) : api_(api) {
     Ort::ConstKernelInfo attributes(info);
     relu_ = Optional<int64_t>(attributes, "relu", 0) != 0;
-    form_ = FormOf(Optional<int64_t>(attributes, "stride", 1), Optional<int64_t>(attributes, "tile", 2), Optional<int64_t>(attributes, "transposed", 0));
+    const int64_t transposed = Optional<int64_t>(attributes, "transposed", 0);
+    form_ = FormOf(Optional<int64_t>(attributes, "stride", 1), Optional<int64_t>(attributes, "tile", 2), transposed);
+    swapped_ = transposed == 1;
     try {
       padding_ = attributes.GetAttributes<int64_t>("output_padding");
     } catch (const Ort::Exception&) {
@@ -1706,8 +1715,8 @@ struct WinogradConv {
       Ort::ConstValue value(w);
       const auto shape = value.GetTensorTypeAndShapeInfo().GetShape();
       if (!FilterShape(shape)) return;
-      outputs_ = Outputs(form_, shape);
-      inputs_ = Inputs(form_, shape);
+      outputs_ = Outputs(swapped_, shape);
+      inputs_ = Inputs(swapped_, shape);
       filter_ = Transform(value.GetTensorData<float>(), outputs_, inputs_);
     } catch (const std::exception&) {
       filter_.clear(); // transformed on each call instead
@@ -1727,9 +1736,10 @@ struct WinogradConv {
         return fallback;
       }
     };
-    const Form form = FormOf(attribute("stride", 1), attribute("tile", 2), attribute("transposed", 0));
+    const int64_t transposed = attribute("transposed", 0);
+    const Form form = FormOf(attribute("stride", 1), attribute("tile", 2), transposed);
     if (x.size() != 4 || w.size() != 4 || form == Form::Invalid) return false;
-    const auto& k = form == Form::Up ? w[1] : w[0];
+    const auto& k = transposed == 1 ? w[1] : w[0];
     if (!k.IsInt()) return false;
     if (form == Form::Tile2 || form == Form::Tile4) {
       shape = {x[0], k, x[2], x[3]};
@@ -1758,10 +1768,10 @@ struct WinogradConv {
       if (!gate_.Valid()) return Ort::Status((std::string("WinogradConv: ") + RectifierGate::Requirement).c_str(), ORT_INVALID_ARGUMENT);
       const auto& xs = x.Shape();
       const auto& ws = w.Shape();
-      if (xs.size() != 4 || !FilterShape(ws) || Inputs(form_, ws) != xs[1])
-        return Ort::Status(form_ == Form::Up ? "WinogradConv: X must be [N, C, H, W] and W [C, K, 3, 3]" : "WinogradConv: X must be [N, C, H, W] and W [K, C, 3, 3]",
+      if (xs.size() != 4 || !FilterShape(ws) || Inputs(swapped_, ws) != xs[1])
+        return Ort::Status(swapped_ ? "WinogradConv: X must be [N, C, H, W] and W [C, K, 3, 3]" : "WinogradConv: X must be [N, C, H, W] and W [K, C, 3, 3]",
                            ORT_INVALID_ARGUMENT);
-      const int64_t k = Outputs(form_, ws);
+      const int64_t k = Outputs(swapped_, ws);
       const std::vector<int64_t> ys{xs[0], k, Sized(form_, xs[2], padding_[0]), Sized(form_, xs[3], padding_[1])};
       if (ys[2] < 0 || ys[3] < 0) return Ort::Status("WinogradConv: a transposed X must be at least one cell high and wide", ORT_INVALID_ARGUMENT);
       const Ort::Custom::Tensor<float>* bias = Given(b);
@@ -1803,9 +1813,9 @@ struct WinogradConv {
   static bool FilterShape(const std::vector<int64_t>& w) { return w.size() == 4 && w[0] >= 0 && w[1] >= 0 && w[2] == 3 && w[3] == 3; }
   static bool ValidPadding(const std::vector<int64_t>& p) { return p.size() == 2 && p[0] >= 0 && p[0] <= 1 && p[1] >= 0 && p[1] <= 1; }
 
-  // Y's channels and X's from W's shape.
-  static int64_t Outputs(Form form, const std::vector<int64_t>& w) { return form == Form::Up ? w[1] : w[0]; }
-  static int64_t Inputs(Form form, const std::vector<int64_t>& w) { return form == Form::Up ? w[0] : w[1]; }
+  // Y's channels and X's from W's shape: [K, C, 3, 3], or swapped (a transpose's) [C, K, 3, 3].
+  static int64_t Outputs(bool swapped, const std::vector<int64_t>& w) { return swapped ? w[1] : w[0]; }
+  static int64_t Inputs(bool swapped, const std::vector<int64_t>& w) { return swapped ? w[0] : w[1]; }
 
   // Y's size along an axis of `size` input cells (padding: the transpose's output_padding there).
   static int64_t Sized(Form form, int64_t size, int64_t padding) {
@@ -1814,10 +1824,10 @@ struct WinogradConv {
 
   FloatBuffer Transform(const float* w, int64_t k, int64_t c) const {
     switch (form_) {
-      case Form::Tile4: return Winograd<4>::Transform(w, k, c);
+      case Form::Tile4: return Winograd<4>::Transform(w, k, c, swapped_);
       case Form::Down: return Winograd<2, Sampling::Down>::Transform(w, k, c);
       case Form::Up: return Winograd<4, Sampling::Up>::Transform(w, k, c);
-      default: return Winograd<2>::Transform(w, k, c);
+      default: return Winograd<2>::Transform(w, k, c, swapped_);
     }
   }
 
@@ -1825,6 +1835,7 @@ struct WinogradConv {
   FloatBuffer filter_;
   int64_t outputs_ = -1, inputs_ = -1;
   Form form_ = Form::Tile2;
+  bool swapped_ = false; // transposed: W is [C, K, 3, 3]; at stride 1 read flipped
   std::vector<int64_t> padding_{0, 0};
   bool relu_ = false;
   RectifierGate gate_;

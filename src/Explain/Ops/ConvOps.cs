@@ -61,12 +61,15 @@ internal static class ConvOps
             var gradient = n.OutputGradients[0]!;
             if (strides.All(s => s == 1) && Enumerable.Range(0, spatial).All(i => begin[i] <= reach[i] && end[i] <= reach[i]))
             {
-                var flipped = graph.FlippedKernel(graph.ConstantInput(n, 1), w.shape, group);
                 long[] flippedPads = [.. reach.Zip(begin, (r, b) => r - b), .. reach.Zip(end, (r, e) => r - e)];
-                // The flipped kernel's outputs are the forward's inputs, and its inputs the forward's outputs.
+                // The flipped kernel's outputs are the forward's inputs, and its inputs the forward's
+                // outputs. The Winograd kernel flips the forward's own weights as it transforms them,
+                // so no flipped copy is folded and kept beside them.
                 if (group == 1 && kernel is [3, 3] && dilations.All(d => d == 1) && flippedPads.All(p => p == 1)
                     && graph.Winograd.BackwardTile(w.shape[1], w.shape[0], input[2], input[3]) is long tile)
-                    return [graph.NativeNode(NativeOps.WinogradConv, [gradient, flipped], BackwardGraph.Attribute("tile", tile)), null, null];
+                    return [graph.NativeNode(NativeOps.WinogradConv, [gradient, graph.ConstantInput(n, 1)], BackwardGraph.Attribute("tile", tile),
+                        BackwardGraph.Attribute("transposed", 1)), null, null];
+                var flipped = graph.FlippedKernel(graph.ConstantInput(n, 1), w.shape, group);
                 return [graph.Node("Conv", [gradient, flipped], [.. common, BackwardGraph.Attribute("pads", flippedPads)]), null, null];
             }
             if (ColumnGradient.Applies(graph, spatial, group, kernel))
