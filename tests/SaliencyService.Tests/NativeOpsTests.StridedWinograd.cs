@@ -85,22 +85,8 @@ public sealed partial class NativeOpsTests
         var (oh, ow) = (2 * height - 1 + padHeight, 2 * width - 1 + padWidth);
         var residual = Parity.RandomInput([samples * outputs * oh * ow], 84, -1, 1);
         var gate = Parity.RandomInput([samples * outputs * oh * ow], 85, -1, 2);
-        var expected = new double[samples * outputs * oh * ow];
-        for (var n = 0; n < samples; n++)
-        for (var c = 0; c < channels; c++)
-        for (var i = 0; i < height; i++)
-        for (var j = 0; j < width; j++)
-        for (var k = 0; k < outputs; k++)
-        for (var a = 0; a < 3; a++)
-        for (var b = 0; b < 3; b++)
-        {
-            var (y, z) = (2 * i + a - 1, 2 * j + b - 1);
-            if (y >= 0 && y < oh && z >= 0 && z < ow)
-                expected[((n * outputs + k) * oh + y) * ow + z] += (double)dy[((n * channels + c) * height + i) * width + j] * w[((c * outputs + k) * 3 + a) * 3 + b];
-        }
-        if (fused)
-            for (var i = 0; i < expected.Length; i++)
-                expected[i] = gate[i] > 0 ? Math.Max(expected[i] + residual[i], 0) : 0;
+        var expected = Transpose3x3(dy, w, samples, channels, outputs, height, width, 2, oh, ow);
+        if (fused) GuidedGate(expected, residual, gate);
         (string, float[], long[])[] inputs = fused
             ? [("x", dy, [samples, channels, height, width]), ("r", residual, [samples, outputs, oh, ow]), ("g", gate, [samples, outputs, oh, ow])]
             : [("x", dy, [samples, channels, height, width])];

@@ -30,22 +30,8 @@ public sealed partial class NativeOpsTests
         var w = Parity.RandomInput([channels * outputs * 9], 93, -scale, scale); // [C (dY's), K (dX's), 3, 3]
         var residual = Parity.RandomInput([samples * outputs * height * width], 94, -1, 1);
         var gate = Parity.RandomInput([samples * outputs * height * width], 95, -1, 2);
-        var expected = new double[samples * outputs * height * width];
-        for (var n = 0; n < samples; n++)
-        for (var c = 0; c < channels; c++)
-        for (var i = 0; i < height; i++)
-        for (var j = 0; j < width; j++)
-        for (var k = 0; k < outputs; k++)
-        for (var a = 0; a < 3; a++)
-        for (var b = 0; b < 3; b++)
-        {
-            var (y, z) = (i + a - 1, j + b - 1);
-            if (y >= 0 && y < height && z >= 0 && z < width)
-                expected[((n * outputs + k) * height + y) * width + z] += (double)dy[((n * channels + c) * height + i) * width + j] * w[((c * outputs + k) * 3 + a) * 3 + b];
-        }
-        if (fused)
-            for (var i = 0; i < expected.Length; i++)
-                expected[i] = gate[i] > 0 ? Math.Max(expected[i] + residual[i], 0) : 0;
+        var expected = Transpose3x3(dy, w, samples, channels, outputs, height, width, 1, height, width);
+        if (fused) GuidedGate(expected, residual, gate);
         var shape = new long[] { samples, outputs, height, width };
         var inputs = new List<(string, float[], long[])> { ("x", dy, [samples, channels, height, width]) };
         if (!constantWeights) inputs.Add(("w", w, [channels, outputs, 3, 3]));
@@ -63,5 +49,36 @@ public sealed partial class NativeOpsTests
             Assert.Equal(new[] { -1, outputs, height, width }, session.OutputMetadata["y"].Dimensions);
             AssertRuns(session, expected, Tolerance(tile), [.. inputs]);
         }
+    }
+
+    /// <summary>
+    /// A padded 3×3 convolution's transpose in float64, from the definition: each cell of dY
+    /// [N, C, H, W] scattered through W [C, K, 3, 3] into dX [N, K, outHeight, outWidth] at
+    /// stride × its position, one cell back (the forward's padding).
+    /// </summary>
+    private static double[] Transpose3x3(float[] dy, float[] w, int samples, int channels, int outputs, int height, int width, int stride,
+        int outHeight, int outWidth)
+    {
+        var dx = new double[samples * outputs * outHeight * outWidth];
+        for (var n = 0; n < samples; n++)
+        for (var c = 0; c < channels; c++)
+        for (var i = 0; i < height; i++)
+        for (var j = 0; j < width; j++)
+        for (var k = 0; k < outputs; k++)
+        for (var a = 0; a < 3; a++)
+        for (var b = 0; b < 3; b++)
+        {
+            var (y, z) = (stride * i + a - 1, stride * j + b - 1);
+            if (y >= 0 && y < outHeight && z >= 0 && z < outWidth)
+                dx[((n * outputs + k) * outHeight + y) * outWidth + z] += (double)dy[((n * channels + c) * height + i) * width + j] * w[((c * outputs + k) * 3 + a) * 3 + b];
+        }
+        return dx;
+    }
+
+    /// <summary>What a backward's fused kernel writes for guided backprop: the residual added, then the positive part where the rectifier's output G is open.</summary>
+    private static void GuidedGate(double[] values, float[] residual, float[] gate)
+    {
+        for (var i = 0; i < values.Length; i++)
+            values[i] = gate[i] > 0 ? Math.Max(values[i] + residual[i], 0) : 0;
     }
 }
