@@ -228,16 +228,18 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         var manifest = ModelInspection.ParseManifest(manifestJson);
         var modelFile = Path.Combine(stagingDirectory, StoreLayout.ModelFile);
         File.SetLastWriteTimeUtc(modelFile, DateTime.UtcNow); // = importedAt
-        // On disk before the publish rename makes it visible, as the staged JSON files are; flushed
-        // while the model is checked, not before (a 46 MB model's fsync took ~35 ms).
-        var flushed = Task.Run(() => FlushToDisk(modelFile), CancellationToken.None);
         var version = ModelVersion.New(sha256 ?? await Sha256Async(modelFile, cancellationToken), ModelVersion.Read(Layout.ModelDirectory(name)));
         await version.WriteAsync(stagingDirectory, manifest, cancellationToken);
+        // Each staged file is on disk before the publish rename makes the folder visible. They are
+        // flushed while the model is checked, not before, and after the last write before it: a 46 MB
+        // model's fsync took ~35 ms, and a small file's write or fsync behind it waited for it.
+        var written = FlushToDiskAsync(modelFile, Path.Combine(stagingDirectory, StoreLayout.ManifestFile));
         var model = loader.Open(stagingDirectory, name, untrusted: true);
         try
         {
             await StoredVerdict.WriteAsync(stagingDirectory, model.Descriptor.Sha256, model.Descriptor.Explain, cancellationToken);
-            await flushed;
+            await written;
+            await FlushToDiskAsync(Path.Combine(stagingDirectory, StoredVerdict.File));
             return model;
         }
         catch
@@ -247,11 +249,14 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         }
     }
 
-    private static void FlushToDisk(string path)
+    private static Task FlushToDiskAsync(params string[] paths) => Task.Run(() =>
     {
-        using var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
-        file.Flush(flushToDisk: true);
-    }
+        foreach (var path in paths)
+        {
+            using var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
+            file.Flush(flushToDisk: true);
+        }
+    }, CancellationToken.None);
 
     /// <summary>Deletes a model; requests already running on it finish first.</summary>
     public async Task DeleteAsync(string name)

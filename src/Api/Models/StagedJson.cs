@@ -4,8 +4,9 @@ using SaliencyService.Explain.Engine;
 namespace SaliencyService.Api.Models;
 
 /// <summary>
-/// Writes a JSON file into a staging folder, on disk before the folder's publish rename makes it
-/// visible (so no replica can see the folder without it).
+/// Writes a JSON file into a staging folder. The caller flushes it to disk before the folder's
+/// publish rename makes it visible (so no replica can see the folder without it), while other work
+/// goes on: <see cref="ModelStore.StageAsync"/>.
 /// </summary>
 public static class StagedJson
 {
@@ -14,6 +15,5 @@ public static class StagedJson
         await using var file = new FileStream(path, FileMode.Create, FileAccess.Write);
         await JsonSerializer.SerializeAsync(file, value, ModelInspection.Json, cancellationToken);
         await file.FlushAsync(cancellationToken);
-        file.Flush(flushToDisk: true);
     }
 }
