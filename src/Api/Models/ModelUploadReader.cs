@@ -70,7 +70,7 @@ public static class ModelUploadReader
             await target.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
         }
         if (total == 0) throw ProblemException.Unprocessable("The model file is empty.");
-        await target.FlushAsync(cancellationToken); // to the system; to the disk while it is checked (ModelStore.ImportAsync)
+        await target.FlushAsync(cancellationToken); // to the system; to the disk while it is checked (ModelStore.StageAsync)
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
