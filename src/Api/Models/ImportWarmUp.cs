@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.IO.Pipelines;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Json;
 using Microsoft.Extensions.Options;
@@ -9,9 +8,9 @@ namespace SaliencyService.Api.Models;
 
 /// <summary>
 /// The service's side of an import, run once before readiness on the bundled demo CNN and never
-/// published: its multipart upload read into a temporary folder as it arrives (in chunks, as from a
-/// socket), checked in the spare child, loaded and built from the child's plan and verdict
-/// (<see cref="ModelStore.StageAsync"/>), its descriptor written as the answer's JSON. Otherwise the
+/// published: its multipart upload read from memory into a temporary folder, checked in the spare
+/// child, loaded and built from the child's plan and verdict (<see cref="ModelStore.StageAsync"/>),
+/// its descriptor written as the answer's JSON (first import's answer: 29–39 → 2–8 ms). Otherwise the
 /// first user import after a start compiles all that code (resnet18 straight after readiness with
 /// no demos seeded: 1.13–1.46 s, against 0.97–1.07 s after this warm-up and ~0.75 s for the
 /// imports after it).
@@ -27,15 +26,12 @@ public sealed class ImportWarmUp(ModelStore store, IOptions<JsonOptions> json, I
         var started = Stopwatch.GetTimestamp();
         try
         {
-            var (request, sent) = await UploadOf(demo, cancellationToken);
+            var request = await UploadOf(demo, cancellationToken);
             // Outside the store: nothing of it is ever seen there, by this process or a replica.
             var staging = Directory.CreateTempSubdirectory("saliency-import-warm-up-").FullName;
             try
             {
-                ModelUpload upload;
-                await using (request.Body) // its end completes the sender, read or not
-                    upload = await ModelUploadReader.ReadAsync(request, staging, long.MaxValue, cancellationToken);
-                await sent;
+                var upload = await ModelUploadReader.ReadAsync(request, staging, long.MaxValue, cancellationToken);
                 var model = await store.StageAsync(staging, Name, upload.ManifestJson, cancellationToken, upload.Sha256);
                 try
                 {
@@ -59,11 +55,8 @@ public sealed class ImportWarmUp(ModelStore store, IOptions<JsonOptions> json, I
         }
     }
 
-    /// <summary>
-    /// The demo folder as a client uploads a model: a multipart form with its file and manifest, its
-    /// body arriving in socket-sized chunks, so the reader's waits complete as they do for a client.
-    /// </summary>
-    private static async Task<(HttpRequest Request, Task Sent)> UploadOf(string demo, CancellationToken cancellationToken)
+    /// <summary>The demo folder as a client uploads a model: a multipart form with its file and manifest.</summary>
+    private static async Task<HttpRequest> UploadOf(string demo, CancellationToken cancellationToken)
     {
         using var form = new MultipartFormDataContent
         {
@@ -72,19 +65,12 @@ public sealed class ImportWarmUp(ModelStore store, IOptions<JsonOptions> json, I
         };
         var manifest = Path.Combine(demo, StoreLayout.ManifestFile);
         if (File.Exists(manifest)) form.Add(new StringContent(await File.ReadAllTextAsync(manifest, cancellationToken)), "manifest");
-        var body = await form.ReadAsByteArrayAsync(cancellationToken);
-        var pipe = new Pipe();
+        var body = new MemoryStream();
+        await form.CopyToAsync(body, cancellationToken);
+        body.Position = 0;
         var request = new DefaultHttpContext().Request;
         request.ContentType = form.Headers.ContentType!.ToString();
-        request.Body = pipe.Reader.AsStream();
-        return (request, SendAsync(body, pipe.Writer, cancellationToken));
-    }
-
-    private static async Task SendAsync(byte[] body, PipeWriter writer, CancellationToken cancellationToken)
-    {
-        const int Chunk = 64 * 1024;
-        for (var sent = 0; sent < body.Length; sent += Chunk)
-            if ((await writer.WriteAsync(body.AsMemory(sent, Math.Min(Chunk, body.Length - sent)), cancellationToken)).IsCompleted) break;
-        await writer.CompleteAsync();
+        request.Body = body;
+        return request;
     }
 }
