@@ -234,7 +234,7 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         // flushed while the model is checked, not before, and after the last write before it: a 46 MB
         // model's fsync took ~35 ms, and a small file's write or fsync behind it waited for it.
         var written = FlushToDiskAsync(modelFile, Path.Combine(stagingDirectory, StoreLayout.ManifestFile));
-        var model = loader.Open(stagingDirectory, name, untrusted: true);
+        var model = loader.Open(stagingDirectory, name, untrusted: true, version); // as written: not read back
         try
         {
             await StoredVerdict.WriteAsync(stagingDirectory, model.Descriptor.Sha256, model.Descriptor.Explain, cancellationToken);
