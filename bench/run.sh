@@ -82,6 +82,11 @@ hey_run() {
   fi
 }
 
+# The floor under predict ÷ bare: the same upload to a model that does next to nothing, timed in
+# the same blocks (HTTP, the multipart body and the answer, without an engine).
+/usr/bin/python3 bench/http_floor_model.py "$work/http_floor.onnx"
+curl -sf -o /dev/null -F "file=@$work/http_floor.onnx" -F name=http-floor -F "manifest=<$work/models/resnet18/model.json" "$base/v1/models"
+
 for arch in "${archs[@]}"; do
   models="$work/models/$arch"
   tensor=$models/tensor.body
@@ -112,6 +117,7 @@ for arch in "${archs[@]}"; do
       for ((b = 1; b <= $(scale 5); b++)); do
         hey_run block_predict.$arch.$r.$b "$(scale 100)" 1 "$tensor" "/v1/models/$arch/predict"
         hey_run block_guided_backprop.$arch.$r.$b "$(scale 40)" 1 "$tensor" "/v1/models/$arch/explain?format=npy"
+        hey_run block_http_floor.$arch.$r.$b "$(scale 100)" 1 "$tensor" "/v1/models/http-floor/predict"
         $in_process bare "$models/model.onnx" "$models/input.npy" 2 1 > "$raw/block_bare.$arch.$r.$b.jsonl"
         $python bench/torch_baseline.py --block "$work/models" "$(scale 40)" "$threads" "$arch" > "$raw/block_torch.$arch.$r.$b.json" 2>/dev/null
       done

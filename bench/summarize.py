@@ -69,6 +69,8 @@ def blocks(arch, r):
                       "bare": read_json(f"block_bare.{arch}.{r}.{b}.jsonl")[0]["p50_ms"]})
         if exists(f"block_torch.{arch}.{r}.{b}.json"):
             found[-1]["torch"] = statistics.median(read_json(f"block_torch.{arch}.{r}.{b}.json")["guided_backprop_ms"])
+        if exists(f"block_http_floor.{arch}.{r}.{b}.csv"):
+            found[-1]["http_floor"] = hey(f"block_http_floor.{arch}.{r}.{b}")["p50_ms"]
         b += 1
     return found
 
@@ -172,6 +174,9 @@ for a in archs:
                         ("guided_backprop_over_predict", lambda x: x["guided_backprop"] / x["predict"]),
                         ("guided_backprop_over_bare", lambda x: x["guided_backprop"] / x["bare"])]:
             add(f"{a}.block_{key}", [statistics.median(of(x) for x in run) for run in by_run])
+        if all("http_floor" in x for run in by_run for x in run):
+            for key, of in [("http_floor_ms", lambda x: x["http_floor"]), ("http_floor_over_bare", lambda x: x["http_floor"] / x["bare"])]:
+                add(f"{a}.block_{key}", [statistics.median(of(x) for x in run) for run in by_run])
         if all("torch" in x for run in by_run for x in run):
             for key, of in [("torch_guided_backprop_ms", lambda x: x["torch"]),
                             ("guided_backprop_over_torch", lambda x: x["guided_backprop"] / x["torch"])]:
@@ -335,6 +340,12 @@ ratio = memory["after_1000"] / memory["after_100"]
 w(f"| RSS after 1,000 explains within 10% of after 100 | {memory['after_1000']:.0f} MiB vs {memory['after_100']:.0f} MiB | "
   f"{verdict(ratio, 1.10)} |")
 w("")
+if figures.get(f"{a}.block_http_floor_ms"):
+    w(f"What HTTP alone costs here: the same upload to a model that does next to nothing (GlobalAveragePool, "
+      f"`bench/http_floor_model.py`), in the same blocks, answers in {show(a + '.block_http_floor_ms', 2)} ms p50, "
+      f"{show(a + '.block_http_floor_over_bare', 3)} of the bare forward: predict ÷ bare cannot read under "
+      f"{1 + med(a + '.block_http_floor_over_bare'):.2f}× on this host.")
+    w("")
 if f"{a}.server_predict_predict_p50_ms" in figures:
     w("Inside the service, from its `Server-Timing` header over the same paired rounds (medians, ms): `read` is the "
       "multipart body received and the `.npy` decoded, `queue` the wait for the batch or slot, `predict`/`explain` the "
