@@ -1,10 +1,8 @@
-using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Engine;
 using SaliencyService.Explain.Imaging;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Onnx;
-using SaliencyService.Explain.Onnx.Proto;
 using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Tensors;
 using static TorchSharp.torch;
@@ -17,7 +15,7 @@ namespace SaliencyService.Bench;
 /// engine's forward alone, and one whole pass (forward, target, backward) per rule (with a batch,
 /// also the pass that sums the batch's gradients), each timed
 /// REPEATS times; with PROFILE_DIR set, ONNX Runtime's profiler writes one JSON trace per session
-/// there (per-operator times), the Winograd races' own sessions left out.
+/// there (per-operator times).
 /// </summary>
 public static class StagesBaseline
 {
@@ -25,16 +23,12 @@ public static class StagesBaseline
     {
         var profile = Environment.GetEnvironmentVariable("PROFILE_DIR");
         var sessions = new OnnxSessionFactory(new OnnxRuntimeOptions { ExecutionProvider = "cpu", ProfilePrefix = profile is null ? null : Path.Combine(profile, "session") });
-        // The Winograd races' single-node sessions run unprofiled: the profiler's cost on a ~0.5 ms
-        // run moved the races' outcomes, so a profiled pass took other kernels than an unprofiled one.
-        var unprofiled = new OnnxSessionFactory(new OnnxRuntimeOptions { ExecutionProvider = "cpu" });
-        InferenceSession Open(ModelProto m) => (m.Graph.Name == WinogradRace.GraphName ? unprofiled : sessions).Create(m).Session;
         var (session, provider) = sessions.Create(modelPath);
         using var onnx = new OnnxModel(session, provider);
         var input = Npy.Read(File.ReadAllBytes(inputPath), long.MaxValue);
         var model = OnnxFile.Load(modelPath);
         using var mirror = GraphMirror.Build(model, onnx.Inputs[0].Name, onnx.Outputs[0].Name).Mirror ?? throw new InvalidOperationException("no mirror");
-        using var backprop = OrtBackprop.Create(model, mirror, input.Shape, onnx.Inputs[0].Shape[0] < 0, Open);
+        using var backprop = OrtBackprop.Create(model, mirror, input.Shape, onnx.Inputs[0].Shape[0] < 0, m => sessions.Create(m).Session);
         using var x = tensor(input.Data, input.Shape);
 
         // A new session's first runs are slow for a while (mobilenet_v2's first rule: ~20 of them at

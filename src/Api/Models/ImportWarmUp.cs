@@ -10,10 +10,9 @@ namespace SaliencyService.Api.Models;
 /// The service's side of an import, run once before readiness on the bundled demo CNN and never
 /// published: its multipart upload read from memory into a temporary folder, checked in the spare
 /// child, loaded and built from the child's plan and verdict (<see cref="ModelStore.StageAsync"/>),
-/// its descriptor written as the answer's JSON. Otherwise the
-/// first user import after a start compiles all that code (resnet18 straight after readiness with
-/// no demos seeded: 1.13–1.46 s, against 0.97–1.07 s after this warm-up and ~0.75 s for the
-/// imports after it).
+/// its descriptor written as the answer's JSON. Otherwise the first user import after a start
+/// compiles all that code (resnet18 straight after readiness with no demos seeded: 1.13–1.46 s,
+/// against 0.97–1.07 s after this warm-up and ~0.75 s for the imports after it).
 /// </summary>
 public sealed class ImportWarmUp(ModelStore store, IOptions<JsonOptions> json, ILogger<ImportWarmUp> logger)
 {

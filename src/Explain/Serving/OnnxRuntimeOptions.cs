@@ -21,7 +21,8 @@ public sealed class OnnxRuntimeOptions
 
     /// <summary>
     /// ONNX Runtime's profiler: each session writes a per-operator JSON trace to files starting
-    /// with this path when it is disposed. Null (the default): off.
+    /// with this path when it is disposed (not the Winograd races' own sessions, whose timings it
+    /// would move). Null (the default): off.
     /// </summary>
     public string? ProfilePrefix { get; set; }
 
