@@ -1,6 +1,7 @@
 using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Explain.Mirror;
 using SaliencyService.Explain.Serving;
+using SaliencyService.Explain.Tensors;
 using Xunit;
 
 namespace SaliencyService.Tests;
@@ -35,7 +36,7 @@ public sealed class OnnxSessionProfilingTests : IDisposable
     private static void RunOnce(OnnxSessionFactory factory, Explain.Onnx.Proto.ModelProto model, long[] shape)
     {
         using var session = factory.Create(model).Session;
-        using var x = OrtValue.CreateTensorValueFromMemory(new float[shape.Aggregate(1L, (a, b) => a * b)], shape);
+        using var x = OrtValue.CreateTensorValueFromMemory(new float[FloatTensor.ElementCount(shape)], shape);
         using var runOptions = new RunOptions();
         session.Run(runOptions, ["x"], [x], ["y"]).Dispose();
     }
