@@ -22,7 +22,8 @@ public static class ModelsApi
             .WithName(nameof(ImportModel))
             .WithSummary("Import an ONNX model")
             .WithDescription("Streams the model into the store, validates it with ONNX Runtime and publishes it atomically. " +
-                             "201 with the descriptor; 409 when the name exists unless replace=true; 422 when ONNX Runtime cannot load it.")
+                             "201 with the descriptor; 409 when the name exists unless replace=true; 422 when ONNX Runtime cannot load it; " +
+                             "507 when the server's disk is full (nothing is kept).")
             .WithMetadata(new MultipartForm(
                 new FormField("file", "The .onnx model.", Required: true),
                 new FormField("name", "Model name (^[a-z0-9][a-z0-9._-]{0,63}$); default: the file name without extension, lower-cased.", IsFile: false),
@@ -35,6 +36,7 @@ public static class ModelsApi
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
             .ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status403Forbidden)
+            .ProducesProblem(StatusCodes.Status507InsufficientStorage)
             .AddEndpointFilter(apiKey)
             .DisableAntiforgery();
 

@@ -69,14 +69,15 @@ public sealed class GrpcErrorInterceptor(IOptions<SaliencyOptions> options, ILog
         return new Status(Code(problem.Status), problem.Detail);
     }
 
-    private static StatusCode Code(int status) => status switch
+    /// <summary>The gRPC code of an HTTP status from <see cref="Problems"/>' table.</summary>
+    public static StatusCode Code(int status) => status switch
     {
         400 => StatusCode.InvalidArgument,
         401 => StatusCode.Unauthenticated,
         403 => StatusCode.PermissionDenied,
         404 => StatusCode.NotFound,
         409 => StatusCode.AlreadyExists,
-        413 => StatusCode.ResourceExhausted,
+        413 or 507 => StatusCode.ResourceExhausted, // gRPC's code for a full file system too
         415 or 422 => StatusCode.FailedPrecondition,
         429 or 503 => StatusCode.Unavailable,
         _ => StatusCode.Internal,
