@@ -1,4 +1,6 @@
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http.Json;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Microsoft.OpenApi;
@@ -29,6 +31,13 @@ public static class ServiceRegistration
 
         // Uploads are limited per endpoint; Kestrel's global cap is the largest of them.
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = Math.Max(options.MaxModelBytes, options.MaxRequestBodyBytes) + 1024 * 1024);
+        if (ConnectionLimit.Of(options.MaxConnections) is { } connections)
+        {
+            // Registered after Kestrel's socket transport: Kestrel binds with the last that can.
+            services.AddSingleton(sp => new ConnectionSlots(
+                new SocketTransportFactory(sp.GetRequiredService<IOptions<SocketTransportOptions>>(), sp.GetRequiredService<ILoggerFactory>()), connections));
+            services.AddSingleton<IConnectionListenerFactory>(sp => sp.GetRequiredService<ConnectionSlots>());
+        }
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         services.Configure<JsonOptions>(j => j.SerializerOptions.WriteIndented = false);
 

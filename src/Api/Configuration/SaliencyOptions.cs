@@ -29,6 +29,12 @@ public sealed class SaliencyOptions
     /// <summary>Most <c>image</c> parts in one predict request.</summary>
     public int MaxBatchImages { get; set; } = 64;
 
+    /// <summary>
+    /// Most client connections open at once (HTTP and gRPC together); more wait in the listen
+    /// backlog (<see cref="ConnectionSlots"/>). Unset: from the open-file limit (<see cref="ConnectionLimit"/>); 0: no cap.
+    /// </summary>
+    public long? MaxConnections { get; set; }
+
     /// <summary>Longest a predict or explain request may run; past it the work is stopped (503).</summary>
     public int RequestTimeoutSeconds { get; set; } = 120;
 

@@ -11,13 +11,17 @@ namespace SaliencyService.Api.Models;
 /// </summary>
 public sealed class ModelStoreStartup(
     ModelStore store, DemoModelSeeder seeder, ImportWarmUp importWarmUp, OnnxSessionFactory sessions, ExplainAnalysis explain,
-    Microsoft.Extensions.Options.IOptions<Configuration.SaliencyOptions> options, ILogger<ModelStoreStartup> logger)
+    Microsoft.Extensions.Options.IOptions<Configuration.SaliencyOptions> options, ILogger<ModelStoreStartup> logger,
+    Configuration.ConnectionSlots? connections = null)
     : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         if (string.IsNullOrEmpty(options.Value.ApiKey))
             logger.LogWarning("Saliency:ApiKey is not set: anyone who reaches this service can import and delete models");
+        if (connections is not null)
+            logger.LogInformation("Connections: at most {Connections} at once (Saliency:MaxConnections; unset, the open-file limit {Limit} less a reserve)",
+                connections.Slots, Configuration.ConnectionLimit.OpenFileLimit());
         var (provider, reason) = sessions.PreferredProvider;
         logger.LogInformation("ONNX Runtime: {Provider} ({Reason}); {Threads} intra-op thread(s) per run", provider, reason, sessions.IntraOpThreads);
         var (loaded, status) = explain.Engine;

@@ -34,8 +34,9 @@ public sealed class ServiceProcess : IDisposable
     /// </param>
     /// <param name="workingDirectory">Where it starts; by default the folder of its binary, as in the image.</param>
     /// <param name="localhost">Addressed as <c>http://localhost:{port}</c>: both loopbacks, IPv4's and IPv6's.</param>
+    /// <param name="openFiles">Where set, its open-file limit, soft and hard (started through util-linux's <c>prlimit</c>, which execs it).</param>
     public static async Task<ServiceProcess> StartAsync(string store, IReadOnlyDictionary<string, string>? environment = null, bool likeTheImage = false,
-        string? workingDirectory = null, bool localhost = false)
+        string? workingDirectory = null, bool localhost = false, int? openFiles = null)
     {
         // FreePort's ports are released before the service binds them, so another test's process
         // (or an outgoing connection's local port) may take one meanwhile: the service then stops
@@ -46,7 +47,7 @@ public sealed class ServiceProcess : IDisposable
         var chosenGrpcPort = environment?.GetValueOrDefault("Saliency__Grpc__Port");
         for (var attempt = 1; ; attempt++)
         {
-            var service = await StartOnceAsync(store, environment, likeTheImage, workingDirectory ?? AppContext.BaseDirectory, localhost);
+            var service = await StartOnceAsync(store, environment, likeTheImage, workingDirectory ?? AppContext.BaseDirectory, localhost, openFiles);
             var portTaken = service.HasExited
                 ? service._errors.Concat(service._output).Any(line => line.Contains("address already in use", StringComparison.OrdinalIgnoreCase)
                     && (chosenGrpcPort is null || !line.Contains($":{chosenGrpcPort}:", StringComparison.Ordinal)))
@@ -61,15 +62,18 @@ public sealed class ServiceProcess : IDisposable
 
     /// <summary>The service started, ready or exited.</summary>
     private static async Task<ServiceProcess> StartOnceAsync(string store, IReadOnlyDictionary<string, string>? environment, bool likeTheImage,
-        string workingDirectory, bool localhost)
+        string workingDirectory, bool localhost, int? openFiles)
     {
         var address = new Uri($"http://127.0.0.1:{FreePort()}");
-        var start = new ProcessStartInfo("dotnet", Path.Combine(AppContext.BaseDirectory, "SaliencyService.Api.dll"))
+        var start = new ProcessStartInfo(openFiles is null ? "dotnet" : "prlimit")
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        if (openFiles is { } limit) start.ArgumentList.Add($"--nofile={limit}:{limit}");
+        if (openFiles is not null) start.ArgumentList.Add("dotnet");
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "SaliencyService.Api.dll"));
         var grpcAddress = new Uri($"http://127.0.0.1:{FreePort()}");
         start.Environment["ASPNETCORE_URLS"] = likeTheImage ? $"http://+:{address.Port}" : localhost ? $"http://localhost:{address.Port}" : address.ToString();
         if (likeTheImage) start.Environment["ASPNETCORE_HTTP_PORTS"] = address.Port.ToString();
@@ -108,6 +112,22 @@ public sealed class ServiceProcess : IDisposable
     }
 
     public bool HasExited => _process.HasExited;
+
+    /// <summary>The file descriptors the service holds open now; 0 once it has ended.</summary>
+    public int OpenDescriptors
+    {
+        get
+        {
+            try
+            {
+                return Directory.EnumerateFileSystemEntries($"/proc/{_process.Id}/fd").Count();
+            }
+            catch (DirectoryNotFoundException)
+            {
+                return 0;
+            }
+        }
+    }
 
     /// <summary>What the service has logged on its standard output so far.</summary>
     public string Output => string.Join('\n', _output);
