@@ -9,11 +9,11 @@ namespace SaliencyService.Tests;
 
 /// <summary>
 /// Each connection takes a file descriptor. A service under a low open-file limit, flooded with
-/// more connections than the limit leaves, used to run out (here it held 1,023 of its 1,024 with
-/// ~300 of its own open); a run out of them fails what comes next, and .NET may end the process
-/// ("Out of memory.": it did under 300 at a limit of 420). Kestrel's connections are capped below
-/// the limit now (<see cref="Api.Configuration.ConnectionLimit"/>), so the service closes the
-/// excess ones and serves on.
+/// more connections than the limit leaves, used to run out (here it held 799 of its 800 with ~300
+/// of its own open); a process out of them fails what comes next, and .NET may end it
+/// ("Out of memory.": it did under 300 at a limit of 420). Now it accepts connections only while
+/// a slot below the limit is free (<see cref="Api.Configuration.ConnectionSlots"/>); the rest wait
+/// in the listen backlog, and it serves on.
 /// </summary>
 public sealed class ConnectionLimitTests : IDisposable
 {

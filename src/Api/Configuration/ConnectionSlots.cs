@@ -11,7 +11,8 @@ namespace SaliencyService.Api.Configuration;
 /// worker_connections. The rest wait in the kernel's listen backlog, holding none of the process's
 /// file descriptors. Kestrel's own MaxConcurrentConnections accepts a connection past its cap and
 /// then closes it, so a flood still holds a descriptor for each connection being closed: 900
-/// connections at once ran a service out of its 1,024 with ~300 of its own open (ConnectionLimitTests).
+/// connections at once ran a service with ~300 of its own open out of its 1,024 (bench/analysis.md,
+/// sixty-seventh pass).
 /// </summary>
 public sealed class ConnectionSlots(SocketTransportFactory sockets, long slots) : IConnectionListenerFactory, IConnectionListenerFactorySelector
 {
