@@ -31,7 +31,7 @@ public sealed class ConnectionLimitTests : IDisposable
     {
         // The rate limit off: the flood's requests would spend the bucket the last prediction needs.
         using var service = await ServiceProcess.StartAsync(_store, new Dictionary<string, string> { ["Saliency__RateLimit__PermitsPerSecond"] = "0" },
-            openFiles: OpenFiles);
+            launcher: Launchers.OpenFiles(OpenFiles));
         Assert.False(service.HasExited, service.Output);
         await Http.ImportFixtureAsync(service.Client, "seed_cnn", "seed");
 

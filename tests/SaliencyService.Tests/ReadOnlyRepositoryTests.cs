@@ -66,6 +66,30 @@ public sealed class ReadOnlyRepositoryTests : IDisposable
         Assert.Equal(before, Snapshot());
     }
 
+    /// <summary>
+    /// A repository on a file system mounted read-only, without the setting: served as given, as
+    /// Triton serves one, where the service used to stop at start ("Read-only file system" creating
+    /// its staging folder). A real read-only mount, in a mount namespace of the service's own.
+    /// </summary>
+    [Fact]
+    public async Task A_repository_mounted_read_only_is_served_without_the_setting()
+    {
+        var folder = Directory.CreateDirectory(Path.Combine(_root, "seed-cnn")).FullName;
+        File.Copy(TestPaths.Fixture("seed_cnn", "model.onnx"), Path.Combine(folder, "model.onnx"));
+        File.Copy(TestPaths.Fixture("seed_cnn", "model.json"), Path.Combine(folder, "model.json"));
+
+        using var service = await ServiceProcess.StartAsync(_root, launcher: Launchers.ReadOnlyMount(_root));
+        Assert.False(service.HasExited, service.Output);
+        Assert.Contains("read-only (its file system is mounted read-only)", service.Output);
+        var c = ReferenceCases.All.First(r => r.Model == "seed_cnn");
+        using var form = Http.TensorForm(File.ReadAllBytes(TestPaths.Fixture("seed_cnn", c.Stem + ".tensor.npy")));
+        var prediction = await Http.ReadAsync<PredictResponse>(await service.Client.PostAsync("/v1/models/seed-cnn/predict?topK=1", form));
+        Assert.Equal(c.Target, prediction.Predictions[0].Top[0].Index);
+        using var upload = Http.ModelForm(File.ReadAllBytes(TestPaths.Fixture("seed_cnn", "model.onnx")), "another");
+        Assert.Contains("mounted read-only", await Http.AssertProblemAsync(await service.Client.PostAsync("/v1/models", upload), HttpStatusCode.Forbidden));
+        Assert.Equal(HttpStatusCode.OK, (await service.Client.GetAsync("/health/ready")).StatusCode);
+    }
+
     [Fact]
     public async Task A_bare_model_that_cannot_load_makes_the_replica_unready()
     {

@@ -36,7 +36,7 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
     /// <summary>Recovers from any interrupted change, then loads every model folder.</summary>
     public void Load()
     {
-        if (Layout.ReadOnly) logger.LogInformation("Model store {Root} is read-only: served as given", Layout.Root);
+        if (Layout.ReadOnly) logger.LogInformation("Model store {Root} is read-only ({Reason}): served as given", Layout.Root, Layout.ReadOnlyBecause);
         else Layout.Recover();
         foreach (var name in Layout.ModelFolders())
         {
@@ -283,7 +283,7 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
     {
         if (Layout.ReadOnly)
             throw new ProblemException(StatusCodes.Status403Forbidden, "Read-only model repository",
-                $"The model repository {Layout.Root} is read-only (Saliency:ModelStore:ReadOnly): its models are served as given and cannot be imported, replaced or deleted here.");
+                $"The model repository {Layout.Root} is read-only ({Layout.ReadOnlyBecause}): its models are served as given and cannot be imported, replaced or deleted here.");
     }
 
     public void Dispose()

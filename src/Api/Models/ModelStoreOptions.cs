@@ -16,6 +16,7 @@ public sealed class ModelStoreOptions
     /// no demo seeding, imports and deletes refused with 403. Its models are untrusted, so each is
     /// checked in a child process at start-up. The store may be a folder of models, or one bare
     /// <c>model.onnx</c> (with an optional <c>model.json</c>) served as <see cref="ModelName"/>.
+    /// A store on a file system mounted read-only is served so without it.
     /// </summary>
     public bool ReadOnly { get; set; }
 

@@ -30,14 +30,21 @@ public sealed class StoreLayout : IDisposable
         Root = Path.GetFullPath(root);
         Staging = Path.Combine(Root, ".staging");
         Trash = Path.Combine(Root, ".trash");
-        ReadOnly = options?.ReadOnly == true;
-        if (ReadOnly && File.Exists(Path.Combine(Root, ModelFile))) BareModel = ModelNames.Validate(options!.ModelName);
+        ReadOnlyBecause = options?.ReadOnly == true ? "Saliency:ModelStore:ReadOnly"
+            : OnReadOnlyFileSystem(Root) ? "its file system is mounted read-only" : null;
+        if (ReadOnly && File.Exists(Path.Combine(Root, ModelFile))) BareModel = ModelNames.Validate(options?.ModelName ?? new ModelStoreOptions().ModelName);
     }
 
     public string Root { get; }
 
-    /// <summary>Served as given, never written (<see cref="ModelStoreOptions.ReadOnly"/>).</summary>
-    public bool ReadOnly { get; }
+    /// <summary>
+    /// Served as given, never written (<see cref="ModelStoreOptions.ReadOnly"/>, or a repository
+    /// on a file system mounted read-only, which Triton serves so too).
+    /// </summary>
+    public bool ReadOnly => ReadOnlyBecause is not null;
+
+    /// <summary>Why the store is read-only, for logs and answers; null where it is written.</summary>
+    public string? ReadOnlyBecause { get; }
 
     /// <summary>The name of the one model whose files lie at the root of a read-only store, if they do.</summary>
     public string? BareModel { get; }
@@ -57,6 +64,32 @@ public sealed class StoreLayout : IDisposable
             .Where(n => n is not null && !n.StartsWith('.'))
             .Select(n => n!)
             .Order(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Whether <paramref name="root"/> is a folder on a file system mounted read-only (EROFS, found
+    /// by creating a file that is deleted as it closes). Other failures to write are left to show
+    /// where they happen: a folder the service's user may not write is a mistake to report.
+    /// </summary>
+    private static bool OnReadOnlyFileSystem(string root)
+    {
+        if (!Directory.Exists(root)) return false;
+        try
+        {
+            using var probe = new FileStream(Path.Combine(root, $".probe-{Guid.NewGuid():N}"), FileMode.CreateNew, FileAccess.Write, FileShare.None,
+                bufferSize: 1, FileOptions.DeleteOnClose);
+            return false;
+        }
+        catch (IOException e) when (e.HResult == ReadOnlyFileSystem)
+        {
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    private const int ReadOnlyFileSystem = 30; // EROFS: .NET keeps the errno as the HResult on Unix
 
     /// <summary>
     /// Run once at start-up, before models load: uploads that never committed are dropped; a

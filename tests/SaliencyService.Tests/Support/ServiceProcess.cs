@@ -34,9 +34,13 @@ public sealed class ServiceProcess : IDisposable
     /// </param>
     /// <param name="workingDirectory">Where it starts; by default the folder of its binary, as in the image.</param>
     /// <param name="localhost">Addressed as <c>http://localhost:{port}</c>: both loopbacks, IPv4's and IPv6's.</param>
-    /// <param name="openFiles">Where set, its open-file limit, soft and hard (started through util-linux's <c>prlimit</c>, which execs it).</param>
+    /// <param name="launcher">
+    /// A command and its arguments that start <c>dotnet</c> with the service's assembly, given as
+    /// their last two arguments, in the same process (an <c>exec</c>): util-linux's <c>prlimit</c>
+    /// for a low open-file limit, <c>unshare</c> for a mount of the service's own (see <see cref="Launchers"/>).
+    /// </param>
     public static async Task<ServiceProcess> StartAsync(string store, IReadOnlyDictionary<string, string>? environment = null, bool likeTheImage = false,
-        string? workingDirectory = null, bool localhost = false, int? openFiles = null)
+        string? workingDirectory = null, bool localhost = false, IReadOnlyList<string>? launcher = null)
     {
         // FreePort's ports are released before the service binds them, so another test's process
         // (or an outgoing connection's local port) may take one meanwhile: the service then stops
@@ -47,7 +51,7 @@ public sealed class ServiceProcess : IDisposable
         var chosenGrpcPort = environment?.GetValueOrDefault("Saliency__Grpc__Port");
         for (var attempt = 1; ; attempt++)
         {
-            var service = await StartOnceAsync(store, environment, likeTheImage, workingDirectory ?? AppContext.BaseDirectory, localhost, openFiles);
+            var service = await StartOnceAsync(store, environment, likeTheImage, workingDirectory ?? AppContext.BaseDirectory, localhost, launcher ?? []);
             var portTaken = service.HasExited
                 ? service._errors.Concat(service._output).Any(line => line.Contains("address already in use", StringComparison.OrdinalIgnoreCase)
                     && (chosenGrpcPort is null || !line.Contains($":{chosenGrpcPort}:", StringComparison.Ordinal)))
@@ -62,18 +66,17 @@ public sealed class ServiceProcess : IDisposable
 
     /// <summary>The service started, ready or exited.</summary>
     private static async Task<ServiceProcess> StartOnceAsync(string store, IReadOnlyDictionary<string, string>? environment, bool likeTheImage,
-        string workingDirectory, bool localhost, int? openFiles)
+        string workingDirectory, bool localhost, IReadOnlyList<string> launcher)
     {
         var address = new Uri($"http://127.0.0.1:{FreePort()}");
-        var start = new ProcessStartInfo(openFiles is null ? "dotnet" : "prlimit")
+        string[] command = [.. launcher, "dotnet", Path.Combine(AppContext.BaseDirectory, "SaliencyService.Api.dll")];
+        var start = new ProcessStartInfo(command[0])
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        if (openFiles is { } limit) start.ArgumentList.Add($"--nofile={limit}:{limit}");
-        if (openFiles is not null) start.ArgumentList.Add("dotnet");
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "SaliencyService.Api.dll"));
+        foreach (var argument in command[1..]) start.ArgumentList.Add(argument);
         var grpcAddress = new Uri($"http://127.0.0.1:{FreePort()}");
         start.Environment["ASPNETCORE_URLS"] = likeTheImage ? $"http://+:{address.Port}" : localhost ? $"http://localhost:{address.Port}" : address.ToString();
         if (likeTheImage) start.Environment["ASPNETCORE_HTTP_PORTS"] = address.Port.ToString();
