@@ -26,7 +26,7 @@ public static class ConnectionLimit
         configured is { } set ? (set > 0 ? set : null) : OpenFileLimit() is { } limit ? Math.Max(Fewest, limit - OpenDescriptors() - Reserve) : null;
 
     /// <summary>The process's open-file limit (RLIMIT_NOFILE's soft value) from /proc, or null where unknown or unlimited.</summary>
-    public static long? OpenFileLimit()
+    private static long? OpenFileLimit()
     {
         try
         {

@@ -14,17 +14,25 @@ namespace SaliencyService.Api.Configuration;
 /// connections at once ran a service with ~300 of its own open out of its 1,024 (bench/analysis.md,
 /// sixty-seventh pass).
 /// </summary>
-public sealed class ConnectionSlots(SocketTransportFactory sockets, long slots) : IConnectionListenerFactory, IConnectionListenerFactorySelector
+public sealed class ConnectionSlots : IConnectionListenerFactory, IConnectionListenerFactorySelector
 {
-    private readonly SemaphoreSlim _free = new((int)Math.Clamp(slots, 1, int.MaxValue));
+    private readonly SocketTransportFactory _sockets;
+    private readonly SemaphoreSlim _free;
+
+    public ConnectionSlots(SocketTransportFactory sockets, long slots)
+    {
+        _sockets = sockets;
+        Slots = (int)Math.Clamp(slots, 1, int.MaxValue);
+        _free = new SemaphoreSlim(Slots);
+    }
 
     /// <summary>The connections it keeps open at most.</summary>
-    public long Slots => Math.Clamp(slots, 1, int.MaxValue);
+    public int Slots { get; }
 
-    public bool CanBind(EndPoint endpoint) => sockets.CanBind(endpoint);
+    public bool CanBind(EndPoint endpoint) => _sockets.CanBind(endpoint);
 
     public async ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default) =>
-        new Listener(await sockets.BindAsync(endpoint, cancellationToken), _free);
+        new Listener(await _sockets.BindAsync(endpoint, cancellationToken), _free);
 
     private sealed class Listener(IConnectionListener inner, SemaphoreSlim free) : IConnectionListener
     {
@@ -44,17 +52,16 @@ public sealed class ConnectionSlots(SocketTransportFactory sockets, long slots) 
             {
                 return null; // unbound: as the socket listener answers then
             }
+            ConnectionContext? connection = null;
             try
             {
-                if (await inner.AcceptAsync(cancellationToken) is { } connection) return new Held(connection, free);
+                connection = await inner.AcceptAsync(cancellationToken);
             }
-            catch
+            finally
             {
-                free.Release();
-                throw;
+                if (connection is null) free.Release(); // unbound or failed: the slot was not taken
             }
-            free.Release();
-            return null;
+            return connection is null ? null : new Held(connection, free);
         }
 
         public ValueTask UnbindAsync(CancellationToken cancellationToken = default)

@@ -21,5 +21,7 @@ public sealed class ModelStoreOptions
     public bool ReadOnly { get; set; }
 
     /// <summary>The name a bare <c>model.onnx</c> at the store's root is served under (KServe passes the InferenceService's name).</summary>
-    public string ModelName { get; set; } = "model";
+    public string ModelName { get; set; } = DefaultModelName;
+
+    public const string DefaultModelName = "model";
 }

@@ -20,8 +20,7 @@ public sealed class ModelStoreStartup(
         if (string.IsNullOrEmpty(options.Value.ApiKey))
             logger.LogWarning("Saliency:ApiKey is not set: anyone who reaches this service can import and delete models");
         if (connections is not null)
-            logger.LogInformation("Connections: at most {Connections} at once (Saliency:MaxConnections; unset, the open-file limit {Limit} less a reserve)",
-                connections.Slots, Configuration.ConnectionLimit.OpenFileLimit());
+            logger.LogInformation("Connections: at most {Connections} open at once (Saliency:MaxConnections)", connections.Slots);
         var (provider, reason) = sessions.PreferredProvider;
         logger.LogInformation("ONNX Runtime: {Provider} ({Reason}); {Threads} intra-op thread(s) per run", provider, reason, sessions.IntraOpThreads);
         var (loaded, status) = explain.Engine;

@@ -32,7 +32,7 @@ public sealed class StoreLayout : IDisposable
         Trash = Path.Combine(Root, ".trash");
         ReadOnlyBecause = options?.ReadOnly == true ? "Saliency:ModelStore:ReadOnly"
             : OnReadOnlyFileSystem(Root) ? "its file system is mounted read-only" : null;
-        if (ReadOnly && File.Exists(Path.Combine(Root, ModelFile))) BareModel = ModelNames.Validate(options?.ModelName ?? new ModelStoreOptions().ModelName);
+        if (ReadOnly && File.Exists(Path.Combine(Root, ModelFile))) BareModel = ModelNames.Validate(options?.ModelName ?? ModelStoreOptions.DefaultModelName);
     }
 
     public string Root { get; }
