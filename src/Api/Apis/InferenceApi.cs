@@ -17,7 +17,7 @@ public static class InferenceApi
     /// <summary>The input parts predict and explain take.</summary>
     public static readonly MultipartForm InputForm = new(
         new FormField("image", "PNG or JPEG, resized to the model input and normalised by the manifest. Several parts form a batch (predict only).", Multiple: true),
-        new FormField("tensor", "A float32 .npy array of the model input shape, with or without the batch dimension, used as is."));
+        new FormField("tensor", "A float32 .npy array of the model input shape, with or without the batch dimension, used as is (converted to the input's element type: whole numbers for an integer input)."));
 
     public static IEndpointRouteBuilder MapInference(this IEndpointRouteBuilder app)
     {

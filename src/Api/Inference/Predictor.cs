@@ -36,11 +36,9 @@ public static class Predictor
     public static async Task<float[][]> ScoresAsync(PredictBatcher batcher, ServedModel model, FloatTensor batch, CancellationToken cancellationToken)
     {
         var output = ScoredOutput(model.Descriptor);
-        var input = new NamedTensor(model.Preprocessing.Input, Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float, batch.Shape, batch.Data);
+        var input = model.Onnx.Input(model.Preprocessing.Input, batch);
         var result = (await batcher.RunAsync(new InferWork([input], [output.Name]), cancellationToken))[0];
-        if (result.Data is not float[] data)
-            throw ProblemException.Unprocessable($"Output '{output.Name}' is {result.Type}; only float32 outputs can be scored.");
-        return PerSample(data, (int)batch.Shape[0], output.Name);
+        return PerSample(FloatElements.Of(result), (int)batch.Shape[0], output.Name);
     }
 
     /// <summary>Each sample's part of an output, checked to be finite.</summary>
@@ -57,13 +55,12 @@ public static class Predictor
     public static PredictResponse Rank(ModelDescriptor model, IEnumerable<float[]> scores, int topK) =>
         new(model.Name, scores.Select(s => new Prediction(Top(s, topK, model.Labels))).ToList());
 
-    /// <summary>The output that is ranked: the first float32 output of a single-input model.</summary>
+    /// <summary>The output that is ranked: <see cref="ScoredOutputs.Of"/> of a single-input model.</summary>
     public static TensorDescriptor ScoredOutput(ModelDescriptor model)
     {
         if (model.Inputs.Count != 1)
             throw ProblemException.Unprocessable($"The model has {model.Inputs.Count} inputs; predict feeds models with one input.");
-        return model.Outputs.FirstOrDefault(o => o.DataType == "float32")
-               ?? throw ProblemException.Unprocessable("The model has no float32 output to rank.");
+        return ScoredOutputs.Of(model.Outputs) ?? throw ProblemException.Unprocessable("The model has no real-valued output to rank.");
     }
 
     /// <summary>

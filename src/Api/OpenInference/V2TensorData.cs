@@ -42,8 +42,7 @@ public static class V2TensorData
     public static Array Writable(NamedTensor tensor) => tensor.Type switch
     {
         TensorElementType.Bool => ((byte[])tensor.Data).Select(b => b != 0).ToArray(),
-        TensorElementType.Float16 => ((ushort[])tensor.Data).Select(bits => (float)BitConverter.UInt16BitsToHalf(bits)).ToArray(),
-        TensorElementType.BFloat16 => ((ushort[])tensor.Data).Select(bits => BitConverter.Int32BitsToSingle(bits << 16)).ToArray(),
+        TensorElementType.Float16 or TensorElementType.BFloat16 => FloatElements.Of(tensor),
         _ => tensor.Data,
     };
 
@@ -73,7 +72,7 @@ public static class V2TensorData
             TensorElementType.Float16 => item.ValueKind == JsonValueKind.Number && item.TryGetDouble(out var h) && Half.IsFinite((Half)h)
                                          && Store(values, index, BitConverter.HalfToUInt16Bits((Half)h)),
             TensorElementType.BFloat16 => item.ValueKind == JsonValueKind.Number && item.TryGetSingle(out var b) && float.IsFinite(b)
-                                          && Store(values, index, BFloat16Bits(b)),
+                                          && Store(values, index, FloatElements.BFloat16Bits(b)),
             TensorElementType.Int8 => item.ValueKind == JsonValueKind.Number && item.TryGetSByte(out var i8) && Store(values, index, i8),
             TensorElementType.Int16 => item.ValueKind == JsonValueKind.Number && item.TryGetInt16(out var i16) && Store(values, index, i16),
             TensorElementType.Int32 => item.ValueKind == JsonValueKind.Number && item.TryGetInt32(out var i32) && Store(values, index, i32),
@@ -93,12 +92,5 @@ public static class V2TensorData
     {
         ((T[])values)[index] = value;
         return true;
-    }
-
-    /// <summary>Rounds to the nearest bfloat16, ties to even.</summary>
-    private static ushort BFloat16Bits(float value)
-    {
-        var bits = BitConverter.SingleToUInt32Bits(value);
-        return (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
     }
 }

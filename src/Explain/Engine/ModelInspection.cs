@@ -94,16 +94,16 @@ public static class ModelInspection
         try
         {
             var preprocessing = PreprocessingResolver.Resolve(manifest, onnx.Inputs);
-            var explained = onnx.Outputs.FirstOrDefault(o => o.DataType == "float32");
+            var scored = ScoredOutputs.Of(onnx.Outputs);
             // Whether or not it can be explained, a model must run: checked on the probe first where
             // the probe is a valid input by construction, so a failure is the model's (422).
-            var probe = explained is not null && verdict is null && ModelProbe.IsValidInput(onnx)
-                ? ModelProbe.Run(onnx, preprocessing, explained.Name)
+            var probe = scored is not null && verdict is null && ModelProbe.IsValidInput(onnx)
+                ? ModelProbe.Run(onnx, preprocessing, scored.Name)
                 : null;
             if (probe is not null) probed?.Invoke();
-            var (explainer, explain) = explained is null
-                ? (null, new ExplainDescriptor(false, [], null, null, [], "The model has no float32 output to explain."))
-                : analysis.Analyse(loading.Parsed, onnx, preprocessing, explained.Name, verdict, probe, shapes, loading.Backward);
+            var (explainer, explain) = Unexplainable(onnx, preprocessing, scored) is { } reason
+                ? (null, new ExplainDescriptor(false, [], null, null, [], reason))
+                : analysis.Analyse(loading.Parsed, onnx, preprocessing, scored!.Name, verdict, probe, shapes, loading.Backward);
             return new InspectedModel(onnx, manifest, preprocessing, explainer, explain);
         }
         catch
@@ -111,5 +111,14 @@ public static class ModelInspection
             onnx.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Why gradients cannot explain the model, before its graph is looked at; null where they may.</summary>
+    private static string? Unexplainable(OnnxModel onnx, Preprocessing preprocessing, TensorDescriptor? scored)
+    {
+        var input = onnx.Inputs.First(i => i.Name == preprocessing.Input);
+        if (input.DataType != "float32")
+            return $"The model's input '{input.Name}' is {input.DataType}: the explain engine takes gradients with respect to a float32 input.";
+        return scored?.DataType == "float32" ? null : "The model has no float32 output to explain.";
     }
 }

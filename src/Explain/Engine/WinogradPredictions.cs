@@ -58,7 +58,7 @@ public static class WinogradPredictions
             // Where the model takes batches, a batch of two as well: each sample's scores are the probe's.
             var batched = onnx.Inputs.First(i => i.Name == preprocessing.Input).Shape[0] < 0;
             var input = batched ? new FloatTensor([.. probe.Data, .. probe.Data], [2, .. probe.Shape[1..]]) : probe;
-            var actual = (float[])OnnxModel.Run(session, [new NamedTensor(preprocessing.Input, TensorElementType.Float, input.Shape, input.Data)], [output])[0].Data;
+            var actual = FloatElements.Of(OnnxModel.Run(session, [onnx.Input(preprocessing.Input, input)], [output])[0]);
             var comparison = ModelProbe.Compare(batched ? [.. expected, .. expected] : expected, actual);
             if (!ModelProbe.Agree(comparison, Tolerance))
                 throw new InvalidOperationException(

@@ -45,11 +45,15 @@ public static class PreprocessingResolver
         if (channelCount > 0 && channelCount != expectedCount)
             throw Invalid($"channels '{channels}' has {expectedCount} channel(s) but the input '{input.Name}' has {channelCount}.");
 
-        var scale = manifest.Scale ?? 1.0 / 255.0;
+        // An integer input (tf2onnx's uint8 images) takes the pixels as they are: the model scales them itself.
+        var integer = Serving.FloatElements.IsInteger(input.DataType);
+        var scale = manifest.Scale ?? (integer ? 1.0 : 1.0 / 255.0);
         var mean = PerChannel(manifest.Mean, 0.0, expectedCount, "mean");
         var std = PerChannel(manifest.Std, 1.0, expectedCount, "std");
         if (std.Any(s => s == 0 || !double.IsFinite(s))) throw Invalid("std values must be finite and non-zero.");
         if (!double.IsFinite(scale) || mean.Any(m => !double.IsFinite(m))) throw Invalid("scale and mean must be finite.");
+        if (integer && (scale != 1 || mean.Any(m => m != 0) || std.Any(s => s != 1)))
+            throw Invalid($"the input '{input.Name}' is {input.DataType}, so it takes an image's pixel values as they are: scale must be 1, mean 0 and std 1.");
 
         return new Preprocessing(input.Name, layout, height, width, channels, scale, mean, std);
     }

@@ -106,14 +106,19 @@ public sealed class OnnxModel : IDisposable
         }
     }
 
-    /// <summary>Feeds one float input and returns one float output (the scored output of predict).</summary>
+    /// <summary>
+    /// Feeds one input float values, converted to its element type, and returns one real-valued
+    /// output as float32 (the scored output of predict).
+    /// </summary>
     public FloatTensor Run(string inputName, FloatTensor input, string outputName, CancellationToken cancellationToken = default)
     {
-        var output = Run([new NamedTensor(inputName, TensorElementType.Float, input.Shape, input.Data)], [outputName], cancellationToken)[0];
-        if (output.Type != TensorElementType.Float)
-            throw new UnsupportedModelException($"Output '{outputName}' is {output.Type}; only float32 outputs can be scored.");
-        return new FloatTensor((float[])output.Data, output.Shape);
+        var output = Run([Input(inputName, input)], [outputName], cancellationToken)[0];
+        return new FloatTensor(FloatElements.Of(output), output.Shape);
     }
+
+    /// <summary>Float values as the named input takes them (<see cref="FloatElements.ToInput"/>).</summary>
+    public NamedTensor Input(string inputName, FloatTensor input) =>
+        FloatElements.ToInput(inputName, ElementTypes[inputName], input.Shape, input.Data);
 
     /// <summary>
     /// Runs <paramref name="run"/> with options whose terminate flag a cancellation sets, so ONNX

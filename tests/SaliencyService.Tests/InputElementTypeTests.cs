@@ -1,0 +1,187 @@
+using System.Net;
+using System.Text.Json;
+using Google.Protobuf;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using SaliencyService.Contracts;
+using SaliencyService.Explain;
+using SaliencyService.Explain.Onnx.Proto;
+using SaliencyService.Explain.Serving;
+using SaliencyService.Explain.Tensors;
+using SaliencyService.Tests.Ops;
+using SaliencyService.Tests.Support;
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
+using Xunit;
+using DataType = SaliencyService.Explain.Onnx.Proto.TensorProto.Types.DataType;
+
+namespace SaliencyService.Tests;
+
+/// <summary>
+/// Models whose input or output is not float32 — tf2onnx's image models take uint8 pixels, float16
+/// exports compute in half precision — import and predict; each answer is checked against the same
+/// arithmetic in float64.
+/// </summary>
+public sealed class InputElementTypeTests : IDisposable
+{
+    private const int Side = 4, Channels = 3, Classes = 2, Features = Side * Side * Channels;
+    private readonly ServiceFactory _factory = new();
+
+    public void Dispose() => _factory.Dispose();
+
+    /// <summary>Seeded weights of the linear layer both models apply: features × classes.</summary>
+    private static readonly float[] Weights = Enumerable.Range(0, Features * Classes).Select(i => (float)Math.Sin(i * 0.7) * 0.5f).ToArray();
+
+    /// <summary>
+    /// An NHWC uint8 image model as tf2onnx writes them: Cast to float, divide by 255, then a linear
+    /// layer (the flattened pixels × <see cref="Weights"/>).
+    /// </summary>
+    private static byte[] Uint8Model()
+    {
+        var model = new OnnxTestModel(13, [1, Side, Side, Channels])
+            .Initializer("by", [255f])
+            .Initializer("flat", [1L, Features], 2)
+            .Initializer("w", Weights, Features, Classes)
+            .Node("Cast", ["x"], ["xf"], OnnxTestModel.Int("to", (long)DataType.Float))
+            .Node("Div", ["xf", "by"], ["scaled"])
+            .Node("Reshape", ["scaled", "flat"], ["row"])
+            .Node("MatMul", ["row", "w"], ["logits"])
+            .Output("logits")
+            .Model();
+        model.Graph.Input[0].Type.TensorType.ElemType = (int)DataType.Uint8;
+        return model.ToByteArray();
+    }
+
+    /// <summary>The same linear layer in float16 throughout: input, weights and output.</summary>
+    private static byte[] Float16Model()
+    {
+        var model = new OnnxTestModel(13, [1, Features]).Node("MatMul", ["x", "w"], ["logits"]).Output("logits", DataType.Float16).Model();
+        model.Graph.Input[0].Type.TensorType.ElemType = (int)DataType.Float16;
+        var w = new TensorProto { Name = "w", DataType = (int)DataType.Float16 };
+        w.Dims.AddRange([Features, Classes]);
+        w.Int32Data.AddRange(Weights.Select(v => (int)BitConverter.HalfToUInt16Bits((Half)v)));
+        model.Graph.Initializer.Add(w);
+        return model.ToByteArray();
+    }
+
+    private static double[] Linear(IReadOnlyList<double> features, Func<float, double> weight) =>
+        Enumerable.Range(0, Classes).Select(c => Enumerable.Range(0, Features).Sum(f => features[f] * weight(Weights[f * Classes + c]))).ToArray();
+
+    private async Task<HttpClient> ImportAsync(string name, byte[] onnx, HttpStatusCode expected = HttpStatusCode.Created, string? manifest = null)
+    {
+        var client = _factory.CreateClient();
+        using var form = Http.ModelForm(onnx, name, manifest);
+        var response = await client.PostAsync("/v1/models", form);
+        Assert.True(response.StatusCode == expected, await response.Content.ReadAsStringAsync());
+        return client;
+    }
+
+    private static async Task<float[]> ScoresAsync(HttpClient client, string model, MultipartFormDataContent form)
+    {
+        var response = await client.PostAsync($"/v1/models/{model}/predict?topK={Classes}", form);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        var top = (await Http.ReadAsync<PredictResponse>(response)).Predictions.Single().Top;
+        return top.OrderBy(s => s.Index).Select(s => s.Score).ToArray();
+    }
+
+    [Fact]
+    public async Task A_uint8_image_model_takes_the_images_pixels_as_they_are()
+    {
+        using var client = await ImportAsync("pixels", Uint8Model());
+        var descriptor = await Http.ReadAsync<ModelDescriptor>(await client.GetAsync("/v1/models/pixels"));
+        Assert.Equal("uint8", descriptor.Inputs[0].DataType);
+        Assert.Equal(("NHWC", 1.0), (descriptor.Preprocessing.Layout, descriptor.Preprocessing.Scale));
+
+        var random = new Random(7);
+        using var image = new Image<Rgb24>(Side, Side);
+        var pixels = new List<double>();
+        for (var y = 0; y < Side; y++)
+        for (var x = 0; x < Side; x++)
+        {
+            var p = new Rgb24((byte)random.Next(256), (byte)random.Next(256), (byte)random.Next(256));
+            image[x, y] = p;
+            pixels.AddRange([p.R, p.G, p.B]);
+        }
+        using var png = new MemoryStream();
+        image.SaveAsPng(png);
+        var expected = Linear(pixels.Select(v => v / 255).ToList(), w => w);
+
+        using var form = Http.Form(("image", png.ToArray(), "pixels.png"));
+        var scores = await ScoresAsync(client, "pixels", form);
+        for (var c = 0; c < Classes; c++) Assert.Equal(expected[c], scores[c], 1e-4);
+
+        // A float32 .npy of whole pixel values feeds it too.
+        using var tensor = Http.TensorForm(Npy.Write(pixels.Select(v => (float)v).ToArray(), [1, Side, Side, Channels]));
+        Assert.Equal(scores, await ScoresAsync(client, "pixels", tensor));
+    }
+
+    [Theory]
+    [InlineData(3.5f)]
+    [InlineData(-1f)]
+    [InlineData(256f)]
+    public async Task A_value_a_uint8_input_cannot_hold_is_a_400_naming_it(float value)
+    {
+        using var client = await ImportAsync("pixels", Uint8Model());
+        var values = Enumerable.Repeat(7f, Features).ToArray();
+        values[5] = value;
+        using var form = Http.TensorForm(Npy.Write(values, [Side, Side, Channels]));
+        var detail = await Http.AssertProblemAsync(await client.PostAsync("/v1/models/pixels/predict", form), HttpStatusCode.BadRequest);
+        Assert.Contains("uint8", detail);
+        Assert.Contains("element 5", detail);
+    }
+
+    [Fact]
+    public async Task A_uint8_model_is_not_explainable_and_says_why()
+    {
+        using var client = await ImportAsync("pixels", Uint8Model());
+        var descriptor = await Http.ReadAsync<ModelDescriptor>(await client.GetAsync("/v1/models/pixels"));
+        Assert.False(descriptor.Explain.Supported);
+        Assert.Contains("uint8", descriptor.Explain.Reason);
+        using var form = Http.TensorForm(Npy.Write(Enumerable.Repeat(7f, Features).ToArray(), [Side, Side, Channels]));
+        var detail = await Http.AssertProblemAsync(await client.PostAsync("/v1/models/pixels/explain", form), HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("uint8", detail);
+    }
+
+    [Fact]
+    public async Task A_manifest_that_would_scale_a_uint8_inputs_pixels_is_refused()
+    {
+        using var client = _factory.CreateClient();
+        using var form = Http.ModelForm(Uint8Model(), "pixels", JsonSerializer.Serialize(new { scale = 1.0 / 255 }));
+        var detail = await Http.AssertProblemAsync(await client.PostAsync("/v1/models", form), HttpStatusCode.BadRequest);
+        Assert.Contains("scale must be 1", detail);
+    }
+
+    [Fact]
+    public async Task A_float16_model_predicts_what_its_half_precision_arithmetic_gives()
+    {
+        using var client = await ImportAsync("half", Float16Model());
+        var descriptor = await Http.ReadAsync<ModelDescriptor>(await client.GetAsync("/v1/models/half"));
+        Assert.Equal(("float16", "float16"), (descriptor.Inputs[0].DataType, descriptor.Outputs[0].DataType));
+        Assert.False(descriptor.Explain.Supported);
+        Assert.Contains("float16", descriptor.Explain.Reason);
+
+        var input = Enumerable.Range(0, Features).Select(i => (float)Math.Cos(i * 1.3)).ToArray();
+        // Float64 over the float16 values the model holds; its sum of 48 products rounds to float16 too.
+        var expected = Linear(input.Select(v => (double)(Half)v).ToList(), w => (double)(Half)w);
+        using var form = Http.TensorForm(Npy.Write(input, [1, Features]));
+        var scores = await ScoresAsync(client, "half", form);
+        for (var c = 0; c < Classes; c++) Assert.Equal(expected[c], scores[c], 2e-2);
+    }
+
+    [Fact]
+    public void Float_values_convert_exactly_where_the_type_holds_them()
+    {
+        var bytes = FloatElements.ToInput("x", TensorElementType.UInt8, [3], [0f, 128f, 255f]);
+        Assert.Equal(new byte[] { 0, 128, 255 }, (byte[])bytes.Data);
+        var int64 = FloatElements.ToInput("x", TensorElementType.Int64, [2], [-16777216f, MathF.ScaleB(1, 62)]);
+        Assert.Equal(new[] { -16777216L, 1L << 62 }, (long[])int64.Data);
+        // 2^63 is just past long's range; NaN is no whole number.
+        Assert.Throws<InvalidArgumentException>(() => FloatElements.ToInput("x", TensorElementType.Int64, [1], [MathF.ScaleB(1, 63)]));
+        Assert.Throws<InvalidArgumentException>(() => FloatElements.ToInput("x", TensorElementType.UInt8, [1], [float.NaN]));
+
+        var half = FloatElements.ToInput("x", TensorElementType.Float16, [2], [0.1f, -65504f]);
+        Assert.Equal(new[] { (float)(Half)0.1f, -65504f }, FloatElements.Of(half));
+        var brain = FloatElements.ToInput("x", TensorElementType.BFloat16, [2], [1.00390625f, 3f]); // 1 + 2^-8: a tie, to even
+        Assert.Equal(new[] { 1f, 3f }, FloatElements.Of(brain));
+        Assert.Equal(new[] { 0.1f }, FloatElements.Of(FloatElements.ToInput("x", TensorElementType.Double, [1], [0.1f])));
+    }
+}
