@@ -63,4 +63,31 @@ public sealed class ExplainUnsupportedTests : IDisposable
         using var predict = Http.TensorForm(Explain.Tensors.Npy.Write(new float[192], [1, 3, 8, 8]));
         Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/v1/models/probe-fails/predict", predict)).StatusCode);
     }
+
+    [Theory]
+    [InlineData(new long[] { 2, 3, 8, 8 })] // an export traced with a batch of two
+    [InlineData(new long[] { 3, 8, 8 })]    // no batch dimension: its first is taken as one
+    public async Task A_model_that_takes_a_fixed_batch_of_several_predicts_them_and_says_why_it_cannot_explain_one(long[] shape)
+    {
+        var count = (int)shape.Aggregate(1L, (a, b) => a * b);
+        var model = new OnnxTestModel(13, shape).Node("Relu", ["x"], ["y"]).Output("y");
+        using var client = _factory.CreateClient();
+        using var upload = Http.ModelForm(model.Bytes(), "fixed-batch");
+        var descriptor = await Http.ReadAsync<ModelDescriptor>(await client.PostAsync("/v1/models", upload));
+        Assert.False(descriptor.Explain.Supported);
+        Assert.Contains($"batches of exactly {shape[0]}", descriptor.Explain.Reason);
+
+        var values = Parity.RandomInput([count], 3, -1, 1);
+        using (var predict = Http.TensorForm(Explain.Tensors.Npy.Write(values, shape)))
+        {
+            var answer = await Http.ReadAsync<PredictResponse>(await client.PostAsync("/v1/models/fixed-batch/predict?topK=1", predict));
+            Assert.Equal((int)shape[0], answer.Predictions.Count);
+            var perSample = count / (int)shape[0];
+            for (var s = 0; s < shape[0]; s++)
+                Assert.Equal(values.Skip(s * perSample).Take(perSample).Max(v => Math.Max(v, 0)), answer.Predictions[s].Top[0].Score);
+        }
+        using var explain = Http.TensorForm(Explain.Tensors.Npy.Write(values[..(count / (int)shape[0])], shape[1..]));
+        var detail = await Http.AssertProblemAsync(await client.PostAsync("/v1/models/fixed-batch/explain", explain), HttpStatusCode.UnprocessableEntity);
+        Assert.Contains($"batches of exactly {shape[0]}", detail);
+    }
 }

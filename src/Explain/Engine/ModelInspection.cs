@@ -119,6 +119,8 @@ public static class ModelInspection
         var input = onnx.Inputs.First(i => i.Name == preprocessing.Input);
         if (input.DataType != "float32")
             return $"The model's input '{input.Name}' is {input.DataType}: the explain engine takes gradients with respect to a float32 input.";
+        if (input.Shape is [> 1 and var batch, ..])
+            return $"The model takes batches of exactly {batch}; an explanation is of one input (export the model with a batch of 1 or a dynamic batch).";
         return scored?.DataType == "float32" ? null : "The model has no float32 output to explain.";
     }
 }
