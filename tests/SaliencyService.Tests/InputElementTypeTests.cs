@@ -18,8 +18,8 @@ namespace SaliencyService.Tests;
 
 /// <summary>
 /// Models whose input or output is not float32 — tf2onnx's image models take uint8 pixels, float16
-/// exports compute in half precision — import and predict; each answer is checked against the same
-/// arithmetic in float64.
+/// exports compute in half precision — import, predict and (uint8 pixels cast to float) explain;
+/// each answer is checked against the same arithmetic in float64.
 /// </summary>
 public sealed class InputElementTypeTests : IDisposable
 {
@@ -129,15 +129,45 @@ public sealed class InputElementTypeTests : IDisposable
         Assert.Contains("element 5", detail);
     }
 
-    [Fact]
-    public async Task A_uint8_model_is_not_explainable_and_says_why()
+    [Theory]
+    [InlineData("guided-backprop")]
+    [InlineData("gradient")]
+    public async Task A_uint8_models_map_is_the_gradient_with_respect_to_its_pixel_values(string method)
     {
         using var client = await ImportAsync("pixels", Uint8Model());
         var descriptor = await Http.ReadAsync<ModelDescriptor>(await client.GetAsync("/v1/models/pixels"));
+        Assert.True(descriptor.Explain.Supported, descriptor.Explain.Reason);
+
+        // The model is linear (no rectifier, so both rules give the gradient): ∂logit[c]/∂pixel[f] = W[f, c] / 255.
+        const int target = 1;
+        using var form = Http.TensorForm(Npy.Write(Enumerable.Range(0, Features).Select(i => (float)(i * 5 % 256)).ToArray(), [Side, Side, Channels]));
+        var response = await client.PostAsync($"/v1/models/pixels/explain?method={method}&target={target}&format=npy", form);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        var map = Npy.Read(await Http.ReadBytesAsync(response), long.MaxValue);
+        Assert.Equal(new long[] { Side, Side, Channels }, map.Shape[^3..]);
+        for (var f = 0; f < Features; f++) Assert.Equal(Weights[f * Classes + target] / 255.0, map.Data[f], 1e-7);
+    }
+
+    [Fact]
+    public async Task An_integer_input_used_other_than_by_a_cast_to_float_is_not_explainable_and_says_why()
+    {
+        // uint8 → int32 → float: the first use is no Cast to float, so no real-valued graph is read into it.
+        var model = new OnnxTestModel(13, [1, Features])
+            .Initializer("w", Weights, Features, Classes)
+            .Node("Cast", ["x"], ["wide"], OnnxTestModel.Int("to", (long)DataType.Int32))
+            .Node("Cast", ["wide"], ["xf"], OnnxTestModel.Int("to", (long)DataType.Float))
+            .Node("MatMul", ["xf", "w"], ["logits"])
+            .Output("logits")
+            .Model();
+        model.Graph.Input[0].Type.TensorType.ElemType = (int)DataType.Uint8;
+        using var client = await ImportAsync("integers", model.ToByteArray());
+        var descriptor = await Http.ReadAsync<ModelDescriptor>(await client.GetAsync("/v1/models/integers"));
         Assert.False(descriptor.Explain.Supported);
         Assert.Contains("uint8", descriptor.Explain.Reason);
-        using var form = Http.TensorForm(Npy.Write(Enumerable.Repeat(7f, Features).ToArray(), [Side, Side, Channels]));
-        var detail = await Http.AssertProblemAsync(await client.PostAsync("/v1/models/pixels/explain", form), HttpStatusCode.UnprocessableEntity);
+        using var form = Http.TensorForm(Npy.Write(Enumerable.Repeat(7f, Features).ToArray(), [1, Features]));
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/v1/models/integers/predict", form)).StatusCode);
+        using var explain = Http.TensorForm(Npy.Write(Enumerable.Repeat(7f, Features).ToArray(), [1, Features]));
+        var detail = await Http.AssertProblemAsync(await client.PostAsync("/v1/models/integers/explain", explain), HttpStatusCode.UnprocessableEntity);
         Assert.Contains("uint8", detail);
     }
 

@@ -18,7 +18,7 @@ public sealed record ModelFileLoad(Task<(InferenceSession Session, string Provid
     public static ModelFileLoad Start(string directory, OnnxSessionFactory sessions, bool mapped = false)
     {
         var path = Path.Combine(directory, ModelInspection.ModelFile);
-        return new(Task.Run(() => sessions.Create(path)), Task.Run(() => mapped ? OnnxFile.Map(path) : OnnxFile.Load(path)));
+        return new(Task.Run(() => sessions.Create(path)), Task.Run(() => RealValuedInputs.Widen(mapped ? OnnxFile.Map(path) : OnnxFile.Load(path))));
     }
 
     /// <summary>The mirror built ahead of the verdict, and its ONNX Runtime backward once the verdict serves them (<see cref="PrepareBackward"/>), if they are.</summary>
@@ -101,7 +101,7 @@ public static class ModelInspection
                 ? ModelProbe.Run(onnx, preprocessing, scored.Name)
                 : null;
             if (probe is not null) probed?.Invoke();
-            var (explainer, explain) = Unexplainable(onnx, preprocessing, scored) is { } reason
+            var (explainer, explain) = Unexplainable(onnx, loading.Parsed, preprocessing, scored) is { } reason
                 ? (null, new ExplainDescriptor(false, [], null, null, [], reason))
                 : analysis.Analyse(loading.Parsed, onnx, preprocessing, scored!.Name, verdict, probe, shapes, loading.Backward);
             return new InspectedModel(onnx, manifest, preprocessing, explainer, explain);
@@ -113,14 +113,29 @@ public static class ModelInspection
         }
     }
 
-    /// <summary>Why gradients cannot explain the model, before its graph is looked at; null where they may.</summary>
-    private static string? Unexplainable(OnnxModel onnx, Preprocessing preprocessing, TensorDescriptor? scored)
+    /// <summary>Why gradients cannot explain the model, before its graph is mirrored; null where they may.</summary>
+    private static string? Unexplainable(OnnxModel onnx, Task<Onnx.Proto.ModelProto> parsed, Preprocessing preprocessing, TensorDescriptor? scored)
     {
         var input = onnx.Inputs.First(i => i.Name == preprocessing.Input);
-        if (input.DataType != "float32")
-            return $"The model's input '{input.Name}' is {input.DataType}: the explain engine takes gradients with respect to a float32 input.";
+        if (input.DataType != "float32" && !(FloatElements.IsInteger(input.DataType) && DeclaredFloat(parsed, input.Name)))
+            return $"The model's input '{input.Name}' is {input.DataType}: the explain engine takes gradients with respect to a float32 input " +
+                   "(or an integer one whose every use is a Cast to float).";
         if (input.Shape is [> 1 and var batch, ..])
             return $"The model takes batches of exactly {batch}; an explanation is of one input (export the model with a batch of 1 or a dynamic batch).";
         return scored?.DataType == "float32" ? null : "The model has no float32 output to explain.";
+    }
+
+    /// <summary>Whether the graph the explainer reads declares the input float (<see cref="RealValuedInputs"/>).</summary>
+    private static bool DeclaredFloat(Task<Onnx.Proto.ModelProto> parsed, string input)
+    {
+        try
+        {
+            return parsed.GetAwaiter().GetResult().Graph.Input.FirstOrDefault(i => i.Name == input)?.Type?.TensorType?.ElemType
+                   == (int)Onnx.Proto.TensorProto.Types.DataType.Float;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return false; // the analysis reports the parse's failure
+        }
     }
 }

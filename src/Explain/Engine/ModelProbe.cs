@@ -31,8 +31,9 @@ public static class ModelProbe
         onnx.Inputs is [{ Shape: var shape }] && shape.Count > 0 && shape[0] is -1 or 1 && shape.Skip(1).All(d => d > 0);
 
     /// <summary>
-    /// A realistic input: a seeded random image through the model's own preprocessing (random
-    /// normal values for inputs that are not images).
+    /// A realistic input: a seeded random image through the model's own preprocessing; for inputs
+    /// that are not images, seeded random values in [−1, 1), or zeros where the input takes integers
+    /// (a valid index or id of any range).
     /// </summary>
     public static FloatTensor Input(OnnxModel onnx, Preprocessing p)
     {
@@ -55,6 +56,7 @@ public static class ModelProbe
             return new FloatTensor(data, shape);
         }
         var values = new float[FloatTensor.ElementCount(shape)];
+        if (FloatElements.IsInteger(onnx.Inputs.First(i => i.Name == p.Input).DataType)) return new FloatTensor(values, shape);
         for (var i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() * 2 - 1);
         return new FloatTensor(values, shape);
     }

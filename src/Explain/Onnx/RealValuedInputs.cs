@@ -1,0 +1,34 @@
+using SaliencyService.Explain.Onnx.Proto;
+using DataType = SaliencyService.Explain.Onnx.Proto.TensorProto.Types.DataType;
+
+namespace SaliencyService.Explain.Onnx;
+
+/// <summary>
+/// The graph the explainer reads for a model that takes integers (tf2onnx's uint8 image models):
+/// an integer input whose every use is a Cast to float is declared float instead. That graph is the
+/// same function as the served one on every integer input (a Cast of a float to float changes
+/// nothing) and a real-valued one between them, so it has gradients with respect to the pixels;
+/// the import's parity check still compares it with the served model, fed integers.
+/// </summary>
+public static class RealValuedInputs
+{
+    /// <summary>Declares each such input of <paramref name="model"/> float, in place; returns the model.</summary>
+    public static ModelProto Widen(ModelProto model)
+    {
+        var graph = model.Graph;
+        if (graph is null) return model;
+        foreach (var input in graph.Input)
+        {
+            if (input.Type?.TensorType is not { } tensor || !IsInteger((DataType)tensor.ElemType)) continue;
+            var uses = graph.Node.Where(n => n.Input.Contains(input.Name)).ToArray();
+            var castsToFloat = uses.Length > 0 && uses.All(n => n.OpType == "Cast" && n.Domain is "" or "ai.onnx"
+                && n.Attribute.FirstOrDefault(a => a.Name == "to")?.I is (long)DataType.Float or (long)DataType.Double);
+            if (castsToFloat && graph.Output.All(o => o.Name != input.Name))
+                tensor.ElemType = (int)DataType.Float;
+        }
+        return model;
+    }
+
+    private static bool IsInteger(DataType type) => type is DataType.Uint8 or DataType.Int8 or DataType.Uint16 or DataType.Int16
+        or DataType.Int32 or DataType.Uint32 or DataType.Int64 or DataType.Uint64;
+}
