@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using SaliencyService.Contracts;
@@ -146,6 +147,22 @@ public sealed class InputElementTypeTests : IDisposable
         var map = Npy.Read(await Http.ReadBytesAsync(response), long.MaxValue);
         Assert.Equal(new long[] { Side, Side, Channels }, map.Shape[^3..]);
         for (var f = 0; f < Features; f++) Assert.Equal(Weights[f * Classes + target] / 255.0, map.Data[f], 1e-7);
+
+        // The v2 explain extension takes the input in the model's own datatype.
+        var request = new JsonObject
+        {
+            ["inputs"] = new JsonArray(new JsonObject
+            {
+                ["name"] = "x", ["shape"] = new JsonArray(1, Side, Side, Channels), ["datatype"] = "UINT8",
+                ["data"] = new JsonArray(Enumerable.Range(0, Features).Select(i => (JsonNode)(i * 5 % 256)).ToArray()),
+            }),
+            ["parameters"] = new JsonObject { ["method"] = method, ["target"] = target },
+        };
+        var v2 = await client.PostAsync("/v2/models/pixels/explain", new StringContent(request.ToJsonString(), System.Text.Encoding.UTF8, "application/json"));
+        var body = await v2.Content.ReadAsStringAsync();
+        Assert.True(v2.StatusCode == HttpStatusCode.OK, body);
+        var attributions = JsonNode.Parse(body)!["outputs"]![0]!["data"]!.AsArray().Select(v => (float)v!).ToArray();
+        Assert.Equal(map.Data, attributions);
     }
 
     [Fact]

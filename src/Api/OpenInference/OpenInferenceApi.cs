@@ -127,9 +127,10 @@ public static class OpenInferenceApi
         var call = await V2Call.ReadAsync(request, model, options.Value, cancellationToken, outputNames: [AttributionsOutput]);
         if (call.Classifications.Count > 0) throw new InvalidArgumentException($"'{Classification.Parameter}' applies to infer's outputs, not to attributions.");
         var imageInput = model.Preprocessing.Input;
-        if (call.Inputs is not [{ Type: TensorElementType.Float } only] || only.Name != imageInput)
-            throw new InvalidArgumentException($"Explain takes one FP32 input, '{imageInput}'.");
-        var input = new ModelInput(new FloatTensor((float[])only.Data, only.Shape));
+        if (call.Inputs is not [var only] || only.Name != imageInput)
+            throw new InvalidArgumentException($"Explain takes one input, '{imageInput}'.");
+        // In the model's own datatype (V2Call checked it): uint8 pixels are explained as the float values they are.
+        var input = new ModelInput(new FloatTensor(FloatElements.Of(only), only.Shape));
 
         using var explanation = await service.ExplainAsync(name, (descriptor, _) => descriptor == model.Descriptor
                 ? Task.FromResult(input)

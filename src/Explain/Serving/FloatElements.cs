@@ -47,7 +47,10 @@ public static class FloatElements
         return new NamedTensor(name, type, shape, values);
     }
 
-    /// <summary>A real-valued tensor's elements as float32 (its own array where it is float32).</summary>
+    /// <summary>
+    /// A numeric tensor's elements as float32 (its own array where it is float32): a real-valued
+    /// output to rank, or an integer input to explain (whole numbers past 2^24 rounded).
+    /// </summary>
     public static float[] Of(NamedTensor tensor)
     {
         var count = checked((int)tensor.ElementCount);
@@ -57,7 +60,15 @@ public static class FloatElements
             TensorElementType.Double => Convert((double[])tensor.Data, count, v => (float)v),
             TensorElementType.Float16 => Convert((ushort[])tensor.Data, count, bits => (float)BitConverter.UInt16BitsToHalf(bits)),
             TensorElementType.BFloat16 => Convert((ushort[])tensor.Data, count, bits => BitConverter.Int32BitsToSingle(bits << 16)),
-            _ => throw new UnsupportedModelException($"Output '{tensor.Name}' holds {tensor.Type}; only real-valued outputs can be scored."),
+            TensorElementType.UInt8 => Convert((byte[])tensor.Data, count, v => (float)v),
+            TensorElementType.Int8 => Convert((sbyte[])tensor.Data, count, v => (float)v),
+            TensorElementType.UInt16 => Convert((ushort[])tensor.Data, count, v => (float)v),
+            TensorElementType.Int16 => Convert((short[])tensor.Data, count, v => (float)v),
+            TensorElementType.UInt32 => Convert((uint[])tensor.Data, count, v => (float)v),
+            TensorElementType.Int32 => Convert((int[])tensor.Data, count, v => (float)v),
+            TensorElementType.UInt64 => Convert((ulong[])tensor.Data, count, v => (float)v),
+            TensorElementType.Int64 => Convert((long[])tensor.Data, count, v => (float)v),
+            _ => throw new InvalidArgumentException($"'{tensor.Name}' holds {tensor.Type}, not numbers."),
         };
     }
 
