@@ -5,6 +5,7 @@ using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using SaliencyService.Contracts;
 using SaliencyService.Explain;
+using SaliencyService.Explain.Onnx;
 using SaliencyService.Explain.Onnx.Proto;
 using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Tensors;
@@ -212,6 +213,28 @@ public sealed class InputElementTypeTests : IDisposable
         using var form = Http.TensorForm(Npy.Write(input, [1, Features]));
         var scores = await ScoresAsync(client, "half", form);
         for (var c = 0; c < Classes; c++) Assert.Equal(expected[c], scores[c], 2e-2);
+    }
+
+    [Fact]
+    public void Only_an_integer_input_whose_every_use_is_a_cast_to_float_is_read_as_float()
+    {
+        static int Widened(Action<OnnxTestModel> more, Action<ModelProto>? edit = null)
+        {
+            var builder = new OnnxTestModel(13, [1, 3]).Node("Cast", ["x"], ["xf"], OnnxTestModel.Int("to", (long)DataType.Float));
+            more(builder);
+            var model = builder.Model();
+            model.Graph.Input[0].Type.TensorType.ElemType = (int)DataType.Uint8;
+            edit?.Invoke(model);
+            return RealValuedInputs.Widen(model).Graph.Input[0].Type.TensorType.ElemType;
+        }
+        Assert.Equal((int)DataType.Float, Widened(m => m.Node("Relu", ["xf"], ["y"]).Output("y")));
+        // Also used as an integer: the graph must keep its type.
+        Assert.Equal((int)DataType.Uint8, Widened(m => m.Node("Relu", ["xf"], ["y"]).Node("Identity", ["x"], ["raw"]).Output("y").Output("raw", DataType.Uint8)));
+        // Itself an output.
+        Assert.Equal((int)DataType.Uint8, Widened(m => m.Node("Relu", ["xf"], ["y"]).Output("y").Output("x", DataType.Uint8)));
+        // An initializer listed among the inputs, as older exporters write them.
+        Assert.Equal((int)DataType.Uint8, Widened(m => m.Node("Relu", ["xf"], ["y"]).Output("y"),
+            model => model.Graph.Initializer.Add(new TensorProto { Name = "x", DataType = (int)DataType.Uint8, Dims = { 1, 3 }, RawData = ByteString.CopyFrom(1, 2, 3) })));
     }
 
     [Fact]

@@ -17,9 +17,11 @@ public static class RealValuedInputs
     {
         var graph = model.Graph;
         if (graph is null) return model;
+        var initialized = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var input in graph.Input)
         {
-            if (input.Type?.TensorType is not { } tensor || !IsInteger((DataType)tensor.ElemType)) continue;
+            // (An initializer listed as an input, as older exporters write them, keeps its own type.)
+            if (input.Type?.TensorType is not { } tensor || !IsInteger((DataType)tensor.ElemType) || initialized.Contains(input.Name)) continue;
             var uses = graph.Node.Where(n => n.Input.Contains(input.Name)).ToArray();
             var castsToFloat = uses.Length > 0 && uses.All(n => n.OpType == "Cast" && n.Domain is "" or "ai.onnx"
                 && n.Attribute.FirstOrDefault(a => a.Name == "to")?.I is (long)DataType.Float or (long)DataType.Double);
