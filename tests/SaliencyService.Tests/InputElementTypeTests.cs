@@ -250,6 +250,8 @@ public sealed class InputElementTypeTests : IDisposable
 
         var half = FloatElements.ToInput("x", TensorElementType.Float16, [2], [0.1f, -65504f]);
         Assert.Equal(new[] { (float)(Half)0.1f, -65504f }, FloatElements.Of(half));
+        var overflow = Assert.Throws<InvalidArgumentException>(() => FloatElements.ToInput("x", TensorElementType.Float16, [2], [1f, 70000f]));
+        Assert.Contains("element 1 (70000)", overflow.Message);
         var brain = FloatElements.ToInput("x", TensorElementType.BFloat16, [2], [1.00390625f, 3f]); // 1 + 2^-8: a tie, to even
         Assert.Equal(new[] { 1f, 3f }, FloatElements.Of(brain));
         Assert.Equal(new[] { 0.1f }, FloatElements.Of(FloatElements.ToInput("x", TensorElementType.Double, [1], [0.1f])));

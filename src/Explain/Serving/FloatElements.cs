@@ -31,7 +31,8 @@ public static class FloatElements
         Array values = type switch
         {
             TensorElementType.Double => Convert(data, count, v => (double)v),
-            TensorElementType.Float16 => Convert(data, count, v => BitConverter.HalfToUInt16Bits((Half)v)),
+            TensorElementType.Float16 => Convert(data, count, (v, i) => BitConverter.HalfToUInt16Bits(Half.IsFinite((Half)v) ? (Half)v
+                : throw new InvalidArgumentException($"Input '{name}' takes float16 values: element {i} ({v}) is beyond its range (±65504)."))),
             TensorElementType.BFloat16 => Convert(data, count, BFloat16Bits),
             TensorElementType.UInt8 => Whole(data, count, name, type, byte.MinValue, byte.MaxValue, v => (byte)v),
             TensorElementType.Int8 => Whole(data, count, name, type, sbyte.MinValue, sbyte.MaxValue, v => (sbyte)v),
@@ -79,10 +80,12 @@ public static class FloatElements
         return (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
     }
 
-    private static TOut[] Convert<TIn, TOut>(TIn[] data, int count, Func<TIn, TOut> convert)
+    private static TOut[] Convert<TIn, TOut>(TIn[] data, int count, Func<TIn, TOut> convert) => Convert(data, count, (v, _) => convert(v));
+
+    private static TOut[] Convert<TIn, TOut>(TIn[] data, int count, Func<TIn, int, TOut> convert)
     {
         var values = new TOut[count];
-        for (var i = 0; i < count; i++) values[i] = convert(data[i]);
+        for (var i = 0; i < count; i++) values[i] = convert(data[i], i);
         return values;
     }
 
