@@ -11,6 +11,12 @@ public sealed record ModelManifest
     /// <summary>Name of the graph input that receives the image; default the first input.</summary>
     public string? Input { get; init; }
 
+    /// <summary>
+    /// Name of the graph output that predict ranks and explanations explain (a model that also
+    /// outputs features or probabilities); default the first float32 output, else the first real-valued one.
+    /// </summary>
+    public string? Output { get; init; }
+
     /// <summary><c>NCHW</c> or <c>NHWC</c>; default NHWC when the last dimension is 1 or 3.</summary>
     public string? Layout { get; init; }
 

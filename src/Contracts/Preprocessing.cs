@@ -12,4 +12,8 @@ public sealed record Preprocessing(
     string Channels,
     double Scale,
     IReadOnlyList<double> Mean,
-    IReadOnlyList<double> Std);
+    IReadOnlyList<double> Std)
+{
+    /// <summary>The output predict ranks and explanations explain; null where the model has no real-valued output.</summary>
+    public string? Output { get; init; }
+}

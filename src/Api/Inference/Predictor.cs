@@ -55,12 +55,13 @@ public static class Predictor
     public static PredictResponse Rank(ModelDescriptor model, IEnumerable<float[]> scores, int topK) =>
         new(model.Name, scores.Select(s => new Prediction(Top(s, topK, model.Labels))).ToList());
 
-    /// <summary>The output that is ranked: <see cref="ScoredOutputs.Of"/> of a single-input model.</summary>
+    /// <summary>The output that is ranked: the manifest's, or the default (<see cref="ScoredOutputs.Of"/>), of a single-input model.</summary>
     public static TensorDescriptor ScoredOutput(ModelDescriptor model)
     {
         if (model.Inputs.Count != 1)
             throw ProblemException.Unprocessable($"The model has {model.Inputs.Count} inputs; predict feeds models with one input.");
-        return ScoredOutputs.Of(model.Outputs) ?? throw ProblemException.Unprocessable("The model has no real-valued output to rank.");
+        return model.Outputs.FirstOrDefault(o => o.Name == model.Preprocessing.Output)
+               ?? throw ProblemException.Unprocessable("The model has no real-valued output to rank.");
     }
 
     /// <summary>

@@ -93,8 +93,8 @@ public static class ModelInspection
         var onnx = new OnnxModel(served, provider);
         try
         {
-            var preprocessing = PreprocessingResolver.Resolve(manifest, onnx.Inputs);
-            var scored = ScoredOutputs.Of(onnx.Outputs);
+            var preprocessing = PreprocessingResolver.Resolve(manifest, onnx.Inputs, onnx.Outputs);
+            var scored = onnx.Outputs.FirstOrDefault(o => o.Name == preprocessing.Output);
             // Whether or not it can be explained, a model must run: checked on the probe first where
             // the probe is a valid input by construction, so a failure is the model's (422).
             var probe = scored is not null && verdict is null && ModelProbe.IsValidInput(onnx)
@@ -122,7 +122,9 @@ public static class ModelInspection
                    "(or an integer one whose every use is a Cast to float).";
         if (input.Shape is [> 1 and var batch, ..])
             return $"The model takes batches of exactly {batch}; an explanation is of one input (export the model with a batch of 1 or a dynamic batch).";
-        return scored?.DataType == "float32" ? null : "The model has no float32 output to explain.";
+        return scored is null ? "The model has no float32 output to explain."
+            : scored.DataType != "float32" ? $"The model's output '{scored.Name}' is {scored.DataType}: the explain engine explains a float32 output."
+            : null;
     }
 
     /// <summary>Whether the graph the explainer reads declares the input float (<see cref="RealValuedInputs"/>).</summary>

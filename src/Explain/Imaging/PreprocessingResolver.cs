@@ -1,4 +1,5 @@
 using SaliencyService.Contracts;
+using SaliencyService.Explain.Serving;
 
 namespace SaliencyService.Explain.Imaging;
 
@@ -12,7 +13,8 @@ public static class PreprocessingResolver
 
     /// <param name="manifest">The uploaded manifest (may be empty).</param>
     /// <param name="inputs">The model's inputs in graph order.</param>
-    public static Preprocessing Resolve(ModelManifest manifest, IReadOnlyList<TensorDescriptor> inputs)
+    /// <param name="outputs">The model's outputs in graph order (none: the manifest's output is taken as it is).</param>
+    public static Preprocessing Resolve(ModelManifest manifest, IReadOnlyList<TensorDescriptor> inputs, IReadOnlyList<TensorDescriptor>? outputs = null)
     {
         if (inputs.Count == 0) throw new UnsupportedModelException("The model has no inputs.");
         var input = manifest.Input is null
@@ -46,7 +48,7 @@ public static class PreprocessingResolver
             throw Invalid($"channels '{channels}' has {expectedCount} channel(s) but the input '{input.Name}' has {channelCount}.");
 
         // An integer input (tf2onnx's uint8 images) takes the pixels as they are: the model scales them itself.
-        var integer = Serving.FloatElements.IsInteger(input.DataType);
+        var integer = FloatElements.IsInteger(input.DataType);
         var scale = manifest.Scale ?? (integer ? 1.0 : 1.0 / 255.0);
         var mean = PerChannel(manifest.Mean, 0.0, expectedCount, "mean");
         var std = PerChannel(manifest.Std, 1.0, expectedCount, "std");
@@ -55,7 +57,19 @@ public static class PreprocessingResolver
         if (integer && (scale != 1 || mean.Any(m => m != 0) || std.Any(s => s != 1)))
             throw Invalid($"the input '{input.Name}' is {input.DataType}, so it takes an image's pixel values as they are: scale must be 1, mean 0 and std 1.");
 
-        return new Preprocessing(input.Name, layout, height, width, channels, scale, mean, std);
+        return new Preprocessing(input.Name, layout, height, width, channels, scale, mean, std) { Output = Output(manifest.Output, outputs) };
+    }
+
+    /// <summary>The manifest's output, checked to be a real-valued output of the model; else the default (<see cref="ScoredOutputs.Of"/>).</summary>
+    private static string? Output(string? chosen, IReadOnlyList<TensorDescriptor>? outputs)
+    {
+        if (outputs is null) return chosen;
+        if (chosen is null) return ScoredOutputs.Of(outputs)?.Name;
+        var output = outputs.FirstOrDefault(o => o.Name == chosen)
+                     ?? throw Invalid($"output '{chosen}' is not an output of the model (it has: {string.Join(", ", outputs.Select(o => o.Name))}).");
+        return FloatElements.IsReal(output.DataType)
+            ? chosen
+            : throw Invalid($"output '{chosen}' is {output.DataType}; predict ranks and explanations explain a real-valued output.");
     }
 
     private static void CheckFixed(long modelDim, int value, string what)

@@ -150,7 +150,7 @@ public sealed partial class GraphMirror : IDisposable
                 unsupported.Add($"graph input '{extra.Name}' (only single-input models are explained)");
 
             var build = new NodeBuild(opset, floatType, constants, owned, unsupported);
-            foreach (var node in TopologicalOrder(graph, available))
+            foreach (var node in TopologicalOrder(NodesFor(graph, outputName), available))
                 build.Add(node, steps, rectifiers);
         }
         catch (UnsupportedOperatorException e)
@@ -183,13 +183,31 @@ public sealed partial class GraphMirror : IDisposable
     }
 
     /// <summary>
+    /// The nodes the explained output depends on, in file order: another head's (an ArgMax of the
+    /// class, a TopK, post-processing) is left to ONNX Runtime, so an operator there cannot keep
+    /// the model from being explained.
+    /// </summary>
+    private static List<NodeProto> NodesFor(GraphProto graph, string outputName)
+    {
+        var producers = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
+        foreach (var node in graph.Node)
+            foreach (var output in node.Output.Where(o => o.Length > 0))
+                producers.TryAdd(output, node);
+        var needed = new HashSet<NodeProto>(ReferenceEqualityComparer.Instance);
+        var pending = new Stack<string>([outputName]);
+        while (pending.TryPop(out var name))
+            if (producers.TryGetValue(name, out var node) && needed.Add(node))
+                foreach (var read in Reads(node)) pending.Push(read);
+        return graph.Node.Where(needed.Contains).ToList();
+    }
+
+    /// <summary>
     /// Kahn's order, level by level and in file order within a level; a node whose inputs never
     /// become available makes the graph unsupported. Linear in the graph's size: an untrusted
     /// model may have hundreds of thousands of nodes in a chain.
     /// </summary>
-    private static List<NodeProto> TopologicalOrder(GraphProto graph, HashSet<string> available)
+    private static List<NodeProto> TopologicalOrder(IReadOnlyList<NodeProto> nodes, HashSet<string> available)
     {
-        var nodes = graph.Node;
         var reads = nodes.Select(n => Reads(n).Where(name => !available.Contains(name)).Distinct(StringComparer.Ordinal).ToArray()).ToArray();
         var waiting = reads.Select(r => r.Length).ToArray();
         var readers = new Dictionary<string, List<int>>(StringComparer.Ordinal);
