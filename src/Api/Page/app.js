@@ -76,6 +76,7 @@ function showModel() {
   }
   const p = m.preprocessing;
   fact("Input", `${p.width}×${p.height} ${p.channels}, ${p.layout}`);
+  if (m.outputs.length > 1) fact("Scores", p.output ? `output ${p.output} (of ${m.outputs.length})` : "no real-valued output");
   fact("Labels", m.labels?.length ? `${m.labels.length}: ${m.labels.slice(0, 4).join(", ")}${m.labels.length > 4 ? ", …" : ""}` : "none (class indices)");
   fact("Explainable", m.explain.supported ? `yes, gradients on ${m.explain.gradientEngine}` : `no: ${m.explain.reason}`);
   $("layer").replaceChildren(...(m.explain.layers || []).map((l) => {
