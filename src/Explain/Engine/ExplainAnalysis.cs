@@ -55,7 +55,7 @@ public sealed class ExplainAnalysis
     /// <param name="shapes">With a verdict for ONNX Runtime's backward, the value shapes the check wrote it for (<see cref="OrtBackprop.Shapes"/>), if it says.</param>
     public (ModelExplainer? Explainer, ExplainDescriptor Descriptor) Analyse(string modelPath, OnnxModel onnx, Preprocessing preprocessing,
         string outputName, ExplainDescriptor? verdict = null, ProbeRun? probe = null, IReadOnlyDictionary<string, TensorInfo>? shapes = null) =>
-        Analyse(Task.FromResult(OnnxFile.Load(modelPath)), onnx, preprocessing, outputName, verdict, probe, shapes);
+        Analyse(Task.FromResult(ModelFileLoad.Parse(modelPath, mapped: false)), onnx, preprocessing, outputName, verdict, probe, shapes);
 
     /// <summary>As above, for the model file parsed (<see cref="OnnxFile.Load"/>), or being parsed, by the caller.</summary>
     /// <param name="prepared">

@@ -18,8 +18,11 @@ public sealed record ModelFileLoad(Task<(InferenceSession Session, string Provid
     public static ModelFileLoad Start(string directory, OnnxSessionFactory sessions, bool mapped = false)
     {
         var path = Path.Combine(directory, ModelInspection.ModelFile);
-        return new(Task.Run(() => sessions.Create(path)), Task.Run(() => RealValuedInputs.Widen(mapped ? OnnxFile.Map(path) : OnnxFile.Load(path))));
+        return new(Task.Run(() => sessions.Create(path)), Task.Run(() => Parse(path, mapped)));
     }
+
+    /// <summary>The model file as the explainer reads it: parsed, integer pixel inputs declared float (<see cref="RealValuedInputs"/>).</summary>
+    public static Onnx.Proto.ModelProto Parse(string path, bool mapped) => RealValuedInputs.Widen(mapped ? OnnxFile.Map(path) : OnnxFile.Load(path));
 
     /// <summary>The mirror built ahead of the verdict, and its ONNX Runtime backward once the verdict serves them (<see cref="PrepareBackward"/>), if they are.</summary>
     public PreparedBackward? Backward { get; private set; }
