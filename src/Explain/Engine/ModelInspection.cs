@@ -140,7 +140,7 @@ public static class ModelInspection
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            return false; // the analysis reports the parse's failure
+            return false; // a graph the explainer cannot read: not read as float either
         }
     }
 }
