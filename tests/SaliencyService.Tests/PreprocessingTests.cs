@@ -24,7 +24,7 @@ public sealed class PreprocessingTests
         var manifest = System.Text.Json.JsonSerializer.Deserialize<ModelManifest>(
             File.ReadAllText(TestPaths.Fixture(model, "model.json")), Http.Json)!;
         var reference = Npy.Read(File.ReadAllBytes(TestPaths.Fixture(model, stem + ".tensor.npy")), long.MaxValue);
-        var p = PreprocessingResolver.Resolve(manifest, [new TensorDescriptor(manifest.Input!, reference.Shape, "float32")]);
+        var p = PreprocessingResolver.Resolve(manifest, [new TensorDescriptor(manifest.Input!, reference.Shape, "float32")], []);
 
         using var image = new ImageLoader(1_000_000).Load(File.ReadAllBytes(TestPaths.Fixture(model, stem + ".png")), "image");
         var actual = new float[ImageTensorizer.SampleLength(p)];
@@ -37,17 +37,17 @@ public sealed class PreprocessingTests
     [Fact]
     public void Defaults_follow_the_contract()
     {
-        var nchw = PreprocessingResolver.Resolve(new ModelManifest(), [Nchw]);
+        var nchw = PreprocessingResolver.Resolve(new ModelManifest(), [Nchw], []);
         Assert.Equal(("x", "NCHW", 32, 32, "RGB", 1 / 255.0), (nchw.Input, nchw.Layout, nchw.Height, nchw.Width, nchw.Channels, nchw.Scale));
         Assert.Equal([0.0, 0, 0], nchw.Mean);
         Assert.Equal([1.0, 1, 1], nchw.Std);
 
-        Assert.Equal("NHWC", PreprocessingResolver.Resolve(new ModelManifest(), [Nhwc]).Layout);
-        var dynamic = PreprocessingResolver.Resolve(new ModelManifest(), [new TensorDescriptor("x", [-1, 3, -1, -1], "float32")]);
+        Assert.Equal("NHWC", PreprocessingResolver.Resolve(new ModelManifest(), [Nhwc], []).Layout);
+        var dynamic = PreprocessingResolver.Resolve(new ModelManifest(), [new TensorDescriptor("x", [-1, 3, -1, -1], "float32")], []);
         Assert.Equal((224, 224), (dynamic.Height, dynamic.Width));
-        var gray = PreprocessingResolver.Resolve(new ModelManifest(), [new TensorDescriptor("x", [-1, 1, 28, 28], "float32")]);
+        var gray = PreprocessingResolver.Resolve(new ModelManifest(), [new TensorDescriptor("x", [-1, 1, 28, 28], "float32")], []);
         Assert.Equal(("NCHW", "GRAY"), (gray.Layout, gray.Channels));
-        var second = PreprocessingResolver.Resolve(new ModelManifest { Input = "y", Mean = [0.5] }, [Nchw, Nhwc with { Name = "y" }]);
+        var second = PreprocessingResolver.Resolve(new ModelManifest { Input = "y", Mean = [0.5] }, [Nchw, Nhwc with { Name = "y" }], []);
         Assert.Equal(("y", "NHWC"), (second.Input, second.Layout));
         Assert.Equal([0.5, 0.5, 0.5], second.Mean);
     }
@@ -102,9 +102,9 @@ public sealed class PreprocessingTests
     [Fact]
     public void An_inconsistent_manifest_is_refused()
     {
-        Assert.Throws<InvalidArgumentException>(() => PreprocessingResolver.Resolve(new ModelManifest { Channels = "CMYK" }, [Nchw]));
-        Assert.Throws<InvalidArgumentException>(() => PreprocessingResolver.Resolve(new ModelManifest { Width = 31 }, [Nchw]));
-        Assert.Throws<InvalidArgumentException>(() => PreprocessingResolver.Resolve(new ModelManifest { Std = [1, 0, 1] }, [Nchw]));
-        Assert.Throws<UnsupportedModelException>(() => PreprocessingResolver.Resolve(new ModelManifest(), []));
+        Assert.Throws<InvalidArgumentException>(() => PreprocessingResolver.Resolve(new ModelManifest { Channels = "CMYK" }, [Nchw], []));
+        Assert.Throws<InvalidArgumentException>(() => PreprocessingResolver.Resolve(new ModelManifest { Width = 31 }, [Nchw], []));
+        Assert.Throws<InvalidArgumentException>(() => PreprocessingResolver.Resolve(new ModelManifest { Std = [1, 0, 1] }, [Nchw], []));
+        Assert.Throws<UnsupportedModelException>(() => PreprocessingResolver.Resolve(new ModelManifest(), [], []));
     }
 }

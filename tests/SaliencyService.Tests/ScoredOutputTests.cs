@@ -36,8 +36,11 @@ public sealed class ScoredOutputTests : IDisposable
     private static double[] Product(float[] weights, int columns) =>
         Enumerable.Range(0, columns).Select(c => Enumerable.Range(0, Inputs).Sum(r => (double)Input[r] * weights[r * columns + c])).ToArray();
 
-    private async Task<HttpResponseMessage> ImportAsync(HttpClient client, string? output) =>
-        await client.PostAsync("/v1/models", Http.ModelForm(Model(), "two-heads", output is null ? null : JsonSerializer.Serialize(new { output })));
+    private static async Task<HttpResponseMessage> ImportAsync(HttpClient client, string? output)
+    {
+        using var form = Http.ModelForm(Model(), "two-heads", output is null ? null : JsonSerializer.Serialize(new { output }));
+        return await client.PostAsync("/v1/models", form);
+    }
 
     private static async Task<double[]> ScoresAsync(HttpClient client)
     {

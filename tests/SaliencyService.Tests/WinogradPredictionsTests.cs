@@ -113,7 +113,7 @@ public sealed class WinogradPredictionsTests
         TorchNativeLoader.EnsureLoaded();
         var path = TestPaths.Fixture(Fixture, "model.onnx");
         var onnx = new OnnxModel(Sessions.Create(path).Session, OnnxSessionFactory.Cpu);
-        var preprocessing = PreprocessingResolver.Resolve(ModelInspection.ParseManifest(File.ReadAllText(TestPaths.Fixture(Fixture, "model.json"))), onnx.Inputs);
+        var preprocessing = PreprocessingResolver.Resolve(ModelInspection.ParseManifest(File.ReadAllText(TestPaths.Fixture(Fixture, "model.json"))), onnx.Inputs, onnx.Outputs);
         var model = OnnxFile.Load(path);
         var output = onnx.Outputs[0].Name;
         using var mirror = GraphMirror.Build(model, preprocessing.Input, output).Mirror!;

@@ -55,7 +55,7 @@ public static class Predictor
     public static PredictResponse Rank(ModelDescriptor model, IEnumerable<float[]> scores, int topK) =>
         new(model.Name, scores.Select(s => new Prediction(Top(s, topK, model.Labels))).ToList());
 
-    /// <summary>The output that is ranked: the manifest's, or the default (<see cref="ScoredOutputs.Of"/>), of a single-input model.</summary>
+    /// <summary>The output that is ranked (<see cref="Preprocessing.Output"/>: the manifest's, or the default) of a single-input model.</summary>
     public static TensorDescriptor ScoredOutput(ModelDescriptor model)
     {
         if (model.Inputs.Count != 1)

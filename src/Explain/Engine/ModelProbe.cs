@@ -56,7 +56,7 @@ public static class ModelProbe
             return new FloatTensor(data, shape);
         }
         var values = new float[FloatTensor.ElementCount(shape)];
-        if (FloatElements.IsInteger(onnx.Inputs.First(i => i.Name == p.Input).DataType)) return new FloatTensor(values, shape);
+        if (FloatElements.IsInteger(onnx.ElementTypes[p.Input])) return new FloatTensor(values, shape);
         for (var i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() * 2 - 1);
         return new FloatTensor(values, shape);
     }

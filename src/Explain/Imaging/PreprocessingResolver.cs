@@ -13,8 +13,8 @@ public static class PreprocessingResolver
 
     /// <param name="manifest">The uploaded manifest (may be empty).</param>
     /// <param name="inputs">The model's inputs in graph order.</param>
-    /// <param name="outputs">The model's outputs in graph order (none: the manifest's output is taken as it is).</param>
-    public static Preprocessing Resolve(ModelManifest manifest, IReadOnlyList<TensorDescriptor> inputs, IReadOnlyList<TensorDescriptor>? outputs = null)
+    /// <param name="outputs">The model's outputs in graph order.</param>
+    public static Preprocessing Resolve(ModelManifest manifest, IReadOnlyList<TensorDescriptor> inputs, IReadOnlyList<TensorDescriptor> outputs)
     {
         if (inputs.Count == 0) throw new UnsupportedModelException("The model has no inputs.");
         var input = manifest.Input is null
@@ -60,11 +60,14 @@ public static class PreprocessingResolver
         return new Preprocessing(input.Name, layout, height, width, channels, scale, mean, std) { Output = Output(manifest.Output, outputs) };
     }
 
-    /// <summary>The manifest's output, checked to be a real-valued output of the model; else the default (<see cref="ScoredOutputs.Of"/>).</summary>
-    private static string? Output(string? chosen, IReadOnlyList<TensorDescriptor>? outputs)
+    /// <summary>
+    /// The manifest's output, checked to be a real-valued output of the model; by default the first
+    /// float32 output (the one explanations explain), else the first real-valued one (a float16 export's).
+    /// </summary>
+    private static string? Output(string? chosen, IReadOnlyList<TensorDescriptor> outputs)
     {
-        if (outputs is null) return chosen;
-        if (chosen is null) return ScoredOutputs.Of(outputs)?.Name;
+        if (chosen is null)
+            return (outputs.FirstOrDefault(o => o.DataType == "float32") ?? outputs.FirstOrDefault(o => FloatElements.IsReal(o.DataType)))?.Name;
         var output = outputs.FirstOrDefault(o => o.Name == chosen)
                      ?? throw Invalid($"output '{chosen}' is not an output of the model (it has: {string.Join(", ", outputs.Select(o => o.Name))}).");
         return FloatElements.IsReal(output.DataType)

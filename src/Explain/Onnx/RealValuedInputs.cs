@@ -1,4 +1,6 @@
+using Microsoft.ML.OnnxRuntime.Tensors;
 using SaliencyService.Explain.Onnx.Proto;
+using SaliencyService.Explain.Serving;
 using DataType = SaliencyService.Explain.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace SaliencyService.Explain.Onnx;
@@ -21,8 +23,9 @@ public static class RealValuedInputs
         foreach (var input in graph.Input)
         {
             // (An initializer listed as an input, as older exporters write them, keeps its own type.)
-            if (input.Type?.TensorType is not { } tensor || !IsInteger((DataType)tensor.ElemType) || initialized.Contains(input.Name)) continue;
+            if (input.Type?.TensorType is not { } tensor || !FloatElements.IsInteger((TensorElementType)tensor.ElemType) || initialized.Contains(input.Name)) continue;
             var uses = graph.Node.Where(n => n.Input.Contains(input.Name)).ToArray();
+            // (ONNX Runtime's element types are ONNX's own numbers.)
             var castsToFloat = uses.Length > 0 && uses.All(n => n.OpType == "Cast" && n.Domain is "" or "ai.onnx"
                 && n.Attribute.FirstOrDefault(a => a.Name == "to")?.I is (long)DataType.Float or (long)DataType.Double);
             if (castsToFloat && graph.Output.All(o => o.Name != input.Name))
@@ -30,7 +33,4 @@ public static class RealValuedInputs
         }
         return model;
     }
-
-    private static bool IsInteger(DataType type) => type is DataType.Uint8 or DataType.Int8 or DataType.Uint16 or DataType.Int16
-        or DataType.Int32 or DataType.Uint32 or DataType.Int64 or DataType.Uint64;
 }

@@ -9,16 +9,16 @@ namespace SaliencyService.Explain.Serving;
 /// </summary>
 public static class FloatElements
 {
-    /// <summary>Whether the type holds real numbers (float32, float16, bfloat16, float64).</summary>
-    public static bool IsReal(TensorElementType type) =>
-        type is TensorElementType.Float or TensorElementType.Float16 or TensorElementType.BFloat16 or TensorElementType.Double;
-
     /// <summary>Whether a descriptor's <c>dataType</c> names a real-valued type.</summary>
     public static bool IsReal(string dataType) => dataType is "float32" or "float16" or "bfloat16" or "float64";
 
-    /// <summary>Whether a descriptor's <c>dataType</c> names an integer type (an input that takes pixel values as they are).</summary>
-    public static bool IsInteger(string dataType) =>
-        dataType is "uint8" or "int8" or "uint16" or "int16" or "uint32" or "int32" or "uint64" or "int64";
+    /// <summary>Whether the type holds integers (an image input of it takes pixel values as they are).</summary>
+    public static bool IsInteger(TensorElementType type) => type is TensorElementType.UInt8 or TensorElementType.Int8
+        or TensorElementType.UInt16 or TensorElementType.Int16 or TensorElementType.UInt32 or TensorElementType.Int32
+        or TensorElementType.UInt64 or TensorElementType.Int64;
+
+    /// <summary>As above, for a descriptor's <c>dataType</c> (an integer type's name in lower case: <c>uint8</c>).</summary>
+    public static bool IsInteger(string dataType) => Enum.TryParse<TensorElementType>(dataType, ignoreCase: true, out var type) && IsInteger(type);
 
     /// <summary>
     /// Float values as an input of <paramref name="type"/>: real types rounded to nearest; for an
@@ -31,8 +31,7 @@ public static class FloatElements
         Array values = type switch
         {
             TensorElementType.Double => Convert(data, count, v => (double)v),
-            TensorElementType.Float16 => Convert(data, count, (v, i) => BitConverter.HalfToUInt16Bits(Half.IsFinite((Half)v) ? (Half)v
-                : throw new InvalidArgumentException($"Input '{name}' takes float16 values: element {i} ({v}) is beyond its range (±65504)."))),
+            TensorElementType.Float16 => Convert(data, count, (v, i) => HalfBits(name, i, v)),
             TensorElementType.BFloat16 => Convert(data, count, BFloat16Bits),
             TensorElementType.UInt8 => Whole(data, count, name, type, byte.MinValue, byte.MaxValue, v => (byte)v),
             TensorElementType.Int8 => Whole(data, count, name, type, sbyte.MinValue, sbyte.MaxValue, v => (sbyte)v),
@@ -71,6 +70,15 @@ public static class FloatElements
             TensorElementType.Int64 => Convert((long[])tensor.Data, count, v => (float)v),
             _ => throw new InvalidArgumentException($"'{tensor.Name}' holds {tensor.Type}, not numbers."),
         };
+    }
+
+    /// <summary>Rounds to the nearest float16; a value past its range is a 400 naming it.</summary>
+    private static ushort HalfBits(string name, int index, float value)
+    {
+        var half = (Half)value;
+        return Half.IsFinite(half)
+            ? BitConverter.HalfToUInt16Bits(half)
+            : throw new InvalidArgumentException($"Input '{name}' takes float16 values: element {index} ({value}) is beyond its range (±65504).");
     }
 
     /// <summary>Rounds to the nearest bfloat16, ties to even.</summary>
