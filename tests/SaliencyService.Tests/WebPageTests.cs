@@ -23,6 +23,8 @@ public sealed class WebPageTests(BrowserPage browser) : IClassFixture<BrowserPag
         var methods = await page.GetByTestId("method").Locator("option").AllTextContentsAsync();
         Assert.Equal(["guided-backprop", "gradient", "deconvnet", "input-x-gradient", "integrated-gradients", "smoothgrad", "grad-cam", "guided-grad-cam"], methods);
         await Assertions.Expect(page.Locator("#model-facts")).ToContainTextAsync("Explainable");
+        await page.GetByTestId("model").SelectOptionAsync("resnet18");
+        await Assertions.Expect(page.Locator("#model-facts")).ToContainTextAsync("(pixel − [103.06, 115.9, 123.15])"); // its model.json: BGR, scale 1, mean per channel
         Assert.Empty(errors);
     }
 
@@ -186,9 +188,28 @@ public sealed class WebPageTests(BrowserPage browser) : IClassFixture<BrowserPag
         await page.Locator("#import-name").FillAsync("shapes");
         await page.Locator("#import-layout").SelectOptionAsync("NHWC");
         await page.Locator("#import-labels").FillAsync("box\nball");
-        await page.Locator("#import-form button[type=submit]").ClickAsync();
+
+        // The form's fields reach the manifest: a wrong one is the service's 400, an unreadable number the page's own alert.
+        var submit = page.Locator("#import-form button[type=submit]");
+        await page.Locator("#import-output").FillAsync("logits");
+        await submit.ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("output 'logits' is not an output of the model", new() { Timeout = 60_000 });
+        await page.Locator("#import-output").FillAsync("");
+        await page.Locator("#import-size").FillAsync("32");
+        await submit.ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("height 32 disagrees with the model input's fixed height 64", new() { Timeout = 60_000 });
+        await page.Locator("#import-size").FillAsync("64×64");
+        await page.Locator("#import-scale").FillAsync("two");
+        await submit.ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Pixel scale: 'two' is not a number");
+
+        // A model that takes values in [-1, 1]: pixel × 2/255 − 1.
+        await page.Locator("#import-scale").FillAsync("2/255");
+        await page.Locator("#import-mean").FillAsync("1");
+        await submit.ClickAsync();
         await Assertions.Expect(page.GetByTestId("model")).ToHaveValueAsync("shapes", new() { Timeout = 60_000 });
         await Assertions.Expect(page.Locator("#model-facts")).ToContainTextAsync("box, ball");
+        await Assertions.Expect(page.Locator("#model-facts")).ToContainTextAsync("(pixel ÷ 127.5 − 1)");
 
         // The same name again is refused until "replace" is ticked.
         await page.Locator("#import-form button[type=submit]").ClickAsync();

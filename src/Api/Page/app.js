@@ -75,7 +75,8 @@ function showModel() {
     return;
   }
   const p = m.preprocessing;
-  fact("Input", `${p.width}×${p.height} ${p.channels}, ${p.layout}`);
+  fact("Input", `${m.inputs.length > 1 ? `${p.input}: ` : ""}${p.width}×${p.height} ${p.channels}, ${p.layout}`);
+  fact("Values", valuesFormula(p));
   if (m.outputs.length > 1) fact("Scores", p.output ? `output ${p.output} (of ${m.outputs.length})` : "no real-valued output");
   fact("Labels", m.labels?.length ? `${m.labels.length}: ${m.labels.slice(0, 4).join(", ")}${m.labels.length > 4 ? ", …" : ""}` : "none (class indices)");
   fact("Explainable", m.explain.supported ? `yes, gradients on ${m.explain.gradientEngine}` : `no: ${m.explain.reason}`);
@@ -87,20 +88,26 @@ function showModel() {
   drawPreview();
 }
 
+/** What the model is fed for a pixel of 0–255, as a formula: "(pixel ÷ 255 − [0.485, …]) ÷ [0.229, …]". */
+function valuesFormula(p) {
+  const number = (x) => String(Number(x.toPrecision(6)));
+  const perChannel = (values) => new Set(values).size === 1 ? number(values[0]) : `[${values.map(number).join(", ")}]`;
+  const divisor = 1 / p.scale;
+  let value = p.scale === 1 ? "pixel"
+    : Number.isFinite(divisor) && Math.abs(divisor * 1000 - Math.round(divisor * 1000)) < 1e-6 ? `pixel ÷ ${number(divisor)}`
+    : `pixel × ${number(p.scale)}`;
+  if (p.mean.some((m) => m !== 0)) value = `(${value} − ${perChannel(p.mean)})`;
+  if (p.std.some((s) => s !== 1)) value = `${value} ÷ ${perChannel(p.std)}`;
+  return value;
+}
+
 async function importModel() {
   const form = new FormData();
   const file = $("import-file").files[0];
   if (!file) throw new Error("Choose an .onnx file to import.");
   form.append("file", file, file.name);
   if ($("import-name").value.trim()) form.append("name", $("import-name").value.trim());
-  const manifest = {};
-  const numbers = (text) => text.split(/[\s,]+/).filter(Boolean).map(Number);
-  if ($("import-layout").value) manifest.layout = $("import-layout").value;
-  if ($("import-channels").value) manifest.channels = $("import-channels").value;
-  if ($("import-mean").value.trim()) manifest.mean = numbers($("import-mean").value);
-  if ($("import-std").value.trim()) manifest.std = numbers($("import-std").value);
-  const labels = $("import-labels").value.split("\n").map((l) => l.trim()).filter(Boolean);
-  if (labels.length) manifest.labels = labels;
+  const manifest = importManifest();
   if (Object.keys(manifest).length) form.append("manifest", JSON.stringify(manifest));
   status("Importing… (the model is checked before it is served)");
   const replace = $("import-replace").checked ? "?replace=true" : "";
@@ -109,6 +116,37 @@ async function importModel() {
   status(`Imported ${descriptor.name}.`);
   await loadModels(descriptor.name);
   await predict();
+}
+
+/** The manifest the import form describes; an empty field leaves the model's own default. */
+function importManifest() {
+  const text = (id) => $(id).value.trim();
+  const numbers = (id, what) => text(id).split(/[\s,;]+/).filter(Boolean).map((t) => typedNumber(t, what));
+  const manifest = {};
+  if (text("import-input")) manifest.input = text("import-input");
+  if (text("import-output")) manifest.output = text("import-output");
+  if ($("import-layout").value) manifest.layout = $("import-layout").value;
+  if ($("import-channels").value) manifest.channels = $("import-channels").value;
+  if (text("import-size")) {
+    const size = /^(\d+)(?:\s*[×xX*,\s]\s*(\d+))?$/.exec(text("import-size"));
+    if (!size) throw new Error(`Height × width: '${text("import-size")}' is not a size (write 224×224, or 224 for a square).`);
+    manifest.height = Number(size[1]);
+    manifest.width = Number(size[2] ?? size[1]);
+  }
+  if (text("import-scale")) manifest.scale = typedNumber(text("import-scale"), "Pixel scale");
+  if (text("import-mean")) manifest.mean = numbers("import-mean", "Mean");
+  if (text("import-std")) manifest.std = numbers("import-std", "Std");
+  const labels = $("import-labels").value.split("\n").map((l) => l.trim()).filter(Boolean);
+  if (labels.length) manifest.labels = labels;
+  return manifest;
+}
+
+/** A number as typed in a form: a decimal, or a fraction such as 1/255. */
+function typedNumber(text, what) {
+  const fraction = /^(.+)\/(.+)$/.exec(text);
+  const value = fraction ? Number(fraction[1]) / Number(fraction[2]) : Number(text);
+  if (!Number.isFinite(value)) throw new Error(`${what}: '${text}' is not a number (write 0.5, or a fraction such as 1/255).`);
+  return value;
 }
 
 async function deleteModel() {
