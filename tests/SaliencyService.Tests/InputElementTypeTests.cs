@@ -53,17 +53,27 @@ public sealed class InputElementTypeTests : IDisposable
         return model.ToByteArray();
     }
 
-    /// <summary>The same linear layer in float16 throughout: input, weights and output.</summary>
+    /// <summary>
+    /// The same linear layer on an NHWC image in float16 throughout: input, weights (in
+    /// <c>int32_data</c>, one value each, as the ONNX helpers write them), and output.
+    /// </summary>
     private static byte[] Float16Model()
     {
-        var model = new OnnxTestModel(13, [1, Features]).Node("MatMul", ["x", "w"], ["logits"]).Output("logits", DataType.Float16).Model();
+        var model = new OnnxTestModel(13, [1, Side, Side, Channels])
+            .Initializer("flat", [1L, Features], 2)
+            .Node("Reshape", ["x", "flat"], ["row"])
+            .Node("MatMul", ["row", "w"], ["logits"])
+            .Output("logits", DataType.Float16).Model();
         model.Graph.Input[0].Type.TensorType.ElemType = (int)DataType.Float16;
-        var w = new TensorProto { Name = "w", DataType = (int)DataType.Float16 };
-        w.Dims.AddRange([Features, Classes]);
-        w.Int32Data.AddRange(Weights.Select(v => (int)BitConverter.HalfToUInt16Bits((Half)v)));
-        model.Graph.Initializer.Add(w);
+        model.Graph.Initializer.Add(Float16Tensor("w", Weights, Features, Classes));
         return model.ToByteArray();
     }
+
+    private static TensorProto Float16Tensor(string name, IEnumerable<float> values, params long[] shape) => new()
+    {
+        Name = name, DataType = (int)DataType.Float16, Dims = { shape },
+        Int32Data = { values.Select(v => (int)BitConverter.HalfToUInt16Bits((Half)v)) },
+    };
 
     private static double[] Linear(IReadOnlyList<double> features, Func<float, double> weight) =>
         Enumerable.Range(0, Classes).Select(c => Enumerable.Range(0, Features).Sum(f => features[f] * weight(Weights[f * Classes + c]))).ToArray();
@@ -204,15 +214,115 @@ public sealed class InputElementTypeTests : IDisposable
         using var client = await ImportAsync("half", Float16Model());
         var descriptor = await Http.ReadAsync<ModelDescriptor>(await client.GetAsync("/v1/models/half"));
         Assert.Equal(("float16", "float16"), (descriptor.Inputs[0].DataType, descriptor.Outputs[0].DataType));
-        Assert.False(descriptor.Explain.Supported);
-        Assert.Contains("float16", descriptor.Explain.Reason);
 
         var input = Enumerable.Range(0, Features).Select(i => (float)Math.Cos(i * 1.3)).ToArray();
         // Float64 over the float16 values the model holds; its sum of 48 products rounds to float16 too.
         var expected = Linear(input.Select(v => (double)(Half)v).ToList(), w => (double)(Half)w);
-        using var form = Http.TensorForm(Npy.Write(input, [1, Features]));
+        using var form = Http.TensorForm(Npy.Write(input, [1, Side, Side, Channels]));
         var scores = await ScoresAsync(client, "half", form);
         for (var c = 0; c < Classes; c++) Assert.Equal(expected[c], scores[c], 2e-2);
+    }
+
+    [Theory]
+    [InlineData("guided-backprop")]
+    [InlineData("gradient")]
+    public async Task A_float16_models_map_is_the_gradient_of_its_own_float16_weights(string method)
+    {
+        using var client = await ImportAsync("half", Float16Model());
+        var descriptor = await Http.ReadAsync<ModelDescriptor>(await client.GetAsync("/v1/models/half"));
+        Assert.True(descriptor.Explain.Supported, descriptor.Explain.Reason);
+
+        // Linear, so both rules give the gradient: ∂logit[c]/∂x[f] = W[f, c] as float16 holds it, exactly
+        // (the explainer computes the same weights in float32). A weight read as anything else is off by far more.
+        const int target = 0;
+        var input = Enumerable.Range(0, Features).Select(i => (float)Math.Cos(i * 1.3)).ToArray();
+        using var form = Http.TensorForm(Npy.Write(input, [Side, Side, Channels]));
+        var response = await client.PostAsync($"/v1/models/half/explain?method={method}&target={target}&format=npy", form);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        var map = Npy.Read(await Http.ReadBytesAsync(response), long.MaxValue);
+        Assert.Equal(new long[] { Side, Side, Channels }, map.Shape[^3..]);
+        for (var f = 0; f < Features; f++) Assert.Equal((double)(Half)Weights[f * Classes + target], map.Data[f], 1e-7);
+
+        // The v2 explain extension takes the input as FP16, the model's own datatype.
+        var request = new JsonObject
+        {
+            ["inputs"] = new JsonArray(new JsonObject
+            {
+                ["name"] = "x", ["shape"] = new JsonArray(1, Side, Side, Channels), ["datatype"] = "FP16",
+                ["data"] = new JsonArray(input.Select(v => (JsonNode)(float)(Half)v).ToArray()),
+            }),
+            ["parameters"] = new JsonObject { ["method"] = method, ["target"] = target },
+        };
+        var v2 = await client.PostAsync("/v2/models/half/explain", new StringContent(request.ToJsonString(), System.Text.Encoding.UTF8, "application/json"));
+        var body = await v2.Content.ReadAsStringAsync();
+        Assert.True(v2.StatusCode == HttpStatusCode.OK, body);
+        var attributions = JsonNode.Parse(body)!["outputs"]![0]!["data"]!.AsArray().Select(v => (float)v!).ToArray();
+        Assert.Equal(map.Data, attributions);
+    }
+
+    [Fact]
+    public async Task A_float16_model_is_explainable_within_half_precisions_parity_tolerance()
+    {
+        // A mixed-precision export (float32 arithmetic, rounded to float16 between steps): scores near 1,
+        // then ten additions of 0.0003, each rounded to float16 (a step of 2^-11 or 2^-10 there), which
+        // rounds each one away or up. The explainer's float32 keeps them: 1e-3–1e-2 apart.
+        var builder = new OnnxTestModel(13, [1, Side, Side, Channels])
+            .Initializer("flat", [1L, Features], 2)
+            .Initializer("w", Weights.Select(v => v / 100).ToArray(), Features, Classes)
+            .Initializer("one", [1f], 1)
+            .Initializer("step", [0.0003f], 1)
+            .Node("Cast", ["x"], ["xf"], OnnxTestModel.Int("to", (long)DataType.Float))
+            .Node("Reshape", ["xf", "flat"], ["row"])
+            .Node("MatMul", ["row", "w"], ["product"])
+            .Node("Add", ["product", "one"], ["sum0"]);
+        for (var i = 0; i < 10; i++)
+            builder.Node("Cast", [$"sum{i}"], [$"half{i}"], OnnxTestModel.Int("to", (long)DataType.Float16))
+                .Node("Cast", [$"half{i}"], [$"rounded{i}"], OnnxTestModel.Int("to", (long)DataType.Float))
+                .Node("Add", [$"rounded{i}", "step"], [$"sum{i + 1}"]);
+        var model = builder.Node("Cast", ["sum10"], ["logits"], OnnxTestModel.Int("to", (long)DataType.Float16)).Output("logits", DataType.Float16).Model();
+        model.Graph.Input[0].Type.TensorType.ElemType = (int)DataType.Float16;
+
+        using var client = await ImportAsync("drift", model.ToByteArray());
+        var explain = (await Http.ReadAsync<ModelDescriptor>(await client.GetAsync("/v1/models/drift"))).Explain;
+        Assert.True(explain.Supported, explain.Reason);
+        Assert.InRange(explain.ParityMaxAbsDiff!.Value, 1e-3 * 1.25, 1e-2 * 0.75); // past float32's tolerance at the scores' largest (≤ 1.25)
+    }
+
+    [Fact]
+    public void Half_precision_is_read_as_float32_values_the_file_holds()
+    {
+        static TensorProto Half16(string name, params float[] values) => new()
+        {
+            Name = name, DataType = (int)DataType.Float16, Dims = { values.Length },
+            RawData = ByteString.CopyFrom(values.SelectMany(v => BitConverter.GetBytes(BitConverter.HalfToUInt16Bits((Half)v))).ToArray()),
+        };
+        var model = new OnnxTestModel(13, [1, 3])
+            .Node("Cast", ["x"], ["x16"], OnnxTestModel.Int("to", (long)DataType.Float16))
+            .Node("Constant", [], ["c"], new AttributeProto { Name = "value", Type = AttributeProto.Types.AttributeType.Tensor, T = Half16("c", 0.1f, 2f, -3f) })
+            .Node("Mul", ["x16", "b"], ["y"])
+            .Output("y", DataType.Float16)
+            .Model();
+        // bfloat16 keeps float32's top 16 bits: 1.5 is 0x3FC0.
+        model.Graph.Initializer.Add(new TensorProto { Name = "b", DataType = (int)DataType.Bfloat16, Dims = { 3 }, Int32Data = { 0x3FC0, 0x3FC0, 0xC000 } });
+        Assert.False(Float32Graph.IsFromHalfPrecision(Float32Graph.Widen(new OnnxTestModel(13, [1, 3]).Node("Relu", ["x"], ["y"]).Output("y").Model())));
+
+        var graph = Float32Graph.Widen(model).Graph;
+        Assert.True(Float32Graph.IsFromHalfPrecision(model));
+        Assert.Equal((long)DataType.Float, graph.Node[0].Attribute.Single().I);
+        Assert.Equal((int)DataType.Float, graph.Output[0].Type.TensorType.ElemType);
+        static float[] Values(TensorProto t)
+        {
+            Assert.Equal((int)DataType.Float, t.DataType);
+            return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.RawData.Span).ToArray();
+        }
+        Assert.Equal(new[] { (float)(Half)0.1f, 2f, -3f }, Values(graph.Node[1].Attribute.Single().T));
+        Assert.Equal(new[] { 1.5f, 1.5f, -2f }, Values(graph.Initializer.Single()));
+        Assert.Empty(graph.Initializer.Single().Int32Data);
+
+        // Data that does not fill its shape is left as it is, for the mirror to refuse.
+        var torn = new OnnxTestModel(13, [1, 3]).Node("Relu", ["x"], ["y"]).Output("y").Model();
+        torn.Graph.Initializer.Add(new TensorProto { Name = "t", DataType = (int)DataType.Float16, Dims = { 4 }, RawData = ByteString.CopyFrom(1, 2, 3) });
+        Assert.Equal((int)DataType.Float16, Float32Graph.Widen(torn).Graph.Initializer.Single().DataType);
     }
 
     [Fact]
@@ -225,7 +335,7 @@ public sealed class InputElementTypeTests : IDisposable
             var model = builder.Model();
             model.Graph.Input[0].Type.TensorType.ElemType = (int)DataType.Uint8;
             edit?.Invoke(model);
-            return RealValuedInputs.Widen(model).Graph.Input[0].Type.TensorType.ElemType;
+            return Float32Graph.Widen(model).Graph.Input[0].Type.TensorType.ElemType;
         }
         Assert.Equal((int)DataType.Float, Widened(m => m.Node("Relu", ["xf"], ["y"]).Output("y")));
         // Also used as an integer: the graph must keep its type.

@@ -5,9 +5,10 @@ guided-backprop, gradient and Grad-CAM maps in PyTorch (float64), for checking t
 Guided backprop is applied the way Captum cannot: by replacing F.relu / F.hardtanh(0, 6)
 themselves, so functional ReLUs (DenseNet, GoogLeNet) and ReLU6 modules are all covered.
 
-Usage: /usr/bin/python3 torchvision_guided_backprop.py [--opset N] OUT_DIR [ARCH ...]   (needs Debian's python3-torch,
+Usage: /usr/bin/python3 torchvision_guided_backprop.py [--half] [--opset N] OUT_DIR [ARCH ...]   (needs Debian's python3-torch,
 python3-torchvision; writes OUT_DIR/ARCH/{model.onnx,input.npy,guided_backprop.npy,gradient.npy,grad_cam.npy,meta.json};
-ARCH may be "modern" for the transformer and newer-CNN set of issue 18; the default opset is 13)
+ARCH may be "modern" for the transformer and newer-CNN set of issue 18; the default opset is 13;
+--half exports in float16 throughout, its weights rounded to float16 first so the float64 maps are of the same weights)
 
 Grad-CAM is taken at the last 4-D rectifier output with more than one cell (or CAM_MODULES), the service's default
 layer (explain.defaultLayer); CAM_MODULES names it for the architectures without rectifiers.
@@ -148,20 +149,54 @@ def grad_cam(model, x, arch):
             hook.remove()
 
 
-def main(out, archs, opset):
+def main(out, archs, opset, half=False):
     for arch in archs:
         size = SIZE.get(arch, 224)
         x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
-        write_reference(os.path.join(out, arch), arch, build(arch), x, opset)
+        model = build(arch)
+        if half:
+            # Weights that float16 holds exactly, so the float16 export and the float64 maps share them.
+            for t in list(model.parameters()) + list(model.buffers()):
+                if t.is_floating_point():
+                    t.data = t.data.half().float()
+        write_reference(os.path.join(out, arch), arch, model, x, opset, to_float16 if half else None, fold=not half)
 
 
-def write_reference(folder, arch, model, x, opset, rewrite=None):
+def to_float16(path):
+    """Rewrites an export in float16 throughout (weights, constants, casts, input and output), as a
+    float16 conversion of a model does; its weights must be float16 values already."""
+    import onnx
+    from onnx import numpy_helper, TensorProto
+    m = onnx.load(path)
+    g = m.graph
+    half = lambda t: numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name)
+    for t in g.initializer:
+        if t.data_type == TensorProto.FLOAT:
+            t.CopyFrom(half(t))
+    for n in g.node:
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.FLOAT:
+                a.t.CopyFrom(half(a.t))
+            if n.op_type == "Cast" and a.name == "to" and a.i == TensorProto.FLOAT:
+                a.i = TensorProto.FLOAT16
+    for v in list(g.input) + list(g.output):
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT:
+            v.type.tensor_type.elem_type = TensorProto.FLOAT16
+    del g.value_info[:]
+    onnx.checker.check_model(m)
+    onnx.save(m, path)
+
+
+def write_reference(folder, arch, model, x, opset, rewrite=None, fold=True):
     """Exports model to folder/model.onnx (then rewrite(path), where given) and writes beside it the
-    input, PyTorch's float64 guided-backprop, gradient and Grad-CAM maps and meta.json."""
+    input, PyTorch's float64 guided-backprop, gradient and Grad-CAM maps and meta.json. Without fold,
+    batch norms stay nodes of their own (not folded into the convolutions' weights)."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "model.onnx")
     torch.onnx.export(model, x, path, opset_version=opset, input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, do_constant_folding=fold,
+                      # (PRESERVE, of a model in eval mode: its batch norms as they are, not fused into the convolutions.)
+                      training=torch.onnx.TrainingMode.EVAL if fold else torch.onnx.TrainingMode.PRESERVE)
     if rewrite is not None:
         rewrite(path)
     # float32 maps too: how far PyTorch's own float32 lands from the float64 truth is the
@@ -191,10 +226,12 @@ def rel(a, b):
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    opset = 13
+    opset, half = 13, False
+    if args[:1] == ["--half"]:
+        half, args = True, args[1:]
     if args[:1] == ["--opset"]:
         opset, args = int(args[1]), args[2:]
     chosen = args[1:] or ARCHS
     if chosen == ["modern"]:
         chosen = MODERN
-    main(args[0], chosen, opset)
+    main(args[0], chosen, opset, half)

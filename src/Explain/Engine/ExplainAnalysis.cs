@@ -140,7 +140,8 @@ public sealed class ExplainAnalysis
             var cnnLayers = layers.Where(l => l.Layout == CamLayouts.ChannelsFirst).Select(l => l.Name).ToHashSet();
             var defaultLayer = mirror.RectifierOutputs.LastOrDefault(cnnLayers.Contains) ?? LastInformativeLayer(mirror, truth.Probe, layers);
 
-            if (!ModelProbe.Agree(parity, _options.ParityTolerance))
+            var tolerance = Onnx.Float32Graph.IsFromHalfPrecision(model) ? Math.Max(_options.ParityTolerance, _options.HalfPrecisionParityTolerance) : _options.ParityTolerance;
+            if (!ModelProbe.Agree(parity, tolerance))
             {
                 early?.Dispose(); // before the mirror it is written from
                 mirror.Dispose();

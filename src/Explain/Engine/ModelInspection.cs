@@ -21,8 +21,8 @@ public sealed record ModelFileLoad(Task<(InferenceSession Session, string Provid
         return new(Task.Run(() => sessions.Create(path)), Task.Run(() => Parse(path, mapped)));
     }
 
-    /// <summary>The model file as the explainer reads it: parsed, integer pixel inputs declared float (<see cref="RealValuedInputs"/>).</summary>
-    public static Onnx.Proto.ModelProto Parse(string path, bool mapped) => RealValuedInputs.Widen(mapped ? OnnxFile.Map(path) : OnnxFile.Load(path));
+    /// <summary>The model file as the explainer reads it: parsed, and real-valued float32 where the file is not (<see cref="Float32Graph"/>).</summary>
+    public static Onnx.Proto.ModelProto Parse(string path, bool mapped) => Float32Graph.Widen(mapped ? OnnxFile.Map(path) : OnnxFile.Load(path));
 
     /// <summary>The mirror built ahead of the verdict, and its ONNX Runtime backward once the verdict serves them (<see cref="PrepareBackward"/>), if they are.</summary>
     public PreparedBackward? Backward { get; private set; }
@@ -120,22 +120,24 @@ public static class ModelInspection
     private static string? Unexplainable(OnnxModel onnx, Task<Onnx.Proto.ModelProto> parsed, Preprocessing preprocessing, TensorDescriptor? scored)
     {
         var input = onnx.Inputs.First(i => i.Name == preprocessing.Input);
-        if (input.DataType != "float32" && !(FloatElements.IsInteger(input.DataType) && DeclaredFloat(parsed, input.Name)))
-            return $"The model's input '{input.Name}' is {input.DataType}: the explain engine takes gradients with respect to a float32 input " +
+        if (input.DataType != "float32" && !DeclaredFloat(parsed, input.Name))
+            return $"The model's input '{input.Name}' is {input.DataType}: the explain engine takes gradients with respect to a float32, float16 or bfloat16 input " +
                    "(or an integer one whose every use is a Cast to float).";
         if (input.Shape is [> 1 and var batch, ..])
             return $"The model takes batches of exactly {batch}; an explanation is of one input (export the model with a batch of 1 or a dynamic batch).";
-        return scored is null ? "The model has no float32 output to explain."
-            : scored.DataType != "float32" ? $"The model's output '{scored.Name}' is {scored.DataType}: the explain engine explains a float32 output."
+        return scored is null ? "The model has no real-valued output to explain."
+            : scored.DataType != "float32" && !DeclaredFloat(parsed, scored.Name)
+                ? $"The model's output '{scored.Name}' is {scored.DataType}: the explain engine explains a float32, float16 or bfloat16 output."
             : null;
     }
 
-    /// <summary>Whether the graph the explainer reads declares the input float (<see cref="RealValuedInputs"/>).</summary>
-    private static bool DeclaredFloat(Task<Onnx.Proto.ModelProto> parsed, string input)
+    /// <summary>Whether the graph the explainer reads declares the graph input or output float32 (<see cref="Float32Graph"/>).</summary>
+    private static bool DeclaredFloat(Task<Onnx.Proto.ModelProto> parsed, string name)
     {
         try
         {
-            return parsed.GetAwaiter().GetResult().Graph.Input.FirstOrDefault(i => i.Name == input)?.Type?.TensorType?.ElemType
+            var graph = parsed.GetAwaiter().GetResult().Graph;
+            return graph.Input.Concat(graph.Output).FirstOrDefault(v => v.Name == name)?.Type?.TensorType?.ElemType
                    == (int)Onnx.Proto.TensorProto.Types.DataType.Float;
         }
         catch (Exception e) when (e is not OutOfMemoryException)

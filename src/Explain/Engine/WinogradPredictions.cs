@@ -43,9 +43,10 @@ public static class WinogradPredictions
         OnnxSessionFactory sessions, bool race = true)
     {
         // Only where the probe is a valid input by construction, so that a disagreement is the kernel's.
-        // And only where the explainer's graph takes the served input's type (not an integer input it reads as float).
+        // And only where the explainer's graph computes as the served one does (not an integer input
+        // it reads as float, nor half precision it reads as float32: see Float32Graph).
         if (!sessions.RunsOnCpu || !NativeOps.Available || onnx.ExecutionProvider != OnnxSessionFactory.Cpu || !ModelProbe.IsValidInput(onnx)
-            || onnx.ElementTypes[preprocessing.Input] != TensorElementType.Float) return default;
+            || onnx.ElementTypes[preprocessing.Input] != TensorElementType.Float || Onnx.Float32Graph.IsFromHalfPrecision(model)) return default;
         model = model.Clone();
         var convolutions = WinogradConvolutions.For(nativeKernels: true, summed: false, race ? new WinogradRace(m => sessions.Create(m).Session) : null);
         ForwardWinograd.Rewrite(model, shapes, convolutions);
