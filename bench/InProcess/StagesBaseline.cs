@@ -42,7 +42,7 @@ public static class StagesBaseline
         // Predictions with Saliency:OnnxRuntime:WinogradPredictions: the convolutions the kernel wins here as the kernel.
         using (var winograd = new OnnxModel(sessions.Create(modelPath).Session, provider))
         {
-            var preprocessing = PreprocessingResolver.Resolve(new ModelManifest(), winograd.Inputs);
+            var preprocessing = PreprocessingResolver.Resolve(new ModelManifest(), winograd.Inputs, winograd.Outputs);
             var outcome = WinogradPredictions.Build(winograd, model, backprop.Shapes, preprocessing, onnx.Outputs[0].Name, sessions);
             if (outcome.Kernels > 0)
                 Report.Line(("stage", "served forward, Winograd predictions"), ("kernels", outcome.Kernels),

@@ -153,13 +153,17 @@ def main(out, archs, opset, half=False):
     for arch in archs:
         size = SIZE.get(arch, 224)
         x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
-        model = build(arch)
-        if half:
-            # Weights that float16 holds exactly, so the float16 export and the float64 maps share them.
-            for t in list(model.parameters()) + list(model.buffers()):
-                if t.is_floating_point():
-                    t.data = t.data.half().float()
+        model = half_weights(build(arch)) if half else build(arch)
         write_reference(os.path.join(out, arch), arch, model, x, opset, to_float16 if half else None, fold=not half)
+
+
+def half_weights(model):
+    """Rounds the model's weights to values float16 holds exactly, so that its float16 export
+    (to_float16, without folding) and its float64 maps share them."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            t.data = t.data.half().float()
+    return model
 
 
 def to_float16(path):

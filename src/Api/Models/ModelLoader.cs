@@ -33,13 +33,15 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
         try
         {
             var started = Stopwatch.GetTimestamp();
-            var (verdict, shapes) = stored is not null ? (stored, null)
-                : isolated ? ImportCheck.Run(directory, sessions, analysis, () => loading = ModelFileLoad.Start(directory, sessions),
+            var (verdict, shapes, level) = stored is not null ? (stored.Explain, null, stored.GraphOptimization)
+                : isolated ? ImportCheck.Run(directory, sessions, analysis, level => loading = ModelFileLoad.Start(directory, sessions, level: level),
                     plan => loading?.PrepareBackward(analysis, plan))
-                : default;
+                : (null, null, GraphOptimizationLevel.ORT_ENABLE_ALL);
             if (isolated) ServerTiming.Add("check", started, "isolated");
+            if (level != GraphOptimizationLevel.ORT_ENABLE_ALL && stored is null)
+                logger.LogWarning("ONNX Runtime's full graph optimizations crashed the check of {Model}: it is served with those up to {Level}", name, level);
             started = Stopwatch.GetTimestamp();
-            model = ModelInspection.Open(directory, sessions, analysis, verdict, shapes, loading);
+            model = ModelInspection.Open(directory, sessions, analysis, verdict, shapes, loading, level: level);
             ServerTiming.Add(verdict is null ? "check" : "build", started);
         }
         catch

@@ -237,7 +237,7 @@ public sealed class ModelStore(StoreLayout layout, ModelLoader loader, ILogger<M
         var model = loader.Open(stagingDirectory, name, untrusted: true, version); // as written: not read back
         try
         {
-            await StoredVerdict.WriteAsync(stagingDirectory, model.Descriptor.Sha256, model.Descriptor.Explain, cancellationToken);
+            await StoredVerdict.WriteAsync(stagingDirectory, model.Descriptor.Sha256, new(model.Descriptor.Explain, model.Onnx.GraphOptimization), cancellationToken);
             await written;
             await FlushToDiskAsync(Path.Combine(stagingDirectory, StoredVerdict.File));
             return model;

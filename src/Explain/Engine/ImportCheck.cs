@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.ML.OnnxRuntime;
 using SaliencyService.Contracts;
 using SaliencyService.Explain.Serving;
 using SaliencyService.Explain.Isolation;
@@ -17,7 +18,8 @@ public static class ImportCheck
 {
     private static readonly JsonSerializerOptions OneLine = new(JsonSerializerDefaults.Web);
 
-    private sealed record Settings(OnnxRuntimeOptions OnnxRuntime, ExplainOptions Explain);
+    /// <param name="Served">ONNX Runtime's graph optimizations for the served model's session.</param>
+    private sealed record Settings(OnnxRuntimeOptions OnnxRuntime, ExplainOptions Explain, GraphOptimizationLevel Served);
 
     /// <summary>What the child answers: the explain verdict and the ONNX Runtime backward's value shapes, or the problem that refuses the model.</summary>
     private sealed record Answer(ExplainDescriptor? Explain, string? Refusal, string? Detail, Dictionary<string, TensorInfo>? Shapes = null);
@@ -29,13 +31,17 @@ public static class ImportCheck
     public const string BackwardOpened = "backward-opened";
 
     /// <summary>
-    /// Checks the model folder in a child; returns its explain verdict and, where ONNX Runtime's
-    /// backward was chosen, the value shapes it was written for (<see cref="OrtBackprop.Shapes"/>).
+    /// Checks the model folder in a child; returns its explain verdict, where ONNX Runtime's backward
+    /// was chosen the value shapes it was written for (<see cref="OrtBackprop.Shapes"/>), and the
+    /// graph optimizations the model is served with: all of them, or up to the layout level where
+    /// all of them crashed the child before it had run the model once (ONNX Runtime 1.31 does on
+    /// float16 attention: its fourth level, which only float16 graphs use). A second child then
+    /// checks the model at that level.
     /// </summary>
     /// <param name="probed">
-    /// Told (on another thread) once the child has loaded the model in ONNX Runtime and run it on
-    /// the probe, while its checks go on: the caller may load it too from then on, as a crash there
-    /// would have ended the child first.
+    /// Told (on another thread) once the child has loaded the model in ONNX Runtime at the given
+    /// level and run it on the probe, while its checks go on: the caller may load it too from then
+    /// on, as a crash there would have ended the child first.
     /// </param>
     /// <param name="backwardOpened">
     /// Told (on the same thread, after <paramref name="probed"/>) once the child has built the ONNX
@@ -43,18 +49,14 @@ public static class ImportCheck
     /// too from then on (<see cref="ModelFileLoad.PrepareBackward"/>).
     /// </param>
     /// <exception cref="ClientInputException">The model is refused: what the child found, or that it crashed.</exception>
-    public static (ExplainDescriptor Explain, IReadOnlyDictionary<string, TensorInfo>? Shapes) Run(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis,
-        Action? probed = null, Action<BackwardPlan>? backwardOpened = null)
+    public static (ExplainDescriptor Explain, IReadOnlyDictionary<string, TensorInfo>? Shapes, GraphOptimizationLevel Level) Run(string directory,
+        OnnxSessionFactory sessions, ExplainAnalysis analysis, Action<GraphOptimizationLevel>? probed = null, Action<BackwardPlan>? backwardOpened = null)
     {
         _ = analysis.Engine; // the service's oneDNN choice is made (and handed down) before the first child
-        var settings = JsonSerializer.Serialize(new Settings(sessions.Settings, analysis.Options), OneLine);
-        var result = ChildProcess.RunOnSpare(ChildCommands.ImportCheck, [directory, settings],
-            TimeSpan.FromSeconds(Math.Max(1, analysis.Options.ImportCheckTimeoutSeconds)), step =>
-            {
-                if (step == Probed) probed?.Invoke();
-                else if (step.StartsWith(BackwardOpened + " ", StringComparison.Ordinal) && Plan(step[(BackwardOpened.Length + 1)..]) is { } plan)
-                    backwardOpened?.Invoke(plan);
-            });
+        var level = GraphOptimizationLevel.ORT_ENABLE_ALL;
+        var (result, ran) = RunChild(directory, sessions, analysis, level, probed, backwardOpened);
+        if (result.Signal is not null && !ran)
+            (result, _) = RunChild(directory, sessions, analysis, level = GraphOptimizationLevel.ORT_ENABLE_LAYOUT, probed, backwardOpened);
         if (result.Signal is not null)
             throw new UnsupportedModelException(
                 $"Checking the model crashed a native library ({result.Describe()}); it was not imported and the service is unaffected.");
@@ -66,7 +68,7 @@ public static class ImportCheck
         catch (JsonException)
         {
         }
-        if (answer?.Explain is { } explain) return (explain, answer.Shapes);
+        if (answer?.Explain is { } explain) return (explain, answer.Shapes, level);
         if (answer is { Refusal: { } refusal, Detail: { } detail })
             throw refusal switch
             {
@@ -76,6 +78,26 @@ public static class ImportCheck
                 _ => new UnsupportedModelException(detail),
             };
         throw new UnsupportedModelException($"The model could not be checked: {result.Describe()}.");
+    }
+
+    /// <summary>One child's check at <paramref name="level"/>; whether it ran the model on the probe.</summary>
+    private static (ChildResult Result, bool Ran) RunChild(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis, GraphOptimizationLevel level,
+        Action<GraphOptimizationLevel>? probed, Action<BackwardPlan>? backwardOpened)
+    {
+        var ran = false;
+        var settings = JsonSerializer.Serialize(new Settings(sessions.Settings, analysis.Options, level), OneLine);
+        var result = ChildProcess.RunOnSpare(ChildCommands.ImportCheck, [directory, settings],
+            TimeSpan.FromSeconds(Math.Max(1, analysis.Options.ImportCheckTimeoutSeconds)), step =>
+            {
+                if (step == Probed)
+                {
+                    ran = true;
+                    probed?.Invoke(level);
+                }
+                else if (step.StartsWith(BackwardOpened + " ", StringComparison.Ordinal) && Plan(step[(BackwardOpened.Length + 1)..]) is { } plan)
+                    backwardOpened?.Invoke(plan);
+            });
+        return (result, ran);
     }
 
     /// <summary>A plan as the child wrote it; null if it is not one (then nothing is built before the verdict).</summary>
@@ -109,7 +131,7 @@ public static class ImportCheck
         Answer answer;
         try
         {
-            var model = ModelInspection.Open(args[0], sessions, analysis, verdict: null, probed: () => ChildProcess.WriteProgress(Probed));
+            var model = ModelInspection.Open(args[0], sessions, analysis, verdict: null, probed: () => ChildProcess.WriteProgress(Probed), level: settings.Served);
             answer = new Answer(model.Explain, null, null, (model.Explainer?.Engine as OrtGradientEngine)?.Shapes.ToDictionary());
             model.Explainer?.Dispose();
             model.Onnx.Dispose();

@@ -9,16 +9,17 @@ using SaliencyService.Explain.Serving;
 namespace SaliencyService.Explain.Engine;
 
 /// <summary>
-/// A folder's model file being loaded: ONNX Runtime's session and the explainer's own parse of the
-/// file (managed code), side by side.
+/// A folder's model file being loaded: ONNX Runtime's session (made at <paramref name="Level"/>) and
+/// the explainer's own parse of the file (managed code), side by side.
 /// </summary>
-public sealed record ModelFileLoad(Task<(InferenceSession Session, string Provider)> Session, Task<Onnx.Proto.ModelProto> Parsed)
+public sealed record ModelFileLoad(Task<(InferenceSession Session, string Provider)> Session, Task<Onnx.Proto.ModelProto> Parsed, GraphOptimizationLevel Level)
 {
     /// <param name="mapped">Whether the parse maps the weights instead of copying them (<see cref="OnnxFile.Map"/>: for the isolated import check).</param>
-    public static ModelFileLoad Start(string directory, OnnxSessionFactory sessions, bool mapped = false)
+    /// <param name="level">ONNX Runtime's graph optimizations for the served session (<see cref="OnnxSessionFactory.Create(string, GraphOptimizationLevel)"/>).</param>
+    public static ModelFileLoad Start(string directory, OnnxSessionFactory sessions, bool mapped = false, GraphOptimizationLevel level = GraphOptimizationLevel.ORT_ENABLE_ALL)
     {
         var path = Path.Combine(directory, ModelInspection.ModelFile);
-        return new(Task.Run(() => sessions.Create(path)), Task.Run(() => Parse(path, mapped)));
+        return new(Task.Run(() => sessions.Create(path, level)), Task.Run(() => Parse(path, mapped)), level);
     }
 
     /// <summary>The model file as the explainer reads it: parsed, and real-valued float32 where the file is not (<see cref="Float32Graph"/>).</summary>
@@ -73,14 +74,16 @@ public static class ModelInspection
     /// <param name="shapes">As for <see cref="ExplainAnalysis"/>.Analyse.</param>
     /// <param name="loading">The model file, being loaded already (while a child still checks it, once the child has loaded it itself); loaded here otherwise.</param>
     /// <param name="probed">Told once the model has loaded in ONNX Runtime and run on the probe (the checks' first step).</param>
+    /// <param name="level">ONNX Runtime's graph optimizations for the served session, where it is loaded here.</param>
     public static InspectedModel Open(string directory, OnnxSessionFactory sessions, ExplainAnalysis analysis, ExplainDescriptor? verdict,
-        IReadOnlyDictionary<string, TensorInfo>? shapes = null, ModelFileLoad? loading = null, Action? probed = null)
+        IReadOnlyDictionary<string, TensorInfo>? shapes = null, ModelFileLoad? loading = null, Action? probed = null,
+        GraphOptimizationLevel level = GraphOptimizationLevel.ORT_ENABLE_ALL)
     {
         var modelPath = Path.Combine(directory, ModelFile);
         var manifestPath = Path.Combine(directory, ManifestFile);
         var manifest = ParseManifest(File.Exists(manifestPath) ? File.ReadAllText(manifestPath) : null);
 
-        loading ??= ModelFileLoad.Start(directory, sessions, mapped: analysis.CheckOnly);
+        loading ??= ModelFileLoad.Start(directory, sessions, mapped: analysis.CheckOnly, level);
         InferenceSession served;
         string provider;
         try
@@ -93,7 +96,7 @@ public static class ModelInspection
             throw new UnsupportedModelException("ONNX Runtime cannot load the model: " + e.Message.Replace(modelPath, ModelFile));
         }
 
-        var onnx = new OnnxModel(served, provider);
+        var onnx = new OnnxModel(served, provider) { GraphOptimization = loading.Level };
         try
         {
             var preprocessing = PreprocessingResolver.Resolve(manifest, onnx.Inputs, onnx.Outputs);

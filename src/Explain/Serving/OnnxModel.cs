@@ -32,6 +32,9 @@ public sealed class OnnxModel : IDisposable
     public IReadOnlyDictionary<string, TensorElementType> ElementTypes { get; }
 
     public string ExecutionProvider { get; }
+
+    /// <summary>ONNX Runtime's graph optimizations its session was made with (<see cref="OnnxSessionFactory.Create(string, GraphOptimizationLevel)"/>).</summary>
+    public GraphOptimizationLevel GraphOptimization { get; init; } = GraphOptimizationLevel.ORT_ENABLE_ALL;
     public IReadOnlyList<TensorDescriptor> Inputs { get; }
     public IReadOnlyList<TensorDescriptor> Outputs { get; }
     public string? Producer { get; }

@@ -46,12 +46,20 @@ public sealed class OnnxSessionFactory
     /// model it refuses. The engine's own kernels are not registered: they are for the graphs the
     /// service writes, and a model that names them is refused as one of an unknown domain.
     /// </summary>
+    /// <param name="level">
+    /// ONNX Runtime's graph optimizations: all of them, unless they crashed the import's check
+    /// (<see cref="Engine.ImportCheck"/>: ONNX Runtime 1.31's float16 attention, at its fourth level).
+    /// </param>
     /// <exception cref="OnnxRuntimeException">The file is not a model this runtime can run.</exception>
-    public (InferenceSession Session, string Provider) Create(string modelPath) =>
-        Create(options => new InferenceSession(modelPath, options), nativeOps: false, profiled: true);
+    public (InferenceSession Session, string Provider) Create(string modelPath, GraphOptimizationLevel level = GraphOptimizationLevel.ORT_ENABLE_ALL) =>
+        Create(options =>
+        {
+            options.GraphOptimizationLevel = level;
+            return new InferenceSession(modelPath, options);
+        }, nativeOps: false, profiled: true);
 
     /// <summary>
-    /// Creates a session on a model held in memory (one the service wrote), as <see cref="Create(string)"/>
+    /// Creates a session on a model held in memory (one the service wrote), as <see cref="Create(string, GraphOptimizationLevel)"/>
     /// does; weights that are views of a mapped model file are read from that file (<see cref="OrtModelBytes"/>).
     /// </summary>
     public (InferenceSession Session, string Provider) Create(ModelProto model)
