@@ -152,24 +152,35 @@ public sealed class InputElementTypeTests : IDisposable
 
         // The model is linear (no rectifier, so both rules give the gradient): ∂logit[c]/∂pixel[f] = W[f, c] / 255.
         const int target = 1;
-        using var form = Http.TensorForm(Npy.Write(Enumerable.Range(0, Features).Select(i => (float)(i * 5 % 256)).ToArray(), [Side, Side, Channels]));
-        var response = await client.PostAsync($"/v1/models/pixels/explain?method={method}&target={target}&format=npy", form);
+        var pixels = Enumerable.Range(0, Features).Select(i => (float)(i * 5 % 256)).ToArray();
+        await AssertMapIsTheGradientAsync(client, "pixels", method, target, pixels, "UINT8", f => Weights[f * Classes + target] / 255.0);
+    }
+
+    /// <summary>
+    /// Explains <paramref name="input"/> as a <c>.npy</c> and through the v2 explain extension (the input
+    /// in the model's own <paramref name="datatype"/>): both maps must be <paramref name="gradient"/>,
+    /// ∂logit[target]/∂input[f], to 1e-7.
+    /// </summary>
+    private static async Task AssertMapIsTheGradientAsync(HttpClient client, string model, string method, int target, float[] input, string datatype,
+        Func<int, double> gradient)
+    {
+        using var form = Http.TensorForm(Npy.Write(input, [Side, Side, Channels]));
+        var response = await client.PostAsync($"/v1/models/{model}/explain?method={method}&target={target}&format=npy", form);
         Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
         var map = Npy.Read(await Http.ReadBytesAsync(response), long.MaxValue);
         Assert.Equal(new long[] { Side, Side, Channels }, map.Shape[^3..]);
-        for (var f = 0; f < Features; f++) Assert.Equal(Weights[f * Classes + target] / 255.0, map.Data[f], 1e-7);
+        for (var f = 0; f < Features; f++) Assert.Equal(gradient(f), map.Data[f], 1e-7);
 
-        // The v2 explain extension takes the input in the model's own datatype.
         var request = new JsonObject
         {
             ["inputs"] = new JsonArray(new JsonObject
             {
-                ["name"] = "x", ["shape"] = new JsonArray(1, Side, Side, Channels), ["datatype"] = "UINT8",
-                ["data"] = new JsonArray(Enumerable.Range(0, Features).Select(i => (JsonNode)(i * 5 % 256)).ToArray()),
+                ["name"] = "x", ["shape"] = new JsonArray(1, Side, Side, Channels), ["datatype"] = datatype,
+                ["data"] = new JsonArray(input.Select(v => (JsonNode)v).ToArray()),
             }),
             ["parameters"] = new JsonObject { ["method"] = method, ["target"] = target },
         };
-        var v2 = await client.PostAsync("/v2/models/pixels/explain", new StringContent(request.ToJsonString(), System.Text.Encoding.UTF8, "application/json"));
+        var v2 = await client.PostAsync($"/v2/models/{model}/explain", new StringContent(request.ToJsonString(), System.Text.Encoding.UTF8, "application/json"));
         var body = await v2.Content.ReadAsStringAsync();
         Assert.True(v2.StatusCode == HttpStatusCode.OK, body);
         var attributions = JsonNode.Parse(body)!["outputs"]![0]!["data"]!.AsArray().Select(v => (float)v!).ToArray();
@@ -235,29 +246,8 @@ public sealed class InputElementTypeTests : IDisposable
         // Linear, so both rules give the gradient: ∂logit[c]/∂x[f] = W[f, c] as float16 holds it, exactly
         // (the explainer computes the same weights in float32). A weight read as anything else is off by far more.
         const int target = 0;
-        var input = Enumerable.Range(0, Features).Select(i => (float)Math.Cos(i * 1.3)).ToArray();
-        using var form = Http.TensorForm(Npy.Write(input, [Side, Side, Channels]));
-        var response = await client.PostAsync($"/v1/models/half/explain?method={method}&target={target}&format=npy", form);
-        Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
-        var map = Npy.Read(await Http.ReadBytesAsync(response), long.MaxValue);
-        Assert.Equal(new long[] { Side, Side, Channels }, map.Shape[^3..]);
-        for (var f = 0; f < Features; f++) Assert.Equal((double)(Half)Weights[f * Classes + target], map.Data[f], 1e-7);
-
-        // The v2 explain extension takes the input as FP16, the model's own datatype.
-        var request = new JsonObject
-        {
-            ["inputs"] = new JsonArray(new JsonObject
-            {
-                ["name"] = "x", ["shape"] = new JsonArray(1, Side, Side, Channels), ["datatype"] = "FP16",
-                ["data"] = new JsonArray(input.Select(v => (JsonNode)(float)(Half)v).ToArray()),
-            }),
-            ["parameters"] = new JsonObject { ["method"] = method, ["target"] = target },
-        };
-        var v2 = await client.PostAsync("/v2/models/half/explain", new StringContent(request.ToJsonString(), System.Text.Encoding.UTF8, "application/json"));
-        var body = await v2.Content.ReadAsStringAsync();
-        Assert.True(v2.StatusCode == HttpStatusCode.OK, body);
-        var attributions = JsonNode.Parse(body)!["outputs"]![0]!["data"]!.AsArray().Select(v => (float)v!).ToArray();
-        Assert.Equal(map.Data, attributions);
+        var input = Enumerable.Range(0, Features).Select(i => (float)(Half)Math.Cos(i * 1.3)).ToArray();
+        await AssertMapIsTheGradientAsync(client, "half", method, target, input, "FP16", f => (double)(Half)Weights[f * Classes + target]);
     }
 
     [Fact]
