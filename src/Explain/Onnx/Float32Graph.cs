@@ -79,25 +79,34 @@ public static class Float32Graph
 
     private static bool IsHalf(long type) => type is (long)DataType.Float16 or (long)DataType.Bfloat16;
 
-    /// <summary>A half-precision tensor's values as float32, in place. One whose data does not fill its shape is left for the mirror to refuse.</summary>
+    /// <summary>
+    /// A half-precision tensor's values as float32, in place. One whose data does not fill its shape,
+    /// or whose float32 values no array holds, is left as it is, for the mirror to refuse.
+    /// </summary>
     private static bool WidenTensor(TensorProto tensor)
     {
         if (!IsHalf(tensor.DataType)) return false;
         var raw = tensor.RawData.Span;
-        if (!Fills(tensor.Dims, raw.Length > 0 ? raw.Length / 2.0 : tensor.Int32Data.Count)) return false;
-        var bits = raw.Length > 0 ? MemoryMarshal.Cast<byte, ushort>(raw).ToArray() : tensor.Int32Data.Select(v => (ushort)v).ToArray();
+        var count = raw.Length > 0 ? raw.Length / 2 : tensor.Int32Data.Count;
+        if (raw.Length % 2 != 0 || !Fills(tensor.Dims, count) || count > Array.MaxLength / sizeof(float)) return false;
         var half = tensor.DataType == (int)DataType.Float16;
-        var values = new float[bits.Length];
-        for (var i = 0; i < bits.Length; i++)
-            values[i] = half ? (float)BitConverter.UInt16BitsToHalf(bits[i]) : BitConverter.Int32BitsToSingle(bits[i] << 16);
+        // One new buffer, the float32 values' own: no copy of the (possibly mapped) half-precision data.
+        var bytes = new byte[count * sizeof(float)];
+        var values = MemoryMarshal.Cast<byte, float>(bytes.AsSpan());
+        var bits = MemoryMarshal.Cast<byte, ushort>(raw);
+        for (var i = 0; i < count; i++)
+        {
+            var b = raw.Length > 0 ? bits[i] : (ushort)tensor.Int32Data[i];
+            values[i] = half ? (float)BitConverter.UInt16BitsToHalf(b) : BitConverter.Int32BitsToSingle(b << 16);
+        }
         tensor.DataType = (int)DataType.Float;
         tensor.Int32Data.Clear();
-        tensor.RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes(values.AsSpan()));
+        tensor.RawData = UnsafeByteOperations.UnsafeWrap(bytes);
         return true;
     }
 
     /// <summary>Whether <paramref name="count"/> values are exactly the shape's (the untrusted file's word).</summary>
-    private static bool Fills(IEnumerable<long> dims, double count)
+    private static bool Fills(IEnumerable<long> dims, long count)
     {
         double product = 1;
         foreach (var d in dims) product = d < 0 ? double.NaN : product * d;
