@@ -7,10 +7,11 @@ using SaliencyService.Explain.Engine;
 namespace SaliencyService.Api.Models;
 
 /// <summary>
-/// The import's explain verdict (<see cref="ExplainDescriptor"/>: parity, layers, gradient engine),
-/// and the graph optimizations the model's session takes (<see cref="ImportCheck"/>), kept in the model folder as <c>explain.json</c> so that other replicas, and later start-ups,
-/// build the model as it says instead of probing it again. Written into the staging folder
-/// before the publish rename; tied to the model file by its SHA-256.
+/// The import's explain verdict (<see cref="ExplainDescriptor"/>: parity, layers, gradient engine)
+/// and the graph optimizations the model's session takes (<see cref="ImportCheck"/>), kept in the
+/// model folder as <c>explain.json</c> so that other replicas, and later start-ups, build the model
+/// as it says instead of probing it again. Written into the staging folder before the publish
+/// rename; tied to the model file by its SHA-256.
 /// </summary>
 public static class StoredVerdict
 {
