@@ -12,7 +12,14 @@ public sealed record ModelDescriptor(
     Preprocessing Preprocessing,
     IReadOnlyList<string>? Labels,
     string ExecutionProvider,
-    ExplainDescriptor Explain);
+    ExplainDescriptor Explain)
+{
+    /// <summary>
+    /// ONNX Runtime's graph optimizations the model's session was made with: <c>all</c>, or
+    /// <c>layout</c> where all of them crashed the import's check (ONNX Runtime 1.31 on float16 attention).
+    /// </summary>
+    public string GraphOptimization { get; init; } = "all";
+}
 
 /// <summary>A graph input or output; dynamic dimensions are -1.</summary>
 public sealed record TensorDescriptor(string Name, IReadOnlyList<long> Shape, string DataType);

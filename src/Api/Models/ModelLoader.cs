@@ -72,7 +72,7 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
                 model.Preprocessing,
                 model.Manifest.Labels,
                 model.Onnx.ExecutionProvider,
-                model.Explain);
+                model.Explain) { GraphOptimization = GraphOptimizationName(model.Onnx.GraphOptimization) };
             var served = new ServedModel(descriptor, model.Onnx, model.Explainer, version);
             if (sessions.Settings.WinogradPredictions && model.Explainer?.Engine is OrtGradientEngine engine) SpeedUp(served, engine);
             return served;
@@ -119,4 +119,14 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
         using var stream = File.OpenRead(path);
         return Convert.ToHexStringLower(SHA256.HashData(stream));
     }
+
+    /// <summary>The descriptor's name of a graph optimization level.</summary>
+    private static string GraphOptimizationName(GraphOptimizationLevel level) => level switch
+    {
+        GraphOptimizationLevel.ORT_ENABLE_ALL => "all",
+        GraphOptimizationLevel.ORT_ENABLE_LAYOUT => "layout",
+        GraphOptimizationLevel.ORT_ENABLE_EXTENDED => "extended",
+        GraphOptimizationLevel.ORT_ENABLE_BASIC => "basic",
+        _ => "none",
+    };
 }

@@ -79,6 +79,7 @@ function showModel() {
   fact("Values", valuesFormula(p));
   if (m.outputs.length > 1) fact("Scores", p.output ? `output ${p.output} (of ${m.outputs.length})` : "no real-valued output");
   fact("Labels", m.labels?.length ? `${m.labels.length}: ${m.labels.slice(0, 4).join(", ")}${m.labels.length > 4 ? ", …" : ""}` : "none (class indices)");
+  if (m.graphOptimization && m.graphOptimization !== "all") fact("Runtime", `ONNX Runtime's graph optimizations up to "${m.graphOptimization}" (all of them crashed on this model)`);
   fact("Explainable", m.explain.supported ? `yes, gradients on ${m.explain.gradientEngine}` : `no: ${m.explain.reason}`);
   $("layer").replaceChildren(...(m.explain.layers || []).map((l) => {
     const option = new Option(`${l.name} [${l.shape.join("×")}]`, l.name);
