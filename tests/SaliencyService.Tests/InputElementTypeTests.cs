@@ -335,6 +335,9 @@ public sealed class InputElementTypeTests : IDisposable
         // An initializer listed among the inputs, as older exporters write them.
         Assert.Equal((int)DataType.Uint8, Widened(m => m.Node("Relu", ["xf"], ["y"]).Output("y"),
             model => model.Graph.Initializer.Add(new TensorProto { Name = "x", DataType = (int)DataType.Uint8, Dims = { 1, 3 }, RawData = ByteString.CopyFrom(1, 2, 3) })));
+        // Cast to float16 (a float16 export of a uint8 image model): float once the half precision is read as float32.
+        Assert.Equal((int)DataType.Float, Widened(m => m.Node("Relu", ["xf"], ["y"]).Output("y"),
+            model => model.Graph.Node[0].Attribute.Single().I = (long)DataType.Float16));
     }
 
     [Fact]

@@ -59,7 +59,10 @@ public static class ImportCheck
         var (result, ran) = RunChild(directory, sessions, analysis, level, probed, backwardOpened);
         // (Not after SIGKILL: the memory or the time limit, which a second child would only meet again.)
         if (result.Signal is { } signal && signal != SigKill && !ran)
-            (result, _) = RunChild(directory, sessions, analysis, level = GraphOptimizationLevel.ORT_ENABLE_LAYOUT, probed, backwardOpened);
+        {
+            level = GraphOptimizationLevel.ORT_ENABLE_LAYOUT;
+            (result, _) = RunChild(directory, sessions, analysis, level, probed, backwardOpened);
+        }
         if (result.Signal is not null)
             throw new UnsupportedModelException(
                 $"Checking the model crashed a native library ({result.Describe()}); it was not imported and the service is unaffected.");

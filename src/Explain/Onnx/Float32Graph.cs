@@ -29,8 +29,9 @@ public static class Float32Graph
     public static ModelProto Widen(ModelProto model)
     {
         if (model.Graph is not { } graph) return model;
-        WidenIntegerInputs(graph);
+        // Half precision first: then an integer input cast to float16 is one cast to float.
         if (WidenHalfPrecision(graph)) model.MetadataProps.Add(new StringStringEntryProto { Key = WidenedFrom, Value = "half precision" });
+        WidenIntegerInputs(graph);
         return model;
     }
 

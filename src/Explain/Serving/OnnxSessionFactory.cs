@@ -52,11 +52,7 @@ public sealed class OnnxSessionFactory
     /// </param>
     /// <exception cref="OnnxRuntimeException">The file is not a model this runtime can run.</exception>
     public (InferenceSession Session, string Provider) Create(string modelPath, GraphOptimizationLevel level = GraphOptimizationLevel.ORT_ENABLE_ALL) =>
-        Create(options =>
-        {
-            options.GraphOptimizationLevel = level;
-            return new InferenceSession(modelPath, options);
-        }, nativeOps: false, profiled: true);
+        Create(options => new InferenceSession(modelPath, options), nativeOps: false, profiled: true, level);
 
     /// <summary>
     /// Creates a session on a model held in memory (one the service wrote), as <see cref="Create(string, GraphOptimizationLevel)"/>
@@ -93,13 +89,14 @@ public sealed class OnnxSessionFactory
         return new InferenceSession(model.Bytes, options);
     }
 
-    private (InferenceSession Session, string Provider) Create(Func<SessionOptions, InferenceSession> open, bool nativeOps, bool profiled)
+    private (InferenceSession Session, string Provider) Create(Func<SessionOptions, InferenceSession> open, bool nativeOps, bool profiled,
+        GraphOptimizationLevel level = GraphOptimizationLevel.ORT_ENABLE_ALL)
     {
         if (PreferredProvider.Provider == Cuda)
         {
             try
             {
-                using var cudaOptions = Options(cuda: true, nativeOps, profiled);
+                using var cudaOptions = Options(cuda: true, nativeOps, profiled, level);
                 return (open(cudaOptions), Cuda);
             }
             catch (OnnxRuntimeException) when (!_options.ExecutionProvider.Equals("cuda", StringComparison.OrdinalIgnoreCase))
@@ -108,15 +105,15 @@ public sealed class OnnxSessionFactory
             }
         }
         // ONNX Runtime copies the options into the session: they are released once it is made.
-        using var options = Options(cuda: false, nativeOps, profiled);
+        using var options = Options(cuda: false, nativeOps, profiled, level);
         return (open(options), Cpu);
     }
 
-    private SessionOptions Options(bool cuda, bool nativeOps, bool profiled)
+    private SessionOptions Options(bool cuda, bool nativeOps, bool profiled, GraphOptimizationLevel level)
     {
         var options = new SessionOptions
         {
-            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+            GraphOptimizationLevel = level,
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
             IntraOpNumThreads = IntraOpThreads,
             InterOpNumThreads = 1,
