@@ -4,17 +4,19 @@
 # What a host without AVX-512 computes is then checked by the same tests, against the same float64
 # references, without such a host.
 #
-# usage: tools/emulated-cpu/test.sh CLASS...    e.g. tools/emulated-cpu/test.sh NativeOpsTests GradientRuleTests
+# usage: [QEMU_CPU=MODEL] tools/emulated-cpu/test.sh CLASS...    e.g. tools/emulated-cpu/test.sh NativeOpsTests GradientRuleTests
+# QEMU_CPU picks another of `qemu-x86_64 -cpu help`'s models (Nehalem: SSE4.2 and no AVX at all).
 # Each class runs in its own process, in xunit's console runner (in-process: vstest's test host
 # would start natively). Child processes the tests start (isolated import checks, Chromium) run natively.
 #
 # QEMU 7.2 (Debian 12) builds signal frames 8 bytes off the 16-byte alignment .NET's context capture
 # (fxsave) needs, so a signal the runtime handles ends the process: thread-suspension signals are
 # switched off below (DOTNET_INTERNAL_ThreadSuspendInjection=0); a hardware NullReferenceException,
-# caught or not, still ends the run ("uncaught target signal 11"). Emulation is 5-50 times slower.
+# caught or not, still ends the run ("uncaught target signal 11"): FuzzTests cannot run here, as
+# ImageSharp meets some corrupt JPEGs with one. Emulation is 5-50 times slower.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-(( $# > 0 )) || { sed -n 2,9p "$0" | cut -c3-; exit 2; }
+(( $# > 0 )) || { sed -n 2,10p "$0" | cut -c3-; exit 2; }
 
 if ! command -v qemu-x86_64 >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user >/dev/null
@@ -53,7 +55,7 @@ for class in "$@"; do
     fi
     log="$work/$class.log"
     (cd "$bin" && DOTNET_INTERNAL_ThreadSuspendInjection=0 DOTNET_EnableWriteXorExecute=0 \
-        qemu-x86_64 -cpu max "$(readlink -f "$(command -v dotnet)")" exec \
+        qemu-x86_64 -cpu "${QEMU_CPU:-max}" "$(readlink -f "$(command -v dotnet)")" exec \
         --runtimeconfig SaliencyService.Tests.runtimeconfig.json --depsfile SaliencyService.Tests.deps.json \
         --additional-deps runner.deps.json xunit.console.dll SaliencyService.Tests.dll -class "$class" -noColor) >"$log" 2>&1
     rc=$?
