@@ -13,7 +13,9 @@
 # (fxsave) needs, so a signal the runtime handles ends the process: thread-suspension signals are
 # switched off below (DOTNET_INTERNAL_ThreadSuspendInjection=0); a hardware NullReferenceException,
 # caught or not, still ends the run ("uncaught target signal 11"): FuzzTests cannot run here, as
-# ImageSharp meets some corrupt JPEGs with one. Emulation is 5-50 times slower.
+# ImageSharp meets some corrupt JPEGs with one. The runtime's W^X (JIT'd code written through a
+# second mapping of its pages) is off too: with it on, runs crashed here as well.
+# Emulation is 5-50 times slower.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 (( $# > 0 )) || { sed -n 2,10p "$0" | cut -c3-; exit 2; }
@@ -61,7 +63,10 @@ for class in "$@"; do
     rc=$?
     summary=$(grep -o 'Total: .*' "$log" | tail -1)
     echo "$class: ${summary:-no summary (exit $rc)}"
-    if (( rc != 0 )); then
+    if [[ $summary =~ ^Total:\ 0(,|$) ]]; then
+        echo "  no tests ran: is $class a test class?"
+        status=1
+    elif (( rc != 0 )); then
         status=1
         grep -E '^\s+\S+ \[FAIL\]|uncaught target signal' "$log" | head -20
     fi
