@@ -30,8 +30,6 @@ public static class ImportCheck
     /// <summary>The child's progress step once it has built the ONNX Runtime backward it judges (then its <see cref="BackwardPlan"/>).</summary>
     public const string BackwardOpened = "backward-opened";
 
-    private const int SigKill = 9;
-
     /// <summary>
     /// Checks the model folder in a child; returns its explain verdict, where ONNX Runtime's backward
     /// was chosen the value shapes it was written for (<see cref="OrtBackprop.Shapes"/>), and the
@@ -57,8 +55,7 @@ public static class ImportCheck
         _ = analysis.Engine; // the service's oneDNN choice is made (and handed down) before the first child
         var level = GraphOptimizationLevel.ORT_ENABLE_ALL;
         var (result, ran) = RunChild(directory, sessions, analysis, level, probed, backwardOpened);
-        // (Not after SIGKILL: the memory or the time limit, which a second child would only meet again.)
-        if (result.Signal is { } signal && signal != SigKill && !ran)
+        if (result.Faulted && !ran)
         {
             level = GraphOptimizationLevel.ORT_ENABLE_LAYOUT;
             (result, _) = RunChild(directory, sessions, analysis, level, probed, backwardOpened);

@@ -6,7 +6,15 @@ namespace SaliencyService.Explain.Isolation;
 /// <summary>How a child ended: its exit code, the signal that killed it (if any), and its last output line.</summary>
 public sealed record ChildResult(int ExitCode, int? Signal, string LastLine, string Errors)
 {
+    private const int SigKill = 9;
+
     public bool Succeeded => ExitCode == 0;
+
+    /// <summary>
+    /// Whether a native fault of the child's own ended it: a signal other than SIGKILL, which is
+    /// its memory or time limit (a second try would only meet that again).
+    /// </summary>
+    public bool Faulted => Signal is { } signal && signal != SigKill;
 
     /// <summary>A crash (a signal), as the reason a caller gives.</summary>
     public string Describe() => Signal is { } signal
@@ -19,7 +27,7 @@ public sealed record ChildResult(int ExitCode, int? Signal, string LastLine, str
         6 => "SIGABRT, aborted",
         7 => "SIGBUS",
         8 => "SIGFPE, arithmetic fault",
-        9 => "SIGKILL, out of memory or the time limit",
+        SigKill => "SIGKILL, out of memory or the time limit",
         11 => "SIGSEGV, invalid memory access",
         _ => "signal",
     };
