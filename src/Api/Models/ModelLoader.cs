@@ -73,7 +73,7 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
                 model.Manifest.Labels,
                 model.Onnx.ExecutionProvider,
                 model.Explain) { GraphOptimization = GraphOptimizationName(model.Onnx.GraphOptimization) };
-            var served = new ServedModel(descriptor, model.Onnx, model.Explainer, version);
+            var served = new ServedModel(descriptor, model.Onnx, model.Explainer, version, model.Weights);
             if (sessions.Settings.WinogradPredictions && model.Explainer?.Engine is OrtGradientEngine engine) SpeedUp(served, engine);
             return served;
         }
@@ -81,6 +81,7 @@ public sealed class ModelLoader(OnnxSessionFactory sessions, ExplainAnalysis ana
         {
             model.Onnx.Dispose();
             model.Explainer?.Dispose();
+            model.Weights?.Dispose();
             throw;
         }
     }

@@ -13,12 +13,16 @@ public sealed class ServedModel
 {
     private readonly Holders _holders = new(); // the store's own hold, dropped by Retire()
 
-    public ServedModel(ModelDescriptor descriptor, OnnxModel onnx, ModelExplainer? explainer, ModelVersion version)
+    private readonly SharedWeights? _weights;
+
+    /// <param name="weights">The weights the explainer's sessions share (<see cref="SharedWeights"/>), let go with them.</param>
+    public ServedModel(ModelDescriptor descriptor, OnnxModel onnx, ModelExplainer? explainer, ModelVersion version, SharedWeights? weights = null)
     {
         Version = version;
         Descriptor = descriptor;
         Onnx = onnx;
         Explainer = explainer;
+        _weights = weights;
     }
 
     public ModelDescriptor Descriptor { get; }
@@ -43,6 +47,7 @@ public sealed class ServedModel
         if (!_holders.Release()) return;
         Onnx.Dispose();
         Explainer?.Dispose();
+        _weights?.Dispose();
         // A retired version's sessions, mirror and backward graphs free hundreds of MB at once (5×
         // the model file for ViT-B/16). Kept as long as batched work's, for the import that often
         // follows (a new version, a model deleted and imported again: its pages then need no faulting

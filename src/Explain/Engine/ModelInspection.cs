@@ -19,11 +19,47 @@ public sealed record ModelFileLoad(Task<(InferenceSession Session, string Provid
     public static ModelFileLoad Start(string directory, OnnxSessionFactory sessions, bool mapped = false, GraphOptimizationLevel level = GraphOptimizationLevel.ORT_ENABLE_ALL)
     {
         var path = Path.Combine(directory, ModelInspection.ModelFile);
-        return new(Task.Run(() => sessions.Create(path, level)), Task.Run(() => Parse(path, mapped)), level);
+        var share = !mapped && sessions.RunsOnCpu && sessions.Settings.ShareWeights;
+        var weights = new TaskCompletionSource<SharedWeights?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var parsed = Task.Run(() =>
+        {
+            try
+            {
+                var model = Parse(path, mapped);
+                weights.SetResult(share ? Share(model, sessions.Settings.WeightsFolder) : null);
+                return model;
+            }
+            catch (Exception e)
+            {
+                weights.TrySetException(e);
+                throw;
+            }
+        });
+        return new(Task.Run(() => sessions.Create(path, level)), parsed, level) { Weights = weights.Task };
+    }
+
+    /// <summary>The parse's weights moved to be shared (<see cref="SharedWeights.Create"/>); null where the folder takes no file (each session then keeps its own copy).</summary>
+    private static SharedWeights? Share(Onnx.Proto.ModelProto model, string folder)
+    {
+        try
+        {
+            return SharedWeights.Create(model, folder);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
     }
 
     /// <summary>The model file as the explainer reads it: parsed, and real-valued float32 where the file is not (<see cref="Float32Graph"/>).</summary>
     public static Onnx.Proto.ModelProto Parse(string path, bool mapped) => Float32Graph.Widen(mapped ? OnnxFile.Map(path) : OnnxFile.Load(path));
+
+    /// <summary>
+    /// The weights the sessions written from the parse share (<see cref="SharedWeights"/>), moved
+    /// out of the parse before anything reads it; null where they are not shared. Disposed by
+    /// whoever takes the model (<see cref="InspectedModel.Weights"/>), or by <see cref="Abandon"/>.
+    /// </summary>
+    public Task<SharedWeights?> Weights { get; private init; } = Task.FromResult<SharedWeights?>(null);
 
     /// <summary>The mirror built ahead of the verdict, and its ONNX Runtime backward once the verdict serves them (<see cref="PrepareBackward"/>), if they are.</summary>
     public PreparedBackward? Backward { get; private set; }
@@ -36,12 +72,14 @@ public sealed record ModelFileLoad(Task<(InferenceSession Session, string Provid
     {
         Session.ContinueWith(t => t.Result.Session.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
         Backward?.Dispose();
+        Weights.ContinueWith(t => t.Result?.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
     }
 }
 
 /// <summary>A model folder opened: its session, manifest, effective preprocessing, and what explains it.</summary>
+/// <param name="Weights">The weights its explainer's sessions share, if they do: disposed after <paramref name="Explainer"/> and <paramref name="Onnx"/>.</param>
 public sealed record InspectedModel(OnnxModel Onnx, ModelManifest Manifest, Preprocessing Preprocessing, ModelExplainer? Explainer,
-    ExplainDescriptor Explain);
+    ExplainDescriptor Explain, SharedWeights? Weights = null);
 
 /// <summary>
 /// Opens a model folder (<c>model.onnx</c>, optional <c>model.json</c>) the one way both the service
@@ -97,6 +135,7 @@ public static class ModelInspection
         }
 
         var onnx = new OnnxModel(served, provider) { GraphOptimization = loading.Level };
+        SharedWeights? weights = null;
         try
         {
             var preprocessing = PreprocessingResolver.Resolve(manifest, onnx.Inputs, onnx.Outputs);
@@ -110,12 +149,19 @@ public static class ModelInspection
             var (explainer, explain) = Unexplainable(onnx, loading.Parsed, preprocessing, scored) is { } reason
                 ? (null, new ExplainDescriptor(false, [], null, null, [], reason))
                 : analysis.Analyse(loading.Parsed, onnx, preprocessing, scored!.Name, verdict, probe, shapes, loading.Backward);
-            return new InspectedModel(onnx, manifest, preprocessing, explainer, explain);
+            // An explainer was built from the parse, which had moved the weights by then.
+            weights = explainer is null ? null : loading.Weights.Result;
+            return new InspectedModel(onnx, manifest, preprocessing, explainer, explain, weights);
         }
         catch
         {
             onnx.Dispose();
             throw;
+        }
+        finally
+        {
+            // Weights no explainer reads go once moved (the parse may still run where the model is not explainable).
+            if (weights is null) loading.Weights.ContinueWith(t => t.Result?.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
         }
     }
 

@@ -4,8 +4,8 @@ namespace SaliencyService.Explain.Onnx;
 
 /// <summary>
 /// A file's bytes, mapped read-only (<see cref="NativeBytes"/>): for a process that holds a model
-/// briefly, as a file rewritten in place under a mapping kills the process that maps it (SIGBUS).
-/// The view's handle unmaps it.
+/// briefly, or for a file only this process writes (<see cref="WeightsFile"/>), as a file rewritten
+/// in place under a mapping kills the process that maps it (SIGBUS). The view's handle unmaps it.
 /// </summary>
 internal sealed unsafe class MappedFile : NativeBytes
 {
@@ -26,8 +26,20 @@ internal sealed unsafe class MappedFile : NativeBytes
     public static MappedFile? Open(string path)
     {
         var length = new FileInfo(path).Length;
-        if (!Holdable(length)) return null;
-        var file = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        return Holdable(length) ? Map(path, MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read), length) : null;
+    }
+
+    /// <summary>Maps the whole of an open file, whose handle stays the caller's; null where it cannot be held.</summary>
+    public static MappedFile? Open(string path, Microsoft.Win32.SafeHandles.SafeFileHandle handle)
+    {
+        var length = RandomAccess.GetLength(handle);
+        return Holdable(length)
+            ? Map(path, MemoryMappedFile.CreateFromFile(handle, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true), length)
+            : null;
+    }
+
+    private static MappedFile Map(string path, MemoryMappedFile file, long length)
+    {
         try
         {
             return new MappedFile(System.IO.Path.GetFullPath(path), file, file.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read), (int)length);

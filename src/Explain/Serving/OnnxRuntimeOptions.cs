@@ -35,6 +35,16 @@ public sealed class OnnxRuntimeOptions
     /// </summary>
     public bool WinogradPredictions { get; set; }
 
+    /// <summary>
+    /// Whether the CPU sessions the explain engine writes from a served model share its weights
+    /// (<see cref="SharedWeights"/>): moved into a file of their own in <see cref="WeightsFolder"/>,
+    /// read in place by every such session, where each kept a copy of its own.
+    /// </summary>
+    public bool ShareWeights { get; set; } = true;
+
+    /// <summary>Where the served models' weights files go (<see cref="ShareWeights"/>); files no process holds are deleted there.</summary>
+    public string WeightsFolder { get; set; } = Path.Combine(Path.GetTempPath(), "saliency-weights");
+
     /// <summary>CUDA device ordinal when the CUDA provider is used.</summary>
     public int CudaDeviceId { get; set; }
 

@@ -61,9 +61,11 @@ public sealed class OnnxSessionFactory
     public (InferenceSession Session, string Provider) Create(ModelProto model)
     {
         var bytes = OrtModelBytes.Of(model); // once, whichever provider takes it
+        // On CPU, the weights of a served model's weights file are its other sessions' too (SharedWeights).
+        var shared = RunsOnCpu ? SharedWeights.Of(model) : null;
         // A Winograd race's single-node sessions are never profiled: the profiler's cost on a ~0.5 ms
         // run moved the races' outcomes, so a profiled service took other kernels than an unprofiled one.
-        return Create(options => FromMemory(bytes, options), nativeOps: true, profiled: model.Graph?.Name != WinogradRace.GraphName);
+        return Create(options => FromMemory(bytes, options, model, shared), nativeOps: true, profiled: model.Graph?.Name != WinogradRace.GraphName);
     }
 
     /// <summary>
@@ -83,10 +85,11 @@ public sealed class OnnxSessionFactory
     }
 
     /// <summary>A session on a model's bytes, their external references read from the folder they name.</summary>
-    private static InferenceSession FromMemory((byte[] Bytes, string? Folder) model, SessionOptions options)
+    /// <param name="shared">The weights it shares with the served model's other sessions, if any (<see cref="SharedWeights"/>).</param>
+    private static InferenceSession FromMemory((byte[] Bytes, string? Folder) bytes, SessionOptions options, ModelProto? model = null, SharedWeights? shared = null)
     {
-        if (model.Folder is not null) options.AddSessionConfigEntry(OrtModelBytes.ExternalDataFolder, model.Folder);
-        return new InferenceSession(model.Bytes, options);
+        if (bytes.Folder is not null) options.AddSessionConfigEntry(OrtModelBytes.ExternalDataFolder, bytes.Folder);
+        return shared?.Open(model!, bytes.Bytes, options) ?? new InferenceSession(bytes.Bytes, options);
     }
 
     private (InferenceSession Session, string Provider) Create(Func<SessionOptions, InferenceSession> open, bool nativeOps, bool profiled,
