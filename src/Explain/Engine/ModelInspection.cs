@@ -20,23 +20,18 @@ public sealed record ModelFileLoad(Task<(InferenceSession Session, string Provid
     {
         var path = Path.Combine(directory, ModelInspection.ModelFile);
         var share = !mapped && sessions.RunsOnCpu && sessions.Settings.ShareWeights;
-        var weights = new TaskCompletionSource<SharedWeights?>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var parsed = Task.Run(() =>
+        // The weights move before the parse is handed out, so every session written from it shares them.
+        var loaded = Task.Run(() =>
         {
-            try
-            {
-                var model = Parse(path, mapped);
-                weights.SetResult(share ? Share(model, sessions.Settings.WeightsFolder) : null);
-                return model;
-            }
-            catch (Exception e)
-            {
-                weights.TrySetException(e);
-                throw;
-            }
+            var model = Parse(path, mapped);
+            return (Model: model, Weights: share ? Share(model, sessions.Settings.WeightsFolder) : null);
         });
-        return new(Task.Run(() => sessions.Create(path, level)), parsed, level) { Weights = weights.Task };
+        return new(Task.Run(() => sessions.Create(path, level)), Part(loaded, l => l.Model), level) { Weights = Part(loaded, l => l.Weights) };
     }
+
+    /// <summary>One part of what the load gives, its failure the load's own exception.</summary>
+    private static async Task<T> Part<T>(Task<(Onnx.Proto.ModelProto Model, SharedWeights? Weights)> loaded, Func<(Onnx.Proto.ModelProto Model, SharedWeights? Weights), T> part) =>
+        part(await loaded);
 
     /// <summary>The parse's weights moved to be shared (<see cref="SharedWeights.Create"/>); null where the folder takes no file (each session then keeps its own copy).</summary>
     private static SharedWeights? Share(Onnx.Proto.ModelProto model, string folder)

@@ -12,7 +12,12 @@ namespace SaliencyService.Explain.Serving;
 public sealed record NamedTensor(string Name, TensorElementType Type, long[] Shape, Array Data)
 {
     /// <summary>The element types a tensor may hold, with the array element type that stores each.</summary>
-    public static Type ClrType(TensorElementType type) => type switch
+    public static Type ClrType(TensorElementType type) => StoredAs(type) ?? throw new UnsupportedModelException($"Tensors of {type} are not supported.");
+
+    /// <summary>Whether a tensor may hold elements of <paramref name="type"/>.</summary>
+    public static bool Holds(TensorElementType type) => StoredAs(type) is not null;
+
+    private static Type? StoredAs(TensorElementType type) => type switch
     {
         TensorElementType.Float => typeof(float),
         TensorElementType.Double => typeof(double),
@@ -24,7 +29,7 @@ public sealed record NamedTensor(string Name, TensorElementType Type, long[] Sha
         TensorElementType.UInt8 or TensorElementType.Bool => typeof(byte),
         TensorElementType.UInt32 => typeof(uint),
         TensorElementType.UInt64 => typeof(ulong),
-        _ => throw new UnsupportedModelException($"Tensors of {type} are not supported."),
+        _ => null,
     };
 
     public static int ElementSize(TensorElementType type) => Marshal.SizeOf(ClrType(type));

@@ -117,15 +117,10 @@ public sealed class SharedWeights : IDisposable
     private static TensorElementType? ElementType(TensorProto tensor)
     {
         var type = (TensorElementType)tensor.DataType; // ONNX Runtime numbers its element types as ONNX does
-        int? size = type switch
-        {
-            TensorElementType.Float or TensorElementType.Int32 or TensorElementType.UInt32 => 4,
-            TensorElementType.Double or TensorElementType.Int64 or TensorElementType.UInt64 => 8,
-            TensorElementType.Float16 or TensorElementType.BFloat16 or TensorElementType.Int16 or TensorElementType.UInt16 => 2,
-            TensorElementType.Int8 or TensorElementType.UInt8 or TensorElementType.Bool => 1,
-            _ => null,
-        };
-        return size is { } bytes && tensor.Dims.All(d => d >= 0) && tensor.Dims.Aggregate(1L, (n, d) => n * d) * bytes == tensor.RawData.Length ? type : null;
+        return NamedTensor.Holds(type) && tensor.Dims.All(d => d >= 0)
+               && tensor.Dims.Aggregate(1L, (n, d) => n * d) * NamedTensor.ElementSize(type) == tensor.RawData.Length
+            ? type
+            : null;
     }
 
     /// <summary>A session that holds the weights (and their packed forms) until it is disposed.</summary>
